@@ -1,0 +1,1 @@
+"""Generated code for proto package `flow` (see proto/flow/)."""
