@@ -1,0 +1,1 @@
+"""The `hubble` command-line interface."""

@@ -1,0 +1,5 @@
+"""Allow `python -m hubblepy.cli`."""
+
+from hubblepy.cli.app import main
+
+main()

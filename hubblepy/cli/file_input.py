@@ -1,0 +1,87 @@
+"""Line reader for `hubble observe --input-file`: big chunked reads, upstream's line rules.
+
+Upstream reads input with a Go ``bufio.Scanner``: lines end at ``\\n``, one ``\\r`` right before it
+is removed, the last line needs no newline, and a line of 65,536 bytes or more (counting a trailing
+``\\r``, not the ``\\n``) stops the whole read with ``bufio.Scanner: token too long``. This module
+yields the same lines, in batches, reading the file in large chunks so that the per-line cost is
+one slice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import BinaryIO
+
+MAX_LINE_BYTES = 65535
+CHUNK_BYTES = 1 << 20
+TOKEN_TOO_LONG = "bufio.Scanner: token too long"
+
+
+class InputError(Exception):
+    """A fatal input problem, with upstream's one-line message as its text."""
+
+
+def open_input(path: str, stdin: BinaryIO) -> BinaryIO:
+    """Open ``path`` for reading (``-`` is standard input), with upstream's error texts."""
+    if path == "-":
+        return stdin
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise InputError(f"open {path}: no such file or directory") from None
+    except IsADirectoryError:
+        raise InputError(f"read {path}: is a directory") from None
+    except PermissionError:
+        raise InputError(f"open {path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"open {path}: {os.strerror(exc.errno or 0).lower()}") from None
+
+
+def iter_line_batches(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Iterator[list[bytes]]:
+    """Yield lists of lines (without ``\\n`` and without a final ``\\r``), in input order.
+
+    Raises :class:`InputError` (``bufio.Scanner: token too long``) when a line is too long, after
+    every earlier line has been yielded.
+    """
+    pending = b""
+    while True:
+        try:
+            chunk = stream.read(chunk_bytes)
+        except IsADirectoryError:
+            name = getattr(stream, "name", "?")
+            raise InputError(f"read {name}: is a directory") from None
+        if not chunk:
+            break
+        if pending:
+            chunk = pending + chunk
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            if len(chunk) > MAX_LINE_BYTES:
+                raise InputError(TOKEN_TOO_LONG)
+            pending = chunk
+            continue
+        pending = chunk[cut + 1 :]
+        lines = chunk[:cut].split(b"\n")
+        yield from _finish(lines, b"\r" in chunk)
+        if len(pending) > MAX_LINE_BYTES:
+            raise InputError(TOKEN_TOO_LONG)
+    if pending:
+        yield from _finish([pending], b"\r" in pending)
+
+
+def _finish(lines: list[bytes], has_cr: bool) -> Iterator[list[bytes]]:
+    """Stop at the first line that is too long (a trailing CR counts), then strip one CR per line."""
+    if max(map(len, lines)) > MAX_LINE_BYTES:
+        for index, line in enumerate(lines):
+            if len(line) > MAX_LINE_BYTES:
+                if index:
+                    yield _strip_cr(lines[:index], has_cr)
+                raise InputError(TOKEN_TOO_LONG)
+    yield _strip_cr(lines, has_cr)
+
+
+def _strip_cr(lines: list[bytes], has_cr: bool) -> list[bytes]:
+    if not has_cr:
+        return lines
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]

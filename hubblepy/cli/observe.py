@@ -1,0 +1,293 @@
+"""`hubble observe`: flags -> filters -> records -> printer, for a flows file or a live server.
+
+The file path (``--input-file FILE|-``) is the hot loop of the CLI. Per line it costs one optional
+byte-level prefilter, one JSON decode (orjson plus a canonical check), one compiled predicate and one
+print; a line that is already in canonical form is written back as is in JSON output.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import BinaryIO, TextIO
+
+import orjson
+
+from hubblepy.cli.file_input import InputError, iter_line_batches, open_input
+from hubblepy.cli.observe_args import ObserveArgs, UsageError, parse_observe_args, render_raw_filters
+from hubblepy.cli.slog import slog_line, warn
+from hubblepy.cli.timeparse import parse_time_bound
+from hubblepy.cli.timestamps import timestamp_ns
+from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
+from hubblepy.filters import FilterError, compile_byte_prefilter, compile_flow_filters
+from hubblepy.printer import Printer, PrintOptions
+
+
+class ObserveError(Exception):
+    """An error that ends `hubble observe` with one line on stderr and exit status 1."""
+
+
+def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
+    """Run `hubble observe` with ``argv`` (the words after ``observe``); returns the exit status."""
+    env = os.environ if env is None else env
+    stdout = sys.stdout.buffer
+    stderr = sys.stderr
+    try:
+        return run(argv, env, sys.stdin.buffer, stdout, stderr)
+    except (UsageError, FilterError, ObserveError, InputError) as exc:
+        stdout.flush()
+        stderr.write(f"{exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly like a Go program killed by SIGPIPE.
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def run(
+    argv: list[str],
+    env: Mapping[str, str],
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+    stderr: TextIO,
+) -> int:
+    """Parse, validate, then read and print. Raises the errors :func:`main` turns into one line."""
+    args = parse_observe_args(argv, env)
+    if args.print_raw_filters:
+        stdout.write(render_raw_filters(args.allow, args.deny).encode())
+        return 0
+    predicate = compile_flow_filters(args.allow, args.deny)
+    jq_program = _compile_jq(args.jq) if args.jq is not None else None
+    since_ns, until_ns = _time_window(args)
+    if args.debug:
+        stderr.write(slog_line("DEBUG", "Sending GetFlows request", request=_request_summary(args)))
+    if args.input_file is None:
+        from hubblepy.cli.live import run_live_observe
+
+        return run_live_observe(args, stdout=stdout, stderr=stderr)
+
+    options = print_options(args, stdout)
+    printer = Printer(options, stdout, stderr.buffer if hasattr(stderr, "buffer") else stderr)
+    stream = open_input(args.input_file, stdin)
+    try:
+        records = _matching_records(
+            iter_line_batches(stream),
+            ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text)),
+            predicate,
+            compile_byte_prefilter(args.allow, args.deny),
+            since_ns,
+            until_ns,
+            stderr,
+        )
+        if jq_program is not None:
+            _print_jq(records, args, jq_program, stdout, stderr)
+        else:
+            _print_records(records, args, printer)
+    finally:
+        printer.close()
+        if stream is not stdin:
+            stream.close()
+        stdout.flush()
+    return 0
+
+
+def print_options(args: ObserveArgs, stdout: BinaryIO) -> PrintOptions:
+    """The printer settings for ``args``, with ``--color auto`` resolved against ``stdout``."""
+    return PrintOptions(
+        output=args.output,
+        time_format=args.time_format,
+        color=_use_color(args.color, stdout),
+        print_node_name=args.print_node_name,
+        print_policy_names=args.print_policy_names,
+        numeric=args.numeric or not args.ip_translation,
+        debug=args.debug,
+        silent_errors=args.silent_errors,
+        legacy_json=args.legacy_json,
+    )
+
+
+def _use_color(mode: str, stdout: BinaryIO) -> bool:
+    mode = mode.lower()
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return os.isatty(stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _time_window(args: ObserveArgs) -> tuple[int | None, int | None]:
+    since_ns = until_ns = None
+    if args.since is not None:
+        try:
+            since_ns = parse_time_bound(args.since, time.time_ns())
+        except ValueError as exc:
+            raise ObserveError(f"failed to parse the since time: {exc}") from None
+    if args.until is not None and not args.follow:
+        try:
+            until_ns = parse_time_bound(args.until, time.time_ns())
+        except ValueError as exc:
+            raise ObserveError(f"failed to parse the until time: {exc}") from None
+    return since_ns, until_ns
+
+
+def _compile_jq(expression: str):  # noqa: ANN202 - jq's program type is not exported
+    import jq
+
+    try:
+        return jq.compile(expression)
+    except ValueError as exc:
+        message = str(exc).splitlines()[0] if str(exc) else "invalid program"
+        raise ObserveError(f"invalid --jq expression: {message}") from None
+
+
+def _warn_unknown_field(stderr: TextIO, text: str) -> None:
+    warn(stderr, "unknown field detected, upgrade the Hubble CLI to get rid of this warning", error=text)
+
+
+def _request_summary(args: ObserveArgs) -> str:
+    parts = []
+    if args.allow:
+        parts.append(f"whitelist:{len(args.allow)}")
+    if args.deny:
+        parts.append(f"blacklist:{len(args.deny)}")
+    if args.follow:
+        parts.append("follow:true")
+    return " ".join(parts)
+
+
+Record = tuple[dict, "bytes | None"]
+
+
+def _matching_records(
+    batches: Iterable[list[bytes]],
+    decoder: ResponseDecoder,
+    predicate: Callable[[dict], bool],
+    prefilter: Callable[[bytes], bool] | None,
+    since_ns: int | None,
+    until_ns: int | None,
+    stderr: TextIO,
+) -> Iterable[Record]:
+    """Decode, window and filter the input; yield ``(record, raw canonical line or None)``."""
+    decode = decoder.decode
+    line_number = 0
+    windowed = since_ns is not None or until_ns is not None
+    for batch in batches:
+        for line in batch:
+            line_number += 1
+            if prefilter is not None and not prefilter(line):
+                if not _is_json_object(line):
+                    _warn_bad_line(stderr, line, line_number, decoder)
+                continue
+            try:
+                record = decode(line)
+            except DecodeError as exc:
+                _warn_bad_line(stderr, line, line_number, decoder, exc)
+                continue
+            if windowed:
+                stamp = timestamp_ns(record.get("time"))
+                if since_ns is not None and stamp < since_ns:
+                    continue
+                if until_ns is not None and stamp > until_ns:
+                    continue
+            if predicate(record):
+                yield record, (line if decoder.last_was_canonical else None)
+
+
+def _is_json_object(line: bytes) -> bool:
+    """Whether a line the prefilter rejected is at least a JSON object (else it deserves a warning)."""
+    try:
+        return type(orjson.loads(line)) is dict
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _warn_bad_line(
+    stderr: TextIO,
+    line: bytes,
+    line_number: int,
+    decoder: ResponseDecoder,
+    exc: DecodeError | None = None,
+) -> None:
+    if exc is None:
+        try:
+            decoder.decode(line)
+        except DecodeError as found:
+            exc = found
+        else:  # the quick check was too strict: nothing to report
+            return
+    warn(
+        stderr,
+        "Failed to unmarshal json to flow",
+        error=exc.message,
+        line=line.decode("utf-8", "replace"),
+        line_number=line_number,
+    )
+
+
+def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printer) -> None:
+    write = printer.write
+    if args.first:
+        remaining = args.first
+        for record, raw in records:
+            write(record, raw)
+            remaining -= 1
+            if not remaining:
+                break
+    elif args.last:
+        for record, raw in collections.deque(records, maxlen=args.last):
+            write(record, raw)
+    else:
+        for record, raw in records:
+            write(record, raw)
+
+
+def _print_jq(
+    records: Iterable[Record],
+    args: ObserveArgs,
+    program,  # noqa: ANN001 - jq's program type is not exported
+    stdout: BinaryIO,
+    stderr: TextIO,
+) -> None:
+    """Run the ``--jq`` program on each record's JSON and print its results, one per line."""
+    if args.first:
+        records = _take(records, args.first)
+    elif args.last:
+        records = collections.deque(records, maxlen=args.last)
+    chunk: list[bytes] = []
+    for record, raw in records:
+        text = (raw if raw is not None else encode_response(record)).decode()
+        try:
+            results = program.input_text(text).text()
+        except ValueError as exc:
+            stdout.write(b"".join(chunk))
+            chunk.clear()
+            warn(stderr, "jq program failed on a record", error=str(exc).splitlines()[0])
+            continue
+        if results:
+            chunk.append(results.encode() + b"\n")
+        if len(chunk) >= 256:
+            stdout.write(b"".join(chunk))
+            chunk.clear()
+    stdout.write(b"".join(chunk))
+
+
+def _take(records: Iterable[Record], count: int) -> Iterable[Record]:
+    for index, item in enumerate(records):
+        yield item
+        if index + 1 >= count:
+            return

@@ -1,0 +1,44 @@
+"""Developer sessions: tests, lint, protos, bench (and demo).
+
+Sessions run in the current environment (``venv_backend="none"``): the project's environment is a
+virtualenv made by ``scripts/bootstrap.sh`` from Debian's Python with system site packages, because
+bcc (Debian's python3-bpfcc) only exists there. Run them as ``.venv/bin/nox -s NAME``.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite (real eBPF tests need root; they say why when they skip)."""
+    session.run("python", "scripts/gen_protos.py", "--check")
+    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def protos(session: nox.Session) -> None:
+    """Regenerate hubblepy/api from proto/."""
+    session.run("python", "scripts/gen_protos.py")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: CLI throughput vs jq, relay end to end, datapath events/s."""
+    for script in ("bench_cli.py", "bench_relay.py", "bench_datapath.py", "bench_policy.py"):
+        path = f"benchmarks/{script}"
+        import os
+
+        if os.path.exists(path):
+            session.run("python", path, *session.posargs)
