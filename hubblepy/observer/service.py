@@ -1,0 +1,323 @@
+"""gRPC handlers of one node: observer.Observer and peer.Peer over an :class:`~hubblepy.observer.core.Observer`.
+
+GetFlows streams pre-serialized ``GetFlowsResponse`` bytes: each ring entry is converted to protobuf
+once (cached on the entry) no matter how many clients read it. The handlers are registered as
+generic handlers so that GetFlows can skip the per-message serializer; every other RPC uses the
+generated message classes.
+
+Request semantics follow upstream Hubble:
+
+* ``first`` with ``follow`` is INVALID_ARGUMENT; bad filters are INVALID_ARGUMENT with the filter
+  error text.
+* ``first`` or ``since``: read forward from the oldest entry (``number`` caps the flows when set).
+* ``follow`` with ``number == 0``: only new flows.
+* otherwise: the newest ``number`` matching flows (all when 0), then continue when following.
+* ``until`` ends a non-following stream at the first flow newer than it.
+* A reader that the ring overtakes gets one ``lost_events`` response (source HUBBLE_RING_BUFFER,
+  with the number of entries it missed) and continues at the oldest entry still there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from hubblepy.api.flow import flow_pb2
+from hubblepy.api.observer import observer_pb2
+from hubblepy.api.peer import peer_pb2
+from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message, message_to_dict
+from hubblepy.observer.core import Observer
+from hubblepy.observer.ring import Ring, RingEntry
+from hubblepy.observer.timefmt import timestamp_ns
+
+log = logging.getLogger(__name__)
+
+OBSERVER_SERVICE = "observer.Observer"
+PEER_SERVICE = "peer.Peer"
+FOLLOW_POLL_S = 0.25
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+class BadRequest(Exception):
+    """A request the server rejects with INVALID_ARGUMENT."""
+
+
+def compile_request_filters(request: Any) -> Predicate | None:
+    """Predicate over GetFlowsResponse dicts for the request's whitelist/blacklist (None = all)."""
+    if not request.whitelist and not request.blacklist:
+        return None
+    from hubblepy.filters import FilterError, compile_flow_filters
+
+    allow = [message_to_dict(f) for f in request.whitelist]
+    deny = [message_to_dict(f) for f in request.blacklist]
+    try:
+        return compile_flow_filters(allow, deny)
+    except FilterError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+class ResponseEncoder:
+    """Turns ring entries into wire bytes of a response message, with optional field mask."""
+
+    def __init__(self, message_class: type, mask_paths: list[str] | None = None) -> None:
+        self.message_class = message_class
+        self.mask_tree = compile_mask(mask_paths) if mask_paths else None
+        self.mask_key = tuple(sorted(mask_paths)) if mask_paths else None
+
+    def encode(self, entry: RingEntry) -> bytes:
+        if self.mask_tree is None or entry.flow is None:
+            wire = entry.wire
+            if wire is None:
+                wire = dict_to_message(entry.response, self.message_class()).SerializeToString()
+                entry.wire = wire
+            return wire
+        cached = entry.masked
+        if cached is not None and cached[0] == self.mask_key:
+            return cached[1]
+        resp = dict(entry.response)
+        resp["flow"] = apply_mask(entry.flow, self.mask_tree)
+        wire = dict_to_message(resp, self.message_class()).SerializeToString()
+        entry.masked = (self.mask_key, wire)
+        return wire
+
+
+def _lost_response(node_name: str, count: int) -> bytes:
+    now = time.time_ns()
+    resp = observer_pb2.GetFlowsResponse(node_name=node_name)
+    resp.lost_events.source = flow_pb2.HUBBLE_RING_BUFFER
+    resp.lost_events.num_events_lost = count
+    resp.time.FromNanoseconds(now)
+    return resp.SerializeToString()
+
+
+def stream_ring(
+    ring: Ring,
+    request: Any,
+    is_active: Callable[[], bool],
+    encode: Callable[[RingEntry], bytes],
+    node_name: str,
+    predicate: Predicate | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[bytes]:
+    """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects."""
+    number = request.number
+    follow = request.follow
+    since_ns = timestamp_ns(request.since.seconds, request.since.nanos) if request.HasField("since") else None
+    until_ns = None
+    if request.HasField("until") and not follow:
+        until_ns = timestamp_ns(request.until.seconds, request.until.nanos)
+    if request.first or since_ns is not None:
+        seq = ring.oldest_seq
+    elif follow and number == 0:
+        seq = ring.next_seq
+    else:
+        seq = _rewind(ring, number, predicate, until_ns)
+    limit = number if (number and not follow) else 0
+    end = None if follow else ring.next_seq
+    sent = 0
+    while True:
+        if end is not None and seq >= end:
+            return
+        entry, lost = ring.read(seq)
+        if lost:
+            yield _lost_response(node_name, lost)
+            seq += lost
+            continue
+        if entry is None:  # caught up with the writer: wait for more (follow mode only)
+            if not is_active() or (stop is not None and stop.is_set()):
+                return
+            ring.wait(seq, FOLLOW_POLL_S)
+            continue
+        seq += 1
+        if "lost_events" not in entry.response:
+            if since_ns is not None and entry.time_ns < since_ns:
+                continue
+            if until_ns is not None and entry.time_ns > until_ns:
+                return
+            if predicate is not None and not predicate(entry.response):
+                continue
+            sent += 1
+        yield encode(entry)
+        if limit and sent >= limit:
+            return
+
+
+def _rewind(ring: Ring, number: int, predicate: Predicate | None, until_ns: int | None) -> int:
+    """Sequence number from which the newest ``number`` matching entries follow (oldest when 0)."""
+    oldest = ring.oldest_seq
+    if number == 0:
+        return oldest
+    seq = ring.next_seq
+    count = 0
+    while seq > oldest:
+        entry, lost = ring.read(seq - 1)
+        if entry is None:
+            break
+        seq -= 1
+        if "lost_events" in entry.response:
+            continue
+        if until_ns is not None and entry.time_ns > until_ns:
+            continue
+        if predicate is not None and not predicate(entry.response):
+            continue
+        count += 1
+        if count >= number:
+            break
+    return seq
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    context.abort(code, message)
+
+
+class NodeServices:
+    """The node's observer.Observer and peer.Peer services, as gRPC generic handlers."""
+
+    def __init__(
+        self,
+        observer: Observer,
+        self_peer: dict[str, Any],
+        extra_peers: list[dict[str, Any]],
+        stop: threading.Event,
+        address: str = "",
+        tls_enabled: bool = False,
+    ) -> None:
+        self.observer = observer
+        self.self_peer = self_peer
+        self.extra_peers = extra_peers
+        self.stop = stop
+        self.address = address
+        self.tls_enabled = tls_enabled
+
+    # -- observer.Observer ----------------------------------------------------------------------
+    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        if request.first and request.follow:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
+        try:
+            predicate = compile_request_filters(request)
+        except BadRequest as exc:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        mask = list(request.field_mask.paths) if request.HasField("field_mask") else None
+        encoder = ResponseEncoder(observer_pb2.GetFlowsResponse, mask)
+        context.send_initial_metadata((("hubble-server-version", self.observer.version),))
+        yield from stream_ring(
+            self.observer.flows,
+            request,
+            context.is_active,
+            encoder.encode,
+            self.observer.node_name,
+            predicate,
+            self.stop,
+        )
+
+    def _events(self, ring: Ring, message_class: type, request: Any, context: grpc.ServicerContext):
+        if request.first and request.follow:
+            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
+        encoder = ResponseEncoder(message_class)
+        yield from stream_ring(
+            ring, request, context.is_active, encoder.encode, self.observer.node_name, None, self.stop
+        )
+
+    def get_agent_events(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield from self._events(
+            self.observer.agent_events, observer_pb2.GetAgentEventsResponse, request, context
+        )
+
+    def get_debug_events(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield from self._events(
+            self.observer.debug_events, observer_pb2.GetDebugEventsResponse, request, context
+        )
+
+    def server_status(self, request: Any, context: grpc.ServicerContext) -> Any:
+        status = self.observer.status()
+        resp = observer_pb2.ServerStatusResponse(
+            num_flows=int(status["num_flows"]),
+            max_flows=int(status["max_flows"]),
+            seen_flows=int(status["seen_flows"]),
+            uptime_ns=int(status["uptime_ns"]),
+            version=status["version"],
+            flows_rate=status["flows_rate"],
+        )
+        return resp
+
+    def get_nodes(self, request: Any, context: grpc.ServicerContext) -> Any:
+        status = self.observer.status()
+        node = observer_pb2.Node(
+            name=self.observer.node_name,
+            version=status["version"],
+            address=self.address,
+            state=1,  # NODE_CONNECTED
+            uptime_ns=int(status["uptime_ns"]),
+            num_flows=int(status["num_flows"]),
+            max_flows=int(status["max_flows"]),
+            seen_flows=int(status["seen_flows"]),
+        )
+        node.tls.enabled = self.tls_enabled
+        if self.tls_enabled and self.self_peer.get("tls_server_name"):
+            node.tls.server_name = self.self_peer["tls_server_name"]
+        return observer_pb2.GetNodesResponse(nodes=[node])
+
+    def get_namespaces(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return observer_pb2.GetNamespacesResponse(
+            namespaces=[observer_pb2.Namespace(**ns) for ns in self.observer.namespaces()]
+        )
+
+    # -- peer.Peer ------------------------------------------------------------------------------
+    def notify(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        for peer in [self.self_peer, *self.extra_peers]:
+            note = peer_pb2.ChangeNotification(
+                name=peer["name"], address=peer["address"], type=peer_pb2.PEER_ADDED
+            )
+            if peer.get("tls_server_name"):
+                note.tls.server_name = peer["tls_server_name"]
+            yield note
+        while context.is_active() and not self.stop.is_set():
+            self.stop.wait(FOLLOW_POLL_S)
+
+    # -- registration ---------------------------------------------------------------------------
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        o = observer_pb2
+        observer_methods = {
+            "GetFlows": grpc.unary_stream_rpc_method_handler(
+                self.get_flows, request_deserializer=o.GetFlowsRequest.FromString
+            ),
+            "GetAgentEvents": grpc.unary_stream_rpc_method_handler(
+                self.get_agent_events, request_deserializer=o.GetAgentEventsRequest.FromString
+            ),
+            "GetDebugEvents": grpc.unary_stream_rpc_method_handler(
+                self.get_debug_events, request_deserializer=o.GetDebugEventsRequest.FromString
+            ),
+            "GetNodes": grpc.unary_unary_rpc_method_handler(
+                self.get_nodes,
+                request_deserializer=o.GetNodesRequest.FromString,
+                response_serializer=o.GetNodesResponse.SerializeToString,
+            ),
+            "GetNamespaces": grpc.unary_unary_rpc_method_handler(
+                self.get_namespaces,
+                request_deserializer=o.GetNamespacesRequest.FromString,
+                response_serializer=o.GetNamespacesResponse.SerializeToString,
+            ),
+            "ServerStatus": grpc.unary_unary_rpc_method_handler(
+                self.server_status,
+                request_deserializer=o.ServerStatusRequest.FromString,
+                response_serializer=o.ServerStatusResponse.SerializeToString,
+            ),
+        }
+        peer_methods = {
+            "Notify": grpc.unary_stream_rpc_method_handler(
+                self.notify,
+                request_deserializer=peer_pb2.NotifyRequest.FromString,
+                response_serializer=peer_pb2.ChangeNotification.SerializeToString,
+            )
+        }
+        return [
+            grpc.method_handlers_generic_handler(OBSERVER_SERVICE, observer_methods),
+            grpc.method_handlers_generic_handler(PEER_SERVICE, peer_methods),
+        ]
