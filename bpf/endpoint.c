@@ -1,0 +1,425 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * hubblepy endpoint datapath: two tc programs for the HOST side of a pod's
+ * veth pair, compiled and loaded by hubblepy.datapath with bcc.
+ *
+ *   from_container  clsact ingress of the host veth = packets the pod sends;
+ *                   enforces the pod's EGRESS policy, traces FROM_LXC (5).
+ *   to_container    clsact egress of the host veth = packets delivered to the
+ *                   pod; enforces the pod's INGRESS policy, traces TO_LXC (0).
+ *
+ * Per packet: parse L3/L4 -> find the endpoint by ifindex -> remote identity
+ * from the ipcache LPM trie (unknown = world) -> conntrack lookup (new,
+ * established, reply, related ICMP error) -> only NEW connections are judged
+ * by the policy map -> events in Cilium's layouts to the perf event array,
+ * each followed by the first packet bytes -> per-CPU counters.
+ */
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/in.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/ipv6.h>
+#include <uapi/linux/pkt_cls.h>
+
+#include "hubble_events.h"
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define HP_HTONS(x) ((__u16)__builtin_bswap16(x))
+#else
+#define HP_HTONS(x) ((__u16)(x))
+#endif
+#define HP_NTOHS(x) HP_HTONS(x)
+
+#define HP_DEFAULT_PAYLOAD_LEN 128
+#define HP_MAX_PAYLOAD_LEN 1500
+
+BPF_PERF_OUTPUT(hubble_events);
+BPF_LPM_TRIE(ipcache, struct hp_ipcache_key, struct hp_ipcache_value, 65536);
+BPF_HASH(endpoints, __u32, struct hp_endpoint_info, 4096);
+BPF_HASH(policy, struct hp_policy_key, struct hp_policy_value, 65536);
+BPF_TABLE("lru_hash", struct hp_ct_key, struct hp_ct_value, conntrack, 65536);
+BPF_PERCPU_ARRAY(metrics, struct hp_metrics_value, HP_METRICS_SIZE);
+BPF_ARRAY(config, struct hp_config, 1);
+
+/* What the parser extracts from one packet. */
+struct hp_packet {
+    struct hp_ct_key tuple;         /* addresses/ports as on the wire, ep_id 0 */
+    struct hp_ct_key inner;         /* ICMP errors: the quoted packet's tuple */
+    __u16 policy_port;              /* host order dport, ICMP type for ICMP */
+    __u8 tcp_flags;
+    __u8 is_icmp_error;
+};
+
+static __always_inline void count(__u8 reason, __u8 dir, __u32 bytes)
+{
+    int idx = reason * 4 + dir;
+    struct hp_metrics_value *m = metrics.lookup(&idx);
+    if (m) {
+        m->packets += 1;
+        m->bytes += bytes;
+    }
+}
+
+/* Reads the L4 ports of a TCP/UDP/SCTP header at off into the tuple. */
+static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct hp_ct_key *t)
+{
+    __u16 ports[2];
+    if (bpf_skb_load_bytes(skb, off, ports, sizeof(ports)) < 0)
+        return -1;
+    t->sport = ports[0];
+    t->dport = ports[1];
+    return 0;
+}
+
+/* Parses the packet quoted inside an ICMP error (IPv4 or IPv6 header plus at
+ * least 8 bytes of L4) into p->inner. */
+static __always_inline void parse_icmp_inner(struct __sk_buff *skb, __u32 off, struct hp_packet *p)
+{
+    struct hp_ct_key *in = &p->inner;
+    if (p->tuple.family == 4) {
+        struct iphdr ip;
+        if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+            return;
+        __builtin_memcpy(in->saddr, &ip.saddr, 4);
+        __builtin_memcpy(in->daddr, &ip.daddr, 4);
+        in->proto = ip.protocol;
+        in->family = 4;
+        off += ip.ihl * 4;
+    } else {
+        struct ipv6hdr ip6;
+        if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+            return;
+        __builtin_memcpy(in->saddr, &ip6.saddr, 16);
+        __builtin_memcpy(in->daddr, &ip6.daddr, 16);
+        in->proto = ip6.nexthdr;
+        in->family = 6;
+        off += sizeof(ip6);
+    }
+    if (in->proto == IPPROTO_TCP || in->proto == IPPROTO_UDP || in->proto == IPPROTO_SCTP) {
+        if (load_ports(skb, off, in) == 0)
+            p->is_icmp_error = 1;
+    } else if (in->proto == IPPROTO_ICMP || in->proto == IPPROTO_ICMPV6) {
+        __u8 hdr[8];
+        if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)) < 0)
+            return;
+        /* quoted echo request: id was the source "port" */
+        __builtin_memcpy(&in->sport, &hdr[4], 2);
+        in->dport = 0;
+        p->is_icmp_error = 1;
+    }
+}
+
+/* Returns 1 for IP packets, 0 for packets the datapath ignores (ARP, IPv6
+ * neighbour discovery), -1 for truncated IP packets. */
+static __always_inline int parse_packet(struct __sk_buff *skb, struct hp_packet *p)
+{
+    __u32 off = ETH_HLEN;
+    __u8 proto;
+    int frag = 0;
+
+    if (skb->protocol == HP_HTONS(ETH_P_IP)) {
+        struct iphdr ip;
+        if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
+            return -1;
+        __builtin_memcpy(p->tuple.saddr, &ip.saddr, 4);
+        __builtin_memcpy(p->tuple.daddr, &ip.daddr, 4);
+        p->tuple.family = 4;
+        proto = ip.protocol;
+        frag = (ip.frag_off & HP_HTONS(0x1FFF)) != 0;
+        off += ip.ihl * 4;
+    } else if (skb->protocol == HP_HTONS(ETH_P_IPV6)) {
+        struct ipv6hdr ip6;
+        if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
+            return -1;
+        __builtin_memcpy(p->tuple.saddr, &ip6.saddr, 16);
+        __builtin_memcpy(p->tuple.daddr, &ip6.daddr, 16);
+        p->tuple.family = 6;
+        proto = ip6.nexthdr;        /* extension headers are not walked */
+        off += sizeof(ip6);
+    } else {
+        return 0;
+    }
+    p->tuple.proto = proto;
+    if (frag)
+        return 1;                   /* non-first fragment: no L4 header */
+
+    if (proto == IPPROTO_TCP) {
+        __u8 tcp[14];
+        if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) < 0)
+            return -1;
+        __builtin_memcpy(&p->tuple.sport, &tcp[0], 2);
+        __builtin_memcpy(&p->tuple.dport, &tcp[2], 2);
+        p->tcp_flags = tcp[13];
+        p->policy_port = HP_NTOHS(p->tuple.dport);
+    } else if (proto == IPPROTO_UDP || proto == IPPROTO_SCTP) {
+        if (load_ports(skb, off, &p->tuple) < 0)
+            return -1;
+        p->policy_port = HP_NTOHS(p->tuple.dport);
+    } else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+        __u8 icmp[8];
+        if (bpf_skb_load_bytes(skb, off, icmp, sizeof(icmp)) < 0)
+            return -1;
+        __u8 type = icmp[0];
+        p->policy_port = type;
+        if (proto == IPPROTO_ICMPV6 && ((type >= 130 && type <= 137) || type == 143))
+            return 0;               /* neighbour discovery and MLD always pass */
+        if ((proto == IPPROTO_ICMP && (type == 8 || type == 13)) ||
+            (proto == IPPROTO_ICMPV6 && type == 128)) {
+            __builtin_memcpy(&p->tuple.sport, &icmp[4], 2);     /* request */
+        } else if ((proto == IPPROTO_ICMP && (type == 0 || type == 14)) ||
+                   (proto == IPPROTO_ICMPV6 && type == 129)) {
+            __builtin_memcpy(&p->tuple.dport, &icmp[4], 2);     /* reply */
+        } else if ((proto == IPPROTO_ICMP && (type == 3 || type == 11 || type == 12)) ||
+                   (proto == IPPROTO_ICMPV6 && type >= 1 && type <= 4)) {
+            parse_icmp_inner(skb, off + 8, p);
+        }
+    }
+    return 1;
+}
+
+static __always_inline void reverse_key(const struct hp_ct_key *k, struct hp_ct_key *r)
+{
+    __builtin_memcpy(r->saddr, k->daddr, 16);
+    __builtin_memcpy(r->daddr, k->saddr, 16);
+    r->sport = k->dport;
+    r->dport = k->sport;
+    r->proto = k->proto;
+    r->family = k->family;
+    r->ep_id = k->ep_id;
+}
+
+static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
+{
+    struct hp_ipcache_key key = {};
+    key.family = family;
+    if (family == 4) {
+        key.prefixlen = 32 + 32;
+        __builtin_memcpy(key.addr, addr, 4);
+    } else {
+        key.prefixlen = 32 + 128;
+        __builtin_memcpy(key.addr, addr, 16);
+    }
+    struct hp_ipcache_value *v = ipcache.lookup(&key);
+    return v ? v->identity : HP_IDENTITY_WORLD;
+}
+
+/* Looks the policy map up in Cilium's order, most specific first. Returns the
+ * matching entry or NULL; *match gets the POLICY_MATCH_* type. */
+static __always_inline struct hp_policy_value *
+policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8 *match)
+{
+    struct hp_policy_key k = {};
+    struct hp_policy_value *v;
+    k.ep_id = ep_id;
+    k.direction = dir;
+
+    k.identity = remote; k.dport = dport; k.proto = proto;
+    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L3_L4; return v; }
+    k.dport = 0;
+    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L3_PROTO; return v; }
+    k.proto = 0;
+    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L3_ONLY; return v; }
+    k.identity = 0; k.dport = dport; k.proto = proto;
+    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L4_ONLY; return v; }
+    k.dport = 0;
+    if ((v = policy.lookup(&k))) { *match = HP_MATCH_PROTO_ONLY; return v; }
+    k.proto = 0;
+    if ((v = policy.lookup(&k))) { *match = HP_MATCH_ALL; return v; }
+    *match = HP_MATCH_NONE;
+    return 0;
+}
+
+static __always_inline void fill_common(struct __sk_buff *skb, struct hp_notify_common *h, __u8 type,
+                                        __u8 subtype, __u16 source, __u32 cap, __u8 version)
+{
+    h->type = type;
+    h->subtype = subtype;
+    h->source = source;
+    h->hash = bpf_get_hash_recalc(skb);
+    h->len_orig = skb->len;
+    h->len_cap = cap;
+    h->version = version;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+    /* dir = the policy direction this hook enforces for its pod */
+    __u32 ifindex = skb->ifindex;
+    struct hp_endpoint_info *ep = endpoints.lookup(&ifindex);
+    if (!ep)
+        return TC_ACT_OK;           /* not one of ours (yet) */
+
+    struct hp_packet p = {};
+    int ok = parse_packet(skb, &p);
+    if (ok == 0)
+        return TC_ACT_OK;
+    if (ok < 0) {
+        /* truncated IP header: Cilium drops these as invalid */
+        count(134, dir, skb->len);
+        return TC_ACT_SHOT;
+    }
+
+    int zero = 0;
+    struct hp_config *cfg = config.lookup(&zero);
+    __u32 aggregation = cfg ? cfg->aggregation : HP_AGGREGATION_MEDIUM;
+    __u32 cap = cfg && cfg->payload_len ? cfg->payload_len : HP_DEFAULT_PAYLOAD_LEN;
+    if (cap > HP_MAX_PAYLOAD_LEN)
+        cap = HP_MAX_PAYLOAD_LEN;
+    if (cap > skb->len)
+        cap = skb->len;
+
+    __u16 ep_id = ep->ep_id;
+    __u32 local_id = ep->identity;
+    __u32 ep_flags = ep->flags;
+    __u8 v6 = p.tuple.family == 6;
+    __u32 remote_id, src_id, dst_id;
+    if (dir == HP_DIR_EGRESS) {
+        remote_id = ipcache_identity(p.tuple.daddr, p.tuple.family);
+        src_id = local_id;
+        dst_id = remote_id;
+    } else {
+        remote_id = ipcache_identity(p.tuple.saddr, p.tuple.family);
+        src_id = remote_id;
+        dst_id = local_id;
+    }
+
+    /* ---- conntrack ---- */
+    struct hp_ct_key key = p.tuple;
+    key.ep_id = ep_id;
+    struct hp_ct_key rkey = {};
+    __u8 state = HP_CT_NEW;
+    __u8 fwd = 1;
+    struct hp_ct_value *ct = conntrack.lookup(&key);
+    if (ct) {
+        state = HP_CT_ESTABLISHED;
+        /* a fresh SYN on a tuple whose connection was closed starts anew */
+        if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x12) == 0x02 &&
+            ((ct->seen_fwd | ct->seen_rev) & (HP_SEEN_FIN | HP_SEEN_RST))) {
+            conntrack.delete(&key);
+            ct = 0;
+            state = HP_CT_NEW;
+        }
+    } else {
+        reverse_key(&key, &rkey);
+        ct = conntrack.lookup(&rkey);
+        if (ct) {
+            state = HP_CT_REPLY;
+            fwd = 0;
+        } else if (p.is_icmp_error) {
+            struct hp_ct_key ik = p.inner;
+            ik.ep_id = ep_id;
+            if (conntrack.lookup(&ik)) {
+                state = HP_CT_RELATED;
+            } else {
+                reverse_key(&ik, &rkey);
+                if (conntrack.lookup(&rkey))
+                    state = HP_CT_RELATED;
+            }
+        }
+    }
+
+    __u8 bits = HP_SEEN_PACKET;
+    if (p.tuple.proto == IPPROTO_TCP)
+        bits |= p.tcp_flags & (HP_SEEN_FIN | HP_SEEN_SYN | HP_SEEN_RST);
+    int report = aggregation == HP_AGGREGATION_NONE;
+
+    /* ---- policy: only new connections are judged ---- */
+    if (state == HP_CT_NEW) {
+        __u32 enforce = dir == HP_DIR_INGRESS ? HP_EP_ENFORCE_INGRESS : HP_EP_ENFORCE_EGRESS;
+        __u8 audited = 0;
+        if (ep_flags & enforce) {
+            __u8 match = HP_MATCH_NONE;
+            struct hp_policy_value *pv =
+                policy_lookup(ep_id, remote_id, p.policy_port, p.tuple.proto, dir, &match);
+            __s32 verdict = 0;
+            __u32 cookie = 0;
+            if (!pv) {
+                verdict = -HP_DROP_POLICY;
+            } else {
+                cookie = pv->cookie;
+                if (pv->action != HP_POLICY_ALLOW)
+                    verdict = -HP_DROP_POLICY_DENY;
+            }
+            if (verdict < 0 && (ep_flags & HP_EP_AUDIT)) {
+                audited = 1;
+                verdict = 0;
+            }
+
+            struct hp_policy_verdict_notify pvn;
+            __builtin_memset(&pvn, 0, sizeof(pvn));
+            fill_common(skb, &pvn.hdr, HP_NOTIFY_POLICY_VERDICT, 0, ep_id, cap, HP_POLICY_VERDICT_VER);
+            pvn.remote_label = remote_id;
+            pvn.verdict = verdict;
+            pvn.dst_port = p.policy_port;
+            pvn.proto = p.tuple.proto;
+            pvn.pv_flags = (dir & 0x3) | (v6 << 2) | ((match & 0x7) << 3) | (audited << 6);
+            pvn.cookie = cookie;
+            hubble_events.perf_submit_skb(skb, cap, &pvn, sizeof(pvn));
+
+            if (verdict < 0) {
+                __u8 reason = (__u8)(-verdict);
+                struct hp_drop_notify dn;
+                __builtin_memset(&dn, 0, sizeof(dn));
+                fill_common(skb, &dn.hdr, HP_NOTIFY_DROP, reason, ep_id, cap, HP_DROP_VER);
+                dn.src_label = src_id;
+                dn.dst_label = dst_id;
+                dn.dst_id = dir == HP_DIR_INGRESS ? ep_id : 0;
+                dn.line = __LINE__;
+                dn.file = HP_FILE_ID;
+                dn.ifindex = ifindex;
+                dn.flags = v6 ? HP_CLS_FLAG_IPV6 : 0;
+                hubble_events.perf_submit_skb(skb, cap, &dn, sizeof(dn));
+                count(reason, dir, skb->len);
+                return TC_ACT_SHOT;
+            }
+        }
+        struct hp_ct_value nv = {};
+        nv.created_ns = bpf_ktime_get_ns();
+        nv.packets = 1;
+        nv.seen_fwd = bits;
+        nv.direction = dir;
+        nv.audited = audited;
+        conntrack.update(&key, &nv);
+        report = 1;
+    } else if (state == HP_CT_RELATED) {
+        report = 1;
+    } else if (ct) {
+        __sync_fetch_and_add(&ct->packets, 1);
+        __u8 seen = fwd ? ct->seen_fwd : ct->seen_rev;
+        if (bits & ~seen) {
+            report = 1;
+            if (fwd)
+                ct->seen_fwd = seen | bits;
+            else
+                ct->seen_rev = seen | bits;
+        }
+    }
+
+    if (report) {
+        struct hp_trace_notify tn;
+        __builtin_memset(&tn, 0, sizeof(tn));
+        __u8 obs = dir == HP_DIR_EGRESS ? HP_TRACE_FROM_LXC : HP_TRACE_TO_LXC;
+        fill_common(skb, &tn.hdr, HP_NOTIFY_TRACE, obs, ep_id, cap, HP_TRACE_VER);
+        tn.src_label = src_id;
+        tn.dst_label = dst_id;
+        tn.dst_id = dir == HP_DIR_INGRESS ? ep_id : 0;
+        tn.reason = state;
+        tn.flags = v6 ? HP_CLS_FLAG_IPV6 : 0;
+        tn.ifindex = ifindex;
+        hubble_events.perf_submit_skb(skb, cap, &tn, sizeof(tn));
+    }
+    count(HP_REASON_FORWARDED, dir, skb->len);
+    return TC_ACT_OK;
+}
+
+/* clsact ingress of the host veth: the pod is sending. */
+int from_container(struct __sk_buff *skb)
+{
+    return handle(skb, HP_DIR_EGRESS);
+}
+
+/* clsact egress of the host veth: the packet is delivered to the pod. */
+int to_container(struct __sk_buff *skb)
+{
+    return handle(skb, HP_DIR_INGRESS);
+}

@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Event records and map layouts shared by the hubblepy tc programs
+ * (bpf/endpoint.c) and user space (hubblepy/datapath/layout.py mirrors every
+ * struct here with a struct.Struct of the same size).
+ *
+ * The three event records use Cilium's byte layouts, so a decoder for a real
+ * Cilium node's `cilium_events` map reads ours unchanged:
+ *   trace notify v2   56 bytes   (type 4)
+ *   drop notify v3    48 bytes   (type 1)
+ *   policy verdict    40 bytes   (type 5, version 1, with the rule cookie)
+ * Multi-byte header fields are host byte order; IP addresses are raw network
+ * order bytes. The kernel appends `len_cap` packet bytes after each record
+ * (perf_event_output with cap_len in the upper 32 bits of the flags).
+ */
+#ifndef HUBBLEPY_EVENTS_H
+#define HUBBLEPY_EVENTS_H
+
+/* Message types (byte 0 of every event). */
+#define HP_NOTIFY_DROP 1
+#define HP_NOTIFY_TRACE 4
+#define HP_NOTIFY_POLICY_VERDICT 5
+
+#define HP_TRACE_VER 2
+#define HP_DROP_VER 3
+#define HP_POLICY_VERDICT_VER 1
+
+/* Trace observation points (trace subtype). */
+#define HP_TRACE_TO_LXC 0
+#define HP_TRACE_FROM_LXC 5
+
+/* Trace reasons = conntrack result. */
+#define HP_CT_NEW 0
+#define HP_CT_ESTABLISHED 1
+#define HP_CT_REPLY 2
+#define HP_CT_RELATED 3
+
+/* Drop reasons (positive values of Cilium's negative DROP_* codes). */
+#define HP_REASON_FORWARDED 0
+#define HP_DROP_POLICY 133
+#define HP_DROP_POLICY_DENY 181
+
+/* Classifier flags (trace byte 27, drop byte 36). */
+#define HP_CLS_FLAG_IPV6 0x01
+
+/* Policy directions; also the metric directions (METRIC_INGRESS/EGRESS). */
+#define HP_DIR_INGRESS 1
+#define HP_DIR_EGRESS 2
+
+/* Policy match types (policy verdict flags bits 3-5). */
+#define HP_MATCH_NONE 0
+#define HP_MATCH_L3_ONLY 1
+#define HP_MATCH_L3_L4 2
+#define HP_MATCH_L4_ONLY 3
+#define HP_MATCH_ALL 4
+#define HP_MATCH_L3_PROTO 5
+#define HP_MATCH_PROTO_ONLY 6
+
+/* Source file id reported in drop events (Cilium's id for bpf_lxc.c). */
+#define HP_FILE_ID 2
+
+/* Reserved identity used for addresses the ipcache does not know. */
+#define HP_IDENTITY_WORLD 2
+
+struct hp_notify_common {
+    __u8 type;
+    __u8 subtype;
+    __u16 source;
+    __u32 hash;
+    __u32 len_orig;
+    __u16 len_cap;
+    __u8 version;
+    __u8 ext_version;
+};
+
+struct hp_trace_notify {            /* 56 bytes */
+    struct hp_notify_common hdr;    /* 0 */
+    __u32 src_label;                /* 16 */
+    __u32 dst_label;                /* 20 */
+    __u16 dst_id;                   /* 24 */
+    __u8 reason;                    /* 26 */
+    __u8 flags;                     /* 27 */
+    __u32 ifindex;                  /* 28 */
+    __u8 orig_ip[16];               /* 32 */
+    __u64 ip_trace_id;              /* 48 */
+};
+
+struct hp_drop_notify {             /* 48 bytes */
+    struct hp_notify_common hdr;    /* 0 */
+    __u32 src_label;                /* 16 */
+    __u32 dst_label;                /* 20 */
+    __u32 dst_id;                   /* 24 */
+    __u16 line;                     /* 28 */
+    __u8 file;                      /* 30 */
+    __s8 ext_error;                 /* 31 */
+    __u32 ifindex;                  /* 32 */
+    __u8 flags;                     /* 36 */
+    __u8 pad2[3];                   /* 37 */
+    __u64 ip_trace_id;              /* 40 */
+};
+
+struct hp_policy_verdict_notify {   /* 40 bytes */
+    struct hp_notify_common hdr;    /* 0 */
+    __u32 remote_label;             /* 16 */
+    __s32 verdict;                  /* 20 */
+    __u16 dst_port;                 /* 24, host order */
+    __u8 proto;                     /* 26 */
+    __u8 pv_flags;                  /* 27: dir:2 ipv6:1 match_type:3 audited:1 l3:1 */
+    __u8 auth_type;                 /* 28 */
+    __u8 pad1[3];                   /* 29 */
+    __u32 cookie;                   /* 32 */
+    __u32 pad2;                     /* 36 */
+};
+
+/* ---- maps ---------------------------------------------------------------- */
+
+/* ipcache: LPM trie. prefixlen counts bits after the prefixlen field, so it is
+ * 32 (family + pad) + the IP prefix length. */
+struct hp_ipcache_key {
+    __u32 prefixlen;
+    __u8 family;                    /* 4 = IPv4, 6 = IPv6 */
+    __u8 pad[3];
+    __u8 addr[16];                  /* IPv4 uses the first 4 bytes */
+};
+
+struct hp_ipcache_value {
+    __u32 identity;
+    __u32 flags;                    /* unused, 0 */
+};
+
+/* endpoints: keyed by the ifindex of the host side veth. */
+#define HP_EP_ENFORCE_INGRESS 0x1
+#define HP_EP_ENFORCE_EGRESS 0x2
+#define HP_EP_AUDIT 0x4
+
+struct hp_endpoint_info {
+    __u32 ep_id;
+    __u32 identity;
+    __u32 flags;
+    __u32 pad;
+};
+
+/* policy: per endpoint and direction; remote identity 0 = any, dport 0 and
+ * proto 0 = any. */
+struct hp_policy_key {
+    __u32 ep_id;
+    __u32 identity;
+    __u16 dport;                    /* host order; ICMP type for ICMP */
+    __u8 proto;
+    __u8 direction;                 /* HP_DIR_INGRESS / HP_DIR_EGRESS */
+};
+
+#define HP_POLICY_ALLOW 1
+#define HP_POLICY_DENY 2
+
+struct hp_policy_value {
+    __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY */
+    __u8 pad[3];
+    __u32 cookie;
+};
+
+/* conntrack: one entry per endpoint and connection, keyed by the tuple of the
+ * first packet the endpoint's programs saw. */
+struct hp_ct_key {
+    __u8 saddr[16];
+    __u8 daddr[16];
+    __u16 sport;                    /* network order; ICMP echo id */
+    __u16 dport;
+    __u8 proto;
+    __u8 family;
+    __u16 ep_id;
+};
+
+/* Bits of hp_ct_value.seen_fwd / seen_rev: TCP FIN/SYN/RST as on the wire,
+ * plus HP_SEEN_PACKET once any packet went that way. */
+#define HP_SEEN_FIN 0x01
+#define HP_SEEN_SYN 0x02
+#define HP_SEEN_RST 0x04
+#define HP_SEEN_PACKET 0x80
+
+struct hp_ct_value {
+    __u64 created_ns;
+    __u64 packets;
+    __u8 seen_fwd;
+    __u8 seen_rev;
+    __u8 direction;                 /* policy direction that created it */
+    __u8 audited;
+    __u32 pad;
+};
+
+/* per-CPU counters, index = reason * 4 + direction */
+#define HP_METRICS_SIZE 1024
+
+struct hp_metrics_value {
+    __u64 packets;
+    __u64 bytes;
+};
+
+/* config: one entry at key 0 */
+#define HP_AGGREGATION_NONE 0
+#define HP_AGGREGATION_MEDIUM 2
+
+struct hp_config {
+    __u32 aggregation;
+    __u32 payload_len;              /* packet bytes appended to events, 0 = 128 */
+};
+
+#endif /* HUBBLEPY_EVENTS_H */

@@ -1,0 +1,25 @@
+"""The eBPF datapath: tc programs on pod veths, their maps, and the typed Python API over them."""
+
+from hubblepy.datapath.datapath import Datapath, MetricCount, PolicyDiff, PolicyEntry, check_environment
+from hubblepy.datapath.errors import DatapathUnavailable
+from hubblepy.datapath.layout import (
+    DIR_EGRESS,
+    DIR_INGRESS,
+    EP_AUDIT,
+    EP_ENFORCE_EGRESS,
+    EP_ENFORCE_INGRESS,
+)
+
+__all__ = [
+    "DIR_EGRESS",
+    "DIR_INGRESS",
+    "EP_AUDIT",
+    "EP_ENFORCE_EGRESS",
+    "EP_ENFORCE_INGRESS",
+    "Datapath",
+    "DatapathUnavailable",
+    "MetricCount",
+    "PolicyDiff",
+    "PolicyEntry",
+    "check_environment",
+]

@@ -1,0 +1,376 @@
+"""The Datapath: compiles and loads bpf/endpoint.c with bcc, owns its maps, attaches to veths.
+
+Usage::
+
+    with Datapath() as dp:
+        dp.upsert_endpoint(1, ifindex, identity=1001, flags=EP_ENFORCE_INGRESS)
+        dp.attach(ifindex)
+        dp.set_ipcache("10.200.0.11/32", 1001)
+        dp.set_policy_entries(1, "ingress", [PolicyEntry(identity=1002, dport=8080, proto=6)])
+
+Everything this object creates (tc qdiscs/filters, programs, maps) is removed by ``close()``;
+``cleanup_stale(prefix)`` removes leftovers of a crashed process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ipaddress
+import os
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from hubblepy.datapath import layout, tc
+from hubblepy.datapath.errors import DatapathUnavailable
+
+BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+PROGRAM_FILE = "endpoint.c"
+INGRESS_PROG = "from_container"  # clsact ingress of the host veth = pod egress policy
+EGRESS_PROG = "to_container"  # clsact egress of the host veth = pod ingress policy
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyEntry:
+    """One policy-map entry of an endpoint and direction. identity/dport/proto 0 mean "any"."""
+
+    identity: int = 0
+    dport: int = 0
+    proto: int = 0
+    deny: bool = False
+    cookie: int = 0
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.identity, self.dport, self.proto)
+
+
+class PolicyDiff(NamedTuple):
+    added: int
+    changed: int
+    removed: int
+
+
+class MetricCount(NamedTuple):
+    packets: int
+    bytes: int
+
+
+@dataclass(slots=True)
+class _Endpoint:
+    ifindex: int
+    identity: int
+    flags: int
+
+
+def check_environment() -> None:
+    """Raises DatapathUnavailable with one line if root, bcc or kernel headers are missing."""
+    if os.geteuid() != 0:
+        raise DatapathUnavailable("eBPF datapath needs root (CAP_BPF and CAP_NET_ADMIN): run as root")
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        raise DatapathUnavailable(
+            "bcc missing: apt-get install python3-bpfcc and use a Python that sees system site-packages"
+        ) from None
+    build = Path("/lib/modules") / os.uname().release / "build"
+    if not (build / "include").is_dir():
+        raise DatapathUnavailable(f"kernel headers missing ({build}): run scripts/setup-kernel-headers.sh")
+
+
+def _ipcache_key(table: Any, cidr: str) -> Any:
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ValueError(f"invalid CIDR {cidr!r}: {exc}") from None
+    key = table.Key()
+    key.prefixlen = 32 + net.prefixlen
+    key.family = net.version
+    packed = net.network_address.packed
+    for i, b in enumerate(packed):
+        key.addr[i] = b
+    return key
+
+
+class Datapath:
+    """Loaded endpoint programs plus a typed API over their maps."""
+
+    def __init__(self, bpf_dir: Path | str | None = None, extra_cflags: tuple[str, ...] = ()) -> None:
+        check_environment()
+        from bcc import BPF
+
+        self._bpf_dir = Path(bpf_dir) if bpf_dir else BPF_DIR
+        src = self._bpf_dir / PROGRAM_FILE
+        if not src.is_file():
+            raise DatapathUnavailable(f"BPF source missing: {src}")
+        cflags = [f"-I{self._bpf_dir}", "-Wno-macro-redefined", *extra_cflags]
+        try:
+            self._bpf = BPF(src_file=str(src).encode(), cflags=cflags)
+            self._fn_ingress = self._bpf.load_func(INGRESS_PROG.encode(), BPF.SCHED_CLS)
+            self._fn_egress = self._bpf.load_func(EGRESS_PROG.encode(), BPF.SCHED_CLS)
+        except Exception as exc:  # bcc raises bare Exception on compile/verifier errors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatapathUnavailable(f"cannot load {src.name}: {first}") from None
+        self.events = self._bpf.get_table(b"hubble_events")
+        self.ipcache = self._bpf.get_table(b"ipcache")
+        self.endpoints = self._bpf.get_table(b"endpoints")
+        self.policy = self._bpf.get_table(b"policy")
+        self.conntrack = self._bpf.get_table(b"conntrack")
+        self.metrics = self._bpf.get_table(b"metrics")
+        self.config = self._bpf.get_table(b"config")
+        self._endpoints: dict[int, _Endpoint] = {}
+        self._policy: dict[tuple[int, int], dict[tuple[int, int, int], PolicyEntry]] = {}
+        self._attached: dict[tuple[str | None, int], bool] = {}  # -> clsact created by us
+        self._closed = False
+        self.set_monitor_aggregation("medium")
+        ref = weakref.ref(self)
+        self._atexit = lambda: (dp := ref()) is not None and dp.close()
+        atexit.register(self._atexit)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> Datapath:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Detaches from every interface and releases programs and maps. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+        errors: list[str] = []
+        for (netns, ifindex), created in list(self._attached.items()):
+            try:
+                with tc.netlink(netns) as ipr:
+                    tc.detach(ipr, ifindex, remove_qdisc=created)
+            except Exception as exc:  # keep cleaning the others
+                errors.append(f"{netns or 'host'}/{ifindex}: {exc}")
+        self._attached.clear()
+        self._bpf.cleanup()
+        if errors:
+            raise RuntimeError("detach failed for " + "; ".join(errors))
+
+    @staticmethod
+    def cleanup_stale(prefix: str, netns: str | None = None) -> list[str]:
+        """Removes clsact qdiscs (and so our filters) from interfaces named ``prefix*``."""
+        return tc.cleanup_stale(prefix, netns)
+
+    # -- attach -----------------------------------------------------------------------------------
+    @property
+    def program_fds(self) -> tuple[int, int]:
+        """(from_container fd, to_container fd)."""
+        return (self._fn_ingress.fd, self._fn_egress.fd)
+
+    def attach(self, interface: str | int, netns: str | None = None) -> int:
+        """Attaches both programs to a host-side veth (by name or ifindex); returns the ifindex."""
+        with tc.netlink(netns) as ipr:
+            ifindex = tc.resolve_ifindex(ipr, interface)
+            created = tc.attach(
+                ipr, ifindex, self._fn_ingress.fd, self._fn_egress.fd, (INGRESS_PROG, EGRESS_PROG)
+            )
+        key = (netns, ifindex)
+        self._attached[key] = self._attached.get(key, False) or created
+        return ifindex
+
+    def detach(self, interface: str | int, netns: str | None = None) -> None:
+        with tc.netlink(netns) as ipr:
+            try:
+                ifindex = tc.resolve_ifindex(ipr, interface)
+            except LookupError:
+                return
+            created = self._attached.pop((netns, ifindex), False)
+            tc.detach(ipr, ifindex, remove_qdisc=created)
+
+    @property
+    def attached(self) -> list[tuple[str | None, int]]:
+        return list(self._attached)
+
+    # -- endpoints --------------------------------------------------------------------------------
+    def upsert_endpoint(self, ep_id: int, ifindex: int, identity: int, flags: int = 0) -> None:
+        """Creates or updates the endpoint behind host veth ``ifindex`` (ep_id 1..65535)."""
+        if not 0 < ep_id < 65536:
+            raise ValueError(f"endpoint id {ep_id} out of range 1..65535")
+        old = self._endpoints.get(ep_id)
+        if old is not None and old.ifindex != ifindex:
+            self._delete_endpoint_key(old.ifindex)
+        t = self.endpoints
+        val = t.Leaf()
+        val.ep_id, val.identity, val.flags = ep_id, identity, flags
+        t[t.Key(ifindex)] = val
+        self._endpoints[ep_id] = _Endpoint(ifindex, identity, flags)
+
+    def _delete_endpoint_key(self, ifindex: int) -> None:
+        with contextlib.suppress(KeyError):
+            del self.endpoints[self.endpoints.Key(ifindex)]
+
+    def delete_endpoint(self, ep_id: int) -> None:
+        """Removes the endpoint, its policy entries and its conntrack entries."""
+        ep = self._endpoints.pop(ep_id, None)
+        if ep is not None:
+            self._delete_endpoint_key(ep.ifindex)
+        for direction in (layout.DIR_INGRESS, layout.DIR_EGRESS):
+            self._write_policy(ep_id, direction, {})
+        self.flush_conntrack(ep_id)
+
+    def set_flags(self, ep_id: int, flags: int) -> None:
+        ep = self._require(ep_id)
+        self.upsert_endpoint(ep_id, ep.ifindex, ep.identity, flags)
+
+    def set_enforcement(self, ep_id: int, ingress: bool | None = None, egress: bool | None = None) -> None:
+        """Turns default-deny policy enforcement on or off per direction (None = unchanged)."""
+        flags = self._require(ep_id).flags
+        for on, bit in ((ingress, layout.EP_ENFORCE_INGRESS), (egress, layout.EP_ENFORCE_EGRESS)):
+            if on is not None:
+                flags = flags | bit if on else flags & ~bit
+        self.set_flags(ep_id, flags)
+
+    def set_audit(self, ep_id: int, on: bool) -> None:
+        """Policy audit mode: denied packets pass and their verdict events carry the audited flag."""
+        flags = self._require(ep_id).flags
+        self.set_flags(ep_id, flags | layout.EP_AUDIT if on else flags & ~layout.EP_AUDIT)
+
+    def endpoint(self, ep_id: int) -> tuple[int, int, int] | None:
+        """(ifindex, identity, flags) of an endpoint, or None."""
+        ep = self._endpoints.get(ep_id)
+        return (ep.ifindex, ep.identity, ep.flags) if ep else None
+
+    def _require(self, ep_id: int) -> _Endpoint:
+        ep = self._endpoints.get(ep_id)
+        if ep is None:
+            raise KeyError(f"unknown endpoint {ep_id}")
+        return ep
+
+    # -- ipcache ----------------------------------------------------------------------------------
+    def set_ipcache(self, cidr: str, identity: int) -> None:
+        """Maps an IPv4/IPv6 prefix to a security identity (longest prefix wins)."""
+        key = _ipcache_key(self.ipcache, cidr)
+        val = self.ipcache.Leaf()
+        val.identity = identity
+        self.ipcache[key] = val
+
+    def delete_ipcache(self, cidr: str) -> bool:
+        try:
+            del self.ipcache[_ipcache_key(self.ipcache, cidr)]
+        except KeyError:
+            return False
+        return True
+
+    # -- policy -----------------------------------------------------------------------------------
+    def set_policy_entries(self, ep_id: int, direction: str | int, entries: Any) -> PolicyDiff:
+        """Makes the endpoint's policy for one direction exactly ``entries`` (PolicyEntry iterable).
+
+        Only changed keys are written: new and changed entries first, removed ones last, so an
+        unchanged allow never disappears during an update. Established connections are not judged
+        again and keep flowing.
+        """
+        dir_num = layout.DIRECTIONS.get(direction, direction) if isinstance(direction, str) else direction
+        if dir_num not in (layout.DIR_INGRESS, layout.DIR_EGRESS):
+            raise ValueError(f"direction must be 'ingress' or 'egress', not {direction!r}")
+        wanted: dict[tuple[int, int, int], PolicyEntry] = {}
+        for e in entries:
+            if not (0 <= e.dport < 65536 and 0 <= e.proto < 256 and 0 <= e.identity < 2**32):
+                raise ValueError(f"policy entry out of range: {e}")
+            wanted[e.key] = e
+        return self._write_policy(ep_id, dir_num, wanted)
+
+    def policy_entries(self, ep_id: int, direction: str | int) -> list[PolicyEntry]:
+        dir_num = layout.DIRECTIONS[direction] if isinstance(direction, str) else direction
+        return list(self._policy.get((ep_id, dir_num), {}).values())
+
+    def _write_policy(
+        self, ep_id: int, dir_num: int, wanted: dict[tuple[int, int, int], PolicyEntry]
+    ) -> PolicyDiff:
+        current = self._policy.get((ep_id, dir_num), {})
+        t = self.policy
+        added = changed = 0
+        for k, e in wanted.items():
+            old = current.get(k)
+            if old == e:
+                continue
+            val = t.Leaf()
+            val.action = layout.POLICY_DENY if e.deny else layout.POLICY_ALLOW
+            val.cookie = e.cookie
+            t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
+            if old is None:
+                added += 1
+            else:
+                changed += 1
+        removed = 0
+        for k in current.keys() - wanted.keys():
+            identity, dport, proto = k
+            with contextlib.suppress(KeyError):
+                del t[t.Key(ep_id, identity, dport, proto, dir_num)]
+            removed += 1
+        if wanted:
+            self._policy[(ep_id, dir_num)] = dict(wanted)
+        else:
+            self._policy.pop((ep_id, dir_num), None)
+        return PolicyDiff(added, changed, removed)
+
+    # -- conntrack --------------------------------------------------------------------------------
+    def flush_conntrack(self, ep_id: int | None = None) -> int:
+        """Deletes conntrack entries (of one endpoint, or all); returns how many."""
+        doomed = [k for k in self.conntrack if ep_id is None or k.ep_id == ep_id]
+        for k in doomed:
+            with contextlib.suppress(KeyError):
+                del self.conntrack[k]
+        return len(doomed)
+
+    def conntrack_count(self) -> int:
+        return sum(1 for _ in self.conntrack)
+
+    # -- monitor ----------------------------------------------------------------------------------
+    def set_monitor_aggregation(self, level: str) -> None:
+        """'none' = a trace event per packet; 'medium' = new connections and first SYN/FIN/RST per direction."""
+        if level not in layout.AGGREGATION_LEVELS:
+            raise ValueError(
+                f"monitor aggregation must be one of {', '.join(layout.AGGREGATION_LEVELS)}, not {level!r}"
+            )
+        self._aggregation = level
+        self._write_config()
+
+    def set_payload_len(self, nbytes: int) -> None:
+        """Packet bytes appended to each event (Cilium's --trace-payloadlen, default 128)."""
+        if not 0 < nbytes <= 1500:
+            raise ValueError("payload length must be 1..1500")
+        self._payload_len = nbytes
+        self._write_config()
+
+    def _write_config(self) -> None:
+        val = self.config.Leaf()
+        val.aggregation = layout.AGGREGATION_LEVELS[getattr(self, "_aggregation", "medium")]
+        val.payload_len = getattr(self, "_payload_len", 128)
+        self.config[self.config.Key(0)] = val
+
+    @property
+    def monitor_aggregation(self) -> str:
+        return self._aggregation
+
+    @property
+    def events_map_fd(self) -> int:
+        """fd of the perf event array; hand it to hubblepy.monitor.MonitorReader."""
+        return int(self.events.map_fd)
+
+    def open_monitor(self, **kwargs: Any) -> Any:
+        """A MonitorReader on this datapath's events map (kwargs go to MonitorReader)."""
+        from hubblepy.monitor import MonitorReader
+
+        return MonitorReader(self.events_map_fd, **kwargs)
+
+    def read_counters(self) -> dict[tuple[int, int], MetricCount]:
+        """Per (reason, direction) packet and byte counts summed over CPUs; reason 0 = forwarded."""
+        out: dict[tuple[int, int], MetricCount] = {}
+        for k, per_cpu in self.metrics.items():
+            packets = sum(v.packets for v in per_cpu)
+            if not packets:
+                continue
+            idx = k.value
+            out[(idx // 4, idx % 4)] = MetricCount(packets, sum(v.bytes for v in per_cpu))
+        return out
+
+
+__all__ = ["Datapath", "DatapathUnavailable", "MetricCount", "PolicyDiff", "PolicyEntry", "check_environment"]
