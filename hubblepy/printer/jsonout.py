@@ -1,15 +1,19 @@
 """Go-compatible compact JSON for canonical dicts (cli-formats §9, hubble-api §6).
 
-Canonical dicts already hold keys in declaration order and values in protojson form, so encoding is
-orjson's compact output plus the HTML escaping Go's `encoding/json` applies (`<`, `>`, `&`, U+2028,
-U+2029). orjson already writes control characters the way Go does (`\\n`, `\\u001b`, ...).
+The encoding itself belongs to `hubblepy.codec` (`encode` / `encode_response`). A local copy of
+the same rule is kept as a fallback so the printer works on its own: canonical dicts already hold
+keys in declaration order and values in protojson form, so upstream's bytes are orjson's compact
+output plus Go's HTML escaping (`<`, `>`, `&`, U+2028, U+2029).
 """
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
-_HTML_UNSAFE = (
+_HTML_CHARS = re.compile("[<>&\u2028\u2029]".encode())
+_HTML_ESCAPES = (
     (b"<", b"\\u003c"),
     (b">", b"\\u003e"),
     (b"&", b"\\u0026"),
@@ -18,10 +22,23 @@ _HTML_UNSAFE = (
 )
 
 
+def _encode_locally(value: dict) -> bytes:
+    data = orjson.dumps(value)
+    if _HTML_CHARS.search(data) is None:
+        return data
+    for raw, escaped in _HTML_ESCAPES:
+        data = data.replace(raw, escaped)
+    return data
+
+
+try:
+    from hubblepy.codec import encode as _codec_encode
+except ImportError:  # the codec package is optional for the printer
+    _codec_encode = None
+
+
 def encode_canonical(value: dict) -> bytes:
     """One compact JSON object (no trailing newline), byte-identical to upstream for canonical input."""
-    data = orjson.dumps(value)
-    for raw, escaped in _HTML_UNSAFE:
-        if raw in data:
-            data = data.replace(raw, escaped)
-    return data
+    if _codec_encode is not None:
+        return _codec_encode(value)
+    return _encode_locally(value)

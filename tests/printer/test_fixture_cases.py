@@ -145,3 +145,11 @@ def test_legacy_json_prints_the_bare_flow(stdout_of) -> None:
     got = stdout_of(PrintOptions(output="json", json_bare_flow=True), FLOWS[:5])
     assert [orjson.loads(line) for line in got.splitlines()] == [r["flow"] for r in FLOWS[:5]]
     assert got.startswith('{"time":"2024-02-29T23:56:58.592508929Z","uuid":')
+
+
+@pytest.mark.skipif(not CASES, reason="upstream fixtures not found (set HUBBLEPY_SHARED)")
+def test_local_json_fallback_matches_upstream() -> None:
+    from hubblepy.printer.jsonout import _encode_locally
+
+    encoded = b"".join(_encode_locally(record) + b"\n" for record in FLOWS)
+    assert encoded == CASES["json-all-roundtrip"]["stdout"].encode()
