@@ -1,0 +1,253 @@
+"""`hubble-relay`: serve the flows of every Hubble node on one endpoint (default :4245).
+
+Flags follow upstream hubble-relay::
+
+    hubble-relay [--listen-address :4245] [--peer-service ADDR] [--peers [NAME=]ADDR,...]
+                 [--sort-buffer-len-max 100] [--sort-buffer-drain-timeout 1s]
+                 [--dial-timeout 5s] [--retry-timeout 30s]
+                 [--tls-relay-server-cert-file F --tls-relay-server-key-file F [--tls-relay-client-ca-files F,...]]
+                 [--tls-hubble-server-ca-files F,... [--tls-hubble-client-cert-file F --tls-hubble-client-key-file F]]
+
+TLS towards clients is on when a server certificate is given (mTLS when client CA files are given
+too); TLS towards the nodes is on when node CA files are given (mTLS with a client certificate).
+``--disable-server-tls`` / ``--disable-client-tls`` force plaintext. Once listening, the relay
+writes ``hubble-relay: listening on HOST:PORT`` to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hubblepy.api.observer import observer_pb2
+from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target
+from relay.durations import parse_duration
+from relay.peers import ClientTLS, DialOptions, PeerManager
+from relay.service import RelayObserver
+
+DEFAULT_PEER_SERVICE = "unix:///var/run/cilium/hubble.sock"
+
+
+class RelayError(Exception):
+    """A configuration problem reported as one line on stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise RelayError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="hubble-relay", description="Hubble Relay: flows of every node through one endpoint.")
+    p.add_argument("--listen-address", default=":4245", help="address to serve on (default :4245)")
+    p.add_argument(
+        "--peer-service",
+        default="",
+        help=f"peer.Peer service to learn nodes from (default {DEFAULT_PEER_SERVICE} when --peers is not given)",
+    )
+    p.add_argument("--peers", default="", help="static list of nodes: [NAME=]HOST:PORT,...")
+    p.add_argument(
+        "--sort-buffer-len-max", type=int, default=100, help="max flows held to sort by time (default 100)"
+    )
+    p.add_argument(
+        "--sort-buffer-drain-timeout",
+        default="1s",
+        help="send the sort buffer after this quiet time (default 1s)",
+    )
+    p.add_argument("--dial-timeout", default="5s", help="timeout to connect to a node (default 5s)")
+    p.add_argument(
+        "--retry-timeout", default="30s", help="max wait between reconnection attempts (default 30s)"
+    )
+    p.add_argument("--node-name", default="", help="name put in node-status events (default: hostname)")
+    p.add_argument("--tls-relay-server-cert-file", default="")
+    p.add_argument("--tls-relay-server-key-file", default="")
+    p.add_argument(
+        "--tls-relay-client-ca-files", default="", help="require client certificates signed by these CAs"
+    )
+    p.add_argument("--disable-server-tls", action="store_true")
+    p.add_argument(
+        "--tls-hubble-server-ca-files",
+        default="",
+        help="CAs of the nodes' certificates (enables TLS to nodes)",
+    )
+    p.add_argument("--tls-hubble-client-cert-file", default="")
+    p.add_argument("--tls-hubble-client-key-file", default="")
+    p.add_argument(
+        "--tls-hubble-server-name", default="", help="server name expected on static peers' certificates"
+    )
+    p.add_argument("--disable-client-tls", action="store_true")
+    p.add_argument("--max-workers", type=int, default=64)
+    return p
+
+
+def _read_all(paths: str) -> bytes | None:
+    files = [p for p in paths.split(",") if p]
+    if not files:
+        return None
+    out = b""
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                out += fh.read()
+        except OSError as exc:
+            raise RelayError(f"cannot read {path}: {exc.strerror}") from None
+    return out
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise RelayError(
+            f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"'
+        ) from None
+
+
+def _server_tls(args: argparse.Namespace) -> ServerTLS | None:
+    if args.disable_server_tls or not (args.tls_relay_server_cert_file or args.tls_relay_server_key_file):
+        return None
+    if not (args.tls_relay_server_cert_file and args.tls_relay_server_key_file):
+        raise RelayError(
+            "--tls-relay-server-cert-file and --tls-relay-server-key-file must be given together"
+        )
+    try:
+        return ServerTLS.from_files(
+            args.tls_relay_server_cert_file,
+            args.tls_relay_server_key_file,
+            [f for f in args.tls_relay_client_ca_files.split(",") if f],
+        )
+    except ValueError as exc:
+        raise RelayError(str(exc)) from None
+
+
+def _client_tls(args: argparse.Namespace) -> ClientTLS | None:
+    if args.disable_client_tls:
+        return None
+    ca = _read_all(args.tls_hubble_server_ca_files)
+    cert = _read_all(args.tls_hubble_client_cert_file)
+    key = _read_all(args.tls_hubble_client_key_file)
+    if ca is None and cert is None:
+        return None
+    if (cert is None) != (key is None):
+        raise RelayError(
+            "--tls-hubble-client-cert-file and --tls-hubble-client-key-file must be given together"
+        )
+    return ClientTLS(root_ca=ca, cert=cert, key=key)
+
+
+class Relay:
+    """A running relay: peer manager + gRPC server."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        client_tls = _client_tls(args)
+        self.server_tls = _server_tls(args)
+        dial = DialOptions(
+            dial_timeout=_duration("dial-timeout", args.dial_timeout),
+            retry_timeout=_duration("retry-timeout", args.retry_timeout),
+            tls=client_tls,
+        )
+        drain = _duration("sort-buffer-drain-timeout", args.sort_buffer_drain_timeout)
+        if args.sort_buffer_len_max < 1:
+            raise RelayError("--sort-buffer-len-max must be at least 1")
+        self.peers = PeerManager(dial)
+        static = [p.strip() for p in args.peers.split(",") if p.strip()]
+        for item in static:
+            name, sep, address = item.partition("=")
+            if not sep:
+                name, address = "", item
+            self.peers.add(name, address, args.tls_hubble_server_name)
+        peer_service = args.peer_service or ("" if static else DEFAULT_PEER_SERVICE)
+        if peer_service:
+            self.peers.watch_peer_service(peer_service, client_tls, args.tls_hubble_server_name)
+        self.observer = RelayObserver(
+            self.peers,
+            sort_buffer_len=args.sort_buffer_len_max,
+            drain_timeout=drain,
+            dial_timeout=dial.dial_timeout,
+            retry_timeout=dial.retry_timeout,
+            relay_name=args.node_name or None,
+        )
+        self.health = health.HealthServicer()
+        self.server: grpc.Server | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.args.max_workers, thread_name_prefix="relay-grpc"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        server.add_generic_rpc_handlers([self.observer.handlers()])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for name in (HEALTH_SERVICE_NAME, ""):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable_server_reflection(
+            (
+                observer_pb2.DESCRIPTOR.services_by_name["Observer"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        target = grpc_listen_target(self.args.listen_address)
+        try:
+            if self.server_tls is not None:
+                self.port = server.add_secure_port(target, self.server_tls.credentials())
+            else:
+                self.port = server.add_insecure_port(target)
+        except RuntimeError as exc:
+            raise RelayError(f"cannot listen on {self.args.listen_address}: {exc}") from None
+        if not self.port:
+            raise RelayError(f"cannot listen on {self.args.listen_address}")
+        server.start()
+        self.server = server
+
+    def address(self) -> str:
+        host = self.args.listen_address.rpartition(":")[0].strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"{host}:{self.port}"
+
+    def stop(self) -> None:
+        self.peers.close()
+        if self.server is not None:
+            self.server.stop(0.5).wait()
+
+
+def run(argv: list[str]) -> int:
+    """Run the relay until SIGINT/SIGTERM; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="level=%(levelname)s msg=%(message)s")
+    try:
+        relay = Relay(build_parser().parse_args(argv))
+        relay.start()
+    except RelayError as exc:
+        sys.stderr.write(f"hubble-relay: {exc}\n")
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sys.stderr.write(f"hubble-relay: listening on {relay.address()}\n")
+    sys.stderr.flush()
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        relay.stop()
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point (``hubble-relay``)."""
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

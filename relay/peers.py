@@ -1,0 +1,231 @@
+"""Hubble nodes known to the relay: discovery (static list and/or peer.Peer/Notify) and connections.
+
+Every node gets one long-lived gRPC channel that reconnects by itself with exponential backoff
+(capped by ``--retry-timeout``); the channel's connectivity state is the node's state
+(READY -> connected, anything else -> unavailable). Requests use raw-bytes method callables so
+flows pass through the relay without being decoded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from hubblepy.api.observer import observer_pb2
+from hubblepy.api.peer import peer_pb2
+
+log = logging.getLogger(__name__)
+
+GET_FLOWS = "/observer.Observer/GetFlows"
+
+
+@dataclass
+class ClientTLS:
+    """TLS from the relay to the nodes (mTLS when a client certificate is given)."""
+
+    root_ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.root_ca, private_key=self.key, certificate_chain=self.cert
+        )
+
+
+@dataclass
+class Node:
+    """One Hubble node: its name, address and channel."""
+
+    name: str
+    address: str
+    tls_server_name: str = ""
+    channel: grpc.Channel | None = None
+    state: grpc.ChannelConnectivity | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    settled: threading.Event = field(default_factory=threading.Event)  # READY or failed at least once
+    name_from_address: bool = False
+
+    @property
+    def connected(self) -> bool:
+        return self.state == grpc.ChannelConnectivity.READY
+
+    def get_flows_raw(self) -> Any:
+        """``GetFlows`` callable taking a GetFlowsRequest and yielding raw response bytes."""
+        assert self.channel is not None
+        return self.channel.unary_stream(
+            GET_FLOWS,
+            request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+            response_deserializer=None,
+        )
+
+    def observer_stub(self) -> Any:
+        from hubblepy.api.observer import observer_pb2_grpc
+
+        assert self.channel is not None
+        return observer_pb2_grpc.ObserverStub(self.channel)
+
+
+@dataclass
+class DialOptions:
+    """How the relay dials nodes."""
+
+    dial_timeout: float = 5.0
+    retry_timeout: float = 30.0
+    tls: ClientTLS | None = None
+
+    def channel_options(self, tls_server_name: str) -> list[tuple[str, Any]]:
+        max_backoff_ms = max(100, int(self.retry_timeout * 1000))
+        opts: list[tuple[str, Any]] = [
+            ("grpc.initial_reconnect_backoff_ms", min(500, max_backoff_ms)),
+            ("grpc.min_reconnect_backoff_ms", min(500, max_backoff_ms)),
+            ("grpc.max_reconnect_backoff_ms", max_backoff_ms),
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.enable_retries", 0),
+        ]
+        if self.tls is not None and tls_server_name:
+            opts.append(("grpc.ssl_target_name_override", tls_server_name))
+        return opts
+
+
+class PeerManager:
+    """The set of nodes, kept up to date from a static list and/or a peer service."""
+
+    def __init__(self, dial: DialOptions) -> None:
+        self.dial = dial
+        self._nodes: dict[str, Node] = {}  # by address
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.changed = threading.Condition()
+
+    # -- membership -----------------------------------------------------------------------------
+    def add(self, name: str, address: str, tls_server_name: str = "") -> Node:
+        with self._lock:
+            node = self._nodes.get(address)
+            if node is not None:
+                if name and node.name_from_address:
+                    node.name, node.name_from_address = name, False
+                return node
+            node = Node(name=name or address, address=address, tls_server_name=tls_server_name)
+            node.name_from_address = not name
+            self._nodes[address] = node
+        target = address.removeprefix("dns:///")
+        opts = self.dial.channel_options(tls_server_name)
+        if self.dial.tls is not None:
+            node.channel = grpc.secure_channel(target, self.dial.tls.credentials(), options=opts)
+        else:
+            node.channel = grpc.insecure_channel(target, options=opts)
+        node.channel.subscribe(lambda state, n=node: self._on_state(n, state), try_to_connect=True)
+        return node
+
+    def remove(self, address: str) -> None:
+        with self._lock:
+            node = self._nodes.pop(address, None)
+        if node is not None and node.channel is not None:
+            node.channel.close()
+        self._notify()
+
+    def nodes(self) -> list[Node]:
+        with self._lock:
+            return sorted(self._nodes.values(), key=lambda n: n.name)
+
+    def _on_state(self, node: Node, state: grpc.ChannelConnectivity) -> None:
+        node.state = state
+        if state == grpc.ChannelConnectivity.READY:
+            node.ready.set()
+            node.settled.set()
+            if node.name_from_address:
+                threading.Thread(target=self._learn_name, args=(node,), daemon=True).start()
+        else:
+            node.ready.clear()
+            if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
+                node.settled.set()
+        self._notify()
+
+    def _learn_name(self, node: Node) -> None:
+        """Ask a node listed by address only for its name (our agents answer GetNodes)."""
+        try:
+            resp = node.observer_stub().GetNodes(
+                observer_pb2.GetNodesRequest(), timeout=self.dial.dial_timeout
+            )
+        except grpc.RpcError:
+            return
+        if len(resp.nodes) == 1 and resp.nodes[0].name and node.name_from_address:
+            node.name = resp.nodes[0].name
+            node.name_from_address = False
+            self._notify()
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_settled(self, nodes: list[Node], timeout: float) -> None:
+        """Wait until each node is connected or has failed once (bounded by ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        for node in nodes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            node.settled.wait(remaining)
+
+    # -- discovery through peer.Peer/Notify -------------------------------------------------------
+    def watch_peer_service(
+        self, address: str, tls: ClientTLS | None, tls_server_name: str = ""
+    ) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._peer_service_loop,
+            args=(address, tls, tls_server_name),
+            name="peer-service",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+    def _peer_service_loop(self, address: str, tls: ClientTLS | None, tls_server_name: str) -> None:
+        from hubblepy.api.peer import peer_pb2_grpc
+
+        target = address
+        opts = self.dial.channel_options(tls_server_name)
+        backoff = 0.5
+        while not self._stop.is_set():
+            channel = (
+                grpc.secure_channel(target, tls.credentials(), options=opts)
+                if tls is not None and not target.startswith("unix:")
+                else grpc.insecure_channel(target, options=opts)
+            )
+            try:
+                stream = peer_pb2_grpc.PeerStub(channel).Notify(peer_pb2.NotifyRequest())
+                self._peer_stream = stream
+                for note in stream:
+                    backoff = 0.5
+                    self._apply(note)
+            except grpc.RpcError as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("peer service %s: %s", address, exc.details() if hasattr(exc, "details") else exc)
+            finally:
+                channel.close()
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, max(self.dial.retry_timeout, 0.5))
+
+    def _apply(self, note: Any) -> None:
+        tls_name = note.tls.server_name if note.HasField("tls") else ""
+        if note.type in (peer_pb2.PEER_ADDED, peer_pb2.PEER_UPDATED):
+            self.add(note.name, note.address, tls_name)
+        elif note.type == peer_pb2.PEER_DELETED:
+            self.remove(note.address)
+
+    def close(self) -> None:
+        self._stop.set()
+        stream = getattr(self, "_peer_stream", None)
+        if stream is not None:
+            stream.cancel()
+        for node in self.nodes():
+            if node.channel is not None:
+                node.channel.close()

@@ -1,0 +1,457 @@
+"""The relay's observer.Observer service: fan-out, time-ordered merge, node status, aggregation.
+
+GetFlows
+    The request goes unchanged to every connected node. Responses are merged by time with the
+    sort buffer (:mod:`relay.merge`). NodeStatusEvents come first (NODE_CONNECTED with the nodes
+    that answer, NODE_UNAVAILABLE with the others). A node that fails mid-stream is reported with
+    NODE_ERROR and the other nodes keep streaming. In follow mode a node that (re)appears is picked
+    up: the relay asks it for the flows since the last one it forwarded from that node.
+
+Strict global ``--last N`` (hubblepy extension)
+    A client that sends request metadata ``hubblepy-strict-last: 1`` with a non-follow ``number``
+    request gets exactly the newest N flows across all nodes (not N per node), in time order, and a
+    trailing-metadata entry ``hubblepy-completeness`` such as
+    ``flows=20 nodes_answered=3 nodes_known=3 lost=0``. Other clients are unaffected.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from hubblepy.api.observer import observer_pb2
+from hubblepy.api.relay import relay_pb2
+from relay.merge import SortBuffer
+from relay.peers import Node, PeerManager
+from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, scan_response
+
+log = logging.getLogger(__name__)
+
+STRICT_LAST_KEY = "hubblepy-strict-last"
+COMPLETENESS_KEY = "hubblepy-completeness"
+RELAY_VERSION = "hubblepy-relay"
+MAX_UNAVAILABLE_LISTED = 10
+QUEUE_MAX = 4096
+
+_END = object()  # a node stream ended (non-follow)
+
+_GO_CODE_NAMES = {
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.UNKNOWN: "Unknown",
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.ABORTED: "Aborted",
+    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNAVAILABLE: "Unavailable",
+    grpc.StatusCode.DATA_LOSS: "DataLoss",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+}
+
+
+def rpc_error_text(exc: grpc.RpcError) -> str:
+    """An error in the Go client's words: ``rpc error: code = Unavailable desc = ...``."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return f"rpc error: code = {_GO_CODE_NAMES.get(code, 'Unknown')} desc = {details}"
+
+
+def node_status_bytes(relay_name: str, state: int, names: list[str], message: str = "") -> bytes:
+    resp = observer_pb2.GetFlowsResponse(node_name=relay_name)
+    resp.node_status.state_change = state
+    resp.node_status.node_names.extend(names)
+    if message:
+        resp.node_status.message = message
+    resp.time.FromNanoseconds(time.time_ns())
+    return resp.SerializeToString()
+
+
+class _Fanout:
+    """One client's GetFlows: a reader thread per node feeding one bounded queue."""
+
+    def __init__(
+        self, peers: PeerManager, request: Any, follow: bool, relay_name: str, retry_s: float
+    ) -> None:
+        self.peers = peers
+        self.request = request
+        self.follow = follow
+        self.relay_name = relay_name
+        self.retry_s = retry_s
+        self.queue: queue.Queue[Any] = queue.Queue(QUEUE_MAX)
+        self.cancelled = threading.Event()
+        self.calls: dict[str, Any] = {}
+        self.active: set[str] = set()
+        self.lock = threading.Lock()
+        self.lost_events = 0
+
+    def start(self, node: Node, request: Any) -> None:
+        with self.lock:
+            if node.address in self.active or self.cancelled.is_set():
+                return
+            self.active.add(node.address)
+        threading.Thread(
+            target=self._pump, args=(node, request), daemon=True, name=f"relay-{node.name}"
+        ).start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.cancelled.is_set():
+            try:
+                self.queue.put(item, timeout=0.25)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self, node: Node, request: Any) -> None:
+        last_ns = 0
+        try:
+            while not self.cancelled.is_set():
+                call = node.get_flows_raw()(request)
+                self.calls[node.address] = call
+                try:
+                    for wire in call:
+                        time_ns, kind = scan_response(wire)
+                        if kind == KIND_FLOW and time_ns > last_ns:
+                            last_ns = time_ns
+                        if not self._put((time_ns, kind, wire)):
+                            return
+                    if not self.follow:
+                        return
+                except grpc.RpcError as exc:
+                    if self.cancelled.is_set():
+                        return
+                    message = rpc_error_text(exc)
+                    self._put(
+                        (
+                            time.time_ns(),
+                            -1,
+                            node_status_bytes(self.relay_name, relay_pb2.NODE_ERROR, [node.name], message),
+                        )
+                    )
+                    if not self.follow or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                        return
+                # follow mode: wait for the node to come back, then continue after the last flow seen
+                while not self.cancelled.is_set() and not node.ready.wait(0.25):
+                    pass
+                if self.cancelled.is_set():
+                    return
+                request = _resume_request(request, last_ns)
+                self._put(
+                    (
+                        time.time_ns(),
+                        -1,
+                        node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
+                    )
+                )
+        finally:
+            with self.lock:
+                self.active.discard(node.address)
+            self.calls.pop(node.address, None)
+            if not self.follow:
+                self._put(_END)
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        for call in list(self.calls.values()):
+            call.cancel()
+
+
+def _resume_request(request: Any, last_ns: int) -> Any:
+    """The follow request that continues a node's stream right after its last forwarded flow."""
+    resumed = observer_pb2.GetFlowsRequest()
+    resumed.CopyFrom(request)
+    resumed.number = 0
+    resumed.first = False
+    if last_ns:
+        resumed.since.FromNanoseconds(last_ns + 1)
+    else:
+        resumed.ClearField("since")
+    return resumed
+
+
+class RelayObserver:
+    """observer.Observer handlers of the relay."""
+
+    def __init__(
+        self,
+        peers: PeerManager,
+        sort_buffer_len: int = 100,
+        drain_timeout: float = 1.0,
+        dial_timeout: float = 5.0,
+        retry_timeout: float = 30.0,
+        relay_name: str | None = None,
+    ) -> None:
+        self.peers = peers
+        self.sort_buffer_len = sort_buffer_len
+        self.drain_timeout = drain_timeout
+        self.dial_timeout = dial_timeout
+        self.retry_timeout = retry_timeout
+        self.relay_name = relay_name or socket.gethostname()
+        self.started_ns = time.monotonic_ns()
+        self.pool = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="relay-unary")
+
+    def _split_nodes(self) -> tuple[list[Node], list[Node]]:
+        nodes = self.peers.nodes()
+        self.peers.wait_settled(nodes, self.dial_timeout)
+        connected = [n for n in nodes if n.connected]
+        unavailable = [n for n in nodes if not n.connected]
+        return connected, unavailable
+
+    # -- GetFlows -------------------------------------------------------------------------------
+    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        if request.first and request.follow:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
+        metadata = dict(context.invocation_metadata())
+        context.send_initial_metadata((("hubble-relay-version", RELAY_VERSION),))
+        connected, unavailable = self._split_nodes()
+        if (
+            metadata.get(STRICT_LAST_KEY) == "1"
+            and not request.follow
+            and not request.first
+            and request.number
+        ):
+            yield from self._strict_last(request, context, connected, unavailable)
+            return
+        yield node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in connected])
+        if unavailable:
+            yield node_status_bytes(
+                self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in unavailable]
+            )
+        fan = _Fanout(self.peers, request, request.follow, self.relay_name, self.retry_timeout)
+        context.add_callback(fan.cancel)
+        for node in connected:
+            fan.start(node, request)
+        try:
+            yield from self._merge(fan, request, context, len(connected))
+        finally:
+            fan.cancel()
+
+    def _merge(
+        self, fan: _Fanout, request: Any, context: grpc.ServicerContext, streams: int
+    ) -> Iterator[bytes]:
+        qlen = self.sort_buffer_len
+        nodes_total = max(1, streams)
+        if request.number and request.number * nodes_total < qlen:
+            qlen = int(request.number * nodes_total)
+        buffer = SortBuffer(qlen)
+        pending = streams
+        follow = request.follow
+        get = fan.queue.get
+        tick = min(self.drain_timeout, 0.25)
+        last_arrival = last_check = time.monotonic()
+        while follow or pending > 0:
+            try:
+                item = get(timeout=tick)
+            except queue.Empty:
+                now = time.monotonic()
+                if now - last_arrival >= self.drain_timeout:
+                    yield from buffer.drain()
+                    last_arrival = now
+                if follow and now - last_check >= 0.5:
+                    last_check = now
+                    self._pick_up_nodes(fan, request)
+                if not context.is_active():
+                    return
+                continue
+            if item is _END:
+                pending -= 1
+                continue
+            time_ns, kind, wire = item
+            if kind < 0:  # node status: send right away
+                yield wire
+                continue
+            last_arrival = time.monotonic()
+            out = buffer.push(time_ns, wire)
+            if out is not None:
+                yield out
+            if follow and last_arrival - last_check >= 0.5:
+                last_check = last_arrival
+                self._pick_up_nodes(fan, request)
+        yield from buffer.drain()
+
+    def _pick_up_nodes(self, fan: _Fanout, request: Any) -> None:
+        """Follow mode: start streaming from nodes that became available since the request began."""
+        for node in self.peers.nodes():
+            if node.connected and node.address not in fan.active:
+                resumed = observer_pb2.GetFlowsRequest()
+                resumed.CopyFrom(request)
+                resumed.number = 0
+                fan._put(
+                    (
+                        time.time_ns(),
+                        -1,
+                        node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
+                    )
+                )
+                fan.start(node, resumed)
+
+    def _strict_last(
+        self, request: Any, context: grpc.ServicerContext, connected: list[Node], unavailable: list[Node]
+    ) -> Iterator[bytes]:
+        number = request.number
+        results = list(self.pool.map(lambda n: _collect(n, request, self.dial_timeout), connected))
+        answered = [n for n, r in zip(connected, results, strict=True) if r is not None]
+        failed = [n for n, r in zip(connected, results, strict=True) if r is None]
+        yield node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in answered])
+        missing = unavailable + failed
+        if missing:
+            yield node_status_bytes(self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in missing])
+        flows: list[tuple[int, int, bytes]] = []
+        lost_total = 0
+        seq = 0
+        lost_wires = []
+        for result in results:
+            for time_ns, kind, wire, lost in result or ():
+                seq += 1
+                if kind == KIND_LOST_EVENTS:
+                    lost_total += lost
+                    lost_wires.append(wire)
+                elif kind == KIND_FLOW:
+                    flows.append((time_ns, seq, wire))
+        newest = heapq.nlargest(number, flows)
+        newest.reverse()
+        yield from lost_wires
+        for _, _, wire in newest:
+            yield wire
+        summary = f"flows={len(newest)} nodes_answered={len(answered)} nodes_known={len(connected) + len(unavailable)} lost={lost_total}"
+        context.set_trailing_metadata(((COMPLETENESS_KEY, summary),))
+
+    # -- unary RPCs ---------------------------------------------------------------------------------
+    def _node_statuses(self, nodes: list[Node]) -> list[Any]:
+        def one(node: Node) -> Any:
+            try:
+                return node.observer_stub().ServerStatus(
+                    observer_pb2.ServerStatusRequest(), timeout=self.dial_timeout
+                )
+            except grpc.RpcError:
+                return None
+
+        return list(self.pool.map(one, nodes))
+
+    def server_status(self, request: Any, context: grpc.ServicerContext) -> Any:
+        connected, unavailable = self._split_nodes()
+        statuses = self._node_statuses(connected)
+        resp = observer_pb2.ServerStatusResponse(version=RELAY_VERSION)
+        answered = 0
+        for node, st in zip(connected, statuses, strict=True):
+            if st is None:
+                unavailable.append(node)
+                continue
+            answered += 1
+            resp.num_flows += st.num_flows
+            resp.max_flows += st.max_flows
+            resp.seen_flows += st.seen_flows
+            resp.flows_rate += st.flows_rate
+            resp.uptime_ns = max(resp.uptime_ns, st.uptime_ns)
+        resp.num_connected_nodes.value = answered
+        resp.num_unavailable_nodes.value = len(unavailable)
+        resp.unavailable_nodes.extend(sorted(n.name for n in unavailable)[:MAX_UNAVAILABLE_LISTED])
+        return resp
+
+    def get_nodes(self, request: Any, context: grpc.ServicerContext) -> Any:
+        nodes = self.peers.nodes()
+        self.peers.wait_settled(nodes, self.dial_timeout)
+        connected = [n for n in nodes if n.connected]
+        statuses = dict(zip((n.address for n in connected), self._node_statuses(connected), strict=True))
+        out = []
+        for node in nodes:
+            item = observer_pb2.Node(name=node.name, address=node.address)
+            item.tls.enabled = self.peers.dial.tls is not None
+            if node.tls_server_name:
+                item.tls.server_name = node.tls_server_name
+            st = statuses.get(node.address)
+            if st is not None:
+                item.state = relay_pb2.NODE_CONNECTED
+                item.version = st.version
+                item.uptime_ns = st.uptime_ns
+                item.num_flows = st.num_flows
+                item.max_flows = st.max_flows
+                item.seen_flows = st.seen_flows
+            else:
+                item.state = relay_pb2.NODE_UNAVAILABLE
+            out.append(item)
+        return observer_pb2.GetNodesResponse(nodes=out)
+
+    def get_namespaces(self, request: Any, context: grpc.ServicerContext) -> Any:
+        connected, _ = self._split_nodes()
+
+        def one(node: Node) -> Any:
+            try:
+                return node.observer_stub().GetNamespaces(
+                    observer_pb2.GetNamespacesRequest(), timeout=self.dial_timeout
+                )
+            except grpc.RpcError:
+                return None
+
+        seen: set[tuple[str, str]] = set()
+        for resp in self.pool.map(one, connected):
+            for ns in resp.namespaces if resp is not None else ():
+                seen.add((ns.namespace, ns.cluster))
+        return observer_pb2.GetNamespacesResponse(
+            namespaces=[observer_pb2.Namespace(cluster=c, namespace=n) for n, c in sorted(seen)]
+        )
+
+    def unimplemented(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented by hubble-relay")
+
+    def handlers(self) -> grpc.GenericRpcHandler:
+        o = observer_pb2
+        return grpc.method_handlers_generic_handler(
+            "observer.Observer",
+            {
+                "GetFlows": grpc.unary_stream_rpc_method_handler(
+                    self.get_flows, request_deserializer=o.GetFlowsRequest.FromString
+                ),
+                "GetAgentEvents": grpc.unary_stream_rpc_method_handler(
+                    self.unimplemented, request_deserializer=o.GetAgentEventsRequest.FromString
+                ),
+                "GetDebugEvents": grpc.unary_stream_rpc_method_handler(
+                    self.unimplemented, request_deserializer=o.GetDebugEventsRequest.FromString
+                ),
+                "GetNodes": grpc.unary_unary_rpc_method_handler(
+                    self.get_nodes,
+                    request_deserializer=o.GetNodesRequest.FromString,
+                    response_serializer=o.GetNodesResponse.SerializeToString,
+                ),
+                "GetNamespaces": grpc.unary_unary_rpc_method_handler(
+                    self.get_namespaces,
+                    request_deserializer=o.GetNamespacesRequest.FromString,
+                    response_serializer=o.GetNamespacesResponse.SerializeToString,
+                ),
+                "ServerStatus": grpc.unary_unary_rpc_method_handler(
+                    self.server_status,
+                    request_deserializer=o.ServerStatusRequest.FromString,
+                    response_serializer=o.ServerStatusResponse.SerializeToString,
+                ),
+            },
+        )
+
+
+def _collect(node: Node, request: Any, timeout: float) -> list[tuple[int, int, bytes, int]] | None:
+    """All responses of a non-follow request to one node, or None when the node fails."""
+    out = []
+    try:
+        for wire in node.get_flows_raw()(request):
+            time_ns, kind = scan_response(wire)
+            lost = 0
+            if kind == KIND_LOST_EVENTS:
+                lost = observer_pb2.GetFlowsResponse.FromString(wire).lost_events.num_events_lost
+            out.append((time_ns, kind, wire, lost))
+    except grpc.RpcError:
+        return None
+    return out
