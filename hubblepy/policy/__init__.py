@@ -1,0 +1,61 @@
+"""Identity-based L3/L4 network policy: labels, identities, CiliumNetworkPolicy parsing and compilation.
+
+Pure Python (no root needed). The pieces, in data-flow order:
+
+* :mod:`.labels` / :mod:`.identity`: pod label sets and their numeric identities (reserved ones keep
+  Cilium's numbers, local ones start at 256);
+* :mod:`.parse`: YAML -> validated :class:`~.model.Policy` (whole file rejected on the first error,
+  with file, document, field path and reason; L7 and toFQDNs parts load with a warning);
+* :mod:`.repository`: the applied set (apply/delete by name);
+* :mod:`.compiler`: policies + endpoints -> policy-map entries ``PolicyKey -> PolicyValue`` with
+  per-endpoint enforcement flags and rule cookies, and the diff between two entry sets.
+"""
+
+from hubblepy.policy.compiler import (
+    ACTION_ALLOW,
+    ACTION_DENY,
+    CompiledPolicy,
+    CookieJar,
+    Endpoint,
+    EndpointPolicy,
+    PolicyDiff,
+    PolicyKey,
+    PolicyValue,
+    compile_policies,
+    diff_entries,
+)
+from hubblepy.policy.identity import RESERVED_IDENTITIES, IdentityAllocator
+from hubblepy.policy.labels import LabelSet, label_set, pod_labels
+from hubblepy.policy.model import CCNP, CNP, EGRESS, INGRESS, Policy, PolicyRef, RuleRef
+from hubblepy.policy.parse import PolicyError, load_policy_file, parse_policies
+from hubblepy.policy.repository import PolicyRepository
+
+__all__ = [
+    "ACTION_ALLOW",
+    "ACTION_DENY",
+    "CCNP",
+    "CNP",
+    "EGRESS",
+    "INGRESS",
+    "RESERVED_IDENTITIES",
+    "CompiledPolicy",
+    "CookieJar",
+    "Endpoint",
+    "EndpointPolicy",
+    "IdentityAllocator",
+    "LabelSet",
+    "Policy",
+    "PolicyDiff",
+    "PolicyError",
+    "PolicyKey",
+    "PolicyRef",
+    "PolicyRepository",
+    "PolicyValue",
+    "RuleRef",
+    "compile_policies",
+    "diff_entries",
+    "label_set",
+    "load_policy_file",
+    "parse_policies",
+    "pod_labels",
+]

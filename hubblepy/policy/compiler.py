@@ -1,0 +1,281 @@
+"""Policies + endpoints -> per-endpoint policy-map entries over numeric identities.
+
+Semantics (Kubernetes additive allow, as Cilium):
+
+* A direction of an endpoint is *enforced* (default deny) when at least one selecting rule has a
+  non-empty list for that direction (``- {}`` counts) and does not turn ``enableDefaultDeny`` off.
+  Endpoints selected by nothing, or only for the other direction, allow everything that way.
+* Every selecting rule adds allows; the result is their union. A rule with peers and ports gives
+  L3+L4 entries ``(identity, port, proto)``; peers without ports give L3-only ``(identity, 0, 0)``;
+  ports without peers give L4-only ``(0, port, proto)``; ``fromEntities: [all]`` without ports gives
+  allow-all ``(0, 0, 0)``. Protocol ANY with a port expands to TCP, UDP and SCTP.
+* CiliumNetworkPolicy selectors (endpointSelector and peers) only match the policy's namespace unless
+  a peer selector names ``k8s:io.kubernetes.pod.namespace`` itself; cluster-wide policies are not
+  scoped. Peer selectors never match the world identities (use fromEntities/toEntities: world).
+* With ``allow_localhost`` (Cilium's default) an enforced ingress also allows the host identity.
+
+Every entry carries the cookie of the first rule (in policy order) that produced it; all contributing
+cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies are stable for a
+:class:`CookieJar`'s lifetime and can be saved with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from hubblepy.policy.identity import RESERVED_IDENTITIES, WORLD_IDENTITIES
+from hubblepy.policy.labels import NAMESPACE_KEY, LabelSet
+from hubblepy.policy.model import (
+    ANY_PROTOCOLS,
+    CNP,
+    EGRESS,
+    INGRESS,
+    PROTOCOLS,
+    PeerRule,
+    Policy,
+    PolicyRef,
+    RuleRef,
+)
+from hubblepy.policy.selector import Requirement, Selector
+
+ACTION_ALLOW = 1
+ACTION_DENY = 2
+WILDCARD_IDENTITY = 0
+ALLOW_LOCALHOST = RuleRef(PolicyRef("reserved", "", "allow-localhost"), INGRESS, 0)
+_WORLD = sorted(WORLD_IDENTITIES)
+
+
+class PolicyKey(NamedTuple):
+    """A policy-map key: endpoint, direction, remote identity (0 any), port (0 any), protocol (0 any)."""
+
+    ep_id: int
+    direction: int
+    identity: int
+    dport: int
+    proto: int
+
+
+class PolicyValue(NamedTuple):
+    action: int
+    cookie: int
+
+
+class Endpoint(NamedTuple):
+    """A local endpoint the compiler computes entries for."""
+
+    ep_id: int
+    identity: int
+    labels: LabelSet
+
+
+@dataclass
+class EndpointPolicy:
+    ingress_enforced: bool = False
+    egress_enforced: bool = False
+    selected_by: list[PolicyRef] = field(default_factory=list)
+
+
+@dataclass
+class CompiledPolicy:
+    entries: dict[PolicyKey, PolicyValue]
+    endpoints: dict[int, EndpointPolicy]
+    contributors: dict[PolicyKey, list[int]]
+
+
+class PolicyDiff(NamedTuple):
+    upserts: dict[PolicyKey, PolicyValue]
+    deletes: list[PolicyKey]
+
+    def __bool__(self) -> bool:
+        return bool(self.upserts or self.deletes)
+
+
+class CookieJar:
+    """Rule reference <-> 32-bit cookie, stable while the jar lives (cookie 0 means none)."""
+
+    def __init__(self, saved: Mapping[int, RuleRef] | None = None) -> None:
+        self._by_ref: dict[RuleRef, int] = {}
+        self._by_cookie: dict[int, RuleRef] = {}
+        self._next = 1
+        self.cookie(ALLOW_LOCALHOST)
+        for cookie, ref in (saved or {}).items():
+            self._by_ref[ref] = int(cookie)
+            self._by_cookie[int(cookie)] = ref
+            self._next = max(self._next, int(cookie) + 1)
+
+    def cookie(self, ref: RuleRef) -> int:
+        found = self._by_ref.get(ref)
+        if found is None:
+            found = self._next
+            self._next += 1
+            self._by_ref[ref] = found
+            self._by_cookie[found] = ref
+        return found
+
+    def lookup(self, cookie: int) -> RuleRef | None:
+        return self._by_cookie.get(cookie)
+
+    def to_json(self) -> list[list]:
+        return [
+            [c, ref.policy.kind, ref.policy.namespace, ref.policy.name, ref.direction, ref.index]
+            for c, ref in sorted(self._by_cookie.items())
+        ]
+
+    @classmethod
+    def from_json(cls, rows: Iterable[list]) -> CookieJar:
+        return cls({int(c): RuleRef(PolicyRef(k, ns, n), int(d), int(i)) for c, k, ns, n, d, i in rows})
+
+
+def _scoped(selector: Selector, policy: PolicyRef, peer: bool) -> Selector:
+    if policy.kind != CNP:
+        return selector
+    if peer and selector.mentions(("k8s", NAMESPACE_KEY)):
+        return selector
+    return selector.with_requirement(Requirement("k8s", NAMESPACE_KEY, "In", frozenset({policy.namespace})))
+
+
+class _PeerResolver:
+    """Selector / entity -> identities, cached per compile."""
+
+    def __init__(self, identities: Mapping[int, LabelSet]) -> None:
+        self.identities = identities
+        self._cache: dict[Selector, list[int]] = {}
+        self.cluster = sorted(
+            n
+            for n, labels in identities.items()
+            if n not in WORLD_IDENTITIES and any(lab.startswith("k8s:") for lab in labels)
+        )
+
+    def select(self, selector: Selector) -> list[int]:
+        found = self._cache.get(selector)
+        if found is None:
+            found = sorted(
+                n
+                for n, labels in self.identities.items()
+                if n not in WORLD_IDENTITIES and selector.matches(labels)
+            )
+            self._cache[selector] = found
+        return found
+
+    def entity(self, name: str) -> list[int]:
+        if name == "all":
+            return [WILDCARD_IDENTITY]
+        if name == "world":
+            return list(_WORLD)
+        if name == "cluster":
+            reserved = [
+                RESERVED_IDENTITIES[n]
+                for n in ("host", "remote-node", "kube-apiserver", "health", "init", "ingress")
+            ]
+            return sorted(set(self.cluster) | set(reserved))
+        return [RESERVED_IDENTITIES[name]]
+
+
+def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> list[int]:
+    if not rule.has_peer_field:
+        # `- {}` selects no peer; a rule with only toPorts selects every peer (L4-only)
+        return [WILDCARD_IDENTITY] if rule.ports is not None else []
+    peers: set[int] = set()
+    for sel in rule.selectors or ():
+        peers.update(resolver.select(_scoped(sel, policy, peer=True)))
+    for name in rule.entities or ():
+        peers.update(resolver.entity(name))
+    return sorted(peers)
+
+
+def _rule_ports(rule: PeerRule) -> list[tuple[int, int]]:
+    if rule.ports is None:
+        return [(0, 0)]
+    out: set[tuple[int, int]] = set()
+    for port, proto in rule.ports:
+        if proto == "ANY":
+            out.update([(0, 0)] if port == 0 else [(port, p) for p in ANY_PROTOCOLS])
+        else:
+            out.add((port, PROTOCOLS[proto]))
+    return sorted(out)
+
+
+def compile_policies(
+    policies: Iterable[Policy],
+    endpoints: Iterable[Endpoint],
+    identities: Mapping[int, LabelSet],
+    cookies: CookieJar,
+    allow_localhost: bool = True,
+) -> CompiledPolicy:
+    """Computes the full policy-map contents for ``endpoints``.
+
+    ``identities`` are every identity a peer selector may match (pods of all nodes plus the reserved
+    ones); endpoints' own identities must be among them.
+    """
+    ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
+    resolver = _PeerResolver(identities)
+    entries: dict[PolicyKey, PolicyValue] = {}
+    contributors: dict[PolicyKey, list[int]] = {}
+    state: dict[int, EndpointPolicy] = {}
+    selecting = [
+        (p, spec, _scoped(spec.endpoint_selector, p.ref, peer=False)) for p in ordered for spec in p.specs
+    ]
+    for ep in sorted(endpoints):
+        info = EndpointPolicy()
+        state[ep.ep_id] = info
+        rules: dict[int, list[tuple[PolicyRef, int, PeerRule]]] = {INGRESS: [], EGRESS: []}
+        for policy, spec, selector in selecting:
+            if not selector.matches(ep.labels):
+                continue
+            if policy.ref not in info.selected_by:
+                info.selected_by.append(policy.ref)
+            for direction, peer_rules, default_deny in (
+                (INGRESS, spec.ingress, spec.default_deny_ingress),
+                (EGRESS, spec.egress, spec.default_deny_egress),
+            ):
+                if not peer_rules:
+                    continue
+                if default_deny:
+                    if direction == INGRESS:
+                        info.ingress_enforced = True
+                    else:
+                        info.egress_enforced = True
+                rules[direction] += [(policy.ref, spec.spec_index * 10000 + r.index, r) for r in peer_rules]
+        for direction, enforced in ((INGRESS, info.ingress_enforced), (EGRESS, info.egress_enforced)):
+            if not enforced:
+                continue
+            if direction == INGRESS and allow_localhost:
+                _add(
+                    entries,
+                    contributors,
+                    PolicyKey(ep.ep_id, INGRESS, RESERVED_IDENTITIES["host"], 0, 0),
+                    cookies.cookie(ALLOW_LOCALHOST),
+                )
+            for ref, index, rule in rules[direction]:
+                peers = _rule_peers(rule, ref, resolver)
+                if not peers:
+                    continue
+                cookie = cookies.cookie(RuleRef(ref, direction, index))
+                ports = _rule_ports(rule)
+                for identity in peers:
+                    for port, proto in ports:
+                        _add(
+                            entries,
+                            contributors,
+                            PolicyKey(ep.ep_id, direction, identity, port, proto),
+                            cookie,
+                        )
+    return CompiledPolicy(entries, state, contributors)
+
+
+def _add(entries: dict, contributors: dict, key: PolicyKey, cookie: int) -> None:
+    if key in entries:
+        if cookie not in contributors[key]:
+            contributors[key].append(cookie)
+        return
+    entries[key] = PolicyValue(ACTION_ALLOW, cookie)
+    contributors[key] = [cookie]
+
+
+def diff_entries(old: Mapping[PolicyKey, PolicyValue], new: Mapping[PolicyKey, PolicyValue]) -> PolicyDiff:
+    """What to write (new or changed values) and what to delete so the map goes from ``old`` to ``new``."""
+    upserts = {k: v for k, v in new.items() if old.get(k) != v}
+    deletes = [k for k in old if k not in new]
+    return PolicyDiff(upserts, deletes)

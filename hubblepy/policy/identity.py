@@ -1,0 +1,83 @@
+"""Numeric security identities from label sets.
+
+Reserved identities keep Cilium's numbers; label sets of pods get identities from
+:data:`FIRST_LOCAL_IDENTITY` upward, allocated in order of first sight and never reused while the
+allocator lives (its table can be saved and restored so a recreated pod keeps its identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from hubblepy.policy.labels import LabelSet, label_set
+
+RESERVED_IDENTITIES: dict[str, int] = {
+    "host": 1,
+    "world": 2,
+    "unmanaged": 3,
+    "health": 4,
+    "init": 5,
+    "remote-node": 6,
+    "kube-apiserver": 7,
+    "ingress": 8,
+    "world-ipv4": 9,
+    "world-ipv6": 10,
+}
+IDENTITY_HOST = 1
+IDENTITY_WORLD = 2
+WORLD_IDENTITIES = frozenset({2, 9, 10})
+FIRST_LOCAL_IDENTITY = 256
+MAX_LOCAL_IDENTITY = 65535
+
+
+def reserved_labels(name: str) -> LabelSet:
+    return (f"reserved:{name}",)
+
+
+class IdentityExhausted(Exception):
+    """No free identity is left in the local range."""
+
+
+class IdentityAllocator:
+    """Label set -> identity, stable for the allocator's lifetime (and its saved table)."""
+
+    def __init__(self, table: Mapping[int, Iterable[str]] | None = None) -> None:
+        self._by_labels: dict[LabelSet, int] = {}
+        self._by_id: dict[int, LabelSet] = {}
+        for name, number in RESERVED_IDENTITIES.items():
+            self._put(number, reserved_labels(name))
+        self._next = FIRST_LOCAL_IDENTITY
+        for number, labels in (table or {}).items():
+            self._put(int(number), label_set(labels))
+            self._next = max(self._next, int(number) + 1)
+
+    def _put(self, number: int, labels: LabelSet) -> None:
+        self._by_labels[labels] = number
+        self._by_id[number] = labels
+
+    def allocate(self, labels: Iterable[str]) -> int:
+        """The identity of a label set, allocating a new one the first time it is seen."""
+        key = label_set(labels)
+        found = self._by_labels.get(key)
+        if found is not None:
+            return found
+        if self._next > MAX_LOCAL_IDENTITY:
+            raise IdentityExhausted("no free local identity left")
+        number = self._next
+        self._next += 1
+        self._put(number, key)
+        return number
+
+    def lookup(self, labels: Iterable[str]) -> int | None:
+        return self._by_labels.get(label_set(labels))
+
+    def labels_of(self, identity: int) -> LabelSet | None:
+        return self._by_id.get(identity)
+
+    def items(self) -> list[tuple[int, LabelSet]]:
+        """Every known identity with its labels, reserved ones included, by number."""
+        return sorted(self._by_id.items())
+
+    def local_table(self) -> dict[int, list[str]]:
+        """The allocated (non-reserved) identities, for saving."""
+        return {n: list(labels) for n, labels in self._by_id.items() if n >= FIRST_LOCAL_IDENTITY}
