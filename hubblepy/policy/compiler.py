@@ -11,7 +11,8 @@ Semantics (Kubernetes additive allow, as Cilium):
   allow-all ``(0, 0, 0)``. Protocol ANY with a port expands to TCP, UDP and SCTP.
 * CiliumNetworkPolicy selectors (endpointSelector and peers) only match the policy's namespace unless
   a peer selector names ``k8s:io.kubernetes.pod.namespace`` itself; cluster-wide policies are not
-  scoped. Peer selectors never match the world identities (use fromEntities/toEntities: world).
+  scoped. Peer selectors never match the world identities (use fromEntities/toEntities: world), and
+  match other reserved identities (host, ...) only when they name a ``reserved:`` label.
 * With ``allow_localhost`` (Cilium's default) an enforced ingress also allows the host identity.
 
 Every entry carries the cookie of the first rule (in policy order) that produced it; all contributing
@@ -151,10 +152,13 @@ class _PeerResolver:
     def select(self, selector: Selector) -> list[int]:
         found = self._cache.get(selector)
         if found is None:
+            reserved_ok = any(r.source == "reserved" for r in selector.requirements)
             found = sorted(
                 n
                 for n, labels in self.identities.items()
-                if n not in WORLD_IDENTITIES and selector.matches(labels)
+                if n not in WORLD_IDENTITIES
+                and (reserved_ok or not labels or not labels[0].startswith("reserved:"))
+                and selector.matches(labels)
             )
             self._cache[selector] = found
         return found
