@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hubbletest import shared_dir
 
 from hubblepy.cli.observe_args import (
     ALL_FLOWS,
@@ -15,7 +16,6 @@ from hubblepy.cli.observe_args import (
     parse_observe_args,
     render_raw_filters,
 )
-from hubbletest import shared_dir
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 NO_CONFIG = {"XDG_CONFIG_HOME": "/nonexistent-hubblepy-test-config", "HOME": "/nonexistent-home"}
