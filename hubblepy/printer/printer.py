@@ -283,6 +283,8 @@ class Printer:
         if not self.opts.debug and state not in _PRINTED_NODE_STATES:
             return
         if self._output == "json":
+            if self.opts.json_bare_flow:
+                return  # upstream's legacy JSON mode has no node-status output at all
             data = raw + b"\n" if raw is not None else encode_canonical(resp) + b"\n"
             self._write_stderr(data)
             return

@@ -63,6 +63,11 @@ def test_json_node_status_on_stderr(render) -> None:
     )
 
 
+def test_legacy_json_mode_prints_no_node_status(render) -> None:
+    out, err = render(PrintOptions(output="json", json_bare_flow=True), [ERROR, FLOW])
+    assert (out, err) == (orjson.dumps(FLOW["flow"]).decode() + "\n", "")
+
+
 def test_table_header_comes_with_the_first_row_not_the_node_status(render) -> None:
     out, err = render(PrintOptions(output="table"), [UNAVAILABLE, FLOW])
     assert err.startswith("Jul  4 12:00:00.000 [relay-0]: 8 nodes")
