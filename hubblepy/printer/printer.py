@@ -43,7 +43,9 @@ class PrintOptions:
     numeric: bool = False  # --numeric or --ip-translation=false
     debug: bool = False  # print every node-status state, not only errors
     silent_errors: bool = False  # drop node-status output
-    json_bare_flow: bool = False  # HUBBLE_COMPAT=legacy-json-output with -o json: print the bare flow
+    # HUBBLE_COMPAT=legacy-json-output with `-o json` (never `-o jsonpb`): print the bare flow or lost
+    # event instead of the whole GetFlowsResponse, and no node status.
+    legacy_json: bool = False
 
 
 def join_with_cutoff(names: list[str], separator: str = ", ", limit: int = NODE_NAMES_CUTOFF) -> str:
@@ -261,7 +263,7 @@ class Printer:
 
     # ----------------------------------------------------------------- json
     def _json_bytes(self, resp: dict, raw: bytes | None) -> bytes:
-        if self.opts.json_bare_flow:
+        if self.opts.legacy_json:
             # Legacy mode prints the inner object (flow or lost event) without the wrapper.
             inner = resp.get("flow")
             if inner is None:
@@ -283,7 +285,7 @@ class Printer:
         if not self.opts.debug and state not in _PRINTED_NODE_STATES:
             return
         if self._output == "json":
-            if self.opts.json_bare_flow:
+            if self.opts.legacy_json:
                 return  # upstream's legacy JSON mode has no node-status output at all
             data = raw + b"\n" if raw is not None else encode_canonical(resp) + b"\n"
             self._write_stderr(data)

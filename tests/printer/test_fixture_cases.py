@@ -142,7 +142,7 @@ def test_raw_bytes_are_reused_for_json() -> None:
 
 @pytest.mark.skipif(not CASES, reason="upstream fixtures not found (set HUBBLEPY_SHARED)")
 def test_legacy_json_prints_the_bare_flow(stdout_of) -> None:
-    got = stdout_of(PrintOptions(output="json", json_bare_flow=True), FLOWS[:5])
+    got = stdout_of(PrintOptions(output="json", legacy_json=True), FLOWS[:5])
     assert [orjson.loads(line) for line in got.splitlines()] == [r["flow"] for r in FLOWS[:5]]
     assert got.startswith('{"time":"2024-02-29T23:56:58.592508929Z","uuid":')
 

@@ -64,7 +64,7 @@ def test_json_node_status_on_stderr(render) -> None:
 
 
 def test_legacy_json_mode_prints_no_node_status(render) -> None:
-    out, err = render(PrintOptions(output="json", json_bare_flow=True), [ERROR, FLOW])
+    out, err = render(PrintOptions(output="json", legacy_json=True), [ERROR, FLOW])
     assert (out, err) == (orjson.dumps(FLOW["flow"]).decode() + "\n", "")
 
 

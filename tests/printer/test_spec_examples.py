@@ -435,7 +435,7 @@ def test_dict_empty_values_and_no_swap(stdout_of) -> None:
 
 
 def test_lost_events_in_legacy_json_are_bare(stdout_of) -> None:
-    got = stdout_of(PrintOptions(output="json", json_bare_flow=True), _lost())
+    got = stdout_of(PrintOptions(output="json", legacy_json=True), _lost())
     assert got == (
         '{"source":"HUBBLE_RING_BUFFER","num_events_lost":"7","cpu":2,'
         '"first":"2024-07-04T12:00:01.500Z","last":"2024-07-04T12:00:01.750Z"}\n'
