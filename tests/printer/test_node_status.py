@@ -132,3 +132,26 @@ def test_stdout_is_flushed_before_stderr(tmp_path) -> None:
         "Jul  4 12:00:00.000 [relay-0]:",
         "Jul  4 12:00:01.000:  (unknown",
     ]
+
+
+def test_table_is_held_back_until_close_and_close_is_idempotent() -> None:
+    import io
+
+    from hubblepy.printer import Printer
+
+    out = io.BytesIO()
+    printer = Printer(PrintOptions(output="table"), out, io.BytesIO())
+    try:
+        printer.write(FLOW)
+        printer.flush()
+        assert out.getvalue() == b""
+        raise RuntimeError("reading stopped")
+    except RuntimeError:
+        pass
+    finally:
+        printer.close()
+    printer.close()
+    assert out.getvalue().decode() == (
+        "TIMESTAMP             SOURCE   DESTINATION   TYPE      VERDICT     SUMMARY\n"
+        "Jul  4 12:00:01.000                          UNKNOWN   FORWARDED   s\n"
+    )
