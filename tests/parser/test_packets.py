@@ -1,0 +1,183 @@
+"""Packet decoding: layers, L4 fields and the Summary wording of datapath-events.md 4.3."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from hubblepy.parser import encode as enc
+from hubblepy.parser.packet import (
+    EMPTY_PACKET,
+    FIRST_ETHERNET,
+    FIRST_IPV4,
+    FIRST_IPV6,
+    OVERLAY_GENEVE,
+    OVERLAY_VXLAN,
+    decode_packet,
+    icmp_type_code_string,
+    tcp_flags_summary,
+)
+
+
+def decode(packet: bytes, first: int = FIRST_ETHERNET, overlay: int = 0):
+    return decode_packet(packet, 0, len(packet), first, overlay)
+
+
+@pytest.mark.parametrize(
+    ("flags", "ns", "summary", "flag_dict"),
+    [
+        (enc.TCP_SYN, False, "TCP Flags: SYN", {"SYN": True}),
+        (enc.TCP_SYN | enc.TCP_ACK, False, "TCP Flags: SYN, ACK", {"SYN": True, "ACK": True}),
+        (enc.TCP_FIN | enc.TCP_ACK, False, "TCP Flags: ACK, FIN", {"FIN": True, "ACK": True}),
+        (enc.TCP_RST | enc.TCP_ACK, False, "TCP Flags: ACK, RST", {"RST": True, "ACK": True}),
+        (enc.TCP_PSH | enc.TCP_ACK, False, "TCP Flags: ACK, PSH", {"PSH": True, "ACK": True}),
+        (
+            0xFF,
+            True,
+            "TCP Flags: SYN, ACK, RST, FIN, PSH, URG, ECE, CWR, NS",
+            {k: True for k in ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")},
+        ),
+        (0, False, "TCP Flags: ", {}),
+    ],
+)
+def test_tcp_flags_and_summary(flags: int, ns: bool, summary: str, flag_dict: dict) -> None:
+    info = decode(enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(1234, 80, flags, ns=ns))))
+    assert info is not None
+    assert info.summary == summary
+    assert info.l4 == {"TCP": {"source_port": 1234, "destination_port": 80, "flags": flag_dict}}
+    assert list(info.l4["TCP"]["flags"]) == list(flag_dict)  # TCPFlags declaration order
+    assert (info.source_port, info.destination_port) == (1234, 80)
+
+
+def test_tcp_flags_summary_helper() -> None:
+    assert tcp_flags_summary(0x12) == "TCP Flags: SYN, ACK"
+    assert tcp_flags_summary(0x100) == "TCP Flags: NS"
+
+
+@pytest.mark.parametrize(
+    ("icmp_type", "code", "v6", "text"),
+    [
+        (8, 0, False, "EchoRequest"),
+        (0, 0, False, "EchoReply"),
+        (3, 3, False, "DestinationUnreachable(Port)"),
+        (3, 99, False, "DestinationUnreachable(Code: 99)"),
+        (5, 2, False, "Redirect(TOS+Net)"),
+        (11, 0, False, "TimeExceeded(TTLExceeded)"),
+        (8, 1, False, "EchoRequest(Code: 1)"),
+        (42, 7, False, "42(7)"),
+        (128, 0, True, "EchoRequest"),
+        (135, 0, True, "NeighborSolicitation"),
+        (1, 4, True, "DestinationUnreachable(PortUnreachable)"),
+        (4, 2, True, "ParameterProblem(UnrecognizedIPv6Option)"),
+        (143, 0, True, "143(0)"),
+    ],
+)
+def test_icmp_type_code_strings(icmp_type: int, code: int, v6: bool, text: str) -> None:
+    assert icmp_type_code_string(icmp_type, code, v6) == text
+
+
+def test_icmp_layers() -> None:
+    v4 = decode(enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 1, enc.icmp4(3, 3))))
+    assert v4.l4 == {"ICMPv4": {"type": 3, "code": 3}}
+    assert v4.summary == "ICMPv4 DestinationUnreachable(Port)"
+    echo_reply = decode(enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 1, enc.icmp4(0))))
+    assert echo_reply.l4 == {"ICMPv4": {}}
+    assert echo_reply.summary == "ICMPv4 EchoReply"
+    v6 = decode(enc.ethernet(enc.ipv6("fd00::1", "fd00::2", 58, enc.icmp6(135)), 0x86DD))
+    assert v6.l4 == {"ICMPv6": {"type": 135}}
+    assert v6.summary == "ICMPv6 NeighborSolicitation"
+
+
+def test_udp_sctp_and_bare_ip() -> None:
+    udp = decode(enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 17, enc.udp(5353, 53, b"query"))))
+    assert (udp.l4, udp.summary) == ({"UDP": {"source_port": 5353, "destination_port": 53}}, "UDP")
+    sctp = decode(enc.ipv4("10.0.0.1", "10.0.0.2", 132, enc.sctp(5000, 6000)), FIRST_IPV4)
+    assert (sctp.l4, sctp.summary, sctp.ethernet) == (
+        {"SCTP": {"source_port": 5000, "destination_port": 6000}},
+        "SCTP",
+        None,
+    )
+    gre = decode(enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 47, b"\x00" * 8)))
+    assert (gre.l4, gre.summary, gre.ip_source) == (None, "IPv4", "10.0.0.1")
+    zero_port = decode(enc.ipv4("10.0.0.1", "10.0.0.2", 17, enc.udp(0, 53)), FIRST_IPV4)
+    assert zero_port.l4 == {"UDP": {"destination_port": 53}}
+
+
+def test_ethernet_fields_and_non_ip_ethertype() -> None:
+    info = decode(enc.ethernet(b"\x00" * 28, 0x0806, src=bytes.fromhex("AABBCCDDEEFF"), dst=b"\xff" * 6))
+    assert info.ethernet == {"source": "aa:bb:cc:dd:ee:ff", "destination": "ff:ff:ff:ff:ff:ff"}
+    assert (info.ip_source, info.summary) == (None, "Ethernet")
+
+
+def test_ipv4_fragments_stop_after_ip() -> None:
+    more_fragments = decode(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(1, 2, 2), frag=0x2000), FIRST_IPV4)
+    assert (more_fragments.l4, more_fragments.summary) == (None, "IPv4")
+    later_fragment = decode(enc.ipv4("10.0.0.1", "10.0.0.2", 6, b"\x00" * 20, frag=0x0010), FIRST_IPV4)
+    assert later_fragment.l4 is None
+
+
+def test_ipv6_hop_by_hop_is_skipped_and_addresses_are_canonical() -> None:
+    hop_by_hop = bytes([58, 0]) + b"\x00" * 6  # next header ICMPv6, 8 bytes
+    info = decode(enc.ipv6("fd00:0:0::1", "::ffff:10.0.0.2", 0, hop_by_hop + enc.icmp6(143)), FIRST_IPV6)
+    assert info.ip_source == "fd00::1"
+    assert info.ip_destination == "10.0.0.2"  # IPv4-mapped prints like Go's net.IP
+    assert info.ip_version == "IPv6"
+    assert info.summary == "ICMPv6 143(0)"
+
+
+def test_ip_length_bounds_the_l4_payload() -> None:
+    # Trailing bytes beyond the IPv4 total length are not part of the UDP datagram.
+    packet = enc.ipv4("10.0.0.1", "10.0.0.2", 17, enc.udp(1, 2)) + b"\x01" * 5
+    assert decode(packet, FIRST_IPV4).l4 == {"UDP": {"source_port": 1, "destination_port": 2}}
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        enc.ethernet(b"")[:13],  # short Ethernet header
+        enc.ipv4("10.0.0.1", "10.0.0.2", 6, b"")[:19],  # short IPv4 header
+        enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(1, 2, 2))[:30],  # TCP header cut
+        enc.ipv4("10.0.0.1", "10.0.0.2", 17, b"\x00" * 4),  # UDP header cut
+        enc.ipv4("10.0.0.1", "10.0.0.2", 1, b"\x08\x00\x00\x00"),  # ICMPv4 < 8 bytes
+        b"\x44" + enc.ipv4("10.0.0.1", "10.0.0.2", 6, b"")[1:],  # IHL 4
+    ],
+)
+def test_malformed_supported_layers_reject_the_packet(packet: bytes) -> None:
+    first = FIRST_ETHERNET if len(packet) < 14 else FIRST_IPV4
+    assert decode(packet, first) is None
+
+
+def test_bad_tcp_data_offset_rejects() -> None:
+    tcp = bytearray(enc.tcp(1, 2, 2))
+    tcp[12] = 0x30  # data offset 3 words
+    assert decode(enc.ipv4("10.0.0.1", "10.0.0.2", 6, bytes(tcp)), FIRST_IPV4) is None
+
+
+def test_empty_payload() -> None:
+    assert decode_packet(b"abc", 3, 3, FIRST_ETHERNET) is EMPTY_PACKET
+
+
+def test_vxlan_overlay_reports_inner_packet_and_tunnel() -> None:
+    inner = enc.ethernet(enc.ipv4("10.244.1.5", "10.244.2.6", 6, enc.tcp(33000, 8080, enc.TCP_SYN)))
+    vxlan = struct.pack("!BxxxI", 0x08, 4242 << 8) + inner
+    outer = enc.ethernet(enc.ipv4("172.18.0.2", "172.18.0.3", 17, enc.udp(50000, 8472, vxlan)))
+    info = decode(outer, FIRST_ETHERNET, OVERLAY_VXLAN)
+    assert (info.ip_source, info.ip_destination) == ("10.244.1.5", "10.244.2.6")
+    assert info.summary == "TCP Flags: SYN"
+    assert info.tunnel == {
+        "protocol": "VXLAN",
+        "IP": {"source": "172.18.0.2", "destination": "172.18.0.3", "ipVersion": "IPv4"},
+        "l4": {"UDP": {"source_port": 50000, "destination_port": 8472}},
+        "vni": 4242,
+    }
+
+
+def test_geneve_overlay_with_options() -> None:
+    inner = enc.ethernet(enc.ipv4("10.244.1.5", "10.244.2.6", 17, enc.udp(1, 53)))
+    geneve = struct.pack("!BBHI", 0x01, 0, 0x6558, 7 << 8) + b"\xaa" * 4 + inner  # 1 option word
+    outer = enc.ipv4("172.18.0.2", "172.18.0.3", 17, enc.udp(50000, 6081, geneve))
+    info = decode(outer, FIRST_IPV4, OVERLAY_GENEVE)
+    assert info.summary == "UDP"
+    assert info.tunnel["protocol"] == "GENEVE"
+    assert info.tunnel["vni"] == 7
