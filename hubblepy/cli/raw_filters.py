@@ -2,7 +2,8 @@
 
 Decoding follows what upstream does with each raw value: a Go ``encoding/json`` stream decoder reads
 JSON values one after another (so ``{...}{...}`` gives two filters and an empty string gives none),
-and each value is handed to protobuf-JSON (protojson) decoding of ``flow.FlowFilter``. Both stages
+and each value is handed to protobuf-JSON (protojson) decoding of ``flow.FlowFilter`` (done by
+:func:`hubblepy.codec.parse_message`). Both stages
 keep upstream's error texts: ``unexpected EOF``, ``invalid character 'x' looking for beginning of
 value``, ``proto: syntax error (line 1:1): unexpected token [``, ``proto: (line 1:2): unknown field
 "bogus"``, ``proto: (line 1:12): invalid value for enum field verdict: "X"``.
@@ -18,14 +19,8 @@ single-quoted items, or ``{}`` when both lists are empty.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
-
-import orjson
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
-
-from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.timeparse import go_quote
+from hubblepy.codec import DecodeError, encode, parse_message
 
 
 class RawFilterError(ValueError):
@@ -196,206 +191,6 @@ def split_json_values(text: str) -> list[bytes]:
     return values
 
 
-# ---------------------------------------------------------------------------------------------
-# Stage 2: protojson decoding of one JSON value into a canonical message dict.
-# ---------------------------------------------------------------------------------------------
-
-_TOKEN_RE = re.compile(
-    rb'\s*(?:(?P<punct>[{}\[\]:,])|(?P<string>"(?:[^"\\]|\\.)*")'
-    rb"|(?P<number>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|(?P<literal>true|false|null))"
-)
-_NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-
-_KIND_NAMES = {
-    FieldDescriptor.TYPE_BOOL: "bool",
-    FieldDescriptor.TYPE_INT32: "int32",
-    FieldDescriptor.TYPE_UINT32: "uint32",
-    FieldDescriptor.TYPE_INT64: "int64",
-    FieldDescriptor.TYPE_UINT64: "uint64",
-    FieldDescriptor.TYPE_STRING: "string",
-    FieldDescriptor.TYPE_ENUM: "enum",
-    FieldDescriptor.TYPE_MESSAGE: "message",
-}
-_INT_RANGES = {
-    FieldDescriptor.TYPE_INT32: (-(1 << 31), (1 << 31) - 1),
-    FieldDescriptor.TYPE_UINT32: (0, (1 << 32) - 1),
-    FieldDescriptor.TYPE_INT64: (-(1 << 63), (1 << 63) - 1),
-    FieldDescriptor.TYPE_UINT64: (0, (1 << 64) - 1),
-}
-
-
-class _Token:
-    __slots__ = ("kind", "raw", "pos")
-
-    def __init__(self, kind: str, raw: bytes, pos: int) -> None:
-        self.kind = kind
-        self.raw = raw
-        self.pos = pos
-
-    def text(self) -> str:
-        return self.raw.decode("utf-8", "surrogateescape")
-
-    def string_value(self) -> str:
-        return orjson.loads(self.raw)
-
-
-class _ProtoJSONDecoder:
-    """A small protojson decoder for one (syntactically valid) JSON value."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.tokens: list[_Token] = []
-        pos = 0
-        while True:
-            match = _TOKEN_RE.match(data, pos)
-            if match is None:
-                break
-            kind = match.lastgroup or "punct"
-            start = match.start(kind)
-            self.tokens.append(_Token(kind, match.group(kind), start))
-            pos = match.end()
-        self.index = 0
-
-    def _position(self, pos: int) -> str:
-        before = self.data[:pos]
-        line = before.count(b"\n") + 1
-        last = before.rfind(b"\n")
-        column = len(before[last + 1 :].decode("utf-8", "replace")) + 1
-        return f"(line {line}:{column})"
-
-    def error(self, token: _Token, message: str) -> RawFilterError:
-        return RawFilterError(f"proto: {self._position(token.pos)}: {message}")
-
-    def syntax_error(self, token: _Token) -> RawFilterError:
-        return RawFilterError(
-            f"proto: syntax error {self._position(token.pos)}: unexpected token {token.text()}"
-        )
-
-    def read(self) -> _Token:
-        token = self.tokens[self.index]
-        self.index += 1
-        return token
-
-    def peek(self) -> _Token:
-        return self.tokens[self.index]
-
-    def message(self, descriptor: Descriptor) -> dict:
-        token = self.read()
-        if token.raw != b"{":
-            raise self.syntax_error(token)
-        values: dict[str, object] = {}
-        seen: set[int] = set()
-        while True:
-            token = self.read()
-            if token.raw == b"}":
-                break
-            if token.raw == b",":
-                token = self.read()
-            name = token.string_value()
-            field = descriptor.fields_by_camelcase_name.get(name) or descriptor.fields_by_name.get(name)
-            if field is None:
-                raise self.error(token, f"unknown field {token.text()}")
-            if field.number in seen:
-                raise self.error(token, f"duplicate field {token.text()}")
-            seen.add(field.number)
-            self.read()  # the colon
-            if self.peek().raw == b"null":
-                self.read()
-                continue
-            if field.is_repeated:
-                values[field.name] = self.list(field)
-            elif field.type == FieldDescriptor.TYPE_MESSAGE:
-                values[field.name] = self.message(field.message_type)
-            else:
-                values[field.name] = self.scalar(field)
-        return _canonical(descriptor, values)
-
-    def list(self, field: FieldDescriptor) -> list:
-        token = self.read()
-        if token.raw != b"[":
-            raise self.syntax_error(token)
-        items = []
-        while True:
-            if self.peek().raw == b"]":
-                self.read()
-                return items
-            if self.peek().raw == b",":
-                self.read()
-            if field.type == FieldDescriptor.TYPE_MESSAGE:
-                items.append(self.message(field.message_type))
-            else:
-                items.append(self.scalar(field))
-
-    def scalar(self, field: FieldDescriptor) -> object:
-        token = self.read()
-        kind = field.type
-        if kind == FieldDescriptor.TYPE_BOOL and token.kind == "literal" and token.raw != b"null":
-            return token.raw == b"true"
-        if kind == FieldDescriptor.TYPE_STRING and token.kind == "string":
-            return token.string_value()
-        if kind in _INT_RANGES:
-            number = _integer(token, *_INT_RANGES[kind])
-            if number is not None:
-                return (
-                    str(number)
-                    if kind in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64)
-                    else number
-                )
-        if kind == FieldDescriptor.TYPE_ENUM:
-            if token.kind == "string":
-                value = field.enum_type.values_by_name.get(token.string_value())
-                if value is not None:
-                    return value.name
-            elif token.kind == "number":
-                number = _integer(token, -(1 << 31), (1 << 31) - 1, allow_string=False)
-                if number is not None:
-                    known = field.enum_type.values_by_number.get(number)
-                    return known.name if known is not None else number
-        kind_name = _KIND_NAMES.get(kind, "value")
-        raise self.error(token, f"invalid value for {kind_name} field {field.json_name}: {token.text()}")
-
-
-def _integer(token: _Token, low: int, high: int, allow_string: bool = True) -> int | None:
-    if token.kind == "number":
-        text = token.text()
-    elif token.kind == "string" and allow_string:
-        text = token.string_value()
-        if not _NUMBER_RE.fullmatch(text):
-            return None
-    else:
-        return None
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        return None
-    if number != number.to_integral_value():
-        return None
-    value = int(number)
-    return value if low <= value <= high else None
-
-
-def _is_default(field: FieldDescriptor, value: object) -> bool:
-    if field.is_repeated:
-        return not value
-    if field.type == FieldDescriptor.TYPE_MESSAGE:
-        return False
-    if field.type == FieldDescriptor.TYPE_ENUM:
-        return value == field.enum_type.values_by_number[0].name or value == 0
-    if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64):
-        return value == "0"
-    if field.type == FieldDescriptor.TYPE_STRING:
-        return value == ""
-    return value is False or value == 0
-
-
-def _canonical(descriptor: Descriptor, values: dict) -> dict:
-    return {
-        f.name: values[f.name]
-        for f in descriptor.fields
-        if f.name in values and not _is_default(f, values[f.name])
-    }
-
-
 def decode_flow_filters(raw: str) -> list[dict]:
     """Decode one raw ``--allowlist``/``--denylist`` argument into canonical FlowFilter dicts.
 
@@ -403,8 +198,8 @@ def decode_flow_filters(raw: str) -> list[dict]:
     """
     try:
         chunks = split_json_values(raw)
-        return [_ProtoJSONDecoder(chunk).message(flow_pb2.FlowFilter.DESCRIPTOR) for chunk in chunks]
-    except RawFilterError as exc:
+        return [parse_message(chunk, "flow.FlowFilter") for chunk in chunks]
+    except (RawFilterError, DecodeError) as exc:
         raise RawFilterError(f"failed to decode '{raw}': {exc}") from None
 
 
@@ -412,18 +207,10 @@ def decode_flow_filters(raw: str) -> list[dict]:
 # Printing: Go JSON inside yaml.v3 YAML.
 # ---------------------------------------------------------------------------------------------
 
-_GO_HTML_ESCAPES = {
-    ord("<"): "\\u003c",
-    ord(">"): "\\u003e",
-    ord("&"): "\\u0026",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
-
 
 def go_json(value: object) -> str:
     """Compact JSON as Go's ``json.Marshal`` writes it (HTML-escaped)."""
-    return orjson.dumps(value).decode("utf-8").translate(_GO_HTML_ESCAPES)
+    return encode(value).decode("utf-8")
 
 
 def _yaml_printable(ch: str) -> bool:
