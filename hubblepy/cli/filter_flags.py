@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.timeparse import go_quote
+from hubblepy.filters import FilterError
+from hubblepy.filters import parse_identity as _parse_identity
 
 #: FlowFilter field names in .proto declaration order (the key order of canonical dicts).
 FLOW_FILTER_FIELDS: tuple[str, ...] = tuple(f.name for f in flow_pb2.FlowFilter.DESCRIPTOR.fields)
@@ -78,25 +80,6 @@ AGENT_EVENT_SUBTYPES: dict[str, int] = {
     "ipcache-upserted": 9,
     "ipcache-deleted": 10,
 }
-
-#: Reserved security identities accepted by ``--identity`` (case-sensitive).
-RESERVED_IDENTITIES: dict[str, int] = {
-    "host": 1,
-    "world": 2,
-    "unmanaged": 3,
-    "health": 4,
-    "init": 5,
-    "remote-node": 6,
-    "kube-apiserver": 7,
-    "ingress": 8,
-    "world-ipv4": 9,
-    "world-ipv6": 10,
-    "overlay-to-encrypt": 11,
-}
-# Upstream lists identity 11 by number in its error text.
-_IDENTITY_NAMES_FOR_ERROR = (
-    "host world unmanaged health init remote-node kube-apiserver ingress world-ipv4 world-ipv6 11"
-)
 
 _TCP_FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "NS")
 
@@ -288,16 +271,11 @@ def _int32(value: int) -> int:
 
 
 def parse_identity(value: str) -> int:
-    """A reserved identity name or a Go integer literal up to 2^32-1."""
-    reserved = RESERVED_IDENTITIES.get(value)
-    if reserved is not None:
-        return reserved
+    """A reserved identity name or a Go integer literal up to 2^32-1 (see :mod:`hubblepy.filters`)."""
     try:
-        return go_parse_uint(value, 0, 32)
-    except ValueError:
-        raise FilterFlagError(
-            f"invalid security identity, expected one of [{_IDENTITY_NAMES_FOR_ERROR}] or a numeric value"
-        ) from None
+        return _parse_identity(value)
+    except FilterError as exc:
+        raise FilterFlagError(str(exc)) from None
 
 
 def parse_event_type(value: str) -> dict:
