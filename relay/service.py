@@ -216,6 +216,12 @@ class RelayObserver:
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         if request.first and request.follow:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
+        from hubblepy.observer.service import BadRequest, compile_request_filters
+
+        try:
+            compile_request_filters(request)  # validate once here instead of N node errors
+        except BadRequest as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         metadata = dict(context.invocation_metadata())
         context.send_initial_metadata((("hubble-relay-version", RELAY_VERSION),))
         connected, unavailable = self._split_nodes()
