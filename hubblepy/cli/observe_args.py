@@ -55,6 +55,29 @@ DEFAULT_LAST_LIVE = 20
 ALL_FLOWS = (1 << 64) - 1
 MAX_FILE_LAST = 1_000_000
 TLS_PREFIX = "tls://"
+#: Paths the CLI asks for with compact, dict and table output (``--use-default-field-masks``).
+DEFAULT_FIELD_MASK = (
+    "time",
+    "verdict",
+    "ethernet",
+    "IP",
+    "l4",
+    "source.identity",
+    "source.namespace",
+    "source.pod_name",
+    "destination.identity",
+    "destination.namespace",
+    "destination.pod_name",
+    "Type",
+    "node_name",
+    "l7",
+    "event_type",
+    "source_service",
+    "destination_service",
+    "is_reply",
+    "Summary",
+    "ip_trace_id",
+)
 
 
 class UsageError(Exception):
@@ -220,7 +243,7 @@ class ObserveArgs:
     number: int = 0  # GetFlowsRequest.number as upstream computes it
     first_mode: bool = False  # GetFlowsRequest.first
     field_mask: list[str] = field(default_factory=list)
-    use_default_field_masks: bool = False
+    use_default_field_masks: bool = True
     # behaviour
     debug: bool = False
     silent_errors: bool = False
@@ -257,6 +280,13 @@ class ObserveArgs:
         """Upstream's file-mode ``--last`` limit, checked after the filters compiled."""
         if not self.first_mode and self.number not in (0, ALL_FLOWS) and self.number > MAX_FILE_LAST:
             raise UsageError(f"--last must be <= 1_000_000, got {self.number}")
+
+    @property
+    def request_field_mask(self) -> list[str]:
+        """``GetFlowsRequest.field_mask`` paths for a live request (empty: no mask)."""
+        if self.output == "json":
+            return list(self.field_mask)
+        return list(DEFAULT_FIELD_MASK) if self.use_default_field_masks else []
 
     @property
     def file_last(self) -> int:
@@ -588,7 +618,7 @@ def parse_observe_args(
     args.input_file = str(input_file) if input_file else None
     args.silent_errors = bool(values.get("silent-errors", False))
     args.print_raw_filters = bool(values.get("print-raw-filters", False))
-    args.use_default_field_masks = bool(values.get("use-default-field-masks", False))
+    args.use_default_field_masks = bool(values.get("use-default-field-masks", True))
     args.field_mask = list(values.get("field-mask", []))
     args.jq = str(values["jq"]) if "jq" in values else None
     args.first = int(values.get("first", 0))

@@ -645,3 +645,10 @@ def test_formatting_options() -> None:
         ".flow",
     )
     assert parse(env=dict(NO_CONFIG, HUBBLE_DEBUG="true")).debug is True
+
+
+def test_request_field_mask() -> None:
+    assert parse().request_field_mask[:2] == ["time", "verdict"]
+    assert parse("--use-default-field-masks=false").request_field_mask == []
+    assert parse("-o", "json").request_field_mask == []
+    assert parse("-o", "jsonpb", "--field-mask", "time,IP").request_field_mask == ["time", "IP"]
