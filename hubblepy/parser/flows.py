@@ -99,6 +99,22 @@ ERR_PACKET = "malformed_packet"
 ERR_INTERNAL = "internal_error"
 
 
+def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
+    """(first packet layer, overlay) selected by trace/drop classifier flags (spec 3.5)."""
+    if not flags & CLS_FLAG_L3_DEV:
+        first = FIRST_ETHERNET
+    else:
+        first = FIRST_IPV6 if flags & CLS_FLAG_IPV6 else FIRST_IPV4
+    if flags & CLS_FLAG_VXLAN:
+        return first, OVERLAY_VXLAN
+    if flags & CLS_FLAG_GENEVE:
+        return first, OVERLAY_GENEVE
+    return first, OVERLAY_NONE
+
+
+_LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(256))
+
+
 class _Malformed(Exception):
     """Raised inside the decoders to reject one sample with a counted reason."""
 
@@ -406,22 +422,22 @@ class Parser:
         return match
 
     # --- shared helpers --------------------------------------------------------------------------
-    def _packet_start(self, data: bytes, header_len: int, ext_version: int) -> int:
-        ext = self._ext_lengths.get(ext_version)
-        if ext is None:
-            raise _Malformed(ERR_EXT_VERSION)
-        start = header_len + ext
-        if len(data) < start:
-            raise _Malformed(ERR_TRUNCATED)
-        return start
+    def _payload(
+        self, data: bytes, header_len: int, ext: int, cap_len: int, first: int, overlay: int
+    ) -> PacketInfo:
+        """Decode the packet after a ``header_len``-byte header (+ the ``ext`` extension length).
 
-    @staticmethod
-    def _packet(data: bytes, start: int, cap_len: int, first: int, overlay: int) -> PacketInfo:
-        # Decode data[start:start+cap_len] only: perf pads samples to 8 bytes with trailing zeros.
+        Only ``cap_len`` bytes are decoded: perf pads samples to 8 bytes with trailing zeros.
+        """
+        ext_len = self._ext_lengths.get(ext)
+        if ext_len is None:
+            raise _Malformed(ERR_EXT_VERSION)
+        start = header_len + ext_len
+        n = len(data)
+        if n < start:
+            raise _Malformed(ERR_TRUNCATED)
         end = start + cap_len
-        if end > len(data):
-            end = len(data)
-        pkt = decode_packet(data, start, end, first, overlay)
+        pkt = decode_packet(data, start, end if end < n else n, first, overlay)
         if pkt is None:
             raise _Malformed(ERR_PACKET)
         return pkt
@@ -435,20 +451,6 @@ class Parser:
         if encrypted:
             ip["encrypted"] = True
         return ip
-
-    @staticmethod
-    def _first_layer(flags: int) -> int:
-        if not flags & CLS_FLAG_L3_DEV:
-            return FIRST_ETHERNET
-        return FIRST_IPV6 if flags & CLS_FLAG_IPV6 else FIRST_IPV4
-
-    @staticmethod
-    def _overlay(flags: int) -> int:
-        if flags & CLS_FLAG_VXLAN:
-            return OVERLAY_VXLAN
-        if flags & CLS_FLAG_GENEVE:
-            return OVERLAY_GENEVE
-        return OVERLAY_NONE
 
     def _ip_trace_id(self, trace_id: int) -> dict:
         d: dict = {"trace_id": str(trace_id)}
@@ -491,8 +493,8 @@ class Parser:
             header_len = 32
         else:
             raise _Malformed(ERR_VERSION)
-        start = self._packet_start(data, header_len, ext)
-        pkt = self._packet(data, start, cap_len, self._first_layer(flags), self._overlay(flags))
+        first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
+        pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
         # Original (pre-SNAT) source address, v1+ only. It counts as "SNAT" for the direction
         # whenever it is set, and replaces the packet source when an IP layer was decoded.
@@ -607,8 +609,8 @@ class Parser:
             trace_id = layouts.U64.unpack_from(data, layouts.DROP_TRACE_ID_OFFSET)[0]
         else:
             raise _Malformed(ERR_VERSION)
-        start = self._packet_start(data, header_len, ext)
-        pkt = self._packet(data, start, cap_len, self._first_layer(flags), self._overlay(flags))
+        first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
+        pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
         src_ep, src_id = self._endpoint(pkt.ip_source, src_label)
         dst_ep, _ = self._endpoint(pkt.ip_destination, dst_label)
@@ -685,8 +687,7 @@ class Parser:
         else:
             l3 = 0  # the old layout has no L3-device bit
         first = (FIRST_IPV6 if pflags & PV_IPV6 else FIRST_IPV4) if l3 else FIRST_ETHERNET
-        start = self._packet_start(data, header_len, ext)
-        pkt = self._packet(data, start, cap_len, first, OVERLAY_NONE)
+        pkt = self._payload(data, header_len, ext, cap_len, first, OVERLAY_NONE)
 
         ingress = (pflags & PV_DIR_MASK) == PV_DIR_INGRESS
         if ingress:
@@ -755,8 +756,7 @@ class Parser:
         if len(data) < 24:
             raise _Malformed(ERR_TRUNCATED)
         (_, point, _, _, _, cap_len, _version, ext, arg1, _arg2) = layouts.CAPTURE.unpack_from(data)
-        start = self._packet_start(data, 24, ext)
-        pkt = self._packet(data, start, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
+        pkt = self._payload(data, 24, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
         src_ep, _ = self._endpoint(pkt.ip_source, 0)
         dst_ep, _ = self._endpoint(pkt.ip_destination, 0)
 
