@@ -547,6 +547,24 @@ def _validate_field_mask(paths: list[str]) -> None:
             )
 
 
+_MIN_TIMESTAMP_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
+_MAX_TIMESTAMP_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _check_timestamp_range(name: str, ns: int) -> None:
+    """Upstream's ``timestamppb.CheckValid`` on the parsed bound."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    text = f"seconds:{seconds}" + (f" nanos:{nanos}" if nanos else "")
+    if seconds < _MIN_TIMESTAMP_SECONDS:
+        raise UsageError(
+            f"failed to convert `{name}` timestamp to proto: proto: timestamp ({text}) before 0001-01-01"
+        )
+    if seconds > _MAX_TIMESTAMP_SECONDS:
+        raise UsageError(
+            f"failed to convert `{name}` timestamp to proto: proto: timestamp ({text}) after 9999-12-31"
+        )
+
+
 def _compat_legacy_json(env: Mapping[str, str]) -> bool:
     return any(part.lower() == "legacy-json-output" for part in env.get("HUBBLE_COMPAT", "").split(","))
 
@@ -666,11 +684,13 @@ def parse_observe_args(
             args.since_ns = parse_time_bound(args.since, now)
         except TimeParseError as exc:
             raise UsageError(f"failed to parse the since time: {exc}") from None
+        _check_timestamp_range("since", args.since_ns)
     if args.until is not None and not args.follow:
         try:
             args.until_ns = parse_time_bound(args.until, now)
         except TimeParseError as exc:
             raise UsageError(f"failed to parse the until time: {exc}") from None
+        _check_timestamp_range("until", args.until_ns)
     number = args.last
     if args.since_ns is None and args.until_ns is None and not first:
         if args.all:

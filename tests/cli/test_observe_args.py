@@ -652,3 +652,10 @@ def test_request_field_mask() -> None:
     assert parse("--use-default-field-masks=false").request_field_mask == []
     assert parse("-o", "json").request_field_mask == []
     assert parse("-o", "jsonpb", "--field-mask", "time,IP").request_field_mask == ["time", "IP"]
+
+
+def test_time_bounds_outside_the_timestamp_range() -> None:
+    assert error_of("--since", "0000-01-01") == (
+        "failed to convert `since` timestamp to proto: proto: timestamp (seconds:-62167219200) before 0001-01-01"
+    )
+    assert parse("--until", "9999-12-31T23:59:59Z").until_ns == 253402300799 * 10**9
