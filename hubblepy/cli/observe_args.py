@@ -525,8 +525,10 @@ class _Settings:
         value = self.raw(key)
         if value is None:
             return default
+        if isinstance(value, int):
+            return value
         try:
-            return int(str(value), 0)
+            return go_parse_uint(str(value).strip(), 0, 64)
         except ValueError:
             return 0
 
