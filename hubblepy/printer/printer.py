@@ -158,11 +158,6 @@ class Printer:
         self._err.write(data)
         self._err.flush()
 
-    def _node(self, resp: dict, flow: dict | None) -> str:
-        if flow is not None:
-            return flow.get("node_name", "")
-        return resp.get("node_name", "")
-
     # -------------------------------------------------------------- compact
     def _compact_flow(self, resp: dict, flow: dict, raw: bytes | None) -> None:
         text = self._text
