@@ -188,30 +188,6 @@ def _build_flag_tables() -> tuple[dict[str, FlagSpec], dict[str, FlagSpec]]:
 
 FLAGS_BY_NAME, FLAGS_BY_SHORT = _build_flag_tables()
 
-# Keys that upstream binds to its configuration (flags, HUBBLE_* variables, config file).
-_VIPER_KEYS = (
-    "config",
-    "debug",
-    "server",
-    "timeout",
-    "request-timeout",
-    "tls",
-    "tls-allow-insecure",
-    "tls-ca-cert-files",
-    "tls-client-cert-file",
-    "tls-client-key-file",
-    "tls-server-name",
-    "basic-auth-username",
-    "basic-auth-password",
-    "port-forward",
-    "port-forward-port",
-    "kube-context",
-    "kube-namespace",
-    "kubeconfig",
-    "allowlist",
-    "denylist",
-)
-
 
 @dataclass
 class ObserveArgs:
@@ -616,7 +592,9 @@ def parse_observe_args(
     args.kube_namespace = settings.string("kube-namespace", "kube-system")
     args.kubeconfig = settings.string("kubeconfig", "")
 
-    # Flag validation (PersistentPreRunE).
+    # Flag validation (PersistentPreRunE; upstream registers the basic-auth check first).
+    if bool(args.basic_auth_username) != bool(args.basic_auth_password):
+        raise UsageError("invalid flag(s): must specify both basic-auth-username and basic-auth-password")
     if args.tls_client_key_file or args.tls_client_cert_file:
         if not (args.tls_client_key_file and args.tls_client_cert_file):
             raise UsageError(
@@ -624,8 +602,6 @@ def parse_observe_args(
             )
         if not (args.tls or args.server.startswith(TLS_PREFIX)):
             raise UsageError("invalid flag(s): transport layer security required")
-    if bool(args.basic_auth_username) != bool(args.basic_auth_password):
-        raise UsageError("invalid flag(s): must specify both basic-auth-username and basic-auth-password")
 
     # Plain options.
     args.time_format = str(values.get("time-format", "StampMilli"))
