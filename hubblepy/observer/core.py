@@ -41,6 +41,7 @@ class Observer:
         """Store flows given as ``(time_ns, canonical flow dict)``; the dict must carry ``time``."""
         node = self.node_name
         namespaces = self._namespaces
+        seen_ns = time.time_ns()  # namespaces expire by when we saw them, not by flow time
         entries = []
         for time_ns, flow in flows:
             resp = {"flow": flow, "node_name": flow.get("node_name") or node}
@@ -50,10 +51,10 @@ class Observer:
             entries.append(RingEntry(time_ns, resp))
             src = flow.get("source")
             if src is not None and "namespace" in src:
-                namespaces[(src.get("cluster_name", ""), src["namespace"])] = time_ns
+                namespaces[(src.get("cluster_name", ""), src["namespace"])] = seen_ns
             dst = flow.get("destination")
             if dst is not None and "namespace" in dst:
-                namespaces[(dst.get("cluster_name", ""), dst["namespace"])] = time_ns
+                namespaces[(dst.get("cluster_name", ""), dst["namespace"])] = seen_ns
         with self._lock:
             self.seen_flows += len(entries)
             self.flows.write_many(entries)

@@ -1,0 +1,46 @@
+"""Sort buffer order and the raw GetFlowsResponse scanner."""
+
+import random
+
+from hubblepy.api.observer import observer_pb2
+from relay.merge import SortBuffer
+from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, KIND_NODE_STATUS, scan_response
+
+
+def test_full_size_buffer_sorts_everything():
+    times = list(range(500))
+    random.Random(4).shuffle(times)
+    buf = SortBuffer(1000)
+    out = [o for t in times if (o := buf.push(t, str(t).encode())) is not None]
+    out += list(buf.drain())
+    assert [int(b) for b in out] == sorted(times)
+
+
+def test_bounded_buffer_releases_oldest_when_full():
+    buf = SortBuffer(2)
+    assert buf.push(5, b"5") is None
+    assert buf.push(3, b"3") is None
+    assert buf.push(4, b"4") == b"3"
+    assert buf.push(1, b"1") == b"1"  # older than everything held: goes out at once
+    assert list(buf.drain()) == [b"4", b"5"]
+
+
+def test_equal_times_keep_arrival_order():
+    buf = SortBuffer(10)
+    for name in (b"a", b"b", b"c"):
+        buf.push(7, name)
+    assert list(buf.drain()) == [b"a", b"b", b"c"]
+
+
+def test_scan_response_reads_time_and_kind():
+    resp = observer_pb2.GetFlowsResponse(node_name="n1")
+    resp.flow.uuid = "x" * 300
+    resp.time.FromNanoseconds(1_709_251_018_592_508_929)
+    assert scan_response(resp.SerializeToString()) == (1_709_251_018_592_508_929, KIND_FLOW)
+    lost = observer_pb2.GetFlowsResponse()
+    lost.lost_events.num_events_lost = 3
+    assert scan_response(lost.SerializeToString()) == (0, KIND_LOST_EVENTS)
+    status = observer_pb2.GetFlowsResponse()
+    status.node_status.node_names.append("n")
+    status.time.FromNanoseconds(-5_000_000_000)
+    assert scan_response(status.SerializeToString()) == (-5_000_000_000, KIND_NODE_STATUS)
