@@ -85,6 +85,7 @@ from hubblepy.parser.packet import (
 from hubblepy.parser.resolver import EndpointInfo, PolicyMatch, Resolver
 
 DEFAULT_IP_TRACE_OPTION_TYPE = 136
+_POLICY_DENY_REASONS = frozenset({133, 181})  # POLICY_DENIED, POLICY_DENY
 _ENDPOINT_CACHE_LIMIT = 1 << 16
 _ZERO4 = b"\x00" * 4
 _ZERO16 = b"\x00" * 16
@@ -738,15 +739,14 @@ class Parser:
 
         match = self._policy_match(cookie, source, ingress, remote, proto, dport)
         if match is not None:
+            # Policy correlation (newest Hubble rules): allowed verdicts list the allowing
+            # policies; policy denials (POLICY_DENIED/POLICY_DENY) and AUDIT verdicts (would have
+            # been denied) list the denying ones; other drops list none. The log is always kept.
             if match.policies:
-                # Allowed verdicts list the allowing policies, drops the denying ones. An AUDIT
-                # verdict was allowed only by audit mode, so it is attributed to neither list.
-                policies = list(match.policies)
                 if verdict_name in ("FORWARDED", "REDIRECTED"):
-                    f["ingress_allowed_by" if ingress else "egress_allowed_by"] = policies
-                elif verdict_name == "DROPPED":
-                    f["ingress_denied_by" if ingress else "egress_denied_by"] = policies
-                # Declaration order: egress_allowed_by, ingress_allowed_by, egress_denied_by, ...
+                    f["ingress_allowed_by" if ingress else "egress_allowed_by"] = list(match.policies)
+                elif verdict_name == "AUDIT" or -verdict in _POLICY_DENY_REASONS:
+                    f["ingress_denied_by" if ingress else "egress_denied_by"] = list(match.policies)
             if match.log:
                 f["policy_log"] = list(match.log)
         return f

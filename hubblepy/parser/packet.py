@@ -8,7 +8,8 @@ for it. It mirrors gopacket's decoding-layer parser:
 * a layer that is not in the set (ARP, VLAN tags, IP fragments, unknown IP protocols, ...) stops
   decoding silently; the last decoded layer names the Summary ("Ethernet", "IPv4", ...);
 * a layer whose header is too short or inconsistent is an error: the whole event is rejected
-  (``None`` is returned) and the caller counts it as a parse error, as Hubble does.
+  (``None`` is returned) and the caller counts it as a parse error, as Hubble does (its
+  DecodeLayers error aborts the flow).
 
 The result is a plain tuple (``PacketInfo``) with shared, cached sub-dicts; callers must treat the
 dicts as read-only.
@@ -227,13 +228,18 @@ _IGMP_TYPE_NAMES = {
 _v4_pair_cache: dict[bytes, tuple[str, str]] = {}
 _v6_pair_cache: dict[bytes, tuple[str, str]] = {}
 _eth_cache: dict[bytes, dict] = {}
-_V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+_ZERO12 = b"\x00" * 12
 
 
 def ipv6_to_str(addr: bytes) -> str:
-    """Text form of a 16-byte address like Go's net.IP.String (IPv4-mapped -> dotted quad)."""
-    if addr[:12] == _V4_MAPPED_PREFIX:
-        return socket.inet_ntoa(addr[12:])
+    """Text form of a 16-byte address as Go's netip.Addr.String prints it.
+
+    That is RFC 5952 text like inet_ntop, except that only IPv4-mapped addresses
+    (``::ffff:a.b.c.d``) use the dotted tail: glibc also prints ``::a.b.c.d`` for the deprecated
+    IPv4-compatible form, which Go writes in hex (``::102:304``).
+    """
+    if addr[:12] == _ZERO12 and addr[12:14] != b"\x00\x00":
+        return f"::{addr[12] << 8 | addr[13]:x}:{addr[14] << 8 | addr[15]:x}"
     return socket.inet_ntop(socket.AF_INET6, addr)
 
 
@@ -395,9 +401,10 @@ def _decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | N
             ethernet, src, dst, version, _ports_l4("SCTP", sport, dport), sport, dport, "SCTP", None
         )
     if proto == IPPROTO_VRRP and not v6:
-        if avail < 8 or buf[off] >> 4 != 2:
+        # gopacket accepts only version 2, type 1 (advertisement) and at least one address.
+        if avail < 8 or buf[off] != 0x21 or buf[off + 3] == 0 or avail < 8 + 4 * buf[off + 3]:
             return None
-        vtype, vrid, prio = buf[off] & 0x0F, buf[off + 1], buf[off + 2]
+        vtype, vrid, prio = 1, buf[off + 1], buf[off + 2]
         body = {k: v for k, v in (("type", vtype), ("vrid", vrid), ("priority", prio)) if v}
         summary = "VRRP " + _VRRP_TYPE_NAMES.get(vtype, "")
         return PacketInfo(ethernet, src, dst, version, {"VRRP": body}, 0, 0, summary, None)
@@ -408,24 +415,24 @@ def _decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | N
         body = {}
         if itype:
             body["type"] = itype
-        group = buf[off + 4 : off + 8]
-        if group != b"\x00\x00\x00\x00":
-            body["group_address"] = socket.inet_ntoa(group)
+        body["group_address"] = socket.inet_ntoa(buf[off + 4 : off + 8])  # always printed by Hubble
         summary = "IGMP " + _IGMP_TYPE_NAMES.get(itype, "")
         return PacketInfo(ethernet, src, dst, version, {"IGMP": body}, 0, 0, summary, None)
     return PacketInfo(ethernet, src, dst, version, None, 0, 0, summary, None)
 
 
-def _decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo:
+def _decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | None:
     """Replace the outer packet by the inner one of a VXLAN/Geneve packet and fill ``tunnel``.
 
-    When the inner packet cannot be decoded the outer packet is returned unchanged.
+    Like Hubble: without an outer UDP payload the packet is reported as is; a malformed overlay
+    or inner packet rejects the event; an overlay header with nothing after it gives a flow with
+    only ``tunnel`` set.
     """
     if outer.udp_payload is None:
         return outer
     start, end = outer.udp_payload
     if end - start < 8:
-        return outer
+        return None
     vni = _VNI.unpack_from(buf, start + 4)[0] >> 8
     if overlay == OVERLAY_VXLAN:
         inner_first, inner_off, protocol = FIRST_ETHERNET, start + 8, "VXLAN"
@@ -433,12 +440,15 @@ def _decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo:
         opt_len = (buf[start] & 0x3F) * 4
         ptype = _U16.unpack_from(buf, start + 2)[0]
         inner_first = {ETH_P_TEB: FIRST_ETHERNET, ETH_P_IPV4: FIRST_IPV4, ETH_P_IPV6: FIRST_IPV6}.get(ptype)
-        if inner_first is None:
-            return outer
         inner_off, protocol = start + 8 + opt_len, "GENEVE"
-    inner = _decode_layers(buf, inner_off, end, inner_first) if inner_off < end else None
-    if inner is None:
-        return outer
+        if inner_off > end:
+            return None
+    if inner_first is None or inner_off >= end:
+        inner = EMPTY_PACKET
+    else:
+        inner = _decode_layers(buf, inner_off, end, inner_first)
+        if inner is None:
+            return None
     tunnel: dict = {"protocol": protocol}
     ip = {}
     if outer.ip_source:
@@ -450,4 +460,4 @@ def _decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo:
     tunnel["l4"] = outer.l4
     if vni:
         tunnel["vni"] = vni
-    return inner._replace(tunnel=tunnel)
+    return inner._replace(tunnel=tunnel, udp_payload=None)

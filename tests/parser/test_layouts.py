@@ -261,6 +261,13 @@ def test_policy_verdict_cookie_fills_policy_fields(resolver: StaticResolver) -> 
         parser, enc.policy_verdict_event(tcp4(), cookie=42, verdict=-133, flags=enc.policy_verdict_flags(2))
     )
     assert denied["egress_denied_by"] == [policy]
+    audited = decode_one(
+        parser, enc.policy_verdict_event(tcp4(), cookie=42, flags=enc.policy_verdict_flags(1, audited=True))
+    )
+    assert audited["verdict"] == "AUDIT"
+    assert audited["ingress_denied_by"] == [policy]  # allowed only by audit mode
+    other_drop = decode_one(parser, enc.policy_verdict_event(tcp4(), cookie=42, verdict=-189, flags=2))
+    assert "egress_denied_by" not in other_drop and other_drop["policy_log"] == ["allow-api"]
     old_layout = decode_one(parser, enc.policy_verdict_event(tcp4(), layout=32, flags=1))
     assert "ingress_allowed_by" not in old_layout  # no cookie in the old layout
 

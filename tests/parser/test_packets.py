@@ -16,6 +16,7 @@ from hubblepy.parser.packet import (
     OVERLAY_VXLAN,
     decode_packet,
     icmp_type_code_string,
+    ipv6_to_str,
     tcp_flags_summary,
 )
 
@@ -121,9 +122,39 @@ def test_ipv6_hop_by_hop_is_skipped_and_addresses_are_canonical() -> None:
     hop_by_hop = bytes([58, 0]) + b"\x00" * 6  # next header ICMPv6, 8 bytes
     info = decode(enc.ipv6("fd00:0:0::1", "::ffff:10.0.0.2", 0, hop_by_hop + enc.icmp6(143)), FIRST_IPV6)
     assert info.ip_source == "fd00::1"
-    assert info.ip_destination == "10.0.0.2"  # IPv4-mapped prints like Go's net.IP
+    assert info.ip_destination == "::ffff:10.0.0.2"  # Go's netip keeps the mapped form
     assert info.ip_version == "IPv6"
     assert info.summary == "ICMPv6 143(0)"
+
+
+@pytest.mark.parametrize(
+    ("hex_addr", "text"),
+    [
+        ("00000000000000000000ffff01020304", "::ffff:1.2.3.4"),
+        ("00000000000000000000000001020304", "::102:304"),  # glibc would print ::1.2.3.4
+        ("00000000000000000000000000000001", "::1"),
+        ("0000000000000000000000000000ffff", "::ffff"),
+        ("20010db8000000000000ffff00000001", "2001:db8::ffff:0:1"),
+    ],
+)
+def test_ipv6_text_like_go_netip(hex_addr: str, text: str) -> None:
+    assert ipv6_to_str(bytes.fromhex(hex_addr)) == text
+
+
+def test_vrrp_and_igmp() -> None:
+    vrrp = bytes([0x21, 7, 100, 1, 0, 1, 0, 0]) + bytes([10, 0, 0, 254])
+    info = decode(enc.ipv4("10.0.0.1", "224.0.0.18", 112, vrrp), FIRST_IPV4)
+    assert info.l4 == {"VRRP": {"type": 1, "vrid": 7, "priority": 100}}
+    assert info.summary == "VRRP VRRPv2 Advertisement"
+    assert decode(enc.ipv4("10.0.0.1", "224.0.0.18", 112, b"\x31" + vrrp[1:]), FIRST_IPV4) is None
+    query = bytes([0x11, 100, 0, 0, 0, 0, 0, 0])
+    info = decode(enc.ipv4("10.0.0.1", "224.0.0.1", 2, query), FIRST_IPV4)
+    assert info.l4 == {"IGMP": {"type": 17, "group_address": "0.0.0.0"}}
+    assert info.summary == "IGMP IGMP Membership Query"
+    report = bytes([0x16, 0, 0, 0, 239, 1, 2, 3])
+    info = decode(enc.ipv4("10.0.0.1", "239.1.2.3", 2, report), FIRST_IPV4)
+    assert info.l4 == {"IGMP": {"type": 22, "group_address": "239.1.2.3"}}
+    assert info.summary == "IGMP IGMPv2 Membership Report"
 
 
 def test_ip_length_bounds_the_l4_payload() -> None:
@@ -181,3 +212,17 @@ def test_geneve_overlay_with_options() -> None:
     assert info.summary == "UDP"
     assert info.tunnel["protocol"] == "GENEVE"
     assert info.tunnel["vni"] == 7
+
+
+def test_overlay_errors_and_empty_inner() -> None:
+    def outer(payload: bytes) -> bytes:
+        return enc.ipv4("172.18.0.2", "172.18.0.3", 17, enc.udp(50000, 8472, payload))
+
+    assert decode(outer(b"\x08\x00\x00"), FIRST_IPV4, OVERLAY_VXLAN) is None  # short VXLAN header
+    bad_inner = struct.pack("!BxxxI", 0x08, 1 << 8) + enc.ethernet(b"\x45\x00")  # cut inner IPv4
+    assert decode(outer(bad_inner), FIRST_IPV4, OVERLAY_VXLAN) is None
+    only_header = decode(outer(struct.pack("!BxxxI", 0x08, 9 << 8)), FIRST_IPV4, OVERLAY_VXLAN)
+    assert (only_header.ip_source, only_header.l4, only_header.summary) == (None, None, None)
+    assert only_header.tunnel["vni"] == 9
+    tcp_outer = decode(enc.ipv4("172.18.0.2", "172.18.0.3", 6, enc.tcp(1, 2, 2)), FIRST_IPV4, OVERLAY_VXLAN)
+    assert tcp_outer.tunnel is None and tcp_outer.summary == "TCP Flags: SYN"
