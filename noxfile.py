@@ -7,6 +7,8 @@ bcc (Debian's python3-bpfcc) only exists there. Run them as ``.venv/bin/nox -s N
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.default_venv_backend = "none"
@@ -38,7 +40,5 @@ def bench(session: nox.Session) -> None:
     """Benchmarks: CLI throughput vs jq, relay end to end, datapath events/s."""
     for script in ("bench_cli.py", "bench_relay.py", "bench_datapath.py", "bench_policy.py"):
         path = f"benchmarks/{script}"
-        import os
-
         if os.path.exists(path):
             session.run("python", path, *session.posargs)

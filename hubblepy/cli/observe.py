@@ -10,16 +10,20 @@ from __future__ import annotations
 import collections
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import BinaryIO, TextIO
 
 import orjson
 
 from hubblepy.cli.file_input import InputError, iter_line_batches, open_input
-from hubblepy.cli.observe_args import ObserveArgs, UsageError, parse_observe_args, render_raw_filters
+from hubblepy.cli.observe_args import (
+    HelpRequested,
+    ObserveArgs,
+    UsageError,
+    parse_observe_args,
+    render_raw_filters,
+)
 from hubblepy.cli.slog import slog_line, warn
-from hubblepy.cli.timeparse import parse_time_bound
 from hubblepy.cli.timestamps import timestamp_ns
 from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
 from hubblepy.filters import FilterError, compile_byte_prefilter, compile_flow_filters
@@ -62,13 +66,18 @@ def run(
     stderr: TextIO,
 ) -> int:
     """Parse, validate, then read and print. Raises the errors :func:`main` turns into one line."""
-    args = parse_observe_args(argv, env)
+    try:
+        args = parse_observe_args(argv, env)
+    except HelpRequested:
+        stdout.write(OBSERVE_HELP.encode())
+        return 0
     if args.print_raw_filters:
         stdout.write(render_raw_filters(args.allow, args.deny).encode())
         return 0
+    if args.debug and args.config_file_used:
+        stderr.write(slog_line("DEBUG", "Using config file", config_file=args.config_file_used))
     predicate = compile_flow_filters(args.allow, args.deny)
     jq_program = _compile_jq(args.jq) if args.jq is not None else None
-    since_ns, until_ns = _time_window(args)
     if args.debug:
         stderr.write(slog_line("DEBUG", "Sending GetFlows request", request=_request_summary(args)))
     if args.input_file is None:
@@ -76,17 +85,20 @@ def run(
 
         return run_live_observe(args, stdout=stdout, stderr=stderr)
 
+    if args.port_forward:
+        raise ObserveError("cannot use --input-file and --auto-port-forward together")
+    stream = open_input(args.input_file, stdin)
+    args.check_file_last_limit()
     options = print_options(args, stdout)
     printer = Printer(options, stdout, stderr.buffer if hasattr(stderr, "buffer") else stderr)
-    stream = open_input(args.input_file, stdin)
     try:
         records = _matching_records(
             iter_line_batches(stream),
             ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text)),
             predicate,
             compile_byte_prefilter(args.allow, args.deny),
-            since_ns,
-            until_ns,
+            args.since_ns,
+            args.until_ns,
             stderr,
         )
         if jq_program is not None:
@@ -130,21 +142,6 @@ def _use_color(mode: str, stdout: BinaryIO) -> bool:
         return False
 
 
-def _time_window(args: ObserveArgs) -> tuple[int | None, int | None]:
-    since_ns = until_ns = None
-    if args.since is not None:
-        try:
-            since_ns = parse_time_bound(args.since, time.time_ns())
-        except ValueError as exc:
-            raise ObserveError(f"failed to parse the since time: {exc}") from None
-    if args.until is not None and not args.follow:
-        try:
-            until_ns = parse_time_bound(args.until, time.time_ns())
-        except ValueError as exc:
-            raise ObserveError(f"failed to parse the until time: {exc}") from None
-    return since_ns, until_ns
-
-
 def _compile_jq(expression: str):  # noqa: ANN202 - jq's program type is not exported
     import jq
 
@@ -171,6 +168,35 @@ def _request_summary(args: ObserveArgs) -> str:
 
 
 Record = tuple[dict, "bytes | None"]
+
+OBSERVE_HELP = """Observe flows and events of a Hubble server, a relay, or a file of saved flows.
+
+Usage:
+  hubble observe [flows] [flags]
+
+Input:
+      --input-file FILE|-     read flows from a file (or stdin) instead of a server
+      --server ADDR           Hubble server or relay address (default "localhost:4245", env HUBBLE_SERVER)
+  -f, --follow                keep streaming new flows
+      --first N / --last N    the oldest / newest N records
+      --all                   every record the server has
+      --since T / --until T   time window (durations like 5m, dates, RFC 3339 times)
+
+Filters (repeat a flag for OR, combine flags for AND, prefix with --not to negate):
+  --verdict, --namespace/-n, --pod, --from-pod, --to-pod, --label/-l, --ip, --from-ip, --to-ip,
+  --fqdn, --service, --port, --protocol, --type/-t, --identity, --workload, --cluster, --node-name,
+  --http-method, --http-path, --http-status, --http-url, --http-header, --traffic-direction,
+  --drop-reason-desc, --tcp-flags, --uuid, --trace-id, --ip-version/-4/-6, --allowlist, --denylist
+
+Output:
+  -o, --output compact|dict|table|json|jsonpb   (default compact)
+      --jq EXPR               apply a jq program to each JSON record and print its results
+      --time-format NAME      StampMilli (default), RFC3339, RFC3339Milli, RFC3339Micro, RFC3339Nano, ...
+      --print-node-name, --print-policy-names, --numeric, --ip-translation=false, --color auto|always|never
+      --print-raw-filters     print the FlowFilters the flags make, then exit
+
+See docs/observe.md for recipes.
+"""
 
 
 def _matching_records(
@@ -241,15 +267,15 @@ def _warn_bad_line(
 
 def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printer) -> None:
     write = printer.write
-    if args.first:
-        remaining = args.first
+    if args.file_first:
+        remaining = args.file_first
         for record, raw in records:
             write(record, raw)
             remaining -= 1
             if not remaining:
                 break
-    elif args.last:
-        for record, raw in collections.deque(records, maxlen=args.last):
+    elif args.file_last:
+        for record, raw in collections.deque(records, maxlen=args.file_last):
             write(record, raw)
     else:
         for record, raw in records:
@@ -263,23 +289,27 @@ def _print_jq(
     stdout: BinaryIO,
     stderr: TextIO,
 ) -> None:
-    """Run the ``--jq`` program on each record's JSON and print its results, one per line."""
-    if args.first:
-        records = _take(records, args.first)
-    elif args.last:
-        records = collections.deque(records, maxlen=args.last)
+    """Run the ``--jq`` program on each record's JSON; print strings raw (like ``jq -r``), others as JSON."""
+    if args.file_first:
+        records = _take(records, args.file_first)
+    elif args.file_last:
+        records = collections.deque(records, maxlen=args.file_last)
     chunk: list[bytes] = []
     for record, raw in records:
         text = (raw if raw is not None else encode_response(record)).decode()
         try:
-            results = program.input_text(text).text()
+            results = program.input_text(text).all()
         except ValueError as exc:
             stdout.write(b"".join(chunk))
             chunk.clear()
+            stdout.flush()
             warn(stderr, "jq program failed on a record", error=str(exc).splitlines()[0])
             continue
-        if results:
-            chunk.append(results.encode() + b"\n")
+        for result in results:
+            if type(result) is str:
+                chunk.append(result.encode() + b"\n")
+            else:
+                chunk.append(orjson.dumps(result) + b"\n")
         if len(chunk) >= 256:
             stdout.write(b"".join(chunk))
             chunk.clear()

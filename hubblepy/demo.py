@@ -1,0 +1,60 @@
+"""The main job: tell the seed article's payments story with flows.
+
+Run by ``bash scripts/demo.sh``. Each step prints the command it runs, then its output, exactly as a
+user would type it. Steps run through the real ``hubble`` CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+
+from hubblepy.sample.path import sample_capture_path
+
+
+def say(text: str) -> None:
+    """A heading line for a step of the story."""
+    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
+
+
+def hubble(*args: str, check: bool = True) -> int:
+    """Run ``hubble ARGS`` and show the command line first."""
+    print(f"$ hubble {shlex.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "hubblepy.cli", *args], env=os.environ.copy())
+    if check and proc.returncode != 0:
+        raise SystemExit(f"demo: `hubble {shlex.join(args)}` failed with exit status {proc.returncode}")
+    return proc.returncode
+
+
+def sample_story() -> None:
+    """The payments story from the capture shipped with the package."""
+    capture = sample_capture_path()
+    say("The payments namespace under default-deny + api-allow (recorded capture)")
+    hubble("observe", "--input-file", capture, "--namespace", "payments", "--type", "policy-verdict",
+           "--print-policy-names")
+    say("Why was the probe's request to api dropped? (Verify step 5)")
+    hubble("observe", "--input-file", capture, "--namespace", "payments", "--verdict", "DROPPED", "-o", "compact")
+    say("L7: frontend may GET but a POST gets 403")
+    hubble("observe", "--input-file", capture, "--namespace", "payments", "--protocol", "http",
+           "--http-method", "POST")
+    say("Audit mode on the api pod: what default-deny would drop")
+    hubble("observe", "--input-file", capture, "--namespace", "payments", "--verdict", "AUDIT")
+    say("Audit evidence with --jq: who was denied, to which port")
+    hubble("observe", "--input-file", capture, "--verdict", "DROPPED", "--type", "drop", "--jq",
+           '[.flow.time, .flow.source.pod_name, .flow.destination.pod_name, '
+           '(.flow.l4.TCP.destination_port|tostring), .flow.drop_reason_desc] | @tsv')
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m hubblepy.demo [--sample]``."""
+    parser = argparse.ArgumentParser(prog="hubblepy.demo", description=__doc__)
+    parser.add_argument("--sample", action="store_true", help="use the recorded capture instead of a live lab")
+    parser.parse_args(argv)
+    sample_story()
+
+
+if __name__ == "__main__":
+    main()
