@@ -15,10 +15,12 @@ Public API:
 from hubblepy.filters.compiler import compile_flow_filter, compile_flow_filters, normalize_flow_filter
 from hubblepy.filters.errors import FilterError
 from hubblepy.filters.identity import RESERVED_IDENTITIES, go_parse_uint_base0, parse_identity
+from hubblepy.filters.prefilter import compile_byte_prefilter
 
 __all__ = [
     "RESERVED_IDENTITIES",
     "FilterError",
+    "compile_byte_prefilter",
     "compile_flow_filter",
     "compile_flow_filters",
     "go_parse_uint_base0",
