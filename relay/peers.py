@@ -50,6 +50,7 @@ class Node:
     ready: threading.Event = field(default_factory=threading.Event)
     settled: threading.Event = field(default_factory=threading.Event)  # READY or failed at least once
     name_from_address: bool = False
+    reconnect: Any = None  # pending grpc.channel_ready_future while the channel is idle
 
     @property
     def connected(self) -> bool:
@@ -146,6 +147,16 @@ class PeerManager:
             node.ready.clear()
             if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
                 node.settled.set()
+            if (
+                state == grpc.ChannelConnectivity.IDLE
+                and node.channel is not None
+                and not self._stop.is_set()
+            ):
+                # A dropped connection leaves the channel IDLE until someone asks for it: keep
+                # dialling (with the channel's backoff) so a returning node is noticed by itself.
+                if node.reconnect is not None:
+                    node.reconnect.cancel()
+                node.reconnect = grpc.channel_ready_future(node.channel)
         self._notify()
 
     def _learn_name(self, node: Node) -> None:

@@ -136,9 +136,9 @@ def build_flows_request(args: Any) -> Any:
         req.since.FromNanoseconds(args.since_ns)
     if args.until_ns is not None and not args.follow:
         req.until.FromNanoseconds(args.until_ns)
+    # Only an explicit --field-mask is sent: upstream's default mask for compact/dict/table
+    # (DEFAULT_FIELD_MASK) lacks fields those formats print (e.g. traffic_direction, policy_match_type).
     mask = list(args.field_mask)
-    if not mask and args.use_default_field_masks and args.output != "json":
-        mask = list(DEFAULT_FIELD_MASK)
     if mask:
         req.field_mask.paths.extend(mask)
     return req

@@ -108,8 +108,9 @@ class Procs:
 
 
 def hubble_cli() -> list[str]:
-    """The `hubble` command of this checkout."""
-    return [sys.executable, "-m", "hubblepy.cli"]
+    """The `hubble` command: this checkout's, or ``$HUBBLEPY_HUBBLE_CMD`` (e.g. an upstream binary)."""
+    override = os.environ.get("HUBBLEPY_HUBBLE_CMD", "")
+    return override.split() if override else [sys.executable, "-m", "hubblepy.cli"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
