@@ -108,6 +108,8 @@ class EchoServer:
 class Testbed:
     """``with Testbed(3) as tb:`` builds a node namespace with a bridge and three pods."""
 
+    __test__ = False  # not a pytest test class
+
     def __init__(self, pods: int = 3, prefix: str = "hpt") -> None:
         self.tag = f"{prefix}{secrets.token_hex(3)}"
         self.node = f"{self.tag}-node"

@@ -1,0 +1,259 @@
+"""Real-eBPF policy enforcement: default deny, allow entries, wildcards, audit, runtime updates."""
+
+from __future__ import annotations
+
+import pytest
+
+from hubblepy.datapath import PolicyEntry
+from hubblepy.datapath.layout import (
+    CT_NEW,
+    CT_RELATED,
+    CT_REPLY,
+    DIR_EGRESS,
+    DIR_INGRESS,
+    DROP_POLICY,
+    DROP_POLICY_DENY,
+    MATCH_L3_L4,
+    MATCH_L3_ONLY,
+    MATCH_L4_ONLY,
+    MATCH_NONE,
+    TRACE_FROM_LXC,
+    TRACE_TO_LXC,
+    DropEvent,
+    PolicyVerdictEvent,
+    TraceEvent,
+)
+from hubblepy.datapath.testbed import echo_once
+
+from .conftest import Env
+from .packets import TCP_ACK, TCP_SYN, parse
+
+pytestmark = pytest.mark.root
+TCP, UDP, ICMP = 6, 17, 1
+
+
+def drops(events: list) -> list[DropEvent]:
+    return [e for e in events if isinstance(e, DropEvent)]
+
+
+def verdicts(events: list) -> list[PolicyVerdictEvent]:
+    return [e for e in events if isinstance(e, PolicyVerdictEvent)]
+
+
+def traces(events: list) -> list[TraceEvent]:
+    return [e for e in events if isinstance(e, TraceEvent)]
+
+
+def test_default_deny_drops_syn_with_drop_and_verdict_events(env: Env) -> None:
+    env.dp.set_enforcement(env.ep_id(env.p2), ingress=True)
+    env.tb.echo_server(env.p2, 8080)
+
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.5) is None
+
+    events = env.events(until=lambda ev: drops(ev) and verdicts(ev))
+    drop = drops(events)[0]
+    assert (drop.reason, drop.version, drop.source) == (DROP_POLICY, 3, env.ep_id(env.p2))
+    assert (drop.src_label, drop.dst_label) == (env.identity(env.p1), env.identity(env.p2))
+    assert drop.dst_id == env.ep_id(env.p2)  # ingress drops name the local endpoint
+    assert drop.ifindex == env.p2.host_ifindex
+    pkt = parse(drop.packet)
+    assert pkt is not None and (pkt.src, pkt.dst, pkt.dport) == (env.p1.ip, env.p2.ip, 8080)
+    assert pkt.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+    assert drop.len_cap == len(drop.packet) == drop.len_orig  # whole SYN fits in 128 bytes
+
+    pv = verdicts(events)[0]
+    assert (pv.source, pv.remote_label, pv.verdict) == (env.ep_id(env.p2), env.identity(env.p1), -DROP_POLICY)
+    assert (pv.dst_port, pv.proto, pv.direction, pv.match_type, pv.audited) == (
+        8080,
+        TCP,
+        DIR_INGRESS,
+        MATCH_NONE,
+        False,
+    )
+    assert env.dp.read_counters()[(DROP_POLICY, DIR_INGRESS)].packets >= 1
+
+
+def test_egress_default_deny_drop_has_no_dst_endpoint(env: Env) -> None:
+    env.dp.set_enforcement(env.ep_id(env.p1), egress=True)
+    env.tb.echo_server(env.p2, 8080)
+
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.5) is None
+
+    events = env.events(until=lambda ev: drops(ev) and verdicts(ev))
+    drop = drops(events)[0]
+    assert (drop.source, drop.dst_id) == (env.ep_id(env.p1), 0)
+    assert (drop.src_label, drop.dst_label) == (env.identity(env.p1), env.identity(env.p2))
+    pv = verdicts(events)[0]
+    assert (pv.direction, pv.remote_label, pv.verdict) == (DIR_EGRESS, env.identity(env.p2), -DROP_POLICY)
+    # the packet never reached p2's veth
+    assert not [t for t in traces(events) if t.obs_point == TRACE_TO_LXC]
+
+
+def test_allow_by_identity_and_port_and_replies_pass(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(env.identity(env.p1), 8080, TCP, cookie=42)])
+    env.tb.echo_server(env.p2, 8080)
+    env.tb.echo_server(env.p2, 9090)
+
+    conn = env.tb.connect(env.p1, env.p2, 8080)
+    assert conn is not None and echo_once(conn)
+    conn.close()
+    assert env.tb.connect(env.p3, env.p2, 8080, timeout=0.5) is None  # other identity
+    assert env.tb.connect(env.p1, env.p2, 9090, timeout=0.5) is None  # other port
+
+    events = env.events(until=lambda ev: len(drops(ev)) >= 2)
+    allowed = [v for v in verdicts(events) if v.verdict == 0]
+    assert len(allowed) == 1
+    assert (allowed[0].match_type, allowed[0].cookie, allowed[0].dst_port) == (MATCH_L3_L4, 42, 8080)
+    assert {(d.src_label, parse(d.packet).dport) for d in drops(events)} == {
+        (env.identity(env.p3), 8080),
+        (env.identity(env.p1), 9090),
+    }
+    # the SYN-ACK is traced as a reply on both veths
+    replies = [t for t in traces(events) if t.reason == CT_REPLY and parse(t.packet).tcp_flags & TCP_SYN]
+    assert {(t.obs_point, t.source) for t in replies} == {
+        (TRACE_FROM_LXC, ep2),
+        (TRACE_TO_LXC, env.ep_id(env.p1)),
+    }
+    new = [t for t in traces(events) if t.reason == CT_NEW and t.obs_point == TRACE_TO_LXC]
+    assert new and new[0].dst_id == ep2
+
+
+def test_l3_only_entry_allows_every_port_of_that_identity(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(identity=env.identity(env.p1))])
+    env.tb.echo_server(env.p2, 8080)
+    env.tb.echo_server(env.p2, 9090)
+
+    for port in (8080, 9090):
+        conn = env.tb.connect(env.p1, env.p2, port)
+        assert conn is not None and echo_once(conn)
+        conn.close()
+    assert env.tb.connect(env.p3, env.p2, 8080, timeout=0.5) is None
+
+    events = env.events(until=lambda ev: drops(ev) and len(verdicts(ev)) >= 3)
+    assert sorted((v.match_type, v.dst_port) for v in verdicts(events) if v.verdict == 0) == [
+        (MATCH_L3_ONLY, 8080),
+        (MATCH_L3_ONLY, 9090),
+    ]
+
+
+def test_l4_only_entry_allows_that_port_from_everyone(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(dport=8080, proto=TCP)])
+    env.tb.echo_server(env.p2, 8080)
+    env.tb.echo_server(env.p2, 9090)
+
+    for src in (env.p1, env.p3):
+        conn = env.tb.connect(src, env.p2, 8080)
+        assert conn is not None and echo_once(conn)
+        conn.close()
+    assert env.tb.connect(env.p1, env.p2, 9090, timeout=0.5) is None
+
+    events = env.events(until=lambda ev: drops(ev) and len(verdicts(ev)) >= 3)
+    assert sorted((v.remote_label, v.match_type) for v in verdicts(events) if v.verdict == 0) == [
+        (env.identity(env.p1), MATCH_L4_ONLY),
+        (env.identity(env.p3), MATCH_L4_ONLY),
+    ]
+
+
+def test_explicit_deny_entry_reports_denylist_reason(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(
+        ep2,
+        "ingress",
+        [
+            PolicyEntry(env.identity(env.p1), 8080, TCP, deny=True, cookie=9),
+            PolicyEntry(dport=8080, proto=TCP),
+        ],
+    )
+    env.tb.echo_server(env.p2, 8080)
+
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.5) is None
+    conn = env.tb.connect(env.p3, env.p2, 8080)
+    assert conn is not None
+    conn.close()
+
+    events = env.events(until=lambda ev: drops(ev) and len(verdicts(ev)) >= 2)
+    assert drops(events)[0].reason == DROP_POLICY_DENY
+    denied = [v for v in verdicts(events) if v.verdict < 0][0]
+    assert (denied.verdict, denied.cookie, denied.match_type) == (-DROP_POLICY_DENY, 9, MATCH_L3_L4)
+
+
+def test_audit_mode_passes_denied_packet_with_audited_verdict(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_audit(ep2, True)
+    env.tb.echo_server(env.p2, 8080)
+
+    conn = env.tb.connect(env.p1, env.p2, 8080)
+    assert conn is not None and echo_once(conn)
+    conn.close()
+
+    events = env.events(until=lambda ev: bool(verdicts(ev)))
+    pv = verdicts(events)[0]
+    assert (pv.verdict, pv.audited, pv.match_type, pv.remote_label) == (
+        0,
+        True,
+        MATCH_NONE,
+        env.identity(env.p1),
+    )
+    assert not drops(events)
+
+    env.dp.set_audit(ep2, False)
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.5) is None
+
+
+def test_runtime_policy_update_keeps_established_connection(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    allow = PolicyEntry(env.identity(env.p1), 8080, TCP)
+    assert env.dp.set_policy_entries(ep2, "ingress", [allow]) == (1, 0, 0)
+    env.tb.echo_server(env.p2, 8080)
+    conn = env.tb.connect(env.p1, env.p2, 8080)
+    assert conn is not None and echo_once(conn)
+
+    assert env.dp.set_policy_entries(ep2, "ingress", [allow]) == (0, 0, 0)  # unchanged: nothing written
+    assert env.dp.set_policy_entries(ep2, "ingress", []) == (0, 0, 1)
+
+    assert echo_once(conn, b"still here")  # established connections are not judged again
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.5) is None  # new ones are
+    conn.close()
+
+    events = env.events(until=lambda ev: bool(drops(ev)))
+    first, *later = [v.verdict for v in verdicts(events)]
+    assert first == 0
+    assert later and set(later) == {-DROP_POLICY}  # the new SYN (and any retransmission of it)
+
+
+def test_icmp_error_is_related_to_the_udp_flow(env: Env) -> None:
+    ep1, ep2 = env.ep_id(env.p1), env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(env.identity(env.p1), 5353, UDP)])
+
+    env.tb.udp_send(env.p1, env.p2, 5353, 1)  # nothing listens: p2 answers port unreachable
+
+    events = env.events(until=lambda ev: len([t for t in traces(ev) if t.reason == CT_RELATED]) >= 2)
+    related = [t for t in traces(events) if t.reason == CT_RELATED]
+    assert {(t.obs_point, t.source) for t in related} == {(TRACE_FROM_LXC, ep2), (TRACE_TO_LXC, ep1)}
+    assert all(parse(t.packet).proto == ICMP for t in related)
+    assert not drops(events)
+
+
+def test_ipcache_longest_prefix_wins_and_unknown_is_world(env: Env) -> None:
+    subnet = f"10.200.{env.tb.subnet}.0/24"
+    env.dp.delete_ipcache(f"{env.p3.ip}/32")
+    env.dp.set_ipcache(subnet, 5000)
+    env.dp.set_enforcement(env.ep_id(env.p2), ingress=True)
+
+    assert env.tb.connect(env.p3, env.p2, 8080, timeout=0.3) is None
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.3) is None
+    env.dp.delete_ipcache(subnet)
+    assert env.tb.connect(env.p3, env.p2, 8080, timeout=0.3) is None
+
+    events = env.events(until=lambda ev: len({d.src_label for d in drops(ev)}) >= 3)
+    assert {d.src_label for d in drops(events)} == {5000, env.identity(env.p1), 2}

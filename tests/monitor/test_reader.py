@@ -1,0 +1,115 @@
+"""MonitorReader on a real perf event array fed by the datapath: batches, lost samples, stop."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
+from hubblepy.datapath.layout import NOTIFY_TRACE, TRACE_V2
+from hubblepy.datapath.testbed import Testbed
+from hubblepy.monitor import MonitorReader
+
+pytestmark = pytest.mark.root
+
+
+def _udp(samples: list[tuple[int, bytes]]) -> list[bytes]:
+    """Trace samples of UDP packets (p2 has no UDP listener, so ICMP errors come along)."""
+    return [raw for _cpu, raw in samples if raw[TRACE_V2.size + 14 + 9] == 17]
+
+
+@pytest.fixture
+def node() -> Iterator[tuple[Testbed, Datapath]]:
+    try:
+        check_environment()
+    except DatapathUnavailable as exc:
+        pytest.skip(str(exc))
+    with Testbed(2) as tb, Datapath() as dp:
+        for i, pod in enumerate(tb.pods, 1):
+            dp.upsert_endpoint(i, pod.host_ifindex, 1000 + i)
+            dp.set_ipcache(f"{pod.ip}/32", 1000 + i)
+            dp.attach(pod.host_ifname, netns=tb.node)
+        dp.set_monitor_aggregation("none")
+        yield tb, dp
+
+
+def test_batches_carry_whole_samples_with_packet_bytes(node: tuple[Testbed, Datapath]) -> None:
+    tb, dp = node
+    p1, p2 = tb.pods
+    with MonitorReader(dp.events_map_fd, pages=8, wakeup_events=4) as reader:
+        tb.udp_send(p1, p2, 7000, 20, payload=b"y" * 100)
+        samples = []
+        while True:
+            batch = reader.read(0.5)
+            assert batch.lost == []
+            if not batch.samples:
+                break
+            samples.extend(batch.samples)
+        assert len(samples) == reader.received
+        # p2 has no UDP listener: besides the traces of our packets there may be ICMP errors
+        udp = _udp(samples)
+        assert {raw[TRACE_V2.size + 14 + 9] for _cpu, raw in samples} <= {17, 1}
+        assert len(udp) == 40  # one from-endpoint and one to-endpoint trace per packet
+        for raw in udp:
+            assert raw[0] == NOTIFY_TRACE
+            len_orig, len_cap = TRACE_V2.unpack_from(raw)[4:6]
+            assert len_orig == 14 + 20 + 8 + 100 and len_cap == 128  # capped at the default payload length
+            assert len(raw) - TRACE_V2.size - len_cap in range(8)  # at most 7 perf padding bytes
+        assert reader.lost == 0
+
+
+def test_lost_samples_are_counted_when_the_reader_falls_behind(node: tuple[Testbed, Datapath]) -> None:
+    tb, dp = node
+    p1, p2 = tb.pods
+    with MonitorReader(dp.events_map_fd, pages=1) as reader:  # one page: about 20 events per CPU
+        tb.udp_send(p1, p2, 7000, 500)  # the reader is not reading meanwhile
+        reported: list[tuple[int, int]] = []
+        for _ in range(20):
+            # lost-sample records are written once there is room again, before the next sample
+            batch = reader.read(0.1)
+            reported.extend(batch.lost)
+            if reported:
+                break
+            tb.udp_send(p1, p2, 7000, 5)
+        assert reported, "the kernel never reported lost samples"
+        assert reader.lost == sum(n for _, n in reported) > 0
+        assert reader.received + reader.lost <= 2 * (500 + 5 * 20)
+
+
+def test_stop_from_another_thread_ends_iteration(node: tuple[Testbed, Datapath]) -> None:
+    tb, dp = node
+    p1, p2 = tb.pods
+    with MonitorReader(dp.events_map_fd, timeout=5.0) as reader:
+        got: list[int] = []
+
+        def consume() -> None:
+            for batch in reader:
+                got.append(len(batch.samples))
+
+        t = threading.Thread(target=consume)
+        t.start()
+        tb.udp_send(p1, p2, 7000, 3)
+        reader.stop()
+        t.join(10)
+        assert not t.is_alive()
+        assert reader.stopped
+
+
+def test_close_removes_reader_fds_from_the_map(node: tuple[Testbed, Datapath]) -> None:
+    tb, dp = node
+    p1, p2 = tb.pods
+    reader = MonitorReader(dp.events_map_fd)
+    reader.close()
+    reader.close()
+    tb.udp_send(p1, p2, 7000, 5)  # the programs' outputs now fail quietly (no reader on the CPU)
+    with MonitorReader(dp.events_map_fd) as fresh:
+        tb.udp_send(p1, p2, 7000, 1)
+        samples = fresh.read(1.0).samples + fresh.read(0.2).samples
+        assert len(_udp(samples)) == 2
+
+
+def test_pages_must_be_a_power_of_two() -> None:
+    with pytest.raises(ValueError, match="pages must be a power of two, not 3"):
+        MonitorReader(-1, pages=3)
