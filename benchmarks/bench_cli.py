@@ -20,7 +20,11 @@ NAMESPACE = "shop"
 
 CASES = [
     ("compact, all flows", ["-o", "compact"], "."),
-    ("--verdict DROPPED -o compact", ["--verdict", "DROPPED", "-o", "compact"], 'select(.flow.verdict == "DROPPED")'),
+    (
+        "--verdict DROPPED -o compact",
+        ["--verdict", "DROPPED", "-o", "compact"],
+        'select(.flow.verdict == "DROPPED")',
+    ),
     ("-o json, all flows", ["-o", "json"], "."),
     (
         f"--namespace {NAMESPACE} --http-method POST -o json",

@@ -33,25 +33,55 @@ def sample_story() -> None:
     """The payments story from the capture shipped with the package."""
     capture = sample_capture_path()
     say("The payments namespace under default-deny + api-allow (recorded capture)")
-    hubble("observe", "--input-file", capture, "--namespace", "payments", "--type", "policy-verdict",
-           "--print-policy-names")
+    hubble(
+        "observe",
+        "--input-file",
+        capture,
+        "--namespace",
+        "payments",
+        "--type",
+        "policy-verdict",
+        "--print-policy-names",
+    )
     say("Why was the probe's request to api dropped? (Verify step 5)")
-    hubble("observe", "--input-file", capture, "--namespace", "payments", "--verdict", "DROPPED", "-o", "compact")
+    hubble(
+        "observe", "--input-file", capture, "--namespace", "payments", "--verdict", "DROPPED", "-o", "compact"
+    )
     say("L7: frontend may GET but a POST gets 403")
-    hubble("observe", "--input-file", capture, "--namespace", "payments", "--protocol", "http",
-           "--http-method", "POST")
+    hubble(
+        "observe",
+        "--input-file",
+        capture,
+        "--namespace",
+        "payments",
+        "--protocol",
+        "http",
+        "--http-method",
+        "POST",
+    )
     say("Audit mode on the api pod: what default-deny would drop")
     hubble("observe", "--input-file", capture, "--namespace", "payments", "--verdict", "AUDIT")
     say("Audit evidence with --jq: who was denied, to which port")
-    hubble("observe", "--input-file", capture, "--verdict", "DROPPED", "--type", "drop", "--jq",
-           '[.flow.time, .flow.source.pod_name, .flow.destination.pod_name, '
-           '(.flow.l4.TCP.destination_port|tostring), .flow.drop_reason_desc] | @tsv')
+    hubble(
+        "observe",
+        "--input-file",
+        capture,
+        "--verdict",
+        "DROPPED",
+        "--type",
+        "drop",
+        "--jq",
+        "[.flow.time, .flow.source.pod_name, .flow.destination.pod_name, "
+        "(.flow.l4.TCP.destination_port|tostring), .flow.drop_reason_desc] | @tsv",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m hubblepy.demo [--sample]``."""
     parser = argparse.ArgumentParser(prog="hubblepy.demo", description=__doc__)
-    parser.add_argument("--sample", action="store_true", help="use the recorded capture instead of a live lab")
+    parser.add_argument(
+        "--sample", action="store_true", help="use the recorded capture instead of a live lab"
+    )
     parser.parse_args(argv)
     sample_story()
 

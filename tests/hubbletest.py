@@ -23,8 +23,13 @@ def clean_env() -> dict[str, str]:
     return env
 
 
-def run_hubble(args: list[str], cwd: Path | None = None, stdin: bytes | None = None,
-               env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_hubble(
+    args: list[str],
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess:
     """Run `hubble ARGS` as a real process with pipes for stdout and stderr."""
     return subprocess.run(
         [sys.executable, "-m", "hubblepy.cli", *args],

@@ -94,7 +94,13 @@ _TCP_FLAG_JSON_ORDER = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", 
 
 
 def _tcp(sport: int, dport: int, flags: tuple[str, ...]) -> tuple[dict, str]:
-    l4 = {"TCP": {"source_port": sport, "destination_port": dport, "flags": {f: True for f in _TCP_FLAG_JSON_ORDER if f in flags}}}
+    l4 = {
+        "TCP": {
+            "source_port": sport,
+            "destination_port": dport,
+            "flags": {f: True for f in _TCP_FLAG_JSON_ORDER if f in flags},
+        }
+    }
     summary = "TCP Flags: " + ", ".join(f for f in _TCP_FLAG_ORDER if f in flags)
     return l4, summary
 
@@ -215,6 +221,7 @@ def tcp_conversation(
     audit: bool = False,
     http: tuple[str, str, int] | None = None,
     policy: str = "api-allow",
+    direction: str = "INGRESS",
 ) -> Iterator[dict]:
     """The flows of one TCP connection as the datapath and proxy report them."""
     src = client.endpoint() if isinstance(client, Pod) else client
@@ -224,75 +231,234 @@ def tcp_conversation(
     svc = {"name": server.app, "namespace": server.namespace} if server.workload else None
     l4, summary = _tcp(sport, port, ("SYN",))
     factory.tick()
-    yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict="FORWARDED", l4=l4, summary=summary,
-                       event_type={"type": 4, "sub_type": 5}, is_reply=False, obs_point="FROM_ENDPOINT",
-                       dst_service=svc, interface={"index": 11, "name": "lxc" + src_ip.split(".")[-1]})
+    yield factory.flow(
+        src,
+        dst,
+        src_ip,
+        server.ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=l4,
+        summary=summary,
+        event_type={"type": 4, "sub_type": 5},
+        is_reply=False,
+        obs_point="FROM_ENDPOINT",
+        dst_service=svc,
+        interface={"index": 11, "name": "lxc" + src_ip.split(".")[-1]},
+    )
     if denied and not audit:
         factory.tick(2)
-        yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict="DROPPED", l4=l4, summary=summary,
-                           event_type={"type": 5}, direction="INGRESS", dst_service=svc,
-                           denied_by=[_policy("default-deny", server.namespace)], drop_reason=133)
+        yield factory.flow(
+            src,
+            dst,
+            src_ip,
+            server.ip,
+            node=node,
+            verdict="DROPPED",
+            l4=l4,
+            summary=summary,
+            event_type={"type": 5},
+            direction=direction,
+            dst_service=svc,
+            is_reply=False,
+            denied_by=[_policy("default-deny", server.namespace)],
+            drop_reason=133,
+        )
         factory.tick(2)
-        yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict="DROPPED", l4=l4, summary=summary,
-                           event_type={"type": 1, "sub_type": 133}, drop_reason=133, drop_desc="POLICY_DENIED",
-                           dst_service=svc, direction="INGRESS")
+        yield factory.flow(
+            src,
+            dst,
+            src_ip,
+            server.ip,
+            node=node,
+            verdict="DROPPED",
+            l4=l4,
+            summary=summary,
+            event_type={"type": 1, "sub_type": 133},
+            drop_reason=133,
+            drop_desc="POLICY_DENIED",
+            dst_service=svc,
+            direction=direction,
+            is_reply=False,
+        )
         return
     factory.tick(2)
-    yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict="AUDIT" if audit else "FORWARDED", l4=l4,
-                       summary=summary, event_type={"type": 5}, direction="INGRESS", match_type=0 if audit else 2,
-                       dst_service=svc, allowed_by=None if audit else [_policy(policy, server.namespace)])
+    yield factory.flow(
+        src,
+        dst,
+        src_ip,
+        server.ip,
+        node=node,
+        verdict="AUDIT" if audit else "FORWARDED",
+        l4=l4,
+        summary=summary,
+        event_type={"type": 5},
+        direction=direction,
+        match_type=0 if audit else 2,
+        dst_service=svc,
+        is_reply=False,
+        allowed_by=None if audit else [_policy(policy, server.namespace)],
+    )
     factory.tick(1)
-    yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict="FORWARDED", l4=l4, summary=summary,
-                       event_type={"type": 4, "sub_type": 0}, is_reply=False, obs_point="TO_ENDPOINT",
-                       dst_service=svc)
+    yield factory.flow(
+        src,
+        dst,
+        src_ip,
+        server.ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=l4,
+        summary=summary,
+        event_type={"type": 4},
+        is_reply=False,
+        obs_point="TO_ENDPOINT",
+        dst_service=svc,
+    )
     l4r, summary_r = _tcp(port, sport, ("SYN", "ACK"))
     factory.tick(1)
-    yield factory.flow(dst, src, server.ip, src_ip, node=node, verdict="FORWARDED", l4=l4r, summary=summary_r,
-                       event_type={"type": 4, "sub_type": 5}, is_reply=True, obs_point="FROM_ENDPOINT")
+    yield factory.flow(
+        dst,
+        src,
+        server.ip,
+        src_ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=l4r,
+        summary=summary_r,
+        event_type={"type": 4, "sub_type": 5},
+        is_reply=True,
+        obs_point="FROM_ENDPOINT",
+    )
     if http is not None:
         method, path, code = http
         url = f"http://{server.app}.{server.namespace}.svc.cluster.local:{port}{path}"
         l7_req = {"type": "REQUEST", "http": {"method": method, "url": url, "protocol": "HTTP/1.1"}}
         factory.tick(3)
         verdict = "DROPPED" if code == 403 else "FORWARDED"
-        yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict=verdict, l4=_tcp(sport, port, ())[0],
-                           summary=f"HTTP/1.1 {method} {url}", event_type={"type": 129}, is_reply=False,
-                           l7=l7_req, flow_type="L7", direction="INGRESS", dst_service=svc)
+        yield factory.flow(
+            src,
+            dst,
+            src_ip,
+            server.ip,
+            node=node,
+            verdict=verdict,
+            l4=_tcp(sport, port, ())[0],
+            summary=f"HTTP/1.1 {method} {url}",
+            event_type={"type": 129},
+            is_reply=False,
+            l7=l7_req,
+            flow_type="L7",
+            direction="INGRESS",
+            dst_service=svc,
+        )
         latency_ms = factory.rng.randint(1, 90)
         factory.tick(latency_ms)
-        l7_resp = {"type": "RESPONSE", "latency_ns": str(latency_ms * 1_000_000),
-                   "http": {"code": code, "method": method, "url": url, "protocol": "HTTP/1.1"}}
-        yield factory.flow(dst, src, server.ip, src_ip, node=node, verdict=verdict, l4=_tcp(port, sport, ())[0],
-                           summary=f"HTTP/1.1 {code} {latency_ms}ms ({method} {url})", event_type={"type": 129},
-                           is_reply=True, l7=l7_resp, flow_type="L7", direction="INGRESS")
+        l7_resp = {
+            "type": "RESPONSE",
+            "latency_ns": str(latency_ms * 1_000_000),
+            "http": {"code": code, "method": method, "url": url, "protocol": "HTTP/1.1"},
+        }
+        yield factory.flow(
+            dst,
+            src,
+            server.ip,
+            src_ip,
+            node=node,
+            verdict=verdict,
+            l4=_tcp(port, sport, ())[0],
+            summary=f"HTTP/1.1 {code} {latency_ms}ms ({method} {url})",
+            event_type={"type": 129},
+            is_reply=True,
+            l7=l7_resp,
+            flow_type="L7",
+            direction="INGRESS",
+        )
     l4f, summary_f = _tcp(sport, port, ("ACK", "FIN"))
     factory.tick(5)
-    yield factory.flow(src, dst, src_ip, server.ip, node=node, verdict="FORWARDED", l4=l4f, summary=summary_f,
-                       event_type={"type": 4, "sub_type": 5}, is_reply=False, obs_point="FROM_ENDPOINT",
-                       dst_service=svc)
+    yield factory.flow(
+        src,
+        dst,
+        src_ip,
+        server.ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=l4f,
+        summary=summary_f,
+        event_type={"type": 4, "sub_type": 5},
+        is_reply=False,
+        obs_point="FROM_ENDPOINT",
+        dst_service=svc,
+    )
 
 
-def dns_lookup(factory: FlowFactory, client: Pod, name: str, answer: str, node: str = "lab-worker") -> Iterator[dict]:
+def dns_lookup(
+    factory: FlowFactory, client: Pod, name: str, answer: str, node: str = "lab-worker"
+) -> Iterator[dict]:
     """A DNS query to kube-dns and its answer, as the DNS proxy reports them."""
     sport = factory.rng.randint(32768, 60999)
     src, dst = client.endpoint(), KUBE_DNS.endpoint()
     udp = {"UDP": {"source_port": sport, "destination_port": 53}}
     factory.tick()
-    yield factory.flow(src, dst, client.ip, KUBE_DNS.ip, node=node, verdict="FORWARDED", l4=udp, summary="UDP",
-                       event_type={"type": 4, "sub_type": 5}, is_reply=False, obs_point="FROM_ENDPOINT",
-                       dst_service={"name": "kube-dns", "namespace": "kube-system"})
+    yield factory.flow(
+        src,
+        dst,
+        client.ip,
+        KUBE_DNS.ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=udp,
+        summary="UDP",
+        event_type={"type": 4, "sub_type": 5},
+        is_reply=False,
+        obs_point="FROM_ENDPOINT",
+        dst_service={"name": "kube-dns", "namespace": "kube-system"},
+    )
     query = {"type": "REQUEST", "dns": {"query": name + ".", "observation_source": "proxy", "qtypes": ["A"]}}
     factory.tick(1)
-    yield factory.flow(src, dst, client.ip, KUBE_DNS.ip, node=node, verdict="FORWARDED", l4=udp,
-                       summary=f"DNS Query {name}. A", event_type={"type": 129}, is_reply=False, l7=query,
-                       flow_type="L7", direction="EGRESS")
+    yield factory.flow(
+        src,
+        dst,
+        client.ip,
+        KUBE_DNS.ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=udp,
+        summary=f"DNS Query {name}. A",
+        event_type={"type": 129},
+        is_reply=False,
+        l7=query,
+        flow_type="L7",
+        direction="EGRESS",
+    )
     reply_udp = {"UDP": {"source_port": 53, "destination_port": sport}}
-    answer_l7 = {"type": "RESPONSE", "latency_ns": "412000", "dns": {"query": name + ".", "ips": [answer], "ttl": 30,
-                 "observation_source": "proxy", "qtypes": ["A"], "rrtypes": ["A"]}}
+    answer_l7 = {
+        "type": "RESPONSE",
+        "latency_ns": "412000",
+        "dns": {
+            "query": name + ".",
+            "ips": [answer],
+            "ttl": 30,
+            "observation_source": "proxy",
+            "qtypes": ["A"],
+            "rrtypes": ["A"],
+        },
+    }
     factory.tick(2)
-    yield factory.flow(dst, src, KUBE_DNS.ip, client.ip, node=node, verdict="FORWARDED", l4=reply_udp,
-                       summary=f'DNS Answer "{answer}" TTL: 30 (Proxy {name}. A)', event_type={"type": 129},
-                       is_reply=True, l7=answer_l7, flow_type="L7", direction="EGRESS")
+    yield factory.flow(
+        dst,
+        src,
+        KUBE_DNS.ip,
+        client.ip,
+        node=node,
+        verdict="FORWARDED",
+        l4=reply_udp,
+        summary=f'DNS Answer "{answer}" TTL: 30 (Proxy {name}. A)',
+        event_type={"type": 129},
+        is_reply=True,
+        l7=answer_l7,
+        flow_type="L7",
+        direction="EGRESS",
+    )
 
 
 def payments_story(seed: int = 7) -> Iterator[dict]:
@@ -303,11 +469,14 @@ def payments_story(seed: int = 7) -> Iterator[dict]:
     for _ in range(3):
         yield from dns_lookup(factory, frontend, "api.payments.svc.cluster.local", api.ip)
         yield from tcp_conversation(factory, frontend, api, 8080, http=("GET", "/api/v1/orders", 200))
-        yield from tcp_conversation(factory, api, postgres, 5432)
+        yield from tcp_conversation(factory, api, postgres, 5432, direction="EGRESS")
         yield from tcp_conversation(factory, probe, api, 8080, denied=True)
-    yield from tcp_conversation(factory, frontend, api, 8080, http=("POST", "/api/v1/orders", 403),
-                                policy="api-http-l7")
-    yield from tcp_conversation(factory, frontend, api, 8080, http=("GET", "/healthz", 200), policy="api-http-l7")
+    yield from tcp_conversation(
+        factory, frontend, api, 8080, http=("POST", "/api/v1/orders", 403), policy="api-http-l7"
+    )
+    yield from tcp_conversation(
+        factory, frontend, api, 8080, http=("GET", "/healthz", 200), policy="api-http-l7"
+    )
     for _ in range(2):  # audit mode on the api pod: the probe's requests pass with verdict AUDIT
         yield from tcp_conversation(factory, probe, api, 8080, audit=True)
 
@@ -324,17 +493,28 @@ def mixed_flows(count: int, seed: int = 1) -> Iterator[dict]:
         client = rng.choice([p for p in pods if p is not server])
         node = rng.choice(("lab-worker", "lab-worker2"))
         if pick < 0.15:
-            batch = dns_lookup(factory, client, f"{server.app}.{server.namespace}.svc.cluster.local", server.ip, node)
+            batch = dns_lookup(
+                factory, client, f"{server.app}.{server.namespace}.svc.cluster.local", server.ip, node
+            )
         elif pick < 0.30:
-            batch = tcp_conversation(factory, _probe_endpoint(), server, rng.choice((80, 8080, 5432)), node=node,
-                                     denied=True)
+            batch = tcp_conversation(
+                factory, _probe_endpoint(), server, rng.choice((80, 8080, 5432)), node=node, denied=True
+            )
         elif pick < 0.60:
             method = rng.choice(("GET", "GET", "GET", "POST", "PUT", "DELETE"))
             code = rng.choice((200, 200, 201, 204, 403, 404, 500, 503))
-            batch = tcp_conversation(factory, client, server, 8080, node=node, http=(method, f"/v1/{server.app}/items", code))
+            batch = tcp_conversation(
+                factory, client, server, 8080, node=node, http=(method, f"/v1/{server.app}/items", code)
+            )
         else:
-            batch = tcp_conversation(factory, client, server, rng.choice((443, 5432, 6379, 9092)), node=node,
-                                     audit=rng.random() < 0.05)
+            batch = tcp_conversation(
+                factory,
+                client,
+                server,
+                rng.choice((443, 5432, 6379, 9092)),
+                node=node,
+                audit=rng.random() < 0.05,
+            )
         for item in batch:
             yield item
             produced += 1
@@ -368,9 +548,12 @@ def main(argv: list[str] | None = None) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--story", choices=["payments"])
     group.add_argument("--mixed", type=int, metavar="N")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None)
     options = parser.parse_args(argv)
-    records = payments_story(options.seed) if options.story else mixed_flows(options.mixed, options.seed)
+    if options.story:
+        records = payments_story() if options.seed is None else payments_story(options.seed)
+    else:
+        records = mixed_flows(options.mixed, 1 if options.seed is None else options.seed)
     write_jsonl(records, sys.stdout.buffer)
 
 

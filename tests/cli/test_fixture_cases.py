@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from hubbletest import run_hubble, shared_dir
 
 
@@ -32,7 +31,9 @@ def test_observe_matches_upstream(case: dict, fixtures_dir) -> None:
         assert stderr.count("\n") == 1, "errors are one line"
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c["name"] == "compact-all-default"], ids=["flows-subcommand"])
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c["name"] == "compact-all-default"], ids=["flows-subcommand"]
+)
 def test_flows_subcommand_is_the_same(case: dict, fixtures_dir) -> None:
     proc = run_hubble(["observe", "flows", "--input-file", "flows.jsonl", *case["args"]], cwd=fixtures_dir)
     assert proc.stdout.decode() == case["stdout"]
