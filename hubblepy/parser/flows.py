@@ -72,6 +72,7 @@ from hubblepy.parser.constants import (
     trace_reason_to_proto,
 )
 from hubblepy.parser.packet import (
+    EMPTY_PACKET,
     FIRST_ETHERNET,
     FIRST_IPV4,
     FIRST_IPV6,
@@ -79,7 +80,8 @@ from hubblepy.parser.packet import (
     OVERLAY_NONE,
     OVERLAY_VXLAN,
     PacketInfo,
-    decode_packet,
+    decode_layers,
+    decode_overlay,
     ipv6_to_str,
 )
 from hubblepy.parser.resolver import EndpointInfo, PolicyMatch, Resolver
@@ -268,6 +270,7 @@ class Parser:
         self._interface_cache: dict[int, dict] = {}
         self._policy_cache: dict[tuple, PolicyMatch | None] = {}
         self._event_type_cache: dict[tuple[int, int], dict] = {}
+        self._trace_meta: dict[int, tuple] = {}
         self._time_cache: tuple[int, str] = (-1, "")
         self._decoders: list[Callable | None] = [None] * 256
         self._decoders[MSG_DROP] = self._drop
@@ -364,6 +367,31 @@ class Parser:
             self._event_type_cache[key] = d
         return d
 
+    def _build_trace_meta(self, obs: int, reason: int) -> tuple:
+        """Per (observation point, reason byte): the trace fields that depend only on those two."""
+        dp_reason = reason & TRACE_REASON_MASK
+        known = dp_reason != TRACE_REASON_UNKNOWN
+        reply_bit = dp_reason == TRACE_REASON_CT_REPLY
+        if not known or dp_reason in (TRACE_REASON_SRV6_ENCAP, TRACE_REASON_SRV6_DECAP):
+            is_reply = None
+        else:
+            is_reply = reply_bit
+        point_name = "TO_ENDPOINT" if obs == TRACE_TO_LXC else TRACE_POINT_NAMES.get(obs, obs)
+        proto_reason = trace_reason_to_proto(dp_reason)
+        reason_name = TRACE_REASON_NAMES.get(proto_reason, proto_reason) if proto_reason else None
+        encrypted = bool(reason & TRACE_REASON_ENCRYPTED)
+        meta = (
+            self._event_type(MSG_TRACE, obs),
+            point_name,
+            reason_name,
+            is_reply,
+            known,
+            reply_bit,
+            encrypted,
+        )
+        self._trace_meta[obs << 8 | reason] = meta
+        return meta
+
     def _interface(self, ifindex: int) -> dict:
         d = self._interface_cache.get(ifindex)
         if d is None:
@@ -438,7 +466,13 @@ class Parser:
         if n < start:
             raise _Malformed(ERR_TRUNCATED)
         end = start + cap_len
-        pkt = decode_packet(data, start, end if end < n else n, first, overlay)
+        if end > n:
+            end = n
+        if end <= start:
+            return EMPTY_PACKET
+        pkt = decode_layers(data, start, end, first)
+        if overlay and pkt is not None:
+            pkt = decode_overlay(data, pkt, overlay)
         if pkt is None:
             raise _Malformed(ERR_PACKET)
         return pkt
@@ -516,31 +550,32 @@ class Parser:
         if snat and src_ip is not None and orig != src_ip:
             xlated, src_ip = src_ip, orig
 
-        src_ep, src_id = self._endpoint(src_ip, src_label)
-        dst_ep, _ = self._endpoint(pkt.ip_destination, dst_label)
-
-        dp_reason = reason & TRACE_REASON_MASK
-        known = dp_reason != TRACE_REASON_UNKNOWN
-        if not known or dp_reason in (TRACE_REASON_SRV6_ENCAP, TRACE_REASON_SRV6_DECAP):
-            is_reply = None
-        else:
-            is_reply = dp_reason == TRACE_REASON_CT_REPLY
+        eth, _, ip_dst, ip_version, l4, _, _, summary, tunnel, _ = pkt
+        cache = self._endpoint_cache
+        hit = cache.get((src_ip, src_label))
+        src_ep, src_id = hit if hit is not None else self._endpoint(src_ip, src_label)
+        hit = cache.get((ip_dst, dst_label))
+        dst_ep = hit[0] if hit is not None else self._endpoint(ip_dst, dst_label)[0]
+        meta = self._trace_meta.get(obs << 8 | reason)
+        if meta is None:
+            meta = self._build_trace_meta(obs, reason)
+        event_type, point_name, reason_name, is_reply, known, reply_bit, encrypted = meta
         direction = None
         if source and known:
-            if (source == src_id) != (dp_reason == TRACE_REASON_CT_REPLY) or snat:
-                direction = "EGRESS"
-            else:
-                direction = "INGRESS"
+            direction = "EGRESS" if (source == src_id) != reply_bit or snat else "INGRESS"
 
         f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "FORWARDED"}
-        if pkt.ethernet is not None:
-            f["ethernet"] = pkt.ethernet
+        if eth is not None:
+            f["ethernet"] = eth
         if src_ip is not None:
-            f["IP"] = self._ip_dict(pkt, src_ip, xlated, bool(reason & TRACE_REASON_ENCRYPTED))
-        if pkt.l4 is not None:
-            f["l4"] = pkt.l4
-        if pkt.tunnel is not None:
-            f["tunnel"] = pkt.tunnel
+            if xlated is None and not encrypted:
+                f["IP"] = {"source": src_ip, "destination": ip_dst, "ipVersion": ip_version}
+            else:
+                f["IP"] = self._ip_dict(pkt, src_ip, xlated, encrypted)
+        if l4 is not None:
+            f["l4"] = l4
+        if tunnel is not None:
+            f["tunnel"] = tunnel
         f["source"] = src_ep
         f["destination"] = dst_ep
         f["Type"] = "L3_L4"
@@ -550,25 +585,23 @@ class Parser:
             f["node_labels"] = self._node_labels
         if is_reply:
             f["reply"] = True
-        f["event_type"] = self._event_type(MSG_TRACE, obs)
+        f["event_type"] = event_type
         if direction is not None:
             f["traffic_direction"] = direction
-        f["trace_observation_point"] = (
-            "TO_ENDPOINT" if obs == TRACE_TO_LXC else TRACE_POINT_NAMES.get(obs, obs)
-        )
-        proto_reason = trace_reason_to_proto(dp_reason)
-        if proto_reason:
-            f["trace_reason"] = TRACE_REASON_NAMES.get(proto_reason, proto_reason)
+        f["trace_observation_point"] = point_name
+        if reason_name is not None:
+            f["trace_reason"] = reason_name
         if trace_id:
             f["ip_trace_id"] = self._ip_trace_id(trace_id)
         if is_reply is not None:
             f["is_reply"] = is_reply
         if ifindex:
-            f["interface"] = self._interface(ifindex)
+            iface = self._interface_cache.get(ifindex)
+            f["interface"] = iface if iface is not None else self._interface(ifindex)
         if obs == TRACE_TO_PROXY and dst_id:
             f["proxy_port"] = dst_id
-        if pkt.summary is not None:
-            f["Summary"] = pkt.summary
+        if summary is not None:
+            f["Summary"] = summary
         return f
 
     # --- drop (type 1) ---------------------------------------------------------------------------

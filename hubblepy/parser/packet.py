@@ -293,13 +293,14 @@ def decode_packet(
     """
     if end <= off:
         return EMPTY_PACKET
-    result = _decode_layers(buf, off, end, first)
+    result = decode_layers(buf, off, end, first)
     if result is None or overlay == OVERLAY_NONE:
         return result
-    return _decode_overlay(buf, result, overlay)
+    return decode_overlay(buf, result, overlay)
 
 
-def _decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | None:
+def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | None:
+    """Decode a non-empty ``buf[off:end]`` starting with layer ``first``; None when malformed."""
     ethernet = None
     if first == FIRST_ETHERNET:
         if end - off < 14:
@@ -327,7 +328,9 @@ def _decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | N
             total_len = avail
         if total_len < 20 or hlen < 20 or hlen > total_len or hlen > avail:
             return None
-        src, dst = _v4_pair(buf[off + 12 : off + 20])
+        key = buf[off + 12 : off + 20]
+        pair = _v4_pair_cache.get(key)
+        src, dst = pair if pair is not None else _v4_pair(key)
         version = "IPv4"
         l4_end = off + total_len if total_len < avail else end
         off += hlen
@@ -421,7 +424,7 @@ def _decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | N
     return PacketInfo(ethernet, src, dst, version, None, 0, 0, summary, None)
 
 
-def _decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | None:
+def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | None:
     """Replace the outer packet by the inner one of a VXLAN/Geneve packet and fill ``tunnel``.
 
     Like Hubble: without an outer UDP payload the packet is reported as is; a malformed overlay
@@ -446,7 +449,7 @@ def _decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo |
     if inner_first is None or inner_off >= end:
         inner = EMPTY_PACKET
     else:
-        inner = _decode_layers(buf, inner_off, end, inner_first)
+        inner = decode_layers(buf, inner_off, end, inner_first)
         if inner is None:
             return None
     tunnel: dict = {"protocol": protocol}
