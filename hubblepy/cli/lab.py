@@ -1,0 +1,391 @@
+"""`hubble lab`: a one-machine lab of pods (network namespaces) with the eBPF datapath and a relay.
+
+Commands: ``up [--scenario FILE]``, ``down``, ``status``, ``exec NAMESPACE/POD -- CMD...``,
+``policy apply|delete FILE``, ``audit enable|disable NAMESPACE/POD``, ``pod recreate NAMESPACE/POD``.
+``up`` starts the lab node process (:mod:`hubblepy.lab.node`) in the background and waits until it
+answers; the other commands talk to it through its control socket or read its state file. Every
+error is one line on stderr and a non-zero exit. The lead wires this in with ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+lab_app = typer.Typer(
+    name="lab",
+    help="Run a one-machine lab: pods, eBPF policy, agent and relay.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+policy_app = typer.Typer(help="Apply or delete policy files in the running lab.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Policy audit mode of a pod: denied packets pass with verdict AUDIT.", no_args_is_help=True
+)
+pod_app = typer.Typer(help="Manage the lab's pods.", no_args_is_help=True)
+lab_app.add_typer(policy_app, name="policy")
+lab_app.add_typer(audit_app, name="audit")
+lab_app.add_typer(pod_app, name="pod")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the ``lab`` command group to the ``hubble`` application."""
+    app.add_typer(lab_app, name="lab")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"hubble lab: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise _fail(f"{what} needs root (network namespaces, veths and eBPF): run it as root")
+
+
+def _request(op: str, **fields: Any) -> dict[str, Any]:
+    from hubblepy.lab.control import ControlError, request
+
+    try:
+        return request(op, **fields)
+    except ControlError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _node_pid() -> int | None:
+    from hubblepy.lab.state import pid_path, read_pid
+
+    return read_pid(pid_path())
+
+
+def _wait_port(address: str, timeout: float) -> bool:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.3)
+            if s.connect_ex((host or "127.0.0.1", int(port))) == 0:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@lab_app.command()
+def up(
+    scenario: str = typer.Option("", "--scenario", help="scenario YAML (default: the payments scenario)"),
+    no_datapath: bool = typer.Option(
+        False, "--no-datapath", help="only namespaces and servers: no eBPF, no flows"
+    ),
+    listen_address: str = typer.Option("127.0.0.1:4244", help="the node agent's gRPC address"),
+    relay_address: str = typer.Option("127.0.0.1:4245", help="the relay's gRPC address"),
+    timeout: float = typer.Option(180.0, help="seconds to wait for the lab to come up"),
+) -> None:
+    """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
+    _need_root("hubble lab up")
+    from hubblepy.lab.scenario import ScenarioError, load_scenario
+    from hubblepy.lab.state import lab_dir, load_state
+    from hubblepy.policy import PolicyError
+
+    if not no_datapath:
+        try:
+            from hubblepy.datapath import DatapathUnavailable, check_environment
+        except ImportError as exc:
+            raise _fail(
+                f"the eBPF datapath is not available ({exc}); use --no-datapath for pods only"
+            ) from None
+        try:
+            check_environment()
+        except DatapathUnavailable as exc:
+            raise _fail(str(exc)) from None
+    if shutil.which("ip") is None:
+        raise _fail("the `ip` tool (iproute2) is missing: apt-get install iproute2")
+    try:
+        sc = load_scenario(scenario or None)
+    except (ScenarioError, PolicyError) as exc:
+        raise _fail(str(exc)) from None
+    if _node_pid() is not None:
+        raise _fail("the lab is already up (run: hubble lab down)")
+    _teardown(quiet=True)
+    folder = lab_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / "node.log"
+    args = [
+        sys.executable,
+        "-m",
+        "hubblepy.lab.node",
+        "--listen-address",
+        listen_address,
+        "--relay-address",
+        relay_address,
+    ]
+    if scenario:
+        args += ["--scenario", str(Path(scenario).resolve())]
+    if no_datapath:
+        args.append("--no-datapath")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            cwd=str(REPO_ROOT),
+        )
+    deadline = time.monotonic() + timeout
+    from hubblepy.lab.control import ControlError, request
+
+    state = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _fail(_last_line(log_path) or f"the lab node exited with status {proc.returncode}")
+        with contextlib.suppress(ControlError):
+            state = request("status", timeout=5)["state"]
+            break
+        time.sleep(0.2)
+    if state is None:
+        _teardown(quiet=True)
+        raise _fail(f"the lab did not come up within {timeout:.0f}s (log: {log_path})")
+    if state.get("relay") and not _wait_port(state["relay"], 20):
+        typer.echo(f"hubble lab: warning: the relay does not answer on {state['relay']} yet", err=True)
+    for policy in sc.policies:
+        for warning in policy.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+    _print_status(load_state() or state)
+    if state.get("relay"):
+        typer.echo(f"\nFlows: hubble observe --server {state['relay']} --namespace {sc.pods[0].namespace} -f")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    line = lines[-1] if lines else ""
+    return line[len("lab: ") :] if line.startswith("lab: ") else line
+
+
+def _teardown(quiet: bool = False) -> bool:
+    """Stops the node (politely, then by force) and removes every leftover; True if anything was there."""
+    from hubblepy.lab import netns
+    from hubblepy.lab.control import ControlError, request
+    from hubblepy.lab.state import lab_dir, load_state
+
+    found = False
+    state = load_state()
+    pid = _node_pid()
+    if pid is not None:
+        found = True
+        with contextlib.suppress(ControlError):
+            request("shutdown", timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            netns.terminate([pid], timeout=5)
+    relay_pid = (state or {}).get("relay_pid") or 0
+    if relay_pid and _alive(relay_pid) and b"relay" in _cmdline(relay_pid):
+        found = True
+        netns.terminate([relay_pid])
+    if netns.sweep():
+        found = True
+    folder = lab_dir()
+    if folder.exists():
+        found = found or (folder / "state.json").exists()
+        shutil.rmtree(folder, ignore_errors=True)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+@lab_app.command()
+def down() -> None:
+    """Remove the lab: processes, namespaces, veths, datapath, state. Safe to run twice."""
+    _need_root("hubble lab down")
+    typer.echo("lab removed" if _teardown() else "no lab to remove")
+
+
+def _load_state_or_fail() -> dict[str, Any]:
+    from hubblepy.lab.state import load_state
+
+    state = load_state()
+    if state is None or _node_pid() is None:
+        raise _fail("the lab is not up (run: hubble lab up)")
+    return state
+
+
+def _print_status(state: dict[str, Any]) -> None:
+    dp = "eBPF datapath" if state.get("datapath") else "no datapath"
+    typer.echo(
+        f"Lab {state['name']} on node {state['node']} ({dp}; agent {state.get('agent') or '-'}, "
+        f"relay {state.get('relay') or '-'})"
+    )
+    rows = [("POD", "IP", "IDENTITY", "ENDPOINT", "INGRESS", "EGRESS", "AUDIT", "SERVERS")]
+    for p in state["pods"]:
+        servers = ",".join(f"{s['kind']}:{s['port']}" for s in p["servers"]) or "-"
+        rows.append(
+            (
+                f"{p['namespace']}/{p['name']}",
+                p["ip"],
+                str(p["identity"]),
+                str(p["ep_id"]),
+                "enforced" if p["ingress_enforced"] else "allow-all",
+                "enforced" if p["egress_enforced"] else "allow-all",
+                "on" if p["audit"] else "off",
+                servers,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    names = ", ".join(p["ref"] for p in state.get("policies", [])) or "none"
+    typer.echo(f"Policies: {names}")
+
+
+@lab_app.command()
+def status(output: str = typer.Option("table", "--output", "-o", help="table or json")) -> None:
+    """Show the lab's pods, identities, enforcement and policies."""
+    _load_state_or_fail()
+    state = _request("status")["state"]
+    if output == "json":
+        typer.echo(json.dumps(state, indent=2))
+    elif output == "table":
+        _print_status(state)
+    else:
+        raise _fail(f"unknown output format {output!r} (table, json)")
+
+
+def _find_pod(state: dict[str, Any], ref: str) -> dict[str, Any]:
+    namespace, sep, name = ref.partition("/")
+    if not sep:
+        raise _fail(f"pod must be NAMESPACE/POD, got {ref!r}")
+    for p in state["pods"]:
+        if p["namespace"] == namespace and p["name"] == name:
+            return p
+    raise _fail(f"no pod {ref} in the lab (see: hubble lab status)")
+
+
+@lab_app.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+def exec_(
+    pod: str = typer.Argument(..., help="NAMESPACE/POD"),
+    command: Annotated[list[str] | None, typer.Argument(help="command and arguments (after --)")] = None,
+) -> None:
+    """Run a command inside a pod's network namespace (with the lab's cluster DNS)."""
+    _need_root("hubble lab exec")
+    state = _load_state_or_fail()
+    target = _find_pod(state, pod)
+    command = list(command or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise _fail("nothing to run: hubble lab exec NAMESPACE/POD -- CMD [ARGS...]")
+    sys.stdout.flush()
+    try:
+        os.execvp("ip", ["ip", "netns", "exec", target["netns"], *command])
+    except OSError as exc:
+        raise _fail(f"cannot run ip netns exec: {exc.strerror}") from None
+
+
+def _policy_file(path: str) -> tuple[str, str]:
+    try:
+        return Path(path).read_text(), path
+    except OSError as exc:
+        raise _fail(f"policy file {path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise _fail(f"policy file {path}: not UTF-8 text") from None
+
+
+@policy_app.command("apply")
+def policy_apply(file: str = typer.Argument(..., help="policy YAML (several documents allowed)")) -> None:
+    """Validate a policy file and apply it whole (only changed map entries are written)."""
+    _load_state_or_fail()
+    text, name = _policy_file(file)
+    reply = _request("policy-apply", text=text, filename=name)
+    for warning in reply["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    e = reply["entries"]
+    typer.echo(
+        f"applied {', '.join(reply['policies'])}: policy map {e['added']} added, {e['changed']} changed, "
+        f"{e['removed']} removed"
+    )
+
+
+@policy_app.command("delete")
+def policy_delete(file: str = typer.Argument(..., help="the policy file that was applied")) -> None:
+    """Delete the policies named in a file."""
+    _load_state_or_fail()
+    text, name = _policy_file(file)
+    reply = _request("policy-delete", text=text, filename=name)
+    for missing in reply["missing"]:
+        typer.echo(f"warning: policy {missing} was not applied", err=True)
+    e = reply["entries"]
+    typer.echo(
+        f"deleted {', '.join(reply['policies']) or 'nothing'}: policy map {e['added']} added, "
+        f"{e['changed']} changed, {e['removed']} removed"
+    )
+
+
+def _audit(pod: str, enabled: bool) -> None:
+    state = _load_state_or_fail()
+    target = _find_pod(state, pod)
+    _request("audit", pod=f"{target['namespace']}/{target['name']}", enabled=enabled)
+    typer.echo(f"policy audit mode {'enabled' if enabled else 'disabled'} for {pod}")
+
+
+@audit_app.command("enable")
+def audit_enable(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
+    """Denied packets of this pod pass and are reported with verdict AUDIT."""
+    _audit(pod, True)
+
+
+@audit_app.command("disable")
+def audit_disable(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
+    """Enforce the pod's policy again."""
+    _audit(pod, False)
+
+
+@pod_app.command("recreate")
+def pod_recreate(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
+    """Delete a pod and create it again: new IP and endpoint, same labels, so the same identity."""
+    _need_root("hubble lab pod recreate")
+    state = _load_state_or_fail()
+    target = _find_pod(state, pod)
+    r = _request("recreate", pod=f"{target['namespace']}/{target['name']}")
+    typer.echo(
+        f"recreated {pod}: IP {r['old_ip']} -> {r['ip']}, endpoint {r['old_endpoint']} -> {r['endpoint']}, "
+        f"identity {r['old_identity']} -> {r['identity']}"
+    )
+
+
+__all__ = ["lab_app", "register"]

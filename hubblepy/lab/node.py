@@ -1,0 +1,572 @@
+"""The lab node process: builds a scenario's pods and runs the node agent with the eBPF datapath.
+
+``python -m hubblepy.lab.node --scenario FILE`` (started in the background by ``hubble lab up``):
+
+1. creates the node namespace and one namespace + veth per pod (:mod:`hubblepy.lab.netns`), the
+   pods' resolv.conf and the cluster DNS zone, and starts each pod's servers inside its namespace;
+2. loads the datapath (:class:`hubblepy.datapath.Datapath`), fills the endpoints and ipcache maps from
+   the lab state, compiles the scenario's policies (:mod:`hubblepy.policy`) into the policy map, and
+   attaches to every host-side veth;
+3. serves the node's observer (ring + gRPC Observer/Peer/health, as ``hubble agent``) on
+   ``--listen-address`` with the datapath as its flow source and a parser resolver built from the lab
+   state, and starts ``hubble-relay`` on ``--relay-address`` pointed at it;
+4. answers control requests on a unix socket (:mod:`hubblepy.lab.control`): policy apply/delete,
+   audit on/off, pod recreate, status, shutdown; every change is written to ``state.json``.
+
+SIGTERM or a ``shutdown`` request tears everything down (detach, namespaces, processes, state).
+With ``--no-datapath`` only the namespaces and servers are made (no policy, no flows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hubblepy.lab import netns
+from hubblepy.lab.scenario import PodSpec, Scenario, ScenarioError, load_scenario
+from hubblepy.lab.state import control_path, lab_dir, pid_path, save_state, state_path
+from hubblepy.policy import (
+    EGRESS,
+    INGRESS,
+    CookieJar,
+    Endpoint,
+    IdentityAllocator,
+    PolicyError,
+    PolicyRepository,
+    compile_policies,
+    parse_policies,
+    pod_labels,
+)
+from hubblepy.policy.identity import IDENTITY_HOST
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIRST_ENDPOINT_ID = 100
+FIRST_POD_HOST = 10  # pod IPs start at the 10th address of the pod CIDR
+CLUSTER_DOMAIN = "cluster.local"
+
+
+class LabError(Exception):
+    """A problem reported to the user as one line."""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+class LabNode:
+    def __init__(
+        self,
+        scenario: Scenario,
+        folder: Path,
+        use_datapath: bool = True,
+        listen_address: str = "127.0.0.1:4244",
+        relay_address: str = "127.0.0.1:4245",
+    ) -> None:
+        self.scenario = scenario
+        self.folder = folder
+        self.use_datapath = use_datapath
+        self.listen_address = listen_address
+        self.relay_address = relay_address
+        self.node_ns = netns.node_netns_name(scenario.node)
+        hosts = scenario.pod_cidr.hosts()
+        self.gateway = str(next(hosts))
+        self._free_ips = [str(ip) for ip in list(scenario.pod_cidr.hosts())[FIRST_POD_HOST - 1 :]]
+        self._next_ep = FIRST_ENDPOINT_ID
+        self.identities = IdentityAllocator()
+        self.cookies = CookieJar()
+        self.repo = PolicyRepository()
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.lock = threading.RLock()
+        self.stop = threading.Event()
+        self.datapath: Any = None
+        self.resolver: Any = None
+        self.server: Any = None
+        self.source: Any = None
+        self.relay: subprocess.Popen | None = None
+        self._threads: list[threading.Thread] = []
+        self._control: socket.socket | None = None
+        self.policy_stats = {"added": 0, "changed": 0, "removed": 0}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.repo.apply(self.scenario.policies)
+        if self.use_datapath:
+            from hubblepy.datapath import Datapath
+
+            self.datapath = Datapath()
+            self.datapath.set_ipcache(f"{self.gateway}/32", IDENTITY_HOST)
+        self._make_resolver()
+        netns.create_node(self.node_ns)
+        for spec in self.scenario.pods:
+            self._add_pod(spec, sync=False)
+        self._write_zone()
+        for pod in self.pods.values():
+            self._start_servers(pod)
+        self.sync_policy()
+        if self.datapath is not None:
+            for pod in self.pods.values():
+                self.datapath.attach(pod["host_if"], netns=self.node_ns)
+            self._start_observer()
+        self._start_control()
+        self.save()
+
+    def _make_resolver(self) -> None:
+        try:
+            from hubblepy.parser import StaticResolver
+        except ImportError:  # parser not available: flows will lack names
+            return
+        self.resolver = StaticResolver()
+        self.resolver.set_ipcache(self.gateway, IDENTITY_HOST)
+
+    def _start_observer(self) -> None:
+        from hubblepy.lab.source import DatapathFlowSource
+        from hubblepy.observer.core import Observer
+        from hubblepy.observer.server import ObserverServer, ServerConfig
+        from hubblepy.parser import Parser
+
+        observer = Observer(self.scenario.node)
+        self.server = ObserverServer(
+            observer, ServerConfig(listen_address=self.listen_address, max_workers=16)
+        )
+        self.server.start()
+        parser = Parser(self.resolver, self.scenario.node)
+        self.source = DatapathFlowSource(self.datapath, parser)
+        t = threading.Thread(
+            target=self.source.run, args=(observer, self.stop), name="datapath-source", daemon=True
+        )
+        t.start()
+        self._threads.append(t)
+        log = open(self.folder / "relay.log", "ab")  # noqa: SIM115 - owned by the child
+        self.relay = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "relay",
+                "--listen-address",
+                self.relay_address,
+                "--peers",
+                f"{self.scenario.node}={self.listen_address}",
+                "--node-name",
+                self.scenario.node,
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            env=_env(),
+            cwd=str(REPO_ROOT),
+        )
+        log.close()
+
+    def run_forever(self) -> None:
+        while not self.stop.wait(0.5):
+            if self.relay is not None and self.relay.poll() is not None:
+                sys.stderr.write(f"lab node: relay exited with status {self.relay.returncode}\n")
+                self.relay = None
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self._control is not None:
+            with contextlib.suppress(OSError):
+                self._control.close()
+        if self.relay is not None:
+            netns.terminate([self.relay.pid])
+            with contextlib.suppress(Exception):
+                self.relay.wait(1)
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                self.server.stop(grace=0.3)
+        for t in self._threads:
+            t.join(timeout=2)
+        if self.datapath is not None:
+            with contextlib.suppress(Exception):
+                self.datapath.close()
+        for pod in list(self.pods.values()):
+            with contextlib.suppress(Exception):
+                netns.delete_pod(self.node_ns, pod["netns"], pod["host_if"])
+        netns.sweep()
+        for path in (
+            state_path(self.folder),
+            control_path(self.folder),
+            pid_path(self.folder),
+            self.folder / "dns-zone.json",
+        ):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    # -- pods -----------------------------------------------------------------------------------
+    def _add_pod(self, spec: PodSpec, sync: bool = True) -> dict[str, Any]:
+        if not self._free_ips:
+            raise LabError(f"no free address left in {self.scenario.pod_cidr}")
+        ip = self._free_ips.pop(0)
+        ep_id = self._next_ep
+        self._next_ep += 1
+        labels = pod_labels(spec.namespace, spec.labels, spec.service_account)
+        identity = self.identities.allocate(labels)
+        pod = {
+            "namespace": spec.namespace,
+            "name": spec.name,
+            "netns": netns.pod_netns_name(spec.namespace, spec.name),
+            "host_if": netns.host_ifname(ep_id),
+            "ifindex": 0,
+            "ip": ip,
+            "ep_id": ep_id,
+            "identity": identity,
+            "labels": list(labels),
+            "workload": list(spec.workload) if spec.workload else None,
+            "servers": [
+                {"kind": s.kind, "port": s.port, "routes": list(s.routes), "pid": 0} for s in spec.servers
+            ],
+            "audit": False,
+            "ingress_enforced": False,
+            "egress_enforced": False,
+        }
+        pod["ifindex"] = netns.create_pod(self.node_ns, pod["netns"], pod["host_if"], ip, self.gateway)
+        self.pods[spec.key] = pod
+        if self.datapath is not None:
+            self.datapath.set_ipcache(f"{ip}/32", identity)
+            self.datapath.upsert_endpoint(ep_id, pod["ifindex"], identity, 0)
+        if self.resolver is not None:
+            from hubblepy.parser import EndpointInfo
+
+            self.resolver.set_identity(identity, labels)
+            self.resolver.set_interface(pod["ifindex"], pod["host_if"])
+            self.resolver.add_endpoint(
+                EndpointInfo(
+                    id=ep_id,
+                    identity=identity,
+                    namespace=spec.namespace,
+                    pod_name=spec.name,
+                    labels=labels,
+                    workloads=(spec.workload,) if spec.workload else (),
+                    cluster_name="default",
+                    ips=(ip,),
+                )
+            )
+        if sync:
+            self._write_zone()
+            self._start_servers(pod)
+            self.sync_policy()
+            if self.datapath is not None:
+                self.datapath.attach(pod["host_if"], netns=self.node_ns)
+        return pod
+
+    def _remove_pod(self, key: str) -> dict[str, Any]:
+        pod = self.pods.pop(key)
+        if self.datapath is not None:
+            with contextlib.suppress(Exception):
+                self.datapath.detach(pod["host_if"], netns=self.node_ns)
+            self.datapath.delete_endpoint(pod["ep_id"])
+            self.datapath.delete_ipcache(f"{pod['ip']}/32")
+        if self.resolver is not None:
+            self.resolver.remove_endpoint(pod["ep_id"])
+        netns.delete_pod(self.node_ns, pod["netns"], pod["host_if"])
+        return pod
+
+    def recreate_pod(self, key: str) -> dict[str, Any]:
+        """Deletes a pod and creates it again (new endpoint id, new IP, same labels)."""
+        spec = next((p for p in self.scenario.pods if p.key == key), None)
+        if spec is None or key not in self.pods:
+            raise LabError(f"no pod {key} in the lab")
+        old = self._remove_pod(key)
+        new = self._add_pod(spec)
+        self._free_ips.append(old["ip"])
+        self.save()
+        return {
+            "pod": key,
+            "old_ip": old["ip"],
+            "ip": new["ip"],
+            "old_endpoint": old["ep_id"],
+            "endpoint": new["ep_id"],
+            "identity": new["identity"],
+            "old_identity": old["identity"],
+        }
+
+    def _dns_pod(self) -> dict[str, Any] | None:
+        return next((p for p in self.pods.values() if any(s["kind"] == "dns" for s in p["servers"])), None)
+
+    def _write_zone(self) -> None:
+        zone = {f"{p['name']}.{p['namespace']}.svc.{CLUSTER_DOMAIN}": p["ip"] for p in self.pods.values()}
+        tmp = self.folder / "dns-zone.json.tmp"
+        tmp.write_text(json.dumps(zone, indent=1))
+        os.replace(tmp, self.folder / "dns-zone.json")
+        dns = self._dns_pod()
+        for pod in self.pods.values():
+            if dns is not None:
+                netns.write_resolv_conf(pod["netns"], dns["ip"], pod["namespace"], CLUSTER_DOMAIN)
+
+    def _start_servers(self, pod: dict[str, Any]) -> None:
+        for server in pod["servers"]:
+            args = [server["kind"], "--port", str(server["port"])]
+            for route in server["routes"]:
+                args += ["--route", route]
+            if server["kind"] == "dns":
+                args += ["--zone-file", str(self.folder / "dns-zone.json")]
+            log = open(self.folder / f"server-{pod['namespace']}.{pod['name']}.log", "ab")  # noqa: SIM115
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", pod["netns"], sys.executable, "-m", "hubblepy.lab.servers", *args],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                env=_env(),
+                cwd=str(REPO_ROOT),
+                start_new_session=True,
+            )
+            log.close()
+            server["pid"] = proc.pid
+        for server in pod["servers"]:
+            self._wait_listening(pod, server)
+
+    def _wait_listening(self, pod: dict[str, Any], server: dict[str, Any], timeout: float = 10.0) -> None:
+        """Waits until the server's TCP port accepts inside the pod (DNS listens on TCP too)."""
+        deadline = time.monotonic() + timeout
+
+        def probe() -> bool:
+            with socket.socket() as s:
+                s.settimeout(0.2)
+                return s.connect_ex(("127.0.0.1", server["port"])) == 0
+
+        while time.monotonic() < deadline:
+            if netns.run_in_netns(pod["netns"], probe):
+                return
+            time.sleep(0.05)
+        raise LabError(
+            f"server {server['kind']} on port {server['port']} of {pod['namespace']}/{pod['name']} did not start"
+        )
+
+    # -- policy ---------------------------------------------------------------------------------
+    def sync_policy(self) -> dict[str, int]:
+        """Recompiles every policy for every pod and writes only the changed map entries."""
+        endpoints = [Endpoint(p["ep_id"], p["identity"], tuple(p["labels"])) for p in self.pods.values()]
+        compiled = compile_policies(
+            self.repo.policies(), endpoints, dict(self.identities.items()), self.cookies
+        )
+        stats = {"added": 0, "changed": 0, "removed": 0}
+        grouped: dict[tuple[int, int], list] = {}
+        for key, value in compiled.entries.items():
+            grouped.setdefault((key.ep_id, key.direction), []).append((key, value))
+        for pod in self.pods.values():
+            info = compiled.endpoints[pod["ep_id"]]
+            pod["ingress_enforced"], pod["egress_enforced"] = info.ingress_enforced, info.egress_enforced
+            pod["policies"] = [str(ref) for ref in info.selected_by]
+            if self.datapath is None:
+                continue
+            from hubblepy.datapath import PolicyEntry
+
+            for direction in (INGRESS, EGRESS):
+                entries = [
+                    PolicyEntry(identity=k.identity, dport=k.dport, proto=k.proto, cookie=v.cookie)
+                    for k, v in grouped.get((pod["ep_id"], direction), [])
+                ]
+                diff = self.datapath.set_policy_entries(pod["ep_id"], direction, entries)
+                stats["added"] += diff.added
+                stats["changed"] += diff.changed
+                stats["removed"] += diff.removed
+            self.datapath.set_enforcement(
+                pod["ep_id"], ingress=info.ingress_enforced, egress=info.egress_enforced
+            )
+        if self.resolver is not None:
+            self._publish_cookies({v.cookie for v in compiled.entries.values()})
+        self.policy_stats = stats
+        return stats
+
+    def _publish_cookies(self, cookies: set[int]) -> None:
+        from hubblepy.parser import PolicyMatch
+
+        for cookie in cookies:
+            ref = self.cookies.lookup(cookie)
+            if ref is None:
+                continue
+            kind, ns, name = ref.policy
+            labels = [
+                f"k8s:io.cilium.k8s.policy.derived-from={kind}",
+                f"k8s:io.cilium.k8s.policy.name={name}",
+            ]
+            policy: dict[str, Any] = {"name": name}
+            if ns:
+                policy["namespace"] = ns
+                labels.append(f"k8s:io.cilium.k8s.policy.namespace={ns}")
+            policy["labels"] = sorted(labels)
+            policy["revision"] = str(self.repo.revision)
+            policy["kind"] = kind
+            self.resolver.set_policy(cookie, PolicyMatch(policies=(policy,)))
+
+    def apply_policy_text(self, text: str, filename: str, delete: bool = False) -> dict[str, Any]:
+        policies = parse_policies(text, filename)  # raises PolicyError: nothing applied
+        if delete:
+            refs = self.repo.delete([p.ref for p in policies])
+            missing = [str(p.ref) for p in policies if p.ref not in refs]
+            names = [str(r) for r in refs]
+        else:
+            names = [str(r) for r in self.repo.apply(policies)]
+            missing = []
+        stats = self.sync_policy()
+        self.save()
+        return {
+            "policies": names,
+            "missing": missing,
+            "entries": stats,
+            "warnings": [w for p in policies for w in p.warnings] if not delete else [],
+        }
+
+    def set_audit(self, key: str, on: bool) -> dict[str, Any]:
+        pod = self.pods.get(key)
+        if pod is None:
+            raise LabError(f"no pod {key} in the lab")
+        if self.datapath is None:
+            raise LabError("the lab runs without the datapath (--no-datapath): no audit mode")
+        self.datapath.set_audit(pod["ep_id"], on)
+        pod["audit"] = on
+        self.save()
+        return {"pod": key, "audit": on}
+
+    # -- state ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario.path,
+            "name": self.scenario.name,
+            "node": self.scenario.node,
+            "node_netns": self.node_ns,
+            "pod_cidr": str(self.scenario.pod_cidr),
+            "gateway": self.gateway,
+            "pid": os.getpid(),
+            "datapath": self.datapath is not None,
+            "agent": self.listen_address if self.server is not None else "",
+            "relay": self.relay_address if self.relay is not None else "",
+            "relay_pid": self.relay.pid if self.relay is not None else 0,
+            "pods": list(self.pods.values()),
+            "policies": [
+                {"ref": str(p.ref), "kind": p.ref.kind, "source": p.source} for p in self.repo.policies()
+            ],
+            "policy_revision": self.repo.revision,
+            "flows_published": self.source.published if self.source is not None else 0,
+            "lost_samples": self.source.lost if self.source is not None else 0,
+        }
+
+    def save(self) -> None:
+        with self.lock:
+            save_state(self.state(), self.folder)
+
+    # -- control socket -------------------------------------------------------------------------
+    def _start_control(self) -> None:
+        path = control_path(self.folder)
+        with contextlib.suppress(OSError):
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(8)
+        self._control = sock
+        t = threading.Thread(target=self._serve_control, name="lab-control", daemon=True)
+        t.start()
+
+    def _serve_control(self) -> None:
+        assert self._control is not None
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._control.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    data = b""
+                    while not data.endswith(b"\n"):
+                        chunk = conn.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    reply = self.handle(json.loads(data or b"{}"))
+                except Exception as exc:  # one bad request must not stop the node
+                    reply = {"error": f"internal error: {type(exc).__name__}: {exc}"}
+                with contextlib.suppress(OSError):
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+            if reply.get("shutdown"):
+                self.stop.set()
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        try:
+            with self.lock:
+                if op == "status":
+                    self.save()
+                    return {"ok": True, "state": self.state()}
+                if op in ("policy-apply", "policy-delete"):
+                    return {
+                        "ok": True,
+                        **self.apply_policy_text(
+                            request["text"], request["filename"], delete=op == "policy-delete"
+                        ),
+                    }
+                if op == "audit":
+                    return {"ok": True, **self.set_audit(request["pod"], bool(request["enabled"]))}
+                if op == "recreate":
+                    return {"ok": True, **self.recreate_pod(request["pod"])}
+                if op == "shutdown":
+                    return {"ok": True, "shutdown": True}
+        except (LabError, PolicyError) as exc:
+            return {"error": str(exc)}
+        return {"error": f"unknown request {op!r}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hubblepy.lab.node")
+    p.add_argument("--scenario", default="")
+    p.add_argument("--no-datapath", action="store_true")
+    p.add_argument("--listen-address", default="127.0.0.1:4244")
+    p.add_argument("--relay-address", default="127.0.0.1:4245")
+    args = p.parse_args(argv)
+    folder = lab_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    pid_path(folder).write_text(f"{os.getpid()}\n")
+    node: LabNode | None = None
+    signal.signal(signal.SIGTERM, lambda *_: node.stop.set() if node else sys.exit(1))
+    signal.signal(signal.SIGINT, lambda *_: node.stop.set() if node else sys.exit(1))
+    try:
+        scenario = load_scenario(args.scenario or None)
+        node = LabNode(scenario, folder, not args.no_datapath, args.listen_address, args.relay_address)
+        node.start()
+    except (ScenarioError, PolicyError, LabError) as exc:
+        sys.stderr.write(f"lab: {exc}\n")
+        _teardown(node)
+        return 1
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        sys.stderr.write(f"lab: cannot bring the lab up: {type(exc).__name__}: {first}\n")
+        _teardown(node)
+        return 1
+    sys.stderr.write(f"lab: up ({len(node.pods)} pods)\n")
+    sys.stderr.flush()
+    try:
+        node.run_forever()
+    finally:
+        node.shutdown()
+    return 0
+
+
+def _teardown(node: LabNode | None) -> None:
+    if node is not None:
+        with contextlib.suppress(Exception):
+            node.shutdown()
+    else:
+        netns.sweep()
+    with contextlib.suppress(OSError):
+        pid_path(lab_dir()).unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["LabError", "LabNode"]

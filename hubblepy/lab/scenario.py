@@ -1,0 +1,207 @@
+"""Lab scenarios: a YAML file describing namespaces, pods (labels, servers) and policies.
+
+See docs/scenario-format.md. :func:`load_scenario` validates the whole file and raises
+:class:`ScenarioError` with one line (file, field path, reason) on the first problem; the policies it
+names are loaded and validated too (the policy module's errors pass through unchanged).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hubblepy.policy import Policy, PolicyError, load_policy_file
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+DEFAULT_SCENARIO = SCENARIO_DIR / "payments.yaml"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+SERVER_KINDS = {"http": 8080, "tcp": 5432, "dns": 53}
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; one line for the user."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    kind: str  # http | tcp | dns
+    port: int
+    routes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    name: str
+    namespace: str
+    labels: dict[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    workload: tuple[str, str] | None = None  # (name, kind)
+    servers: tuple[ServerSpec, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    node: str
+    pod_cidr: ipaddress.IPv4Network
+    namespaces: dict[str, dict[str, str]]
+    pods: list[PodSpec]
+    policy_files: list[str]
+    policies: list[Policy]
+
+
+class _Err(Exception):
+    pass
+
+
+def _expect(value: Any, kind: type, path: str, what: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Err(f"{path}: must be {what}")
+    return value
+
+
+def _fields(obj: dict, path: str, allowed: set[str]) -> None:
+    for key in obj:
+        if key not in allowed:
+            raise _Err(f"{path}.{key}: unknown field" if path else f"{key}: unknown field")
+
+
+def _name(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _DNS_LABEL.match(value) or len(value) > 63:
+        raise _Err(f"{path}: {value!r} is not a valid name (lowercase letters, digits and '-')")
+    return value
+
+
+def _labels(value: Any, path: str) -> dict[str, str]:
+    value = _expect(value if value is not None else {}, dict, path, "an object of label: value")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise _Err(f"{path}.{k}: label keys and values must be strings")
+        out[k] = v
+    return out
+
+
+def _port(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise _Err(f"{path}: {value!r} is not a valid port")
+    return value
+
+
+def _server(value: Any, path: str) -> ServerSpec:
+    _expect(value, dict, path, "an object with one of: http, tcp, dns")
+    if len(value) != 1 or next(iter(value)) not in SERVER_KINDS:
+        raise _Err(f"{path}: must have exactly one of: http, tcp, dns")
+    kind, opts = next(iter(value.items()))
+    opts = _expect(opts if opts is not None else {}, dict, f"{path}.{kind}", "an object")
+    _fields(opts, f"{path}.{kind}", {"port", "routes"} if kind == "http" else {"port"})
+    port = _port(opts.get("port", SERVER_KINDS[kind]), f"{path}.{kind}.port")
+    routes = _expect(opts.get("routes", []), list, f"{path}.{kind}.routes", "a list of paths")
+    for i, r in enumerate(routes):
+        if not isinstance(r, str) or not r.startswith("/"):
+            raise _Err(f"{path}.{kind}.routes[{i}]: must be a path starting with /")
+    return ServerSpec(kind, port, tuple(routes))
+
+
+def _pod(value: Any, path: str) -> PodSpec:
+    _expect(value, dict, path, "an object")
+    _fields(value, path, {"name", "namespace", "labels", "serviceAccount", "workload", "servers"})
+    name = _name(value.get("name"), f"{path}.name")
+    namespace = _name(value.get("namespace", "default"), f"{path}.namespace")
+    labels = _labels(value.get("labels"), f"{path}.labels")
+    sa = value.get("serviceAccount", "default")
+    _name(sa, f"{path}.serviceAccount")
+    workload = None
+    if "workload" in value:
+        w = _expect(value["workload"], dict, f"{path}.workload", "an object with name and kind")
+        _fields(w, f"{path}.workload", {"name", "kind"})
+        workload = (
+            _name(w.get("name"), f"{path}.workload.name"),
+            _expect(w.get("kind", "Deployment"), str, f"{path}.workload.kind", "a string"),
+        )
+    servers = _expect(value.get("servers") or [], list, f"{path}.servers", "a list")
+    specs = tuple(_server(s, f"{path}.servers[{i}]") for i, s in enumerate(servers))
+    ports = [s.port for s in specs]
+    if len(set(ports)) != len(ports):
+        raise _Err(f"{path}.servers: two servers on the same port")
+    return PodSpec(name, namespace, labels, sa, workload, specs)
+
+
+def parse_scenario(data: Any, path: Path) -> Scenario:
+    try:
+        _expect(data, dict, "scenario", "a YAML object")
+        _fields(data, "", {"name", "node", "podCIDR", "namespaces", "pods", "policies"})
+        name = _name(data.get("name", path.stem), "name")
+        node = _name(data.get("node", "lab-node"), "node")
+        try:
+            cidr = ipaddress.IPv4Network(str(data.get("podCIDR", "10.244.0.0/16")))
+        except ValueError as exc:
+            raise _Err(f"podCIDR: {exc}") from None
+        if cidr.prefixlen > 24:
+            raise _Err("podCIDR: must be at least a /24")
+        namespaces: dict[str, dict[str, str]] = {}
+        raw_ns = _expect(data.get("namespaces") or {}, dict, "namespaces", "an object of namespace: {labels}")
+        for ns, spec in raw_ns.items():
+            _name(ns, f"namespaces.{ns}")
+            spec = _expect(spec or {}, dict, f"namespaces.{ns}", "an object")
+            _fields(spec, f"namespaces.{ns}", {"labels"})
+            namespaces[ns] = _labels(spec.get("labels"), f"namespaces.{ns}.labels")
+        pods_raw = _expect(data.get("pods"), list, "pods", "a non-empty list")
+        if not pods_raw:
+            raise _Err("pods: must be a non-empty list")
+        pods = [_pod(p, f"pods[{i}]") for i, p in enumerate(pods_raw)]
+        seen = set()
+        for i, pod in enumerate(pods):
+            if pod.key in seen:
+                raise _Err(f"pods[{i}]: {pod.key} is defined twice")
+            seen.add(pod.key)
+            namespaces.setdefault(pod.namespace, {})
+        policy_files = _expect(data.get("policies") or [], list, "policies", "a list of policy files")
+        files = []
+        for i, f in enumerate(policy_files):
+            _expect(f, str, f"policies[{i}]", "a file path")
+            full = (path.parent / f) if not Path(f).is_absolute() else Path(f)
+            if not full.is_file():
+                raise _Err(f"policies[{i}]: {f} not found")
+            files.append(str(full))
+    except _Err as exc:
+        raise ScenarioError(f"scenario {path}: {exc}") from None
+    policies = []
+    for f in files:
+        policies += load_policy_file(f)
+    return Scenario(name, str(path), node, cidr, namespaces, pods, files, policies)
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Loads and validates a scenario (the payments scenario when ``path`` is None)."""
+    p = Path(path) if path else DEFAULT_SCENARIO
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as exc:
+        raise ScenarioError(f"scenario {p}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(f"scenario {p}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_scenario(data, p)
+
+
+__all__ = [
+    "DEFAULT_SCENARIO",
+    "PodSpec",
+    "PolicyError",
+    "Scenario",
+    "ScenarioError",
+    "ServerSpec",
+    "load_scenario",
+]
