@@ -70,14 +70,20 @@ def build_samples(kind: str, count: int, pods: int = 16) -> list[tuple[int, byte
     return out
 
 
-def measure(kind: str, events: int, batch: int, serialise: bool = False) -> float:
-    """Events/s of ``decode_batch`` (optionally plus orjson.dumps of every flow)."""
+def measure(kind: str, events: int, batch: int, serialise: bool = False, mode: str = "decode") -> float:
+    """Events/s of ``decode_batch`` (optionally plus orjson.dumps of every flow).
+
+    ``mode="capture"`` measures ``capture_batch`` alone (RawFlow records, no decoding).
+    """
     parser = Parser(_resolver(16), "bench-node")
     samples = build_samples(kind, batch)
     parser.decode_batch(samples, time.time_ns())  # warm caches
     rounds = max(1, events // batch)
     start = time.perf_counter()
     for _ in range(rounds):
+        if mode == "capture":
+            parser.capture_batch(samples, time.time_ns())
+            continue
         flows = parser.decode_batch(samples, time.time_ns())
         if serialise:
             for f in flows:
@@ -98,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("trace", "drop", "policy-verdict"):
         results[kind] = round(measure(kind, args.events, args.batch))
         results[kind + "+orjson"] = round(measure(kind, args.events, args.batch, serialise=True))
+    results["capture-only (RawFlow)"] = round(measure("trace", args.events, args.batch, mode="capture"))
     if args.json:
         sys.stdout.write(orjson.dumps({"parser_events_per_s": results}).decode() + "\n")
     else:

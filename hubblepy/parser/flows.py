@@ -26,6 +26,7 @@ import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from hubblepy import __version__
 from hubblepy.parser import layouts
@@ -152,6 +153,21 @@ def uuid4_strings(count: int) -> list[str]:
             f"{variant[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
         )
     return out
+
+
+def format_uuid4(raw: bytes) -> str:
+    """Version-4 UUID text from 16 random bytes (version and variant bits are forced)."""
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+class RawFlow(NamedTuple):
+    """A received sample kept undecoded, e.g. as a compact ring entry; see ``Parser.materialize``."""
+
+    time_ns: int
+    cpu: int
+    data: bytes
+    uuid: bytes  # 16 random bytes drawn at capture time
 
 
 def _filter_identity_labels(labels: Iterable[str], identity: int) -> list[str]:
@@ -307,10 +323,62 @@ class Parser:
             except _Malformed as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
-            except IndexError:
+            except IndexError as exc:
                 self.parse_errors += 1
                 self.error_counts[ERR_EMPTY if not data else ERR_INTERNAL] += 1
+                if data:
+                    self.last_error = f"IndexError: {exc}"
             except Exception as exc:  # never let one bad sample stop the reader
+                self.parse_errors += 1
+                self.error_counts[ERR_INTERNAL] += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+        self.flows_decoded += len(out)
+        return out
+
+    def capture_batch(self, samples: Iterable[tuple[int, bytes]], now_ns: int) -> list[RawFlow]:
+        """Keep samples undecoded as ``RawFlow`` records (cheap), for decoding on demand.
+
+        Done now: empty samples and unknown types are counted as parse errors and dropped, debug
+        messages go to the debug sink, and each record gets its UUID (so every reader of the
+        same record sees the same one). Everything else happens in ``materialize``, which also
+        counts the malformed samples it meets. Endpoint names come from the resolver's state at
+        materialization time, not at capture time.
+        """
+        if not isinstance(samples, Sequence):
+            samples = list(samples)
+        rnd = os.urandom(16 * len(samples))
+        decoders = self._decoders
+        out: list[RawFlow] = []
+        append = out.append
+        for i, (cpu, data) in enumerate(samples):
+            if not data:
+                self.parse_errors += 1
+                self.error_counts[ERR_EMPTY] += 1
+            elif decoders[data[0]] is not None:
+                append(RawFlow(now_ns, cpu, data, rnd[16 * i : 16 * i + 16]))
+            elif data[0] == MSG_DEBUG:
+                try:
+                    self._debug(cpu, data)
+                except _Malformed as exc:
+                    self.parse_errors += 1
+                    self.error_counts[exc.reason] += 1
+            else:
+                self.parse_errors += 1
+                self.error_counts[ERR_INVALID_TYPE] += 1
+        return out
+
+    def materialize(self, records: Iterable[RawFlow]) -> list[dict]:
+        """Flow dicts for ``RawFlow`` records (malformed ones are counted and skipped)."""
+        self._check_generation()
+        decoders = self._decoders
+        out: list[dict] = []
+        for time_ns, _cpu, data, uuid_raw in records:
+            try:
+                out.append(decoders[data[0]](data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
+            except _Malformed as exc:
+                self.parse_errors += 1
+                self.error_counts[exc.reason] += 1
+            except Exception as exc:  # never raise for one bad record
                 self.parse_errors += 1
                 self.error_counts[ERR_INTERNAL] += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"

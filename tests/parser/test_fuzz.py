@@ -58,6 +58,11 @@ def _accounted(parser: Parser, samples: list[tuple[int, bytes]]) -> list[dict]:
 def test_random_bytes_never_raise(samples: list[bytes]) -> None:
     parser = Parser(_resolver, "n")
     _accounted(parser, [(0, s) for s in samples])
+    lazy = Parser(_resolver, "n")
+    records = lazy.capture_batch([(0, s) for s in samples], NOW)
+    flows = lazy.materialize(records)
+    assert len(flows) + lazy.parse_errors + lazy.debug_events_decoded == len(samples)
+    assert lazy.error_counts["internal_error"] == 0, lazy.last_error
 
 
 @settings(max_examples=200, deadline=None)
