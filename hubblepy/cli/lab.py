@@ -389,3 +389,12 @@ def pod_recreate(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
 
 
 __all__ = ["lab_app", "register"]
+
+
+def main() -> None:
+    """``python -m hubblepy.cli.lab ...``: the lab commands on their own (same as ``hubble lab ...``)."""
+    lab_app(prog_name="hubble lab")
+
+
+if __name__ == "__main__":
+    main()

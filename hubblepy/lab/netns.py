@@ -1,6 +1,7 @@
 """Network-namespace plumbing of the lab with pyroute2: a node namespace, pods, veths, routes.
 
-Topology (nothing is added to the machine's own network namespace):
+Topology (nothing is added to the machine's own network namespace; the ``hp-`` prefix can be changed
+with ``$HUBBLEPY_LAB_NETNS_PREFIX``, which the tests do so they never touch a running lab):
 
 * one *node* namespace ``hp-<node>`` with IP forwarding on; it holds the host side of every pod's veth
   (``hpv<endpoint id>``), each with the gateway address (first address of the pod CIDR, /32) and a
@@ -30,7 +31,7 @@ from typing import TypeVar
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-NETNS_PREFIX = "hp-"
+NETNS_PREFIX = os.environ.get("HUBBLEPY_LAB_NETNS_PREFIX", "hp-")
 HOST_IF_PREFIX = "hpv"
 NETNS_RUN = Path("/run/netns")
 NETNS_ETC = Path("/etc/netns")

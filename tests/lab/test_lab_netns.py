@@ -1,0 +1,95 @@
+"""`hubble lab up --no-datapath` / `down` with real network namespaces (root)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labtools import TEST_PREFIX, Lab, lab_netns, needs_root, pid_alive
+
+
+@pytest.fixture
+def lab(tmp_path):
+    needs_root()
+    if lab_netns():
+        pytest.skip(f"namespaces with the test prefix {TEST_PREFIX} exist already")
+    lab = Lab(tmp_path / "lab")
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_pods_reach_each_other_by_cluster_name_and_down_leaves_nothing(lab):
+    up = lab.up("--no-datapath")
+    assert up.returncode == 0, up.stderr
+    state = lab.state()
+    assert "payments/api" in up.stdout and state["datapath"] is False
+    names = {f"{TEST_PREFIX}{p['namespace']}.{p['name']}" for p in state["pods"]} | {f"{TEST_PREFIX}lab-node"}
+    assert set(lab_netns()) == names
+    # HTTP by short name and namespace-qualified name through the lab's kube-dns
+    assert lab.curl("payments/frontend", "http://api:8080/api/v1/orders").stdout == "200"
+    assert lab.curl("default/probe", "http://api.payments:8080/healthz", "-X", "POST").stdout == "200"
+    dig = lab.exec("payments/frontend", "dig", "+short", "+tcp", "postgres.payments.svc.cluster.local")
+    postgres_ip = next(p["ip"] for p in state["pods"] if p["name"] == "postgres")
+    assert dig.stdout.strip() == postgres_ip
+    echo = lab.exec(
+        "payments/api",
+        "python3",
+        "-c",
+        "import socket; s=socket.create_connection(('postgres', 5432), 3); s.sendall(b'ping'); print(s.recv(4).decode())",
+    )
+    assert echo.stdout.strip() == "ping", echo.stderr
+    status = lab.run("status")
+    assert status.returncode == 0 and "kube-system/kube-dns" in status.stdout
+    server_pids = [s["pid"] for p in state["pods"] for s in p["servers"]]
+    node_pid = state["pid"]
+    assert server_pids and all(pid_alive(p) for p in server_pids)
+
+    down = lab.down()
+    assert down.returncode == 0 and down.stdout.strip() == "lab removed"
+    assert lab_netns() == []
+    assert not any(pid_alive(p) for p in [*server_pids, node_pid])
+    assert not lab.folder.exists()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "hpv" not in links
+    again = lab.down()
+    assert again.returncode == 0 and again.stdout.strip() == "no lab to remove"
+
+
+def test_down_after_a_crash_removes_leftovers(lab):
+    assert lab.up("--no-datapath").returncode == 0
+    state = lab.state()
+    import os
+    import signal
+
+    os.kill(state["pid"], signal.SIGKILL)  # the lab node dies without cleaning up
+    server_pids = [s["pid"] for p in state["pods"] for s in p["servers"]]
+    assert lab_netns()
+    down = lab.down()
+    assert down.returncode == 0
+    assert lab_netns() == []
+    assert not any(pid_alive(p) for p in server_pids)
+
+
+def test_commands_without_a_lab_say_so(lab):
+    for args in (["status"], ["exec", "payments/api", "--", "true"], ["audit", "enable", "payments/api"]):
+        out = lab.run(*args)
+        assert out.returncode == 1
+        assert out.stderr.strip() == "hubble lab: the lab is not up (run: hubble lab up)"
+
+
+def test_bad_scenario_is_one_line_and_creates_nothing(lab, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\npods:\n  - {name: a, servers: [{http: {port: 0}}]}\n")
+    out = lab.up("--scenario", str(bad))
+    assert out.returncode == 1
+    assert (
+        out.stderr.strip()
+        == f"hubble lab: scenario {bad}: pods[0].servers[0].http.port: 0 is not a valid port"
+    )
+    assert lab_netns() == []
