@@ -384,7 +384,7 @@ def format_status(ss: Any) -> str:
     """Upstream's text form of a ServerStatusResponse."""
     lines = []
     ratio = f" ({ss.num_flows / ss.max_flows * 100:.2f}%)" if ss.max_flows > 0 else ""
-    lines.append(f"Current/Max Flows: {_thousands(ss.num_flows)}/{_thousands(ss.max_flows)}{ratio}")
+    lines.append(f"Current/Max Flows: {ss.num_flows}/{ss.max_flows}{ratio}")
     per_sec = f"{ss.seen_flows / (ss.uptime_ns / 1e9):.2f}" if ss.uptime_ns > 0 else "N/A"
     lines.append(f"Flows/s: {per_sec}")
     if ss.HasField("num_connected_nodes"):
@@ -402,10 +402,6 @@ def format_status(ss: Any) -> str:
         else:
             lines.append(f"Unavailable Nodes: {count}")
     return "".join(line + "\n" for line in lines)
-
-
-def _thousands(n: int) -> str:
-    return f"{n:,}"
 
 
 def _observer_stub(channel: grpc.Channel) -> Any:
