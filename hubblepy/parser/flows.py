@@ -119,6 +119,10 @@ def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
 _LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(256))
 
 
+class _Skipped(Exception):
+    """Raised inside the decoders for a valid sample that is deliberately not turned into a flow."""
+
+
 class _Malformed(Exception):
     """Raised inside the decoders to reject one sample with a counted reason."""
 
@@ -237,7 +241,8 @@ class Parser:
     """Decoder from datapath samples to canonical flow dicts. Not thread-safe: one per reader.
 
     ``decode_batch`` is the fast path; ``decode`` handles one sample. Counters:
-    ``flows_decoded``, ``debug_events_decoded``, ``parse_errors`` (total) and ``error_counts``
+    ``flows_decoded``, ``debug_events_decoded``, ``skipped`` (trace-sock events of unknown
+    cgroups), ``parse_errors`` (total) and ``error_counts``
     (by reason: ``empty_sample``, ``invalid_type``, ``truncated_header``, ``unsupported_version``,
     ``unknown_ext_version``, ``malformed_packet``, ``internal_error``). ``last_error`` keeps the
     text of the last internal error for debugging.
@@ -255,6 +260,7 @@ class Parser:
         extension_lengths: dict[int, int] | None = None,
         debug_sink: Callable[[dict], None] | None = None,
         debug_buffer: int = 4096,
+        skip_unknown_cgroup_ids: bool = True,
     ) -> None:
         """Create a parser.
 
@@ -262,6 +268,8 @@ class Parser:
         or force 32 or 40. ``extension_lengths``: bytes added after the fixed header for each
         ``ext_version`` (upstream registers only 0 -> 0; others are rejected). Debug events go to
         ``debug_sink`` when given, otherwise into the bounded deque ``debug_events``.
+        ``skip_unknown_cgroup_ids`` (Cilium's ``hubble-skip-unknown-cgroup-ids``, default on)
+        drops trace-sock events whose cgroup has no known pod IP; they are counted in ``skipped``.
         """
         if policy_verdict_layout not in (None, 32, 40):
             raise ValueError("policy_verdict_layout must be None, 32 or 40")
@@ -281,6 +289,8 @@ class Parser:
         self.parse_errors = 0
         self.error_counts: Counter[str] = Counter()
         self.last_error = ""
+        self.skipped = 0
+        self._skip_unknown_cgroups = skip_unknown_cgroup_ids
         self._generation = None
         self._endpoint_cache: dict[tuple[str | None, int], tuple[dict, int]] = {}
         self._interface_cache: dict[int, dict] = {}
@@ -320,6 +330,8 @@ class Parser:
                         continue
                     raise _Malformed(ERR_INVALID_TYPE)
                 append(decoder(data, ts, uuids[i]))
+            except _Skipped:
+                self.skipped += 1
             except _Malformed as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
@@ -375,6 +387,8 @@ class Parser:
         for time_ns, _cpu, data, uuid_raw in records:
             try:
                 out.append(decoders[data[0]](data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
+            except _Skipped:
+                self.skipped += 1
             except _Malformed as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
@@ -897,6 +911,8 @@ class Parser:
         ipv6 = bool(sflags & 1)
         dst_ip = ipv6_to_str(dst_raw) if ipv6 else socket.inet_ntoa(dst_raw[:4])
         pod_ip = self._resolver.endpoint_ip_by_cgroup(cgroup_id, ipv6)
+        if pod_ip is None and self._skip_unknown_cgroups:
+            raise _Skipped
         src_ip = pod_ip
         sport = 0
         reverse = point in (3, 4)

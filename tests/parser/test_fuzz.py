@@ -33,11 +33,12 @@ VALID_SAMPLES = [
 
 
 def _accounted(parser: Parser, samples: list[tuple[int, bytes]]) -> list[dict]:
-    before = (parser.parse_errors, parser.debug_events_decoded)
+    before = (parser.parse_errors, parser.debug_events_decoded, parser.skipped)
     flows = parser.decode_batch(samples, NOW)
     errors = parser.parse_errors - before[0]
     debug = parser.debug_events_decoded - before[1]
-    assert len(flows) + errors + debug == len(samples)
+    skipped = parser.skipped - before[2]
+    assert len(flows) + errors + debug + skipped == len(samples)
     assert parser.error_counts["internal_error"] == 0, parser.last_error
     for flow in flows:
         orjson.dumps(flow)  # always serialisable
@@ -61,7 +62,7 @@ def test_random_bytes_never_raise(samples: list[bytes]) -> None:
     lazy = Parser(_resolver, "n")
     records = lazy.capture_batch([(0, s) for s in samples], NOW)
     flows = lazy.materialize(records)
-    assert len(flows) + lazy.parse_errors + lazy.debug_events_decoded == len(samples)
+    assert len(flows) + lazy.parse_errors + lazy.debug_events_decoded + lazy.skipped == len(samples)
     assert lazy.error_counts["internal_error"] == 0, lazy.last_error
 
 

@@ -311,8 +311,13 @@ def test_trace_sock_forward_and_reverse(resolver: StaticResolver) -> None:
     assert rev["l4"] == {"UDP": {"source_port": 53}}
     assert rev["destination"]["pod_name"] == "frontend"
     assert rev["Summary"] == "UDP"
-    unknown = decode_one(parser, enc.trace_sock_event(point=0, l4_proto=0))
+    # Cilium's default skips events of cgroups without a known pod IP; they are counted.
+    assert parser.decode(0, enc.trace_sock_event(cgroup_id=999), NOW) is None
+    assert (parser.skipped, parser.parse_errors) == (1, 0)
+    keep = Parser(resolver, skip_unknown_cgroup_ids=False)
+    unknown = decode_one(keep, enc.trace_sock_event(point=0, l4_proto=0, cgroup_id=999))
     assert "verdict" not in unknown and "l4" not in unknown
+    assert unknown["IP"] == {"destination": "10.96.0.1", "ipVersion": "IPv4"}
     assert unknown["Summary"] == "Unknown"
 
 
