@@ -186,7 +186,12 @@ def compile_flow_filter(ff: dict[str, Any]) -> tuple[Check, bool]:
             continue
         if not isinstance(values, list):
             raise FilterError(f"invalid FlowFilter: field {name!r} must be a list")
-        check = builder(values, ff)
+        try:
+            check = builder(values, ff)
+        except FilterError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as err:
+            raise FilterError(f"invalid FlowFilter: bad value in field {name!r}: {err}") from None
         checks.append(check)
         if flowless and (name in _NIL_FLOW_REJECTS or not check(empty_flow)):
             flowless = False

@@ -146,6 +146,11 @@ def test_unknown_fields_and_bad_shapes() -> None:
         compile_flow_filters([{"verdict": "DROPPED"}], [])
     with pytest.raises(FilterError, match="invalid verdict value"):
         compile_flow_filters([{"verdict": ["dropped"]}], [])
+    for bad in ({"event_type": ["drop"]}, {"tcp_flags": [1]}, {"interface": [{"index": "x"}]}):
+        with pytest.raises(FilterError, match="^invalid FlowFilter"):
+            compile_flow_filters([bad], [])
+    with pytest.raises(FilterError, match="^invalid source_identity value: -1.5$"):
+        compile_flow_filters([{"source_identity": [-1.5]}], [])
 
 
 def test_parse_identity() -> None:
