@@ -65,6 +65,7 @@ class Pod:
     ip: str
     host_ifname: str
     host_ifindex: int = 0
+    ip6: str = ""  # set when the testbed has IPv6
 
 
 @dataclass
@@ -110,12 +111,19 @@ class Testbed:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, pods: int = 3, prefix: str = "hpt") -> None:
+    def __init__(self, pods: int = 3, prefix: str = "hpt", ipv6: bool = False) -> None:
+        self.ipv6 = ipv6
         self.tag = f"{prefix}{secrets.token_hex(3)}"
         self.node = f"{self.tag}-node"
         self.subnet = 1 + secrets.randbelow(250)
         self.pods = [
-            Pod(f"p{i}", f"{self.tag}-p{i}", f"10.200.{self.subnet}.{10 + i}", f"{self.tag}h{i}")
+            Pod(
+                f"p{i}",
+                f"{self.tag}-p{i}",
+                f"10.200.{self.subnet}.{10 + i}",
+                f"{self.tag}h{i}",
+                ip6=f"fd00:200:{self.subnet:x}::{10 + i:x}" if ipv6 else "",
+            )
             for i in range(1, pods + 1)
         ]
         self._servers: list[EchoServer] = []
@@ -137,29 +145,42 @@ class Testbed:
         sh("ip", "-n", self.node, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.node, "link", "set", "br0", "up")
         for pod in self.pods:
-            sh("ip", "netns", "add", pod.netns)
+            self._make_pod(pod)
+
+    def _make_pod(self, pod: Pod) -> None:
+        sh("ip", "netns", "add", pod.netns)
+        if not self.ipv6:
             self._no_ipv6(pod.netns)
-            sh(
-                "ip",
-                "-n",
-                self.node,
-                "link",
-                "add",
-                pod.host_ifname,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                pod.netns,
-            )
-            sh("ip", "-n", self.node, "link", "set", pod.host_ifname, "master", "br0", "up")
-            sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0")
-            sh("ip", "-n", pod.netns, "link", "set", "eth0", "up")
-            sh("ip", "-n", pod.netns, "link", "set", "lo", "up")
-            out = sh("ip", "-n", self.node, "-o", "link", "show", pod.host_ifname).stdout
-            pod.host_ifindex = int(out.split(":", 1)[0])
+        sh(
+            "ip",
+            "-n",
+            self.node,
+            "link",
+            "add",
+            pod.host_ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pod.netns,
+        )
+        sh("ip", "-n", self.node, "link", "set", pod.host_ifname, "master", "br0", "up")
+        sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0")
+        if pod.ip6:
+            sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip6}/64", "dev", "eth0", "nodad")
+        sh("ip", "-n", pod.netns, "link", "set", "eth0", "up")
+        sh("ip", "-n", pod.netns, "link", "set", "lo", "up")
+        out = sh("ip", "-n", self.node, "-o", "link", "show", pod.host_ifname).stdout
+        pod.host_ifindex = int(out.split(":", 1)[0])
+
+    def recreate_pod(self, pod: Pod, ip: str) -> None:
+        """Deletes the pod (veth pair and namespace) and makes it again with a new IPv4 address."""
+        sh("ip", "-n", self.node, "link", "del", pod.host_ifname)  # synchronous, unlike netns teardown
+        sh("ip", "netns", "del", pod.netns)
+        pod.ip = ip
+        self._make_pod(pod)
 
     @staticmethod
     def _no_ipv6(netns: str) -> None:
@@ -203,11 +224,11 @@ class Testbed:
         return "".join(parts)
 
     # -- traffic ----------------------------------------------------------------------------------
-    def echo_server(self, pod: Pod, port: int) -> EchoServer:
+    def echo_server(self, pod: Pod, port: int, ipv6: bool = False) -> EchoServer:
         def make() -> socket.socket:
-            s = socket.socket()
+            s = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((pod.ip, port))
+            s.bind((pod.ip6 if ipv6 else pod.ip, port))
             s.listen(64)
             return s
 
@@ -218,12 +239,14 @@ class Testbed:
         self._servers.append(srv)
         return srv
 
-    def connect(self, src: Pod, dst: Pod, port: int, timeout: float = 1.0) -> socket.socket | None:
+    def connect(
+        self, src: Pod, dst: Pod, port: int, timeout: float = 1.0, ipv6: bool = False
+    ) -> socket.socket | None:
         """A TCP connection from ``src`` to ``dst:port``, or None if it could not be made in time."""
-        s = netns_socket(src.netns)
+        s = netns_socket(src.netns, socket.AF_INET6 if ipv6 else socket.AF_INET)
         s.settimeout(timeout)
         try:
-            s.connect((dst.ip, port))
+            s.connect((dst.ip6 if ipv6 else dst.ip, port))
         except OSError:
             s.close()
             return None

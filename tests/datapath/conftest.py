@@ -46,7 +46,7 @@ class Env:
         Only events about packets between the test pods are kept: the namespaces' own multicast
         chatter (IGMP reports from 0.0.0.0 and the like) is not what the tests look at.
         """
-        ips = {p.ip for p in self.tb.pods}
+        ips = {p.ip for p in self.tb.pods} | {p.ip6 for p in self.tb.pods if p.ip6}
         out: list[Event] = []
         deadline = time.monotonic() + wait
         while True:
@@ -62,10 +62,10 @@ class Env:
                 return out
 
 
-@pytest.fixture
-def env() -> Iterator[Env]:
+@pytest.fixture(params=[False], ids=["ipv4"])
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
     require_datapath()
-    tb = Testbed(3)
+    tb = Testbed(3, ipv6=request.param)
     dp = reader = None
     try:
         tb.up()
@@ -73,6 +73,8 @@ def env() -> Iterator[Env]:
         for i, pod in enumerate(tb.pods, 1):
             dp.upsert_endpoint(i, pod.host_ifindex, IDENTITY_BASE + i)
             dp.set_ipcache(f"{pod.ip}/32", IDENTITY_BASE + i)
+            if pod.ip6:
+                dp.set_ipcache(f"{pod.ip6}/128", IDENTITY_BASE + i)
             dp.attach(pod.host_ifname, netns=tb.node)
         reader = dp.open_monitor(pages=64)
         yield Env(tb, dp, reader, *tb.pods)

@@ -19,6 +19,8 @@ class Packet(NamedTuple):
 
 
 def parse(frame: bytes) -> Packet | None:
+    if len(frame) >= 58 and frame[12:14] == b"\x86\xdd":
+        return _parse6(frame)
     if len(frame) < 34 or frame[12:14] != b"\x08\x00":
         return None
     ip = frame[14:]
@@ -36,4 +38,19 @@ def parse(frame: bytes) -> Packet | None:
         payload = total - ihl - (l4[12] >> 4) * 4
     elif proto == 17:
         payload = total - ihl - 8
+    return Packet(src, dst, proto, sport, dport, flags, payload)
+
+
+def _parse6(frame: bytes) -> Packet:
+    ip = frame[14:]
+    plen, proto = int.from_bytes(ip[4:6], "big"), ip[6]
+    src, dst = socket.inet_ntop(socket.AF_INET6, ip[8:24]), socket.inet_ntop(socket.AF_INET6, ip[24:40])
+    l4 = ip[40:]
+    sport = dport = flags = 0
+    payload = plen
+    if proto in (6, 17) and len(l4) >= 4:
+        sport, dport = int.from_bytes(l4[0:2], "big"), int.from_bytes(l4[2:4], "big")
+    if proto == 6 and len(l4) >= 14:
+        flags = l4[13]
+        payload = plen - (l4[12] >> 4) * 4
     return Packet(src, dst, proto, sport, dport, flags, payload)

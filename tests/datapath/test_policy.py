@@ -257,3 +257,52 @@ def test_ipcache_longest_prefix_wins_and_unknown_is_world(env: Env) -> None:
 
     events = env.events(until=lambda ev: len({d.src_label for d in drops(ev)}) >= 3)
     assert {d.src_label for d in drops(events)} == {5000, env.identity(env.p1), 2}
+
+
+@pytest.mark.parametrize("env", [True], ids=["ipv6"], indirect=True)
+def test_ipv6_default_deny_and_allow(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(env.identity(env.p1), 8080, TCP)])
+    env.tb.echo_server(env.p2, 8080, ipv6=True)
+
+    conn = env.tb.connect(env.p1, env.p2, 8080, ipv6=True)  # neighbour discovery passes unjudged
+    assert conn is not None and echo_once(conn)
+    conn.close()
+    assert env.tb.connect(env.p3, env.p2, 8080, timeout=0.5, ipv6=True) is None
+
+    events = env.events(until=lambda ev: drops(ev) and len(verdicts(ev)) >= 2)
+    drop = drops(events)[0]
+    assert (drop.src_label, drop.dst_label, drop.flags & 1) == (env.identity(env.p3), env.identity(env.p2), 1)
+    assert parse(drop.packet).src == env.p3.ip6
+    assert sorted((v.verdict, v.ipv6) for v in verdicts(events)) == [(-DROP_POLICY, True), (0, True)]
+    replies = [t for t in traces(events) if t.reason == CT_REPLY]
+    assert replies and all(t.flags & 1 for t in replies)
+
+
+def test_recreated_pod_with_new_ip_keeps_identity_and_policy(env: Env) -> None:
+    ep1, ep2 = env.ep_id(env.p1), env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(env.identity(env.p1), 8080, TCP)])
+    env.dp.set_enforcement(ep1, egress=True)
+    env.dp.set_policy_entries(ep1, "egress", [PolicyEntry(env.identity(env.p2), 8080, TCP)])
+    env.tb.echo_server(env.p2, 8080)
+
+    old_ip = env.p1.ip
+    new_ip = f"10.200.{env.tb.subnet}.{100 + ep1}"
+    env.tb.recreate_pod(env.p1, new_ip)
+    env.dp.delete_ipcache(f"{old_ip}/32")
+    env.dp.set_ipcache(f"{new_ip}/32", env.identity(env.p1))
+    env.dp.upsert_endpoint(ep1, env.p1.host_ifindex, env.identity(env.p1), env.dp.endpoint(ep1)[2])
+    env.dp.attach(env.p1.host_ifname, netns=env.tb.node)
+
+    conn = env.tb.connect(env.p1, env.p2, 8080)
+    assert conn is not None and echo_once(conn)
+    conn.close()
+    assert env.tb.connect(env.p1, env.p3, 8080, timeout=0.5) is None  # its egress policy still applies
+
+    events = env.events(until=lambda ev: len(verdicts(ev)) >= 3)
+    allowed = {(v.source, v.remote_label, v.direction) for v in verdicts(events) if v.verdict == 0}
+    assert allowed == {(ep2, env.identity(env.p1), DIR_INGRESS), (ep1, env.identity(env.p2), DIR_EGRESS)}
+    denied = [v for v in verdicts(events) if v.verdict < 0]
+    assert {(v.source, v.remote_label) for v in denied} == {(ep1, env.identity(env.p3))}
