@@ -72,6 +72,7 @@ from hubblepy.parser.constants import (
     bpf_file_name,
     trace_reason_to_proto,
 )
+from hubblepy.parser.debugmsg import debug_message
 from hubblepy.parser.packet import (
     EMPTY_PACKET,
     FIRST_ETHERNET,
@@ -967,31 +968,26 @@ class Parser:
         if len(data) < layouts.DEBUG_MSG.size:
             raise _Malformed(ERR_TRUNCATED)
         _, sub_type, source, hash_, arg1, arg2, arg3 = layouts.DEBUG_MSG.unpack_from(data)
-        info = self._resolver.endpoint_by_id(source) if source else None
-        if info is not None:
-            labels = sorted(info.labels)
-            src = _endpoint_dict(
-                info.id or source,
-                info.identity,
-                info.cluster_name or _cluster_from_labels(labels),
-                info.namespace,
-                labels,
-                info.pod_name,
-                info.workloads,
-            )
-        else:
-            src = {"ID": source} if source else {}
-        name = DEBUG_EVENT_TYPE_NAMES.get(sub_type)
         event: dict = {}
         if sub_type:
-            event["type"] = name or sub_type
-        event["source"] = src
+            event["type"] = DEBUG_EVENT_TYPE_NAMES.get(sub_type, sub_type)
+        if source:
+            # Like Hubble's debug parser: ID, identity, cluster (from the cluster label),
+            # namespace, labels and pod of a known endpoint; just the ID otherwise.
+            info = self._resolver.endpoint_by_id(source)
+            if info is not None:
+                labels = sorted(info.labels)
+                cluster = info.cluster_name or _cluster_from_labels(labels)
+                event["source"] = _endpoint_dict(
+                    source, info.identity, cluster, info.namespace, labels, info.pod_name, ()
+                )
+            else:
+                event["source"] = {"ID": source}
         event["hash"] = hash_
         event["arg1"] = arg1
         event["arg2"] = arg2
         event["arg3"] = arg3
-        label = (name or f"DBG_{sub_type}").removeprefix("DBG_")
-        event["message"] = f"{label}: arg1={arg1} ({arg1:#x}) arg2={arg2} ({arg2:#x}) arg3={arg3} ({arg3:#x})"
+        event["message"] = debug_message(sub_type, arg1, arg2, arg3, self._resolver.interface_name)
         event["cpu"] = cpu
         self.debug_events_decoded += 1
         self._debug_sink(event)

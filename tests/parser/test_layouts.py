@@ -336,6 +336,9 @@ def test_debug_message_goes_to_sink(resolver: StaticResolver) -> None:
     direct = parser.decode_debug(0, enc.debug_event(1, source=7))
     assert direct is not None and direct["source"] == {"ID": 7} and direct["type"] == "DBG_GENERIC"
     assert len(events) == 1  # decode_debug returns instead of using the sink
+    anonymous = parser.decode_debug(0, enc.debug_event(5, arg1=1, arg2=2))
+    assert "source" not in anonymous
+    assert anonymous["message"] == "Policy evaluation would deny packet from 1 to 2"
 
 
 # --- framing ------------------------------------------------------------------------------------------
