@@ -277,3 +277,8 @@ def config_main(
         err.write(f"cannot write config file: {exc.strerror}\n")
         return 1
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Raw-argv entry point of `hubble config` (the words after `config`)."""
+    return config_main(argv)
