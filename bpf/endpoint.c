@@ -8,6 +8,8 @@
  *   to_container    clsact egress of the host veth = packets delivered to the
  *                   pod; enforces the pod's INGRESS policy, traces TO_LXC (0).
  *
+ * ARP, IGMP, IPv6 neighbour discovery and MLD pass without policy or events.
+ *
  * Per packet: parse L3/L4 -> find the endpoint by ifindex -> remote identity
  * from the ipcache LPM trie (unknown = world) -> conntrack lookup (new,
  * established, reply, related ICMP error) -> only NEW connections are judged
@@ -140,6 +142,8 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct hp_packet 
         return 0;
     }
     p->tuple.proto = proto;
+    if (proto == IPPROTO_IGMP)
+        return 0;                   /* group management passes unjudged, like IPv6 MLD below */
     if (frag)
         return 1;                   /* non-first fragment: no L4 header */
 
