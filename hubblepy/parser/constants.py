@@ -326,8 +326,8 @@ RESERVED_IDENTITY_LABELS: dict[int, tuple[str, ...]] = {
 IDENTITY_SCOPE_SHIFT = 24
 IDENTITY_SCOPE_LOCAL = 0x01
 
-# Label carrying the cluster name of a pod identity.
-CLUSTER_LABEL_PREFIX = "k8s:io.cilium.k8s.policy.cluster="
+# Label key (after the ``source:`` prefix) carrying the cluster name of an endpoint.
+CLUSTER_LABEL_KEY = "io.cilium.k8s.policy.cluster="
 # Monitor texts of drop reasons (api.DropReason), spec 3.3; 159 has none.
 DROP_REASON_TEXTS: dict[int, str] = {
     0: "Success",

@@ -38,7 +38,7 @@ from hubblepy.parser.constants import (
     CLS_FLAG_IPV6,
     CLS_FLAG_L3_DEV,
     CLS_FLAG_VXLAN,
-    CLUSTER_LABEL_PREFIX,
+    CLUSTER_LABEL_KEY,
     DEBUG_CAPTURE_POINT_NAMES,
     DEBUG_EVENT_TYPE_NAMES,
     DROP_REASON_NAMES,
@@ -196,9 +196,11 @@ def _filter_identity_labels(labels: Iterable[str], identity: int) -> list[str]:
 
 
 def _cluster_from_labels(labels: Iterable[str]) -> str:
+    """Value of the ``io.cilium.k8s.policy.cluster`` label (any source), or ""."""
     for label in labels:
-        if label.startswith(CLUSTER_LABEL_PREFIX):
-            return label[len(CLUSTER_LABEL_PREFIX) :]
+        _, _, key_value = label.partition(":")
+        if key_value.startswith(CLUSTER_LABEL_KEY):
+            return key_value[len(CLUSTER_LABEL_KEY) :]
     return ""
 
 
