@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from hubblepy.datapath import layout, tc
 from hubblepy.datapath.errors import DatapathUnavailable
 
-BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+BPF_DIR = Path(os.environ.get("HUBBLEPY_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
 PROGRAM_FILE = "endpoint.c"
 INGRESS_PROG = "from_container"  # clsact ingress of the host veth = pod egress policy
 EGRESS_PROG = "to_container"  # clsact egress of the host veth = pod ingress policy

@@ -306,3 +306,25 @@ def test_recreated_pod_with_new_ip_keeps_identity_and_policy(env: Env) -> None:
     assert allowed == {(ep2, env.identity(env.p1), DIR_INGRESS), (ep1, env.identity(env.p2), DIR_EGRESS)}
     denied = [v for v in verdicts(events) if v.verdict < 0]
     assert {(v.source, v.remote_label) for v in denied} == {(ep1, env.identity(env.p3))}
+
+
+def test_deleted_endpoint_is_no_longer_judged_and_counters_add_up(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.tb.echo_server(env.p2, 8080)
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.3) is None
+    assert [e.source for e in drops(env.events(until=drops))][:1] == [ep2]
+
+    env.dp.delete_endpoint(ep2)
+    assert env.dp.endpoint(ep2) is None
+    conn = env.tb.connect(env.p1, env.p2, 8080)
+    assert conn is not None and echo_once(conn)
+    conn.close()
+
+    events = env.events(until=lambda ev: len(traces(ev)) >= 2, wait=0.5)
+    assert traces(events)  # p1's side still reports
+    assert [e for e in events if e.source == ep2] == []  # p2's veth no longer has an endpoint
+    counters = env.dp.read_counters()
+    assert counters[(DROP_POLICY, DIR_INGRESS)].packets >= 1
+    assert counters[(0, DIR_EGRESS)].packets >= 4  # p1's SYN(s), ACK, data, FIN at least
+    assert all(c.bytes >= 54 * c.packets for c in counters.values())
