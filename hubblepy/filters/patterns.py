@@ -19,8 +19,12 @@ _ANY_NAME = r"(?:[-0-9_a-z]+(?:\.[-0-9_a-z]+)*)"
 _PLAIN = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+# Unicode White_Space, what Go's strings.TrimSpace removes.
+_GO_SPACE = " \t\n\v\f\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
 def _go_trim_space(text: str) -> str:
-    return text.strip(" \t\n\v\f\r\x85\xa0")
+    return text.strip(_GO_SPACE)
 
 
 def _fqdn_regex(pattern: str) -> str:

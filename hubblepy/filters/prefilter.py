@@ -14,8 +14,8 @@ Soundness rules (the prefilter must never reject a line the full predicate accep
 - only string *values* that canonical JSON writes verbatim are used as tokens (no quotes,
   backslashes, control characters, ``<``, ``>``, ``&``, U+2028/U+2029);
 - numbers are never used, since their spelling is not unique;
-- enums may be names or numbers: an enum clause can fail only when the line holds the key followed
-  directly by a string (``"verdict":"``) and none of the wanted names;
+- enums may be names or numbers: an enum clause can fail only when the key occurs exactly once in
+  the line, directly followed by a string (``"verdict":"``), and none of the wanted names occurs;
 - when any allow filter could accept a record without a flow, or has no usable clause, there is
   no prefilter (None).
 
@@ -77,14 +77,19 @@ def _enum_clause(table: dict[str, int], values: list[Any], keys: tuple[str, ...]
         if name is None or table.get(name) == 0:
             return None  # an unknown number or the default (omitted) value: nothing to look for
         names.append(b'"' + name.encode() + b'"')
-    markers = tuple(b'"' + key.encode() + b'":"' for key in keys)
+    key_tokens = tuple(b'"' + key.encode() + b'"' for key in keys)
+    markers = tuple(token + b':"' for token in key_tokens)
     tokens = tuple(names)
 
     def clause(line: bytes) -> bool:
         for token in tokens:
             if token in line:
                 return True
-        # Without a '"key":"' marker the value may be a number, spaced out, or absent.
+        # Judge only a line where the key occurs exactly once and is directly followed by a
+        # string: otherwise the value may be a number, spaced out, absent, or the key may also
+        # occur elsewhere (a tunnel IP block, an extension message).
+        if sum(line.count(key) for key in key_tokens) != 1:
+            return True
         return not any(marker in line for marker in markers)
 
     return _Signed(("enum", tuple(sorted(set(tokens))), markers), clause)
@@ -234,8 +239,8 @@ def compile_byte_prefilter(
         return None
     # Either-side flags give filters with identical clauses; keep one of each.
     per_filter_sigs: dict[frozenset[tuple[Any, ...]], tuple[Clause, ...]] = {}
-    for ff in allow:
-        _, flowless = compile_flow_filter(ff)
+    compiled = [compile_flow_filter(ff) for ff in allow]  # validates every filter first
+    for ff, (_, flowless) in zip(allow, compiled, strict=True):
         if flowless:
             return None
         clauses = {c.signature: c.fn for c in _clauses(normalize_flow_filter(ff))}
