@@ -10,6 +10,20 @@ Public API:
 - Helpers for the CLI flag parser: :func:`parse_identity`, :data:`RESERVED_IDENTITIES`,
   :func:`compile_flow_filter` (one filter: check over a flow dict + result for flowless records),
   :func:`normalize_flow_filter` (lowerCamel keys to proto names).
+
+Semantics (Hubble 1.19, spec §10.3 and §12), in short:
+
+- allow filters are OR-ed, deny filters are OR-ed; set fields of one filter are AND-ed and the
+  values of one field are OR-ed; an empty filter ``{}`` matches everything;
+- a record without ``flow`` behaves like an empty flow, except that uuid, verdict, drop reason,
+  IP version and traffic direction filters reject it (so ``--unencrypted`` and ``!k`` label
+  selectors let lost events through, ``--verdict VERDICT_UNKNOWN`` does not);
+- IPs compare as text (``fd00::0:1`` does not equal ``fd00::1``) unless given as a CIDR;
+- pods and services are ``[ns/]prefix`` (bare name: namespace ``default``; ``/x``: any namespace;
+  ``/``: anything with a namespace or a name); FQDN and node-name globs are whole-name matches
+  where ``*`` crosses dots; labels are Kubernetes selectors over Cilium ``source:key=value`` labels;
+- HTTP path/url and DNS query filters are Go RE2 regexps, unanchored; the path is the one
+  ``url.ParseRequestURI`` yields and an unparsable URL never matches.
 """
 
 from hubblepy.filters.compiler import compile_flow_filter, compile_flow_filters, normalize_flow_filter
