@@ -25,8 +25,9 @@ from typing import NamedTuple
 from hubblepy.monitor import perf
 
 _HEAD = struct.Struct("<Q")
-_REC_HDR = struct.Struct("<IHH")  # perf_event_header: type, misc, size
-_U32 = struct.Struct("<I")
+# perf_event_header (type, misc, size) + the u32 raw size of a PERF_RECORD_SAMPLE; for other records
+# the fourth field is garbage and ignored. Every record is at least 16 bytes, so one unpack suffices.
+_REC_HDR = struct.Struct("<IHHI")
 _U64 = struct.Struct("<Q")
 
 DEFAULT_PAGES = 64
@@ -143,14 +144,12 @@ class MonitorReader:
         cpu = ring.cpu
         append = samples.append
         rec_hdr = _REC_HDR.unpack_from
-        u32 = _U32.unpack_from
         off = 0
         while off < n:
-            kind, _misc, rec_size = rec_hdr(buf, off)
+            kind, _misc, rec_size, raw = rec_hdr(buf, off)
             if rec_size == 0:
                 break  # cannot happen with a sane kernel; never loop forever
             if kind == perf.PERF_RECORD_SAMPLE:
-                raw = u32(buf, off + 8)[0]
                 append((cpu, buf[off + 12 : off + 12 + raw]))
             elif kind == perf.PERF_RECORD_LOST:
                 lost.append((cpu, _U64.unpack_from(buf, off + 16)[0]))
