@@ -24,6 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from hubblepy.filters.goaddr import (
+    AddrSyntaxError,
+    GoAddr,
+    GoPrefix,
+    parse_addr,
+    parse_prefix,
+    prefix_contains,
+)
 from hubblepy.filters.gostr import go_quote
 
 # --- step 1: source translation --------------------------------------------------------------
@@ -404,6 +412,25 @@ def _split_selector_key(key: str) -> tuple[str | None, str]:
     return source, rest
 
 
+_CIDR_CACHE: dict[str, tuple[GoPrefix, GoAddr] | None] = {}
+
+
+def _cidr_label_prefix(key: str) -> tuple[GoPrefix, GoAddr] | None:
+    """The prefix of a ``cidr:`` label key (``-`` stands for ``:``) and its unmasked address."""
+    cached = _CIDR_CACHE.get(key, _CIDR_CACHE)
+    if cached is not _CIDR_CACHE:
+        return cached  # type: ignore[return-value]
+    text = key.replace("-", ":")
+    try:
+        result: tuple[GoPrefix, GoAddr] | None = (parse_prefix(text), parse_addr(text[: text.rfind("/")]))
+    except AddrSyntaxError:
+        result = None
+    if len(_CIDR_CACHE) > 4096:
+        _CIDR_CACHE.clear()
+    _CIDR_CACHE[key] = result
+    return result
+
+
 def compile_selector(requirements: list[Requirement]) -> Callable[[LabelArray], bool]:
     """Return a predicate over a parsed label array that is true when every requirement holds."""
     checks: list[Callable[[LabelArray], bool]] = []
@@ -420,11 +447,33 @@ def compile_selector(requirements: list[Requirement]) -> Callable[[LabelArray], 
 def _requirement_check(
     source: str | None, key: str, op: str, values: frozenset[str]
 ) -> Callable[[LabelArray], bool]:
-    def lookup(labels: LabelArray) -> str | None:
-        for lkey, lvalue, lsource in labels:
-            if lkey == key and (source is None or lsource == source):
-                return lvalue
-        return None
+    if source == "cidr":
+        target = _cidr_label_prefix(key)
+
+        def lookup(labels: LabelArray) -> str | None:
+            # "cidr:" keys match by containment: cidr:10.0.0.0/8 has cidr:10.1.2.3/32.
+            for lkey, lvalue, lsource in labels:
+                if lsource != "cidr":
+                    continue
+                if lkey == key:
+                    return lvalue
+                if target is not None:
+                    have = _cidr_label_prefix(lkey)
+                    if (
+                        have is not None
+                        and target[0].length <= have[0].length
+                        and prefix_contains(target[0], have[1])
+                    ):
+                        return lvalue
+            return None
+
+    else:
+
+        def lookup(labels: LabelArray) -> str | None:
+            for lkey, lvalue, lsource in labels:
+                if lkey == key and (source is None or lsource == source):
+                    return lvalue
+            return None
 
     if op in ("=", "==", "in"):
         return lambda labels: (v := lookup(labels)) is not None and v in values

@@ -402,6 +402,17 @@ def test_node_labels_have_unspec_source() -> None:
     assert not matches({"node_labels": ["kubernetes.io/hostname in (x, y)"]}, LABELS)
 
 
+def test_cidr_labels_match_by_containment() -> None:
+    flow = {"destination": {"labels": ["cidr:10.1.2.3/32", "reserved:world"]}}
+    assert matches({"destination_label": ["cidr:10.0.0.0/8"]}, flow)
+    assert matches({"destination_label": ["cidr:10.1.2.3/32"]}, flow)
+    assert not matches({"destination_label": ["cidr:10.1.2.0/24,!reserved:world"]}, flow)
+    assert not matches({"destination_label": ["cidr:192.168.0.0/16"]}, flow)
+    assert not matches(
+        {"destination_label": ["cidr:10.0.0.0/8"]}, {"destination": {"labels": ["k8s:10.0.0.1/32"]}}
+    )
+
+
 def test_label_gt_lt() -> None:
     flow = {"source": {"labels": ["k8s:replicas=3"]}}
     assert matches({"source_label": ["replicas>2"]}, flow)
