@@ -17,6 +17,7 @@ from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.parser import encode as enc
 
 PAYLOAD_BYTES = 128
+REPEATS = 5
 
 
 def _resolver(pods: int) -> StaticResolver:
@@ -78,17 +79,20 @@ def measure(kind: str, events: int, batch: int, serialise: bool = False, mode: s
     parser = Parser(_resolver(16), "bench-node")
     samples = build_samples(kind, batch)
     parser.decode_batch(samples, time.time_ns())  # warm caches
-    rounds = max(1, events // batch)
-    start = time.perf_counter()
-    for _ in range(rounds):
-        if mode == "capture":
-            parser.capture_batch(samples, time.time_ns())
-            continue
-        flows = parser.decode_batch(samples, time.time_ns())
-        if serialise:
-            for f in flows:
-                orjson.dumps(f)
-    elapsed = time.perf_counter() - start
+    rounds = max(1, events // batch // REPEATS)
+    best = float("inf")
+    for _ in range(REPEATS):  # best of several short runs: the machine is shared and noisy
+        start = time.perf_counter()
+        for _ in range(rounds):
+            if mode == "capture":
+                parser.capture_batch(samples, time.time_ns())
+                continue
+            flows = parser.decode_batch(samples, time.time_ns())
+            if serialise:
+                for f in flows:
+                    orjson.dumps(f)
+        best = min(best, time.perf_counter() - start)
+    elapsed = best
     if parser.parse_errors:
         raise RuntimeError(f"unexpected parse errors: {dict(parser.error_counts)}")
     return rounds * batch / elapsed

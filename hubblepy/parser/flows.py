@@ -325,6 +325,8 @@ class Parser:
         out: list[dict] = []
         append = out.append
         for i, (cpu, data) in enumerate(samples):
+            if type(data) is not bytes:  # bytearray/memoryview slices are not hashable cache keys
+                data = bytes(data)
             try:
                 decoder = decoders[data[0]]
                 if decoder is None:
@@ -366,6 +368,8 @@ class Parser:
         out: list[RawFlow] = []
         append = out.append
         for i, (cpu, data) in enumerate(samples):
+            if type(data) is not bytes:
+                data = bytes(data)
             if not data:
                 self.parse_errors += 1
                 self.error_counts[ERR_EMPTY] += 1

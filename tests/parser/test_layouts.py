@@ -374,3 +374,10 @@ def test_invalid_types_and_empty_samples_are_counted(parser: Parser) -> None:
     assert parser.parse_errors == 4
     assert parser.error_counts == {"empty_sample": 1, "invalid_type": 3}
     assert parser.flows_decoded == 1
+
+
+def test_bytearray_and_memoryview_samples(parser: Parser) -> None:
+    data = enc.trace_event(tcp4())
+    flows = parser.decode_batch([(0, bytearray(data)), (1, memoryview(data))], NOW)
+    assert [f["IP"]["source"] for f in flows] == [CLIENT, CLIENT]
+    assert parser.parse_errors == 0
