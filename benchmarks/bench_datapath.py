@@ -19,8 +19,10 @@ import argparse
 import contextlib
 import ctypes
 import multiprocessing as mp
+import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -284,6 +286,30 @@ def rr_round(tb: Testbed, rr: list[str] | None, seconds: float, port: int) -> fl
         server.wait()
 
 
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_ENABLE_STATS = 32
+PROG_INFO_RUN_TIME_NS = 192  # offsets in struct bpf_prog_info
+PROG_INFO_RUN_CNT = 200
+
+
+def enable_bpf_stats() -> int:
+    """Turns on run-time accounting for BPF programs while the returned fd stays open."""
+    attr = (ctypes.c_uint32 * 2)(0, 0)  # type = BPF_STATS_RUN_TIME
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.syscall(NR_BPF, BPF_ENABLE_STATS, ctypes.byref(attr), ctypes.sizeof(attr)))
+
+
+def prog_run_stats(prog_fd: int) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of a loaded program."""
+    info = ctypes.create_string_buffer(256)
+    attr = struct.pack("<IIQ", prog_fd, len(info), ctypes.addressof(info))
+    attr_buf = ctypes.create_string_buffer(attr, len(attr))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(NR_BPF, BPF_OBJ_GET_INFO_BY_FD, attr_buf, len(attr)) != 0:
+        return (0, 0)
+    return struct.unpack_from("<QQ", info.raw, PROG_INFO_RUN_TIME_NS)
+
+
 def bench_rr(seconds: float, rounds: int) -> None:
     with Testbed(2) as tb, tempfile.TemporaryDirectory() as tmp:
         rr = build_rr(Path(tmp))
@@ -314,6 +340,9 @@ def bench_rr(seconds: float, rounds: int) -> None:
             "attached, none": [],
         }
         port = 20000
+        run_ns = dict.fromkeys(results, 0)
+        run_cnt = dict.fromkeys(results, 0)
+        stats_fd = enable_bpf_stats()
         try:
             for _ in range(rounds):
                 for variant in results:
@@ -325,16 +354,26 @@ def bench_rr(seconds: float, rounds: int) -> None:
                         dp.set_monitor_aggregation("medium" if variant.endswith("medium") else "none")
                         for pod in tb.pods:
                             dp.attach(pod.host_ifname, netns=tb.node)
+                    before = [prog_run_stats(fd) for fd in dp.program_fds]
                     results[variant].append(rr_round(tb, rr, seconds, port))
+                    after = [prog_run_stats(fd) for fd in dp.program_fds]
+                    run_ns[variant] += sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+                    run_cnt[variant] += sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
         finally:
             stop.set()
             t.join()
+            if stats_fd >= 0:
+                os.close(stats_fd)
             reader.close()
             dp.close()
         base = statistics.median(results["without programs"])
         for variant, values in results.items():
             med = statistics.median(values)
-            print(f"  {variant:<18} {med:>10,.0f} transactions/s   ratio {med / base:.2f}")
+            per_packet = f"{run_ns[variant] / run_cnt[variant]:,.0f} ns" if run_cnt[variant] else "-"
+            print(
+                f"  {variant:<18} {med:>10,.0f} transactions/s   ratio {med / base:.2f}   "
+                f"time in BPF per packet {per_packet}"
+            )
         print(f"  events read meanwhile: {drained[0]:,} (lost {reader.lost})")
 
 
