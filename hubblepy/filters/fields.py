@@ -532,11 +532,25 @@ def _parse_namespaced(value: str) -> tuple[str | None, str]:
     return (namespace or None), parts[1]
 
 
-def _build_namespaced(values: list[Any], getter: Callable[[Flow], tuple[str, str]]) -> Check:
+def _build_namespaced(values: list[Any], message_key: str, name_key: str) -> Check:
+    """Match ``flow[message_key]``'s namespace and ``name_key`` against ``[ns/]prefix`` values."""
     wanted = [_parse_namespaced(str(v)) for v in values]
+    namespaces_only = frozenset(ns for ns, prefix in wanted if ns is not None and prefix == "")
+    if len(namespaces_only) == len(wanted):
+        # The common --namespace case: only whole namespaces (never empty, so presence is implied).
+
+        def namespace_check(flow: Flow) -> bool:
+            message = flow.get(message_key)
+            return message is not None and message.get("namespace") in namespaces_only
+
+        return namespace_check
 
     def check(flow: Flow) -> bool:
-        namespace, name = getter(flow)
+        message = flow.get(message_key)
+        if message is None:
+            return False
+        namespace = message.get("namespace", "")
+        name = message.get(name_key, "")
         if not namespace and not name:
             return False
         for want_ns, prefix in wanted:
@@ -548,22 +562,12 @@ def _build_namespaced(values: list[Any], getter: Callable[[Flow], tuple[str, str
 
 
 def build_pod(values: list[Any], side: str) -> Check:
-    def getter(flow: Flow) -> tuple[str, str]:
-        endpoint = flow.get(side) or _EMPTY
-        return endpoint.get("namespace", ""), endpoint.get("pod_name", "")
-
-    return _build_namespaced(values, getter)
+    return _build_namespaced(values, side, "pod_name")
 
 
 def build_service(values: list[Any], side: str) -> Check:
-    key = f"{side}_service"
-
-    def getter(flow: Flow) -> tuple[str, str]:
-        service = flow.get(key) or _EMPTY
-        return service.get("namespace", ""), service.get("name", "")
-
     try:
-        return _build_namespaced(values, getter)
+        return _build_namespaced(values, f"{side}_service", "name")
     except FilterError as err:
         raise FilterError(f"invalid {side} service filter: {err}") from None
 

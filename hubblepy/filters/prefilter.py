@@ -15,7 +15,7 @@ Soundness rules (the prefilter must never reject a line the full predicate accep
   backslashes, control characters, ``<``, ``>``, ``&``, U+2028/U+2029);
 - numbers are never used, since their spelling is not unique;
 - enums may be names or numbers: an enum clause can fail only when the key occurs exactly once in
-  the line, directly followed by a string (``"verdict":"``), and none of the wanted names occurs;
+  the line, directly followed by a string (``"verdict":"X"``), and that string is not wanted;
 - when any allow filter could accept a record without a flow, or has no usable clause, there is
   no prefilter (None).
 
@@ -70,29 +70,33 @@ def _string_values_clause(
 
 
 def _enum_clause(table: dict[str, int], values: list[Any], keys: tuple[str, ...]) -> _Signed | None:
-    names: list[bytes] = []
+    names: set[bytes] = set()
     for value in values:
         forms = enums.both_forms(table, value, "enum")
         name = next((f for f in forms if isinstance(f, str)), None)
         if name is None or table.get(name) == 0:
             return None  # an unknown number or the default (omitted) value: nothing to look for
-        names.append(b'"' + name.encode() + b'"')
+        names.add(name.encode())
     key_tokens = tuple(b'"' + key.encode() + b'"' for key in keys)
     markers = tuple(token + b':"' for token in key_tokens)
-    tokens = tuple(names)
+    wanted = frozenset(names)
 
     def clause(line: bytes) -> bool:
-        for token in tokens:
-            if token in line:
-                return True
-        # Judge only a line where the key occurs exactly once and is directly followed by a
-        # string: otherwise the value may be a number, spaced out, absent, or the key may also
-        # occur elsewhere (a tunnel IP block, an extension message).
-        if sum(line.count(key) for key in key_tokens) != 1:
+        # Judge only a line where the key is directly followed by a string and occurs nowhere
+        # else: otherwise the value may be a number, spaced out, absent, or the key may belong
+        # to another message too (a tunnel IP block, an extension).
+        for marker in markers:
+            pos = line.find(marker)
+            if pos >= 0:
+                break
+        else:
             return True
-        return not any(marker in line for marker in markers)
+        start = pos + len(marker)
+        if line[start : line.find(b'"', start)] in wanted:
+            return True
+        return any(line.find(key, 0, pos) >= 0 or line.find(key, start) >= 0 for key in key_tokens)
 
-    return _Signed(("enum", tuple(sorted(set(tokens))), markers), clause)
+    return _Signed(("enum", tuple(sorted(wanted)), markers), clause)
 
 
 def _namespaced_clause(values: list[Any]) -> _Signed | None:
