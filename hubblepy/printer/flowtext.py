@@ -48,16 +48,6 @@ def _policy_list(policies: list[dict] | None) -> str:
     return ", ".join(names)
 
 
-def _port_of(layer4: dict | None) -> tuple[int, int]:
-    """(source port, destination port) of a TCP, UDP or SCTP flow; (0, 0) for anything else."""
-    if not layer4:
-        return 0, 0
-    ports = layer4.get("TCP") or layer4.get("UDP") or layer4.get("SCTP")
-    if not ports:
-        return 0, 0
-    return ports.get("source_port", 0), ports.get("destination_port", 0)
-
-
 class FlowText:
     """Computes the printed pieces of a flow for one set of options."""
 
@@ -94,16 +84,24 @@ class FlowText:
     ) -> str:
         host = ip
         if not self.numeric:
-            namespace = endpoint.get("namespace", "") if endpoint else ""
-            pod = endpoint.get("pod_name", "") if endpoint else ""
-            service_name = ""
+            if endpoint:
+                namespace = endpoint.get("namespace", "")
+                pod = endpoint.get("pod_name", "")
+            else:
+                namespace = pod = ""
             if service is not None:
                 namespace = service.get("namespace", "")
-                service_name = service.get("name", "")
-            if pod:
-                host = go_path_join(namespace, pod)
-            elif service_name:
-                host = go_path_join(namespace, service_name)
+                name = pod or service.get("name", "")
+            else:
+                name = pod
+            if name:
+                # Go's path.Join(namespace, name); the fast path covers names without `/` or a leading dot.
+                if "/" in name or name[0] == "." or "/" in namespace or namespace[:1] == ".":
+                    host = go_path_join(namespace, name)
+                elif namespace:
+                    host = f"{namespace}/{name}"
+                else:
+                    host = name
             elif names:
                 host = ",".join(names)
         if port:
@@ -128,16 +126,23 @@ class FlowText:
                 f"{on}{ethernet.get('source', '')}{off}",
                 f"{on}{ethernet.get('destination', '')}{off}",
             )
-        source_port, destination_port = _port_of(flow.get("l4"))
+        source_port = destination_port = 0
+        layer4 = flow.get("l4")
+        if layer4:
+            ports = layer4.get("TCP") or layer4.get("UDP") or layer4.get("SCTP")
+            if ports:
+                source_port = ports.get("source_port", 0)
+                destination_port = ports.get("destination_port", 0)
+        host = self._host
         return (
-            self._host(
+            host(
                 ip.get("source", ""),
                 source_port,
                 flow.get("source"),
                 flow.get("source_service"),
                 flow.get("source_names"),
             ),
-            self._host(
+            host(
                 ip.get("destination", ""),
                 destination_port,
                 flow.get("destination"),

@@ -141,6 +141,13 @@ def make_timestamp_formatter(name: str | None) -> Callable[[object], str]:
     if layout == STAMP_MILLI:
 
         def fmt(ts: object) -> str:
+            # Fast path: a canonical timestamp with a fraction, in a second already seen.
+            if ts.__class__ is str and ts[19:20] == "." and ts[-1:] == "Z":  # type: ignore[index]
+                head = heads.get(ts[:19])  # type: ignore[index]
+                if head is not None:
+                    frac: str = ts[20:-1]  # type: ignore[index]
+                    if len(frac) <= 9 and frac.isdigit() and frac.isascii():
+                        return f"{head}.{(frac + '000')[:3]}"
             head, frac = split(ts)
             if head is None:
                 return NOT_AVAILABLE
