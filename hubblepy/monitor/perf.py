@@ -29,6 +29,8 @@ PERF_RECORD_SAMPLE = 9
 
 BPF_MAP_UPDATE_ELEM = 2
 BPF_MAP_DELETE_ELEM = 3
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
 
 # struct perf_event_mmap_page: data_head @1024, data_tail @1032, data_offset @1040, data_size @1048
 MMAP_DATA_HEAD = 1024
@@ -110,3 +112,22 @@ def online_cpus() -> list[int]:
         elif part:
             cpus.append(int(part))
     return cpus
+
+
+class _ObjAttr(ctypes.Structure):
+    _fields_ = [("pathname", ctypes.c_uint64), ("bpf_fd", ctypes.c_uint32), ("file_flags", ctypes.c_uint32)]
+
+
+def obj_get(path: str) -> int:
+    """fd of a pinned BPF object (e.g. a Cilium node's /sys/fs/bpf/tc/globals/cilium_events)."""
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    attr = _ObjAttr(ctypes.addressof(name), 0, 0)
+    return _errcheck(
+        _libc.syscall(NR_BPF, BPF_OBJ_GET, ctypes.byref(attr), ctypes.sizeof(attr)), f"open {path}"
+    )
+
+
+def obj_pin(fd: int, path: str) -> None:
+    name = ctypes.create_string_buffer(os.fsencode(path))
+    attr = _ObjAttr(ctypes.addressof(name), fd, 0)
+    _errcheck(_libc.syscall(NR_BPF, BPF_OBJ_PIN, ctypes.byref(attr), ctypes.sizeof(attr)), f"pin {path}")

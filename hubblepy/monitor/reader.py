@@ -76,6 +76,7 @@ class MonitorReader:
         self._rings: list[_Ring] = []
         self._stopped = threading.Event()
         self._closed = False
+        self._owned_map_fd = False
         self._epoll = select.epoll()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wake_fd, select.EPOLLIN)
@@ -98,6 +99,21 @@ class MonitorReader:
         except BaseException:
             self.close()
             raise
+
+    @classmethod
+    def from_pinned(cls, path: str, **kwargs: object) -> MonitorReader:
+        """A reader on a pinned perf event array, e.g. ``/sys/fs/bpf/tc/globals/cilium_events``.
+
+        The reader owns the map fd it opened and closes it with the reader.
+        """
+        fd = perf.obj_get(path)
+        try:
+            reader = cls(fd, **kwargs)  # type: ignore[arg-type]
+        except BaseException:
+            os.close(fd)
+            raise
+        reader._owned_map_fd = True
+        return reader
 
     # -- reading ----------------------------------------------------------------------------------
     def read(self, timeout: float | None = None) -> Batch:
@@ -183,6 +199,8 @@ class MonitorReader:
         self._rings.clear()
         self._epoll.close()
         os.close(self._wake_fd)
+        if self._owned_map_fd:
+            os.close(self.map_fd)
 
     def __enter__(self) -> MonitorReader:
         return self

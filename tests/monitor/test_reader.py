@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
 from hubblepy.datapath.layout import NOTIFY_TRACE, TRACE_V2
 from hubblepy.datapath.testbed import Testbed
 from hubblepy.monitor import MonitorReader
+from hubblepy.monitor.perf import obj_pin
 
 pytestmark = pytest.mark.root
 
@@ -112,3 +115,21 @@ def test_close_removes_reader_fds_from_the_map(node: tuple[Testbed, Datapath]) -
 def test_pages_must_be_a_power_of_two() -> None:
     with pytest.raises(ValueError, match="pages must be a power of two, not 3"):
         MonitorReader(-1, pages=3)
+
+
+def test_reader_opens_a_pinned_map_like_cilium_events(node: tuple[Testbed, Datapath], tmp_path: Path) -> None:
+    tb, dp = node
+    p1, p2 = tb.pods
+    fs = tmp_path / "bpffs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(fs)], check=True)  # a private bpffs instance
+    try:
+        pin = fs / "cilium_events"
+        obj_pin(dp.events_map_fd, str(pin))
+        with MonitorReader.from_pinned(str(pin)) as reader:
+            tb.udp_send(p1, p2, 7000, 1)
+            samples = reader.read(1.0).samples + reader.read(0.2).samples
+            assert len(_udp(samples)) == 2
+        pin.unlink()
+    finally:
+        subprocess.run(["umount", str(fs)], check=True)
