@@ -79,6 +79,13 @@ def test_enum_key_occurring_twice_is_not_judged() -> None:
     line = b'{"flow":{"IP":{"ipVersion":2},"tunnel":{"IP":{"ipVersion":"IPv4"}}}}'
     assert compile_flow_filters([{"ip_version": ["IPv6"]}], [])({"flow": {"IP": {"ipVersion": "IPv6"}}})
     assert prefilter(line)
+    verdicts = compile_byte_prefilter([{"verdict": ["DROPPED"]}], [])
+    assert verdicts is not None
+    ext = b'"extensions":{"@type":"type.googleapis.com/x.Y","verdict":"AUDIT"}'
+    assert verdicts(b'{"flow":{"verdict":2,' + ext + b"}}")
+    assert verdicts(b'{"flow":{' + ext + b',"verdict":2}}')
+    assert not verdicts(b'{"flow":{"verdict":"AUDIT"}}')
+    assert verdicts(b'{"flow":{"verdict":"DROPPED"}}')
 
 
 @pytest.mark.parametrize(
