@@ -3,7 +3,7 @@
 Topology (nothing is added to the machine's own network namespace; the ``hp-`` prefix can be changed
 with ``$HUBBLEPY_LAB_NETNS_PREFIX``, which the tests do so they never touch a running lab):
 
-* one *node* namespace ``hp-<node>`` with IP forwarding on; it holds the host side of every pod's veth
+* one *node* namespace ``hp-<node>`` with IP forwarding on (IPv6 is off in every lab namespace); it holds the host side of every pod's veth
   (``hpv<endpoint id>``), each with the gateway address (first address of the pod CIDR, /32) and a
   /32 route to its pod. The tc programs sit on these host-side veths;
 * one namespace per pod, ``hp-<namespace>.<pod>``, with ``eth0`` (pod IP /32), a link route to the
@@ -92,9 +92,16 @@ def list_lab_netns() -> list[str]:
     return sorted(n for n in netns.listnetns() if n.startswith(NETNS_PREFIX))
 
 
+def _ipv4_only(name: str) -> None:
+    """The lab is IPv4: no IPv6 link-local chatter (MLD, router solicitations) on its veths."""
+    for conf in ("all", "default"):
+        _sysctl(name, f"net/ipv6/conf/{conf}/disable_ipv6", "1")
+
+
 def create_node(name: str) -> None:
-    """The node namespace: lo up, forwarding on."""
+    """The node namespace: lo up, forwarding on, IPv6 off."""
     netns.create(name)
+    _ipv4_only(name)
     with IPRoute(netns=name) as ipr:
         _lo_up(ipr)
     _sysctl(name, "net/ipv4/ip_forward", "1")
@@ -103,6 +110,7 @@ def create_node(name: str) -> None:
 def create_pod(node_ns: str, pod_ns: str, host_if: str, ip: str, gateway: str) -> int:
     """Creates the pod namespace and its veth; returns the host-side ifindex (in the node namespace)."""
     netns.create(pod_ns)
+    _ipv4_only(pod_ns)
     with IPRoute(netns=node_ns) as ipr:
         ipr.link("add", ifname=host_if, kind="veth", peer={"ifname": "eth0", "net_ns_fd": pod_ns})
         index = ipr.link_lookup(ifname=host_if)[0]
