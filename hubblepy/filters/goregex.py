@@ -76,6 +76,7 @@ class _Translator:
         self.multiline = [False]  # (?m) state per group level
         self.can_repeat = False
         self.last_repeat_start = -1  # source position of the previous repeat operator
+        self.names: set[str] = set()
 
     def run(self) -> str:
         src = self.src
@@ -248,7 +249,10 @@ class _Translator:
             name = rest[(4 if starts_p else 3) : end]
             if not _NAME_RE.fullmatch(name):
                 raise _error("invalid named capture", rest[: end + 1])
-            self.out.append(f"(?P<{name}>")
+            if name in self.names:
+                raise _error("duplicate capture group name", name)
+            self.names.add(name)
+            self.out.append("(")  # names are irrelevant for matching; Go allows some Python does not
             self._push_group()
             self.pos = start + end + 1
             return

@@ -39,6 +39,7 @@ from hubblepy.filters.gourl import request_uri_path
         ("(?s).", "\n", True),
         (".", "\n", False),
         ("^*a", "a", True),  # Go accepts a repeated empty-width assertion
+        ("(?P<1st>a)(?<second>b)", "ab", True),
     ],
 )
 def test_go_regex_semantics(pattern: str, text: str, expected: bool) -> None:
@@ -64,6 +65,7 @@ def test_go_regex_semantics(pattern: str, text: str, expected: bool) -> None:
         ("(?!a)", "error parsing regexp: invalid or unsupported Perl syntax: `(?!`"),
         ("(?P<>a)", "error parsing regexp: invalid named capture: `(?P<>`"),
         ("a\\", "error parsing regexp: trailing backslash at end of expression: ``"),
+        ("(?P<n>a)(?P<n>b)", "error parsing regexp: duplicate capture group name: `n`"),
     ],
 )
 def test_go_regex_errors(pattern: str, message: str) -> None:
