@@ -298,7 +298,7 @@ class _Parser:
         for i, v in enumerate(ordered):
             verrs = _label_value_errors(v)
             if verrs:
-                errs.append(f"values[{i}]: Invalid value: {go_quote(v)}: {'; '.join(verrs)}")
+                errs.append(f"values[{i}][{key}]: Invalid value: {go_quote(v)}: {'; '.join(verrs)}")
         if len(errs) == 1:
             raise SelectorError(errs[0])
         if errs:
