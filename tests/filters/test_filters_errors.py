@@ -108,6 +108,18 @@ NAME_PART_RULE = (
             "invalid source label filter: found 'c', expected: ',' or 'end of string'",
         ),
         ({"source_label": ["a,"]}, "invalid source label filter: found '', expected: identifier after ','"),
+        (
+            {"source_label": ["app=a_"]},
+            'invalid source label filter: unable to parse requirement: values[0][any.app]: Invalid value: "a_": '
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
+            "start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used "
+            "for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        ),
+        (
+            {"source_label": ["n>x"]},
+            'invalid source label filter: unable to parse requirement: values[0]: Invalid value: "x": '
+            "for 'Gt', 'Lt' operators, the value must be an integer",
+        ),
     ],
 )
 def test_build_errors(ff: dict[str, Any], message: str) -> None:
