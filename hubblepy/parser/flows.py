@@ -735,20 +735,21 @@ class Parser:
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
-        src_ep, src_id = self._endpoint(pkt.ip_source, src_label)
-        dst_ep, _ = self._endpoint(pkt.ip_destination, dst_label)
+        eth, ip_src, ip_dst, ip_version, l4, _, _, summary, tunnel, _ = pkt
+        src_ep, src_id = self._endpoint(ip_src, src_label)
+        dst_ep, _ = self._endpoint(ip_dst, dst_label)
 
         f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "DROPPED"}
         if reason:
             f["drop_reason"] = reason
-        if pkt.ethernet is not None:
-            f["ethernet"] = pkt.ethernet
-        if pkt.ip_source is not None:
-            f["IP"] = self._ip_dict(pkt, pkt.ip_source, None, False)
-        if pkt.l4 is not None:
-            f["l4"] = pkt.l4
-        if pkt.tunnel is not None:
-            f["tunnel"] = pkt.tunnel
+        if eth is not None:
+            f["ethernet"] = eth
+        if ip_src is not None:
+            f["IP"] = {"source": ip_src, "destination": ip_dst, "ipVersion": ip_version}
+        if l4 is not None:
+            f["l4"] = l4
+        if tunnel is not None:
+            f["tunnel"] = tunnel
         f["source"] = src_ep
         f["destination"] = dst_ep
         f["Type"] = "L3_L4"
@@ -767,8 +768,8 @@ class Parser:
             f["ip_trace_id"] = self._ip_trace_id(trace_id)
         if reason:
             f["drop_reason_desc"] = DROP_REASON_NAMES.get(reason, reason)
-        if pkt.summary is not None:
-            f["Summary"] = pkt.summary
+        if summary is not None:
+            f["Summary"] = summary
         return f
 
     # --- policy verdict (type 5) -----------------------------------------------------------------
