@@ -39,7 +39,7 @@ from hubblepy.policy.model import (
     PolicyRef,
     RuleRef,
 )
-from hubblepy.policy.selector import Requirement, Selector
+from hubblepy.policy.selector import IdentityIndex, Requirement, Selector
 
 ACTION_ALLOW = 1
 ACTION_DENY = 2
@@ -141,25 +141,30 @@ class _PeerResolver:
     """Selector / entity -> identities, cached per compile."""
 
     def __init__(self, identities: Mapping[int, LabelSet]) -> None:
-        self.identities = identities
-        self._cache: dict[Selector, list[int]] = {}
+        self.index = IdentityIndex(identities)
+        self.world = frozenset(WORLD_IDENTITIES)
+        self.reserved = frozenset(
+            n for n, labels in identities.items() if labels and labels[0].startswith("reserved:")
+        )
         self.cluster = sorted(
             n
             for n, labels in identities.items()
             if n not in WORLD_IDENTITIES and any(lab.startswith("k8s:") for lab in labels)
         )
+        self._cache: dict[Selector, list[int]] = {}
+
+    def selected(self, selector: Selector) -> frozenset[int]:
+        """Identities an endpointSelector selects."""
+        return self.index.select(selector)
 
     def select(self, selector: Selector) -> list[int]:
+        """Identities a peer selector allows (never world; reserved ones only when named)."""
         found = self._cache.get(selector)
         if found is None:
-            reserved_ok = any(r.source == "reserved" for r in selector.requirements)
-            found = sorted(
-                n
-                for n, labels in self.identities.items()
-                if n not in WORLD_IDENTITIES
-                and (reserved_ok or not labels or not labels[0].startswith("reserved:"))
-                and selector.matches(labels)
-            )
+            ids = self.index.select(selector) - self.world
+            if not any(r.source == "reserved" for r in selector.requirements):
+                ids = ids - self.reserved
+            found = sorted(ids)
             self._cache[selector] = found
         return found
 
@@ -221,13 +226,29 @@ def compile_policies(
     selecting = [
         (p, spec, _scoped(spec.endpoint_selector, p.ref, peer=False)) for p in ordered for spec in p.specs
     ]
-    for ep in sorted(endpoints):
+    known = resolver.index.all
+    endpoint_list = sorted(endpoints)
+    by_identity: dict[int, list[int]] = {}
+    for position, ep in enumerate(endpoint_list):
+        by_identity.setdefault(ep.identity, []).append(position)
+    # which specs select each endpoint, in policy order (set operations, not a walk per pair)
+    specs_of: list[list[int]] = [[] for _ in endpoint_list]
+    for spec_no, (_, _, selector) in enumerate(selecting):
+        ids = resolver.selected(selector)
+        for identity in ids & by_identity.keys():
+            for position in by_identity[identity]:
+                specs_of[position].append(spec_no)
+    for position, ep in enumerate(endpoint_list):
+        if ep.identity not in known:  # not in the identity table: match its own labels
+            specs_of[position] = [i for i, (_, _, sel) in enumerate(selecting) if sel.matches(ep.labels)]
+    compiled_rules: dict[tuple[PolicyRef, int, int], tuple[list[int], list[tuple[int, int]], int]] = {}
+    localhost_cookie = cookies.cookie(ALLOW_LOCALHOST)
+    for position, ep in enumerate(endpoint_list):
         info = EndpointPolicy()
         state[ep.ep_id] = info
         rules: dict[int, list[tuple[PolicyRef, int, PeerRule]]] = {INGRESS: [], EGRESS: []}
-        for policy, spec, selector in selecting:
-            if not selector.matches(ep.labels):
-                continue
+        for spec_no in specs_of[position]:
+            policy, spec, _ = selecting[spec_no]
             if policy.ref not in info.selected_by:
                 info.selected_by.append(policy.ref)
             for direction, peer_rules, default_deny in (
@@ -250,14 +271,19 @@ def compile_policies(
                     entries,
                     contributors,
                     PolicyKey(ep.ep_id, INGRESS, RESERVED_IDENTITIES["host"], 0, 0),
-                    cookies.cookie(ALLOW_LOCALHOST),
+                    localhost_cookie,
                 )
             for ref, index, rule in rules[direction]:
-                peers = _rule_peers(rule, ref, resolver)
-                if not peers:
-                    continue
-                cookie = cookies.cookie(RuleRef(ref, direction, index))
-                ports = _rule_ports(rule)
+                key = (ref, direction, index)
+                found = compiled_rules.get(key)
+                if found is None:
+                    found = (
+                        _rule_peers(rule, ref, resolver),
+                        _rule_ports(rule),
+                        cookies.cookie(RuleRef(ref, direction, index)),
+                    )
+                    compiled_rules[key] = found
+                peers, ports, cookie = found
                 for identity in peers:
                     for port, proto in ports:
                         _add(

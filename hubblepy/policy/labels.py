@@ -8,6 +8,7 @@ the labels Cilium adds for every pod (namespace, namespace name label, cluster, 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import NamedTuple
 
 DEFAULT_SOURCE = "k8s"
@@ -71,8 +72,9 @@ def pod_labels(
     return label_set(out)
 
 
+@lru_cache(maxsize=65536)
 def label_index(labels: LabelSet) -> dict[str, list[tuple[str, str]]]:
-    """key -> [(source, value), ...] for selector matching."""
+    """key -> [(source, value), ...] for selector matching (cached per label set: do not mutate)."""
     index: dict[str, list[tuple[str, str]]] = {}
     for text in labels:
         lab = parse_label(text)

@@ -84,6 +84,9 @@ _UNSUPPORTED_PORT_RULE = {"terminatingTLS", "originatingTLS", "serverNames", "li
 _L7_KINDS = {"http", "kafka", "dns", "l7proto", "l7"}
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class PolicyError(Exception):
     """A policy file that cannot be applied; the message is one line for the user."""
 
@@ -389,7 +392,7 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
 def parse_policies(text: str, filename: str = "<input>") -> list[Policy]:
     """All policies of a YAML stream; raises PolicyError for the first bad document (nothing returned)."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yaml.load_all(text, Loader=_LOADER))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -7,8 +7,9 @@ Cilium. A selector with no requirement (``{}``) matches every label set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from hubblepy.policy.labels import ANY_SOURCE, LabelSet, label_index, split_source
+from hubblepy.policy.labels import ANY_SOURCE, LabelSet, label_index, parse_label, split_source
 
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
@@ -66,3 +67,44 @@ def selector_from_parts(
     reqs = [requirement(k, "In", [v]) for k, v in (match_labels or {}).items()]
     reqs += [requirement(k, op, vals) for k, op, vals in (match_expressions or [])]
     return Selector(tuple(reqs))
+
+
+class IdentityIndex:
+    """Inverted label index over a fixed set of identities: selectors become set operations.
+
+    ``select`` answers which identities a selector matches (cached per selector), without walking
+    every label set for every selector.
+    """
+
+    def __init__(self, identities: dict[int, tuple[str, ...]] | Any) -> None:
+        self.all: frozenset[int] = frozenset(identities)
+        self._by_value: dict[tuple[str, str, str], set[int]] = {}  # (source|any, key, value)
+        self._by_key: dict[tuple[str, str], set[int]] = {}  # (source|any, key)
+        for number, labels in identities.items():
+            for text in labels:
+                lab = parse_label(text)
+                for source in (lab.source, ANY_SOURCE):
+                    self._by_value.setdefault((source, lab.key, lab.value), set()).add(number)
+                    self._by_key.setdefault((source, lab.key), set()).add(number)
+        self._cache: dict[Selector, frozenset[int]] = {}
+
+    def _requirement(self, r: Requirement) -> set[int] | frozenset[int]:
+        if r.operator in ("In", "NotIn"):
+            hit: set[int] = set()
+            for value in r.values:
+                hit |= self._by_value.get((r.source, r.key, value), set())
+            return hit if r.operator == "In" else self.all - hit
+        has = self._by_key.get((r.source, r.key), set())
+        return has if r.operator == "Exists" else self.all - has
+
+    def select(self, selector: Selector) -> frozenset[int]:
+        found = self._cache.get(selector)
+        if found is None:
+            result: set[int] | frozenset[int] = self.all
+            for r in selector.requirements:
+                result = result & self._requirement(r)
+                if not result:
+                    break
+            found = frozenset(result)
+            self._cache[selector] = found
+        return found
