@@ -36,7 +36,9 @@ ETH_P_TEB = 0x6558  # transparent Ethernet bridging (Geneve inner Ethernet)
 IPPROTO_HOPOPTS = 0
 IPPROTO_ICMP = 1
 IPPROTO_IGMP = 2
+IPPROTO_IPIP = 4
 IPPROTO_TCP = 6
+IPPROTO_IPV6 = 41
 IPPROTO_UDP = 17
 IPPROTO_ICMPV6 = 58
 IPPROTO_VRRP = 112
@@ -336,7 +338,6 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
         off += hlen
         if frag & 0x3FFF:  # more-fragments flag or a fragment offset: gopacket stops here
             return PacketInfo(ethernet, src, dst, version, None, 0, 0, "IPv4", None)
-        v6 = False
         summary = "IPv4"
     else:
         avail = end - off
@@ -354,9 +355,9 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
             off += (buf[off + 1] + 1) * 8
             if off > l4_end:
                 return None
-        v6 = True
         summary = "IPv6"
 
+    # Like gopacket, the L4 decoder follows the protocol number whatever the IP version.
     avail = l4_end - off
     if avail <= 0:
         return PacketInfo(ethernet, src, dst, version, None, 0, 0, summary, None)
@@ -386,12 +387,12 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
         sport, dport = _PORTS.unpack_from(buf, off)
         l4 = _ports_l4("UDP", sport, dport)
         return PacketInfo(ethernet, src, dst, version, l4, sport, dport, "UDP", None, (off + 8, l4_end))
-    if proto == IPPROTO_ICMP and not v6:
+    if proto == IPPROTO_ICMP:
         if avail < 8:
             return None
         l4, summary = _icmp_l4(buf[off], buf[off + 1], False)
         return PacketInfo(ethernet, src, dst, version, l4, 0, 0, summary, None)
-    if proto == IPPROTO_ICMPV6 and v6:
+    if proto == IPPROTO_ICMPV6:
         if avail < 4:
             return None
         l4, summary = _icmp_l4(buf[off], buf[off + 1], True)
@@ -403,7 +404,7 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
         return PacketInfo(
             ethernet, src, dst, version, _ports_l4("SCTP", sport, dport), sport, dport, "SCTP", None
         )
-    if proto == IPPROTO_VRRP and not v6:
+    if proto == IPPROTO_VRRP:
         # gopacket accepts only version 2, type 1 (advertisement) and at least one address.
         if avail < 8 or buf[off] != 0x21 or buf[off + 3] == 0 or avail < 8 + 4 * buf[off + 3]:
             return None
@@ -411,7 +412,7 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
         body = {k: v for k, v in (("type", vtype), ("vrid", vrid), ("priority", prio)) if v}
         summary = "VRRP " + _VRRP_TYPE_NAMES.get(vtype, "")
         return PacketInfo(ethernet, src, dst, version, {"VRRP": body}, 0, 0, summary, None)
-    if proto == IPPROTO_IGMP and not v6:
+    if proto == IPPROTO_IGMP:
         if avail < 8:
             return None
         itype = buf[off]
@@ -421,6 +422,11 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
         body["group_address"] = socket.inet_ntoa(buf[off + 4 : off + 8])  # always printed by Hubble
         summary = "IGMP " + _IGMP_TYPE_NAMES.get(itype, "")
         return PacketInfo(ethernet, src, dst, version, {"IGMP": body}, 0, 0, summary, None)
+    if proto in (IPPROTO_IPIP, IPPROTO_IPV6):
+        # IP-in-IP: gopacket decodes the inner header with the same layer set; the inner
+        # addresses, L4 and Summary win because the last decoded layer overwrites them.
+        inner = decode_layers(buf, off, l4_end, FIRST_IPV4 if proto == IPPROTO_IPIP else FIRST_IPV6)
+        return None if inner is None else inner._replace(ethernet=ethernet)
     return PacketInfo(ethernet, src, dst, version, None, 0, 0, summary, None)
 
 

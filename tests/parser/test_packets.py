@@ -226,3 +226,15 @@ def test_overlay_errors_and_empty_inner() -> None:
     assert only_header.tunnel["vni"] == 9
     tcp_outer = decode(enc.ipv4("172.18.0.2", "172.18.0.3", 6, enc.tcp(1, 2, 2)), FIRST_IPV4, OVERLAY_VXLAN)
     assert tcp_outer.tunnel is None and tcp_outer.summary == "TCP Flags: SYN"
+
+
+def test_ip_in_ip_reports_the_inner_packet() -> None:
+    inner = enc.ipv4("10.1.0.1", "10.1.0.2", 17, enc.udp(7, 9))
+    info = decode(enc.ethernet(enc.ipv4("192.0.2.1", "192.0.2.2", 4, inner)))
+    assert (info.ip_source, info.ip_destination, info.summary) == ("10.1.0.1", "10.1.0.2", "UDP")
+    assert info.ethernet is not None
+    six_in_four = decode(
+        enc.ipv4("192.0.2.1", "192.0.2.2", 41, enc.ipv6("fd00::1", "fd00::2", 58, enc.icmp6(128))), FIRST_IPV4
+    )
+    assert (six_in_four.ip_version, six_in_four.summary) == ("IPv6", "ICMPv6 EchoRequest")
+    assert decode(enc.ipv4("192.0.2.1", "192.0.2.2", 4, inner[:10]), FIRST_IPV4) is None
