@@ -275,6 +275,28 @@ def _ethernet(key: bytes) -> dict:
     return hit
 
 
+def _options_valid(buf: bytes, off: int, end: int, min_len: int) -> bool:
+    """Check IPv4/TCP options in ``buf[off:end]`` the way gopacket does while decoding them.
+
+    Kind 0 ends the list, kind 1 is one byte of padding, any other kind needs a length byte that
+    fits in what is left and is at least ``min_len`` (3 for IPv4 options, 2 for TCP options).
+    """
+    while off < end:
+        kind = buf[off]
+        if kind == 0:
+            return True
+        if kind == 1:
+            off += 1
+            continue
+        if end - off < 2:
+            return False
+        length = buf[off + 1]
+        if length > end - off or length < min_len:
+            return False
+        off += length
+    return True
+
+
 def _ports_l4(name: str, sport: int, dport: int) -> dict:
     if sport and dport:
         return {name: {"source_port": sport, "destination_port": dport}}
@@ -330,6 +352,8 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
             total_len = avail
         if total_len < 20 or hlen < 20 or hlen > total_len or hlen > avail:
             return None
+        if hlen > 20 and not _options_valid(buf, off + 20, off + hlen, 3):
+            return None
         key = buf[off + 12 : off + 20]
         pair = _v4_pair_cache.get(key)
         src, dst = pair if pair is not None else _v4_pair(key)
@@ -367,6 +391,8 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
         doff_ns, flag_byte = _TCP_FLAGS.unpack_from(buf, off + 12)
         doff = (doff_ns >> 4) * 4
         if doff < 20 or doff > avail:
+            return None
+        if doff > 20 and not _options_valid(buf, off + 20, off + doff, 2):
             return None
         sport, dport = _PORTS.unpack_from(buf, off)
         flags, summary = TCP_FLAG_TABLE[((doff_ns & 1) << 8) | flag_byte]

@@ -238,3 +238,27 @@ def test_ip_in_ip_reports_the_inner_packet() -> None:
     )
     assert (six_in_four.ip_version, six_in_four.summary) == ("IPv6", "ICMPv6 EchoRequest")
     assert decode(enc.ipv4("192.0.2.1", "192.0.2.2", 4, inner[:10]), FIRST_IPV4) is None
+
+
+def with_tcp_options(options: bytes) -> bytes:
+    tcp = bytearray(enc.tcp(1, 2, enc.TCP_SYN) + options)
+    tcp[12] = ((20 + len(options)) // 4) << 4
+    return enc.ipv4("10.0.0.1", "10.0.0.2", 6, bytes(tcp))
+
+
+def with_ip_options(options: bytes) -> bytes:
+    ip = bytearray(enc.ipv4("10.0.0.1", "10.0.0.2", 17, enc.udp(1, 2)))
+    ip[0] = 0x40 | (5 + len(options) // 4)
+    packet = bytes(ip[:20]) + options + bytes(ip[20:])
+    return packet[:2] + len(packet).to_bytes(2, "big") + packet[4:]
+
+
+def test_tcp_and_ip_options_are_checked_like_gopacket() -> None:
+    mss_sack_ts = b"\x02\x04\x05\xb4\x04\x02\x08\x0a" + b"\x00" * 8 + b"\x01\x03\x03\x07"
+    assert decode(with_tcp_options(mss_sack_ts), FIRST_IPV4).summary == "TCP Flags: SYN"
+    assert decode(with_tcp_options(b"\x02\x00\x00\x00"), FIRST_IPV4) is None  # length 0
+    assert decode(with_tcp_options(b"\x02\x08\x00\x00"), FIRST_IPV4) is None  # runs past the header
+    assert decode(with_tcp_options(b"\x00\xff\xff\xff"), FIRST_IPV4) is not None  # end of list
+    trace_id_option = b"\x88\x04\xc8\x22"  # option 136, 4 bytes
+    assert decode(with_ip_options(trace_id_option), FIRST_IPV4).summary == "UDP"
+    assert decode(with_ip_options(b"\x88\x02\x00\x00"), FIRST_IPV4) is None  # IPv4 needs length > 2
