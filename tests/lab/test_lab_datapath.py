@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -38,6 +39,26 @@ L4_ONLY = textwrap.dedent("""\
         - toPorts:
             - ports: [{port: "8080", protocol: TCP}]
     """)
+
+
+L3_ONLY = textwrap.dedent("""\
+    apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: default-ns-to-api, namespace: payments}
+    spec:
+      endpointSelector: {matchLabels: {app: api}}
+      ingress:
+        - fromEndpoints:
+            - matchLabels: {k8s:io.kubernetes.pod.namespace: default}
+    """)
+ECHO_CLIENT = (
+    "import socket, sys\n"
+    "s = socket.create_connection(('postgres', 5432), 3)\n"
+    "s.settimeout(3)\n"
+    "for line in sys.stdin:\n"
+    "    s.sendall(line.encode())\n"
+    "    print(s.recv(100).decode().strip(), flush=True)\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +140,61 @@ def test_policy_update_at_runtime_l3_l4_and_l4_only(lab, tmp_path):
     assert lab.curl("default/probe", API).stdout == "200"
     assert lab.run("policy", "delete", str(l4)).returncode == 0
     assert lab.curl("default/probe", API).stdout == TIMEOUT
+
+    l3 = tmp_path / "l3.yaml"
+    l3.write_text(L3_ONLY)
+    assert lab.run("policy", "apply", str(l3)).returncode == 0
+    assert lab.curl("default/probe", API).stdout == "200"
+    assert lab.run("policy", "delete", str(l3)).returncode == 0
+    assert lab.curl("default/probe", API).stdout == TIMEOUT
+
+
+def test_established_connection_survives_a_policy_update(lab, tmp_path):
+    client = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubblepy.cli.lab",
+            "exec",
+            "payments/api",
+            "--",
+            "python3",
+            "-u",
+            "-c",
+            ECHO_CLIENT,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=lab.env,
+    )
+    try:
+        client.stdin.write("one\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "one"
+        # api-allow again with one more egress port: the 5432 entry is untouched, 5433 is added
+        scenario = Path(__file__).resolve().parents[2] / "hubblepy/lab/scenarios/payments/api-allow.yaml"
+        wider = tmp_path / "api-allow.yaml"
+        wider.write_text(
+            scenario.read_text().replace(
+                '            - port: "5432"\n              protocol: TCP\n',
+                '            - port: "5432"\n              protocol: TCP\n            - port: "5433"\n              protocol: TCP\n',
+            )
+        )
+        applied = lab.run("policy", "apply", str(wider))
+        assert applied.returncode == 0 and "1 added, 0 changed, 0 removed" in applied.stdout, applied.stdout
+        client.stdin.write("two\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "two"
+    finally:
+        client.kill()
+        client.wait()
+        lab.run(
+            "policy",
+            "apply",
+            str(Path(__file__).resolve().parents[2] / "hubblepy/lab/scenarios/payments/api-allow.yaml"),
+        )
 
 
 def test_bad_policy_is_rejected_whole_and_changes_nothing(lab, tmp_path):
