@@ -16,7 +16,7 @@ from typing import Any
 
 from hubblepy.filters import enums
 from hubblepy.filters.errors import FilterError
-from hubblepy.filters.goaddr import AddrSyntaxError, GoAddr, parse_addr, parse_prefix, prefix_contains
+from hubblepy.filters.goaddr import AddrSyntaxError, parse_addr, parse_prefix
 from hubblepy.filters.goregex import GoRegexError, compile_go_regex
 from hubblepy.filters.gostr import go_quote
 from hubblepy.filters.gourl import request_uri_path
@@ -470,27 +470,32 @@ def build_dns_query(values: list[Any]) -> Check:
 
 # --- addresses -----------------------------------------------------------------------------------
 
-_ADDR_CACHE: dict[str, GoAddr | None] = {}
+# Flow address text -> (bit length, value) for addresses a prefix can contain (no zone), else None.
+_ADDR_CACHE: dict[str, tuple[int, int] | None] = {}
 
 
-def _parsed_addr(text: str) -> GoAddr | None:
-    def parse() -> GoAddr | None:
+def _parsed_addr(text: str) -> tuple[int, int] | None:
+    def parse() -> tuple[int, int] | None:
         try:
-            return parse_addr(text)
+            addr = parse_addr(text)
         except AddrSyntaxError:
             return None
+        return None if addr.zone else (addr.bits, addr.value)
 
     return _bounded_cache_get(_ADDR_CACHE, text, parse, limit=65536)
 
 
 def build_ip(values: list[Any], key: str) -> Check:
     addresses: set[str] = set()
-    prefixes = []
+    # (bit length, host bits, network >> host bits): Go's Prefix.Contains without a zone
+    prefixes: list[tuple[int, int, int]] = []
     for value in values:
         text = str(value)
         try:
             if "/" in text:
-                prefixes.append(parse_prefix(text))
+                prefix = parse_prefix(text)
+                host_bits = prefix.bits - prefix.length
+                prefixes.append((prefix.bits, host_bits, prefix.network >> host_bits))
             else:
                 parse_addr(text)
                 addresses.add(text)
@@ -512,7 +517,10 @@ def build_ip(values: list[Any], key: str) -> Check:
         if prefix_list:
             addr = _parsed_addr(text)
             if addr is not None:
-                return any(prefix_contains(p, addr) for p in prefix_list)
+                bits, number = addr
+                for prefix_bits, host_bits, network in prefix_list:
+                    if bits == prefix_bits and number >> host_bits == network:
+                        return True
         return False
 
     return check
