@@ -391,6 +391,114 @@ def pod_recreate(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
 __all__ = ["lab_app", "register"]
 
 
+def _step(command: str, note: str = "") -> None:
+    typer.echo(f"\n$ {command}" + (f"   # {note}" if note else ""))
+
+
+def _curl(netns_name: str, url: str) -> str:
+    out = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            netns_name,
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return "timeout" if out.returncode == 28 else (out.stdout.strip() or f"curl exit status {out.returncode}")
+
+
+def _observe(relay: str, *args: str) -> None:
+    shown = " ".join(args)
+    _step(f"hubble observe {shown}")
+    server = [] if relay in ("127.0.0.1:4245", "localhost:4245") else ["--server", relay]
+    sys.stdout.flush()
+    subprocess.run(
+        [sys.executable, "-m", "hubblepy.cli", "observe", *server, *args],
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+@lab_app.command()
+def verify() -> None:
+    """The seed article's "Verify" story on the payments lab (brings the lab up when it is not)."""
+    _need_root("hubble lab verify")
+    if _node_pid() is None:
+        _step("hubble lab up")
+        up(
+            scenario="",
+            no_datapath=False,
+            listen_address="127.0.0.1:4244",
+            relay_address="127.0.0.1:4245",
+            timeout=180.0,
+        )
+    state = _load_state_or_fail()
+    if not state.get("datapath"):
+        raise _fail("the lab runs without the datapath (--no-datapath): nothing to verify")
+    pods = {f"{p['namespace']}/{p['name']}": p for p in state["pods"]}
+    for needed in ("default/probe", "payments/frontend", "payments/api"):
+        if needed not in pods:
+            raise _fail(f"verify needs the payments scenario (no pod {needed})")
+    relay = state["relay"]
+    failures = []
+
+    def expect(got: str, wanted: str, what: str) -> None:
+        typer.echo(got)
+        if got != wanted:
+            failures.append(f"{what}: expected {wanted}, got {got}")
+
+    _step(
+        "hubble lab exec default/probe -- curl -m 3 http://api.payments:8080/api/v1/orders", "expect: timeout"
+    )
+    expect(
+        _curl(pods["default/probe"]["netns"], "http://api.payments:8080/api/v1/orders"),
+        "timeout",
+        "probe -> api",
+    )
+    _step(
+        "hubble lab exec payments/frontend -- curl -s -o /dev/null -w '%{http_code}' http://api:8080/api/v1/orders",
+        "expect: 200",
+    )
+    expect(
+        _curl(pods["payments/frontend"]["netns"], "http://api:8080/api/v1/orders"), "200", "frontend -> api"
+    )
+    time.sleep(0.5)  # let the last events reach the ring
+    _observe(relay, "--namespace", "payments", "--last", "25")
+    _observe(relay, "--namespace", "payments", "--verdict", "DROPPED", "--last", "3")
+    _step("hubble lab audit enable payments/api")
+    _request("audit", pod="payments/api", enabled=True)
+    try:
+        _step(
+            "hubble lab exec default/probe -- curl -m 3 http://api.payments:8080/api/v1/orders",
+            "expect: 200, verdict AUDIT",
+        )
+        expect(
+            _curl(pods["default/probe"]["netns"], "http://api.payments:8080/api/v1/orders"),
+            "200",
+            "probe -> api in audit mode",
+        )
+        time.sleep(0.5)
+        _observe(relay, "--namespace", "payments", "--verdict", "AUDIT", "--last", "3")
+    finally:
+        _step("hubble lab audit disable payments/api")
+        _request("audit", pod="payments/api", enabled=False)
+    if failures:
+        raise _fail("verify failed: " + "; ".join(failures))
+    typer.echo("\nverified: default deny drops the probe, the frontend is allowed, audit mode reports AUDIT")
+
+
 def main() -> None:
     """``python -m hubblepy.cli.lab ...``: the lab commands on their own (same as ``hubble lab ...``)."""
     lab_app(prog_name="hubble lab")

@@ -232,3 +232,12 @@ def test_recreated_pod_keeps_identity_and_policy(lab):
     assert after["identity"] == before["identity"]
     assert lab.curl("payments/frontend", "http://api:8080/healthz").stdout == "200"
     assert lab.curl("default/probe", API).stdout == TIMEOUT
+
+
+def test_verify_tells_the_article_story(lab):
+    out = lab.run("verify")
+    assert out.returncode == 0, out.stderr
+    assert "Policy denied DROPPED" in out.stdout
+    assert "INGRESS AUDITED" in out.stdout
+    assert out.stdout.rstrip().endswith("audit mode reports AUDIT")
+    assert not any(p["audit"] for p in lab.state()["pods"])
