@@ -1,63 +1,51 @@
 """The `hubble` command: a typer application, with `observe` parsed like upstream's pflag flags.
 
 `hubble observe` has order-dependent flags (``--not`` applies to the next filter flag) and upstream's
-exact error texts, so its words go straight to :mod:`hubblepy.cli.observe`; every other command is a
-regular typer command.
+exact error texts, so its words go straight to :mod:`hubblepy.cli.observe` without loading typer
+(which also keeps the start-up of the hot command short); every other command is a typer command.
 """
-
-from __future__ import annotations
 
 import importlib
 import sys
 
-import typer
-
 from hubblepy import __version__
-
-app = typer.Typer(
-    name="hubble",
-    help="Observe network flows with their policy verdicts (Hubble-compatible).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
 # Commands whose words are handed over unparsed to a module's ``main(argv) -> int``.
 RAW_COMMANDS = {
     "observe": "hubblepy.cli.observe",
 }
 
+# Modules that add their commands to the typer app with ``register(app)``.
+COMMAND_MODULES = ("hubblepy.cli.commands", "hubblepy.cli.lab")
 
-def _register_raw(name: str, help_text: str) -> None:
+
+def build_app():  # noqa: ANN201 - typer is imported lazily
+    """The typer application with every command registered."""
+    import typer
+
+    app = typer.Typer(
+        name="hubble",
+        help="Observe network flows with their policy verdicts (Hubble-compatible).",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
     @app.command(
-        name,
-        help=help_text,
+        "observe",
+        help="Observe flows from a file (--input-file) or a Hubble server / relay (see `observe --help`).",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
         add_help_option=False,
     )
-    def _raw(ctx: typer.Context) -> None:  # pragma: no cover - main() dispatches before typer
-        raise typer.Exit(_run_raw(name, list(ctx.args)))
+    def observe(ctx: typer.Context) -> None:
+        raise typer.Exit(run_raw("observe", list(ctx.args)))
 
+    @app.command()
+    def version() -> None:
+        """Print the version of this hubble CLI."""
+        typer.echo(f"hubble v{__version__} (hubblepy)")
 
-_register_raw("observe", "Observe flows from a file (--input-file) or a Hubble server / relay.")
-
-
-@app.command()
-def version() -> None:
-    """Print the version of this hubble CLI."""
-    typer.echo(f"hubble v{__version__} (hubblepy)")
-
-
-def _run_raw(name: str, argv: list[str]) -> int:
-    module = importlib.import_module(RAW_COMMANDS[name])
-    if name == "observe" and argv[:1] == ["flows"]:
-        argv = argv[1:]
-    return module.main(argv)
-
-
-def _load_plugins() -> None:
-    """Register the commands that live in their own modules (agent, status, list, lab, ...)."""
-    for module_name in ("hubblepy.cli.commands",):
+    for module_name in COMMAND_MODULES:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -65,19 +53,23 @@ def _load_plugins() -> None:
                 raise
             continue
         module.register(app)
+    return app
+
+
+def run_raw(name: str, argv: list[str]) -> int:
+    """Run a raw command's ``main(argv)``; ``observe flows ...`` is the same as ``observe ...``."""
+    module = importlib.import_module(RAW_COMMANDS[name])
+    if name == "observe" and argv[:1] == ["flows"]:
+        argv = argv[1:]
+    return module.main(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in RAW_COMMANDS and not _wants_help(argv):
-        sys.exit(_run_raw(argv[0], argv[1:]))
-    _load_plugins()
-    app(args=argv, prog_name="hubble")
-
-
-def _wants_help(argv: list[str]) -> bool:
-    return any(word in ("-h", "--help") for word in argv[1:])
+    if argv and argv[0] in RAW_COMMANDS:
+        sys.exit(run_raw(argv[0], argv[1:]))
+    build_app()(args=argv, prog_name="hubble")
 
 
 if __name__ == "__main__":
