@@ -73,13 +73,14 @@ def _node_pid() -> int | None:
 def _wait_port(address: str, timeout: float) -> bool:
     host, _, port = address.rpartition(":")
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         with socket.socket() as s:
             s.settimeout(0.3)
             if s.connect_ex((host or "127.0.0.1", int(port))) == 0:
                 return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
-    return False
 
 
 @lab_app.command()
@@ -90,10 +91,16 @@ def up(
     ),
     listen_address: str = typer.Option("127.0.0.1:4244", help="the node agent's gRPC address"),
     relay_address: str = typer.Option("127.0.0.1:4245", help="the relay's gRPC address"),
+    monitor_aggregation: str = typer.Option(
+        "medium",
+        help="datapath trace events: medium (new connections and TCP flag changes) or none (every packet)",
+    ),
     timeout: float = typer.Option(180.0, help="seconds to wait for the lab to come up"),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
     _need_root("hubble lab up")
+    if monitor_aggregation not in ("medium", "none"):
+        raise _fail(f"--monitor-aggregation must be medium or none, not {monitor_aggregation!r}")
     from hubblepy.lab.scenario import ScenarioError, load_scenario
     from hubblepy.lab.state import lab_dir, load_state
     from hubblepy.policy import PolicyError
@@ -118,6 +125,9 @@ def up(
     if _node_pid() is not None:
         raise _fail("the lab is already up (run: hubble lab down)")
     _teardown(quiet=True)
+    for what, address in (("agent", listen_address), ("relay", relay_address)):
+        if _wait_port(address, 0.01):
+            raise _fail(f"the {what} address {address} is already in use (another agent or relay?)")
     folder = lab_dir()
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / "node.log"

@@ -73,12 +73,14 @@ class LabNode:
         use_datapath: bool = True,
         listen_address: str = "127.0.0.1:4244",
         relay_address: str = "127.0.0.1:4245",
+        monitor_aggregation: str = "medium",
     ) -> None:
         self.scenario = scenario
         self.folder = folder
         self.use_datapath = use_datapath
         self.listen_address = listen_address
         self.relay_address = relay_address
+        self.monitor_aggregation = monitor_aggregation
         self.node_ns = netns.node_netns_name(scenario.node)
         hosts = scenario.pod_cidr.hosts()
         self.gateway = str(next(hosts))
@@ -107,6 +109,7 @@ class LabNode:
             from hubblepy.datapath import Datapath
 
             self.datapath = Datapath()
+            self.datapath.set_monitor_aggregation(self.monitor_aggregation)
             self.datapath.set_ipcache(f"{self.gateway}/32", IDENTITY_HOST)
         self._make_resolver()
         netns.create_node(self.node_ns)
@@ -526,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-datapath", action="store_true")
     p.add_argument("--listen-address", default="127.0.0.1:4244")
     p.add_argument("--relay-address", default="127.0.0.1:4245")
+    p.add_argument("--monitor-aggregation", default="medium", choices=["medium", "none"])
     args = p.parse_args(argv)
     folder = lab_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -535,7 +539,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: node.stop.set() if node else sys.exit(1))
     try:
         scenario = load_scenario(args.scenario or None)
-        node = LabNode(scenario, folder, not args.no_datapath, args.listen_address, args.relay_address)
+        node = LabNode(
+            scenario,
+            folder,
+            not args.no_datapath,
+            args.listen_address,
+            args.relay_address,
+            args.monitor_aggregation,
+        )
         node.start()
     except (ScenarioError, PolicyError, LabError) as exc:
         sys.stderr.write(f"lab: {exc}\n")

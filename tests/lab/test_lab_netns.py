@@ -93,3 +93,33 @@ def test_bad_scenario_is_one_line_and_creates_nothing(lab, tmp_path):
         == f"hubble lab: scenario {bad}: pods[0].servers[0].http.port: 0 is not a valid port"
     )
     assert lab_netns() == []
+
+
+def test_without_root_one_line_and_non_zero(tmp_path):
+    needs_root()  # we need root to drop to an unprivileged user
+    if subprocess.run(["which", "setpriv"], capture_output=True).returncode != 0:
+        pytest.skip("setpriv is missing")
+    lab = Lab(tmp_path / "lab")
+    out = subprocess.run(
+        [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "hubblepy.cli.lab",
+            "up",
+        ],
+        capture_output=True,
+        text=True,
+        env=lab.env,
+        cwd=lab.env["PYTHONPATH"],
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert (
+        out.stderr
+        == "hubble lab: hubble lab up needs root (network namespaces, veths and eBPF): run it as root\n"
+    )
+    assert lab_netns() == []
