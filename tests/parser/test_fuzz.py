@@ -5,31 +5,11 @@ from __future__ import annotations
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from parser_samples import RESOLVER, VALID_SAMPLES
 
-from hubblepy.parser import EndpointInfo, Parser, StaticResolver
-from hubblepy.parser import encode as enc
+from hubblepy.parser import Parser
 
 NOW = 1_700_000_000_000_000_001
-
-_resolver = StaticResolver()
-_resolver.add_endpoint(EndpointInfo(id=1, identity=300, labels=("k8s:app=a",), ips=("10.0.0.1", "fd00::1")))
-_resolver.set_cgroup(9, ["10.0.0.1"])
-
-_TCP = enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(1, 2, enc.TCP_SYN)))
-_UDP6 = enc.ethernet(enc.ipv6("fd00::1", "fd00::2", 17, enc.udp(1, 53)), 0x86DD)
-VALID_SAMPLES = [
-    enc.trace_event(_TCP, version=0),
-    enc.trace_event(_TCP, version=1, orig_ip="10.0.0.9"),
-    enc.trace_event(_UDP6, version=2, flags=1, trace_id=3),
-    enc.drop_event(_TCP, version=0),
-    enc.drop_event(_TCP, version=2, flags=0),
-    enc.drop_event(_UDP6, version=3),
-    enc.policy_verdict_event(_TCP, layout=32),
-    enc.policy_verdict_event(_TCP, layout=40, cookie=5, verdict=-133, flags=2),
-    enc.capture_event(_TCP, point=8, arg1=1),
-    enc.trace_sock_event(cgroup_id=9),
-    enc.debug_event(4, source=1),
-]
 
 
 def _accounted(parser: Parser, samples: list[tuple[int, bytes]]) -> list[dict]:
@@ -57,9 +37,9 @@ def _accounted(parser: Parser, samples: list[tuple[int, bytes]]) -> list[dict]:
     )
 )
 def test_random_bytes_never_raise(samples: list[bytes]) -> None:
-    parser = Parser(_resolver, "n")
+    parser = Parser(RESOLVER, "n")
     _accounted(parser, [(0, s) for s in samples])
-    lazy = Parser(_resolver, "n")
+    lazy = Parser(RESOLVER, "n")
     records = lazy.capture_batch([(0, s) for s in samples], NOW)
     flows = lazy.materialize(records)
     assert len(flows) + lazy.parse_errors + lazy.debug_events_decoded + lazy.skipped == len(samples)
@@ -70,12 +50,12 @@ def test_random_bytes_never_raise(samples: list[bytes]) -> None:
 @given(st.sampled_from(VALID_SAMPLES), st.data())
 def test_truncated_samples_never_raise(sample: bytes, data: st.DataObject) -> None:
     cut = data.draw(st.integers(min_value=0, max_value=len(sample)))
-    parser = Parser(_resolver)
+    parser = Parser(RESOLVER)
     _accounted(parser, [(0, sample[:cut])])
 
 
 def test_every_prefix_of_every_layout() -> None:
-    parser = Parser(_resolver)
+    parser = Parser(RESOLVER)
     for sample in VALID_SAMPLES:
         samples = [(0, sample[:cut]) for cut in range(len(sample) + 1)]
         _accounted(parser, samples)
@@ -93,12 +73,12 @@ def test_mutated_samples_never_raise(sample: bytes, edits: list[tuple[int, int]]
     for pos, value in edits:
         if pos < len(buf):
             buf[pos] = value
-    parser = Parser(_resolver)
+    parser = Parser(RESOLVER)
     _accounted(parser, [(0, bytes(buf))])
 
 
 def test_valid_samples_all_decode() -> None:
-    parser = Parser(_resolver)
+    parser = Parser(RESOLVER)
     flows = _accounted(parser, [(0, s) for s in VALID_SAMPLES])
     assert parser.parse_errors == 0
     assert len(flows) == len(VALID_SAMPLES) - 1  # the debug message is not a flow
