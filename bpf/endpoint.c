@@ -207,30 +207,45 @@ static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
     return v ? v->identity : HP_IDENTITY_WORLD;
 }
 
-/* Looks the policy map up in Cilium's order, most specific first. Returns the
- * matching entry or NULL; *match gets the POLICY_MATCH_* type. */
+/* Judges a new connection against the endpoint's policy map. The keys are tried in Cilium's order,
+ * most specific first: L3+L4, L3+proto, L3-only, L4-only, proto-only, allow-all. A deny entry at
+ * any of these levels wins over every allow (Cilium's deny precedence); otherwise the most specific
+ * allow decides. Only new connections get here, so the six lookups cost little.
+ * Returns the deciding entry or NULL; *match gets its POLICY_MATCH_* type. */
+static __always_inline struct hp_policy_value *
+policy_get(struct hp_policy_key *k, __u32 identity, __u16 dport, __u8 proto)
+{
+    k->identity = identity;
+    k->dport = dport;
+    k->proto = proto;
+    return policy.lookup(k);
+}
+
 static __always_inline struct hp_policy_value *
 policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8 *match)
 {
     struct hp_policy_key k = {};
-    struct hp_policy_value *v;
+    struct hp_policy_value *v, *allow = 0;
+    __u8 allow_match = HP_MATCH_NONE;
     k.ep_id = ep_id;
     k.direction = dir;
 
-    k.identity = remote; k.dport = dport; k.proto = proto;
-    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L3_L4; return v; }
-    k.dport = 0;
-    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L3_PROTO; return v; }
-    k.proto = 0;
-    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L3_ONLY; return v; }
-    k.identity = 0; k.dport = dport; k.proto = proto;
-    if ((v = policy.lookup(&k))) { *match = HP_MATCH_L4_ONLY; return v; }
-    k.dport = 0;
-    if ((v = policy.lookup(&k))) { *match = HP_MATCH_PROTO_ONLY; return v; }
-    k.proto = 0;
-    if ((v = policy.lookup(&k))) { *match = HP_MATCH_ALL; return v; }
-    *match = HP_MATCH_NONE;
-    return 0;
+#define HP_TRY(id_, port_, proto_, type_)                                   \
+    v = policy_get(&k, (id_), (port_), (proto_));                           \
+    if (v) {                                                                \
+        if (v->action != HP_POLICY_ALLOW) { *match = (type_); return v; }   \
+        if (!allow) { allow = v; allow_match = (type_); }                   \
+    }
+
+    HP_TRY(remote, dport, proto, HP_MATCH_L3_L4)
+    HP_TRY(remote, 0, proto, HP_MATCH_L3_PROTO)
+    HP_TRY(remote, 0, 0, HP_MATCH_L3_ONLY)
+    HP_TRY(0, dport, proto, HP_MATCH_L4_ONLY)
+    HP_TRY(0, 0, proto, HP_MATCH_PROTO_ONLY)
+    HP_TRY(0, 0, 0, HP_MATCH_ALL)
+#undef HP_TRY
+    *match = allow_match;
+    return allow;
 }
 
 static __always_inline void fill_common(struct __sk_buff *skb, struct hp_notify_common *h, __u8 type,

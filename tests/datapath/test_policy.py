@@ -328,3 +328,30 @@ def test_deleted_endpoint_is_no_longer_judged_and_counters_add_up(env: Env) -> N
     assert counters[(DROP_POLICY, DIR_INGRESS)].packets >= 1
     assert counters[(0, DIR_EGRESS)].packets >= 4  # p1's SYN(s), ACK, data, FIN at least
     assert all(c.bytes >= 54 * c.packets for c in counters.values())
+
+
+def test_a_broader_deny_wins_over_a_more_specific_allow(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(
+        ep2,
+        "ingress",
+        [
+            PolicyEntry(env.identity(env.p1), 8080, TCP, cookie=1),  # L3+L4 allow
+            PolicyEntry(env.identity(env.p1), deny=True, cookie=2),  # L3-only deny
+            PolicyEntry(dport=8080, proto=TCP, cookie=3),  # L4-only allow
+        ],
+    )
+    env.tb.echo_server(env.p2, 8080)
+
+    assert env.tb.connect(env.p1, env.p2, 8080, timeout=0.5) is None
+    conn = env.tb.connect(env.p3, env.p2, 8080)
+    assert conn is not None
+    conn.close()
+
+    events = env.events(until=lambda ev: drops(ev) and len(verdicts(ev)) >= 2)
+    by_remote = {v.remote_label: (v.verdict, v.match_type, v.cookie) for v in verdicts(events)}
+    assert by_remote == {
+        env.identity(env.p1): (-DROP_POLICY_DENY, MATCH_L3_ONLY, 2),
+        env.identity(env.p3): (0, MATCH_L4_ONLY, 3),
+    }
