@@ -6,10 +6,11 @@ the ``Resolver`` protocol with ``EndpointInfo`` / ``PolicyMatch``, and ``StaticR
 """
 
 from hubblepy.parser.flows import Parser, RawFlow, format_timestamp, format_uuid4, uuid4_strings
-from hubblepy.parser.resolver import EndpointInfo, PolicyMatch, Resolver, StaticResolver
+from hubblepy.parser.resolver import EndpointInfo, NamesAndServices, PolicyMatch, Resolver, StaticResolver
 
 __all__ = [
     "EndpointInfo",
+    "NamesAndServices",
     "Parser",
     "RawFlow",
     "PolicyMatch",

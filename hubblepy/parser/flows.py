@@ -294,6 +294,11 @@ class Parser:
         self.last_error = ""
         self.skipped = 0
         self._skip_unknown_cgroups = skip_unknown_cgroup_ids
+        # Optional resolver extensions (see resolver module): DNS names and services.
+        self._dns_names = getattr(resolver, "dns_names", None)
+        self._service_by_addr = getattr(resolver, "service_by_addr", None)
+        self._names_cache: dict[tuple[int, str | None], list[str] | None] = {}
+        self._service_cache: dict[tuple[str | None, int], dict | None] = {}
         self._generation = None
         self._endpoint_cache: dict[tuple[str | None, int], tuple[dict, int]] = {}
         self._interface_cache: dict[int, dict] = {}
@@ -440,6 +445,8 @@ class Parser:
             self._endpoint_cache.clear()
             self._interface_cache.clear()
             self._policy_cache.clear()
+            self._names_cache.clear()
+            self._service_cache.clear()
 
     def _timestamp(self, now_ns: int) -> str:
         cached_ns, text = self._time_cache
@@ -526,6 +533,37 @@ class Parser:
         if labels is None:
             labels = RESERVED_IDENTITY_LABELS.get(identity, ())
         return _filter_identity_labels(labels, identity)
+
+    def _names(self, endpoint_id: int, ip: str | None) -> list[str] | None:
+        """FQDNs of ``ip`` as seen by endpoint ``endpoint_id`` (DNS cache hook), or None."""
+        key = (endpoint_id, ip)
+        if key not in self._names_cache:
+            names = self._dns_names(endpoint_id, ip) if ip else None
+            self._names_cache[key] = list(names) if names else None
+        return self._names_cache[key]
+
+    def _service(self, ip: str | None, port: int) -> dict | None:
+        """Service dict ({name, namespace}) for an address and L4 port (service hook), or None."""
+        key = (ip, port)
+        if key not in self._service_cache:
+            self._service_cache[key] = self._service_by_addr(ip, port) if ip else None
+        return self._service_cache[key]
+
+    def _add_names(self, f: dict, src_id: int, src_ip: str | None, dst_id: int, dst_ip: str | None) -> None:
+        names = self._names(dst_id, src_ip)
+        if names:
+            f["source_names"] = names
+        names = self._names(src_id, dst_ip)
+        if names:
+            f["destination_names"] = names
+
+    def _add_services(self, f: dict, src_ip: str | None, sport: int, dst_ip: str | None, dport: int) -> None:
+        service = self._service(src_ip, sport)
+        if service:
+            f["source_service"] = service
+        service = self._service(dst_ip, dport)
+        if service:
+            f["destination_service"] = service
 
     def _policy_match(
         self, cookie: int, ep_id: int, ingress: bool, remote: int, proto: int, dport: int
@@ -639,12 +677,12 @@ class Parser:
         if snat and src_ip is not None and orig != src_ip:
             xlated, src_ip = src_ip, orig
 
-        eth, _, ip_dst, ip_version, l4, _, _, summary, tunnel, _ = pkt
+        eth, _, ip_dst, ip_version, l4, sport, dport, summary, tunnel, _ = pkt
         cache = self._endpoint_cache
         hit = cache.get((src_ip, src_label))
         src_ep, src_id = hit if hit is not None else self._endpoint(src_ip, src_label)
         hit = cache.get((ip_dst, dst_label))
-        dst_ep = hit[0] if hit is not None else self._endpoint(ip_dst, dst_label)[0]
+        dst_ep, dst_ep_id = hit if hit is not None else self._endpoint(ip_dst, dst_label)
         meta = self._trace_meta.get(obs << 8 | reason)
         if meta is None:
             meta = self._build_trace_meta(obs, reason)
@@ -672,9 +710,13 @@ class Parser:
             f["node_name"] = self._node_name
         if self._node_labels:
             f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            self._add_names(f, src_id, src_ip, dst_ep_id, ip_dst)
         if is_reply:
             f["reply"] = True
         f["event_type"] = event_type
+        if self._service_by_addr is not None:
+            self._add_services(f, src_ip, sport, ip_dst, dport)
         if direction is not None:
             f["traffic_direction"] = direction
         f["trace_observation_point"] = point_name
@@ -735,9 +777,9 @@ class Parser:
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
-        eth, ip_src, ip_dst, ip_version, l4, _, _, summary, tunnel, _ = pkt
+        eth, ip_src, ip_dst, ip_version, l4, sport, dport, summary, tunnel, _ = pkt
         src_ep, src_id = self._endpoint(ip_src, src_label)
-        dst_ep, _ = self._endpoint(ip_dst, dst_label)
+        dst_ep, dst_ep_id = self._endpoint(ip_dst, dst_label)
 
         f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "DROPPED"}
         if reason:
@@ -757,7 +799,11 @@ class Parser:
             f["node_name"] = self._node_name
         if self._node_labels:
             f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            self._add_names(f, src_id, ip_src, dst_ep_id, ip_dst)
         f["event_type"] = self._event_type(MSG_DROP, reason)
+        if self._service_by_addr is not None:
+            self._add_services(f, ip_src, sport, ip_dst, dport)
         if source:
             f["traffic_direction"] = "EGRESS" if source == src_id else "INGRESS"
         file_info: dict = {"name": bpf_file_name(file_id)}
@@ -815,11 +861,11 @@ class Parser:
 
         ingress = (pflags & PV_DIR_MASK) == PV_DIR_INGRESS
         if ingress:
-            src_ep, _ = self._endpoint(pkt.ip_source, remote)
-            dst_ep, _ = self._endpoint(pkt.ip_destination, 0)
+            src_ep, src_id = self._endpoint(pkt.ip_source, remote)
+            dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, 0)
         else:
-            src_ep, _ = self._endpoint(pkt.ip_source, 0)
-            dst_ep, _ = self._endpoint(pkt.ip_destination, remote)
+            src_ep, src_id = self._endpoint(pkt.ip_source, 0)
+            dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, remote)
 
         if verdict < 0:
             verdict_name = "DROPPED"
@@ -848,7 +894,11 @@ class Parser:
             f["node_name"] = self._node_name
         if self._node_labels:
             f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            self._add_names(f, src_id, pkt.ip_source, dst_ep_id, pkt.ip_destination)
         f["event_type"] = self._event_type(MSG_POLICY_VERDICT, sub_type)
+        if self._service_by_addr is not None:
+            self._add_services(f, pkt.ip_source, pkt.source_port, pkt.ip_destination, pkt.destination_port)
         f["traffic_direction"] = "INGRESS" if ingress else "EGRESS"
         match_type = (pflags & PV_MATCH_MASK) >> PV_MATCH_SHIFT
         if match_type:
@@ -880,8 +930,8 @@ class Parser:
             raise _Malformed(ERR_TRUNCATED)
         (_, point, _, _, _, cap_len, _version, ext, arg1, _arg2) = layouts.CAPTURE.unpack_from(data)
         pkt = self._payload(data, 24, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
-        src_ep, _ = self._endpoint(pkt.ip_source, 0)
-        dst_ep, _ = self._endpoint(pkt.ip_destination, 0)
+        src_ep, src_id = self._endpoint(pkt.ip_source, 0)
+        dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, 0)
 
         f = {"time": ts, "uuid": uid, "emitter": self._emitter}
         if pkt.ethernet is not None:
@@ -897,7 +947,11 @@ class Parser:
             f["node_name"] = self._node_name
         if self._node_labels:
             f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            self._add_names(f, src_id, pkt.ip_source, dst_ep_id, pkt.ip_destination)
         f["event_type"] = self._event_type(MSG_CAPTURE, point)
+        if self._service_by_addr is not None:
+            self._add_services(f, pkt.ip_source, pkt.source_port, pkt.ip_destination, pkt.destination_port)
         if point:
             f["debug_capture_point"] = DEBUG_CAPTURE_POINT_NAMES.get(point, point)
         if arg1 and point in CAPTURE_IFINDEX_POINTS:
@@ -941,8 +995,8 @@ class Parser:
                 {"source_port": dport, "destination_port": sport} if reverse else {"destination_port": dport}
             )
             l4 = {l4_name: {k: v for k, v in ports.items() if v}}
-        src_ep, _ = self._endpoint(src_ip, 0)
-        dst_ep, _ = self._endpoint(dst_ip, 0)
+        src_ep, src_id = self._endpoint(src_ip, 0)
+        dst_ep, dst_ep_id = self._endpoint(dst_ip, 0)
 
         f = {"time": ts, "uuid": uid, "emitter": self._emitter}
         if point in (1, 3):
@@ -960,7 +1014,12 @@ class Parser:
             f["node_name"] = self._node_name
         if self._node_labels:
             f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            self._add_names(f, src_id, src_ip, dst_ep_id, dst_ip)
         f["event_type"] = self._event_type(MSG_TRACE_SOCK, point)
+        if self._service_by_addr is not None:
+            sock_sport, sock_dport = (dport, 0) if reverse else (0, dport)
+            self._add_services(f, src_ip, sock_sport, dst_ip, sock_dport)
         if point:
             f["sock_xlate_point"] = SOCK_XLATE_POINT_NAMES.get(point, point)
         if cookie:

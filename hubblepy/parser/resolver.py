@@ -23,6 +23,14 @@ Contract:
 * ``policy_for_verdict(...)`` returns the policies that produced a policy verdict (for
   ``*_allowed_by`` / ``*_denied_by``) and its ``policy_log`` values, or None. ``cookie`` is the
   verdict's rule cookie (0 in the 32-byte layout, which has none).
+
+Optional extensions (used when the resolver has them, see ``NamesAndServices``):
+
+* ``dns_names(endpoint_id, ip)``: FQDNs (no trailing dot) the DNS proxy saw endpoint
+  ``endpoint_id`` resolve to ``ip``; fills ``source_names`` (source IP as seen by the destination
+  endpoint) and ``destination_names`` (destination IP as seen by the source endpoint).
+* ``service_by_addr(ip, port)``: a canonical ``flow.Service`` dict (``{"name", "namespace"}``)
+  for a service frontend address and L4 port; fills ``source_service`` / ``destination_service``.
 """
 
 from __future__ import annotations
@@ -83,6 +91,14 @@ class Resolver(Protocol):
     ) -> PolicyMatch | None: ...
 
 
+class NamesAndServices(Protocol):
+    """Optional resolver extensions for DNS names and services."""
+
+    def dns_names(self, endpoint_id: int, ip: str) -> Sequence[str]: ...
+
+    def service_by_addr(self, ip: str, port: int) -> dict | None: ...
+
+
 @dataclass
 class StaticResolver:
     """In-memory resolver. Mutate through the ``add_*``/``remove_*`` methods so ``generation`` moves."""
@@ -93,6 +109,8 @@ class StaticResolver:
     interfaces: dict[int, str] = field(default_factory=dict)
     cgroups: dict[int, tuple[str, ...]] = field(default_factory=dict)
     policies_by_cookie: dict[int, PolicyMatch] = field(default_factory=dict)
+    names: dict[tuple[int, str], tuple[str, ...]] = field(default_factory=dict)
+    services: dict[tuple[str, int], dict] = field(default_factory=dict)
     generation: int = 0
     _by_ip: dict[str, EndpointInfo] = field(default_factory=dict, repr=False)
 
@@ -140,6 +158,17 @@ class StaticResolver:
         self.policies_by_cookie[cookie] = match
         self.generation += 1
 
+    def set_dns_names(self, endpoint_id: int, ip: str, names: Iterable[str]) -> None:
+        """Names endpoint ``endpoint_id`` looked up for ``ip`` (``endpoint_id`` 0: any endpoint)."""
+        self.names[(endpoint_id, ip)] = tuple(names)
+        self.generation += 1
+
+    def set_service(self, ip: str, port: int, name: str, namespace: str = "") -> None:
+        """A service frontend; ``port`` 0 matches any port of ``ip``."""
+        service = {"name": name, "namespace": namespace} if namespace else {"name": name}
+        self.services[(ip, port)] = service
+        self.generation += 1
+
     # --- Resolver protocol ---------------------------------------------------------------------
     def endpoint_by_id(self, endpoint_id: int) -> EndpointInfo | None:
         return self.endpoints.get(endpoint_id)
@@ -175,6 +204,13 @@ class StaticResolver:
         dport: int,
     ) -> PolicyMatch | None:
         return self.policies_by_cookie.get(cookie) if cookie else None
+
+    # --- optional extensions ------------------------------------------------------------------
+    def dns_names(self, endpoint_id: int, ip: str) -> Sequence[str]:
+        return self.names.get((endpoint_id, ip)) or self.names.get((0, ip), ())
+
+    def service_by_addr(self, ip: str, port: int) -> dict | None:
+        return self.services.get((ip, port)) or self.services.get((ip, 0))
 
 
 def labels_from_mapping(source: str, labels: Mapping[str, str]) -> tuple[str, ...]:

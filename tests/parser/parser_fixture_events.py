@@ -72,6 +72,20 @@ def resolver_for(flow: dict) -> StaticResolver:
             r.set_ipcache(addr, info.identity, info.namespace, info.pod_name)
         if info.identity:
             r.set_identity(info.identity, info.labels)
+    src_id = flow.get("source", {}).get("ID", 0)
+    dst_id = flow.get("destination", {}).get("ID", 0)
+    if flow.get("source_names"):
+        r.set_dns_names(dst_id, ip["source"], flow["source_names"])
+    if flow.get("destination_names"):
+        r.set_dns_names(src_id, ip["destination"], flow["destination_names"])
+    l4 = next(iter(flow.get("l4", {}).values()), {})
+    for side, addr, port in (
+        ("source_service", ip.get("source"), l4.get("source_port", 0)),
+        ("destination_service", ip.get("destination"), l4.get("destination_port", 0)),
+    ):
+        service = flow.get(side)
+        if service and addr:
+            r.set_service(addr, port, service["name"], service.get("namespace", ""))
     iface = flow.get("interface")
     if iface and iface.get("name"):
         r.set_interface(iface["index"], iface["name"])

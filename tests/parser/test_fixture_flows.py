@@ -5,7 +5,8 @@ drop, trace, policy-verdict and capture flow, ``fixture_events`` builds the samp
 have emitted plus a resolver that knows the flow's endpoints; the parser must give back the same
 dict (key order included), except for:
 
-* fields the parser cannot know from an event (uuid, time, services, DNS names);
+* fields that differ on every decode (uuid, time); DNS names and services come from the
+  resolver, which ``parser_fixture_events`` fills from the flow itself;
 * the emitting endpoint, which is not in a flow: each candidate (source ID, destination ID,
   another endpoint, none) is tried and the best match is kept;
 * places where the synthetic fixtures disagree with the rules in datapath-events.md 4.2, which the

@@ -114,3 +114,21 @@ def test_static_resolver_lookups() -> None:
 )
 def test_labels_from_mapping(mapping: dict[str, str], expected: tuple[str, ...]) -> None:
     assert labels_from_mapping("k8s", mapping) == expected
+
+
+def test_dns_names_and_services_fill_their_fields_in_order() -> None:
+    r = StaticResolver()
+    r.add_endpoint(EndpointInfo(id=5, identity=1000, ips=("10.0.0.5",)))
+    r.set_dns_names(5, "140.82.121.6", ["api.github.com"])
+    r.set_service("140.82.121.6", 443, "github", "external")
+    r.set_service("10.96.0.10", 0, "kube-dns", "kube-system")
+    packet = enc.ethernet(enc.ipv4("10.0.0.5", "140.82.121.6", 6, enc.tcp(40000, 443, enc.TCP_SYN)))
+    flow = Parser(r).decode(0, enc.trace_event(packet, source=5), NOW)
+    assert flow["destination_names"] == ["api.github.com"]
+    assert "source_names" not in flow
+    assert flow["destination_service"] == {"name": "github", "namespace": "external"}
+    keys = list(flow)
+    assert keys.index("Type") < keys.index("destination_names") < keys.index("event_type")
+    assert keys.index("event_type") < keys.index("destination_service") < keys.index("traffic_direction")
+    dns = enc.ethernet(enc.ipv4("10.0.0.5", "10.96.0.10", 17, enc.udp(5353, 53)))
+    assert Parser(r).decode(0, enc.trace_event(dns), NOW)["destination_service"]["name"] == "kube-dns"
