@@ -299,6 +299,8 @@ class Parser:
         self._service_by_addr = getattr(resolver, "service_by_addr", None)
         self._names_cache: dict[tuple[int, str | None], list[str] | None] = {}
         self._service_cache: dict[tuple[str | None, int], dict | None] = {}
+        self._names_pair_cache: dict[tuple, tuple] = {}
+        self._service_pair_cache: dict[tuple, tuple] = {}
         self._generation = None
         self._endpoint_cache: dict[tuple[str | None, int], tuple[dict, int]] = {}
         self._interface_cache: dict[int, dict] = {}
@@ -447,6 +449,8 @@ class Parser:
             self._policy_cache.clear()
             self._names_cache.clear()
             self._service_cache.clear()
+            self._names_pair_cache.clear()
+            self._service_pair_cache.clear()
 
     def _timestamp(self, now_ns: int) -> str:
         cached_ns, text = self._time_cache
@@ -538,6 +542,8 @@ class Parser:
         """FQDNs of ``ip`` as seen by endpoint ``endpoint_id`` (DNS cache hook), or None."""
         key = (endpoint_id, ip)
         if key not in self._names_cache:
+            if len(self._names_cache) >= _ENDPOINT_CACHE_LIMIT:
+                self._names_cache.clear()
             names = self._dns_names(endpoint_id, ip) if ip else None
             self._names_cache[key] = list(names) if names else None
         return self._names_cache[key]
@@ -546,24 +552,36 @@ class Parser:
         """Service dict ({name, namespace}) for an address and L4 port (service hook), or None."""
         key = (ip, port)
         if key not in self._service_cache:
+            if len(self._service_cache) >= _ENDPOINT_CACHE_LIMIT:
+                self._service_cache.clear()
             self._service_cache[key] = self._service_by_addr(ip, port) if ip else None
         return self._service_cache[key]
 
     def _add_names(self, f: dict, src_id: int, src_ip: str | None, dst_id: int, dst_ip: str | None) -> None:
-        names = self._names(dst_id, src_ip)
-        if names:
-            f["source_names"] = names
-        names = self._names(src_id, dst_ip)
-        if names:
-            f["destination_names"] = names
+        key = (src_id, src_ip, dst_id, dst_ip)
+        pair = self._names_pair_cache.get(key)
+        if pair is None:
+            if len(self._names_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
+                self._names_pair_cache.clear()
+            pair = (self._names(dst_id, src_ip), self._names(src_id, dst_ip))
+            self._names_pair_cache[key] = pair
+        if pair[0]:
+            f["source_names"] = pair[0]
+        if pair[1]:
+            f["destination_names"] = pair[1]
 
     def _add_services(self, f: dict, src_ip: str | None, sport: int, dst_ip: str | None, dport: int) -> None:
-        service = self._service(src_ip, sport)
-        if service:
-            f["source_service"] = service
-        service = self._service(dst_ip, dport)
-        if service:
-            f["destination_service"] = service
+        key = (src_ip, sport, dst_ip, dport)
+        pair = self._service_pair_cache.get(key)
+        if pair is None:
+            if len(self._service_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
+                self._service_pair_cache.clear()
+            pair = (self._service(src_ip, sport), self._service(dst_ip, dport))
+            self._service_pair_cache[key] = pair
+        if pair[0]:
+            f["source_service"] = pair[0]
+        if pair[1]:
+            f["destination_service"] = pair[1]
 
     def _policy_match(
         self, cookie: int, ep_id: int, ingress: bool, remote: int, proto: int, dport: int
