@@ -287,6 +287,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
     if (cap > skb->len)
         cap = skb->len;
 
+    __u64 lt_tcp = HP_CT_LIFETIME_TCP, lt_other = HP_CT_LIFETIME_NONTCP, lt_closing = HP_CT_LIFETIME_CLOSING;
+    if (cfg) {
+        if (cfg->ct_lifetime_tcp)
+            lt_tcp = cfg->ct_lifetime_tcp;
+        if (cfg->ct_lifetime_nontcp)
+            lt_other = cfg->ct_lifetime_nontcp;
+        if (cfg->ct_lifetime_closing)
+            lt_closing = cfg->ct_lifetime_closing;
+    }
+
     __u16 ep_id = ep->ep_id;
     __u32 local_id = ep->identity;
     __u32 ep_flags = ep->flags;
@@ -334,6 +344,32 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
                 if (conntrack.lookup(&rkey))
                     state = HP_CT_RELATED;
             }
+        }
+    }
+
+    /* an entry idle for longer than its lifetime is gone: this packet starts a new connection */
+    __u64 now = bpf_ktime_get_ns();
+    if (ct) {
+        __u64 lifetime = lt_other;
+        if (p.tuple.proto == IPPROTO_TCP)
+            lifetime = ((ct->seen_fwd | ct->seen_rev) & (HP_SEEN_FIN | HP_SEEN_RST)) ? lt_closing : lt_tcp;
+        __u64 idle = now - ct->last_seen_ns;
+        __u64 lifetime_ns = lifetime * 1000000000ULL;
+        /* refresh the timestamp at most once a second (fewer writes to a shared line), and
+         * often enough that a live flow never looks idle */
+        __u64 refresh = lifetime_ns >> 2;
+        if (refresh > 1000000000ULL)
+            refresh = 1000000000ULL;
+        if (idle > lifetime_ns) {
+            if (fwd)
+                conntrack.delete(&key);
+            else
+                conntrack.delete(&rkey);
+            ct = 0;
+            fwd = 1;
+            state = HP_CT_NEW;
+        } else if (idle > refresh) {
+            ct->last_seen_ns = now;
         }
     }
 
@@ -393,7 +429,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
             }
         }
         struct hp_ct_value nv = {};
-        nv.created_ns = bpf_ktime_get_ns();
+        nv.last_seen_ns = now;
         nv.packets = 1;
         nv.seen_fwd = bits;
         nv.direction = dir;

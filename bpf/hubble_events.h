@@ -179,7 +179,7 @@ struct hp_ct_key {
 #define HP_SEEN_PACKET 0x80
 
 struct hp_ct_value {
-    __u64 created_ns;
+    __u64 last_seen_ns;             /* refreshed at most once a second (sooner for short lifetimes) */
     __u64 packets;
     __u8 seen_fwd;
     __u8 seen_rev;
@@ -200,9 +200,19 @@ struct hp_metrics_value {
 #define HP_AGGREGATION_NONE 0
 #define HP_AGGREGATION_MEDIUM 2
 
+/* Conntrack lifetimes without traffic, in seconds (0 = the default): an expired entry is removed
+ * and the next packet is judged as a new connection (Cilium: 6 h TCP, 60 s other, 10 s closing). */
+#define HP_CT_LIFETIME_TCP 21600
+#define HP_CT_LIFETIME_NONTCP 60
+#define HP_CT_LIFETIME_CLOSING 10
+
 struct hp_config {
     __u32 aggregation;
     __u32 payload_len;              /* packet bytes appended to events, 0 = 128 */
+    __u32 ct_lifetime_tcp;
+    __u32 ct_lifetime_nontcp;
+    __u32 ct_lifetime_closing;      /* TCP after FIN or RST */
+    __u32 pad;
 };
 
 #endif /* HUBBLEPY_EVENTS_H */

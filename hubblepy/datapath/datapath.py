@@ -340,10 +340,20 @@ class Datapath:
         self._payload_len = nbytes
         self._write_config()
 
+    def set_conntrack_lifetimes(self, tcp: int = 21600, non_tcp: int = 60, closing: int = 10) -> None:
+        """Idle seconds after which a connection is forgotten and its next packet judged again."""
+        if min(tcp, non_tcp, closing) < 1:
+            raise ValueError("conntrack lifetimes must be at least 1 second")
+        self._lifetimes = (tcp, non_tcp, closing)
+        self._write_config()
+
     def _write_config(self) -> None:
         val = self.config.Leaf()
         val.aggregation = layout.AGGREGATION_LEVELS[getattr(self, "_aggregation", "medium")]
         val.payload_len = getattr(self, "_payload_len", 128)
+        val.ct_lifetime_tcp, val.ct_lifetime_nontcp, val.ct_lifetime_closing = getattr(
+            self, "_lifetimes", (21600, 60, 10)
+        )
         self.config[self.config.Key(0)] = val
 
     @property

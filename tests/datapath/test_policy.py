@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from hubblepy.datapath import PolicyEntry
@@ -23,7 +26,7 @@ from hubblepy.datapath.layout import (
     PolicyVerdictEvent,
     TraceEvent,
 )
-from hubblepy.datapath.testbed import echo_once
+from hubblepy.datapath.testbed import echo_once, netns_socket
 
 from .conftest import Env
 from .packets import TCP_ACK, TCP_SYN, parse
@@ -355,3 +358,24 @@ def test_a_broader_deny_wins_over_a_more_specific_allow(env: Env) -> None:
         env.identity(env.p1): (-DROP_POLICY_DENY, MATCH_L3_ONLY, 2),
         env.identity(env.p3): (0, MATCH_L4_ONLY, 3),
     }
+
+
+def test_idle_connection_expires_and_is_judged_again(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_conntrack_lifetimes(non_tcp=2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(env.identity(env.p1), 5353, UDP)])
+    sock = netns_socket(env.p1.netns, socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(b"a", (env.p2.ip, 5353))
+        env.dp.set_policy_entries(ep2, "ingress", [])
+        sock.sendto(b"b", (env.p2.ip, 5353))  # same flow, still established: passes
+        time.sleep(3)  # idle past the 2 s lifetime
+        sock.sendto(b"c", (env.p2.ip, 5353))  # judged again under the new policy: dropped
+    finally:
+        sock.close()
+
+    events = env.events(until=lambda ev: bool(drops(ev)))
+    udp_verdicts = [v.verdict for v in verdicts(events) if v.proto == UDP]
+    assert udp_verdicts == [0, -DROP_POLICY]
+    assert [parse(d.packet).payload_len for d in drops(events) if parse(d.packet).proto == UDP] == [1]
