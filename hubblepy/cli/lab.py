@@ -98,6 +98,18 @@ def up(
     timeout: float = typer.Option(180.0, help="seconds to wait for the lab to come up"),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
+    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout)
+
+
+def bring_up(
+    scenario: str = "",
+    no_datapath: bool = False,
+    listen_address: str = "127.0.0.1:4244",
+    relay_address: str = "127.0.0.1:4245",
+    monitor_aggregation: str = "medium",
+    timeout: float = 180.0,
+) -> None:
+    """``hubble lab up`` with plain defaults (also used by ``verify``)."""
     _need_root("hubble lab up")
     if monitor_aggregation not in ("medium", "none"):
         raise _fail(f"--monitor-aggregation must be medium or none, not {monitor_aggregation!r}")
@@ -207,6 +219,9 @@ def _teardown(quiet: bool = False) -> bool:
             time.sleep(0.1)
         if _alive(pid):
             netns.terminate([pid], timeout=5)
+    for orphan in _orphan_nodes(lab_dir()):  # a lab node whose pid file is gone
+        found = True
+        netns.terminate([orphan], timeout=5)
     relay_pid = (state or {}).get("relay_pid") or 0
     if relay_pid and _alive(relay_pid) and b"relay" in _cmdline(relay_pid):
         found = True
@@ -217,6 +232,27 @@ def _teardown(quiet: bool = False) -> bool:
     if folder.exists():
         found = found or (folder / "state.json").exists()
         shutil.rmtree(folder, ignore_errors=True)
+    return found
+
+
+def _orphan_nodes(folder: Path) -> list[int]:
+    """Lab node processes of this lab directory (by command line and HUBBLEPY_LAB_DIR)."""
+    from hubblepy.lab.state import DEFAULT_DIR
+
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        if b"hubblepy.lab.node" not in _cmdline(int(entry.name)):
+            continue
+        try:
+            environ = Path(f"/proc/{entry.name}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        value = next((e.split(b"=", 1)[1] for e in environ if e.startswith(b"HUBBLEPY_LAB_DIR=")), None)
+        their = Path(value.decode()) if value else Path(DEFAULT_DIR)
+        if their.resolve() == folder.resolve():
+            found.append(int(entry.name))
     return found
 
 
@@ -447,13 +483,7 @@ def verify() -> None:
     _need_root("hubble lab verify")
     if _node_pid() is None:
         _step("hubble lab up")
-        up(
-            scenario="",
-            no_datapath=False,
-            listen_address="127.0.0.1:4244",
-            relay_address="127.0.0.1:4245",
-            timeout=180.0,
-        )
+        bring_up()
     state = _load_state_or_fail()
     if not state.get("datapath"):
         raise _fail("the lab runs without the datapath (--no-datapath): nothing to verify")

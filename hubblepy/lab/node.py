@@ -34,7 +34,7 @@ from typing import Any
 
 from hubblepy.lab import netns
 from hubblepy.lab.scenario import PodSpec, Scenario, ScenarioError, load_scenario
-from hubblepy.lab.state import control_path, lab_dir, pid_path, save_state, state_path
+from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
 from hubblepy.policy import (
     EGRESS,
     INGRESS,
@@ -174,10 +174,29 @@ class LabNode:
         log.close()
 
     def run_forever(self) -> None:
+        control = control_path(self.folder)
+        inode = os.stat(control).st_ino
         while not self.stop.wait(0.5):
             if self.relay is not None and self.relay.poll() is not None:
                 sys.stderr.write(f"lab node: relay exited with status {self.relay.returncode}\n")
                 self.relay = None
+            try:
+                still_ours = os.stat(control).st_ino == inode
+            except OSError:
+                still_ours = False
+            if not still_ours:
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """The lab was removed under us (``lab down`` swept it): leave without touching anything.
+
+        The namespaces (and so our veths and tc filters) are gone and their names may already belong
+        to a new lab, so there is nothing to detach or delete: stop the relay and exit.
+        """
+        sys.stderr.write("lab node: the lab directory was removed; exiting without cleanup\n")
+        if self.relay is not None:
+            netns.terminate([self.relay.pid])
+        os._exit(0)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -533,6 +552,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     folder = lab_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    other = read_pid(pid_path(folder))
+    if other is not None and other != os.getpid():
+        sys.stderr.write(f"lab: another lab node (pid {other}) runs in {folder}\n")
+        return 1
     pid_path(folder).write_text(f"{os.getpid()}\n")
     node: LabNode | None = None
     signal.signal(signal.SIGTERM, lambda *_: node.stop.set() if node else sys.exit(1))
