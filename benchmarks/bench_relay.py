@@ -76,6 +76,25 @@ def observe_rate(server: str, expected: int) -> tuple[float, int]:
     return got / elapsed, got
 
 
+def raw_rate(server: str) -> tuple[float, int]:
+    """Flows/s of a bare gRPC reader that does not decode (isolates server and relay cost)."""
+    import grpc
+
+    from hubblepy.api.observer import observer_pb2
+
+    channel = grpc.insecure_channel(server, options=[("grpc.max_receive_message_length", 64 << 20)])
+    call = channel.unary_stream(
+        "/observer.Observer/GetFlows",
+        request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+        response_deserializer=None,
+    )
+    t0 = time.perf_counter()
+    got = sum(1 for _ in call(observer_pb2.GetFlowsRequest(number=(1 << 64) - 1)))
+    elapsed = time.perf_counter() - t0
+    channel.close()
+    return got / elapsed, got
+
+
 def main() -> None:
     procs: list[subprocess.Popen] = []
     try:
@@ -105,10 +124,19 @@ def main() -> None:
             )
             procs.append(relay3)
             via3, n_via3 = observe_rate(r3, 3 * CAPACITY)
+            raw_direct, _ = raw_rate(nodes[0])
+            raw_via1, _ = raw_rate(r1)
+            raw_via3, n_raw3 = raw_rate(r3)
+        print("hubble observe --all -o json > /dev/null:")
         print(f"direct node      : {direct:10.0f} flows/s ({n_direct} flows, -o json > /dev/null)")
         print(f"relay, 1 node    : {via1:10.0f} flows/s ({n_via1} flows)")
         print(f"relay, 3 nodes   : {via3:10.0f} flows/s ({n_via3} flows)")
         print(f"relay cost ratio : {direct / via1:10.2f} x (direct / via relay, 1 node)")
+        print("bare gRPC reader (no decoding), same requests:")
+        print(f"direct node      : {raw_direct:10.0f} flows/s")
+        print(f"relay, 1 node    : {raw_via1:10.0f} flows/s")
+        print(f"relay, 3 nodes   : {raw_via3:10.0f} flows/s ({n_raw3} responses incl. node status)")
+        print(f"relay cost ratio : {raw_direct / raw_via1:10.2f} x")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import queue
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ import grpc
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.relay import relay_pb2
+from relay.handoff import Handoff
 from relay.merge import SortBuffer
 from relay.peers import Node, PeerManager
 from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, scan_response
@@ -92,7 +92,7 @@ class _Fanout:
         self.follow = follow
         self.relay_name = relay_name
         self.retry_s = retry_s
-        self.queue: queue.Queue[Any] = queue.Queue(QUEUE_MAX)
+        self.queue = Handoff(QUEUE_MAX)
         self.cancelled = threading.Event()
         self.calls: dict[str, Any] = {}
         self.active: set[str] = set()
@@ -109,26 +109,21 @@ class _Fanout:
         ).start()
 
     def _put(self, item: Any) -> bool:
-        while not self.cancelled.is_set():
-            try:
-                self.queue.put(item, timeout=0.25)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return self.queue.put(item, self.cancelled)
 
     def _pump(self, node: Node, request: Any) -> None:
         last_ns = 0
         try:
             while not self.cancelled.is_set():
-                call = node.get_flows_raw()(request)
-                self.calls[node.address] = call
                 try:
-                    for wire in call:
-                        time_ns, kind = scan_response(wire)
-                        if kind == KIND_FLOW and time_ns > last_ns:
-                            last_ns = time_ns
-                        if not self._put((time_ns, kind, wire)):
+                    for batch in node.stream_flows(request, self.calls):
+                        items = []
+                        for wire in batch:
+                            time_ns, kind = scan_response(wire)
+                            if kind == KIND_FLOW and time_ns > last_ns:
+                                last_ns = time_ns
+                            items.append((time_ns, kind, wire))
+                        if not self.queue.put_many(items, self.cancelled):
                             return
                     if not self.follow:
                         return
@@ -257,13 +252,12 @@ class RelayObserver:
         buffer = SortBuffer(qlen)
         pending = streams
         follow = request.follow
-        get = fan.queue.get
+        take = fan.queue.take
         tick = min(self.drain_timeout, 0.25)
         last_arrival = last_check = time.monotonic()
         while follow or pending > 0:
-            try:
-                item = get(timeout=tick)
-            except queue.Empty:
+            batch = take(tick)
+            if not batch:
                 now = time.monotonic()
                 if now - last_arrival >= self.drain_timeout:
                     yield from buffer.drain()
@@ -274,17 +268,19 @@ class RelayObserver:
                 if not context.is_active():
                     return
                 continue
-            if item is _END:
-                pending -= 1
-                continue
-            time_ns, kind, wire = item
-            if kind < 0:  # node status: send right away
-                yield wire
-                continue
+            push = buffer.push
+            for item in batch:
+                if item is _END:
+                    pending -= 1
+                    continue
+                time_ns, kind, wire = item
+                if kind < 0:  # node status: send right away
+                    yield wire
+                    continue
+                out = push(time_ns, wire)
+                if out is not None:
+                    yield out
             last_arrival = time.monotonic()
-            out = buffer.push(time_ns, wire)
-            if out is not None:
-                yield out
             if follow and last_arrival - last_check >= 0.5:
                 last_check = last_arrival
                 self._pick_up_nodes(fan, request)
@@ -452,12 +448,13 @@ def _collect(node: Node, request: Any, timeout: float) -> list[tuple[int, int, b
     """All responses of a non-follow request to one node, or None when the node fails."""
     out = []
     try:
-        for wire in node.get_flows_raw()(request):
-            time_ns, kind = scan_response(wire)
-            lost = 0
-            if kind == KIND_LOST_EVENTS:
-                lost = observer_pb2.GetFlowsResponse.FromString(wire).lost_events.num_events_lost
-            out.append((time_ns, kind, wire, lost))
+        for batch in node.stream_flows(request, {}):
+            for wire in batch:
+                time_ns, kind = scan_response(wire)
+                lost = 0
+                if kind == KIND_LOST_EVENTS:
+                    lost = observer_pb2.GetFlowsResponse.FromString(wire).lost_events.num_events_lost
+                out.append((time_ns, kind, wire, lost))
     except grpc.RpcError:
         return None
     return out

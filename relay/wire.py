@@ -64,3 +64,19 @@ def scan_response(buf: bytes) -> tuple[int, int]:
         else:
             break
     return time_ns, kind
+
+
+def split_batch(buf: bytes) -> list[bytes]:
+    """The GetFlowsResponse bytes packed in a hubblepy batch (``repeated bytes responses = 1``)."""
+    out = []
+    pos = 0
+    end = len(buf)
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        if tag & 7 != 2:
+            raise ValueError("malformed batch")
+        length, pos = _varint(buf, pos)
+        if tag >> 3 == 1:
+            out.append(buf[pos : pos + length])
+        pos += length
+    return out

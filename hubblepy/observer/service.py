@@ -38,6 +38,8 @@ from hubblepy.observer.timefmt import timestamp_ns
 log = logging.getLogger(__name__)
 
 OBSERVER_SERVICE = "observer.Observer"
+BATCH_SERVICE = "hubblepy.Batch"  # node <-> relay extension, invisible to upstream clients
+BATCH_MAX = 256
 PEER_SERVICE = "peer.Peer"
 FOLLOW_POLL_S = 0.25
 
@@ -104,8 +106,13 @@ def stream_ring(
     node_name: str,
     predicate: Predicate | None = None,
     stop: threading.Event | None = None,
+    idle_marker: bool = False,
 ) -> Iterator[bytes]:
-    """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects."""
+    """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects.
+
+    With ``idle_marker`` an empty ``b""`` is yielded each time the reader has caught up with the
+    writer and is about to wait (batching callers flush then).
+    """
     number = request.number
     follow = request.follow
     since_ns = timestamp_ns(request.since.seconds, request.since.nanos) if request.HasField("since") else None
@@ -132,6 +139,8 @@ def stream_ring(
         if entry is None:  # caught up with the writer: wait for more (follow mode only)
             if not is_active() or (stop is not None and stop.is_set()):
                 return
+            if idle_marker:
+                yield b""
             ring.wait(seq, FOLLOW_POLL_S)
             continue
         seq += 1
@@ -172,6 +181,17 @@ def _rewind(ring: Ring, number: int, predicate: Predicate | None, until_ns: int 
     return seq
 
 
+def _length_prefixed(wire: bytes) -> bytes:
+    """``wire`` as one ``bytes`` field number 1 (tag, varint length, payload)."""
+    n = len(wire)
+    head = bytearray(b"\x0a")
+    while n >= 0x80:
+        head.append((n & 0x7F) | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + wire
+
+
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
     context.abort(code, message)
 
@@ -197,6 +217,9 @@ class NodeServices:
 
     # -- observer.Observer ----------------------------------------------------------------------
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield from self._flow_stream(request, context, idle_marker=False)
+
+    def _flow_stream(self, request: Any, context: grpc.ServicerContext, idle_marker: bool) -> Iterator[bytes]:
         if request.first and request.follow:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
         try:
@@ -215,7 +238,29 @@ class NodeServices:
             self.observer.node_name,
             predicate,
             self.stop,
+            idle_marker=idle_marker,
         )
+
+    def get_flows_batched(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """hubblepy extension for the relay: GetFlows with up to BATCH_MAX responses per message.
+
+        Each message is ``repeated bytes responses = 1`` of serialized GetFlowsResponse; a batch
+        is sent when full or when the reader has caught up (so follow mode adds no delay).
+        """
+        batch: list[bytes] = []
+        size = 0
+        for wire in self._flow_stream(request, context, idle_marker=True):
+            if wire:
+                batch.append(_length_prefixed(wire))
+                size += 1
+                if size < BATCH_MAX:
+                    continue
+            if batch:
+                yield b"".join(batch)
+                batch.clear()
+                size = 0
+        if batch:
+            yield b"".join(batch)
 
     def _events(self, ring: Ring, message_class: type, request: Any, context: grpc.ServicerContext):
         if request.first and request.follow:
@@ -317,7 +362,13 @@ class NodeServices:
                 response_serializer=peer_pb2.ChangeNotification.SerializeToString,
             )
         }
+        batch_methods = {
+            "GetFlows": grpc.unary_stream_rpc_method_handler(
+                self.get_flows_batched, request_deserializer=o.GetFlowsRequest.FromString
+            )
+        }
         return [
             grpc.method_handlers_generic_handler(OBSERVER_SERVICE, observer_methods),
+            grpc.method_handlers_generic_handler(BATCH_SERVICE, batch_methods),
             grpc.method_handlers_generic_handler(PEER_SERVICE, peer_methods),
         ]
