@@ -124,7 +124,10 @@ class Datapath:
         self._policy: dict[tuple[int, int], dict[tuple[int, int, int], PolicyEntry]] = {}
         self._attached: dict[tuple[str | None, int], bool] = {}  # -> clsact created by us
         self._closed = False
-        self.set_monitor_aggregation("medium")
+        self._aggregation = "medium"
+        self._payload_len = 128
+        self._lifetimes = (21600, 60, 10)  # TCP, other, TCP closing (seconds)
+        self._write_config()
         ref = weakref.ref(self)
         self._atexit = lambda: (dp := ref()) is not None and dp.close()
         atexit.register(self._atexit)
@@ -349,11 +352,9 @@ class Datapath:
 
     def _write_config(self) -> None:
         val = self.config.Leaf()
-        val.aggregation = layout.AGGREGATION_LEVELS[getattr(self, "_aggregation", "medium")]
-        val.payload_len = getattr(self, "_payload_len", 128)
-        val.ct_lifetime_tcp, val.ct_lifetime_nontcp, val.ct_lifetime_closing = getattr(
-            self, "_lifetimes", (21600, 60, 10)
-        )
+        val.aggregation = layout.AGGREGATION_LEVELS[self._aggregation]
+        val.payload_len = self._payload_len
+        val.ct_lifetime_tcp, val.ct_lifetime_nontcp, val.ct_lifetime_closing = self._lifetimes
         self.config[self.config.Key(0)] = val
 
     @property
