@@ -120,3 +120,51 @@ def clean_env(**extra: str) -> dict[str, str]:
     env.pop("XDG_CONFIG_HOME", None)
     env.update(extra)
     return env
+
+
+def make_pki(directory: Path, server_name: str = "n1.default.hubble-grpc.cilium.io") -> dict[str, Path]:
+    """A test CA with a server certificate (for ``server_name``) and a client certificate, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(subject: str, key, issuer: x509.Name, issuer_key, ca: bool, san: str | None) -> x509.Certificate:
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def pem_key(key) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("test-ca", ca_key, name("test-ca"), ca_key, True, None)
+    files = {"ca": ca.public_bytes(serialization.Encoding.PEM)}
+    for who, san in (("server", server_name), ("client", "client")):
+        key = ec.generate_private_key(ec.SECP256R1())
+        files[f"{who}-key"] = pem_key(key)
+        files[who] = cert(who, key, ca.subject, ca_key, False, san).public_bytes(serialization.Encoding.PEM)
+    paths = {}
+    for label, data in files.items():
+        path = directory / f"{label}.pem"
+        path.write_bytes(data)
+        paths[label] = path
+    return paths
