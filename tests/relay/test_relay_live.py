@@ -160,3 +160,49 @@ def test_node_killed_mid_stream_reports_error_and_comes_back_in_follow_mode(proc
     assert cli.returncode == 0
     errors = b"".join(stderr_chunks).decode()
     assert "NODE_ERROR" in errors and "node-b" in errors
+
+
+def test_node_unavailable_at_start_is_picked_up_in_follow_mode(procs):
+    import socket
+
+    with socket.socket() as s:  # a free port for a node that is not up yet
+        s.bind(("127.0.0.1", 0))
+        late_port = s.getsockname()[1]
+    early = procs.agent("early", "--replay", str(FLOWS), "--rate", "50")
+    relay = procs.relay(
+        "--peers",
+        f"{early.address},late=127.0.0.1:{late_port}",
+        "--retry-timeout",
+        "1s",
+        "--dial-timeout",
+        "1s",
+    )
+    cli = subprocess.Popen(
+        [*hubble_cli(), "observe", "--server", relay.address, "-f", "-o", "json", "--debug"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    nodes: set[str] = set()
+    threading.Thread(
+        target=lambda: [nodes.add(orjson.loads(line).get("node_name", "")) for line in cli.stdout],
+        daemon=True,
+    ).start()
+    stderr_chunks: list[bytes] = []
+    threading.Thread(target=lambda: stderr_chunks.extend(cli.stderr), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 20
+        while "early" not in nodes:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        procs.agent("late", "--replay", str(FLOWS), "--rate", "50", listen=f"127.0.0.1:{late_port}")
+        started = time.monotonic()
+        while "late" not in nodes:
+            assert time.monotonic() < started + 5, "late node not picked up within 5 s"
+            time.sleep(0.05)
+    finally:
+        cli.send_signal(signal.SIGINT)
+        cli.wait(10)
+    assert cli.returncode == 0
+    status = b"".join(stderr_chunks).decode()
+    assert "NODE_UNAVAILABLE" in status and "late" in status
