@@ -189,7 +189,10 @@ def bring_up(
             typer.echo(f"warning: {warning}", err=True)
     _print_status(load_state() or state)
     if state.get("relay"):
-        typer.echo(f"\nFlows: hubble observe --server {state['relay']} --namespace {sc.pods[0].namespace} -f")
+        server = (
+            "" if state["relay"] in ("127.0.0.1:4245", "localhost:4245") else f" --server {state['relay']}"
+        )
+        typer.echo(f"\nWatch: hubble observe{server} --namespace {sc.pods[0].namespace} -f")
 
 
 def _last_line(path: Path) -> str:
@@ -317,6 +320,11 @@ def _print_status(state: dict[str, Any]) -> None:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     names = ", ".join(p["ref"] for p in state.get("policies", [])) or "none"
     typer.echo(f"Policies: {names}")
+    if state.get("datapath"):
+        typer.echo(
+            f"Flows: {state.get('flows_published', 0)} published, "
+            f"{state.get('lost_samples', 0)} perf samples lost"
+        )
 
 
 @lab_app.command()

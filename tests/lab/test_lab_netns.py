@@ -11,6 +11,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from labtools import TEST_PREFIX, Lab, lab_netns, needs_root, pid_alive
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture
 def lab(tmp_path):
