@@ -232,6 +232,11 @@ def test_recreated_pod_keeps_identity_and_policy(lab):
     assert after["identity"] == before["identity"]
     assert lab.curl("payments/frontend", "http://api:8080/healthz").stdout == "200"
     assert lab.curl("default/probe", API).stdout == TIMEOUT
+    # the flows name the new endpoint: same pod, same identity, new IP and endpoint id
+    to_new = [f for f in lab.flows("--to-ip", after["ip"]) if f["destination"].get("pod_name") == "api"]
+    assert to_new
+    assert {f["destination"]["identity"] for f in to_new} == {before["identity"]}
+    assert {f["destination"]["ID"] for f in to_new} == {after["ep_id"]}
 
 
 def test_verify_tells_the_article_story(lab):
