@@ -181,15 +181,25 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct hp_packet 
     return 1;
 }
 
-static __always_inline void reverse_key(const struct hp_ct_key *k, struct hp_ct_key *r)
+/* Orders a tuple's two (address, port) ends so that both directions of a connection map to one
+ * conntrack key; returns 1 when the ends were swapped. The order itself is arbitrary but fixed. */
+static __always_inline __u8 canonical_key(struct hp_ct_key *k)
 {
-    __builtin_memcpy(r->saddr, k->daddr, 16);
-    __builtin_memcpy(r->daddr, k->saddr, 16);
-    r->sport = k->dport;
-    r->dport = k->sport;
-    r->proto = k->proto;
-    r->family = k->family;
-    r->ep_id = k->ep_id;
+    __u64 s0, s1, d0, d1;
+    __builtin_memcpy(&s0, &k->saddr[0], 8);
+    __builtin_memcpy(&s1, &k->saddr[8], 8);
+    __builtin_memcpy(&d0, &k->daddr[0], 8);
+    __builtin_memcpy(&d1, &k->daddr[8], 8);
+    if (s0 < d0 || (s0 == d0 && (s1 < d1 || (s1 == d1 && k->sport <= k->dport))))
+        return 0;
+    __builtin_memcpy(&k->saddr[0], &d0, 8);
+    __builtin_memcpy(&k->saddr[8], &d1, 8);
+    __builtin_memcpy(&k->daddr[0], &s0, 8);
+    __builtin_memcpy(&k->daddr[8], &s1, 8);
+    __u16 port = k->sport;
+    k->sport = k->dport;
+    k->dport = port;
+    return 1;
 }
 
 static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
@@ -301,50 +311,31 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
     __u32 local_id = ep->identity;
     __u32 ep_flags = ep->flags;
     __u8 v6 = p.tuple.family == 6;
-    __u32 remote_id, src_id, dst_id;
-    if (dir == HP_DIR_EGRESS) {
-        remote_id = ipcache_identity(p.tuple.daddr, p.tuple.family);
-        src_id = local_id;
-        dst_id = remote_id;
-    } else {
-        remote_id = ipcache_identity(p.tuple.saddr, p.tuple.family);
-        src_id = remote_id;
-        dst_id = local_id;
-    }
 
-    /* ---- conntrack ---- */
+    /* ---- conntrack: one entry per connection and endpoint, both directions share it ---- */
     struct hp_ct_key key = p.tuple;
     key.ep_id = ep_id;
-    struct hp_ct_key rkey = {};
+    __u8 swapped = canonical_key(&key);
     __u8 state = HP_CT_NEW;
     __u8 fwd = 1;
     struct hp_ct_value *ct = conntrack.lookup(&key);
     if (ct) {
-        state = HP_CT_ESTABLISHED;
+        fwd = swapped == ct->orig_swapped;
+        state = fwd ? HP_CT_ESTABLISHED : HP_CT_REPLY;
         /* a fresh SYN on a tuple whose connection was closed starts anew */
         if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x12) == 0x02 &&
             ((ct->seen_fwd | ct->seen_rev) & (HP_SEEN_FIN | HP_SEEN_RST))) {
             conntrack.delete(&key);
             ct = 0;
+            fwd = 1;
             state = HP_CT_NEW;
         }
-    } else {
-        reverse_key(&key, &rkey);
-        ct = conntrack.lookup(&rkey);
-        if (ct) {
-            state = HP_CT_REPLY;
-            fwd = 0;
-        } else if (p.is_icmp_error) {
-            struct hp_ct_key ik = p.inner;
-            ik.ep_id = ep_id;
-            if (conntrack.lookup(&ik)) {
-                state = HP_CT_RELATED;
-            } else {
-                reverse_key(&ik, &rkey);
-                if (conntrack.lookup(&rkey))
-                    state = HP_CT_RELATED;
-            }
-        }
+    } else if (p.is_icmp_error) {
+        struct hp_ct_key ik = p.inner;
+        ik.ep_id = ep_id;
+        canonical_key(&ik);
+        if (conntrack.lookup(&ik))
+            state = HP_CT_RELATED;
     }
 
     /* an entry idle for longer than its lifetime is gone: this packet starts a new connection */
@@ -361,10 +352,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
         if (refresh > 1000000000ULL)
             refresh = 1000000000ULL;
         if (idle > lifetime_ns) {
-            if (fwd)
-                conntrack.delete(&key);
-            else
-                conntrack.delete(&rkey);
+            conntrack.delete(&key);
             ct = 0;
             fwd = 1;
             state = HP_CT_NEW;
@@ -373,10 +361,35 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
         }
     }
 
+    /* ---- monitor aggregation: what gets a trace event ---- */
     __u8 bits = HP_SEEN_PACKET;
     if (p.tuple.proto == IPPROTO_TCP)
         bits |= p.tcp_flags & (HP_SEEN_FIN | HP_SEEN_SYN | HP_SEEN_RST);
-    int report = aggregation == HP_AGGREGATION_NONE;
+    int report = aggregation == HP_AGGREGATION_NONE || state == HP_CT_NEW || state == HP_CT_RELATED;
+    if (ct) {
+        __u8 seen = fwd ? ct->seen_fwd : ct->seen_rev;
+        if (bits & ~seen) {
+            report = 1;
+            if (fwd)
+                ct->seen_fwd = seen | bits;
+            else
+                ct->seen_rev = seen | bits;
+        }
+    }
+
+    /* identities are only needed to judge or to report: most packets need neither */
+    __u32 remote_id = 0, src_id = 0, dst_id = 0;
+    if (report) {
+        if (dir == HP_DIR_EGRESS) {
+            remote_id = ipcache_identity(p.tuple.daddr, p.tuple.family);
+            src_id = local_id;
+            dst_id = remote_id;
+        } else {
+            remote_id = ipcache_identity(p.tuple.saddr, p.tuple.family);
+            src_id = remote_id;
+            dst_id = local_id;
+        }
+    }
 
     /* ---- policy: only new connections are judged ---- */
     if (state == HP_CT_NEW) {
@@ -430,24 +443,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
         }
         struct hp_ct_value nv = {};
         nv.last_seen_ns = now;
-        nv.packets = 1;
         nv.seen_fwd = bits;
         nv.direction = dir;
         nv.audited = audited;
+        nv.orig_swapped = swapped;
         conntrack.update(&key, &nv);
-        report = 1;
-    } else if (state == HP_CT_RELATED) {
-        report = 1;
-    } else if (ct) {
-        __sync_fetch_and_add(&ct->packets, 1);
-        __u8 seen = fwd ? ct->seen_fwd : ct->seen_rev;
-        if (bits & ~seen) {
-            report = 1;
-            if (fwd)
-                ct->seen_fwd = seen | bits;
-            else
-                ct->seen_rev = seen | bits;
-        }
     }
 
     if (report) {

@@ -159,8 +159,9 @@ struct hp_policy_value {
     __u32 cookie;
 };
 
-/* conntrack: one entry per endpoint and connection, keyed by the tuple of the
- * first packet the endpoint's programs saw. */
+/* conntrack: one entry per endpoint and connection. Both directions share the entry: the key's two
+ * (address, port) ends are put in a fixed order, and the value remembers whether the first packet's
+ * tuple had to be swapped for that, which tells replies from the originator's packets. */
 struct hp_ct_key {
     __u8 saddr[16];
     __u8 daddr[16];
@@ -180,12 +181,13 @@ struct hp_ct_key {
 
 struct hp_ct_value {
     __u64 last_seen_ns;             /* refreshed at most once a second (sooner for short lifetimes) */
-    __u64 packets;
-    __u8 seen_fwd;
-    __u8 seen_rev;
+    __u64 packets;                  /* unused (kept 0): a per-packet atomic costs too much */
+    __u8 seen_fwd;                  /* direction of the first packet */
+    __u8 seen_rev;                  /* the reply direction */
     __u8 direction;                 /* policy direction that created it */
     __u8 audited;
-    __u32 pad;
+    __u8 orig_swapped;              /* the first packet's tuple was swapped to make the key */
+    __u8 pad[3];
 };
 
 /* per-CPU counters, index = reason * 4 + direction */

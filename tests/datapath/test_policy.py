@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 import pytest
@@ -26,7 +27,7 @@ from hubblepy.datapath.layout import (
     PolicyVerdictEvent,
     TraceEvent,
 )
-from hubblepy.datapath.testbed import echo_once, netns_socket
+from hubblepy.datapath.testbed import Pod, echo_once, netns_socket, run_in_netns
 
 from .conftest import Env
 from .packets import TCP_ACK, TCP_SYN, parse
@@ -379,3 +380,50 @@ def test_idle_connection_expires_and_is_judged_again(env: Env) -> None:
     udp_verdicts = [v.verdict for v in verdicts(events) if v.proto == UDP]
     assert udp_verdicts == [0, -DROP_POLICY]
     assert [parse(d.packet).payload_len for d in drops(events) if parse(d.packet).proto == UDP] == [1]
+
+
+def _checksum(data: bytes) -> int:
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+def _ping(src: Pod, dst: Pod, ident: int) -> bool:
+    """One ICMP echo from a raw socket in ``src``; True if the matching reply arrives within 1 s."""
+    sock = run_in_netns(
+        src.netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    )
+    try:
+        body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"hubblepy"
+        body = body[:2] + _checksum(body).to_bytes(2, "big") + body[4:]
+        sock.sendto(body, (dst.ip, 0))
+        sock.settimeout(1.0)
+        while True:
+            packet = sock.recv(2048)
+            icmp = packet[(packet[0] & 0x0F) * 4 :]
+            if icmp[0] == 0 and int.from_bytes(icmp[4:6], "big") == ident:
+                return True
+    except TimeoutError:
+        return False
+    finally:
+        sock.close()
+
+
+def test_icmp_echo_is_judged_by_type_and_the_reply_passes(env: Env) -> None:
+    ep1, ep2 = env.ep_id(env.p1), env.ep_id(env.p2)
+    env.dp.set_enforcement(ep1, egress=True)
+    env.dp.set_enforcement(ep2, ingress=True)
+    env.dp.set_policy_entries(ep1, "egress", [PolicyEntry(env.identity(env.p2), 8, ICMP)])  # echo request
+    env.dp.set_policy_entries(ep2, "ingress", [PolicyEntry(env.identity(env.p1), 8, ICMP)])
+
+    assert _ping(env.p1, env.p2, 0x1234)
+    assert not _ping(env.p3, env.p2, 0x1235)
+
+    events = env.events(until=lambda ev: drops(ev) and len(verdicts(ev)) >= 3)
+    allowed = sorted(
+        (v.source, v.dst_port, v.proto, v.match_type) for v in verdicts(events) if v.verdict == 0
+    )
+    assert allowed == [(ep1, 8, ICMP, MATCH_L3_L4), (ep2, 8, ICMP, MATCH_L3_L4)]
+    replies = {(t.obs_point, t.source) for t in traces(events) if t.reason == CT_REPLY}
+    assert replies == {(TRACE_FROM_LXC, ep2), (TRACE_TO_LXC, ep1)}
+    assert {d.src_label for d in drops(events)} == {env.identity(env.p3)}
