@@ -76,14 +76,54 @@ def sample_story() -> None:
     )
 
 
+def lab_story() -> None:
+    """The live story: the payments lab on real eBPF, the article's Verify steps, then its flows."""
+    say("The payments lab on this machine: pods as network namespaces, eBPF policy on their veths")
+    hubble("lab", "verify")
+    say("Every flow of the payments namespace, through the relay on localhost:4245")
+    hubble("observe", "--namespace", "payments", "--last", "40")
+    say("Policy verdicts with the policies that decided them")
+    hubble(
+        "observe",
+        "--namespace",
+        "payments",
+        "--type",
+        "policy-verdict",
+        "--print-policy-names",
+        "--last",
+        "10",
+    )
+    print(
+        "\nThe lab keeps running: try `.venv/bin/hubble observe -f`, `hubble lab status`; remove it with "
+        "`.venv/bin/hubble lab down`."
+    )
+
+
+def lab_unavailable_reason() -> str | None:
+    """Why the live lab cannot run here (None when it can)."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces and eBPF)"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc is not installed (Debian package python3-bpfcc)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m hubblepy.demo [--sample]``."""
     parser = argparse.ArgumentParser(prog="hubblepy.demo", description=__doc__)
     parser.add_argument(
         "--sample", action="store_true", help="use the recorded capture instead of a live lab"
     )
-    parser.parse_args(argv)
-    sample_story()
+    options = parser.parse_args(argv)
+    reason = None if options.sample else lab_unavailable_reason()
+    if options.sample or reason:
+        if reason:
+            print(f"demo: {reason}; showing the recorded capture of the same story instead.")
+        sample_story()
+        return
+    lab_story()
 
 
 if __name__ == "__main__":
