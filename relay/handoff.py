@@ -24,6 +24,9 @@ class Handoff:
         self._consumer_waiting = False
         self._producers_waiting = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def put(self, item: Any, cancelled: threading.Event) -> bool:
         """Add ``item``; False when ``cancelled`` was set while waiting for room."""
         if len(self._items) >= self._limit and not self._wait_for_room(cancelled):

@@ -185,7 +185,7 @@ class Relay:
             futures.ThreadPoolExecutor(max_workers=self.args.max_workers, thread_name_prefix="relay-grpc"),
             options=[("grpc.so_reuseport", 0)],
         )
-        server.add_generic_rpc_handlers([self.observer.handlers()])
+        server.add_generic_rpc_handlers([self.observer.handlers(), self.observer.batch_handlers()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for name in (HEALTH_SERVICE_NAME, ""):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 GET_FLOWS = "/observer.Observer/GetFlows"
 GET_FLOWS_BATCHED = "/hubblepy.Batch/GetFlows"  # our nodes' batched GetFlows (see hubblepy.observer.service)
+GET_FLOWS_JSON = "/hubblepy.Batch/GetFlowsJSON"  # batches of canonical JSON lines
 
 
 @dataclass
@@ -70,15 +71,19 @@ class Node:
             response_deserializer=None,
         )
 
-    def stream_flows(self, request: Any, calls: dict[str, Any]) -> Iterator[list[bytes]]:
+    def stream_flows(
+        self, request: Any, calls: dict[str, Any], as_json: bool = False
+    ) -> Iterator[list[bytes]]:
         """Responses of GetFlows as batches of raw bytes; uses the batched extension when the node has it.
 
+        With ``as_json`` the items are canonical JSON lines (with ``\n``) instead of protobuf bytes;
+        a node without the extension is read with plain GetFlows and converted here.
         The running call is kept in ``calls[self.address]`` so that it can be cancelled.
         """
         assert self.channel is not None
         if self.supports_batch is not False:
             batched = self.channel.unary_stream(
-                GET_FLOWS_BATCHED,
+                GET_FLOWS_JSON if as_json else GET_FLOWS_BATCHED,
                 request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
                 response_deserializer=None,
             )
@@ -87,7 +92,7 @@ class Node:
             try:
                 for message in call:
                     self.supports_batch = True
-                    yield split_batch(message)
+                    yield message.splitlines(keepends=True) if as_json else split_batch(message)
                 return
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNIMPLEMENTED or self.supports_batch:
@@ -95,8 +100,15 @@ class Node:
                 self.supports_batch = False  # an upstream node: plain GetFlows
         call = self.get_flows_raw()(request)
         calls[self.address] = call
+        if not as_json:
+            for wire in call:
+                yield [wire]
+            return
+        from hubblepy.codec import encode, message_to_dict
+
+        parse = observer_pb2.GetFlowsResponse.FromString
         for wire in call:
-            yield [wire]
+            yield [encode(message_to_dict(parse(wire))) + b"\n"]
 
     def observer_stub(self) -> Any:
         from hubblepy.api.observer import observer_pb2_grpc

@@ -26,13 +26,15 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import orjson
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.relay import relay_pb2
+from hubblepy.observer.timefmt import format_ns
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
 from relay.peers import Node, PeerManager
-from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, scan_response
+from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_response
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,36 @@ def node_status_bytes(relay_name: str, state: int, names: list[str], message: st
     return resp.SerializeToString()
 
 
+def node_status_json(relay_name: str, state: int, names: list[str], message: str = "") -> bytes:
+    """The same NodeStatusEvent response as a canonical JSON line."""
+    from hubblepy.codec import encode
+
+    status: dict[str, Any] = {"state_change": relay_pb2.NodeState.Name(state)}
+    if names:
+        status["node_names"] = list(names)
+    if message:
+        status["message"] = message
+    resp: dict[str, Any] = {"node_status": status}
+    if relay_name:
+        resp["node_name"] = relay_name
+    resp["time"] = format_ns(time.time_ns())
+    return encode(resp) + b"\n"
+
+
 class _Fanout:
     """One client's GetFlows: a reader thread per node feeding one bounded queue."""
 
     def __init__(
-        self, peers: PeerManager, request: Any, follow: bool, relay_name: str, retry_s: float
+        self,
+        peers: PeerManager,
+        request: Any,
+        follow: bool,
+        relay_name: str,
+        retry_s: float,
+        as_json: bool = False,
     ) -> None:
+        self.as_json = as_json
+        self.status = node_status_json if as_json else node_status_bytes
         self.peers = peers
         self.request = request
         self.follow = follow
@@ -116,10 +142,11 @@ class _Fanout:
         try:
             while not self.cancelled.is_set():
                 try:
-                    for batch in node.stream_flows(request, self.calls):
+                    info = json_line_info if self.as_json else scan_response
+                    for batch in node.stream_flows(request, self.calls, self.as_json):
                         items = []
                         for wire in batch:
-                            time_ns, kind = scan_response(wire)
+                            time_ns, kind = info(wire)
                             if kind == KIND_FLOW and time_ns > last_ns:
                                 last_ns = time_ns
                             items.append((time_ns, kind, wire))
@@ -135,7 +162,7 @@ class _Fanout:
                         (
                             time.time_ns(),
                             -1,
-                            node_status_bytes(self.relay_name, relay_pb2.NODE_ERROR, [node.name], message),
+                            self.status(self.relay_name, relay_pb2.NODE_ERROR, [node.name], message),
                         )
                     )
                     if not self.follow or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
@@ -150,7 +177,7 @@ class _Fanout:
                     (
                         time.time_ns(),
                         -1,
-                        node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
+                        self.status(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
                     )
                 )
         finally:
@@ -209,6 +236,18 @@ class RelayObserver:
 
     # -- GetFlows -------------------------------------------------------------------------------
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        for wire in self._flows(request, context, as_json=False):
+            if wire:
+                yield wire
+
+    def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """hubblepy extension: the merged stream as batches of canonical JSON lines (see the node's)."""
+        from hubblepy.observer.service import batched
+
+        yield from batched(self._flows(request, context, as_json=True), None)
+
+    def _flows(self, request: Any, context: grpc.ServicerContext, as_json: bool) -> Iterator[bytes]:
+        """The merged response stream; ``b""`` items mark moments the relay is about to wait."""
         if request.first and request.follow:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
         from hubblepy.observer.service import BadRequest, compile_request_filters
@@ -219,6 +258,7 @@ class RelayObserver:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         metadata = dict(context.invocation_metadata())
         context.send_initial_metadata((("hubble-relay-version", RELAY_VERSION),))
+        status = node_status_json if as_json else node_status_bytes
         connected, unavailable = self._split_nodes()
         if (
             metadata.get(STRICT_LAST_KEY) == "1"
@@ -226,14 +266,12 @@ class RelayObserver:
             and not request.first
             and request.number
         ):
-            yield from self._strict_last(request, context, connected, unavailable)
+            yield from self._strict_last(request, context, connected, unavailable, as_json)
             return
-        yield node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in connected])
+        yield status(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in connected])
         if unavailable:
-            yield node_status_bytes(
-                self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in unavailable]
-            )
-        fan = _Fanout(self.peers, request, request.follow, self.relay_name, self.retry_timeout)
+            yield status(self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in unavailable])
+        fan = _Fanout(self.peers, request, request.follow, self.relay_name, self.retry_timeout, as_json)
         context.add_callback(fan.cancel)
         for node in connected:
             fan.start(node, request)
@@ -256,6 +294,8 @@ class RelayObserver:
         tick = min(self.drain_timeout, 0.25)
         last_arrival = last_check = time.monotonic()
         while follow or pending > 0:
+            if not len(fan.queue):
+                yield b""  # about to wait: batching callers send what they hold
             batch = take(tick)
             if not batch:
                 now = time.monotonic()
@@ -294,25 +334,27 @@ class RelayObserver:
                 resumed.CopyFrom(request)
                 resumed.number = 0
                 fan._put(
-                    (
-                        time.time_ns(),
-                        -1,
-                        node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
-                    )
+                    (time.time_ns(), -1, fan.status(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]))
                 )
                 fan.start(node, resumed)
 
     def _strict_last(
-        self, request: Any, context: grpc.ServicerContext, connected: list[Node], unavailable: list[Node]
+        self,
+        request: Any,
+        context: grpc.ServicerContext,
+        connected: list[Node],
+        unavailable: list[Node],
+        as_json: bool = False,
     ) -> Iterator[bytes]:
         number = request.number
-        results = list(self.pool.map(lambda n: _collect(n, request, self.dial_timeout), connected))
+        status = node_status_json if as_json else node_status_bytes
+        results = list(self.pool.map(lambda n: _collect(n, request, as_json), connected))
         answered = [n for n, r in zip(connected, results, strict=True) if r is not None]
         failed = [n for n, r in zip(connected, results, strict=True) if r is None]
-        yield node_status_bytes(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in answered])
+        yield status(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in answered])
         missing = unavailable + failed
         if missing:
-            yield node_status_bytes(self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in missing])
+            yield status(self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in missing])
         flows: list[tuple[int, int, bytes]] = []
         lost_total = 0
         seq = 0
@@ -411,6 +453,17 @@ class RelayObserver:
     def unimplemented(self, request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "not implemented by hubble-relay")
 
+    def batch_handlers(self) -> grpc.GenericRpcHandler:
+        """hubblepy.Batch/GetFlowsJSON for our CLI (upstream clients never call it)."""
+        return grpc.method_handlers_generic_handler(
+            "hubblepy.Batch",
+            {
+                "GetFlowsJSON": grpc.unary_stream_rpc_method_handler(
+                    self.get_flows_json, request_deserializer=observer_pb2.GetFlowsRequest.FromString
+                )
+            },
+        )
+
     def handlers(self) -> grpc.GenericRpcHandler:
         o = observer_pb2
         return grpc.method_handlers_generic_handler(
@@ -444,16 +497,20 @@ class RelayObserver:
         )
 
 
-def _collect(node: Node, request: Any, timeout: float) -> list[tuple[int, int, bytes, int]] | None:
+def _collect(node: Node, request: Any, as_json: bool) -> list[tuple[int, int, bytes, int]] | None:
     """All responses of a non-follow request to one node, or None when the node fails."""
     out = []
+    info = json_line_info if as_json else scan_response
     try:
-        for batch in node.stream_flows(request, {}):
+        for batch in node.stream_flows(request, {}, as_json):
             for wire in batch:
-                time_ns, kind = scan_response(wire)
+                time_ns, kind = info(wire)
                 lost = 0
                 if kind == KIND_LOST_EVENTS:
-                    lost = observer_pb2.GetFlowsResponse.FromString(wire).lost_events.num_events_lost
+                    if as_json:
+                        lost = int(orjson.loads(wire)["lost_events"].get("num_events_lost", 0))
+                    else:
+                        lost = observer_pb2.GetFlowsResponse.FromString(wire).lost_events.num_events_lost
                 out.append((time_ns, kind, wire, lost))
     except grpc.RpcError:
         return None

@@ -25,6 +25,8 @@ import grpc
 from hubblepy.api.observer import observer_pb2
 
 STRICT_LAST_KEY = "hubblepy-strict-last"
+GET_FLOWS = "/observer.Observer/GetFlows"
+GET_FLOWS_JSON = "/hubblepy.Batch/GetFlowsJSON"
 COMPLETENESS_KEY = "hubblepy-completeness"
 TLS_PREFIX = "tls://"
 HEALTH_SERVICE_NAME = "hubble.server.Observer"
@@ -154,7 +156,6 @@ def run_live_observe(
     args: Any, stdout: BinaryIO, stderr: TextIO, env: Mapping[str, str] | None = None
 ) -> int:
     """`hubble observe` against a server: send the request, print every response; returns the exit status."""
-    from hubblepy.codec import message_to_dict
     from hubblepy.printer import Printer
 
     env = os.environ if env is None else env
@@ -167,25 +168,19 @@ def run_live_observe(
     request = build_flows_request(args)
     strict = wants_strict_last(args, env)
     metadata = ((STRICT_LAST_KEY, "1"),) if strict else None
-    get_flows = channel.unary_stream(
-        "/observer.Observer/GetFlows",
-        request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-        response_deserializer=None,
-    )
     printer = Printer(live_print_options(args, stdout), stdout, err_bin)
-    parse = observer_pb2.GetFlowsResponse.FromString
-    call = get_flows(request, metadata=metadata)
+    calls: list[Any] = []
     status = 0
     try:
-        for wire in call:
-            printer.write(message_to_dict(parse(wire)))
+        stream_records(channel, request, metadata, printer, args.follow, calls)
         if strict:
-            summary = dict(call.trailing_metadata() or ()).get(COMPLETENESS_KEY)
+            summary = dict(calls[-1].trailing_metadata() or ()).get(COMPLETENESS_KEY)
             printer.close()
             stdout.flush()
             stderr.write(_completeness_line(args.number, summary) + "\n")
     except KeyboardInterrupt:
-        call.cancel()
+        for call in calls:
+            call.cancel()
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
             printer.close()
@@ -200,6 +195,48 @@ def run_live_observe(
             pass
         channel.close()
     return status
+
+
+def stream_records(
+    channel: grpc.Channel, request: Any, metadata: Any, printer: Any, follow: bool, calls: list[Any]
+) -> None:
+    """Print every response of GetFlows.
+
+    Our nodes and relay offer ``hubblepy.Batch/GetFlowsJSON`` (batches of the canonical JSON lines
+    `-o json` prints), which saves decoding protobuf per flow; any other server answers
+    UNIMPLEMENTED and is read with the standard ``observer.Observer/GetFlows``. In follow mode the
+    output is flushed after every message so flows appear as they come.
+    """
+    import orjson
+
+    from hubblepy.codec import message_to_dict
+
+    serialize = observer_pb2.GetFlowsRequest.SerializeToString
+    json_call = channel.unary_stream(GET_FLOWS_JSON, request_serializer=serialize, response_deserializer=None)
+    call = json_call(request, metadata=metadata)
+    calls.append(call)
+    write = printer.write
+    loads = orjson.loads
+    received = False
+    try:
+        for message in call:
+            received = True
+            for line in message.splitlines():
+                write(loads(line), line)
+            if follow:
+                printer.flush()
+        return
+    except grpc.RpcError as exc:
+        if received or exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise
+    plain = channel.unary_stream(GET_FLOWS, request_serializer=serialize, response_deserializer=None)
+    call = plain(request, metadata=metadata)
+    calls.append(call)
+    parse = observer_pb2.GetFlowsResponse.FromString
+    for wire in call:
+        write(message_to_dict(parse(wire)))
+        if follow:
+            printer.flush()
 
 
 def live_print_options(args: Any, stdout: BinaryIO) -> Any:

@@ -26,10 +26,11 @@ class RingEntry:
     ``response`` is a canonical ``observer.GetFlowsResponse`` dict (with ``flow`` or
     ``lost_events``), or a ``GetAgentEventsResponse``/``GetDebugEventsResponse`` dict in the
     agent/debug rings. ``wire`` caches the serialized protobuf of the whole response, built by the
-    first reader that needs it; ``masked`` caches one field-masked variant as ``(mask_key, bytes)``.
+    first reader that needs it; ``masked`` caches one field-masked variant as ``(mask_key, bytes)``;
+    ``json``/``masked_json`` do the same for the canonical JSON line served to hubblepy clients.
     """
 
-    __slots__ = ("time_ns", "response", "flow", "wire", "masked")
+    __slots__ = ("time_ns", "response", "flow", "wire", "masked", "json", "masked_json")
 
     def __init__(self, time_ns: int, response: dict[str, Any]) -> None:
         self.time_ns = time_ns
@@ -37,6 +38,8 @@ class RingEntry:
         self.flow: dict[str, Any] | None = response.get("flow")
         self.wire: bytes | None = None
         self.masked: tuple[Any, bytes] | None = None
+        self.json: bytes | None = None  # canonical JSON line (with "\n") for hubblepy clients
+        self.masked_json: tuple[Any, bytes] | None = None
 
 
 def validate_capacity(capacity: int) -> None:

@@ -33,7 +33,7 @@ from hubblepy.api.peer import peer_pb2
 from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message, message_to_dict
 from hubblepy.observer.core import Observer
 from hubblepy.observer.ring import Ring, RingEntry
-from hubblepy.observer.timefmt import timestamp_ns
+from hubblepy.observer.timefmt import format_ns, timestamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,25 @@ class ResponseEncoder:
         self.mask_tree = compile_mask(mask_paths) if mask_paths else None
         self.mask_key = tuple(sorted(mask_paths)) if mask_paths else None
 
+    def encode_json(self, entry: RingEntry) -> bytes:
+        """The entry as one canonical JSON line (``hubble observe -o json`` bytes plus ``\n``)."""
+        from hubblepy.codec import encode
+
+        if self.mask_tree is None or entry.flow is None:
+            line = entry.json
+            if line is None:
+                line = encode(entry.response) + b"\n"
+                entry.json = line
+            return line
+        cached = entry.masked_json
+        if cached is not None and cached[0] == self.mask_key:
+            return cached[1]
+        resp = dict(entry.response)
+        resp["flow"] = apply_mask(entry.flow, self.mask_tree)
+        line = encode(resp) + b"\n"
+        entry.masked_json = (self.mask_key, line)
+        return line
+
     def encode(self, entry: RingEntry) -> bytes:
         if self.mask_tree is None or entry.flow is None:
             wire = entry.wire
@@ -98,6 +117,16 @@ def _lost_response(node_name: str, count: int) -> bytes:
     return resp.SerializeToString()
 
 
+def _lost_json(node_name: str, count: int) -> bytes:
+    from hubblepy.codec import encode
+
+    resp: dict[str, Any] = {"lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": str(count)}}
+    if node_name:
+        resp["node_name"] = node_name
+    resp["time"] = format_ns(time.time_ns())
+    return encode(resp) + b"\n"
+
+
 def stream_ring(
     ring: Ring,
     request: Any,
@@ -107,6 +136,7 @@ def stream_ring(
     predicate: Predicate | None = None,
     stop: threading.Event | None = None,
     idle_marker: bool = False,
+    encode_lost: Callable[[str, int], bytes] = _lost_response,
 ) -> Iterator[bytes]:
     """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects.
 
@@ -133,7 +163,7 @@ def stream_ring(
             return
         entry, lost = ring.read(seq)
         if lost:
-            yield _lost_response(node_name, lost)
+            yield encode_lost(node_name, lost)
             seq += lost
             continue
         if entry is None:  # caught up with the writer: wait for more (follow mode only)
@@ -192,6 +222,25 @@ def _length_prefixed(wire: bytes) -> bytes:
     return bytes(head) + wire
 
 
+def batched(items: Iterator[bytes], frame: Callable[[bytes], bytes] | None) -> Iterator[bytes]:
+    """Group a stream with idle markers (``b""``) into messages of up to BATCH_MAX items.
+
+    A batch goes out when full or at an idle marker, so a caught-up follower gets every item at once.
+    ``frame`` wraps each item (e.g. as a length-prefixed protobuf field); None joins items as they are.
+    """
+    batch: list[bytes] = []
+    for item in items:
+        if item:
+            batch.append(frame(item) if frame is not None else item)
+            if len(batch) < BATCH_MAX:
+                continue
+        if batch:
+            yield b"".join(batch)
+            batch.clear()
+    if batch:
+        yield b"".join(batch)
+
+
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
     context.abort(code, message)
 
@@ -219,7 +268,9 @@ class NodeServices:
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         yield from self._flow_stream(request, context, idle_marker=False)
 
-    def _flow_stream(self, request: Any, context: grpc.ServicerContext, idle_marker: bool) -> Iterator[bytes]:
+    def _flow_stream(
+        self, request: Any, context: grpc.ServicerContext, idle_marker: bool, as_json: bool = False
+    ) -> Iterator[bytes]:
         if request.first and request.follow:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
         try:
@@ -234,11 +285,12 @@ class NodeServices:
             self.observer.flows,
             request,
             context.is_active,
-            encoder.encode,
+            encoder.encode_json if as_json else encoder.encode,
             self.observer.node_name,
             predicate,
             self.stop,
             idle_marker=idle_marker,
+            encode_lost=_lost_json if as_json else _lost_response,
         )
 
     def get_flows_batched(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -247,20 +299,15 @@ class NodeServices:
         Each message is ``repeated bytes responses = 1`` of serialized GetFlowsResponse; a batch
         is sent when full or when the reader has caught up (so follow mode adds no delay).
         """
-        batch: list[bytes] = []
-        size = 0
-        for wire in self._flow_stream(request, context, idle_marker=True):
-            if wire:
-                batch.append(_length_prefixed(wire))
-                size += 1
-                if size < BATCH_MAX:
-                    continue
-            if batch:
-                yield b"".join(batch)
-                batch.clear()
-                size = 0
-        if batch:
-            yield b"".join(batch)
+        yield from batched(self._flow_stream(request, context, idle_marker=True), _length_prefixed)
+
+    def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """hubblepy extension: GetFlows as batches of canonical JSON lines (``-o json`` bytes).
+
+        Our CLI and relay use it to skip protobuf decoding and re-encoding; each entry's line is
+        built once and cached in the ring.
+        """
+        yield from batched(self._flow_stream(request, context, idle_marker=True, as_json=True), None)
 
     def _events(self, ring: Ring, message_class: type, request: Any, context: grpc.ServicerContext):
         if request.first and request.follow:
@@ -365,7 +412,10 @@ class NodeServices:
         batch_methods = {
             "GetFlows": grpc.unary_stream_rpc_method_handler(
                 self.get_flows_batched, request_deserializer=o.GetFlowsRequest.FromString
-            )
+            ),
+            "GetFlowsJSON": grpc.unary_stream_rpc_method_handler(
+                self.get_flows_json, request_deserializer=o.GetFlowsRequest.FromString
+            ),
         }
         return [
             grpc.method_handlers_generic_handler(OBSERVER_SERVICE, observer_methods),
