@@ -76,6 +76,10 @@ class EndpointPolicy:
     ingress_enforced: bool = False
     egress_enforced: bool = False
     selected_by: list[PolicyRef] = field(default_factory=list)
+    # policies that put a direction in default deny (a selecting rule with a non-empty list for it),
+    # in policy order: attribution names them when no rule allowed a flow
+    ingress_default_deny_by: list[PolicyRef] = field(default_factory=list)
+    egress_default_deny_by: list[PolicyRef] = field(default_factory=list)
 
 
 @dataclass
@@ -258,6 +262,11 @@ def compile_policies(
                 if not peer_rules:
                     continue
                 if default_deny:
+                    engaged = (
+                        info.ingress_default_deny_by if direction == INGRESS else info.egress_default_deny_by
+                    )
+                    if policy.ref not in engaged:
+                        engaged.append(policy.ref)
                     if direction == INGRESS:
                         info.ingress_enforced = True
                     else:
