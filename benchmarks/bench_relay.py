@@ -3,7 +3,9 @@
 Each node is a `hubble agent` whose ring (65535) is filled once from a generated flows file
 (``--replay-verbatim``), so the measurement is the backlog transfer, not the replay rate. Printed:
 flows/s reading one node directly, through the relay with 1 node and with 3 nodes, and the relay's
-cost as the ratio direct/relayed for one node. No assertions.
+cost as the ratio direct/relayed for one node. Our CLI talks the hubblepy.Batch/GetFlowsJSON
+extension to our nodes and relay; the "bare gRPC reader" lines measure the standard
+observer.Observer/GetFlows path (what an upstream client uses) without any decoding. No assertions.
 
 Run: ``python benchmarks/bench_relay.py`` (``HUBBLEPY_HUBBLE_CMD`` overrides the CLI command).
 """
@@ -124,6 +126,8 @@ def main() -> None:
             )
             procs.append(relay3)
             via3, n_via3 = observe_rate(r3, 3 * CAPACITY)
+            for addr in nodes:  # warm-up: each node builds its protobuf bytes once per entry
+                raw_rate(addr)
             raw_direct, _ = raw_rate(nodes[0])
             raw_via1, _ = raw_rate(r1)
             raw_via3, n_raw3 = raw_rate(r3)
