@@ -14,6 +14,12 @@ Semantics (Kubernetes additive allow, as Cilium):
   scoped. Peer selectors never match the world identities (use fromEntities/toEntities: world), and
   match other reserved identities (host, ...) only when they name a ``reserved:`` label.
 * With ``allow_localhost`` (Cilium's default) an enforced ingress also allows the host identity.
+* ``ingressDeny``/``egressDeny`` rules engage default deny like allow rules and give entries with
+  action deny; a deny replaces an allow on the same key, and the datapath lets a deny at any
+  specificity win over every allow. NetworkPolicy ``policyTypes`` isolate a direction even without
+  rules. CIDR peers select CIDR identities (:mod:`.cidr`); the ``world`` entity includes them.
+* ``endPort`` gives range entries (``end_port`` > ``dport``); named ports resolve against the
+  endpoint's own container ports (ingress) or the peers' (egress); an unknown name allows nothing.
 
 Every entry carries the cookie of the first rule (in policy order) that produced it; all contributing
 cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies are stable for a
@@ -26,14 +32,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from hubblepy.policy.identity import RESERVED_IDENTITIES, WORLD_IDENTITIES
+from hubblepy.policy.cidr import CIDRIndex
+from hubblepy.policy.identity import LOCAL_SCOPE, RESERVED_IDENTITIES, WORLD_IDENTITIES, cidr_of
 from hubblepy.policy.labels import NAMESPACE_KEY, LabelSet
 from hubblepy.policy.model import (
     ANY_PROTOCOLS,
     CNP,
+    DENY_INDEX_OFFSET,
     EGRESS,
     INGRESS,
     PROTOCOLS,
+    CIDRRule,
     PeerRule,
     Policy,
     PolicyRef,
@@ -56,6 +65,7 @@ class PolicyKey(NamedTuple):
     identity: int
     dport: int
     proto: int
+    end_port: int = 0  # > dport: the entry covers the port range dport..end_port
 
 
 class PolicyValue(NamedTuple):
@@ -69,6 +79,8 @@ class Endpoint(NamedTuple):
     ep_id: int
     identity: int
     labels: LabelSet
+    # container ports by name, for named ports in toPorts: (name, port, protocol number)
+    named_ports: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass
@@ -146,7 +158,14 @@ class _PeerResolver:
 
     def __init__(self, identities: Mapping[int, LabelSet]) -> None:
         self.index = IdentityIndex(identities)
-        self.world = frozenset(WORLD_IDENTITIES)
+        cidr_ids = {
+            prefix: n
+            for n, labels in identities.items()
+            if n >= LOCAL_SCOPE and (prefix := cidr_of(labels)) is not None
+        }
+        self.cidr = CIDRIndex(cidr_ids)
+        # CIDR identities are part of the world: peer selectors never match them
+        self.world = frozenset(WORLD_IDENTITIES) | self.cidr.identities
         self.reserved = frozenset(
             n for n, labels in identities.items() if labels and labels[0].startswith("reserved:")
         )
@@ -155,7 +174,15 @@ class _PeerResolver:
             for n, labels in identities.items()
             if n not in WORLD_IDENTITIES and any(lab.startswith("k8s:") for lab in labels)
         )
+        self.cidr_prefixes = cidr_ids
         self._cache: dict[Selector, list[int]] = {}
+
+    def cidr_rule(self, rule: CIDRRule) -> set[int]:
+        found = self.cidr.select(rule)
+        if rule.cidr.endswith("/0"):  # the whole address family: addresses no prefix covers too
+            found |= {RESERVED_IDENTITIES["world"]}
+            found.add(RESERVED_IDENTITIES["world-ipv4" if "." in rule.cidr else "world-ipv6"])
+        return found
 
     def selected(self, selector: Selector) -> frozenset[int]:
         """Identities an endpointSelector selects."""
@@ -176,7 +203,11 @@ class _PeerResolver:
         if name == "all":
             return [WILDCARD_IDENTITY]
         if name == "world":
-            return list(_WORLD)
+            return sorted(self.world)
+        if name in ("world-ipv4", "world-ipv6"):
+            version = "." if name == "world-ipv4" else ":"
+            prefixed = [n for p, n in self.cidr_prefixes.items() if version in p]
+            return sorted([RESERVED_IDENTITIES[name], RESERVED_IDENTITIES["world"], *prefixed])
         if name == "cluster":
             reserved = [
                 RESERVED_IDENTITIES[n]
@@ -195,19 +226,42 @@ def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> l
         peers.update(resolver.select(_scoped(sel, policy, peer=True)))
     for name in rule.entities or ():
         peers.update(resolver.entity(name))
+    for cidr in rule.cidrs or ():
+        peers.update(resolver.cidr_rule(cidr))
     return sorted(peers)
 
 
-def _rule_ports(rule: PeerRule) -> list[tuple[int, int]]:
+# a compiled port: (port, end_port, proto) or, for a named port, (name, 0, proto; 0 = any)
+_Port = tuple[int | str, int, int]
+
+
+def _rule_ports(rule: PeerRule) -> list[_Port]:
     if rule.ports is None:
-        return [(0, 0)]
-    out: set[tuple[int, int]] = set()
-    for port, proto in rule.ports:
-        if proto == "ANY":
-            out.update([(0, 0)] if port == 0 else [(port, p) for p in ANY_PROTOCOLS])
+        return [(0, 0, 0)]
+    out: set[_Port] = set()
+    for port in rule.ports:
+        number: int | str = port.name or port.port
+        if port.protocol == "ANY":
+            if number == 0:
+                out.add((0, 0, 0))
+            elif port.name:
+                out.add((port.name, 0, 0))
+            else:
+                out.update((number, port.end_port, p) for p in ANY_PROTOCOLS)
         else:
-            out.add((port, PROTOCOLS[proto]))
-    return sorted(out)
+            out.add((number, port.end_port, PROTOCOLS[port.protocol]))
+    return sorted(out, key=str)
+
+
+def _named(ports: list[_Port], named: Mapping[str, list[tuple[int, int]]]) -> list[tuple[int, int, int]]:
+    """Resolves named ports against a container port table (unknown names allow nothing)."""
+    out = []
+    for port, end, proto in ports:
+        if isinstance(port, str):
+            out += [(p, 0, pr) for p, pr in named.get(port, ()) if proto in (0, pr)]
+        else:
+            out.append((port, end, proto))
+    return out
 
 
 def compile_policies(
@@ -216,11 +270,14 @@ def compile_policies(
     identities: Mapping[int, LabelSet],
     cookies: CookieJar,
     allow_localhost: bool = True,
+    named_ports: Mapping[int, Iterable[tuple[str, int, int]]] | None = None,
 ) -> CompiledPolicy:
     """Computes the full policy-map contents for ``endpoints``.
 
-    ``identities`` are every identity a peer selector may match (pods of all nodes plus the reserved
-    ones); endpoints' own identities must be among them.
+    ``identities`` are every identity a peer selector may match (pods of all nodes, the reserved
+    ones and the CIDR identities); endpoints' own identities must be among them. ``named_ports``
+    (identity -> (name, port, protocol)) resolves named ports of egress rules against the peers'
+    container ports; ingress named ports resolve against the endpoint's own ``named_ports``.
     """
     ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
     resolver = _PeerResolver(identities)
@@ -245,21 +302,29 @@ def compile_policies(
     for position, ep in enumerate(endpoint_list):
         if ep.identity not in known:  # not in the identity table: match its own labels
             specs_of[position] = [i for i, (_, _, sel) in enumerate(selecting) if sel.matches(ep.labels)]
-    compiled_rules: dict[tuple[PolicyRef, int, int], tuple[list[int], list[tuple[int, int]], int]] = {}
+    compiled_rules: dict[tuple[PolicyRef, int, int], tuple[list[int], list[_Port], int]] = {}
+    peer_ports: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    for identity, table in (named_ports or {}).items():
+        for name, port, proto in table:
+            peer_ports.setdefault(identity, {}).setdefault(name, []).append((port, proto))
+    any_peer_ports: dict[str, list[tuple[int, int]]] = {}
+    for table in peer_ports.values():
+        for name, found in table.items():
+            any_peer_ports.setdefault(name, []).extend(found)
     localhost_cookie = cookies.cookie(ALLOW_LOCALHOST)
     for position, ep in enumerate(endpoint_list):
         info = EndpointPolicy()
         state[ep.ep_id] = info
-        rules: dict[int, list[tuple[PolicyRef, int, PeerRule]]] = {INGRESS: [], EGRESS: []}
+        rules: dict[int, list[tuple[PolicyRef, int, PeerRule, bool]]] = {INGRESS: [], EGRESS: []}
         for spec_no in specs_of[position]:
             policy, spec, _ = selecting[spec_no]
             if policy.ref not in info.selected_by:
                 info.selected_by.append(policy.ref)
-            for direction, peer_rules, default_deny in (
-                (INGRESS, spec.ingress, spec.default_deny_ingress),
-                (EGRESS, spec.egress, spec.default_deny_egress),
+            for direction, peer_rules, deny_rules, isolate, default_deny in (
+                (INGRESS, spec.ingress, spec.ingress_deny, spec.isolate_ingress, spec.default_deny_ingress),
+                (EGRESS, spec.egress, spec.egress_deny, spec.isolate_egress, spec.default_deny_egress),
             ):
-                if not peer_rules:
+                if not (peer_rules or deny_rules or isolate):
                     continue
                 if default_deny:
                     engaged = (
@@ -271,7 +336,11 @@ def compile_policies(
                         info.ingress_enforced = True
                     else:
                         info.egress_enforced = True
-                rules[direction] += [(policy.ref, spec.spec_index * 10000 + r.index, r) for r in peer_rules]
+                base = spec.spec_index * 10000
+                rules[direction] += [(policy.ref, base + r.index, r, False) for r in peer_rules or ()]
+                rules[direction] += [
+                    (policy.ref, base + DENY_INDEX_OFFSET + r.index, r, True) for r in deny_rules or ()
+                ]
         for direction, enforced in ((INGRESS, info.ingress_enforced), (EGRESS, info.egress_enforced)):
             if not enforced:
                 continue
@@ -282,7 +351,10 @@ def compile_policies(
                     PolicyKey(ep.ep_id, INGRESS, RESERVED_IDENTITIES["host"], 0, 0),
                     localhost_cookie,
                 )
-            for ref, index, rule in rules[direction]:
+            own_ports: dict[str, list[tuple[int, int]]] = {}
+            for name, port, proto in ep.named_ports:
+                own_ports.setdefault(name, []).append((port, proto))
+            for ref, index, rule, deny in rules[direction]:
                 key = (ref, direction, index)
                 found = compiled_rules.get(key)
                 if found is None:
@@ -293,23 +365,35 @@ def compile_policies(
                     )
                     compiled_rules[key] = found
                 peers, ports, cookie = found
+                has_names = any(isinstance(p[0], str) for p in ports)
+                resolved = _named(ports, own_ports) if has_names and direction == INGRESS else ports
                 for identity in peers:
-                    for port, proto in ports:
+                    if has_names and direction == EGRESS:
+                        table = (
+                            any_peer_ports if identity == WILDCARD_IDENTITY else peer_ports.get(identity, {})
+                        )
+                        resolved = _named(ports, table)
+                    for port, end, proto in resolved:
                         _add(
                             entries,
                             contributors,
-                            PolicyKey(ep.ep_id, direction, identity, port, proto),
+                            PolicyKey(ep.ep_id, direction, identity, port, proto, end),  # type: ignore[arg-type]
                             cookie,
+                            ACTION_DENY if deny else ACTION_ALLOW,
                         )
     return CompiledPolicy(entries, state, contributors)
 
 
-def _add(entries: dict, contributors: dict, key: PolicyKey, cookie: int) -> None:
-    if key in entries:
-        if cookie not in contributors[key]:
+def _add(entries: dict, contributors: dict, key: PolicyKey, cookie: int, action: int = ACTION_ALLOW) -> None:
+    found = entries.get(key)
+    if found is not None:
+        if action == ACTION_DENY and found.action != ACTION_DENY:  # a deny replaces an allow
+            entries[key] = PolicyValue(ACTION_DENY, cookie)
+            contributors[key] = [cookie]
+        elif action == found.action and cookie not in contributors[key]:
             contributors[key].append(cookie)
         return
-    entries[key] = PolicyValue(ACTION_ALLOW, cookie)
+    entries[key] = PolicyValue(action, cookie)
     contributors[key] = [cookie]
 
 

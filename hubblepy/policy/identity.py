@@ -3,6 +3,10 @@
 Reserved identities keep Cilium's numbers; label sets of pods get identities from
 :data:`FIRST_LOCAL_IDENTITY` upward, allocated in order of first sight and never reused while the
 allocator lives (its table can be saved and restored so a recreated pod keeps its identity).
+
+CIDR prefixes named by policies get node-local identities as in Cilium (numbers with bit 24 set,
+from :data:`FIRST_CIDR_IDENTITY`), labelled ``cidr:<prefix>`` and ``reserved:world``; the node writes
+them into the ipcache LPM trie so the longest matching prefix decides a remote address's identity.
 """
 
 from __future__ import annotations
@@ -28,6 +32,23 @@ IDENTITY_WORLD = 2
 WORLD_IDENTITIES = frozenset({2, 9, 10})
 FIRST_LOCAL_IDENTITY = 256
 MAX_LOCAL_IDENTITY = 65535
+LOCAL_SCOPE = 1 << 24  # Cilium's node-local identity scope (CIDR identities)
+FIRST_CIDR_IDENTITY = LOCAL_SCOPE + 1
+MAX_CIDR_IDENTITY = (1 << 25) - 1
+CIDR_SOURCE = "cidr"
+
+
+def cidr_labels(prefix: str) -> LabelSet:
+    """The label set of a CIDR identity (``prefix`` normalised, e.g. ``192.0.2.0/24``)."""
+    return label_set([f"{CIDR_SOURCE}:{prefix}", "reserved:world"])
+
+
+def cidr_of(labels: LabelSet) -> str | None:
+    """The prefix of a CIDR identity's label set, else None."""
+    for text in labels:
+        if text.startswith(CIDR_SOURCE + ":"):
+            return text[len(CIDR_SOURCE) + 1 :]
+    return None
 
 
 def reserved_labels(name: str) -> LabelSet:
@@ -47,9 +68,14 @@ class IdentityAllocator:
         for name, number in RESERVED_IDENTITIES.items():
             self._put(number, reserved_labels(name))
         self._next = FIRST_LOCAL_IDENTITY
+        self._next_cidr = FIRST_CIDR_IDENTITY
         for number, labels in (table or {}).items():
-            self._put(int(number), label_set(labels))
-            self._next = max(self._next, int(number) + 1)
+            number = int(number)
+            self._put(number, label_set(labels))
+            if number >= LOCAL_SCOPE:
+                self._next_cidr = max(self._next_cidr, number + 1)
+            else:
+                self._next = max(self._next, number + 1)
 
     def _put(self, number: int, labels: LabelSet) -> None:
         self._by_labels[labels] = number
@@ -67,6 +93,34 @@ class IdentityAllocator:
         self._next += 1
         self._put(number, key)
         return number
+
+    def allocate_cidr(self, prefix: str) -> int:
+        """The node-local identity of a CIDR prefix (normalised string), allocated on first sight."""
+        key = cidr_labels(prefix)
+        found = self._by_labels.get(key)
+        if found is not None:
+            return found
+        if self._next_cidr > MAX_CIDR_IDENTITY:
+            raise IdentityExhausted("no free CIDR identity left")
+        number = self._next_cidr
+        self._next_cidr += 1
+        self._put(number, key)
+        return number
+
+    def release(self, identity: int) -> None:
+        """Forgets a CIDR identity no policy names any more (pod identities are kept)."""
+        if identity >= LOCAL_SCOPE:
+            labels = self._by_id.pop(identity, None)
+            if labels is not None:
+                self._by_labels.pop(labels, None)
+
+    def cidr_identities(self) -> dict[str, int]:
+        """prefix -> identity of every allocated CIDR identity."""
+        out = {}
+        for number, labels in self._by_id.items():
+            if number >= LOCAL_SCOPE and (prefix := cidr_of(labels)) is not None:
+                out[prefix] = number
+        return out
 
     def lookup(self, labels: Iterable[str]) -> int | None:
         return self._by_labels.get(label_set(labels))

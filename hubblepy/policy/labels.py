@@ -15,7 +15,8 @@ DEFAULT_SOURCE = "k8s"
 ANY_SOURCE = "any"
 NAMESPACE_KEY = "io.kubernetes.pod.namespace"
 NAMESPACE_LABEL = f"k8s:{NAMESPACE_KEY}"
-NAMESPACE_NAME_KEY = "io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name"
+NAMESPACE_LABEL_PREFIX = "io.cilium.k8s.namespace.labels."  # + a namespace label's key
+NAMESPACE_NAME_KEY = NAMESPACE_LABEL_PREFIX + "kubernetes.io/metadata.name"
 CLUSTER_KEY = "io.cilium.k8s.policy.cluster"
 SERVICE_ACCOUNT_KEY = "io.cilium.k8s.policy.serviceaccount"
 DEFAULT_CLUSTER = "default"
@@ -60,9 +61,16 @@ def pod_labels(
     labels: Mapping[str, str],
     service_account: str = "default",
     cluster: str = DEFAULT_CLUSTER,
+    namespace_labels: Mapping[str, str] | None = None,
 ) -> LabelSet:
-    """The identity-relevant label set Cilium derives for a pod."""
+    """The identity-relevant label set Cilium derives for a pod.
+
+    ``namespace_labels`` (the namespace object's labels) become
+    ``k8s:io.cilium.k8s.namespace.labels.<key>=<value>``, which NetworkPolicy namespaceSelectors
+    and CiliumNetworkPolicy selectors match on; ``kubernetes.io/metadata.name`` is always there.
+    """
     out = [f"{DEFAULT_SOURCE}:{key}={value}" for key, value in labels.items()]
+    out += [f"k8s:{NAMESPACE_LABEL_PREFIX}{key}={value}" for key, value in (namespace_labels or {}).items()]
     out += [
         f"k8s:{NAMESPACE_KEY}={namespace}",
         f"k8s:{NAMESPACE_NAME_KEY}={namespace}",

@@ -29,17 +29,45 @@ class PolicyRef(NamedTuple):
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
+NETWORK_POLICY = "NetworkPolicy"  # networking.k8s.io/v1
+DENY_INDEX_OFFSET = 5000  # RuleRef.index of ingressDeny/egressDeny rules: + this offset
+
+
 class RuleRef(NamedTuple):
     """One ingress/egress rule of a policy, the unit a policy-map cookie points to."""
 
     policy: PolicyRef
     direction: int
-    index: int  # position of the spec (0 for `spec`, i for `specs[i]`) * 10000 + rule index
+    index: int  # spec position (0 `spec`, i `specs[i]`) * 10000 + rule index (+ 5000 for deny rules)
 
     def describe(self) -> str:
         spec, rule = divmod(self.index, 10000)
         where = f"specs[{spec - 1}]." if spec else "spec."
-        return f"{self.policy.kind} {self.policy} {where}{DIRECTION_NAMES[self.direction]}[{rule}]"
+        field_name = DIRECTION_NAMES[self.direction]
+        if rule >= DENY_INDEX_OFFSET:
+            rule -= DENY_INDEX_OFFSET
+            field_name += "Deny"
+        return f"{self.policy.kind} {self.policy} {where}{field_name}[{rule}]"
+
+
+class PortRule(NamedTuple):
+    """One ``toPorts[].ports[]`` / NetworkPolicy ``ports[]`` element.
+
+    ``port`` 0 means every port; ``end_port`` > ``port`` makes it the range port..end_port; ``name``
+    is a named port (resolved against the scenario's container ports; ``port`` is then 0).
+    """
+
+    port: int
+    protocol: str  # TCP | UDP | SCTP | ANY
+    end_port: int = 0
+    name: str = ""
+
+
+class CIDRRule(NamedTuple):
+    """A ``fromCIDR``/``toCIDR`` prefix or a ``*CIDRSet``/``ipBlock`` entry with its holes."""
+
+    cidr: str  # normalised (host bits cleared), e.g. 192.0.2.0/24
+    excepts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -53,9 +81,10 @@ class PeerRule:
 
     selectors: tuple[Selector, ...] | None
     entities: tuple[str, ...] | None
-    ports: tuple[tuple[int, str], ...] | None  # (port, protocol name); None when toPorts is absent
+    ports: tuple[PortRule, ...] | None  # None when toPorts is absent
     has_peer_field: bool
     index: int
+    cidrs: tuple[CIDRRule, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -66,11 +95,16 @@ class SpecRule:
     default_deny_ingress: bool
     default_deny_egress: bool
     spec_index: int
+    ingress_deny: tuple[PeerRule, ...] | None = None
+    egress_deny: tuple[PeerRule, ...] | None = None
+    # NetworkPolicy policyTypes: the direction is isolated (default deny) even without any rule
+    isolate_ingress: bool = False
+    isolate_egress: bool = False
 
 
 @dataclass
 class Policy:
-    """A validated CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy document."""
+    """A validated CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy / NetworkPolicy document."""
 
     ref: PolicyRef
     specs: list[SpecRule]

@@ -1,22 +1,26 @@
-"""CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy YAML -> validated :class:`Policy` objects.
+"""CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy / NetworkPolicy YAML -> validated :class:`Policy`.
 
 Every document of a file is validated before anything is returned; the first problem raises
 :class:`PolicyError` naming the file, the document (1-based index and namespace/name), the field path
 and the reason, so a bad file is rejected whole.
 
-Per-field choices (see docs/lab.md, "Policy support"):
+Per-field choices (docs/policy/*.md):
 
-* enforced: endpointSelector, ingress/egress, fromEndpoints/toEndpoints, fromEntities/toEntities,
-  toPorts.ports (port, protocol TCP/UDP/SCTP/ANY), enableDefaultDeny, labels, description;
+* enforced: endpointSelector, ingress/egress, ingressDeny/egressDeny, fromEndpoints/toEndpoints,
+  fromEntities/toEntities, fromCIDR/toCIDR, fromCIDRSet/toCIDRSet (with ``except``),
+  toPorts.ports (port, endPort, named ports, protocol TCP/UDP/SCTP/ANY), enableDefaultDeny, labels,
+  description; networking.k8s.io/v1 NetworkPolicy (podSelector, namespaceSelector, ipBlock,
+  ports with endPort and names, policyTypes);
 * loaded with a warning, not enforced: ``toPorts[].rules`` (L7 HTTP/Kafka/DNS: the port is allowed
   at L4), ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed);
-* rejected as not supported yet: nodeSelector (host policies), ingressDeny/egressDeny, CIDR rules,
-  services/groups/nodes/requires peers, icmps, authentication, endPort, named ports, TLS options;
+* rejected as not supported yet: nodeSelector (host policies), services/groups/nodes/requires peers,
+  cidrGroupRef, icmps, authentication, TLS options, log;
 * rejected as unknown: any other field.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,8 +28,20 @@ from typing import Any
 
 import yaml
 
-from hubblepy.policy.model import CCNP, CNP, PROTOCOLS, PeerRule, Policy, PolicyRef, SpecRule
-from hubblepy.policy.selector import OPERATORS, Selector, requirement
+from hubblepy.policy.labels import NAMESPACE_KEY, NAMESPACE_LABEL_PREFIX
+from hubblepy.policy.model import (
+    CCNP,
+    CNP,
+    NETWORK_POLICY,
+    PROTOCOLS,
+    CIDRRule,
+    PeerRule,
+    Policy,
+    PolicyRef,
+    PortRule,
+    SpecRule,
+)
+from hubblepy.policy.selector import OPERATORS, Requirement, Selector, requirement
 
 ENTITIES = (
     "all",
@@ -58,15 +74,11 @@ _RULE_FIELDS = {
 }
 _UNSUPPORTED_RULE = {
     "nodeSelector": "host policies (nodeSelector) are not supported yet",
-    "ingressDeny": f"ingressDeny {_NOT_YET}",
-    "egressDeny": f"egressDeny {_NOT_YET}",
     "log": f"log {_NOT_YET}",
 }
-_INGRESS_FIELDS = {"fromEndpoints", "fromEntities", "toPorts"}
-_EGRESS_FIELDS = {"toEndpoints", "toEntities", "toPorts", "toFQDNs"}
+_INGRESS_FIELDS = {"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts"}
+_EGRESS_FIELDS = {"toEndpoints", "toEntities", "toCIDR", "toCIDRSet", "toPorts", "toFQDNs"}
 _UNSUPPORTED_PEER = {
-    "fromCIDR",
-    "fromCIDRSet",
     "fromRequires",
     "fromGroups",
     "fromNodes",
@@ -79,6 +91,9 @@ _UNSUPPORTED_PEER = {
     "icmps",
     "authentication",
 }
+_CIDR_SET_FIELDS = {"cidr", "except"}
+_UNSUPPORTED_CIDR_SET = {"cidrGroupRef", "cidrGroupSelector"}
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PORT_RULE_FIELDS = {"ports", "rules"}
 _UNSUPPORTED_PORT_RULE = {"terminatingTLS", "originatingTLS", "serverNames", "listener"}
 _L7_KINDS = {"http", "kafka", "dns", "l7proto", "l7"}
@@ -195,12 +210,14 @@ class _DocumentParser:
         return Selector(tuple(reqs))
 
     # -- ports --
-    def port_rules(self, value: Any, path: str) -> tuple[tuple[int, str], ...]:
+    def port_rules(self, value: Any, path: str, deny: bool = False) -> tuple[PortRule, ...]:
         _expect(value, list, path, "a list")
-        out: list[tuple[int, str]] = []
+        out: list[PortRule] = []
         for i, item in enumerate(value):
             ipath = f"{path}[{i}]"
             _expect(item, dict, ipath, "an object")
+            if deny and "rules" in item:
+                raise _FieldError(_join(ipath, "rules"), "L7 rules are not allowed in deny rules")
             _check_fields(item, ipath, _PORT_RULE_FIELDS, _UNSUPPORTED_PORT_RULE)
             ports = item.get("ports")
             if ports is None:
@@ -209,32 +226,104 @@ class _DocumentParser:
             for j, port in enumerate(ports):
                 out.append(self.port_protocol(port, f"{_join(ipath, 'ports')}[{j}]"))
             if not ports:
-                out.append((0, "ANY"))
+                out.append(PortRule(0, "ANY"))
             if "rules" in item:
                 self.l7_rules(item["rules"], _join(ipath, "rules"), ports)
         return tuple(out)
 
-    def port_protocol(self, value: Any, path: str) -> tuple[int, str]:
+    def port_protocol(
+        self, value: Any, path: str, default_protocol: str = "ANY", port_required: bool = False
+    ) -> PortRule:
         _expect(value, dict, path, "an object")
-        _check_fields(value, path, {"port", "protocol"}, {"endPort": f"endPort (port ranges) {_NOT_YET}"})
-        raw = value.get("port", "0")
+        _check_fields(value, path, {"port", "protocol", "endPort"}, set())
+        if port_required and "port" not in value and "endPort" not in value:
+            raw: Any = 0
+        else:
+            raw = value.get("port", "0")
         if isinstance(raw, bool) or not isinstance(raw, str | int):
             raise _FieldError(_join(path, "port"), f"must be a string or a number, got {_type_name(raw)}")
         text = str(raw).strip()
+        name = ""
+        number = 0
         if text.isdigit():
             number = int(text)
             if number > 65535:
                 raise _FieldError(_join(path, "port"), f"{_quote(raw)} is not a valid port")
-        elif re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", text) and len(text) <= 15 and not text.isdigit():
-            raise _FieldError(_join(path, "port"), f"{_quote(raw)}: named ports are not supported yet")
+        elif _PORT_NAME.match(text) and len(text) <= 15 and any(c.isalpha() for c in text):
+            name = text
         else:
             raise _FieldError(_join(path, "port"), f"{_quote(raw)} is not a valid port")
-        proto = value.get("protocol", "ANY")
+        end = 0
+        if "endPort" in value:
+            epath = _join(path, "endPort")
+            raw_end = value["endPort"]
+            _expect(raw_end, int, epath, "a number")
+            if not 0 <= raw_end <= 65535:
+                raise _FieldError(epath, f"{raw_end} is not a valid port")
+            if name:
+                raise _FieldError(epath, "cannot be used with a named port")
+            if number == 0 and raw_end:
+                raise _FieldError(epath, "needs a port (the start of the range)")
+            if raw_end and raw_end < number:
+                raise _FieldError(epath, f"{raw_end} is smaller than port {number}")
+            end = raw_end if raw_end > number else 0
+        proto = value.get("protocol", default_protocol)
         if not isinstance(proto, str) or proto.upper() not in (*PROTOCOLS, "ANY"):
             raise _FieldError(
                 _join(path, "protocol"), f"{_quote(proto)} is not a valid protocol (TCP, UDP, SCTP, ANY)"
             )
-        return number, proto.upper()
+        return PortRule(number, proto.upper(), end, name)
+
+    # -- CIDR --
+    def cidr(self, value: Any, path: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        if not isinstance(value, str):
+            raise _FieldError(path, f"must be a CIDR string, got {_type_name(value)}")
+        try:
+            return ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise _FieldError(path, f"{_quote(value)} is not a valid CIDR") from None
+
+    def cidr_rule(self, cidr_value: Any, excepts: Any, path: str, except_path: str) -> CIDRRule:
+        net = self.cidr(cidr_value, path)
+        holes = []
+        if excepts is not None:
+            _expect(excepts, list, except_path, "a list")
+            for k, item in enumerate(excepts):
+                hole = self.cidr(item, f"{except_path}[{k}]")
+                if hole.version != net.version or not hole.subnet_of(net):  # type: ignore[arg-type]
+                    raise _FieldError(f"{except_path}[{k}]", f"{_quote(item)} is not inside {net}")
+                holes.append(str(hole))
+        return CIDRRule(str(net), tuple(holes))
+
+    def cidr_peers(self, rule: dict, rpath: str, plain_key: str, set_key: str) -> tuple[CIDRRule, ...] | None:
+        if plain_key not in rule and set_key not in rule:
+            return None
+        out: list[CIDRRule] = []
+        if plain_key in rule:
+            items = rule[plain_key]
+            _expect(items, list, _join(rpath, plain_key), "a list")
+            for j, item in enumerate(items):
+                out.append(self.cidr_rule(item, None, f"{_join(rpath, plain_key)}[{j}]", ""))
+        if set_key in rule:
+            items = rule[set_key]
+            _expect(items, list, _join(rpath, set_key), "a list")
+            for j, item in enumerate(items):
+                spath = f"{_join(rpath, set_key)}[{j}]"
+                _expect(item, dict, spath, "an object")
+                _check_fields(
+                    item,
+                    spath,
+                    _CIDR_SET_FIELDS,
+                    {k: f"{k} (CIDR groups) {_NOT_YET}" for k in _UNSUPPORTED_CIDR_SET},
+                )
+                if "cidr" not in item:
+                    raise _FieldError(_join(spath, "cidr"), "is required")
+                out.append(
+                    self.cidr_rule(
+                        item["cidr"], item.get("except"), _join(spath, "cidr"), _join(spath, "except")
+                    )
+                )
+        return tuple(out)
 
     def l7_rules(self, value: Any, path: str, ports: list) -> None:
         _expect(value, dict, path, "an object")
@@ -248,9 +337,11 @@ class _DocumentParser:
         )
 
     # -- ingress / egress --
-    def peer_rules(self, value: Any, path: str, direction: str) -> tuple[PeerRule, ...]:
+    def peer_rules(self, value: Any, path: str, direction: str, deny: bool = False) -> tuple[PeerRule, ...]:
         _expect(value, list, path, "a list")
-        allowed = _INGRESS_FIELDS if direction == "ingress" else _EGRESS_FIELDS
+        allowed = set(_INGRESS_FIELDS if direction == "ingress" else _EGRESS_FIELDS)
+        if deny:
+            allowed.discard("toFQDNs")
         out = []
         for i, rule in enumerate(value):
             rpath = f"{path}[{i}]"
@@ -260,9 +351,13 @@ class _DocumentParser:
             unsupported = {k: f"{k} {_NOT_YET}" for k in _UNSUPPORTED_PEER}
             if direction == "ingress":
                 unsupported["toFQDNs"] = "toFQDNs is only valid in egress rules"
+            elif deny:
+                unsupported["toFQDNs"] = "toFQDNs is not valid in egressDeny rules"
             _check_fields(rule, rpath, allowed, unsupported)
-            ep_key = "fromEndpoints" if direction == "ingress" else "toEndpoints"
-            ent_key = "fromEntities" if direction == "ingress" else "toEntities"
+            ingress = direction == "ingress"
+            ep_key = "fromEndpoints" if ingress else "toEndpoints"
+            ent_key = "fromEntities" if ingress else "toEntities"
+            cidr_key, set_key = ("fromCIDR", "fromCIDRSet") if ingress else ("toCIDR", "toCIDRSet")
             selectors = None
             if ep_key in rule:
                 items = rule[ep_key]
@@ -281,6 +376,7 @@ class _DocumentParser:
                             f"{_quote(name)} is not a known entity ({', '.join(ENTITIES)})",
                         )
                 entities = tuple(items)
+            cidrs = self.cidr_peers(rule, rpath, cidr_key, set_key)
             if "toFQDNs" in rule:
                 fq = rule["toFQDNs"]
                 _expect(fq, list, _join(rpath, "toFQDNs"), "a list")
@@ -292,9 +388,11 @@ class _DocumentParser:
                     _join(rpath, "toFQDNs"),
                     "toFQDNs is not enforced by the L3/L4 datapath; this peer allows nothing (fails closed)",
                 )
-            ports = self.port_rules(rule["toPorts"], _join(rpath, "toPorts")) if "toPorts" in rule else None
-            has_peer = any(k in rule for k in (ep_key, ent_key, "toFQDNs"))
-            out.append(PeerRule(selectors, entities, ports, has_peer, i))
+            ports = (
+                self.port_rules(rule["toPorts"], _join(rpath, "toPorts"), deny) if "toPorts" in rule else None
+            )
+            has_peer = any(k in rule for k in (ep_key, ent_key, cidr_key, set_key, "toFQDNs"))
+            out.append(PeerRule(selectors, entities, ports, has_peer, i, cidrs))
         return tuple(out)
 
     def spec_rule(self, value: Any, path: str, spec_index: int) -> SpecRule:
@@ -313,6 +411,16 @@ class _DocumentParser:
             if value.get("egress") is not None
             else None
         )
+        ingress_deny = (
+            self.peer_rules(value["ingressDeny"], _join(path, "ingressDeny"), "ingress", deny=True)
+            if value.get("ingressDeny") is not None
+            else None
+        )
+        egress_deny = (
+            self.peer_rules(value["egressDeny"], _join(path, "egressDeny"), "egress", deny=True)
+            if value.get("egressDeny") is not None
+            else None
+        )
         dd_in = dd_eg = True
         if "enableDefaultDeny" in value:
             dd = value["enableDefaultDeny"]
@@ -326,7 +434,104 @@ class _DocumentParser:
             _expect(value["description"], str, _join(path, "description"), "a string")
         if "labels" in value:
             _expect(value["labels"], list, _join(path, "labels"), "a list")
-        return SpecRule(selector, ingress, egress, dd_in, dd_eg, spec_index)
+        return SpecRule(selector, ingress, egress, dd_in, dd_eg, spec_index, ingress_deny, egress_deny)
+
+    # -- networking.k8s.io/v1 NetworkPolicy --
+    def network_policy(self, spec: Any, namespace: str) -> SpecRule:
+        _expect(spec, dict, "spec", "an object")
+        _check_fields(spec, "spec", {"podSelector", "policyTypes", "ingress", "egress"}, set())
+        if "podSelector" not in spec:
+            raise _FieldError("spec.podSelector", "is required")
+        in_namespace = Requirement("k8s", NAMESPACE_KEY, "In", frozenset({namespace}))
+        pods = self.selector(spec["podSelector"], "spec.podSelector").with_requirement(in_namespace)
+        if "policyTypes" in spec:
+            types = spec["policyTypes"]
+            _expect(types, list, "spec.policyTypes", "a list")
+            for i, t in enumerate(types):
+                if t not in ("Ingress", "Egress"):
+                    raise _FieldError(f"spec.policyTypes[{i}]", f"{_quote(t)} is not Ingress or Egress")
+        else:
+            types = ["Ingress"] + (["Egress"] if spec.get("egress") is not None else [])
+        rules: dict[str, tuple[PeerRule, ...] | None] = {}
+        for direction, peer_key in (("ingress", "from"), ("egress", "to")):
+            raw = spec.get(direction)
+            if raw is None:
+                raw = []
+            _expect(raw, list, f"spec.{direction}", "a list")
+            parsed = tuple(
+                self.np_rule(r, f"spec.{direction}[{i}]", peer_key, namespace, i) for i, r in enumerate(raw)
+            )
+            rules[direction] = parsed if direction.capitalize() in types else None
+        return SpecRule(
+            pods,
+            rules["ingress"] or None,
+            rules["egress"] or None,
+            True,
+            True,
+            0,
+            isolate_ingress="Ingress" in types,
+            isolate_egress="Egress" in types,
+        )
+
+    def np_rule(self, value: Any, path: str, peer_key: str, namespace: str, index: int) -> PeerRule:
+        if value is None:
+            value = {}
+        _expect(value, dict, path, "an object")
+        _check_fields(value, path, {peer_key, "ports"}, set())
+        peers = value.get(peer_key) or []
+        _expect(peers, list, _join(path, peer_key), "a list")
+        selectors: list[Selector] = []
+        cidrs: list[CIDRRule] = []
+        for j, peer in enumerate(peers):
+            ppath = f"{_join(path, peer_key)}[{j}]"
+            _expect(peer, dict, ppath, "an object")
+            _check_fields(peer, ppath, {"podSelector", "namespaceSelector", "ipBlock"}, set())
+            if not peer:
+                raise _FieldError(ppath, "needs podSelector, namespaceSelector or ipBlock")
+            if "ipBlock" in peer:
+                if len(peer) > 1:
+                    raise _FieldError(
+                        ppath, "ipBlock cannot be combined with podSelector or namespaceSelector"
+                    )
+                block = peer["ipBlock"]
+                bpath = _join(ppath, "ipBlock")
+                _expect(block, dict, bpath, "an object")
+                _check_fields(block, bpath, {"cidr", "except"}, set())
+                if "cidr" not in block:
+                    raise _FieldError(_join(bpath, "cidr"), "is required")
+                cidrs.append(
+                    self.cidr_rule(
+                        block["cidr"], block.get("except"), _join(bpath, "cidr"), _join(bpath, "except")
+                    )
+                )
+                continue
+            reqs: list[Requirement] = []
+            if "podSelector" in peer:
+                reqs += self.selector(peer["podSelector"], _join(ppath, "podSelector")).requirements
+            if "namespaceSelector" in peer:
+                ns_sel = self.selector(peer["namespaceSelector"], _join(ppath, "namespaceSelector"))
+                reqs += [
+                    Requirement("k8s", NAMESPACE_LABEL_PREFIX + r.key, r.operator, r.values)
+                    for r in ns_sel.requirements
+                ]
+                reqs.append(Requirement("k8s", NAMESPACE_KEY, "Exists"))
+            else:
+                reqs.append(Requirement("k8s", NAMESPACE_KEY, "In", frozenset({namespace})))
+            selectors.append(Selector(tuple(reqs)))
+        ports = None
+        if value.get("ports"):
+            _expect(value["ports"], list, _join(path, "ports"), "a list")
+            ports = []
+            for j, port in enumerate(value["ports"]):
+                ppath = f"{_join(path, 'ports')}[{j}]"
+                rule = self.port_protocol(port, ppath, default_protocol="TCP", port_required=True)
+                if rule.protocol == "ANY":
+                    raise _FieldError(_join(ppath, "protocol"), '"ANY" is not valid here (TCP, UDP, SCTP)')
+                ports.append(rule)
+            ports = tuple(ports)
+        if not peers:  # no from/to: every peer, inside and outside the cluster
+            return PeerRule(None, ("all",), ports, True, index)
+        return PeerRule(tuple(selectors) or None, None, ports, True, index, tuple(cidrs) or None)
 
 
 def _context(filename: str, index: int, doc: Any) -> str:
@@ -346,10 +551,12 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
     try:
         _expect(doc, dict, "", "an object")
         kind = doc.get("kind")
+        if kind == NETWORK_POLICY:
+            return _parse_network_policy(doc, filename, index, context, parser)
         if kind not in (CNP, CCNP):
-            if kind == "NetworkPolicy":
-                raise _FieldError("kind", "Kubernetes NetworkPolicy is not supported yet")
-            raise _FieldError("kind", f"{_quote(kind)} is not a supported kind ({CNP}, {CCNP})")
+            raise _FieldError(
+                "kind", f"{_quote(kind)} is not a supported kind ({CNP}, {CCNP}, {NETWORK_POLICY})"
+            )
         _check_fields(doc, "", {"apiVersion", "kind", "metadata", "spec", "specs", "status"}, set())
         if doc.get("apiVersion") != "cilium.io/v2":
             raise _FieldError(
@@ -382,6 +589,37 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
     return Policy(
         ref,
         specs,
+        f"{filename}, document {index}",
+        parser.warnings,
+        {str(k): str(v) for k, v in labels.items()},
+        doc,
+    )
+
+
+def _parse_network_policy(
+    doc: dict, filename: str, index: int, context: str, parser: _DocumentParser
+) -> Policy:
+    """networking.k8s.io/v1 NetworkPolicy (raises _FieldError; the caller adds the context)."""
+    _check_fields(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"}, set())
+    if doc.get("apiVersion") != "networking.k8s.io/v1":
+        raise _FieldError(
+            "apiVersion", f"{_quote(doc.get('apiVersion'))} is not supported (networking.k8s.io/v1)"
+        )
+    meta = doc.get("metadata")
+    _expect(meta, dict, "metadata", "an object")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise _FieldError("metadata.name", "is required")
+    namespace = meta.get("namespace") or "default"
+    _expect(namespace, str, "metadata.namespace", "a string")
+    labels = meta.get("labels") or {}
+    _expect(labels, dict, "metadata.labels", "an object")
+    if "spec" not in doc:
+        raise _FieldError("spec", "is required")
+    spec = parser.network_policy(doc["spec"], namespace)
+    return Policy(
+        PolicyRef(NETWORK_POLICY, namespace, name),
+        [spec],
         f"{filename}, document {index}",
         parser.warnings,
         {str(k): str(v) for k, v in labels.items()},

@@ -68,10 +68,7 @@ def test_bad_multi_document_file_is_rejected_whole():
             "spec.ingress[0].fromEndpoints[0].matchLabels.app: label values must be strings",
         ),
         (("kind: CiliumNetworkPolicy", "kind: Pod"), 'kind: "Pod" is not a supported kind'),
-        (
-            ('port: "8080"', 'port: "http"'),
-            'spec.ingress[0].toPorts[0].ports[0].port: "http": named ports are not supported yet',
-        ),
+        (("fromEndpoints:", "fromRequires:"), "spec.ingress[0].fromRequires: fromRequires is not supported yet"),
     ],
 )
 def test_field_errors(mutation, expected):
