@@ -90,6 +90,36 @@ from hubblepy.parser.resolver import EndpointInfo, PolicyMatch, Resolver
 
 DEFAULT_IP_TRACE_OPTION_TYPE = 136
 _POLICY_DENY_REASONS = frozenset({133, 181})  # POLICY_DENIED, POLICY_DENY
+_VERDICT_CLASS = {"FORWARDED": "allow", "REDIRECTED": "allow", "DROPPED": "deny", "AUDIT": "audit"}
+_L4_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMPv4": 1, "ICMPv6": 58}
+
+
+def _policy_port(l4: dict) -> tuple[int, int]:
+    """(IP protocol, the port the policy map is keyed by: L4 destination port or ICMP type)."""
+    for name, layer in l4.items():
+        proto = _L4_PROTOCOLS.get(name, 0)
+        if proto in (1, 58):
+            return proto, layer.get("type", 0)
+        return proto, layer.get("destination_port", 0)
+    return 0, 0
+
+
+def _attach_policies(f: dict, match: PolicyMatch, verdict_name: str, drop_reason: int, ingress: bool) -> None:
+    """Policy correlation (newest Hubble rules): allowed verdicts list the allowing policies;
+    policy denials (POLICY_DENIED/POLICY_DENY) and AUDIT verdicts (would have been denied) list the
+    denying ones; other drops list none. The log is kept. A match that states a different verdict
+    (the policy changed between the packet and its parsing) is not used at all."""
+    if match.verdict and _VERDICT_CLASS.get(match.verdict) != _VERDICT_CLASS.get(verdict_name):
+        return
+    if match.policies:
+        if verdict_name in ("FORWARDED", "REDIRECTED"):
+            f["ingress_allowed_by" if ingress else "egress_allowed_by"] = list(match.policies)
+        elif verdict_name == "AUDIT" or drop_reason in _POLICY_DENY_REASONS:
+            f["ingress_denied_by" if ingress else "egress_denied_by"] = list(match.policies)
+    if match.log:
+        f["policy_log"] = list(match.log)
+
+
 _ENDPOINT_CACHE_LIMIT = 1 << 16
 _ZERO4 = b"\x00" * 4
 _ZERO16 = b"\x00" * 16
@@ -834,6 +864,16 @@ class Parser:
             f["drop_reason_desc"] = DROP_REASON_NAMES.get(reason, reason)
         if summary is not None:
             f["Summary"] = summary
+        if reason in _POLICY_DENY_REASONS and source and l4 is not None:
+            # a policy drop names the denying policies too (the drop event has no cookie: the
+            # resolver finds the decision from the endpoint, direction, identity and port)
+            proto, policy_port = _policy_port(l4)
+            if proto:
+                ingress = f.get("traffic_direction") == "INGRESS"
+                remote = src_label if ingress else dst_label
+                match = self._policy_match(0, source, ingress, remote, proto, policy_port)
+                if match is not None:
+                    _attach_policies(f, match, "DROPPED", reason, ingress)
         return f
 
     # --- policy verdict (type 5) -----------------------------------------------------------------
@@ -930,16 +970,7 @@ class Parser:
 
         match = self._policy_match(cookie, source, ingress, remote, proto, dport)
         if match is not None:
-            # Policy correlation (newest Hubble rules): allowed verdicts list the allowing
-            # policies; policy denials (POLICY_DENIED/POLICY_DENY) and AUDIT verdicts (would have
-            # been denied) list the denying ones; other drops list none. The log is always kept.
-            if match.policies:
-                if verdict_name in ("FORWARDED", "REDIRECTED"):
-                    f["ingress_allowed_by" if ingress else "egress_allowed_by"] = list(match.policies)
-                elif verdict_name == "AUDIT" or -verdict in _POLICY_DENY_REASONS:
-                    f["ingress_denied_by" if ingress else "egress_denied_by"] = list(match.policies)
-            if match.log:
-                f["policy_log"] = list(match.log)
+            _attach_policies(f, match, verdict_name, -verdict if verdict < 0 else 0, ingress)
         return f
 
     # --- debug capture (type 3) ------------------------------------------------------------------

@@ -22,7 +22,11 @@ Contract:
   (trace-sock events), or None.
 * ``policy_for_verdict(...)`` returns the policies that produced a policy verdict (for
   ``*_allowed_by`` / ``*_denied_by``) and its ``policy_log`` values, or None. ``cookie`` is the
-  verdict's rule cookie (0 in the 32-byte layout, which has none).
+  verdict's rule cookie (0 in the 32-byte layout, which has none, and for drop events, which the
+  parser also correlates when the drop reason is a policy denial). When the match sets ``verdict``
+  (FORWARDED, DROPPED or AUDIT: what the resolver's policy state decides for that connection), the
+  parser uses it only for events whose verdict agrees, so a policy change between the packet and
+  its parsing never attaches the wrong policies.
 
 Optional extensions (used when the resolver has them, see ``NamesAndServices``):
 
@@ -35,7 +39,7 @@ Optional extensions (used when the resolver has them, see ``NamesAndServices``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -62,6 +66,7 @@ class PolicyMatch:
 
     policies: tuple[dict, ...] = ()
     log: tuple[str, ...] = ()
+    verdict: str = ""  # FORWARDED / DROPPED / AUDIT as the resolver sees it, "" = not known
 
 
 class Resolver(Protocol):
@@ -111,6 +116,9 @@ class StaticResolver:
     policies_by_cookie: dict[int, PolicyMatch] = field(default_factory=dict)
     names: dict[tuple[int, str], tuple[str, ...]] = field(default_factory=dict)
     services: dict[tuple[str, int], dict] = field(default_factory=dict)
+    # (cookie, endpoint_id, ingress, remote_identity, proto, dport) -> PolicyMatch | None; when set
+    # it answers policy_for_verdict instead of policies_by_cookie
+    policy_explainer: Callable[[int, int, bool, int, int, int], PolicyMatch | None] | None = None
     generation: int = 0
     _by_ip: dict[str, EndpointInfo] = field(default_factory=dict, repr=False)
 
@@ -158,6 +166,13 @@ class StaticResolver:
         self.policies_by_cookie[cookie] = match
         self.generation += 1
 
+    def set_policy_explainer(
+        self, explainer: Callable[[int, int, bool, int, int, int], PolicyMatch | None] | None
+    ) -> None:
+        """Answers policy_for_verdict from a live policy state (replaced at every policy change)."""
+        self.policy_explainer = explainer
+        self.generation += 1
+
     def set_dns_names(self, endpoint_id: int, ip: str, names: Iterable[str]) -> None:
         """Names endpoint ``endpoint_id`` looked up for ``ip`` (``endpoint_id`` 0: any endpoint)."""
         self.names[(endpoint_id, ip)] = tuple(names)
@@ -203,6 +218,8 @@ class StaticResolver:
         proto: int,
         dport: int,
     ) -> PolicyMatch | None:
+        if self.policy_explainer is not None:
+            return self.policy_explainer(cookie, endpoint_id, ingress, remote_identity, proto, dport)
         return self.policies_by_cookie.get(cookie) if cookie else None
 
     # --- optional extensions ------------------------------------------------------------------
