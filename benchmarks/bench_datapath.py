@@ -6,7 +6,9 @@
      - hubblepy.monitor.MonitorReader, raw (count samples only)  = the read ceiling
      - MonitorReader + a simple decode (trace header unpacked per event)
      - bcc open_perf_buffer + per-event Python callback (wakeup_events 1 and 32), same decode
-2. TCP request/response transactions/s between two namespace pods, without programs, with the
+2. Time per packet inside the endpoint programs (BPF_PROG_TEST_RUN on an established TCP packet),
+   without and with a trace event per packet.
+3. TCP request/response transactions/s between two namespace pods, without programs, with the
    endpoint programs attached (aggregation medium, the default), and with aggregation none; the
    ratio to "without" is printed. Uses a small C client/server when gcc is available (else Python).
 
@@ -377,6 +379,50 @@ def bench_rr(seconds: float, rounds: int) -> None:
         print(f"  events read meanwhile: {drained[0]:,} (lost {reader.lost})")
 
 
+def bench_program_cost(runs: int = 200_000) -> None:
+    """Time per run of the endpoint programs on an established TCP packet, via BPF_PROG_TEST_RUN."""
+    eth = bytes.fromhex("020000000001020000000002") + b"\x08\x00"
+    tcp = struct.pack("!HHIIBBHHH", 40000, 8080, 1, 1, 5 << 4, 0x10, 65535, 0, 0)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + 32, 0, 0, 64, 6, 0, b"\n\xc8\x00\x01", b"\n\xc8\x00\x02"
+    )
+    frame = eth + ip + tcp + bytes(32)
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(frame, len(frame))
+
+    def run(fd: int, repeat: int) -> int:
+        attr = _TestRunAttr(prog_fd=fd, data_size_in=len(frame), data_in=ctypes.addressof(buf), repeat=repeat)
+        if libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+            raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+        return attr.duration
+
+    print(
+        f"\nendpoint program cost per packet (BPF_PROG_TEST_RUN, established TCP ACK, {runs:,} runs, median of 7)"
+    )
+    with Datapath() as dp:
+        dp.upsert_endpoint(1, 1, 1001)  # test runs see the loopback device, ifindex 1
+        for level in ("medium", "none"):
+            dp.set_monitor_aggregation(level)
+            # with events, keep each burst well inside the ring and drain it between bursts
+            repeat = runs if level == "medium" else 2000
+            with dp.open_monitor(pages=256) as reader:
+                figures = []
+                for fd in dp.program_fds:
+                    run(fd, 1)  # creates the conntrack entry
+                    samples = []
+                    for _ in range(7):
+                        samples.append(run(fd, repeat))
+                        while reader.read(0).samples:
+                            pass
+                    figures.append(statistics.median(samples))
+                lost = reader.lost
+            label = "no event (aggregation medium)" if level == "medium" else "trace event per packet (none)"
+            print(
+                f"  {label:<34} from_container {figures[0]:>5.0f} ns   to_container {figures[1]:>5.0f} ns"
+                f"   (lost {lost})"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -414,6 +460,7 @@ def main() -> None:
         print(f"  {name:<44} {rate:>12,.0f} {offered:>12,.0f} {loss:>6} {per_cpu:>17,.0f}")
     gen.close()
 
+    bench_program_cost()
     bench_rr(args.seconds, args.rounds)
 
 
