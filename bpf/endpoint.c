@@ -39,6 +39,7 @@ BPF_PERF_OUTPUT(hubble_events);
 BPF_LPM_TRIE(ipcache, struct hp_ipcache_key, struct hp_ipcache_value, 65536);
 BPF_HASH(endpoints, __u32, struct hp_endpoint_info, 4096);
 BPF_HASH(policy, struct hp_policy_key, struct hp_policy_value, 65536);
+BPF_LPM_TRIE(policy_ranges, struct hp_policy_range_key, struct hp_policy_value, 65536);
 BPF_TABLE("lru_hash", struct hp_ct_key, struct hp_ct_value, conntrack, 65536);
 BPF_PERCPU_ARRAY(metrics, struct hp_metrics_value, HP_METRICS_SIZE);
 BPF_ARRAY(config, struct hp_config, 1);
@@ -268,8 +269,24 @@ policy_get(struct hp_policy_key *k, __u32 identity, __u16 dport, __u8 proto)
     return policy.lookup(k);
 }
 
+/* The range entry (endPort) covering dport for one identity and action, or NULL. */
 static __always_inline struct hp_policy_value *
-policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8 *match)
+range_get(__u32 ep_id, __u8 dir, __u8 proto, __u32 identity, __u8 action, __u16 dport)
+{
+    struct hp_policy_range_key k = {};
+    k.prefixlen = HP_RANGE_FIXED_BITS + 16;
+    k.ep_id = ep_id;
+    k.direction = dir;
+    k.proto = proto;
+    k.identity = identity;
+    k.action = action;
+    k.port[0] = dport >> 8;
+    k.port[1] = dport & 0xff;
+    return policy_ranges.lookup(&k);
+}
+
+static __always_inline struct hp_policy_value *
+policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8 has_ranges, __u8 *match)
 {
     struct hp_policy_key k = {};
     struct hp_policy_value *v, *allow = 0;
@@ -291,6 +308,20 @@ policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8
     HP_TRY(0, 0, proto, HP_MATCH_PROTO_ONLY)
     HP_TRY(0, 0, 0, HP_MATCH_ALL)
 #undef HP_TRY
+    /* port ranges (endPort), only for endpoints that have some: denies first, then allows when
+     * no exact entry allowed */
+    if (has_ranges && proto) {
+        v = range_get(ep_id, dir, proto, remote, HP_POLICY_DENY, dport);
+        if (v) { *match = HP_MATCH_L3_L4; return v; }
+        v = range_get(ep_id, dir, proto, 0, HP_POLICY_DENY, dport);
+        if (v) { *match = HP_MATCH_L4_ONLY; return v; }
+        if (!allow) {
+            v = range_get(ep_id, dir, proto, remote, HP_POLICY_ALLOW, dport);
+            if (v) { *match = HP_MATCH_L3_L4; return v; }
+            v = range_get(ep_id, dir, proto, 0, HP_POLICY_ALLOW, dport);
+            if (v) { *match = HP_MATCH_L4_ONLY; return v; }
+        }
+    }
     *match = allow_match;
     return allow;
 }
@@ -435,7 +466,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
         if (ep_flags & enforce) {
             __u8 match = HP_MATCH_NONE;
             struct hp_policy_value *pv =
-                policy_lookup(ep_id, remote_id, p.policy_port, p.tuple.proto, dir, &match);
+                policy_lookup(ep_id, remote_id, p.policy_port, p.tuple.proto, dir,
+                              (ep_flags & HP_EP_HAS_RANGES) != 0, &match);
             __s32 verdict = 0;
             __u32 cookie = 0;
             if (!pv) {

@@ -132,6 +132,7 @@ struct hp_ipcache_value {
 #define HP_EP_ENFORCE_INGRESS 0x1
 #define HP_EP_ENFORCE_EGRESS 0x2
 #define HP_EP_AUDIT 0x4
+#define HP_EP_HAS_RANGES 0x8         /* port-range entries exist: also look in policy_ranges */
 
 struct hp_endpoint_info {
     __u32 ep_id;
@@ -157,6 +158,23 @@ struct hp_policy_value {
     __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY */
     __u8 pad[3];
     __u32 cookie;
+};
+
+/* policy_ranges: LPM trie for toPorts endPort ranges. hubblepy.datapath splits a range into aligned
+ * power-of-two port blocks (at most 30 for any range); each block is one entry whose prefix covers
+ * endpoint, direction, protocol, identity and action exactly plus the block's high port bits
+ * (port in network byte order, so the trie compares it most significant bit first).
+ * prefixlen = HP_RANGE_FIXED_BITS + the block's port prefix length. */
+#define HP_RANGE_FIXED_BITS 80
+struct hp_policy_range_key {
+    __u32 prefixlen;
+    __u16 ep_id;
+    __u8 direction;
+    __u8 proto;
+    __u32 identity;                 /* 0 = any peer */
+    __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY: denies are looked up first */
+    __u8 pad;
+    __u8 port[2];                   /* big-endian */
 };
 
 /* conntrack: one entry per endpoint and connection. Both directions share the entry: the key's two

@@ -1,6 +1,13 @@
 """The eBPF datapath: tc programs on pod veths, their maps, and the typed Python API over them."""
 
-from hubblepy.datapath.datapath import Datapath, MetricCount, PolicyDiff, PolicyEntry, check_environment
+from hubblepy.datapath.datapath import (
+    Datapath,
+    MetricCount,
+    PolicyDiff,
+    PolicyEntry,
+    check_environment,
+    port_blocks,
+)
 from hubblepy.datapath.errors import DatapathUnavailable
 from hubblepy.datapath.layout import (
     DIR_EGRESS,
@@ -22,4 +29,5 @@ __all__ = [
     "PolicyDiff",
     "PolicyEntry",
     "check_environment",
+    "port_blocks",
 ]

@@ -34,17 +34,42 @@ EGRESS_PROG = "to_container"  # clsact egress of the host veth = pod ingress pol
 
 @dataclass(frozen=True, slots=True)
 class PolicyEntry:
-    """One policy-map entry of an endpoint and direction. identity/dport/proto 0 mean "any"."""
+    """One policy-map entry of an endpoint and direction. identity/dport/proto 0 mean "any".
+
+    ``end_port`` > ``dport`` makes it a port range (toPorts endPort): it goes to the ``policy_ranges``
+    LPM trie as aligned port blocks (:func:`port_blocks`), not to the exact-match ``policy`` hash.
+    """
 
     identity: int = 0
     dport: int = 0
     proto: int = 0
     deny: bool = False
     cookie: int = 0
+    end_port: int = 0
 
     @property
-    def key(self) -> tuple[int, int, int]:
-        return (self.identity, self.dport, self.proto)
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.identity, self.dport, self.proto, self.end_port)
+
+    @property
+    def is_range(self) -> bool:
+        return self.end_port > self.dport
+
+
+def port_blocks(first: int, last: int) -> list[tuple[int, int]]:
+    """Splits the port range first..last into aligned blocks (start, prefix bits of 16), fewest first.
+
+    1..65535 gives 16 blocks, 8000..8080 gives 3; no range needs more than 30.
+    """
+    out = []
+    port = first
+    while port <= last:
+        size = port & -port if port else 1 << 16
+        while port + size - 1 > last:
+            size >>= 1
+        out.append((port, 16 - size.bit_length() + 1))
+        port += size
+    return out
 
 
 class PolicyDiff(NamedTuple):
@@ -117,11 +142,14 @@ class Datapath:
         self.ipcache = self._bpf.get_table(b"ipcache")
         self.endpoints = self._bpf.get_table(b"endpoints")
         self.policy = self._bpf.get_table(b"policy")
+        self.policy_ranges = self._bpf.get_table(b"policy_ranges")
         self.conntrack = self._bpf.get_table(b"conntrack")
         self.metrics = self._bpf.get_table(b"metrics")
         self.config = self._bpf.get_table(b"config")
         self._endpoints: dict[int, _Endpoint] = {}
-        self._policy: dict[tuple[int, int], dict[tuple[int, int, int], PolicyEntry]] = {}
+        self._policy: dict[tuple[int, int], dict[tuple[int, int, int, int], PolicyEntry]] = {}
+        # (ep_id, direction) -> {(identity, proto, action, start, bits): cookie} written to policy_ranges
+        self._ranges: dict[tuple[int, int], dict[tuple[int, int, int, int, int], int]] = {}
         self._attached: dict[tuple[str | None, int], bool] = {}  # -> clsact created by us
         self._closed = False
         self._aggregation = "medium"
@@ -273,10 +301,17 @@ class Datapath:
         dir_num = layout.DIRECTIONS.get(direction, direction) if isinstance(direction, str) else direction
         if dir_num not in (layout.DIR_INGRESS, layout.DIR_EGRESS):
             raise ValueError(f"direction must be 'ingress' or 'egress', not {direction!r}")
-        wanted: dict[tuple[int, int, int], PolicyEntry] = {}
+        wanted: dict[tuple[int, int, int, int], PolicyEntry] = {}
         for e in entries:
-            if not (0 <= e.dport < 65536 and 0 <= e.proto < 256 and 0 <= e.identity < 2**32):
+            if not (
+                0 <= e.dport < 65536
+                and 0 <= e.end_port < 65536
+                and 0 <= e.proto < 256
+                and 0 <= e.identity < 2**32
+            ):
                 raise ValueError(f"policy entry out of range: {e}")
+            if e.is_range and not (e.dport and e.proto):
+                raise ValueError(f"a port range needs a start port and a protocol: {e}")
             wanted[e.key] = e
         return self._write_policy(ep_id, dir_num, wanted)
 
@@ -285,7 +320,7 @@ class Datapath:
         return list(self._policy.get((ep_id, dir_num), {}).values())
 
     def _write_policy(
-        self, ep_id: int, dir_num: int, wanted: dict[tuple[int, int, int], PolicyEntry]
+        self, ep_id: int, dir_num: int, wanted: dict[tuple[int, int, int, int], PolicyEntry]
     ) -> PolicyDiff:
         current = self._policy.get((ep_id, dir_num), {})
         t = self.policy
@@ -294,25 +329,78 @@ class Datapath:
             old = current.get(k)
             if old == e:
                 continue
-            val = t.Leaf()
-            val.action = layout.POLICY_DENY if e.deny else layout.POLICY_ALLOW
-            val.cookie = e.cookie
-            t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
             if old is None:
                 added += 1
             else:
                 changed += 1
+            if e.is_range:
+                continue
+            val = t.Leaf()
+            val.action = layout.POLICY_DENY if e.deny else layout.POLICY_ALLOW
+            val.cookie = e.cookie
+            t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
+        self._write_ranges(ep_id, dir_num, [e for e in wanted.values() if e.is_range])
         removed = 0
         for k in current.keys() - wanted.keys():
-            identity, dport, proto = k
+            identity, dport, proto, end_port = k
+            removed += 1
+            if end_port > dport:
+                continue
             with contextlib.suppress(KeyError):
                 del t[t.Key(ep_id, identity, dport, proto, dir_num)]
-            removed += 1
         if wanted:
             self._policy[(ep_id, dir_num)] = dict(wanted)
         else:
             self._policy.pop((ep_id, dir_num), None)
         return PolicyDiff(added, changed, removed)
+
+    def _range_key(self, ep_id: int, dir_num: int, block: tuple[int, int, int, int, int]) -> Any:
+        identity, proto, action, start, bits = block
+        key = self.policy_ranges.Key()
+        key.prefixlen = layout.RANGE_FIXED_BITS + bits
+        key.ep_id, key.direction, key.proto, key.identity, key.action = (
+            ep_id,
+            dir_num,
+            proto,
+            identity,
+            action,
+        )
+        key.port[0], key.port[1] = start >> 8, start & 0xFF
+        return key
+
+    def _write_ranges(self, ep_id: int, dir_num: int, entries: list[PolicyEntry]) -> None:
+        """Makes policy_ranges hold exactly the blocks of ``entries`` (new blocks first, then deletes)."""
+        wanted: dict[tuple[int, int, int, int, int], int] = {}
+        for e in entries:
+            action = layout.POLICY_DENY if e.deny else layout.POLICY_ALLOW
+            for start, bits in port_blocks(e.dport, e.end_port):
+                wanted.setdefault((e.identity, e.proto, action, start, bits), e.cookie)
+        current = self._ranges.get((ep_id, dir_num), {})
+        t = self.policy_ranges
+        for block, cookie in wanted.items():
+            if current.get(block) == cookie:
+                continue
+            val = t.Leaf()
+            val.action = block[2]
+            val.cookie = cookie
+            t[self._range_key(ep_id, dir_num, block)] = val
+        for block in current.keys() - wanted.keys():
+            with contextlib.suppress(KeyError):
+                del t[self._range_key(ep_id, dir_num, block)]
+        if wanted:
+            self._ranges[(ep_id, dir_num)] = wanted
+        else:
+            self._ranges.pop((ep_id, dir_num), None)
+        ep = self._endpoints.get(ep_id)
+        if ep is not None:
+            has = any((ep_id, d) in self._ranges for d in (layout.DIR_INGRESS, layout.DIR_EGRESS))
+            flags = ep.flags | layout.EP_HAS_RANGES if has else ep.flags & ~layout.EP_HAS_RANGES
+            if flags != ep.flags:
+                self.upsert_endpoint(ep_id, ep.ifindex, ep.identity, flags)
+
+    def range_block_count(self, ep_id: int | None = None) -> int:
+        """How many policy_ranges entries are written (of one endpoint, or all)."""
+        return sum(len(v) for (ep, _), v in self._ranges.items() if ep_id is None or ep == ep_id)
 
     # -- conntrack --------------------------------------------------------------------------------
     def flush_conntrack(self, ep_id: int | None = None) -> int:
@@ -384,4 +472,12 @@ class Datapath:
         return out
 
 
-__all__ = ["Datapath", "DatapathUnavailable", "MetricCount", "PolicyDiff", "PolicyEntry", "check_environment"]
+__all__ = [
+    "Datapath",
+    "DatapathUnavailable",
+    "MetricCount",
+    "PolicyDiff",
+    "PolicyEntry",
+    "check_environment",
+    "port_blocks",
+]

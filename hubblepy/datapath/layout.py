@@ -38,6 +38,8 @@ MATCH_NONE, MATCH_L3_ONLY, MATCH_L3_L4, MATCH_L4_ONLY, MATCH_ALL, MATCH_L3_PROTO
 EP_ENFORCE_INGRESS = 0x1
 EP_ENFORCE_EGRESS = 0x2
 EP_AUDIT = 0x4
+EP_HAS_RANGES = 0x8  # set by Datapath when the endpoint has port-range (endPort) entries
+RANGE_FIXED_BITS = 80  # policy_ranges LPM key bits before the port
 
 # policy actions
 POLICY_ALLOW = 1
