@@ -206,3 +206,34 @@ def test_node_unavailable_at_start_is_picked_up_in_follow_mode(procs):
     assert cli.returncode == 0
     status = b"".join(stderr_chunks).decode()
     assert "NODE_UNAVAILABLE" in status and "late" in status
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_slow_client_through_relay_gets_lost_events_and_relay_memory_stays_bounded(procs):
+    node = procs.agent("fast", "--replay", str(FLOWS), "--rate", "8000", "--event-buffer-capacity", "255")
+    relay = procs.relay("--peers", node.address)
+    stub = observer_pb2_grpc.ObserverStub(grpc.insecure_channel(relay.address))
+    stream = stub.GetFlows(observer_pb2.GetFlowsRequest(follow=True))
+    lost = flows = 0
+    samples = []
+    for resp in stream:
+        if resp.HasField("lost_events"):
+            lost += resp.lost_events.num_events_lost
+        elif resp.HasField("flow"):
+            flows += 1
+            if flows % 20 == 0:
+                time.sleep(0.01)  # a client slower than the node
+                samples.append(_rss_kib(relay.popen.pid))
+        if lost > 5_000:
+            break
+    stream.cancel()
+    assert lost > 5_000
+    settled = samples[len(samples) // 4 :]
+    assert max(settled) - min(settled) < 30 * 1024, samples
