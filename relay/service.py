@@ -100,30 +100,18 @@ def node_status_json(relay_name: str, state: int, names: list[str], message: str
 
 
 class _Fanout:
-    """One client's GetFlows: a reader thread per node feeding one bounded queue."""
+    """One client's GetFlows: a reader thread per node feeding one bounded handoff."""
 
-    def __init__(
-        self,
-        peers: PeerManager,
-        request: Any,
-        follow: bool,
-        relay_name: str,
-        retry_s: float,
-        as_json: bool = False,
-    ) -> None:
+    def __init__(self, follow: bool, relay_name: str, as_json: bool = False) -> None:
         self.as_json = as_json
         self.status = node_status_json if as_json else node_status_bytes
-        self.peers = peers
-        self.request = request
         self.follow = follow
         self.relay_name = relay_name
-        self.retry_s = retry_s
         self.queue = Handoff(QUEUE_MAX)
         self.cancelled = threading.Event()
         self.calls: dict[str, Any] = {}
         self.active: set[str] = set()
         self.lock = threading.Lock()
-        self.lost_events = 0
 
     def start(self, node: Node, request: Any) -> None:
         with self.lock:
@@ -271,7 +259,7 @@ class RelayObserver:
         yield status(self.relay_name, relay_pb2.NODE_CONNECTED, [n.name for n in connected])
         if unavailable:
             yield status(self.relay_name, relay_pb2.NODE_UNAVAILABLE, [n.name for n in unavailable])
-        fan = _Fanout(self.peers, request, request.follow, self.relay_name, self.retry_timeout, as_json)
+        fan = _Fanout(request.follow, self.relay_name, as_json)
         context.add_callback(fan.cancel)
         for node in connected:
             fan.start(node, request)

@@ -237,3 +237,18 @@ def test_slow_client_through_relay_gets_lost_events_and_relay_memory_stays_bound
     assert lost > 5_000
     settled = samples[len(samples) // 4 :]
     assert max(settled) - min(settled) < 30 * 1024, samples
+
+
+def test_relay_learns_nodes_from_the_peer_service(procs, tmp_path):
+    a = procs.agent("node-a")
+    sock = tmp_path / "hubble.sock"
+    b = procs.agent("node-b", "--socket-path", str(sock), "--peers", f"node-a={a.address}")
+    relay = procs.relay("--peer-service", f"unix://{sock}")
+    stub = observer_pb2_grpc.ObserverStub(grpc.insecure_channel(relay.address))
+    deadline = time.monotonic() + 10
+    while True:
+        nodes = {(n.name, n.address, n.state) for n in stub.GetNodes(observer_pb2.GetNodesRequest()).nodes}
+        if len(nodes) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert nodes == {("node-a", a.address, 1), ("node-b", b.address, 1)}
