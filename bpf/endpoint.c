@@ -257,8 +257,9 @@ static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
 
 /* Judges a new connection against the endpoint's policy map. The keys are tried in Cilium's order,
  * most specific first: L3+L4, L3+proto, L3-only, L4-only, proto-only, allow-all. A deny entry at
- * any of these levels wins over every allow (Cilium's deny precedence); otherwise the most specific
- * allow decides. Only new connections get here, so the six lookups cost little.
+ * any of these levels wins over every allow (Cilium's deny precedence); then an audit-only deny (a
+ * deny rule of a policy in audit mode) at any level; otherwise the most specific allow decides.
+ * Only new connections get here, so the six lookups cost little.
  * Returns the deciding entry or NULL; *match gets its POLICY_MATCH_* type. */
 static __always_inline struct hp_policy_value *
 policy_get(struct hp_policy_key *k, __u32 identity, __u16 dport, __u8 proto)
@@ -289,16 +290,18 @@ static __always_inline struct hp_policy_value *
 policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8 has_ranges, __u8 *match)
 {
     struct hp_policy_key k = {};
-    struct hp_policy_value *v, *allow = 0;
-    __u8 allow_match = HP_MATCH_NONE;
+    struct hp_policy_value *v, *allow = 0, *audit = 0;
+    __u8 allow_match = HP_MATCH_NONE, audit_match = HP_MATCH_NONE;
     k.ep_id = ep_id;
     k.direction = dir;
 
 #define HP_TRY(id_, port_, proto_, type_)                                   \
     v = policy_get(&k, (id_), (port_), (proto_));                           \
     if (v) {                                                                \
-        if (v->action != HP_POLICY_ALLOW) { *match = (type_); return v; }   \
-        if (!allow) { allow = v; allow_match = (type_); }                   \
+        if (v->action == HP_POLICY_DENY) { *match = (type_); return v; }    \
+        if (v->action == HP_POLICY_AUDIT_DENY) {                            \
+            if (!audit) { audit = v; audit_match = (type_); }               \
+        } else if (!allow) { allow = v; allow_match = (type_); }            \
     }
 
     HP_TRY(remote, dport, proto, HP_MATCH_L3_L4)
@@ -315,12 +318,16 @@ policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8
         if (v) { *match = HP_MATCH_L3_L4; return v; }
         v = range_get(ep_id, dir, proto, 0, HP_POLICY_DENY, dport);
         if (v) { *match = HP_MATCH_L4_ONLY; return v; }
-        if (!allow) {
+        if (!(allow_match | audit_match)) {   /* scalars: the verifier refuses OR-ing pointers */
             v = range_get(ep_id, dir, proto, remote, HP_POLICY_ALLOW, dport);
             if (v) { *match = HP_MATCH_L3_L4; return v; }
             v = range_get(ep_id, dir, proto, 0, HP_POLICY_ALLOW, dport);
             if (v) { *match = HP_MATCH_L4_ONLY; return v; }
         }
+    }
+    if (audit) {
+        *match = audit_match;
+        return audit;
     }
     *match = allow_match;
     return allow;
@@ -470,11 +477,19 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
                               (ep_flags & HP_EP_HAS_RANGES) != 0, &match);
             __s32 verdict = 0;
             __u32 cookie = 0;
+            __u32 default_audit =
+                dir == HP_DIR_INGRESS ? HP_EP_AUDIT_DEFAULT_INGRESS : HP_EP_AUDIT_DEFAULT_EGRESS;
             if (!pv) {
                 verdict = -HP_DROP_POLICY;
+                if (ep_flags & default_audit) {
+                    verdict = 0;
+                    audited = 1;
+                }
             } else {
                 cookie = pv->cookie;
-                if (pv->action != HP_POLICY_ALLOW)
+                if (pv->action == HP_POLICY_AUDIT_DENY)
+                    audited = 1;
+                else if (pv->action != HP_POLICY_ALLOW)
                     verdict = -HP_DROP_POLICY_DENY;
             }
             if (verdict < 0 && (ep_flags & HP_EP_AUDIT)) {

@@ -132,6 +132,9 @@ struct hp_ipcache_value {
 #define HP_EP_ENFORCE_INGRESS 0x1
 #define HP_EP_ENFORCE_EGRESS 0x2
 #define HP_EP_AUDIT 0x4
+/* per-policy audit: no entry matched and every policy that engaged default deny is audited */
+#define HP_EP_AUDIT_DEFAULT_INGRESS 0x10
+#define HP_EP_AUDIT_DEFAULT_EGRESS 0x20
 #define HP_EP_HAS_RANGES 0x8         /* port-range entries exist: also look in policy_ranges */
 
 struct hp_endpoint_info {
@@ -153,6 +156,7 @@ struct hp_policy_key {
 
 #define HP_POLICY_ALLOW 1
 #define HP_POLICY_DENY 2
+#define HP_POLICY_AUDIT_DENY 3           /* a deny of an audited policy: passes, verdict AUDIT */
 
 struct hp_policy_value {
     __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY */

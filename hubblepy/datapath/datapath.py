@@ -45,6 +45,7 @@ class PolicyEntry:
     proto: int = 0
     deny: bool = False
     cookie: int = 0
+    audit: bool = False  # with deny: audit only (passes with verdict AUDIT); exact entries only
     end_port: int = 0
 
     @property
@@ -264,6 +265,17 @@ class Datapath:
         flags = self._require(ep_id).flags
         self.set_flags(ep_id, flags | layout.EP_AUDIT if on else flags & ~layout.EP_AUDIT)
 
+    def set_default_audit(self, ep_id: int, ingress: bool, egress: bool) -> None:
+        """Per-policy audit: when no entry matches, a direction's default deny passes with verdict AUDIT."""
+        flags = self._require(ep_id).flags & ~(
+            layout.EP_AUDIT_DEFAULT_INGRESS | layout.EP_AUDIT_DEFAULT_EGRESS
+        )
+        if ingress:
+            flags |= layout.EP_AUDIT_DEFAULT_INGRESS
+        if egress:
+            flags |= layout.EP_AUDIT_DEFAULT_EGRESS
+        self.set_flags(ep_id, flags)
+
     def endpoint(self, ep_id: int) -> tuple[int, int, int] | None:
         """(ifindex, identity, flags) of an endpoint, or None."""
         ep = self._endpoints.get(ep_id)
@@ -336,7 +348,11 @@ class Datapath:
             if e.is_range:
                 continue
             val = t.Leaf()
-            val.action = layout.POLICY_DENY if e.deny else layout.POLICY_ALLOW
+            val.action = (
+                (layout.POLICY_AUDIT_DENY if e.audit else layout.POLICY_DENY)
+                if e.deny
+                else layout.POLICY_ALLOW
+            )
             val.cookie = e.cookie
             t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
         self._write_ranges(ep_id, dir_num, [e for e in wanted.values() if e.is_range])

@@ -38,12 +38,15 @@ MATCH_NONE, MATCH_L3_ONLY, MATCH_L3_L4, MATCH_L4_ONLY, MATCH_ALL, MATCH_L3_PROTO
 EP_ENFORCE_INGRESS = 0x1
 EP_ENFORCE_EGRESS = 0x2
 EP_AUDIT = 0x4
+EP_AUDIT_DEFAULT_INGRESS = 0x10  # default deny of that direction only audited (per-policy audit)
+EP_AUDIT_DEFAULT_EGRESS = 0x20
 EP_HAS_RANGES = 0x8  # set by Datapath when the endpoint has port-range (endPort) entries
 RANGE_FIXED_BITS = 80  # policy_ranges LPM key bits before the port
 
 # policy actions
 POLICY_ALLOW = 1
 POLICY_DENY = 2
+POLICY_AUDIT_DENY = 3  # deny of an audited policy: the packet passes, verdict AUDIT
 
 # monitor aggregation levels (Cilium's numbers)
 AGGREGATION_LEVELS = {"none": 0, "medium": 2}
