@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import time
 
 from hubblepy.sample.path import sample_capture_path
 
@@ -99,6 +101,83 @@ def lab_story() -> None:
     )
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_serving(address: str, timeout: float = 20.0) -> None:
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, int(port)), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"demo: nothing is serving on {address}")
+
+
+def multinode_story() -> None:
+    """Two replay nodes behind a relay: flows of every node through one endpoint, in time order."""
+    say("Several nodes through one relay: two replay nodes (lab-worker, lab-worker2) and hubble-relay")
+    capture = sample_capture_path()
+    nodes = {"lab-worker": f"127.0.0.1:{_free_port()}", "lab-worker2": f"127.0.0.1:{_free_port()}"}
+    relay = f"127.0.0.1:{_free_port()}"
+    python = sys.executable
+    procs = [
+        subprocess.Popen(
+            [
+                python,
+                "-m",
+                "hubblepy.cli",
+                "agent",
+                "--node-name",
+                name,
+                "--listen-address",
+                address,
+                "--replay",
+                capture,
+                "--rate",
+                "200",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        for name, address in nodes.items()
+    ]
+    peers = ",".join(f"{name}={address}" for name, address in nodes.items())
+    procs.append(
+        subprocess.Popen(
+            [python, "-m", "relay", "--listen-address", relay, "--peers", peers], stderr=subprocess.DEVNULL
+        )
+    )
+    try:
+        for address in [*nodes.values(), relay]:
+            _wait_serving(address)
+        time.sleep(1.5)  # let the replay sources publish some flows
+        hubble("list", "nodes", "--server", relay)
+        hubble("observe", "--server", relay, "--print-node-name", "--last", "12")
+        hubble(
+            "observe",
+            "--server",
+            relay,
+            "--verdict",
+            "DROPPED",
+            "--type",
+            "drop",
+            "--print-node-name",
+            "--last",
+            "4",
+            "--strict-last",
+        )
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=10)
+
+
 def lab_unavailable_reason() -> str | None:
     """Why the live lab cannot run here (None when it can)."""
     if os.geteuid() != 0:
@@ -122,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
         if reason:
             print(f"demo: {reason}; showing the recorded capture of the same story instead.")
         sample_story()
-        return
-    lab_story()
+    else:
+        lab_story()
+    multinode_story()
 
 
 if __name__ == "__main__":

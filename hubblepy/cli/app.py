@@ -13,6 +13,19 @@ from hubblepy import __version__
 # Commands whose words are handed over unparsed to a module's ``main(argv) -> int``.
 RAW_COMMANDS = {
     "observe": "hubblepy.cli.observe",
+    "agent": "hubblepy.cli.agent",
+    "status": "hubblepy.cli.status",
+    "list": "hubblepy.cli.list",
+    "watch": "hubblepy.cli.watch",
+    "config": "hubblepy.cli.config",
+}
+
+RAW_HELP = {
+    "agent": "Run a node agent: the Observer gRPC server with a flow source (e.g. --replay FILE).",
+    "status": "Show the health and flow counters of a Hubble server or relay.",
+    "list": "List the nodes or namespaces a relay knows (`list nodes`, `list namespaces`).",
+    "watch": "Watch peer changes (`watch peers`).",
+    "config": "View or change the CLI configuration (`config view|get|set|reset`).",
 }
 
 # Modules that add their commands to the typer app with ``register(app)``.
@@ -40,6 +53,9 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
     def observe(ctx: typer.Context) -> None:
         raise typer.Exit(run_raw("observe", list(ctx.args)))
 
+    for name, help_text in RAW_HELP.items():
+        _add_raw_command(app, name, help_text)
+
     @app.command()
     def version() -> None:
         """Print the version of this hubble CLI."""
@@ -54,6 +70,19 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
             continue
         module.register(app)
     return app
+
+
+def _add_raw_command(app, name: str, help_text: str) -> None:  # noqa: ANN001 - typer.Typer
+    import typer
+
+    @app.command(
+        name,
+        help=help_text,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def _raw(ctx: typer.Context) -> None:
+        raise typer.Exit(run_raw(name, list(ctx.args)))
 
 
 def run_raw(name: str, argv: list[str]) -> int:

@@ -148,6 +148,7 @@ _OTHER_FLAGS = (
     FlagSpec("field-mask", "string_slice"),
     FlagSpec("use-default-field-masks", "bool"),
     FlagSpec("jq", "string"),  # our extension
+    FlagSpec("strict-last", "bool"),  # our extension: exact global --last N through a hubblepy relay
     # global
     FlagSpec("config", "string"),
     FlagSpec("debug", "bool", "D"),
@@ -225,6 +226,7 @@ class ObserveArgs:
     silent_errors: bool = False
     print_raw_filters: bool = False
     jq: str | None = None
+    strict_last: bool = False  # --strict-last: N flows in total, newest across all nodes
     # connection (live mode)
     server: str = DEFAULT_SERVER
     timeout_ns: int = DEFAULT_DIAL_TIMEOUT_NS
@@ -617,6 +619,7 @@ def parse_observe_args(
     args.use_default_field_masks = bool(values.get("use-default-field-masks", True))
     args.field_mask = list(values.get("field-mask", []))
     args.jq = str(values["jq"]) if "jq" in values else None
+    args.strict_last = bool(values.get("strict-last", False))
     args.first = int(values.get("first", 0))
     args.last = int(values.get("last", 0))
     args.all = bool(values.get("all", False))
