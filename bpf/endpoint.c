@@ -258,7 +258,8 @@ static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
 /* Judges a new connection against the endpoint's policy map. The keys are tried in Cilium's order,
  * most specific first: L3+L4, L3+proto, L3-only, L4-only, proto-only, allow-all. A deny entry at
  * any of these levels wins over every allow (Cilium's deny precedence); then an audit-only deny (a
- * deny rule of a policy in audit mode) at any level; otherwise the most specific allow decides.
+ * deny rule of a policy in audit mode) at any level, if some entry allows the packet; otherwise the
+ * most specific allow decides.
  * Only new connections get here, so the six lookups cost little.
  * Returns the deciding entry or NULL; *match gets its POLICY_MATCH_* type. */
 static __always_inline struct hp_policy_value *
@@ -318,14 +319,24 @@ policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8
         if (v) { *match = HP_MATCH_L3_L4; return v; }
         v = range_get(ep_id, dir, proto, 0, HP_POLICY_DENY, dport);
         if (v) { *match = HP_MATCH_L4_ONLY; return v; }
-        if (!(allow_match | audit_match)) {   /* scalars: the verifier refuses OR-ing pointers */
+        if (!allow_match) {
             v = range_get(ep_id, dir, proto, remote, HP_POLICY_ALLOW, dport);
-            if (v) { *match = HP_MATCH_L3_L4; return v; }
-            v = range_get(ep_id, dir, proto, 0, HP_POLICY_ALLOW, dport);
-            if (v) { *match = HP_MATCH_L4_ONLY; return v; }
+            if (v) {
+                allow = v;
+                allow_match = HP_MATCH_L3_L4;
+            } else {
+                v = range_get(ep_id, dir, proto, 0, HP_POLICY_ALLOW, dport);
+                if (v) {
+                    allow = v;
+                    allow_match = HP_MATCH_L4_ONLY;
+                }
+            }
         }
     }
-    if (audit) {
+    /* an audit-only deny decides only when some entry allows the packet: without an allow the
+     * default deny decides (enforced unless the endpoint's default deny is audited too). The
+     * match types are tested, not the pointers: the verifier refuses logic on two map pointers. */
+    if (audit_match && allow_match) {
         *match = audit_match;
         return audit;
     }

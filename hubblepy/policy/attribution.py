@@ -17,8 +17,9 @@ returns an :class:`Explanation`: the verdict the datapath gave, the policies beh
   payments/default-deny): ...``.
 
 The lookup order is the datapath's (bpf/endpoint.c ``policy_lookup``): L3+L4, L3+proto, L3-only,
-L4-only, proto-only, allow-all; an enforced deny at any level wins, then an audit-only deny, then the
-most specific allow.
+L4-only, proto-only, allow-all, then port ranges; an enforced deny at any level wins, then an audit-only
+deny if some entry allows the packet (without an allow the default deny decides), then the most
+specific allow.
 """
 
 from __future__ import annotations
@@ -150,6 +151,11 @@ class PolicySnapshot:
         self.revision = revision
         self.uids = dict(uids or {})
         self._dicts: dict[PolicyRef, dict] = {}
+        # port-range entries (endPort) per (endpoint, direction): looked up after the exact keys
+        self._ranges: dict[tuple[int, int], list[PolicyKey]] = {}
+        for key in entries:
+            if key.end_port > key.dport:
+                self._ranges.setdefault((key.ep_id, key.direction), []).append(key)
 
     @classmethod
     def from_compiled(
@@ -195,7 +201,31 @@ class PolicySnapshot:
                     audit = key
             elif allow is None:
                 allow = key
-        return audit or allow
+        ranges = self._ranges.get((ep_id, direction))
+        if ranges and proto:
+            # as the datapath: range denies (this peer, then any peer) win; range allows count
+            # when no exact entry allowed
+            deny = self._range(ranges, ACTION_DENY, remote, proto, dport)
+            if deny is not None:
+                return deny
+            if allow is None:
+                allow = self._range(ranges, ACTION_ALLOW, remote, proto, dport)
+        # an audit-only deny decides only when something allows: otherwise default deny decides
+        return audit if audit is not None and allow is not None else allow
+
+    def _range(
+        self, ranges: list[PolicyKey], action: int, remote: int, proto: int, dport: int
+    ) -> PolicyKey | None:
+        for identity in (remote, 0):
+            for key in ranges:
+                if (
+                    key.identity == identity
+                    and key.proto == proto
+                    and key.dport <= dport <= key.end_port
+                    and self.entries[key].action == action
+                ):
+                    return key
+        return None
 
     def explain(self, ep_id: int, direction: int, remote: int, proto: int, dport: int) -> Explanation | None:
         """What decided a new connection of endpoint ``ep_id``; None when no policy applies."""

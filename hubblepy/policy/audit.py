@@ -5,12 +5,15 @@
 * **policy**: only the verdicts *that policy* would deny become AUDIT:
 
   - a deny entry whose deny rules all belong to audited policies becomes an audit-only deny
-    (:data:`~hubblepy.policy.attribution.ACTION_AUDIT_DENY`): the packet passes, verdict AUDIT. A deny
-    rule of a policy that is not audited still drops, whatever else is audited;
+    (:data:`~hubblepy.policy.attribution.ACTION_AUDIT_DENY`). When some rule allows the packet it
+    passes with verdict AUDIT; when nothing allows it, the default deny decides (next point), since
+    the packet would be denied even without the audited policy. A deny rule of a policy that is not
+    audited still drops, whatever else is audited;
   - a default deny passes as AUDIT only when **every** policy that engaged default deny for that
     endpoint and direction is audited; if any engaging policy is enforced, the flow stays DROPPED,
     because that policy alone would deny it;
-  - allow rules of audited policies keep allowing.
+  - allow rules of audited policies keep allowing;
+  - limitation: a deny rule with an ``endPort`` range stays enforced even when its policy is audited.
 
 :func:`apply_audit` turns a compile plus an :class:`AuditSettings` into what is written to the
 datapath (entries with audit-only denies, per-endpoint flags) and the matching attribution snapshot.
@@ -97,8 +100,8 @@ def apply_audit(
     entries = dict(compiled.entries)
     if settings.policies:
         for key, value in compiled.entries.items():
-            if value.action != ACTION_DENY:
-                continue
+            if value.action != ACTION_DENY or key.end_port > key.dport:
+                continue  # port-range denies stay enforced (the range trie has no audit action)
             rules = [cookies.lookup(c) for c in compiled.contributors.get(key, [value.cookie])]
             deny_rules = [r for r in rules if is_deny_rule(r)] or [r for r in rules if r]
             if deny_rules and all(settings.policy_audited(r.policy) for r in deny_rules):

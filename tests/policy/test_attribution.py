@@ -155,14 +155,13 @@ def test_lookup_prefers_the_most_specific_allow_and_reports_the_host_allow_witho
 
 
 def _with_deny(w: World):
-    """api-allow plus a hand-made deny entry (frontend -> api:8080) from policy `no-frontend`."""
+    """api-allow plus a hand-made L3-only deny entry (frontend -> api, any port) from `no-frontend`."""
     compiled = w.compile(DEFAULT_DENY, API_ALLOW)
     deny_ref = RuleRef(PolicyRef(CNP, "payments", "no-frontend"), INGRESS, 5000)
     cookie = w.cookies.cookie(deny_ref)
-    key = PolicyKey(w.ep("api"), INGRESS, w.ident("frontend"), 8080, 6)
-    allow_cookies = compiled.contributors[key]
+    key = PolicyKey(w.ep("api"), INGRESS, w.ident("frontend"), 0, 0)
     compiled.entries[key] = PolicyValue(ACTION_DENY, cookie)
-    compiled.contributors[key] = [cookie, *allow_cookies]
+    compiled.contributors[key] = [cookie]
     return compiled, key
 
 
@@ -246,3 +245,44 @@ def test_policy_names_and_ports():
     ccnp = policy_dict(PolicyRef("CiliumClusterwideNetworkPolicy", "", "deny-world"), 0)
     assert list(ccnp) == ["name", "labels", "kind"]
     assert any(label.startswith("k8s:io.cilium.k8s.policy.uid=") for label in ccnp["labels"])
+
+
+NO_PROBE = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: no-probe, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: default}}]
+"""
+RANGE = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: api-range, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+      toPorts: [{ports: [{port: "9000", endPort: 9100, protocol: TCP}]}]
+"""
+
+
+def test_compiled_deny_rules_and_port_ranges_are_attributed():
+    w = World()
+    out = w.snapshot(DEFAULT_DENY, API_ALLOW, NO_PROBE, RANGE).snapshot
+    deny = out.explain(w.ep("api"), INGRESS, w.ident("probe"), 6, 8080)
+    assert deny.verdict == "DROPPED" and deny.match == "deny"
+    assert _names(deny.policies) == ["payments/no-probe CiliumNetworkPolicy"]
+    assert deny.log == ("deny: CiliumNetworkPolicy payments/no-probe spec.ingressDeny[0]",)
+    ranged = out.explain(w.ep("api"), INGRESS, w.ident("frontend"), 6, 9050)
+    assert ranged.verdict == "FORWARDED" and _names(ranged.policies) == [
+        "payments/api-range CiliumNetworkPolicy"
+    ]
+    outside = out.explain(w.ep("api"), INGRESS, w.ident("frontend"), 6, 9101)
+    assert outside.verdict == "DROPPED" and outside.match == "default-deny"
+    # auditing the deny policy: nothing else allows the probe, so the enforced default deny decides
+    settings = AuditSettings(policies={("payments", "no-probe")})
+    audited = w.snapshot(DEFAULT_DENY, API_ALLOW, NO_PROBE, audit=settings)
+    got = audited.snapshot.explain(w.ep("api"), INGRESS, w.ident("probe"), 6, 8080)
+    assert got.verdict == "DROPPED" and got.match == "default-deny"

@@ -96,3 +96,20 @@ def test_audited_default_deny_per_direction(bed):
     assert (event.verdict, event.audited, event.cookie) == (0, True, 0)
     dp.set_default_audit(2, ingress=False, egress=True)
     assert tb.connect(p1, p2, 8080, timeout=0.5) is None
+
+
+def test_audit_only_deny_without_any_allow_leaves_the_default_deny_to_decide(bed):
+    from hubblepy.datapath import PolicyEntry
+
+    tb, dp, reader = bed
+    p1, p2, _ = tb.pods
+    dp.set_enforcement(2, ingress=True)
+    dp.set_policy_entries(2, "ingress", [PolicyEntry(BASE + 1, 0, 0, deny=True, audit=True, cookie=77)])
+    tb.echo_server(p2, 8080)
+    assert tb.connect(p1, p2, 8080, timeout=0.5) is None
+    event = _verdicts(reader, 1)[0]
+    assert (event.verdict, event.audited, event.cookie) == (-133, False, 0)
+    dp.set_default_audit(2, ingress=True, egress=False)  # every engaging policy audited: passes
+    conn = tb.connect(p1, p2, 8080)
+    assert conn is not None
+    conn.close()
