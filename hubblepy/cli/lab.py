@@ -341,6 +341,8 @@ def status(output: str = typer.Option("table", "--output", "-o", help="table or 
 
 
 def _find_pod(state: dict[str, Any], ref: str) -> dict[str, Any]:
+    if ref == "world" and state.get("world"):  # the hosts outside the cluster (scenario `world`)
+        return state["world"]
     namespace, sep, name = ref.partition("/")
     if not sep:
         raise _fail(f"pod must be NAMESPACE/POD, got {ref!r}")

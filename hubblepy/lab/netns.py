@@ -9,6 +9,11 @@ with ``$HUBBLEPY_LAB_NETNS_PREFIX``, which the tests do so they never touch a ru
 * one namespace per pod, ``hp-<namespace>.<pod>``, with ``eth0`` (pod IP /32), a link route to the
   gateway and a default route through it, and ``lo`` up.
 
+* optionally one *world* namespace ``hp-world`` (hosts outside the cluster: TEST-NET addresses such as
+  192.0.2.10, never routed beyond the lab), wired like a pod (veth ``hpworld``, /32 routes on the
+  node side, default route via the gateway) but without tc programs: pod traffic to and from it is
+  judged at the pod's veth, and the ipcache maps its addresses to ``world`` (or to CIDR identities).
+
 So every packet between pods crosses the node namespace, where the datapath sees it on both veths.
 Processes are started inside a pod with ``ip netns exec`` (which also bind-mounts
 ``/etc/netns/<name>/resolv.conf``, the lab's cluster DNS settings).
@@ -33,6 +38,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 NETNS_PREFIX = os.environ.get("HUBBLEPY_LAB_NETNS_PREFIX", "hp-")
 HOST_IF_PREFIX = "hpv"
+WORLD_IF = "hpworld"
 NETNS_RUN = Path("/run/netns")
 NETNS_ETC = Path("/etc/netns")
 _CLONE_NEWNET = 0x40000000
@@ -125,6 +131,23 @@ def create_pod(node_ns: str, pod_ns: str, host_if: str, ip: str, gateway: str) -
         ipr.route("add", dst=f"{gateway}/32", oif=eth0, scope="link")
         ipr.route("add", dst="0.0.0.0/0", gateway=gateway, oif=eth0)
     return int(index)
+
+
+def world_netns_name() -> str:
+    return f"{NETNS_PREFIX}world"
+
+
+def create_world(node_ns: str, world_ns: str, addresses: list[str], gateway: str) -> int:
+    """The world namespace with every address on its ``eth0``; returns the node-side ifindex."""
+    index = create_pod(node_ns, world_ns, WORLD_IF, addresses[0], gateway)
+    with IPRoute(netns=node_ns) as ipr:
+        for ip in addresses[1:]:
+            ipr.route("add", dst=f"{ip}/32", oif=index, scope="link")
+    with IPRoute(netns=world_ns) as ipr:
+        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        for ip in addresses[1:]:
+            ipr.addr("add", index=eth0, address=ip, prefixlen=32)
+    return index
 
 
 def write_resolv_conf(pod_ns: str, nameserver: str, namespace: str, domain: str = "cluster.local") -> None:

@@ -36,6 +36,7 @@ from hubblepy.lab import netns
 from hubblepy.lab.scenario import PodSpec, Scenario, ScenarioError, load_scenario
 from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
 from hubblepy.policy import (
+    ACTION_DENY,
     EGRESS,
     INGRESS,
     CookieJar,
@@ -47,6 +48,7 @@ from hubblepy.policy import (
     parse_policies,
     pod_labels,
 )
+from hubblepy.policy.cidr import policy_prefixes
 from hubblepy.policy.identity import IDENTITY_HOST
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -100,6 +102,7 @@ class LabNode:
         self._threads: list[threading.Thread] = []
         self._control: socket.socket | None = None
         self.policy_stats = {"added": 0, "changed": 0, "removed": 0}
+        self.world: dict[str, Any] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +116,7 @@ class LabNode:
             self.datapath.set_ipcache(f"{self.gateway}/32", IDENTITY_HOST)
         self._make_resolver()
         netns.create_node(self.node_ns)
+        self._make_world()
         for spec in self.scenario.pods:
             self._add_pod(spec, sync=False)
         self._write_zone()
@@ -125,6 +129,24 @@ class LabNode:
             self._start_observer()
         self._start_control()
         self.save()
+
+    def _make_world(self) -> None:
+        """The hosts outside the cluster (scenario ``world``): their namespace and servers."""
+        spec = self.scenario.world
+        if spec is None:
+            return
+        world_ns = netns.world_netns_name()
+        netns.create_world(self.node_ns, world_ns, list(spec.addresses), self.gateway)
+        self.world = {
+            "namespace": "outside",
+            "name": "world",
+            "netns": world_ns,
+            "addresses": list(spec.addresses),
+            "servers": [
+                {"kind": s.kind, "port": s.port, "routes": list(s.routes), "pid": 0} for s in spec.servers
+            ],
+        }
+        self._start_servers(self.world)
 
     def _make_resolver(self) -> None:
         try:
@@ -235,7 +257,12 @@ class LabNode:
         ip = self._free_ips.pop(0)
         ep_id = self._next_ep
         self._next_ep += 1
-        labels = pod_labels(spec.namespace, spec.labels, spec.service_account)
+        labels = pod_labels(
+            spec.namespace,
+            spec.labels,
+            spec.service_account,
+            namespace_labels=self.scenario.namespaces.get(spec.namespace),
+        )
         identity = self.identities.allocate(labels)
         pod = {
             "namespace": spec.namespace,
@@ -251,6 +278,7 @@ class LabNode:
             "servers": [
                 {"kind": s.kind, "port": s.port, "routes": list(s.routes), "pid": 0} for s in spec.servers
             ],
+            "ports": [list(p) for p in spec.ports],
             "audit": False,
             "ingress_enforced": False,
             "egress_enforced": False,
@@ -371,9 +399,22 @@ class LabNode:
     # -- policy ---------------------------------------------------------------------------------
     def sync_policy(self) -> dict[str, int]:
         """Recompiles every policy for every pod and writes only the changed map entries."""
-        endpoints = [Endpoint(p["ep_id"], p["identity"], tuple(p["labels"])) for p in self.pods.values()]
+        self._sync_cidr_identities()
+        endpoints = [
+            Endpoint(
+                p["ep_id"], p["identity"], tuple(p["labels"]), tuple(tuple(x) for x in p.get("ports", ()))
+            )
+            for p in self.pods.values()
+        ]
+        named: dict[int, list[tuple[str, int, int]]] = {}
+        for p in self.pods.values():
+            named.setdefault(p["identity"], []).extend(tuple(x) for x in p.get("ports", ()))
         compiled = compile_policies(
-            self.repo.policies(), endpoints, dict(self.identities.items()), self.cookies
+            self.repo.policies(),
+            endpoints,
+            dict(self.identities.items()),
+            self.cookies,
+            named_ports=named,
         )
         stats = {"added": 0, "changed": 0, "removed": 0}
         grouped: dict[tuple[int, int], list] = {}
@@ -389,7 +430,14 @@ class LabNode:
 
             for direction in (INGRESS, EGRESS):
                 entries = [
-                    PolicyEntry(identity=k.identity, dport=k.dport, proto=k.proto, cookie=v.cookie)
+                    PolicyEntry(
+                        identity=k.identity,
+                        dport=k.dport,
+                        proto=k.proto,
+                        deny=v.action == ACTION_DENY,
+                        cookie=v.cookie,
+                        end_port=k.end_port,
+                    )
                     for k, v in grouped.get((pod["ep_id"], direction), [])
                 ]
                 diff = self.datapath.set_policy_entries(pod["ep_id"], direction, entries)
@@ -403,6 +451,21 @@ class LabNode:
             self._publish_cookies({v.cookie for v in compiled.entries.values()})
         self.policy_stats = stats
         return stats
+
+    def _sync_cidr_identities(self) -> None:
+        """CIDR identities for every prefix the policies name, written into the ipcache (LPM trie)."""
+        wanted = policy_prefixes(self.repo.policies())
+        current = self.identities.cidr_identities()
+        for prefix in sorted(wanted - current.keys()):
+            identity = self.identities.allocate_cidr(prefix)
+            if self.datapath is not None:
+                self.datapath.set_ipcache(prefix, identity)
+            if self.resolver is not None:
+                self.resolver.set_identity(identity, self.identities.labels_of(identity) or ())
+        for prefix in sorted(current.keys() - wanted):
+            if self.datapath is not None:
+                self.datapath.delete_ipcache(prefix)
+            self.identities.release(current[prefix])
 
     def _publish_cookies(self, cookies: set[int]) -> None:
         from hubblepy.parser import PolicyMatch
@@ -469,6 +532,8 @@ class LabNode:
             "relay": self.relay_address if self.relay is not None else "",
             "relay_pid": self.relay.pid if self.relay is not None else 0,
             "pods": list(self.pods.values()),
+            "world": self.world,
+            "cidr_identities": self.identities.cidr_identities(),
             "policies": [
                 {"ref": str(p.ref), "kind": p.ref.kind, "source": p.source} for p in self.repo.policies()
             ],

@@ -1,4 +1,5 @@
-"""Lab scenarios: a YAML file describing namespaces, pods (labels, servers) and policies.
+"""Lab scenarios: a YAML file describing namespaces, pods (labels, ports, servers), a world outside
+the cluster, and policies.
 
 See docs/scenario-format.md. :func:`load_scenario` validates the whole file and raises
 :class:`ScenarioError` with one line (file, field path, reason) on the first problem; the policies it
@@ -21,6 +22,9 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "payments.yaml"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SERVER_KINDS = {"http": 8080, "tcp": 5432, "dns": 53}
+PORT_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+_PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+WORLD_NAME = "world"  # the world's netns is <prefix>world; no node may have that name
 
 
 class ScenarioError(Exception):
@@ -42,10 +46,19 @@ class PodSpec:
     service_account: str = "default"
     workload: tuple[str, str] | None = None  # (name, kind)
     servers: tuple[ServerSpec, ...] = ()
+    ports: tuple[tuple[str, int, int], ...] = ()  # named container ports: (name, port, protocol number)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """Hosts outside the cluster: one namespace with addresses outside podCIDR, routed via the node."""
+
+    addresses: tuple[str, ...]
+    servers: tuple[ServerSpec, ...] = ()
 
 
 @dataclass
@@ -58,6 +71,7 @@ class Scenario:
     pods: list[PodSpec]
     policy_files: list[str]
     policies: list[Policy]
+    world: WorldSpec | None = None
 
 
 class _Err(Exception):
@@ -113,9 +127,58 @@ def _server(value: Any, path: str) -> ServerSpec:
     return ServerSpec(kind, port, tuple(routes))
 
 
+def _container_ports(value: Any, path: str) -> tuple[tuple[str, int, int], ...]:
+    items = _expect(value or [], list, path, "a list of {name, port, protocol}")
+    out = []
+    for i, item in enumerate(items):
+        ipath = f"{path}[{i}]"
+        _expect(item, dict, ipath, "an object with name, port and protocol")
+        _fields(item, ipath, {"name", "port", "protocol"})
+        name = item.get("name")
+        if not isinstance(name, str) or not _PORT_NAME.match(name) or len(name) > 15:
+            raise _Err(
+                f"{ipath}.name: {name!r} is not a valid port name (IANA_SVC_NAME, at most 15 characters)"
+            )
+        if not any(c.isalpha() for c in name):
+            raise _Err(f"{ipath}.name: {name!r} must contain a letter")
+        port = _port(item.get("port"), f"{ipath}.port")
+        proto = item.get("protocol", "TCP")
+        if proto not in PORT_PROTOCOLS:
+            raise _Err(f"{ipath}.protocol: {proto!r} is not TCP, UDP or SCTP")
+        out.append((name, port, PORT_PROTOCOLS[proto]))
+    names = [(n, p) for n, _, p in out]
+    if len(set(names)) != len(names):
+        raise _Err(f"{path}: a port name is used twice for one protocol")
+    return tuple(out)
+
+
+def _world(value: Any, cidr: ipaddress.IPv4Network) -> WorldSpec:
+    _expect(value, dict, "world", "an object with addresses and servers")
+    _fields(value, "world", {"addresses", "servers"})
+    raw = _expect(value.get("addresses"), list, "world.addresses", "a non-empty list of IPv4 addresses")
+    if not raw:
+        raise _Err("world.addresses: must be a non-empty list of IPv4 addresses")
+    addresses = []
+    for i, a in enumerate(raw):
+        try:
+            ip = ipaddress.IPv4Address(str(a))
+        except ValueError:
+            raise _Err(f"world.addresses[{i}]: {a!r} is not an IPv4 address") from None
+        if ip in cidr:
+            raise _Err(f"world.addresses[{i}]: {ip} is inside podCIDR {cidr}; the world lies outside")
+        if not ip.is_private and not ip.is_reserved:
+            raise _Err(f"world.addresses[{i}]: {ip} is routable; use TEST-NET ranges such as 192.0.2.0/24")
+        addresses.append(str(ip))
+    if len(set(addresses)) != len(addresses):
+        raise _Err("world.addresses: an address is listed twice")
+    servers = _expect(value.get("servers") or [], list, "world.servers", "a list")
+    specs = tuple(_server(s, f"world.servers[{i}]") for i, s in enumerate(servers))
+    return WorldSpec(tuple(addresses), specs)
+
+
 def _pod(value: Any, path: str) -> PodSpec:
     _expect(value, dict, path, "an object")
-    _fields(value, path, {"name", "namespace", "labels", "serviceAccount", "workload", "servers"})
+    _fields(value, path, {"name", "namespace", "labels", "serviceAccount", "workload", "servers", "ports"})
     name = _name(value.get("name"), f"{path}.name")
     namespace = _name(value.get("namespace", "default"), f"{path}.namespace")
     labels = _labels(value.get("labels"), f"{path}.labels")
@@ -134,15 +197,18 @@ def _pod(value: Any, path: str) -> PodSpec:
     ports = [s.port for s in specs]
     if len(set(ports)) != len(ports):
         raise _Err(f"{path}.servers: two servers on the same port")
-    return PodSpec(name, namespace, labels, sa, workload, specs)
+    ports = _container_ports(value.get("ports"), f"{path}.ports")
+    return PodSpec(name, namespace, labels, sa, workload, specs, ports)
 
 
 def parse_scenario(data: Any, path: Path) -> Scenario:
     try:
         _expect(data, dict, "scenario", "a YAML object")
-        _fields(data, "", {"name", "node", "podCIDR", "namespaces", "pods", "policies"})
+        _fields(data, "", {"name", "node", "podCIDR", "namespaces", "pods", "world", "policies"})
         name = _name(data.get("name", path.stem), "name")
         node = _name(data.get("node", "lab-node"), "node")
+        if node == WORLD_NAME:
+            raise _Err(f"node: {WORLD_NAME!r} is reserved for the world outside the cluster")
         try:
             cidr = ipaddress.IPv4Network(str(data.get("podCIDR", "10.244.0.0/16")))
         except ValueError as exc:
@@ -156,6 +222,7 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
             spec = _expect(spec or {}, dict, f"namespaces.{ns}", "an object")
             _fields(spec, f"namespaces.{ns}", {"labels"})
             namespaces[ns] = _labels(spec.get("labels"), f"namespaces.{ns}.labels")
+        world = _world(data["world"], cidr) if data.get("world") is not None else None
         pods_raw = _expect(data.get("pods"), list, "pods", "a non-empty list")
         if not pods_raw:
             raise _Err("pods: must be a non-empty list")
@@ -179,7 +246,7 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
     policies = []
     for f in files:
         policies += load_policy_file(f)
-    return Scenario(name, str(path), node, cidr, namespaces, pods, files, policies)
+    return Scenario(name, str(path), node, cidr, namespaces, pods, files, policies, world)
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
@@ -203,5 +270,6 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ServerSpec",
+    "WorldSpec",
     "load_scenario",
 ]

@@ -12,8 +12,9 @@ Per-field choices (docs/policy/*.md):
   description; networking.k8s.io/v1 NetworkPolicy (podSelector, namespaceSelector, ipBlock,
   ports with endPort and names, policyTypes);
 * loaded with a warning, not enforced: ``toPorts[].rules`` (L7 HTTP/Kafka/DNS: the port is allowed
-  at L4), ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed);
-* rejected as not supported yet: nodeSelector (host policies), services/groups/nodes/requires peers,
+  at L4), ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed),
+  ``nodeSelector`` (host policies: the lab has no host endpoint, so the rule selects no pod);
+* rejected as not supported yet: services/groups/nodes/requires peers,
   cidrGroupRef, icmps, authentication, TLS options, log;
 * rejected as unknown: any other field.
 """
@@ -73,17 +74,16 @@ _RULE_FIELDS = {
     "log",
 }
 _UNSUPPORTED_RULE = {
-    "nodeSelector": "host policies (nodeSelector) are not supported yet",
     "log": f"log {_NOT_YET}",
 }
+# what a nodeSelector rule selects among pods: nothing (pods never carry reserved:host)
+_NO_POD = Selector((Requirement("reserved", "host", "Exists"),))
 _INGRESS_FIELDS = {"fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet", "toPorts"}
 _EGRESS_FIELDS = {"toEndpoints", "toEntities", "toCIDR", "toCIDRSet", "toPorts", "toFQDNs"}
 _UNSUPPORTED_PEER = {
     "fromRequires",
     "fromGroups",
     "fromNodes",
-    "toCIDR",
-    "toCIDRSet",
     "toRequires",
     "toGroups",
     "toNodes",
@@ -398,9 +398,19 @@ class _DocumentParser:
     def spec_rule(self, value: Any, path: str, spec_index: int) -> SpecRule:
         _expect(value, dict, path, "an object")
         _check_fields(value, path, _RULE_FIELDS, _UNSUPPORTED_RULE)
-        if "endpointSelector" not in value:
+        if "nodeSelector" in value:
+            if "endpointSelector" in value:
+                raise _FieldError(_join(path, "nodeSelector"), "cannot be combined with endpointSelector")
+            self.selector(value["nodeSelector"], _join(path, "nodeSelector"))
+            self.warn(
+                _join(path, "nodeSelector"),
+                "host policies are not enforced (the lab has no host endpoint); this rule selects no pod",
+            )
+            selector = _NO_POD
+        elif "endpointSelector" not in value:
             raise _FieldError(_join(path, "endpointSelector"), "is required")
-        selector = self.selector(value["endpointSelector"], _join(path, "endpointSelector"))
+        else:
+            selector = self.selector(value["endpointSelector"], _join(path, "endpointSelector"))
         ingress = (
             self.peer_rules(value["ingress"], _join(path, "ingress"), "ingress")
             if value.get("ingress") is not None

@@ -32,6 +32,7 @@ def test_pods_reach_each_other_by_cluster_name_and_down_leaves_nothing(lab):
     state = lab.state()
     assert "payments/api" in up.stdout and state["datapath"] is False
     names = {f"{TEST_PREFIX}{p['namespace']}.{p['name']}" for p in state["pods"]} | {f"{TEST_PREFIX}lab-node"}
+    names.add(f"{TEST_PREFIX}world")  # the scenario's hosts outside the cluster
     assert set(lab_netns()) == names
     # HTTP by short name and namespace-qualified name through the lab's kube-dns
     assert lab.curl("payments/frontend", "http://api:8080/api/v1/orders").stdout == "200"
