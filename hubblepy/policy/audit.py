@@ -129,9 +129,163 @@ def _all_audited(refs: list[PolicyRef], settings: AuditSettings, enforced: bool)
 
 
 __all__ = [
+    "AuditGroup",
+    "AuditReport",
     "AuditSettings",
     "AuditedPolicy",
     "apply_audit",
     "matching_policies",
+    "flow_port_text",
     "parse_policy_name",
 ]
+
+
+# -- what would break: the audit report ---------------------------------------------------------
+
+_L4_NAMES = ("TCP", "UDP", "SCTP")
+
+
+def _endpoint_text(endpoint: dict, ip: str) -> str:
+    """``ns/pod`` for pods, ``world``/``host``/... for reserved identities, else the IP."""
+    if endpoint.get("pod_name"):
+        return f"{endpoint.get('namespace', '')}/{endpoint['pod_name']}"
+    for label in endpoint.get("labels", ()):
+        if label.startswith("reserved:"):
+            return label[len("reserved:") :]
+    return ip or f"identity {endpoint.get('identity', 0)}"
+
+
+def flow_port_text(flow: dict) -> str:
+    """``TCP/8080``, ``UDP/53``, ``ICMPv4 type 8``, or ``-``."""
+    l4 = flow.get("l4") or {}
+    for name in _L4_NAMES:
+        if name in l4:
+            return f"{name}/{l4[name].get('destination_port', 0)}"
+    for name in ("ICMPv4", "ICMPv6"):
+        if name in l4:
+            return f"{name} type {l4[name].get('type', 0)}"
+    return "-"
+
+
+def _time_key(text: str) -> str:
+    """RFC3339 UTC text that sorts by time whatever the number of fraction digits."""
+    head, dot, frac = text.rstrip("Z").partition(".")
+    return head + "." + frac.ljust(9, "0")
+
+
+@dataclass
+class AuditGroup:
+    source: str
+    destination: str
+    port: str
+    direction: str
+    count: int = 0
+    first_seen: str = ""
+    last_seen: str = ""
+    policies: list[str] = field(default_factory=list)
+    policy_log: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "port": self.port,
+            "direction": self.direction,
+            "count": self.count,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "would_be_denied_by": self.policies,
+            "policy_log": self.policy_log,
+        }
+
+
+class AuditReport:
+    """AUDIT verdicts grouped by source, destination, port (and direction): what enforcement breaks."""
+
+    def __init__(self) -> None:
+        self._groups: dict[tuple[str, str, str, str], AuditGroup] = {}
+        self.flows = 0
+
+    def add(self, flow: dict) -> bool:
+        """Counts one flow if its verdict is AUDIT; returns whether it did."""
+        if flow.get("verdict") != "AUDIT":
+            return False
+        ip = flow.get("IP") or {}
+        direction = flow.get("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN")
+        key = (
+            _endpoint_text(flow.get("source") or {}, ip.get("source", "")),
+            _endpoint_text(flow.get("destination") or {}, ip.get("destination", "")),
+            flow_port_text(flow),
+            direction,
+        )
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = AuditGroup(*key)
+        group.count += 1
+        self.flows += 1
+        when = flow.get("time", "")
+        if when:
+            if not group.first_seen or _time_key(when) < _time_key(group.first_seen):
+                group.first_seen = when
+            if not group.last_seen or _time_key(when) > _time_key(group.last_seen):
+                group.last_seen = when
+        for policy in [*flow.get("ingress_denied_by", ()), *flow.get("egress_denied_by", ())]:
+            name = policy.get("name", "")
+            if not name:
+                continue
+            ns = policy.get("namespace", "")
+            text = f"{ns}/{name}" if ns else name
+            if policy.get("kind"):
+                text += f" ({policy['kind']})"
+            if text not in group.policies:
+                group.policies.append(text)
+        for line in flow.get("policy_log", ()):
+            if line not in group.policy_log:
+                group.policy_log.append(line)
+        return True
+
+    def groups(self) -> list[AuditGroup]:
+        """Most frequent first, then by source, destination, port."""
+        return sorted(
+            self._groups.values(), key=lambda g: (-g.count, g.source, g.destination, g.port, g.direction)
+        )
+
+    def to_json(self) -> dict:
+        return {"audited_flows": self.flows, "groups": [g.to_json() for g in self.groups()]}
+
+    def table(self) -> str:
+        rows = [
+            [
+                "SOURCE",
+                "DESTINATION",
+                "PORT",
+                "DIRECTION",
+                "COUNT",
+                "FIRST SEEN",
+                "LAST SEEN",
+                "WOULD BE DENIED BY",
+            ]
+        ]
+        for g in self.groups():
+            rows.append(
+                [
+                    g.source,
+                    g.destination,
+                    g.port,
+                    g.direction,
+                    str(g.count),
+                    g.first_seen or "-",
+                    g.last_seen or "-",
+                    ", ".join(g.policies) or "-",
+                ]
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        groups = len(self._groups)
+        lines.append(
+            f"\n{self.flows} audited flow{'s' if self.flows != 1 else ''} in {groups} group"
+            f"{'s' if groups != 1 else ''} would be dropped if enforcement were turned on."
+            if self.flows
+            else "\nNo audited flows: turning enforcement on would drop nothing that was seen."
+        )
+        return "\n".join(lines) + "\n"
