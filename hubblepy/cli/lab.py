@@ -1,7 +1,8 @@
 """`hubble lab`: a one-machine lab of pods (network namespaces) with the eBPF datapath and a relay.
 
 Commands: ``up [--scenario FILE]``, ``down``, ``status``, ``exec NAMESPACE/POD -- CMD...``,
-``policy apply|delete FILE``, ``audit enable|disable NAMESPACE/POD``, ``pod recreate NAMESPACE/POD``.
+``policy apply|delete FILE``, ``audit enable|disable NAMESPACE/POD | NAMESPACE/ | --namespace NS |
+--policy NAME``, ``pod recreate NAMESPACE/POD``.
 ``up`` starts the lab node process (:mod:`hubblepy.lab.node`) in the background and waits until it
 answers; the other commands talk to it through its control socket or read its state file. Every
 error is one line on stderr and a non-zero exit. The lead wires this in with ``register(app)``.
@@ -30,7 +31,8 @@ lab_app = typer.Typer(
 )
 policy_app = typer.Typer(help="Apply or delete policy files in the running lab.", no_args_is_help=True)
 audit_app = typer.Typer(
-    help="Policy audit mode of a pod: denied packets pass with verdict AUDIT.", no_args_is_help=True
+    help="Policy audit mode of a pod, a namespace or one policy: denied packets pass with verdict AUDIT.",
+    no_args_is_help=True,
 )
 pod_app = typer.Typer(help="Manage the lab's pods.", no_args_is_help=True)
 lab_app.add_typer(policy_app, name="policy")
@@ -320,6 +322,12 @@ def _print_status(state: dict[str, Any]) -> None:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     names = ", ".join(p["ref"] for p in state.get("policies", [])) or "none"
     typer.echo(f"Policies: {names}")
+    audit = state.get("audit") or {}
+    scopes = [f"pod {x}" for x in audit.get("pods", [])]
+    scopes += [f"namespace {x}" for x in audit.get("namespaces", [])]
+    scopes += [f"policy {x}" for x in audit.get("policies", [])]
+    if scopes:
+        typer.echo(f"Audit mode: {', '.join(scopes)}")
     if state.get("datapath"):
         typer.echo(
             f"Flows: {state.get('flows_published', 0)} published, "
@@ -412,23 +420,48 @@ def policy_delete(file: str = typer.Argument(..., help="the policy file that was
     )
 
 
-def _audit(pod: str, enabled: bool) -> None:
+def _audit(target: str, namespace: str, policy: str, enabled: bool) -> None:
     state = _load_state_or_fail()
-    target = _find_pod(state, pod)
-    _request("audit", pod=f"{target['namespace']}/{target['name']}", enabled=enabled)
-    typer.echo(f"policy audit mode {'enabled' if enabled else 'disabled'} for {pod}")
+    given = [x for x in (target, namespace, policy) if x]
+    if len(given) != 1:
+        raise _fail("name exactly one of NAMESPACE/POD, NAMESPACE/ (or --namespace NS), --policy NAME")
+    fields: dict[str, str] = {}
+    if policy:
+        fields["policy"] = policy
+    elif namespace or target.endswith("/"):
+        fields["namespace"] = namespace or target[:-1]
+        if not fields["namespace"] or "/" in fields["namespace"]:
+            raise _fail(f"namespace must be NAMESPACE or NAMESPACE/, got {namespace or target!r}")
+    else:
+        pod = _find_pod(state, target)
+        fields["pod"] = f"{pod['namespace']}/{pod['name']}"
+    reply = _request("audit", enabled=enabled, **fields)
+    typer.echo(f"policy audit mode {'enabled' if enabled else 'disabled'} for {reply['scope']}")
+
+
+_TARGET_HELP = "NAMESPACE/POD, or NAMESPACE/ for a whole namespace"
+_NAMESPACE_HELP = "every pod of this namespace (also pods created later)"
+_POLICY_HELP = "only what this policy denies: NAMESPACE/NAME (CNP or NetworkPolicy) or NAME (cluster-wide)"
 
 
 @audit_app.command("enable")
-def audit_enable(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
-    """Denied packets of this pod pass and are reported with verdict AUDIT."""
-    _audit(pod, True)
+def audit_enable(
+    target: str = typer.Argument("", help=_TARGET_HELP),
+    namespace: str = typer.Option("", "--namespace", help=_NAMESPACE_HELP),
+    policy: str = typer.Option("", "--policy", help=_POLICY_HELP),
+) -> None:
+    """Denied packets pass and are reported with verdict AUDIT (pod, namespace or one policy)."""
+    _audit(target, namespace, policy, True)
 
 
 @audit_app.command("disable")
-def audit_disable(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
-    """Enforce the pod's policy again."""
-    _audit(pod, False)
+def audit_disable(
+    target: str = typer.Argument("", help=_TARGET_HELP),
+    namespace: str = typer.Option("", "--namespace", help=_NAMESPACE_HELP),
+    policy: str = typer.Option("", "--policy", help=_POLICY_HELP),
+) -> None:
+    """Enforce again what audit mode let through (same scopes as enable)."""
+    _audit(target, namespace, policy, False)
 
 
 @pod_app.command("recreate")

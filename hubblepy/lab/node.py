@@ -48,6 +48,8 @@ from hubblepy.policy import (
     parse_policies,
     pod_labels,
 )
+from hubblepy.policy.attribution import ACTION_AUDIT_DENY, PolicySnapshot, policy_uid
+from hubblepy.policy.audit import AuditSettings, apply_audit, matching_policies, parse_policy_name
 from hubblepy.policy.cidr import policy_prefixes
 from hubblepy.policy.identity import IDENTITY_HOST
 
@@ -91,6 +93,7 @@ class LabNode:
         self.identities = IdentityAllocator()
         self.cookies = CookieJar()
         self.repo = PolicyRepository()
+        self.audit = AuditSettings()  # by names: survives policy updates and pod recreation
         self.pods: dict[str, dict[str, Any]] = {}
         self.lock = threading.RLock()
         self.stop = threading.Event()
@@ -409,21 +412,41 @@ class LabNode:
         named: dict[int, list[tuple[str, int, int]]] = {}
         for p in self.pods.values():
             named.setdefault(p["identity"], []).extend(tuple(x) for x in p.get("ports", ()))
+        policies = self.repo.policies()
         compiled = compile_policies(
-            self.repo.policies(),
+            policies,
             endpoints,
             dict(self.identities.items()),
             self.cookies,
             named_ports=named,
         )
+        audited = apply_audit(
+            compiled,
+            self.cookies,
+            self.audit,
+            {p["ep_id"]: (p["namespace"], p["name"]) for p in self.pods.values()},
+            self.repo.revision,
+            {p.ref: policy_uid(p.ref, p.document) for p in policies},
+        )
         stats = {"added": 0, "changed": 0, "removed": 0}
         grouped: dict[tuple[int, int], list] = {}
-        for key, value in compiled.entries.items():
+        for key, value in audited.entries.items():
             grouped.setdefault((key.ep_id, key.direction), []).append((key, value))
         for pod in self.pods.values():
             info = compiled.endpoints[pod["ep_id"]]
+            flags = audited.flags[pod["ep_id"]]
             pod["ingress_enforced"], pod["egress_enforced"] = info.ingress_enforced, info.egress_enforced
             pod["policies"] = [str(ref) for ref in info.selected_by]
+            pod["audit"] = bool(flags.audit_scope)
+            pod["audit_scope"] = flags.audit_scope
+            pod["default_deny_audited"] = [
+                d
+                for d, on in (
+                    ("ingress", flags.ingress_default_audited),
+                    ("egress", flags.egress_default_audited),
+                )
+                if on
+            ]
             if self.datapath is None:
                 continue
             from hubblepy.datapath import PolicyEntry
@@ -434,7 +457,8 @@ class LabNode:
                         identity=k.identity,
                         dport=k.dport,
                         proto=k.proto,
-                        deny=v.action == ACTION_DENY,
+                        deny=v.action in (ACTION_DENY, ACTION_AUDIT_DENY),
+                        audit=v.action == ACTION_AUDIT_DENY,
                         cookie=v.cookie,
                         end_port=k.end_port,
                     )
@@ -447,8 +471,12 @@ class LabNode:
             self.datapath.set_enforcement(
                 pod["ep_id"], ingress=info.ingress_enforced, egress=info.egress_enforced
             )
+            self.datapath.set_audit(pod["ep_id"], bool(flags.audit_scope))
+            self.datapath.set_default_audit(
+                pod["ep_id"], flags.ingress_default_audited, flags.egress_default_audited
+            )
         if self.resolver is not None:
-            self._publish_cookies({v.cookie for v in compiled.entries.values()})
+            self.resolver.set_policy_explainer(_explainer(audited.snapshot))
         self.policy_stats = stats
         return stats
 
@@ -466,27 +494,6 @@ class LabNode:
             if self.datapath is not None:
                 self.datapath.delete_ipcache(prefix)
             self.identities.release(current[prefix])
-
-    def _publish_cookies(self, cookies: set[int]) -> None:
-        from hubblepy.parser import PolicyMatch
-
-        for cookie in cookies:
-            ref = self.cookies.lookup(cookie)
-            if ref is None:
-                continue
-            kind, ns, name = ref.policy
-            labels = [
-                f"k8s:io.cilium.k8s.policy.derived-from={kind}",
-                f"k8s:io.cilium.k8s.policy.name={name}",
-            ]
-            policy: dict[str, Any] = {"name": name}
-            if ns:
-                policy["namespace"] = ns
-                labels.append(f"k8s:io.cilium.k8s.policy.namespace={ns}")
-            policy["labels"] = sorted(labels)
-            policy["revision"] = str(self.repo.revision)
-            policy["kind"] = kind
-            self.resolver.set_policy(cookie, PolicyMatch(policies=(policy,)))
 
     def apply_policy_text(self, text: str, filename: str, delete: bool = False) -> dict[str, Any]:
         policies = parse_policies(text, filename)  # raises PolicyError: nothing applied
@@ -506,16 +513,40 @@ class LabNode:
             "warnings": [w for p in policies for w in p.warnings] if not delete else [],
         }
 
-    def set_audit(self, key: str, on: bool) -> dict[str, Any]:
-        pod = self.pods.get(key)
-        if pod is None:
-            raise LabError(f"no pod {key} in the lab")
+    def set_audit(self, on: bool, pod: str = "", namespace: str = "", policy: str = "") -> dict[str, Any]:
+        """Audit mode for a pod (``ns/name``), a namespace, or one policy (``ns/name`` or a CCNP name).
+
+        The setting is kept by name and applied at every policy sync, so it holds across policy
+        updates and pod recreation; disabling what was not enabled is not an error.
+        """
         if self.datapath is None:
             raise LabError("the lab runs without the datapath (--no-datapath): no audit mode")
-        self.datapath.set_audit(pod["ep_id"], on)
-        pod["audit"] = on
+        if sum(bool(x) for x in (pod, namespace, policy)) != 1:
+            raise LabError("audit needs exactly one of a pod, a namespace or a policy")
+        if pod:
+            if pod not in self.pods:
+                raise LabError(f"no pod {pod} in the lab")
+            (self.audit.pods.add if on else self.audit.pods.discard)(pod)
+            scope = f"pod {pod}"
+        elif namespace:
+            known = {p["namespace"] for p in self.pods.values()} | set(self.scenario.namespaces)
+            if on and namespace not in known:
+                raise LabError(f"no namespace {namespace} in the lab")
+            (self.audit.namespaces.add if on else self.audit.namespaces.discard)(namespace)
+            scope = f"namespace {namespace}"
+        else:
+            try:
+                key = parse_policy_name(policy)
+            except ValueError as exc:
+                raise LabError(str(exc)) from None
+            found = matching_policies([p.ref for p in self.repo.policies()], *key)
+            if on and not found:
+                raise LabError(f"no policy {policy} is applied (see: hubble lab status)")
+            (self.audit.policies.add if on else self.audit.policies.discard)(key)
+            scope = "policy " + (", ".join(f"{r} ({r.kind})" for r in found) or policy)
+        self.sync_policy()
         self.save()
-        return {"pod": key, "audit": on}
+        return {"scope": scope, "audit": on, "settings": self.audit.to_json()}
 
     # -- state ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -538,6 +569,7 @@ class LabNode:
                 {"ref": str(p.ref), "kind": p.ref.kind, "source": p.source} for p in self.repo.policies()
             ],
             "policy_revision": self.repo.revision,
+            "audit": self.audit.to_json(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
         }
@@ -597,7 +629,15 @@ class LabNode:
                         ),
                     }
                 if op == "audit":
-                    return {"ok": True, **self.set_audit(request["pod"], bool(request["enabled"]))}
+                    return {
+                        "ok": True,
+                        **self.set_audit(
+                            bool(request["enabled"]),
+                            pod=request.get("pod", ""),
+                            namespace=request.get("namespace", ""),
+                            policy=request.get("policy", ""),
+                        ),
+                    }
                 if op == "recreate":
                     return {"ok": True, **self.recreate_pod(request["pod"])}
                 if op == "shutdown":
@@ -605,6 +645,19 @@ class LabNode:
         except (LabError, PolicyError) as exc:
             return {"error": str(exc)}
         return {"error": f"unknown request {op!r}"}
+
+
+def _explainer(snapshot: PolicySnapshot) -> Any:
+    """The parser resolver's policy_for_verdict over one policy sync (attribution)."""
+    from hubblepy.parser import PolicyMatch
+
+    def explain(cookie: int, ep_id: int, ingress: bool, remote: int, proto: int, dport: int) -> Any:
+        found = snapshot.explain(ep_id, INGRESS if ingress else EGRESS, remote, proto, dport)
+        if found is None:
+            return None
+        return PolicyMatch(policies=found.policies, log=found.log, verdict=found.verdict)
+
+    return explain
 
 
 def main(argv: list[str] | None = None) -> int:
