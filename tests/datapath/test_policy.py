@@ -229,9 +229,10 @@ def test_runtime_policy_update_keeps_established_connection(env: Env) -> None:
     conn.close()
 
     events = env.events(until=lambda ev: bool(drops(ev)))
-    first, *later = [v.verdict for v in verdicts(events)]
-    assert first == 0
-    assert later and set(later) == {-DROP_POLICY}  # the new SYN (and any retransmission of it)
+    # events of different CPUs come in no particular order
+    found = sorted(v.verdict for v in verdicts(events))
+    assert found[-1] == 0 and found.count(0) == 1  # the connection made before the update
+    assert set(found[:-1]) == {-DROP_POLICY}  # the new SYN (and any retransmission of it)
 
 
 def test_icmp_error_is_related_to_the_udp_flow(env: Env) -> None:
@@ -378,7 +379,7 @@ def test_idle_connection_expires_and_is_judged_again(env: Env) -> None:
 
     events = env.events(until=lambda ev: bool(drops(ev)))
     udp_verdicts = [v.verdict for v in verdicts(events) if v.proto == UDP]
-    assert udp_verdicts == [0, -DROP_POLICY]
+    assert sorted(udp_verdicts) == [-DROP_POLICY, 0]  # events of different CPUs come in no particular order
     assert [parse(d.packet).payload_len for d in drops(events) if parse(d.packet).proto == UDP] == [1]
 
 
