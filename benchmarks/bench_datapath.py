@@ -4,7 +4,8 @@
    with BPF_PROG_TEST_RUN on a 142-byte frame; each run emits EVENTS_PER_CALL trace events
    (56-byte header + 128 packet bytes, perf_event_output with the skb, as the datapath does):
      - hubblepy.monitor.MonitorReader, raw (count samples only)  = the read ceiling
-     - MonitorReader + a simple decode (trace header unpacked per event)
+     - MonitorReader + a simple decode (trace header unpacked per event), unordered and ordered
+       (batches sorted by kernel time stamps across CPUs: the reader's default)
      - bcc open_perf_buffer + per-event Python callback (wakeup_events 1 and 32), same decode
 2. Time per packet inside the endpoint programs (BPF_PROG_TEST_RUN on an established TCP packet),
    without and with a trace event per packet.
@@ -198,8 +199,10 @@ class Generator:
         self.bpf.cleanup()
 
 
-def bench_mmap_reader(gen: Generator, seconds: float, decode: bool) -> tuple[float, int, int, float]:
-    reader = MonitorReader(gen.table.map_fd, pages=256, wakeup_events=32)
+def bench_mmap_reader(
+    gen: Generator, seconds: float, decode: bool, ordered: bool = False
+) -> tuple[float, int, int, float]:
+    reader = MonitorReader(gen.table.map_fd, pages=256, wakeup_events=32, ordered=ordered)
     unpack = TRACE_V2.unpack_from
     counted = [0]
 
@@ -462,6 +465,10 @@ def main() -> None:
 
     bench_program_cost()
     bench_rr(args.seconds, args.rounds)
+
+    from bench_policy_datapath import run as bench_policy_map  # empty vs 10k-entry policy map
+
+    bench_policy_map(args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ NR_PERF_EVENT_OPEN, NR_BPF = _SYSCALLS.get(platform.machine(), (298, 321))
 
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
+PERF_SAMPLE_TIME = 1 << 2
 PERF_SAMPLE_RAW = 1 << 10
 PERF_FLAG_FD_CLOEXEC = 1 << 3
 PERF_EVENT_IOC_ENABLE = 0x2400
@@ -51,8 +52,11 @@ def _errcheck(ret: int, what: str) -> int:
     return ret
 
 
-def open_bpf_output_event(cpu: int, wakeup_events: int) -> int:
-    """Opens a BPF-output perf event on ``cpu`` that wakes readers every ``wakeup_events`` samples."""
+def open_bpf_output_event(cpu: int, wakeup_events: int, with_time: bool = False) -> int:
+    """Opens a BPF-output perf event on ``cpu`` that wakes readers every ``wakeup_events`` samples.
+
+    ``with_time`` adds the kernel's perf clock (u64 ns) to every sample, before the raw data.
+    """
     buf = bytearray(_ATTR_SIZE)
     _ATTR.pack_into(
         buf,
@@ -61,7 +65,7 @@ def open_bpf_output_event(cpu: int, wakeup_events: int) -> int:
         _ATTR_SIZE,
         PERF_COUNT_SW_BPF_OUTPUT,
         1,
-        PERF_SAMPLE_RAW,
+        PERF_SAMPLE_RAW | (PERF_SAMPLE_TIME if with_time else 0),
         0,
         0,
         wakeup_events,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ import pytest
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
 from hubblepy.datapath.layout import NOTIFY_TRACE, TRACE_V2
-from hubblepy.datapath.testbed import Testbed
+from hubblepy.datapath.testbed import Testbed, run_in_netns
 from hubblepy.monitor import MonitorReader
 from hubblepy.monitor.perf import obj_pin
 
@@ -133,3 +135,35 @@ def test_reader_opens_a_pinned_map_like_cilium_events(node: tuple[Testbed, Datap
         pin.unlink()
     finally:
         subprocess.run(["umount", str(fs)], check=True)
+
+
+def _send_from_cpu(pod_netns: str, cpu: int, dst_ip: str, payload: bytes) -> None:
+    """One UDP datagram sent by a thread pinned to ``cpu`` (so its events land in that CPU's ring)."""
+
+    def send() -> None:
+        os.sched_setaffinity(0, {cpu})
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(payload, (dst_ip, 7000))
+
+    run_in_netns(pod_netns, send)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_ordered_batches_follow_event_time_across_cpus(node: tuple[Testbed, Datapath], ordered: bool) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    tb, dp = node
+    p1, p2 = tb.pods
+    with MonitorReader(dp.events_map_fd, ordered=ordered, wakeup_events=64) as reader:
+        for i, cpu in enumerate([cpus[1], cpus[0], cpus[1], cpus[0]]):
+            _send_from_cpu(p1.netns, cpu, p2.ip, b"%d" % i)
+        samples = reader.read(0.5).samples
+        while more := reader.read(0.2).samples:
+            samples += more
+    # from-endpoint traces of our datagrams, in batch order: their payload is the send order
+    sent = [raw[TRACE_V2.size + 42 : TRACE_V2.size + 43] for raw in _udp(samples) if raw[1] == 5]
+    if ordered:
+        assert sent == [b"0", b"1", b"2", b"3"]
+    else:  # grouped by CPU: ring of cpus[0] first
+        assert sent == [b"1", b"3", b"0", b"2"]
