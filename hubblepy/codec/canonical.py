@@ -75,6 +75,10 @@ def _bool_list(values: list) -> bool:
     return all(type(v) is bool for v in values)
 
 
+def _is_dict(value: Any) -> bool:
+    return type(value) is dict
+
+
 def _reject(_: Any) -> bool:
     return False
 
@@ -124,7 +128,7 @@ class _Generator:
 
     def _plan(self, info: MessageInfo, keys: tuple) -> Checker:
         if not keys:
-            return lambda d: True
+            return _is_dict  # also reached for other empty iterables: [] or ""
         fields: list[FieldInfo] = []
         last_index = -1
         oneofs: set[str] = set()
