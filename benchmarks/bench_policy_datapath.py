@@ -18,6 +18,7 @@ Prints figures; asserts nothing. Usage: sudo .venv/bin/python benchmarks/bench_p
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -30,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_datapath import build_rr, rr_round  # noqa: E402
+from bench_datapath import build_rr, enable_bpf_stats, prog_run_stats, rr_round  # noqa: E402
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, PolicyEntry, check_environment, port_blocks  # noqa: E402
 from hubblepy.datapath.testbed import Testbed  # noqa: E402
@@ -105,8 +106,14 @@ def main() -> None:
     try:
         check_environment()
     except DatapathUnavailable as exc:
-        print(f"skipped: {exc}")
+        print(f"bench_policy_datapath: skipped: {exc}")
         return
+    run(args.seconds, args.rounds)
+
+
+def run(seconds: float, rounds: int) -> None:
+    """Prints the figures (also called by bench_datapath.py, so `nox -s bench` reports them)."""
+    print("\npolicy map size vs datapath speed (bench_policy_datapath.py)")
     print("port-range cost in the policy_ranges LPM trie (entries per range):")
     for first, last in [(8000, 8080), (1024, 65535), (1, 65535), (30000, 32767), (9000, 9100)]:
         print(
@@ -128,6 +135,7 @@ def main() -> None:
             dp.attach(pod.host_ifname, netns=tb.node)
         reader = dp.open_monitor()
         stop = threading.Event()
+
         def drain() -> None:
             while not stop.is_set():
                 reader.read()
@@ -145,25 +153,39 @@ def main() -> None:
             return sum(len(dp.policy_entries(ep, "ingress")) for ep in range(1, 10)) + dp.range_block_count()
 
         variants = ["empty map", "10k entries", "10k + ranges"]
-        results = {(w, v): [] for w in ("rr", "crr") for v in variants}
+        results: dict[tuple[str, str], list[float]] = {(w, v): [] for w in ("rr", "crr") for v in variants}
+        bpf_ns = dict.fromkeys(results, 0)
+        bpf_runs = dict.fromkeys(results, 0)
         sizes = {}
         port = 21000
+        stats_fd = enable_bpf_stats()
         try:
-            for _ in range(args.rounds):
-                for variant in variants:
+            for round_no in range(rounds):
+                # rotate the order every round so no variant always runs first or last
+                for variant in variants[round_no % 3 :] + variants[: round_no % 3]:
                     sizes[variant] = setup(variant)
                     for workload, prog in (("rr", rr), ("crr", crr)):
                         if prog is None and workload == "crr":
                             continue
                         port += 1
                         dp.flush_conntrack()
-                        results[(workload, variant)].append(rr_round(tb, prog, args.seconds, port))
+                        before = [prog_run_stats(fd) for fd in dp.program_fds]
+                        results[(workload, variant)].append(rr_round(tb, prog, seconds, port))
+                        after = [prog_run_stats(fd) for fd in dp.program_fds]
+                        bpf_ns[(workload, variant)] += sum(
+                            a[0] - b[0] for a, b in zip(after, before, strict=True)
+                        )
+                        bpf_runs[(workload, variant)] += sum(
+                            a[1] - b[1] for a, b in zip(after, before, strict=True)
+                        )
         finally:
+            if stats_fd >= 0:
+                os.close(stats_fd)
             stop.set()
             t.join(2)
             reader.close()
             dp.close()
-        print(f"\nTCP transactions/s, {args.rounds} interleaved rounds of {args.seconds:.0f}s (median)")
+        print(f"\nTCP transactions/s, {rounds} interleaved rounds of {seconds:.0f}s (median)")
         for workload, title in (
             ("rr", "request/response, one connection"),
             ("crr", "connect/request/response/close"),
@@ -175,9 +197,11 @@ def main() -> None:
             print(f"  {title}:")
             for variant in variants:
                 med = statistics.median(results[(workload, variant)])
+                runs = bpf_runs[(workload, variant)]
+                per_packet = f"{bpf_ns[(workload, variant)] / runs:,.0f} ns" if runs else "-"
                 print(
                     f"    {variant:<13} ({sizes[variant]:>6,} map entries) {med:>10,.0f}/s   "
-                    f"ratio to empty map {med / base:.3f}"
+                    f"ratio to empty map {med / base:.3f}   time in BPF per packet {per_packet}"
                 )
 
 
