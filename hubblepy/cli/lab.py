@@ -296,6 +296,16 @@ def _load_state_or_fail() -> dict[str, Any]:
     return state
 
 
+def _audit_cell(pod: dict[str, Any]) -> str:
+    """``on (namespace)``, ``on (pod)``, ``default deny ingress`` (per-policy audit) or ``off``."""
+    if pod.get("audit"):
+        scope = pod.get("audit_scope", "")
+        return f"on ({scope.split()[0]})" if scope else "on"
+    if pod.get("default_deny_audited"):
+        return "default deny " + "+".join(pod["default_deny_audited"])
+    return "off"
+
+
 def _print_status(state: dict[str, Any]) -> None:
     dp = "eBPF datapath" if state.get("datapath") else "no datapath"
     typer.echo(
@@ -313,7 +323,7 @@ def _print_status(state: dict[str, Any]) -> None:
                 str(p["ep_id"]),
                 "enforced" if p["ingress_enforced"] else "allow-all",
                 "enforced" if p["egress_enforced"] else "allow-all",
-                "on" if p["audit"] else "off",
+                _audit_cell(p),
                 servers,
             )
         )

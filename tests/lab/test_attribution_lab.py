@@ -47,6 +47,16 @@ PROBE_TO_API = textwrap.dedent("""\
           toPorts:
             - ports: [{port: "8080", protocol: TCP}]
     """)
+CCNP_NO_DEFAULT = textwrap.dedent("""\
+    apiVersion: cilium.io/v2
+    kind: CiliumClusterwideNetworkPolicy
+    metadata: {name: no-default-ns}
+    spec:
+      endpointSelector: {matchLabels: {app: api}}
+      ingressDeny:
+        - fromEndpoints:
+            - matchLabels: {k8s:io.kubernetes.pod.namespace: default}
+    """)
 DB = "import socket; socket.create_connection(('postgres', 5432), 2); print('connected')"
 
 
@@ -271,6 +281,36 @@ def test_pod_audit_survives_recreation_and_namespace_audit_covers_every_pod(lab)
         lab.run("audit", "disable", "payments/api")
         lab.run("audit", "disable", "--namespace", "payments")
     assert lab.curl("default/probe", API).stdout == TIMEOUT
+
+
+def test_cluster_wide_policy_audited_by_name(lab, tmp_path):
+    _apply(lab, tmp_path, "ccnp", CCNP_NO_DEFAULT)
+    _apply(lab, tmp_path, "probe-to-api", PROBE_TO_API)
+    try:
+        assert lab.curl("default/probe", API).stdout == TIMEOUT
+        on = lab.run("audit", "enable", "--policy", "no-default-ns")
+        assert on.returncode == 0 and "(CiliumClusterwideNetworkPolicy)" in on.stdout, on.stderr
+        mark = _now()
+        assert lab.curl("default/probe", API).stdout == "200"
+        audited = _probe_verdicts(
+            _flows_since(lab, mark, "--from-pod", "default/probe", want=_probe_verdicts)
+        )[0]
+        assert audited["verdict"] == "AUDIT"
+        policy = audited["ingress_denied_by"][0]
+        assert (policy["name"], policy["kind"], policy.get("namespace")) == (
+            "no-default-ns",
+            "CiliumClusterwideNetworkPolicy",
+            None,
+        )
+        assert audited["policy_log"] == [
+            "audit (policy no-default-ns): deny: CiliumClusterwideNetworkPolicy no-default-ns spec.ingressDeny[0]"
+        ]
+        status = lab.run("status").stdout
+        assert "Audit mode: policy no-default-ns" in status
+    finally:
+        lab.run("audit", "disable", "--policy", "no-default-ns")
+        _apply(lab, tmp_path, "ccnp", CCNP_NO_DEFAULT, delete=True)
+        _apply(lab, tmp_path, "probe-to-api", PROBE_TO_API, delete=True)
 
 
 def test_audit_report_from_the_lab_lists_what_enforcement_would_break(lab):
