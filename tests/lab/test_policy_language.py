@@ -423,3 +423,48 @@ def test_bad_file_is_rejected_whole_and_the_lab_keeps_its_policies(lab: Lab) -> 
         assert lab.state()["policies"] == before
         assert http(lab, "shop/client", f"http://{web}:8080/") == "200"
         assert http(lab, "tools/debug", f"http://{web}:8080/") == "000"  # the good half was not applied
+
+
+def test_protocols_udp_allowed_tcp_denied_on_the_same_port(lab: Lab) -> None:
+    policy = """\
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: client-dns-udp, namespace: shop}
+        spec:
+          endpointSelector: {matchLabels: {app: client}}
+          egress:
+            - toEndpoints:
+                - matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}
+              toPorts: [{ports: [{port: "53", protocol: UDP}]}]
+        """
+    name = "web.shop.svc.cluster.local"
+    since = now()
+    with policies(lab, "udp", policy):
+        udp = lab.exec("shop/client", "dig", "+short", "+time=2", "+tries=1", name)
+        assert udp.stdout.strip() == ip(lab, "shop/web")
+        tcp_query = lab.exec("shop/client", "dig", "+short", "+tcp", "+time=2", "+tries=1", name)
+        assert ip(lab, "shop/web") not in tcp_query.stdout
+        assert flows(
+            lab,
+            since,
+            "--from-pod",
+            "shop/client",
+            "--protocol",
+            "udp",
+            "--to-port",
+            "53",
+            "--verdict",
+            "FORWARDED",
+        )
+        assert flows(
+            lab,
+            since,
+            "--from-pod",
+            "shop/client",
+            "--protocol",
+            "tcp",
+            "--to-port",
+            "53",
+            "--verdict",
+            "DROPPED",
+        )
