@@ -164,7 +164,7 @@ class _Generator:
             element = self._element_check(f, env)
             if element is None:
                 return None
-            return f"type({var}) is list and {var} and {element}({var})"
+            return f"type({var}) is list and {var} and {element.replace('VALUES', var)}"
         allow_default = f.presence
         kind = f.kind
         if kind == schema.WRAPPER:
@@ -205,12 +205,16 @@ class _Generator:
         return None
 
     def _element_check(self, f: FieldInfo, env: dict[str, Any]) -> str | None:
-        """Name of a function checking all elements of a repeated field (zero values allowed)."""
+        """Expression (over ``VALUES``) checking all elements of a repeated field (zeros allowed)."""
         kind = f.kind
         name = f"L{len(env)}"
         if kind == schema.STRING:
-            env[name] = lambda values: all(map(_is_str, values))
-        elif kind == schema.BOOL:
+            env["is_str"] = _is_str
+            return "all(map(is_str, VALUES))"
+        if kind == schema.MESSAGE:
+            env[name] = self.dispatcher(f.message)
+            return f"all(map({name}, VALUES))"
+        if kind == schema.BOOL:
             env[name] = _bool_list
         elif kind == schema.INT32:
             env[name] = _int32_list
@@ -224,12 +228,9 @@ class _Generator:
             env[name] = lambda values, a=allowed: all(type(v) is str and v in a for v in values)
         elif kind == schema.TIMESTAMP:
             env[name] = lambda values: all(type(v) is str and _is_timestamp(v) for v in values)
-        elif kind == schema.MESSAGE:
-            check = self.dispatcher(f.message)
-            env[name] = lambda values, c=check: all(map(c, values))
         else:
             return None
-        return name
+        return f"{name}(VALUES)"
 
 
 _generators = {True: _Generator(True), False: _Generator(False)}

@@ -17,8 +17,14 @@ from .normalize import Pairs, Problem, normalize_message
 _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
-_html_chars = jsontext._HTML_CHARS.search
 _html_escape = jsontext.html_escape
+
+
+def _has_html_chars(data: bytes) -> bool:
+    """Whether compact JSON bytes hold a character Go writes as an HTML escape."""
+    return (
+        b"<" in data or b">" in data or b"&" in data or (b"\xe2\x80" in data and _html_escape(data) != data)
+    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -108,7 +114,8 @@ class ResponseDecoder:
         else:
             if type(obj) is dict:
                 out = _dumps(obj)
-                if out == line or (_html_chars(out) is not None and _html_escape(out) == line):
+                # The line must be the Go form: orjson's text with <, >, &, U+2028/9 escaped.
+                if (not _has_html_chars(line)) if out == line else (_html_escape(out) == line):
                     check = self._canonical if b'""' in line else self._canonical_no_empty
                     try:
                         canonical = check(obj)

@@ -113,6 +113,8 @@ def test_spec_canonical_lines_round_trip(line):
             b'{"flow":{"extensions":{"@type":"type.googleapis.com/flow.Emitter","version":"1","name":"x"}}}',
             b'{"flow":{"extensions":{"@type":"type.googleapis.com/flow.Emitter","name":"x","version":"1"}}}',
         ),
+        (b'{"node_name":"<"}', b'{"node_name":"\\u003c"}'),  # compact but not HTML-escaped
+        ('{"node_name":"a\u2028&"}'.encode(), b'{"node_name":"a\\u2028\\u0026"}'),
         (  # escapes written differently
             b'{"flow":{"Summary":"\\u0041\\/\\u00e9<"}}',
             '{"flow":{"Summary":"A/é\\u003c"}}'.encode(),
