@@ -468,3 +468,47 @@ def test_protocols_udp_allowed_tcp_denied_on_the_same_port(lab: Lab) -> None:
             "--verdict",
             "DROPPED",
         )
+
+
+def test_to_entities_host_reaches_the_node(lab: Lab) -> None:
+    import subprocess
+
+    policy = """\
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: client-to-host, namespace: shop}
+        spec:
+          endpointSelector: {matchLabels: {app: client}}
+          egress:
+            - toEntities: [host]
+        """
+    gateway = lab.state()["gateway"]
+    node_ns = lab.state()["node_netns"]
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", node_ns, "python3", "-c", _LISTENER, gateway, "7000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        since = now()
+        with policies(lab, "host", policy):
+            assert tcp(lab, "shop/client", gateway, 7000)  # the node: identity host (1)
+            assert not tcp(lab, "shop/client", ip(lab, "shop/db"), 5432)
+            ok = flows(lab, since, "--to-ip", gateway, "--verdict", "FORWARDED", "--type", "policy-verdict")
+            assert ok and ok[0]["destination"]["identity"] == 1
+            assert flows(
+                lab, since, "--from-pod", "shop/client", "--to-pod", "shop/db", "--verdict", "DROPPED"
+            )
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+_LISTENER = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(8); print('ready', flush=True)\n"
+    "while True:\n"
+    "    s.accept()[0].close()\n"
+)
