@@ -16,7 +16,9 @@ Semantics (Kubernetes additive allow, as Cilium):
 * With ``allow_localhost`` (Cilium's default) an enforced ingress also allows the host identity.
 * ``ingressDeny``/``egressDeny`` rules engage default deny like allow rules and give entries with
   action deny; a deny replaces an allow on the same key, and the datapath lets a deny at any
-  specificity win over every allow. NetworkPolicy ``policyTypes`` isolate a direction even without
+  specificity win over every allow. Deny rules of a policy with ``enableDefaultDeny`` off still deny:
+  when nothing else enforces that direction it gets an allow-all entry under the denies.
+  NetworkPolicy ``policyTypes`` isolate a direction even without
   rules. CIDR peers select CIDR identities (:mod:`.cidr`); the ``world`` entity includes them.
 * ``endPort`` gives range entries (``end_port`` > ``dport``); named ports resolve against the
   endpoint's own container ports (ingress) or the peers' (egress); an unknown name allows nothing.
@@ -54,6 +56,12 @@ ACTION_ALLOW = 1
 ACTION_DENY = 2
 WILDCARD_IDENTITY = 0
 ALLOW_LOCALHOST = RuleRef(PolicyRef("reserved", "", "allow-localhost"), INGRESS, 0)
+# deny rules of policies with enableDefaultDeny off, where nothing else enforces the direction: the
+# direction is judged with an allow-all entry under the denies (everything but the denied passes)
+ALLOW_ALL_UNDER_DENY = {
+    INGRESS: RuleRef(PolicyRef("reserved", "", "allow-all-under-deny"), INGRESS, 0),
+    EGRESS: RuleRef(PolicyRef("reserved", "", "allow-all-under-deny"), EGRESS, 0),
+}
 _WORLD = sorted(WORLD_IDENTITIES)
 
 
@@ -316,6 +324,7 @@ def compile_policies(
         info = EndpointPolicy()
         state[ep.ep_id] = info
         rules: dict[int, list[tuple[PolicyRef, int, PeerRule, bool]]] = {INGRESS: [], EGRESS: []}
+        denies_only: set[int] = set()  # directions with deny rules but no default deny
         for spec_no in specs_of[position]:
             policy, spec, _ = selecting[spec_no]
             if policy.ref not in info.selected_by:
@@ -336,12 +345,26 @@ def compile_policies(
                         info.ingress_enforced = True
                     else:
                         info.egress_enforced = True
+                elif deny_rules:
+                    denies_only.add(direction)
                 base = spec.spec_index * 10000
                 rules[direction] += [(policy.ref, base + r.index, r, False) for r in peer_rules or ()]
                 rules[direction] += [
                     (policy.ref, base + DENY_INDEX_OFFSET + r.index, r, True) for r in deny_rules or ()
                 ]
         for direction, enforced in ((INGRESS, info.ingress_enforced), (EGRESS, info.egress_enforced)):
+            if not enforced and direction in denies_only:
+                enforced = True
+                if direction == INGRESS:
+                    info.ingress_enforced = True
+                else:
+                    info.egress_enforced = True
+                _add(
+                    entries,
+                    contributors,
+                    PolicyKey(ep.ep_id, direction, WILDCARD_IDENTITY, 0, 0),
+                    cookies.cookie(ALLOW_ALL_UNDER_DENY[direction]),
+                )
             if not enforced:
                 continue
             if direction == INGRESS and allow_localhost:

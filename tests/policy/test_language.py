@@ -392,3 +392,26 @@ def test_one_bad_document_rejects_the_whole_file() -> None:
     bad = cnp("shop", "bad", "spec:\n  endpointSelector: {}\n  egress:\n    - toCIDR: [10.0.0.0/33]\n")
     with pytest.raises(PolicyError, match="document 2"):
         parse_policies(good + "---\n" + bad)
+
+
+def test_deny_without_default_deny_still_denies_and_allows_the_rest() -> None:
+    w = World()
+    out = w.compile(
+        cnp(
+            "shop",
+            "d",
+            """spec:
+  endpointSelector: {matchLabels: {app: web}}
+  enableDefaultDeny: {ingress: false}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {app: client}}]
+""",
+        )
+    )
+    assert w.entries(out, "shop/web", INGRESS) == {
+        (0, 0, 0, 0): ACTION_ALLOW,
+        (HOST, 0, 0, 0): ACTION_ALLOW,
+        (w.ident("shop/client"), 0, 0, 0): ACTION_DENY,
+    }
+    info = out.endpoints[w.endpoints["shop/web"].ep_id]
+    assert info.ingress_enforced and info.ingress_default_deny_by == []
