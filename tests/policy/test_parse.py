@@ -68,7 +68,10 @@ def test_bad_multi_document_file_is_rejected_whole():
             "spec.ingress[0].fromEndpoints[0].matchLabels.app: label values must be strings",
         ),
         (("kind: CiliumNetworkPolicy", "kind: Pod"), 'kind: "Pod" is not a supported kind'),
-        (("fromEndpoints:", "fromRequires:"), "spec.ingress[0].fromRequires: fromRequires is not supported yet"),
+        (
+            ("fromEndpoints:", "fromRequires:"),
+            "spec.ingress[0].fromRequires: fromRequires is not supported yet",
+        ),
     ],
 )
 def test_field_errors(mutation, expected):
