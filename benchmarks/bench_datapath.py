@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment  # noqa: E402
+from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment, tc  # noqa: E402
 from hubblepy.datapath.layout import TRACE_V2  # noqa: E402
 from hubblepy.datapath.testbed import Testbed  # noqa: E402
 from hubblepy.monitor import MonitorReader  # noqa: E402
@@ -341,9 +341,14 @@ def bench_rr(seconds: float, rounds: int) -> None:
         t.start()
         results: dict[str, list[float]] = {
             "without programs": [],
+            "pass-through prog": [],
             "attached, medium": [],
             "attached, none": [],
         }
+        from bcc import BPF
+
+        passthrough = BPF(text="int pass(struct __sk_buff *skb) { return 0; }")
+        pass_fd = passthrough.load_func(b"pass", BPF.SCHED_CLS).fd
         port = 20000
         run_ns = dict.fromkeys(results, 0)
         run_cnt = dict.fromkeys(results, 0)
@@ -355,6 +360,10 @@ def bench_rr(seconds: float, rounds: int) -> None:
                     if variant == "without programs":
                         for pod in tb.pods:
                             dp.detach(pod.host_ifname, netns=tb.node)
+                    elif variant == "pass-through prog":  # the cost of the tc hooks themselves
+                        with tc.netlink(tb.node) as ipr:
+                            for pod in tb.pods:
+                                tc.attach(ipr, pod.host_ifindex, pass_fd, pass_fd, ("pass", "pass"))
                     else:
                         dp.set_monitor_aggregation("medium" if variant.endswith("medium") else "none")
                         for pod in tb.pods:
@@ -371,6 +380,10 @@ def bench_rr(seconds: float, rounds: int) -> None:
                 os.close(stats_fd)
             reader.close()
             dp.close()
+            with tc.netlink(tb.node) as ipr:
+                for pod in tb.pods:
+                    tc.detach(ipr, pod.host_ifindex, remove_qdisc=True)
+            passthrough.cleanup()
         base = statistics.median(results["without programs"])
         for variant, values in results.items():
             med = statistics.median(values)
