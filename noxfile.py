@@ -37,8 +37,16 @@ def protos(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: CLI throughput vs jq, relay end to end, datapath events/s."""
-    for script in ("bench_cli.py", "bench_relay.py", "bench_datapath.py", "bench_policy.py"):
-        path = f"benchmarks/{script}"
-        if os.path.exists(path):
-            session.run("python", path, *session.posargs)
+    """Benchmarks: CLI flows/s beside jq, relay end to end, parser and datapath events/s, policy.
+
+    ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones.
+    """
+    names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
+    for name in names:
+        if name == "parser":
+            session.run("python", "-m", "hubblepy.parser.bench")
+            continue
+        path = f"benchmarks/bench_{name}.py"
+        if not os.path.exists(path):
+            session.error(f"no benchmark {path}")
+        session.run("python", path)
