@@ -12,7 +12,7 @@ import orjson
 from . import jsontext, schema
 from .canonical import canonical_checker
 from .errors import DecodeError
-from .normalize import Pairs, Problem, normalize_message
+from .normalize import Pairs, Problem, fix_surrogates, normalize_message
 
 _loads = orjson.loads
 _dumps = orjson.dumps
@@ -23,7 +23,10 @@ _html_escape = jsontext.html_escape
 def _has_html_chars(data: bytes) -> bool:
     """Whether compact JSON bytes hold a character Go writes as an HTML escape."""
     return (
-        b"<" in data or b">" in data or b"&" in data or (b"\xe2\x80" in data and _html_escape(data) != data)
+        b"<" in data
+        or b">" in data
+        or b"&" in data
+        or (not data.isascii() and (b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data))
     )
 
 
@@ -39,9 +42,12 @@ _slow_loads = json.JSONDecoder(
 def _parse_text(text: str) -> Any:
     """Parse JSON text keeping member order and duplicates; Go-style error if invalid."""
     try:
-        return _slow_loads(text)
+        obj = _slow_loads(text)
     except (ValueError, RecursionError):
         raise jsontext.syntax_error(text) from None
+    if "\\ud" in text or "\\uD" in text:  # lone surrogate escapes become U+FFFD, as in Go
+        obj = fix_surrogates(obj)
+    return obj
 
 
 def _problem_error(text: str, problem: Problem) -> DecodeError:

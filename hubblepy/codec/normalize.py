@@ -24,6 +24,7 @@ from typing import Any
 from google.protobuf import descriptor_pool
 
 from . import schema
+from .canonical import TIMESTAMP_RE
 from .schema import FieldInfo, MessageInfo
 
 
@@ -68,6 +69,7 @@ _TIMESTAMP = re.compile(
 )
 _DURATION = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,9}))?s")
 _EPOCH = datetime(1970, 1, 1)
+_is_canonical_timestamp = TIMESTAMP_RE.fullmatch
 _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 _MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
 _FLOAT32 = struct.Struct("<f")
@@ -139,6 +141,8 @@ def parse_timestamp(text: str) -> tuple[int, int] | None:
 def _timestamp(value: Any, path: tuple[int, ...]) -> str:
     if type(value) is not str:
         raise _unexpected(path)
+    if _is_canonical_timestamp(value):
+        return value
     try:
         parsed = parse_timestamp(value)
     except OverflowError:
@@ -346,8 +350,6 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
     if kind == schema.STRING:
         if type(value) is not str:
             raise _invalid(f, path)
-        if _SURROGATE.search(value) is not None:
-            value = _SURROGATE.sub("\ufffd", value)
         return value
     if kind == schema.MESSAGE:
         return normalize_message(value, f.message, path, lenient)
@@ -410,41 +412,91 @@ def _is_default(value: Any, f: FieldInfo) -> bool:
     return False
 
 
+def fix_surrogates(value: Any) -> Any:
+    """Replace lone UTF-16 surrogates (from ``\\ud800``-style escapes) by U+FFFD, like Go."""
+    if type(value) is str:
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if type(value) is Pairs:
+        return Pairs((fix_surrogates(k), fix_surrogates(v)) for k, v in value)
+    if isinstance(value, dict):
+        return {fix_surrogates(k): fix_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fix_surrogates(v) for v in value]
+    return value
+
+
+_STRING, _ENUM, _MESSAGE, _INT32, _UINT32 = (
+    schema.STRING,
+    schema.ENUM,
+    schema.MESSAGE,
+    schema.INT32,
+    schema.UINT32,
+)
+
+
 def normalize_message(obj: Any, info: MessageInfo, path: tuple[int, ...], lenient: bool) -> dict:
     """Canonical dict of message ``info`` from a JSON object (dict or :class:`Pairs`)."""
     slots: dict[int, tuple[str, Any]] = {}
-    seen_numbers: set[int] = set()
+    seen: set[int] = set()
     seen_oneofs: set[str] = set()
     by_key = info.by_key
-    for index, (key, value) in enumerate(_members(obj, path)):
+    index = -1
+    for key, value in _members(obj, path):
+        index += 1
         f = by_key.get(key)
-        here = (*path, index)
         if f is None:
             if lenient:
                 continue
-            raise Problem(here, True, "unknown field {raw}", unknown=True)
-        if f.number in seen_numbers:
-            raise Problem(here, True, "duplicate field {raw}")
-        seen_numbers.add(f.number)
+            raise Problem((*path, index), True, "unknown field {raw}", unknown=True)
+        field_index = f.index
+        if field_index in seen:
+            raise Problem((*path, index), True, "duplicate field {raw}")
+        seen.add(field_index)
         if value is None and f.kind != schema.UNSUPPORTED:
             continue
+        kind = f.kind
         if f.repeated:
             if type(value) is not list:
-                raise _unexpected(here)
-            items = []
-            for position, element in enumerate(value):
-                item = _single(element, f, (*here, position), lenient)
-                if item is not _SKIP:
-                    items.append(item)
+                raise _unexpected((*path, index))
+            if kind == _STRING and all(type(item) is str for item in value):
+                items = list(value)
+            else:
+                here = (*path, index)
+                items = []
+                for position, element in enumerate(value):
+                    item = _single(element, f, (*here, position), lenient)
+                    if item is not _SKIP:
+                        items.append(item)
             if items:
-                slots[f.index] = (f.name, items)
+                slots[field_index] = (f.name, items)
             continue
         if f.oneof is not None:
             if f.oneof in seen_oneofs:
-                raise Problem(here, True, f"error parsing {{raw}}, oneof {f.oneof} is already set")
+                raise Problem((*path, index), True, f"error parsing {{raw}}, oneof {f.oneof} is already set")
             seen_oneofs.add(f.oneof)
-        item = _single(value, f, here, lenient)
-        if item is _SKIP or (not f.presence and _is_default(item, f)):
-            continue
-        slots[f.index] = (f.name, item)
-    return {name: item for _, (name, item) in sorted(slots.items())}
+        # Fast paths for the common kinds; everything else goes through _single.
+        if kind == _STRING and type(value) is str:
+            if not value and not f.presence:
+                continue
+            item = value
+        elif kind == _MESSAGE:
+            item = normalize_message(value, f.message, (*path, index), lenient)
+        elif kind == _ENUM and type(value) is str and value in f.enum.numbers:
+            number = f.enum.numbers[value]
+            if number == 0 and not f.presence:
+                continue
+            item = f.enum.names[number]
+        elif kind in (_UINT32, _INT32) and type(value) is int and -(2**31) <= value < 2**31:
+            if value < 0 and kind == _UINT32:
+                raise _invalid(f, (*path, index))
+            if value == 0 and not f.presence:
+                continue
+            item = value
+        else:
+            item = _single(value, f, (*path, index), lenient)
+            if item is _SKIP or (not f.presence and _is_default(item, f)):
+                continue
+        slots[field_index] = (f.name, item)
+    if len(slots) > 1:
+        return {name: item for _, (name, item) in sorted(slots.items())}
+    return dict(slots.values())

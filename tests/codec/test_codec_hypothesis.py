@@ -25,7 +25,11 @@ from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2
 from hubblepy.codec import ResponseDecoder, encode_response, message_to_dict, parse_message, schema
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("HUBBLEPY_CODEC_EXAMPLES", "300")) // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 _TEXT = st.text(
     alphabet=st.sampled_from(list('ab Z09<>&"\\/\n\t\x01\x1b\x7fé€\u2028\u2029😀:,{}[]')), max_size=6
