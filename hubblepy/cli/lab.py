@@ -569,7 +569,7 @@ def verify() -> None:
     )
     time.sleep(0.5)  # let the last events reach the ring
     _observe(relay, "--namespace", "payments", "--last", "25")
-    _observe(relay, "--namespace", "payments", "--verdict", "DROPPED", "--last", "3")
+    _observe(relay, "--namespace", "payments", "--verdict", "DROPPED", "--last", "3", "--print-policy-names")
     _step("hubble lab audit enable payments/api")
     _request("audit", pod="payments/api", enabled=True)
     try:
@@ -584,6 +584,23 @@ def verify() -> None:
         )
         time.sleep(0.5)
         _observe(relay, "--namespace", "payments", "--verdict", "AUDIT", "--last", "3")
+        _step("hubble policy audit-report --namespace payments", "what enforcement would break")
+        sys.stdout.flush()
+        server = [] if relay in ("127.0.0.1:4245", "localhost:4245") else ["--server", relay]
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hubblepy.cli",
+                "policy",
+                "audit-report",
+                *server,
+                "--namespace",
+                "payments",
+            ],
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
     finally:
         _step("hubble lab audit disable payments/api")
         _request("audit", pod="payments/api", enabled=False)
