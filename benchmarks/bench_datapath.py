@@ -465,6 +465,10 @@ def main() -> None:
             "MonitorReader + header decode, wakeup 32",
             lambda: bench_mmap_reader(gen, args.seconds, decode=True),
         ),
+        (
+            "MonitorReader ordered (default) + decode",
+            lambda: bench_mmap_reader(gen, args.seconds, decode=True, ordered=True),
+        ),
         ("bcc callback + decode, wakeup 32", lambda: bench_bcc_callback(gen, args.seconds, 32)),
         ("bcc callback + decode, wakeup 1 (default)", lambda: bench_bcc_callback(gen, args.seconds, 1)),
     ]
