@@ -18,6 +18,8 @@ _loads = orjson.loads
 _dumps = orjson.dumps
 _JSONDecodeError = orjson.JSONDecodeError
 _html_escape = jsontext.html_escape
+_U2028 = "\u2028".encode()
+_U2029 = "\u2029".encode()
 
 
 def _has_html_chars(data: bytes) -> bool:
@@ -26,7 +28,7 @@ def _has_html_chars(data: bytes) -> bool:
         b"<" in data
         or b">" in data
         or b"&" in data
-        or (not data.isascii() and (b"\xe2\x80\xa8" in data or b"\xe2\x80\xa9" in data))
+        or (not data.isascii() and (_U2028 in data or _U2029 in data))
     )
 
 

@@ -22,37 +22,35 @@ from .errors import DecodeError
 
 _dumps = orjson.dumps
 
-_HTML_CHARS = re.compile("[<>&\u2028\u2029]".encode())
-_HTML_ESCAPES = (
-    (b"<", b"\\u003c"),
-    (b">", b"\\u003e"),
-    (b"&", b"\\u0026"),
-    ("\u2028".encode(), b"\\u2028"),
-    ("\u2029".encode(), b"\\u2029"),
-)
+_U2028 = "\u2028".encode()
+_U2029 = "\u2029".encode()
 
 
 def html_escape(data: bytes) -> bytes:
-    """Apply Go's HTML escaping to compact JSON bytes (only where needed)."""
-    if _HTML_CHARS.search(data) is None:
-        return data
-    for raw, escaped in _HTML_ESCAPES:
-        if raw in data:
-            data = data.replace(raw, escaped)
+    """Apply Go's HTML escaping to compact JSON bytes (only where needed).
+
+    Byte searches are much cheaper than a regex scan here, and the replacements
+    only run when a character is present.
+    """
+    if b"<" in data:
+        data = data.replace(b"<", b"\\u003c")
+    if b">" in data:
+        data = data.replace(b">", b"\\u003e")
+    if b"&" in data:
+        data = data.replace(b"&", b"\\u0026")
+    if not data.isascii():
+        data = data.replace(_U2028, b"\\u2028").replace(_U2029, b"\\u2029")
     return data
 
 
 def encode(obj: Any) -> bytes:
     """Compact JSON exactly as Go's ``json.Encoder`` would print it, keys in dict order."""
-    data = _dumps(obj)
-    if _HTML_CHARS.search(data) is None:
-        return data
-    return html_escape(data)
+    return html_escape(_dumps(obj))
 
 
 def encode_response(d: dict) -> bytes:
     """Encode a canonical ``GetFlowsResponse`` dict as one upstream JSON line (no newline)."""
-    return encode(d)
+    return html_escape(_dumps(d))
 
 
 # --- positions and Go-style syntax errors -------------------------------------------------

@@ -24,7 +24,7 @@ from .normalize import _float32_text, _snake_to_camel, format_nanos, format_time
 # --- message -> dict ----------------------------------------------------------------------
 
 _Converter = Callable[[Any], Any]
-_to_dict_plans: dict[FieldDescriptor, tuple[int, str, _Converter]] = {}
+_to_dict_plans: dict[FieldDescriptor, tuple[int, str, _Converter | None]] = {}
 _needs_sort: dict[Descriptor, bool] = {}
 
 
@@ -123,7 +123,7 @@ def _scalar_converter(f: schema.FieldInfo) -> _Converter:
     return special or _identity
 
 
-def _plan(fd: FieldDescriptor) -> tuple[int, str, _Converter]:
+def _plan(fd: FieldDescriptor) -> tuple[int, str, _Converter | None]:
     f = schema.message_info_for(fd.containing_type).fields[fd.index]
     convert = _scalar_converter(f)
     if f.repeated:
@@ -132,7 +132,7 @@ def _plan(fd: FieldDescriptor) -> tuple[int, str, _Converter]:
         else:
             element = convert
             convert = lambda values: [element(v) for v in values]  # noqa: E731
-    plan = (fd.index, fd.name, convert)
+    plan = (fd.index, fd.name, None if convert is _identity else convert)
     _to_dict_plans[fd] = plan
     return plan
 
@@ -156,7 +156,8 @@ def message_to_dict(msg: Message) -> dict:
     out = {}
     for fd, value in fields:
         plan = plans.get(fd) or _plan(fd)
-        out[plan[1]] = plan[2](value)
+        convert = plan[2]
+        out[plan[1]] = value if convert is None else convert(value)
     return out
 
 
