@@ -31,6 +31,7 @@ from .schema import FieldInfo, MessageInfo
 Checker = Callable[[Any], bool]
 
 _MAX_PLANS_PER_MESSAGE = 4096
+_MAX_INLINE_DEPTH = 4
 
 # Valid calendar dates only: days per month, Feb 29 in leap years, no year 0000.
 _LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
@@ -108,7 +109,7 @@ class _Generator:
             keys = tuple(d)
             if len(plans) >= _MAX_PLANS_PER_MESSAGE:
                 plans.clear()
-            plan = plans[keys] = self._plan(info, keys)
+            plan = plans[keys] = self._plan(info, keys, d)
             return plan
 
         self.plan_tables[info.full_name] = (plans, build)
@@ -126,37 +127,98 @@ class _Generator:
 
         return check
 
-    def _plan(self, info: MessageInfo, keys: tuple) -> Checker:
-        if not keys:
-            return _is_dict  # also reached for other empty iterables: [] or ""
+    def _fields_for(self, info: MessageInfo, keys: tuple) -> list[FieldInfo] | None:
+        """Fields of a key tuple, or None if a key is unknown, lowerCamel, out of order or a 2nd oneof member."""
         fields: list[FieldInfo] = []
         last_index = -1
         oneofs: set[str] = set()
         for key in keys:
             f = info.by_key.get(key)
             if f is None or f.name != key or f.index <= last_index:
-                return _reject  # unknown, lowerCamel or out of order
+                return None
             if f.oneof is not None:
                 if f.oneof in oneofs:
-                    return _reject
+                    return None
                 oneofs.add(f.oneof)
             last_index = f.index
             fields.append(f)
+        return fields
+
+    def _plan(self, info: MessageInfo, keys: tuple, sample: dict | None = None) -> Checker:
+        """Checker for dicts of message ``info`` with exactly these keys.
+
+        The children that ``sample`` (the dict that triggered the build) holds are
+        inlined for their current key tuple, so the usual shape of a flow is checked
+        by one generated function; other child shapes fall back to dispatch.
+        """
+        if not keys:
+            return _is_dict  # also reached for other empty iterables: [] or ""
+        fields = self._fields_for(info, keys)
+        if fields is None:
+            return _reject
         env: dict[str, Any] = {}
-        checks: list[str] = []
-        for position, f in enumerate(fields):
-            check = self._value_check(f, f"v{position}", env)
-            if check is None:
-                return _reject
-            checks.append(check)
-        names = ", ".join(f"v{i}" for i in range(len(fields)))
-        source = (
-            "def plan(d):\n"
-            f"    {names}{',' if len(fields) == 1 else ''} = d.values()\n"
-            f"    return {' and '.join(checks)}\n"
-        )
-        exec(source, env)  # noqa: S102 - generated from descriptors only
+        lines = ["def plan(d):"]
+        if not self._block(fields, "d", "v", sample, env, lines, 1):
+            return _reject
+        lines.append("    return True")
+        exec("\n".join(lines), env)  # noqa: S102 - generated from descriptors only
         return env["plan"]
+
+    def _block(
+        self,
+        fields: list[FieldInfo],
+        source: str,
+        prefix: str,
+        sample: dict | None,
+        env: dict[str, Any],
+        lines: list[str],
+        depth: int,
+    ) -> bool:
+        """Append statements checking the values of dict ``source`` (fields known); False if impossible."""
+        pad = "    " * depth
+        names = [f"{prefix}{i}" for i in range(len(fields))]
+        lines.append(f"{pad}{', '.join(names)}{',' if len(names) == 1 else ''} = {source}.values()")
+        sample_values = list(sample.values()) if sample is not None else [None] * len(fields)
+        checks: list[str] = []
+        for f, var, child in zip(fields, names, sample_values, strict=True):
+            if (
+                f.kind == schema.MESSAGE
+                and not f.repeated
+                and depth <= _MAX_INLINE_DEPTH
+                and type(child) is dict
+                and child
+                and self._inline_child(f, var, child, env, lines, depth)
+            ):
+                continue
+            check = self._value_check(f, var, env)
+            if check is None:
+                return False
+            checks.append(check)
+        if checks:
+            lines.append(f"{pad}if not ({' and '.join(checks)}):")
+            lines.append(f"{pad}    return False")
+        return True
+
+    def _inline_child(
+        self, f: FieldInfo, var: str, child: dict, env: dict[str, Any], lines: list[str], depth: int
+    ) -> bool:
+        keys = tuple(child)
+        fields = self._fields_for(f.message, keys)
+        if fields is None:
+            return False
+        inner: list[str] = []
+        if not self._block(fields, var, f"{var}_", child, env, inner, depth + 1):
+            return False
+        pad = "    " * depth
+        number = len(env)
+        plans, build = self.plans(f.message)
+        env[f"K{number}"], env[f"P{number}"], env[f"B{number}"] = keys, plans.get, build
+        # A non-dict whose tuple() equals the keys fails on .values() (AttributeError).
+        lines.append(f"{pad}if tuple({var}) == K{number}:")
+        lines.extend(inner)
+        lines.append(f"{pad}elif not (P{number}(tuple({var})) or B{number}({var}))({var}):")
+        lines.append(f"{pad}    return False")
+        return True
 
     def _value_check(self, f: FieldInfo, var: str, env: dict[str, Any]) -> str | None:
         """Check expression for the value of a present field, None if never canonical-fast."""
