@@ -23,11 +23,14 @@ _U2029 = "\u2029".encode()
 
 
 def _has_html_chars(data: bytes) -> bool:
-    """Whether compact JSON bytes hold a character Go writes as an HTML escape."""
+    """Whether compact JSON bytes hold a character Go writes as an HTML escape.
+
+    Integer needles make ``in`` a plain memchr (several times faster than b"<").
+    """
     return (
-        b"<" in data
-        or b">" in data
-        or b"&" in data
+        60 in data  # <
+        or 62 in data  # >
+        or 38 in data  # &
         or (not data.isascii() and (_U2028 in data or _U2029 in data))
     )
 
@@ -123,7 +126,16 @@ class ResponseDecoder:
             if type(obj) is dict:
                 out = _dumps(obj)
                 # The line must be the Go form: orjson's text with <, >, &, U+2028/9 escaped.
-                if (not _has_html_chars(line)) if out == line else (_html_escape(out) == line):
+                if (
+                    (
+                        60 not in line
+                        and 62 not in line
+                        and 38 not in line
+                        and (line.isascii() or not _has_html_chars(line))
+                    )
+                    if out == line
+                    else (_html_escape(out) == line)
+                ):
                     check = self._canonical if b'""' in line else self._canonical_no_empty
                     try:
                         canonical = check(obj)

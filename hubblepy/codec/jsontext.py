@@ -32,11 +32,11 @@ def html_escape(data: bytes) -> bytes:
     Byte searches are much cheaper than a regex scan here, and the replacements
     only run when a character is present.
     """
-    if b"<" in data:
+    if 60 in data:  # integer needles: memchr
         data = data.replace(b"<", b"\\u003c")
-    if b">" in data:
+    if 62 in data:
         data = data.replace(b">", b"\\u003e")
-    if b"&" in data:
+    if 38 in data:
         data = data.replace(b"&", b"\\u0026")
     if not data.isascii():
         data = data.replace(_U2028, b"\\u2028").replace(_U2029, b"\\u2029")
