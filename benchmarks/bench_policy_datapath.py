@@ -18,9 +18,11 @@ Prints figures; asserts nothing. Usage: sudo .venv/bin/python benchmarks/bench_p
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -31,10 +33,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_datapath import build_rr, enable_bpf_stats, prog_run_stats, rr_round  # noqa: E402
+from bench_datapath import (  # noqa: E402
+    BPF_PROG_TEST_RUN,
+    _TestRunAttr,
+    build_rr,
+    enable_bpf_stats,
+    prog_run_stats,
+    rr_round,
+)
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, PolicyEntry, check_environment, port_blocks  # noqa: E402
 from hubblepy.datapath.testbed import Testbed  # noqa: E402
+from hubblepy.monitor.perf import NR_BPF  # noqa: E402
 
 TCP = 6
 BIG = 10_000
@@ -111,9 +121,58 @@ def main() -> None:
     run(args.seconds, args.rounds)
 
 
+def judge_cost(repeat: int = 2000, bursts: int = 25) -> None:
+    """ns per run of to_container judging a new TCP SYN (BPF_PROG_TEST_RUN), per policy-map size.
+
+    No entry allows the SYN, so no conntrack entry is made and every run is a full judgement: six
+    policy-hash lookups (plus the range trie when the endpoint has ranges) and the drop and verdict
+    events. Free of the scheduler noise that the transaction rates on a shared machine carry.
+    """
+    eth = bytes.fromhex("020000000001020000000002") + b"\x08\x00"
+    tcp = struct.pack("!HHIIBBHHH", 40000, 8080, 1, 0, 5 << 4, 0x02, 65535, 0, 0)
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0, b"\n\xc8\x00\x01", b"\n\xc8\x00\x02"
+    )
+    frame = eth + ip + tcp
+    buf = ctypes.create_string_buffer(frame, len(frame))
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def once(fd: int) -> int:
+        attr = _TestRunAttr(prog_fd=fd, data_size_in=len(frame), data_in=ctypes.addressof(buf), repeat=repeat)
+        if libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+            raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+        return attr.duration
+
+    print(
+        f"\njudging a new connection (to_container, denied SYN, BPF_PROG_TEST_RUN, median of {bursts} x {repeat})"
+    )
+    with Datapath() as dp:
+        dp.upsert_endpoint(1, 1, 1002, 0x1)  # test runs see the loopback device, ifindex 1
+        dp.set_ipcache("10.200.0.1/32", 1001)
+        fd = dp.program_fds[1]
+        big = [PolicyEntry(identity=5000 + i, dport=1 + i % 60000, proto=TCP) for i in range(BIG)]
+        ranges = [PolicyEntry(7000 + i, 1024, TCP, end_port=65535) for i in range(8)]
+        variants = {"empty map": [], "10k entries": big, "10k + ranges": big + ranges}
+        figures: dict[str, list[int]] = {v: [] for v in variants}
+        with dp.open_monitor(pages=256) as reader:
+            for _ in range(bursts):
+                for name, entries in variants.items():
+                    dp.set_policy_entries(1, "ingress", entries)
+                    figures[name].append(once(fd))
+                    while reader.read(0).samples:
+                        pass
+            lost = reader.lost
+        base = statistics.median(figures["empty map"])
+        for name, values in figures.items():
+            med = statistics.median(values)
+            print(f"  {name:<13} {med:>5.0f} ns per new connection   ratio to empty map {med / base:.3f}")
+        print(f"  (events lost: {lost})")
+
+
 def run(seconds: float, rounds: int) -> None:
     """Prints the figures (also called by bench_datapath.py, so `nox -s bench` reports them)."""
     print("\npolicy map size vs datapath speed (bench_policy_datapath.py)")
+    judge_cost()
     print("port-range cost in the policy_ranges LPM trie (entries per range):")
     for first, last in [(8000, 8080), (1024, 65535), (1, 65535), (30000, 32767), (9000, 9100)]:
         print(
