@@ -2,12 +2,14 @@
 
 Prints flows/s for each case and the ratio to jq. The input is generated once (deterministic seed)
 into benchmarks/data/flows-200k.jsonl, about 1.5 KB a line with varied verdicts, L7 and namespaces.
-Each command runs as a real process writing to /dev/null; the best of a few runs is reported.
+Each command runs as a real process writing to /dev/null; the best of a few runs is reported, both
+with the multi-process reader (the default for big files) and with one process (HUBBLEPY_WORKERS=1).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -51,12 +53,12 @@ def ensure_input(count: int) -> Path:
     return path
 
 
-def best_time(command: list[str], runs: int) -> float:
+def best_time(command: list[str], runs: int, env: dict[str, str] | None = None) -> float:
     """Best wall-clock time of ``runs`` runs of ``command`` with stdout to /dev/null."""
     best = float("inf")
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(command, stdout=subprocess.DEVNULL, check=True, env=env)
         best = min(best, time.perf_counter() - started)
     return best
 
@@ -72,14 +74,17 @@ def main() -> None:
     print(f"input: {path.name}, {lines} flows, {size_mb:.0f} MB ({size_mb * 1e6 / lines:.0f} bytes/flow)")
     jq = shutil.which("jq")
     hubble = [sys.executable, "-m", "hubblepy.cli", "observe", "--input-file", str(path)]
-    print(f"{'case':<52} {'hubblepy flows/s':>17} {'jq flows/s':>12} {'ratio':>7}")
+    one_process = os.environ | {"HUBBLEPY_WORKERS": "1"}
+    print(
+        f"{'case':<52} {'hubblepy flows/s':>17} {'1 process':>10} {'jq flows/s':>11}"
+        f" {'ratio':>6} {'1-proc ratio':>13}"
+    )
     for name, args, jq_program in CASES:
         ours = lines / best_time([*hubble, *args], options.runs)
-        if jq:
-            theirs = lines / best_time([jq, "-c", jq_program, str(path)], options.runs)
-            print(f"{name:<52} {ours:>17,.0f} {theirs:>12,.0f} {ours / theirs:>6.1f}x")
-        else:
-            print(f"{name:<52} {ours:>17,.0f} {'(no jq)':>12}")
+        single = lines / best_time([*hubble, *args], options.runs, one_process)
+        theirs = lines / best_time([jq, "-c", jq_program, str(path)], options.runs) if jq else 0.0
+        ratio = f"{ours / theirs:>5.1f}x {single / theirs:>12.1f}x" if theirs else "(no jq)"
+        print(f"{name:<52} {ours:>17,.0f} {single:>10,.0f} {theirs:>11,.0f} {ratio}")
 
 
 if __name__ == "__main__":

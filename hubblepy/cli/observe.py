@@ -8,13 +8,15 @@ print; a line that is already in canonical form is written back as is in JSON ou
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import BinaryIO, TextIO
 
 import orjson
 
+from hubblepy.cli import parallel_input
 from hubblepy.cli.file_input import InputError, iter_line_batches, open_input
 from hubblepy.cli.observe_args import (
     HelpRequested,
@@ -90,17 +92,32 @@ def run(
     stream = open_input(args.input_file, stdin)
     args.check_file_last_limit()
     options = print_options(args, stdout)
-    printer = Printer(options, stdout, stderr.buffer if hasattr(stderr, "buffer") else stderr)
-    try:
-        records = _matching_records(
-            iter_line_batches(stream),
-            ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text)),
-            predicate,
-            compile_byte_prefilter(args.allow, args.deny),
-            args.since_ns,
-            args.until_ns,
-            stderr,
+    err_bin = stderr.buffer if hasattr(stderr, "buffer") else stderr
+    prefilter = compile_byte_prefilter(args.allow, args.deny)
+    scan = functools.partial(
+        _matching_in_batch,
+        predicate=predicate,
+        prefilter=prefilter,
+        since_ns=args.since_ns,
+        until_ns=args.until_ns,
+    )
+    sequential_only = bool(args.file_first or args.file_last or jq_program is not None or args.debug)
+    if stream is not stdin and parallel_input.usable(args.input_file, args.output, sequential_only):
+        stream.close()
+        job = parallel_input.LineJob(
+            make_decoder=lambda lenient, callback: ResponseDecoder(on_unknown_field=callback),
+            process=functools.partial(_print_block, scan),
+            make_printer=lambda out, err: Printer(options, out, err),
         )
+        parallel_input.run(
+            args.input_file, job, stdout, err_bin, lambda text: _warn_unknown_field(stderr, text)
+        )
+        stdout.flush()
+        return 0
+    printer = Printer(options, stdout, err_bin)
+    try:
+        decoder = ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text))
+        records = _matching_records(iter_line_batches(stream), decoder, scan, stderr.write)
         if jq_program is not None:
             _print_jq(records, args, jq_program, stdout, stderr)
         else:
@@ -202,36 +219,70 @@ See docs/observe.md for recipes.
 def _matching_records(
     batches: Iterable[list[bytes]],
     decoder: ResponseDecoder,
+    scan: Callable[..., Iterator[Record]],
+    err_write: Callable[[str], object],
+) -> Iterator[Record]:
+    """Every matching record of the input, in order: ``(record, raw canonical line or None)``."""
+    line_number = 1
+    for batch in batches:
+        yield from scan(batch, line_number, decoder, err_write)
+        line_number += len(batch)
+
+
+def _matching_in_batch(
+    lines: list[bytes],
+    first_line_number: int,
+    decoder: ResponseDecoder,
+    err_write: Callable[[str], object],
+    *,
     predicate: Callable[[dict], bool],
     prefilter: Callable[[bytes], bool] | None,
     since_ns: int | None,
     until_ns: int | None,
-    stderr: TextIO,
-) -> Iterable[Record]:
-    """Decode, window and filter the input; yield ``(record, raw canonical line or None)``."""
+) -> Iterator[Record]:
+    """Decode, window and filter ``lines``; warn about bad ones (numbered from ``first_line_number``)."""
     decode = decoder.decode
-    line_number = 0
     windowed = since_ns is not None or until_ns is not None
-    for batch in batches:
-        for line in batch:
-            line_number += 1
-            if prefilter is not None and not prefilter(line):
-                if not _is_json_object(line):
-                    _warn_bad_line(stderr, line, line_number, decoder)
+    for index, line in enumerate(lines):
+        if prefilter is not None and not prefilter(line):
+            if not _is_json_object(line):
+                _warn_bad_line(err_write, line, first_line_number + index, decoder)
+            continue
+        try:
+            record = decode(line)
+        except DecodeError as exc:
+            _warn_bad_line(err_write, line, first_line_number + index, decoder, exc)
+            continue
+        except parallel_input.StopBlock as stop:
+            stop.index = index
+            raise
+        if windowed:
+            stamp = timestamp_ns(record.get("time"))
+            if since_ns is not None and stamp < since_ns:
                 continue
-            try:
-                record = decode(line)
-            except DecodeError as exc:
-                _warn_bad_line(stderr, line, line_number, decoder, exc)
+            if until_ns is not None and stamp > until_ns:
                 continue
-            if windowed:
-                stamp = timestamp_ns(record.get("time"))
-                if since_ns is not None and stamp < since_ns:
-                    continue
-                if until_ns is not None and stamp > until_ns:
-                    continue
-            if predicate(record):
-                yield record, (line if decoder.last_was_canonical else None)
+        if predicate(record):
+            yield record, (line if decoder.last_was_canonical else None)
+
+
+def _print_block(
+    scan: Callable[..., Iterator[Record]],
+    lines: list[bytes],
+    first_line_number: int,
+    decoder: ResponseDecoder,
+    printer: Printer,
+    err: BinaryIO,
+) -> None:
+    """Print every matching record of a block (used by the parallel reader's workers)."""
+    write = printer.write
+
+    def err_write(text: str) -> None:
+        printer.flush()
+        err.write(text.encode())
+
+    for record, raw in scan(lines, first_line_number, decoder, err_write):
+        write(record, raw)
 
 
 def _is_json_object(line: bytes) -> bool:
@@ -243,7 +294,7 @@ def _is_json_object(line: bytes) -> bool:
 
 
 def _warn_bad_line(
-    stderr: TextIO,
+    err_write: Callable[[str], object],
     line: bytes,
     line_number: int,
     decoder: ResponseDecoder,
@@ -256,12 +307,14 @@ def _warn_bad_line(
             exc = found
         else:  # the quick check was too strict: nothing to report
             return
-    warn(
-        stderr,
-        "Failed to unmarshal json to flow",
-        error=exc.message,
-        line=line.decode("utf-8", "replace"),
-        line_number=line_number,
+    err_write(
+        slog_line(
+            "WARN",
+            "Failed to unmarshal json to flow",
+            error=exc.message,
+            line=line.decode("utf-8", "replace"),
+            line_number=line_number,
+        )
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hubbletest import run_hubble, shared_dir
+from hubbletest import clean_env, run_hubble, shared_dir
 
 
 def _cases() -> list[dict]:
@@ -18,9 +18,15 @@ def _cases() -> list[dict]:
 CASES = _cases()
 
 
+# The same cases once more with the multi-process reader forced on (tiny blocks, any file size).
+PARALLEL_ENV = {"HUBBLEPY_PARALLEL_MIN_BYTES": "0", "HUBBLEPY_PARALLEL_BLOCK_BYTES": "20000"}
+
+
+@pytest.mark.parametrize("mode", ["one-process", "workers"])
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_observe_matches_upstream(case: dict, fixtures_dir) -> None:
-    proc = run_hubble(["observe", "--input-file", "flows.jsonl", *case["args"]], cwd=fixtures_dir)
+def test_observe_matches_upstream(case: dict, mode: str, fixtures_dir) -> None:
+    env = clean_env() | (PARALLEL_ENV if mode == "workers" else {"HUBBLEPY_WORKERS": "1"})
+    proc = run_hubble(["observe", "--input-file", "flows.jsonl", *case["args"]], cwd=fixtures_dir, env=env)
     assert proc.stdout.decode("utf-8") == case["stdout"]
     assert proc.returncode == case["exit_code"], proc.stderr.decode()
     stderr = proc.stderr.decode("utf-8")

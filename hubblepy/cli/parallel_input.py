@@ -1,0 +1,193 @@
+"""Large flows files on several cores, with the same output as the one-process reader.
+
+`hubble observe --input-file` spends its time decoding, checking and formatting each line, and
+every line is independent of the others except for one rule: after the first line with an unknown
+field (which is warned about once), the rest of the input is decoded leniently. So a big regular
+file is cut at line boundaries into blocks; forked worker processes each read, filter and format
+their blocks; the parent writes the blocks' output in file order. A worker decodes strictly and stops
+at a line with an unknown field; the parent then warns once and finishes that block itself, leniently.
+Later blocks are unaffected: a line without unknown fields decodes the same in both modes, and a
+line with one makes its worker stop again.
+
+Only formats whose records print independently of each other (compact, JSON) and runs without
+``--first``/``--last``/``--jq`` take this path; the caller decides (:func:`usable`).
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from hubblepy.cli.file_input import MAX_LINE_BYTES, TOKEN_TOO_LONG, InputError
+
+BLOCK_BYTES = 4 << 20
+MIN_FILE_BYTES = 16 << 20
+
+
+def _setting(name: str, default: int) -> int:
+    """A size from the environment (tests use small ones to exercise many blocks)."""
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+class StopBlock(Exception):
+    """Raised in a worker by the decoder's first unknown-field report; ``index`` is the line's."""
+
+    index = -1
+
+
+@dataclass
+class LineJob:
+    """Everything a worker needs to turn lines into output; inherited by fork, never pickled."""
+
+    make_decoder: Callable[[bool, Callable[[str], None] | None], object]
+    process: Callable[..., None]  # process(lines, first_line_number, decoder, printer, err)
+    make_printer: Callable[[BinaryIO, BinaryIO], object]
+
+
+@dataclass
+class BlockResult:
+    """One block's output, and where (and why) the worker stopped early."""
+
+    out: bytes
+    err: bytes
+    stopped_at: int = -1  # index of the line the worker did not finish, or -1
+    reason: str = ""  # "unknown-field" or "too-long"
+
+
+_JOB: LineJob | None = None
+
+
+def usable(path: str, output: str, sequential_only: bool) -> bool:
+    """Whether this run may use workers: a big regular file, an independent format, two cores."""
+    if sequential_only or output not in ("compact", "json") or path == "-":
+        return False
+    if os.environ.get("HUBBLEPY_WORKERS", "") == "1" or (os.cpu_count() or 1) < 2:
+        return False
+    try:
+        minimum = _setting("HUBBLEPY_PARALLEL_MIN_BYTES", MIN_FILE_BYTES)
+        return os.path.isfile(path) and os.path.getsize(path) >= minimum
+    except OSError:
+        return False
+
+
+def block_bounds(stream: BinaryIO, size: int, block_bytes: int = 0) -> list[tuple[int, int]]:
+    """Byte ranges that start at line starts and cover the file."""
+    block_bytes = block_bytes or _setting("HUBBLEPY_PARALLEL_BLOCK_BYTES", BLOCK_BYTES)
+    bounds = []
+    start = 0
+    while start < size:
+        end = min(start + block_bytes, size)
+        if end < size:
+            stream.seek(end)
+            tail = stream.readline()
+            end += len(tail)
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def _split(data: bytes) -> tuple[list[bytes], int]:
+    """Lines of a block (CR stripped) and the index of the first too-long line, or -1."""
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    lines = data.split(b"\n")
+    too_long = -1
+    if max(map(len, lines)) > MAX_LINE_BYTES:
+        too_long = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)
+        lines = lines[:too_long]
+    if b"\r" in data:
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    return lines, too_long
+
+
+def _stop(text: str) -> None:
+    raise StopBlock(text)
+
+
+def _work(task: tuple[str, int, int, int]) -> BlockResult:
+    path, start, end, first_line_number = task
+    assert _JOB is not None
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        data = stream.read(end - start)
+    lines, too_long = _split(data)
+    out, err = io.BytesIO(), io.BytesIO()
+    printer = _JOB.make_printer(out, err)
+    decoder = _JOB.make_decoder(False, _stop)
+    try:
+        _JOB.process(lines, first_line_number, decoder, printer, err)
+    except StopBlock as stop:
+        printer.close()
+        return BlockResult(out.getvalue(), err.getvalue(), stop.index, "unknown-field")
+    printer.close()
+    if too_long >= 0:
+        return BlockResult(out.getvalue(), err.getvalue(), too_long, "too-long")
+    return BlockResult(out.getvalue(), err.getvalue())
+
+
+def run(
+    path: str,
+    job: LineJob,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+    warn_unknown: Callable[[str], None],
+    workers: int | None = None,
+) -> None:
+    """Process ``path`` with worker processes and write its output in file order."""
+    global _JOB
+    with open(path, "rb") as stream:
+        size = os.fstat(stream.fileno()).st_size
+        bounds = block_bounds(stream, size)
+        line_numbers = []
+        number = 1
+        for start, end in bounds:
+            line_numbers.append(number)
+            stream.seek(start)
+            number += stream.read(end - start).count(b"\n")
+    tasks = [(path, start, end, line_numbers[i]) for i, (start, end) in enumerate(bounds)]
+    _JOB = job
+    context = multiprocessing.get_context("fork")
+    lenient_decoder = None
+    try:
+        with context.Pool(workers or os.cpu_count() or 2) as pool:
+            for task, result in zip(tasks, pool.imap(_work, tasks), strict=True):
+                stdout.write(result.out)
+                if result.err:
+                    stdout.flush()
+                    stderr.write(result.err)
+                if result.reason == "too-long":
+                    raise InputError(TOKEN_TOO_LONG)
+                if result.reason == "unknown-field":
+                    lenient_decoder = _finish_leniently(
+                        task, result.stopped_at, job, lenient_decoder, stdout, stderr, warn_unknown
+                    )
+    finally:
+        _JOB = None
+
+
+def _finish_leniently(task, index, job, decoder, stdout, stderr, warn_unknown):  # noqa: ANN001, ANN202
+    """Process the rest of a block in the parent, with the run's one unknown-field warning."""
+    path, start, end, first_line_number = task
+    with open(path, "rb") as stream:
+        stream.seek(start)
+        lines, too_long = _split(stream.read(end - start))
+    if decoder is None:
+        decoder = job.make_decoder(False, warn_unknown)
+    out, err = io.BytesIO(), io.BytesIO()
+    printer = job.make_printer(out, err)
+    job.process(lines[index:], first_line_number + index, decoder, printer, err)
+    printer.close()
+    stdout.write(out.getvalue())
+    if err.getvalue():
+        stdout.flush()
+        stderr.write(err.getvalue())
+    if too_long >= 0:
+        raise InputError(TOKEN_TOO_LONG)
+    return decoder
