@@ -11,45 +11,12 @@ import time
 import unicodedata
 from typing import TextIO
 
-_SIMPLE_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
+from hubblepy.gotext import go_quote
 
 
 def _printable(char: str) -> bool:
     """Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space."""
-    if char == " ":
-        return True
-    return unicodedata.category(char)[0] in "LMNPS"
-
-
-def go_quote(text: str) -> str:
-    """Quote ``text`` like Go's ``strconv.Quote``."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    out = ['"']
-    for char in text:
-        escaped = _SIMPLE_ESCAPES.get(char)
-        if escaped is not None:
-            out.append(escaped)
-        elif _printable(char):
-            out.append(char)
-        elif ord(char) < 0x80:
-            out.append(f"\\x{ord(char):02x}")
-        elif ord(char) <= 0xFFFF:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(f"\\U{ord(char):08x}")
-    out.append('"')
-    return "".join(out)
+    return char == " " or unicodedata.category(char)[0] in "LMNPS"
 
 
 def slog_value(text: str) -> str:

@@ -18,7 +18,6 @@ from hubblepy.filters import enums
 from hubblepy.filters.errors import FilterError
 from hubblepy.filters.goaddr import AddrSyntaxError, parse_addr, parse_prefix
 from hubblepy.filters.goregex import GoRegexError, compile_go_regex
-from hubblepy.filters.gostr import go_quote
 from hubblepy.filters.gourl import request_uri_path
 from hubblepy.filters.labelselector import (
     LabelArray,
@@ -28,6 +27,7 @@ from hubblepy.filters.labelselector import (
     parse_selector,
 )
 from hubblepy.filters.patterns import compile_fqdn_patterns, compile_node_name_patterns
+from hubblepy.gotext import go_quote
 
 Flow = dict[str, Any]
 Check = Callable[[Flow], bool]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from hubblepy.filters.gostr import go_quote
+from hubblepy.gotext import go_quote
 
 
 class GoAddr(NamedTuple):

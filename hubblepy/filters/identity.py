@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import re
 
+from hubblepy import identities
 from hubblepy.filters.errors import FilterError
 
 #: Reserved identity names accepted by ``--identity`` (case-sensitive) and their numbers.
 #: ``unknown`` (0) is deliberately absent: upstream rejects it, while the number 0 is accepted.
 RESERVED_IDENTITIES: dict[str, int] = {
-    "host": 1,
-    "world": 2,
-    "unmanaged": 3,
-    "health": 4,
-    "init": 5,
-    "remote-node": 6,
-    "kube-apiserver": 7,
-    "ingress": 8,
-    "world-ipv4": 9,
-    "world-ipv6": 10,
-    "overlay-to-encrypt": 11,
+    **identities.RESERVED_IDENTITIES,
+    "overlay-to-encrypt": identities.IDENTITY_OVERLAY_TO_ENCRYPT,
 }
 
 # Upstream lists the names from its own table, where overlay-to-encrypt has no name string.

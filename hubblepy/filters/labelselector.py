@@ -32,7 +32,7 @@ from hubblepy.filters.goaddr import (
     parse_prefix,
     prefix_contains,
 )
-from hubblepy.filters.gostr import go_quote
+from hubblepy.gotext import go_quote
 
 # --- step 1: source translation --------------------------------------------------------------
 

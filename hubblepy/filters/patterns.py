@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from hubblepy.filters.errors import FilterError
-from hubblepy.filters.gostr import go_quote_rune
+from hubblepy.gotext import go_quote_rune
 
 # Any FQDN-ish name (what an empty cluster or node part of a node-name pattern matches).
 _ANY_NAME = r"(?:[-0-9_a-z]+(?:\.[-0-9_a-z]+)*)"

@@ -13,20 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from hubblepy.identities import RESERVED_IDENTITIES
 from hubblepy.policy.labels import LabelSet, label_set
 
-RESERVED_IDENTITIES: dict[str, int] = {
-    "host": 1,
-    "world": 2,
-    "unmanaged": 3,
-    "health": 4,
-    "init": 5,
-    "remote-node": 6,
-    "kube-apiserver": 7,
-    "ingress": 8,
-    "world-ipv4": 9,
-    "world-ipv6": 10,
-}
 IDENTITY_HOST = 1
 IDENTITY_WORLD = 2
 WORLD_IDENTITIES = frozenset({2, 9, 10})

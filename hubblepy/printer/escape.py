@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from hubblepy.gotext import go_quote  # noqa: F401 - part of this module's interface
+
 # ESC that does not start one of the allowed SGR sequences (red..cyan 31-36 and reset 0), or CR.
 _UNSAFE_WITH_COLOURS = re.compile("\x1b(?!\\[(?:3[1-6]|0)m)|\r")
 
@@ -28,42 +30,6 @@ def escape_terminal(text: str, keep_colours: bool) -> str:
     if keep_colours:
         return _UNSAFE_WITH_COLOURS.sub(_replace_unsafe, text)
     return text.replace("\x1b", "^[").replace("\r", "\\r")
-
-
-_SHORT_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    '"': '\\"',
-    "\\": "\\\\",
-}
-
-
-def go_quote(text: str) -> str:
-    """Go's `strconv.Quote`: a double-quoted string with Go escapes for non-printable runes."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
-    out = ['"']
-    for ch in text:
-        short = _SHORT_ESCAPES.get(ch)
-        if short is not None:
-            out.append(short)
-        elif ch.isprintable():
-            out.append(ch)
-        else:
-            code = ord(ch)
-            if code < 0x20 or code == 0x7F:
-                out.append(f"\\x{code:02x}")
-            elif code < 0x10000:
-                out.append(f"\\u{code:04x}")
-            else:
-                out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 def go_path_clean(path: str) -> str:

@@ -6,8 +6,8 @@ import pytest
 
 from hubblepy.filters.goaddr import AddrSyntaxError, parse_addr, parse_prefix, prefix_contains
 from hubblepy.filters.goregex import GoRegexError, compile_go_regex
-from hubblepy.filters.gostr import go_quote, go_quote_rune
 from hubblepy.filters.gourl import request_uri_path
+from hubblepy.gotext import go_quote, go_quote_rune
 
 # --- RE2 semantics on Python's re ------------------------------------------------------------------------
 

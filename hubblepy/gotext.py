@@ -1,4 +1,4 @@
-"""Go-style string quoting (``strconv.Quote`` / ``%q``), used to reproduce upstream error texts."""
+"""Go's string quoting (``strconv.Quote`` / ``%q``), shared by every place that reproduces upstream text."""
 
 from __future__ import annotations
 
