@@ -30,6 +30,7 @@ import orjson
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.relay import relay_pb2
+from hubblepy.observer.service import observer_method_handlers
 from hubblepy.observer.timefmt import format_ns
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
@@ -452,37 +453,11 @@ class RelayObserver:
             },
         )
 
+    # The relay serves no agent or debug events, as upstream's relay.
+    get_agent_events = get_debug_events = unimplemented
+
     def handlers(self) -> grpc.GenericRpcHandler:
-        o = observer_pb2
-        return grpc.method_handlers_generic_handler(
-            "observer.Observer",
-            {
-                "GetFlows": grpc.unary_stream_rpc_method_handler(
-                    self.get_flows, request_deserializer=o.GetFlowsRequest.FromString
-                ),
-                "GetAgentEvents": grpc.unary_stream_rpc_method_handler(
-                    self.unimplemented, request_deserializer=o.GetAgentEventsRequest.FromString
-                ),
-                "GetDebugEvents": grpc.unary_stream_rpc_method_handler(
-                    self.unimplemented, request_deserializer=o.GetDebugEventsRequest.FromString
-                ),
-                "GetNodes": grpc.unary_unary_rpc_method_handler(
-                    self.get_nodes,
-                    request_deserializer=o.GetNodesRequest.FromString,
-                    response_serializer=o.GetNodesResponse.SerializeToString,
-                ),
-                "GetNamespaces": grpc.unary_unary_rpc_method_handler(
-                    self.get_namespaces,
-                    request_deserializer=o.GetNamespacesRequest.FromString,
-                    response_serializer=o.GetNamespacesResponse.SerializeToString,
-                ),
-                "ServerStatus": grpc.unary_unary_rpc_method_handler(
-                    self.server_status,
-                    request_deserializer=o.ServerStatusRequest.FromString,
-                    response_serializer=o.ServerStatusResponse.SerializeToString,
-                ),
-            },
-        )
+        return grpc.method_handlers_generic_handler("observer.Observer", observer_method_handlers(self))
 
 
 def _collect(node: Node, request: Any, as_json: bool) -> list[tuple[int, int, bytes, int]] | None:

@@ -376,32 +376,7 @@ class NodeServices:
     # -- registration ---------------------------------------------------------------------------
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         o = observer_pb2
-        observer_methods = {
-            "GetFlows": grpc.unary_stream_rpc_method_handler(
-                self.get_flows, request_deserializer=o.GetFlowsRequest.FromString
-            ),
-            "GetAgentEvents": grpc.unary_stream_rpc_method_handler(
-                self.get_agent_events, request_deserializer=o.GetAgentEventsRequest.FromString
-            ),
-            "GetDebugEvents": grpc.unary_stream_rpc_method_handler(
-                self.get_debug_events, request_deserializer=o.GetDebugEventsRequest.FromString
-            ),
-            "GetNodes": grpc.unary_unary_rpc_method_handler(
-                self.get_nodes,
-                request_deserializer=o.GetNodesRequest.FromString,
-                response_serializer=o.GetNodesResponse.SerializeToString,
-            ),
-            "GetNamespaces": grpc.unary_unary_rpc_method_handler(
-                self.get_namespaces,
-                request_deserializer=o.GetNamespacesRequest.FromString,
-                response_serializer=o.GetNamespacesResponse.SerializeToString,
-            ),
-            "ServerStatus": grpc.unary_unary_rpc_method_handler(
-                self.server_status,
-                request_deserializer=o.ServerStatusRequest.FromString,
-                response_serializer=o.ServerStatusResponse.SerializeToString,
-            ),
-        }
+        observer_methods = observer_method_handlers(self)
         peer_methods = {
             "Notify": grpc.unary_stream_rpc_method_handler(
                 self.notify,
@@ -422,3 +397,38 @@ class NodeServices:
             grpc.method_handlers_generic_handler(BATCH_SERVICE, batch_methods),
             grpc.method_handlers_generic_handler(PEER_SERVICE, peer_methods),
         ]
+
+
+def observer_method_handlers(service: Any) -> dict[str, grpc.RpcMethodHandler]:
+    """The ``observer.Observer`` methods of ``service`` (a node's or the relay's), by RPC name.
+
+    ``service`` provides ``get_flows``, ``get_agent_events``, ``get_debug_events``, ``get_nodes``,
+    ``get_namespaces`` and ``server_status``. Streams return already serialized responses.
+    """
+    o = observer_pb2
+    return {
+        "GetFlows": grpc.unary_stream_rpc_method_handler(
+            service.get_flows, request_deserializer=o.GetFlowsRequest.FromString
+        ),
+        "GetAgentEvents": grpc.unary_stream_rpc_method_handler(
+            service.get_agent_events, request_deserializer=o.GetAgentEventsRequest.FromString
+        ),
+        "GetDebugEvents": grpc.unary_stream_rpc_method_handler(
+            service.get_debug_events, request_deserializer=o.GetDebugEventsRequest.FromString
+        ),
+        "GetNodes": grpc.unary_unary_rpc_method_handler(
+            service.get_nodes,
+            request_deserializer=o.GetNodesRequest.FromString,
+            response_serializer=o.GetNodesResponse.SerializeToString,
+        ),
+        "GetNamespaces": grpc.unary_unary_rpc_method_handler(
+            service.get_namespaces,
+            request_deserializer=o.GetNamespacesRequest.FromString,
+            response_serializer=o.GetNamespacesResponse.SerializeToString,
+        ),
+        "ServerStatus": grpc.unary_unary_rpc_method_handler(
+            service.server_status,
+            request_deserializer=o.ServerStatusRequest.FromString,
+            response_serializer=o.ServerStatusResponse.SerializeToString,
+        ),
+    }
