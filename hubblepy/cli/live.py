@@ -2,7 +2,8 @@
 
 Connection rules follow upstream: ``--server`` (default ``localhost:4245``, env ``HUBBLE_SERVER``,
 config key ``server``); a ``tls://`` prefix or ``--tls`` means TLS; ``--timeout`` bounds the dial
-and ``--request-timeout`` bounds unary calls. An unreachable server gives one line and exit 1
+and ``--request-timeout`` bounds unary calls. ``--tls-allow-insecure`` trusts whatever certificate
+the server presents (see :mod:`hubblepy.cli.live_tls`). An unreachable server gives one line and exit 1
 within the dial timeout; Ctrl-C ends any command with exit 0.
 
 Entry points for the CLI app:
@@ -20,9 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
-import grpc
+# gRPC core writes handshake failures and the like straight to stderr; the CLI reports errors in one
+# line of its own, so keep the core quiet unless the user asks for its logs.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from hubblepy.api.observer import observer_pb2
+import grpc  # noqa: E402
+
+from hubblepy.api.observer import observer_pb2  # noqa: E402
 
 STRICT_LAST_KEY = "hubblepy-strict-last"
 GET_FLOWS = "/observer.Observer/GetFlows"
@@ -90,15 +95,16 @@ def dial(conn: Connection) -> grpc.Channel:
         ("grpc.enable_retries", 0),
     ]
     if use_tls:
-        if conn.tls_allow_insecure:
-            raise LiveError(
-                "--tls-allow-insecure is not supported by this client; pass --tls-ca-cert-files instead"
-            )
-        roots = b"".join(_read(p) for p in conn.tls_ca_cert_files) or None
         key = _read(conn.tls_client_key_file) if conn.tls_client_key_file else None
         cert = _read(conn.tls_client_cert_file) if conn.tls_client_cert_file else None
-        if conn.tls_server_name:
-            options.append(("grpc.ssl_target_name_override", conn.tls_server_name))
+        if conn.tls_allow_insecure:
+            presented = _presented_certificate(conn, target)
+            roots: bytes | None = presented.pem
+            options.append(("grpc.ssl_target_name_override", presented.name))
+        else:
+            roots = b"".join(_read(p) for p in conn.tls_ca_cert_files) or None
+            if conn.tls_server_name:
+                options.append(("grpc.ssl_target_name_override", conn.tls_server_name))
         channel = grpc.secure_channel(
             target,
             grpc.ssl_channel_credentials(roots, private_key=key, certificate_chain=cert),
@@ -112,6 +118,18 @@ def dial(conn: Connection) -> grpc.Channel:
         channel.close()
         raise LiveError(f"failed to connect to '{conn.server}': context deadline exceeded") from None
     return channel
+
+
+def _presented_certificate(conn: Connection, target: str) -> Any:
+    """``--tls-allow-insecure``: the server's own certificate, fetched without verification."""
+    from hubblepy.cli.live_tls import ProbeError, fetch_server_certificate
+
+    try:
+        return fetch_server_certificate(
+            target, conn.timeout_s, conn.tls_client_cert_file, conn.tls_client_key_file
+        )
+    except ProbeError as exc:
+        raise LiveError(str(exc)) from None
 
 
 def rpc_error_line(exc: grpc.RpcError) -> str:
