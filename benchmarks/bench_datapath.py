@@ -7,13 +7,18 @@
      - MonitorReader + a simple decode (trace header unpacked per event), unordered and ordered
        (batches sorted by kernel time stamps across CPUs: the reader's default)
      - bcc open_perf_buffer + per-event Python callback (wakeup_events 1 and 32), same decode
-2. Time per packet inside the endpoint programs (BPF_PROG_TEST_RUN on an established TCP packet),
+2. The pipeline as the agent runs it, in one measured process: perf buffer -> Parser.decode_batch ->
+   Observer ring (hubblepy.lab.source.DatapathFlowSource), fed a trace/drop/policy-verdict mix at
+   stepped offered rates; prints received events/s, flows/s into the ring, lost samples, events per
+   pipeline CPU-second and the highest offered rate read with 0 loss (see pipeline_bench.py).
+3. Time per packet inside the endpoint programs (BPF_PROG_TEST_RUN on an established TCP packet),
    without and with a trace event per packet.
-3. TCP request/response transactions/s between two namespace pods, without programs, with the
+4. TCP request/response transactions/s between two namespace pods, without programs, with the
    endpoint programs attached (aggregation medium, the default), and with aggregation none; the
    ratio to "without" is printed. Uses a small C client/server when gcc is available (else Python).
 
 Prints figures; asserts nothing. Usage: sudo .venv/bin/python benchmarks/bench_datapath.py [--seconds N]
+[--rates 50000,100000,...] [--only read,pipeline,cost,rr,policy]
 """
 
 from __future__ import annotations
@@ -439,53 +444,81 @@ def bench_program_cost(runs: int = 200_000) -> None:
             )
 
 
+STAGES = ("read", "pipeline", "cost", "rr", "policy")
+DEFAULT_RATES = "50000,100000,150000,200000,250000,300000"
+
+
+def bench_read_rates(seconds: float) -> None:
+    gen = Generator()
+    print(
+        f"perf buffer read rates ({EVENTS_PER_CALL} events of 184 bytes per program run, 256 pages/CPU, "
+        f"{seconds:.0f}s each; generator in its own process)"
+    )
+    print(f"  {'reader':<44} {'events/s':>12} {'offered/s':>12} {'lost':>6} {'per reader CPU-s':>17}")
+    runs = [
+        (
+            "MonitorReader raw (ceiling), wakeup 32",
+            lambda: bench_mmap_reader(gen, seconds, decode=False),
+        ),
+        (
+            "MonitorReader + header decode, wakeup 32",
+            lambda: bench_mmap_reader(gen, seconds, decode=True),
+        ),
+        (
+            "MonitorReader ordered (default) + decode",
+            lambda: bench_mmap_reader(gen, seconds, decode=True, ordered=True),
+        ),
+        ("bcc callback + decode, wakeup 32", lambda: bench_bcc_callback(gen, seconds, 32)),
+        ("bcc callback + decode, wakeup 1 (default)", lambda: bench_bcc_callback(gen, seconds, 1)),
+    ]
+    for name, fn in runs:
+        rate, received, lost, per_cpu = fn()
+        total = received + lost
+        loss = f"{100 * lost / total:.0f}%" if total else "-"
+        offered = gen.offered / seconds
+        print(f"  {name:<44} {rate:>12,.0f} {offered:>12,.0f} {loss:>6} {per_cpu:>17,.0f}")
+    gen.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--rates", default=DEFAULT_RATES, help="offered events/s of the pipeline stage, comma-separated"
+    )
+    ap.add_argument(
+        "--only", default=",".join(STAGES), help=f"stages to run, comma-separated: {','.join(STAGES)}"
+    )
     args = ap.parse_args()
+    stages = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        ap.error(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        ap.error(f"--rates must be numbers separated by commas, not {args.rates!r}")
     try:
         check_environment()
     except DatapathUnavailable as exc:
         print(f"bench_datapath: skipped: {exc}")
         return
 
-    gen = Generator()
-    print(
-        f"perf buffer read rates ({EVENTS_PER_CALL} events of 184 bytes per program run, 256 pages/CPU, "
-        f"{args.seconds:.0f}s each; generator in its own process)"
-    )
-    print(f"  {'reader':<44} {'events/s':>12} {'offered/s':>12} {'lost':>6} {'per reader CPU-s':>17}")
-    runs = [
-        (
-            "MonitorReader raw (ceiling), wakeup 32",
-            lambda: bench_mmap_reader(gen, args.seconds, decode=False),
-        ),
-        (
-            "MonitorReader + header decode, wakeup 32",
-            lambda: bench_mmap_reader(gen, args.seconds, decode=True),
-        ),
-        (
-            "MonitorReader ordered (default) + decode",
-            lambda: bench_mmap_reader(gen, args.seconds, decode=True, ordered=True),
-        ),
-        ("bcc callback + decode, wakeup 32", lambda: bench_bcc_callback(gen, args.seconds, 32)),
-        ("bcc callback + decode, wakeup 1 (default)", lambda: bench_bcc_callback(gen, args.seconds, 1)),
-    ]
-    for name, fn in runs:
-        rate, received, lost, per_cpu = fn()
-        total = received + lost
-        loss = f"{100 * lost / total:.0f}%" if total else "-"
-        offered = gen.offered / args.seconds
-        print(f"  {name:<44} {rate:>12,.0f} {offered:>12,.0f} {loss:>6} {per_cpu:>17,.0f}")
-    gen.close()
+    if "read" in stages:
+        bench_read_rates(args.seconds)
+    if "pipeline" in stages:
+        from pipeline_bench import bench_pipeline  # perf buffer -> parser -> observer ring
 
-    bench_program_cost()
-    bench_rr(args.seconds, args.rounds)
+        bench_pipeline(args.seconds, rates)
+    if "cost" in stages:
+        bench_program_cost()
+    if "rr" in stages:
+        bench_rr(args.seconds, args.rounds)
+    if "policy" in stages:
+        from bench_policy_datapath import run as bench_policy_map  # empty vs 10k-entry policy map
 
-    from bench_policy_datapath import run as bench_policy_map  # empty vs 10k-entry policy map
-
-    bench_policy_map(args.seconds, args.rounds)
+        bench_policy_map(args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

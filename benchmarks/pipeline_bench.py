@@ -1,0 +1,345 @@
+"""Pipeline stage of bench_datapath: perf buffer -> parser -> observer ring, timed as one unit.
+
+A tc program (run by a separate load-generator process with BPF_PROG_TEST_RUN, paced to an offered
+rate) emits a mix of the datapath's three event records through the perf event array, each with
+128 packet bytes of a TCP SYN: 8 trace (half from-endpoint, half to-endpoint), 4 policy drops and
+4 allowed ingress policy verdicts per program run. The measured process runs the agent's own flow
+source (hubblepy.lab.source.DatapathFlowSource: MonitorReader with its defaults -> Parser.decode_batch
+-> Observer.publish_flows) with a StaticResolver that knows the pods, so flows carry names.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubblepy.lab.source import DatapathFlowSource
+from hubblepy.monitor import MonitorReader
+from hubblepy.monitor.perf import NR_BPF
+from hubblepy.monitor.reader import DEFAULT_PAGES, DEFAULT_WAKEUP_EVENTS
+from hubblepy.observer.core import Observer
+from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS_PER_RUN = 16  # 8 trace + 4 drop + 4 policy verdict
+MAX_RUNS_PER_CALL = 8  # 128 events per syscall
+CATCH_UP_S = 0.002
+DRAIN_GRACE_S = 0.3  # the source keeps reading this long after the generator stops
+POLICY_COOKIE = 7
+
+# frontend (10.200.0.1, endpoint 11, identity 1001) -> api (10.200.0.2, endpoint 12, identity 1002)
+MIX_C = r"""
+#include "hubble_events.h"
+BPF_PERF_OUTPUT(pipeline_events);
+/* One run emits 8 trace, 4 drop and 4 policy-verdict events with up to 128 packet bytes each. */
+int generate_mix(struct __sk_buff *skb) {
+    __u32 cap = skb->len < 128 ? skb->len : 128;
+    struct hp_trace_notify tr = {};
+    tr.hdr.type = HP_NOTIFY_TRACE;
+    tr.hdr.version = HP_TRACE_VER;
+    tr.hdr.len_cap = cap;
+    tr.hdr.len_orig = skb->len;
+    tr.src_label = 1001;
+    tr.dst_label = 1002;
+    tr.reason = HP_CT_NEW;
+    #pragma unroll
+    for (int i = 0; i < 8; i++) {
+        tr.hdr.hash = i;
+        if (i & 1) {
+            tr.hdr.subtype = HP_TRACE_TO_LXC;
+            tr.hdr.source = 12;
+            tr.dst_id = 12;
+            tr.ifindex = 102;
+        } else {
+            tr.hdr.subtype = HP_TRACE_FROM_LXC;
+            tr.hdr.source = 11;
+            tr.dst_id = 0;
+            tr.ifindex = 101;
+        }
+        pipeline_events.perf_submit_skb(skb, cap, &tr, sizeof(tr));
+    }
+    struct hp_drop_notify dr = {};
+    dr.hdr.type = HP_NOTIFY_DROP;
+    dr.hdr.subtype = HP_DROP_POLICY;
+    dr.hdr.source = 11;
+    dr.hdr.version = HP_DROP_VER;
+    dr.hdr.len_cap = cap;
+    dr.hdr.len_orig = skb->len;
+    dr.src_label = 1001;
+    dr.dst_label = 1002;
+    dr.line = 321;
+    dr.file = HP_FILE_ID;
+    dr.ifindex = 101;
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        dr.hdr.hash = i;
+        pipeline_events.perf_submit_skb(skb, cap, &dr, sizeof(dr));
+    }
+    struct hp_policy_verdict_notify pv = {};
+    pv.hdr.type = HP_NOTIFY_POLICY_VERDICT;
+    pv.hdr.source = 12;
+    pv.hdr.version = HP_POLICY_VERDICT_VER;
+    pv.hdr.len_cap = cap;
+    pv.hdr.len_orig = skb->len;
+    pv.remote_label = 1001;
+    pv.verdict = 0;
+    pv.dst_port = 8080;
+    pv.proto = 6;
+    pv.pv_flags = HP_DIR_INGRESS | (HP_MATCH_L3_L4 << 3);
+    pv.cookie = POLICY_COOKIE;
+    #pragma unroll
+    for (int i = 0; i < 4; i++) {
+        pv.hdr.hash = i;
+        pipeline_events.perf_submit_skb(skb, cap, &pv, sizeof(pv));
+    }
+    return 0;
+}
+"""
+
+# Ethernet + IPv4 + TCP SYN 10.200.0.1:40000 -> 10.200.0.2:8080 + 88 zero bytes: a 142-byte frame
+TCP_SYN_FRAME = (
+    bytes.fromhex("0200000000010200000000020800")
+    + bytes.fromhex("4500008000004000400600000ac800010ac80002")
+    + bytes.fromhex("9c401f9000000001000000005002ffff00000000")
+    + bytes(88)
+)
+
+
+class _TestRunAttr(ctypes.Structure):
+    """The BPF_PROG_TEST_RUN part of union bpf_attr (fields up to repeat are all we set)."""
+
+    _fields_ = [
+        ("prog_fd", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("data_in", ctypes.c_uint64),
+        ("data_out", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint32),
+        ("duration", ctypes.c_uint32),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_uint64),
+        ("ctx_out", ctypes.c_uint64),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+BPF_PROG_TEST_RUN = 10
+
+
+def _generate_paced(prog_fd: int, seconds: float, rate: float, ready: Any, go: Any, runs_out: Any) -> None:
+    """Load generator process: program runs at ``rate`` events/s, topped up every ~0.5 ms.
+
+    A generator that was descheduled does not make up more than CATCH_UP_S of its schedule in one
+    burst (the rest is dropped and shows as a lower offered rate), so bursts stay bounded.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(TCP_SYN_FRAME, len(TCP_SYN_FRAME))
+    attr = _TestRunAttr(prog_fd=prog_fd, data_size_in=len(TCP_SYN_FRAME), data_in=ctypes.addressof(buf))
+    runs_per_s = rate / EVENTS_PER_RUN
+    max_due = max(1, int(runs_per_s * CATCH_UP_S))
+    ready.set()
+    go.wait()
+    start = time.monotonic()
+    end = start + seconds
+    scheduled = 0  # runs the schedule has asked for so far, minus skipped ones
+    done = 0
+    while (now := time.monotonic()) < end:
+        due = int((now - start) * runs_per_s) - scheduled
+        if due <= 0:
+            time.sleep(0.0005)
+            continue
+        if due > max_due:
+            scheduled += due - max_due
+            due = max_due
+        attr.repeat = min(due, MAX_RUNS_PER_CALL)
+        if libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+            raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+        scheduled += attr.repeat
+        done += attr.repeat
+    runs_out.value = done
+
+
+def payments_resolver() -> StaticResolver:
+    """frontend, api and postgres in namespace payments, their veths, and the api-allow policy."""
+    resolver = StaticResolver()
+    pods = (("frontend", 11, 1001, "10.200.0.1", 101), ("api", 12, 1002, "10.200.0.2", 102))
+    pods += (("postgres", 13, 1003, "10.200.0.3", 103),)
+    for name, ep_id, identity, ip, ifindex in pods:
+        resolver.add_endpoint(
+            EndpointInfo(
+                id=ep_id,
+                identity=identity,
+                namespace="payments",
+                pod_name=f"{name}-7d4b9c6f5-x2k8p",
+                labels=(f"k8s:app={name}", "k8s:io.kubernetes.pod.namespace=payments"),
+                workloads=((name, "Deployment"),),
+                ips=(ip,),
+            )
+        )
+        resolver.set_interface(ifindex, f"lxc{name}")
+    policy = {
+        "name": "api-allow",
+        "namespace": "payments",
+        "labels": ["k8s:policy=api-allow"],
+        "revision": "1",
+    }
+    resolver.set_policy(POLICY_COOKIE, PolicyMatch(policies=(policy,)))
+    return resolver
+
+
+class _OpenedReader:
+    """What DatapathFlowSource needs from a Datapath: open_monitor() on the generator's events map.
+
+    The reader is opened up front, before the generator starts, so no event is emitted while the
+    perf event array has no ring for a CPU (the kernel drops those without counting them as lost).
+    """
+
+    def __init__(self, map_fd: int, **reader_options: Any) -> None:
+        self.reader = MonitorReader(map_fd, **reader_options)
+
+    def open_monitor(self) -> MonitorReader:
+        return self.reader
+
+
+@dataclass
+class PipelineResult:
+    offered: float  # events/s the generator emitted
+    received: float  # events/s read from the perf buffer
+    flows: float  # flows/s published into the observer ring
+    lost: int  # perf lost samples
+    unread: int  # emitted but neither read nor reported lost when the source stopped
+    parse_errors: int
+    cpu_s: float  # pipeline process CPU time (user + system)
+    sample_flow: dict | None
+
+
+class MixGenerator:
+    """Compiles and loads the mixed-event tc program; run() drives it from its own process."""
+
+    def __init__(self) -> None:
+        from bcc import BPF
+
+        self.bpf = BPF(
+            text=MIX_C.replace("POLICY_COOKIE", str(POLICY_COOKIE)),
+            cflags=[f"-I{REPO / 'bpf'}", "-Wno-macro-redefined"],
+        )
+        self.prog_fd = self.bpf.load_func(b"generate_mix", BPF.SCHED_CLS).fd
+        self.map_fd = self.bpf.get_table(b"pipeline_events").map_fd
+        cpus = sorted(os.sched_getaffinity(0))
+        # with two CPUs or more: pipeline on the first, generator on the last, nothing shared
+        self.pipeline_cpu = cpus[0] if len(cpus) > 1 else None
+        self.generator_cpu = cpus[-1] if len(cpus) > 1 else None
+
+    def run_pipeline(self, rate: float, seconds: float, **reader_options: Any) -> PipelineResult:
+        """One run at ``rate`` offered events/s; ``reader_options`` go to MonitorReader (default: the agent's)."""
+        ctx = mp.get_context("fork")
+        ready, go, runs = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
+        proc = ctx.Process(target=_generate_paced, args=(self.prog_fd, seconds, rate, ready, go, runs))
+        parser = Parser(payments_resolver(), "bench-node")
+        observer = Observer("bench-node")
+        stop = threading.Event()
+
+        def stop_after_generator() -> None:
+            proc.join()
+            time.sleep(DRAIN_GRACE_S)
+            stop.set()
+
+        proc.start()
+        if self.generator_cpu is not None:
+            os.sched_setaffinity(proc.pid, {self.generator_cpu})
+        ready.wait()
+        datapath = _OpenedReader(self.map_fd, **reader_options)  # after the fork: the child holds no ring
+        source = DatapathFlowSource(datapath, parser)
+        threading.Thread(target=stop_after_generator, daemon=True).start()
+        cpu0 = time.process_time()
+        go.set()
+        source.run(observer, stop)  # read -> decode_batch -> publish_flows loop, then reader close
+        cpu = time.process_time() - cpu0
+        proc.join()
+        reader = datapath.reader
+        emitted = runs.value * EVENTS_PER_RUN
+        last = observer.flows.read(observer.flows.next_seq - 1)[0] if observer.seen_flows else None
+        observer.close()
+        return PipelineResult(
+            offered=emitted / seconds,
+            received=reader.received / seconds,
+            flows=observer.seen_flows / seconds,
+            lost=reader.lost,
+            unread=max(0, emitted - reader.received - reader.lost),
+            parse_errors=parser.parse_errors,
+            cpu_s=cpu,
+            sample_flow=last.flow if last is not None else None,
+        )
+
+    def close(self) -> None:
+        self.bpf.cleanup()
+
+
+READER_SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (f"agent's reader defaults ({DEFAULT_PAGES} pages/CPU, wakeup {DEFAULT_WAKEUP_EVENTS}, ordered)", {}),
+    ("256 pages/CPU (as the read-ceiling rows), otherwise defaults", {"pages": 256}),
+)
+
+
+def bench_pipeline(seconds: float, rates: list[float]) -> None:
+    """Prints one row per reader setting and offered rate, and the highest offered rate with 0 loss."""
+    gen = MixGenerator()
+    saved_affinity = os.sched_getaffinity(0)
+    if gen.pipeline_cpu is not None:
+        os.sched_setaffinity(0, {gen.pipeline_cpu})
+    pinning = (
+        f"pipeline pinned to CPU {gen.pipeline_cpu}, generator to CPU {gen.generator_cpu}"
+        if gen.pipeline_cpu is not None
+        else "one CPU: pipeline and generator share it"
+    )
+    print(
+        "\npipeline: perf buffer -> Parser.decode_batch -> Observer ring, one process (DatapathFlowSource "
+        f"with a StaticResolver);\n  trace/drop/policy-verdict 8:4:4 with 128 packet bytes, paced by a generator "
+        f"in its own process, {seconds:.0f}s per rate; {pinning}"
+    )
+    sample = None
+    try:
+        for title, options in READER_SETTINGS:
+            print(f"  {title}")
+            print(
+                f"    {'offered/s':>10} {'received/s':>11} {'flows/s':>10} {'lost':>7} {'unread':>7} "
+                f"{'CPU':>5} {'events per pipeline CPU-s':>26}"
+            )
+            best: PipelineResult | None = None
+            for rate in rates:
+                r = gen.run_pipeline(rate, seconds, **options)
+                sample = r.sample_flow or sample
+                per_cpu = r.received * seconds / r.cpu_s if r.cpu_s else 0.0
+                errors = f"  ({r.parse_errors} parse errors)" if r.parse_errors else ""
+                print(
+                    f"    {r.offered:>10,.0f} {r.received:>11,.0f} {r.flows:>10,.0f} {r.lost:>7,} {r.unread:>7,} "
+                    f"{100 * r.cpu_s / seconds:>4.0f}% {per_cpu:>26,.0f}{errors}"
+                )
+                if r.lost == 0 and r.unread == 0 and (best is None or r.offered > best.offered):
+                    best = r
+            if best is None:
+                print("    highest offered rate with 0 loss: none of the rates tried")
+            else:
+                print(
+                    f"    highest offered rate with 0 loss: {best.offered:,.0f} events/s "
+                    f"({best.flows:,.0f} flows/s into the ring, {100 * best.cpu_s / seconds:.0f}% of one core)"
+                )
+    finally:
+        gen.close()
+        os.sched_setaffinity(0, saved_affinity)
+    if sample is not None:
+        src, dst = sample.get("source", {}), sample.get("destination", {})
+        print(
+            f"  a flow from the ring: {src.get('namespace')}/{src.get('pod_name')} -> {dst.get('namespace')}/"
+            f"{dst.get('pod_name')} {sample.get('verdict')} {sample.get('Summary', '')}"
+        )
