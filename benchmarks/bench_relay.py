@@ -31,7 +31,7 @@ CAPACITY = 65535
 def make_flows(path: Path, count: int, node: str) -> None:
     """``count`` fixture flows with distinct, increasing times and uuids, on node ``node``."""
     sys.path.insert(0, str(REPO))
-    from hubblepy.observer.timefmt import format_ns
+    from hubblepy.codec.timestamps import format_ns
 
     base = [
         orjson.loads(line)["flow"] for line in (SHARED / "fixtures" / "flows.jsonl").read_bytes().splitlines()

@@ -26,8 +26,8 @@ from hubblepy.cli.observe_args import (
     render_raw_filters,
 )
 from hubblepy.cli.slog import slog_line, warn
-from hubblepy.cli.timestamps import timestamp_ns
 from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
+from hubblepy.codec.timestamps import canonical_ns
 from hubblepy.filters import FilterError, compile_byte_prefilter, compile_flow_filters
 from hubblepy.printer import Printer, PrintOptions
 
@@ -257,7 +257,7 @@ def _matching_in_batch(
             stop.index = index
             raise
         if windowed:
-            stamp = timestamp_ns(record.get("time"))
+            stamp = canonical_ns(record.get("time"))
             if since_ns is not None and stamp < since_ns:
                 continue
             if until_ns is not None and stamp > until_ns:

@@ -19,7 +19,8 @@ from google.protobuf.message import Message
 
 from . import schema
 from .errors import DecodeError
-from .normalize import _float32_text, _snake_to_camel, format_nanos, format_timestamp, parse_timestamp
+from .normalize import _float32_text, _snake_to_camel
+from .timestamps import format_nanos, format_timestamp, parse_timestamp
 
 # --- message -> dict ----------------------------------------------------------------------
 

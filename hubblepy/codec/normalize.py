@@ -17,7 +17,6 @@ import binascii
 import math
 import re
 import struct
-from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,6 +25,7 @@ from google.protobuf import descriptor_pool
 from . import schema
 from .canonical import TIMESTAMP_RE
 from .schema import FieldInfo, MessageInfo
+from .timestamps import format_nanos, format_timestamp, parse_timestamp
 
 
 class Pairs(list):
@@ -64,14 +64,8 @@ _INT_RANGES = {
 }
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_TIMESTAMP = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})"
-)
 _DURATION = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,9}))?s")
-_EPOCH = datetime(1970, 1, 1)
 _is_canonical_timestamp = TIMESTAMP_RE.fullmatch
-_MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
-_MAX_SECONDS = 253402300799  # 9999-12-31T23:59:59Z
 _FLOAT32 = struct.Struct("<f")
 
 
@@ -91,51 +85,6 @@ def _members(obj: Any, path: tuple[int, ...]):
     if isinstance(obj, dict):
         return obj.items()
     raise _unexpected(path)
-
-
-def format_nanos(nanos: int) -> str:
-    """Fraction as protojson writes it: '', .xxx, .xxxxxx or .xxxxxxxxx."""
-    if nanos == 0:
-        return ""
-    if nanos % 1_000_000 == 0:
-        return f".{nanos // 1_000_000:03d}"
-    if nanos % 1000 == 0:
-        return f".{nanos // 1000:06d}"
-    return f".{nanos:09d}"
-
-
-def format_timestamp(seconds: int, nanos: int) -> str:
-    """Canonical RFC 3339 UTC text of a Timestamp."""
-    dt = _EPOCH + timedelta(seconds=seconds)
-    return (
-        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
-        f"{format_nanos(nanos)}Z"
-    )
-
-
-def parse_timestamp(text: str) -> tuple[int, int] | None:
-    """(seconds, nanos) of an RFC 3339 text, None if invalid; raises OverflowError if out of range."""
-    found = _TIMESTAMP.fullmatch(text)
-    if found is None:
-        return None
-    year, month, day, hour, minute, second, frac, zone = found.groups()
-    if frac is not None and len(frac) > 9:
-        return None
-    try:
-        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    except ValueError:
-        return None
-    seconds = (dt - _EPOCH).days * 86400 + (dt - _EPOCH).seconds
-    if zone != "Z":
-        off_h, off_m = int(zone[1:3]), int(zone[4:6])
-        if off_h > 23 or off_m > 59:
-            return None
-        offset = off_h * 3600 + off_m * 60
-        seconds -= offset if zone[0] == "+" else -offset
-    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
-        raise OverflowError(text)
-    nanos = int(frac.ljust(9, "0")) if frac else 0
-    return seconds, nanos
 
 
 def _timestamp(value: Any, path: tuple[int, ...]) -> str:

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from hubblepy import __version__
+from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.ring import DEFAULT_CAPACITY, Ring, RingEntry
-from hubblepy.observer.timefmt import format_ns
 
 EVENTS_RING_CAPACITY = 1023
 NAMESPACE_TTL_NS = 3600 * 1_000_000_000

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from hubblepy.observer.timefmt import parse_ns
+from hubblepy.codec.timestamps import parse_rfc3339_ns
 
 Setter = Callable[[Message, Any], None]
 
@@ -85,7 +85,7 @@ def _setter(field: FieldDescriptor) -> Setter:
         if full == "google.protobuf.Timestamp":
 
             def set_ts(msg: Message, value: Any) -> None:
-                ns = parse_ns(value)
+                ns = parse_rfc3339_ns(value)
                 ts = getattr(msg, name)
                 ts.seconds, ts.nanos = divmod(ns, 1_000_000_000)
 

@@ -30,10 +30,10 @@ import grpc
 from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
+from hubblepy.codec.timestamps import NS_PER_SECOND, format_ns
 from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message, message_to_dict
 from hubblepy.observer.core import Observer
 from hubblepy.observer.ring import Ring, RingEntry
-from hubblepy.observer.timefmt import format_ns, timestamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ def _lost_json(node_name: str, count: int) -> bytes:
     return encode(resp) + b"\n"
 
 
+def _request_ns(stamp: Any) -> int:
+    """Nanoseconds since the epoch of a request's protobuf Timestamp."""
+    return stamp.seconds * NS_PER_SECOND + stamp.nanos
+
+
 def stream_ring(
     ring: Ring,
     request: Any,
@@ -145,10 +150,10 @@ def stream_ring(
     """
     number = request.number
     follow = request.follow
-    since_ns = timestamp_ns(request.since.seconds, request.since.nanos) if request.HasField("since") else None
+    since_ns = _request_ns(request.since) if request.HasField("since") else None
     until_ns = None
     if request.HasField("until") and not follow:
-        until_ns = timestamp_ns(request.until.seconds, request.until.nanos)
+        until_ns = _request_ns(request.until)
     if request.first or since_ns is not None:
         seq = ring.oldest_seq
     elif follow and number == 0:

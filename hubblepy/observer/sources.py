@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import orjson
 
 from hubblepy.api.flow import flow_pb2
-from hubblepy.observer.timefmt import parse_ns
+from hubblepy.codec.timestamps import format_ns, parse_rfc3339_ns
 
 _FLOW_FIELD_ORDER = [f.name for f in flow_pb2.Flow.DESCRIPTOR.fields]
 _TICK_S = 0.01
@@ -99,27 +99,6 @@ def _with_node_name(flow: dict[str, Any], node_name: str) -> dict[str, Any]:
     return dict(sorted(merged.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
-class _StampCache:
-    """Formats nanosecond timestamps quickly by caching the per-second prefix."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def format(self, ns: int) -> str:
-        second, nanos = divmod(ns, 1_000_000_000)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        if nanos == 0:
-            return self._prefix + "Z"
-        if nanos % 1_000_000 == 0:
-            return f"{self._prefix}.{nanos // 1_000_000:03d}Z"
-        if nanos % 1_000 == 0:
-            return f"{self._prefix}.{nanos // 1_000:06d}Z"
-        return f"{self._prefix}.{nanos:09d}Z"
-
-
 class ReplaySource:
     """Streams the flows of a file at ``rate`` flows/s, looping, as if they happened now on this node.
 
@@ -172,7 +151,6 @@ class ReplaySource:
                 stop.wait(min(_TICK_S, max(1.0 / self.rate, 0.001)))
 
     def _run_fresh(self, sink: EventSink, stop: threading.Event) -> None:
-        stamps = _StampCache()
         templates = itertools.cycle(self.templates) if self.loop else iter(self.templates)
         last_ns = 0
         uuid4 = uuid.uuid4
@@ -183,7 +161,7 @@ class ReplaySource:
             for i, template in enumerate(itertools.islice(templates, count)):
                 ns = base + i
                 flow = dict(template)
-                flow["time"] = stamps.format(ns)
+                flow["time"] = format_ns(ns)
                 if "uuid" in flow:
                     flow["uuid"] = str(uuid4())
                 batch.append((ns, flow))
@@ -196,7 +174,9 @@ class ReplaySource:
     def _run_verbatim(self, sink: EventSink, stop: threading.Event) -> None:
         flows = iter(self.templates)
         for count in self._batches(stop):
-            batch = [(parse_ns(f["time"]) if "time" in f else 0, f) for f in itertools.islice(flows, count)]
+            batch = [
+                (parse_rfc3339_ns(f["time"]) if "time" in f else 0, f) for f in itertools.islice(flows, count)
+            ]
             if not batch:
                 return
             sink.publish_flows(batch)

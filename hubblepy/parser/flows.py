@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from hubblepy import __version__
+from hubblepy.codec.timestamps import format_ns as format_timestamp
 from hubblepy.parser import layouts
 from hubblepy.parser.constants import (
     AUTH_TYPE_NAMES,
@@ -159,19 +159,6 @@ class _Malformed(Exception):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-
-
-def format_timestamp(ns: int) -> str:
-    """RFC 3339 UTC text of a Unix time in ns, with 0, 3, 6 or 9 fraction digits (protojson style)."""
-    sec, frac = divmod(ns, 1_000_000_000)
-    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-    if frac == 0:
-        return base + "Z"
-    if frac % 1_000_000 == 0:
-        return f"{base}.{frac // 1_000_000:03d}Z"
-    if frac % 1000 == 0:
-        return f"{base}.{frac // 1000:06d}Z"
-    return f"{base}.{frac:09d}Z"
 
 
 _UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}

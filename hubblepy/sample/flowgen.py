@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from hubblepy.codec.timestamps import format_ns
+
 NODE_LABELS = {
     "lab-worker": ["kubernetes.io/hostname=lab-worker", "topology.kubernetes.io/zone=zone-a"],
     "lab-worker2": ["kubernetes.io/hostname=lab-worker2", "topology.kubernetes.io/zone=zone-b"],
@@ -116,17 +118,7 @@ class FlowFactory:
         self.now_ns += int(self.rng.uniform(0.05, max_ms) * 1_000_000)
 
     def stamp(self) -> str:
-        seconds, nanos = divmod(self.now_ns, 1_000_000_000)
-        import time as _time
-
-        whole = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds))
-        if nanos == 0:
-            return whole + "Z"
-        if nanos % 1_000_000 == 0:
-            return f"{whole}.{nanos // 1_000_000:03d}Z"
-        if nanos % 1000 == 0:
-            return f"{whole}.{nanos // 1000:06d}Z"
-        return f"{whole}.{nanos:09d}Z"
+        return format_ns(self.now_ns)
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

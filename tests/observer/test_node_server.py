@@ -14,7 +14,7 @@ from liveprocs import FLOWS
 from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
 from hubblepy.api.peer import peer_pb2, peer_pb2_grpc
-from hubblepy.observer.timefmt import parse_ns
+from hubblepy.codec.timestamps import parse_rfc3339_ns
 
 FILE_UUIDS = [orjson.loads(line)["flow"]["uuid"] for line in FLOWS.read_bytes().splitlines()]
 
@@ -40,13 +40,13 @@ def test_number_first_since_until_follow_semantics(verbatim_node):
     assert uuids(stub.GetFlows(observer_pb2.GetFlowsRequest(number=5, first=True))) == FILE_UUIDS[:5]
     assert uuids(stub.GetFlows(observer_pb2.GetFlowsRequest())) == FILE_UUIDS
     req = observer_pb2.GetFlowsRequest()
-    req.since.FromNanoseconds(parse_ns("2024-02-29T23:59:50.14Z"))
-    req.until.FromNanoseconds(parse_ns("2024-03-01T00:00:06.828926466Z"))
+    req.since.FromNanoseconds(parse_rfc3339_ns("2024-02-29T23:59:50.14Z"))
+    req.until.FromNanoseconds(parse_rfc3339_ns("2024-03-01T00:00:06.828926466Z"))
     lines = [orjson.loads(line)["flow"] for line in FLOWS.read_bytes().splitlines()]
     expected = [
         f["uuid"]
         for f in lines
-        if req.since.ToNanoseconds() <= parse_ns(f["time"]) <= req.until.ToNanoseconds()
+        if req.since.ToNanoseconds() <= parse_rfc3339_ns(f["time"]) <= req.until.ToNanoseconds()
     ]
     assert expected and uuids(stub.GetFlows(req)) == expected
 
