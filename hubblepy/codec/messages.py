@@ -2,8 +2,9 @@
 
 ``message_to_dict`` walks only the fields that are set (``ListFields``) and
 converts each with a converter chosen once per field descriptor, so it is much
-cheaper than ``json_format``. ``dict_to_message`` is the inverse; it accepts
-canonical dicts (and the lenient names/forms of the slow path for scalars).
+cheaper than ``json_format``. ``dict_to_message`` is the inverse, one setter
+closure per field compiled once per message type; it accepts canonical dicts
+(and the lenient names/forms of the slow path for scalars).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from google.protobuf.message import Message
 from . import schema
 from .errors import DecodeError
 from .normalize import _float32_text, _snake_to_camel
-from .timestamps import format_nanos, format_timestamp, parse_timestamp
+from .timestamps import NS_PER_SECOND, format_nanos, format_timestamp, parse_rfc3339_ns, parse_timestamp
 
 # --- message -> dict ----------------------------------------------------------------------
 
@@ -163,63 +164,138 @@ def message_to_dict(msg: Message) -> dict:
 
 
 # --- dict -> message ----------------------------------------------------------------------
+#
+# Each message type gets, once, a table from JSON key (proto name and lowerCamel name) to a small
+# setter closure chosen for that field's kind, so filling a message is a loop of dictionary hits
+# and ``setattr``/``extend`` calls. Two tables exist per type: strict (the public default: unknown
+# keys are errors, timestamps read as protojson does) and lenient (unknown keys skipped, any RFC
+# 3339 time accepted), which the node observer uses for the dicts in its ring.
+
+_Setter = Callable[[Message, Any], None]
+_fill_tables: dict[tuple[Descriptor, bool], dict[str, _Setter]] = {}
 
 
-def _to_int(value: Any) -> int:
-    return int(value)
+def _fill(msg: Message, d: dict, lenient: bool) -> None:
+    desc = msg.DESCRIPTOR
+    table = _fill_tables.get((desc, lenient)) or _fill_table(desc, lenient)
+    items = d.items()  # a non-dict fails here, reported against the enclosing field
+    key = None
+    try:
+        for key, value in items:
+            setter = table.get(key)
+            if setter is None:
+                if lenient:
+                    continue
+                raise DecodeError(f'proto: unknown field "{key}" in {desc.full_name}')
+            if value is not None:
+                setter(msg, value)
+    except DecodeError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        name = schema.message_info_for(desc).by_key[key].name
+        raise DecodeError(f"proto: invalid value for field {desc.full_name}.{name}: {exc}") from None
 
 
-def _fill(msg: Message, d: dict, info: schema.MessageInfo) -> None:
-    by_key = info.by_key
-    for key, value in d.items():
-        f = by_key.get(key)
-        if f is None:
-            raise DecodeError(f'proto: unknown field "{key}" in {info.full_name}')
-        if value is None:
-            continue
-        try:
-            _set(msg, f, value)
-        except DecodeError:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
-            raise DecodeError(f"proto: invalid value for field {info.full_name}.{f.name}: {exc}") from None
+def _fill_table(desc: Descriptor, lenient: bool) -> dict[str, _Setter]:
+    table: dict[str, _Setter] = {}
+    _fill_tables[(desc, lenient)] = table  # registered before the fields: recursive types terminate
+    for key, f in schema.message_info_for(desc).by_key.items():
+        table[key] = _setter(f, lenient)
+    return table
 
 
-def _scalar_value(f: schema.FieldInfo, value: Any) -> Any:
+def _bytes_value(value: str) -> bytes:
+    return base64.b64decode(
+        value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None
+    )
+
+
+def _floating_value(value: Any) -> Any:
+    return float(value.replace("Infinity", "inf")) if type(value) is str else value
+
+
+def _scalar_input(f: schema.FieldInfo) -> _Converter | None:
+    """Converter from a canonical JSON value to what protobuf accepts; None when it takes it as is."""
     kind = f.kind
     if kind in (schema.INT64, schema.UINT64):
-        return int(value)
+        return int
     if kind == schema.ENUM:
-        return f.enum.numbers[value] if type(value) is str else int(value)
+        numbers = f.enum.numbers
+        return lambda value: numbers[value] if type(value) is str else int(value)
     if kind == schema.BYTES:
-        return base64.b64decode(
-            value + "=" * (-len(value) % 4), altchars=b"-_" if "-" in value or "_" in value else None
-        )
-    if kind in (schema.DOUBLE, schema.FLOAT) and type(value) is str:
-        return float(value.replace("Infinity", "inf"))
-    return value
+        return _bytes_value
+    if kind in (schema.DOUBLE, schema.FLOAT):
+        return _floating_value
+    return None
 
 
-def _fill_special(sub: Message, f: schema.FieldInfo, value: Any) -> None:
+def _strict_timestamp(sub: Message, value: Any) -> None:
+    parsed = parse_timestamp(value)
+    if parsed is None:
+        raise ValueError(f"invalid timestamp {value!r}")
+    sub.seconds, sub.nanos = parsed
+
+
+def _lenient_timestamp(sub: Message, value: Any) -> None:
+    sub.seconds, sub.nanos = divmod(parse_rfc3339_ns(value), NS_PER_SECOND)
+
+
+def _special_filler(f: schema.FieldInfo, lenient: bool) -> _Setter:
+    """Filler of one (sub-)message value: a message, a timestamp, a wrapper, an Any, other WKTs."""
     kind = f.kind
     if kind == schema.MESSAGE:
-        sub.SetInParent()
-        _fill(sub, value, f.message)
-    elif kind == schema.TIMESTAMP:
-        parsed = parse_timestamp(value)
-        if parsed is None:
-            raise ValueError(f"invalid timestamp {value!r}")
-        sub.seconds, sub.nanos = parsed
-    elif kind == schema.WRAPPER:
-        sub.value = _scalar_value(f.wrapped, value)
-        sub.SetInParent()
-    elif kind == schema.ANY:
-        _fill_any(sub, value)
-    else:
-        json_format.ParseDict(value, sub)
+
+        def fill_message(sub: Message, value: Any) -> None:
+            sub.SetInParent()
+            _fill(sub, value, lenient)
+
+        return fill_message
+    if kind == schema.TIMESTAMP:
+        return _lenient_timestamp if lenient else _strict_timestamp
+    if kind == schema.WRAPPER:
+        inner = _scalar_input(f.wrapped)
+
+        def fill_wrapper(sub: Message, value: Any) -> None:
+            sub.value = value if inner is None else inner(value)  # marks the wrapper present
+
+        return fill_wrapper
+    if kind == schema.ANY:
+        return lambda sub, value: _fill_any(sub, value, lenient)
+    return lambda sub, value: json_format.ParseDict(value, sub, ignore_unknown_fields=lenient)
 
 
-def _fill_any(sub: Message, value: dict) -> None:
+def _setter(f: schema.FieldInfo, lenient: bool) -> _Setter:
+    name = f.name
+    if f.kind < schema.MESSAGE:
+        convert = _scalar_input(f)
+        if f.repeated:
+            if convert is None:
+                return lambda msg, value: getattr(msg, name).extend(value)
+            return lambda msg, value: getattr(msg, name).extend([convert(v) for v in value])
+        if convert is None:
+            return lambda msg, value: setattr(msg, name, value)
+        return lambda msg, value: setattr(msg, name, convert(value))
+    if f.kind == schema.MESSAGE and not f.repeated:  # the most common case, one call less
+
+        def set_message(msg: Message, value: Any) -> None:
+            sub = getattr(msg, name)
+            sub.SetInParent()
+            _fill(sub, value, lenient)
+
+        return set_message
+    fill_one = _special_filler(f, lenient)
+    if f.repeated:
+
+        def set_repeated(msg: Message, value: Any) -> None:
+            add = getattr(msg, name).add
+            for item in value:
+                fill_one(add(), item)
+
+        return set_repeated
+    return lambda msg, value: fill_one(getattr(msg, name), value)
+
+
+def _fill_any(sub: Message, value: dict, lenient: bool) -> None:
     if not value:
         sub.SetInParent()
         return
@@ -227,31 +303,19 @@ def _fill_any(sub: Message, value: dict) -> None:
     desc = descriptor_pool.Default().FindMessageTypeByName(type_url.rsplit("/", 1)[-1])
     inner = message_factory.GetMessageClass(desc)()
     if _special_converter(desc.full_name) is None:
-        _fill(inner, {k: v for k, v in value.items() if k != "@type"}, schema.message_info_for(desc))
+        _fill(inner, {k: v for k, v in value.items() if k != "@type"}, lenient)
     else:
-        json_format.ParseDict(value["value"], inner)
+        json_format.ParseDict(value["value"], inner, ignore_unknown_fields=lenient)
     sub.type_url = type_url
     sub.value = inner.SerializeToString()
 
 
-def _set(msg: Message, f: schema.FieldInfo, value: Any) -> None:
-    kind = f.kind
-    simple = kind < schema.MESSAGE
-    if f.repeated:
-        container = getattr(msg, f.name)
-        if simple:
-            container.extend([_scalar_value(f, v) for v in value])
-        else:
-            for item in value:
-                _fill_special(container.add(), f, item)
-    elif simple:
-        setattr(msg, f.name, _scalar_value(f, value))
-    else:
-        _fill_special(getattr(msg, f.name), f, value)
+def dict_to_message(d: dict, cls_or_msg: type[Message] | Message, *, lenient: bool = False) -> Message:
+    """Protobuf message from a canonical dict; ``cls_or_msg`` is a message class or an instance to fill.
 
-
-def dict_to_message(d: dict, cls_or_msg: type[Message] | Message) -> Message:
-    """Protobuf message from a canonical dict; ``cls_or_msg`` is a message class or an instance to fill."""
+    Unknown keys and unreadable values raise :class:`DecodeError`. With ``lenient`` unknown keys are
+    skipped and timestamps may use any RFC 3339 spelling (the node observer's ring, fed by files).
+    """
     msg = cls_or_msg() if isinstance(cls_or_msg, type) else cls_or_msg
-    _fill(msg, d, schema.message_info_for(msg.DESCRIPTOR))
+    _fill(msg, d, lenient)
     return msg

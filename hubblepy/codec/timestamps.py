@@ -61,6 +61,27 @@ def format_ns(ns: int) -> str:
 
 def parse_timestamp(text: str) -> tuple[int, int] | None:
     """(seconds, nanos) of an RFC 3339 text, None if invalid; raises OverflowError if out of range."""
+    if len(text) >= 20 and text[-1] == "Z" and text[19] in "Z.":  # UTC: cached whole seconds
+        fraction = text[20:-1]
+        if text[19] == "Z":
+            if len(text) != 20:
+                return None
+        elif not (fraction and len(fraction) <= 9 and fraction.isascii() and fraction.isdigit()):
+            return None
+        seconds = _utc_whole_seconds(text[:19])
+        if seconds is None:
+            return None
+        return seconds, int(fraction.ljust(9, "0")) if fraction else 0
+    return _parse_any_timestamp(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_whole_seconds(whole: str) -> int | None:
+    parsed = _parse_any_timestamp(whole + "Z")
+    return None if parsed is None else parsed[0]
+
+
+def _parse_any_timestamp(text: str) -> tuple[int, int] | None:
     found = _TIMESTAMP.fullmatch(text)
     if found is None:
         return None

@@ -1,8 +1,9 @@
 """Canonical dicts <-> protobuf messages and wire bytes, plus field masks on flow dicts.
 
-The ring holds canonical dicts; clients get protobuf bytes. This module is the one place that
-crosses that boundary, dicts become messages through :mod:`hubblepy.observer.fastproto`; messages become dicts through
-:mod:`hubblepy.codec` when it is available and protobuf's ``json_format`` otherwise.
+The ring holds canonical dicts; clients get protobuf bytes. This module is the one place in the
+observer that crosses that boundary, both ways through :mod:`hubblepy.codec`. Dicts become messages
+leniently: a replay file may carry keys this build does not know (they are skipped) and any RFC 3339
+time spelling.
 """
 
 from __future__ import annotations
@@ -10,29 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from hubblepy.observer.fastproto import fill
-
-try:  # the codec helper's canonical (declaration-ordered) dicts, when present
-    from hubblepy.codec import message_to_dict as _codec_message_to_dict
-except ImportError:  # pragma: no cover - depends on the codec landing
-    _codec_message_to_dict = None
+from hubblepy.codec import dict_to_message as _codec_dict_to_message
+from hubblepy.codec import message_to_dict as _codec_message_to_dict
 
 MaskTree = dict[str, Any]
 
 
 def dict_to_message(data: dict[str, Any], message: Message) -> Message:
     """Fill ``message`` (an empty instance) from a canonical dict and return it."""
-    return fill(message, data)
+    return _codec_dict_to_message(data, message, lenient=True)
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:
-    """Canonical dict of a protobuf message (proto field names, defaults omitted)."""
-    if _codec_message_to_dict is not None:
-        return _codec_message_to_dict(message)
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """Canonical dict of a protobuf message (proto field names, declaration order, defaults omitted)."""
+    return _codec_message_to_dict(message)
 
 
 def compile_mask(paths: Iterable[str]) -> MaskTree:

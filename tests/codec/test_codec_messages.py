@@ -78,3 +78,18 @@ def test_dict_to_message_rejects_unknown_fields():
         dict_to_message({"bogus": 1}, flow_pb2.FlowFilter)
     with pytest.raises(DecodeError, match="invalid value"):
         dict_to_message({"verdict": "NOPE"}, flow_pb2.Flow)
+
+
+def test_lenient_fill_skips_unknown_keys_and_reads_any_rfc3339_time(fixtures_dir):
+    for line in _fixture_lines(fixtures_dir):
+        strict = dict_to_message(orjson.loads(line), observer_pb2.GetFlowsResponse)
+        assert dict_to_message(orjson.loads(line), observer_pb2.GetFlowsResponse(), lenient=True) == strict
+    record = {"time": "2024-02-29t23:59:50,14+01:00", "future_field": 1, "flow": {"uuid": "u", "new": {}}}
+    with pytest.raises(DecodeError, match='unknown field "future_field"'):
+        dict_to_message({"future_field": 1}, observer_pb2.GetFlowsResponse)
+    built = dict_to_message(record, observer_pb2.GetFlowsResponse, lenient=True)
+    assert message_to_dict(built) == {"flow": {"uuid": "u"}, "time": "2024-02-29T22:59:50.140Z"}
+    with pytest.raises(DecodeError, match=r"invalid value for field observer.GetFlowsResponse.time"):
+        dict_to_message({"time": "2024-02-29t23:59:50Z"}, observer_pb2.GetFlowsResponse)
+    with pytest.raises(DecodeError, match=r"invalid value for field flow.Flow.uuid"):
+        dict_to_message({"flow": {"uuid": 5}}, observer_pb2.GetFlowsResponse, lenient=True)

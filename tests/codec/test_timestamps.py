@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 
 from hubblepy.codec.timestamps import (
     NS_PER_SECOND,
+    _parse_any_timestamp,
     canonical_ns,
     format_ns,
     format_timestamp,
@@ -65,3 +68,39 @@ def test_canonical_fast_path_is_zero_for_absent_or_unreadable():
     assert canonical_ns(None) == 0
     assert canonical_ns("") == 0
     assert canonical_ns("yesterday") == 0
+
+
+def test_utc_fast_path_agrees_with_the_general_parse():
+    """parse_timestamp's cached path for ``...Z`` texts gives what the full regex parse gives."""
+    rng = random.Random(7)
+    seeds = [
+        "2024-02-29T23:59:50.140Z",
+        "0001-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999999Z",
+        "2023-02-29T00:00:00Z",
+        "1970-01-01T00:00:00+01:00",
+    ]
+    alphabet = "0123456789.ZzT:+-,\u0663 "
+    accepted = 0
+    for _ in range(20000):
+        chars = list(rng.choice(seeds))
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(len(chars))
+            roll = rng.random()
+            if roll < 0.4:
+                chars[at] = rng.choice(alphabet)
+            elif roll < 0.7:
+                chars.insert(at, rng.choice(alphabet))
+            else:
+                del chars[at]
+        text = "".join(chars)
+        assert _outcome(parse_timestamp, text) == _outcome(_parse_any_timestamp, text), text
+        accepted += _outcome(parse_timestamp, text) not in (None, "out of range")
+    assert accepted > 1000  # the mutations leave plenty of valid texts
+
+
+def _outcome(parse, text):
+    try:
+        return parse(text)
+    except OverflowError:
+        return "out of range"
