@@ -312,13 +312,28 @@ policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8
     HP_TRY(0, 0, proto, HP_MATCH_PROTO_ONLY)
     HP_TRY(0, 0, 0, HP_MATCH_ALL)
 #undef HP_TRY
-    /* port ranges (endPort), only for endpoints that have some: denies first, then allows when
-     * no exact entry allowed */
+    /* port ranges (endPort), only for endpoints that have some: enforced denies first, then
+     * audit-only denies, then allows when no exact entry allowed */
     if (has_ranges && proto) {
         v = range_get(ep_id, dir, proto, remote, HP_POLICY_DENY, dport);
         if (v) { *match = HP_MATCH_L3_L4; return v; }
         v = range_get(ep_id, dir, proto, 0, HP_POLICY_DENY, dport);
         if (v) { *match = HP_MATCH_L4_ONLY; return v; }
+        /* audit-only range denies (endPort deny of an audited policy): after every enforced
+         * deny, and after an exact audit-only deny */
+        if (!audit_match) {
+            v = range_get(ep_id, dir, proto, remote, HP_POLICY_AUDIT_DENY, dport);
+            if (v) {
+                audit = v;
+                audit_match = HP_MATCH_L3_L4;
+            } else {
+                v = range_get(ep_id, dir, proto, 0, HP_POLICY_AUDIT_DENY, dport);
+                if (v) {
+                    audit = v;
+                    audit_match = HP_MATCH_L4_ONLY;
+                }
+            }
+        }
         if (!allow_match) {
             v = range_get(ep_id, dir, proto, remote, HP_POLICY_ALLOW, dport);
             if (v) {

@@ -159,7 +159,7 @@ struct hp_policy_key {
 #define HP_POLICY_AUDIT_DENY 3           /* a deny of an audited policy: passes, verdict AUDIT */
 
 struct hp_policy_value {
-    __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY */
+    __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY / HP_POLICY_AUDIT_DENY */
     __u8 pad[3];
     __u32 cookie;
 };
@@ -176,7 +176,7 @@ struct hp_policy_range_key {
     __u8 direction;
     __u8 proto;
     __u32 identity;                 /* 0 = any peer */
-    __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY: denies are looked up first */
+    __u8 action;                    /* HP_POLICY_ALLOW / _DENY / _AUDIT_DENY: denies looked up first */
     __u8 pad;
     __u8 port[2];                   /* big-endian */
 };

@@ -45,7 +45,7 @@ class PolicyEntry:
     proto: int = 0
     deny: bool = False
     cookie: int = 0
-    audit: bool = False  # with deny: audit only (passes with verdict AUDIT); exact entries only
+    audit: bool = False  # with deny: audit only (passes with verdict AUDIT when something allows)
     end_port: int = 0
 
     @property
@@ -55,6 +55,13 @@ class PolicyEntry:
     @property
     def is_range(self) -> bool:
         return self.end_port > self.dport
+
+
+def _action(e: PolicyEntry) -> int:
+    """The map action of an entry: allow, deny, or audit-only deny (exact and range entries alike)."""
+    if not e.deny:
+        return layout.POLICY_ALLOW
+    return layout.POLICY_AUDIT_DENY if e.audit else layout.POLICY_DENY
 
 
 def port_blocks(first: int, last: int) -> list[tuple[int, int]]:
@@ -348,11 +355,7 @@ class Datapath:
             if e.is_range:
                 continue
             val = t.Leaf()
-            val.action = (
-                (layout.POLICY_AUDIT_DENY if e.audit else layout.POLICY_DENY)
-                if e.deny
-                else layout.POLICY_ALLOW
-            )
+            val.action = _action(e)
             val.cookie = e.cookie
             t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
         self._write_ranges(ep_id, dir_num, [e for e in wanted.values() if e.is_range])
@@ -388,7 +391,7 @@ class Datapath:
         """Makes policy_ranges hold exactly the blocks of ``entries`` (new blocks first, then deletes)."""
         wanted: dict[tuple[int, int, int, int, int], int] = {}
         for e in entries:
-            action = layout.POLICY_DENY if e.deny else layout.POLICY_ALLOW
+            action = _action(e)
             for start, bits in port_blocks(e.dport, e.end_port):
                 wanted.setdefault((e.identity, e.proto, action, start, bits), e.cookie)
         current = self._ranges.get((ep_id, dir_num), {})

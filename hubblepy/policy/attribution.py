@@ -203,11 +203,13 @@ class PolicySnapshot:
                 allow = key
         ranges = self._ranges.get((ep_id, direction))
         if ranges and proto:
-            # as the datapath: range denies (this peer, then any peer) win; range allows count
-            # when no exact entry allowed
+            # as the datapath: range denies (this peer, then any peer) win; then audit-only range
+            # denies when no exact one matched; range allows count when no exact entry allowed
             deny = self._range(ranges, ACTION_DENY, remote, proto, dport)
             if deny is not None:
                 return deny
+            if audit is None:
+                audit = self._range(ranges, ACTION_AUDIT_DENY, remote, proto, dport)
             if allow is None:
                 allow = self._range(ranges, ACTION_ALLOW, remote, proto, dport)
         # an audit-only deny decides only when something allows: otherwise default deny decides

@@ -13,7 +13,7 @@
     endpoint and direction is audited; if any engaging policy is enforced, the flow stays DROPPED,
     because that policy alone would deny it;
   - allow rules of audited policies keep allowing;
-  - limitation: a deny rule with an ``endPort`` range stays enforced even when its policy is audited.
+  - exact and port-range (``endPort``) deny entries are treated alike.
 
 :func:`apply_audit` turns a compile plus an :class:`AuditSettings` into what is written to the
 datapath (entries with audit-only denies, per-endpoint flags) and the matching attribution snapshot.
@@ -100,8 +100,8 @@ def apply_audit(
     entries = dict(compiled.entries)
     if settings.policies:
         for key, value in compiled.entries.items():
-            if value.action != ACTION_DENY or key.end_port > key.dport:
-                continue  # port-range denies stay enforced (the range trie has no audit action)
+            if value.action != ACTION_DENY:
+                continue
             rules = [cookies.lookup(c) for c in compiled.contributors.get(key, [value.cookie])]
             deny_rules = [r for r in rules if is_deny_rule(r)] or [r for r in rules if r]
             if deny_rules and all(settings.policy_audited(r.policy) for r in deny_rules):

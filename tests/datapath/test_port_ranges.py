@@ -87,3 +87,50 @@ def test_deny_range_wins_over_exact_allow_and_removal_clears_flag(env: Env) -> N
     conn = env.tb.connect(env.p1, env.p2, 9000)
     assert conn is not None
     conn.close()
+
+
+def test_audit_only_deny_range_passes_as_audit_only_when_something_allows(env: Env) -> None:
+    ep2 = env.ep_id(env.p2)
+    env.dp.set_enforcement(ep2, ingress=True)
+    p1, p3 = env.identity(env.p1), env.identity(env.p3)
+    env.dp.set_policy_entries(
+        ep2,
+        "ingress",
+        [
+            PolicyEntry(0, 1, TCP, cookie=3, end_port=65535),  # allow every TCP port
+            PolicyEntry(0, 9000, TCP, deny=True, audit=True, cookie=4, end_port=9010),  # audited range
+            PolicyEntry(p3, 9005, TCP, deny=True, cookie=5),  # enforced exact deny: still drops
+            PolicyEntry(p3, 9008, TCP, deny=True, cookie=6, end_port=9009),  # enforced range deny
+        ],
+    )
+    for port in (9002, 9005, 9008):
+        env.tb.echo_server(env.p2, port)
+    for pod, port in ((env.p1, 9002), (env.p3, 9002), (env.p1, 9005), (env.p1, 9008)):
+        conn = env.tb.connect(pod, env.p2, port)
+        assert conn is not None, (pod, port)
+        conn.close()
+    for port in (9005, 9008):
+        assert env.tb.connect(env.p3, env.p2, port, timeout=0.5) is None, port
+    events = env.events(until=lambda ev: len(_verdicts(ev)) >= 6)
+    got = sorted(
+        (v.remote_label, v.dst_port, v.verdict, v.audited, v.cookie)
+        for v in _verdicts(events)
+        if v.dst_port in (9002, 9005, 9008)
+    )
+    assert got == [
+        (p1, 9002, 0, True, 4),
+        (p1, 9005, 0, True, 4),
+        (p1, 9008, 0, True, 4),
+        (p3, 9002, 0, True, 4),
+        (p3, 9005, -DROP_POLICY_DENY, False, 5),
+        (p3, 9008, -DROP_POLICY_DENY, False, 6),
+    ]
+
+    # without an allow the audited range is not what stops the packet: default deny drops it
+    env.dp.set_policy_entries(
+        ep2, "ingress", [PolicyEntry(0, 9000, TCP, deny=True, audit=True, cookie=4, end_port=9010)]
+    )
+    assert env.tb.connect(env.p1, env.p2, 9002, timeout=0.5) is None
+    events = env.events(until=lambda ev: any(v.verdict < 0 for v in _verdicts(ev)))
+    dropped = [v for v in _verdicts(events) if v.verdict < 0]
+    assert (dropped[0].verdict, dropped[0].audited, dropped[0].cookie) == (-DROP_POLICY, False, 0)

@@ -313,6 +313,54 @@ def test_cluster_wide_policy_audited_by_name(lab, tmp_path):
         _apply(lab, tmp_path, "probe-to-api", PROBE_TO_API, delete=True)
 
 
+NO_PROBE_PORTS = textwrap.dedent("""\
+    apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: no-probe-ports, namespace: payments}
+    spec:
+      endpointSelector: {matchLabels: {app: api}}
+      ingressDeny:
+        - fromEndpoints:
+            - matchLabels: {k8s:io.kubernetes.pod.namespace: default}
+          toPorts:
+            - ports: [{port: "8000", endPort: 8100, protocol: TCP}]
+    """)
+
+
+def test_per_policy_audit_of_an_endport_deny_range(lab, tmp_path):
+    _apply(lab, tmp_path, "no-probe-ports", NO_PROBE_PORTS)
+    _apply(lab, tmp_path, "probe-to-api", PROBE_TO_API)
+    try:
+        assert lab.curl("default/probe", API).stdout == TIMEOUT  # the range deny wins
+        on = lab.run("audit", "enable", "--policy", "payments/no-probe-ports")
+        assert on.returncode == 0, on.stderr
+        mark = _now()
+        assert lab.curl("default/probe", API).stdout == "200"
+        audited = _probe_verdicts(
+            _flows_since(lab, mark, "--from-pod", "default/probe", want=_probe_verdicts)
+        )[0]
+        assert audited["verdict"] == "AUDIT"
+        assert _names(audited["ingress_denied_by"]) == ["payments/no-probe-ports (CiliumNetworkPolicy)"]
+        assert audited["policy_log"] == [
+            "audit (policy payments/no-probe-ports): deny: "
+            "CiliumNetworkPolicy payments/no-probe-ports spec.ingressDeny[0]"
+        ]
+        # another policy's enforced deny still drops
+        _apply(lab, tmp_path, "no-probe", NO_PROBE)
+        mark = _now()
+        assert lab.curl("default/probe", API).stdout == TIMEOUT
+        denied = _probe_verdicts(
+            _flows_since(lab, mark, "--from-pod", "default/probe", want=_probe_verdicts)
+        )[0]
+        assert denied["verdict"] == "DROPPED"
+        assert _names(denied["ingress_denied_by"]) == ["payments/no-probe (CiliumNetworkPolicy)"]
+    finally:
+        lab.run("audit", "disable", "--policy", "payments/no-probe-ports")
+        _apply(lab, tmp_path, "no-probe", NO_PROBE, delete=True)
+        _apply(lab, tmp_path, "no-probe-ports", NO_PROBE_PORTS, delete=True)
+        _apply(lab, tmp_path, "probe-to-api", PROBE_TO_API, delete=True)
+
+
 def test_audit_report_from_the_lab_lists_what_enforcement_would_break(lab):
     out = subprocess.run(
         [sys.executable, "-m", "hubblepy.cli", "policy", "audit-report", "--server", lab.relay, "-o", "json"],

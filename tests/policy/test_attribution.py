@@ -286,3 +286,57 @@ def test_compiled_deny_rules_and_port_ranges_are_attributed():
     audited = w.snapshot(DEFAULT_DENY, API_ALLOW, NO_PROBE, audit=settings)
     got = audited.snapshot.explain(w.ep("api"), INGRESS, w.ident("probe"), 6, 8080)
     assert got.verdict == "DROPPED" and got.match == "default-deny"
+
+
+WIDE_ALLOW = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: frontend-wide, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+      toPorts: [{ports: [{port: "8000", endPort: 8999, protocol: TCP}]}]
+"""
+DENY_RANGE = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: no-high-ports, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+      toPorts: [{ports: [{port: "8080", endPort: 8090, protocol: TCP}]}]
+"""
+DENY_8085 = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: no-8085, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  ingressDeny:
+    - fromEndpoints: [{matchLabels: {app: frontend}}]
+      toPorts: [{ports: [{port: "8085", protocol: TCP}]}]
+"""
+
+
+def test_policy_audit_covers_endport_deny_ranges_and_other_denies_stay_enforced():
+    w = World()
+    api, frontend = w.ep("api"), w.ident("frontend")
+    enforced = w.snapshot(DEFAULT_DENY, WIDE_ALLOW, DENY_RANGE, DENY_8085).snapshot
+    assert enforced.explain(api, INGRESS, frontend, 6, 8082).verdict == "DROPPED"
+    settings = AuditSettings(policies={("payments", "no-high-ports")})
+    audited = w.snapshot(DEFAULT_DENY, WIDE_ALLOW, DENY_RANGE, DENY_8085, audit=settings)
+    ranges = {k: v for k, v in audited.entries.items() if k.end_port > k.dport and v.action != 1}
+    assert [(k.dport, k.end_port, v.action) for k, v in ranges.items()] == [(8080, 8090, ACTION_AUDIT_DENY)]
+    got = audited.snapshot.explain(api, INGRESS, frontend, 6, 8082)
+    assert got.verdict == "AUDIT" and got.match == "deny"
+    assert _names(got.policies) == ["payments/no-high-ports CiliumNetworkPolicy"]
+    assert got.log == (
+        "audit (policy payments/no-high-ports): deny: CiliumNetworkPolicy payments/no-high-ports spec.ingressDeny[0]",
+    )
+    # the enforced exact deny of another policy inside the audited range still drops
+    kept = audited.snapshot.explain(api, INGRESS, frontend, 6, 8085)
+    assert kept.verdict == "DROPPED" and _names(kept.policies) == ["payments/no-8085 CiliumNetworkPolicy"]
+    # outside the range the allow decides
+    assert audited.snapshot.explain(api, INGRESS, frontend, 6, 8100).verdict == "FORWARDED"
