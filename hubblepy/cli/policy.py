@@ -5,13 +5,20 @@
 ``verdict: AUDIT`` filter) or from a file of ``hubble observe -o json`` lines (``--input-file``,
 ``-`` for stdin), and groups them by source, destination, port and direction with counts, first and
 last seen and the policies that would deny them (:class:`hubblepy.policy.audit.AuditReport`).
+``--since``/``--until`` bound the flows' times as in ``hubble observe`` (sent in the request to a
+server, applied line by line to a file). The server connection takes the live CLI's flags and
+settings (``--tls`` and friends, ``--timeout``, ``HUBBLE_*`` variables, the config file) through
+:func:`hubblepy.cli.live.connection_from_flags` and :func:`hubblepy.cli.live.dial`.
 The lead wires this in with ``register(app)``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -49,24 +56,73 @@ def _filters(namespace: str) -> list[dict]:
     return [{"source_pod": pods, "verdict": ["AUDIT"]}, {"destination_pod": pods, "verdict": ["AUDIT"]}]
 
 
-def _from_server(server: str, namespace: str, last: int, timeout: float, report: Any) -> None:
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """``--since``/``--until`` as ns since the epoch (None: unbounded)."""
+
+    since_ns: int | None = None
+    until_ns: int | None = None
+
+    def holds(self, stamp_ns: int) -> bool:
+        if self.since_ns is not None and stamp_ns < self.since_ns:
+            return False
+        return self.until_ns is None or stamp_ns <= self.until_ns
+
+
+def _time_window(since: str, until: str) -> TimeWindow:
+    """Parses ``--since``/``--until`` like ``hubble observe`` (durations count back from now)."""
+    from hubblepy.cli.timeparse import TimeParseError, parse_time_bound
+
+    now = datetime.now(UTC)
+    bounds: dict[str, int | None] = {"since": None, "until": None}
+    for name, value in (("since", since), ("until", until)):
+        if not value:
+            continue
+        try:
+            bounds[name] = parse_time_bound(value, now)
+        except TimeParseError as exc:
+            raise _fail(f"failed to parse the {name} time: {exc}") from None
+    window = TimeWindow(bounds["since"], bounds["until"])
+    if window.since_ns is not None and window.until_ns is not None and window.since_ns > window.until_ns:
+        raise _fail("--since is later than --until")
+    return window
+
+
+def _connection(flags: dict[str, Any]) -> Any:
+    """The live CLI's connection settings: flag, then ``HUBBLE_*`` variable, then config file."""
+    from hubblepy.cli.live import LiveError, connection_from_flags
+
+    ns = argparse.Namespace(
+        **{key: (value if value not in ("", False) else None) for key, value in flags.items()}
+    )
+    try:
+        return connection_from_flags(ns, os.environ)
+    except LiveError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, report: Any) -> None:
     import grpc
 
     from hubblepy.api.flow import flow_pb2
     from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
-    from hubblepy.cli.live import Connection, LiveError, dial, rpc_error_line
+    from hubblepy.cli.live import LiveError, dial, rpc_error_line
     from hubblepy.codec import dict_to_message, message_to_dict
 
     request = observer_pb2.GetFlowsRequest(number=last or ALL)
+    if window.since_ns is not None:
+        request.since.FromNanoseconds(window.since_ns)
+    if window.until_ns is not None:
+        request.until.FromNanoseconds(window.until_ns)
     for f in _filters(namespace):
         request.whitelist.append(dict_to_message(f, flow_pb2.FlowFilter))
     try:
-        channel = dial(Connection(server=server, timeout_s=timeout))
+        channel = dial(conn)
     except LiveError as exc:
         raise _fail(str(exc)) from None
     try:
         stub = observer_pb2_grpc.ObserverStub(channel)
-        for response in stub.GetFlows(request, timeout=max(timeout, 30.0)):
+        for response in stub.GetFlows(request, timeout=max(conn.timeout_s, 30.0)):
             if response.HasField("flow"):
                 report.add(message_to_dict(response.flow))
     except grpc.RpcError as exc:
@@ -75,8 +131,9 @@ def _from_server(server: str, namespace: str, last: int, timeout: float, report:
         channel.close()
 
 
-def _from_file(path: str, namespace: str, report: Any) -> None:
+def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> None:
     from hubblepy.cli.file_input import InputError, iter_line_batches, open_input
+    from hubblepy.cli.timeparse import TimeParseError, parse_rfc3339_ns
     from hubblepy.codec import DecodeError, ResponseDecoder
 
     decoder = ResponseDecoder()
@@ -86,6 +143,7 @@ def _from_file(path: str, namespace: str, report: Any) -> None:
     except InputError as exc:
         raise _fail(str(exc)) from None
     number = 0
+    windowed = window != TimeWindow()
     try:
         for batch in iter_line_batches(stream):
             for line in batch:
@@ -99,6 +157,13 @@ def _from_file(path: str, namespace: str, report: Any) -> None:
                 flow = response.get("flow")
                 if flow is None:
                     continue
+                if windowed and flow.get("verdict") == "AUDIT":
+                    try:
+                        stamp = parse_rfc3339_ns(flow.get("time") or response.get("time") or "")
+                    except TimeParseError:
+                        stamp = 0  # no readable time counts as the epoch, as in `hubble observe`
+                    if not window.holds(stamp):
+                        continue
                 if prefix and not any(
                     f"{(flow.get(side) or {}).get('namespace', '')}/".startswith(prefix)
                     for side in ("source", "destination")
@@ -122,25 +187,64 @@ def audit_report(
     ),
     namespace: str = typer.Option("", "--namespace", help="only flows from or to this namespace"),
     last: int = typer.Option(0, "--last", help="read at most this many AUDIT flows (0: all the server has)"),
+    since: str = typer.Option(
+        "", "--since", help="only flows since this time (RFC 3339) or duration ago (e.g. 5s, 2m, 3h)"
+    ),
+    until: str = typer.Option(
+        "", "--until", help="only flows until this time (RFC 3339) or duration ago (e.g. 5s, 2m, 3h)"
+    ),
     output: str = typer.Option("table", "--output", "-o", help="table or json"),
-    timeout: float = typer.Option(5.0, "--timeout", help="seconds to wait for the server connection"),
+    timeout: str = typer.Option(
+        "", "--timeout", help="how long to wait for the server connection (default 5s)"
+    ),
+    config: str = typer.Option("", "--config", help="config file (default: $HUBBLE_CONFIG or the user's)"),
+    tls: bool = typer.Option(False, "--tls", help="use TLS to reach the server"),
+    tls_allow_insecure: bool = typer.Option(
+        False, "--tls-allow-insecure", help="accept any certificate the server presents"
+    ),
+    tls_ca_cert_files: str = typer.Option(
+        "", "--tls-ca-cert-files", help="comma-separated CA certificate files to verify the server with"
+    ),
+    tls_client_cert_file: str = typer.Option(
+        "", "--tls-client-cert-file", help="client certificate file (mutual TLS)"
+    ),
+    tls_client_key_file: str = typer.Option("", "--tls-client-key-file", help="client key file (mutual TLS)"),
+    tls_server_name: str = typer.Option(
+        "", "--tls-server-name", help="name to verify the server certificate against"
+    ),
 ) -> None:
     """What would break if enforcement were turned on: AUDIT verdicts by source, destination and port."""
     from hubblepy.policy.audit import AuditReport
 
     if output not in ("table", "json"):
         raise _fail(f"unknown output format {output!r} (table, json)")
-    if server and input_file:
-        raise _fail("--server and --input-file cannot be used together")
+    connection_flags = {
+        "server": server,
+        "timeout": timeout,
+        "tls": tls,
+        "tls_allow_insecure": tls_allow_insecure,
+        "tls_ca_cert_files": tls_ca_cert_files,
+        "tls_client_cert_file": tls_client_cert_file,
+        "tls_client_key_file": tls_client_key_file,
+        "tls_server_name": tls_server_name,
+    }
+    if input_file:
+        given = [
+            "--" + key.replace("_", "-")
+            for key, value in connection_flags.items()
+            if value not in ("", False)
+        ]
+        if given:
+            raise _fail(f"{given[0]} and --input-file cannot be used together")
     if last < 0:
         raise _fail("--last must be 0 or more")
+    window = _time_window(since, until)
     report = AuditReport()
     if input_file:
-        _from_file(input_file, namespace, report)
+        _from_file(input_file, namespace, window, report)
     else:
-        _from_server(
-            server or os.environ.get("HUBBLE_SERVER") or "localhost:4245", namespace, last, timeout, report
-        )
+        conn = _connection({**connection_flags, "config": config, "request_timeout": ""})
+        _from_server(conn, namespace, last, window, report)
     if output == "json":
         import json
 
