@@ -4,7 +4,7 @@ Flags follow upstream hubble-relay::
 
     hubble-relay [--listen-address :4245] [--peer-service ADDR] [--peers [NAME=]ADDR,...]
                  [--sort-buffer-len-max 100] [--sort-buffer-drain-timeout 1s]
-                 [--dial-timeout 5s] [--retry-timeout 30s]
+                 [--dial-timeout 5s] [--retry-timeout 30s] [--error-aggregation-window 10s]
                  [--tls-relay-server-cert-file F --tls-relay-server-key-file F [--tls-relay-client-ca-files F,...]]
                  [--tls-hubble-server-ca-files F,... [--tls-hubble-client-cert-file F --tls-hubble-client-key-file F]]
 
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dial-timeout", default="5s", help="timeout to connect to a node (default 5s)")
     p.add_argument(
         "--retry-timeout", default="30s", help="max wait between reconnection attempts (default 30s)"
+    )
+    p.add_argument(
+        "--error-aggregation-window",
+        default="10s",
+        help="send node errors of this period as one NODE_ERROR event (default 10s, 0 = one per error)",
     )
     p.add_argument("--node-name", default="", help="name put in node-status events (default: hostname)")
     p.add_argument("--tls-relay-server-cert-file", default="")
@@ -175,6 +180,7 @@ class Relay:
             dial_timeout=dial.dial_timeout,
             retry_timeout=dial.retry_timeout,
             relay_name=args.node_name or None,
+            error_aggregation_window=_duration("error-aggregation-window", args.error_aggregation_window),
         )
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None

@@ -4,8 +4,10 @@ GetFlows
     The request goes unchanged to every connected node. Responses are merged by time with the
     sort buffer (:mod:`relay.merge`). NodeStatusEvents come first (NODE_CONNECTED with the nodes
     that answer, NODE_UNAVAILABLE with the others). A node that fails mid-stream is reported with
-    NODE_ERROR and the other nodes keep streaming. In follow mode a node that (re)appears is picked
-    up: the relay asks it for the flows since the last one it forwarded from that node.
+    NODE_ERROR and the other nodes keep streaming; node errors within the error aggregation window
+    (10 s, ``--error-aggregation-window``) are sent as one event (:mod:`relay.node_errors`). In
+    follow mode a node that (re)appears is picked up: the relay asks it for the flows since the
+    last one it forwarded from that node.
 
 Strict global ``--last N`` (hubblepy extension)
     A client that sends request metadata ``hubblepy-strict-last: 1`` with a non-follow ``number``
@@ -34,6 +36,7 @@ from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.service import observer_method_handlers
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
+from relay.node_errors import ErrorAggregator
 from relay.peers import Node, PeerManager
 from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_response
 
@@ -44,6 +47,11 @@ COMPLETENESS_KEY = "hubblepy-completeness"
 RELAY_VERSION = "hubblepy-relay"
 MAX_UNAVAILABLE_LISTED = 10
 QUEUE_MAX = 4096
+DEFAULT_ERROR_AGGREGATION_WINDOW = 10.0  # seconds, as upstream's relay
+
+ERROR_SETTLE_S = 1.0  # after a node error, time for its channel to leave READY before retrying
+KIND_NODE_STATUS = -1  # queued item: a serialized node status event, sent right away
+KIND_NODE_ERROR = -2  # queued item: (node name, message) for the error aggregator
 
 _END = object()  # a node stream ended (non-follow)
 
@@ -146,16 +154,16 @@ class _Fanout:
                 except grpc.RpcError as exc:
                     if self.cancelled.is_set():
                         return
-                    message = rpc_error_text(exc)
-                    self._put(
-                        (
-                            time.time_ns(),
-                            -1,
-                            self.status(self.relay_name, relay_pb2.NODE_ERROR, [node.name], message),
-                        )
-                    )
+                    self._put((time.time_ns(), KIND_NODE_ERROR, (node.name, rpc_error_text(exc))))
                     if not self.follow or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                         return
+                    # The channel's state may still say READY for a moment after the stream broke:
+                    # let it catch up (or pause before retrying a node that stays up but failed),
+                    # so the node is not announced as connected again before it really is.
+                    settle_until = time.monotonic() + ERROR_SETTLE_S
+                    while node.connected and time.monotonic() < settle_until:
+                        if self.cancelled.wait(0.05):
+                            return
                 # follow mode: wait for the node to come back, then continue after the last flow seen
                 while not self.cancelled.is_set() and not node.ready.wait(0.25):
                     pass
@@ -165,7 +173,7 @@ class _Fanout:
                 self._put(
                     (
                         time.time_ns(),
-                        -1,
+                        KIND_NODE_STATUS,
                         self.status(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
                     )
                 )
@@ -206,8 +214,10 @@ class RelayObserver:
         dial_timeout: float = 5.0,
         retry_timeout: float = 30.0,
         relay_name: str | None = None,
+        error_aggregation_window: float = DEFAULT_ERROR_AGGREGATION_WINDOW,
     ) -> None:
         self.peers = peers
+        self.error_aggregation_window = error_aggregation_window
         self.sort_buffer_len = sort_buffer_len
         self.drain_timeout = drain_timeout
         self.dial_timeout = dial_timeout
@@ -277,12 +287,17 @@ class RelayObserver:
         if request.number and request.number * nodes_total < qlen:
             qlen = int(request.number * nodes_total)
         buffer = SortBuffer(qlen)
+        errors = ErrorAggregator(self.error_aggregation_window)
         pending = streams
         follow = request.follow
         take = fan.queue.take
         tick = min(self.drain_timeout, 0.25)
+        if errors.window_s > 0:
+            tick = min(tick, errors.window_s)
         last_arrival = last_check = time.monotonic()
         while follow or pending > 0:
+            if errors and errors.due(time.monotonic()):
+                yield from self._node_errors(fan, errors)
             if not len(fan.queue):
                 yield b""  # about to wait: batching callers send what they hold
             batch = take(tick)
@@ -303,7 +318,14 @@ class RelayObserver:
                     pending -= 1
                     continue
                 time_ns, kind, wire = item
-                if kind < 0:  # node status: send right away
+                if kind < 0:
+                    if kind == KIND_NODE_ERROR:
+                        errors.add(wire[0], wire[1], time.monotonic())
+                        if errors.due(time.monotonic()):
+                            yield from self._node_errors(fan, errors)
+                        continue
+                    if errors:  # never let a node status overtake an error held before it
+                        yield from self._node_errors(fan, errors)
                     yield wire
                     continue
                 out = push(time_ns, wire)
@@ -314,6 +336,13 @@ class RelayObserver:
                 last_check = last_arrival
                 self._pick_up_nodes(fan, request)
         yield from buffer.drain()
+        if errors:
+            yield from self._node_errors(fan, errors)
+
+    def _node_errors(self, fan: _Fanout, errors: ErrorAggregator) -> Iterator[bytes]:
+        """The held node errors as NODE_ERROR events, one per distinct message."""
+        for names, message in errors.take():
+            yield fan.status(self.relay_name, relay_pb2.NODE_ERROR, names, message)
 
     def _pick_up_nodes(self, fan: _Fanout, request: Any) -> None:
         """Follow mode: start streaming from nodes that became available since the request began."""
@@ -323,7 +352,11 @@ class RelayObserver:
                 resumed.CopyFrom(request)
                 resumed.number = 0
                 fan._put(
-                    (time.time_ns(), -1, fan.status(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]))
+                    (
+                        time.time_ns(),
+                        KIND_NODE_STATUS,
+                        fan.status(self.relay_name, relay_pb2.NODE_CONNECTED, [node.name]),
+                    )
                 )
                 fan.start(node, resumed)
 
