@@ -225,8 +225,8 @@ class PipelineResult:
     lost: int  # perf lost samples
     unread: int  # emitted but neither read nor reported lost when the source stopped
     parse_errors: int
-    cpu_s: float  # pipeline process CPU time (user + system)
-    wall_s: float  # from the generator's start until the source stopped (includes the drain grace)
+    cpu_s: float  # pipeline process CPU time (user + system), drain after the generator included
+    core_share: float  # CPU seconds per wall second while the generator ran
     sample_flow: dict | None
 
 
@@ -256,8 +256,11 @@ class MixGenerator:
         observer = Observer("bench-node")
         stop = threading.Event()
 
+        during: list[float] = []  # (CPU, wall) seconds from go until the generator ended
+
         def stop_after_generator() -> None:
             proc.join()
+            during.extend((time.process_time() - cpu0, time.monotonic() - wall0))
             time.sleep(DRAIN_GRACE_S)
             stop.set()
 
@@ -267,11 +270,11 @@ class MixGenerator:
         ready.wait()
         datapath = _OpenedReader(self.map_fd, **reader_options)  # after the fork: the child holds no ring
         source = DatapathFlowSource(datapath, parser)
-        threading.Thread(target=stop_after_generator, daemon=True).start()
         cpu0, wall0 = time.process_time(), time.monotonic()
+        threading.Thread(target=stop_after_generator, daemon=True).start()
         go.set()
         source.run(observer, stop)  # read -> decode_batch -> publish_flows loop, then reader close
-        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        cpu = time.process_time() - cpu0
         proc.join()
         reader = datapath.reader
         emitted = runs.value * EVENTS_PER_RUN
@@ -285,7 +288,7 @@ class MixGenerator:
             unread=max(0, emitted - reader.received - reader.lost),
             parse_errors=parser.parse_errors,
             cpu_s=cpu,
-            wall_s=wall,
+            core_share=during[0] / during[1] if during and during[1] else 0.0,
             sample_flow=last.flow if last is not None else None,
         )
 
@@ -339,7 +342,7 @@ def bench_pipeline(seconds: float, rates: list[float]) -> None:
                 errors = f"  ({r.parse_errors} parse errors)" if r.parse_errors else ""
                 print(
                     f"    {r.offered:>10,.0f} {r.received:>11,.0f} {r.flows:>10,.0f} {r.lost:>7,} {r.unread:>7,} "
-                    f"{100 * r.cpu_s / r.wall_s:>4.0f}% {per_cpu:>26,.0f}{errors}"
+                    f"{100 * r.core_share:>4.0f}% {per_cpu:>26,.0f}{errors}"
                 )
                 if r.lost == 0 and r.unread == 0 and (best is None or r.offered > best.offered):
                     best = r
@@ -348,7 +351,7 @@ def bench_pipeline(seconds: float, rates: list[float]) -> None:
             else:
                 print(
                     f"    highest offered rate with 0 loss: {best.offered:,.0f} events/s "
-                    f"({best.flows:,.0f} flows/s into the ring, {100 * best.cpu_s / best.wall_s:.0f}% of one core)"
+                    f"({best.flows:,.0f} flows/s into the ring, {100 * best.core_share:.0f}% of one core)"
                 )
     finally:
         gen.close()
