@@ -5,6 +5,7 @@ Flags follow upstream hubble-relay::
     hubble-relay [--listen-address :4245] [--peer-service ADDR] [--peers [NAME=]ADDR,...]
                  [--sort-buffer-len-max 100] [--sort-buffer-drain-timeout 1s]
                  [--dial-timeout 5s] [--retry-timeout 30s] [--error-aggregation-window 10s]
+                 [--health-listen-address :4222]
                  [--tls-relay-server-cert-file F --tls-relay-server-key-file F [--tls-relay-client-ca-files F,...]]
                  [--tls-hubble-server-ca-files F,... [--tls-hubble-client-cert-file F --tls-hubble-client-key-file F]]
 
@@ -12,6 +13,12 @@ TLS towards clients is on when a server certificate is given (mTLS when client C
 too); TLS towards the nodes is on when node CA files are given (mTLS with a client certificate).
 ``--disable-server-tls`` / ``--disable-client-tls`` force plaintext. Once listening, the relay
 writes ``hubble-relay: listening on HOST:PORT`` to stderr.
+
+As upstream, a second plaintext listener (``--health-listen-address``, default ``:4222``; empty
+disables it) serves only ``grpc.health.v1.Health``, answering SERVING for ``hubble.server.Observer``
+and ``""``, for liveness/readiness probes that cannot speak TLS. It is announced with
+``hubble-relay: health service on HOST:PORT``. When that address cannot be bound the relay warns
+on stderr and runs without it (the main endpoint answers health checks too).
 """
 
 from __future__ import annotations
@@ -70,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--error-aggregation-window",
         default="10s",
         help="send node errors of this period as one NODE_ERROR event (default 10s, 0 = one per error)",
+    )
+    p.add_argument(
+        "--health-listen-address",
+        default=":4222",
+        help='plaintext gRPC health service address (default :4222, "" disables it)',
     )
     p.add_argument("--node-name", default="", help="name put in node-status events (default: hostname)")
     p.add_argument("--tls-relay-server-cert-file", default="")
@@ -185,6 +197,9 @@ class Relay:
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
         self.port = 0
+        self.health_server: grpc.Server | None = None
+        self.health_port = 0
+        self.health_warning = ""
 
     def start(self) -> None:
         server = grpc.server(
@@ -215,17 +230,47 @@ class Relay:
             raise RelayError(f"cannot listen on {self.args.listen_address}")
         server.start()
         self.server = server
+        if self.args.health_listen_address:
+            self._start_health_server(self.args.health_listen_address)
+
+    def _start_health_server(self, listen_address: str) -> None:
+        """The separate plaintext listener for grpc.health.v1 only (shares the health servicer)."""
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-health"),
+            options=[("grpc.so_reuseport", 0)],
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        try:
+            port = server.add_insecure_port(grpc_listen_target(listen_address))
+        except RuntimeError:
+            port = 0
+        if not port:
+            self.health_warning = f"health service disabled: cannot listen on {listen_address}"
+            return
+        server.start()
+        self.health_server = server
+        self.health_port = port
 
     def address(self) -> str:
-        host = self.args.listen_address.rpartition(":")[0].strip("[]")
-        if host in ("", "0.0.0.0", "::"):
-            host = "127.0.0.1"
-        return f"{host}:{self.port}"
+        return _display_address(self.args.listen_address, self.port)
+
+    def health_address(self) -> str:
+        return _display_address(self.args.health_listen_address, self.health_port)
 
     def stop(self) -> None:
         self.peers.close()
+        if self.health_server is not None:
+            self.health_server.stop(0.5)
         if self.server is not None:
             self.server.stop(0.5).wait()
+
+
+def _display_address(listen_address: str, port: int) -> str:
+    """HOST:PORT a client can dial for a listen address (wildcards shown as 127.0.0.1)."""
+    host = listen_address.rpartition(":")[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def run(argv: list[str]) -> int:
@@ -241,6 +286,10 @@ def run(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sys.stderr.write(f"hubble-relay: listening on {relay.address()}\n")
+    if relay.health_server is not None:
+        sys.stderr.write(f"hubble-relay: health service on {relay.health_address()}\n")
+    elif relay.health_warning:
+        sys.stderr.write(f"hubble-relay: warning: {relay.health_warning}\n")
     sys.stderr.flush()
     try:
         while not stop.wait(0.5):

@@ -96,6 +96,8 @@ class Procs:
             "127.0.0.1:0",
             "--node-name",
             "relay-test",
+            "--health-listen-address",  # not the fixed :4222, so relays can run side by side
+            "127.0.0.1:0",
             *extra,
         ]
         proc = Proc(argv)
