@@ -1,11 +1,12 @@
-"""NODE_ERROR aggregation: several node failures in a short window become one NodeStatusEvent.
+"""NODE_ERROR aggregation: node failures within a short window become one NodeStatusEvent.
 
-Upstream's relay holds a NODE_ERROR for an aggregation window (10 s by default) and appends the
-names of other nodes that fail with the same message meanwhile, so a client sees one
-``NODE_ERROR [a, b, c]: <message>`` instead of one line per node when, say, a rollout restarts
-every node. Here errors are grouped by message during the window opened by the first one; when the
-window closes each distinct message is sent once with the names of its nodes (in the order they
-failed, each name once). Nothing is dropped: a different message gets its own event.
+Upstream's relay holds a NODE_ERROR for an aggregation window (10 s by default) and adds the names
+of other nodes that fail meanwhile, so a client sees one ``NODE_ERROR [a, b, c]: <message>``
+instead of one line per node when, say, a rollout restarts every node. Upstream merges only errors
+whose message is identical; here every error of the window is merged and the event carries the
+message of the first one, because nodes dying together rarely fail with the very same words
+("Socket closed", "Connection reset by peer", ...). Each node is named once, in the order it
+failed. The relay logs every error with its own message, so no message is lost.
 
 The relay flushes what is held early, before it sends any other node status event (so a
 NODE_CONNECTED of a returning node never overtakes its NODE_ERROR), and at the end of a stream.
@@ -16,31 +17,33 @@ from __future__ import annotations
 
 
 class ErrorAggregator:
-    """Holds node errors until the window started by the first one closes."""
+    """Holds node errors until the window opened by the first one closes."""
 
     def __init__(self, window_s: float) -> None:
         self.window_s = max(0.0, window_s)
-        self._by_message: dict[str, list[str]] = {}
+        self._names: list[str] = []
+        self._message = ""
         self._deadline: float | None = None
 
     def __bool__(self) -> bool:
-        return bool(self._by_message)
+        return bool(self._names)
 
     def add(self, node_name: str, message: str, now: float) -> None:
-        """Hold the failure of ``node_name``; opens the window when nothing is held."""
-        names = self._by_message.setdefault(message, [])
-        if node_name not in names:
-            names.append(node_name)
+        """Hold the failure of ``node_name``; the first error opens the window and gives the message."""
         if self._deadline is None:
             self._deadline = now + self.window_s
+            self._message = message
+        if node_name not in self._names:
+            self._names.append(node_name)
 
     def due(self, now: float) -> bool:
         """True when errors are held and their window has closed."""
         return self._deadline is not None and now >= self._deadline
 
-    def take(self) -> list[tuple[list[str], str]]:
-        """Everything held as (node names, message) pairs, first message first; empties the holder."""
-        out = [(names, message) for message, names in self._by_message.items()]
-        self._by_message = {}
-        self._deadline = None
-        return out
+    def take(self) -> tuple[list[str], str] | None:
+        """The held (node names, first message), or None; empties the holder."""
+        if not self._names:
+            return None
+        held = (self._names, self._message)
+        self._names, self._message, self._deadline = [], "", None
+        return held

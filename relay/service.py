@@ -5,9 +5,9 @@ GetFlows
     sort buffer (:mod:`relay.merge`). NodeStatusEvents come first (NODE_CONNECTED with the nodes
     that answer, NODE_UNAVAILABLE with the others). A node that fails mid-stream is reported with
     NODE_ERROR and the other nodes keep streaming; node errors within the error aggregation window
-    (10 s, ``--error-aggregation-window``) are sent as one event (:mod:`relay.node_errors`). In
-    follow mode a node that (re)appears is picked up: the relay asks it for the flows since the
-    last one it forwarded from that node.
+    (10 s, ``--error-aggregation-window``) are sent as one event with the first error's message
+    (:mod:`relay.node_errors`). In follow mode a node that (re)appears is picked up: the relay asks
+    it for the flows since the last one it forwarded from that node.
 
 Strict global ``--last N`` (hubblepy extension)
     A client that sends request metadata ``hubblepy-strict-last: 1`` with a non-follow ``number``
@@ -154,7 +154,9 @@ class _Fanout:
                 except grpc.RpcError as exc:
                     if self.cancelled.is_set():
                         return
-                    self._put((time.time_ns(), KIND_NODE_ERROR, (node.name, rpc_error_text(exc))))
+                    message = rpc_error_text(exc)
+                    log.warning("node %s (%s): %s", node.name, node.address, message)
+                    self._put((time.time_ns(), KIND_NODE_ERROR, (node.name, message)))
                     if not self.follow or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                         return
                     # The channel's state may still say READY for a moment after the stream broke:
@@ -340,9 +342,10 @@ class RelayObserver:
             yield from self._node_errors(fan, errors)
 
     def _node_errors(self, fan: _Fanout, errors: ErrorAggregator) -> Iterator[bytes]:
-        """The held node errors as NODE_ERROR events, one per distinct message."""
-        for names, message in errors.take():
-            yield fan.status(self.relay_name, relay_pb2.NODE_ERROR, names, message)
+        """The held node errors as one NODE_ERROR event."""
+        held = errors.take()
+        if held is not None:
+            yield fan.status(self.relay_name, relay_pb2.NODE_ERROR, held[0], held[1])
 
     def _pick_up_nodes(self, fan: _Fanout, request: Any) -> None:
         """Follow mode: start streaming from nodes that became available since the request began."""

@@ -12,18 +12,18 @@ from hubblepy.api.relay import relay_pb2
 from relay.node_errors import ErrorAggregator
 
 
-def test_aggregator_groups_by_message_within_the_window():
+def test_aggregator_merges_the_errors_of_one_window():
     agg = ErrorAggregator(10.0)
-    assert not agg and not agg.due(100.0)
+    assert not agg and not agg.due(100.0) and agg.take() is None
     agg.add("a", "boom", now=100.0)
-    agg.add("b", "boom", now=101.0)
+    agg.add("b", "other words", now=101.0)
     agg.add("a", "boom", now=102.0)  # the same node twice is named once
-    agg.add("c", "other", now=103.0)
     assert agg and not agg.due(109.9) and agg.due(110.0)
-    assert agg.take() == [(["a", "b"], "boom"), (["c"], "other")]
-    assert not agg and not agg.due(1e9)
-    agg.add("d", "late", now=200.0)  # a new window starts with the next error
+    assert agg.take() == (["a", "b"], "boom")  # the message of the first error
+    assert not agg and not agg.due(1e9) and agg.take() is None
+    agg.add("c", "late", now=200.0)  # a new window opens with the next error
     assert not agg.due(209.0) and agg.due(210.0)
+    assert agg.take() == (["c"], "late")
 
 
 def _collect_statuses(stream, statuses, flows_from):
