@@ -117,12 +117,32 @@ def main() -> None:
             observe_rate(nodes[0], CAPACITY)  # warm-up: nodes serialize each entry once, on first read
             direct, n_direct = observe_rate(nodes[0], CAPACITY)
             relay1, r1 = start(
-                [sys.executable, "-m", "relay", "--listen-address", "127.0.0.1:0", "--peers", nodes[0]]
+                [
+                    sys.executable,
+                    "-m",
+                    "relay",
+                    "--listen-address",
+                    "127.0.0.1:0",
+                    "--peers",
+                    nodes[0],
+                    "--health-listen-address",
+                    "",
+                ]
             )
             procs.append(relay1)
             via1, n_via1 = observe_rate(r1, CAPACITY)
             relay3, r3 = start(
-                [sys.executable, "-m", "relay", "--listen-address", "127.0.0.1:0", "--peers", ",".join(nodes)]
+                [
+                    sys.executable,
+                    "-m",
+                    "relay",
+                    "--listen-address",
+                    "127.0.0.1:0",
+                    "--peers",
+                    ",".join(nodes),
+                    "--health-listen-address",
+                    "",
+                ]
             )
             procs.append(relay3)
             via3, n_via3 = observe_rate(r3, 3 * CAPACITY)

@@ -149,7 +149,18 @@ def multinode_story() -> None:
     peers = ",".join(f"{name}={address}" for name, address in nodes.items())
     procs.append(
         subprocess.Popen(
-            [python, "-m", "relay", "--listen-address", relay, "--peers", peers], stderr=subprocess.DEVNULL
+            [
+                python,
+                "-m",
+                "relay",
+                "--listen-address",
+                relay,
+                "--peers",
+                peers,
+                "--health-listen-address",
+                "",
+            ],
+            stderr=subprocess.DEVNULL,
         )
     )
     try:
