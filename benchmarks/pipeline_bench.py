@@ -213,7 +213,8 @@ class _OpenedReader:
     def __init__(self, map_fd: int, **reader_options: Any) -> None:
         self.reader = MonitorReader(map_fd, **reader_options)
 
-    def open_monitor(self) -> MonitorReader:
+    def open_monitor(self, **_agent_options: Any) -> MonitorReader:
+        # The reader was opened with this row's options; the agent's own choice is ignored here.
         return self.reader
 
 
@@ -299,12 +300,16 @@ class MixGenerator:
 GC_THRESHOLD_TRIED = (50_000, 20, 100)  # fewer young-generation collections than CPython's (700, 10, 10)
 SETTINGS: tuple[tuple[str, dict[str, Any], tuple[int, int, int] | None], ...] = (
     (
-        f"agent's reader defaults ({DEFAULT_PAGES} pages/CPU, wakeup {DEFAULT_WAKEUP_EVENTS}, ordered)",
+        f"MonitorReader defaults ({DEFAULT_PAGES} pages/CPU, wakeup {DEFAULT_WAKEUP_EVENTS}, ordered)",
         {},
         None,
     ),
-    ("256 pages/CPU (as the read-ceiling rows), otherwise defaults", {"pages": 256}, None),
-    (f"256 pages/CPU and gc.set_threshold{GC_THRESHOLD_TRIED}", {"pages": 256}, GC_THRESHOLD_TRIED),
+    ("256 pages/CPU (the lab agent's ring size), default gc", {"pages": 256}, None),
+    (
+        f"256 pages/CPU and gc.set_threshold{GC_THRESHOLD_TRIED} (the lab agent's settings)",
+        {"pages": 256},
+        GC_THRESHOLD_TRIED,
+    ),
 )
 
 
