@@ -62,26 +62,28 @@ def iter_line_batches(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Itera
             pending = chunk
             continue
         pending = chunk[cut + 1 :]
-        lines = chunk[:cut].split(b"\n")
-        yield from _finish(lines, b"\r" in chunk)
+        yield from _whole_lines(chunk[:cut])
         if len(pending) > MAX_LINE_BYTES:
             raise InputError(TOKEN_TOO_LONG)
     if pending:
-        yield from _finish([pending], b"\r" in pending)
+        yield from _whole_lines(pending)
 
 
-def _finish(lines: list[bytes], has_cr: bool) -> Iterator[list[bytes]]:
-    """Stop at the first line that is too long (a trailing CR counts), then strip one CR per line."""
-    if max(map(len, lines)) > MAX_LINE_BYTES:
-        for index, line in enumerate(lines):
-            if len(line) > MAX_LINE_BYTES:
-                if index:
-                    yield _strip_cr(lines[:index], has_cr)
-                raise InputError(TOKEN_TOO_LONG)
-    yield _strip_cr(lines, has_cr)
+def _whole_lines(block: bytes) -> Iterator[list[bytes]]:
+    lines, too_long = split_lines(block)
+    if lines:
+        yield lines
+    if too_long:
+        raise InputError(TOKEN_TOO_LONG)
 
 
-def _strip_cr(lines: list[bytes], has_cr: bool) -> list[bytes]:
-    if not has_cr:
-        return lines
-    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+def split_lines(block: bytes) -> tuple[list[bytes], bool]:
+    """Split whole lines at ``\\n``, stop before the first one that is too long (a trailing CR
+    counts), and strip one CR per line. Returns the lines and whether a too-long line cut them short."""
+    lines = block.split(b"\n")
+    too_long = max(map(len, lines)) > MAX_LINE_BYTES
+    if too_long:
+        lines = lines[: next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)]
+    if b"\r" in block:
+        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    return lines, too_long

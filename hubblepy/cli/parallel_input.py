@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from hubblepy.cli.file_input import MAX_LINE_BYTES, TOKEN_TOO_LONG, InputError
+from hubblepy.cli.file_input import TOKEN_TOO_LONG, InputError, split_lines
 
 BLOCK_BYTES = 4 << 20
 MIN_FILE_BYTES = 16 << 20
@@ -93,18 +93,9 @@ def block_bounds(stream: BinaryIO, size: int, block_bytes: int = 0) -> list[tupl
     return bounds
 
 
-def _split(data: bytes) -> tuple[list[bytes], int]:
-    """Lines of a block (CR stripped) and the index of the first too-long line, or -1."""
-    if data.endswith(b"\n"):
-        data = data[:-1]
-    lines = data.split(b"\n")
-    too_long = -1
-    if max(map(len, lines)) > MAX_LINE_BYTES:
-        too_long = next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)
-        lines = lines[:too_long]
-    if b"\r" in data:
-        lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    return lines, too_long
+def _block_lines(data: bytes) -> tuple[list[bytes], bool]:
+    """A block's lines (its final newline is a terminator, not an empty line); see split_lines."""
+    return split_lines(data[:-1] if data.endswith(b"\n") else data)
 
 
 def _stop(text: str) -> None:
@@ -117,7 +108,7 @@ def _work(task: tuple[str, int, int, int]) -> BlockResult:
     with open(path, "rb") as stream:
         stream.seek(start)
         data = stream.read(end - start)
-    lines, too_long = _split(data)
+    lines, too_long = _block_lines(data)
     out, err = io.BytesIO(), io.BytesIO()
     printer = _JOB.make_printer(out, err)
     decoder = _JOB.make_decoder(False, _stop)
@@ -127,8 +118,8 @@ def _work(task: tuple[str, int, int, int]) -> BlockResult:
         printer.close()
         return BlockResult(out.getvalue(), err.getvalue(), stop.index, "unknown-field")
     printer.close()
-    if too_long >= 0:
-        return BlockResult(out.getvalue(), err.getvalue(), too_long, "too-long")
+    if too_long:
+        return BlockResult(out.getvalue(), err.getvalue(), len(lines), "too-long")
     return BlockResult(out.getvalue(), err.getvalue())
 
 
@@ -177,7 +168,7 @@ def _finish_leniently(task, index, job, decoder, stdout, stderr, warn_unknown): 
     path, start, end, first_line_number = task
     with open(path, "rb") as stream:
         stream.seek(start)
-        lines, too_long = _split(stream.read(end - start))
+        lines, too_long = _block_lines(stream.read(end - start))
     if decoder is None:
         decoder = job.make_decoder(False, warn_unknown)
     out, err = io.BytesIO(), io.BytesIO()
@@ -188,6 +179,6 @@ def _finish_leniently(task, index, job, decoder, stdout, stderr, warn_unknown): 
     if err.getvalue():
         stdout.flush()
         stderr.write(err.getvalue())
-    if too_long >= 0:
+    if too_long:
         raise InputError(TOKEN_TOO_LONG)
     return decoder
