@@ -8,6 +8,7 @@ so every line is exactly what upstream hubble would print for it.
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from collections.abc import Iterator
@@ -221,104 +222,63 @@ def tcp_conversation(
     dst = server.endpoint()
     sport = factory.rng.randint(32768, 60999)
     svc = {"name": server.app, "namespace": server.namespace} if server.workload else None
+    to_server = functools.partial(
+        factory.flow, src, dst, src_ip, server.ip, node=node, is_reply=False, dst_service=svc
+    )
+    to_client = functools.partial(factory.flow, dst, src, server.ip, src_ip, node=node, is_reply=True)
     l4, summary = _tcp(sport, port, ("SYN",))
     factory.tick()
-    yield factory.flow(
-        src,
-        dst,
-        src_ip,
-        server.ip,
-        node=node,
+    yield to_server(
         verdict="FORWARDED",
         l4=l4,
         summary=summary,
         event_type={"type": 4, "sub_type": 5},
-        is_reply=False,
         obs_point="FROM_ENDPOINT",
-        dst_service=svc,
         interface={"index": 11, "name": "lxc" + src_ip.split(".")[-1]},
     )
     if denied and not audit:
         factory.tick(2)
-        yield factory.flow(
-            src,
-            dst,
-            src_ip,
-            server.ip,
-            node=node,
+        yield to_server(
             verdict="DROPPED",
             l4=l4,
             summary=summary,
             event_type={"type": 5},
             direction=direction,
-            dst_service=svc,
-            is_reply=False,
             denied_by=[_policy("default-deny", server.namespace)],
             drop_reason=133,
         )
         factory.tick(2)
-        yield factory.flow(
-            src,
-            dst,
-            src_ip,
-            server.ip,
-            node=node,
+        yield to_server(
             verdict="DROPPED",
             l4=l4,
             summary=summary,
             event_type={"type": 1, "sub_type": 133},
             drop_reason=133,
             drop_desc="POLICY_DENIED",
-            dst_service=svc,
             direction=direction,
-            is_reply=False,
         )
         return
     factory.tick(2)
-    yield factory.flow(
-        src,
-        dst,
-        src_ip,
-        server.ip,
-        node=node,
+    yield to_server(
         verdict="AUDIT" if audit else "FORWARDED",
         l4=l4,
         summary=summary,
         event_type={"type": 5},
         direction=direction,
         match_type=0 if audit else 2,
-        dst_service=svc,
-        is_reply=False,
         allowed_by=None if audit else [_policy(policy, server.namespace)],
     )
     factory.tick(1)
-    yield factory.flow(
-        src,
-        dst,
-        src_ip,
-        server.ip,
-        node=node,
-        verdict="FORWARDED",
-        l4=l4,
-        summary=summary,
-        event_type={"type": 4},
-        is_reply=False,
-        obs_point="TO_ENDPOINT",
-        dst_service=svc,
+    yield to_server(
+        verdict="FORWARDED", l4=l4, summary=summary, event_type={"type": 4}, obs_point="TO_ENDPOINT"
     )
     l4r, summary_r = _tcp(port, sport, ("SYN", "ACK"))
     factory.tick(1)
-    yield factory.flow(
-        dst,
-        src,
-        server.ip,
-        src_ip,
-        node=node,
+    yield to_client(
         verdict="FORWARDED",
         l4=l4r,
         summary=summary_r,
         event_type={"type": 4, "sub_type": 5},
-        is_reply=True,
         obs_point="FROM_ENDPOINT",
     )
     if http is not None:
@@ -327,21 +287,14 @@ def tcp_conversation(
         l7_req = {"type": "REQUEST", "http": {"method": method, "url": url, "protocol": "HTTP/1.1"}}
         factory.tick(3)
         verdict = "DROPPED" if code == 403 else "FORWARDED"
-        yield factory.flow(
-            src,
-            dst,
-            src_ip,
-            server.ip,
-            node=node,
+        yield to_server(
             verdict=verdict,
             l4=_tcp(sport, port, ())[0],
             summary=f"HTTP/1.1 {method} {url}",
             event_type={"type": 129},
-            is_reply=False,
             l7=l7_req,
             flow_type="L7",
             direction="INGRESS",
-            dst_service=svc,
         )
         latency_ms = factory.rng.randint(1, 90)
         factory.tick(latency_ms)
@@ -350,36 +303,23 @@ def tcp_conversation(
             "latency_ns": str(latency_ms * 1_000_000),
             "http": {"code": code, "method": method, "url": url, "protocol": "HTTP/1.1"},
         }
-        yield factory.flow(
-            dst,
-            src,
-            server.ip,
-            src_ip,
-            node=node,
+        yield to_client(
             verdict=verdict,
             l4=_tcp(port, sport, ())[0],
             summary=f"HTTP/1.1 {code} {latency_ms}ms ({method} {url})",
             event_type={"type": 129},
-            is_reply=True,
             l7=l7_resp,
             flow_type="L7",
             direction="INGRESS",
         )
     l4f, summary_f = _tcp(sport, port, ("ACK", "FIN"))
     factory.tick(5)
-    yield factory.flow(
-        src,
-        dst,
-        src_ip,
-        server.ip,
-        node=node,
+    yield to_server(
         verdict="FORWARDED",
         l4=l4f,
         summary=summary_f,
         event_type={"type": 4, "sub_type": 5},
-        is_reply=False,
         obs_point="FROM_ENDPOINT",
-        dst_service=svc,
     )
 
 
