@@ -186,7 +186,9 @@ def run_live_observe(
     request = build_flows_request(args)
     strict = wants_strict_last(args, env)
     metadata = ((STRICT_LAST_KEY, "1"),) if strict else None
-    printer = Printer(live_print_options(args, stdout), stdout, err_bin)
+    from hubblepy.cli.observe import print_options
+
+    printer = Printer(print_options(args, stdout), stdout, err_bin)
     calls: list[Any] = []
     status = 0
     try:
@@ -255,33 +257,6 @@ def stream_records(
         write(message_to_dict(parse(wire)))
         if follow:
             printer.flush()
-
-
-def live_print_options(args: Any, stdout: BinaryIO) -> Any:
-    """Printer settings for parsed observe arguments (``--color auto`` resolved against ``stdout``)."""
-    from hubblepy.printer import PrintOptions
-
-    color = args.color.lower()
-    if color == "always":
-        use_color = True
-    elif color == "never" or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        use_color = False
-    else:
-        try:
-            use_color = os.isatty(stdout.fileno())
-        except (AttributeError, OSError, ValueError):
-            use_color = False
-    return PrintOptions(
-        output=args.output,
-        time_format=args.time_format,
-        color=use_color,
-        print_node_name=args.print_node_name,
-        print_policy_names=args.print_policy_names,
-        numeric=args.numeric or not args.ip_translation,
-        debug=args.debug,
-        silent_errors=args.silent_errors,
-        legacy_json=args.legacy_json,
-    )
 
 
 def _completeness_line(number: int, summary: str | None) -> str:
