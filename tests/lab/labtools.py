@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hubbletest import REPO_ROOT, clean_env
 
-TEST_PREFIX = "hpx-"
+TEST_PREFIX = os.environ.get("HUBBLEPY_TEST_NETNS_PREFIX", "hpx-")  # parallel runs set their own
 
 
 def needs_root() -> None:

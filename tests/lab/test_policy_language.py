@@ -8,6 +8,7 @@ applies its policies, checks, and deletes them again, so the pods start each tes
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import textwrap
 import time
@@ -22,7 +23,7 @@ from labtools import Lab, needs_root  # noqa: E402
 
 pytestmark = pytest.mark.root
 
-PREFIX = "hpq-"
+PREFIX = os.environ.get("HUBBLEPY_TEST_NETNS_PREFIX", "hpx-").rstrip("-") + "q-"  # own per parallel run
 SCENARIO = Path(__file__).resolve().parents[2] / "hubblepy" / "lab" / "scenarios" / "policy-lab.yaml"
 WORLD_IN, WORLD_HOLE, WORLD_OTHER = "192.0.2.10", "192.0.2.200", "198.51.100.10"
 CIDR_SCOPE = 1 << 24
