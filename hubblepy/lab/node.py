@@ -622,6 +622,8 @@ class LabNode:
                 if op == "status":
                     self.save()
                     return {"ok": True, "state": self.state()}
+                if op == "policies":  # the documents in force (evidence bundles hash them)
+                    return {"ok": True, "revision": self.repo.revision, "policies": self.repo.to_json()}
                 if op in ("policy-apply", "policy-delete"):
                     return {
                         "ok": True,

@@ -1,0 +1,154 @@
+"""Checking a bundle offline: signature, hash chain, file digests and the manifest's derived fields.
+
+:func:`verify_bundle` returns ``(True, summary)`` or ``(False, reason)``; the reason names the first
+flows.jsonl line that was altered, removed, moved or added, or the file / manifest field that no
+longer matches. Checks run from the outside in: manifest readable, signature (when a public key is
+given), flows against chain.txt line by line, chain.txt against the manifest, other files against
+their digests, then the counts the manifest states against what the flow lines say.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hubblepy.evidence import BUNDLE_FORMAT, CHAIN_FILE, FLOWS_FILE, MANIFEST_FILE, SIGNATURE_FILE
+from hubblepy.evidence.bundle import sha256_hex
+from hubblepy.evidence.chain import (
+    ChainFileError,
+    chain_head,
+    chain_rows,
+    first_difference,
+    parse_chain_file,
+    split_flow_lines,
+)
+from hubblepy.evidence.summary import summarize
+
+
+def _read(folder: Path, name: str) -> bytes | None:
+    try:
+        return (folder / name).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _field(manifest: dict[str, Any], dotted: str) -> Any:
+    value: Any = manifest
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def verify_bundle(folder: Path, public_key_path: Path | None = None) -> tuple[bool, str]:
+    if not folder.is_dir():
+        return False, f"{folder}: not a directory"
+    body = _read(folder, MANIFEST_FILE)
+    if body is None:
+        return False, f"{MANIFEST_FILE} is missing"
+    try:
+        manifest = json.loads(body)
+    except ValueError as exc:
+        return False, f"{MANIFEST_FILE} is not valid JSON: {exc}"
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        return False, f"manifest field format is not {BUNDLE_FORMAT!r}"
+
+    signature_note = _check_signature(folder, body, manifest, public_key_path)
+    if signature_note.startswith("FAIL "):
+        return False, signature_note[5:]
+
+    flows = _read(folder, FLOWS_FILE)
+    if flows is None:
+        return False, f"{FLOWS_FILE} is missing"
+    chain_data = _read(folder, CHAIN_FILE)
+    if chain_data is None:
+        return False, f"{CHAIN_FILE} is missing"
+    try:
+        recorded = parse_chain_file(chain_data)
+    except ChainFileError as exc:
+        return False, str(exc)
+    lines = split_flow_lines(flows)
+    actual = list(chain_rows(lines))
+    difference = first_difference(recorded, actual)
+    if difference is not None:
+        return False, difference
+    integrity = manifest.get("integrity") or {}
+    if integrity.get("chain_head") != chain_head(recorded):
+        return False, "manifest field integrity.chain_head no longer matches chain.txt"
+    if integrity.get("lines") != len(recorded):
+        return False, "manifest field integrity.lines no longer matches chain.txt"
+    if integrity.get("flows_sha256") != sha256_hex(flows):
+        return False, "manifest field integrity.flows_sha256 no longer matches flows.jsonl"
+    for name, digest in sorted((integrity.get("files") or {}).items()):
+        problem = _check_file(folder, name, digest, f"integrity.files.{name}")
+        if problem:
+            return False, problem
+    for index, policy in enumerate(_field(manifest, "policies.items") or []):
+        problem = _check_file(
+            folder, policy.get("file", ""), policy.get("sha256"), f"policies.items[{index}].sha256"
+        )
+        if problem:
+            return False, problem
+
+    summary = summarize(lines)
+    derived = {
+        "counts.lines": summary.lines,
+        "counts.flows": summary.flows,
+        "counts.lost_event_records": len(summary.lost_events),
+        "counts.by_verdict": dict(sorted(summary.by_verdict.items())),
+        "time_range.first_flow": summary.first_time,
+        "time_range.last_flow": summary.last_time,
+    }
+    for dotted, value in derived.items():
+        stated = _field(manifest, dotted)
+        if stated != value:
+            return False, (
+                f"manifest field {dotted} no longer matches flows.jsonl (manifest says {json.dumps(stated)}, "
+                f"the lines say {json.dumps(value)})"
+            )
+    complete = "complete" if _field(manifest, "completeness.complete") else "NOT complete (see report.html)"
+    return True, (
+        f"{folder}: intact: {summary.lines} lines ({summary.flows} flows), chain head "
+        f"{integrity['chain_head'][:16]}..., {signature_note}; export was {complete}"
+    )
+
+
+def _check_file(folder: Path, name: str, digest: Any, field_name: str) -> str:
+    if not name or "/" in name.replace("policies/", "", 1) or name.startswith(("/", "..")):
+        return f"manifest field {field_name} names an unsafe path {name!r}"
+    data = _read(folder, name)
+    if data is None:
+        return f"{name} is missing"
+    if sha256_hex(data) != digest:
+        return f"{name} was altered (manifest field {field_name} no longer matches)"
+    return ""
+
+
+def _check_signature(
+    folder: Path, body: bytes, manifest: dict[str, Any], public_key_path: Path | None
+) -> str:
+    """A note for the summary line, or ``FAIL <reason>``."""
+    signature = _read(folder, SIGNATURE_FILE)
+    signed = manifest.get("signature")
+    if public_key_path is None:
+        if signature is None:
+            return "not signed"
+        return "signature present but not checked (pass --pub-key)"
+    from hubblepy.evidence.signing import KeyError_, check, fingerprint, load_public
+
+    try:
+        key = load_public(public_key_path)
+    except KeyError_ as exc:
+        return f"FAIL {exc}"
+    if signature is None:
+        return f"FAIL {SIGNATURE_FILE} is missing (the bundle is not signed)"
+    if not check(key, body, signature):
+        if isinstance(signed, dict) and signed.get("public_key") != fingerprint(key):
+            return (
+                f"FAIL {MANIFEST_FILE} was not signed by this key (manifest field signature.public_key "
+                f"is {signed.get('public_key')}, the key is {fingerprint(key)})"
+            )
+        return f"FAIL {MANIFEST_FILE} was altered after signing (the Ed25519 signature does not match)"
+    return f"Ed25519 signature good ({fingerprint(key)[:23]}...)"
