@@ -133,7 +133,10 @@ def completeness(
         wrapped = node["seen_flows"] > node["num_flows"]
         oldest_ns = oldest.get(name)
         started_ns = now_ns - node["uptime_ns"] if node["uptime_ns"] else None
-        if wrapped:
+        covered: bool | None
+        if name not in answered:
+            covered = None  # it did not answer: reported above
+        elif wrapped:
             covered = since_ns is not None and oldest_ns is not None and oldest_ns <= since_ns
         else:
             covered = since_ns is None or started_ns is None or started_ns <= since_ns
@@ -149,7 +152,7 @@ def completeness(
                 "window_start_held": covered,
             }
         )
-        if covered:
+        if covered or covered is None:
             continue
         if wrapped and since_ns is None:
             problems.append(
