@@ -25,7 +25,7 @@ import typer
 
 policy_app = typer.Typer(
     name="policy",
-    help="Policy tools over flows: what audit mode says enforcement would break.",
+    help="Policy tools over flows: what audit mode says enforcement would break, policies to allow it.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -251,6 +251,77 @@ def audit_report(
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
         typer.echo(report.table(), nl=False)
+
+
+@policy_app.command(
+    "suggest",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def suggest_command(
+    ctx: typer.Context,
+    l7: bool = typer.Option(
+        False, "--l7", help="add L7 http rules (method, path) where HTTP requests were seen"
+    ),
+    explain: bool = typer.Option(
+        False, "--explain", help="after each policy, list the flows behind each rule"
+    ),
+) -> None:
+    """The smallest CiliumNetworkPolicy set allowing exactly the observed connections (YAML on stdout).
+
+    Takes `hubble observe`'s source and filter flags, e.g. `--input-file F --verdict AUDIT` or
+    `--server ADDR --namespace payments --verdict DROPPED --since 48h` (see docs/policy/suggest.md).
+    """
+    from hubblepy.policy.suggest import suggest
+
+    flows = _observed_flows(list(ctx.args))
+    result = suggest(flows, l7=l7)
+    typer.echo(result.to_yaml(explain=explain), nl=False)
+    if result.unsuggested:
+        typer.echo(
+            f"hubble policy suggest: {len(result.unsuggested)} flow(s) would need a rule broader than their "
+            "evidence; they are listed at the end of the output, not suggested",
+            err=True,
+        )
+    if not result.policies:
+        typer.echo("hubble policy suggest: no connection to allow in the selected flows", err=True)
+
+
+def _observed_flows(argv: list[str]) -> list[dict]:
+    """The flows `hubble observe ARGV -o json` prints (with --all for a server when no count is given)."""
+    import io
+
+    import orjson
+
+    from hubblepy.cli import observe
+    from hubblepy.cli.file_input import InputError
+    from hubblepy.cli.observe_args import UsageError
+    from hubblepy.filters import FilterError
+
+    for word in argv:
+        name = word.split("=", 1)[0]
+        if name in ("-o", "--output", "--jq", "-f", "--follow", "--field-mask") or (
+            word.startswith("-o") and not word.startswith("--")
+        ):
+            raise _fail(f"{name} cannot be used with suggest (it reads whole flows, once)")
+    live = not any(w == "--input-file" or w.startswith("--input-file=") for w in argv)
+    if live and not any(w.split("=")[0] in ("--first", "--last", "--all") for w in argv):
+        argv = [*argv, "--all"]
+    out = io.BytesIO()
+    err = io.StringIO()
+    try:
+        status = observe.run([*argv, "-o", "json"], os.environ, sys.stdin.buffer, out, err)
+    except (UsageError, FilterError, observe.ObserveError, InputError) as exc:
+        raise _fail(str(exc)) from None
+    if status != 0:
+        raise _fail(
+            err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "reading flows failed"
+        )
+    flows = []
+    for line in out.getvalue().splitlines():
+        record = orjson.loads(line)
+        if isinstance(record.get("flow"), dict):
+            flows.append(record["flow"])
+    return flows
 
 
 def main() -> None:
