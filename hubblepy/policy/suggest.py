@@ -135,6 +135,7 @@ class Suggestion:
     policies: list[dict[str, Any]] = field(default_factory=list)
     explanations: list[list[tuple[str, list[Justification]]]] = field(default_factory=list)
     unsuggested: list[Unsuggested] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     connections: int = 0
     ignored_replies: int = 0
 
@@ -152,6 +153,8 @@ class Suggestion:
                 text += "\n".join(lines) + "\n"
             parts.append(text)
         body = "---\n".join(parts)
+        if self.notes:
+            body += ("\n" if body else "") + "".join(f"# Note: {note}\n" for note in self.notes)
         if self.unsuggested:
             lines = [
                 f"# Not suggested ({len(self.unsuggested)} flows): a rule for them would be broader than the "
@@ -331,6 +334,14 @@ def suggest(flows: list[dict[str, Any]], l7: bool = False) -> Suggestion:
             server = dns_servers.get(peer.name)
             if server is not None:
                 dns_needed[subject][server].add(peer.name)
+            else:
+                note = (
+                    f"{subject.text()} -> toFQDNs {peer.name}: no DNS answer for it was among the flows, so the "
+                    "DNS server is unknown and no DNS rule was added; toFQDNs needs one (egress to your DNS "
+                    "server on port 53 with rules.dns)"
+                )
+                if note not in result.notes:
+                    result.notes.append(note)
         http = (flow.get("l7") or {}).get("http")
         if l7 and http and (flow.get("l7") or {}).get("type", "REQUEST") == "REQUEST":
             path = urlsplit(http.get("url", "")).path or "/"
