@@ -193,6 +193,8 @@ def export(argv: list[str], env: Mapping[str, str]) -> int:
         return 0
     except (UsageError, FilterError) as exc:
         raise EvidenceError(str(exc)) from None
+    if args.legacy_json:
+        raise EvidenceError("HUBBLE_COMPAT=legacy-json-output is not supported: bundles hold whole records")
     if args.input_file == "-":
         raise EvidenceError("--input-file - (stdin) cannot be hashed for the record: give a file")
     folder = Path(own["--output"])

@@ -120,9 +120,9 @@ def render_report(manifest: dict[str, Any], summary: FlowSummary) -> bytes:
         )  # fmt: skip
         + " On any machine with the hubble CLI (no network needed), run:</p>",
         f"<pre>{_e(command)}</pre>",
-        "<p>It prints one line ending in <code>intact</code> information and exits 0, or names the first "
-        "line or manifest field that changed and exits 1. See docs/evidence.md for what the bundle proves "
-        "and what it does not.</p>",
+        "<p>When nothing was changed it prints one line saying the bundle is intact and exits 0; otherwise "
+        "it names the first line of flows.jsonl, the file or the manifest field that changed and exits 1. "
+        "See docs/evidence.md in the hubblepy repository for what the bundle proves and what it does not.</p>",
         "</body></html>\n",
     ]
     return "".join(parts).encode()
