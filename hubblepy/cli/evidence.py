@@ -200,7 +200,7 @@ def export(argv: list[str], env: Mapping[str, str]) -> int:
     folder = Path(own["--output"])
     created = _make_folder(folder)
     try:
-        facts = _write_flows(folder, args, observe_argv, env, now_ns)
+        scan, facts = _write_flows(folder, args, observe_argv, env, now_ns)
         facts.query.update(
             {
                 "observe_command": "hubble observe " + shlex.join(observe_argv),
@@ -221,7 +221,7 @@ def export(argv: list[str], env: Mapping[str, str]) -> int:
         }
         from hubblepy.evidence.bundle import finish_bundle
 
-        manifest = finish_bundle(folder, facts, sign_key)
+        manifest = finish_bundle(folder, facts, scan, sign_key)
     except BaseException:
         if created:
             shutil.rmtree(folder, ignore_errors=True)
@@ -256,8 +256,7 @@ def _write_flows(
     folder: Path, args: Any, observe_argv: list[str], env: Mapping[str, str], now_ns: int
 ) -> Any:
     from hubblepy.evidence import FLOWS_FILE
-    from hubblepy.evidence.bundle import Facts
-    from hubblepy.evidence.summary import summarize
+    from hubblepy.evidence.bundle import Facts, scan_flows
 
     path = folder / FLOWS_FILE
     if args.input_file is not None:
@@ -270,11 +269,11 @@ def _write_flows(
                 observe.run(observe_argv, env, sys.stdin.buffer, fh, sys.stderr)
             except (observe.ObserveError, InputError) as exc:
                 raise EvidenceError(str(exc)) from None
-        from hubblepy.evidence.chain import split_flow_lines
         from hubblepy.evidence.live import file_completeness
 
-        summary = summarize(split_flow_lines(path.read_bytes()))
-        return Facts(
+        scan = scan_flows(folder)
+        summary = scan.summary
+        return scan, Facts(
             query={
                 "source": {"kind": "file", "path": os.path.abspath(args.input_file), "sha256": digest},
                 "source_text": f"the file {args.input_file}",
@@ -282,10 +281,10 @@ def _write_flows(
             completeness=file_completeness(args.input_file, digest, summary.nodes, summary.lost_events),
             policies_source={},
         )
-    return _write_live_flows(path, args, now_ns)
+    return _write_live_flows(folder, path, args, now_ns)
 
 
-def _write_live_flows(path: Path, args: Any, now_ns: int) -> Any:
+def _write_live_flows(folder: Path, path: Path, args: Any, now_ns: int) -> Any:
     import grpc
 
     from hubblepy.cli.live import (
@@ -297,10 +296,8 @@ def _write_live_flows(path: Path, args: Any, now_ns: int) -> Any:
         stream_records,
     )
     from hubblepy.cli.observe import print_options
-    from hubblepy.evidence.bundle import Facts
-    from hubblepy.evidence.chain import split_flow_lines
+    from hubblepy.evidence.bundle import Facts, scan_flows
     from hubblepy.evidence.live import StreamWatcher, completeness, known_nodes, oldest_flow_ns
-    from hubblepy.evidence.summary import summarize
     from hubblepy.printer import Printer
 
     conn = Connection.from_args(args)
@@ -323,13 +320,13 @@ def _write_live_flows(path: Path, args: Any, now_ns: int) -> Any:
         oldest = {n["name"]: oldest_flow_ns(channel, n["name"], conn.request_timeout_s) for n in nodes}
     finally:
         channel.close()
-    summary = summarize(split_flow_lines(path.read_bytes()))
-    return Facts(
+    scan = scan_flows(folder)
+    return scan, Facts(
         query={
             "source": {"kind": "server", "address": conn.server},
             "source_text": f"the server {conn.server}",
         },
-        completeness=completeness(nodes, watcher, oldest, args.since_ns, now_ns, summary.lost_events),
+        completeness=completeness(nodes, watcher, oldest, args.since_ns, now_ns, scan.summary.lost_events),
         policies_source={},
     )
 

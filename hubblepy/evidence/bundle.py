@@ -22,8 +22,8 @@ from hubblepy.evidence import (
     REPORT_FILE,
     SIGNATURE_FILE,
 )
-from hubblepy.evidence.chain import chain_head, chain_rows, format_chain_file, split_flow_lines
-from hubblepy.evidence.summary import FlowSummary, summarize
+from hubblepy.evidence.chain import Chain, iter_file_lines
+from hubblepy.evidence.summary import FlowSummary
 
 
 class BundleError(Exception):
@@ -74,18 +74,50 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False).encode() + b"\n"
 
 
-def finish_bundle(folder: Path, facts: Facts, sign_key: Any = None) -> dict[str, Any]:
-    """Write chain, policies, report, manifest (and signature); returns the manifest."""
+@dataclass
+class Scan:
+    """One pass over ``flows.jsonl``: its summary, chain head, digest, and the digest of ``chain.txt``."""
+
+    summary: FlowSummary
+    lines: int
+    chain_head: str
+    flows_sha256: str
+    chain_sha256: str
+
+
+def scan_flows(folder: Path) -> Scan:
+    """Read ``flows.jsonl`` in chunks (memory does not grow with it): write ``chain.txt``, count what
+    the lines say, and digest both files."""
+    flows_digest = hashlib.sha256()
+    with open(folder / FLOWS_FILE, "rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            flows_digest.update(block)
+    summary = FlowSummary()
+    chain_digest = hashlib.sha256()
+    chain = Chain()
+    with open(folder / CHAIN_FILE, "wb") as out:
+        pending: list[bytes] = []
+        for line in iter_file_lines(folder / FLOWS_FILE):
+            summary.add(line)
+            row = chain.add(line)
+            pending.append(f"{row.line_sha256} {row.chain}\n".encode())
+            if len(pending) >= 4096:
+                block = b"".join(pending)
+                chain_digest.update(block)
+                out.write(block)
+                pending.clear()
+        block = b"".join(pending)
+        chain_digest.update(block)
+        out.write(block)
+    return Scan(summary, summary.lines, chain.head, flows_digest.hexdigest(), chain_digest.hexdigest())
+
+
+def finish_bundle(folder: Path, facts: Facts, scan: Scan, sign_key: Any = None) -> dict[str, Any]:
+    """Write policies, report, manifest (and signature) around a scanned ``flows.jsonl``."""
     from hubblepy.evidence.report import render_report
 
-    data = (folder / FLOWS_FILE).read_bytes()
-    lines = split_flow_lines(data)
-    rows = list(chain_rows(lines))
-    summary = summarize(lines)
-    files: dict[str, str] = {}
-    chain_bytes = format_chain_file(rows)
-    (folder / CHAIN_FILE).write_bytes(chain_bytes)
-    files[CHAIN_FILE] = sha256_hex(chain_bytes)
+    summary = scan.summary
+    files: dict[str, str] = {CHAIN_FILE: scan.chain_sha256}
     policy_rows = []
     if facts.policies:
         (folder / POLICIES_DIR).mkdir(exist_ok=True)
@@ -114,9 +146,9 @@ def finish_bundle(folder: Path, facts: Facts, sign_key: Any = None) -> dict[str,
         "fqdn_cache": facts.fqdn_cache,
         "integrity": {
             "algorithm": "sha256-chain/1 (see docs/evidence.md)",
-            "lines": len(rows),
-            "chain_head": chain_head(rows),
-            "flows_sha256": sha256_hex(data),
+            "lines": scan.lines,
+            "chain_head": scan.chain_head,
+            "flows_sha256": scan.flows_sha256,
             "files": files,
         },
     }
@@ -134,7 +166,3 @@ def finish_bundle(folder: Path, facts: Facts, sign_key: Any = None) -> dict[str,
 
         (folder / SIGNATURE_FILE).write_bytes(sign(sign_key, body))
     return manifest
-
-
-def summary_of(folder: Path) -> FlowSummary:
-    return summarize(split_flow_lines((folder / FLOWS_FILE).read_bytes()))

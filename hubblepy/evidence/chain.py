@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 CHAIN_SEED = hashlib.sha256(b"hubblepy-evidence-chain/1").digest()
 
@@ -24,18 +25,37 @@ class ChainRow:
     chain: str
 
 
+class Chain:
+    """The running chain: :meth:`add` each line in order; :attr:`head` is the hex of the last value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = CHAIN_SEED
+
+    def add(self, line: bytes) -> ChainRow:
+        digest = hashlib.sha256(line).digest()
+        self.value = hashlib.sha256(self.value + digest).digest()
+        return ChainRow(digest.hex(), self.value.hex())
+
+    @property
+    def head(self) -> str:
+        return self.value.hex()
+
+
 def chain_rows(lines: Iterable[bytes]) -> Iterator[ChainRow]:
     """The chain rows of ``lines`` (each without its newline), in order."""
-    value = CHAIN_SEED
+    chain = Chain()
     for line in lines:
-        digest = hashlib.sha256(line).digest()
-        value = hashlib.sha256(value + digest).digest()
-        yield ChainRow(digest.hex(), value.hex())
+        yield chain.add(line)
 
 
 def chain_head(rows: list[ChainRow]) -> str:
     """The head of a chain (the seed's hex for an empty file)."""
     return rows[-1].chain if rows else CHAIN_SEED.hex()
+
+
+NO_NEWLINE_MARK = b"\x00no-newline"  # appended to a last line without its newline: it counts as changed
 
 
 def split_flow_lines(data: bytes) -> list[bytes]:
@@ -47,8 +67,25 @@ def split_flow_lines(data: bytes) -> list[bytes]:
     if lines[-1] == b"":
         lines.pop()
     else:
-        lines[-1] += b"\x00no-newline"  # a missing final newline alters the last line
+        lines[-1] += NO_NEWLINE_MARK
     return lines
+
+
+def iter_file_lines(path: Path, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """:func:`split_flow_lines` of a file, read in chunks (memory does not grow with the file)."""
+    pending = b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_bytes):
+            if pending:
+                chunk = pending + chunk
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                pending = chunk
+                continue
+            pending = chunk[cut + 1 :]
+            yield from chunk[:cut].split(b"\n")
+    if pending:
+        yield pending + NO_NEWLINE_MARK
 
 
 def format_chain_file(rows: list[ChainRow]) -> bytes:
@@ -59,14 +96,15 @@ class ChainFileError(ValueError):
     """``chain.txt`` is not in its format."""
 
 
+def parse_chain_row(line: bytes, number: int) -> ChainRow:
+    parts = line.rstrip(b"\n").decode("ascii", "replace").split(" ")
+    if len(parts) != 2 or not all(len(p) == 64 and _is_hex(p) for p in parts):
+        raise ChainFileError(f"chain.txt line {number} is not '<sha256> <sha256>'")
+    return ChainRow(parts[0], parts[1])
+
+
 def parse_chain_file(data: bytes) -> list[ChainRow]:
-    rows = []
-    for number, line in enumerate(data.decode("ascii", "replace").splitlines(), 1):
-        parts = line.split(" ")
-        if len(parts) != 2 or not all(len(p) == 64 and _is_hex(p) for p in parts):
-            raise ChainFileError(f"chain.txt line {number} is not '<sha256> <sha256>'")
-        rows.append(ChainRow(parts[0], parts[1]))
-    return rows
+    return [parse_chain_row(line, number) for number, line in enumerate(data.splitlines(), 1)]
 
 
 def _is_hex(text: str) -> bool:

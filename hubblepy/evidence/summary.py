@@ -7,6 +7,7 @@ that comes from the flows can be checked against them offline.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,33 @@ class FlowSummary:
     drops: Counter = field(default_factory=Counter)  # (verdict, source, destination, port, policy)
     unreadable: list[int] = field(default_factory=list)
 
+    def add(self, line: bytes) -> None:
+        """Count one more line of the file."""
+        self.lines += 1
+        number = self.lines
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.unreadable.append(number)
+            return
+        if not isinstance(record, dict):
+            self.unreadable.append(number)
+            return
+        flow = record.get("flow")
+        if isinstance(flow, dict):
+            _add_flow(self, flow)
+        elif isinstance(record.get("lost_events"), dict):
+            lost = record["lost_events"]
+            self.lost_events.append(
+                {
+                    "line": number,
+                    "node": record.get("node_name", ""),
+                    "source": lost.get("source", "UNKNOWN_LOST_EVENT_SOURCE"),
+                    "count": int(lost.get("num_events_lost", 0)),
+                    "time": record.get("time", ""),
+                }
+            )
+
     def counts_json(self) -> dict[str, Any]:
         return {
             "lines": self.lines,
@@ -42,31 +70,10 @@ class FlowSummary:
         return {"first_flow": self.first_time, "last_flow": self.last_time}
 
 
-def summarize(lines: list[bytes]) -> FlowSummary:
-    summary = FlowSummary(lines=len(lines))
-    for number, line in enumerate(lines, 1):
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            summary.unreadable.append(number)
-            continue
-        if not isinstance(record, dict):
-            summary.unreadable.append(number)
-            continue
-        flow = record.get("flow")
-        if isinstance(flow, dict):
-            _add_flow(summary, flow)
-        elif isinstance(record.get("lost_events"), dict):
-            lost = record["lost_events"]
-            summary.lost_events.append(
-                {
-                    "line": number,
-                    "node": record.get("node_name", ""),
-                    "source": lost.get("source", "UNKNOWN_LOST_EVENT_SOURCE"),
-                    "count": int(lost.get("num_events_lost", 0)),
-                    "time": record.get("time", ""),
-                }
-            )
+def summarize(lines: Iterable[bytes]) -> FlowSummary:
+    summary = FlowSummary()
+    for line in lines:
+        summary.add(line)
     return summary
 
 

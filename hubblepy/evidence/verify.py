@@ -9,21 +9,24 @@ their digests, then the counts the manifest states against what the flow lines s
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from hubblepy.evidence import BUNDLE_FORMAT, CHAIN_FILE, FLOWS_FILE, MANIFEST_FILE, SIGNATURE_FILE
-from hubblepy.evidence.bundle import sha256_hex
 from hubblepy.evidence.chain import (
+    Chain,
     ChainFileError,
-    chain_head,
+    ChainRow,
     chain_rows,
     first_difference,
+    iter_file_lines,
     parse_chain_file,
-    split_flow_lines,
+    parse_chain_row,
 )
-from hubblepy.evidence.summary import summarize
+from hubblepy.evidence.summary import FlowSummary
 
 
 def _read(folder: Path, name: str) -> bytes | None:
@@ -59,27 +62,23 @@ def verify_bundle(folder: Path, public_key_path: Path | None = None) -> tuple[bo
     if signature_note.startswith("FAIL "):
         return False, signature_note[5:]
 
-    flows = _read(folder, FLOWS_FILE)
-    if flows is None:
+    flows_path, chain_path = folder / FLOWS_FILE, folder / CHAIN_FILE
+    if not flows_path.is_file():
         return False, f"{FLOWS_FILE} is missing"
-    chain_data = _read(folder, CHAIN_FILE)
-    if chain_data is None:
+    if not chain_path.is_file():
         return False, f"{CHAIN_FILE} is missing"
     try:
-        recorded = parse_chain_file(chain_data)
+        summary, head, difference = _walk_chain(flows_path, chain_path)
     except ChainFileError as exc:
         return False, str(exc)
-    lines = split_flow_lines(flows)
-    actual = list(chain_rows(lines))
-    difference = first_difference(recorded, actual)
     if difference is not None:
         return False, difference
     integrity = manifest.get("integrity") or {}
-    if integrity.get("chain_head") != chain_head(recorded):
+    if integrity.get("chain_head") != head:
         return False, "manifest field integrity.chain_head no longer matches chain.txt"
-    if integrity.get("lines") != len(recorded):
+    if integrity.get("lines") != summary.lines:
         return False, "manifest field integrity.lines no longer matches chain.txt"
-    if integrity.get("flows_sha256") != sha256_hex(flows):
+    if integrity.get("flows_sha256") != _file_digest(flows_path):
         return False, "manifest field integrity.flows_sha256 no longer matches flows.jsonl"
     for name, digest in sorted((integrity.get("files") or {}).items()):
         problem = _check_file(folder, name, digest, f"integrity.files.{name}")
@@ -92,7 +91,6 @@ def verify_bundle(folder: Path, public_key_path: Path | None = None) -> tuple[bo
         if problem:
             return False, problem
 
-    summary = summarize(lines)
     derived = {
         "counts.lines": summary.lines,
         "counts.flows": summary.flows,
@@ -115,13 +113,47 @@ def verify_bundle(folder: Path, public_key_path: Path | None = None) -> tuple[bo
     )
 
 
+def _walk_chain(flows_path: Path, chain_path: Path) -> tuple[FlowSummary, str, str | None]:
+    """Stream flows.jsonl against chain.txt: the lines' summary, the chain head, and the first
+    disagreement named (both files are then read whole to name it), or None."""
+    summary = FlowSummary()
+    chain = Chain()
+    recorded = _iter_chain_file(chain_path)
+    agree = True
+    for line in iter_file_lines(flows_path):
+        summary.add(line)
+        if next(recorded, None) != chain.add(line):
+            agree = False
+            break
+    else:
+        agree = next(recorded, None) is None
+    if agree:
+        return summary, chain.head, None
+    want = parse_chain_file(chain_path.read_bytes())
+    got = list(chain_rows(iter_file_lines(flows_path)))
+    return summary, chain.head, first_difference(want, got) or "chain.txt does not match flows.jsonl"
+
+
+def _iter_chain_file(path: Path) -> Iterator[ChainRow]:
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, 1):
+            yield parse_chain_row(line, number)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _check_file(folder: Path, name: str, digest: Any, field_name: str) -> str:
     if not name or "/" in name.replace("policies/", "", 1) or name.startswith(("/", "..")):
         return f"manifest field {field_name} names an unsafe path {name!r}"
-    data = _read(folder, name)
-    if data is None:
+    if not (folder / name).is_file():
         return f"{name} is missing"
-    if sha256_hex(data) != digest:
+    if _file_digest(folder / name) != digest:
         return f"{name} was altered (manifest field {field_name} no longer matches)"
     return ""
 
