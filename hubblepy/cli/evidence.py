@@ -342,8 +342,32 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def _address_key(address: str) -> str:
+    """``host:port`` with loopback spellings made equal (``localhost``, ``0.0.0.0``, ``:PORT``)."""
+    address = address.removeprefix("tls://")
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "localhost", "0.0.0.0", "::", "::1"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+def _lab_serves(server: str) -> str:
+    """Why the lab node's policies are not the server's, or '' when the lab serves ``server``."""
+    from hubblepy.lab.state import lab_dir, load_state
+
+    state = load_state()
+    if state is None:
+        return f"no lab state at {lab_dir()}"
+    served = {_address_key(state.get(key) or "") for key in ("relay", "agent") if state.get(key)}
+    if _address_key(server) in served:
+        return ""
+    return f"the lab at {lab_dir()} serves {', '.join(sorted(served)) or 'no address'}, not {server}"
+
+
 def _add_policies(facts: Any, policies_from: str, live: bool) -> None:
-    """The policies in force on the lab node (its control socket), when asked or reachable."""
+    """The policies in force on the lab node (its control socket): with ``lab`` always, with ``auto``
+    when the exported server is that lab's relay or agent."""
     from hubblepy.evidence.bundle import PolicyDocument
 
     if policies_from == "none" or (policies_from == "auto" and not live):
@@ -360,6 +384,15 @@ def _add_policies(facts: Any, policies_from: str, live: bool) -> None:
     from hubblepy.lab.control import ControlError, request
     from hubblepy.lab.state import lab_dir
 
+    if policies_from == "auto":
+        elsewhere = _lab_serves(facts.query["source"]["address"])
+        if elsewhere:
+            facts.policies_source = {
+                "source": "none",
+                "note": f"Policies in force were not recorded: {elsewhere} (--policies-from lab records "
+                "the lab node's policies anyway).",
+            }
+            return
     try:
         reply = request("policies", timeout=10.0)
     except ControlError as exc:

@@ -27,9 +27,9 @@ if "liveprocs" not in sys.modules:
 SAMPLE = sample_capture_path()
 
 
-def hubble(*args: str) -> subprocess.CompletedProcess:
+def hubble(*args: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*liveprocs.hubble_cli(), *args], capture_output=True, env=liveprocs.clean_env(), timeout=120
+        [*liveprocs.hubble_cli(), *args], capture_output=True, env=liveprocs.clean_env(**env), timeout=120
     )
 
 
@@ -104,3 +104,34 @@ def test_complete_when_every_node_answered_and_nothing_was_overwritten(procs, tm
     assert manifest["completeness"]["complete"] is True, manifest["completeness"]["problems"]
     assert manifest["counts"]["by_verdict"] == {"DROPPED": 8}
     assert manifest["completeness"]["rings"][0]["window_start_held"] is True
+
+
+def test_policies_are_recorded_only_from_the_lab_that_serves_the_exported_server(procs, tmp_path):
+    node = procs.agent("n1", "--replay", SAMPLE, "--replay-verbatim", "--rate", "0")
+    wait_for_flows(node.address, 78)
+    lab_dir = tmp_path / "lab"
+    lab_dir.mkdir()
+    no_lab = hubble("evidence", "export", "--server", node.address, "--output", str(tmp_path / "a"),
+                    HUBBLEPY_LAB_DIR=str(lab_dir))  # fmt: skip
+    assert no_lab.returncode == 0, no_lab.stderr.decode()
+    policies = json.loads((tmp_path / "a" / "manifest.json").read_text())["policies"]
+    assert policies["source"] == "none" and f"no lab state at {lab_dir}" in policies["note"]
+    # A lab whose relay is another address: not this server's policies.
+    (lab_dir / "state.json").write_text(json.dumps({"relay": "127.0.0.1:1", "agent": "127.0.0.1:2"}))
+    other = hubble("evidence", "export", "--server", node.address, "--output", str(tmp_path / "b"),
+                   HUBBLEPY_LAB_DIR=str(lab_dir))  # fmt: skip
+    assert other.returncode == 0
+    note = json.loads((tmp_path / "b" / "manifest.json").read_text())["policies"]["note"]
+    assert "serves 127.0.0.1:1, 127.0.0.1:2, not" in note
+    # This server's lab, but its node does not answer: said so, and --policies-from lab fails closed.
+    port = node.address.rsplit(":", 1)[1]
+    (lab_dir / "state.json").write_text(json.dumps({"relay": f"localhost:{port}"}))
+    silent = hubble("evidence", "export", "--server", node.address, "--output", str(tmp_path / "c"),
+                    HUBBLEPY_LAB_DIR=str(lab_dir))  # fmt: skip
+    assert silent.returncode == 0
+    note = json.loads((tmp_path / "c" / "manifest.json").read_text())["policies"]["note"]
+    assert "no lab node answered" in note
+    strict = hubble("evidence", "export", "--server", node.address, "--policies-from", "lab",
+                    "--output", str(tmp_path / "d"), HUBBLEPY_LAB_DIR=str(lab_dir))  # fmt: skip
+    assert strict.returncode == 1 and "--policies-from lab: the lab is not up" in strict.stderr.decode()
+    assert not (tmp_path / "d").exists()
