@@ -269,7 +269,7 @@ def _write_flows(
                 observe.run(observe_argv, env, sys.stdin.buffer, fh, sys.stderr)
             except (observe.ObserveError, InputError) as exc:
                 raise EvidenceError(str(exc)) from None
-        from hubblepy.evidence.live import file_completeness
+        from hubblepy.evidence.live import file_completeness, input_lost_events
 
         scan = scan_flows(folder)
         summary = scan.summary
@@ -278,7 +278,14 @@ def _write_flows(
                 "source": {"kind": "file", "path": os.path.abspath(args.input_file), "sha256": digest},
                 "source_text": f"the file {args.input_file}",
             },
-            completeness=file_completeness(args.input_file, digest, summary.nodes, summary.lost_events),
+            completeness=file_completeness(
+                args.input_file,
+                digest,
+                summary.nodes,
+                input_lost_events(Path(args.input_file)),
+                args.since_ns,
+                args.until_ns,
+            ),
             policies_source={},
         )
     return _write_live_flows(folder, path, args, now_ns)
@@ -326,7 +333,9 @@ def _write_live_flows(folder: Path, path: Path, args: Any, now_ns: int) -> Any:
             "source": {"kind": "server", "address": conn.server},
             "source_text": f"the server {conn.server}",
         },
-        completeness=completeness(nodes, watcher, oldest, args.since_ns, now_ns, scan.summary.lost_events),
+        completeness=completeness(
+            nodes, watcher, oldest, args.since_ns, args.until_ns, now_ns, scan.summary.lost_events
+        ),
         policies_source={},
     )
 

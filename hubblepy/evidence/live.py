@@ -11,6 +11,7 @@ window start was still held.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hubblepy.codec.timestamps import canonical_ns, format_ns
@@ -106,6 +107,7 @@ def completeness(
     watcher: StreamWatcher,
     oldest: dict[str, int | None],
     since_ns: int | None,
+    until_ns: int | None,
     now_ns: int,
     lost_events: list[dict[str, Any]],
 ) -> dict[str, Any]:
@@ -122,11 +124,7 @@ def completeness(
     for name in watcher.unavailable:
         if name not in asked:
             problems.append(f"node {name} was unavailable")
-    for lost in lost_events:
-        problems.append(
-            f"{lost['count']} events lost ({lost['source']}) reported by {lost['node'] or 'the server'}"
-            + (f" at {lost['time']}" if lost.get("time") else "")
-        )
+    _lost_sentences(lost_events, since_ns, until_ns, problems, notes, "reported by")
     rings = []
     for node in nodes:
         name = node["name"]
@@ -186,21 +184,63 @@ def _state_of(nodes: list[dict[str, Any]], name: str) -> str:
     return next((n["state"] for n in nodes if n["name"] == name), "unknown")
 
 
+def _lost_sentences(
+    lost_events: list[dict[str, Any]],
+    since_ns: int | None,
+    until_ns: int | None,
+    problems: list[str],
+    notes: list[str],
+    verb: str,
+) -> None:
+    """Lost events inside the window are problems; those outside it (a node sends its ring's lost-events
+    records whatever the window) are notes."""
+    for lost in lost_events:
+        text = f"{lost['count']} events lost ({lost['source']}) {verb} {lost['node'] or 'the server'}" + (
+            f" at {lost['time']}" if lost.get("time") else ""
+        )
+        stamp = canonical_ns(lost["time"]) if lost.get("time") else None
+        outside = stamp is not None and (
+            (since_ns is not None and stamp < since_ns) or (until_ns is not None and stamp > until_ns)
+        )
+        if outside:
+            notes.append(text + ", outside the time window")
+        else:
+            problems.append(text)
+
+
+def input_lost_events(path: Path) -> list[dict[str, Any]]:
+    """Every lost-events record of a flows file, whatever the query's filters (which would hide them)."""
+    from hubblepy.evidence.chain import iter_file_lines
+    from hubblepy.evidence.summary import FlowSummary
+
+    found = FlowSummary()
+    for line in iter_file_lines(path):
+        if b'"lost_events"' in line:
+            found.add(line.removesuffix(b"\x00no-newline").rstrip(b"\r"))
+    return found.lost_events
+
+
 def file_completeness(
-    path: str, input_sha256: str, nodes: set[str], lost_events: list[dict[str, Any]]
+    path: str,
+    input_sha256: str,
+    nodes: set[str],
+    lost_events: list[dict[str, Any]],
+    since_ns: int | None,
+    until_ns: int | None,
 ) -> dict[str, Any]:
     """Completeness of an export from a flows file: only what the file itself reports."""
-    problems = [
-        f"{lost['count']} events lost ({lost['source']}) recorded in the input by {lost['node'] or 'the server'}"
-        for lost in lost_events
+    problems: list[str] = []
+    notes = [
+        f"the source is a file ({path}, SHA-256 {input_sha256}): the bundle shows which of its flows match "
+        "the query; whether the file itself held every flow of its nodes cannot be shown from it"
     ]
+    _lost_sentences(lost_events, since_ns, until_ns, problems, notes, "recorded in the input by")
+    for lost in lost_events:
+        lost.pop("line", None)  # a line of the input, not of flows.jsonl
     return {
         "complete": not problems,
         "problems": problems,
-        "notes": [
-            f"the source is a file ({path}, SHA-256 {input_sha256}): the bundle shows which of its flows match "
-            "the query; whether the file itself held every flow of its nodes cannot be shown from it"
-        ],
+        "notes": notes,
         "nodes": {"asked": [], "answered": sorted(nodes), "errors": [], "details": []},
         "lost_events": lost_events,
         "rings": [],

@@ -206,6 +206,42 @@ def test_lost_events_in_the_input_make_the_export_incomplete(tmp_path):
     assert manifest["counts"]["lost_event_records"] == 1
     assert "NOT complete" in (out / "report.html").read_text()
     assert verify(out)[0] == 0
+    # The query's filters hide the record from flows.jsonl, not from the completeness statement.
+    filtered = tmp_path / "filtered"
+    result = run_hubble(
+        [
+            "evidence",
+            "export",
+            "--input-file",
+            str(capture),
+            "--verdict",
+            "DROPPED",
+            "--output",
+            str(filtered),
+        ]
+    )
+    manifest = json.loads((filtered / "manifest.json").read_text())
+    assert b"lost_events" not in (filtered / "flows.jsonl").read_bytes()
+    assert manifest["completeness"]["complete"] is False
+    assert manifest["completeness"]["lost_events"][0]["count"] == 7
+    # Outside the time window it is only a note.
+    later = tmp_path / "later"
+    result = run_hubble(
+        [
+            "evidence",
+            "export",
+            "--input-file",
+            str(capture),
+            "--since",
+            "2026-03-01T00:00:00.2Z",
+            "--output",
+            str(later),
+        ]
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    completeness = json.loads((later / "manifest.json").read_text())["completeness"]
+    assert completeness["complete"] is True
+    assert any("outside the time window" in note for note in completeness["notes"])
 
 
 @pytest.mark.parametrize(
