@@ -69,6 +69,12 @@ def main(argv: list[str], env: Mapping[str, str] | None = None, stderr: TextIO |
     except EvidenceError as exc:
         err.write(f"hubble evidence: {exc}\n")
         return 1
+    except KeyboardInterrupt:
+        err.write("hubble evidence: interrupted (no bundle was left behind)\n")
+        return 1
+    except OSError as exc:
+        err.write(f"hubble evidence: {exc.filename or ''}: {(exc.strerror or str(exc)).lower()}\n")
+        return 1
 
 
 # -- keygen / verify --------------------------------------------------------------------------------------

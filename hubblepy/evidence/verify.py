@@ -46,6 +46,19 @@ def _field(manifest: dict[str, Any], dotted: str) -> Any:
 
 
 def verify_bundle(folder: Path, public_key_path: Path | None = None) -> tuple[bool, str]:
+    """``(True, summary line)`` for an intact bundle, else ``(False, the first problem)``."""
+    try:
+        return _verify(folder, public_key_path)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        return (
+            False,
+            f"{MANIFEST_FILE} does not have the structure of a bundle manifest ({type(exc).__name__}: {exc})",
+        )
+    except OSError as exc:
+        return False, f"cannot read the bundle: {exc.filename or folder}: {(exc.strerror or 'error').lower()}"
+
+
+def _verify(folder: Path, public_key_path: Path | None) -> tuple[bool, str]:
     if not folder.is_dir():
         return False, f"{folder}: not a directory"
     body = _read(folder, MANIFEST_FILE)

@@ -268,3 +268,16 @@ def test_export_refuses_a_non_empty_directory(tmp_path):
     result = run_hubble(["evidence", "export", "--input-file", SAMPLE, "--output", str(tmp_path)])
     assert result.returncode == 1 and "not empty" in result.stderr.decode()
     assert [p.name for p in tmp_path.iterdir()] == ["old.txt"]
+
+
+def test_a_manifest_of_another_shape_fails_closed(bundle, tmp_path):
+    copy = tmp_path / "shape"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["integrity"] = ["not", "an", "object"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    code, line = verify(copy)
+    assert code == 1 and "does not have the structure of a bundle manifest" in line
+    (copy / "manifest.json").write_text("[]")
+    assert verify(copy) == (1, "FAILED: manifest field format is not 'hubblepy-evidence/1'")
+    assert verify(tmp_path / "nowhere")[0] == 1
