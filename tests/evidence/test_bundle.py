@@ -252,6 +252,18 @@ def test_lost_events_in_the_input_make_the_export_incomplete(tmp_path):
         (["--input-file", SAMPLE, "--follow", "--output", "X"], "--follow cannot be used"),
         (["--input-file", SAMPLE, "--verdict", "NOPE", "--output", "X"], "NOPE"),
         (["--input-file", "/nonexistent/f", "--output", "X"], "/nonexistent/f"),
+        (
+            ["--server", "127.0.0.1:1", "--timeout", "1s", "--output", "X"],
+            "failed to connect to '127.0.0.1:1'",
+        ),
+        (
+            ["--input-file", SAMPLE, "--since", "yesterday-ish", "--output", "X"],
+            "failed to parse the since time",
+        ),
+        (
+            ["--input-file", SAMPLE, "--sign-key", "/nonexistent/k.pem", "--output", "X"],
+            "cannot read signing key",
+        ),
     ],
 )
 def test_bad_export_is_one_line_and_leaves_nothing(tmp_path, args, message):
