@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HUBBLEPY_SHARED", REPO.parent / "shared"))
+FLOWS = REPO / "tests" / "fixtures" / "flows.jsonl"  # recorded upstream flows
 CAPACITY = 65535
 
 
@@ -33,9 +33,7 @@ def make_flows(path: Path, count: int, node: str) -> None:
     sys.path.insert(0, str(REPO))
     from hubblepy.codec.timestamps import format_ns
 
-    base = [
-        orjson.loads(line)["flow"] for line in (SHARED / "fixtures" / "flows.jsonl").read_bytes().splitlines()
-    ]
+    base = [orjson.loads(line)["flow"] for line in FLOWS.read_bytes().splitlines()]
     start = time.time_ns() - count * 1000
     with path.open("wb") as out:
         for i in range(count):

@@ -1,6 +1,6 @@
 """Decode the captured packet bytes of a datapath event into the pieces a Flow needs.
 
-The decoder follows the layer set Hubble's L3/L4 parser uses (datapath-events.md 4.1 step 3):
+The decoder follows the layer set Hubble's L3/L4 parser uses (Cilium's pkg/hubble/parser/threefour):
 Ethernet, IPv4, IPv6 (hop-by-hop header skipped, other extension headers stop decoding), TCP, UDP,
 SCTP, ICMPv4, ICMPv6, VRRPv2 and IGMP, plus the VXLAN/Geneve overlay when the classifier flags ask
 for it. It mirrors gopacket's decoding-layer parser:

@@ -1,4 +1,4 @@
-"""Go-compatible compact JSON for canonical dicts (cli-formats §9, hubble-api §6).
+"""Go-compatible compact JSON for canonical dicts (what upstream hubble 1.19 prints with -o json: Go's protojson).
 
 The encoding itself belongs to `hubblepy.codec` (`encode` / `encode_response`). A local copy of
 the same rule is kept as a fallback so the printer works on its own: canonical dicts already hold

@@ -1,4 +1,4 @@
-"""Timestamp layouts of `hubble observe --time-format` (cli-formats §5.1).
+"""Timestamp layouts of `hubble observe --time-format` (upstream hubble 1.19's Go time layouts).
 
 Timestamps arrive as canonical RFC 3339 UTC strings (`2024-02-29T23:56:58.592508929Z`). They are
 printed in UTC in one of Go's time layouts. Fractions are truncated, never rounded. A missing or
