@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc iproute2 jq
               linux-headers-amd64 curl procps util-linux gcc)
+# Plus the package of every program the tests, lab, demo and benchmarks call (one table, also
+# checked by tests/test_00_environment.py).
+while read -r _program package _; do
+    APT_PACKAGES+=("$package")
+done < <(grep -v '^[[:space:]]*\(#\|$\)' scripts/external-programs.txt)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
