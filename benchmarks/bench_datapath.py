@@ -40,10 +40,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the namespace test bed (tests/testbed.py)
+
+from testbed import Testbed  # noqa: E402
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment, tc  # noqa: E402
 from hubblepy.datapath.layout import TRACE_V2  # noqa: E402
-from hubblepy.datapath.testbed import Testbed  # noqa: E402
 from hubblepy.monitor import MonitorReader  # noqa: E402
 from hubblepy.monitor.perf import NR_BPF  # noqa: E402
 

@@ -7,11 +7,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from hubblepy.lab.errors import ControlError
 from hubblepy.lab.state import control_path
-
-
-class ControlError(Exception):
-    """The lab node cannot be reached or refused the request; one line for the user."""
 
 
 def request(op: str, folder: Path | None = None, timeout: float = 60.0, **fields: Any) -> dict[str, Any]:

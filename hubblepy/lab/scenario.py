@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from hubblepy.lab.errors import ScenarioError
 from hubblepy.policy import Policy, PolicyError, load_policy_file
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -25,10 +26,6 @@ SERVER_KINDS = {"http": 8080, "tcp": 5432, "dns": 53}
 PORT_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 WORLD_NAME = "world"  # the world's netns is <prefix>world; no node may have that name
-
-
-class ScenarioError(Exception):
-    """A scenario file that cannot be used; one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -194,8 +191,8 @@ def _pod(value: Any, path: str) -> PodSpec:
         )
     servers = _expect(value.get("servers") or [], list, f"{path}.servers", "a list")
     specs = tuple(_server(s, f"{path}.servers[{i}]") for i, s in enumerate(servers))
-    ports = [s.port for s in specs]
-    if len(set(ports)) != len(ports):
+    server_ports = [s.port for s in specs]
+    if len(set(server_ports)) != len(server_ports):
         raise _Err(f"{path}.servers: two servers on the same port")
     ports = _container_ports(value.get("ports"), f"{path}.ports")
     return PodSpec(name, namespace, labels, sa, workload, specs, ports)

@@ -19,20 +19,17 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from hubblepy.observer.core import Observer
+from hubblepy.observer.errors import AgentError, ReplayError
 from hubblepy.observer.ring import DEFAULT_CAPACITY, validate_capacity
 from hubblepy.observer.server import DEFAULT_LISTEN_ADDRESS, ObserverServer, ServerConfig, ServerTLS
-from hubblepy.observer.sources import FlowSource, ReplayError, ReplaySource
-
-
-class AgentError(Exception):
-    """A configuration problem reported as one line on stderr."""
+from hubblepy.observer.sources import FlowSource, ReplaySource
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise AgentError(message)
 
 

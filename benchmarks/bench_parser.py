@@ -1,6 +1,6 @@
 """Parser throughput: events per CPU-second for trace, drop and policy-verdict samples (128 packet bytes).
 
-Run ``python -m hubblepy.parser.bench [--events N] [--batch B] [--json]``. Samples are built with
+Run ``python benchmarks/bench_parser.py [--events N] [--batch B] [--json]`` (or ``nox -s bench -- parser``). Samples are built with
 ``hubblepy.parser.encode`` (Ethernet + IPv4 + TCP, padded to 128 captured bytes) between a few
 resolver-known pods, so endpoint lookups hit the parser's cache as they do on a steady node.
 """
@@ -10,11 +10,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
-from hubblepy.parser import EndpointInfo, Parser, StaticResolver
-from hubblepy.parser import encode as enc
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hubblepy.parser import EndpointInfo, Parser, StaticResolver  # noqa: E402
+from hubblepy.parser import encode as enc  # noqa: E402
 
 PAYLOAD_BYTES = 128
 REPEATS = 5
