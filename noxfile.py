@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, protos, bench (and demo).
+"""Developer sessions: tests, lint, typecheck, protos, bench.
 
 Sessions run in the current environment (``venv_backend="none"``): the project's environment is a
 virtualenv made by ``scripts/bootstrap.sh`` from Debian's Python with system site packages, because
@@ -12,7 +12,7 @@ import os
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests"]
 
 
 @nox.session
@@ -30,6 +30,12 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the package (hubblepy and relay; settings in pyproject.toml)."""
+    session.run("mypy")
+
+
+@nox.session
 def protos(session: nox.Session) -> None:
     """Regenerate hubblepy/api from proto/."""
     session.run("python", "scripts/gen_protos.py")
@@ -37,15 +43,13 @@ def protos(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: CLI flows/s beside jq, relay end to end, parser and datapath events/s, policy.
+    """Benchmarks (benchmarks/bench_NAME.py): CLI flows/s beside jq, relay end to end, parser and
+    datapath events/s, policy; ``codec`` (per-line costs) runs only when named.
 
     ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones.
     """
     names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
     for name in names:
-        if name == "parser":
-            session.run("python", "-m", "hubblepy.parser.bench")
-            continue
         path = f"benchmarks/bench_{name}.py"
         if not os.path.exists(path):
             session.error(f"no benchmark {path}")

@@ -82,7 +82,9 @@ def rpc_error_text(exc: grpc.RpcError) -> str:
     return f"rpc error: code = {_GO_CODE_NAMES.get(code, 'Unknown')} desc = {details}"
 
 
-def node_status_bytes(relay_name: str, state: int, names: list[str], message: str = "") -> bytes:
+def node_status_bytes(
+    relay_name: str, state: relay_pb2.NodeState, names: list[str], message: str = ""
+) -> bytes:
     resp = observer_pb2.GetFlowsResponse(node_name=relay_name)
     resp.node_status.state_change = state
     resp.node_status.node_names.extend(names)

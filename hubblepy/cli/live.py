@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 # gRPC core writes handshake failures and the like straight to stderr; the CLI reports errors in one
 # line of its own, so keep the core quiet unless the user asks for its logs.
@@ -177,7 +177,7 @@ def run_live_observe(
     from hubblepy.printer import Printer
 
     env = os.environ if env is None else env
-    err_bin = stderr.buffer if hasattr(stderr, "buffer") else stderr
+    err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
     try:
         channel = dial(Connection.from_args(args))
     except LiveError as exc:
@@ -274,7 +274,7 @@ def _completeness_line(number: int, summary: str | None) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise LiveError(message)
 
 

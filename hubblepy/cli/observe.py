@@ -12,7 +12,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, cast
 
 import orjson
 
@@ -92,7 +92,7 @@ def run(
     stream = open_input(args.input_file, stdin)
     args.check_file_last_limit()
     options = print_options(args, stdout)
-    err_bin = stderr.buffer if hasattr(stderr, "buffer") else stderr
+    err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
     prefilter = compile_byte_prefilter(args.allow, args.deny)
     scan = functools.partial(
         _matching_in_batch,

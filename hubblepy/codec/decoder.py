@@ -64,10 +64,11 @@ def _problem_error(text: str, problem: Problem) -> DecodeError:
 def parse_message(text: str | bytes, full_name: str, *, lenient: bool = False) -> dict:
     """Decode protojson text of message ``full_name`` into its canonical dict (strict by default)."""
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise jsontext.syntax_error(text.decode("utf-8", "surrogateescape")) from None
+            raise jsontext.syntax_error(raw.decode("utf-8", "surrogateescape")) from None
     obj = _parse_text(text)
     try:
         return normalize_message(obj, schema.message_info(full_name), (), lenient)

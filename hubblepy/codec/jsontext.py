@@ -99,7 +99,9 @@ class Scanner:
     # tokens -------------------------------------------------------------------------------
 
     def _skip_ws(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()
+        blank = _WS.match(self.text, self.pos)
+        assert blank is not None  # the pattern matches the empty string
+        self.pos = blank.end()
 
     def _invalid_value(self, pos: int) -> _Unexpected:
         found = _ERR_VALUE.match(self.text, pos)
@@ -110,7 +112,9 @@ class Scanner:
         text = self.text
         i = start + 1
         while True:
-            i = _PLAIN.match(text, i).end()
+            plain = _PLAIN.match(text, i)
+            assert plain is not None  # the pattern matches the empty string
+            i = plain.end()
             if i >= len(text):
                 raise _Unexpected(None, "unexpected EOF")
             ch = text[i]

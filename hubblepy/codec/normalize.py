@@ -301,8 +301,10 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
             raise _invalid(f, path)
         return value
     if kind == schema.MESSAGE:
+        assert f.message is not None  # MESSAGE fields always carry their type, ENUM fields theirs
         return normalize_message(value, f.message, path, lenient)
     if kind == schema.ENUM:
+        assert f.enum is not None
         if type(value) is str:
             number = f.enum.numbers.get(value)
             if number is None:
@@ -332,6 +334,7 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
     if kind == schema.TIMESTAMP:
         return _timestamp(value, path)
     if kind == schema.WRAPPER:
+        assert f.wrapped is not None
         return _single(value, f.wrapped, path, lenient)
     if kind in (schema.DOUBLE, schema.FLOAT):
         if type(value) is bool or value is None:
@@ -351,6 +354,7 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
 def _is_default(value: Any, f: FieldInfo) -> bool:
     kind = f.kind
     if kind == schema.ENUM:
+        assert f.enum is not None
         return value == f.enum.names.get(0, 0) or value == 0
     if kind in (schema.INT64, schema.UINT64):
         return value == "0"
@@ -429,8 +433,9 @@ def normalize_message(obj: Any, info: MessageInfo, path: tuple[int, ...], lenien
                 continue
             item = value
         elif kind == _MESSAGE:
+            assert f.message is not None
             item = normalize_message(value, f.message, (*path, index), lenient)
-        elif kind == _ENUM and type(value) is str and value in f.enum.numbers:
+        elif kind == _ENUM and type(value) is str and f.enum is not None and value in f.enum.numbers:
             number = f.enum.numbers[value]
             if number == 0 and not f.presence:
                 continue

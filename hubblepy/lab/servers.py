@@ -86,7 +86,7 @@ RCODE_FORMERR = 1
 
 
 def _read_name(msg: bytes, offset: int) -> tuple[str, int]:
-    labels = []
+    labels: list[str] = []
     while True:
         length = msg[offset]
         if length == 0:
@@ -199,7 +199,7 @@ def serve_dns(port: int, zone: ZoneFile) -> list[socketserver.BaseServer]:
     tcp = socketserver.ThreadingTCPServer(("0.0.0.0", port), _DNSTCP)
     for server in (udp, tcp):
         server.daemon_threads = True
-        server.zone = zone  # type: ignore[attr-defined]
+        server.zone = zone  # type: ignore[union-attr]  # read by the handlers as self.server.zone
     return [udp, tcp]
 
 

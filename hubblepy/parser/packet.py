@@ -74,7 +74,13 @@ EMPTY_PACKET = PacketInfo(None, None, None, None, None, 0, 0, None, None)
 
 # --- TCP flags: (TCPFlags dict, Summary) for every NS bit + flags byte ----------------------------
 # TCPFlags declaration order in flow.proto and the bit each flag has in the flags byte.
-_TCP_FLAG_DECL = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10))
+_TCP_FLAG_DECL: tuple[tuple[str, int], ...] = (
+    ("FIN", 0x01),
+    ("SYN", 0x02),
+    ("RST", 0x04),
+    ("PSH", 0x08),
+    ("ACK", 0x10),
+)
 _TCP_FLAG_DECL += (("URG", 0x20), ("ECE", 0x40), ("CWR", 0x80), ("NS", 0x100))
 # Summary order used by Hubble: SYN, ACK, RST, FIN, PSH, URG, ECE, CWR, NS.
 _TCP_FLAG_SUMMARY_ORDER = (
@@ -469,6 +475,7 @@ def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | 
     if end - start < 8:
         return None
     vni = _VNI.unpack_from(buf, start + 4)[0] >> 8
+    inner_first: int | None
     if overlay == OVERLAY_VXLAN:
         inner_first, inner_off, protocol = FIRST_ETHERNET, start + 8, "VXLAN"
     else:
@@ -478,6 +485,7 @@ def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | 
         inner_off, protocol = start + 8 + opt_len, "GENEVE"
         if inner_off > end:
             return None
+    inner: PacketInfo | None
     if inner_first is None or inner_off >= end:
         inner = EMPTY_PACKET
     else:
@@ -485,7 +493,7 @@ def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | 
         if inner is None:
             return None
     tunnel: dict = {"protocol": protocol}
-    ip = {}
+    ip: dict = {}
     if outer.ip_source:
         ip["source"] = outer.ip_source
     if outer.ip_destination:
