@@ -25,7 +25,7 @@ import os
 import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hubblepy import __version__
 from hubblepy.codec.timestamps import format_ns as format_timestamp
@@ -41,6 +41,7 @@ from hubblepy.parser.constants import (
     CLUSTER_LABEL_KEY,
     DEBUG_CAPTURE_POINT_NAMES,
     DEBUG_EVENT_TYPE_NAMES,
+    DEFAULT_IP_TRACE_OPTION_TYPE,
     DROP_REASON_NAMES,
     IDENTITY_SCOPE_LOCAL,
     IDENTITY_SCOPE_SHIFT,
@@ -50,6 +51,7 @@ from hubblepy.parser.constants import (
     MSG_POLICY_VERDICT,
     MSG_TRACE,
     MSG_TRACE_SOCK,
+    POLICY_DENY_REASONS,
     PV_AUDITED,
     PV_DIR_INGRESS,
     PV_DIR_MASK,
@@ -58,7 +60,12 @@ from hubblepy.parser.constants import (
     PV_MATCH_MASK,
     PV_MATCH_SHIFT,
     RESERVED_IDENTITY_LABELS,
+    SOCK_L4_NAMES,
     SOCK_XLATE_POINT_NAMES,
+    SOCK_XLATE_POST_FWD,
+    SOCK_XLATE_POST_REV,
+    SOCK_XLATE_PRE_FWD,
+    SOCK_XLATE_PRE_REV,
     TRACE_POINT_NAMES,
     TRACE_REASON_CT_REPLY,
     TRACE_REASON_ENCRYPTED,
@@ -67,6 +74,7 @@ from hubblepy.parser.constants import (
     TRACE_REASON_SRV6_DECAP,
     TRACE_REASON_SRV6_ENCAP,
     TRACE_REASON_UNKNOWN,
+    TRACE_SOCK_FLAG_IPV6,
     TRACE_TO_LXC,
     TRACE_TO_PROXY,
     bpf_file_name,
@@ -78,6 +86,11 @@ from hubblepy.parser.packet import (
     FIRST_ETHERNET,
     FIRST_IPV4,
     FIRST_IPV6,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
     OVERLAY_GENEVE,
     OVERLAY_NONE,
     OVERLAY_VXLAN,
@@ -86,19 +99,30 @@ from hubblepy.parser.packet import (
     decode_overlay,
     ipv6_to_str,
 )
-from hubblepy.parser.resolver import EndpointInfo, PolicyMatch, Resolver
+from hubblepy.parser.resolver import (
+    DnsNameResolver,
+    EndpointInfo,
+    PolicyMatch,
+    Resolver,
+    ServiceResolver,
+)
 
-DEFAULT_IP_TRACE_OPTION_TYPE = 136
-_POLICY_DENY_REASONS = frozenset({133, 181})  # POLICY_DENIED, POLICY_DENY
 _VERDICT_CLASS = {"FORWARDED": "allow", "REDIRECTED": "allow", "DROPPED": "deny", "AUDIT": "audit"}
-_L4_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMPv4": 1, "ICMPv6": 58}
+_L4_PROTOCOLS = {
+    "TCP": IPPROTO_TCP,
+    "UDP": IPPROTO_UDP,
+    "SCTP": IPPROTO_SCTP,
+    "ICMPv4": IPPROTO_ICMP,
+    "ICMPv6": IPPROTO_ICMPV6,
+}
+_ICMP_PROTOCOLS = (IPPROTO_ICMP, IPPROTO_ICMPV6)
 
 
 def _policy_port(l4: dict) -> tuple[int, int]:
     """(IP protocol, the port the policy map is keyed by: L4 destination port or ICMP type)."""
     for name, layer in l4.items():
         proto = _L4_PROTOCOLS.get(name, 0)
-        if proto in (1, 58):
+        if proto in _ICMP_PROTOCOLS:
             return proto, layer.get("type", 0)
         return proto, layer.get("destination_port", 0)
     return 0, 0
@@ -114,13 +138,13 @@ def _attach_policies(f: dict, match: PolicyMatch, verdict_name: str, drop_reason
     if match.policies:
         if verdict_name in ("FORWARDED", "REDIRECTED"):
             f["ingress_allowed_by" if ingress else "egress_allowed_by"] = list(match.policies)
-        elif verdict_name == "AUDIT" or drop_reason in _POLICY_DENY_REASONS:
+        elif verdict_name == "AUDIT" or drop_reason in POLICY_DENY_REASONS:
             f["ingress_denied_by" if ingress else "egress_denied_by"] = list(match.policies)
     if match.log:
         f["policy_log"] = list(match.log)
 
 
-_ENDPOINT_CACHE_LIMIT = 1 << 16
+_ENDPOINT_CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
 _ZERO4 = b"\x00" * 4
 _ZERO16 = b"\x00" * 16
 
@@ -148,6 +172,11 @@ def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
 
 
 _LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(256))
+
+
+_unpack_trace = layouts.TRACE.unpack_from
+_unpack_drop = layouts.DROP.unpack_from
+_unpack_policy_verdict = layouts.POLICY_VERDICT.unpack_from
 
 
 class _Skipped(Exception):
@@ -311,21 +340,25 @@ class Parser:
         self.last_error = ""
         self.skipped = 0
         self._skip_unknown_cgroups = skip_unknown_cgroup_ids
-        # Optional resolver extensions (see resolver module): DNS names and services.
-        self._dns_names = getattr(resolver, "dns_names", None)
-        self._service_by_addr = getattr(resolver, "service_by_addr", None)
+        # Optional resolver extensions (resolver module): DNS names and services.
+        self._dns_names: Callable[[int, str], Sequence[str]] | None = (
+            resolver.dns_names if isinstance(resolver, DnsNameResolver) else None
+        )
+        self._service_by_addr: Callable[[str, int], dict | None] | None = (
+            resolver.service_by_addr if isinstance(resolver, ServiceResolver) else None
+        )
         self._names_cache: dict[tuple[int, str | None], list[str] | None] = {}
         self._service_cache: dict[tuple[str | None, int], dict | None] = {}
         self._names_pair_cache: dict[tuple, tuple] = {}
         self._service_pair_cache: dict[tuple, tuple] = {}
-        self._generation = None
+        self._generation: int | None = None
         self._endpoint_cache: dict[tuple[str | None, int], tuple[dict, int]] = {}
         self._interface_cache: dict[int, dict] = {}
         self._policy_cache: dict[tuple, PolicyMatch | None] = {}
         self._event_type_cache: dict[tuple[int, int], dict] = {}
         self._trace_meta: dict[int, tuple] = {}
         self._time_cache: tuple[int, str] = (-1, "")
-        self._decoders: list[Callable | None] = [None] * 256
+        self._decoders: list[Callable[[bytes, str, str], dict] | None] = [None] * 256
         self._decoders[MSG_DROP] = self._drop
         self._decoders[MSG_CAPTURE] = self._capture
         self._decoders[MSG_TRACE] = self._trace
@@ -417,7 +450,10 @@ class Parser:
         out: list[dict] = []
         for time_ns, _cpu, data, uuid_raw in records:
             try:
-                out.append(decoders[data[0]](data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
+                decoder = decoders[data[0]]
+                if decoder is None:
+                    raise _Malformed(ERR_INVALID_TYPE)
+                out.append(decoder(data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
             except _Skipped:
                 self.skipped += 1
             except _Malformed as exc:
@@ -561,7 +597,8 @@ class Parser:
         if key not in self._names_cache:
             if len(self._names_cache) >= _ENDPOINT_CACHE_LIMIT:
                 self._names_cache.clear()
-            names = self._dns_names(endpoint_id, ip) if ip else None
+            lookup = self._dns_names
+            names = lookup(endpoint_id, ip) if ip and lookup is not None else None
             self._names_cache[key] = list(names) if names else None
         return self._names_cache[key]
 
@@ -571,34 +608,27 @@ class Parser:
         if key not in self._service_cache:
             if len(self._service_cache) >= _ENDPOINT_CACHE_LIMIT:
                 self._service_cache.clear()
-            self._service_cache[key] = self._service_by_addr(ip, port) if ip else None
+            lookup = self._service_by_addr
+            self._service_cache[key] = lookup(ip, port) if ip and lookup is not None else None
         return self._service_cache[key]
 
-    def _add_names(self, f: dict, src_id: int, src_ip: str | None, dst_id: int, dst_ip: str | None) -> None:
-        key = (src_id, src_ip, dst_id, dst_ip)
-        pair = self._names_pair_cache.get(key)
-        if pair is None:
-            if len(self._names_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
-                self._names_pair_cache.clear()
-            pair = (self._names(dst_id, src_ip), self._names(src_id, dst_ip))
-            self._names_pair_cache[key] = pair
-        if pair[0]:
-            f["source_names"] = pair[0]
-        if pair[1]:
-            f["destination_names"] = pair[1]
+    def _names_pair(self, key: tuple[int, str | None, int, str | None]) -> tuple:
+        """(source_names, destination_names) for (src id, src IP, dst id, dst IP); cached."""
+        src_id, src_ip, dst_id, dst_ip = key
+        if len(self._names_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
+            self._names_pair_cache.clear()
+        pair = (self._names(dst_id, src_ip), self._names(src_id, dst_ip))
+        self._names_pair_cache[key] = pair
+        return pair
 
-    def _add_services(self, f: dict, src_ip: str | None, sport: int, dst_ip: str | None, dport: int) -> None:
-        key = (src_ip, sport, dst_ip, dport)
-        pair = self._service_pair_cache.get(key)
-        if pair is None:
-            if len(self._service_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
-                self._service_pair_cache.clear()
-            pair = (self._service(src_ip, sport), self._service(dst_ip, dport))
-            self._service_pair_cache[key] = pair
-        if pair[0]:
-            f["source_service"] = pair[0]
-        if pair[1]:
-            f["destination_service"] = pair[1]
+    def _services_pair(self, key: tuple[str | None, int, str | None, int]) -> tuple:
+        """(source_service, destination_service) for (src IP, src port, dst IP, dst port); cached."""
+        src_ip, sport, dst_ip, dport = key
+        if len(self._service_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
+            self._service_pair_cache.clear()
+        pair = (self._service(src_ip, sport), self._service(dst_ip, dport))
+        self._service_pair_cache[key] = pair
+        return pair
 
     def _policy_match(
         self, cookie: int, ep_id: int, ingress: bool, remote: int, proto: int, dport: int
@@ -640,7 +670,7 @@ class Parser:
         return pkt
 
     def _ip_dict(self, pkt: PacketInfo, source: str | None, xlated: str | None, encrypted: bool) -> dict:
-        ip = {"source": source}
+        ip: dict[str, Any] = {"source": source}
         if xlated:
             ip["source_xlated"] = xlated
         ip["destination"] = pkt.ip_destination
@@ -655,10 +685,52 @@ class Parser:
             d["ip_option_type"] = self._ip_trace_option_type
         return d
 
+    def _tail(
+        self,
+        f: dict[str, Any],
+        flow_type: str,
+        src_ep: dict,
+        src_id: int,
+        src_ip: str | None,
+        dst_ep: dict,
+        dst_id: int,
+        dst_ip: str | None,
+        event_type: dict,
+        sport: int,
+        dport: int,
+        reply: bool = False,
+    ) -> None:
+        """Add the fields every flow kind shares, ``source`` to ``destination_service``, in
+        declaration order: endpoints, Type, node, DNS names, ``reply``, event type and services."""
+        f["source"] = src_ep
+        f["destination"] = dst_ep
+        f["Type"] = flow_type
+        if self._node_name:
+            f["node_name"] = self._node_name
+        if self._node_labels:
+            f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            names_key = (src_id, src_ip, dst_id, dst_ip)
+            pair = self._names_pair_cache.get(names_key) or self._names_pair(names_key)
+            if pair[0]:
+                f["source_names"] = pair[0]
+            if pair[1]:
+                f["destination_names"] = pair[1]
+        if reply:
+            f["reply"] = True
+        f["event_type"] = event_type
+        if self._service_by_addr is not None:
+            service_key = (src_ip, sport, dst_ip, dport)
+            pair = self._service_pair_cache.get(service_key) or self._services_pair(service_key)
+            if pair[0]:
+                f["source_service"] = pair[0]
+            if pair[1]:
+                f["destination_service"] = pair[1]
+
     # --- trace (type 4) --------------------------------------------------------------------------
     def _trace(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
-        if n < 32:
+        if n < layouts.TRACE_V0_LEN:
             raise _Malformed(ERR_TRUNCATED)
         (
             _,
@@ -675,7 +747,7 @@ class Parser:
             reason,
             flags,
             ifindex,
-        ) = layouts.TRACE.unpack_from(data)
+        ) = _unpack_trace(data)
         trace_id = 0
         if version == 2:
             if n < layouts.TRACE_V2_LEN:
@@ -687,7 +759,7 @@ class Parser:
                 raise _Malformed(ERR_TRUNCATED)
             header_len = layouts.TRACE_V1_LEN
         elif version == 0:
-            header_len = 32
+            header_len = layouts.TRACE_V0_LEN
         else:
             raise _Malformed(ERR_VERSION)
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
@@ -726,7 +798,7 @@ class Parser:
         if source and known:
             direction = "EGRESS" if (source == src_id) != reply_bit or snat else "INGRESS"
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "FORWARDED"}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "FORWARDED"}
         if eth is not None:
             f["ethernet"] = eth
         if src_ip is not None:
@@ -738,20 +810,9 @@ class Parser:
             f["l4"] = l4
         if tunnel is not None:
             f["tunnel"] = tunnel
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, src_ip, dst_ep_id, ip_dst)
-        if is_reply:
-            f["reply"] = True
-        f["event_type"] = event_type
-        if self._service_by_addr is not None:
-            self._add_services(f, src_ip, sport, ip_dst, dport)
+        self._tail(
+            f, "L3_L4", src_ep, src_id, src_ip, dst_ep, dst_ep_id, ip_dst, event_type, sport, dport, is_reply
+        )
         if direction is not None:
             f["traffic_direction"] = direction
         f["trace_observation_point"] = point_name
@@ -773,7 +834,7 @@ class Parser:
     # --- drop (type 1) ---------------------------------------------------------------------------
     def _drop(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
-        if n < 36:
+        if n < layouts.DROP_V0_LEN:
             raise _Malformed(ERR_TRUNCATED)
         (
             _,
@@ -791,11 +852,11 @@ class Parser:
             file_id,
             _ext_err,
             _,
-        ) = layouts.DROP.unpack_from(data)
+        ) = _unpack_drop(data)
         flags = 0
         trace_id = 0
         if version <= 1:
-            header_len = 36
+            header_len = layouts.DROP_V0_LEN
         elif version == 2:
             if n < layouts.DROP_V2_LEN:
                 raise _Malformed(ERR_TRUNCATED)
@@ -813,10 +874,13 @@ class Parser:
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
         eth, ip_src, ip_dst, ip_version, l4, sport, dport, summary, tunnel, _ = pkt
-        src_ep, src_id = self._endpoint(ip_src, src_label)
-        dst_ep, dst_ep_id = self._endpoint(ip_dst, dst_label)
+        cache = self._endpoint_cache
+        hit = cache.get((ip_src, src_label))
+        src_ep, src_id = hit if hit is not None else self._endpoint(ip_src, src_label)
+        hit = cache.get((ip_dst, dst_label))
+        dst_ep, dst_ep_id = hit if hit is not None else self._endpoint(ip_dst, dst_label)
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "DROPPED"}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "DROPPED"}
         if reason:
             f["drop_reason"] = reason
         if eth is not None:
@@ -827,18 +891,8 @@ class Parser:
             f["l4"] = l4
         if tunnel is not None:
             f["tunnel"] = tunnel
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, ip_src, dst_ep_id, ip_dst)
-        f["event_type"] = self._event_type(MSG_DROP, reason)
-        if self._service_by_addr is not None:
-            self._add_services(f, ip_src, sport, ip_dst, dport)
+        event_type = self._event_type(MSG_DROP, reason)
+        self._tail(f, "L3_L4", src_ep, src_id, ip_src, dst_ep, dst_ep_id, ip_dst, event_type, sport, dport)
         if source:
             f["traffic_direction"] = "EGRESS" if source == src_id else "INGRESS"
         file_info: dict = {"name": bpf_file_name(file_id)}
@@ -851,7 +905,7 @@ class Parser:
             f["drop_reason_desc"] = DROP_REASON_NAMES.get(reason, reason)
         if summary is not None:
             f["Summary"] = summary
-        if reason in _POLICY_DENY_REASONS and source and l4 is not None:
+        if reason in POLICY_DENY_REASONS and source and l4 is not None:
             # a policy drop names the denying policies too (the drop event has no cookie: the
             # resolver finds the decision from the endpoint, direction, identity and port)
             proto, policy_port = _policy_port(l4)
@@ -887,7 +941,7 @@ class Parser:
         if n < layouts.POLICY_VERDICT_OLD_LEN:
             raise _Malformed(ERR_TRUNCATED)
         (_, sub_type, source, _, _, cap_len, _version, ext, remote, verdict, dport, proto, pflags, auth) = (
-            layouts.POLICY_VERDICT.unpack_from(data)
+            _unpack_policy_verdict(data)
         )
         ext_len = self._ext_lengths.get(ext)
         if ext_len is None:
@@ -905,12 +959,13 @@ class Parser:
         pkt = self._payload(data, header_len, ext, cap_len, first, OVERLAY_NONE)
 
         ingress = (pflags & PV_DIR_MASK) == PV_DIR_INGRESS
-        if ingress:
-            src_ep, src_id = self._endpoint(pkt.ip_source, remote)
-            dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, 0)
-        else:
-            src_ep, src_id = self._endpoint(pkt.ip_source, 0)
-            dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, remote)
+        # the remote identity belongs to the source on ingress and to the destination on egress
+        src_label, dst_label = (remote, 0) if ingress else (0, remote)
+        cache = self._endpoint_cache
+        hit = cache.get((pkt.ip_source, src_label))
+        src_ep, src_id = hit if hit is not None else self._endpoint(pkt.ip_source, src_label)
+        hit = cache.get((pkt.ip_destination, dst_label))
+        dst_ep, dst_ep_id = hit if hit is not None else self._endpoint(pkt.ip_destination, dst_label)
 
         if verdict < 0:
             verdict_name = "DROPPED"
@@ -921,7 +976,7 @@ class Parser:
         else:
             verdict_name = "FORWARDED"
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": verdict_name}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": verdict_name}
         if verdict < 0:
             f["drop_reason"] = -verdict
         if auth:
@@ -932,18 +987,20 @@ class Parser:
             f["IP"] = self._ip_dict(pkt, pkt.ip_source, None, False)
         if pkt.l4 is not None:
             f["l4"] = pkt.l4
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, pkt.ip_source, dst_ep_id, pkt.ip_destination)
-        f["event_type"] = self._event_type(MSG_POLICY_VERDICT, sub_type)
-        if self._service_by_addr is not None:
-            self._add_services(f, pkt.ip_source, pkt.source_port, pkt.ip_destination, pkt.destination_port)
+        event_type = self._event_type(MSG_POLICY_VERDICT, sub_type)
+        self._tail(
+            f,
+            "L3_L4",
+            src_ep,
+            src_id,
+            pkt.ip_source,
+            dst_ep,
+            dst_ep_id,
+            pkt.ip_destination,
+            event_type,
+            pkt.source_port,
+            pkt.destination_port,
+        )
         f["traffic_direction"] = "INGRESS" if ingress else "EGRESS"
         match_type = (pflags & PV_MATCH_MASK) >> PV_MATCH_SHIFT
         if match_type:
@@ -962,32 +1019,34 @@ class Parser:
 
     # --- debug capture (type 3) ------------------------------------------------------------------
     def _capture(self, data: bytes, ts: str, uid: str) -> dict:
-        if len(data) < 24:
+        if len(data) < layouts.CAPTURE_LEN:
             raise _Malformed(ERR_TRUNCATED)
         (_, point, _, _, _, cap_len, _version, ext, arg1, _arg2) = layouts.CAPTURE.unpack_from(data)
-        pkt = self._payload(data, 24, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
+        pkt = self._payload(data, layouts.CAPTURE_LEN, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
         src_ep, src_id = self._endpoint(pkt.ip_source, 0)
         dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, 0)
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter}
         if pkt.ethernet is not None:
             f["ethernet"] = pkt.ethernet
         if pkt.ip_source is not None:
             f["IP"] = self._ip_dict(pkt, pkt.ip_source, None, False)
         if pkt.l4 is not None:
             f["l4"] = pkt.l4
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, pkt.ip_source, dst_ep_id, pkt.ip_destination)
-        f["event_type"] = self._event_type(MSG_CAPTURE, point)
-        if self._service_by_addr is not None:
-            self._add_services(f, pkt.ip_source, pkt.source_port, pkt.ip_destination, pkt.destination_port)
+        event_type = self._event_type(MSG_CAPTURE, point)
+        self._tail(
+            f,
+            "L3_L4",
+            src_ep,
+            src_id,
+            pkt.ip_source,
+            dst_ep,
+            dst_ep_id,
+            pkt.ip_destination,
+            event_type,
+            pkt.source_port,
+            pkt.destination_port,
+        )
         if point:
             f["debug_capture_point"] = DEBUG_CAPTURE_POINT_NAMES.get(point, point)
         if arg1 and point in CAPTURE_IFINDEX_POINTS:
@@ -1006,14 +1065,14 @@ class Parser:
         if len(data) < layouts.TRACE_SOCK.size:
             raise _Malformed(ERR_TRUNCATED)
         (_, point, l4_proto, sflags, dport, cookie, cgroup_id, dst_raw) = layouts.TRACE_SOCK.unpack_from(data)
-        ipv6 = bool(sflags & 1)
+        ipv6 = bool(sflags & TRACE_SOCK_FLAG_IPV6)
         dst_ip = ipv6_to_str(dst_raw) if ipv6 else socket.inet_ntoa(dst_raw[:4])
         pod_ip = self._resolver.endpoint_ip_by_cgroup(cgroup_id, ipv6)
         if pod_ip is None and self._skip_unknown_cgroups:
             raise _Skipped
         src_ip = pod_ip
         sport = 0
-        reverse = point in (3, 4)
+        reverse = point in (SOCK_XLATE_PRE_REV, SOCK_XLATE_POST_REV)
         if reverse:
             src_ip, dst_ip = dst_ip, src_ip
         ip: dict | None = None
@@ -1024,7 +1083,7 @@ class Parser:
             if dst_ip:
                 ip["destination"] = dst_ip
             ip["ipVersion"] = "IPv6" if ipv6 else "IPv4"
-        l4_name = {1: "TCP", 2: "UDP"}.get(l4_proto)
+        l4_name = SOCK_L4_NAMES.get(l4_proto)
         l4: dict | None = None
         if l4_name is not None:
             ports = (
@@ -1034,28 +1093,20 @@ class Parser:
         src_ep, src_id = self._endpoint(src_ip, 0)
         dst_ep, dst_ep_id = self._endpoint(dst_ip, 0)
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter}
-        if point in (1, 3):
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter}
+        if point in (SOCK_XLATE_PRE_FWD, SOCK_XLATE_PRE_REV):
             f["verdict"] = "TRACED"
-        elif point in (2, 4):
+        elif point in (SOCK_XLATE_POST_FWD, SOCK_XLATE_POST_REV):
             f["verdict"] = "TRANSLATED"
         if ip is not None:
             f["IP"] = ip
         if l4 is not None:
             f["l4"] = l4
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "SOCK"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, src_ip, dst_ep_id, dst_ip)
-        f["event_type"] = self._event_type(MSG_TRACE_SOCK, point)
-        if self._service_by_addr is not None:
-            sock_sport, sock_dport = (dport, 0) if reverse else (0, dport)
-            self._add_services(f, src_ip, sock_sport, dst_ip, sock_dport)
+        sock_sport, sock_dport = (dport, 0) if reverse else (0, dport)
+        event_type = self._event_type(MSG_TRACE_SOCK, point)
+        self._tail(
+            f, "SOCK", src_ep, src_id, src_ip, dst_ep, dst_ep_id, dst_ip, event_type, sock_sport, sock_dport
+        )
         if point:
             f["sock_xlate_point"] = SOCK_XLATE_POINT_NAMES.get(point, point)
         if cookie:
