@@ -16,6 +16,7 @@ MSG_TRACE = 4
 MSG_POLICY_VERDICT = 5
 MSG_RECORDER = 6
 MSG_TRACE_SOCK = 7
+MSG_ACCESS_LOG = 129  # agent-only: an L7 proxy's access-log record (Cilium's MessageTypeAccessLog)
 
 # --- classifier flags (trace byte 27, drop v2+ byte 36) ----------------------------------------
 CLS_FLAG_IPV6 = 0x01

@@ -11,6 +11,8 @@ Decoded message types (datapath-events.md):
   L3/L4 flows (sections 2.3-2.6, 4.1-4.3);
 * 7 trace-sock (current 40-byte layout): SOCK flows (section 4.5);
 * 2 debug message: a ``flow.DebugEvent`` dict, handed to ``debug_sink`` rather than returned.
+* 129 access log (agent-only, not from the datapath): the type byte followed by an L7 proxy's
+  access-log record as JSON, decoded by ``seven.SevenParser`` into an L7 flow (section 5).
 
 Anything else, and every malformed sample, is counted in ``parse_errors`` / ``error_counts`` and
 skipped; decoding never raises.
@@ -45,6 +47,7 @@ from hubblepy.parser.constants import (
     DROP_REASON_NAMES,
     IDENTITY_SCOPE_LOCAL,
     IDENTITY_SCOPE_SHIFT,
+    MSG_ACCESS_LOG,
     MSG_CAPTURE,
     MSG_DEBUG,
     MSG_DROP,
@@ -81,6 +84,18 @@ from hubblepy.parser.constants import (
     trace_reason_to_proto,
 )
 from hubblepy.parser.debugmsg import debug_message
+from hubblepy.parser.errors import (
+    ERR_EMPTY,
+    ERR_EXT_VERSION,
+    ERR_INTERNAL,
+    ERR_INVALID_TYPE,
+    ERR_PACKET,
+    ERR_TRUNCATED,
+    ERR_VERSION,
+    MalformedSample,
+    SkippedSample,
+)
+from hubblepy.parser.ids import format_uuid4, uuid4_strings
 from hubblepy.parser.packet import (
     EMPTY_PACKET,
     FIRST_ETHERNET,
@@ -106,6 +121,7 @@ from hubblepy.parser.resolver import (
     Resolver,
     ServiceResolver,
 )
+from hubblepy.parser.seven import RedactOptions, SevenParser
 
 _VERDICT_CLASS = {"FORWARDED": "allow", "REDIRECTED": "allow", "DROPPED": "deny", "AUDIT": "audit"}
 _L4_PROTOCOLS = {
@@ -148,15 +164,6 @@ _ENDPOINT_CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
 _ZERO4 = b"\x00" * 4
 _ZERO16 = b"\x00" * 16
 
-# Error reasons counted in Parser.error_counts.
-ERR_EMPTY = "empty_sample"
-ERR_INVALID_TYPE = "invalid_type"
-ERR_TRUNCATED = "truncated_header"
-ERR_VERSION = "unsupported_version"
-ERR_EXT_VERSION = "unknown_ext_version"
-ERR_PACKET = "malformed_packet"
-ERR_INTERNAL = "internal_error"
-
 
 def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
     """(first packet layer, overlay) selected by trace/drop classifier flags (spec 3.5)."""
@@ -177,39 +184,6 @@ _LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(256
 _unpack_trace = layouts.TRACE.unpack_from
 _unpack_drop = layouts.DROP.unpack_from
 _unpack_policy_verdict = layouts.POLICY_VERDICT.unpack_from
-
-
-class _Skipped(Exception):
-    """Raised inside the decoders for a valid sample that is deliberately not turned into a flow."""
-
-
-class _Malformed(Exception):
-    """Raised inside the decoders to reject one sample with a counted reason."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-_UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def uuid4_strings(count: int) -> list[str]:
-    """``count`` random version-4 UUID strings from one urandom call (much cheaper than uuid.uuid4)."""
-    h = os.urandom(16 * count).hex()
-    variant = _UUID_VARIANT
-    out = []
-    for i in range(0, 32 * count, 32):
-        out.append(
-            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-            f"{variant[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
-        )
-    return out
-
-
-def format_uuid4(raw: bytes) -> str:
-    """Version-4 UUID text from 16 random bytes (version and variant bits are forced)."""
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
 class RawFlow(NamedTuple):
@@ -310,6 +284,7 @@ class Parser:
         debug_sink: Callable[[dict], None] | None = None,
         debug_buffer: int = 4096,
         skip_unknown_cgroup_ids: bool = True,
+        redact: RedactOptions | None = None,
     ) -> None:
         """Create a parser.
 
@@ -319,6 +294,9 @@ class Parser:
         ``debug_sink`` when given, otherwise into the bounded deque ``debug_events``.
         ``skip_unknown_cgroup_ids`` (Cilium's ``hubble-skip-unknown-cgroup-ids``, default on)
         drops trace-sock events whose cgroup has no known pod IP; they are counted in ``skipped``.
+        ``redact``: what L7 flows hide (``seven.RedactOptions``; default: credential headers and
+        URL passwords). Access-log records go through ``self.seven`` (a ``SevenParser``), directly
+        or as type-129 samples.
         """
         if policy_verdict_layout not in (None, 32, 40):
             raise ValueError("policy_verdict_layout must be None, 32 or 40")
@@ -364,6 +342,8 @@ class Parser:
         self._decoders[MSG_TRACE] = self._trace
         self._decoders[MSG_POLICY_VERDICT] = self._policy_verdict
         self._decoders[MSG_TRACE_SOCK] = self._trace_sock
+        self.seven = SevenParser(self, redact)
+        self._decoders[MSG_ACCESS_LOG] = self.seven.decode_sample
 
     # --- public API ------------------------------------------------------------------------------
     def decode_batch(self, samples: Iterable[tuple[int, bytes]], now_ns: int) -> list[dict]:
@@ -390,11 +370,11 @@ class Parser:
                     if data[0] == MSG_DEBUG:
                         self._debug(cpu, data)
                         continue
-                    raise _Malformed(ERR_INVALID_TYPE)
+                    raise MalformedSample(ERR_INVALID_TYPE)
                 append(decoder(data, ts, uuids[i]))
-            except _Skipped:
+            except SkippedSample:
                 self.skipped += 1
-            except _Malformed as exc:
+            except MalformedSample as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
             except IndexError as exc:
@@ -435,7 +415,7 @@ class Parser:
             elif data[0] == MSG_DEBUG:
                 try:
                     self._debug(cpu, data)
-                except _Malformed as exc:
+                except MalformedSample as exc:
                     self.parse_errors += 1
                     self.error_counts[exc.reason] += 1
             else:
@@ -452,11 +432,11 @@ class Parser:
             try:
                 decoder = decoders[data[0]]
                 if decoder is None:
-                    raise _Malformed(ERR_INVALID_TYPE)
+                    raise MalformedSample(ERR_INVALID_TYPE)
                 out.append(decoder(data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
-            except _Skipped:
+            except SkippedSample:
                 self.skipped += 1
-            except _Malformed as exc:
+            except MalformedSample as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
             except Exception as exc:  # never raise for one bad record
@@ -480,8 +460,8 @@ class Parser:
             if data and data[0] == MSG_DEBUG:
                 self._debug(cpu, data)
             else:
-                raise _Malformed(ERR_INVALID_TYPE if data else ERR_EMPTY)
-        except _Malformed as exc:
+                raise MalformedSample(ERR_INVALID_TYPE if data else ERR_EMPTY)
+        except MalformedSample as exc:
             self.parse_errors += 1
             self.error_counts[exc.reason] += 1
         except Exception as exc:
@@ -504,6 +484,7 @@ class Parser:
             self._service_cache.clear()
             self._names_pair_cache.clear()
             self._service_pair_cache.clear()
+            self.seven.endpoint_cache.clear()
 
     def _timestamp(self, now_ns: int) -> str:
         cached_ns, text = self._time_cache
@@ -652,11 +633,11 @@ class Parser:
         """
         ext_len = self._ext_lengths.get(ext)
         if ext_len is None:
-            raise _Malformed(ERR_EXT_VERSION)
+            raise MalformedSample(ERR_EXT_VERSION)
         start = header_len + ext_len
         n = len(data)
         if n < start:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         end = start + cap_len
         if end > n:
             end = n
@@ -666,7 +647,7 @@ class Parser:
         if overlay and pkt is not None:
             pkt = decode_overlay(data, pkt, overlay)
         if pkt is None:
-            raise _Malformed(ERR_PACKET)
+            raise MalformedSample(ERR_PACKET)
         return pkt
 
     def _ip_dict(self, pkt: PacketInfo, source: str | None, xlated: str | None, encrypted: bool) -> dict:
@@ -699,9 +680,11 @@ class Parser:
         sport: int,
         dport: int,
         reply: bool = False,
+        l7: dict | None = None,
     ) -> None:
         """Add the fields every flow kind shares, ``source`` to ``destination_service``, in
-        declaration order: endpoints, Type, node, DNS names, ``reply``, event type and services."""
+        declaration order: endpoints, Type, node, DNS names, ``l7`` (L7 flows), ``reply``, event
+        type and services. ``src_id``/``dst_id`` are the endpoint IDs the DNS names are kept by."""
         f["source"] = src_ep
         f["destination"] = dst_ep
         f["Type"] = flow_type
@@ -716,6 +699,8 @@ class Parser:
                 f["source_names"] = pair[0]
             if pair[1]:
                 f["destination_names"] = pair[1]
+        if l7 is not None:
+            f["l7"] = l7
         if reply:
             f["reply"] = True
         f["event_type"] = event_type
@@ -731,7 +716,7 @@ class Parser:
     def _trace(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
         if n < layouts.TRACE_V0_LEN:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (
             _,
             obs,
@@ -751,17 +736,17 @@ class Parser:
         trace_id = 0
         if version == 2:
             if n < layouts.TRACE_V2_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.TRACE_V2_LEN
             trace_id = layouts.U64.unpack_from(data, layouts.TRACE_TRACE_ID_OFFSET)[0]
         elif version == 1:
             if n < layouts.TRACE_V1_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.TRACE_V1_LEN
         elif version == 0:
             header_len = layouts.TRACE_V0_LEN
         else:
-            raise _Malformed(ERR_VERSION)
+            raise MalformedSample(ERR_VERSION)
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
@@ -835,7 +820,7 @@ class Parser:
     def _drop(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
         if n < layouts.DROP_V0_LEN:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (
             _,
             reason,
@@ -859,17 +844,17 @@ class Parser:
             header_len = layouts.DROP_V0_LEN
         elif version == 2:
             if n < layouts.DROP_V2_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.DROP_V2_LEN
             flags = data[layouts.DROP_FLAGS_OFFSET]
         elif version == 3:
             if n < layouts.DROP_V3_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.DROP_V3_LEN
             flags = data[layouts.DROP_FLAGS_OFFSET]
             trace_id = layouts.U64.unpack_from(data, layouts.DROP_TRACE_ID_OFFSET)[0]
         else:
-            raise _Malformed(ERR_VERSION)
+            raise MalformedSample(ERR_VERSION)
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
@@ -939,18 +924,18 @@ class Parser:
     def _policy_verdict(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
         if n < layouts.POLICY_VERDICT_OLD_LEN:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (_, sub_type, source, _, _, cap_len, _version, ext, remote, verdict, dport, proto, pflags, auth) = (
             _unpack_policy_verdict(data)
         )
         ext_len = self._ext_lengths.get(ext)
         if ext_len is None:
-            raise _Malformed(ERR_EXT_VERSION)
+            raise MalformedSample(ERR_EXT_VERSION)
         header_len = self._policy_verdict_header_len(n, cap_len, ext_len)
         cookie = 0
         if header_len == layouts.POLICY_VERDICT_LEN:
             if n < header_len:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             cookie = layouts.U32.unpack_from(data, layouts.POLICY_VERDICT_COOKIE_OFFSET)[0]
             l3 = pflags & PV_L3_DEV
         else:
@@ -1020,7 +1005,7 @@ class Parser:
     # --- debug capture (type 3) ------------------------------------------------------------------
     def _capture(self, data: bytes, ts: str, uid: str) -> dict:
         if len(data) < layouts.CAPTURE_LEN:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (_, point, _, _, _, cap_len, _version, ext, arg1, _arg2) = layouts.CAPTURE.unpack_from(data)
         pkt = self._payload(data, layouts.CAPTURE_LEN, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
         src_ep, src_id = self._endpoint(pkt.ip_source, 0)
@@ -1063,13 +1048,13 @@ class Parser:
     # --- trace-sock (type 7) ---------------------------------------------------------------------
     def _trace_sock(self, data: bytes, ts: str, uid: str) -> dict:
         if len(data) < layouts.TRACE_SOCK.size:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (_, point, l4_proto, sflags, dport, cookie, cgroup_id, dst_raw) = layouts.TRACE_SOCK.unpack_from(data)
         ipv6 = bool(sflags & TRACE_SOCK_FLAG_IPV6)
         dst_ip = ipv6_to_str(dst_raw) if ipv6 else socket.inet_ntoa(dst_raw[:4])
         pod_ip = self._resolver.endpoint_ip_by_cgroup(cgroup_id, ipv6)
         if pod_ip is None and self._skip_unknown_cgroups:
-            raise _Skipped
+            raise SkippedSample
         src_ip = pod_ip
         sport = 0
         reverse = point in (SOCK_XLATE_PRE_REV, SOCK_XLATE_POST_REV)
@@ -1119,7 +1104,7 @@ class Parser:
     # --- debug message (type 2) ------------------------------------------------------------------
     def _debug(self, cpu: int, data: bytes) -> None:
         if len(data) < layouts.DEBUG_MSG.size:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         _, sub_type, source, hash_, arg1, arg2, arg3 = layouts.DEBUG_MSG.unpack_from(data)
         event: dict = {}
         if sub_type:
