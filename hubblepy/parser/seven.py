@@ -29,7 +29,6 @@ that does not parse is counted in the parser's ``parse_errors``/``error_counts``
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from hubblepy.codec.timestamps import parse_timestamp
 from hubblepy.parser.constants import CLUSTER_LABEL_KEY, MSG_ACCESS_LOG
 from hubblepy.parser.errors import (
     ERR_INTERNAL,
@@ -224,27 +224,12 @@ def _uints(value: Any) -> list[int]:
 
 
 # --- time -----------------------------------------------------------------------------------------
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z"
-)
-
-
 def parse_rfc3339_ns(text: str) -> int:
     """Unix nanoseconds of an RFC 3339 timestamp (Go's time.RFC3339Nano layout); ValueError if invalid."""
-    m = _RFC3339.match(text)
-    if m is None:
+    parsed = parse_timestamp(text)
+    if parsed is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
-        raise ValueError(f"invalid date in {text!r}")
-    if hour > 23 or minute > 59 or second > 59:
-        raise ValueError(f"invalid time in {text!r}")
-    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
-    if m.group(9):
-        offset = int(m.group(10)) * 3600 + int(m.group(11)) * 60
-        seconds -= offset if m.group(9) == "+" else -offset
-    frac = m.group(7) or ""
-    return seconds * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+    return parsed[0] * 1_000_000_000 + parsed[1]
 
 
 # --- Go text forms ------------------------------------------------------------------------------
@@ -519,7 +504,7 @@ class SevenParser:
         kind = _str(get("Type"))
         try:
             time_ns = parse_rfc3339_ns(_str(get("Timestamp")))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise MalformedSample(ERR_TIMESTAMP) from None
         src_rec, dst_rec = _obj(get("SourceEndpoint")), _obj(get("DestinationEndpoint"))
         src_addr, src_addr_port = _address(_str(get("SourceAddress")))
