@@ -73,6 +73,25 @@ _IP_VERSION_IPV4 = 0
 _IP_VERSION_IPV6 = 1
 _DNS_SOURCE_PROXY = "proxy"
 _NS_PER_MS = 1_000_000
+_CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
+# the fields of Go's url.URL that its String() reads (the URL cache key)
+_URL_KEYS = (
+    "Scheme",
+    "Opaque",
+    "User",
+    "Host",
+    "Path",
+    "RawPath",
+    "OmitHost",
+    "ForceQuery",
+    "RawQuery",
+    "Fragment",
+    "RawFragment",
+)
+# what a header name is to the parser
+_REQUEST_ID = "request-id"
+_TRACEPARENT_HEADER = "traceparent"
+_PLAIN = "plain"
 
 # gopacket's DNSType.String() and DNSResponseCode.String() (they give the Summary and the
 # qtypes/rrtypes strings); other numbers print as "Unknown".
@@ -176,6 +195,8 @@ def access_log_sample(record: Mapping[str, Any]) -> bytes:
 
 # --- small readers that reject wrong JSON types (a malformed record, not an internal error) ------
 def _obj(value: Any) -> Mapping[str, Any]:
+    if type(value) is dict:
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -210,8 +231,11 @@ def _str(value: Any) -> str:
 def _strs(value: Any) -> list[str]:
     if value is None:
         return []
-    if not isinstance(value, list) or any(type(v) is not str for v in value):
+    if type(value) is not list:
         raise MalformedSample(ERR_RECORD)
+    for v in value:
+        if type(v) is not str:
+            raise MalformedSample(ERR_RECORD)
     return value
 
 
@@ -233,21 +257,31 @@ def parse_rfc3339_ns(text: str) -> int:
 
 
 # --- Go text forms ------------------------------------------------------------------------------
-_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
-# bytes each URL part keeps as they are besides the unreserved ones (Go's net/url shouldEscape)
-_KEEP_PATH = _UNRESERVED | frozenset(b"$&+,/:;=@")
-_KEEP_HOST = _UNRESERVED | frozenset(b"!$&'()*+,;=:[]<>\"")
-_KEEP_USER = _UNRESERVED | frozenset(b"$&+,;=")
-_KEEP_FRAGMENT = _UNRESERVED | frozenset(b"$&+,/:;=?@!()*")
-# bytes a raw (already escaped) path or fragment may hold (Go's validEncoded)
-_VALID_RAW = _UNRESERVED | frozenset(b"!$&'()*+,;=:@[]%/?")
+class _Keep:
+    """The bytes one URL part keeps as they are (Go's net/url shouldEscape), and a regex that finds
+    the first character needing an escape (any non-ASCII character does)."""
+
+    __slots__ = ("allowed", "needs_escape")
+
+    def __init__(self, extra: bytes) -> None:
+        self.allowed = frozenset(
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~" + extra
+        )
+        self.needs_escape = re.compile("[^" + re.escape(bytes(sorted(self.allowed)).decode()) + "]")
 
 
-def _escape(text: str, keep: frozenset[int]) -> str:
-    raw = text.encode()
-    if all(b in keep for b in raw):
+_KEEP_PATH = _Keep(b"$&+,/:;=@")
+_KEEP_HOST = _Keep(b"!$&'()*+,;=:[]<>\"")
+_KEEP_USER = _Keep(b"$&+,;=")
+_KEEP_FRAGMENT = _Keep(b"$&+,/:;=?@!()*")
+_VALID_RAW = _Keep(b"!$&'()*+,;=:@[]%/?")  # what a raw (already escaped) path or fragment may hold
+
+
+def _escape(text: str, keep: _Keep) -> str:
+    if keep.needs_escape.search(text) is None:
         return text
-    return "".join(chr(b) if b in keep else f"%{b:02X}" for b in raw)
+    allowed = keep.allowed
+    return "".join(chr(b) if b in allowed else f"%{b:02X}" for b in text.encode())
 
 
 def _unescape(text: str) -> str | None:
@@ -270,9 +304,9 @@ def _unescape(text: str) -> str | None:
         return None
 
 
-def _escaped_part(plain: str, raw: str, keep: frozenset[int]) -> str:
+def _escaped_part(plain: str, raw: str, keep: _Keep) -> str:
     """Go's EscapedPath/EscapedFragment: the raw form when it validly encodes the plain one."""
-    if raw and all(b in _VALID_RAW for b in raw.encode()) and _unescape(raw) == plain:
+    if raw and _VALID_RAW.needs_escape.search(raw) is None and _unescape(raw) == plain:
         return raw
     return _escape(plain, keep)
 
@@ -439,12 +473,20 @@ class SevenParser:
         if request_cache_size < 1:
             raise ValueError("request_cache_size must be at least 1")
         self._parser = parser
-        self.redact = redact if redact is not None else RedactOptions()
+        self._redact = redact if redact is not None else RedactOptions()
         self._cache_size = request_cache_size
         # X-Request-Id -> (request time ns, trace id); oldest first, like a small LRU
         self._requests: dict[str, tuple[int, str]] = {}
-        self.endpoint_cache: dict[tuple, tuple[dict, int]] = {}
+        # (IP, record ID, record identity) -> (endpoint dict, endpoint ID, the record's labels)
+        self.endpoint_cache: dict[tuple, tuple[dict, int, list[str]]] = {}
+        self._header_roles: dict[str, tuple[bool, str]] = {}
+        self._url_cache: dict[tuple, str] = {}
         self._event_type = parser._event_type(MSG_ACCESS_LOG, 0)
+
+    @property
+    def redact(self) -> RedactOptions:
+        """The redaction options (fixed for the parser's life: header and URL results are cached)."""
+        return self._redact
 
     # --- public API ------------------------------------------------------------------------------
     def decode(self, record: Any, now_ns: int) -> dict | None:
@@ -613,10 +655,10 @@ class SevenParser:
         ep_id = _uint(rec.get("ID"))
         identity = _uint(rec.get("Identity"))
         labels = _strs(rec.get("Labels"))
-        key = (ip, ep_id, identity, tuple(labels))
+        key = (ip, ep_id, identity)
         hit = self.endpoint_cache.get(key)
-        if hit is not None:
-            return hit
+        if hit is not None and hit[2] == labels:  # compared, not hashed: records are fresh objects
+            return hit[0], hit[1]
         parser = self._parser
         info = parser._resolver.endpoint_by_ip(ip) if ip else None
         local = info is not None and info.id != 0
@@ -655,31 +697,35 @@ class SevenParser:
             d["workloads"] = [
                 {k: v for k, v in (("name", name), ("kind", kind)) if v} for name, kind in info.workloads
             ]
-        if len(self.endpoint_cache) >= 1 << 16:
+        if len(self.endpoint_cache) >= _CACHE_LIMIT:
             self.endpoint_cache.clear()
-        result = (d, ep_id)
-        self.endpoint_cache[key] = result
-        return result
+        self.endpoint_cache[key] = (d, ep_id, list(labels))
+        return d, ep_id
 
     def _http(self, kind: str, rec: Mapping[str, Any], time_ns: int) -> tuple[dict, str, int, str]:
         """(flow.HTTP dict, Summary, latency ns, trace ID) of an HTTP record."""
         method, protocol = _str(rec.get("Method")), _str(rec.get("Protocol"))
         code = _int(rec.get("Code"))
-        url = url_text(rec.get("URL"), self.redact)
+        url = self._url(rec.get("URL"))
         headers = _obj(rec.get("Headers"))
         header_list = []
         request_id = traceparent = ""
+        header_roles = self._header_roles
         for name in sorted(headers):
             values = headers[name]
-            if isinstance(values, str):
+            if type(values) is str:
                 values = [values]
+            role = header_roles.get(name)
+            if role is None:
+                role = self._header_role(name)
+            redact, special = role
             for value in _strs(values):
-                lower = name.lower()
-                if lower == "x-request-id" and not request_id:
+                # the request ID and traceparent are read before redaction, as Hubble does
+                if special is _REQUEST_ID and not request_id:
                     request_id = value
-                elif lower == "traceparent" and not traceparent:
+                elif special is _TRACEPARENT_HEADER and not traceparent:
                     traceparent = value
-                shown = self.redact.header_value(name, value)
+                shown = REDACTED if redact else value
                 header_list.append({"key": name, "value": shown} if shown else {"key": name})
         out: dict[str, Any] = {}
         if kind != TYPE_REQUEST and code:
@@ -709,6 +755,37 @@ class SevenParser:
         elif kind == TYPE_RESPONSE:
             summary = f"{protocol} {code} {latency // _NS_PER_MS}ms ({method} {url})"
         return out, summary, latency, trace_id
+
+    def _header_role(self, name: str) -> tuple[bool, str]:
+        """(value redacted?, _REQUEST_ID / _TRACEPARENT_HEADER / _PLAIN) for a header name."""
+        lower = name.lower()
+        redact = self._redact.header_value(name, "value") == REDACTED
+        if lower == "x-request-id":
+            role = (redact, _REQUEST_ID)
+        elif lower == "traceparent":
+            role = (redact, _TRACEPARENT_HEADER)
+        else:
+            role = (redact, _PLAIN)
+        if len(self._header_roles) >= _CACHE_LIMIT:
+            self._header_roles.clear()
+        self._header_roles[name] = role
+        return role
+
+    def _url(self, value: Any) -> str:
+        """``url_text`` of a record's URL, cached for Go ``url.URL`` objects by their fields."""
+        if type(value) is not dict:
+            return url_text(value, self._redact)
+        key = tuple(map(value.get, _URL_KEYS))
+        try:
+            text = self._url_cache.get(key)
+        except TypeError:  # an unhashable field (e.g. a User object): not cached
+            return url_text(value, self._redact)
+        if text is None:
+            text = url_text(value, self._redact)
+            if len(self._url_cache) >= _CACHE_LIMIT:
+                self._url_cache.clear()
+            self._url_cache[key] = text
+        return text
 
     def _remember(self, request_id: str, time_ns: int, trace_id: str) -> None:
         requests = self._requests
@@ -771,7 +848,7 @@ class SevenParser:
     def _kafka(self, l7_type: str | None, rec: Mapping[str, Any]) -> tuple[dict, str]:
         """(flow.Kafka dict, Summary) of a Kafka record."""
         api_key = _str(rec.get("APIKey"))
-        if self.redact.enabled and self.redact.kafka_api_key:
+        if self._redact.enabled and self._redact.kafka_api_key:
             api_key = REDACTED
         api_version = _int(rec.get("APIVersion"))
         correlation_id = _int(rec.get("CorrelationID"))

@@ -272,6 +272,15 @@ def test_default_redaction_hides_credential_headers_and_url_password() -> None:
     assert flow["l7"]["http"]["url"] == "http://alice:s3cret@api:8080/x?token=1"
 
 
+def test_latency_and_trace_context_survive_redaction_of_every_header() -> None:
+    parser = Parser(resolver(), redact=RedactOptions(http_headers_deny=frozenset()))
+    request = http_request()
+    request["HTTP"] = dict(request["HTTP"], Headers={"X-Request-Id": ["rid-1"], "Traceparent": [TRACEPARENT]})
+    req, resp = decode([request, http_response(request, 200, "2024-03-01T00:00:00.300Z")], parser)
+    assert {h["value"] for h in req["l7"]["http"]["headers"]} == {REDACTED}
+    assert resp["l7"]["latency_ns"] == "200000000" and "trace_context" in resp
+
+
 def test_redaction_options_like_hubble() -> None:
     allow = RedactOptions(
         http_headers_allow=frozenset({"Accept"}), http_headers_deny=frozenset(), http_url_query=True
@@ -522,3 +531,20 @@ def test_wrongly_typed_fields_are_malformed_records() -> None:
     assert parser.error_counts["invalid_timestamp"] == 1
     assert parser.error_counts["invalid_type"] == 1
     assert parser.error_counts["malformed_access_log_record"] == 5
+
+
+def test_endpoint_cache_follows_the_record_labels_and_the_resolver() -> None:
+    r = resolver()
+    parser = Parser(r)
+    first = http_request()
+    first["SourceEndpoint"] = dict(first["SourceEndpoint"], Labels=["k8s:app=frontend"])
+    second = http_request()
+    second["SourceEndpoint"] = dict(second["SourceEndpoint"], Labels=["k8s:app=frontend", "k8s:v=2"])
+    a, b = decode([first, second], parser)
+    assert a["source"]["labels"] == ["k8s:app=frontend"]
+    assert b["source"]["labels"] == ["k8s:app=frontend", "k8s:v=2"]
+    r.add_endpoint(
+        EndpointInfo(id=12, identity=2002, namespace="payments", pod_name="api-new", ips=("10.0.0.12",))
+    )
+    (c,) = decode([http_request()], parser)
+    assert c["destination"]["pod_name"] == "api-new"  # a resolver change empties the cache
