@@ -452,8 +452,9 @@ def _policy(value: Any) -> dict:
     if labels:
         out["labels"] = list(labels)
     revision = p.get("revision")
-    if revision:
-        out["revision"] = str(_uint(int(revision) if isinstance(revision, str) else revision))
+    number = _uint(int(revision) if type(revision) is str else revision)  # uint64: a JSON string
+    if number:
+        out["revision"] = str(number)
     kind = _str(p.get("kind"))
     if kind:
         out["kind"] = kind

@@ -59,6 +59,7 @@ def http_request(**changes: Any) -> dict:
         "ObservationPoint": "Ingress",
         "SourceEndpoint": {"ID": 11, "IPv4": "10.0.0.11", "Port": 40000, "Identity": 2001},
         "DestinationEndpoint": {"ID": 12, "IPv4": "10.0.0.12", "Port": 8080, "Identity": 2002},
+        "NodeAddressInfo": {"IPv4": "192.168.0.1", "IPv6": ""},  # known to Cilium, not used by Hubble
         "IPVersion": 0,
         "Verdict": "Forwarded",
         "TransportProtocol": 6,
@@ -226,10 +227,14 @@ def test_denied_request_with_policy_attribution() -> None:
     assert flow["policy_log"] == ["deny: no L7 rule allows POST /api/v1/orders"]
     assert "ingress_allowed_by" not in flow
     assert flow["Summary"] == "HTTP/1.1 POST http://api:8080/api/v1/orders"
-    egress = http_request(ObservationPoint="Egress", hubblepy={"allowed_by": [policy], "denied_by": [policy]})
+    egress = http_request(
+        ObservationPoint="Egress",
+        hubblepy={"allowed_by": [dict(policy, revision="0")], "denied_by": [policy]},
+    )
     (flow,) = decode([egress])
     assert flow["traffic_direction"] == "EGRESS"
     assert flow["egress_allowed_by"][0]["name"] == "api-http-l7" and "egress_denied_by" not in flow
+    assert "revision" not in flow["egress_allowed_by"][0]  # 0 is the default: omitted
 
 
 def test_default_redaction_hides_credential_headers_and_url_password() -> None:
