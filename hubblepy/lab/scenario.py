@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from hubblepy.lab.errors import LabError
 from hubblepy.policy import Policy, PolicyError, load_policy_file
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -27,7 +28,7 @@ _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 WORLD_NAME = "world"  # the world's netns is <prefix>world; no node may have that name
 
 
-class ScenarioError(Exception):
+class ScenarioError(LabError):
     """A scenario file that cannot be used; one line for the user."""
 
 
@@ -194,8 +195,8 @@ def _pod(value: Any, path: str) -> PodSpec:
         )
     servers = _expect(value.get("servers") or [], list, f"{path}.servers", "a list")
     specs = tuple(_server(s, f"{path}.servers[{i}]") for i, s in enumerate(servers))
-    ports = [s.port for s in specs]
-    if len(set(ports)) != len(ports):
+    server_ports = [s.port for s in specs]
+    if len(set(server_ports)) != len(server_ports):
         raise _Err(f"{path}.servers: two servers on the same port")
     ports = _container_ports(value.get("ports"), f"{path}.ports")
     return PodSpec(name, namespace, labels, sa, workload, specs, ports)

@@ -86,7 +86,7 @@ RCODE_FORMERR = 1
 
 
 def _read_name(msg: bytes, offset: int) -> tuple[str, int]:
-    labels = []
+    labels: list[str] = []
     while True:
         length = msg[offset]
         if length == 0:
@@ -197,9 +197,8 @@ def serve_dns(port: int, zone: ZoneFile) -> list[socketserver.BaseServer]:
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     udp = socketserver.ThreadingUDPServer(("0.0.0.0", port), _DNSUDP)
     tcp = socketserver.ThreadingTCPServer(("0.0.0.0", port), _DNSTCP)
-    for server in (udp, tcp):
-        server.daemon_threads = True
-        server.zone = zone  # type: ignore[attr-defined]
+    udp.daemon_threads = tcp.daemon_threads = True
+    udp.zone = tcp.zone = zone  # type: ignore[attr-defined]
     return [udp, tcp]
 
 
