@@ -330,6 +330,14 @@ def _print_status(state: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    world = state.get("world") or {}
+    if world.get("hosts"):
+        hosts = "; ".join(
+            f"{h['name']} {','.join(h['addresses'])}"
+            + (f" ({', '.join(h['servers'])})" if h["servers"] else "")
+            for h in world["hosts"]
+        )
+        typer.echo(f"World: {hosts}; resolver {world['resolver']}")
     names = ", ".join(p["ref"] for p in state.get("policies", [])) or "none"
     typer.echo(f"Policies: {names}")
     audit = state.get("audit") or {}

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hubblepy.lab import clusterdns, netns
+from hubblepy.lab import clusterdns, netns, worlddns
 from hubblepy.lab.agent import NodeAgent
 from hubblepy.lab.control import ControlServer, Handler, field
 from hubblepy.lab.errors import LabError
@@ -45,6 +45,8 @@ from hubblepy.lab.processes import Supervisor, python_module
 from hubblepy.lab.scenario import PodSpec, Scenario, load_scenario
 from hubblepy.lab.source import DatapathFlowSource
 from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
+from hubblepy.lab.tls import CERT_DIR, LabCA, lab_ca_files
+from hubblepy.lab.worlddns import NameEntry
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.policy import IdentityAllocator, PolicyError, pod_labels
 from hubblepy.policy.identity import IDENTITY_HOST
@@ -52,7 +54,8 @@ from hubblepy.policy.identity import IDENTITY_HOST
 if TYPE_CHECKING:
     from hubblepy.datapath import Datapath
 
-SERVER_START_TIMEOUT = 10.0
+SERVER_START_TIMEOUT = 30.0  # a busy machine starts a dozen Python servers at once
+WORLD_HOSTS_FILE = "world-hosts.json"
 
 
 def _log(message: str) -> None:
@@ -98,6 +101,7 @@ class LabNode:
         self.agent = NodeAgent(scenario.node, listen_address, relay_address, self.children)
         self.agent_started = False
         self.source: DatapathFlowSource | None = None
+        self.ca: LabCA | None = None
         self.lock = threading.RLock()
         self.stop = threading.Event()
         self.control = ControlServer(folder, self.handlers(), self.lock, self.stop.set)
@@ -109,6 +113,7 @@ class LabNode:
         if self.use_datapath:
             self.datapath = self._load_datapath()
             self.policy.datapath = self.datapath
+        self.ca = LabCA.create(self.folder)
         netns.create_node(self.node_ns)
         self._make_world()
         for spec in self.scenario.pods:
@@ -139,7 +144,11 @@ class LabNode:
             return
         world_ns = netns.world_netns_name()
         netns.create_world(self.node_ns, world_ns, list(spec.addresses), self.gateway)
-        self.world = World(spec, world_ns, [Server.from_spec(s) for s in spec.servers])
+        self.world = World.from_spec(spec, world_ns)
+        if spec.hosts:
+            worlddns.write_hosts_file(
+                self._hosts_file, (NameEntry(h.name, h.addresses, h.ttl, h.answers) for h in spec.hosts)
+            )
         self._start_servers(self.world)
 
     def _start_agent(self, datapath: Datapath) -> None:
@@ -189,11 +198,19 @@ class LabNode:
             control_path(self.folder),
             pid_path(self.folder),
             clusterdns.zone_path(self.folder),
+            self._hosts_file,
+            *(lab_ca_files(self.folder)),
         ):
             try:
                 path.unlink(missing_ok=True)
             except OSError as exc:
                 _log(f"cannot remove {path}: {exc.strerror}")
+        certs = self.folder / CERT_DIR
+        if certs.is_dir():
+            try:
+                certs.rmdir()
+            except OSError as exc:
+                _log(f"cannot remove {certs}: {exc.strerror}")
 
     # -- pods -----------------------------------------------------------------------------------
     def _delete_netns(self, pod: Pod) -> None:
@@ -212,6 +229,8 @@ class LabNode:
         identity = self.identities.allocate(labels)
         pod = Pod(spec, ip, ep_id, identity, labels, [Server.from_spec(s) for s in spec.servers])
         pod.ifindex = netns.create_pod(self.node_ns, pod.netns, pod.host_if, ip, self.gateway)
+        if self.ca is not None:
+            netns.write_ca_bundle(pod.netns, self.ca.pem())
         self.pods[spec.key] = pod
         if self.datapath is not None:
             self.datapath.set_ipcache(f"{ip}/32", identity)
@@ -270,15 +289,34 @@ class LabNode:
             "old_identity": old.identity,
         }
 
+    @property
+    def _hosts_file(self) -> Path:
+        return self.folder / WORLD_HOSTS_FILE
+
+    def _server_args(self, server: Server) -> list[str]:
+        args = [server.kind, "--port", str(server.port)]
+        for address in server.bind:
+            args += ["--bind", address]
+        for route in server.routes:
+            args += ["--route", route]
+        if server.kind == "dns":
+            args += ["--zone-file", str(clusterdns.zone_path(self.folder))]
+            if self.world is not None and self.world.resolver:
+                args += ["--upstream", self.world.resolver]  # names outside the cluster, as CoreDNS
+        elif server.kind == "resolver":
+            args += ["--hosts-file", str(self._hosts_file)]
+        elif server.kind == "https":
+            if self.ca is None:
+                raise LabError("an https server needs the lab CA")
+            issued = self.ca.issue(server.tls_name)
+            args += ["--cert", str(issued.cert), "--key", str(issued.key)]
+        return args
+
     def _start_servers(self, target: Pod | World) -> None:
         for server in target.servers:
-            args = [server.kind, "--port", str(server.port)]
-            for route in server.routes:
-                args += ["--route", route]
-            if server.kind == "dns":
-                args += ["--zone-file", str(clusterdns.zone_path(self.folder))]
+            args = self._server_args(server)
             child = self.children.start(
-                f"{_server_prefix(target)}{server.kind}-{server.port}",
+                f"{_server_prefix(target)}{server.kind}-{server.port}-{server.probe_address}",
                 python_module("hubblepy.lab.servers", *args),
                 netns_name=target.netns,
                 log=f"server-{target.log_name}.log",
@@ -337,6 +375,7 @@ class LabNode:
             "relay_pid": relay_pid,
             "pods": [p.to_state() for p in self.pods.values()],
             "world": self.world.to_state() if self.world is not None else None,
+            "ca": str(self.ca.cert_path) if self.ca is not None else "",
             **self.policy.state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
@@ -358,7 +397,7 @@ def _wait_listening(target: Pod | World, server: Server, timeout: float = SERVER
     def probe() -> bool:
         with socket.socket() as s:
             s.settimeout(0.2)
-            return s.connect_ex(("127.0.0.1", server.port)) == 0
+            return s.connect_ex((server.probe_address, server.port)) == 0
 
     while time.monotonic() < deadline:
         if netns.run_in_netns(target.netns, probe):

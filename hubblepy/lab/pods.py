@@ -14,7 +14,7 @@ from typing import Any
 
 from hubblepy.lab import netns
 from hubblepy.lab.errors import LabError
-from hubblepy.lab.scenario import PodSpec, ServerSpec, WorldSpec
+from hubblepy.lab.scenario import RESOLVER_PORT, HostSpec, PodSpec, ServerSpec, WorldSpec
 
 FIRST_ENDPOINT_ID = 100
 FIRST_POD_HOST = 10  # pod IPs start at the 10th address of the pod CIDR
@@ -24,19 +24,38 @@ WORLD_NAME = "world"
 
 @dataclass
 class Server:
-    """One server process a pod (or the world) runs; ``pid`` is 0 until it was started."""
+    """One server process a pod (or the world) runs; ``pid`` is 0 until it was started.
+
+    ``bind``: the addresses it listens on (empty: all); ``tls_name``: the DNS name of its certificate
+    (``https`` servers of a world host).
+    """
 
     kind: str
     port: int
     routes: tuple[str, ...] = ()
     pid: int = 0
+    bind: tuple[str, ...] = ()
+    tls_name: str = ""
 
     @classmethod
-    def from_spec(cls, spec: ServerSpec) -> Server:
-        return cls(spec.kind, spec.port, tuple(spec.routes))
+    def from_spec(cls, spec: ServerSpec, bind: tuple[str, ...] = (), tls_name: str = "") -> Server:
+        return cls(spec.kind, spec.port, tuple(spec.routes), bind=bind, tls_name=tls_name)
+
+    @property
+    def probe_address(self) -> str:
+        """Where to check that it accepts connections (TCP; DNS servers listen on TCP too)."""
+        return self.bind[0] if self.bind else "127.0.0.1"
 
     def to_state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "port": self.port, "routes": list(self.routes), "pid": self.pid}
+        state: dict[str, Any] = {
+            "kind": self.kind,
+            "port": self.port,
+            "routes": list(self.routes),
+            "pid": self.pid,
+        }
+        if self.bind:
+            state["bind"] = list(self.bind)
+        return state
 
 
 @dataclass
@@ -112,28 +131,64 @@ class Pod:
 
 @dataclass
 class World:
-    """The hosts outside the cluster: one namespace holding every world address, with servers."""
+    """The hosts outside the cluster: one namespace holding every world address, with servers.
+
+    ``servers`` are all of them: ``world.servers`` (on every address), the upstream resolver (when
+    there are named hosts) and each host's servers (on the host's addresses).
+    """
 
     spec: WorldSpec
     netns: str
     servers: list[Server]
+
+    @classmethod
+    def from_spec(cls, spec: WorldSpec, netns_name: str) -> World:
+        servers = [Server.from_spec(s) for s in spec.servers]
+        if spec.resolver:
+            servers.append(Server("resolver", RESOLVER_PORT, bind=(spec.resolver,)))
+        for host in spec.hosts:
+            for s in host.servers:
+                servers.append(Server.from_spec(s, host.addresses, host.name if s.kind == "https" else ""))
+        return cls(spec, netns_name, servers)
 
     @property
     def addresses(self) -> tuple[str, ...]:
         return self.spec.addresses
 
     @property
+    def hosts(self) -> tuple[HostSpec, ...]:
+        return self.spec.hosts
+
+    @property
+    def resolver(self) -> str:
+        """``IP:53`` of the upstream resolver ('' when the world has no named hosts)."""
+        return f"{self.spec.resolver}:{RESOLVER_PORT}" if self.spec.resolver else ""
+
+    @property
     def log_name(self) -> str:
         return f"{WORLD_NAMESPACE}.{WORLD_NAME}"
 
     def to_state(self) -> dict[str, Any]:
-        return {
+        state: dict[str, Any] = {
             "namespace": WORLD_NAMESPACE,
             "name": WORLD_NAME,
             "netns": self.netns,
             "addresses": list(self.addresses),
             "servers": [s.to_state() for s in self.servers],
         }
+        if self.hosts:
+            state["resolver"] = self.resolver
+            state["hosts"] = [
+                {
+                    "name": h.name,
+                    "addresses": list(h.addresses),
+                    "ttl": h.ttl,
+                    "answers": h.answers,
+                    "servers": [f"{s.kind}:{s.port}" for s in h.servers],
+                }
+                for h in self.hosts
+            ]
+        return state
 
 
 class AddressPool:
