@@ -6,8 +6,11 @@
 * :mod:`.pods`: pods, servers and the world as dataclasses, and the pod address pool;
 * :mod:`.netns`: the node namespace, one namespace + veth per pod, the world namespace;
 * :mod:`.clusterdns`: the cluster DNS zone and the pods' resolv.conf;
+* :mod:`.worlddns` and :mod:`.tls`: the world's named hosts (an upstream resolver that kube-dns
+  forwards to) and the lab CA that pods trust and the world's HTTPS servers use;
 * :mod:`.processes`: the child processes (pods' servers, the relay; with L7, the node's proxies,
   started with ``children.start(name, argv, netns_name=node_ns)`` and watched by the same loop);
+  :mod:`.launch` starts the servers of pods and of the world through it;
 * :mod:`.policysync`: applied policies compiled into the datapath's maps;
 * :mod:`.agent`: the observer (ring + gRPC Observer/Peer/health, as ``hubble agent``), its flow
   sources (the datapath's perf ring; with L7, :class:`~hubblepy.lab.source.AccessLogSource` over the
@@ -26,10 +29,8 @@ import functools
 import gc
 import os
 import signal
-import socket
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +40,10 @@ from hubblepy.lab import clusterdns, netns, worlddns
 from hubblepy.lab.agent import NodeAgent
 from hubblepy.lab.control import ControlServer, Handler, field
 from hubblepy.lab.errors import LabError
+from hubblepy.lab.launch import ServerLauncher
 from hubblepy.lab.pods import AddressPool, Pod, Server, World
 from hubblepy.lab.policysync import PolicySync
-from hubblepy.lab.processes import Supervisor, python_module
+from hubblepy.lab.processes import Supervisor
 from hubblepy.lab.scenario import PodSpec, Scenario, load_scenario
 from hubblepy.lab.source import DatapathFlowSource
 from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
@@ -53,9 +55,6 @@ from hubblepy.policy.identity import IDENTITY_HOST
 
 if TYPE_CHECKING:
     from hubblepy.datapath import Datapath
-
-SERVER_START_TIMEOUT = 30.0  # a busy machine starts a dozen Python servers at once
-WORLD_HOSTS_FILE = "world-hosts.json"
 
 
 def _log(message: str) -> None:
@@ -98,6 +97,7 @@ class LabNode:
         self.pods: dict[str, Pod] = {}
         self.world: World | None = None
         self.children = Supervisor(folder)
+        self.servers = ServerLauncher(self.children, folder)
         self.agent = NodeAgent(scenario.node, listen_address, relay_address, self.children)
         self.agent_started = False
         self.source: DatapathFlowSource | None = None
@@ -113,14 +113,14 @@ class LabNode:
         if self.use_datapath:
             self.datapath = self._load_datapath()
             self.policy.datapath = self.datapath
-        self.ca = LabCA.create(self.folder)
+        self.ca = self.servers.ca = LabCA.create(self.folder)
         netns.create_node(self.node_ns)
         self._make_world()
         for spec in self.scenario.pods:
             self._add_pod(spec, sync=False)
         clusterdns.write(self.folder, self.pods.values())
         for pod in self.pods.values():
-            self._start_servers(pod)
+            self.servers.start(pod)
         self.policy.sync(self.pods.values())
         if self.datapath is not None:
             for pod in self.pods.values():
@@ -147,9 +147,11 @@ class LabNode:
         self.world = World.from_spec(spec, world_ns)
         if spec.hosts:
             worlddns.write_hosts_file(
-                self._hosts_file, (NameEntry(h.name, h.addresses, h.ttl, h.answers) for h in spec.hosts)
+                self.servers.hosts_file,
+                (NameEntry(h.name, h.addresses, h.ttl, h.answers) for h in spec.hosts),
             )
-        self._start_servers(self.world)
+            self.servers.upstream = self.world.resolver
+        self.servers.start(self.world)
 
     def _start_agent(self, datapath: Datapath) -> None:
         self.agent.start()
@@ -198,7 +200,7 @@ class LabNode:
             control_path(self.folder),
             pid_path(self.folder),
             clusterdns.zone_path(self.folder),
-            self._hosts_file,
+            self.servers.hosts_file,
             *(lab_ca_files(self.folder)),
         ):
             try:
@@ -251,7 +253,7 @@ class LabNode:
         )
         if sync:
             clusterdns.write(self.folder, self.pods.values())
-            self._start_servers(pod)
+            self.servers.start(pod)
             self.policy.sync(self.pods.values())
             if self.datapath is not None:
                 self.datapath.attach(pod.host_if, netns=self.node_ns)
@@ -259,7 +261,7 @@ class LabNode:
 
     def _remove_pod(self, key: str) -> Pod:
         pod = self.pods.pop(key)
-        self.children.forget(_server_prefix(pod))
+        self.servers.forget(pod)
         datapath = self.datapath
         if datapath is not None:
             # the veth may already be gone with its namespace: nothing left to detach then
@@ -288,42 +290,6 @@ class LabNode:
             "identity": new.identity,
             "old_identity": old.identity,
         }
-
-    @property
-    def _hosts_file(self) -> Path:
-        return self.folder / WORLD_HOSTS_FILE
-
-    def _server_args(self, server: Server) -> list[str]:
-        args = [server.kind, "--port", str(server.port)]
-        for address in server.bind:
-            args += ["--bind", address]
-        for route in server.routes:
-            args += ["--route", route]
-        if server.kind == "dns":
-            args += ["--zone-file", str(clusterdns.zone_path(self.folder))]
-            if self.world is not None and self.world.resolver:
-                args += ["--upstream", self.world.resolver]  # names outside the cluster, as CoreDNS
-        elif server.kind == "resolver":
-            args += ["--hosts-file", str(self._hosts_file)]
-        elif server.kind == "https":
-            if self.ca is None:
-                raise LabError("an https server needs the lab CA")
-            issued = self.ca.issue(server.tls_name)
-            args += ["--cert", str(issued.cert), "--key", str(issued.key)]
-        return args
-
-    def _start_servers(self, target: Pod | World) -> None:
-        for server in target.servers:
-            args = self._server_args(server)
-            child = self.children.start(
-                f"{_server_prefix(target)}{server.kind}-{server.port}-{server.probe_address}",
-                python_module("hubblepy.lab.servers", *args),
-                netns_name=target.netns,
-                log=f"server-{target.log_name}.log",
-            )
-            server.pid = child.pid
-        for server in target.servers:
-            _wait_listening(target, server)
 
     # -- control requests (the dispatch table) --------------------------------------------------
     def handlers(self) -> dict[str, Handler]:
@@ -384,28 +350,6 @@ class LabNode:
     def save(self) -> None:
         with self.lock:
             save_state(self.state(), self.folder)
-
-
-def _server_prefix(target: Pod | World) -> str:
-    return f"server-{target.log_name}-"
-
-
-def _wait_listening(target: Pod | World, server: Server, timeout: float = SERVER_START_TIMEOUT) -> None:
-    """Waits until the server's TCP port accepts inside the pod (DNS listens on TCP too)."""
-    deadline = time.monotonic() + timeout
-
-    def probe() -> bool:
-        with socket.socket() as s:
-            s.settimeout(0.2)
-            return s.connect_ex((server.probe_address, server.port)) == 0
-
-    while time.monotonic() < deadline:
-        if netns.run_in_netns(target.netns, probe):
-            return
-        time.sleep(0.05)
-    raise LabError(
-        f"server {server.kind} on port {server.port} of {target.log_name.replace('.', '/')} did not start"
-    )
 
 
 def tune_gc_for_flows() -> None:
