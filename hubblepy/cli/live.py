@@ -371,8 +371,12 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     p = _server_parser("hubble status")
-    p.add_argument("-o", "--output", default="")
+    p.add_argument("-o", "--output", default="compact")
     ns = p.parse_args(argv)
+    from hubblepy.cli.status import OUTPUTS, format_status
+
+    if ns.output not in OUTPUTS:
+        raise LiveError(f"invalid output format: {ns.output}")
     conn = connection_from_flags(ns, env)
     channel = dial(conn)
     try:
@@ -388,8 +392,8 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
             if healthy
             else f"Unavailable: {health_pb2.HealthCheckResponse.ServingStatus.Name(hc.status)}"
         )
-        json_out = ns.output in ("json", "jsonpb")
-        if not json_out:
+        json_out = ns.output in ("json", "JSON", "jsonpb")
+        if ns.output == "compact":
             out.write(f"Healthcheck (via {conn.server}): {status_text}\n")
         if not healthy:
             raise LiveError("not healthy")
@@ -404,34 +408,10 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
 
             out.write(encode(message_to_dict(ss)).decode() + "\n")
         else:
-            out.write(format_status(ss))
+            out.write(format_status(ss, ns.output))
     finally:
         channel.close()
     return 0
-
-
-def format_status(ss: Any) -> str:
-    """Upstream's text form of a ServerStatusResponse."""
-    lines = []
-    ratio = f" ({ss.num_flows / ss.max_flows * 100:.2f}%)" if ss.max_flows > 0 else ""
-    lines.append(f"Current/Max Flows: {ss.num_flows}/{ss.max_flows}{ratio}")
-    per_sec = f"{ss.seen_flows / (ss.uptime_ns / 1e9):.2f}" if ss.uptime_ns > 0 else "N/A"
-    lines.append(f"Flows/s: {per_sec}")
-    if ss.HasField("num_connected_nodes"):
-        total = ""
-        if ss.HasField("num_unavailable_nodes"):
-            total = f"/{ss.num_unavailable_nodes.value + ss.num_connected_nodes.value}"
-        lines.append(f"Connected Nodes: {ss.num_connected_nodes.value}{total}")
-    if ss.HasField("num_unavailable_nodes") and ss.num_unavailable_nodes.value > 0:
-        names = sorted(ss.unavailable_nodes)
-        count = ss.num_unavailable_nodes.value
-        if names:
-            if count > len(names):
-                names.append(f"and {count - len(names)} more...")
-            lines.append(f"Unavailable Nodes: {count}\n  - " + "\n  - ".join(names))
-        else:
-            lines.append(f"Unavailable Nodes: {count}")
-    return "".join(line + "\n" for line in lines)
 
 
 def _observer_stub(channel: grpc.Channel) -> Any:
