@@ -25,21 +25,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from concurrent import futures
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+# The relay logs what goes wrong with its nodes itself, once per change (see relay.peers); gRPC
+# core would otherwise print a line for every failed TLS handshake of every retry.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from hubblepy.api.observer import observer_pb2
-from hubblepy.observer.flags import check_dial_address, check_listen_address, check_number, parse_peer_list
-from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target
-from relay.durations import parse_duration
-from relay.peers import ClientTLS, DialOptions, PeerManager
-from relay.service import RelayObserver
+import grpc  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha import reflection  # noqa: E402
+
+from hubblepy.api.observer import observer_pb2  # noqa: E402
+from hubblepy.observer.flags import (  # noqa: E402
+    check_dial_address,
+    check_listen_address,
+    check_number,
+    parse_peer_list,
+)
+from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target  # noqa: E402
+from relay.durations import parse_duration  # noqa: E402
+from relay.peers import ClientTLS, DialOptions, PeerManager  # noqa: E402
+from relay.service import RelayObserver  # noqa: E402
 
 DEFAULT_PEER_SERVICE = "unix:///var/run/cilium/hubble.sock"
 
@@ -72,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dial-timeout", default="5s", help="timeout to connect to a node (default 5s)")
     p.add_argument(
-        "--retry-timeout", default="30s", help="max wait between reconnection attempts (default 30s)"
+        "--retry-timeout",
+        default="30s",
+        help="max wait between reconnection attempts to a node (default 30s; capped at 1s so that a node "
+        "that comes back streams again within seconds)",
     )
     p.add_argument(
         "--error-aggregation-window",
@@ -292,6 +305,7 @@ def _display_address(listen_address: str, port: int) -> str:
 def run(argv: list[str]) -> int:
     """Run the relay until SIGINT/SIGTERM; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="level=%(levelname)s msg=%(message)s")
+    logging.getLogger("relay").setLevel(logging.INFO)  # node connected/disconnected/unavailable
     try:
         relay = Relay(build_parser().parse_args(argv))
         relay.start()
