@@ -1,10 +1,10 @@
 """Coverage-guided fuzzing of the project's input parsers with atheris (``nox -s fuzz``).
 
-    python fuzz/run.py [--seconds N | --smoke] [--rss-limit-mb M] [TARGET ...]
+    python fuzz/run.py [--seconds N | --smoke | --runs N] [--rss-limit-mb M] [TARGET ...]
 
 Each target (``datapath``, ``flowline``, ``policy``; all by default; see ``fuzz/targets.py``) runs
 in its own process for a fixed time budget (default 300 s; ``--smoke`` = 30 s, the CI budget),
-starting from the seed corpus kept in ``fuzz/corpus/TARGET`` (the inputs the fuzzer finds on the
+or for a number of executions (``--runs 1000000``, no time limit), starting from the seed corpus kept in ``fuzz/corpus/TARGET`` (the inputs the fuzzer finds on the
 way go to a temporary directory, so the repository's corpus stays small). Printed per target:
 executions, executions per second, coverage, and crashes, with the file holding the crashing input
 (under ``fuzz/crashes/``, not tracked) and the first line of its error. A crash is an unexpected
@@ -29,7 +29,7 @@ TARGET_NAMES = ("datapath", "flowline", "policy")
 SMOKE_SECONDS = 30
 
 
-def run_target(name: str, seconds: int, rss_limit_mb: int, timeout_s: int) -> dict:
+def run_target(name: str, seconds: int, rss_limit_mb: int, timeout_s: int, runs: int = 0) -> dict:
     crashes_dir = HERE / "crashes" / name
     crashes_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{name}-") as work:
@@ -37,7 +37,7 @@ def run_target(name: str, seconds: int, rss_limit_mb: int, timeout_s: int) -> di
             sys.executable,
             str(HERE / "fuzz_one.py"),
             name,
-            f"-max_total_time={seconds}",
+            f"-runs={runs}" if runs else f"-max_total_time={seconds}",
             f"-rss_limit_mb={rss_limit_mb}",
             f"-timeout={timeout_s}",
             "-print_final_stats=1",
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("targets", nargs="*", help=f"targets to run (default: {' '.join(TARGET_NAMES)})")
     p.add_argument("--seconds", type=int, default=300, help="time budget per target (default 300)")
     p.add_argument("--smoke", action="store_true", help=f"CI budget: {SMOKE_SECONDS} s per target")
+    p.add_argument("--runs", type=int, default=0, help="run each target for this many executions instead")
     p.add_argument(
         "--rss-limit-mb", type=int, default=2048, help="memory above this is a crash (default 2048)"
     )
@@ -92,15 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown target {unknown[0]!r} (one of {', '.join(TARGET_NAMES)})")
     if args.seconds < 1:
         p.error("--seconds must be at least 1")
+    if args.runs < 0:
+        p.error("--runs must be 0 or more")
     seconds = SMOKE_SECONDS if args.smoke else args.seconds
     failed = False
-    print(f"{'target':<10} {'seconds':>7} {'executions':>11} {'execs/s':>9} {'coverage':>9} {'crashes':>8}")
+    print(f"{'target':<10} {'budget':>7} {'executions':>11} {'execs/s':>9} {'coverage':>9} {'crashes':>8}")
     for name in names:
-        result = run_target(name, seconds, args.rss_limit_mb, args.timeout)
+        result = run_target(name, seconds, args.rss_limit_mb, args.timeout, args.runs)
         if args.verbose:
             print(result["log"])
+        budget = f"{args.runs}x" if args.runs else f"{seconds}s"
         print(
-            f"{name:<10} {seconds:>7} {result['runs']:>11} {result['execs_per_s']:>9.0f} "
+            f"{name:<10} {budget:>7} {result['runs']:>11} {result['execs_per_s']:>9.0f} "
             f"{result['cov']:>9} {result['crashes']:>8}",
             flush=True,
         )
