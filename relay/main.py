@@ -206,7 +206,7 @@ class Relay:
             retry_timeout=_duration("retry-timeout", args.retry_timeout, positive=True),
             tls=client_tls,
         )
-        drain = _duration("sort-buffer-drain-timeout", args.sort_buffer_drain_timeout)
+        drain = _duration("sort-buffer-drain-timeout", args.sort_buffer_drain_timeout, positive=True)
         error_window = _duration("error-aggregation-window", args.error_aggregation_window)
         self.peers = PeerManager(dial)
         for name, address in static:

@@ -76,6 +76,10 @@ def test_agent_rejects(extra, message):
             'invalid argument "-1s" for "--error-aggregation-window" flag: must be 0 or more',
         ),
         (["--peers", "127.0.0.1:1", "--max-workers", "-3"], "invalid --max-workers -3: must be at least 1"),
+        (
+            ["--peers", "127.0.0.1:1", "--sort-buffer-drain-timeout", "0s"],
+            'invalid argument "0s" for "--sort-buffer-drain-timeout" flag: must be positive',
+        ),
     ],
 )
 def test_relay_rejects(extra, message):
