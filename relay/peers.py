@@ -309,6 +309,7 @@ class PeerManager:
         target = address
         opts = self.dial.channel_options(tls_server_name)
         backoff = 0.5
+        last_cause: str | None = None  # logged once per change, as the nodes' conditions
         while not self._stop.is_set():
             channel = (
                 grpc.secure_channel(target, tls.credentials(), options=opts)
@@ -320,11 +321,19 @@ class PeerManager:
                 self._peer_stream = stream
                 for note in stream:
                     backoff = 0.5
+                    if last_cause is not None:
+                        log.info(_kv("peer service connected", address=address))
+                        last_cause = None
                     self._apply(note)
             except grpc.RpcError as exc:
                 if self._stop.is_set():
                     break
-                log.warning("peer service %s: %s", address, exc.details() if hasattr(exc, "details") else exc)
+                cause = (
+                    connection_cause(exc.details() or "", address) if hasattr(exc, "details") else str(exc)
+                )
+                if cause != last_cause:
+                    log.warning(_kv("peer service unavailable", address=address, cause=cause))
+                    last_cause = cause
             finally:
                 channel.close()
             self._stop.wait(backoff)

@@ -191,3 +191,17 @@ def test_nodes_back_after_60s_and_120s_outages_stream_within_5s(procs):
         causes = [cause for msg, cause in node_log(relay, name) if msg == "node unavailable"]
         assert causes == ["Failed to connect to remote host: Connection refused"]
     print("streaming again after", {k: round(v, 2) for k, v in back_after.items()}, "s")
+
+
+def test_peer_service_failure_is_logged_once(procs):
+    hole = reserved_port()
+    relay = procs.relay("--peer-service", f"127.0.0.1:{hole.getsockname()[1]}")
+
+    def lines():
+        return [line for line in relay.stderr_lines if "peer service" in line]
+
+    wait_for(lines, 20, lambda: relay.stderr_lines)
+    time.sleep(3)  # several more attempts fail meanwhile
+    hole.close()
+    [line] = lines()
+    assert 'msg="peer service unavailable"' in line and "Connection refused" in line, line
