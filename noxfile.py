@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, typecheck, protos, bench.
+"""Developer sessions: tests, lint, typecheck, protos, bench, fuzz.
 
 Sessions run in the current environment (``venv_backend="none"``): the project's environment is a
 virtualenv made by ``scripts/bootstrap.sh`` from Debian's Python with system site packages, because
@@ -8,6 +8,7 @@ bcc (Debian's python3-bpfcc) only exists there. Run them as ``.venv/bin/nox -s N
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
 
@@ -54,3 +55,14 @@ def bench(session: nox.Session) -> None:
         if not os.path.exists(path):
             session.error(f"no benchmark {path}")
         session.run("python", path)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Coverage-guided fuzzing (atheris) of the datapath event parser, flow-line decoder, policy loader.
+
+    ``nox -s fuzz`` gives each target 300 s; ``nox -s fuzz -- --smoke`` is the CI budget (30 s each);
+    ``nox -s fuzz -- --seconds 60 flowline`` picks the budget and targets. Prints executions/s and
+    crashes per target and fails when a target crashed (see ``fuzz/run.py``).
+    """
+    session.run(sys.executable, "fuzz/run.py", *session.posargs)  # nox's own interpreter: the venv's

@@ -63,7 +63,6 @@ _INT_RANGES = {
     schema.UINT64: (0, 2**64 - 1),
 }
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _DURATION = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,9}))?s")
 _is_canonical_timestamp = TIMESTAMP_RE.fullmatch
 _FLOAT32 = struct.Struct("<f")
@@ -363,19 +362,6 @@ def _is_default(value: Any, f: FieldInfo) -> bool:
     if kind in (schema.STRING, schema.BYTES, schema.BOOL, schema.INT32, schema.UINT32):
         return not value
     return False
-
-
-def fix_surrogates(value: Any) -> Any:
-    """Replace lone UTF-16 surrogates (from ``\\ud800``-style escapes) by U+FFFD, like Go."""
-    if type(value) is str:
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if type(value) is Pairs:
-        return Pairs((fix_surrogates(k), fix_surrogates(v)) for k, v in value)
-    if isinstance(value, dict):
-        return {fix_surrogates(k): fix_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fix_surrogates(v) for v in value]
-    return value
 
 
 _STRING, _ENUM, _MESSAGE, _INT32, _UINT32 = (

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import AgentError, ReplayError
+from hubblepy.observer.flags import check_agent_flags
 from hubblepy.observer.ring import DEFAULT_CAPACITY, validate_capacity
 from hubblepy.observer.server import DEFAULT_LISTEN_ADDRESS, ObserverServer, ServerConfig, ServerTLS
 from hubblepy.observer.sources import FlowSource, ReplaySource
@@ -92,6 +93,7 @@ def parse_peers(text: str) -> list[dict[str, Any]]:
 
 def build(args: argparse.Namespace) -> tuple[ObserverServer, list[FlowSource]]:
     try:
+        check_agent_flags(args)
         validate_capacity(args.event_buffer_capacity)
     except ValueError as exc:
         raise AgentError(str(exc)) from None

@@ -85,24 +85,38 @@ class Observer:
     def uptime_ns(self) -> int:
         return time.monotonic_ns() - self.started_ns
 
-    def flows_rate(self) -> float:
-        """Flows per second over the last minute, from the timestamps of the flows in the ring."""
+    def flows_rate(self, now_ns: int | None = None) -> float:
+        """Flows per second as upstream's node computes it, from the flow timestamps in the ring.
+
+        Flows are counted from the newest back over the last minute. When the scan reaches the
+        oldest entry of a ring that is full (older flows were overwritten), the rate is taken over
+        the span the ring covers instead: from that oldest flow's time to now. An empty or
+        unfilled ring is measured over the whole minute, even on a node up for less.
+        """
         ring = self.flows
-        horizon = time.time_ns() - FLOW_RATE_WINDOW_NS
+        now = time.time_ns() if now_ns is None else now_ns
+        since = now - FLOW_RATE_WINDOW_NS
         count = 0
+        last_seen: int | None = None
         seq = ring.next_seq - 1
         oldest = ring.oldest_seq
-        while seq >= oldest:
-            entry, lost = ring.read(seq)
+        while True:
+            if seq < oldest:
+                if len(ring) >= ring.capacity and last_seen is not None:
+                    since = last_seen  # read the complete ring: rate over the span it covers
+                break
+            entry, _ = ring.read(seq)
             if entry is None:
                 break
-            if entry.time_ns < horizon:
-                break
-            if entry.flow is not None:
-                count += 1
             seq -= 1
-        window_s = min(FLOW_RATE_WINDOW_NS, max(self.uptime_ns(), 1)) / 1e9
-        return count / window_s
+            if entry.flow is None:
+                continue
+            if entry.time_ns < since:
+                break
+            last_seen = entry.time_ns
+            count += 1
+        span_ns = now - since
+        return count / (span_ns / 1e9) if span_ns > 0 else 0.0
 
     def status(self) -> dict[str, Any]:
         """Canonical ``observer.ServerStatusResponse`` dict."""
