@@ -103,7 +103,7 @@ def _canonical_key(name: str, key: str) -> str:
 
 def _check_value(name: str, key: str, value: str) -> str:
     if key == "labelsContext":
-        labels = [v for v in value.split(",")]
+        labels = value.split(",")
         for label in labels:
             if label not in LABELS_CONTEXT:
                 raise MetricsConfigError(
@@ -143,7 +143,8 @@ def _words(text: str) -> list[str]:
         word = word.replace("\\,", ",")
         if not word:
             continue
-        if specs and word in LABELS_CONTEXT and re.search(r"labelsContext=[^;]*$", specs[-1], re.I):
+        label_like = word in LABELS_CONTEXT or (word not in FAMILY_OPTIONS and ":" not in word)
+        if specs and label_like and re.search(r"labelsContext=[^;]*$", specs[-1], re.I):
             specs[-1] += "," + word
         else:
             specs.append(word)
