@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import queue
 import sys
 import threading
@@ -38,14 +39,26 @@ class ExportSettings:
 
 
 def _filters(flag: str, raw: str) -> list[dict[str, Any]]:
+    """JSON FlowFilters, back to back or separated by commas/spaces (cilium-config's spelling)."""
     from hubblepy.cli.raw_filters import RawFilterError, decode_flow_filters
 
-    if not raw.strip():
-        return []
-    try:
-        return decode_flow_filters(raw)
-    except RawFilterError as exc:
-        raise ExportError(f"--{flag}: {exc}") from None
+    decoder = json.JSONDecoder()
+    filters: list[dict[str, Any]] = []
+    pos, text = 0, raw.strip()
+    while pos < len(text):
+        if text[pos] in ", \t\n":
+            pos += 1
+            continue
+        try:
+            _, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise ExportError(f"--{flag}: invalid JSON FlowFilter {raw!r}: {exc.msg}") from None
+        try:
+            filters.extend(decode_flow_filters(text[pos:end]))
+        except RawFilterError as exc:
+            raise ExportError(f"--{flag}: {exc}") from None
+        pos = end
+    return filters
 
 
 def exporter_from_args(args: Any, node_name: str = "") -> FlowExporter | None:

@@ -16,6 +16,7 @@ import gzip
 import os
 import shutil
 import stat
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class RotatingFile:
         self.compress = compress
         self.rotations = 0
         self.lines_written = 0
+        self._last_ms = 0
         self._fd = -1
         self._size = 0
         self._regular = True
@@ -76,14 +78,15 @@ class RotatingFile:
         self._size = start + len(data)
 
     def _backup_name(self) -> Path:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
-        stem, ext = self.path.stem, self.path.suffix
-        candidate = self.path.with_name(f"{stem}-{stamp}{ext}")
-        n = 1
-        while candidate.exists() or candidate.with_name(candidate.name + ".gz").exists():
-            candidate = self.path.with_name(f"{stem}-{stamp}-{n}{ext}")
-            n += 1
-        return candidate
+        """``NAME-<UTC ms time>.EXT``, strictly later than the previous backup so names sort in order."""
+        ms = max(time.time_ns() // 1_000_000, self._last_ms + 1)
+        while True:
+            stamp = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+            candidate = self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}")
+            if not (candidate.exists() or candidate.with_name(candidate.name + ".gz").exists()):
+                self._last_ms = ms
+                return candidate
+            ms += 1
 
     def rotate(self) -> None:
         """Close the current file, keep it as a backup, start an empty one."""
