@@ -36,6 +36,8 @@ from typing import Any
 from hubblepy.lab import netns
 from hubblepy.lab.scenario import PodSpec, Scenario, ScenarioError, load_scenario
 from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
+from hubblepy.metrics import MetricsConfigError
+from hubblepy.metrics.lab import LabMetrics, add_lab_arguments
 from hubblepy.policy import (
     ACTION_DENY,
     EGRESS,
@@ -107,6 +109,7 @@ class LabNode:
         self._control: socket.socket | None = None
         self.policy_stats = {"added": 0, "changed": 0, "removed": 0}
         self.world: dict[str, Any] | None = None
+        self.metrics: Any = None  # hubblepy.metrics.lab.LabMetrics, set by main()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -172,6 +175,8 @@ class LabNode:
         )
         self.server.start()
         parser = Parser(self.resolver, self.scenario.node)
+        if self.metrics is not None:  # metrics (issue 11)
+            self.metrics.start_node(observer, parser)
         self.source = DatapathFlowSource(self.datapath, parser)
         t = threading.Thread(
             target=self.source.run, args=(observer, self.stop), name="datapath-source", daemon=True
@@ -190,6 +195,7 @@ class LabNode:
                 f"{self.scenario.node}={self.listen_address}",
                 "--node-name",
                 self.scenario.node,
+                *(self.metrics.relay_args() if self.metrics is not None else []),
             ],
             stdout=log,
             stderr=log,
@@ -198,6 +204,8 @@ class LabNode:
             cwd=str(REPO_ROOT),
         )
         log.close()
+        if self.metrics is not None:
+            self.metrics.start_prometheus(self.folder)
 
     def run_forever(self) -> None:
         control = control_path(self.folder)
@@ -222,10 +230,15 @@ class LabNode:
         sys.stderr.write("lab node: the lab directory was removed; exiting without cleanup\n")
         if self.relay is not None:
             netns.terminate([self.relay.pid])
+        if self.metrics is not None:
+            self.metrics.stop()
         os._exit(0)
 
     def shutdown(self) -> None:
         self.stop.set()
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.metrics.stop()
         if self._control is not None:
             with contextlib.suppress(OSError):
                 self._control.close()
@@ -573,6 +586,7 @@ class LabNode:
             "audit": self.audit.to_json(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
+            **(self.metrics.state() if self.metrics is not None else {}),
         }
 
     def save(self) -> None:
@@ -675,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen-address", default="127.0.0.1:4244")
     p.add_argument("--relay-address", default="127.0.0.1:4245")
     p.add_argument("--monitor-aggregation", default="medium", choices=["medium", "none"])
+    add_lab_arguments(p)  # --metrics-server, --metrics, --relay-metrics-address, --prometheus-address
     args = p.parse_args(argv)
     folder = lab_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -696,9 +711,10 @@ def main(argv: list[str] | None = None) -> int:
             args.relay_address,
             args.monitor_aggregation,
         )
+        node.metrics = LabMetrics.from_args(args)
         node.start()
         tune_gc_for_flows()
-    except (ScenarioError, PolicyError, LabError) as exc:
+    except (ScenarioError, PolicyError, LabError, MetricsConfigError) as exc:
         sys.stderr.write(f"lab: {exc}\n")
         _teardown(node)
         return 1

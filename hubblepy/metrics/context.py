@@ -146,3 +146,18 @@ def compile_context(spec: MetricSpec, invert: bool = False) -> tuple[list[str], 
     if not getters:
         return names, lambda f: ()
     return names, lambda f: tuple(g(f) for g in getters)
+
+
+def context_needs(spec: MetricSpec) -> frozenset[str]:
+    """Signature columns (registry.COLUMNS) the context labels of ``spec`` read."""
+    opts = spec.options
+    if not any(key.endswith("Context") for key in opts):
+        return frozenset()
+    needs = {"source", "destination", "direction"}
+    idents = {i for key, v in opts.items() if key != "labelsContext" for i in v.split("|")}
+    labels = set(opts.get("labelsContext", "").split(","))
+    if "ip" in idents or {"source_ip", "destination_ip"} & labels:
+        needs.add("ips")
+    if "dns" in idents:
+        needs.add("names")
+    return frozenset(needs)

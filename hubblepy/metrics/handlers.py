@@ -1,9 +1,12 @@
 """The flow metric families, by upstream Hubble's names, labels, label values and types.
 
-Every handler takes a whole batch of canonical flow dicts (:meth:`Handler.process`): it maps each
-flow to a tuple of label values, counts the tuples of the batch with a :class:`collections.Counter`
-and then adds each count to its Prometheus child once. The per-flow work is a few dict lookups;
-the Prometheus client (locks, child lookup) is touched once per distinct label set per batch.
+A handler never walks a batch itself. :class:`hubblepy.metrics.registry.FlowMetrics` groups a
+batch by a signature of the fields the enabled handlers read (built column by column with C-level
+``map``/``zip``, then counted with :class:`collections.Counter`), and calls
+:meth:`Handler.count` once per distinct signature with one representative flow and the number of
+flows that share it. ``needs`` names the signature columns a handler reads (see
+``hubblepy.metrics.registry.COLUMNS``); L7 flows (DNS, HTTP), whose labels and latencies vary per
+flow, are passed one by one. The Prometheus client is touched once per label set per batch.
 
 Cardinality guard: a family holds at most ``max_series`` label sets (``--metrics-max-series``,
 default 5000). A new label set beyond that keeps the values of the family's bounded labels (enums
@@ -23,7 +26,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 
 from hubblepy.metrics.config import MetricSpec
-from hubblepy.metrics.context import compile_context
+from hubblepy.metrics.context import compile_context, context_needs
 
 Flow = dict[str, Any]
 _EMPTY: dict[str, Any] = {}
@@ -229,6 +232,7 @@ class Handler:
         self.spec = spec
         self.registry = registry
         self._ctx = ctx
+        self.needs = type(self).needs | context_needs(spec)
 
     def _counter(
         self,
@@ -240,7 +244,11 @@ class Handler:
         metric = PromCounter(name, doc, labels, namespace="hubble", registry=self.registry)
         return Series(metric, labels, bounded, self._ctx.max_series, self._ctx.overflow_of(self.spec.name))
 
-    def process(self, flows: list[Flow]) -> None:
+    # signature columns (registry.COLUMNS) this handler's labels depend on, for non-L7 flows
+    needs: frozenset[str] = frozenset()
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        """Add ``n`` flows like ``f`` to ``acc[series][label values]``."""
         raise NotImplementedError
 
 
@@ -254,7 +262,6 @@ class FlowHandler(Handler):
         self.series = self._counter(
             "flows_processed_total", "Total number of flows processed", labels, labels[:4]
         )
-        self._types: dict[tuple, tuple[str, str]] = {}
 
     def _type(self, flow: Flow) -> tuple[str, str]:
         et = flow.get("event_type") or _EMPTY
@@ -272,11 +279,10 @@ class FlowHandler(Handler):
             return "PolicyVerdict", ""
         return "Unknown", str(t)
 
-    def process(self, flows: list[Flow]) -> None:
-        ctx = self.context
-        typ = self._type
-        counts = Counter((flow_protocol(f), *typ(f), _verdict(f), *ctx(f)) for f in flows)
-        self.series.add(counts)
+    needs = frozenset({"event_type", "verdict", "l4_proto"})
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        acc[self.series][(flow_protocol(f), *self._type(f), _verdict(f), *self.context(f))] += n
 
 
 class DropHandler(Handler):
@@ -288,15 +294,12 @@ class DropHandler(Handler):
         labels = [*names, "reason", "protocol"]
         self.series = self._counter("drop_total", "Number of drops", labels, ["reason", "protocol"])
 
-    def process(self, flows: list[Flow]) -> None:
-        ctx = self.context
-        counts = Counter(
-            (*ctx(f), f.get("drop_reason_desc", "DROP_REASON_UNKNOWN"), flow_protocol(f))
-            for f in flows
-            if f.get("verdict") == "DROPPED"
-        )
-        if counts:
-            self.series.add(counts)
+    needs = frozenset({"event_type", "verdict", "drop_reason", "l4_proto"})
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        if f.get("verdict") == "DROPPED":
+            reason = f.get("drop_reason_desc", "DROP_REASON_UNKNOWN")
+            acc[self.series][(*self.context(f), reason, flow_protocol(f))] += n
 
 
 class PolicyHandler(Handler):
@@ -325,10 +328,12 @@ class PolicyHandler(Handler):
         direction = f.get("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN").lower()
         return (direction, match, _verdict(f).lower(), *self.context(f))
 
-    def process(self, flows: list[Flow]) -> None:
-        counts = Counter(filter(None, map(self._key, flows)))
-        if counts:
-            self.series.add(counts)
+    needs = frozenset({"event_type", "verdict", "source", "direction", "match"})
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        key = self._key(f)
+        if key is not None:
+            acc[self.series][key] += n
 
 
 def _forwarded_l4(f: Flow) -> dict[str, Any] | None:
@@ -346,24 +351,23 @@ class TcpHandler(Handler):
         labels = ["flag", "family", *names]
         self.series = self._counter("tcp_flags_total", "TCP flag occurrences", labels, labels[:2])
 
-    def process(self, flows: list[Flow]) -> None:
-        counts: Counter = Counter()
-        for f in flows:
-            l4 = _forwarded_l4(f)
-            if not l4 or "TCP" not in l4 or "IP" not in f:
-                continue
-            flags = l4["TCP"].get("flags")
-            if not flags:
-                continue
-            rest = (f["IP"].get("ipVersion", "IP_NOT_USED_IN_EXPERIMENTAL"), *self.context(f))
-            if flags.get("FIN"):
-                counts[("FIN", *rest)] += 1
-            if flags.get("SYN"):
-                counts[("SYN-ACK" if flags.get("ACK") else "SYN", *rest)] += 1
-            if flags.get("RST"):
-                counts[("RST", *rest)] += 1
-        if counts:
-            self.series.add(counts)
+    needs = frozenset({"verdict", "l4_proto", "tcp_flags", "ip_version"})
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        l4 = _forwarded_l4(f)
+        if not l4 or "TCP" not in l4 or "IP" not in f:
+            return
+        flags = l4["TCP"].get("flags")
+        if not flags:
+            return
+        counts = acc[self.series]
+        rest = (f["IP"].get("ipVersion", "IP_NOT_USED_IN_EXPERIMENTAL"), *self.context(f))
+        if flags.get("FIN"):
+            counts[("FIN", *rest)] += n
+        if flags.get("SYN"):
+            counts[("SYN-ACK" if flags.get("ACK") else "SYN", *rest)] += n
+        if flags.get("RST"):
+            counts[("RST", *rest)] += n
 
 
 class PortDistributionHandler(Handler):
@@ -380,20 +384,19 @@ class PortDistributionHandler(Handler):
             ["protocol"],
         )
 
-    def process(self, flows: list[Flow]) -> None:
-        counts: Counter = Counter()
-        for f in flows:
-            l4 = _forwarded_l4(f)
-            if not l4 or f.get("is_reply") is not False:  # unknown or reply: skip, as upstream
-                continue
-            for proto in ("TCP", "UDP", "SCTP"):
-                if proto in l4:
-                    counts[(proto, str(l4[proto].get("destination_port", 0)), *self.context(f))] += 1
-            for proto in ("ICMPv4", "ICMPv6"):
-                if proto in l4:
-                    counts[(proto, "0", *self.context(f))] += 1
-        if counts:
-            self.series.add(counts)
+    needs = frozenset({"verdict", "l4_proto", "is_reply", "dport"})
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        l4 = _forwarded_l4(f)
+        if not l4 or f.get("is_reply") is not False:  # unknown or reply: skip, as upstream
+            return
+        counts = acc[self.series]
+        for proto in ("TCP", "UDP", "SCTP"):
+            if proto in l4:
+                counts[(proto, str(l4[proto].get("destination_port", 0)), *self.context(f))] += n
+        for proto in ("ICMPv4", "ICMPv6"):
+            if proto in l4:
+                counts[(proto, "0", *self.context(f))] += n
 
 
 class IcmpHandler(Handler):
@@ -405,19 +408,17 @@ class IcmpHandler(Handler):
         labels = ["family", "type", *names]
         self.series = self._counter("icmp_total", "Number of ICMP messages", labels, ["family"])
 
-    def process(self, flows: list[Flow]) -> None:
-        counts: Counter = Counter()
-        for f in flows:
-            l4 = f.get("l4")
-            if not l4:
-                continue
-            for proto, table in (("ICMPv4", _ICMP4_TYPES), ("ICMPv6", _ICMP6_TYPES)):
-                icmp = l4.get(proto)
-                if icmp is not None:
-                    text = icmp_type_text(table, icmp.get("type", 0), icmp.get("code", 0))
-                    counts[("IPv4", text, *self.context(f))] += 1
-        if counts:
-            self.series.add(counts)
+    needs = frozenset({"l4_proto", "icmp"})
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        l4 = f.get("l4")
+        if not l4:
+            return
+        for proto, table in (("ICMPv4", _ICMP4_TYPES), ("ICMPv6", _ICMP6_TYPES)):
+            icmp = l4.get(proto)
+            if icmp is not None:
+                text = icmp_type_text(table, icmp.get("type", 0), icmp.get("code", 0))
+                acc[self.series][("IPv4", text, *self.context(f))] += n
 
 
 class FlowsToWorldHandler(Handler):
@@ -458,10 +459,14 @@ class FlowsToWorldHandler(Handler):
             key += (port,)
         return key + self.context(f)
 
-    def process(self, flows: list[Flow]) -> None:
-        counts = Counter(filter(None, map(self._key, flows)))
-        if counts:
-            self.series.add(counts)
+    needs = frozenset(
+        {"destination", "event_type", "verdict", "drop_reason", "is_reply", "l4_proto", "tcp_flags", "dport"}
+    )
+
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        key = self._key(f)
+        if key is not None:
+            acc[self.series][key] += n
 
 
 class DnsHandler(Handler):
@@ -481,33 +486,26 @@ class DnsHandler(Handler):
         )
         self.types = self._counter("dns_response_types_total", "Number of DNS response types", types, [])
 
-    def process(self, flows: list[Flow]) -> None:
-        queries: Counter = Counter()
-        responses: Counter = Counter()
-        types: Counter = Counter()
-        for f in flows:
-            dns = (f.get("l7") or _EMPTY).get("dns")
-            if dns is None:
-                continue
-            qtypes_list = dns.get("qtypes", [])
-            if self.ignore_aaaa and qtypes_list == ["AAAA"]:
-                continue
-            ctx = self.context(f)
-            qtypes = ",".join(qtypes_list)
-            ips = str(len(dns.get("ips", ())))
-            extra = (dns.get("query", ""),) if self.query else ()
-            if f.get("verdict") == "DROPPED":
-                queries[(*ctx, "Policy denied", qtypes, ips, *extra)] += 1
-            elif f.get("is_reply") is not True:
-                queries[(*ctx, "", qtypes, ips, *extra)] += 1
-            else:
-                rcode = DNS_RCODES.get(dns.get("rcode", 0), "")
-                responses[(*ctx, rcode, qtypes, ips, *extra)] += 1
-                for rrtype in dns.get("rrtypes", ()):
-                    types[(*ctx, rrtype, qtypes, *extra)] += 1
-        for series, counts in ((self.queries, queries), (self.responses, responses), (self.types, types)):
-            if counts:
-                series.add(counts)
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        dns = (f.get("l7") or _EMPTY).get("dns")
+        if dns is None:
+            return
+        qtypes_list = dns.get("qtypes", [])
+        if self.ignore_aaaa and qtypes_list == ["AAAA"]:
+            return
+        ctx = self.context(f)
+        qtypes = ",".join(qtypes_list)
+        ips = str(len(dns.get("ips", ())))
+        extra = (dns.get("query", ""),) if self.query else ()
+        if f.get("verdict") == "DROPPED":
+            acc[self.queries][(*ctx, "Policy denied", qtypes, ips, *extra)] += n
+        elif f.get("is_reply") is not True:
+            acc[self.queries][(*ctx, "", qtypes, ips, *extra)] += n
+        else:
+            rcode = DNS_RCODES.get(dns.get("rcode", 0), "")
+            acc[self.responses][(*ctx, rcode, qtypes, ips, *extra)] += n
+            for rrtype in dns.get("rrtypes", ()):
+                acc[self.types][(*ctx, rrtype, qtypes, *extra)] += n
 
 
 class HttpHandler(Handler):
@@ -554,13 +552,13 @@ class HttpHandler(Handler):
     def _reporter(f: Flow) -> str:
         return {"EGRESS": "client", "INGRESS": "server"}.get(f.get("traffic_direction", ""), "unknown")
 
-    def process(self, flows: list[Flow]) -> None:
-        for f in flows:
-            l7 = f.get("l7")
-            if not l7 or "http" not in l7:
-                continue
-            kind = l7.get("type")
-            if kind == "RESPONSE" or (not self.v2 and kind == "REQUEST"):
+    def count(self, f: Flow, n: int, acc: dict[Series, Counter]) -> None:
+        l7 = f.get("l7")
+        if not l7 or "http" not in l7:
+            return
+        kind = l7.get("type")
+        if kind == "RESPONSE" or (not self.v2 and kind == "REQUEST"):
+            for _ in range(n):  # L7 flows come one by one (n == 1): latencies differ per flow
                 self._one(f, l7, kind)
 
     def _one(self, f: Flow, l7: dict[str, Any], kind: str) -> None:
