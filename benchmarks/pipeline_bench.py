@@ -10,8 +10,9 @@ source (hubblepy.lab.source.DatapathFlowSource: MonitorReader with its defaults 
 Each offered rate runs with the agent's reader settings, with 256 pages per CPU, and with 256 pages
 plus a higher gc threshold (CPython's young-generation collections cost a good share of the
 per-flow dicts' time). A last table runs the lab agent's settings with Hubble's metric families off,
-all on (``--metrics`` with every family), and all on with namespace contexts, one after the other at
-each rate, so the three rows of a rate share the machine's load of that moment. With two CPUs or more the pipeline and the generator are pinned apart, so
+the lab's default families, all on (``--metrics`` with every family), and all on with namespace
+contexts, one after the other at each rate, so the rows of a rate share the machine's load of that
+moment; it also prints the share of the pipeline's CPU spent counting. With two CPUs or more the pipeline and the generator are pinned apart, so
 "CPU" is the share of one core the pipeline used (user + system time of its process).
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 from hubblepy.lab.source import DatapathFlowSource
 from hubblepy.metrics import ALL_FAMILIES, build_node_metrics
+from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
 from hubblepy.monitor import MonitorReader
 from hubblepy.monitor.perf import NR_BPF
 from hubblepy.monitor.reader import DEFAULT_PAGES, DEFAULT_WAKEUP_EVENTS
@@ -394,6 +396,7 @@ def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = Fals
 CONTEXTS = "sourceContext=namespace;destinationContext=namespace"
 METRICS_ROWS = (
     ("off", ""),
+    ("lab", DEFAULT_LAB_METRICS),
     ("all", ALL_FAMILIES),
     ("all+ctx", " ".join(f"{name}:{CONTEXTS}" for name in ALL_FAMILIES.split())),
 )
@@ -403,8 +406,8 @@ def bench_metrics(gen: MixGenerator, seconds: float, rates: list[float]) -> None
     """Lab agent settings with the metric families off / all on / all on with contexts, per rate."""
     gc.set_threshold(*GC_THRESHOLD_TRIED)
     print(
-        "  256 pages/CPU, lab gc threshold; Hubble metrics off, all families on "
-        f"({ALL_FAMILIES}), and all on with {CONTEXTS}"
+        "  256 pages/CPU, lab gc threshold; Hubble metrics off, the lab's default "
+        f"({DEFAULT_LAB_METRICS}),\n  all families ({ALL_FAMILIES}), and all with {CONTEXTS}"
     )
     print(
         f"    {'metrics':>8} {'offered/s':>10} {'received/s':>11} {'flows/s':>10} {'lost':>7} {'unread':>7} "

@@ -101,6 +101,9 @@ def up(
     metrics_address: str = typer.Option(
         "127.0.0.1:9965", help="the node's Prometheus /metrics address ('' disables; busy: a warning)"
     ),
+    metrics: str = typer.Option(
+        "", "--metrics", help="the node's metric families (default: drop, flow, policy, dns, httpV2)"
+    ),
     prometheus: bool = typer.Option(
         False, "--prometheus", help="start Prometheus scraping the node and relay"
     ),
@@ -110,15 +113,23 @@ def up(
     ),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
-    metrics = ["--metrics-server", metrics_address]  # issue 11: metrics and Prometheus
+    metrics_args = ["--metrics-server", metrics_address]  # issue 11: metrics and Prometheus
+    if metrics:
+        from hubblepy.metrics import MetricsConfigError, parse_metrics
+
+        try:
+            parse_metrics(metrics)
+        except MetricsConfigError as exc:
+            raise _fail(str(exc)) from None
+        metrics_args += ["--metrics", metrics]
     if prometheus:
-        metrics += [
+        metrics_args += [
             "--prometheus-address",
             prometheus_address,
             "--relay-metrics-address",
             relay_metrics_address,
         ]
-    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics)
+    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics_args)
 
 
 def bring_up(
