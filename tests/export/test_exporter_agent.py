@@ -4,6 +4,7 @@ and a full disk that is reported and counted while the agent keeps serving."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -120,7 +121,9 @@ def test_rotation_keeps_whole_lines_and_prunes_backups(tmp_path: Path) -> None:
         assert len(observe_file(path).splitlines()) == len(lines)
 
 
+@pytest.mark.root
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
 def test_full_disk_is_reported_counted_and_the_agent_keeps_serving(tmp_path: Path) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
