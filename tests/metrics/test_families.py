@@ -317,3 +317,21 @@ def test_grouped_batches_count_exactly_like_flow_by_flow() -> None:
         # same series and values (the order series were first seen in may differ)
         assert sorted(generate_latest(reg1).splitlines()) == sorted(generate_latest(reg2).splitlines())
         assert b"hubble_flows_processed_total" in generate_latest(reg1) or "flow" not in text
+
+
+def test_http_v2_exemplars_in_openmetrics() -> None:
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+    m, reg = metrics("httpV2:exemplars=true")
+    m.process(
+        [
+            {
+                "traffic_direction": "INGRESS",
+                "l7": {"type": "RESPONSE", "latency_ns": "1000", "http": {"code": 200, "method": "GET"}},
+                "trace_context": {"parent": {"trace_id": "abc123"}},
+            }
+        ]
+    )
+    text = openmetrics(reg).decode()
+    line = next(x for x in text.splitlines() if x.startswith("hubble_http_requests_total{"))
+    assert line.endswith('# {traceID="abc123"} 1.0') or '# {traceID="abc123"} 1.0' in line, line
