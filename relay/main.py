@@ -5,7 +5,7 @@ Flags follow upstream hubble-relay::
     hubble-relay [--listen-address :4245] [--peer-service ADDR] [--peers [NAME=]ADDR,...]
                  [--sort-buffer-len-max 100] [--sort-buffer-drain-timeout 1s]
                  [--dial-timeout 5s] [--retry-timeout 30s] [--error-aggregation-window 10s]
-                 [--health-listen-address :4222]
+                 [--health-listen-address :4222] [--metrics-listen-address HOST:PORT]
                  [--tls-relay-server-cert-file F --tls-relay-server-key-file F [--tls-relay-client-ca-files F,...]]
                  [--tls-hubble-server-ca-files F,... [--tls-hubble-client-cert-file F --tls-hubble-client-key-file F]]
 
@@ -19,6 +19,9 @@ disables it) serves only ``grpc.health.v1.Health``, answering SERVING for ``hubb
 and ``""``, for liveness/readiness probes that cannot speak TLS. It is announced with
 ``hubble-relay: health service on HOST:PORT``. When that address cannot be bound the relay warns
 on stderr and runs without it (the main endpoint answers health checks too).
+
+``--metrics-listen-address`` serves the relay's Prometheus metrics (relay/metrics.py), announced with
+``hubble-relay: metrics on HOST:PORT``; a busy address is a start-up error.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # The relay logs what goes wrong with its nodes itself, once per change (see relay.peers); gRPC
 # core would otherwise print a line for every failed TLS handshake of every retry.
@@ -97,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-listen-address",
         default=":4222",
         help='plaintext gRPC health service address (default :4222, "" disables it)',
+    )
+    p.add_argument(
+        "--metrics-listen-address",
+        default="",
+        help='address of the /metrics endpoint ("" disables, the default)',
     )
     p.add_argument("--node-name", default="", help="name put in node-status events (default: hostname)")
     p.add_argument("--tls-relay-server-cert-file", default="")
@@ -230,6 +238,7 @@ class Relay:
         self.health_server: grpc.Server | None = None
         self.health_port = 0
         self.health_warning = ""
+        self.metrics: Any = None
 
     def start(self) -> None:
         server = grpc.server(
@@ -262,6 +271,18 @@ class Relay:
         self.server = server
         if self.args.health_listen_address:
             self._start_health_server(self.args.health_listen_address)
+        if self.args.metrics_listen_address:
+            self._start_metrics(self.args.metrics_listen_address)
+
+    def _start_metrics(self, listen_address: str) -> None:
+        from hubblepy.metrics import MetricsConfigError, MetricsServer
+        from relay.metrics import relay_registry
+
+        try:
+            self.metrics = MetricsServer(listen_address, relay_registry(self.peers))
+            self.metrics.start()
+        except MetricsConfigError as exc:
+            raise RelayError(str(exc)) from None
 
     def _start_health_server(self, listen_address: str) -> None:
         """The separate plaintext listener for grpc.health.v1 only (shares the health servicer)."""
@@ -288,6 +309,8 @@ class Relay:
         return _display_address(self.args.health_listen_address, self.health_port)
 
     def stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         self.peers.close()
         if self.health_server is not None:
             self.health_server.stop(0.5)
@@ -321,6 +344,8 @@ def run(argv: list[str]) -> int:
         sys.stderr.write(f"hubble-relay: health service on {relay.health_address()}\n")
     elif relay.health_warning:
         sys.stderr.write(f"hubble-relay: warning: {relay.health_warning}\n")
+    if relay.metrics is not None:
+        sys.stderr.write(f"hubble-relay: metrics on {relay.metrics.address}\n")
     sys.stderr.flush()
     try:
         while not stop.wait(0.5):

@@ -37,6 +37,7 @@ from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.service import observer_method_handlers
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
+from relay.metrics import STATS
 from relay.node_errors import ErrorAggregator
 from relay.peers import Node, PeerManager
 from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_response
@@ -151,6 +152,7 @@ class _Fanout:
                             if kind == KIND_FLOW and time_ns > last_ns:
                                 last_ns = time_ns
                             items.append((time_ns, kind, wire))
+                        STATS.forwarded(sum(1 for item in items if item[1] == KIND_FLOW))
                         if not self.queue.put_many(items, self.cancelled):
                             return
                     if not self.follow:
@@ -163,6 +165,7 @@ class _Fanout:
                     # errors of a node's stream are worth a line each.
                     lost = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
                     (log.debug if lost else log.warning)("node %s (%s): %s", node.name, node.address, message)
+                    STATS.node_error(node.name)
                     self._put((time.time_ns(), KIND_NODE_ERROR, (node.name, message)))
                     if not self.follow or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                         return

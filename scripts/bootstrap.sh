@@ -21,6 +21,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     apt-get install -y -q "${missing[@]}" >/dev/null
+    # `hubble lab up --prometheus` runs its own Prometheus on loopback with its own data directory;
+    # the system service the package just enabled would hold :9090, so stop the one we installed.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null \
+        && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ -x scripts/setup-kernel-headers.sh ] || [ -f scripts/setup-kernel-headers.sh ]; then

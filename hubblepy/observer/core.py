@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hubblepy import __version__
@@ -35,6 +36,13 @@ class Observer:
         self.seen_flows = 0
         self._namespaces: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
+        self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
+        self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
+
+    def add_flow_listener(self, listener: Callable[[Sequence[RingEntry]], None]) -> None:
+        """Call ``listener(entries)`` with every batch of flow entries, after it is in the ring
+        (metrics, exporter). Listeners run in the publishing thread: they must be quick."""
+        self._flow_listeners.append(listener)
 
     # -- EventSink: what flow sources call -------------------------------------------------------
     def publish_flows(self, flows: Iterable[tuple[int, dict[str, Any]]]) -> None:
@@ -58,6 +66,8 @@ class Observer:
         with self._lock:
             self.seen_flows += len(entries)
             self.flows.write_many(entries)
+            for listener in self._flow_listeners:
+                listener(entries)
 
     def publish_lost(self, source: str, count: int, cpu: int | None = None) -> None:
         """Record that ``count`` events were lost upstream of the ring (e.g. PERF_EVENT_RING_BUFFER)."""
@@ -67,6 +77,7 @@ class Observer:
             lost["cpu"] = cpu
         entry = RingEntry(now, {"lost_events": lost, "node_name": self.node_name, "time": format_ns(now)})
         with self._lock:
+            self.lost_by_source[source.lower()] += count
             self.flows.write(entry)
 
     def publish_agent_event(self, time_ns: int, event: dict[str, Any]) -> None:

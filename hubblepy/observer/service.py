@@ -166,6 +166,7 @@ def stream_ring(
             return
         entry, lost = ring.read(seq)
         if lost:
+            ring.readers_lost += lost
             yield encode_lost(node_name, lost)
             seq += lost
             continue
