@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hubbletest import shared_dir
+from hubbletest import FIXTURES
 
 from hubblepy.policy import PolicyError, load_policy_file, parse_policies
 
-SEED = shared_dir() / "seed" / "policies"
+SEED = FIXTURES / "seed"
 
 API_ALLOW = """\
 apiVersion: cilium.io/v2
@@ -111,8 +111,6 @@ def test_ccnp_must_not_have_namespace():
 
 
 def test_seed_policies_load_with_warnings_for_l7_and_fqdn():
-    if not SEED.exists():
-        pytest.skip(f"seed policies not found at {SEED} (set HUBBLEPY_SHARED)")
     (l7,) = load_policy_file(SEED / "api-http-l7.yaml")
     assert len(l7.warnings) == 1
     assert (
