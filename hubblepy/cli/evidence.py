@@ -18,9 +18,9 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from hubblepy import __version__
 
@@ -81,7 +81,7 @@ def main(argv: list[str], env: Mapping[str, str] | None = None, stderr: TextIO |
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise EvidenceError(message)
 
 
@@ -126,9 +126,7 @@ def _split_own_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         name, eq, value = word.partition("=")
         if name in EXPORT_OWN_FLAGS:
             if not eq:
-                value = next(words, None)
-                if value is None:
-                    raise EvidenceError(f"flag needs an argument: {name}")
+                value = _next_value(words, name)
             own[name] = value
             continue
         if name in REFUSED_OBSERVE_FLAGS or (
@@ -138,6 +136,13 @@ def _split_own_flags(argv: list[str]) -> tuple[dict[str, str], list[str]]:
             raise EvidenceError(f"{name} cannot be used with export: {reason}")
         rest.append(word)
     return own, rest
+
+
+def _next_value(words: Iterator[str], name: str) -> str:
+    value = next(words, None)
+    if value is None:
+        raise EvidenceError(f"flag needs an argument: {name}")
+    return value
 
 
 def _absolute_times(argv: list[str], now_ns: int) -> tuple[list[str], dict[str, str]]:
@@ -154,9 +159,7 @@ def _absolute_times(argv: list[str], now_ns: int) -> tuple[list[str], dict[str, 
             out.append(word)
             continue
         if not eq:
-            value = next(words, None)
-            if value is None:
-                raise EvidenceError(f"flag needs an argument: {name}")
+            value = _next_value(words, name)
         try:
             resolved = format_ns(parse_time_bound(value, now_ns))
         except TimeParseError as exc:

@@ -155,18 +155,18 @@ def completeness(
         if wrapped and since_ns is None:
             problems.append(
                 f"node {name}: no --since was given and its ring has overwritten older flows "
-                f"(oldest held: {format_ns(oldest_ns) if oldest_ns is not None else 'unknown'})"
+                f"(oldest held: {time_text(oldest_ns)})"
             )
         elif wrapped:
             problems.append(
-                f"node {name}: the window starts at {format_ns(since_ns)} but its oldest flow still held is "
-                f"{format_ns(oldest_ns) if oldest_ns is not None else 'unknown'} (ring of {node['max_flows']} "
+                f"node {name}: the window starts at {time_text(since_ns)} but its oldest flow still held is "
+                f"{time_text(oldest_ns)} (ring of {node['max_flows']} "
                 "flows overwritten)"
             )
         else:
             problems.append(
-                f"node {name}: the window starts at {format_ns(since_ns)} but the node only started observing "
-                f"at {format_ns(started_ns)}"
+                f"node {name}: the window starts at {time_text(since_ns)} but the node only started observing "
+                f"at {time_text(started_ns)}"
             )
     if not nodes:
         problems.append("the server did not list its nodes (GetNodes failed): completeness cannot be shown")
@@ -248,7 +248,7 @@ def file_completeness(
 
 
 def time_text(ns: int | None) -> str:
-    return format_ns(ns) if ns is not None else ""
+    return format_ns(ns) if ns is not None else "unknown"
 
 
 __all__ = [

@@ -455,7 +455,7 @@ def _rule(
         rule["fromEntities" if ingress else "toEntities"] = [p.entity for p in peers]
     else:
         rule["toFQDNs"] = [{"matchName": p.name} for p in peers]
-    to_ports = []
+    to_ports: list[dict[str, Any]] = []
     dns_ports = [k for k in port_keys if dns and k.port == DNS_PORT and not k.http]
     plain = [k for k in port_keys if not k.http and k not in dns_ports]
     if plain:
