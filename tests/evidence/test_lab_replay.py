@@ -23,6 +23,7 @@ from labtools import REPO_ROOT, TEST_PREFIX, Lab, lab_netns, needs_root  # noqa:
 pytestmark = pytest.mark.root
 
 WORLD_URL = "http://192.0.2.10/"
+API = "http://api.payments:8080/api/v1/orders"
 TIMEOUT = "000"  # curl's %{http_code} when no answer came
 
 
@@ -78,6 +79,8 @@ def test_suggested_policies_let_the_observed_traffic_pass_and_drop_the_rest(lab,
     audit = lab.run("audit", "enable", "--namespace", "payments")
     assert audit.returncode == 0, audit.stderr
     assert the_observed_traffic(lab) == ("200", "connected")
+    # The unlabeled probe: only its namespace could select it, so no rule is suggested for it.
+    assert lab.curl("default/probe", API).stdout == "200"
     time.sleep(0.5)  # let the events reach the ring
 
     suggested = hubble(lab, "policy", "suggest", "--server", lab.relay, "--verdict", "AUDIT", "--since", "5m")
@@ -85,6 +88,9 @@ def test_suggested_policies_let_the_observed_traffic_pass_and_drop_the_rest(lab,
     text = suggested.stdout
     assert "name: suggested-frontend" in text and "name: suggested-postgres" in text
     assert "- world" in text and "app: postgres" in text
+    assert "# Not suggested" in text and "default/probe (probe) -> payments/api" in text
+    assert "run: probe" not in text and "io.kubernetes.pod.namespace: default" not in text
+    assert "listed at the end of the output" in suggested.stderr
     policy_file = tmp_path / "suggested.yaml"
     policy_file.write_text(text)
     applied = lab.run("policy", "apply", str(policy_file))
@@ -99,6 +105,7 @@ def test_suggested_policies_let_the_observed_traffic_pass_and_drop_the_rest(lab,
     assert lab.curl("payments/api", WORLD_URL).stdout == TIMEOUT
     assert lab.curl("payments/postgres", WORLD_URL).stdout == TIMEOUT
     assert lab.exec("default/probe", "python3", "-c", connect(host="postgres.payments")).stdout.strip() == ""
+    assert lab.curl("default/probe", API).stdout == TIMEOUT
     time.sleep(0.5)
     drops = lab.flows("--namespace", "payments", "--verdict", "DROPPED", "--since", enforced_since)
     dropped_pairs = {(f["source"].get("pod_name"), f["l4"]["TCP"]["destination_port"]) for f in drops}
