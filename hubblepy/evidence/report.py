@@ -76,6 +76,26 @@ def render_report(manifest: dict[str, Any], summary: FlowSummary) -> bytes:
     for index, sentence in enumerate(completeness_sentences(manifest)):
         cls = (' class="ok"' if comp_ok else ' class="bad"') if index == 0 else ""
         parts.append(f"<p{cls}>{_e(sentence)}</p>")
+    comp = manifest.get("completeness") or {}
+    rings = comp.get("rings") or []
+    if rings:
+        answered = set((comp.get("nodes") or {}).get("answered") or [])
+        parts.append(
+            _table(
+                ["node", "answered", "ring wrapped", "oldest flow held", "node started", "window start held"],
+                [
+                    [
+                        r["node"],
+                        "yes" if r["node"] in answered else "NO",
+                        "yes" if r["ring_wrapped"] else "no",
+                        r["oldest_flow_time"] or "-",
+                        r["node_started"] or "-",
+                        {True: "yes", False: "NO", None: "-"}[r["window_start_held"]],
+                    ]
+                    for r in rings
+                ],
+            )
+        )
     parts.append("<h2>Drops (and audited would-be drops) by source, destination, port and policy</h2>")
     if summary.drops:
         rows = [

@@ -73,6 +73,8 @@ def test_live_export_matches_observe_and_names_the_node_that_did_not_answer(proc
     assert any(p.startswith("node n2 did not answer") for p in manifest["completeness"]["problems"])
     assert manifest["query"]["source"] == {"kind": "server", "address": relay.address}
     assert manifest["query"]["observe_command"].endswith("--all -o json")
+    report = (out / "report.html").read_text()
+    assert "NOT complete:" in report and "<td>n2</td><td>NO</td>" in report
     assert hubble("evidence", "verify", str(out)).returncode == 0
 
 
