@@ -15,6 +15,7 @@ The lead wires this in with ``register(app)``.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -271,14 +272,15 @@ def suggest_command(
     Takes `hubble observe`'s source and filter flags, e.g. `--input-file F --verdict AUDIT` or
     `--server ADDR --namespace payments --verdict DROPPED --since 48h` (see docs/policy/suggest.md).
     """
-    from hubblepy.policy.suggest import suggest
+    from hubblepy.policy.suggest import Suggester
 
-    flows = _observed_flows(list(ctx.args))
-    result = suggest(flows, l7=l7)
+    suggester = Suggester(l7=l7)
+    _read_observed_flows(list(ctx.args), suggester.add)
+    result = suggester.finish()
     typer.echo(result.to_yaml(explain=explain), nl=False)
     if result.unsuggested:
         typer.echo(
-            f"hubble policy suggest: {len(result.unsuggested)} flow(s) would need a rule broader than their "
+            f"hubble policy suggest: {result.unsuggested_flows} flow(s) would need a rule broader than their "
             "evidence; they are listed at the end of the output, not suggested",
             err=True,
         )
@@ -286,12 +288,33 @@ def suggest_command(
         typer.echo("hubble policy suggest: no connection to allow in the selected flows", err=True)
 
 
-def _observed_flows(argv: list[str]) -> list[dict]:
-    """The flows `hubble observe ARGV -o json` prints (with --all for a server when no count is given)."""
-    import io
+class _FlowLines(io.RawIOBase):
+    """A binary stream for `hubble observe -o json` output: each complete line's flow goes to ``sink``."""
 
-    import orjson
+    def __init__(self, sink: Any) -> None:
+        super().__init__()
+        self._sink = sink
+        self._pending = b""
 
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        import orjson
+
+        chunk = self._pending + bytes(data)
+        lines = chunk.split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            record = orjson.loads(line)
+            if isinstance(record.get("flow"), dict):
+                self._sink(record["flow"])
+        return len(data)
+
+
+def _read_observed_flows(argv: list[str], sink: Any) -> None:
+    """Hand ``sink`` each flow `hubble observe ARGV -o json` prints (a server is read with --all when no
+    count is given), as it is printed."""
     from hubblepy.cli import observe
     from hubblepy.cli.file_input import InputError
     from hubblepy.cli.observe_args import UsageError
@@ -306,22 +329,15 @@ def _observed_flows(argv: list[str]) -> list[dict]:
     live = not any(w == "--input-file" or w.startswith("--input-file=") for w in argv)
     if live and not any(w.split("=")[0] in ("--first", "--last", "--all") for w in argv):
         argv = [*argv, "--all"]
-    out = io.BytesIO()
+    out = _FlowLines(sink)
     err = io.StringIO()
     try:
-        status = observe.run([*argv, "-o", "json"], os.environ, sys.stdin.buffer, out, err)
+        status = observe.run([*argv, "-o", "json"], os.environ, sys.stdin.buffer, out, err)  # type: ignore[arg-type]
     except (UsageError, FilterError, observe.ObserveError, InputError) as exc:
         raise _fail(str(exc)) from None
     if status != 0:
-        raise _fail(
-            err.getvalue().strip().splitlines()[-1] if err.getvalue().strip() else "reading flows failed"
-        )
-    flows = []
-    for line in out.getvalue().splitlines():
-        record = orjson.loads(line)
-        if isinstance(record.get("flow"), dict):
-            flows.append(record["flow"])
-    return flows
+        text = err.getvalue().strip()
+        raise _fail(text.splitlines()[-1] if text else "reading flows failed")
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,6 +114,9 @@ class PortKey:
     http: tuple[tuple[str, str], ...] = ()  # (method, path regex), sorted
 
 
+MAX_SAMPLES = 20  # flows kept per rule (or per not-suggested group) to show with --explain
+
+
 @dataclass
 class Justification:
     """One flow that a rule allows, in a short readable form."""
@@ -123,9 +127,29 @@ class Justification:
 
 
 @dataclass
+class Evidence:
+    """How many flows back something, and the first few of them."""
+
+    count: int = 0
+    samples: list[Justification] = field(default_factory=list)
+
+    def add(self, why: Justification) -> None:
+        self.count += 1
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(why)
+
+    def merge(self, other: Evidence) -> None:
+        self.count += other.count
+        self.samples = sorted(self.samples + other.samples, key=lambda j: j.time)[:MAX_SAMPLES]
+
+
+@dataclass
 class Unsuggested:
+    """Flows of one kind (reason, endpoints, port) that no rule was suggested for."""
+
     reason: str
-    flow: Justification
+    what: str
+    evidence: Evidence
 
 
 @dataclass
@@ -133,23 +157,27 @@ class Suggestion:
     """The policies (YAML-ready dicts) with, per rule, the flows behind it, and what was not suggested."""
 
     policies: list[dict[str, Any]] = field(default_factory=list)
-    explanations: list[list[tuple[str, list[Justification]]]] = field(default_factory=list)
+    explanations: list[list[tuple[str, Evidence]]] = field(default_factory=list)
     unsuggested: list[Unsuggested] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     connections: int = 0
     ignored_replies: int = 0
 
-    def to_yaml(self, explain: bool = False, max_flows: int = 20) -> str:
+    @property
+    def unsuggested_flows(self) -> int:
+        return sum(item.evidence.count for item in self.unsuggested)
+
+    def to_yaml(self, explain: bool = False) -> str:
         parts = []
         for index, policy in enumerate(self.policies):
             text = yaml.safe_dump(policy, sort_keys=False, default_flow_style=False)
             if explain:
                 lines = []
-                for rule, flows in self.explanations[index]:
-                    lines.append(f"# {rule}: {len(flows)} flow(s)")
-                    lines += [f"#   {j.time} {j.text} {j.uuid}".rstrip() for j in flows[:max_flows]]
-                    if len(flows) > max_flows:
-                        lines.append(f"#   ... and {len(flows) - max_flows} more")
+                for rule, evidence in self.explanations[index]:
+                    lines.append(f"# {rule}: {evidence.count} flow(s)")
+                    lines += [f"#   {j.time} {j.text} {j.uuid}".rstrip() for j in evidence.samples]
+                    if evidence.count > len(evidence.samples):
+                        lines.append(f"#   ... and {evidence.count - len(evidence.samples)} more")
                 text += "\n".join(lines) + "\n"
             parts.append(text)
         body = "---\n".join(parts)
@@ -157,26 +185,26 @@ class Suggestion:
             body += ("\n" if body else "") + "".join(f"# Note: {note}\n" for note in self.notes)
         if self.unsuggested:
             lines = [
-                f"# Not suggested ({len(self.unsuggested)} flows): a rule for them would be broader than the "
+                f"# Not suggested ({self.unsuggested_flows} flows): a rule for them would be broader than the "
                 "evidence; write it by hand if it is wanted."
             ]
             for item in self.unsuggested:
-                lines.append(
-                    f"#   {item.reason}: {item.flow.time} {item.flow.text} {item.flow.uuid}".rstrip()
-                )
+                first = item.evidence.samples[0]
+                more = f" (and {item.evidence.count - 1} more like it)" if item.evidence.count > 1 else ""
+                lines.append(f"#   {item.reason}: {first.time} {first.text} {first.uuid}{more}".rstrip())
             body += ("\n" if body else "") + "\n".join(lines) + "\n"
         return body
 
 
 class _Rules:
-    """Collected allows of one workload in one direction: peer -> port keys -> justifying flows."""
+    """Collected allows of one workload in one direction: peer -> port keys -> the flows behind them."""
 
     def __init__(self) -> None:
-        self.ports: dict[Peer, dict[tuple[int, str], list[Justification]]] = defaultdict(dict)
+        self.ports: dict[Peer, dict[tuple[int, str], Evidence]] = defaultdict(dict)
         self.http: dict[tuple[Peer, int, str], set[tuple[str, str]]] = defaultdict(set)
 
-    def add(self, peer: Peer, port: int, protocol: str, why: Justification) -> None:
-        self.ports[peer].setdefault((port, protocol), []).append(why)
+    def evidence(self, peer: Peer, port: int, protocol: str) -> Evidence:
+        return self.ports[peer].setdefault((port, protocol), Evidence())
 
 
 def _identity_labels(ep: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -264,39 +292,44 @@ def _justification(flow: dict[str, Any]) -> Justification:
     )
 
 
-def _dns_names(flows: list[dict[str, Any]]) -> tuple[dict[str, set[str]], dict[str, Workload]]:
-    """IP -> DNS names from DNS answers (and the DNS server that gave them, by source pod workload)."""
-    names: dict[str, set[str]] = defaultdict(set)
-    servers: dict[str, Workload] = {}
-    for flow in flows:
-        dns = (flow.get("l7") or {}).get("dns") or {}
-        query = (dns.get("query") or "").rstrip(".")
-        if not query or not dns.get("ips"):
-            continue
-        server = flow.get("source") or {}
-        server_labels = _identity_labels(server)
-        for ip in dns["ips"]:
-            names[ip].add(query)
-            if server_labels and server.get("namespace"):
-                servers[query] = Workload(server["namespace"], server_labels)
-    return names, servers
+@dataclass(frozen=True, slots=True)
+class _WorldKey:
+    """An egress to a world address, kept until every DNS answer has been seen."""
+
+    subject: Workload
+    ip: str
+    port: int
+    protocol: str
+    names: tuple[str, ...]
+    entity: str
 
 
-def suggest(flows: list[dict[str, Any]], l7: bool = False) -> Suggestion:
-    """The policies that allow the connections of ``flows`` (see the module documentation)."""
-    result = Suggestion()
-    ip_names, dns_servers = _dns_names(flows)
-    rules: dict[tuple[Workload, str], _Rules] = defaultdict(_Rules)
-    dns_needed: dict[Workload, dict[Workload, set[str]]] = defaultdict(lambda: defaultdict(set))
-    for flow in flows:
+class Suggester:
+    """Reads flows one at a time (:meth:`add`) with bounded memory; :meth:`finish` makes the policies.
+
+    Egresses to the world wait for the end, since the DNS answer that names their address may come
+    later in the input.
+    """
+
+    def __init__(self, l7: bool = False) -> None:
+        self.l7 = l7
+        self.result = Suggestion()
+        self.ip_names: dict[str, set[str]] = defaultdict(set)
+        self.dns_servers: dict[str, Workload] = {}
+        self.rules: dict[tuple[Workload, str], _Rules] = defaultdict(_Rules)
+        self.world: dict[_WorldKey, Evidence] = {}
+        self.unsuggested: dict[tuple[str, str], Unsuggested] = {}
+
+    def add(self, flow: dict[str, Any]) -> None:
+        self._learn_dns(flow)
         if _is_reply(flow):
-            result.ignored_replies += 1
-            continue
+            self.result.ignored_replies += 1
+            return
         why = _justification(flow)
         direction = _direction(flow)
         if direction not in ("INGRESS", "EGRESS"):
-            result.unsuggested.append(Unsuggested("unknown traffic direction", why))
-            continue
+            self._skip("unknown traffic direction", why)
+            return
         subject_side, peer_side = (
             ("destination", "source") if direction == "INGRESS" else ("source", "destination")
         )
@@ -306,74 +339,117 @@ def suggest(flows: list[dict[str, Any]], l7: bool = False) -> Suggestion:
             what = (
                 f"{subject_side} pod has no labels of its own"
                 if subject_ep.get("namespace")
-                else (f"{subject_side} is not a pod")
+                else f"{subject_side} is not a pod"
             )
-            result.unsuggested.append(Unsuggested(f"{what} (selecting it would select more)", why))
-            continue
+            self._skip(f"{what} (selecting it would select more)", why)
+            return
         port = _l4(flow)
         if port is None:
-            result.unsuggested.append(
-                Unsuggested("no TCP/UDP/SCTP destination port (ICMP is not suggested)", why)
-            )
-            continue
+            self._skip("no TCP/UDP/SCTP destination port (ICMP is not suggested)", why)
+            return
         subject = Workload(subject_ep["namespace"], subject_labels)
         peer_ep = flow.get(peer_side) or {}
-        peer = _peer(flow, peer_ep, peer_side, direction, ip_names)
-        if peer is None:
-            reason = (
-                f"{peer_side} pod has no labels of its own (selecting it would select its whole namespace)"
-                if peer_ep.get("namespace")
-                else f"{peer_side} has no identity to select"
-            )
-            result.unsuggested.append(Unsuggested(reason, why))
-            continue
-        result.connections += 1
-        bucket = rules[(subject, direction)]
-        bucket.add(peer, port[0], port[1], why)
-        if peer.kind == "fqdns":
-            server = dns_servers.get(peer.name)
-            if server is not None:
-                dns_needed[subject][server].add(peer.name)
-            else:
-                note = (
-                    f"{subject.text()} -> toFQDNs {peer.name}: no DNS answer for it was among the flows, so the "
-                    "DNS server is unknown and no DNS rule was added; toFQDNs needs one (egress to your DNS "
-                    "server on port 53 with rules.dns)"
+        self.result.connections += 1
+        if not peer_ep.get("namespace"):
+            entity = _entity(peer_ep)
+            if entity.startswith("world") and direction == "EGRESS":
+                key = _WorldKey(
+                    subject,
+                    (flow.get("IP") or {}).get(peer_side, ""),
+                    port[0],
+                    port[1],
+                    tuple(n.rstrip(".") for n in flow.get(f"{peer_side}_names") or []),
+                    entity,
                 )
-                if note not in result.notes:
-                    result.notes.append(note)
-        http = (flow.get("l7") or {}).get("http")
-        if l7 and http and (flow.get("l7") or {}).get("type", "REQUEST") == "REQUEST":
+                self.world.setdefault(key, Evidence()).add(why)
+                return
+            if not entity:
+                self.result.connections -= 1
+                self._skip(f"{peer_side} has no identity to select", why)
+                return
+            peer = Peer("entities", entity=entity)
+        else:
+            labels = _identity_labels(peer_ep)
+            if not labels:
+                self.result.connections -= 1
+                self._skip(
+                    f"{peer_side} pod has no labels of its own (selecting it would select its whole namespace)",
+                    why,
+                )
+                return
+            peer = Peer("endpoints", workload=Workload(peer_ep["namespace"], labels))
+        bucket = self.rules[(subject, direction)]
+        bucket.evidence(peer, port[0], port[1]).add(why)
+        l7 = flow.get("l7") or {}
+        http = l7.get("http")
+        if self.l7 and http and l7.get("type", "REQUEST") == "REQUEST":
             path = urlsplit(http.get("url", "")).path or "/"
             bucket.http[(peer, port[0], port[1])].add(
                 (http.get("method", "GET"), _REGEX_SPECIAL.sub(r"\\\1", path))
             )
-    for subject, servers in dns_needed.items():
-        bucket = rules[(subject, "EGRESS")]
-        for server, names in servers.items():
-            peer = Peer("endpoints", workload=server)
-            for proto in ("UDP", "TCP"):
-                bucket.ports[peer].setdefault((DNS_PORT, proto), []).append(
-                    Justification("", f"DNS lookups of {', '.join(sorted(names))} (needed by toFQDNs)", "")
-                )
-            bucket.http[(peer, -1, "dns")] |= {("dns", name) for name in names}
-    _build_policies(result, rules)
-    return result
+
+    def _learn_dns(self, flow: dict[str, Any]) -> None:
+        """IP -> DNS names from DNS answers, and the DNS server (workload) that gave them."""
+        dns = (flow.get("l7") or {}).get("dns") or {}
+        query = (dns.get("query") or "").rstrip(".")
+        if not query or not dns.get("ips"):
+            return
+        server = flow.get("source") or {}
+        server_labels = _identity_labels(server)
+        for ip in dns["ips"]:
+            self.ip_names[ip].add(query)
+        if server_labels and server.get("namespace"):
+            self.dns_servers[query] = Workload(server["namespace"], server_labels)
+
+    def _skip(self, reason: str, why: Justification) -> None:
+        what = why.text.rsplit(" ", 2)[0]  # endpoints and port, without verdict and direction
+        item = self.unsuggested.get((reason, what))
+        if item is None:
+            item = self.unsuggested[(reason, what)] = Unsuggested(reason, what, Evidence())
+        item.evidence.add(why)
+
+    def finish(self) -> Suggestion:
+        result = self.result
+        dns_needed: dict[Workload, dict[Workload, set[str]]] = defaultdict(lambda: defaultdict(set))
+        for key, evidence in self.world.items():
+            names = list(key.names) + sorted(self.ip_names.get(key.ip, ()))
+            peer = Peer("fqdns", name=names[0]) if names else Peer("entities", entity=key.entity)
+            self.rules[(key.subject, "EGRESS")].evidence(peer, key.port, key.protocol).merge(evidence)
+            if peer.kind != "fqdns":
+                continue
+            server = self.dns_servers.get(peer.name)
+            if server is not None:
+                dns_needed[key.subject][server].add(peer.name)
+                continue
+            note = (
+                f"{key.subject.text()} -> toFQDNs {peer.name}: no DNS answer for it was among the flows, so "
+                "the DNS server is unknown and no DNS rule was added; toFQDNs needs one (egress to your DNS "
+                "server on port 53 with rules.dns)"
+            )
+            if note not in result.notes:
+                result.notes.append(note)
+        for subject, servers in dns_needed.items():
+            bucket = self.rules[(subject, "EGRESS")]
+            for server, looked_up in servers.items():
+                peer = Peer("endpoints", workload=server)
+                for proto in ("UDP", "TCP"):
+                    bucket.evidence(peer, DNS_PORT, proto).add(
+                        Justification(
+                            "", f"DNS lookups of {', '.join(sorted(looked_up))} (needed by toFQDNs)", ""
+                        )
+                    )
+                bucket.http[(peer, -1, "dns")] |= {("dns", name) for name in looked_up}
+        result.unsuggested = sorted(self.unsuggested.values(), key=lambda u: u.evidence.samples[0].time)
+        _build_policies(result, self.rules)
+        return result
 
 
-def _peer(
-    flow: dict[str, Any], ep: dict[str, Any], side: str, direction: str, ip_names: dict[str, set[str]]
-) -> Peer | None:
-    labels = _identity_labels(ep)
-    if ep.get("namespace"):
-        return Peer("endpoints", workload=Workload(ep["namespace"], labels)) if labels else None
-    entity = _entity(ep)
-    if entity.startswith("world") and direction == "EGRESS":
-        names = list(flow.get(f"{side}_names") or [])
-        names += sorted(ip_names.get((flow.get("IP") or {}).get(side, ""), ()))
-        if names:
-            return Peer("fqdns", name=names[0].rstrip("."))
-    return Peer("entities", entity=entity) if entity else None
+def suggest(flows: Iterable[dict[str, Any]], l7: bool = False) -> Suggestion:
+    """The policies that allow the connections of ``flows`` (see the module documentation)."""
+    suggester = Suggester(l7=l7)
+    for flow in flows:
+        suggester.add(flow)
+    return suggester.finish()
 
 
 def _policy_name(subject: Workload, taken: set[tuple[str, str]]) -> str:
@@ -397,7 +473,7 @@ def _build_policies(result: Suggestion, rules: dict[tuple[Workload, str], _Rules
     taken: set[tuple[str, str]] = set()
     for subject in subjects:
         spec: dict[str, Any] = {"endpointSelector": {"matchLabels": dict(subject.labels)}}
-        explanations: list[tuple[str, list[Justification]]] = []
+        explanations: list[tuple[str, Evidence]] = []
         for direction, key in (("INGRESS", "ingress"), ("EGRESS", "egress")):
             bucket = rules.get((subject, direction))
             if bucket is None:
@@ -424,9 +500,11 @@ def _build_policies(result: Suggestion, rules: dict[tuple[Workload, str], _Rules
                 rule = _rule(kind, peers, port_keys, dns, subject.namespace, direction)
                 index = len(spec[key])
                 spec[key].append(rule)
-                flows = [j for peer in peers for port in bucket.ports[peer].values() for j in port]
-                flows.sort(key=lambda j: j.time)
-                explanations.append((f"{key}[{index}] {_rule_text(rule)}", flows))
+                evidence = Evidence()
+                for peer in peers:
+                    for port_evidence in bucket.ports[peer].values():
+                        evidence.merge(port_evidence)
+                explanations.append((f"{key}[{index}] {_rule_text(rule)}", evidence))
         policy = {
             "apiVersion": "cilium.io/v2",
             "kind": "CiliumNetworkPolicy",

@@ -155,7 +155,7 @@ def test_flows_that_would_need_a_broader_rule_are_listed_not_guessed():
         ]
     )
     assert result.policies == []
-    reasons = {u.flow.uuid: u.reason for u in result.unsuggested}
+    reasons = {u.evidence.samples[0].uuid: u.reason for u in result.unsuggested}
     assert "source pod has no labels of its own" in reasons["bare-peer"]
     assert "destination pod has no labels of its own" in reasons["bare-subject"]
     assert "no TCP/UDP/SCTP destination port" in reasons["icmp"]
@@ -234,3 +234,33 @@ def test_cli_reads_through_observe_filters_and_refuses_output_flags(tmp_path):
     assert bad.returncode == 1 and "cannot be used with suggest" in bad.stderr.decode()
     missing = run_hubble(["policy", "suggest", "--input-file", str(tmp_path / "nope")])
     assert missing.returncode == 1 and "no such file" in missing.stderr.decode()
+
+
+def test_evidence_is_bounded_and_repeated_flows_are_grouped():
+    api = pod("shop", "api", app="api")
+    web = pod("shop", "web", app="web")
+    bare = pod("shop", "bare")
+    flows = [
+        flow(web, api, 80, "INGRESS", uuid=f"ok{i}", time=f"2026-01-01T00:00:{i:02d}Z") for i in range(50)
+    ]
+    flows += [
+        flow(bare, api, 80, "INGRESS", uuid=f"no{i}", time=f"2026-01-01T00:01:{i:02d}Z") for i in range(30)
+    ]
+    result = suggest(flows)
+    text = result.to_yaml(explain=True)
+    assert "# ingress[0] " in text and ": 50 flow(s)" in text
+    assert text.count(" ok") == 20 and "#   ... and 30 more" in text
+    assert result.unsuggested_flows == 30 and len(result.unsuggested) == 1
+    assert "no0 (and 29 more like it)" in text and "# Not suggested (30 flows)" in text
+
+
+def test_a_dns_answer_later_in_the_input_still_names_the_address():
+    app = pod("shop", "app", app="app")
+    dns = pod("kube-system", "coredns-1", **{"k8s-app": "kube-dns"})
+    answer = flow(dns, app, 51000, "EGRESS", proto="UDP", is_reply=True)
+    answer["l7"] = {"type": "RESPONSE", "dns": {"query": "pay.example.com.", "ips": ["203.0.113.7"]}}
+    result = suggest([flow(app, WORLD, 443, "EGRESS", dst_ip="203.0.113.7"), answer])
+    egress = result.policies[0]["spec"]["egress"]
+    assert {"toFQDNs": [{"matchName": "pay.example.com"}],
+            "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]} in egress  # fmt: skip
+    assert any("rules" in item for rule in egress for item in rule["toPorts"])
