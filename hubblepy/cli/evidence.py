@@ -421,19 +421,18 @@ def _add_policies(facts: Any, policies_from: str, live: bool) -> None:
             "note": f"Policies in force were not recorded: no lab node answered at {lab_dir()} ({exc}).",
         }
         return
+    from hubblepy.policy import PolicyError
+    from hubblepy.policy.parse import parse_document
+
     for row in reply.get("policies", []):
         document = row.get("document") or {}
-        meta = document.get("metadata") or {}
-        facts.policies.append(
-            PolicyDocument(
-                kind=document.get("kind", ""),
-                namespace=meta.get("namespace", "")
-                if document.get("kind") != "CiliumClusterwideNetworkPolicy"
-                else "",
-                name=meta.get("name", ""),
-                document=document,
-            )
-        )
+        try:  # the lab's own reading of the document: kind, namespace (defaulted) and name
+            ref = parse_document(document, row.get("source", "lab"), 1).ref
+            kind, namespace, name = ref.kind, ref.namespace, ref.name
+        except PolicyError:
+            meta = document.get("metadata") or {}
+            kind, namespace, name = document.get("kind", ""), meta.get("namespace", ""), meta.get("name", "")
+        facts.policies.append(PolicyDocument(kind=kind, namespace=namespace, name=name, document=document))
     facts.policies_source = {
         "source": "lab",
         "lab_dir": str(lab_dir()),
