@@ -261,6 +261,28 @@ def _make_folder(folder: Path) -> bool:
     return True
 
 
+class _UnreadableLines:
+    """Observe's stderr, passed on, noting the input lines it could not read (they are skipped)."""
+
+    _MARK = "Failed to unmarshal json to flow"
+
+    def __init__(self, stderr: TextIO) -> None:
+        self._stderr = stderr
+        self.line_numbers: list[int] = []
+
+    def write(self, text: str | bytes) -> int:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        for line in text.splitlines():
+            if self._MARK in line:
+                number = line.rpartition("line_number=")[2].strip()
+                self.line_numbers.append(int(number) if number.isdigit() else 0)
+        return self._stderr.write(text)
+
+    def flush(self) -> None:
+        self._stderr.flush()
+
+
 def _write_flows(
     folder: Path, args: Any, observe_argv: list[str], env: Mapping[str, str], now_ns: int
 ) -> Any:
@@ -273,9 +295,10 @@ def _write_flows(
         from hubblepy.cli.file_input import InputError
 
         digest = _file_sha256(args.input_file)
+        warnings = _UnreadableLines(sys.stderr)
         with open(path, "wb") as fh:
             try:
-                observe.run(observe_argv, env, sys.stdin.buffer, fh, sys.stderr)
+                observe.run(observe_argv, env, sys.stdin.buffer, fh, warnings)  # type: ignore[arg-type]
             except (observe.ObserveError, InputError) as exc:
                 raise EvidenceError(str(exc)) from None
         from hubblepy.evidence.live import file_completeness, input_lost_events
@@ -294,6 +317,7 @@ def _write_flows(
                 input_lost_events(Path(args.input_file)),
                 args.since_ns,
                 args.until_ns,
+                warnings.line_numbers,
             ),
             policies_source={},
         )

@@ -227,9 +227,16 @@ def file_completeness(
     lost_events: list[dict[str, Any]],
     since_ns: int | None,
     until_ns: int | None,
+    unreadable: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Completeness of an export from a flows file: only what the file itself reports."""
+    """Completeness of an export from a flows file: only what the file itself reports, and the lines of
+    it that could not be read (skipped, so the query could not look at them)."""
     problems: list[str] = []
+    if unreadable:
+        shown = ", ".join(str(n) for n in unreadable[:20]) + (", ..." if len(unreadable) > 20 else "")
+        problems.append(
+            f"{len(unreadable)} line(s) of the input could not be read and were skipped (lines {shown})"
+        )
     notes = [
         f"the source is a file ({path}, SHA-256 {input_sha256}): the bundle shows which of its flows match "
         "the query; whether the file itself held every flow of its nodes cannot be shown from it"
@@ -244,6 +251,7 @@ def file_completeness(
         "nodes": {"asked": [], "answered": sorted(nodes), "errors": [], "details": []},
         "lost_events": lost_events,
         "rings": [],
+        "unreadable_input_lines": list(unreadable or []),
     }
 
 

@@ -293,3 +293,20 @@ def test_a_manifest_of_another_shape_fails_closed(bundle, tmp_path):
     (copy / "manifest.json").write_text("[]")
     assert verify(copy) == (1, "FAILED: manifest field format is not 'hubblepy-evidence/1'")
     assert verify(tmp_path / "nowhere")[0] == 1
+
+
+def test_input_lines_that_cannot_be_read_make_the_export_incomplete(tmp_path):
+    lines = Path(SAMPLE).read_bytes().splitlines(keepends=True)
+    capture = tmp_path / "capture.jsonl"
+    capture.write_bytes(b"".join(lines[:3]) + b'{"flow": broken\nnot json\n' + b"".join(lines[3:6]))
+    out = tmp_path / "b"
+    result = run_hubble(["evidence", "export", "--input-file", str(capture), "--output", str(out)])
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr.decode().count("Failed to unmarshal json to flow") == 2  # observe's own warnings
+    completeness = json.loads((out / "manifest.json").read_text())["completeness"]
+    assert completeness["complete"] is False
+    assert completeness["problems"] == [
+        "2 line(s) of the input could not be read and were skipped (lines 4, 5)"
+    ]
+    assert completeness["unreadable_input_lines"] == [4, 5]
+    assert (out / "flows.jsonl").read_bytes() == b"".join(lines[:6])
