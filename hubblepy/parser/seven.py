@@ -7,12 +7,12 @@ Input: one access-log record as a dict with the JSON keys of Cilium's ``accesslo
 extension key ``hubblepy``: ``{proxy_port, allowed_by, denied_by, policy_log}`` (the proxy's policy
 attribution; ``allowed_by``/``denied_by`` hold canonical ``flow.Policy`` dicts).
 
-Output: the canonical flow dict Hubble builds for it (datapath-events.md section 5): ``Type`` L7,
+Output: the canonical flow dict Hubble builds for it (Cilium's pkg/hubble/parser/seven): ``Type`` L7,
 ``event_type`` 129, verdict, IP and L4 from the endpoints, both endpoints (identity, labels, pod,
 workloads), DNS names and services through the same resolver as the L3/L4 parser, ``l7`` with the
 HTTP/DNS/Kafka record, ``is_reply`` (true on responses: a response record's source is the
 responder, as the proxies write it), ``traffic_direction`` from ``ObservationPoint``, the
-``Summary`` text of section 5.4, and ``*_allowed_by``/``*_denied_by``/``policy_log`` from the
+``Summary`` text Hubble writes, and ``*_allowed_by``/``*_denied_by``/``policy_log`` from the
 extension.
 
 Like Hubble: ``time`` is the receive time (not the record's ``Timestamp``), the HTTP latency and
