@@ -38,10 +38,23 @@
 /* Drop reasons (positive values of Cilium's negative DROP_* codes). */
 #define HP_REASON_FORWARDED 0
 #define HP_DROP_POLICY 133
+#define HP_DROP_INVALID 134             /* truncated IP header */
 #define HP_DROP_POLICY_DENY 181
 
 /* Classifier flags (trace byte 27, drop byte 36). */
 #define HP_CLS_FLAG_IPV6 0x01
+
+/* Policy verdict pv_flags (byte 27): direction in bits 0-1, IPv6 bit 2, match type in bits 3-5,
+ * audited bit 6. */
+#define HP_PV_DIR_MASK 0x3
+#define HP_PV_IPV6_SHIFT 2
+#define HP_PV_MATCH_SHIFT 3
+#define HP_PV_MATCH_MASK 0x7
+#define HP_PV_AUDITED_SHIFT 6
+
+/* Packet bytes appended to each event: the default and the most the config may ask for. */
+#define HP_DEFAULT_PAYLOAD_LEN 128
+#define HP_MAX_PAYLOAD_LEN 1500
 
 /* Policy directions; also the metric directions (METRIC_INGRESS/EGRESS). */
 #define HP_DIR_INGRESS 1
@@ -61,6 +74,33 @@
 
 /* Reserved identity used for addresses the ipcache does not know. */
 #define HP_IDENTITY_WORLD 2
+
+/* ---- wire constants the parser needs ------------------------------------- */
+
+#define HP_IP_FRAG_OFFSET_MASK 0x1FFF    /* fragment offset bits of iphdr.frag_off (host order) */
+#define HP_TCP_FLAGS_OFFSET 13           /* byte of the TCP header holding the flags */
+#define HP_TCP_SYN 0x02
+#define HP_TCP_ACK 0x10
+#define HP_ICMP_HDR_LEN 8                /* type, code, checksum, then 4 bytes (echo: id, sequence) */
+#define HP_ICMP_ECHO_ID_OFFSET 4
+
+/* ICMPv4 types */
+#define HP_ICMP_ECHO_REPLY 0
+#define HP_ICMP_DEST_UNREACH 3
+#define HP_ICMP_ECHO 8
+#define HP_ICMP_TIME_EXCEEDED 11
+#define HP_ICMP_PARAMETER_PROB 12
+#define HP_ICMP_TIMESTAMP 13
+#define HP_ICMP_TIMESTAMP_REPLY 14
+
+/* ICMPv6 types: errors are 1..4; neighbour discovery and MLD (130..137, 143) pass unjudged */
+#define HP_ICMP6_ERROR_FIRST 1
+#define HP_ICMP6_ERROR_LAST 4
+#define HP_ICMP6_ECHO_REQUEST 128
+#define HP_ICMP6_ECHO_REPLY 129
+#define HP_ICMP6_ND_FIRST 130
+#define HP_ICMP6_ND_LAST 137
+#define HP_ICMP6_MLD2_REPORT 143
 
 struct hp_notify_common {
     __u8 type;
@@ -170,6 +210,7 @@ struct hp_policy_value {
  * (port in network byte order, so the trie compares it most significant bit first).
  * prefixlen = HP_RANGE_FIXED_BITS + the block's port prefix length. */
 #define HP_RANGE_FIXED_BITS 80
+#define HP_RANGE_PORT_BITS 16
 struct hp_policy_range_key {
     __u32 prefixlen;
     __u16 ep_id;
@@ -212,7 +253,8 @@ struct hp_ct_value {
     __u8 pad[3];
 };
 
-/* per-CPU counters, index = reason * 4 + direction */
+/* per-CPU counters, index = reason * HP_METRICS_DIRS + direction */
+#define HP_METRICS_DIRS 4
 #define HP_METRICS_SIZE 1024
 
 struct hp_metrics_value {
@@ -229,6 +271,9 @@ struct hp_metrics_value {
 #define HP_CT_LIFETIME_TCP 21600
 #define HP_CT_LIFETIME_NONTCP 60
 #define HP_CT_LIFETIME_CLOSING 10
+#define HP_NSEC_PER_SEC 1000000000ULL
+/* last_seen_ns is rewritten at most this often, and at least 4 times per lifetime */
+#define HP_CT_REFRESH_MAX_NS HP_NSEC_PER_SEC
 
 struct hp_config {
     __u32 aggregation;

@@ -8,7 +8,7 @@ from hubblepy.datapath.datapath import (
     check_environment,
     port_blocks,
 )
-from hubblepy.datapath.errors import DatapathUnavailable
+from hubblepy.datapath.errors import DatapathUnavailable, VerifierRejected
 from hubblepy.datapath.layout import (
     DIR_EGRESS,
     DIR_INGRESS,
@@ -28,6 +28,7 @@ __all__ = [
     "MetricCount",
     "PolicyDiff",
     "PolicyEntry",
+    "VerifierRejected",
     "check_environment",
     "port_blocks",
 ]

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import ipaddress
 import os
+import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from hubblepy.datapath import layout, tc
-from hubblepy.datapath.errors import DatapathUnavailable
+from hubblepy.datapath.errors import DatapathUnavailable, VerifierRejected
 
 BPF_DIR = Path(os.environ.get("HUBBLEPY_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
 PROGRAM_FILE = "endpoint.c"
@@ -113,6 +115,79 @@ def check_environment() -> None:
         raise DatapathUnavailable(f"kernel headers missing ({build}): run scripts/setup-kernel-headers.sh")
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_program(bpf: Any, src: Path, name: str) -> Any:
+    """Loads one tc program; when the kernel refuses it, raises VerifierRejected with the whole log."""
+    from bcc import BPF
+
+    try:
+        return bpf.load_func(name.encode(), BPF.SCHED_CLS)
+    except Exception as exc:  # bcc raises a bare Exception and prints the log to stderr only
+        reason = _first_line(exc)
+    log, truncated = _verifier_log(bpf, name)
+    if not log:
+        raise DatapathUnavailable(f"cannot load {src.name}: {reason}")
+    verdict = _verifier_verdict(log)
+    header = f"# verifier log of {name} from {src}{' (log buffer full: its tail)' if truncated else ''}\n"
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"hubblepy-verifier-{name}-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(header + log)
+        where = f"whole log ({log.count(chr(10))} lines): {path}"
+    except OSError as exc:
+        path, where = "", f"whole log on the exception (not written: {exc.strerror})"
+    raise VerifierRejected(
+        f"cannot load {src.name}: the verifier refused {name}: {verdict}; {where}", log, path
+    ) from None
+
+
+VERIFIER_LOG_SIZE = 16 << 20
+
+
+def _verifier_log(bpf: Any, name: str) -> tuple[str, bool]:
+    """Loads the program again with a log buffer (the kernel refuses it the same way) and returns
+    the verifier's log and whether it filled the buffer (the kernel then keeps its tail)."""
+    import ctypes
+
+    from bcc import BPF
+    from bcc.libbcc import lib
+
+    func = name.encode()
+    buf = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+    fd = lib.bcc_func_load(
+        bpf.module,
+        BPF.SCHED_CLS,
+        func,
+        lib.bpf_function_start(bpf.module, func),
+        lib.bpf_function_size(bpf.module, func),
+        lib.bpf_module_license(bpf.module),
+        lib.bpf_module_kern_version(bpf.module),
+        1,  # log level 1: every instruction the verifier walked up to the refusal
+        buf,
+        VERIFIER_LOG_SIZE,
+        None,
+        -1,
+    )
+    err = ctypes.get_errno()
+    if fd >= 0:  # accepted this time (a transient failure): nothing to report
+        os.close(fd)
+        return "", False
+    return buf.value.decode(errors="replace"), err == errno.ENOSPC
+
+
+def _verifier_verdict(log: str) -> str:
+    """The verifier's own reason: the last log line before its "processed N insns" summary."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("processed ") and i > 0:
+            return lines[i - 1].strip()
+    return lines[-1].strip() if lines else "no reason given"
+
+
 def _ipcache_key(table: Any, cidr: str) -> Any:
     try:
         net = ipaddress.ip_network(cidr, strict=False)
@@ -141,11 +216,14 @@ class Datapath:
         cflags = [f"-I{self._bpf_dir}", "-Wno-macro-redefined", *extra_cflags]
         try:
             self._bpf = BPF(src_file=str(src).encode(), cflags=cflags)
-            self._fn_ingress = self._bpf.load_func(INGRESS_PROG.encode(), BPF.SCHED_CLS)
-            self._fn_egress = self._bpf.load_func(EGRESS_PROG.encode(), BPF.SCHED_CLS)
-        except Exception as exc:  # bcc raises bare Exception on compile/verifier errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatapathUnavailable(f"cannot load {src.name}: {first}") from None
+        except Exception as exc:  # bcc raises bare Exception on compile errors (clang prints them)
+            raise DatapathUnavailable(f"cannot load {src.name}: {_first_line(exc)}") from None
+        try:
+            self._fn_ingress = _load_program(self._bpf, src, INGRESS_PROG)
+            self._fn_egress = _load_program(self._bpf, src, EGRESS_PROG)
+        except BaseException:
+            self._bpf.cleanup()
+            raise
         self.events = self._bpf.get_table(b"hubble_events")
         self.ipcache = self._bpf.get_table(b"ipcache")
         self.endpoints = self._bpf.get_table(b"endpoints")
