@@ -15,6 +15,18 @@
  * established, reply, related ICMP error) -> only NEW connections are judged
  * by the policy map -> events in Cilium's layouts to the perf event array,
  * each followed by the first packet bytes -> per-CPU counters.
+ *
+ * L7 redirect: an allow entry with a proxy port sends the connection to the
+ * node's transparent proxy. The decision is taken in from_container, before
+ * the node routes the packet: for the pod's egress policy, and for the ingress
+ * policy of a local destination pod (judged there, as Cilium does on local
+ * delivery). The packet gets the proxy's socket (bpf_sk_assign: the
+ * connection's own socket, else the listener) and HP_MARK_TO_PROXY, which the
+ * node's policy routing (hubblepy.datapath.proxy_routing) delivers locally;
+ * conntrack remembers the port for the connection's later packets. No proxy
+ * socket: the packet is dropped (fail closed). The proxy's upstream traffic
+ * (SO_MARK HP_MARK_FROM_PROXY) is never redirected again, and the server's
+ * replies to it are marked so they reach the proxy's socket, not the client.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -35,6 +47,7 @@
 BPF_PERF_OUTPUT(hubble_events);
 BPF_LPM_TRIE(ipcache, struct hp_ipcache_key, struct hp_ipcache_value, 65536);
 BPF_HASH(endpoints, __u32, struct hp_endpoint_info, 4096);
+BPF_HASH(local_endpoints, struct hp_local_key, __u32, 4096);
 BPF_HASH(policy, struct hp_policy_key, struct hp_policy_value, 65536);
 BPF_LPM_TRIE(policy_ranges, struct hp_policy_range_key, struct hp_policy_value, 65536);
 BPF_TABLE("lru_hash", struct hp_ct_key, struct hp_ct_value, conntrack, 65536);
@@ -72,8 +85,23 @@ struct hp_ct_state {
 struct hp_verdict {
     __s32 verdict;                  /* 0 = allowed, -reason = dropped */
     __u32 cookie;                   /* rule cookie of the deciding entry */
+    __u16 proxy_port;               /* allowed with L7 rules: redirect to this proxy port */
     __u8 match;                     /* HP_MATCH_* of the deciding entry */
     __u8 audited;
+};
+
+/* How a packet that passed policy leaves the program (see finish()). */
+struct hp_outcome {
+    __u64 now;
+    __u16 proxy_port;               /* give it to the proxy listening on this port */
+    __u8 steer;                     /* a reply to the proxy's upstream socket: deliver it in the node */
+    __u8 from_proxy;                /* the proxy's upstream traffic */
+    __u8 state;                     /* conntrack state; HP_CT_NEW: remember the connection */
+    __u8 swapped;
+    __u8 bits;                      /* HP_SEEN_* of this packet */
+    __u8 audited;
+    __u8 report;                    /* send a trace event */
+    __u8 pad[7];
 };
 
 /* What every event about this packet shares. */
@@ -258,6 +286,20 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct hp_packet 
     return parse_packet_slow(skb, p);
 }
 
+/* The state handed to the local_redirect tail call (see handle()). */
+struct hp_pending {
+    struct hp_packet p;
+    struct hp_event_ctx e;
+    struct hp_ct_key key;
+    struct hp_outcome o;
+    __u32 src_identity;
+    __u32 pad;
+};
+
+BPF_PERCPU_ARRAY(pending, struct hp_pending, 1);
+BPF_PROG_ARRAY(tail_progs, 1);
+#define HP_TAIL_LOCAL_REDIRECT 0
+
 /* ---- configuration ---------------------------------------------------------- */
 
 static __always_inline void settings_load(struct __sk_buff *skb, struct hp_settings *s)
@@ -387,15 +429,18 @@ static __always_inline int ct_note_flags(struct hp_ct_state *c, __u8 bits)
     return 1;
 }
 
-static __always_inline void ct_create(struct hp_ct_state *c, __u64 now, __u8 bits, __u8 dir, __u8 audited)
+static __always_inline void ct_create(struct hp_ct_key *key, __u8 swapped, __u64 now, __u8 bits, __u8 dir,
+                                      __u8 audited, __u16 proxy_port, __u8 proxy_flags)
 {
     struct hp_ct_value nv = {};
     nv.last_seen_ns = now;
     nv.seen_fwd = bits;
     nv.direction = dir;
     nv.audited = audited;
-    nv.orig_swapped = c->swapped;
-    conntrack.update(&c->key, &nv);
+    nv.orig_swapped = swapped;
+    nv.proxy_flags = proxy_flags;
+    nv.proxy_port = proxy_port;
+    conntrack.update(key, &nv);
 }
 
 /* ---- identities ------------------------------------------------------------- */
@@ -422,6 +467,7 @@ static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
  * state count down. */
 struct hp_decision {
     __u32 cookie;
+    __u16 proxy_port;
     __u8 action;
     __u8 match;
 };
@@ -435,6 +481,7 @@ struct hp_candidates {
 static __always_inline void take(struct hp_decision *d, const struct hp_policy_value *v, __u8 match)
 {
     d->cookie = v->cookie;
+    d->proxy_port = v->proxy_port;
     d->action = v->action;
     d->match = match;
 }
@@ -509,6 +556,7 @@ static __always_inline void policy_lookup(__u16 ep_id, __u32 remote, __u16 dport
     out->action = 0;
     out->match = HP_MATCH_NONE;
     out->cookie = 0;
+    out->proxy_port = 0;
 
     if (consider(&c, out, exact_get(&k, remote, dport, proto), HP_MATCH_L3_L4) ||
         consider(&c, out, exact_get(&k, remote, 0, proto), HP_MATCH_L3_PROTO) ||
@@ -552,6 +600,7 @@ static __always_inline void policy_judge(__u16 ep_id, __u32 ep_flags, __u32 remo
     out->verdict = 0;
     out->cookie = d.cookie;
     out->match = d.match;
+    out->proxy_port = 0;
     out->audited = 0;
     if (!d.action) {
         out->verdict = -HP_DROP_POLICY;
@@ -563,6 +612,8 @@ static __always_inline void policy_judge(__u16 ep_id, __u32 ep_flags, __u32 remo
         out->audited = 1;
     } else if (d.action != HP_POLICY_ALLOW) {
         out->verdict = -HP_DROP_POLICY_DENY;
+    } else {
+        out->proxy_port = d.proxy_port;
     }
     if (out->verdict < 0 && (ep_flags & HP_EP_AUDIT)) {
         out->audited = 1;
@@ -592,7 +643,8 @@ static __always_inline void emit_policy_verdict(struct __sk_buff *skb, const str
     __builtin_memset(&pvn, 0, sizeof(pvn));
     fill_common(skb, &pvn.hdr, HP_NOTIFY_POLICY_VERDICT, 0, e, HP_POLICY_VERDICT_VER);
     pvn.remote_label = remote;
-    pvn.verdict = v->verdict;
+    /* Cilium's convention: a redirected connection's verdict is the proxy port */
+    pvn.verdict = v->verdict ? v->verdict : v->proxy_port;
     pvn.dst_port = p->policy_port;
     pvn.proto = p->tuple.proto;
     pvn.pv_flags = (e->dir & HP_PV_DIR_MASK) | ((e->flags & HP_CLS_FLAG_IPV6) << HP_PV_IPV6_SHIFT) |
@@ -631,6 +683,88 @@ static __always_inline void emit_trace(struct __sk_buff *skb, const struct hp_ev
     hubble_events.perf_submit_skb(skb, e->cap, &tn, sizeof(tn));
 }
 
+/* ---- proxy redirect ---------------------------------------------------------- */
+
+/* Gives the packet to the proxy: the proxy's socket of this connection when it has one (established
+ * or still in the handshake), else its transparent listener on proxy_port; then the mark that makes
+ * the node deliver it locally. Returns 0, or the drop reason when there is no socket to give it to
+ * (the proxy is down: fail closed). */
+static __always_inline int proxy_assign(struct __sk_buff *skb, const struct hp_packet *p, __u16 proxy_port)
+{
+    struct bpf_sock_tuple t = {};
+    __u32 size = sizeof(t.ipv4);
+    struct bpf_sock *sk;
+    long err;
+
+    if (p->tuple.proto != IPPROTO_TCP)
+        return HP_DROP_PROXY_UNKNOWN_PROTO;
+    if (p->tuple.family == 4) {
+        __builtin_memcpy(&t.ipv4.saddr, p->tuple.saddr, 4);
+        __builtin_memcpy(&t.ipv4.daddr, p->tuple.daddr, 4);
+        t.ipv4.sport = p->tuple.sport;
+        t.ipv4.dport = p->tuple.dport;
+    } else {
+        __builtin_memcpy(t.ipv6.saddr, p->tuple.saddr, 16);
+        __builtin_memcpy(t.ipv6.daddr, p->tuple.daddr, 16);
+        t.ipv6.sport = p->tuple.sport;
+        t.ipv6.dport = p->tuple.dport;
+        size = sizeof(t.ipv6);
+    }
+    sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (sk && (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT)) {
+        bpf_sk_release(sk);
+        sk = 0;
+    }
+    if (!sk) {
+        /* the listener: any address, the proxy port */
+        __builtin_memset(&t, 0, sizeof(t));
+        if (p->tuple.family == 4)
+            t.ipv4.dport = HP_HTONS(proxy_port);
+        else
+            t.ipv6.dport = HP_HTONS(proxy_port);
+        sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+        if (!sk)
+            return HP_DROP_PROXY_LOOKUP_FAILED;
+    }
+    err = bpf_sk_assign(skb, sk, 0);
+    bpf_sk_release(sk);
+    if (err)
+        return HP_DROP_PROXY_SET_FAILED;
+    skb->mark = HP_MARK_TO_PROXY;
+    return 0;
+}
+
+/* The ingress policy of a local destination pod, judged at the source's hook: bpf_sk_assign only
+ * works before the node routes the packet, so a redirect for the destination's L7 rules is decided
+ * here (Cilium judges the destination's policy on local delivery too). When the destination allows
+ * the connection with a proxy port, emits the destination's policy verdict and returns the port;
+ * otherwise returns 0 and the destination's own hook judges the connection as usual. */
+static __always_inline __u16 local_ingress_redirect(struct __sk_buff *skb, const struct hp_event_ctx *src,
+                                                    const struct hp_packet *p, __u32 src_identity)
+{
+    struct hp_local_key k = {};
+    k.family = p->tuple.family;
+    __builtin_memcpy(k.addr, p->tuple.daddr, 16);
+    __u32 *dst_ifindex = local_endpoints.lookup(&k);
+    if (!dst_ifindex)
+        return 0;
+    __u32 ifindex = *dst_ifindex;
+    struct hp_endpoint_info *dst = endpoints.lookup(&ifindex);
+    if (!dst || !(dst->flags & HP_EP_ENFORCE_INGRESS))
+        return 0;
+    struct hp_verdict v;
+    __u16 dst_ep = dst->ep_id;
+    policy_judge(dst_ep, dst->flags, src_identity, p, HP_DIR_INGRESS, &v);
+    if (v.verdict < 0 || !v.proxy_port)
+        return 0;
+    struct hp_event_ctx e = *src;
+    e.ep_id = dst_ep;
+    e.dst_ep = dst_ep;
+    e.dir = HP_DIR_INGRESS;
+    emit_policy_verdict(skb, &e, src_identity, p, &v);
+    return v.proxy_port;
+}
+
 /* ---- the endpoint programs ---------------------------------------------------- */
 
 /* Fills the identities of the events: the endpoint's own and the peer's from the ipcache.
@@ -645,6 +779,56 @@ static __always_inline __u32 resolve_identities(struct hp_event_ctx *e, const st
     e->src_id = ipcache_identity(p->tuple.saddr, p->tuple.family);
     e->dst_id = local_id;
     return e->src_id;
+}
+
+/* The way out of a packet that passed policy: to the proxy when asked (no proxy socket: dropped,
+ * and a new connection is not remembered, so its retry is judged again), a new connection
+ * remembered, the trace event, the counters. */
+static __always_inline int finish(struct __sk_buff *skb, const struct hp_packet *p, const struct hp_event_ctx *e,
+                                  struct hp_ct_key *key, struct hp_outcome *o)
+{
+    __u8 steer = o->steer;
+    if (o->proxy_port) {
+        int reason = proxy_assign(skb, p, o->proxy_port);
+        if (reason) {
+            emit_drop(skb, e, reason, __LINE__);
+            count(reason, e->dir, skb->len);
+            return TC_ACT_SHOT;
+        }
+        steer = 1;
+    } else if (steer) {
+        skb->mark = HP_MARK_TO_PROXY;  /* reply to the proxy's upstream socket: the node delivers it locally */
+    }
+    if (o->state == HP_CT_NEW)
+        ct_create(key, o->swapped, o->now, o->bits, e->dir, o->audited, o->proxy_port,
+                  o->from_proxy ? HP_CT_FROM_PROXY : 0);
+    if (o->report) {
+        __u8 obs = e->dir == HP_DIR_EGRESS ? HP_TRACE_FROM_LXC : HP_TRACE_TO_LXC;
+        __u16 trace_dst = e->dst_ep;
+        if (steer) {
+            obs = HP_TRACE_TO_PROXY;
+            trace_dst = o->proxy_port;
+        } else if (o->from_proxy) {
+            obs = HP_TRACE_FROM_PROXY;
+        }
+        emit_trace(skb, e, obs, trace_dst, o->state);
+    }
+    count(HP_REASON_FORWARDED, e->dir, skb->len);
+    return TC_ACT_OK;
+}
+
+/* Whether the packet's destination is a local pod that enforces ingress policy. */
+static __always_inline int local_destination_enforces(const struct hp_packet *p)
+{
+    struct hp_local_key k = {};
+    k.family = p->tuple.family;
+    __builtin_memcpy(k.addr, p->tuple.daddr, 16);
+    __u32 *dst_ifindex = local_endpoints.lookup(&k);
+    if (!dst_ifindex)
+        return 0;
+    __u32 ifindex = *dst_ifindex;
+    struct hp_endpoint_info *dst = endpoints.lookup(&ifindex);
+    return dst && (dst->flags & HP_EP_ENFORCE_INGRESS);
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
@@ -672,17 +856,20 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
     __u32 ep_flags = ep->flags;
 
     struct hp_ct_state c;
+    struct hp_outcome o = {};
     ct_lookup(&c, &p, ep_id);
-    __u64 now = bpf_ktime_get_coarse_ns();  /* jiffy resolution is plenty for lifetimes in seconds, and 4x cheaper */
-    ct_expire(&c, p.tuple.proto, &s, now);
+    o.now = bpf_ktime_get_coarse_ns();  /* jiffy resolution is plenty for lifetimes in seconds, and 4x cheaper */
+    ct_expire(&c, p.tuple.proto, &s, o.now);
+    o.state = c.state;
+    o.swapped = c.swapped;
 
     /* monitor aggregation: what gets a trace event */
-    __u8 bits = HP_SEEN_PACKET;
+    o.bits = HP_SEEN_PACKET;
     if (p.tuple.proto == IPPROTO_TCP)
-        bits |= p.tcp_flags & (HP_SEEN_FIN | HP_SEEN_SYN | HP_SEEN_RST);
-    int report = s.aggregation == HP_AGGREGATION_NONE || c.state == HP_CT_NEW || c.state == HP_CT_RELATED;
-    if (ct_note_flags(&c, bits))
-        report = 1;
+        o.bits |= p.tcp_flags & (HP_SEEN_FIN | HP_SEEN_SYN | HP_SEEN_RST);
+    o.report = s.aggregation == HP_AGGREGATION_NONE || c.state == HP_CT_NEW || c.state == HP_CT_RELATED;
+    if (ct_note_flags(&c, o.bits))
+        o.report = 1;
 
     struct hp_event_ctx e = {};
     e.cap = s.cap;
@@ -693,32 +880,76 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
     e.dir = dir;
     /* identities are only needed to judge or to report: most packets need neither */
     __u32 remote_id = 0;
-    if (report)
+    if (o.report)
         remote_id = resolve_identities(&e, &p, local_id);
 
-    /* policy: only new connections are judged */
-    if (c.state == HP_CT_NEW) {
-        __u32 enforce = dir == HP_DIR_INGRESS ? HP_EP_ENFORCE_INGRESS : HP_EP_ENFORCE_EGRESS;
-        __u8 audited = 0;
-        if (ep_flags & enforce) {
-            struct hp_verdict v;
-            policy_judge(ep_id, ep_flags, remote_id, &p, dir, &v);
-            emit_policy_verdict(skb, &e, remote_id, &p, &v);
-            if (v.verdict < 0) {
-                __u8 reason = (__u8)(-v.verdict);
-                emit_drop(skb, &e, reason, __LINE__);
-                count(reason, dir, skb->len);
-                return TC_ACT_SHOT;
-            }
-            audited = v.audited;
-        }
-        ct_create(&c, now, bits, dir, audited);
+    /* the proxy: a connection redirected from this pod, a reply to the proxy's upstream
+     * connection, the proxy's upstream traffic itself */
+    if (c.entry) {
+        if (dir == HP_DIR_INGRESS)
+            o.from_proxy = c.fwd && (c.entry->proxy_flags & HP_CT_FROM_PROXY);
+        else if (c.fwd)
+            o.proxy_port = c.entry->proxy_port;
+        else
+            o.steer = c.entry->proxy_flags & HP_CT_FROM_PROXY;
+    } else if (dir == HP_DIR_INGRESS) {
+        o.from_proxy = (skb->mark & HP_MARK_MAGIC_MASK) == HP_MARK_FROM_PROXY;
     }
 
-    if (report)
-        emit_trace(skb, &e, dir == HP_DIR_EGRESS ? HP_TRACE_FROM_LXC : HP_TRACE_TO_LXC, e.dst_ep, c.state);
-    count(HP_REASON_FORWARDED, dir, skb->len);
-    return TC_ACT_OK;
+    /* policy: only new connections are judged */
+    if (c.state != HP_CT_NEW)
+        return finish(skb, &p, &e, &c.key, &o);
+    __u32 enforce = dir == HP_DIR_INGRESS ? HP_EP_ENFORCE_INGRESS : HP_EP_ENFORCE_EGRESS;
+    if (ep_flags & enforce) {
+        struct hp_verdict v;
+        int quiet = 0;
+        policy_judge(ep_id, ep_flags, remote_id, &p, dir, &v);
+        if (dir == HP_DIR_INGRESS && v.proxy_port) {
+            if (o.from_proxy)
+                quiet = 1;  /* verdict given at the source's hook with the redirect; the proxy applied the L7 rules */
+            else
+                v.verdict = -HP_DROP_PROXY_SET_FAILED;  /* no socket can be assigned here: fail closed */
+            v.proxy_port = 0;
+        }
+        if (!quiet)
+            emit_policy_verdict(skb, &e, remote_id, &p, &v);
+        if (v.verdict < 0) {
+            __u8 reason = (__u8)(-v.verdict);
+            emit_drop(skb, &e, reason, __LINE__);
+            count(reason, dir, skb->len);
+            return TC_ACT_SHOT;
+        }
+        o.audited = v.audited;
+        o.proxy_port = v.proxy_port;
+    }
+    /* a local destination's ingress policy may redirect too: judged in a tail call (one program
+     * judging both would be too much for the verifier); without the tail program, on as usual */
+    if (dir == HP_DIR_EGRESS && !o.proxy_port && local_destination_enforces(&p)) {
+        int zero = 0;
+        struct hp_pending *pend = pending.lookup(&zero);
+        if (pend) {
+            pend->p.tuple = p.tuple;
+            pend->p.policy_port = p.policy_port;
+            pend->e = e;
+            pend->key = c.key;
+            pend->o = o;
+            pend->src_identity = local_id;
+            tail_progs.call(skb, HP_TAIL_LOCAL_REDIRECT);
+        }
+    }
+    return finish(skb, &p, &e, &c.key, &o);
+}
+
+/* Tail call of from_container for a new connection to a local pod that enforces ingress policy:
+ * that pod's ingress policy may redirect the connection to the proxy. */
+int local_redirect(struct __sk_buff *skb)
+{
+    int zero = 0;
+    struct hp_pending *pend = pending.lookup(&zero);
+    if (!pend)
+        return TC_ACT_SHOT;
+    pend->o.proxy_port = local_ingress_redirect(skb, &pend->e, &pend->p, pend->src_identity);
+    return finish(skb, &pend->p, &pend->e, &pend->key, &pend->o);
 }
 
 /* clsact ingress of the host veth: the pod is sending. */

@@ -27,7 +27,9 @@
 
 /* Trace observation points (trace subtype). */
 #define HP_TRACE_TO_LXC 0
+#define HP_TRACE_TO_PROXY 1              /* dst_id = the proxy port (0 for replies to its upstream sockets) */
 #define HP_TRACE_FROM_LXC 5
+#define HP_TRACE_FROM_PROXY 6            /* the proxy's upstream connection delivered to the endpoint */
 
 /* Trace reasons = conntrack result. */
 #define HP_CT_NEW 0
@@ -39,6 +41,9 @@
 #define HP_REASON_FORWARDED 0
 #define HP_DROP_POLICY 133
 #define HP_DROP_INVALID 134             /* truncated IP header */
+#define HP_DROP_PROXY_LOOKUP_FAILED 178 /* no proxy socket: the proxy is down (fail closed) */
+#define HP_DROP_PROXY_SET_FAILED 179    /* the proxy socket could not be assigned (or not from this hook) */
+#define HP_DROP_PROXY_UNKNOWN_PROTO 180 /* redirect asked for a protocol other than TCP */
 #define HP_DROP_POLICY_DENY 181
 
 /* Classifier flags (trace byte 27, drop byte 36). */
@@ -71,6 +76,14 @@
 
 /* Source file id reported in drop events (Cilium's id for bpf_lxc.c). */
 #define HP_FILE_ID 2
+
+/* skb marks, Cilium's magic values in bits 8-11. The datapath sets HP_MARK_TO_PROXY on packets it
+ * steers to the node's proxy (a policy-routing rule in the node namespace routes them locally); the
+ * proxy sets HP_MARK_FROM_PROXY (SO_MARK) on its upstream sockets, whose traffic is never
+ * redirected again. */
+#define HP_MARK_MAGIC_MASK 0x0F00
+#define HP_MARK_TO_PROXY 0x0200
+#define HP_MARK_FROM_PROXY 0x0A00
 
 /* Reserved identity used for addresses the ipcache does not know. */
 #define HP_IDENTITY_WORLD 2
@@ -168,6 +181,14 @@ struct hp_ipcache_value {
     __u32 flags;                    /* unused, 0 */
 };
 
+/* local_endpoints: a local pod's address -> its host veth, so the source's hook can judge the
+ * destination's ingress policy when it redirects to the proxy (before the node routes the packet). */
+struct hp_local_key {
+    __u8 family;
+    __u8 pad[3];
+    __u8 addr[16];                  /* IPv4 uses the first 4 bytes */
+};
+
 /* endpoints: keyed by the ifindex of the host side veth. */
 #define HP_EP_ENFORCE_INGRESS 0x1
 #define HP_EP_ENFORCE_EGRESS 0x2
@@ -200,7 +221,8 @@ struct hp_policy_key {
 
 struct hp_policy_value {
     __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY / HP_POLICY_AUDIT_DENY */
-    __u8 pad[3];
+    __u8 pad;
+    __u16 proxy_port;               /* host order; an allow with L7 rules: redirect to this proxy port */
     __u32 cookie;
 };
 
@@ -250,8 +272,13 @@ struct hp_ct_value {
     __u8 direction;                 /* policy direction that created it */
     __u8 audited;
     __u8 orig_swapped;              /* the first packet's tuple was swapped to make the key */
-    __u8 pad[3];
+    __u8 proxy_flags;               /* HP_CT_FROM_PROXY */
+    __u16 proxy_port;               /* host order: the first packet's direction goes to this proxy port */
 };
+
+/* the connection was opened by the proxy (upstream, HP_MARK_FROM_PROXY): its replies go back to
+ * the proxy's socket in the node, not to the client */
+#define HP_CT_FROM_PROXY 0x01
 
 /* per-CPU counters, index = reason * HP_METRICS_DIRS + direction */
 #define HP_METRICS_DIRS 4

@@ -1,5 +1,6 @@
 """The eBPF datapath: tc programs on pod veths, their maps, and the typed Python API over them."""
 
+from hubblepy.datapath import proxy_routing
 from hubblepy.datapath.datapath import (
     Datapath,
     MetricCount,
@@ -31,4 +32,5 @@ __all__ = [
     "VerifierRejected",
     "check_environment",
     "port_blocks",
+    "proxy_routing",
 ]
