@@ -7,6 +7,10 @@
  *                   enforces the pod's EGRESS policy, traces FROM_LXC (5).
  *   to_container    clsact egress of the host veth = packets delivered to the
  *                   pod; enforces the pod's INGRESS policy, traces TO_LXC (0).
+ *   local_redirect  tail call of from_container: a local destination pod's
+ *                   ingress L7 redirect (see below).
+ *   from_outside    clsact ingress of a node interface without endpoints (the
+ *                   lab's world veth): replies to the proxy's upstream sockets.
  *
  * ARP, IGMP, IPv6 neighbour discovery and MLD pass without policy or events.
  *
@@ -962,4 +966,37 @@ int from_container(struct __sk_buff *skb)
 int to_container(struct __sk_buff *skb)
 {
     return handle(skb, HP_DIR_INGRESS);
+}
+
+/* clsact ingress of a node interface without endpoint programs (the lab's world veth, an uplink):
+ * replies to the proxy's upstream connections come in there, addressed to the client pod's IP. A
+ * TCP packet that belongs to a connection of a socket in the node namespace (only the proxy's
+ * transparent upstream sockets use pod addresses there) gets that socket and the mark that delivers
+ * it locally; everything else passes untouched, without events. */
+int from_outside(struct __sk_buff *skb)
+{
+    struct hp_packet p = {};
+    if (parse_packet(skb, &p) != 1 || p.tuple.proto != IPPROTO_TCP)
+        return TC_ACT_OK;
+    struct bpf_sock_tuple t = {};
+    __u32 size = sizeof(t.ipv4);
+    if (p.tuple.family == 4) {
+        __builtin_memcpy(&t.ipv4.saddr, p.tuple.saddr, 4);
+        __builtin_memcpy(&t.ipv4.daddr, p.tuple.daddr, 4);
+        t.ipv4.sport = p.tuple.sport;
+        t.ipv4.dport = p.tuple.dport;
+    } else {
+        __builtin_memcpy(t.ipv6.saddr, p.tuple.saddr, 16);
+        __builtin_memcpy(t.ipv6.daddr, p.tuple.daddr, 16);
+        t.ipv6.sport = p.tuple.sport;
+        t.ipv6.dport = p.tuple.dport;
+        size = sizeof(t.ipv6);
+    }
+    struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return TC_ACT_OK;
+    if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT && bpf_sk_assign(skb, sk, 0) == 0)
+        skb->mark = HP_MARK_TO_PROXY;
+    bpf_sk_release(sk);
+    return TC_ACT_OK;
 }

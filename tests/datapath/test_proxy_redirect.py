@@ -261,3 +261,28 @@ def test_proxy_port_zero_goes_direct(penv: Env) -> None:
     (v,) = verdicts(events)
     assert (v.source, v.verdict) == (env.ep_id(env.p2), 0)
     assert traces(events, TRACE_FROM_LXC) and not traces(events, TRACE_TO_PROXY)
+
+
+def test_replies_from_a_destination_without_endpoint_programs_reach_the_proxy(penv: Env) -> None:
+    env = penv
+    # p3 stands for the world: no endpoint, only the from_outside program on its veth
+    env.dp.detach(env.p3.host_ifname, netns=env.tb.node)
+    env.dp.delete_endpoint(env.ep_id(env.p3))
+    env.dp.attach_outside(env.p3.host_ifname, netns=env.tb.node)
+    env.dp.set_enforcement(env.ep_id(env.p1), egress=True)
+    env.dp.set_policy_entries(
+        env.ep_id(env.p1),
+        "egress",
+        [PolicyEntry(identity=env.identity(env.p3), dport=8080, proto=TCP, proxy_port=PROXY_PORT)],
+    )
+    with forwarder(env) as fwd:
+        server = env.tb.echo_server(env.p3, 8080)
+        conn = env.tb.connect(env.p1, env.p3, 8080, timeout=3.0)
+        assert conn is not None
+        try:
+            assert echo_once(conn, b"to the world and back", timeout=3.0)
+            client_port = conn.getsockname()[1]
+        finally:
+            conn.close()
+        assert fwd.seen == [((env.p3.ip, 8080), (env.p1.ip, client_port))]
+    assert [peer[0] for peer in server.peers] == [env.p1.ip]
