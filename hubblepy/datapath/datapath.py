@@ -277,7 +277,13 @@ class Datapath:
         self._lifetimes = (21600, 60, 10)  # TCP, other, TCP closing (seconds)
         self._write_config()
         ref = weakref.ref(self)
-        self._atexit = lambda: (dp := ref()) is not None and dp.close()
+
+        def close_at_exit() -> None:
+            dp = ref()
+            if dp is not None:
+                dp.close()
+
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
 
     # -- lifecycle --------------------------------------------------------------------------------
