@@ -50,21 +50,27 @@ def test_capture_map_edges_namespaces_and_outside_boxes(ui):
         assert edge_state(page, "payments/frontend", "kube-system/kube-dns") == "allowed"
         # the capture's frontend -> api edge holds the L7 policy's denied POST
         assert edge_state(page, "payments/frontend", "payments/api") == "dropped"
-        kinds = page.evaluate(
-            "() => window.hubbleUI.cy.nodes().map((n) => [n.id(), n.hasClass('outside'), n.data('parent') || ''])"
+        boxes = page.evaluate(
+            "() => window.hubbleUI.cy.nodes().map((n) => [n.id(), n.hasClass('outside'), n.data('label')])"
         )
-        assert ["kube-system/kube-dns", True, ""] in kinds  # kube-dns: its own outside box
-        assert ["payments/frontend", False, ""] in kinds
+        assert ["kube-system/kube-dns", True, "kube-dns"] in boxes  # kube-dns: an outside box
+        assert ["payments/frontend", False, "frontend"] in boxes
         counts = page.evaluate(
             "() => window.hubbleUI.cy.getElementById('payments/probe|payments/api|8080|TCP').data('counts')"
         )
         assert counts["dropped"] > 0 and counts["audit"] > 0
         page.screenshot(path=str(artifact("capture-payments-map.png")))
-        # another namespace: payments' workloads become outside boxes inside a namespace box
+        # another namespace: payments' workloads become outside boxes named namespace/workload
         page.select_option("#namespace", "kube-system")
-        page.wait_for_function("() => window.hubbleUI.cy.getElementById('ns:payments').nonempty()")
-        parent = page.evaluate("() => window.hubbleUI.cy.getElementById('payments/frontend').data('parent')")
-        assert parent == "ns:payments"
+        page.wait_for_function(
+            "() => window.hubbleUI.cy.getElementById('payments/frontend').data('label') === 'payments/frontend'"
+        )
+        assert page.evaluate(
+            "() => window.hubbleUI.cy.getElementById('payments/frontend').hasClass('outside')"
+        )
+        assert page.evaluate(
+            "() => window.hubbleUI.cy.getElementById('kube-system/kube-dns').hasClass('inside')"
+        )
 
 
 def test_capture_red_edge_table_filters_json_and_exports(ui, tmp_path):

@@ -27,10 +27,6 @@
         "background-color": "#f2f3f5", "border-style": "dashed", "border-color": "#7d8791" } },
       { selector: "node.world", style: { "background-color": "#eaf6ff", "border-color": "#2f7fb8" } },
       { selector: "node.host, node.kube-dns", style: { "background-color": "#f4efff", "border-color": "#7a5fb0" } },
-      { selector: "node.nsbox", style: {
-        shape: "round-rectangle", "background-color": "#fafbfc", "background-opacity": 0.6,
-        "border-style": "dashed", "border-color": "#9aa3ad", "text-valign": "top", "text-halign": "center",
-        "font-size": 11, color: "#56606b", padding: 12 } },
       { selector: "node:selected", style: { "border-width": 3, "border-color": "#1a5fb4" } },
       { selector: "edge", style: {
         "curve-style": "bezier", "target-arrow-shape": "triangle", width: "data(width)",
@@ -51,17 +47,11 @@
 
   function addNode(node) {
     if (cy.getElementById(node.id).nonempty()) return false;
-    const data = { id: node.id, label: node.label, kind: node.kind, namespace: node.namespace };
-    const classes = [node.kind, isOutside(node) ? "outside" : "inside"];
-    if (isOutside(node) && node.kind === "workload") {
-      const parent = "ns:" + node.namespace;
-      if (cy.getElementById(parent).empty()) {
-        cy.add({ group: "nodes", data: { id: parent, label: "namespace " + node.namespace, kind: "namespace" },
-          classes: "nsbox outside" });
-      }
-      data.parent = parent;
-    }
-    cy.add({ group: "nodes", data, classes: classes.join(" ") });
+    const outside = isOutside(node);
+    // a workload of another namespace is an outside box named namespace/workload
+    const label = outside && node.kind === "workload" ? node.id : node.label;
+    const data = { id: node.id, label, kind: node.kind, namespace: node.namespace };
+    cy.add({ group: "nodes", data, classes: [node.kind, outside ? "outside" : "inside"].join(" ") });
     return true;
   }
 
@@ -94,18 +84,16 @@
   function runLayout() {
     state.lastLayout = performance.now();
     const count = cy.nodes().length;
-    // Layers from callers to callees read like a service map; namespace boxes need a force layout.
+    // Layers from callers (left) to callees (right) read like a service map.
     let options;
     if (count > 120) {
       options = { name: "concentric", concentric: (n) => n.degree(), levelWidth: () => 3, minNodeSpacing: 10,
         animate: false, padding: 20 };
-    } else if (cy.nodes(":parent").empty()) {
+    } else {
       const roots = cy.nodes().filter((n) => n.indegree(false) === 0);
       options = { name: "breadthfirst", directed: true, roots: roots.nonempty() ? roots : undefined,
-        spacingFactor: 1.1, padding: 30, animate: false, nodeDimensionsIncludeLabels: true };
-    } else {
-      options = { name: "cose", animate: false, randomize: !state.laidOut, nodeDimensionsIncludeLabels: true,
-        idealEdgeLength: () => 120, nodeRepulsion: () => 12000, padding: 30, numIter: 1500 };
+        spacingFactor: 1.15, padding: 30, animate: false, nodeDimensionsIncludeLabels: true,
+        transform: (n, p) => ({ x: p.y * 1.8, y: p.x / 1.8 }) };
     }
     cy.layout(options).run();
     cy.fit(undefined, 30);
@@ -306,7 +294,6 @@
   });
   cy.on("tap", "node", (ev) => {
     const n = ev.target;
-    if (n.isParent()) return;
     select({ node: n.id() }, `flows of ${n.id()}`);
   });
   cy.on("tap", (ev) => { if (ev.target === cy) clearSelection(); });
@@ -337,13 +324,6 @@
         + ` orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${color}"/></marker>`);
     }
     out.push("</defs>", `<rect x="${x0}" y="${y0}" width="${w}" height="${h}" fill="#ffffff"/>`);
-    cy.nodes(":parent").forEach((n) => {
-      const b = n.boundingBox({ includeLabels: false });
-      out.push(`<g class="namespace"><rect x="${b.x1}" y="${b.y1}" width="${b.w}" height="${b.h}" rx="6"`
-        + ` fill="#fafbfc" stroke="#9aa3ad" stroke-dasharray="5,3"/>`
-        + `<text x="${b.x1 + b.w / 2}" y="${b.y1 - 4}" font-size="11" text-anchor="middle" fill="#56606b">`
-        + `${esc(n.data("label"))}</text></g>`);
-    });
     cy.edges().forEach((e) => {
       const st = e.data("state") in COLORS ? e.data("state") : "allowed";
       const s = e.sourceEndpoint(), t = e.targetEndpoint(), m = e.midpoint();
@@ -355,7 +335,7 @@
         + `<text x="${m.x}" y="${m.y - 3}" font-size="10" text-anchor="middle" fill="#1d2329">`
         + `${esc(e.data("label"))}</text></g>`);
     });
-    cy.nodes().filter((n) => !n.isParent()).forEach((n) => {
+    cy.nodes().forEach((n) => {
       const b = n.boundingBox({ includeLabels: false, includeOverlays: false });
       const outside = n.hasClass("outside");
       out.push(`<g class="node"><rect x="${b.x1}" y="${b.y1}" width="${b.w}" height="${b.h}" rx="6"`
