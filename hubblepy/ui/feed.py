@@ -131,7 +131,9 @@ class LiveFeed:
             except LiveError as exc:
                 self.on_status("error", str(exc))
             except grpc.aio.AioRpcError as exc:
-                self.on_status("error", f"rpc error: code = {exc.code().name} desc = {exc.details()}")
+                self.on_status(
+                    "error", f"{self.conn.server}: rpc error: code = {exc.code().name} desc = {exc.details()}"
+                )
             finally:
                 if channel is not None:
                     await channel.close()
