@@ -56,7 +56,7 @@ def test_capture_map_edges_namespaces_and_outside_boxes(ui):
         assert ["kube-system/kube-dns", True, "kube-dns"] in boxes  # kube-dns: an outside box
         assert ["payments/frontend", False, "frontend"] in boxes
         counts = page.evaluate(
-            "() => window.hubbleUI.cy.getElementById('payments/probe|payments/api|8080|TCP').data('counts')"
+            "() => window.hubbleUI.state.edges.get('payments/probe|payments/api|8080|TCP').counts"
         )
         assert counts["dropped"] > 0 and counts["audit"] > 0
         page.screenshot(path=str(artifact("capture-payments-map.png")))

@@ -9,7 +9,7 @@
   const MAX_RENDERED_ROWS = 1000;
   const state = {
     namespace: null, counts: {}, selection: null, rows: [], open: new Set(), laidOut: false,
-    layoutTimer: null, lastLayout: 0, tableTimer: null, lastTable: 0, ws: null, firstMapMs: null,
+    edges: new Map(), layoutTimer: null, lastLayout: 0, tableTimer: null, lastTable: 0, ws: null, firstMapMs: null,
     messages: 0,
   };
 
@@ -22,7 +22,7 @@
         shape: "round-rectangle", label: "data(label)", "text-valign": "center", "text-halign": "center",
         width: (n) => Math.max(60, String(n.data("label")).length * 7.2 + 22), height: 30,
         "background-color": "#e6effa", "border-width": 1.5, "border-color": "#4f79a8",
-        "font-size": 12, color: "#1d2329" } },
+        "font-size": 12, color: "#1d2329", "min-zoomed-font-size": 7 } },
       { selector: "node.outside", style: {
         "background-color": "#f2f3f5", "border-style": "dashed", "border-color": "#7d8791" } },
       { selector: "node.world", style: { "background-color": "#eaf6ff", "border-color": "#2f7fb8" } },
@@ -32,7 +32,8 @@
         "curve-style": "bezier", "target-arrow-shape": "triangle", width: "data(width)",
         "line-color": COLORS.allowed, "target-arrow-color": COLORS.allowed, label: "data(label)",
         "font-size": 10, "text-rotation": "autorotate", "text-background-color": "#ffffff",
-        "text-background-opacity": 0.85, "text-background-padding": 2, "arrow-scale": 1.1 } },
+        "text-background-opacity": 0.85, "text-background-padding": 2, "arrow-scale": 1.1,
+        "min-zoomed-font-size": 8 } },
       { selector: "edge.dropped", style: { "line-color": COLORS.dropped, "target-arrow-color": COLORS.dropped } },
       { selector: "edge.audit", style: { "line-color": COLORS.audit, "target-arrow-color": COLORS.audit } },
       { selector: "edge:selected", style: { "overlay-opacity": 0.15, "overlay-color": "#1a5fb4" } },
@@ -55,22 +56,30 @@
     return true;
   }
 
-  function edgeLabel(edge) {
-    const port = edge.port ? edge.port + "/" : "";
-    return `${port}${edge.protocol || "L3"} · ${edge.total}`;
+  function shortCount(n) {
+    if (n < 1000) return String(n);
+    if (n < 10000) return (n / 1000).toFixed(1) + "k";
+    if (n < 1e6) return Math.round(n / 1000) + "k";
+    return (n / 1e6).toFixed(1) + "M";
   }
 
+  function edgeLabel(edge) {
+    const port = edge.port ? edge.port + "/" : "";
+    return `${port}${edge.protocol || "L3"} · ${shortCount(edge.total)}`;
+  }
+
+  // Only what is drawn goes into Cytoscape, and only when it changes (counts are rounded in the
+  // label), so a busy map is not redrawn for every batch; the exact counts live in state.edges.
   function upsertEdge(edge) {
-    const data = {
-      label: edgeLabel(edge), width: Math.min(8, 1.5 + Math.log10(edge.total + 1) * 1.5),
-      state: edge.state, total: edge.total, counts: edge.counts, port: edge.port, protocol: edge.protocol,
-    };
+    state.edges.set(edge.id, edge);
+    const label = edgeLabel(edge);
+    const width = Math.round(2 * Math.min(8, 1.5 + Math.log10(edge.total + 1) * 1.5)) / 2;
     const el = cy.getElementById(edge.id);
     if (el.empty()) {
-      cy.add({ group: "edges", data: { id: edge.id, source: edge.source, target: edge.target, ...data },
-        classes: edge.state });
-    } else {
-      el.data(data);
+      cy.add({ group: "edges", data: { id: edge.id, source: edge.source, target: edge.target, label, width,
+        state: edge.state }, classes: edge.state });
+    } else if (el.data("label") !== label || el.data("state") !== edge.state || el.data("width") !== width) {
+      el.data({ label, width, state: edge.state });
       el.classes(edge.state);
     }
   }
@@ -95,6 +104,11 @@
         spacingFactor: 1.15, padding: 30, animate: false, nodeDimensionsIncludeLabels: true,
         transform: (n, p) => ({ x: p.y * 1.8, y: p.x / 1.8 }) };
     }
+    // straight lines draw much faster than curves; curves keep parallel edges (ports) apart
+    const curve = cy.edges().length > 150 ? "straight" : "bezier";
+    if (cy.style().json().some((rule) => rule.selector === "edge" && rule.style["curve-style"] !== curve)) {
+      cy.style().selector("edge").style("curve-style", curve).update();
+    }
     cy.layout(options).run();
     cy.fit(undefined, 30);
     if (cy.zoom() > 1.6) cy.zoom({ level: 1.6, renderedPosition: { x: cy.width() / 2, y: cy.height() / 2 } });
@@ -104,6 +118,7 @@
   function applyMap(msg) {
     if (msg.type === "snapshot") {
       cy.elements().remove();
+      state.edges.clear();
       state.laidOut = false;
     }
     let added = false;
@@ -288,7 +303,7 @@
 
   cy.on("tap", "edge", (ev) => {
     const e = ev.target;
-    const c = e.data("counts") || {};
+    const c = (state.edges.get(e.id()) || {}).counts || {};
     select({ edge: e.id() }, `${e.source().data("label")} → ${e.target().data("label")} ${e.data("label")} flows`
       + ` (forwarded ${c.forwarded || 0}, dropped ${c.dropped || 0}, audit ${c.audit || 0})`);
   });
