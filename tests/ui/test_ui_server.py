@@ -198,3 +198,17 @@ def test_live_feed_over_tls_with_the_cli_flags(procs, tmp_path):
         assert seen[-1]["status"]["state"] == "connected"
     finally:
         assert insecure.stop() == 0
+
+
+def test_a_relay_with_two_nodes_feeds_one_map(procs):
+    nodes = [procs.agent(f"n{i}", "--replay", str(SAMPLE), "--rate", "100") for i in range(2)]
+    relay = procs.relay("--peers", ",".join(n.address for n in nodes))
+    ui = UiProcess("--server", relay.address, "--batch-interval", "0.2")
+    try:
+        seen = asyncio.run(_messages(ui.url, "payments", lambda s: _total(s) > 150))
+        assert seen[-1]["status"]["state"] == "connected"
+        status, body = _get(ui.url + "/api/flows?node=payments%2Fapi&limit=5000")
+        names = {row["json"]["node_name"] for row in json.loads(body)["rows"]}
+        assert names == {"n0", "n1"}
+    finally:
+        assert ui.stop() == 0
