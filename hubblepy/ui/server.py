@@ -134,7 +134,10 @@ class UiServer:
         while not page.ws.closed:
             await page.wake.wait()
             page.wake.clear()
-            await page.ws.send_str(self._message(page).decode())
+            try:
+                await page.ws.send_str(self._message(page).decode())
+            except (ConnectionError, RuntimeError):  # the page went away mid-send
+                return
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=1 << 16)

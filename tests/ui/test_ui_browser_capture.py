@@ -135,3 +135,24 @@ def test_capture_clicking_a_box_lists_its_flows(ui):
         rows = wait_rows(page, lambda rows: bool(rows))
         assert all("postgres" in r["source"] + r["destination"] for r in rows)
         assert "flows of payments/postgres" in page.text_content("#selection")
+
+
+def test_an_edge_with_only_audited_flows_is_amber(tmp_path):
+    lines = [
+        line for line in SAMPLE.read_bytes().splitlines() if json.loads(line)["flow"]["verdict"] == "AUDIT"
+    ]
+    capture = tmp_path / "audit.json"
+    capture.write_bytes(b"\n".join(lines) + b"\n")
+    ui = UiProcess("--input-file", str(capture))
+    try:
+        with browser_page() as page:
+            page.goto(ui.url + "/?namespace=payments")
+            page.wait_for_selector("body[data-map-ready='1']")
+            wait_edge_state(page, "payments/probe", "payments/api", "audit")
+            color = page.evaluate(
+                "() => window.hubbleUI.cy.getElementById('payments/probe|payments/api|8080|TCP').style('line-color')"
+            )
+            assert color == "rgb(230,154,0)"
+            page.screenshot(path=str(artifact("capture-audit-edge.png")))
+    finally:
+        assert ui.stop() == 0

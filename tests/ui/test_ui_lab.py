@@ -9,6 +9,9 @@ Screenshots of each step go to build/ui-artifacts/.
 from __future__ import annotations
 
 import sys
+import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,16 @@ from uitools import (  # noqa: E402
 pytestmark = pytest.mark.root
 API = "http://api.payments:8080/api/v1/orders"
 TIMEOUT = "000"  # curl's %{http_code} when no answer came
+NO_FRONTEND = textwrap.dedent("""\
+    apiVersion: cilium.io/v2
+    kind: CiliumNetworkPolicy
+    metadata: {name: no-frontend, namespace: payments}
+    spec:
+      endpointSelector: {matchLabels: {app: api}}
+      ingressDeny:
+        - fromEndpoints:
+            - matchLabels: {app: frontend}
+    """)
 
 
 @pytest.fixture(scope="module")
@@ -97,5 +110,43 @@ def test_payments_map_turns_red_for_the_probe_and_names_the_policies(lab):
             assert all(r["source"] == "default/probe" for r in denied)
             assert "Policy denied" in page.text_content("#flows tbody")
             page.screenshot(path=str(artifact("lab-4-red-edge-flows.png")))
+    finally:
+        assert ui.stop() == 0
+
+
+def test_a_policy_change_turns_the_green_edge_red_while_the_page_is_open(lab, tmp_path):
+    policy = tmp_path / "no-frontend.yaml"
+    policy.write_text(NO_FRONTEND)
+    ui = UiProcess("--server", lab.relay, env=lab.env)
+    try:
+        with browser_page() as page:
+            page.goto(ui.url + "/?namespace=payments")
+            page.wait_for_selector("#status.connected")
+            assert lab.curl("payments/frontend", API).stdout == "200"
+            wait_edge_state(page, "payments/frontend", "payments/api", "allowed")
+            applied = lab.run("policy", "apply", str(policy))
+            assert applied.returncode == 0, applied.stderr
+            try:
+                answers: list[str] = []
+                started = time.monotonic()
+                request = threading.Thread(
+                    target=lambda: answers.append(lab.curl("payments/frontend", API).stdout)
+                )
+                request.start()
+                wait_edge_state(page, "payments/frontend", "payments/api", "dropped")
+                # a figure for the report, not an assertion: request sent -> the page shows red
+                seen = time.monotonic() - started
+                artifact("lab-policy-change-seconds.txt").write_text(f"{seen:.2f}\n")
+                request.join()
+                assert answers == [TIMEOUT]
+                page.screenshot(path=str(artifact("lab-5-policy-change-red.png")))
+                click_edge(page, "payments/frontend", "payments/api")
+                rows = wait_rows(page, lambda rows: any("no-frontend" in r["policy"] for r in rows))
+                denied = [r for r in rows if "no-frontend" in r["policy"]]
+                assert denied[0]["policy"] == "ingress denied by payments/no-frontend (CiliumNetworkPolicy)"
+                assert denied[0]["verdict"] == "DROPPED" and denied[0]["drop_reason"] == "Policy denied"
+            finally:
+                removed = lab.run("policy", "delete", str(policy))
+                assert removed.returncode == 0, removed.stderr
     finally:
         assert ui.stop() == 0
