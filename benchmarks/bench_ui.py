@@ -183,7 +183,7 @@ def main() -> None:
         agent, address = start_agent(flows, args.rate)
         ui, url = start_ui(address)
         try:
-            run(args, chromium, url, ui, sync_playwright)
+            run(args, chromium, url, ui, sync_playwright, address)
         finally:
             for proc in (ui, agent):
                 proc.terminate()
@@ -204,8 +204,20 @@ def _status(url: str) -> dict:
         return json.loads(r.read())
 
 
-def run(args, chromium: str, url: str, ui: subprocess.Popen, sync_playwright) -> None:  # noqa: ANN001
+def agent_seen(address: str) -> int:
+    """Flows the agent has published so far (ServerStatus.seen_flows)."""
+    import grpc
+
+    from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        stub = observer_pb2_grpc.ObserverStub(channel)
+        return stub.ServerStatus(observer_pb2.ServerStatusRequest(), timeout=10).seen_flows
+
+
+def run(args, chromium: str, url: str, ui: subprocess.Popen, sync_playwright, agent: str) -> None:  # noqa: ANN001
     time.sleep(5)  # let the server see every edge once
+    agent_start = (time.monotonic(), agent_seen(agent))
     before = _status(url)
     print(f"server before the page: {before['stats']['flows']} flows, {before['stats']['nodes']} boxes, "
           f"{before['stats']['edges']} edges, {before['stats']['rate']} flows/s taken in")  # fmt: skip
@@ -230,6 +242,16 @@ def run(args, chromium: str, url: str, ui: subprocess.Popen, sync_playwright) ->
         first = time.monotonic() - t0
         page.wait_for_function(f"() => window.hubbleUI.cy.nodes().length >= {WORKLOADS}", timeout=120_000)
         full = time.monotonic() - t0
+        marks = page.evaluate(
+            "() => Object.fromEntries(['ws-open', 'snapshot', 'edges-added', 'layout', 'first-map'].map((n) =>"
+            " [n, Math.round((performance.getEntriesByName(n)[0] || {startTime: -1}).startTime)]))"
+        )
+        dom = page.evaluate(
+            "() => Math.round(performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd)"
+        )
+        print(f"in the page (ms after navigation start): DOM ready {dom}, WebSocket open {marks['ws-open']}, "
+              f"snapshot received {marks['snapshot']}, its edges added {marks['edges-added']}, laid out {marks['layout']}, "
+              f"drawn {marks['first-map']}")  # fmt: skip
         boxes = page.evaluate("() => [window.hubbleUI.cy.nodes().length, window.hubbleUI.cy.edges().length]")
         print(
             f"time to first map: {first * 1000:.0f} ms; to the full map ({boxes[0]} boxes, {boxes[1]} edges): {full * 1000:.0f} ms"
@@ -267,6 +289,9 @@ def run(args, chromium: str, url: str, ui: subprocess.Popen, sync_playwright) ->
     print(
         f"server after {args.minutes:g} min: {after['stats']['flows']} flows taken in, {after['stats']['edges']} edges"
     )
+    seconds = time.monotonic() - agent_start[0]
+    print(f"the agent published {(agent_seen(agent) - agent_start[1]) / seconds:.0f} flows/s on average "
+          f"over those {seconds:.0f} s (its --rate: {args.rate:g})")  # fmt: skip
 
 
 if __name__ == "__main__":
