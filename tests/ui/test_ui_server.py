@@ -212,3 +212,33 @@ def test_a_relay_with_two_nodes_feeds_one_map(procs):
         assert names == {"n0", "n1"}
     finally:
         assert ui.stop() == 0
+
+
+def test_a_server_with_only_the_standard_getflows(tmp_path):
+    """A server without hubblepy's batch extension (like upstream Hubble) is read with Observer/GetFlows."""
+    from concurrent import futures
+
+    import grpc
+    import orjson
+
+    from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
+    from hubblepy.codec import dict_to_message
+
+    class StandardObserver(observer_pb2_grpc.ObserverServicer):
+        def GetFlows(self, request, context):  # noqa: N802 - gRPC method name
+            for line in SAMPLE.read_bytes().splitlines():
+                yield dict_to_message(orjson.loads(line), observer_pb2.GetFlowsResponse)
+            while context.is_active():
+                time.sleep(0.05)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    observer_pb2_grpc.add_ObserverServicer_to_server(StandardObserver(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    ui = UiProcess("--server", f"127.0.0.1:{port}")
+    try:
+        seen = asyncio.run(_messages(ui.url, "payments", lambda s: _total(s) >= 78))
+        assert _total(seen) == 78 and seen[-1]["status"]["state"] == "connected"
+    finally:
+        assert ui.stop() == 0
+        server.stop(0)
