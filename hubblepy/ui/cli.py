@@ -59,17 +59,17 @@ def main(
         feed = None
         if args.input_file:
             name = "stdin" if args.input_file == "-" else args.input_file
+            server = UiServer(flowmap, args.batch_interval)
             try:
-                if args.input_file == "-":
-                    batch = read_flows_file(sys.stdin.buffer, name)
-                else:
-                    with open(args.input_file, "rb") as fh:
-                        batch = read_flows_file(fh, name)
+                with open(
+                    0 if args.input_file == "-" else args.input_file, "rb", closefd=args.input_file != "-"
+                ) as fh:
+                    for batch in read_flows_file(fh, name):
+                        server.on_batch(batch)
             except OSError as exc:
                 raise LiveError(f"open {args.input_file}: {(exc.strerror or 'error').lower()}") from None
-            server = UiServer(flowmap, args.batch_interval)
-            server.on_batch(batch)
-            server.on_status("file", f"{name}: {len(batch)} flows")
+            server.on_status("file", f"{name}: {flowmap.total} flows")
+            server.reset_rate()
         else:
             conn = connection_from_flags(args, env)
             server = UiServer(flowmap, args.batch_interval, conn.server)

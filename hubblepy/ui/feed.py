@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
@@ -31,8 +31,8 @@ class FeedError(Exception):
     """A flows file cannot be read (one line, for the command to print)."""
 
 
-def read_flows_file(stream: BinaryIO, name: str) -> Batch:
-    """Every flow record of a ``hubble observe -o json`` file, with its line."""
+def read_flows_file(stream: BinaryIO, name: str, chunk: int = 4096) -> Iterator[Batch]:
+    """The flow records of a ``hubble observe -o json`` file with their lines, in batches (not all at once)."""
     batch: Batch = []
     for number, line in enumerate(stream, 1):
         line = line.strip()
@@ -44,7 +44,11 @@ def read_flows_file(stream: BinaryIO, name: str) -> Batch:
             raise FeedError(f"{name}:{number}: invalid JSON: {exc}") from None
         if isinstance(record, dict) and isinstance(record.get("flow"), dict):
             batch.append((record, line))
-    return batch
+            if len(batch) >= chunk:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
 
 
 def _read(path: str) -> bytes:

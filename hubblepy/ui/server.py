@@ -81,6 +81,10 @@ class UiServer:
         for record, raw in batch:
             add(record, raw)
 
+    def reset_rate(self) -> None:
+        """Count the rate from now on (after a file was loaded at once)."""
+        self._rate_mark = (time.monotonic(), self.map.total)
+
     def on_status(self, state: str, text: str) -> None:
         self.status = {"state": state, "text": text}
 
