@@ -32,6 +32,11 @@ def _parser():  # noqa: ANN202 - argparse parser of the live commands
         "--batch-interval", type=float, default=0.5, help="seconds between map updates sent to pages"
     )
     p.add_argument("--flows-per-edge", type=int, default=100, help="recent flows kept per edge for the table")
+    p.add_argument(
+        "--recent",
+        default="0",
+        help="only drops/audits newer than this colour an edge (Go duration, e.g. 5m; default 0: all)",
+    )
     return p
 
 
@@ -55,7 +60,15 @@ def main(
         split_listen_address(args.listen_address)
         if args.batch_interval <= 0 or args.flows_per_edge < 1 or args.last < 0:
             raise LiveError("--batch-interval and --flows-per-edge must be positive, --last at least 0")
-        flowmap = FlowMap(args.flows_per_edge)
+        from hubblepy.cli.timeparse import DurationError, parse_go_duration
+
+        try:
+            recent_ns = parse_go_duration(args.recent)
+        except DurationError as exc:
+            raise LiveError(f"invalid --recent: {exc}") from None
+        if recent_ns < 0:
+            raise LiveError("invalid --recent: it must not be negative")
+        flowmap = FlowMap(args.flows_per_edge, recent_ns)
         feed = None
         if args.input_file:
             name = "stdin" if args.input_file == "-" else args.input_file

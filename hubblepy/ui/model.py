@@ -6,13 +6,16 @@ A node is a workload (``namespace/name``: the first workload of the endpoint, el
 protocol); a reply flow counts on the edge of the request it answers (endpoints swapped, the
 reply's source port as the port). Each edge counts its flows per verdict and keeps the last few
 flows (as their JSON lines) for the flow table. Its state is ``dropped`` as soon as any flow was
-dropped (or failed with verdict ERROR), else ``audit`` when any was AUDIT, else ``allowed``.
+dropped (or failed with verdict ERROR), else ``audit`` when any was AUDIT, else ``allowed``. With a
+``recent`` window (``hubble ui --recent 5m``) only drops and audits whose flow time lies within the
+window colour the edge, so a fixed edge turns green again; the counts always cover everything seen.
 
 :class:`FlowMap` is not thread-safe: the server feeds and reads it from one asyncio loop.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from hubblepy.codec.timestamps import canonical_ns
 from hubblepy.identities import RESERVED_IDENTITIES
 from hubblepy.parser.constants import DROP_REASON_NAMES, DROP_REASON_TEXTS
 
@@ -107,7 +111,10 @@ def _verdict_slot(verdict: str) -> str:
 class Edge:
     """Traffic from one node to another on one port and protocol."""
 
-    __slots__ = ("id", "source", "target", "port", "protocol", "counts", "last_time", "flows", "namespaces")
+    __slots__ = (
+        "id", "source", "target", "port", "protocol", "counts", "last_time", "flows", "namespaces",
+        "last_bad_ns", "last_audit_ns", "shown",
+    )  # fmt: skip
 
     def __init__(
         self, edge_id: str, source: MapNode, target: MapNode, port: int, protocol: str, keep: int
@@ -121,16 +128,20 @@ class Edge:
         self.last_time = ""
         self.flows: deque[tuple[int, bytes]] = deque(maxlen=keep)
         self.namespaces = {source.namespace, target.namespace} - {""}
+        self.last_bad_ns = 0  # flow time of the newest DROPPED / ERROR flow
+        self.last_audit_ns = 0
+        self.shown = "allowed"  # the state last handed out
 
-    @property
-    def state(self) -> str:
-        if self.counts["dropped"] or self.counts["error"]:
+    def state(self, since_ns: int = 0) -> str:
+        """The colour: worst verdict seen (only flows newer than ``since_ns`` count, when given)."""
+        if (self.counts["dropped"] or self.counts["error"]) and self.last_bad_ns >= since_ns:
             return "dropped"
-        if self.counts["audit"]:
+        if self.counts["audit"] and self.last_audit_ns >= since_ns:
             return "audit"
         return "allowed"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, since_ns: int = 0) -> dict[str, Any]:
+        self.shown = self.state(since_ns)
         return {
             "id": self.id,
             "source": self.source.id,
@@ -139,7 +150,7 @@ class Edge:
             "protocol": self.protocol,
             "counts": dict(self.counts),
             "total": sum(self.counts.values()),
-            "state": self.state,
+            "state": self.shown,
             "last": self.last_time,
         }
 
@@ -147,8 +158,9 @@ class Edge:
 class FlowMap:
     """Aggregates flows into nodes and edges and remembers what changed since the last batch."""
 
-    def __init__(self, flows_per_edge: int = 100) -> None:
+    def __init__(self, flows_per_edge: int = 100, recent_ns: int = 0) -> None:
         self.flows_per_edge = flows_per_edge
+        self.recent_ns = recent_ns  # 0: every drop ever seen keeps its edge red
         self.nodes: dict[str, MapNode] = {}
         self.edges: dict[str, Edge] = {}
         self.namespaces: Counter[str] = Counter()
@@ -195,7 +207,12 @@ class FlowMap:
             self.nodes.setdefault(src.id, src)
             self.nodes.setdefault(dst.id, dst)
         verdict = flow.get("verdict") or "VERDICT_UNKNOWN"
-        edge.counts[_verdict_slot(verdict)] += 1
+        slot = _verdict_slot(verdict)
+        edge.counts[slot] += 1
+        if slot in ("dropped", "error"):
+            edge.last_bad_ns = max(edge.last_bad_ns, canonical_ns(flow.get("time")) or time.time_ns())
+        elif slot == "audit":
+            edge.last_audit_ns = max(edge.last_audit_ns, canonical_ns(flow.get("time")) or time.time_ns())
         edge.last_time = flow.get("time") or edge.last_time
         self._seq += 1
         edge.flows.append((self._seq, raw if raw is not None else orjson.dumps(record)))
@@ -208,8 +225,17 @@ class FlowMap:
 
     # -- reading ---------------------------------------------------------------------------------
 
+    def since_ns(self) -> int:
+        """Oldest flow time that still colours an edge (0: all)."""
+        return time.time_ns() - self.recent_ns if self.recent_ns else 0
+
     def take_changes(self) -> list[Edge]:
-        """The edges changed since the last call (and forget them)."""
+        """The edges changed since the last call (and forget them), with those whose colour expired."""
+        if self.recent_ns:
+            since = self.since_ns()
+            for edge in self.edges.values():
+                if edge.shown != "allowed" and edge.state(since) != edge.shown:
+                    self._dirty.add(edge.id)
         changed = [self.edges[edge_id] for edge_id in self._dirty]
         self._dirty = set()
         return changed
@@ -221,14 +247,14 @@ class FlowMap:
             return list(edges)
         return [edge for edge in edges if namespace in edge.namespaces]
 
-    @staticmethod
-    def view(edges: list[Edge]) -> dict[str, list[dict[str, Any]]]:
+    def view(self, edges: list[Edge]) -> dict[str, list[dict[str, Any]]]:
         """Nodes and edges as the page receives them."""
         nodes: dict[str, MapNode] = {}
         for edge in edges:
             nodes[edge.source.id] = edge.source
             nodes[edge.target.id] = edge.target
-        return {"nodes": [n.to_json() for n in nodes.values()], "edges": [e.to_json() for e in edges]}
+        since = self.since_ns()
+        return {"nodes": [n.to_json() for n in nodes.values()], "edges": [e.to_json(since) for e in edges]}
 
     def flows(self, edge_id: str = "", node_id: str = "", limit: int = 1000) -> list[dict[str, Any]]:
         """Table rows of the recent flows of an edge, or of every edge touching a node; newest first."""

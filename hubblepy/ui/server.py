@@ -128,7 +128,7 @@ class UiServer:
             page.pending.clear()
         message: dict[str, Any] = {"type": kind, "namespace": page.namespace}
         if page.namespace is not None:
-            message.update(FlowMap.view(edges))
+            message.update(self.map.view(edges))
         message["namespaces"] = dict(self.map.namespaces)
         message["status"] = self.status
         message["stats"] = self.stats()

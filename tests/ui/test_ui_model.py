@@ -56,13 +56,13 @@ def test_replies_count_on_the_request_edge_and_states_follow_the_worst_verdict()
     edge = fm.add(_flow(FRONTEND, API))
     assert edge is not None and edge.id == "payments/frontend|payments/api|8080|TCP"
     assert fm.add(_flow(API, FRONTEND, sport=8080, dport=40000, reply=True)) is edge
-    assert edge.counts["forwarded"] == 2 and edge.state == "allowed"
+    assert edge.counts["forwarded"] == 2 and edge.state() == "allowed"
     fm.add(_flow(FRONTEND, API, "AUDIT"))
-    assert edge.state == "audit"
+    assert edge.state() == "audit"
     fm.add(_flow(FRONTEND, API, "DROPPED"))
-    assert edge.state == "dropped"
+    assert edge.state() == "dropped"
     other = fm.add(_flow(PROBE, API, "ERROR"))
-    assert other.state == "dropped" and other.to_json()["total"] == 1
+    assert other.state() == "dropped" and other.to_json()["total"] == 1
     assert fm.add({"node_status": {}}) is None
     assert fm.total == 5 and fm.namespaces == {"payments": 5, "default": 1}
 
@@ -75,7 +75,7 @@ def test_changes_are_handed_out_once_and_filtered_by_namespace():
     assert len(changed) == 2 and fm.take_changes() == []
     assert [e.source.id for e in fm.namespace_edges("default")] == ["default/probe"]
     assert len(fm.namespace_edges("payments")) == 2 and len(fm.namespace_edges("")) == 2
-    view = FlowMap.view(fm.namespace_edges("default"))
+    view = fm.view(fm.namespace_edges("default"))
     assert {n["id"] for n in view["nodes"]} == {"default/probe", "payments/api"}
     assert view["edges"][0]["state"] == "dropped"
 
@@ -125,7 +125,7 @@ def test_the_sample_capture_makes_the_payments_map():
     fm = FlowMap()
     for line in SAMPLE.read_bytes().splitlines():
         fm.add(orjson.loads(line), line)
-    states = {(e.source.id, e.target.id, e.port, e.protocol): e.state for e in fm.edges.values()}
+    states = {(e.source.id, e.target.id, e.port, e.protocol): e.state() for e in fm.edges.values()}
     assert states == {
         ("payments/frontend", "kube-system/kube-dns", 53, "UDP"): "allowed",
         ("payments/frontend", "payments/api", 8080, "TCP"): "dropped",  # the L7 policy's denied POST
@@ -133,3 +133,31 @@ def test_the_sample_capture_makes_the_payments_map():
         ("payments/probe", "payments/api", 8080, "TCP"): "dropped",
     }
     assert fm.total == 78 == sum(sum(e.counts.values()) for e in fm.edges.values())
+
+
+def test_with_a_recent_window_old_drops_stop_colouring_the_edge():
+    import time
+
+    def at(record: dict, ns: int) -> dict:
+        from hubblepy.codec.timestamps import format_ns
+
+        record["flow"]["time"] = format_ns(ns)
+        return record
+
+    now = time.time_ns()
+    fm = FlowMap(recent_ns=60 * 10**9)
+    edge = fm.add(at(_flow(FRONTEND, API, "DROPPED"), now - 120 * 10**9))  # two minutes ago
+    fm.add(at(_flow(FRONTEND, API), now))
+    assert fm.view([edge])["edges"][0]["state"] == "allowed"
+    assert edge.counts == {"forwarded": 1, "dropped": 1, "audit": 0, "error": 0, "other": 0}
+    fm.take_changes()
+    fm.add(at(_flow(FRONTEND, API, "DROPPED"), now))
+    assert fm.view(fm.take_changes())["edges"][0]["state"] == "dropped"
+    # once the drop is older than the window the edge is handed out again, green
+    fm.recent_ns = 1
+    assert [e.id for e in fm.take_changes()] == [edge.id]
+    assert fm.view([edge])["edges"][0]["state"] == "allowed"
+    assert fm.take_changes() == []
+    # without a window any drop ever seen keeps it red
+    fm.recent_ns = 0
+    assert fm.view([edge])["edges"][0]["state"] == "dropped"

@@ -51,6 +51,7 @@ def procs():
         ),
         (["--batch-interval", "0"], "hubble ui: --batch-interval and --flows-per-edge must be positive"),
         (["--bogus"], "hubble ui: unrecognized arguments: --bogus"),
+        (["--recent", "5x"], 'hubble ui: invalid --recent: time: unknown unit "x" in duration "5x"'),
     ],
 )
 def test_bad_flags_and_files_give_one_line_and_exit_1(args, message):
