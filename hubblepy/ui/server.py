@@ -224,9 +224,13 @@ class UiServer:
         app.router.add_get("/ws", self.websocket)
         app.router.add_get("/api/flows", self.flows)
         app.router.add_get("/api/status", self.status_handler)
-        app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+        app.router.add_get("/favicon.ico", _no_content)
         app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
         return app
+
+
+async def _no_content(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204)
 
 
 async def serve(server: UiServer, listen_address: str, feed: Any = None, ready: Any = None) -> None:
