@@ -31,7 +31,7 @@ RAW_HELP = {
 }
 
 # Modules that add their commands to the typer app with ``register(app)``.
-COMMAND_MODULES = ("hubblepy.cli.lab", "hubblepy.cli.policy")
+COMMAND_MODULES = ("hubblepy.cli.lab", "hubblepy.cli.policy", "hubblepy.ui.cli")
 
 
 def build_app():  # noqa: ANN201 - typer is imported lazily
