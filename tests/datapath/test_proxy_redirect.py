@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from hubblepy.datapath.testbed import Testbed, echo_once, run_in_netns
+from testbed import Testbed, echo_once, run_in_netns
 
 from hubblepy.datapath import Datapath, PolicyEntry, proxy_routing
 from hubblepy.datapath.layout import (
