@@ -27,8 +27,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hubblepy.policy.errors import PolicyError
 from hubblepy.policy.labels import NAMESPACE_KEY, NAMESPACE_LABEL_PREFIX
 from hubblepy.policy.model import (
@@ -44,6 +42,8 @@ from hubblepy.policy.model import (
     SpecRule,
 )
 from hubblepy.policy.selector import OPERATORS, Requirement, Selector, requirement
+from hubblepy.policy.validate import FieldProblem, check_document
+from hubblepy.policy.yamlsafe import YAMLInputError, load_documents, read_text
 
 ENTITIES = (
     "all",
@@ -98,9 +98,6 @@ _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PORT_RULE_FIELDS = {"ports", "rules"}
 _UNSUPPORTED_PORT_RULE = {"terminatingTLS", "originatingTLS", "serverNames", "listener"}
 _L7_KINDS = {"http", "kafka", "dns", "l7proto", "l7"}
-
-
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _FieldError(Exception):
@@ -557,6 +554,7 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
     parser = _DocumentParser(context)
     try:
         _expect(doc, dict, "", "an object")
+        check_document(doc)
         kind = doc.get("kind")
         if kind == NETWORK_POLICY:
             return _parse_network_policy(doc, filename, index, context, parser)
@@ -590,7 +588,7 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
         if "specs" in doc:
             _expect(doc["specs"], list, "specs", "a list")
             specs += [parser.spec_rule(s, f"specs[{i}]", i + 1) for i, s in enumerate(doc["specs"])]
-    except _FieldError as exc:
+    except (_FieldError, FieldProblem) as exc:
         raise PolicyError(f"{context}: {exc}") from None
     ref = PolicyRef(kind, namespace or "", name)
     return Policy(
@@ -634,15 +632,16 @@ def _parse_network_policy(
     )
 
 
+def _yaml_message(exc: YAMLInputError) -> str:
+    return f"invalid YAML{f' at line {exc.line}' if exc.line else ''}: {exc.reason}"
+
+
 def parse_policies(text: str, filename: str = "<input>") -> list[Policy]:
     """All policies of a YAML stream; raises PolicyError for the first bad document (nothing returned)."""
     try:
-        docs = list(yaml.load_all(text, Loader=_LOADER))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"policy file {filename}: invalid YAML{where}: {problem}") from None
+        docs = load_documents(text)
+    except YAMLInputError as exc:
+        raise PolicyError(f"policy file {filename}: {_yaml_message(exc)}") from None
     policies: list[Policy] = []
     seen: dict[PolicyRef, int] = {}
     for index, doc in enumerate(docs, 1):
@@ -664,9 +663,11 @@ def parse_policies(text: str, filename: str = "<input>") -> list[Policy]:
 def load_policy_file(path: str | Path) -> list[Policy]:
     """Reads and validates a policy file (several documents allowed)."""
     try:
-        text = Path(path).read_text()
+        text = read_text(path)
     except OSError as exc:
         raise PolicyError(f"policy file {path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise PolicyError(f"policy file {path}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"policy file {path}: not UTF-8 text (byte {exc.start})") from None
+    except YAMLInputError as exc:
+        raise PolicyError(f"policy file {path}: {_yaml_message(exc)}") from None
     return parse_policies(text, str(path))
