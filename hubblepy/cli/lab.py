@@ -472,12 +472,14 @@ def _check_runnable(program: str) -> None:
 
 
 def _policy_file(path: str) -> tuple[str, str]:
+    """The file's text, read as ``hubble policy validate`` and scenarios read it (bounded)."""
+    from hubblepy.policy import PolicyError
+    from hubblepy.policy.parse import read_policy_file
+
     try:
-        return Path(path).read_text(), path
-    except OSError as exc:
-        raise _fail(f"policy file {path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise _fail(f"policy file {path}: not UTF-8 text") from None
+        return read_policy_file(path), path
+    except PolicyError as exc:
+        raise _fail(str(exc)) from None
 
 
 @policy_app.command("apply")

@@ -1,4 +1,5 @@
-"""`hubble policy`: policy tools that read flows. ``audit-report`` lists what enforcement would break.
+"""`hubble policy`: policy tools. ``audit-report`` lists what enforcement would break; ``validate``
+checks policy files offline through the same loader the lab uses.
 
 ``hubble policy audit-report`` reads flows with verdict AUDIT, live from a Hubble server or relay
 (``--server``, default ``$HUBBLE_SERVER`` or localhost:4245, through the Observer API with a
@@ -20,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -252,6 +253,55 @@ def audit_report(
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
         typer.echo(report.table(), nl=False)
+
+
+@policy_app.command("validate")
+def validate_command(
+    files: Annotated[
+        list[str],
+        typer.Argument(metavar="FILE...", help="policy YAML files (several documents each allowed)"),
+    ],
+    output: str = typer.Option("text", "--output", "-o", help="text or json"),
+) -> None:
+    """Check policy files offline, as `hubble lab policy apply` would load them (no lab, no root).
+
+    Exit 0 when every document of every file would load; 1 with one line per problem otherwise.
+    """
+    from hubblepy.policy import PolicyError
+    from hubblepy.policy.parse import check_policies, read_policy_file
+
+    if output not in ("text", "json"):
+        raise _fail(f"unknown output format {output!r} (text, json)")
+    results = []
+    for name in files:
+        try:
+            policies, problems = check_policies(read_policy_file(name), name)
+        except PolicyError as exc:
+            policies, problems = [], [str(exc)]
+        results.append(
+            {
+                "file": name,
+                "valid": not problems,
+                "policies": [str(p.ref) for p in policies],
+                "errors": problems,
+                "warnings": [w for p in policies for w in p.warnings],
+            }
+        )
+    valid = all(r["valid"] for r in results)
+    if output == "json":
+        import json
+
+        typer.echo(json.dumps({"valid": valid, "files": results}, indent=2))
+    else:
+        for r in results:
+            for line in r["errors"]:
+                typer.echo(line, err=True)
+            for line in r["warnings"]:
+                typer.echo(f"warning: {line}", err=True)
+            if r["valid"]:
+                typer.echo(f"{r['file']}: valid ({', '.join(r['policies'])})")
+    if not valid:
+        raise typer.Exit(1)
 
 
 @policy_app.command(

@@ -636,38 +636,60 @@ def _yaml_message(exc: YAMLInputError) -> str:
     return f"invalid YAML{f' at line {exc.line}' if exc.line else ''}: {exc.reason}"
 
 
-def parse_policies(text: str, filename: str = "<input>") -> list[Policy]:
-    """All policies of a YAML stream; raises PolicyError for the first bad document (nothing returned)."""
+def check_policies(text: str, filename: str = "<input>") -> tuple[list[Policy], list[str]]:
+    """The policies of a YAML stream that load, and every problem (one line per bad document).
+
+    The one code path behind :func:`parse_policies` (the lab), :func:`load_policy_file` (scenarios)
+    and ``hubble policy validate``.
+    """
     try:
         docs = load_documents(text)
     except YAMLInputError as exc:
-        raise PolicyError(f"policy file {filename}: {_yaml_message(exc)}") from None
+        return [], [f"policy file {filename}: {_yaml_message(exc)}"]
     policies: list[Policy] = []
+    problems: list[str] = []
     seen: dict[PolicyRef, int] = {}
     for index, doc in enumerate(docs, 1):
         if doc is None:
             continue
-        policy = parse_document(doc, filename, index)
+        try:
+            policy = parse_document(doc, filename, index)
+        except PolicyError as exc:
+            problems.append(str(exc))
+            continue
         if policy.ref in seen:
-            raise PolicyError(
+            problems.append(
                 f"{_context(filename, index, doc)}: metadata.name: {policy.ref} is already defined "
                 f"in document {seen[policy.ref]}"
             )
+            continue
         seen[policy.ref] = index
         policies.append(policy)
-    if not policies:
-        raise PolicyError(f"policy file {filename}: no policy found")
+    if not policies and not problems:
+        problems.append(f"policy file {filename}: no policy found")
+    return policies, problems
+
+
+def parse_policies(text: str, filename: str = "<input>") -> list[Policy]:
+    """All policies of a YAML stream; raises PolicyError for the first bad document (nothing returned)."""
+    policies, problems = check_policies(text, filename)
+    if problems:
+        raise PolicyError(problems[0])
     return policies
 
 
-def load_policy_file(path: str | Path) -> list[Policy]:
-    """Reads and validates a policy file (several documents allowed)."""
+def read_policy_file(path: str | Path) -> str:
+    """A policy file's text (bounded read); raises PolicyError."""
     try:
-        text = read_text(path)
+        return read_text(path)
     except OSError as exc:
         raise PolicyError(f"policy file {path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise PolicyError(f"policy file {path}: not UTF-8 text (byte {exc.start})") from None
     except YAMLInputError as exc:
         raise PolicyError(f"policy file {path}: {_yaml_message(exc)}") from None
-    return parse_policies(text, str(path))
+
+
+def load_policy_file(path: str | Path) -> list[Policy]:
+    """Reads and validates a policy file (several documents allowed)."""
+    return parse_policies(read_policy_file(path), str(path))
