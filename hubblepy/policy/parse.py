@@ -554,10 +554,11 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
     parser = _DocumentParser(context)
     try:
         _expect(doc, dict, "", "an object")
-        check_document(doc)
         kind = doc.get("kind")
         if kind == NETWORK_POLICY:
-            return _parse_network_policy(doc, filename, index, context, parser)
+            policy = _parse_network_policy(doc, filename, index, context, parser)
+            check_document(doc)
+            return policy
         if kind not in (CNP, CCNP):
             raise _FieldError(
                 "kind", f"{_quote(kind)} is not a supported kind ({CNP}, {CCNP}, {NETWORK_POLICY})"
@@ -588,6 +589,7 @@ def parse_document(doc: Any, filename: str, index: int) -> Policy:
         if "specs" in doc:
             _expect(doc["specs"], list, "specs", "a list")
             specs += [parser.spec_rule(s, f"specs[{i}]", i + 1) for i, s in enumerate(doc["specs"])]
+        check_document(doc)  # what the CRD schema and Cilium's sanitisation add to the parser's checks
     except (_FieldError, FieldProblem) as exc:
         raise PolicyError(f"{context}: {exc}") from None
     ref = PolicyRef(kind, namespace or "", name)

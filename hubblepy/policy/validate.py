@@ -1,8 +1,9 @@
 """Checks a policy document the way the Kubernetes API server (CRD schema) and Cilium's rule
-sanitisation would, before :mod:`hubblepy.policy.parse` builds anything from it.
+sanitisation would, after :mod:`hubblepy.policy.parse` has checked it and before its policy is used.
 
 :func:`check_document` raises :class:`FieldProblem` (a field path and a one-line reason) for the
-first problem. It covers what the parser itself does not insist on:
+first problem. The parser's own checks come first (their messages win where both look); this
+module adds what the parser does not insist on:
 
 * ``metadata``: only ObjectMeta fields; ``name`` a DNS subdomain, ``namespace`` a DNS label;
   ``labels`` and ``annotations`` maps of strings, label keys and values in Kubernetes syntax;
@@ -14,7 +15,7 @@ first problem. It covers what the parser itself does not insist on:
   ``ports`` entry;
 * Cilium's ``PortRule``/``L7Rules`` sanitisation: L7 rules need ports and none may be 0; HTTP rules
   only on TCP; DNS rules only on egress, only to port 53 (no range); one L7 kind per rule;
-  ``rules.http`` entries objects with string regexes that compile; ``toFQDNs`` and ``rules.dns``
+  ``rules.http`` entries objects with string regexes that compile; no L7 rules in host policies; ``toFQDNs`` and ``rules.dns``
   selectors with exactly one of ``matchName``/``matchPattern`` in DNS syntax.
 """
 
@@ -327,7 +328,9 @@ def _port_rule(item: Any, path: str, ingress: bool, deny: bool) -> None:
     if "l7" in rules and rules.get("l7proto") in (None, ""):
         raise FieldProblem(_join(rpath, "l7"), "may only be used with l7proto")
     if len(kinds) > 1:
-        raise FieldProblem(rpath, f"one L7 rule type per rule, got {' and '.join(kinds)}")
+        raise FieldProblem(
+            rpath, f"only one L7 rule type per port is allowed, got {', '.join(sorted(kinds))}"
+        )
     if not kinds:
         return
     kind = kinds[0]
@@ -399,6 +402,16 @@ def _peer_rule(rule: Any, path: str, ingress: bool, deny: bool) -> None:
 def _spec(spec: Any, path: str) -> None:
     if not isinstance(spec, dict):
         return
+    if spec.get("nodeSelector") is not None:
+        for key in ("ingress", "egress"):
+            for i, rule in enumerate(_items(spec.get(key), _join(path, key))):
+                ports = rule.get("toPorts") if isinstance(rule, dict) else None
+                for j, item in enumerate(ports if isinstance(ports, list) else []):
+                    if isinstance(item, dict) and item.get("rules"):
+                        raise FieldProblem(
+                            f"{_join(path, key)}[{i}].toPorts[{j}].rules",
+                            "host policies (nodeSelector) do not support L7 rules",
+                        )
     for key in ("endpointSelector", "nodeSelector"):
         if spec.get(key) is not None:
             _selector(spec[key], _join(path, key))
