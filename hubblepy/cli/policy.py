@@ -272,7 +272,7 @@ def validate_command(
 
     if output not in ("text", "json"):
         raise _fail(f"unknown output format {output!r} (text, json)")
-    results = []
+    results: list[dict[str, Any]] = []
     for name in files:
         try:
             policies, problems = check_policies(read_policy_file(name), name)

@@ -97,19 +97,22 @@ def _show(value: Any) -> str:
         return "null"
     if isinstance(value, int | float):
         return str(value)
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    return _kind_of(value)
+
+
+_KIND_NAMES: dict[type, str] = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
 
 
 def _kind_of(value: Any) -> str:
-    return {
-        dict: "an object",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
+    return _KIND_NAMES.get(type(value), type(value).__name__)
 
 
 def _items(value: Any, path: str) -> list:

@@ -40,7 +40,7 @@ class YAMLInputError(ValueError):
         self.line = line
 
 
-class _UniqueKeyLoader(_BASE):  # type: ignore[misc,valid-type]
+class _UniqueKeyLoader(_BASE):
     """The safe loader, with a repeated mapping key an error."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
@@ -70,9 +70,10 @@ def _scan(text: str) -> None:
     documents = 0
     for event in yaml.parse(text, Loader=_BASE):
         if isinstance(event, yaml.AliasEvent):
-            raise YAMLInputError(f"aliases (*{event.anchor}) are not allowed", _line(event))
-        if getattr(event, "anchor", None):
-            raise YAMLInputError(f"anchors (&{event.anchor}) are not allowed", _line(event))
+            raise YAMLInputError(f"aliases (*{getattr(event, 'anchor', '')}) are not allowed", _line(event))
+        anchor = getattr(event, "anchor", None)
+        if anchor:
+            raise YAMLInputError(f"anchors (&{anchor}) are not allowed", _line(event))
         if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
             depth += 1
             if depth > MAX_DEPTH:
