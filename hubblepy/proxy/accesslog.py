@@ -30,29 +30,63 @@ INGRESS = "Ingress"
 EGRESS = "Egress"
 
 
+_last_second = [-1, ""]
+
+
 def timestamp(ns: int) -> str:
     """RFC 3339 with nanoseconds, UTC (Go's time.RFC3339Nano without trailing zeros)."""
     seconds, frac = divmod(ns, 1_000_000_000)
-    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if seconds != _last_second[0]:
+        _last_second[0] = seconds
+        _last_second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    text = _last_second[1]
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     return text + "Z"
 
 
-def canonical_header(name: str) -> str:
-    """Go's textproto canonical form: ``x-request-id`` -> ``X-Request-Id``."""
-    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+_CANONICAL: dict[str | bytes, str] = {}
 
 
-def header_map(headers: list[tuple[str, str]]) -> dict[str, list[str]]:
+def canonical_header(name: str | bytes) -> str:
+    """Go's textproto canonical form: ``x-request-id`` -> ``X-Request-Id`` (cached)."""
+    found = _CANONICAL.get(name)
+    if found is None:
+        text = name.decode("latin-1") if isinstance(name, bytes) else name
+        found = "-".join(part[:1].upper() + part[1:].lower() for part in text.split("-"))
+        if len(_CANONICAL) < 4096:
+            _CANONICAL[name] = found
+    return found
+
+
+def header_map(headers: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for name, value in headers:
-        out.setdefault(canonical_header(name), []).append(value)
+        key = canonical_header(name)
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        found = out.get(key)
+        if found is None:
+            out[key] = [text]
+        else:
+            found.append(text)
     return out
 
 
+_URLS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 def url_object(host: str, path: str) -> dict[str, Any]:
-    """A Go ``url.URL`` as encoding/json writes it (http scheme, host, path, query)."""
+    """A Go ``url.URL`` as encoding/json writes it (http scheme, host, path, query); cached, do not modify."""
+    found = _URLS.get((host, path))
+    if found is None:
+        found = _url_object(host, path)
+        if len(_URLS) > 8192:
+            _URLS.clear()
+        _URLS[(host, path)] = found
+    return found
+
+
+def _url_object(host: str, path: str) -> dict[str, Any]:
     from urllib.parse import unquote
 
     raw_path, _, query = path.partition("?")

@@ -112,6 +112,26 @@ class ProxyServer:
         self.state = state or ProxyState()
         self.log = log
         self.stats = {"connections": 0, "requests": 0, "denied": 0, "errors": 0, "bad": 0}
+        self.connections: set[ClientConnection] = set()
+        self.attribution_cache: dict[Any, Any] = {}
+        # request ids: version-4 UUIDs from a random per-process prefix and a counter (cheaper than uuid4)
+        prefix = uuid.uuid4().hex
+        self._id_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-a{prefix[17:20]}-{prefix[20:24]}"
+        self._id_counter = 0
+
+    def request_id(self) -> str:
+        self._id_counter = (self._id_counter + 1) & 0xFFFFFFFF
+        return f"{self._id_prefix}{self._id_counter:08x}"
+
+    async def sweep(self) -> None:
+        """Header and idle timeouts of every connection, checked a few times per timeout."""
+        period = max(0.05, min(1.0, self.options.header_timeout / 4, self.options.idle_timeout / 4))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.check_timers(now)
 
     def emit(self, record: dict[str, Any]) -> None:
         if self.log is not None:
@@ -144,6 +164,7 @@ class Exchange:
         "response_headers",
         "sent_head",
         "local_reply",
+        "attribution",
     )
 
     def __init__(self) -> None:
@@ -169,6 +190,7 @@ class Exchange:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.sent_head = False
         self.local_reply = False
+        self.attribution: tuple[str, dict] | None = None
 
 
 class ClientConnection(asyncio.Protocol):
@@ -185,8 +207,8 @@ class ClientConnection(asyncio.Protocol):
         self.connecting = False
         self.closed = False
         self.paused: set[str] = set()
-        self.header_timer: asyncio.TimerHandle | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
+        self.header_deadline = 0.0  # loop time by which the current request's head must be complete
+        self.idle_since = 0.0  # loop time the connection became idle (0: busy)
         self.tunnel = False
         self.client = ("", 0)
         self.target = ("", 0)
@@ -195,6 +217,7 @@ class ClientConnection(asyncio.Protocol):
         self.judged: ProxyState | None = None
         self.rule_sets: list = []
         self.eof = False
+        self._endpoint_dicts: tuple[dict, dict] | None = None
 
     # -- connection ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,6 +228,7 @@ class ClientConnection(asyncio.Protocol):
         local = transport.get_extra_info("sockname")
         self.client = (peer[0], peer[1])
         self.target = self.server.options.upstream or (local[0], local[1])
+        self.server.connections.add(self)
         self._arm_idle()
 
     def _judge_connection(self) -> None:
@@ -215,6 +239,7 @@ class ClientConnection(asyncio.Protocol):
         self.src = state.endpoint(self.client[0])
         self.dst = state.endpoint(self.target[0])
         self.rule_sets = state.rule_sets(self.src, self.dst, self.target[1]) if state.loaded else []
+        self._endpoint_dicts = None
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -239,6 +264,7 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
+        self.server.connections.discard(self)
         if self.upstream is not None:
             self.upstream.close()
 
@@ -272,21 +298,26 @@ class ClientConnection(asyncio.Protocol):
 
     # -- timers ----------------------------------------------------------------------------------
     def _arm_idle(self) -> None:
-        if self.idle_timer is None and not self.closed:
-            self.idle_timer = self.loop.call_later(self.server.options.idle_timeout, self._idle)
+        if not self.closed:
+            self.idle_since = self.loop.time()
 
     def _disarm_idle(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        self.idle_since = 0.0
 
-    def _idle(self) -> None:
-        self.idle_timer = None
-        if not self.queue and self.incoming is None:
+    def check_timers(self, now: float) -> None:
+        """Called by the server's sweep: header and idle timeouts."""
+        if self.header_deadline and now >= self.header_deadline:
+            self._header_timeout()
+        elif (
+            self.idle_since
+            and now - self.idle_since >= self.server.options.idle_timeout
+            and not self.queue
+            and self.incoming is None
+        ):
             self._close()
 
     def _header_timeout(self) -> None:
-        self.header_timer = None
+        self.header_deadline = 0.0
         if self.queue:  # answer in order: close after the current responses
             self.incoming = None
             self._close()
@@ -296,17 +327,14 @@ class ClientConnection(asyncio.Protocol):
         self._close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self.header_timer, self.idle_timer):
-            if timer is not None:
-                timer.cancel()
-        self.header_timer = self.idle_timer = None
+        self.header_deadline = self.idle_since = 0.0
 
     # -- parser callbacks ------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.incoming = Exchange()
         self.incoming.start_ns = time.time_ns()
-        if self.header_timer is None:
-            self.header_timer = self.loop.call_later(self.server.options.header_timeout, self._header_timeout)
+        if not self.header_deadline:
+            self.header_deadline = self.loop.time() + self.server.options.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.incoming.url += url  # type: ignore[union-attr]
@@ -315,9 +343,7 @@ class ClientConnection(asyncio.Protocol):
         self.incoming.headers.append((name, value))  # type: ignore[union-attr]
 
     def on_headers_complete(self) -> None:
-        if self.header_timer is not None:
-            self.header_timer.cancel()
-            self.header_timer = None
+        self.header_deadline = 0.0
         ex = self.incoming
         assert ex is not None
         parser = self.parser
@@ -348,7 +374,7 @@ class ClientConnection(asyncio.Protocol):
         ex.path = target
         ex.host = host
         if not ex.request_id:
-            ex.request_id = str(uuid.uuid4())
+            ex.request_id = self.server.request_id()
             ex.headers.append((b"X-Request-Id", ex.request_id.encode()))
         self.server.stats["requests"] += 1
         if ex.method == "CONNECT":
@@ -585,6 +611,11 @@ class ClientConnection(asyncio.Protocol):
 
     # -- access log --------------------------------------------------------------------------------
     def _endpoints(self) -> tuple[dict, dict]:
+        if self._endpoint_dicts is None:
+            self._endpoint_dicts = self._make_endpoints()
+        return self._endpoint_dicts
+
+    def _make_endpoints(self) -> tuple[dict, dict]:
         src, dst = self.src, self.dst
         assert src is not None and dst is not None
         return (
@@ -607,6 +638,28 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def _attribution(self, ex: Exchange) -> tuple[str, dict]:
+        if ex.attribution is None:
+            ex.attribution = self._make_attribution(ex)
+        return ex.attribution
+
+    def _make_attribution(self, ex: Exchange) -> tuple[str, dict]:
+        # the same decisions give the same attribution (a refusal names the method and path too)
+        key = (
+            tuple((d, x.allowed, x.allowed_by, x.denied_by) for d, x in ex.decisions),
+            ex.allowed,
+            ex.upgrade,
+            None if ex.allowed else (ex.method, ex.path),
+        )
+        cache = self.server.attribution_cache
+        if cache.get("state") is not self.server.state or len(cache) > 4096:
+            cache.clear()
+            cache["state"] = self.server.state
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._attribution_of(ex)
+        return found
+
+    def _attribution_of(self, ex: Exchange) -> tuple[str, dict]:
         rules = self.server.state.rules
         allowed: list[dict] = []
         denied: list[dict] = []
@@ -638,13 +691,12 @@ class ClientConnection(asyncio.Protocol):
         return point, extension
 
     def _http(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> dict:
-        decoded = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
         record: dict[str, Any] = {
             "Code": code,
             "Method": ex.method,
             "URL": accesslog.url_object(ex.host, ex.path),
-            "Protocol": f"HTTP/{ex.version}",
-            "Headers": accesslog.header_map(decoded),
+            "Protocol": "HTTP/1.1" if ex.version == "1.1" else f"HTTP/{ex.version}",
+            "Headers": accesslog.header_map(headers),
         }
         for _, decision in ex.decisions:
             result = decision.result
@@ -874,6 +926,7 @@ async def serve(args: argparse.Namespace) -> None:
     server = ProxyServer(options, state, log)
     sock = listening_socket(host, port, transparent=args.transparent)
     listener = await loop.create_server(lambda: ClientConnection(server), sock=sock, backlog=1024)
+    sweeper = loop.create_task(server.sweep())
     stop = asyncio.Event()
 
     def reload() -> None:
@@ -895,6 +948,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     print(f"hubblepy-proxy listening on {host}:{port}", flush=True)
     await stop.wait()
+    sweeper.cancel()
     listener.close()
     if log is not None:
         await asyncio.sleep(0)  # flush the last batch
