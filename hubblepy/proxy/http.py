@@ -844,8 +844,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         ex = self.exchange
-        if ex is None or not self.headers_seen or ex.response_done:
-            return
+        if ex is None or not self.headers_seen or ex.response_done or ex.status == 101:
+            return  # 101: llhttp stops with HttpParserUpgrade next, and the tunnel starts there
         self._complete(ex)
 
     def _complete(self, ex: Exchange) -> None:

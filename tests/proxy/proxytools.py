@@ -78,10 +78,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class Harness:
-    def __init__(self, folder: Path, policy: str = SEED, **proxy_args: str) -> None:
+    def __init__(self, folder: Path, policy: str = SEED, target_port: int = 0, **proxy_args: str) -> None:
+        """``target_port``: a server of the test's own on 127.0.0.2 instead of the lab's HTTP server."""
         self.folder = folder
         self.server_port = free_port(SERVER_IP)
         self.server = serve_http(self.server_port, ["/api/v1/orders", "/healthz", "/upload"])
+        self.server_port = target_port or self.server_port
         # serve_http binds every address: fine, 127.0.0.2 reaches it
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.port = free_port()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -244,5 +246,48 @@ def test_idle_keep_alive_connection_is_closed(tmp_path) -> None:
             sock.sendall(GET_ORDERS)
             assert reader.response()[0] == 200
             assert reader.closed(timeout=30)  # the proxy closes it, not the test's timeout
+    finally:
+        harness.close()
+
+
+def _upgrade_server(port_holder: list[int], ready: threading.Event) -> None:
+    """Answers one upgrade with 101, then echoes what it reads (a tunnel)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", 0))
+        listener.listen(1)
+        port_holder.append(listener.getsockname()[1])
+        ready.set()
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            )
+            while data := conn.recv(4096):
+                conn.sendall(data.upper())
+
+
+def test_allowed_upgrade_becomes_a_tunnel(tmp_path) -> None:
+    port: list[int] = []
+    ready = threading.Event()
+    threading.Thread(target=_upgrade_server, args=(port, ready), daemon=True).start()
+    ready.wait(5)
+    harness = Harness(tmp_path, target_port=port[0], allow_upgrade="websocket")
+    try:
+        with harness.connect(ADMIN_IP) as sock:
+            sock.sendall(
+                b"GET /healthz HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            )
+            reader = Reader(sock)
+            assert reader.response()[0] == 101
+            sock.sendall(b"hello tunnel")
+            got = reader.buf
+            while len(got) < 12:
+                got += sock.recv(100)
+            assert got == b"HELLO TUNNEL"
+        records = harness.wait_records(2)
+        assert [(r["Type"], r["HTTP"]["Code"]) for r in records] == [("Request", 0), ("Response", 101)]
     finally:
         harness.close()
