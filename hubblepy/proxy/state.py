@@ -31,8 +31,10 @@ from typing import Any
 
 import orjson
 
+from hubblepy.policy.attribution import policy_dict
+from hubblepy.policy.compiler import CookieJar
 from hubblepy.policy.l7 import L7Table, RuleSet, table_from_json, table_to_json
-from hubblepy.policy.model import EGRESS, INGRESS
+from hubblepy.policy.model import EGRESS, INGRESS, PolicyRef
 
 STATE_VERSION = 1
 IDENTITY_WORLD = 2
@@ -126,6 +128,26 @@ def state_to_json(
         "rules": {str(k): v for k, v in rules.items()},
         "l7": table_to_json(l7),
     }
+
+
+def attribution_rules(
+    l7: L7Table, cookies: CookieJar, revision: int = 0, uids: Mapping[PolicyRef, str] | None = None
+) -> dict[int, dict]:
+    """cookie -> {"policy": flow.Policy dict, "rule": "Kind ns/name spec.ingress[0]"} for the table's rules."""
+    out: dict[int, dict] = {}
+    for contributions in l7.tables.values():
+        for c in contributions:
+            if c.cookie in out:
+                continue
+            ref = cookies.lookup(c.cookie)
+            if ref is None:
+                continue
+            rule = ref.describe() if ref.policy.kind != "reserved" else f"reserved {ref.policy.name}"
+            out[c.cookie] = {
+                "policy": policy_dict(ref.policy, revision, (uids or {}).get(ref.policy, "")),
+                "rule": rule,
+            }
+    return out
 
 
 def write_state(path: str | Path, document: Mapping[str, Any]) -> None:

@@ -25,9 +25,8 @@ from hubblepy.policy import (
     parse_policies,
     pod_labels,
 )
-from hubblepy.policy.attribution import policy_dict
 from hubblepy.proxy.accesslog import AccessLogReader
-from hubblepy.proxy.state import state_to_json, write_state
+from hubblepy.proxy.state import attribution_rules, state_to_json, write_state
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_IP = "127.0.0.2"
@@ -107,11 +106,7 @@ class Harness:
         cookies = CookieJar()
         policies = parse_policies(policy.format(port=self.server_port)) if policy else []
         compiled = compile_policies(policies, endpoints.values(), dict(ids.items()), cookies)
-        rules = {}
-        for cookie in {c for cs in compiled.contributors.values() for c in cs}:
-            ref = cookies.lookup(cookie)
-            if ref is not None:
-                rules[cookie] = {"policy": policy_dict(ref.policy, 1), "rule": ref.describe()}
+        rules = attribution_rules(compiled.l7, cookies, 1)
         doc = state_to_json(
             revision=len(self.records) + int(time.time() * 1000),
             l7=compiled.l7,
