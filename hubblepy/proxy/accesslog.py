@@ -1,8 +1,8 @@
 """Access-log records (Cilium's ``accesslog.LogRecord`` JSON keys) and their transport to the node.
 
 Transport: newline-delimited JSON (orjson) over a unix stream socket. The node listens
-(:class:`AccessLogReader`); the proxy connects (:class:`AccessLogWriter`), batches the records of one
-event-loop turn into one write, reconnects when the node restarts the socket, and counts the records
+(:class:`AccessLogReader`); the proxy connects (:class:`AccessLogWriter`), batches records (up to 256
+or 5 ms) into one write, reconnects when the node restarts the socket, and counts the records
 it had to drop (node not listening, or more than ``max_buffer`` bytes waiting), never blocking a
 request on the log.
 """
@@ -109,8 +109,17 @@ def _url_object(host: str, path: str) -> dict[str, Any]:
 class AccessLogWriter:
     """The proxy side: connects to the node's socket and sends records, never blocking."""
 
-    def __init__(self, path: str, max_buffer: int = 64 << 20, retry: float = 0.5) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_buffer: int = 64 << 20,
+        retry: float = 0.5,
+        batch: int = 256,
+        delay: float = 0.005,
+    ) -> None:
         self.path = path
+        self.batch = batch
+        self.delay = delay
         self.max_buffer = max_buffer
         self.retry = retry
         self.sent = 0
@@ -123,16 +132,22 @@ class AccessLogWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: dict[str, Any]) -> None:
-        self._pending.append(orjson.dumps(record))
-        if not self._scheduled:
+        pending = self._pending
+        pending.append(orjson.dumps(record))
+        if len(pending) >= self.batch:
+            self._flush()
+        elif not self._scheduled:
             self._scheduled = True
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()
-            self._loop.call_soon(self._flush)
+            # a few milliseconds of batching: one write (and one wake-up of the node) per batch
+            self._loop.call_later(self.delay, self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
+        if not pending:
+            return
         transport = self._transport
         if transport is None or transport.is_closing():
             self._transport = None
@@ -167,6 +182,18 @@ class AccessLogWriter:
         self._loop = asyncio.get_running_loop()
         self._connecting = True
         await self._open()
+
+    async def aclose(self, timeout: float = 2.0) -> None:
+        """Sends what is pending, waits (bounded) until it is written, closes."""
+        self._flush()
+        deadline = time.monotonic() + timeout
+        while (
+            self._transport is not None
+            and self._transport.get_write_buffer_size()
+            and time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.01)
+        self.close()
 
     def close(self) -> None:
         if self._transport is not None:

@@ -951,8 +951,7 @@ async def serve(args: argparse.Namespace) -> None:
     sweeper.cancel()
     listener.close()
     if log is not None:
-        await asyncio.sleep(0)  # flush the last batch
-        log.close()
+        await log.aclose()
     report()
 
 
