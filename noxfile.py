@@ -39,7 +39,8 @@ def protos(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: CLI flows/s beside jq, relay end to end, parser and datapath events/s, policy.
 
-    ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones.
+    ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones; ``-- l7`` (root,
+    not in the default set) is the L7 proxy against HAProxy on the lab's frontend -> api path.
     """
     names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
     for name in names:
