@@ -192,6 +192,11 @@ class RuleSet:
     contributions: list[Contribution]
 
     @property
+    def needs_headers(self) -> bool:
+        """Whether some rule looks at headers (the proxy decodes them only then)."""
+        return any(r.headers for c in self.contributions if c.rules is not None for r in c.rules)
+
+    @property
     def redirected(self) -> bool:
         return any(c.rules is not None for c in self.contributions)
 

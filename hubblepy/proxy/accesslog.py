@@ -60,15 +60,17 @@ def canonical_header(name: str | bytes) -> str:
 
 
 def header_map(headers: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> dict[str, list[str]]:
+    """Headers as Go's ``http.Header`` JSON: canonical names, every value in order."""
     out: dict[str, list[str]] = {}
+    canonical = _CANONICAL
     for name, value in headers:
-        key = canonical_header(name)
-        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        key = canonical.get(name) or canonical_header(name)
+        text = value.decode("latin-1") if type(value) is bytes else value
         found = out.get(key)
         if found is None:
-            out[key] = [text]
+            out[key] = [text]  # type: ignore[list-item]
         else:
-            found.append(text)
+            found.append(text)  # type: ignore[arg-type]
     return out
 
 
@@ -132,8 +134,12 @@ class AccessLogWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, record: dict[str, Any]) -> None:
+        self.emit_bytes(orjson.dumps(record))
+
+    def emit_bytes(self, record: bytes) -> None:
+        """One record already serialised as one line of JSON (no newline)."""
         pending = self._pending
-        pending.append(orjson.dumps(record))
+        pending.append(record)
         if len(pending) >= self.batch:
             self._flush()
         elif not self._scheduled:

@@ -42,6 +42,7 @@ from collections import deque
 from typing import Any
 
 import httptools
+import orjson
 
 from hubblepy.policy.l7 import Decision, Request
 from hubblepy.policy.model import EGRESS
@@ -50,6 +51,8 @@ from hubblepy.proxy.sockets import listening_socket, upstream_socket
 from hubblepy.proxy.state import EndpointInfo, ProxyState, StateError, load_state
 
 DENIED_BODY = b"Access denied\r\n"
+# request headers the proxy itself looks at: host, transfer-encoding, expect, x-request-id, upgrade
+_SPECIAL_HEADERS = {b"host": 1, b"transfer-encoding": 2, b"expect": 3, b"x-request-id": 4, b"upgrade": 5}
 HIGH_WATER = 256 * 1024  # bytes a transport or a queue may hold before the other side pauses
 MAX_QUEUED = 32  # pipelined requests waiting behind the current one
 _REASONS = {
@@ -133,10 +136,6 @@ class ProxyServer:
             for conn in list(self.connections):
                 conn.check_timers(now)
 
-    def emit(self, record: dict[str, Any]) -> None:
-        if self.log is not None:
-            self.log.emit(record)
-
 
 class Exchange:
     """One request and its response."""
@@ -190,7 +189,7 @@ class Exchange:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.sent_head = False
         self.local_reply = False
-        self.attribution: tuple[str, dict] | None = None
+        self.attribution: tuple[bytes, bytes] | None = None
 
 
 class ClientConnection(asyncio.Protocol):
@@ -216,8 +215,11 @@ class ClientConnection(asyncio.Protocol):
         self.dst: EndpointInfo | None = None
         self.judged: ProxyState | None = None
         self.rule_sets: list = []
+        self.needs_headers = False
         self.eof = False
         self._endpoint_dicts: tuple[dict, dict] | None = None
+        self._record_fragments: tuple[bytes, bytes] | None = None
+        self._fragments_state: ProxyState | None = None
 
     # -- connection ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -239,6 +241,7 @@ class ClientConnection(asyncio.Protocol):
         self.src = state.endpoint(self.client[0])
         self.dst = state.endpoint(self.target[0])
         self.rule_sets = state.rule_sets(self.src, self.dst, self.target[1]) if state.loaded else []
+        self.needs_headers = any(rules.needs_headers for _, rules in self.rule_sets)
         self._endpoint_dicts = None
 
     def data_received(self, data: bytes) -> None:
@@ -340,7 +343,22 @@ class ClientConnection(asyncio.Protocol):
         self.incoming.url += url  # type: ignore[union-attr]
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.incoming.headers.append((name, value))  # type: ignore[union-attr]
+        ex = self.incoming
+        assert ex is not None
+        ex.headers.append((name, value))
+        kind = _SPECIAL_HEADERS.get(name.lower())
+        if kind is None:
+            return
+        if kind == 1:
+            ex.host = value.decode("latin-1")
+        elif kind == 2:
+            ex.chunked = ex.chunked or b"chunked" in value.lower()
+        elif kind == 3:
+            ex.expect_continue = value.lower() == b"100-continue"
+        elif kind == 4:
+            ex.request_id = value.decode("latin-1")
+        else:
+            ex.upgrade = value.decode("latin-1").strip()
 
     def on_headers_complete(self) -> None:
         self.header_deadline = 0.0
@@ -350,19 +368,7 @@ class ClientConnection(asyncio.Protocol):
         ex.method = parser.get_method().decode("latin-1")
         ex.version = parser.get_http_version()
         ex.keep_alive = parser.should_keep_alive()
-        host = ""
-        for name, value in ex.headers:
-            lname = name.lower()
-            if lname == b"host":
-                host = value.decode("latin-1")
-            elif lname == b"transfer-encoding" and b"chunked" in value.lower():
-                ex.chunked = True
-            elif lname == b"expect" and value.lower() == b"100-continue":
-                ex.expect_continue = True
-            elif lname == b"x-request-id":
-                ex.request_id = value.decode("latin-1")
-            elif lname == b"upgrade":
-                ex.upgrade = value.decode("latin-1").strip()
+        host = ex.host
         target = ex.url.decode("latin-1")
         if not target.startswith("/") and "://" in target:  # absolute-form
             _, _, rest = target.partition("://")
@@ -431,12 +437,10 @@ class ClientConnection(asyncio.Protocol):
     # -- policy ------------------------------------------------------------------------------------
     def _decide(self, ex: Exchange) -> None:
         self._judge_connection()
-        request = Request(
-            ex.method,
-            ex.path,
-            ex.host,
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers],
+        headers = (
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers] if self.needs_headers else ()
         )
+        request = Request(ex.method, ex.path, ex.host, headers)
         decisions = [(direction, rules.decide(request)) for direction, rules in self.rule_sets]
         ex.decisions = decisions
         ex.allowed = bool(decisions) and all(d.allowed for _, d in decisions)
@@ -637,12 +641,13 @@ class ClientConnection(asyncio.Protocol):
             },
         )
 
-    def _attribution(self, ex: Exchange) -> tuple[str, dict]:
+    def _attribution(self, ex: Exchange) -> tuple[bytes, bytes]:
+        """(observation point, the ``hubblepy`` extension as JSON), cached by decision."""
         if ex.attribution is None:
             ex.attribution = self._make_attribution(ex)
         return ex.attribution
 
-    def _make_attribution(self, ex: Exchange) -> tuple[str, dict]:
+    def _make_attribution(self, ex: Exchange) -> tuple[bytes, bytes]:
         # the same decisions give the same attribution (a refusal names the method and path too)
         key = (
             tuple((d, x.allowed, x.allowed_by, x.denied_by) for d, x in ex.decisions),
@@ -656,7 +661,8 @@ class ClientConnection(asyncio.Protocol):
             cache["state"] = self.server.state
         found = cache.get(key)
         if found is None:
-            found = cache[key] = self._attribution_of(ex)
+            point, extension = self._attribution_of(ex)
+            found = cache[key] = (point.encode(), orjson.dumps(extension))
         return found
 
     def _attribution_of(self, ex: Exchange) -> tuple[str, dict]:
@@ -682,7 +688,9 @@ class ClientConnection(asyncio.Protocol):
                 break
         if ex.upgrade and ex.upgrade.lower() not in self.server.options.allow_upgrade:
             log.append(f"deny: upgrade to {ex.upgrade} is not allowed")
-        extension = {"proxy_port": self.server.options.proxy_port or self.server.state.proxy_port}
+        extension: dict[str, Any] = {
+            "proxy_port": self.server.options.proxy_port or self.server.state.proxy_port
+        }
         if allowed and ex.allowed:
             extension["allowed_by"] = _unique(allowed)
         if denied and not ex.allowed:
@@ -690,7 +698,34 @@ class ClientConnection(asyncio.Protocol):
         extension["policy_log"] = log
         return point, extension
 
-    def _http(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> dict:
+    def _fragments(self) -> tuple[bytes, bytes]:
+        """The constant middle of this connection's request and response records, as JSON."""
+        if self._record_fragments is None or self._fragments_state is not self.server.state:
+            src, dst = self._endpoints()
+            node = {"IPv4": self.server.state.node.get("ipv4", ""), "IPv6": ""}
+            client = f"{self.client[0]}:{self.client[1]}"
+            server = f"{self.target[0]}:{self.target[1]}"
+
+            def middle(source: dict, destination: dict, src_addr: str, dst_addr: str) -> bytes:
+                part = orjson.dumps(
+                    {
+                        "NodeAddressInfo": node,
+                        "SourceEndpoint": source,
+                        "DestinationEndpoint": destination,
+                        "IPVersion": 0,
+                        "TransportProtocol": 6,
+                        "SourceAddress": src_addr,
+                        "DestinationAddress": dst_addr,
+                    }
+                )
+                return part[1:-1]  # without the braces: spliced into each record
+
+            # a response goes from the server to the client
+            self._record_fragments = (middle(src, dst, client, server), middle(dst, src, server, client))
+            self._fragments_state = self.server.state
+        return self._record_fragments
+
+    def _http(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         record: dict[str, Any] = {
             "Code": code,
             "Method": ex.method,
@@ -704,59 +739,42 @@ class ClientConnection(asyncio.Protocol):
                 record.setdefault("MissingHeaders", {}).update(accesslog.header_map(result.missing))
             if result is not None and result.rejected:
                 record.setdefault("RejectedHeaders", {}).update(accesslog.header_map(result.rejected))
-        return record
+        return orjson.dumps(record)
+
+    def _emit(self, kind: bytes, ns: int, verdict: bytes, middle: bytes, ex: Exchange, http: bytes) -> None:
+        point, extension = self._attribution(ex)
+        self.server.log.emit_bytes(  # type: ignore[union-attr]
+            b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
+            % (kind, accesslog.timestamp(ns).encode(), point, verdict, middle, http, extension)
+        )
 
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:
             return
-        src, dst = self._endpoints()
-        point, extension = self._attribution(ex)
-        self.server.emit(
-            {
-                "Type": accesslog.TYPE_REQUEST,
-                "Timestamp": accesslog.timestamp(ex.start_ns),
-                "NodeAddressInfo": {"IPv4": self.server.state.node.get("ipv4", ""), "IPv6": ""},
-                "ObservationPoint": point,
-                "SourceEndpoint": src,
-                "DestinationEndpoint": dst,
-                "IPVersion": 0,
-                "Verdict": accesslog.VERDICT_FORWARDED if ex.allowed else accesslog.VERDICT_DENIED,
-                "TransportProtocol": 6,
-                "SourceAddress": f"{self.client[0]}:{self.client[1]}",
-                "DestinationAddress": f"{self.target[0]}:{self.target[1]}",
-                "HTTP": self._http(ex, 0, ex.headers),
-                "hubblepy": extension,
-            }
-        )
+        verdict = _FORWARDED if ex.allowed else _DENIED
+        self._emit(b"Request", ex.start_ns, verdict, self._fragments()[0], ex, self._http(ex, 0, ex.headers))
 
     def _log_response(self, ex: Exchange, code: int, verdict: str | None = None) -> None:
         if self.server.log is None:
             return
-        src, dst = self._endpoints()
-        point, extension = self._attribution(ex)
-        headers = list(ex.response_headers)
-        if not any(n.lower() == b"x-request-id" for n, _ in headers):
-            headers.append((b"X-Request-Id", ex.request_id.encode()))
         if ex.local_reply:
             headers = [(b"Content-Type", b"text/plain"), (b"X-Request-Id", ex.request_id.encode())]
-        self.server.emit(
-            {
-                "Type": accesslog.TYPE_RESPONSE,
-                "Timestamp": accesslog.timestamp(time.time_ns()),
-                "NodeAddressInfo": {"IPv4": self.server.state.node.get("ipv4", ""), "IPv6": ""},
-                "ObservationPoint": point,
-                # a response goes from the server to the client
-                "SourceEndpoint": dst,
-                "DestinationEndpoint": src,
-                "IPVersion": 0,
-                "Verdict": verdict or accesslog.VERDICT_FORWARDED,
-                "TransportProtocol": 6,
-                "SourceAddress": f"{self.target[0]}:{self.target[1]}",
-                "DestinationAddress": f"{self.client[0]}:{self.client[1]}",
-                "HTTP": self._http(ex, code, headers),
-                "hubblepy": extension,
-            }
+        else:
+            headers = ex.response_headers
+            if not any(n.lower() == b"x-request-id" for n, _ in headers):
+                headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
+        self._emit(
+            b"Response",
+            time.time_ns(),
+            verdict.encode() if verdict else _FORWARDED,
+            self._fragments()[1],
+            ex,
+            self._http(ex, code, headers),
         )
+
+
+_FORWARDED = accesslog.VERDICT_FORWARDED.encode()
+_DENIED = accesslog.VERDICT_DENIED.encode()
 
 
 def _unique(policies: list[dict]) -> list[dict]:
