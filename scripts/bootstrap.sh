@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc iproute2 jq
               linux-headers-amd64 curl procps util-linux gcc
-              wrk haproxy)  # wrk, haproxy: the L7 proxy benchmark (nox -s bench -- l7)
+              nftables wrk haproxy)  # nftables: the proxy transparency test; wrk, haproxy: nox -s bench -- l7
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
