@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -942,6 +943,11 @@ async def serve(args: argparse.Namespace) -> None:
         proxy_port=port,
     )
     server = ProxyServer(options, state, log)
+    # per request the proxy allocates short-lived objects without cycles: collect the young
+    # generation rarely (connections' cycles are still collected), and never scan what start-up made
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     sock = listening_socket(host, port, transparent=args.transparent)
     listener = await loop.create_server(lambda: ClientConnection(server), sock=sock, backlog=1024)
     sweeper = loop.create_task(server.sweep())
