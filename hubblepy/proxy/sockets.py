@@ -9,10 +9,13 @@ SO_MARK = getattr(socket, "SO_MARK", 36)
 
 
 def from_proxy_mark() -> int:
-    """The skb mark of the proxy's upstream packets (the datapath's HP_MARK_FROM_PROXY)."""
+    """The skb mark of the proxy's upstream packets (the datapath's MARK_FROM_PROXY)."""
     from hubblepy.datapath import layout
 
-    return int(getattr(layout, "HP_MARK_FROM_PROXY", 0x0A00))
+    for name in ("MARK_FROM_PROXY", "HP_MARK_FROM_PROXY"):
+        if hasattr(layout, name):
+            return int(getattr(layout, name))
+    return 0x0A00
 
 
 def listening_socket(host: str, port: int, transparent: bool = False, backlog: int = 1024) -> socket.socket:
