@@ -190,7 +190,7 @@ class Exchange:
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.sent_head = False
         self.local_reply = False
-        self.attribution: tuple[bytes, bytes] | None = None
+        self.attribution: list[tuple[bytes, bytes, bool]] | None = None
 
 
 class ClientConnection(asyncio.Protocol):
@@ -642,13 +642,14 @@ class ClientConnection(asyncio.Protocol):
             },
         )
 
-    def _attribution(self, ex: Exchange) -> tuple[bytes, bytes]:
-        """(observation point, the ``hubblepy`` extension as JSON), cached by decision."""
+    def _attribution(self, ex: Exchange) -> list[tuple[bytes, bytes, bool]]:
+        """Per rule set on the request's path, up to the one that refused it: (observation point, the
+        ``hubblepy`` extension as JSON, allowed). Cached by decision."""
         if ex.attribution is None:
             ex.attribution = self._make_attribution(ex)
         return ex.attribution
 
-    def _make_attribution(self, ex: Exchange) -> tuple[bytes, bytes]:
+    def _make_attribution(self, ex: Exchange) -> list[tuple[bytes, bytes, bool]]:
         # the same decisions give the same attribution (a refusal names the method and path too)
         key = (
             tuple((d, x.allowed, x.allowed_by, x.denied_by) for d, x in ex.decisions),
@@ -662,42 +663,44 @@ class ClientConnection(asyncio.Protocol):
             cache["state"] = self.server.state
         found = cache.get(key)
         if found is None:
-            point, extension = self._attribution_of(ex)
-            found = cache[key] = (point.encode(), orjson.dumps(extension))
+            found = cache[key] = [
+                (point.encode(), orjson.dumps(extension), allowed)
+                for point, extension, allowed in self._attribution_of(ex)
+            ]
         return found
 
-    def _attribution_of(self, ex: Exchange) -> tuple[str, dict]:
+    def _attribution_of(self, ex: Exchange) -> list[tuple[str, dict, bool]]:
         rules = self.server.state.rules
-        allowed: list[dict] = []
-        denied: list[dict] = []
-        log: list[str] = []
-        point = accesslog.INGRESS
+        port = self.server.options.proxy_port or self.server.state.proxy_port
+        upgrade_refused = bool(ex.upgrade) and ex.upgrade.lower() not in self.server.options.allow_upgrade
+        out: list[tuple[str, dict, bool]] = []
         if not ex.decisions:
-            log.append("deny: no L7 policy for this connection (fail closed)")
+            log = ["deny: no L7 policy for this connection (fail closed)"]
+            return [(accesslog.INGRESS, {"proxy_port": port, "policy_log": log}, False)]
         for direction, decision in ex.decisions:
             point = accesslog.EGRESS if direction == EGRESS else accesslog.INGRESS
+            extension: dict[str, Any] = {"proxy_port": port}
             if decision.allowed:
-                for cookie in decision.allowed_by:
-                    found = rules.get(cookie)
-                    if found:
-                        allowed.append(found["policy"])
-                        log.append(f"allow: {found['rule']}")
+                found = [rules[c] for c in decision.allowed_by if c in rules]
+                if found:
+                    extension["allowed_by"] = _unique([f["policy"] for f in found])
+                log = [f"allow: {f['rule']}" for f in found]
+                if upgrade_refused:
+                    extension.pop("allowed_by", None)
+                    log = [f"deny: upgrade to {ex.upgrade} is not allowed"]
+                extension["policy_log"] = log
+                out.append((point, extension, not upgrade_refused))
+                if upgrade_refused:
+                    break
             else:
-                names = [rules[c]["rule"] for c in decision.denied_by if c in rules]
-                denied += [rules[c]["policy"] for c in decision.denied_by if c in rules]
-                log.append(f"deny: no L7 rule of [{', '.join(names)}] allows {ex.method} {ex.path}")
+                found = [rules[c] for c in decision.denied_by if c in rules]
+                if found:
+                    extension["denied_by"] = _unique([f["policy"] for f in found])
+                names = ", ".join(f["rule"] for f in found)
+                extension["policy_log"] = [f"deny: no L7 rule of [{names}] allows {ex.method} {ex.path}"]
+                out.append((point, extension, False))
                 break
-        if ex.upgrade and ex.upgrade.lower() not in self.server.options.allow_upgrade:
-            log.append(f"deny: upgrade to {ex.upgrade} is not allowed")
-        extension: dict[str, Any] = {
-            "proxy_port": self.server.options.proxy_port or self.server.state.proxy_port
-        }
-        if allowed and ex.allowed:
-            extension["allowed_by"] = _unique(allowed)
-        if denied and not ex.allowed:
-            extension["denied_by"] = _unique(denied)
-        extension["policy_log"] = log
-        return point, extension
+        return out
 
     def _fragments(self) -> tuple[bytes, bytes]:
         """The constant middle of this connection's request and response records, as JSON."""
@@ -742,18 +745,29 @@ class ClientConnection(asyncio.Protocol):
                 record.setdefault("RejectedHeaders", {}).update(accesslog.header_map(result.rejected))
         return orjson.dumps(record)
 
-    def _emit(self, kind: bytes, ns: int, verdict: bytes, middle: bytes, ex: Exchange, http: bytes) -> None:
-        point, extension = self._attribution(ex)
-        self.server.log.emit_bytes(  # type: ignore[union-attr]
-            b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
-            % (kind, accesslog.timestamp(ns).encode(), point, verdict, middle, http, extension)
-        )
+    def _emit(
+        self, kind: bytes, ns: int, verdict: bytes | None, middle: bytes, ex: Exchange, http: bytes
+    ) -> None:
+        """One record per rule set on the path (verdict None: each one's own, Forwarded or Denied)."""
+        stamp = accesslog.timestamp(ns).encode()
+        for point, extension, allowed in self._attribution(ex):
+            self.server.log.emit_bytes(  # type: ignore[union-attr]
+                b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
+                % (
+                    kind,
+                    stamp,
+                    point,
+                    verdict or (_FORWARDED if allowed else _DENIED),
+                    middle,
+                    http,
+                    extension,
+                )
+            )
 
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:
             return
-        verdict = _FORWARDED if ex.allowed else _DENIED
-        self._emit(b"Request", ex.start_ns, verdict, self._fragments()[0], ex, self._http(ex, 0, ex.headers))
+        self._emit(b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers))
 
     def _log_response(self, ex: Exchange, code: int, verdict: str | None = None) -> None:
         if self.server.log is None:

@@ -77,9 +77,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class Harness:
-    def __init__(self, folder: Path, policy: str = SEED, target_port: int = 0, **proxy_args: str) -> None:
-        """``target_port``: a server of the test's own on 127.0.0.2 instead of the lab's HTTP server."""
+    def __init__(
+        self,
+        folder: Path,
+        policy: str = SEED,
+        target_port: int = 0,
+        local_client: bool = False,
+        **proxy_args: str,
+    ) -> None:
+        """``target_port``: a server of the test's own on 127.0.0.2 instead of the lab's HTTP server;
+        ``local_client``: the frontend (127.0.0.1) is a local endpoint too (its egress rules apply)."""
         self.folder = folder
+        self.local_client = local_client
         self.server_port = free_port(SERVER_IP)
         self.server = serve_http(self.server_port, ["/api/v1/orders", "/healthz", "/upload"])
         self.server_port = target_port or self.server_port
@@ -111,7 +120,12 @@ class Harness:
             revision=len(self.records) + int(time.time() * 1000),
             l7=compiled.l7,
             rules=rules,
-            endpoints=[(endpoints["api"].ep_id, SERVER_IP, endpoints["api"].identity)],
+            endpoints=[(endpoints["api"].ep_id, SERVER_IP, endpoints["api"].identity)]
+            + (
+                [(endpoints["frontend"].ep_id, FRONTEND_IP, endpoints["frontend"].identity)]
+                if self.local_client
+                else []
+            ),
             ipcache=[
                 (f"{FRONTEND_IP}/32", endpoints["frontend"].identity),
                 (f"{ADMIN_IP}/32", endpoints["admin"].identity),

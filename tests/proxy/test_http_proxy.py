@@ -291,3 +291,48 @@ def test_allowed_upgrade_becomes_a_tunnel(tmp_path) -> None:
         assert [(r["Type"], r["HTTP"]["Code"]) for r in records] == [("Request", 0), ("Response", 101)]
     finally:
         harness.close()
+
+
+EGRESS_GET_ONLY = """\
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: frontend-get
+  namespace: payments
+spec:
+  endpointSelector:
+    matchLabels:
+      app: frontend
+  egress:
+    - toEndpoints:
+        - matchLabels:
+            app: api
+      toPorts:
+        - ports:
+            - port: "{port}"
+              protocol: TCP
+          rules:
+            http:
+              - method: "GET"
+"""
+
+
+def test_egress_and_ingress_rule_sets_both_judge_and_log(tmp_path) -> None:
+    harness = Harness(tmp_path, policy=SEED + EGRESS_GET_ONLY, local_client=True)
+    try:
+        with harness.connect() as sock:
+            reader = Reader(sock)
+            sock.sendall(GET_ORDERS)
+            assert reader.response()[0] == 200
+            sock.sendall(POST_ORDERS)  # the frontend's egress rules refuse it first
+            assert reader.response()[0] == 403
+        records = harness.wait_records(5)
+        summary = [(r["Type"], r["ObservationPoint"], r["Verdict"]) for r in records]
+        assert summary[:2] == [("Request", "Egress", "Forwarded"), ("Request", "Ingress", "Forwarded")]
+        assert ("Request", "Egress", "Denied") in summary
+        assert ("Request", "Ingress", "Denied") not in summary
+        denied = next(r for r in records if r["Verdict"] == "Denied")
+        assert [p["name"] for p in denied["hubblepy"]["denied_by"]] == ["frontend-get"]
+    finally:
+        harness.close()
