@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import os
 import signal
 import sys
 import time
@@ -49,7 +51,7 @@ from hubblepy.policy.l7 import Decision, Request
 from hubblepy.policy.model import EGRESS
 from hubblepy.proxy import accesslog
 from hubblepy.proxy.sockets import listening_socket, upstream_socket
-from hubblepy.proxy.state import EndpointInfo, ProxyState, StateError, load_state
+from hubblepy.proxy.state import EndpointInfo, ProxyState, StateError, load_state, write_state
 
 DENIED_BODY = b"Access denied\r\n"
 # request headers the proxy itself looks at: host, transfer-encoding, expect, x-request-id, upgrade
@@ -975,10 +977,28 @@ async def serve(args: argparse.Namespace) -> None:
         except StateError as exc:
             print(f"hubblepy-proxy: {exc}; keeping revision {server.state.revision}", file=sys.stderr)
 
+    def counters() -> dict[str, int]:
+        return {
+            **server.stats,
+            "sent": log.sent if log is not None else 0,
+            "lost": log.lost if log is not None else 0,
+            "revision": server.state.revision,
+        }
+
     def report() -> None:
-        lost = log.lost if log is not None else 0
-        sent = log.sent if log is not None else 0
-        print(f"hubblepy-proxy stats: {server.stats} access-log sent={sent} lost={lost}", file=sys.stderr)
+        c = counters()
+        print(
+            f"hubblepy-proxy stats: {server.stats} access-log sent={c['sent']} lost={c['lost']}",
+            file=sys.stderr,
+        )
+
+    async def write_stats() -> None:
+        while True:
+            with contextlib.suppress(OSError):
+                write_state(args.stats, {"pid": os.getpid(), **counters()})
+            await asyncio.sleep(1.0)
+
+    stats_task = loop.create_task(write_stats()) if args.stats else None
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     loop.add_signal_handler(signal.SIGUSR1, report)
@@ -987,6 +1007,8 @@ async def serve(args: argparse.Namespace) -> None:
     print(f"hubblepy-proxy listening on {host}:{port}", flush=True)
     await stop.wait()
     sweeper.cancel()
+    if stats_task is not None:
+        stats_task.cancel()
     listener.close()
     if log is not None:
         await log.aclose()
@@ -1000,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mark", type=lambda x: int(x, 0), default=0, help="SO_MARK of upstream sockets")
     parser.add_argument("--state", default="", help="the node's state file (reloaded on SIGHUP)")
     parser.add_argument("--access-log", default="", help="unix socket of the node's access-log reader")
+    parser.add_argument("--stats", default="", help="a JSON file of counters, rewritten every second")
     parser.add_argument("--upstream", default="", help="tests only: every connection goes to HOST:PORT")
     parser.add_argument("--allow-upgrade", action="append", default=[], help="an Upgrade protocol to allow")
     parser.add_argument("--header-timeout", type=float, default=30.0)

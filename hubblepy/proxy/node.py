@@ -11,6 +11,7 @@ proxy's socket is missing): fail closed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -38,6 +39,7 @@ class NodeProxy:
         self.port = port
         self.state_path = folder / f"{PROXY_NAME}-state.json"
         self.access_log_path = folder / "proxy-access-log.sock"
+        self.stats_path = folder / f"{PROXY_NAME}-stats.json"
         self.pid = 0
         self.restarts = 0
         self.revision = 0
@@ -58,6 +60,8 @@ class NodeProxy:
             str(self.state_path),
             "--access-log",
             str(self.access_log_path),
+            "--stats",
+            str(self.stats_path),
         ]
 
     def started(self, pid: int) -> None:
@@ -129,10 +133,18 @@ class NodeProxy:
                 os.kill(self.pid, signal.SIGHUP)
 
     def status(self) -> dict[str, Any]:
+        """Port, process, restarts, and the proxy's own counters (requests, denied, errors, records
+        sent and lost) as it last wrote them."""
+        counters: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            counters = json.loads(self.stats_path.read_text())
+        if counters.get("pid") != self.pid:
+            counters = {}
         return {
             "port": self.port,
             "pid": self.pid,
             "running": bool(self.pid),
             "restarts": self.restarts,
             "revision": self.revision,
+            **{k: v for k, v in counters.items() if k not in ("pid", "revision")},
         }
