@@ -982,7 +982,7 @@ async def serve(args: argparse.Namespace) -> None:
             **server.stats,
             "sent": log.sent if log is not None else 0,
             "lost": log.lost if log is not None else 0,
-            "revision": server.state.revision,
+            "loaded_revision": server.state.revision,
         }
 
     def report() -> None:

@@ -146,5 +146,5 @@ class NodeProxy:
             "running": bool(self.pid),
             "restarts": self.restarts,
             "revision": self.revision,
-            **{k: v for k, v in counters.items() if k not in ("pid", "revision")},
+            **{k: v for k, v in counters.items() if k != "pid"},
         }
