@@ -330,6 +330,14 @@ def _print_status(state: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    world = state.get("world") or {}
+    if world.get("hosts"):
+        hosts = "; ".join(
+            f"{h['name']} {','.join(h['addresses'])}"
+            + (f" ({', '.join(h['servers'])})" if h["servers"] else "")
+            for h in world["hosts"]
+        )
+        typer.echo(f"World: {hosts}; resolver {world['resolver']}")
     names = ", ".join(p["ref"] for p in state.get("policies", [])) or "none"
     typer.echo(f"Policies: {names}")
     audit = state.get("audit") or {}
@@ -375,7 +383,10 @@ def exec_(
     pod: str = typer.Argument(..., help="NAMESPACE/POD"),
     command: Annotated[list[str] | None, typer.Argument(help="command and arguments (after --)")] = None,
 ) -> None:
-    """Run a command inside a pod's network namespace (with the lab's cluster DNS)."""
+    """Run a command inside a pod's network namespace (with the lab's cluster DNS).
+
+    The exit status is the command's; 127 when it does not exist, 126 when it is not executable.
+    """
     _need_root("hubble lab exec")
     state = _load_state_or_fail()
     target = _find_pod(state, pod)
@@ -384,11 +395,36 @@ def exec_(
         command = command[1:]
     if not command:
         raise _fail("nothing to run: hubble lab exec NAMESPACE/POD -- CMD [ARGS...]")
+    _check_runnable(command[0])
     sys.stdout.flush()
     try:
         os.execvp("ip", ["ip", "netns", "exec", target["netns"], *command])
     except OSError as exc:
         raise _fail(f"cannot run ip netns exec: {exc.strerror}") from None
+
+
+EXIT_NOT_EXECUTABLE = 126  # as shells and kubectl exec: found but cannot be run
+EXIT_NOT_FOUND = 127  # as shells and kubectl exec: no such command
+
+
+def _check_runnable(program: str) -> None:
+    """Exits 127 when ``program`` does not exist (on ``$PATH`` or as a path), 126 when it cannot run.
+
+    ``ip netns exec`` itself reports both as status 1; checking first gives the shell's codes. The pod
+    sees the same files as we do (only /etc and /sys differ inside ``ip netns exec``).
+    """
+    if "/" in program:
+        if not os.path.exists(program):
+            raise _fail(f"{program}: no such file or directory", EXIT_NOT_FOUND)
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise _fail(f"{program}: permission denied (not an executable file)", EXIT_NOT_EXECUTABLE)
+        return
+    if shutil.which(program) is not None:
+        return
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if os.path.isfile(os.path.join(folder or ".", program)):
+            raise _fail(f"{program}: permission denied (not an executable file)", EXIT_NOT_EXECUTABLE)
+    raise _fail(f"{program}: command not found", EXIT_NOT_FOUND)
 
 
 def _policy_file(path: str) -> tuple[str, str]:
