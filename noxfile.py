@@ -44,9 +44,6 @@ def bench(session: nox.Session) -> None:
     """
     names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
     for name in names:
-        if name == "parser":
-            session.run("python", "-m", "hubblepy.parser.bench")
-            continue
         path = f"benchmarks/bench_{name}.py"
         if not os.path.exists(path):
             session.error(f"no benchmark {path}")

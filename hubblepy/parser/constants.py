@@ -16,6 +16,7 @@ MSG_TRACE = 4
 MSG_POLICY_VERDICT = 5
 MSG_RECORDER = 6
 MSG_TRACE_SOCK = 7
+MSG_ACCESS_LOG = 129  # agent-only: an L7 proxy's access-log record (Cilium's MessageTypeAccessLog)
 
 # --- classifier flags (trace byte 27, drop v2+ byte 36) ----------------------------------------
 CLS_FLAG_IPV6 = 0x01
@@ -43,6 +44,22 @@ TRACE_REASON_SRV6_DECAP = 7
 
 TRACE_TO_LXC = 0
 TRACE_TO_PROXY = 1
+
+# --- drop reasons that are policy denials (section 3.3): the only drops that name policies -------
+DROP_POLICY_DENIED = 133
+DROP_POLICY_DENY = 181
+POLICY_DENY_REASONS = frozenset({DROP_POLICY_DENIED, DROP_POLICY_DENY})
+
+# --- trace-sock (section 2.8) --------------------------------------------------------------------
+TRACE_SOCK_FLAG_IPV6 = 0x01
+SOCK_L4_NAMES: dict[int, str] = {1: "TCP", 2: "UDP"}  # trace-sock l4_proto byte -> l4 layer name
+SOCK_XLATE_PRE_FWD = 1
+SOCK_XLATE_POST_FWD = 2
+SOCK_XLATE_PRE_REV = 3
+SOCK_XLATE_POST_REV = 4
+
+# --- IP option type Cilium's ip_trace_id travels in (agent default) -----------------------------
+DEFAULT_IP_TRACE_OPTION_TYPE = 136
 
 # --- flow.proto enums (number -> name) ----------------------------------------------------------
 VERDICT_NAMES: dict[int, str] = {
