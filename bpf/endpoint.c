@@ -15,6 +15,18 @@
  * established, reply, related ICMP error) -> only NEW connections are judged
  * by the policy map -> events in Cilium's layouts to the perf event array,
  * each followed by the first packet bytes -> per-CPU counters.
+ *
+ * L7 redirect: an allow entry with a proxy port sends the connection to the
+ * node's transparent proxy. The decision is taken in from_container, before
+ * the node routes the packet: for the pod's egress policy, and for the ingress
+ * policy of a local destination pod (judged there, as Cilium does on local
+ * delivery). The packet gets the proxy's socket (bpf_sk_assign: the
+ * connection's own socket, else the listener) and HP_MARK_TO_PROXY, which the
+ * node's policy routing (hubblepy.datapath.proxy_routing) delivers locally;
+ * conntrack remembers the port for the connection's later packets. No proxy
+ * socket: the packet is dropped (fail closed). The proxy's upstream traffic
+ * (SO_MARK HP_MARK_FROM_PROXY) is never redirected again, and the server's
+ * replies to it are marked so they reach the proxy's socket, not the client.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -32,12 +44,10 @@
 #endif
 #define HP_NTOHS(x) HP_HTONS(x)
 
-#define HP_DEFAULT_PAYLOAD_LEN 128
-#define HP_MAX_PAYLOAD_LEN 1500
-
 BPF_PERF_OUTPUT(hubble_events);
 BPF_LPM_TRIE(ipcache, struct hp_ipcache_key, struct hp_ipcache_value, 65536);
 BPF_HASH(endpoints, __u32, struct hp_endpoint_info, 4096);
+BPF_HASH(local_endpoints, struct hp_local_key, __u32, 4096);
 BPF_HASH(policy, struct hp_policy_key, struct hp_policy_value, 65536);
 BPF_LPM_TRIE(policy_ranges, struct hp_policy_range_key, struct hp_policy_value, 65536);
 BPF_TABLE("lru_hash", struct hp_ct_key, struct hp_ct_value, conntrack, 65536);
@@ -53,15 +63,70 @@ struct hp_packet {
     __u8 is_icmp_error;
 };
 
+/* The config map entry as this packet uses it (defaults filled in). */
+struct hp_settings {
+    __u32 aggregation;
+    __u32 cap;                      /* packet bytes appended to events, at most the packet's length */
+    __u64 lifetime_tcp;             /* conntrack lifetimes in seconds */
+    __u64 lifetime_other;
+    __u64 lifetime_closing;
+};
+
+/* The packet's conntrack state. */
+struct hp_ct_state {
+    struct hp_ct_key key;           /* canonical key (ep_id set) */
+    struct hp_ct_value *entry;      /* NULL until the connection is known */
+    __u8 swapped;                   /* this packet's tuple was swapped to make the key */
+    __u8 state;                     /* HP_CT_NEW / _ESTABLISHED / _REPLY / _RELATED */
+    __u8 fwd;                       /* same direction as the connection's first packet */
+};
+
+/* The outcome of judging a new connection. */
+struct hp_verdict {
+    __s32 verdict;                  /* 0 = allowed, -reason = dropped */
+    __u32 cookie;                   /* rule cookie of the deciding entry */
+    __u16 proxy_port;               /* allowed with L7 rules: redirect to this proxy port */
+    __u8 match;                     /* HP_MATCH_* of the deciding entry */
+    __u8 audited;
+};
+
+/* How a packet that passed policy leaves the program (see finish()). */
+struct hp_outcome {
+    __u64 now;
+    __u16 proxy_port;               /* give it to the proxy listening on this port */
+    __u8 steer;                     /* a reply to the proxy's upstream socket: deliver it in the node */
+    __u8 from_proxy;                /* the proxy's upstream traffic */
+    __u8 state;                     /* conntrack state; HP_CT_NEW: remember the connection */
+    __u8 swapped;
+    __u8 bits;                      /* HP_SEEN_* of this packet */
+    __u8 audited;
+    __u8 report;                    /* send a trace event */
+    __u8 pad[7];
+};
+
+/* What every event about this packet shares. */
+struct hp_event_ctx {
+    __u32 cap;
+    __u32 ifindex;
+    __u32 src_id;                   /* security identities, 0 when not looked up */
+    __u32 dst_id;
+    __u16 ep_id;                    /* event source */
+    __u16 dst_ep;                   /* the endpoint when the packet is delivered to it, else 0 */
+    __u8 flags;                     /* HP_CLS_FLAG_* */
+    __u8 dir;                       /* HP_DIR_INGRESS / HP_DIR_EGRESS */
+};
+
 static __always_inline void count(__u8 reason, __u8 dir, __u32 bytes)
 {
-    int idx = reason * 4 + dir;
+    int idx = reason * HP_METRICS_DIRS + dir;
     struct hp_metrics_value *m = metrics.lookup(&idx);
     if (m) {
         m->packets += 1;
         m->bytes += bytes;
     }
 }
+
+/* ---- parsing -------------------------------------------------------------- */
 
 /* Reads the L4 ports of a TCP/UDP/SCTP header at off into the tuple. */
 static __always_inline int load_ports(struct __sk_buff *skb, __u32 off, struct hp_ct_key *t)
@@ -102,11 +167,11 @@ static __always_inline void parse_icmp_inner(struct __sk_buff *skb, __u32 off, s
         if (load_ports(skb, off, in) == 0)
             p->is_icmp_error = 1;
     } else if (in->proto == IPPROTO_ICMP || in->proto == IPPROTO_ICMPV6) {
-        __u8 hdr[8];
+        __u8 hdr[HP_ICMP_HDR_LEN];
         if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)) < 0)
             return;
         /* quoted echo request: id was the source "port" */
-        __builtin_memcpy(&in->sport, &hdr[4], 2);
+        __builtin_memcpy(&in->sport, &hdr[HP_ICMP_ECHO_ID_OFFSET], 2);
         in->dport = 0;
         p->is_icmp_error = 1;
     }
@@ -129,7 +194,7 @@ static __always_inline int parse_packet_slow(struct __sk_buff *skb, struct hp_pa
         __builtin_memcpy(p->tuple.daddr, &ip.daddr, 4);
         p->tuple.family = 4;
         proto = ip.protocol;
-        frag = (ip.frag_off & HP_HTONS(0x1FFF)) != 0;
+        frag = (ip.frag_off & HP_HTONS(HP_IP_FRAG_OFFSET_MASK)) != 0;
         off += ip.ihl * 4;
     } else if (skb->protocol == HP_HTONS(ETH_P_IPV6)) {
         struct ipv6hdr ip6;
@@ -150,34 +215,35 @@ static __always_inline int parse_packet_slow(struct __sk_buff *skb, struct hp_pa
         return 1;                   /* non-first fragment: no L4 header */
 
     if (proto == IPPROTO_TCP) {
-        __u8 tcp[14];
+        __u8 tcp[HP_TCP_FLAGS_OFFSET + 1];
         if (bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)) < 0)
             return -1;
         __builtin_memcpy(&p->tuple.sport, &tcp[0], 2);
         __builtin_memcpy(&p->tuple.dport, &tcp[2], 2);
-        p->tcp_flags = tcp[13];
+        p->tcp_flags = tcp[HP_TCP_FLAGS_OFFSET];
         p->policy_port = HP_NTOHS(p->tuple.dport);
     } else if (proto == IPPROTO_UDP || proto == IPPROTO_SCTP) {
         if (load_ports(skb, off, &p->tuple) < 0)
             return -1;
         p->policy_port = HP_NTOHS(p->tuple.dport);
     } else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-        __u8 icmp[8];
+        __u8 icmp[HP_ICMP_HDR_LEN];
         if (bpf_skb_load_bytes(skb, off, icmp, sizeof(icmp)) < 0)
             return -1;
         __u8 type = icmp[0];
+        __u8 v4 = proto == IPPROTO_ICMP;
         p->policy_port = type;
-        if (proto == IPPROTO_ICMPV6 && ((type >= 130 && type <= 137) || type == 143))
+        if (!v4 && ((type >= HP_ICMP6_ND_FIRST && type <= HP_ICMP6_ND_LAST) || type == HP_ICMP6_MLD2_REPORT))
             return 0;               /* neighbour discovery and MLD always pass */
-        if ((proto == IPPROTO_ICMP && (type == 8 || type == 13)) ||
-            (proto == IPPROTO_ICMPV6 && type == 128)) {
-            __builtin_memcpy(&p->tuple.sport, &icmp[4], 2);     /* request */
-        } else if ((proto == IPPROTO_ICMP && (type == 0 || type == 14)) ||
-                   (proto == IPPROTO_ICMPV6 && type == 129)) {
-            __builtin_memcpy(&p->tuple.dport, &icmp[4], 2);     /* reply */
-        } else if ((proto == IPPROTO_ICMP && (type == 3 || type == 11 || type == 12)) ||
-                   (proto == IPPROTO_ICMPV6 && type >= 1 && type <= 4)) {
-            parse_icmp_inner(skb, off + 8, p);
+        if (v4 ? (type == HP_ICMP_ECHO || type == HP_ICMP_TIMESTAMP) : type == HP_ICMP6_ECHO_REQUEST) {
+            __builtin_memcpy(&p->tuple.sport, &icmp[HP_ICMP_ECHO_ID_OFFSET], 2);     /* request */
+        } else if (v4 ? (type == HP_ICMP_ECHO_REPLY || type == HP_ICMP_TIMESTAMP_REPLY)
+                      : type == HP_ICMP6_ECHO_REPLY) {
+            __builtin_memcpy(&p->tuple.dport, &icmp[HP_ICMP_ECHO_ID_OFFSET], 2);     /* reply */
+        } else if (v4 ? (type == HP_ICMP_DEST_UNREACH || type == HP_ICMP_TIME_EXCEEDED ||
+                         type == HP_ICMP_PARAMETER_PROB)
+                      : (type >= HP_ICMP6_ERROR_FIRST && type <= HP_ICMP6_ERROR_LAST)) {
+            parse_icmp_inner(skb, off + HP_ICMP_HDR_LEN, p);
         }
     }
     return 1;
@@ -193,11 +259,12 @@ static __always_inline int parse_ipv4_direct(struct __sk_buff *skb, struct hp_pa
     struct iphdr *ip = data + ETH_HLEN;
     if ((void *)(ip + 1) > data_end)
         return 0;
-    if ((ip->frag_off & HP_HTONS(0x1FFF)) || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
+    if ((ip->frag_off & HP_HTONS(HP_IP_FRAG_OFFSET_MASK)) ||
+        (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
         return 0;
     __u32 ihl = (ip->ihl & 0xF) * 4;
     __u8 *l4 = (__u8 *)ip + ihl;
-    if ((void *)(l4 + 14) > data_end)
+    if ((void *)(l4 + HP_TCP_FLAGS_OFFSET + 1) > data_end)
         return 0;
     __builtin_memcpy(p->tuple.saddr, &ip->saddr, 4);
     __builtin_memcpy(p->tuple.daddr, &ip->daddr, 4);
@@ -207,7 +274,7 @@ static __always_inline int parse_ipv4_direct(struct __sk_buff *skb, struct hp_pa
     __builtin_memcpy(&p->tuple.dport, l4 + 2, 2);
     p->policy_port = HP_NTOHS(p->tuple.dport);
     if (ip->protocol == IPPROTO_TCP)
-        p->tcp_flags = l4[13];
+        p->tcp_flags = l4[HP_TCP_FLAGS_OFFSET];
     return 1;
 }
 
@@ -218,6 +285,50 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct hp_packet 
         return 1;
     return parse_packet_slow(skb, p);
 }
+
+/* The state handed to the local_redirect tail call (see handle()). */
+struct hp_pending {
+    struct hp_packet p;
+    struct hp_event_ctx e;
+    struct hp_ct_key key;
+    struct hp_outcome o;
+    __u32 src_identity;
+    __u32 pad;
+};
+
+BPF_PERCPU_ARRAY(pending, struct hp_pending, 1);
+BPF_PROG_ARRAY(tail_progs, 1);
+#define HP_TAIL_LOCAL_REDIRECT 0
+
+/* ---- configuration ---------------------------------------------------------- */
+
+static __always_inline void settings_load(struct __sk_buff *skb, struct hp_settings *s)
+{
+    int zero = 0;
+    struct hp_config *cfg = config.lookup(&zero);
+    s->aggregation = HP_AGGREGATION_MEDIUM;
+    s->cap = HP_DEFAULT_PAYLOAD_LEN;
+    s->lifetime_tcp = HP_CT_LIFETIME_TCP;
+    s->lifetime_other = HP_CT_LIFETIME_NONTCP;
+    s->lifetime_closing = HP_CT_LIFETIME_CLOSING;
+    if (cfg) {
+        s->aggregation = cfg->aggregation;
+        if (cfg->payload_len)
+            s->cap = cfg->payload_len;
+        if (cfg->ct_lifetime_tcp)
+            s->lifetime_tcp = cfg->ct_lifetime_tcp;
+        if (cfg->ct_lifetime_nontcp)
+            s->lifetime_other = cfg->ct_lifetime_nontcp;
+        if (cfg->ct_lifetime_closing)
+            s->lifetime_closing = cfg->ct_lifetime_closing;
+    }
+    if (s->cap > HP_MAX_PAYLOAD_LEN)
+        s->cap = HP_MAX_PAYLOAD_LEN;
+    if (s->cap > skb->len)
+        s->cap = skb->len;
+}
+
+/* ---- conntrack -------------------------------------------------------------- */
 
 /* Orders a tuple's two (address, port) ends so that both directions of a connection map to one
  * conntrack key; returns 1 when the ends were swapped. The order itself is arbitrary but fixed. */
@@ -240,6 +351,100 @@ static __always_inline __u8 canonical_key(struct hp_ct_key *k)
     return 1;
 }
 
+static __always_inline int ct_closing(const struct hp_ct_value *ct)
+{
+    return ((ct->seen_fwd | ct->seen_rev) & (HP_SEEN_FIN | HP_SEEN_RST)) != 0;
+}
+
+static __always_inline void ct_forget(struct hp_ct_state *c)
+{
+    conntrack.delete(&c->key);
+    c->entry = 0;
+    c->fwd = 1;
+    c->state = HP_CT_NEW;
+}
+
+/* Finds the packet's connection: established (same direction as its first packet), reply, related
+ * (an ICMP error about a known connection) or new. A fresh SYN on a tuple whose connection was
+ * closed starts a new one. */
+static __always_inline void ct_lookup(struct hp_ct_state *c, const struct hp_packet *p, __u16 ep_id)
+{
+    c->key = p->tuple;
+    c->key.ep_id = ep_id;
+    c->swapped = canonical_key(&c->key);
+    c->state = HP_CT_NEW;
+    c->fwd = 1;
+    c->entry = conntrack.lookup(&c->key);
+    if (c->entry) {
+        c->fwd = c->swapped == c->entry->orig_swapped;
+        c->state = c->fwd ? HP_CT_ESTABLISHED : HP_CT_REPLY;
+        if (p->tuple.proto == IPPROTO_TCP && (p->tcp_flags & (HP_TCP_SYN | HP_TCP_ACK)) == HP_TCP_SYN &&
+            ct_closing(c->entry))
+            ct_forget(c);
+    } else if (p->is_icmp_error) {
+        struct hp_ct_key ik = p->inner;
+        ik.ep_id = ep_id;
+        canonical_key(&ik);
+        if (conntrack.lookup(&ik))
+            c->state = HP_CT_RELATED;
+    }
+}
+
+/* An entry idle for longer than its lifetime is gone: this packet starts a new connection.
+ * Otherwise the time stamp is refreshed, at most once a second (fewer writes to a shared cache
+ * line) and often enough that a live flow never looks idle. */
+static __always_inline void ct_expire(struct hp_ct_state *c, __u8 proto, const struct hp_settings *s, __u64 now)
+{
+    struct hp_ct_value *ct = c->entry;
+    if (!ct)
+        return;
+    __u64 lifetime = s->lifetime_other;
+    if (proto == IPPROTO_TCP)
+        lifetime = ct_closing(ct) ? s->lifetime_closing : s->lifetime_tcp;
+    __u64 idle = now - ct->last_seen_ns;
+    __u64 lifetime_ns = lifetime * HP_NSEC_PER_SEC;
+    __u64 refresh = lifetime_ns >> 2;
+    if (refresh > HP_CT_REFRESH_MAX_NS)
+        refresh = HP_CT_REFRESH_MAX_NS;
+    if (idle > lifetime_ns)
+        ct_forget(c);
+    else if (idle > refresh)
+        ct->last_seen_ns = now;
+}
+
+/* Records the packet's SYN/FIN/RST bits (and HP_SEEN_PACKET) for its direction; returns 1 when
+ * one of them is new, which monitor aggregation reports. */
+static __always_inline int ct_note_flags(struct hp_ct_state *c, __u8 bits)
+{
+    struct hp_ct_value *ct = c->entry;
+    if (!ct)
+        return 0;
+    __u8 seen = c->fwd ? ct->seen_fwd : ct->seen_rev;
+    if (!(bits & ~seen))
+        return 0;
+    if (c->fwd)
+        ct->seen_fwd = seen | bits;
+    else
+        ct->seen_rev = seen | bits;
+    return 1;
+}
+
+static __always_inline void ct_create(struct hp_ct_key *key, __u8 swapped, __u64 now, __u8 bits, __u8 dir,
+                                      __u8 audited, __u16 proxy_port, __u8 proxy_flags)
+{
+    struct hp_ct_value nv = {};
+    nv.last_seen_ns = now;
+    nv.seen_fwd = bits;
+    nv.direction = dir;
+    nv.audited = audited;
+    nv.orig_swapped = swapped;
+    nv.proxy_flags = proxy_flags;
+    nv.proxy_port = proxy_port;
+    conntrack.update(key, &nv);
+}
+
+/* ---- identities ------------------------------------------------------------- */
+
 static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
 {
     struct hp_ipcache_key key = {};
@@ -255,15 +460,54 @@ static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
     return v ? v->identity : HP_IDENTITY_WORLD;
 }
 
-/* Judges a new connection against the endpoint's policy map. The keys are tried in Cilium's order,
- * most specific first: L3+L4, L3+proto, L3-only, L4-only, proto-only, allow-all. A deny entry at
- * any of these levels wins over every allow (Cilium's deny precedence); then an audit-only deny (a
- * deny rule of a policy in audit mode) at any level, if some entry allows the packet; otherwise the
- * most specific allow decides.
- * Only new connections get here, so the six lookups cost little.
- * Returns the deciding entry or NULL; *match gets its POLICY_MATCH_* type. */
+/* ---- policy ----------------------------------------------------------------- */
+
+/* A policy entry copied out of its map, with the match type it was found at (action 0 = none).
+ * Copies, not map pointers: no pointer stays live across the lookups, which keeps the verifier's
+ * state count down. */
+struct hp_decision {
+    __u32 cookie;
+    __u16 proxy_port;
+    __u8 action;
+    __u8 match;
+};
+
+/* The entries a lookup found so far: the first (most specific) audit-only deny and allow. */
+struct hp_candidates {
+    struct hp_decision allow;
+    struct hp_decision audit;
+};
+
+static __always_inline void take(struct hp_decision *d, const struct hp_policy_value *v, __u8 match)
+{
+    d->cookie = v->cookie;
+    d->proxy_port = v->proxy_port;
+    d->action = v->action;
+    d->match = match;
+}
+
+/* Keeps v (found at match type `match`) as a candidate; returns 1 when it is an enforced deny, which
+ * decides at once (Cilium's deny precedence) and is copied to *out. */
+static __always_inline int consider(struct hp_candidates *c, struct hp_decision *out,
+                                    const struct hp_policy_value *v, __u8 match)
+{
+    if (!v)
+        return 0;
+    if (v->action == HP_POLICY_DENY) {
+        take(out, v, match);
+        return 1;
+    }
+    if (v->action == HP_POLICY_AUDIT_DENY) {
+        if (!c->audit.action)
+            take(&c->audit, v, match);
+    } else if (!c->allow.action) {
+        take(&c->allow, v, match);
+    }
+    return 0;
+}
+
 static __always_inline struct hp_policy_value *
-policy_get(struct hp_policy_key *k, __u32 identity, __u16 dport, __u8 proto)
+exact_get(struct hp_policy_key *k, __u32 identity, __u16 dport, __u8 proto)
 {
     k->identity = identity;
     k->dport = dport;
@@ -271,104 +515,320 @@ policy_get(struct hp_policy_key *k, __u32 identity, __u16 dport, __u8 proto)
     return policy.lookup(k);
 }
 
-/* The range entry (endPort) covering dport for one identity and action, or NULL. */
+/* The range entry (endPort) of one action covering dport: for the remote identity first
+ * (HP_MATCH_L3_L4), then for any peer (HP_MATCH_L4_ONLY), with its type in *match; or NULL. */
 static __always_inline struct hp_policy_value *
-range_get(__u32 ep_id, __u8 dir, __u8 proto, __u32 identity, __u8 action, __u16 dport)
+range_get(__u16 ep_id, __u8 dir, __u8 proto, __u32 remote, __u8 action, __u16 dport, __u8 *match)
 {
     struct hp_policy_range_key k = {};
-    k.prefixlen = HP_RANGE_FIXED_BITS + 16;
+    k.prefixlen = HP_RANGE_FIXED_BITS + HP_RANGE_PORT_BITS;
     k.ep_id = ep_id;
     k.direction = dir;
     k.proto = proto;
-    k.identity = identity;
+    k.identity = remote;
     k.action = action;
     k.port[0] = dport >> 8;
     k.port[1] = dport & 0xff;
+    struct hp_policy_value *v = policy_ranges.lookup(&k);
+    *match = HP_MATCH_L3_L4;
+    if (v)
+        return v;
+    k.identity = 0;
+    *match = HP_MATCH_L4_ONLY;
     return policy_ranges.lookup(&k);
 }
 
-static __always_inline struct hp_policy_value *
-policy_lookup(__u32 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir, __u8 has_ranges, __u8 *match)
+/* Finds the entry that decides a new connection into *out (action 0: none, the default deny).
+ * The exact keys are tried in Cilium's order, most specific first: L3+L4, L3+proto, L3-only,
+ * L4-only, proto-only, allow-all; then the port ranges (only for endpoints that have some). An
+ * enforced deny at any level wins over every allow; then an audit-only deny (a deny rule of a
+ * policy in audit mode), if some entry allows the packet; otherwise the most specific allow
+ * decides. Only new connections get here, so the lookups cost little. */
+static __always_inline void policy_lookup(__u16 ep_id, __u32 remote, __u16 dport, __u8 proto, __u8 dir,
+                                          __u8 has_ranges, struct hp_decision *out)
 {
     struct hp_policy_key k = {};
-    struct hp_policy_value *v, *allow = 0, *audit = 0;
-    __u8 allow_match = HP_MATCH_NONE, audit_match = HP_MATCH_NONE;
+    struct hp_candidates c = {};
+    struct hp_policy_value *v;
+    __u8 m;
     k.ep_id = ep_id;
     k.direction = dir;
+    out->action = 0;
+    out->match = HP_MATCH_NONE;
+    out->cookie = 0;
+    out->proxy_port = 0;
 
-#define HP_TRY(id_, port_, proto_, type_)                                   \
-    v = policy_get(&k, (id_), (port_), (proto_));                           \
-    if (v) {                                                                \
-        if (v->action == HP_POLICY_DENY) { *match = (type_); return v; }    \
-        if (v->action == HP_POLICY_AUDIT_DENY) {                            \
-            if (!audit) { audit = v; audit_match = (type_); }               \
-        } else if (!allow) { allow = v; allow_match = (type_); }            \
-    }
+    if (consider(&c, out, exact_get(&k, remote, dport, proto), HP_MATCH_L3_L4) ||
+        consider(&c, out, exact_get(&k, remote, 0, proto), HP_MATCH_L3_PROTO) ||
+        consider(&c, out, exact_get(&k, remote, 0, 0), HP_MATCH_L3_ONLY) ||
+        consider(&c, out, exact_get(&k, 0, dport, proto), HP_MATCH_L4_ONLY) ||
+        consider(&c, out, exact_get(&k, 0, 0, proto), HP_MATCH_PROTO_ONLY) ||
+        consider(&c, out, exact_get(&k, 0, 0, 0), HP_MATCH_ALL))
+        return;
 
-    HP_TRY(remote, dport, proto, HP_MATCH_L3_L4)
-    HP_TRY(remote, 0, proto, HP_MATCH_L3_PROTO)
-    HP_TRY(remote, 0, 0, HP_MATCH_L3_ONLY)
-    HP_TRY(0, dport, proto, HP_MATCH_L4_ONLY)
-    HP_TRY(0, 0, proto, HP_MATCH_PROTO_ONLY)
-    HP_TRY(0, 0, 0, HP_MATCH_ALL)
-#undef HP_TRY
-    /* port ranges (endPort), only for endpoints that have some: enforced denies first, then
-     * audit-only denies, then allows when no exact entry allowed */
     if (has_ranges && proto) {
-        v = range_get(ep_id, dir, proto, remote, HP_POLICY_DENY, dport);
-        if (v) { *match = HP_MATCH_L3_L4; return v; }
-        v = range_get(ep_id, dir, proto, 0, HP_POLICY_DENY, dport);
-        if (v) { *match = HP_MATCH_L4_ONLY; return v; }
-        /* audit-only range denies (endPort deny of an audited policy): after every enforced
-         * deny, and after an exact audit-only deny */
-        if (!audit_match) {
-            v = range_get(ep_id, dir, proto, remote, HP_POLICY_AUDIT_DENY, dport);
-            if (v) {
-                audit = v;
-                audit_match = HP_MATCH_L3_L4;
-            } else {
-                v = range_get(ep_id, dir, proto, 0, HP_POLICY_AUDIT_DENY, dport);
-                if (v) {
-                    audit = v;
-                    audit_match = HP_MATCH_L4_ONLY;
-                }
-            }
+        /* enforced denies first; audit-only denies after an exact audit-only deny; allows only
+         * when no exact entry allowed */
+        v = range_get(ep_id, dir, proto, remote, HP_POLICY_DENY, dport, &m);
+        if (v) {
+            take(out, v, m);
+            return;
         }
-        if (!allow_match) {
-            v = range_get(ep_id, dir, proto, remote, HP_POLICY_ALLOW, dport);
-            if (v) {
-                allow = v;
-                allow_match = HP_MATCH_L3_L4;
-            } else {
-                v = range_get(ep_id, dir, proto, 0, HP_POLICY_ALLOW, dport);
-                if (v) {
-                    allow = v;
-                    allow_match = HP_MATCH_L4_ONLY;
-                }
-            }
+        if (!c.audit.action) {
+            v = range_get(ep_id, dir, proto, remote, HP_POLICY_AUDIT_DENY, dport, &m);
+            if (v)
+                take(&c.audit, v, m);
+        }
+        if (!c.allow.action) {
+            v = range_get(ep_id, dir, proto, remote, HP_POLICY_ALLOW, dport, &m);
+            if (v)
+                take(&c.allow, v, m);
         }
     }
     /* an audit-only deny decides only when some entry allows the packet: without an allow the
-     * default deny decides (enforced unless the endpoint's default deny is audited too). The
-     * match types are tested, not the pointers: the verifier refuses logic on two map pointers. */
-    if (audit_match && allow_match) {
-        *match = audit_match;
-        return audit;
-    }
-    *match = allow_match;
-    return allow;
+     * default deny decides (enforced unless the endpoint's default deny is audited too) */
+    *out = c.audit.action && c.allow.action ? c.audit : c.allow;
 }
 
+/* Judges a new connection of an endpoint that enforces policy in direction dir. */
+static __always_inline void policy_judge(__u16 ep_id, __u32 ep_flags, __u32 remote, const struct hp_packet *p,
+                                         __u8 dir, struct hp_verdict *out)
+{
+    struct hp_decision d;
+    policy_lookup(ep_id, remote, p->policy_port, p->tuple.proto, dir, (ep_flags & HP_EP_HAS_RANGES) != 0, &d);
+    __u32 default_audit = dir == HP_DIR_INGRESS ? HP_EP_AUDIT_DEFAULT_INGRESS : HP_EP_AUDIT_DEFAULT_EGRESS;
+    out->verdict = 0;
+    out->cookie = d.cookie;
+    out->match = d.match;
+    out->proxy_port = 0;
+    out->audited = 0;
+    if (!d.action) {
+        out->verdict = -HP_DROP_POLICY;
+        if (ep_flags & default_audit) {
+            out->verdict = 0;
+            out->audited = 1;
+        }
+    } else if (d.action == HP_POLICY_AUDIT_DENY) {
+        out->audited = 1;
+    } else if (d.action != HP_POLICY_ALLOW) {
+        out->verdict = -HP_DROP_POLICY_DENY;
+    } else {
+        out->proxy_port = d.proxy_port;
+    }
+    if (out->verdict < 0 && (ep_flags & HP_EP_AUDIT)) {
+        out->audited = 1;
+        out->verdict = 0;
+    }
+}
+
+/* ---- events ----------------------------------------------------------------- */
+
 static __always_inline void fill_common(struct __sk_buff *skb, struct hp_notify_common *h, __u8 type,
-                                        __u8 subtype, __u16 source, __u32 cap, __u8 version)
+                                        __u8 subtype, const struct hp_event_ctx *e, __u8 version)
 {
     h->type = type;
     h->subtype = subtype;
-    h->source = source;
+    h->source = e->ep_id;
     h->hash = bpf_get_hash_recalc(skb);
     h->len_orig = skb->len;
-    h->len_cap = cap;
+    h->len_cap = e->cap;
     h->version = version;
+}
+
+static __always_inline void emit_policy_verdict(struct __sk_buff *skb, const struct hp_event_ctx *e,
+                                                __u32 remote, const struct hp_packet *p,
+                                                const struct hp_verdict *v)
+{
+    struct hp_policy_verdict_notify pvn;
+    __builtin_memset(&pvn, 0, sizeof(pvn));
+    fill_common(skb, &pvn.hdr, HP_NOTIFY_POLICY_VERDICT, 0, e, HP_POLICY_VERDICT_VER);
+    pvn.remote_label = remote;
+    /* Cilium's convention: a redirected connection's verdict is the proxy port */
+    pvn.verdict = v->verdict ? v->verdict : v->proxy_port;
+    pvn.dst_port = p->policy_port;
+    pvn.proto = p->tuple.proto;
+    pvn.pv_flags = (e->dir & HP_PV_DIR_MASK) | ((e->flags & HP_CLS_FLAG_IPV6) << HP_PV_IPV6_SHIFT) |
+                   ((v->match & HP_PV_MATCH_MASK) << HP_PV_MATCH_SHIFT) | (v->audited << HP_PV_AUDITED_SHIFT);
+    pvn.cookie = v->cookie;
+    hubble_events.perf_submit_skb(skb, e->cap, &pvn, sizeof(pvn));
+}
+
+static __always_inline void emit_drop(struct __sk_buff *skb, const struct hp_event_ctx *e, __u8 reason, __u16 line)
+{
+    struct hp_drop_notify dn;
+    __builtin_memset(&dn, 0, sizeof(dn));
+    fill_common(skb, &dn.hdr, HP_NOTIFY_DROP, reason, e, HP_DROP_VER);
+    dn.src_label = e->src_id;
+    dn.dst_label = e->dst_id;
+    dn.dst_id = e->dst_ep;
+    dn.line = line;
+    dn.file = HP_FILE_ID;
+    dn.ifindex = e->ifindex;
+    dn.flags = e->flags;
+    hubble_events.perf_submit_skb(skb, e->cap, &dn, sizeof(dn));
+}
+
+static __always_inline void emit_trace(struct __sk_buff *skb, const struct hp_event_ctx *e, __u8 obs,
+                                       __u16 dst_id, __u8 reason)
+{
+    struct hp_trace_notify tn;
+    __builtin_memset(&tn, 0, sizeof(tn));
+    fill_common(skb, &tn.hdr, HP_NOTIFY_TRACE, obs, e, HP_TRACE_VER);
+    tn.src_label = e->src_id;
+    tn.dst_label = e->dst_id;
+    tn.dst_id = dst_id;
+    tn.reason = reason;
+    tn.flags = e->flags;
+    tn.ifindex = e->ifindex;
+    hubble_events.perf_submit_skb(skb, e->cap, &tn, sizeof(tn));
+}
+
+/* ---- proxy redirect ---------------------------------------------------------- */
+
+/* Gives the packet to the proxy: the proxy's socket of this connection when it has one (established
+ * or still in the handshake), else its transparent listener on proxy_port; then the mark that makes
+ * the node deliver it locally. Returns 0, or the drop reason when there is no socket to give it to
+ * (the proxy is down: fail closed). */
+static __always_inline int proxy_assign(struct __sk_buff *skb, const struct hp_packet *p, __u16 proxy_port)
+{
+    struct bpf_sock_tuple t = {};
+    __u32 size = sizeof(t.ipv4);
+    struct bpf_sock *sk;
+    long err;
+
+    if (p->tuple.proto != IPPROTO_TCP)
+        return HP_DROP_PROXY_UNKNOWN_PROTO;
+    if (p->tuple.family == 4) {
+        __builtin_memcpy(&t.ipv4.saddr, p->tuple.saddr, 4);
+        __builtin_memcpy(&t.ipv4.daddr, p->tuple.daddr, 4);
+        t.ipv4.sport = p->tuple.sport;
+        t.ipv4.dport = p->tuple.dport;
+    } else {
+        __builtin_memcpy(t.ipv6.saddr, p->tuple.saddr, 16);
+        __builtin_memcpy(t.ipv6.daddr, p->tuple.daddr, 16);
+        t.ipv6.sport = p->tuple.sport;
+        t.ipv6.dport = p->tuple.dport;
+        size = sizeof(t.ipv6);
+    }
+    sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (sk && (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT)) {
+        bpf_sk_release(sk);
+        sk = 0;
+    }
+    if (!sk) {
+        /* the listener: any address, the proxy port */
+        __builtin_memset(&t, 0, sizeof(t));
+        if (p->tuple.family == 4)
+            t.ipv4.dport = HP_HTONS(proxy_port);
+        else
+            t.ipv6.dport = HP_HTONS(proxy_port);
+        sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+        if (!sk)
+            return HP_DROP_PROXY_LOOKUP_FAILED;
+    }
+    err = bpf_sk_assign(skb, sk, 0);
+    bpf_sk_release(sk);
+    if (err)
+        return HP_DROP_PROXY_SET_FAILED;
+    skb->mark = HP_MARK_TO_PROXY;
+    return 0;
+}
+
+/* The ingress policy of a local destination pod, judged at the source's hook: bpf_sk_assign only
+ * works before the node routes the packet, so a redirect for the destination's L7 rules is decided
+ * here (Cilium judges the destination's policy on local delivery too). When the destination allows
+ * the connection with a proxy port, emits the destination's policy verdict and returns the port;
+ * otherwise returns 0 and the destination's own hook judges the connection as usual. */
+static __always_inline __u16 local_ingress_redirect(struct __sk_buff *skb, const struct hp_event_ctx *src,
+                                                    const struct hp_packet *p, __u32 src_identity)
+{
+    struct hp_local_key k = {};
+    k.family = p->tuple.family;
+    __builtin_memcpy(k.addr, p->tuple.daddr, 16);
+    __u32 *dst_ifindex = local_endpoints.lookup(&k);
+    if (!dst_ifindex)
+        return 0;
+    __u32 ifindex = *dst_ifindex;
+    struct hp_endpoint_info *dst = endpoints.lookup(&ifindex);
+    if (!dst || !(dst->flags & HP_EP_ENFORCE_INGRESS))
+        return 0;
+    struct hp_verdict v;
+    __u16 dst_ep = dst->ep_id;
+    policy_judge(dst_ep, dst->flags, src_identity, p, HP_DIR_INGRESS, &v);
+    if (v.verdict < 0 || !v.proxy_port)
+        return 0;
+    struct hp_event_ctx e = *src;
+    e.ep_id = dst_ep;
+    e.dst_ep = dst_ep;
+    e.dir = HP_DIR_INGRESS;
+    emit_policy_verdict(skb, &e, src_identity, p, &v);
+    return v.proxy_port;
+}
+
+/* ---- the endpoint programs ---------------------------------------------------- */
+
+/* Fills the identities of the events: the endpoint's own and the peer's from the ipcache.
+ * Returns the remote identity. */
+static __always_inline __u32 resolve_identities(struct hp_event_ctx *e, const struct hp_packet *p, __u32 local_id)
+{
+    if (e->dir == HP_DIR_EGRESS) {
+        e->src_id = local_id;
+        e->dst_id = ipcache_identity(p->tuple.daddr, p->tuple.family);
+        return e->dst_id;
+    }
+    e->src_id = ipcache_identity(p->tuple.saddr, p->tuple.family);
+    e->dst_id = local_id;
+    return e->src_id;
+}
+
+/* The way out of a packet that passed policy: to the proxy when asked (no proxy socket: dropped,
+ * and a new connection is not remembered, so its retry is judged again), a new connection
+ * remembered, the trace event, the counters. */
+static __always_inline int finish(struct __sk_buff *skb, const struct hp_packet *p, const struct hp_event_ctx *e,
+                                  struct hp_ct_key *key, struct hp_outcome *o)
+{
+    __u8 steer = o->steer;
+    if (o->proxy_port) {
+        int reason = proxy_assign(skb, p, o->proxy_port);
+        if (reason) {
+            emit_drop(skb, e, reason, __LINE__);
+            count(reason, e->dir, skb->len);
+            return TC_ACT_SHOT;
+        }
+        steer = 1;
+    } else if (steer) {
+        skb->mark = HP_MARK_TO_PROXY;  /* reply to the proxy's upstream socket: the node delivers it locally */
+    }
+    if (o->state == HP_CT_NEW)
+        ct_create(key, o->swapped, o->now, o->bits, e->dir, o->audited, o->proxy_port,
+                  o->from_proxy ? HP_CT_FROM_PROXY : 0);
+    if (o->report) {
+        __u8 obs = e->dir == HP_DIR_EGRESS ? HP_TRACE_FROM_LXC : HP_TRACE_TO_LXC;
+        __u16 trace_dst = e->dst_ep;
+        if (steer) {
+            obs = HP_TRACE_TO_PROXY;
+            trace_dst = o->proxy_port;
+        } else if (o->from_proxy) {
+            obs = HP_TRACE_FROM_PROXY;
+        }
+        emit_trace(skb, e, obs, trace_dst, o->state);
+    }
+    count(HP_REASON_FORWARDED, e->dir, skb->len);
+    return TC_ACT_OK;
+}
+
+/* Whether the packet's destination is a local pod that enforces ingress policy. */
+static __always_inline int local_destination_enforces(const struct hp_packet *p)
+{
+    struct hp_local_key k = {};
+    k.family = p->tuple.family;
+    __builtin_memcpy(k.addr, p->tuple.daddr, 16);
+    __u32 *dst_ifindex = local_endpoints.lookup(&k);
+    if (!dst_ifindex)
+        return 0;
+    __u32 ifindex = *dst_ifindex;
+    struct hp_endpoint_info *dst = endpoints.lookup(&ifindex);
+    return dst && (dst->flags & HP_EP_ENFORCE_INGRESS);
 }
 
 static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
@@ -385,196 +845,111 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
         return TC_ACT_OK;
     if (ok < 0) {
         /* truncated IP header: Cilium drops these as invalid */
-        count(134, dir, skb->len);
+        count(HP_DROP_INVALID, dir, skb->len);
         return TC_ACT_SHOT;
     }
 
-    int zero = 0;
-    struct hp_config *cfg = config.lookup(&zero);
-    __u32 aggregation = cfg ? cfg->aggregation : HP_AGGREGATION_MEDIUM;
-    __u32 cap = cfg && cfg->payload_len ? cfg->payload_len : HP_DEFAULT_PAYLOAD_LEN;
-    if (cap > HP_MAX_PAYLOAD_LEN)
-        cap = HP_MAX_PAYLOAD_LEN;
-    if (cap > skb->len)
-        cap = skb->len;
-
-    __u64 lt_tcp = HP_CT_LIFETIME_TCP, lt_other = HP_CT_LIFETIME_NONTCP, lt_closing = HP_CT_LIFETIME_CLOSING;
-    if (cfg) {
-        if (cfg->ct_lifetime_tcp)
-            lt_tcp = cfg->ct_lifetime_tcp;
-        if (cfg->ct_lifetime_nontcp)
-            lt_other = cfg->ct_lifetime_nontcp;
-        if (cfg->ct_lifetime_closing)
-            lt_closing = cfg->ct_lifetime_closing;
-    }
-
+    struct hp_settings s;
+    settings_load(skb, &s);
     __u16 ep_id = ep->ep_id;
     __u32 local_id = ep->identity;
     __u32 ep_flags = ep->flags;
-    __u8 v6 = p.tuple.family == 6;
 
-    /* ---- conntrack: one entry per connection and endpoint, both directions share it ---- */
-    struct hp_ct_key key = p.tuple;
-    key.ep_id = ep_id;
-    __u8 swapped = canonical_key(&key);
-    __u8 state = HP_CT_NEW;
-    __u8 fwd = 1;
-    struct hp_ct_value *ct = conntrack.lookup(&key);
-    if (ct) {
-        fwd = swapped == ct->orig_swapped;
-        state = fwd ? HP_CT_ESTABLISHED : HP_CT_REPLY;
-        /* a fresh SYN on a tuple whose connection was closed starts anew */
-        if (p.tuple.proto == IPPROTO_TCP && (p.tcp_flags & 0x12) == 0x02 &&
-            ((ct->seen_fwd | ct->seen_rev) & (HP_SEEN_FIN | HP_SEEN_RST))) {
-            conntrack.delete(&key);
-            ct = 0;
-            fwd = 1;
-            state = HP_CT_NEW;
-        }
-    } else if (p.is_icmp_error) {
-        struct hp_ct_key ik = p.inner;
-        ik.ep_id = ep_id;
-        canonical_key(&ik);
-        if (conntrack.lookup(&ik))
-            state = HP_CT_RELATED;
-    }
+    struct hp_ct_state c;
+    struct hp_outcome o = {};
+    ct_lookup(&c, &p, ep_id);
+    o.now = bpf_ktime_get_coarse_ns();  /* jiffy resolution is plenty for lifetimes in seconds, and 4x cheaper */
+    ct_expire(&c, p.tuple.proto, &s, o.now);
+    o.state = c.state;
+    o.swapped = c.swapped;
 
-    /* an entry idle for longer than its lifetime is gone: this packet starts a new connection */
-    __u64 now = bpf_ktime_get_coarse_ns();  /* jiffy resolution is plenty for lifetimes in seconds, and 4x cheaper */
-    if (ct) {
-        __u64 lifetime = lt_other;
-        if (p.tuple.proto == IPPROTO_TCP)
-            lifetime = ((ct->seen_fwd | ct->seen_rev) & (HP_SEEN_FIN | HP_SEEN_RST)) ? lt_closing : lt_tcp;
-        __u64 idle = now - ct->last_seen_ns;
-        __u64 lifetime_ns = lifetime * 1000000000ULL;
-        /* refresh the timestamp at most once a second (fewer writes to a shared line), and
-         * often enough that a live flow never looks idle */
-        __u64 refresh = lifetime_ns >> 2;
-        if (refresh > 1000000000ULL)
-            refresh = 1000000000ULL;
-        if (idle > lifetime_ns) {
-            conntrack.delete(&key);
-            ct = 0;
-            fwd = 1;
-            state = HP_CT_NEW;
-        } else if (idle > refresh) {
-            ct->last_seen_ns = now;
-        }
-    }
-
-    /* ---- monitor aggregation: what gets a trace event ---- */
-    __u8 bits = HP_SEEN_PACKET;
+    /* monitor aggregation: what gets a trace event */
+    o.bits = HP_SEEN_PACKET;
     if (p.tuple.proto == IPPROTO_TCP)
-        bits |= p.tcp_flags & (HP_SEEN_FIN | HP_SEEN_SYN | HP_SEEN_RST);
-    int report = aggregation == HP_AGGREGATION_NONE || state == HP_CT_NEW || state == HP_CT_RELATED;
-    if (ct) {
-        __u8 seen = fwd ? ct->seen_fwd : ct->seen_rev;
-        if (bits & ~seen) {
-            report = 1;
-            if (fwd)
-                ct->seen_fwd = seen | bits;
-            else
-                ct->seen_rev = seen | bits;
-        }
-    }
+        o.bits |= p.tcp_flags & (HP_SEEN_FIN | HP_SEEN_SYN | HP_SEEN_RST);
+    o.report = s.aggregation == HP_AGGREGATION_NONE || c.state == HP_CT_NEW || c.state == HP_CT_RELATED;
+    if (ct_note_flags(&c, o.bits))
+        o.report = 1;
 
+    struct hp_event_ctx e = {};
+    e.cap = s.cap;
+    e.ifindex = ifindex;
+    e.ep_id = ep_id;
+    e.dst_ep = dir == HP_DIR_INGRESS ? ep_id : 0;
+    e.flags = p.tuple.family == 6 ? HP_CLS_FLAG_IPV6 : 0;
+    e.dir = dir;
     /* identities are only needed to judge or to report: most packets need neither */
-    __u32 remote_id = 0, src_id = 0, dst_id = 0;
-    if (report) {
-        if (dir == HP_DIR_EGRESS) {
-            remote_id = ipcache_identity(p.tuple.daddr, p.tuple.family);
-            src_id = local_id;
-            dst_id = remote_id;
-        } else {
-            remote_id = ipcache_identity(p.tuple.saddr, p.tuple.family);
-            src_id = remote_id;
-            dst_id = local_id;
+    __u32 remote_id = 0;
+    if (o.report)
+        remote_id = resolve_identities(&e, &p, local_id);
+
+    /* the proxy: a connection redirected from this pod, a reply to the proxy's upstream
+     * connection, the proxy's upstream traffic itself */
+    if (c.entry) {
+        if (dir == HP_DIR_INGRESS)
+            o.from_proxy = c.fwd && (c.entry->proxy_flags & HP_CT_FROM_PROXY);
+        else if (c.fwd)
+            o.proxy_port = c.entry->proxy_port;
+        else
+            o.steer = c.entry->proxy_flags & HP_CT_FROM_PROXY;
+    } else if (dir == HP_DIR_INGRESS) {
+        o.from_proxy = (skb->mark & HP_MARK_MAGIC_MASK) == HP_MARK_FROM_PROXY;
+    }
+
+    /* policy: only new connections are judged */
+    if (c.state != HP_CT_NEW)
+        return finish(skb, &p, &e, &c.key, &o);
+    __u32 enforce = dir == HP_DIR_INGRESS ? HP_EP_ENFORCE_INGRESS : HP_EP_ENFORCE_EGRESS;
+    if (ep_flags & enforce) {
+        struct hp_verdict v;
+        int quiet = 0;
+        policy_judge(ep_id, ep_flags, remote_id, &p, dir, &v);
+        if (dir == HP_DIR_INGRESS && v.proxy_port) {
+            if (o.from_proxy)
+                quiet = 1;  /* verdict given at the source's hook with the redirect; the proxy applied the L7 rules */
+            else
+                v.verdict = -HP_DROP_PROXY_SET_FAILED;  /* no socket can be assigned here: fail closed */
+            v.proxy_port = 0;
+        }
+        if (!quiet)
+            emit_policy_verdict(skb, &e, remote_id, &p, &v);
+        if (v.verdict < 0) {
+            __u8 reason = (__u8)(-v.verdict);
+            emit_drop(skb, &e, reason, __LINE__);
+            count(reason, dir, skb->len);
+            return TC_ACT_SHOT;
+        }
+        o.audited = v.audited;
+        o.proxy_port = v.proxy_port;
+    }
+    /* a local destination's ingress policy may redirect too: judged in a tail call (one program
+     * judging both would be too much for the verifier); without the tail program, on as usual */
+    if (dir == HP_DIR_EGRESS && !o.proxy_port && local_destination_enforces(&p)) {
+        int zero = 0;
+        struct hp_pending *pend = pending.lookup(&zero);
+        if (pend) {
+            pend->p.tuple = p.tuple;
+            pend->p.policy_port = p.policy_port;
+            pend->e = e;
+            pend->key = c.key;
+            pend->o = o;
+            pend->src_identity = local_id;
+            tail_progs.call(skb, HP_TAIL_LOCAL_REDIRECT);
         }
     }
+    return finish(skb, &p, &e, &c.key, &o);
+}
 
-    /* ---- policy: only new connections are judged ---- */
-    if (state == HP_CT_NEW) {
-        __u32 enforce = dir == HP_DIR_INGRESS ? HP_EP_ENFORCE_INGRESS : HP_EP_ENFORCE_EGRESS;
-        __u8 audited = 0;
-        if (ep_flags & enforce) {
-            __u8 match = HP_MATCH_NONE;
-            struct hp_policy_value *pv =
-                policy_lookup(ep_id, remote_id, p.policy_port, p.tuple.proto, dir,
-                              (ep_flags & HP_EP_HAS_RANGES) != 0, &match);
-            __s32 verdict = 0;
-            __u32 cookie = 0;
-            __u32 default_audit =
-                dir == HP_DIR_INGRESS ? HP_EP_AUDIT_DEFAULT_INGRESS : HP_EP_AUDIT_DEFAULT_EGRESS;
-            if (!pv) {
-                verdict = -HP_DROP_POLICY;
-                if (ep_flags & default_audit) {
-                    verdict = 0;
-                    audited = 1;
-                }
-            } else {
-                cookie = pv->cookie;
-                if (pv->action == HP_POLICY_AUDIT_DENY)
-                    audited = 1;
-                else if (pv->action != HP_POLICY_ALLOW)
-                    verdict = -HP_DROP_POLICY_DENY;
-            }
-            if (verdict < 0 && (ep_flags & HP_EP_AUDIT)) {
-                audited = 1;
-                verdict = 0;
-            }
-
-            struct hp_policy_verdict_notify pvn;
-            __builtin_memset(&pvn, 0, sizeof(pvn));
-            fill_common(skb, &pvn.hdr, HP_NOTIFY_POLICY_VERDICT, 0, ep_id, cap, HP_POLICY_VERDICT_VER);
-            pvn.remote_label = remote_id;
-            pvn.verdict = verdict;
-            pvn.dst_port = p.policy_port;
-            pvn.proto = p.tuple.proto;
-            pvn.pv_flags = (dir & 0x3) | (v6 << 2) | ((match & 0x7) << 3) | (audited << 6);
-            pvn.cookie = cookie;
-            hubble_events.perf_submit_skb(skb, cap, &pvn, sizeof(pvn));
-
-            if (verdict < 0) {
-                __u8 reason = (__u8)(-verdict);
-                struct hp_drop_notify dn;
-                __builtin_memset(&dn, 0, sizeof(dn));
-                fill_common(skb, &dn.hdr, HP_NOTIFY_DROP, reason, ep_id, cap, HP_DROP_VER);
-                dn.src_label = src_id;
-                dn.dst_label = dst_id;
-                dn.dst_id = dir == HP_DIR_INGRESS ? ep_id : 0;
-                dn.line = __LINE__;
-                dn.file = HP_FILE_ID;
-                dn.ifindex = ifindex;
-                dn.flags = v6 ? HP_CLS_FLAG_IPV6 : 0;
-                hubble_events.perf_submit_skb(skb, cap, &dn, sizeof(dn));
-                count(reason, dir, skb->len);
-                return TC_ACT_SHOT;
-            }
-        }
-        struct hp_ct_value nv = {};
-        nv.last_seen_ns = now;
-        nv.seen_fwd = bits;
-        nv.direction = dir;
-        nv.audited = audited;
-        nv.orig_swapped = swapped;
-        conntrack.update(&key, &nv);
-    }
-
-    if (report) {
-        struct hp_trace_notify tn;
-        __builtin_memset(&tn, 0, sizeof(tn));
-        __u8 obs = dir == HP_DIR_EGRESS ? HP_TRACE_FROM_LXC : HP_TRACE_TO_LXC;
-        fill_common(skb, &tn.hdr, HP_NOTIFY_TRACE, obs, ep_id, cap, HP_TRACE_VER);
-        tn.src_label = src_id;
-        tn.dst_label = dst_id;
-        tn.dst_id = dir == HP_DIR_INGRESS ? ep_id : 0;
-        tn.reason = state;
-        tn.flags = v6 ? HP_CLS_FLAG_IPV6 : 0;
-        tn.ifindex = ifindex;
-        hubble_events.perf_submit_skb(skb, cap, &tn, sizeof(tn));
-    }
-    count(HP_REASON_FORWARDED, dir, skb->len);
-    return TC_ACT_OK;
+/* Tail call of from_container for a new connection to a local pod that enforces ingress policy:
+ * that pod's ingress policy may redirect the connection to the proxy. */
+int local_redirect(struct __sk_buff *skb)
+{
+    int zero = 0;
+    struct hp_pending *pend = pending.lookup(&zero);
+    if (!pend)
+        return TC_ACT_SHOT;
+    pend->o.proxy_port = local_ingress_redirect(skb, &pend->e, &pend->p, pend->src_identity);
+    return finish(skb, &pend->p, &pend->e, &pend->key, &pend->o);
 }
 
 /* clsact ingress of the host veth: the pod is sending. */

@@ -27,7 +27,9 @@
 
 /* Trace observation points (trace subtype). */
 #define HP_TRACE_TO_LXC 0
+#define HP_TRACE_TO_PROXY 1              /* dst_id = the proxy port (0 for replies to its upstream sockets) */
 #define HP_TRACE_FROM_LXC 5
+#define HP_TRACE_FROM_PROXY 6            /* the proxy's upstream connection delivered to the endpoint */
 
 /* Trace reasons = conntrack result. */
 #define HP_CT_NEW 0
@@ -38,10 +40,26 @@
 /* Drop reasons (positive values of Cilium's negative DROP_* codes). */
 #define HP_REASON_FORWARDED 0
 #define HP_DROP_POLICY 133
+#define HP_DROP_INVALID 134             /* truncated IP header */
+#define HP_DROP_PROXY_LOOKUP_FAILED 178 /* no proxy socket: the proxy is down (fail closed) */
+#define HP_DROP_PROXY_SET_FAILED 179    /* the proxy socket could not be assigned (or not from this hook) */
+#define HP_DROP_PROXY_UNKNOWN_PROTO 180 /* redirect asked for a protocol other than TCP */
 #define HP_DROP_POLICY_DENY 181
 
 /* Classifier flags (trace byte 27, drop byte 36). */
 #define HP_CLS_FLAG_IPV6 0x01
+
+/* Policy verdict pv_flags (byte 27): direction in bits 0-1, IPv6 bit 2, match type in bits 3-5,
+ * audited bit 6. */
+#define HP_PV_DIR_MASK 0x3
+#define HP_PV_IPV6_SHIFT 2
+#define HP_PV_MATCH_SHIFT 3
+#define HP_PV_MATCH_MASK 0x7
+#define HP_PV_AUDITED_SHIFT 6
+
+/* Packet bytes appended to each event: the default and the most the config may ask for. */
+#define HP_DEFAULT_PAYLOAD_LEN 128
+#define HP_MAX_PAYLOAD_LEN 1500
 
 /* Policy directions; also the metric directions (METRIC_INGRESS/EGRESS). */
 #define HP_DIR_INGRESS 1
@@ -59,8 +77,43 @@
 /* Source file id reported in drop events (Cilium's id for bpf_lxc.c). */
 #define HP_FILE_ID 2
 
+/* skb marks, Cilium's magic values in bits 8-11. The datapath sets HP_MARK_TO_PROXY on packets it
+ * steers to the node's proxy (a policy-routing rule in the node namespace routes them locally); the
+ * proxy sets HP_MARK_FROM_PROXY (SO_MARK) on its upstream sockets, whose traffic is never
+ * redirected again. */
+#define HP_MARK_MAGIC_MASK 0x0F00
+#define HP_MARK_TO_PROXY 0x0200
+#define HP_MARK_FROM_PROXY 0x0A00
+
 /* Reserved identity used for addresses the ipcache does not know. */
 #define HP_IDENTITY_WORLD 2
+
+/* ---- wire constants the parser needs ------------------------------------- */
+
+#define HP_IP_FRAG_OFFSET_MASK 0x1FFF    /* fragment offset bits of iphdr.frag_off (host order) */
+#define HP_TCP_FLAGS_OFFSET 13           /* byte of the TCP header holding the flags */
+#define HP_TCP_SYN 0x02
+#define HP_TCP_ACK 0x10
+#define HP_ICMP_HDR_LEN 8                /* type, code, checksum, then 4 bytes (echo: id, sequence) */
+#define HP_ICMP_ECHO_ID_OFFSET 4
+
+/* ICMPv4 types */
+#define HP_ICMP_ECHO_REPLY 0
+#define HP_ICMP_DEST_UNREACH 3
+#define HP_ICMP_ECHO 8
+#define HP_ICMP_TIME_EXCEEDED 11
+#define HP_ICMP_PARAMETER_PROB 12
+#define HP_ICMP_TIMESTAMP 13
+#define HP_ICMP_TIMESTAMP_REPLY 14
+
+/* ICMPv6 types: errors are 1..4; neighbour discovery and MLD (130..137, 143) pass unjudged */
+#define HP_ICMP6_ERROR_FIRST 1
+#define HP_ICMP6_ERROR_LAST 4
+#define HP_ICMP6_ECHO_REQUEST 128
+#define HP_ICMP6_ECHO_REPLY 129
+#define HP_ICMP6_ND_FIRST 130
+#define HP_ICMP6_ND_LAST 137
+#define HP_ICMP6_MLD2_REPORT 143
 
 struct hp_notify_common {
     __u8 type;
@@ -128,6 +181,14 @@ struct hp_ipcache_value {
     __u32 flags;                    /* unused, 0 */
 };
 
+/* local_endpoints: a local pod's address -> its host veth, so the source's hook can judge the
+ * destination's ingress policy when it redirects to the proxy (before the node routes the packet). */
+struct hp_local_key {
+    __u8 family;
+    __u8 pad[3];
+    __u8 addr[16];                  /* IPv4 uses the first 4 bytes */
+};
+
 /* endpoints: keyed by the ifindex of the host side veth. */
 #define HP_EP_ENFORCE_INGRESS 0x1
 #define HP_EP_ENFORCE_EGRESS 0x2
@@ -160,7 +221,8 @@ struct hp_policy_key {
 
 struct hp_policy_value {
     __u8 action;                    /* HP_POLICY_ALLOW / HP_POLICY_DENY / HP_POLICY_AUDIT_DENY */
-    __u8 pad[3];
+    __u8 pad;
+    __u16 proxy_port;               /* host order; an allow with L7 rules: redirect to this proxy port */
     __u32 cookie;
 };
 
@@ -170,6 +232,7 @@ struct hp_policy_value {
  * (port in network byte order, so the trie compares it most significant bit first).
  * prefixlen = HP_RANGE_FIXED_BITS + the block's port prefix length. */
 #define HP_RANGE_FIXED_BITS 80
+#define HP_RANGE_PORT_BITS 16
 struct hp_policy_range_key {
     __u32 prefixlen;
     __u16 ep_id;
@@ -209,10 +272,16 @@ struct hp_ct_value {
     __u8 direction;                 /* policy direction that created it */
     __u8 audited;
     __u8 orig_swapped;              /* the first packet's tuple was swapped to make the key */
-    __u8 pad[3];
+    __u8 proxy_flags;               /* HP_CT_FROM_PROXY */
+    __u16 proxy_port;               /* host order: the first packet's direction goes to this proxy port */
 };
 
-/* per-CPU counters, index = reason * 4 + direction */
+/* the connection was opened by the proxy (upstream, HP_MARK_FROM_PROXY): its replies go back to
+ * the proxy's socket in the node, not to the client */
+#define HP_CT_FROM_PROXY 0x01
+
+/* per-CPU counters, index = reason * HP_METRICS_DIRS + direction */
+#define HP_METRICS_DIRS 4
 #define HP_METRICS_SIZE 1024
 
 struct hp_metrics_value {
@@ -229,6 +298,9 @@ struct hp_metrics_value {
 #define HP_CT_LIFETIME_TCP 21600
 #define HP_CT_LIFETIME_NONTCP 60
 #define HP_CT_LIFETIME_CLOSING 10
+#define HP_NSEC_PER_SEC 1000000000ULL
+/* last_seen_ns is rewritten at most this often, and at least 4 times per lifetime */
+#define HP_CT_REFRESH_MAX_NS HP_NSEC_PER_SEC
 
 struct hp_config {
     __u32 aggregation;

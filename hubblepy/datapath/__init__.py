@@ -1,5 +1,6 @@
 """The eBPF datapath: tc programs on pod veths, their maps, and the typed Python API over them."""
 
+from hubblepy.datapath import proxy_routing
 from hubblepy.datapath.datapath import (
     Datapath,
     MetricCount,
@@ -8,7 +9,7 @@ from hubblepy.datapath.datapath import (
     check_environment,
     port_blocks,
 )
-from hubblepy.datapath.errors import DatapathUnavailable
+from hubblepy.datapath.errors import DatapathUnavailable, VerifierRejected
 from hubblepy.datapath.layout import (
     DIR_EGRESS,
     DIR_INGRESS,
@@ -28,6 +29,8 @@ __all__ = [
     "MetricCount",
     "PolicyDiff",
     "PolicyEntry",
+    "VerifierRejected",
     "check_environment",
     "port_blocks",
+    "proxy_routing",
 ]

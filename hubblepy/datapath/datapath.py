@@ -16,20 +16,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import ipaddress
 import os
+import tempfile
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from hubblepy.datapath import layout, tc
-from hubblepy.datapath.errors import DatapathUnavailable
+from hubblepy.datapath.errors import DatapathUnavailable, VerifierRejected
 
 BPF_DIR = Path(os.environ.get("HUBBLEPY_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
 PROGRAM_FILE = "endpoint.c"
 INGRESS_PROG = "from_container"  # clsact ingress of the host veth = pod egress policy
 EGRESS_PROG = "to_container"  # clsact egress of the host veth = pod ingress policy
+LOCAL_REDIRECT_PROG = "local_redirect"  # tail call of from_container: a local destination's L7 redirect
+TAIL_LOCAL_REDIRECT = 0  # its index in tail_progs
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,8 @@ class PolicyEntry:
 
     ``end_port`` > ``dport`` makes it a port range (toPorts endPort): it goes to the ``policy_ranges``
     LPM trie as aligned port blocks (:func:`port_blocks`), not to the exact-match ``policy`` hash.
+    ``proxy_port`` != 0 (allows only) redirects the connections this entry decides to the node's
+    transparent proxy (see :mod:`hubblepy.datapath.proxy_routing`).
     """
 
     identity: int = 0
@@ -47,6 +54,7 @@ class PolicyEntry:
     cookie: int = 0
     audit: bool = False  # with deny: audit only (passes with verdict AUDIT when something allows)
     end_port: int = 0
+    proxy_port: int = 0  # an allow with L7 rules: its connections go to the node's proxy on this port
 
     @property
     def key(self) -> tuple[int, int, int, int]:
@@ -96,6 +104,7 @@ class _Endpoint:
     ifindex: int
     identity: int
     flags: int
+    addresses: tuple[str, ...] = ()
 
 
 def check_environment() -> None:
@@ -111,6 +120,95 @@ def check_environment() -> None:
     build = Path("/lib/modules") / os.uname().release / "build"
     if not (build / "include").is_dir():
         raise DatapathUnavailable(f"kernel headers missing ({build}): run scripts/setup-kernel-headers.sh")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_program(bpf: Any, src: Path, name: str) -> Any:
+    """Loads one tc program; when the kernel refuses it, raises VerifierRejected with the whole log."""
+    from bcc import BPF
+
+    try:
+        return bpf.load_func(name.encode(), BPF.SCHED_CLS)
+    except Exception as exc:  # bcc raises a bare Exception and prints the log to stderr only
+        reason = _first_line(exc)
+    log, truncated = _verifier_log(bpf, name)
+    if not log:
+        raise DatapathUnavailable(f"cannot load {src.name}: {reason}")
+    verdict = _verifier_verdict(log)
+    header = f"# verifier log of {name} from {src}{' (log buffer full: its tail)' if truncated else ''}\n"
+    try:
+        fd, path = tempfile.mkstemp(prefix=f"hubblepy-verifier-{name}-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(header + log)
+        where = f"whole log ({log.count(chr(10))} lines): {path}"
+    except OSError as exc:
+        path, where = "", f"whole log on the exception (not written: {exc.strerror})"
+    raise VerifierRejected(
+        f"cannot load {src.name}: the verifier refused {name}: {verdict}; {where}", log, path
+    ) from None
+
+
+VERIFIER_LOG_SIZE = 16 << 20
+
+
+def _verifier_log(bpf: Any, name: str) -> tuple[str, bool]:
+    """Loads the program again with a log buffer (the kernel refuses it the same way) and returns
+    the verifier's log and whether it filled the buffer (the kernel then keeps its tail)."""
+    import ctypes
+
+    from bcc import BPF
+    from bcc.libbcc import lib
+
+    func = name.encode()
+    buf = ctypes.create_string_buffer(VERIFIER_LOG_SIZE)
+    fd = lib.bcc_func_load(
+        bpf.module,
+        BPF.SCHED_CLS,
+        func,
+        lib.bpf_function_start(bpf.module, func),
+        lib.bpf_function_size(bpf.module, func),
+        lib.bpf_module_license(bpf.module),
+        lib.bpf_module_kern_version(bpf.module),
+        1,  # log level 1: every instruction the verifier walked up to the refusal
+        buf,
+        VERIFIER_LOG_SIZE,
+        None,
+        -1,
+    )
+    err = ctypes.get_errno()
+    if fd >= 0:  # accepted this time (a transient failure): nothing to report
+        os.close(fd)
+        return "", False
+    return buf.value.decode(errors="replace"), err == errno.ENOSPC
+
+
+def _verifier_verdict(log: str) -> str:
+    """The verifier's own reason: the last log line before its "processed N insns" summary."""
+    lines = [line for line in log.splitlines() if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("processed ") and i > 0:
+            return lines[i - 1].strip()
+    return lines[-1].strip() if lines else "no reason given"
+
+
+def lib_has_function(bpf: Any, name: str) -> bool:
+    """Whether the compiled module defines the program ``name`` (a custom bpf_dir may not)."""
+    from bcc.libbcc import lib
+
+    return bool(lib.bpf_function_start(bpf.module, name.encode()))
+
+
+def _local_key(table: Any, address: str) -> Any:
+    ip = ipaddress.ip_address(address)
+    key = table.Key()
+    key.family = ip.version
+    for i, b in enumerate(ip.packed):
+        key.addr[i] = b
+    return key
 
 
 def _ipcache_key(table: Any, cidr: str) -> Any:
@@ -141,11 +239,18 @@ class Datapath:
         cflags = [f"-I{self._bpf_dir}", "-Wno-macro-redefined", *extra_cflags]
         try:
             self._bpf = BPF(src_file=str(src).encode(), cflags=cflags)
-            self._fn_ingress = self._bpf.load_func(INGRESS_PROG.encode(), BPF.SCHED_CLS)
-            self._fn_egress = self._bpf.load_func(EGRESS_PROG.encode(), BPF.SCHED_CLS)
-        except Exception as exc:  # bcc raises bare Exception on compile/verifier errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatapathUnavailable(f"cannot load {src.name}: {first}") from None
+        except Exception as exc:  # bcc raises bare Exception on compile errors (clang prints them)
+            raise DatapathUnavailable(f"cannot load {src.name}: {_first_line(exc)}") from None
+        try:
+            self._fn_ingress = _load_program(self._bpf, src, INGRESS_PROG)
+            self._fn_egress = _load_program(self._bpf, src, EGRESS_PROG)
+            if lib_has_function(self._bpf, LOCAL_REDIRECT_PROG):
+                fn = _load_program(self._bpf, src, LOCAL_REDIRECT_PROG)
+                tail = self._bpf.get_table(b"tail_progs")
+                tail[tail.Key(TAIL_LOCAL_REDIRECT)] = tail.Leaf(fn.fd)
+        except BaseException:
+            self._bpf.cleanup()
+            raise
         self.events = self._bpf.get_table(b"hubble_events")
         self.ipcache = self._bpf.get_table(b"ipcache")
         self.endpoints = self._bpf.get_table(b"endpoints")
@@ -154,10 +259,11 @@ class Datapath:
         self.conntrack = self._bpf.get_table(b"conntrack")
         self.metrics = self._bpf.get_table(b"metrics")
         self.config = self._bpf.get_table(b"config")
+        self.local_endpoints = self._bpf.get_table(b"local_endpoints")
         self._endpoints: dict[int, _Endpoint] = {}
         self._policy: dict[tuple[int, int], dict[tuple[int, int, int, int], PolicyEntry]] = {}
-        # (ep_id, direction) -> {(identity, proto, action, start, bits): cookie} written to policy_ranges
-        self._ranges: dict[tuple[int, int], dict[tuple[int, int, int, int, int], int]] = {}
+        # (ep_id, direction) -> {(identity, proto, action, start, bits): (cookie, proxy port)} in policy_ranges
+        self._ranges: dict[tuple[int, int], dict[tuple[int, int, int, int, int], tuple[int, int]]] = {}
         self._attached: dict[tuple[str | None, int], bool] = {}  # -> clsact created by us
         self._closed = False
         self._aggregation = "medium"
@@ -229,18 +335,39 @@ class Datapath:
         return list(self._attached)
 
     # -- endpoints --------------------------------------------------------------------------------
-    def upsert_endpoint(self, ep_id: int, ifindex: int, identity: int, flags: int = 0) -> None:
-        """Creates or updates the endpoint behind host veth ``ifindex`` (ep_id 1..65535)."""
+    def upsert_endpoint(
+        self,
+        ep_id: int,
+        ifindex: int,
+        identity: int,
+        flags: int = 0,
+        addresses: Iterable[str] | None = None,
+    ) -> None:
+        """Creates or updates the endpoint behind host veth ``ifindex`` (ep_id 1..65535).
+
+        ``addresses`` are the pod's IPs (None = unchanged): a connection from another local pod to
+        one of them is judged against this endpoint's ingress policy at the source's hook, which is
+        where an L7 redirect (an entry with a proxy port) can be done.
+        """
         if not 0 < ep_id < 65536:
             raise ValueError(f"endpoint id {ep_id} out of range 1..65535")
         old = self._endpoints.get(ep_id)
+        if addresses is None:
+            addrs = old.addresses if old is not None else ()
+        else:
+            addrs = tuple(str(ipaddress.ip_address(a)) for a in addresses)
         if old is not None and old.ifindex != ifindex:
             self._delete_endpoint_key(old.ifindex)
         t = self.endpoints
         val = t.Leaf()
         val.ep_id, val.identity, val.flags = ep_id, identity, flags
         t[t.Key(ifindex)] = val
-        self._endpoints[ep_id] = _Endpoint(ifindex, identity, flags)
+        for a in addrs:
+            self.local_endpoints[_local_key(self.local_endpoints, a)] = self.local_endpoints.Leaf(ifindex)
+        for a in set(old.addresses if old is not None else ()) - set(addrs):
+            with contextlib.suppress(KeyError):  # already gone
+                del self.local_endpoints[_local_key(self.local_endpoints, a)]
+        self._endpoints[ep_id] = _Endpoint(ifindex, identity, flags, addrs)
 
     def _delete_endpoint_key(self, ifindex: int) -> None:
         with contextlib.suppress(KeyError):
@@ -251,6 +378,9 @@ class Datapath:
         ep = self._endpoints.pop(ep_id, None)
         if ep is not None:
             self._delete_endpoint_key(ep.ifindex)
+            for a in ep.addresses:
+                with contextlib.suppress(KeyError):  # already gone
+                    del self.local_endpoints[_local_key(self.local_endpoints, a)]
         for direction in (layout.DIR_INGRESS, layout.DIR_EGRESS):
             self._write_policy(ep_id, direction, {})
         self.flush_conntrack(ep_id)
@@ -327,8 +457,11 @@ class Datapath:
                 and 0 <= e.end_port < 65536
                 and 0 <= e.proto < 256
                 and 0 <= e.identity < 2**32
+                and 0 <= e.proxy_port < 65536
             ):
                 raise ValueError(f"policy entry out of range: {e}")
+            if e.deny and e.proxy_port:
+                raise ValueError(f"a deny entry cannot redirect to a proxy: {e}")
             if e.is_range and not (e.dport and e.proto):
                 raise ValueError(f"a port range needs a start port and a protocol: {e}")
             wanted[e.key] = e
@@ -357,6 +490,7 @@ class Datapath:
             val = t.Leaf()
             val.action = _action(e)
             val.cookie = e.cookie
+            val.proxy_port = e.proxy_port
             t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
         self._write_ranges(ep_id, dir_num, [e for e in wanted.values() if e.is_range])
         removed = 0
@@ -389,19 +523,20 @@ class Datapath:
 
     def _write_ranges(self, ep_id: int, dir_num: int, entries: list[PolicyEntry]) -> None:
         """Makes policy_ranges hold exactly the blocks of ``entries`` (new blocks first, then deletes)."""
-        wanted: dict[tuple[int, int, int, int, int], int] = {}
+        wanted: dict[tuple[int, int, int, int, int], tuple[int, int]] = {}
         for e in entries:
             action = _action(e)
             for start, bits in port_blocks(e.dport, e.end_port):
-                wanted.setdefault((e.identity, e.proto, action, start, bits), e.cookie)
+                wanted.setdefault((e.identity, e.proto, action, start, bits), (e.cookie, e.proxy_port))
         current = self._ranges.get((ep_id, dir_num), {})
         t = self.policy_ranges
-        for block, cookie in wanted.items():
-            if current.get(block) == cookie:
+        for block, (cookie, proxy_port) in wanted.items():
+            if current.get(block) == (cookie, proxy_port):
                 continue
             val = t.Leaf()
             val.action = block[2]
             val.cookie = cookie
+            val.proxy_port = proxy_port
             t[self._range_key(ep_id, dir_num, block)] = val
         for block in current.keys() - wanted.keys():
             with contextlib.suppress(KeyError):

@@ -17,14 +17,26 @@ NOTIFY_POLICY_VERDICT = 5
 
 # trace observation points / reasons
 TRACE_TO_LXC = 0
+TRACE_TO_PROXY = 1  # dst_id = proxy port (0 for replies to the proxy's upstream sockets)
 TRACE_FROM_LXC = 5
+TRACE_FROM_PROXY = 6  # the proxy's upstream connection delivered to the endpoint
 CT_NEW, CT_ESTABLISHED, CT_REPLY, CT_RELATED = 0, 1, 2, 3
 
 # drop reasons
 REASON_FORWARDED = 0
 DROP_INVALID = 134
 DROP_POLICY = 133
+DROP_PROXY_LOOKUP_FAILED = 178  # no proxy socket (the proxy is down): fail closed
+DROP_PROXY_SET_FAILED = 179  # the socket could not be assigned, or not from this hook
+DROP_PROXY_UNKNOWN_PROTO = 180  # redirect asked for a protocol other than TCP
 DROP_POLICY_DENY = 181
+
+# skb marks (Cilium's magic values, bits 8-11): the datapath marks packets it steers to the proxy,
+# the proxy marks its upstream sockets (SO_MARK); see hubblepy.datapath.proxy_routing
+MARK_MAGIC_MASK = 0x0F00
+MARK_TO_PROXY = 0x0200
+MARK_FROM_PROXY = 0x0A00
+PROXY_ROUTE_TABLE = 2004  # node-namespace routing table with the local default route
 
 # directions (policy and metrics)
 DIR_INGRESS = 1

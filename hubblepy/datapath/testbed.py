@@ -1,7 +1,10 @@
 """A minimal network-namespace testbed for the datapath tests and benchmarks.
 
 One "node" namespace holds a bridge and the host side of every pod's veth; each pod is its own
-namespace with ``eth0`` and an address in a random 10.200.X.0/24. Nothing touches the machine's own
+namespace with ``eth0`` and an address in a random 10.200.X.0/24. With ``routed=True`` there is no
+bridge: the node routes between pods as the lab's node does (and Cilium's): every host veth has the
+gateway address 10.200.X.1/32 and a /32 route to its pod, each pod a /32 address, a link route to
+the gateway and a default route through it; forwarding is on in the node namespace. Nothing touches the machine's own
 namespace except the namespace names. Sockets are created inside a pod's namespace by a short-lived
 thread that enters it (setns), so tests can drive real traffic from plain Python.
 """
@@ -75,15 +78,17 @@ class EchoServer:
     sock: socket.socket
     threads: list[threading.Thread] = field(default_factory=list)
     conns: list[socket.socket] = field(default_factory=list)
+    peers: list[tuple[str, int]] = field(default_factory=list)  # getpeername() of each accepted connection
     closed: bool = False
 
     def serve(self) -> None:
         while not self.closed:
             try:
-                conn, _ = self.sock.accept()
+                conn, peer = self.sock.accept()
             except OSError:
                 return
             self.conns.append(conn)
+            self.peers.append(peer[:2])
             t = threading.Thread(target=self._echo, args=(conn,), daemon=True)
             t.start()
             self.threads.append(t)
@@ -111,11 +116,15 @@ class Testbed:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, pods: int = 3, prefix: str = "hpt", ipv6: bool = False) -> None:
+    def __init__(self, pods: int = 3, prefix: str = "hpt", ipv6: bool = False, routed: bool = False) -> None:
+        if routed and ipv6:
+            raise ValueError("the routed testbed is IPv4 only")
         self.ipv6 = ipv6
+        self.routed = routed
         self.tag = f"{prefix}{secrets.token_hex(3)}"
         self.node = f"{self.tag}-node"
         self.subnet = 1 + secrets.randbelow(250)
+        self.gateway = f"10.200.{self.subnet}.1"
         self.pods = [
             Pod(
                 f"p{i}",
@@ -142,8 +151,12 @@ class Testbed:
     def up(self) -> None:
         sh("ip", "netns", "add", self.node)
         self._no_ipv6(self.node)
-        sh("ip", "-n", self.node, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.node, "link", "set", "br0", "up")
+        sh("ip", "-n", self.node, "link", "set", "lo", "up")
+        if self.routed:
+            sh("ip", "netns", "exec", self.node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        else:
+            sh("ip", "-n", self.node, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", self.node, "link", "set", "br0", "up")
         for pod in self.pods:
             self._make_pod(pod)
 
@@ -166,12 +179,21 @@ class Testbed:
             "netns",
             pod.netns,
         )
-        sh("ip", "-n", self.node, "link", "set", pod.host_ifname, "master", "br0", "up")
-        sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0")
+        if self.routed:
+            sh("ip", "-n", self.node, "addr", "add", f"{self.gateway}/32", "dev", pod.host_ifname)
+            sh("ip", "-n", self.node, "link", "set", pod.host_ifname, "up")
+            sh("ip", "-n", self.node, "route", "add", f"{pod.ip}/32", "dev", pod.host_ifname, "scope", "link")
+            sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/32", "dev", "eth0")
+        else:
+            sh("ip", "-n", self.node, "link", "set", pod.host_ifname, "master", "br0", "up")
+            sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip}/24", "dev", "eth0")
         if pod.ip6:
             sh("ip", "-n", pod.netns, "addr", "add", f"{pod.ip6}/64", "dev", "eth0", "nodad")
         sh("ip", "-n", pod.netns, "link", "set", "eth0", "up")
         sh("ip", "-n", pod.netns, "link", "set", "lo", "up")
+        if self.routed:
+            sh("ip", "-n", pod.netns, "route", "add", f"{self.gateway}/32", "dev", "eth0", "scope", "link")
+            sh("ip", "-n", pod.netns, "route", "add", "default", "via", self.gateway, "dev", "eth0")
         out = sh("ip", "-n", self.node, "-o", "link", "show", pod.host_ifname).stdout
         pod.host_ifindex = int(out.split(":", 1)[0])
 
