@@ -315,7 +315,7 @@ class LabNode:
         self.pods[spec.key] = pod
         if self.datapath is not None:
             self.datapath.set_ipcache(f"{ip}/32", identity)
-            self.datapath.upsert_endpoint(ep_id, pod.ifindex, identity, 0)
+            self.datapath.upsert_endpoint(ep_id, pod.ifindex, identity, 0, addresses=[ip])
         self.resolver.set_identity(identity, labels)
         self.resolver.set_interface(pod.ifindex, pod.host_if)
         self.resolver.add_endpoint(
