@@ -98,9 +98,38 @@ def up(
         help="datapath trace events: medium (new connections and TCP flag changes) or none (every packet)",
     ),
     timeout: float = typer.Option(180.0, help="seconds to wait for the lab to come up"),
+    metrics_address: str = typer.Option(
+        "127.0.0.1:9965", help="the node's Prometheus /metrics address ('' disables; busy: a warning)"
+    ),
+    metrics: str = typer.Option(
+        "", "--metrics", help="the node's metric families (default: drop, flow, policy, dns, httpV2)"
+    ),
+    prometheus: bool = typer.Option(
+        False, "--prometheus", help="start Prometheus scraping the node and relay"
+    ),
+    prometheus_address: str = typer.Option("127.0.0.1:9090", help="Prometheus' address with --prometheus"),
+    relay_metrics_address: str = typer.Option(
+        "127.0.0.1:9966", help="the relay's /metrics address with --prometheus"
+    ),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
-    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout)
+    metrics_args = ["--metrics-server", metrics_address]  # issue 11: metrics and Prometheus
+    if metrics:
+        from hubblepy.metrics import MetricsConfigError, parse_metrics
+
+        try:
+            parse_metrics(metrics)
+        except MetricsConfigError as exc:
+            raise _fail(str(exc)) from None
+        metrics_args += ["--metrics", metrics]
+    if prometheus:
+        metrics_args += [
+            "--prometheus-address",
+            prometheus_address,
+            "--relay-metrics-address",
+            relay_metrics_address,
+        ]
+    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics_args)
 
 
 def bring_up(
@@ -110,6 +139,7 @@ def bring_up(
     relay_address: str = "127.0.0.1:4245",
     monitor_aggregation: str = "medium",
     timeout: float = 180.0,
+    metrics_args: list[str] | None = None,
 ) -> None:
     """``hubble lab up`` with plain defaults (also used by ``verify``)."""
     _need_root("hubble lab up")
@@ -158,6 +188,7 @@ def bring_up(
         args += ["--scenario", str(Path(scenario).resolve())]
     if no_datapath:
         args.append("--no-datapath")
+    args += metrics_args or []
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_path, "ab") as log:
@@ -190,11 +221,20 @@ def bring_up(
         for warning in policy.warnings:
             typer.echo(f"warning: {warning}", err=True)
     _print_status(load_state() or state)
+    _print_metrics(load_state() or state)
     if state.get("relay"):
         server = (
             "" if state["relay"] in ("127.0.0.1:4245", "localhost:4245") else f" --server {state['relay']}"
         )
         typer.echo(f"\nWatch: hubble observe{server} --namespace {sc.pods[0].namespace} -f")
+
+
+def _print_metrics(state: dict[str, Any]) -> None:
+    """Where the lab's metrics are (issue 11)."""
+    if state.get("metrics"):
+        typer.echo(f"Metrics: curl -s {state['metrics']}/metrics")
+    if state.get("prometheus"):
+        typer.echo(f"Prometheus: http://{state['prometheus']} (relay metrics on {state['relay_metrics']})")
 
 
 def _last_line(path: Path) -> str:
@@ -231,6 +271,10 @@ def _teardown(quiet: bool = False) -> bool:
     if relay_pid and _alive(relay_pid) and b"relay" in _cmdline(relay_pid):
         found = True
         netns.terminate([relay_pid])
+    prometheus_pid = (state or {}).get("prometheus_pid") or 0
+    if prometheus_pid and _alive(prometheus_pid) and b"prometheus" in _cmdline(prometheus_pid):
+        found = True
+        netns.terminate([prometheus_pid])
     if netns.sweep():
         found = True
     folder = lab_dir()
@@ -330,6 +374,14 @@ def _print_status(state: dict[str, Any]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    world = state.get("world") or {}
+    if world.get("hosts"):
+        hosts = "; ".join(
+            f"{h['name']} {','.join(h['addresses'])}"
+            + (f" ({', '.join(h['servers'])})" if h["servers"] else "")
+            for h in world["hosts"]
+        )
+        typer.echo(f"World: {hosts}; resolver {world['resolver']}")
     names = ", ".join(p["ref"] for p in state.get("policies", [])) or "none"
     typer.echo(f"Policies: {names}")
     audit = state.get("audit") or {}
@@ -375,7 +427,10 @@ def exec_(
     pod: str = typer.Argument(..., help="NAMESPACE/POD"),
     command: Annotated[list[str] | None, typer.Argument(help="command and arguments (after --)")] = None,
 ) -> None:
-    """Run a command inside a pod's network namespace (with the lab's cluster DNS)."""
+    """Run a command inside a pod's network namespace (with the lab's cluster DNS).
+
+    The exit status is the command's; 127 when it does not exist, 126 when it is not executable.
+    """
     _need_root("hubble lab exec")
     state = _load_state_or_fail()
     target = _find_pod(state, pod)
@@ -384,11 +439,36 @@ def exec_(
         command = command[1:]
     if not command:
         raise _fail("nothing to run: hubble lab exec NAMESPACE/POD -- CMD [ARGS...]")
+    _check_runnable(command[0])
     sys.stdout.flush()
     try:
         os.execvp("ip", ["ip", "netns", "exec", target["netns"], *command])
     except OSError as exc:
         raise _fail(f"cannot run ip netns exec: {exc.strerror}") from None
+
+
+EXIT_NOT_EXECUTABLE = 126  # as shells and kubectl exec: found but cannot be run
+EXIT_NOT_FOUND = 127  # as shells and kubectl exec: no such command
+
+
+def _check_runnable(program: str) -> None:
+    """Exits 127 when ``program`` does not exist (on ``$PATH`` or as a path), 126 when it cannot run.
+
+    ``ip netns exec`` itself reports both as status 1; checking first gives the shell's codes. The pod
+    sees the same files as we do (only /etc and /sys differ inside ``ip netns exec``).
+    """
+    if "/" in program:
+        if not os.path.exists(program):
+            raise _fail(f"{program}: no such file or directory", EXIT_NOT_FOUND)
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise _fail(f"{program}: permission denied (not an executable file)", EXIT_NOT_EXECUTABLE)
+        return
+    if shutil.which(program) is not None:
+        return
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if os.path.isfile(os.path.join(folder or ".", program)):
+            raise _fail(f"{program}: permission denied (not an executable file)", EXIT_NOT_EXECUTABLE)
+    raise _fail(f"{program}: command not found", EXIT_NOT_FOUND)
 
 
 def _policy_file(path: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from hubblepy.datapath.datapath import (
     check_environment,
     port_blocks,
 )
-from hubblepy.datapath.errors import DatapathUnavailable
+from hubblepy.datapath.errors import DatapathError, DatapathUnavailable
 from hubblepy.datapath.layout import (
     DIR_EGRESS,
     DIR_INGRESS,
@@ -24,6 +24,7 @@ __all__ = [
     "EP_ENFORCE_EGRESS",
     "EP_ENFORCE_INGRESS",
     "Datapath",
+    "DatapathError",
     "DatapathUnavailable",
     "MetricCount",
     "PolicyDiff",

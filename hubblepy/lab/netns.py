@@ -159,6 +159,30 @@ def write_resolv_conf(pod_ns: str, nameserver: str, namespace: str, domain: str 
     )
 
 
+SSL_DIR = Path("/etc/ssl")
+CA_BUNDLE = Path("certs/ca-certificates.crt")  # Debian's bundle (curl's and OpenSSL's default)
+
+
+def write_ca_bundle(ns: str, ca_pem: bytes) -> None:
+    """``/etc/netns/<ns>/ssl``: the system's CA bundle plus ``ca_pem``, and ``openssl.cnf``.
+
+    ``ip netns exec`` bind-mounts it over ``/etc/ssl``, so programs run in the namespace (curl,
+    Python's ssl, openssl: they read ``certs/ca-certificates.crt``) trust the lab CA besides the
+    system's CAs; the machine's own files are not touched.
+    """
+    target = NETNS_ETC / ns / "ssl"
+    if target.exists():
+        shutil.rmtree(target)
+    (target / CA_BUNDLE).parent.mkdir(parents=True)
+    if (SSL_DIR / "openssl.cnf").is_file():
+        shutil.copyfile(SSL_DIR / "openssl.cnf", target / "openssl.cnf")
+    system = SSL_DIR / CA_BUNDLE
+    existing = system.read_bytes() if system.is_file() else b""
+    if existing and not existing.endswith(b"\n"):
+        existing += b"\n"
+    (target / CA_BUNDLE).write_bytes(existing + ca_pem)
+
+
 def netns_inode(name: str) -> int | None:
     try:
         return os.stat(NETNS_RUN / name).st_ino

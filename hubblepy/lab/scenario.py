@@ -16,19 +16,22 @@ from typing import Any
 
 import yaml
 
+from hubblepy.lab.errors import ScenarioError
 from hubblepy.policy import Policy, PolicyError, load_policy_file
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIO_DIR / "payments.yaml"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SERVER_KINDS = {"http": 8080, "tcp": 5432, "dns": 53}
+HOST_SERVER_KINDS = {"http": 80, "https": 443, "tcp": 5432}  # servers of a world host
+_HOSTNAME_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DEFAULT_HOST_TTL = 5  # seconds: short, so rotating answers and expiry show up quickly
+MAX_HOST_TTL = 86400
+RESOLVER_PORT = 53
 PORT_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 WORLD_NAME = "world"  # the world's netns is <prefix>world; no node may have that name
-
-
-class ScenarioError(Exception):
-    """A scenario file that cannot be used; one line for the user."""
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass(frozen=True)
@@ -54,11 +57,43 @@ class PodSpec:
 
 
 @dataclass(frozen=True)
+class HostSpec:
+    """A named host of the world: its addresses (answered in rotation), TTL, and servers.
+
+    ``name`` may start with ``*.``: then it names a family (``*.cardprocessor.com`` answers
+    ``eu.cardprocessor.com``, ``us.cardprocessor.com``, ...). Each answer holds ``answers``
+    addresses, the next ones of ``addresses`` at every query (a CDN stand-in).
+    """
+
+    name: str
+    addresses: tuple[str, ...]
+    servers: tuple[ServerSpec, ...] = ()
+    ttl: int = DEFAULT_HOST_TTL
+    answers: int = 1
+
+    @property
+    def wildcard(self) -> bool:
+        return self.name.startswith("*.")
+
+    def matches(self, qname: str) -> bool:
+        """Whether a query name (lowercase, no trailing dot) is this host or one of its family."""
+        if self.wildcard:
+            return qname.endswith(self.name[1:])
+        return qname == self.name
+
+
+@dataclass(frozen=True)
 class WorldSpec:
-    """Hosts outside the cluster: one namespace with addresses outside podCIDR, routed via the node."""
+    """Hosts outside the cluster: one namespace with addresses outside podCIDR, routed via the node.
+
+    ``addresses`` are all of its addresses (those listed under ``world.addresses`` first, then the
+    hosts'); with hosts, an upstream resolver answers their names on ``resolver``:53.
+    """
 
     addresses: tuple[str, ...]
     servers: tuple[ServerSpec, ...] = ()
+    hosts: tuple[HostSpec, ...] = ()
+    resolver: str = ""
 
 
 @dataclass
@@ -112,14 +147,15 @@ def _port(value: Any, path: str) -> int:
     return value
 
 
-def _server(value: Any, path: str) -> ServerSpec:
-    _expect(value, dict, path, "an object with one of: http, tcp, dns")
-    if len(value) != 1 or next(iter(value)) not in SERVER_KINDS:
-        raise _Err(f"{path}: must have exactly one of: http, tcp, dns")
+def _server(value: Any, path: str, kinds: dict[str, int] = SERVER_KINDS) -> ServerSpec:
+    names = ", ".join(kinds)
+    _expect(value, dict, path, f"an object with one of: {names}")
+    if len(value) != 1 or next(iter(value)) not in kinds:
+        raise _Err(f"{path}: must have exactly one of: {names}")
     kind, opts = next(iter(value.items()))
     opts = _expect(opts if opts is not None else {}, dict, f"{path}.{kind}", "an object")
-    _fields(opts, f"{path}.{kind}", {"port", "routes"} if kind == "http" else {"port"})
-    port = _port(opts.get("port", SERVER_KINDS[kind]), f"{path}.{kind}.port")
+    _fields(opts, f"{path}.{kind}", {"port", "routes"} if kind in ("http", "https") else {"port"})
+    port = _port(opts.get("port", kinds[kind]), f"{path}.{kind}.port")
     routes = _expect(opts.get("routes", []), list, f"{path}.{kind}.routes", "a list of paths")
     for i, r in enumerate(routes):
         if not isinstance(r, str) or not r.startswith("/"):
@@ -152,28 +188,94 @@ def _container_ports(value: Any, path: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def _world(value: Any, cidr: ipaddress.IPv4Network) -> WorldSpec:
-    _expect(value, dict, "world", "an object with addresses and servers")
-    _fields(value, "world", {"addresses", "servers"})
-    raw = _expect(value.get("addresses"), list, "world.addresses", "a non-empty list of IPv4 addresses")
+def _world_addresses(raw: Any, path: str, cidr: ipaddress.IPv4Network) -> list[str]:
+    _expect(raw, list, path, "a non-empty list of IPv4 addresses")
     if not raw:
-        raise _Err("world.addresses: must be a non-empty list of IPv4 addresses")
+        raise _Err(f"{path}: must be a non-empty list of IPv4 addresses")
     addresses = []
     for i, a in enumerate(raw):
         try:
             ip = ipaddress.IPv4Address(str(a))
         except ValueError:
-            raise _Err(f"world.addresses[{i}]: {a!r} is not an IPv4 address") from None
+            raise _Err(f"{path}[{i}]: {a!r} is not an IPv4 address") from None
         if ip in cidr:
-            raise _Err(f"world.addresses[{i}]: {ip} is inside podCIDR {cidr}; the world lies outside")
+            raise _Err(f"{path}[{i}]: {ip} is inside podCIDR {cidr}; the world lies outside")
         if not ip.is_private and not ip.is_reserved:
-            raise _Err(f"world.addresses[{i}]: {ip} is routable; use TEST-NET ranges such as 192.0.2.0/24")
+            raise _Err(f"{path}[{i}]: {ip} is routable; use TEST-NET ranges such as 192.0.2.0/24")
         addresses.append(str(ip))
     if len(set(addresses)) != len(addresses):
-        raise _Err("world.addresses: an address is listed twice")
+        raise _Err(f"{path}: an address is listed twice")
+    return addresses
+
+
+def _hostname(value: Any, path: str) -> str:
+    """A lowercase DNS name of at least two labels, optionally ``*.`` + such a name."""
+    if not isinstance(value, str):
+        raise _Err(f"{path}: must be a DNS name such as api.example.com")
+    name = value.lower().rstrip(".")
+    rest = name[2:] if name.startswith("*.") else name
+    labels = rest.split(".")
+    if (
+        len(labels) < 2
+        or len(name) > 253
+        or not all(_HOSTNAME_LABEL.match(label) and len(label) <= 63 for label in labels)
+    ):
+        raise _Err(f"{path}: {value!r} is not a DNS name of lowercase labels (a leading '*.' names a family)")
+    if rest == CLUSTER_DOMAIN or rest.endswith("." + CLUSTER_DOMAIN):
+        raise _Err(f"{path}: {value!r} is inside the cluster domain {CLUSTER_DOMAIN}")
+    return name
+
+
+def _host(value: Any, path: str, cidr: ipaddress.IPv4Network) -> HostSpec:
+    _expect(value, dict, path, "an object with name, addresses and servers")
+    _fields(value, path, {"name", "addresses", "servers", "ttl", "answers"})
+    name = _hostname(value.get("name"), f"{path}.name")
+    addresses = _world_addresses(value.get("addresses"), f"{path}.addresses", cidr)
+    ttl = value.get("ttl", DEFAULT_HOST_TTL)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_HOST_TTL:
+        raise _Err(f"{path}.ttl: must be seconds between 0 and {MAX_HOST_TTL}")
+    answers = value.get("answers", 1)
+    if isinstance(answers, bool) or not isinstance(answers, int) or not 1 <= answers <= len(addresses):
+        raise _Err(f"{path}.answers: must be between 1 and the number of addresses ({len(addresses)})")
+    raw = _expect(value.get("servers") or [], list, f"{path}.servers", "a list")
+    servers = tuple(_server(s, f"{path}.servers[{i}]", HOST_SERVER_KINDS) for i, s in enumerate(raw))
+    ports = [s.port for s in servers]
+    if len(set(ports)) != len(ports):
+        raise _Err(f"{path}.servers: two servers on the same port")
+    return HostSpec(name, tuple(addresses), servers, ttl, answers)
+
+
+def _world(value: Any, cidr: ipaddress.IPv4Network) -> WorldSpec:
+    _expect(value, dict, "world", "an object with addresses, hosts and servers")
+    _fields(value, "world", {"addresses", "servers", "hosts"})
+    raw_hosts = _expect(value.get("hosts") or [], list, "world.hosts", "a list of hosts")
+    hosts = tuple(_host(h, f"world.hosts[{i}]", cidr) for i, h in enumerate(raw_hosts))
+    if "addresses" in value or not hosts:
+        addresses = _world_addresses(value.get("addresses"), "world.addresses", cidr)
+    else:
+        addresses = []
     servers = _expect(value.get("servers") or [], list, "world.servers", "a list")
     specs = tuple(_server(s, f"world.servers[{i}]") for i, s in enumerate(servers))
-    return WorldSpec(tuple(addresses), specs)
+    names: set[str] = set()
+    owner = {a: "world.addresses" for a in addresses}
+    for i, host in enumerate(hosts):
+        if host.name in names:
+            raise _Err(f"world.hosts[{i}].name: {host.name} is defined twice")
+        names.add(host.name)
+        for a in host.addresses:
+            if a in owner:
+                raise _Err(f"world.hosts[{i}].addresses: {a} is already used by {owner[a]}")
+            owner[a] = f"world.hosts[{i}] ({host.name})"
+        for server in host.servers:
+            if any(s.port == server.port for s in specs):
+                raise _Err(
+                    f"world.hosts[{i}].servers: port {server.port} is already served on every world "
+                    "address by world.servers"
+                )
+    if hosts and any(s.port == RESOLVER_PORT for s in specs):
+        raise _Err(f"world.servers: port {RESOLVER_PORT} is the world resolver's when there are hosts")
+    all_addresses = tuple(addresses) + tuple(a for h in hosts for a in h.addresses)
+    return WorldSpec(all_addresses, specs, hosts, all_addresses[0] if hosts else "")
 
 
 def _pod(value: Any, path: str) -> PodSpec:
@@ -194,8 +296,8 @@ def _pod(value: Any, path: str) -> PodSpec:
         )
     servers = _expect(value.get("servers") or [], list, f"{path}.servers", "a list")
     specs = tuple(_server(s, f"{path}.servers[{i}]") for i, s in enumerate(servers))
-    ports = [s.port for s in specs]
-    if len(set(ports)) != len(ports):
+    server_ports = [s.port for s in specs]
+    if len(set(server_ports)) != len(server_ports):
         raise _Err(f"{path}.servers: two servers on the same port")
     ports = _container_ports(value.get("ports"), f"{path}.ports")
     return PodSpec(name, namespace, labels, sa, workload, specs, ports)
@@ -265,6 +367,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
 
 __all__ = [
     "DEFAULT_SCENARIO",
+    "HostSpec",
     "PodSpec",
     "PolicyError",
     "Scenario",

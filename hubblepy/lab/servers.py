@@ -4,11 +4,20 @@
   with a small JSON body on the routes (all paths when none are given), 404 elsewhere. Request bodies
   (Content-Length or chunked) are read whole and their size is in the answer (``received``).
 * ``tcp --port 5432``: a TCP echo server (stands in for postgres).
-* ``dns --port 53 --zone-file FILE``: a real DNS server on UDP and TCP answering A queries for the
-  names of FILE (a JSON object ``{"api.payments.svc.cluster.local": "10.244.0.11", ...}``, re-read
-  when it changes, so recreated pods resolve to their new IP); NXDOMAIN for other names in
-  ``cluster.local`` and REFUSED outside it. Clients find ``api`` and ``api.payments`` through their
-  search domains.
+* ``https --port 443 --cert FILE --key FILE [--route ...]``: the HTTP server over TLS (a world
+  host's server, with a certificate of the lab CA).
+* ``dns --port 53 --zone-file FILE [--upstream IP:PORT]``: the cluster DNS (kube-dns) on UDP and TCP
+  answering A queries for the names of FILE (a JSON object
+  ``{"api.payments.svc.cluster.local": "10.244.0.11", ...}``, re-read when it changes, so recreated
+  pods resolve to their new IP); NXDOMAIN for other names in ``cluster.local``. Names outside it are
+  forwarded to ``--upstream`` over the client's transport, as CoreDNS's ``forward`` plugin does
+  (SERVFAIL when it does not answer), or REFUSED without one. Clients find ``api`` and
+  ``api.payments`` through their search domains.
+* ``resolver --port 53 --hosts-file FILE``: the world's upstream resolver
+  (:mod:`hubblepy.lab.worlddns`).
+
+``--bind ADDRESS`` (repeatable) listens on those addresses instead of all (a world host's servers
+listen on its own addresses only).
 
 Each server runs until SIGTERM and logs nothing per request (the flows are the log).
 """
@@ -22,9 +31,16 @@ import os
 import signal
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hubblepy.lab.worlddns import WorldResolver
 
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -82,9 +98,32 @@ def _drain(stream, length: int) -> int:
     return done
 
 
-def serve_http(port: int, routes: list[str]) -> socketserver.BaseServer:
+class _TLSHTTPServer(http.server.ThreadingHTTPServer):
+    """HTTPS: the TLS handshake runs in the request's thread, so a slow client blocks no one."""
+
+    context: ssl.SSLContext
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # a failed handshake (e.g. a client that does not trust the lab CA)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
+
+
+def serve_http(
+    port: int, routes: list[str], address: str = "0.0.0.0", tls: ssl.SSLContext | None = None
+) -> socketserver.BaseServer:
     http.server.ThreadingHTTPServer.allow_reuse_address = True
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), _http_handler(set(routes)))
+    server: http.server.ThreadingHTTPServer
+    if tls is None:
+        server = http.server.ThreadingHTTPServer((address, port), _http_handler(set(routes)))
+    else:
+        server = _TLSHTTPServer((address, port), _http_handler(set(routes)))
+        server.context = tls
     server.daemon_threads = True
     return server
 
@@ -96,9 +135,9 @@ class _Echo(socketserver.BaseRequestHandler):
             self.request.sendall(data)
 
 
-def serve_tcp(port: int) -> socketserver.BaseServer:
+def serve_tcp(port: int, address: str = "0.0.0.0") -> socketserver.BaseServer:
     socketserver.ThreadingTCPServer.allow_reuse_address = True
-    server = socketserver.ThreadingTCPServer(("0.0.0.0", port), _Echo)
+    server = socketserver.ThreadingTCPServer((address, port), _Echo)
     server.daemon_threads = True
     return server
 
@@ -109,10 +148,11 @@ CLASS_IN = 1
 RCODE_NXDOMAIN = 3
 RCODE_REFUSED = 5
 RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
 
 
 def _read_name(msg: bytes, offset: int) -> tuple[str, int]:
-    labels = []
+    labels: list[str] = []
     while True:
         length = msg[offset]
         if length == 0:
@@ -180,15 +220,105 @@ class ZoneFile:
         return self._zone
 
 
+def question_name(query: bytes) -> str | None:
+    """The (lowercase, dotless) name of a query's single question, None when it is not readable."""
+    if len(query) < 12:
+        return None
+    flags, qdcount = struct.unpack_from("!2xHH", query)
+    if flags & 0x8000 or qdcount != 1:
+        return None
+    try:
+        name, _ = _read_name(query, 12)
+    except (ValueError, IndexError):
+        return None
+    return name.lower().rstrip(".")
+
+
+def in_cluster(name: str) -> bool:
+    return name == CLUSTER_DOMAIN or name.endswith("." + CLUSTER_DOMAIN)
+
+
+UPSTREAM_TIMEOUT = 2.0
+
+
+def forward(query: bytes, upstream: tuple[str, int], tcp: bool) -> bytes:
+    """The upstream's reply to ``query`` (same transport as the client's); SERVFAIL if none comes."""
+    try:
+        if tcp:
+            with socket.create_connection(upstream, timeout=UPSTREAM_TIMEOUT) as conn:
+                conn.sendall(struct.pack("!H", len(query)) + query)
+                head = _recv_exact(conn, 2)
+                reply = _recv_exact(conn, struct.unpack("!H", head)[0]) if head else None
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(UPSTREAM_TIMEOUT)
+                sock.connect(upstream)
+                sock.send(query)
+                reply = sock.recv(65535)
+                while reply[:2] != query[:2]:  # a late answer to an earlier query: wait for ours
+                    reply = sock.recv(65535)
+    except OSError:
+        reply = None
+    if reply is None:
+        qid, flags = struct.unpack_from("!HH", query)
+        question = query[12:] if len(query) > 12 else b""
+        header = struct.pack("!HHHHHH", qid, 0x8000 | (flags & 0x0100) | 0x0080 | RCODE_SERVFAIL, 1, 0, 0, 0)
+        return header + question
+    return reply
+
+
+class ClusterDNS:
+    """kube-dns: the zone file's names, the rest of cluster.local NXDOMAIN, other names forwarded."""
+
+    def __init__(self, zone: ZoneFile, upstream: tuple[str, int] | None = None) -> None:
+        self.zone = zone
+        self.upstream = upstream
+
+    def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
+        if self.upstream is not None:
+            name = question_name(query)
+            if name is not None and not in_cluster(name):
+                return forward(query, self.upstream, tcp)
+        return dns_answer(query, self.zone.get())
+
+
+class Answerer(Protocol):
+    def answer(self, query: bytes, tcp: bool = False) -> bytes | None: ...
+
+
+class _ResolverAnswerer:
+    def __init__(self, resolver: WorldResolver) -> None:
+        self.resolver = resolver
+
+    def answer(self, query: bytes, tcp: bool = False) -> bytes | None:
+        return self.resolver.answer(query)
+
+
+class _DNSUDPServer(socketserver.ThreadingUDPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    answerer: Answerer
+
+
+class _DNSTCPServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    answerer: Answerer
+
+
 class _DNSUDP(socketserver.BaseRequestHandler):
+    server: _DNSUDPServer
+
     def handle(self) -> None:
         data, sock = self.request
-        reply = dns_answer(data, self.server.zone.get())  # type: ignore[attr-defined]
+        reply = self.server.answerer.answer(data, tcp=False)
         if reply is not None:
             sock.sendto(reply, self.client_address)
 
 
 class _DNSTCP(socketserver.BaseRequestHandler):
+    server: _DNSTCPServer
+
     def handle(self) -> None:
         conn = self.request
         conn.settimeout(10)
@@ -200,7 +330,7 @@ class _DNSTCP(socketserver.BaseRequestHandler):
                 query = _recv_exact(conn, struct.unpack("!H", head)[0])
                 if query is None:
                     return
-                reply = dns_answer(query, self.server.zone.get())  # type: ignore[attr-defined]
+                reply = self.server.answerer.answer(query, tcp=True)
                 if reply is None:
                     return
                 conn.sendall(struct.pack("!H", len(reply)) + reply)
@@ -218,31 +348,63 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
     return buf
 
 
-def serve_dns(port: int, zone: ZoneFile) -> list[socketserver.BaseServer]:
-    socketserver.ThreadingUDPServer.allow_reuse_address = True
-    socketserver.ThreadingTCPServer.allow_reuse_address = True
-    udp = socketserver.ThreadingUDPServer(("0.0.0.0", port), _DNSUDP)
-    tcp = socketserver.ThreadingTCPServer(("0.0.0.0", port), _DNSTCP)
-    for server in (udp, tcp):
-        server.daemon_threads = True
-        server.zone = zone  # type: ignore[attr-defined]
-    return [udp, tcp]
+def serve_dns_with(answerer: Answerer, port: int, bind: Sequence[str] = ()) -> list[socketserver.BaseServer]:
+    """UDP and TCP servers on ``port`` of each address in ``bind`` (all addresses when empty)."""
+    servers: list[socketserver.BaseServer] = []
+    for address in bind or ["0.0.0.0"]:
+        udp = _DNSUDPServer((address, port), _DNSUDP)
+        tcp = _DNSTCPServer((address, port), _DNSTCP)
+        udp.answerer = tcp.answerer = answerer
+        servers += [udp, tcp]
+    return servers
+
+
+def serve_dns(
+    port: int, zone: ZoneFile, upstream: tuple[str, int] | None = None
+) -> list[socketserver.BaseServer]:
+    return serve_dns_with(ClusterDNS(zone, upstream), port)
+
+
+def serve_resolver(port: int, hosts_file: str, bind: Sequence[str] = ()) -> list[socketserver.BaseServer]:
+    from hubblepy.lab.worlddns import WorldResolver, read_hosts_file  # dnspython: only the resolver
+
+    return serve_dns_with(_ResolverAnswerer(WorldResolver(read_hosts_file(Path(hosts_file)))), port, bind)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hubblepy.lab.servers")
-    p.add_argument("kind", choices=["http", "tcp", "dns"])
+    p.add_argument("kind", choices=["http", "https", "tcp", "dns", "resolver"])
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--bind", action="append", default=[], help="listen on this address only (repeatable)")
     p.add_argument("--route", action="append", default=[], help="HTTP path answered with 200")
+    p.add_argument("--cert", default="", help="HTTPS: certificate (PEM)")
+    p.add_argument("--key", default="", help="HTTPS: private key (PEM)")
     p.add_argument("--zone-file", default="", help="DNS: JSON object of name -> IPv4")
+    p.add_argument("--upstream", default="", help="DNS: IP:PORT names outside cluster.local go to")
+    p.add_argument("--hosts-file", default="", help="resolver: the world's hosts (JSON)")
     args = p.parse_args(argv)
+    bind = args.bind or ["0.0.0.0"]
+    servers: list[socketserver.BaseServer]
     try:
         if args.kind == "http":
-            servers = [serve_http(args.port, args.route)]
+            servers = [serve_http(args.port, args.route, a) for a in bind]
+        elif args.kind == "https":
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(args.cert, args.key)
+            servers = [serve_http(args.port, args.route, a, context) for a in bind]
         elif args.kind == "tcp":
-            servers = [serve_tcp(args.port)]
+            servers = [serve_tcp(args.port, a) for a in bind]
+        elif args.kind == "dns":
+            servers = serve_dns(
+                args.port, ZoneFile(args.zone_file), _address(args.upstream) if args.upstream else None
+            )
         else:
-            servers = serve_dns(args.port, ZoneFile(args.zone_file))
+            servers = serve_resolver(args.port, args.hosts_file, args.bind)
     except OSError as exc:
         sys.stderr.write(f"lab server {args.kind}: cannot listen on port {args.port}: {exc.strerror}\n")
         return 1

@@ -1,14 +1,25 @@
-"""The eBPF datapath as an observer flow source: perf ring -> parser -> observer ring, in batches.
+"""The lab node's observer flow sources (the observer's ``FlowSource`` protocol: ``name``, ``run``).
 
-Implements the observer's ``FlowSource`` protocol (``name``, ``run(sink, stop)``). Lost perf samples
-are published as LostEvents (source ``PERF_EVENT_RING_BUFFER``) with their CPU.
+* :class:`DatapathFlowSource`: the eBPF datapath's perf ring -> parser -> observer ring, in batches;
+  lost perf samples are published as LostEvents (source ``PERF_EVENT_RING_BUFFER``) with their CPU;
+* :class:`AccessLogSource`: the L7 proxies' access-log socket -> a record decoder -> observer ring.
 """
 
 from __future__ import annotations
 
+import os
+import selectors
+import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from hubblepy.observer.sources import EventSink
 
 
 class DatapathFlowSource:
@@ -30,7 +41,7 @@ class DatapathFlowSource:
         self.published = 0
         self.lost = 0
 
-    def run(self, sink: Any, stop: threading.Event) -> None:
+    def run(self, sink: EventSink, stop: threading.Event) -> None:
         reader = self._datapath.open_monitor(pages=self._pages)
         try:
             while not stop.is_set():
@@ -46,3 +57,96 @@ class DatapathFlowSource:
                     sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
         finally:
             reader.close()
+
+
+Decoder = Callable[[dict[str, Any], int], "dict[str, Any] | None"]
+
+
+class AccessLogSource:
+    """The L7 proxies' access log as a flow source: newline-delimited JSON records on a unix socket.
+
+    Each proxy connects to ``path`` (a stream socket, mode 0600, made by :meth:`run`) and writes one
+    record per line (Cilium's ``accesslog.LogRecord`` keys). ``decode(record, now_ns)`` turns a record
+    into a flow dict (the parser's L7 decoder) or None to skip it; flows are published in batches.
+    A line that is not a JSON object is counted in ``malformed`` and skipped; the proxies' connections
+    come and go (a restarted proxy reconnects).
+    """
+
+    name = "proxy-access-log"
+    MAX_LINE = 1 << 20
+
+    def __init__(self, path: Path, decode: Decoder, poll_timeout: float = 0.1) -> None:
+        self.path = path
+        self._decode = decode
+        self._timeout = poll_timeout
+        self.published = 0
+        self.malformed = 0
+        self.skipped = 0
+
+    def run(self, sink: EventSink, stop: threading.Event) -> None:
+        self.path.unlink(missing_ok=True)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(self.path))
+        os.chmod(self.path, 0o600)
+        listener.listen(16)
+        listener.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(listener, selectors.EVENT_READ, None)
+        pending: dict[socket.socket, bytes] = {}
+        try:
+            while not stop.is_set():
+                lines: list[bytes] = []
+                for key, _ in sel.select(self._timeout):
+                    conn = key.fileobj
+                    assert isinstance(conn, socket.socket)
+                    if conn is listener:
+                        client, _ = listener.accept()
+                        client.setblocking(False)
+                        sel.register(client, selectors.EVENT_READ, None)
+                        pending[client] = b""
+                        continue
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:  # a proxy that died mid-line: what it sent whole is kept
+                        chunk = b""
+                    if not chunk:
+                        sel.unregister(conn)
+                        conn.close()
+                        rest = pending.pop(conn)
+                        if rest.strip():
+                            lines.append(rest)
+                        continue
+                    *complete, rest = (pending[conn] + chunk).split(b"\n")
+                    if len(rest) > self.MAX_LINE:
+                        self.malformed += 1
+                        rest = b""
+                    pending[conn] = rest
+                    lines += complete
+                self._publish(sink, lines)
+        finally:
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()  # type: ignore[union-attr]
+            sel.close()
+            self.path.unlink(missing_ok=True)
+
+    def _publish(self, sink: EventSink, lines: list[bytes]) -> None:
+        now = time.time_ns()
+        flows = []
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict):
+                self.malformed += 1
+                continue
+            flow = self._decode(record, now)
+            if flow is None:
+                self.skipped += 1
+            else:
+                flows.append((now, flow))
+        if flows:
+            sink.publish_flows(flows)
+            self.published += len(flows)

@@ -11,6 +11,8 @@ Decoded message types (datapath-events.md):
   L3/L4 flows (sections 2.3-2.6, 4.1-4.3);
 * 7 trace-sock (current 40-byte layout): SOCK flows (section 4.5);
 * 2 debug message: a ``flow.DebugEvent`` dict, handed to ``debug_sink`` rather than returned.
+* 129 access log (agent-only, not from the datapath): the type byte followed by an L7 proxy's
+  access-log record as JSON, decoded by ``seven.SevenParser`` into an L7 flow (section 5).
 
 Anything else, and every malformed sample, is counted in ``parse_errors`` / ``error_counts`` and
 skipped; decoding never raises.
@@ -25,7 +27,7 @@ import os
 import socket
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from hubblepy import __version__
 from hubblepy.codec.timestamps import format_ns as format_timestamp
@@ -41,15 +43,18 @@ from hubblepy.parser.constants import (
     CLUSTER_LABEL_KEY,
     DEBUG_CAPTURE_POINT_NAMES,
     DEBUG_EVENT_TYPE_NAMES,
+    DEFAULT_IP_TRACE_OPTION_TYPE,
     DROP_REASON_NAMES,
     IDENTITY_SCOPE_LOCAL,
     IDENTITY_SCOPE_SHIFT,
+    MSG_ACCESS_LOG,
     MSG_CAPTURE,
     MSG_DEBUG,
     MSG_DROP,
     MSG_POLICY_VERDICT,
     MSG_TRACE,
     MSG_TRACE_SOCK,
+    POLICY_DENY_REASONS,
     PV_AUDITED,
     PV_DIR_INGRESS,
     PV_DIR_MASK,
@@ -58,7 +63,12 @@ from hubblepy.parser.constants import (
     PV_MATCH_MASK,
     PV_MATCH_SHIFT,
     RESERVED_IDENTITY_LABELS,
+    SOCK_L4_NAMES,
     SOCK_XLATE_POINT_NAMES,
+    SOCK_XLATE_POST_FWD,
+    SOCK_XLATE_POST_REV,
+    SOCK_XLATE_PRE_FWD,
+    SOCK_XLATE_PRE_REV,
     TRACE_POINT_NAMES,
     TRACE_REASON_CT_REPLY,
     TRACE_REASON_ENCRYPTED,
@@ -67,17 +77,35 @@ from hubblepy.parser.constants import (
     TRACE_REASON_SRV6_DECAP,
     TRACE_REASON_SRV6_ENCAP,
     TRACE_REASON_UNKNOWN,
+    TRACE_SOCK_FLAG_IPV6,
     TRACE_TO_LXC,
     TRACE_TO_PROXY,
     bpf_file_name,
     trace_reason_to_proto,
 )
 from hubblepy.parser.debugmsg import debug_message
+from hubblepy.parser.errors import (
+    ERR_EMPTY,
+    ERR_EXT_VERSION,
+    ERR_INTERNAL,
+    ERR_INVALID_TYPE,
+    ERR_PACKET,
+    ERR_TRUNCATED,
+    ERR_VERSION,
+    MalformedSample,
+    SkippedSample,
+)
+from hubblepy.parser.ids import format_uuid4, uuid4_strings
 from hubblepy.parser.packet import (
     EMPTY_PACKET,
     FIRST_ETHERNET,
     FIRST_IPV4,
     FIRST_IPV6,
+    IPPROTO_ICMP,
+    IPPROTO_ICMPV6,
+    IPPROTO_SCTP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
     OVERLAY_GENEVE,
     OVERLAY_NONE,
     OVERLAY_VXLAN,
@@ -86,19 +114,31 @@ from hubblepy.parser.packet import (
     decode_overlay,
     ipv6_to_str,
 )
-from hubblepy.parser.resolver import EndpointInfo, PolicyMatch, Resolver
+from hubblepy.parser.resolver import (
+    DnsNameResolver,
+    EndpointInfo,
+    PolicyMatch,
+    Resolver,
+    ServiceResolver,
+)
+from hubblepy.parser.seven import RedactOptions, SevenParser
 
-DEFAULT_IP_TRACE_OPTION_TYPE = 136
-_POLICY_DENY_REASONS = frozenset({133, 181})  # POLICY_DENIED, POLICY_DENY
 _VERDICT_CLASS = {"FORWARDED": "allow", "REDIRECTED": "allow", "DROPPED": "deny", "AUDIT": "audit"}
-_L4_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132, "ICMPv4": 1, "ICMPv6": 58}
+_L4_PROTOCOLS = {
+    "TCP": IPPROTO_TCP,
+    "UDP": IPPROTO_UDP,
+    "SCTP": IPPROTO_SCTP,
+    "ICMPv4": IPPROTO_ICMP,
+    "ICMPv6": IPPROTO_ICMPV6,
+}
+_ICMP_PROTOCOLS = (IPPROTO_ICMP, IPPROTO_ICMPV6)
 
 
 def _policy_port(l4: dict) -> tuple[int, int]:
     """(IP protocol, the port the policy map is keyed by: L4 destination port or ICMP type)."""
     for name, layer in l4.items():
         proto = _L4_PROTOCOLS.get(name, 0)
-        if proto in (1, 58):
+        if proto in _ICMP_PROTOCOLS:
             return proto, layer.get("type", 0)
         return proto, layer.get("destination_port", 0)
     return 0, 0
@@ -114,24 +154,19 @@ def _attach_policies(f: dict, match: PolicyMatch, verdict_name: str, drop_reason
     if match.policies:
         if verdict_name in ("FORWARDED", "REDIRECTED"):
             f["ingress_allowed_by" if ingress else "egress_allowed_by"] = list(match.policies)
-        elif verdict_name == "AUDIT" or drop_reason in _POLICY_DENY_REASONS:
+        elif verdict_name == "AUDIT" or drop_reason in POLICY_DENY_REASONS:
             f["ingress_denied_by" if ingress else "egress_denied_by"] = list(match.policies)
     if match.log:
         f["policy_log"] = list(match.log)
 
 
-_ENDPOINT_CACHE_LIMIT = 1 << 16
-_ZERO4 = b"\x00" * 4
-_ZERO16 = b"\x00" * 16
-
-# Error reasons counted in Parser.error_counts.
-ERR_EMPTY = "empty_sample"
-ERR_INVALID_TYPE = "invalid_type"
-ERR_TRUNCATED = "truncated_header"
-ERR_VERSION = "unsupported_version"
-ERR_EXT_VERSION = "unknown_ext_version"
-ERR_PACKET = "malformed_packet"
-ERR_INTERNAL = "internal_error"
+_ENDPOINT_CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
+_IPV4_LEN = 4
+_IPV6_LEN = 16
+_ZERO4 = b"\x00" * _IPV4_LEN
+_ZERO16 = b"\x00" * _IPV6_LEN
+_UUID_LEN = 16  # random bytes per RawFlow UUID
+_MSG_TYPE_COUNT = 256  # the message type is one byte
 
 
 def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
@@ -147,40 +182,12 @@ def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
     return first, OVERLAY_NONE
 
 
-_LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(256))
+_LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(1 << 8))  # one flags byte
 
 
-class _Skipped(Exception):
-    """Raised inside the decoders for a valid sample that is deliberately not turned into a flow."""
-
-
-class _Malformed(Exception):
-    """Raised inside the decoders to reject one sample with a counted reason."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-_UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def uuid4_strings(count: int) -> list[str]:
-    """``count`` random version-4 UUID strings from one urandom call (much cheaper than uuid.uuid4)."""
-    h = os.urandom(16 * count).hex()
-    variant = _UUID_VARIANT
-    out = []
-    for i in range(0, 32 * count, 32):
-        out.append(
-            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-            f"{variant[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
-        )
-    return out
-
-
-def format_uuid4(raw: bytes) -> str:
-    """Version-4 UUID text from 16 random bytes (version and variant bits are forced)."""
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_UUID_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+_unpack_trace = layouts.TRACE.unpack_from
+_unpack_drop = layouts.DROP.unpack_from
+_unpack_policy_verdict = layouts.POLICY_VERDICT.unpack_from
 
 
 class RawFlow(NamedTuple):
@@ -281,6 +288,7 @@ class Parser:
         debug_sink: Callable[[dict], None] | None = None,
         debug_buffer: int = 4096,
         skip_unknown_cgroup_ids: bool = True,
+        redact: RedactOptions | None = None,
     ) -> None:
         """Create a parser.
 
@@ -290,8 +298,11 @@ class Parser:
         ``debug_sink`` when given, otherwise into the bounded deque ``debug_events``.
         ``skip_unknown_cgroup_ids`` (Cilium's ``hubble-skip-unknown-cgroup-ids``, default on)
         drops trace-sock events whose cgroup has no known pod IP; they are counted in ``skipped``.
+        ``redact``: what L7 flows hide (``seven.RedactOptions``; default: credential headers and
+        URL passwords). Access-log records go through ``self.seven`` (a ``SevenParser``), directly
+        or as type-129 samples.
         """
-        if policy_verdict_layout not in (None, 32, 40):
+        if policy_verdict_layout not in (None, layouts.POLICY_VERDICT_OLD_LEN, layouts.POLICY_VERDICT_LEN):
             raise ValueError("policy_verdict_layout must be None, 32 or 40")
         self._resolver = resolver
         self._node_name = node_name
@@ -311,26 +322,32 @@ class Parser:
         self.last_error = ""
         self.skipped = 0
         self._skip_unknown_cgroups = skip_unknown_cgroup_ids
-        # Optional resolver extensions (see resolver module): DNS names and services.
-        self._dns_names = getattr(resolver, "dns_names", None)
-        self._service_by_addr = getattr(resolver, "service_by_addr", None)
+        # Optional resolver extensions (resolver module): DNS names and services.
+        self._dns_names: Callable[[int, str], Sequence[str]] | None = (
+            resolver.dns_names if isinstance(resolver, DnsNameResolver) else None
+        )
+        self._service_by_addr: Callable[[str, int], dict | None] | None = (
+            resolver.service_by_addr if isinstance(resolver, ServiceResolver) else None
+        )
         self._names_cache: dict[tuple[int, str | None], list[str] | None] = {}
         self._service_cache: dict[tuple[str | None, int], dict | None] = {}
         self._names_pair_cache: dict[tuple, tuple] = {}
         self._service_pair_cache: dict[tuple, tuple] = {}
-        self._generation = None
+        self._generation: int | None = None
         self._endpoint_cache: dict[tuple[str | None, int], tuple[dict, int]] = {}
         self._interface_cache: dict[int, dict] = {}
         self._policy_cache: dict[tuple, PolicyMatch | None] = {}
         self._event_type_cache: dict[tuple[int, int], dict] = {}
         self._trace_meta: dict[int, tuple] = {}
         self._time_cache: tuple[int, str] = (-1, "")
-        self._decoders: list[Callable | None] = [None] * 256
+        self._decoders: list[Callable[[bytes, str, str], dict] | None] = [None] * _MSG_TYPE_COUNT
         self._decoders[MSG_DROP] = self._drop
         self._decoders[MSG_CAPTURE] = self._capture
         self._decoders[MSG_TRACE] = self._trace
         self._decoders[MSG_POLICY_VERDICT] = self._policy_verdict
         self._decoders[MSG_TRACE_SOCK] = self._trace_sock
+        self.seven = SevenParser(self, redact)
+        self._decoders[MSG_ACCESS_LOG] = self.seven.decode_sample
 
     # --- public API ------------------------------------------------------------------------------
     def decode_batch(self, samples: Iterable[tuple[int, bytes]], now_ns: int) -> list[dict]:
@@ -357,11 +374,11 @@ class Parser:
                     if data[0] == MSG_DEBUG:
                         self._debug(cpu, data)
                         continue
-                    raise _Malformed(ERR_INVALID_TYPE)
+                    raise MalformedSample(ERR_INVALID_TYPE)
                 append(decoder(data, ts, uuids[i]))
-            except _Skipped:
+            except SkippedSample:
                 self.skipped += 1
-            except _Malformed as exc:
+            except MalformedSample as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
             except IndexError as exc:
@@ -387,7 +404,7 @@ class Parser:
         """
         if not isinstance(samples, Sequence):
             samples = list(samples)
-        rnd = os.urandom(16 * len(samples))
+        rnd = os.urandom(_UUID_LEN * len(samples))
         decoders = self._decoders
         out: list[RawFlow] = []
         append = out.append
@@ -398,11 +415,11 @@ class Parser:
                 self.parse_errors += 1
                 self.error_counts[ERR_EMPTY] += 1
             elif decoders[data[0]] is not None:
-                append(RawFlow(now_ns, cpu, data, rnd[16 * i : 16 * i + 16]))
+                append(RawFlow(now_ns, cpu, data, rnd[_UUID_LEN * i : _UUID_LEN * (i + 1)]))
             elif data[0] == MSG_DEBUG:
                 try:
                     self._debug(cpu, data)
-                except _Malformed as exc:
+                except MalformedSample as exc:
                     self.parse_errors += 1
                     self.error_counts[exc.reason] += 1
             else:
@@ -417,10 +434,13 @@ class Parser:
         out: list[dict] = []
         for time_ns, _cpu, data, uuid_raw in records:
             try:
-                out.append(decoders[data[0]](data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
-            except _Skipped:
+                decoder = decoders[data[0]]
+                if decoder is None:
+                    raise MalformedSample(ERR_INVALID_TYPE)
+                out.append(decoder(data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
+            except SkippedSample:
                 self.skipped += 1
-            except _Malformed as exc:
+            except MalformedSample as exc:
                 self.parse_errors += 1
                 self.error_counts[exc.reason] += 1
             except Exception as exc:  # never raise for one bad record
@@ -444,8 +464,8 @@ class Parser:
             if data and data[0] == MSG_DEBUG:
                 self._debug(cpu, data)
             else:
-                raise _Malformed(ERR_INVALID_TYPE if data else ERR_EMPTY)
-        except _Malformed as exc:
+                raise MalformedSample(ERR_INVALID_TYPE if data else ERR_EMPTY)
+        except MalformedSample as exc:
             self.parse_errors += 1
             self.error_counts[exc.reason] += 1
         except Exception as exc:
@@ -468,6 +488,7 @@ class Parser:
             self._service_cache.clear()
             self._names_pair_cache.clear()
             self._service_pair_cache.clear()
+            self.seven.endpoint_cache.clear()
 
     def _timestamp(self, now_ns: int) -> str:
         cached_ns, text = self._time_cache
@@ -561,7 +582,8 @@ class Parser:
         if key not in self._names_cache:
             if len(self._names_cache) >= _ENDPOINT_CACHE_LIMIT:
                 self._names_cache.clear()
-            names = self._dns_names(endpoint_id, ip) if ip else None
+            lookup = self._dns_names
+            names = lookup(endpoint_id, ip) if ip and lookup is not None else None
             self._names_cache[key] = list(names) if names else None
         return self._names_cache[key]
 
@@ -571,34 +593,27 @@ class Parser:
         if key not in self._service_cache:
             if len(self._service_cache) >= _ENDPOINT_CACHE_LIMIT:
                 self._service_cache.clear()
-            self._service_cache[key] = self._service_by_addr(ip, port) if ip else None
+            lookup = self._service_by_addr
+            self._service_cache[key] = lookup(ip, port) if ip and lookup is not None else None
         return self._service_cache[key]
 
-    def _add_names(self, f: dict, src_id: int, src_ip: str | None, dst_id: int, dst_ip: str | None) -> None:
-        key = (src_id, src_ip, dst_id, dst_ip)
-        pair = self._names_pair_cache.get(key)
-        if pair is None:
-            if len(self._names_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
-                self._names_pair_cache.clear()
-            pair = (self._names(dst_id, src_ip), self._names(src_id, dst_ip))
-            self._names_pair_cache[key] = pair
-        if pair[0]:
-            f["source_names"] = pair[0]
-        if pair[1]:
-            f["destination_names"] = pair[1]
+    def _names_pair(self, key: tuple[int, str | None, int, str | None]) -> tuple:
+        """(source_names, destination_names) for (src id, src IP, dst id, dst IP); cached."""
+        src_id, src_ip, dst_id, dst_ip = key
+        if len(self._names_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
+            self._names_pair_cache.clear()
+        pair = (self._names(dst_id, src_ip), self._names(src_id, dst_ip))
+        self._names_pair_cache[key] = pair
+        return pair
 
-    def _add_services(self, f: dict, src_ip: str | None, sport: int, dst_ip: str | None, dport: int) -> None:
-        key = (src_ip, sport, dst_ip, dport)
-        pair = self._service_pair_cache.get(key)
-        if pair is None:
-            if len(self._service_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
-                self._service_pair_cache.clear()
-            pair = (self._service(src_ip, sport), self._service(dst_ip, dport))
-            self._service_pair_cache[key] = pair
-        if pair[0]:
-            f["source_service"] = pair[0]
-        if pair[1]:
-            f["destination_service"] = pair[1]
+    def _services_pair(self, key: tuple[str | None, int, str | None, int]) -> tuple:
+        """(source_service, destination_service) for (src IP, src port, dst IP, dst port); cached."""
+        src_ip, sport, dst_ip, dport = key
+        if len(self._service_pair_cache) >= _ENDPOINT_CACHE_LIMIT:
+            self._service_pair_cache.clear()
+        pair = (self._service(src_ip, sport), self._service(dst_ip, dport))
+        self._service_pair_cache[key] = pair
+        return pair
 
     def _policy_match(
         self, cookie: int, ep_id: int, ingress: bool, remote: int, proto: int, dport: int
@@ -622,11 +637,11 @@ class Parser:
         """
         ext_len = self._ext_lengths.get(ext)
         if ext_len is None:
-            raise _Malformed(ERR_EXT_VERSION)
+            raise MalformedSample(ERR_EXT_VERSION)
         start = header_len + ext_len
         n = len(data)
         if n < start:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         end = start + cap_len
         if end > n:
             end = n
@@ -636,11 +651,11 @@ class Parser:
         if overlay and pkt is not None:
             pkt = decode_overlay(data, pkt, overlay)
         if pkt is None:
-            raise _Malformed(ERR_PACKET)
+            raise MalformedSample(ERR_PACKET)
         return pkt
 
     def _ip_dict(self, pkt: PacketInfo, source: str | None, xlated: str | None, encrypted: bool) -> dict:
-        ip = {"source": source}
+        ip: dict[str, Any] = {"source": source}
         if xlated:
             ip["source_xlated"] = xlated
         ip["destination"] = pkt.ip_destination
@@ -655,11 +670,57 @@ class Parser:
             d["ip_option_type"] = self._ip_trace_option_type
         return d
 
+    def _tail(
+        self,
+        f: dict[str, Any],
+        flow_type: str,
+        src_ep: dict,
+        src_id: int,
+        src_ip: str | None,
+        dst_ep: dict,
+        dst_id: int,
+        dst_ip: str | None,
+        event_type: dict,
+        sport: int,
+        dport: int,
+        reply: bool = False,
+        l7: dict | None = None,
+    ) -> None:
+        """Add the fields every flow kind shares, ``source`` to ``destination_service``, in
+        declaration order: endpoints, Type, node, DNS names, ``l7`` (L7 flows), ``reply``, event
+        type and services. ``src_id``/``dst_id`` are the endpoint IDs the DNS names are kept by."""
+        f["source"] = src_ep
+        f["destination"] = dst_ep
+        f["Type"] = flow_type
+        if self._node_name:
+            f["node_name"] = self._node_name
+        if self._node_labels:
+            f["node_labels"] = self._node_labels
+        if self._dns_names is not None:
+            names_key = (src_id, src_ip, dst_id, dst_ip)
+            pair = self._names_pair_cache.get(names_key) or self._names_pair(names_key)
+            if pair[0]:
+                f["source_names"] = pair[0]
+            if pair[1]:
+                f["destination_names"] = pair[1]
+        if l7 is not None:
+            f["l7"] = l7
+        if reply:
+            f["reply"] = True
+        f["event_type"] = event_type
+        if self._service_by_addr is not None:
+            service_key = (src_ip, sport, dst_ip, dport)
+            pair = self._service_pair_cache.get(service_key) or self._services_pair(service_key)
+            if pair[0]:
+                f["source_service"] = pair[0]
+            if pair[1]:
+                f["destination_service"] = pair[1]
+
     # --- trace (type 4) --------------------------------------------------------------------------
     def _trace(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
-        if n < 32:
-            raise _Malformed(ERR_TRUNCATED)
+        if n < layouts.TRACE_V0_LEN:
+            raise MalformedSample(ERR_TRUNCATED)
         (
             _,
             obs,
@@ -675,21 +736,21 @@ class Parser:
             reason,
             flags,
             ifindex,
-        ) = layouts.TRACE.unpack_from(data)
+        ) = _unpack_trace(data)
         trace_id = 0
         if version == 2:
             if n < layouts.TRACE_V2_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.TRACE_V2_LEN
             trace_id = layouts.U64.unpack_from(data, layouts.TRACE_TRACE_ID_OFFSET)[0]
         elif version == 1:
             if n < layouts.TRACE_V1_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.TRACE_V1_LEN
         elif version == 0:
-            header_len = 32
+            header_len = layouts.TRACE_V0_LEN
         else:
-            raise _Malformed(ERR_VERSION)
+            raise MalformedSample(ERR_VERSION)
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
@@ -701,11 +762,11 @@ class Parser:
         if version:
             o = layouts.TRACE_ORIG_IP_OFFSET
             if flags & CLS_FLAG_IPV6:
-                raw = data[o : o + 16]
+                raw = data[o : o + _IPV6_LEN]
                 if raw != _ZERO16:
                     orig = ipv6_to_str(raw)
             else:
-                raw = data[o : o + 4]
+                raw = data[o : o + _IPV4_LEN]
                 if raw != _ZERO4:
                     orig = socket.inet_ntoa(raw)
         snat = orig is not None
@@ -726,7 +787,7 @@ class Parser:
         if source and known:
             direction = "EGRESS" if (source == src_id) != reply_bit or snat else "INGRESS"
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "FORWARDED"}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "FORWARDED"}
         if eth is not None:
             f["ethernet"] = eth
         if src_ip is not None:
@@ -738,20 +799,9 @@ class Parser:
             f["l4"] = l4
         if tunnel is not None:
             f["tunnel"] = tunnel
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, src_ip, dst_ep_id, ip_dst)
-        if is_reply:
-            f["reply"] = True
-        f["event_type"] = event_type
-        if self._service_by_addr is not None:
-            self._add_services(f, src_ip, sport, ip_dst, dport)
+        self._tail(
+            f, "L3_L4", src_ep, src_id, src_ip, dst_ep, dst_ep_id, ip_dst, event_type, sport, dport, is_reply
+        )
         if direction is not None:
             f["traffic_direction"] = direction
         f["trace_observation_point"] = point_name
@@ -773,8 +823,8 @@ class Parser:
     # --- drop (type 1) ---------------------------------------------------------------------------
     def _drop(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
-        if n < 36:
-            raise _Malformed(ERR_TRUNCATED)
+        if n < layouts.DROP_V0_LEN:
+            raise MalformedSample(ERR_TRUNCATED)
         (
             _,
             reason,
@@ -791,32 +841,35 @@ class Parser:
             file_id,
             _ext_err,
             _,
-        ) = layouts.DROP.unpack_from(data)
+        ) = _unpack_drop(data)
         flags = 0
         trace_id = 0
         if version <= 1:
-            header_len = 36
+            header_len = layouts.DROP_V0_LEN
         elif version == 2:
             if n < layouts.DROP_V2_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.DROP_V2_LEN
             flags = data[layouts.DROP_FLAGS_OFFSET]
         elif version == 3:
             if n < layouts.DROP_V3_LEN:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             header_len = layouts.DROP_V3_LEN
             flags = data[layouts.DROP_FLAGS_OFFSET]
             trace_id = layouts.U64.unpack_from(data, layouts.DROP_TRACE_ID_OFFSET)[0]
         else:
-            raise _Malformed(ERR_VERSION)
+            raise MalformedSample(ERR_VERSION)
         first, overlay = _LAYERS_BY_CLS_FLAGS[flags]
         pkt = self._payload(data, header_len, ext, cap_len, first, overlay)
 
         eth, ip_src, ip_dst, ip_version, l4, sport, dport, summary, tunnel, _ = pkt
-        src_ep, src_id = self._endpoint(ip_src, src_label)
-        dst_ep, dst_ep_id = self._endpoint(ip_dst, dst_label)
+        cache = self._endpoint_cache
+        hit = cache.get((ip_src, src_label))
+        src_ep, src_id = hit if hit is not None else self._endpoint(ip_src, src_label)
+        hit = cache.get((ip_dst, dst_label))
+        dst_ep, dst_ep_id = hit if hit is not None else self._endpoint(ip_dst, dst_label)
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "DROPPED"}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": "DROPPED"}
         if reason:
             f["drop_reason"] = reason
         if eth is not None:
@@ -827,18 +880,8 @@ class Parser:
             f["l4"] = l4
         if tunnel is not None:
             f["tunnel"] = tunnel
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, ip_src, dst_ep_id, ip_dst)
-        f["event_type"] = self._event_type(MSG_DROP, reason)
-        if self._service_by_addr is not None:
-            self._add_services(f, ip_src, sport, ip_dst, dport)
+        event_type = self._event_type(MSG_DROP, reason)
+        self._tail(f, "L3_L4", src_ep, src_id, ip_src, dst_ep, dst_ep_id, ip_dst, event_type, sport, dport)
         if source:
             f["traffic_direction"] = "EGRESS" if source == src_id else "INGRESS"
         file_info: dict = {"name": bpf_file_name(file_id)}
@@ -851,7 +894,7 @@ class Parser:
             f["drop_reason_desc"] = DROP_REASON_NAMES.get(reason, reason)
         if summary is not None:
             f["Summary"] = summary
-        if reason in _POLICY_DENY_REASONS and source and l4 is not None:
+        if reason in POLICY_DENY_REASONS and source and l4 is not None:
             # a policy drop names the denying policies too (the drop event has no cookie: the
             # resolver finds the decision from the endpoint, direction, identity and port)
             proto, policy_port = _policy_port(l4)
@@ -885,18 +928,18 @@ class Parser:
     def _policy_verdict(self, data: bytes, ts: str, uid: str) -> dict:
         n = len(data)
         if n < layouts.POLICY_VERDICT_OLD_LEN:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (_, sub_type, source, _, _, cap_len, _version, ext, remote, verdict, dport, proto, pflags, auth) = (
-            layouts.POLICY_VERDICT.unpack_from(data)
+            _unpack_policy_verdict(data)
         )
         ext_len = self._ext_lengths.get(ext)
         if ext_len is None:
-            raise _Malformed(ERR_EXT_VERSION)
+            raise MalformedSample(ERR_EXT_VERSION)
         header_len = self._policy_verdict_header_len(n, cap_len, ext_len)
         cookie = 0
         if header_len == layouts.POLICY_VERDICT_LEN:
             if n < header_len:
-                raise _Malformed(ERR_TRUNCATED)
+                raise MalformedSample(ERR_TRUNCATED)
             cookie = layouts.U32.unpack_from(data, layouts.POLICY_VERDICT_COOKIE_OFFSET)[0]
             l3 = pflags & PV_L3_DEV
         else:
@@ -905,12 +948,13 @@ class Parser:
         pkt = self._payload(data, header_len, ext, cap_len, first, OVERLAY_NONE)
 
         ingress = (pflags & PV_DIR_MASK) == PV_DIR_INGRESS
-        if ingress:
-            src_ep, src_id = self._endpoint(pkt.ip_source, remote)
-            dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, 0)
-        else:
-            src_ep, src_id = self._endpoint(pkt.ip_source, 0)
-            dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, remote)
+        # the remote identity belongs to the source on ingress and to the destination on egress
+        src_label, dst_label = (remote, 0) if ingress else (0, remote)
+        cache = self._endpoint_cache
+        hit = cache.get((pkt.ip_source, src_label))
+        src_ep, src_id = hit if hit is not None else self._endpoint(pkt.ip_source, src_label)
+        hit = cache.get((pkt.ip_destination, dst_label))
+        dst_ep, dst_ep_id = hit if hit is not None else self._endpoint(pkt.ip_destination, dst_label)
 
         if verdict < 0:
             verdict_name = "DROPPED"
@@ -921,7 +965,7 @@ class Parser:
         else:
             verdict_name = "FORWARDED"
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": verdict_name}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter, "verdict": verdict_name}
         if verdict < 0:
             f["drop_reason"] = -verdict
         if auth:
@@ -932,18 +976,20 @@ class Parser:
             f["IP"] = self._ip_dict(pkt, pkt.ip_source, None, False)
         if pkt.l4 is not None:
             f["l4"] = pkt.l4
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, pkt.ip_source, dst_ep_id, pkt.ip_destination)
-        f["event_type"] = self._event_type(MSG_POLICY_VERDICT, sub_type)
-        if self._service_by_addr is not None:
-            self._add_services(f, pkt.ip_source, pkt.source_port, pkt.ip_destination, pkt.destination_port)
+        event_type = self._event_type(MSG_POLICY_VERDICT, sub_type)
+        self._tail(
+            f,
+            "L3_L4",
+            src_ep,
+            src_id,
+            pkt.ip_source,
+            dst_ep,
+            dst_ep_id,
+            pkt.ip_destination,
+            event_type,
+            pkt.source_port,
+            pkt.destination_port,
+        )
         f["traffic_direction"] = "INGRESS" if ingress else "EGRESS"
         match_type = (pflags & PV_MATCH_MASK) >> PV_MATCH_SHIFT
         if match_type:
@@ -962,32 +1008,34 @@ class Parser:
 
     # --- debug capture (type 3) ------------------------------------------------------------------
     def _capture(self, data: bytes, ts: str, uid: str) -> dict:
-        if len(data) < 24:
-            raise _Malformed(ERR_TRUNCATED)
+        if len(data) < layouts.CAPTURE_LEN:
+            raise MalformedSample(ERR_TRUNCATED)
         (_, point, _, _, _, cap_len, _version, ext, arg1, _arg2) = layouts.CAPTURE.unpack_from(data)
-        pkt = self._payload(data, 24, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
+        pkt = self._payload(data, layouts.CAPTURE_LEN, ext, cap_len, FIRST_ETHERNET, OVERLAY_NONE)
         src_ep, src_id = self._endpoint(pkt.ip_source, 0)
         dst_ep, dst_ep_id = self._endpoint(pkt.ip_destination, 0)
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter}
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter}
         if pkt.ethernet is not None:
             f["ethernet"] = pkt.ethernet
         if pkt.ip_source is not None:
             f["IP"] = self._ip_dict(pkt, pkt.ip_source, None, False)
         if pkt.l4 is not None:
             f["l4"] = pkt.l4
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "L3_L4"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, pkt.ip_source, dst_ep_id, pkt.ip_destination)
-        f["event_type"] = self._event_type(MSG_CAPTURE, point)
-        if self._service_by_addr is not None:
-            self._add_services(f, pkt.ip_source, pkt.source_port, pkt.ip_destination, pkt.destination_port)
+        event_type = self._event_type(MSG_CAPTURE, point)
+        self._tail(
+            f,
+            "L3_L4",
+            src_ep,
+            src_id,
+            pkt.ip_source,
+            dst_ep,
+            dst_ep_id,
+            pkt.ip_destination,
+            event_type,
+            pkt.source_port,
+            pkt.destination_port,
+        )
         if point:
             f["debug_capture_point"] = DEBUG_CAPTURE_POINT_NAMES.get(point, point)
         if arg1 and point in CAPTURE_IFINDEX_POINTS:
@@ -1004,16 +1052,16 @@ class Parser:
     # --- trace-sock (type 7) ---------------------------------------------------------------------
     def _trace_sock(self, data: bytes, ts: str, uid: str) -> dict:
         if len(data) < layouts.TRACE_SOCK.size:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         (_, point, l4_proto, sflags, dport, cookie, cgroup_id, dst_raw) = layouts.TRACE_SOCK.unpack_from(data)
-        ipv6 = bool(sflags & 1)
+        ipv6 = bool(sflags & TRACE_SOCK_FLAG_IPV6)
         dst_ip = ipv6_to_str(dst_raw) if ipv6 else socket.inet_ntoa(dst_raw[:4])
         pod_ip = self._resolver.endpoint_ip_by_cgroup(cgroup_id, ipv6)
         if pod_ip is None and self._skip_unknown_cgroups:
-            raise _Skipped
+            raise SkippedSample
         src_ip = pod_ip
         sport = 0
-        reverse = point in (3, 4)
+        reverse = point in (SOCK_XLATE_PRE_REV, SOCK_XLATE_POST_REV)
         if reverse:
             src_ip, dst_ip = dst_ip, src_ip
         ip: dict | None = None
@@ -1024,7 +1072,7 @@ class Parser:
             if dst_ip:
                 ip["destination"] = dst_ip
             ip["ipVersion"] = "IPv6" if ipv6 else "IPv4"
-        l4_name = {1: "TCP", 2: "UDP"}.get(l4_proto)
+        l4_name = SOCK_L4_NAMES.get(l4_proto)
         l4: dict | None = None
         if l4_name is not None:
             ports = (
@@ -1034,28 +1082,20 @@ class Parser:
         src_ep, src_id = self._endpoint(src_ip, 0)
         dst_ep, dst_ep_id = self._endpoint(dst_ip, 0)
 
-        f = {"time": ts, "uuid": uid, "emitter": self._emitter}
-        if point in (1, 3):
+        f: dict[str, Any] = {"time": ts, "uuid": uid, "emitter": self._emitter}
+        if point in (SOCK_XLATE_PRE_FWD, SOCK_XLATE_PRE_REV):
             f["verdict"] = "TRACED"
-        elif point in (2, 4):
+        elif point in (SOCK_XLATE_POST_FWD, SOCK_XLATE_POST_REV):
             f["verdict"] = "TRANSLATED"
         if ip is not None:
             f["IP"] = ip
         if l4 is not None:
             f["l4"] = l4
-        f["source"] = src_ep
-        f["destination"] = dst_ep
-        f["Type"] = "SOCK"
-        if self._node_name:
-            f["node_name"] = self._node_name
-        if self._node_labels:
-            f["node_labels"] = self._node_labels
-        if self._dns_names is not None:
-            self._add_names(f, src_id, src_ip, dst_ep_id, dst_ip)
-        f["event_type"] = self._event_type(MSG_TRACE_SOCK, point)
-        if self._service_by_addr is not None:
-            sock_sport, sock_dport = (dport, 0) if reverse else (0, dport)
-            self._add_services(f, src_ip, sock_sport, dst_ip, sock_dport)
+        sock_sport, sock_dport = (dport, 0) if reverse else (0, dport)
+        event_type = self._event_type(MSG_TRACE_SOCK, point)
+        self._tail(
+            f, "SOCK", src_ep, src_id, src_ip, dst_ep, dst_ep_id, dst_ip, event_type, sock_sport, sock_dport
+        )
         if point:
             f["sock_xlate_point"] = SOCK_XLATE_POINT_NAMES.get(point, point)
         if cookie:
@@ -1068,7 +1108,7 @@ class Parser:
     # --- debug message (type 2) ------------------------------------------------------------------
     def _debug(self, cpu: int, data: bytes) -> None:
         if len(data) < layouts.DEBUG_MSG.size:
-            raise _Malformed(ERR_TRUNCATED)
+            raise MalformedSample(ERR_TRUNCATED)
         _, sub_type, source, hash_, arg1, arg2, arg3 = layouts.DEBUG_MSG.unpack_from(data)
         event: dict = {}
         if sub_type:

@@ -1,4 +1,4 @@
-"""Fixed header layouts of Cilium datapath events (datapath-events.md section 2), as precompiled structs.
+"""Fixed header layouts of Cilium datapath events (Cilium's pkg/monitor structs), as precompiled structs.
 
 Multi-byte header fields are in host byte order (``=``: native order, standard sizes, no padding).
 Each struct covers the part of the header common to all versions of that message; versioned tails
@@ -14,6 +14,7 @@ COMMON = struct.Struct("=BBHIIHBB")
 
 # drop: common + src_label, dst_label, dst_id(u32), line, file, ext_error(s8), ifindex (36 bytes)
 DROP = struct.Struct("=BBHIIHBBIIIHBbI")
+DROP_V0_LEN = DROP.size  # v0 and v1: 36 bytes
 DROP_V2_LEN = 40  # + flags u8 at 36, 3 pad bytes
 DROP_V3_LEN = 48  # + ip_trace_id u64 at 40
 DROP_FLAGS_OFFSET = 36
@@ -21,6 +22,7 @@ DROP_TRACE_ID_OFFSET = 40
 
 # trace: common + src_label, dst_label, dst_id(u16), reason, flags, ifindex (32 bytes)
 TRACE = struct.Struct("=BBHIIHBBIIHBBI")
+TRACE_V0_LEN = TRACE.size  # 32 bytes
 TRACE_V1_LEN = 48  # + orig_ip[16] at 32
 TRACE_V2_LEN = 56  # + ip_trace_id u64 at 48
 TRACE_ORIG_IP_OFFSET = 32
@@ -34,6 +36,7 @@ POLICY_VERDICT_COOKIE_OFFSET = 32
 
 # debug capture: common + arg1, arg2 (24 bytes)
 CAPTURE = struct.Struct("=BBHIIHBBII")
+CAPTURE_LEN = CAPTURE.size  # 24 bytes
 
 # debug message: type, subtype, source, hash, arg1, arg2, arg3 (20 bytes, no packet)
 DEBUG_MSG = struct.Struct("=BBHIIII")

@@ -74,8 +74,17 @@ EMPTY_PACKET = PacketInfo(None, None, None, None, None, 0, 0, None, None)
 
 # --- TCP flags: (TCPFlags dict, Summary) for every NS bit + flags byte ----------------------------
 # TCPFlags declaration order in flow.proto and the bit each flag has in the flags byte.
-_TCP_FLAG_DECL = (("FIN", 0x01), ("SYN", 0x02), ("RST", 0x04), ("PSH", 0x08), ("ACK", 0x10))
-_TCP_FLAG_DECL += (("URG", 0x20), ("ECE", 0x40), ("CWR", 0x80), ("NS", 0x100))
+_TCP_FLAG_DECL: tuple[tuple[str, int], ...] = (
+    ("FIN", 0x01),
+    ("SYN", 0x02),
+    ("RST", 0x04),
+    ("PSH", 0x08),
+    ("ACK", 0x10),
+    ("URG", 0x20),
+    ("ECE", 0x40),
+    ("CWR", 0x80),
+    ("NS", 0x100),
+)
 # Summary order used by Hubble: SYN, ACK, RST, FIN, PSH, URG, ECE, CWR, NS.
 _TCP_FLAG_SUMMARY_ORDER = (
     ("SYN", 0x02),
@@ -456,6 +465,10 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
     return PacketInfo(ethernet, src, dst, version, None, 0, 0, summary, None)
 
 
+# Geneve protocol type -> first layer of the encapsulated packet
+_GENEVE_INNER_FIRST = {ETH_P_TEB: FIRST_ETHERNET, ETH_P_IPV4: FIRST_IPV4, ETH_P_IPV6: FIRST_IPV6}
+
+
 def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | None:
     """Replace the outer packet by the inner one of a VXLAN/Geneve packet and fill ``tunnel``.
 
@@ -469,23 +482,23 @@ def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | 
     if end - start < 8:
         return None
     vni = _VNI.unpack_from(buf, start + 4)[0] >> 8
+    inner_first: int | None
     if overlay == OVERLAY_VXLAN:
         inner_first, inner_off, protocol = FIRST_ETHERNET, start + 8, "VXLAN"
     else:
         opt_len = (buf[start] & 0x3F) * 4
-        ptype = _U16.unpack_from(buf, start + 2)[0]
-        inner_first = {ETH_P_TEB: FIRST_ETHERNET, ETH_P_IPV4: FIRST_IPV4, ETH_P_IPV6: FIRST_IPV6}.get(ptype)
+        inner_first = _GENEVE_INNER_FIRST.get(_U16.unpack_from(buf, start + 2)[0])
         inner_off, protocol = start + 8 + opt_len, "GENEVE"
         if inner_off > end:
             return None
-    if inner_first is None or inner_off >= end:
-        inner = EMPTY_PACKET
-    else:
-        inner = decode_layers(buf, inner_off, end, inner_first)
-        if inner is None:
+    inner = EMPTY_PACKET
+    if inner_first is not None and inner_off < end:
+        decoded = decode_layers(buf, inner_off, end, inner_first)
+        if decoded is None:
             return None
+        inner = decoded
     tunnel: dict = {"protocol": protocol}
-    ip = {}
+    ip: dict[str, str | None] = {}
     if outer.ip_source:
         ip["source"] = outer.ip_source
     if outer.ip_destination:

@@ -28,7 +28,8 @@ Contract:
   parser uses it only for events whose verdict agrees, so a policy change between the packet and
   its parsing never attaches the wrong policies.
 
-Optional extensions (used when the resolver has them, see ``NamesAndServices``):
+Optional extensions (used when the resolver implements them: the ``DnsNameResolver`` and
+``ServiceResolver`` protocols, checked once when the parser is made; ``NamesAndServices`` is both):
 
 * ``dns_names(endpoint_id, ip)``: FQDNs (no trailing dot) the DNS proxy saw endpoint
   ``endpoint_id`` resolve to ``ip``; fills ``source_names`` (source IP as seen by the destination
@@ -41,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hubblepy.parser.constants import RESERVED_IDENTITY_LABELS
 
@@ -96,12 +97,23 @@ class Resolver(Protocol):
     ) -> PolicyMatch | None: ...
 
 
-class NamesAndServices(Protocol):
-    """Optional resolver extensions for DNS names and services."""
+@runtime_checkable
+class DnsNameResolver(Protocol):
+    """Optional resolver extension: the FQDNs an endpoint looked up for an IP (DNS proxy cache)."""
 
     def dns_names(self, endpoint_id: int, ip: str) -> Sequence[str]: ...
 
+
+@runtime_checkable
+class ServiceResolver(Protocol):
+    """Optional resolver extension: the service behind a frontend address and port."""
+
     def service_by_addr(self, ip: str, port: int) -> dict | None: ...
+
+
+@runtime_checkable
+class NamesAndServices(DnsNameResolver, ServiceResolver, Protocol):
+    """Both optional resolver extensions."""
 
 
 @dataclass

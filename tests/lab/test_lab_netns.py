@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,34 @@ def test_pods_reach_each_other_by_cluster_name_and_down_leaves_nothing(lab):
     assert again.returncode == 0 and again.stdout.strip() == "no lab to remove"
 
 
+def test_exec_exit_status_is_the_commands_127_not_found_126_not_executable(lab, tmp_path):
+    up = lab.up("--no-datapath")
+    assert up.returncode == 0, up.stderr
+    assert lab.exec("payments/api", "sh", "-c", "exit 3").returncode == 3
+    missing = lab.exec("payments/api", "hubblepy-no-such-command")
+    assert missing.returncode == 127
+    assert missing.stderr.strip() == "hubble lab: hubblepy-no-such-command: command not found"
+    assert lab.exec("payments/api", str(tmp_path / "nothing-here")).returncode == 127
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho hello\n")
+    script.chmod(0o644)
+    refused = lab.exec("payments/api", str(script))
+    assert (
+        refused.returncode == 126
+        and refused.stderr.count("\n") == 1
+        and "permission denied" in refused.stderr
+    )
+    assert lab.exec("payments/api", str(tmp_path)).returncode == 126  # a directory
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "hubblepy-lab-tool").write_text("#!/bin/sh\necho tool\n")  # on PATH, mode 0644
+    lab.env["PATH"] = f"{bin_dir}:{lab.env.get('PATH', '/usr/bin:/bin')}"
+    assert lab.exec("payments/api", "hubblepy-lab-tool").returncode == 126
+    (bin_dir / "hubblepy-lab-tool").chmod(0o755)
+    ran = lab.exec("payments/api", "hubblepy-lab-tool")
+    assert ran.returncode == 0 and ran.stdout.strip() == "tool"
+
+
 def test_down_after_a_crash_removes_leftovers(lab):
     assert lab.up("--no-datapath").returncode == 0
     state = lab.state()
@@ -100,7 +129,7 @@ def test_bad_scenario_is_one_line_and_creates_nothing(lab, tmp_path):
 
 def test_without_root_one_line_and_non_zero(tmp_path):
     needs_root()  # we need root to drop to an unprivileged user
-    if subprocess.run(["which", "setpriv"], capture_output=True).returncode != 0:
+    if shutil.which("setpriv") is None:
         pytest.skip("setpriv is missing")
     lab = Lab(tmp_path / "lab")
     out = subprocess.run(

@@ -22,7 +22,7 @@ def _accounted(parser: Parser, samples: list[tuple[int, bytes]]) -> list[dict]:
     assert parser.error_counts["internal_error"] == 0, parser.last_error
     for flow in flows:
         orjson.dumps(flow)  # always serialisable
-        assert flow["Type"] in ("L3_L4", "SOCK")
+        assert flow["Type"] in ("L3_L4", "SOCK", "L7")
     return flows
 
 

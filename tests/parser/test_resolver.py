@@ -1,10 +1,17 @@
-"""Endpoint resolution rules (datapath-events.md 4.1 step 7) through StaticResolver, and its caching."""
+"""Endpoint resolution rules (as Hubble's L3/L4 parser applies them) through StaticResolver, and its caching."""
 
 from __future__ import annotations
 
 import pytest
 
-from hubblepy.parser import EndpointInfo, Parser, StaticResolver
+from hubblepy.parser import (
+    DnsNameResolver,
+    EndpointInfo,
+    NamesAndServices,
+    Parser,
+    ServiceResolver,
+    StaticResolver,
+)
 from hubblepy.parser import encode as enc
 from hubblepy.parser.constants import RESERVED_IDENTITY_LABELS
 from hubblepy.parser.resolver import labels_from_mapping
@@ -132,3 +139,34 @@ def test_dns_names_and_services_fill_their_fields_in_order() -> None:
     assert keys.index("event_type") < keys.index("destination_service") < keys.index("traffic_direction")
     dns = enc.ethernet(enc.ipv4("10.0.0.5", "10.96.0.10", 17, enc.udp(5353, 53)))
     assert Parser(r).decode(0, enc.trace_event(dns), NOW)["destination_service"]["name"] == "kube-dns"
+
+
+class _CoreOnly:
+    """A resolver with the core lookups only: no DNS names, no services."""
+
+    generation = 0
+
+    def __init__(self) -> None:
+        self._inner = StaticResolver()
+        self._inner.add_endpoint(EndpointInfo(id=5, identity=1000, ips=("10.0.0.5",)))
+        self.endpoint_by_id = self._inner.endpoint_by_id
+        self.endpoint_by_ip = self._inner.endpoint_by_ip
+        self.identity_labels = self._inner.identity_labels
+        self.interface_name = self._inner.interface_name
+        self.endpoint_ip_by_cgroup = self._inner.endpoint_ip_by_cgroup
+        self.policy_for_verdict = self._inner.policy_for_verdict
+
+
+def test_optional_extensions_are_typed_protocols() -> None:
+    assert isinstance(StaticResolver(), NamesAndServices)
+    assert isinstance(StaticResolver(), DnsNameResolver)
+    assert isinstance(StaticResolver(), ServiceResolver)
+    core = _CoreOnly()
+    assert not isinstance(core, DnsNameResolver)
+    assert not isinstance(core, ServiceResolver)
+    # a resolver without the extensions still decodes; the name and service fields stay empty
+    packet = enc.ethernet(enc.ipv4("10.0.0.5", "140.82.121.6", 6, enc.tcp(40000, 443, enc.TCP_SYN)))
+    flow = Parser(core).decode(0, enc.trace_event(packet, source=5), NOW)
+    assert flow is not None
+    assert flow["source"] == {"ID": 5, "identity": 1000}
+    assert not {"source_names", "destination_names", "source_service", "destination_service"} & set(flow)

@@ -1,0 +1,255 @@
+"""Policy sync of the lab node: the policy repository compiled for every pod and written to the datapath.
+
+:class:`PolicySync` owns the applied policies (:class:`~hubblepy.policy.PolicyRepository`), the audit
+settings and the CIDR identities the policies need. ``sync(pods)`` recompiles everything for the pods
+given, writes only the changed policy-map entries, the enforcement and audit flags, records on each
+:class:`~hubblepy.lab.pods.Pod` what it computed (shown by ``hubble lab status``), and hands the
+parser's resolver an explainer for policy attribution.
+
+The compiler's values become datapath entries in one place, :func:`datapath_entry`; that is where
+the L7 redirect port (``PolicyValue.proxy_port`` -> ``PolicyEntry.proxy_port``) passes through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from hubblepy.lab.errors import LabError
+from hubblepy.lab.pods import Pod
+from hubblepy.policy import (
+    ACTION_DENY,
+    EGRESS,
+    INGRESS,
+    CookieJar,
+    Endpoint,
+    IdentityAllocator,
+    PolicyRepository,
+    compile_policies,
+    parse_policies,
+)
+from hubblepy.policy.attribution import ACTION_AUDIT_DENY, PolicySnapshot, policy_uid
+from hubblepy.policy.audit import AuditSettings, apply_audit, matching_policies, parse_policy_name
+from hubblepy.policy.cidr import policy_prefixes
+from hubblepy.policy.compiler import PolicyKey, PolicyValue
+
+if TYPE_CHECKING:
+    from hubblepy.datapath import Datapath, PolicyEntry
+    from hubblepy.parser import PolicyMatch, StaticResolver
+
+Explainer = Callable[[int, int, bool, int, int, int], "PolicyMatch | None"]
+
+
+@dataclass
+class SyncStats:
+    """Policy-map entries one sync wrote."""
+
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def datapath_entry(key: PolicyKey, value: PolicyValue) -> PolicyEntry:
+    """The datapath's policy-map entry for one compiled (key, value).
+
+    L7: when the compiler's values carry ``proxy_port`` and the datapath's entries accept it, it is
+    passed through here (``proxy_port=value.proxy_port``); nothing else in the lab changes.
+    """
+    from hubblepy.datapath import PolicyEntry
+
+    return PolicyEntry(
+        identity=key.identity,
+        dport=key.dport,
+        proto=key.proto,
+        deny=value.action in (ACTION_DENY, ACTION_AUDIT_DENY),
+        audit=value.action == ACTION_AUDIT_DENY,
+        cookie=value.cookie,
+        end_port=key.end_port,
+    )
+
+
+def explainer(snapshot: PolicySnapshot) -> Explainer:
+    """The parser resolver's ``policy_for_verdict`` over one policy sync (attribution)."""
+    from hubblepy.parser import PolicyMatch
+
+    def explain(
+        cookie: int, ep_id: int, ingress: bool, remote: int, proto: int, dport: int
+    ) -> PolicyMatch | None:
+        found = snapshot.explain(ep_id, INGRESS if ingress else EGRESS, remote, proto, dport)
+        if found is None:
+            return None
+        return PolicyMatch(policies=found.policies, log=found.log, verdict=found.verdict)
+
+    return explain
+
+
+class PolicySync:
+    """Applied policies, audit settings and CIDR identities, and their sync to the datapath."""
+
+    def __init__(
+        self,
+        identities: IdentityAllocator,
+        resolver: StaticResolver,
+        datapath: Datapath | None = None,
+    ) -> None:
+        self.identities = identities
+        self.resolver = resolver
+        self.datapath = datapath
+        self.cookies = CookieJar()
+        self.repo = PolicyRepository()
+        self.audit = AuditSettings()  # by names: survives policy updates and pod recreation
+        self.stats = SyncStats()
+
+    # -- sync -------------------------------------------------------------------------------------
+    def sync(self, pods: Iterable[Pod]) -> SyncStats:
+        """Recompiles every policy for every pod and writes only the changed map entries."""
+        pods = list(pods)
+        self._sync_cidr_identities()
+        endpoints = [Endpoint(p.ep_id, p.identity, p.labels, p.ports) for p in pods]
+        named: dict[int, list[tuple[str, int, int]]] = {}
+        for p in pods:
+            named.setdefault(p.identity, []).extend(p.ports)
+        policies = self.repo.policies()
+        compiled = compile_policies(
+            policies, endpoints, dict(self.identities.items()), self.cookies, named_ports=named
+        )
+        audited = apply_audit(
+            compiled,
+            self.cookies,
+            self.audit,
+            {p.ep_id: (p.namespace, p.name) for p in pods},
+            self.repo.revision,
+            {p.ref: policy_uid(p.ref, p.document) for p in policies},
+        )
+        grouped: dict[tuple[int, int], list[tuple[PolicyKey, PolicyValue]]] = {}
+        for key, value in audited.entries.items():
+            grouped.setdefault((key.ep_id, key.direction), []).append((key, value))
+        stats = SyncStats()
+        for pod in pods:
+            info = compiled.endpoints[pod.ep_id]
+            flags = audited.flags[pod.ep_id]
+            pod.ingress_enforced, pod.egress_enforced = info.ingress_enforced, info.egress_enforced
+            pod.policies = [str(ref) for ref in info.selected_by]
+            pod.audit = bool(flags.audit_scope)
+            pod.audit_scope = flags.audit_scope
+            pod.default_deny_audited = [
+                d
+                for d, on in (
+                    ("ingress", flags.ingress_default_audited),
+                    ("egress", flags.egress_default_audited),
+                )
+                if on
+            ]
+            if self.datapath is None:
+                continue
+            for direction in (INGRESS, EGRESS):
+                entries = [datapath_entry(k, v) for k, v in grouped.get((pod.ep_id, direction), [])]
+                diff = self.datapath.set_policy_entries(pod.ep_id, direction, entries)
+                stats.added += diff.added
+                stats.changed += diff.changed
+                stats.removed += diff.removed
+            self.datapath.set_enforcement(
+                pod.ep_id, ingress=info.ingress_enforced, egress=info.egress_enforced
+            )
+            self.datapath.set_audit(pod.ep_id, bool(flags.audit_scope))
+            self.datapath.set_default_audit(
+                pod.ep_id, flags.ingress_default_audited, flags.egress_default_audited
+            )
+        self.resolver.set_policy_explainer(explainer(audited.snapshot))
+        self.stats = stats
+        return stats
+
+    def _sync_cidr_identities(self) -> None:
+        """CIDR identities for every prefix the policies name, written into the ipcache (LPM trie)."""
+        wanted = policy_prefixes(self.repo.policies())
+        current = self.identities.cidr_identities()
+        for prefix in sorted(wanted - current.keys()):
+            identity = self.identities.allocate_cidr(prefix)
+            if self.datapath is not None:
+                self.datapath.set_ipcache(prefix, identity)
+            self.resolver.set_identity(identity, self.identities.labels_of(identity) or ())
+        for prefix in sorted(current.keys() - wanted):
+            if self.datapath is not None:
+                self.datapath.delete_ipcache(prefix)
+            self.identities.release(current[prefix])
+
+    # -- requests ---------------------------------------------------------------------------------
+    def apply_text(
+        self, text: str, filename: str, pods: Iterable[Pod], delete: bool = False
+    ) -> dict[str, Any]:
+        """Applies (or deletes) the policies of one file whole, then syncs; PolicyError applies nothing."""
+        policies = parse_policies(text, filename)
+        if delete:
+            refs = self.repo.delete([p.ref for p in policies])
+            missing = [str(p.ref) for p in policies if p.ref not in refs]
+            names = [str(r) for r in refs]
+        else:
+            names = [str(r) for r in self.repo.apply(policies)]
+            missing = []
+        stats = self.sync(pods)
+        return {
+            "policies": names,
+            "missing": missing,
+            "entries": stats.to_json(),
+            "warnings": [w for p in policies for w in p.warnings] if not delete else [],
+        }
+
+    def set_audit(
+        self,
+        on: bool,
+        pods: dict[str, Pod],
+        namespaces: Iterable[str],
+        pod: str = "",
+        namespace: str = "",
+        policy: str = "",
+    ) -> dict[str, Any]:
+        """Audit mode for a pod (``ns/name``), a namespace, or one policy (``ns/name`` or a CCNP name).
+
+        The setting is kept by name and applied at every policy sync, so it holds across policy
+        updates and pod recreation; disabling what was not enabled is not an error.
+        """
+        if self.datapath is None:
+            raise LabError("the lab runs without the datapath (--no-datapath): no audit mode")
+        if sum(bool(x) for x in (pod, namespace, policy)) != 1:
+            raise LabError("audit needs exactly one of a pod, a namespace or a policy")
+        if pod:
+            if pod not in pods:
+                raise LabError(f"no pod {pod} in the lab")
+            (self.audit.pods.add if on else self.audit.pods.discard)(pod)
+            scope = f"pod {pod}"
+        elif namespace:
+            known = {p.namespace for p in pods.values()} | set(namespaces)
+            if on and namespace not in known:
+                raise LabError(f"no namespace {namespace} in the lab")
+            (self.audit.namespaces.add if on else self.audit.namespaces.discard)(namespace)
+            scope = f"namespace {namespace}"
+        else:
+            try:
+                key = parse_policy_name(policy)
+            except ValueError as exc:
+                raise LabError(str(exc)) from None
+            found = matching_policies([p.ref for p in self.repo.policies()], *key)
+            if on and not found:
+                raise LabError(f"no policy {policy} is applied (see: hubble lab status)")
+            (self.audit.policies.add if on else self.audit.policies.discard)(key)
+            scope = "policy " + (", ".join(f"{r} ({r.kind})" for r in found) or policy)
+        self.sync(pods.values())
+        return {"scope": scope, "audit": on, "settings": self.audit.to_json()}
+
+    def state(self) -> dict[str, Any]:
+        """The policy part of ``state.json``."""
+        return {
+            "cidr_identities": self.identities.cidr_identities(),
+            "policies": [
+                {"ref": str(p.ref), "kind": p.ref.kind, "source": p.source} for p in self.repo.policies()
+            ],
+            "policy_revision": self.repo.revision,
+            "audit": self.audit.to_json(),
+        }
+
+
+__all__ = ["PolicySync", "SyncStats", "datapath_entry", "explainer"]

@@ -1,0 +1,134 @@
+"""The upstream fixture's L7 flows, rebuilt as proxy access-log records and decoded by seven.py.
+
+Every L7 flow of tests/fixtures/flows.jsonl (HTTP, DNS, Kafka) is turned back into the records a
+proxy would have written (``parser_l7_records``), with a resolver that knows its endpoints
+(``parser_fixture_events.resolver_for``), and decoded both ways the node can feed them: as dicts
+(``SevenParser.decode_batch``) and as type-129 samples (``Parser.decode_batch``). The result must be
+the fixture flow (key order included, ``uuid`` aside; ``parser_l7_records`` lists where Hubble's
+rules cannot give the synthetic fixture's values), its JSON must be the upstream bytes, and
+``hubble observe`` over a file where the rebuilt flows replace the fixture's must print the upstream
+compact, dict and table bytes of the recorded cases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+from hubbletest import run_hubble
+from parser_fixture_events import resolver_for
+from parser_l7_records import corrections, expected_flow, records_for
+
+from hubblepy.parser import Parser
+from hubblepy.parser.seven import access_log_sample, parse_rfc3339_ns
+from hubblepy.printer.jsonout import _encode_locally
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+LINES = (FIXTURES / "flows.jsonl").read_bytes().splitlines()
+CASES = {
+    case["name"]: case
+    for case in (
+        json.loads(line) for line in (FIXTURES / "expected" / "cases.jsonl").read_text().splitlines()
+    )
+}
+L7_INDEXES = [i for i, line in enumerate(LINES) if orjson.loads(line)["flow"]["event_type"]["type"] == 129]
+
+# Recorded cases whose output holds L7 flows (non-JSON: the rebuilt flows print the same bytes).
+PRINTED_CASES = [
+    "compact-all-default",
+    "compact-node-name-prod-us",
+    "table-tab-alias-dns-node-rfc3339micro",
+    "to-service-l7",
+    "http-method-post",
+    "http-status-50-plus",
+    "http-path-regex",
+    "from-label-neq",
+    "port-9092",
+    "namespace-cde",
+    "color-always-rare-verdicts",
+    "to-pod-any-namespace",
+]
+
+
+def decode(flow: dict, as_samples: bool) -> dict:
+    """The flow seven.py gives for the rebuilt records (the last record's flow), uuid as the fixture's."""
+    parser = Parser(
+        resolver_for(flow),
+        flow.get("node_name", ""),
+        node_labels=flow.get("node_labels", ()),
+        emitter_version=flow["emitter"].get("version", ""),
+    )
+    records = records_for(flow)
+    now = parse_rfc3339_ns(flow["time"])
+    if as_samples:
+        got = parser.decode_batch([(0, access_log_sample(r)) for r in records], now)
+    else:
+        got = parser.seven.decode_batch(records, now)
+    assert parser.parse_errors == 0, (dict(parser.error_counts), parser.last_error)
+    assert len(got) == len(records)
+    out = got[-1]
+    assert len(out["uuid"]) == 36
+    out["uuid"] = flow["uuid"]
+    return out
+
+
+def test_fixture_has_http_dns_and_kafka_l7_flows() -> None:
+    kinds = {
+        next(k for k in orjson.loads(LINES[i])["flow"]["l7"] if k in ("http", "dns", "kafka"))
+        for i in L7_INDEXES
+    }
+    assert kinds == {"http", "dns", "kafka"}
+    assert len(L7_INDEXES) == 44  # HTTP 20, DNS 16, Kafka 8 (fixtures README)
+
+
+@pytest.mark.parametrize("as_samples", [False, True], ids=["records", "type-129-samples"])
+def test_rebuilt_records_decode_to_the_fixture_flows(as_samples: bool) -> None:
+    exact = 0
+    for i in L7_INDEXES:
+        flow = orjson.loads(LINES[i])["flow"]
+        got = decode(flow, as_samples)
+        expected = expected_flow(flow)
+        assert got == expected, LINES[i].decode()
+        assert list(got) == list(expected), "declaration order"
+        if not corrections(flow):
+            exact += 1
+    assert exact == 23  # the other 21 carry a DNS/Kafka latency or an HTTP latency without X-Request-Id
+
+
+def test_json_bytes_match_upstream_for_uncorrected_flows() -> None:
+    checked = 0
+    for i in L7_INDEXES:
+        record = orjson.loads(LINES[i])
+        if corrections(record["flow"]):
+            continue
+        record["flow"] = decode(record["flow"], as_samples=True)
+        assert _encode_locally(record) == LINES[i]
+        checked += 1
+    assert checked == 23
+
+
+def rebuilt_file(tmp_path: Path) -> Path:
+    lines = list(LINES)
+    for i in L7_INDEXES:
+        record = orjson.loads(LINES[i])
+        record["flow"] = decode(record["flow"], as_samples=True)
+        lines[i] = _encode_locally(record)
+    path = tmp_path / "flows.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return rebuilt_file(tmp_path_factory.mktemp("seven"))
+
+
+@pytest.mark.parametrize("name", PRINTED_CASES)
+def test_observe_prints_the_upstream_bytes_for_rebuilt_flows(name: str, rebuilt: Path) -> None:
+    case = CASES[name]
+    proc = run_hubble(["observe", "--input-file", rebuilt.name, *case["args"]], cwd=rebuilt.parent)
+    assert proc.returncode == case["exit_code"], proc.stderr.decode()
+    assert proc.stdout.decode() == case["stdout"]
+    assert any("-request" in line or "-response" in line for line in case["stdout"].splitlines())
