@@ -1,4 +1,4 @@
-"""Developer sessions: tests, lint, protos, bench (and demo).
+"""Developer sessions: tests, lint, typecheck, protos, bench, fuzz.
 
 Sessions run in the current environment (``venv_backend="none"``): the project's environment is a
 virtualenv made by ``scripts/bootstrap.sh`` from Debian's Python with system site packages, because
@@ -8,11 +8,12 @@ bcc (Debian's python3-bpfcc) only exists there. Run them as ``.venv/bin/nox -s N
 from __future__ import annotations
 
 import os
+import sys
 
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests"]
 
 
 @nox.session
@@ -30,6 +31,12 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy over the package (hubblepy and relay; settings in pyproject.toml)."""
+    session.run("mypy")
+
+
+@nox.session
 def protos(session: nox.Session) -> None:
     """Regenerate hubblepy/api from proto/."""
     session.run("python", "scripts/gen_protos.py")
@@ -37,7 +44,8 @@ def protos(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: CLI flows/s beside jq, relay end to end, parser and datapath events/s, policy.
+    """Benchmarks (benchmarks/bench_NAME.py): CLI flows/s beside jq, relay end to end, parser and
+    datapath events/s, policy; ``codec`` (per-line costs) runs only when named.
 
     ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones; ``-- l7`` (root,
     not in the default set) is the L7 proxy against HAProxy on the lab's frontend -> api path.
@@ -48,3 +56,14 @@ def bench(session: nox.Session) -> None:
         if not os.path.exists(path):
             session.error(f"no benchmark {path}")
         session.run("python", path)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Coverage-guided fuzzing (atheris) of the datapath event parser, flow-line decoder, policy loader.
+
+    ``nox -s fuzz`` gives each target 300 s; ``nox -s fuzz -- --smoke`` is the CI budget (30 s each);
+    ``nox -s fuzz -- --seconds 60 flowline`` picks the budget and targets. Prints executions/s and
+    crashes per target and fails when a target crashed (see ``fuzz/run.py``).
+    """
+    session.run(sys.executable, "fuzz/run.py", *session.posargs)  # nox's own interpreter: the venv's

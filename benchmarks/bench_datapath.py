@@ -10,7 +10,9 @@
 2. The pipeline as the agent runs it, in one measured process: perf buffer -> Parser.decode_batch ->
    Observer ring (hubblepy.lab.source.DatapathFlowSource), fed a trace/drop/policy-verdict mix at
    stepped offered rates; prints received events/s, flows/s into the ring, lost samples, events per
-   pipeline CPU-second and the highest offered rate read with 0 loss (see pipeline_bench.py).
+   pipeline CPU-second and the highest offered rate read with 0 loss (see pipeline_bench.py); its
+   last table has Hubble's metric families off / all on / all on with contexts at each rate
+   (``--only metrics`` runs that table alone).
 3. Time per packet inside the endpoint programs (BPF_PROG_TEST_RUN on an established TCP packet),
    without and with a trace event per packet.
 4. TCP request/response transactions/s between two namespace pods, without programs, with the
@@ -18,7 +20,7 @@
    ratio to "without" is printed. Uses a small C client/server when gcc is available (else Python).
 
 Prints figures; asserts nothing. Usage: sudo .venv/bin/python benchmarks/bench_datapath.py [--seconds N]
-[--rates 50000,100000,...] [--only read,pipeline,cost,rr,policy]
+[--rates 50000,100000,...] [--only read,pipeline,metrics,cost,rr,policy]
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the namespace test bed (tests/testbed.py)
+
+from testbed import Testbed  # noqa: E402
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment, tc  # noqa: E402
 from hubblepy.datapath.layout import TRACE_V2  # noqa: E402
-from hubblepy.datapath.testbed import Testbed  # noqa: E402
 from hubblepy.monitor import MonitorReader  # noqa: E402
 from hubblepy.monitor.perf import NR_BPF  # noqa: E402
 
@@ -444,7 +448,7 @@ def bench_program_cost(runs: int = 200_000) -> None:
             )
 
 
-STAGES = ("read", "pipeline", "cost", "rr", "policy")
+STAGES = ("read", "pipeline", "metrics", "cost", "rr", "policy")
 DEFAULT_RATES = "50000,100000,150000,200000,250000,300000"
 
 
@@ -511,6 +515,10 @@ def main() -> None:
         from pipeline_bench import bench_pipeline  # perf buffer -> parser -> observer ring
 
         bench_pipeline(args.seconds, rates)
+    elif "metrics" in stages:  # only the pipeline's metrics off/on table (pipeline includes it)
+        from pipeline_bench import bench_pipeline
+
+        bench_pipeline(args.seconds, rates, metrics_only=True)
     if "cost" in stages:
         bench_program_cost()
     if "rr" in stages:

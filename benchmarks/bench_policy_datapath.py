@@ -31,6 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the namespace test bed (tests/testbed.py)
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from bench_datapath import (  # noqa: E402
@@ -41,9 +42,9 @@ from bench_datapath import (  # noqa: E402
     prog_run_stats,
     rr_round,
 )
+from testbed import Testbed  # noqa: E402
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, PolicyEntry, check_environment, port_blocks  # noqa: E402
-from hubblepy.datapath.testbed import Testbed  # noqa: E402
 from hubblepy.monitor.perf import NR_BPF  # noqa: E402
 
 TCP = 6

@@ -4,8 +4,13 @@ Each node is a `hubble agent` whose ring (65535) is filled once from a generated
 (``--replay-verbatim``), so the measurement is the backlog transfer, not the replay rate. Printed:
 flows/s reading one node directly, through the relay with 1 node and with 3 nodes, and the relay's
 cost as the ratio direct/relayed for one node. Our CLI talks the hubblepy.Batch/GetFlowsJSON
-extension to our nodes and relay; the "bare gRPC reader" lines measure the standard
-observer.Observer/GetFlows path (what an upstream client uses) without any decoding. No assertions.
+extension to our nodes and relay; the "upstream client path" lines measure the standard
+observer.Observer/GetFlows stream (one GetFlowsResponse per gRPC message, what an upstream client
+uses) with a bare reader that does not decode, and 20 such clients asking ``--last 1000`` at once
+(each in its own process, as 20 upstream CLIs would be) against one of them. The "where the time
+goes" lines time each stage of that path in this process: the node's ring read of cached bytes,
+building a response's protobuf bytes on first read, the relay's scan and sort buffer, and gRPC's own
+per-message cost (a server streaming constant bytes). No assertions.
 
 Run: ``python benchmarks/bench_relay.py`` (``HUBBLEPY_HUBBLE_CMD`` overrides the CLI command).
 """
@@ -18,13 +23,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("HUBBLEPY_SHARED", REPO.parent / "shared"))
+FLOWS = REPO / "tests" / "fixtures" / "flows.jsonl"  # recorded upstream flows
 CAPACITY = 65535
 
 
@@ -33,9 +39,7 @@ def make_flows(path: Path, count: int, node: str) -> None:
     sys.path.insert(0, str(REPO))
     from hubblepy.codec.timestamps import format_ns
 
-    base = [
-        orjson.loads(line)["flow"] for line in (SHARED / "fixtures" / "flows.jsonl").read_bytes().splitlines()
-    ]
+    base = [orjson.loads(line)["flow"] for line in FLOWS.read_bytes().splitlines()]
     start = time.time_ns() - count * 1000
     with path.open("wb") as out:
         for i in range(count):
@@ -49,12 +53,16 @@ def make_flows(path: Path, count: int, node: str) -> None:
 
 def start(argv: list[str]) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    line = proc.stderr.readline().decode()
-    m = re.search(r"listening on (\S+)", line)
-    if not m:
-        proc.kill()
-        raise SystemExit(f"cannot start {argv}: {line}")
-    return proc, m.group(1)
+    seen = []
+    for raw in proc.stderr:  # the relay may log its nodes' condition before it says where it listens
+        line = raw.decode()
+        seen.append(line)
+        m = re.search(r"listening on (\S+)", line)
+        if m:
+            threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()  # keep the pipe drained
+            return proc, m.group(1)
+    proc.kill()
+    raise SystemExit(f"cannot start {argv}: {''.join(seen)}")
 
 
 def wait_filled(address: str, count: int) -> None:
@@ -95,6 +103,124 @@ def raw_rate(server: str) -> tuple[float, int]:
     elapsed = time.perf_counter() - t0
     channel.close()
     return got / elapsed, got
+
+
+CLIENT_CODE = """
+import sys, time, grpc
+from hubblepy.api.observer import observer_pb2
+channel = grpc.insecure_channel(sys.argv[1], options=[("grpc.max_receive_message_length", 64 << 20)])
+call = channel.unary_stream("/observer.Observer/GetFlows",
+    request_serializer=observer_pb2.GetFlowsRequest.SerializeToString, response_deserializer=None)
+grpc.channel_ready_future(channel).result(timeout=30)
+print("ready", flush=True)
+sys.stdin.readline()
+t0 = time.perf_counter()
+n = sum(1 for _ in call(observer_pb2.GetFlowsRequest(number=int(sys.argv[2]))))
+print(n, time.perf_counter() - t0, flush=True)
+"""
+
+
+def concurrent_last(server: str, clients: int, number: int = 1000) -> tuple[float, int]:
+    """Wall time of ``clients`` upstream-style clients (one process each) asking ``--last number`` at once."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLIENT_CODE, server, str(number)],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(clients)
+    ]
+    for proc in procs:  # every client has imported grpc and connected before the clock starts
+        assert proc.stdout.readline().strip() == "ready"
+    t0 = time.perf_counter()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    got = 0
+    for proc in procs:
+        got += int(proc.stdout.readline().split()[0])
+        proc.wait(60)
+    return time.perf_counter() - t0, got
+
+
+def _per_item_us(func, items: list) -> float:
+    t0 = time.perf_counter()
+    for item in items:
+        func(item)
+    return (time.perf_counter() - t0) / len(items) * 1e6
+
+
+def breakdown(flows_file: Path) -> list[tuple[str, float]]:
+    """Microseconds per response for each stage of the upstream GetFlows path (this process only)."""
+    import grpc
+
+    from hubblepy.api.observer import observer_pb2
+    from hubblepy.observer.ring import Ring, RingEntry
+    from hubblepy.observer.service import ResponseEncoder, stream_ring
+    from relay.merge import SortBuffer
+    from relay.wire import scan_response
+
+    lines = flows_file.read_bytes().splitlines()[:20000]
+    entries = []
+    for i, line in enumerate(lines):
+        resp = orjson.loads(line)
+        entries.append(RingEntry(i, resp))
+    ring = Ring(32767)
+    ring.write_many(entries)
+    encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
+    t0 = time.perf_counter()
+    wires = [encoder.encode(e) for e in entries]  # first read: dict -> protobuf bytes, cached
+    build_us = (time.perf_counter() - t0) / len(entries) * 1e6
+    request = observer_pb2.GetFlowsRequest(number=len(entries))
+    t0 = time.perf_counter()
+    sent = sum(1 for _ in stream_ring(ring, request, lambda: True, encoder.encode, "n"))
+    ring_us = (time.perf_counter() - t0) / sent * 1e6
+    scan_us = _per_item_us(scan_response, wires)
+    buffer = SortBuffer(100)
+    sort_us = _per_item_us(lambda w: buffer.push(len(w), w), wires)
+
+    from concurrent import futures
+
+    payload = wires[0]
+    count = 20000
+
+    def constant(request, context):
+        for _ in range(count):
+            yield payload
+
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("b.B", {"S": grpc.unary_stream_rpc_method_handler(constant)})]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    client = subprocess.run(
+        [sys.executable, "-c", GRPC_CEILING_CODE, f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    server.stop(0)
+    grpc_us = 1e6 / float(client.stdout.split()[0])
+    return [
+        ("node: ring read of cached bytes", ring_us),
+        ("node: build protobuf bytes (first read)", build_us),
+        ("relay: scan time + kind", scan_us),
+        ("relay: sort buffer push", sort_us),
+        ("gRPC: one streamed message, server+client", grpc_us),
+    ]
+
+
+GRPC_CEILING_CODE = """
+import sys, time, grpc, grpc.experimental
+channel = grpc.insecure_channel(sys.argv[1], options=[(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)])
+call = channel.unary_stream("/b.B/S")
+t0 = time.perf_counter()
+n = sum(1 for _ in call(b""))
+print(n / (time.perf_counter() - t0))
+"""
 
 
 def main() -> None:
@@ -151,16 +277,27 @@ def main() -> None:
             raw_direct, _ = raw_rate(nodes[0])
             raw_via1, _ = raw_rate(r1)
             raw_via3, n_raw3 = raw_rate(r3)
+            last_one, _ = concurrent_last(r3, 1)
+            last_twenty, n_twenty = concurrent_last(r3, 20)
+            stages = breakdown(Path(tmp) / "node0.jsonl")
         print("hubble observe --all -o json > /dev/null:")
         print(f"direct node      : {direct:10.0f} flows/s ({n_direct} flows, -o json > /dev/null)")
         print(f"relay, 1 node    : {via1:10.0f} flows/s ({n_via1} flows)")
         print(f"relay, 3 nodes   : {via3:10.0f} flows/s ({n_via3} flows)")
         print(f"relay cost ratio : {direct / via1:10.2f} x (direct / via relay, 1 node)")
-        print("bare gRPC reader (no decoding), same requests:")
+        print("upstream client path (standard GetFlows, one response per message, bare reader):")
         print(f"direct node      : {raw_direct:10.0f} flows/s")
         print(f"relay, 1 node    : {raw_via1:10.0f} flows/s")
         print(f"relay, 3 nodes   : {raw_via3:10.0f} flows/s ({n_raw3} responses incl. node status)")
         print(f"relay cost ratio : {raw_direct / raw_via1:10.2f} x")
+        print(f"--last 1000 of 3 nodes via relay, 1 client   : {last_one:7.2f} s")
+        print(f"--last 1000 of 3 nodes via relay, 20 clients : {last_twenty:7.2f} s ({n_twenty} responses)")
+        print(f"20 clients / 1 client                        : {last_twenty / last_one:7.2f} x")
+        print("where the time goes, per response (us):")
+        for label, micros in stages:
+            print(f"  {label:<44}: {micros:8.2f}")
+        load = os.getloadavg()
+        print(f"machine load average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

@@ -9,7 +9,10 @@ source (hubblepy.lab.source.DatapathFlowSource: MonitorReader with its defaults 
 
 Each offered rate runs with the agent's reader settings, with 256 pages per CPU, and with 256 pages
 plus a higher gc threshold (CPython's young-generation collections cost a good share of the
-per-flow dicts' time). With two CPUs or more the pipeline and the generator are pinned apart, so
+per-flow dicts' time). A last table runs the lab agent's settings with Hubble's metric families off,
+the lab's default families, all on (``--metrics`` with every family), and all on with namespace
+contexts, one after the other at each rate, so the rows of a rate share the machine's load of that
+moment; it also prints the share of the pipeline's CPU spent counting. With two CPUs or more the pipeline and the generator are pinned apart, so
 "CPU" is the share of one core the pipeline used (user + system time of its process).
 """
 
@@ -26,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from hubblepy.lab.source import DatapathFlowSource
+from hubblepy.metrics import ALL_FAMILIES, build_node_metrics
+from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
 from hubblepy.monitor import MonitorReader
 from hubblepy.monitor.perf import NR_BPF
 from hubblepy.monitor.reader import DEFAULT_PAGES, DEFAULT_WAKEUP_EVENTS
@@ -229,6 +234,7 @@ class PipelineResult:
     cpu_s: float  # pipeline process CPU time (user + system), drain after the generator included
     core_share: float  # CPU seconds per wall second while the generator ran
     sample_flow: dict | None
+    metrics_cpu_s: float = 0.0  # CPU time spent in FlowMetrics.process
 
 
 class MixGenerator:
@@ -248,13 +254,28 @@ class MixGenerator:
         self.pipeline_cpu = cpus[0] if len(cpus) > 1 else None
         self.generator_cpu = cpus[-1] if len(cpus) > 1 else None
 
-    def run_pipeline(self, rate: float, seconds: float, **reader_options: Any) -> PipelineResult:
-        """One run at ``rate`` offered events/s; ``reader_options`` go to MonitorReader (default: the agent's)."""
+    def run_pipeline(
+        self, rate: float, seconds: float, metrics: str = "", **reader_options: Any
+    ) -> PipelineResult:
+        """One run at ``rate`` offered events/s; ``reader_options`` go to MonitorReader (default: the agent's).
+
+        ``metrics``: a ``--metrics`` value counted on the observer's flow batches, as the agent does."""
         ctx = mp.get_context("fork")
         ready, go, runs = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
         proc = ctx.Process(target=_generate_paced, args=(self.prog_fd, seconds, rate, ready, go, runs))
         parser = Parser(payments_resolver(), "bench-node")
         observer = Observer("bench-node")
+        metrics_cpu = [0.0]
+        if metrics:
+            _, flow_metrics = build_node_metrics(observer, metrics, parser=parser)
+            count = flow_metrics.process
+
+            def timed(flows: list, count=count) -> None:  # CPU spent counting, for the report
+                t0 = time.thread_time()
+                count(flows)
+                metrics_cpu[0] += time.thread_time() - t0
+
+            flow_metrics.process = timed  # type: ignore[method-assign]
         stop = threading.Event()
 
         during: list[float] = []  # (CPU, wall) seconds from go until the generator ended
@@ -291,6 +312,7 @@ class MixGenerator:
             cpu_s=cpu,
             core_share=during[0] / during[1] if during and during[1] else 0.0,
             sample_flow=last.flow if last is not None else None,
+            metrics_cpu_s=metrics_cpu[0],
         )
 
     def close(self) -> None:
@@ -313,7 +335,7 @@ SETTINGS: tuple[tuple[str, dict[str, Any], tuple[int, int, int] | None], ...] = 
 )
 
 
-def bench_pipeline(seconds: float, rates: list[float]) -> None:
+def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = False) -> None:
     """Prints one row per reader setting and offered rate, and the highest offered rate with 0 loss."""
     gen = MixGenerator()
     saved_affinity = os.sched_getaffinity(0)
@@ -332,7 +354,7 @@ def bench_pipeline(seconds: float, rates: list[float]) -> None:
     )
     sample = None
     try:
-        for title, options, gc_threshold in SETTINGS:
+        for title, options, gc_threshold in () if metrics_only else SETTINGS:
             print(f"  {title}")
             gc.set_threshold(*(gc_threshold or saved_gc))
             print(
@@ -358,6 +380,7 @@ def bench_pipeline(seconds: float, rates: list[float]) -> None:
                     f"    highest offered rate with 0 loss: {best.offered:,.0f} events/s "
                     f"({best.flows:,.0f} flows/s into the ring, {100 * best.core_share:.0f}% of one core)"
                 )
+        bench_metrics(gen, seconds, rates)
     finally:
         gen.close()
         os.sched_setaffinity(0, saved_affinity)
@@ -368,3 +391,44 @@ def bench_pipeline(seconds: float, rates: list[float]) -> None:
             f"  a flow from the ring: {src.get('namespace')}/{src.get('pod_name')} -> {dst.get('namespace')}/"
             f"{dst.get('pod_name')} {sample.get('verdict')} {sample.get('Summary', '')}"
         )
+
+
+CONTEXTS = "sourceContext=namespace;destinationContext=namespace"
+METRICS_ROWS = (
+    ("off", ""),
+    ("lab", DEFAULT_LAB_METRICS),
+    ("all", ALL_FAMILIES),
+    ("all+ctx", " ".join(f"{name}:{CONTEXTS}" for name in ALL_FAMILIES.split())),
+)
+
+
+def bench_metrics(gen: MixGenerator, seconds: float, rates: list[float]) -> None:
+    """Lab agent settings with the metric families off / all on / all on with contexts, per rate."""
+    gc.set_threshold(*GC_THRESHOLD_TRIED)
+    print(
+        "  256 pages/CPU, lab gc threshold; Hubble metrics off, the lab's default "
+        f"({DEFAULT_LAB_METRICS}),\n  all families ({ALL_FAMILIES}), and all with {CONTEXTS}"
+    )
+    print(
+        f"    {'metrics':>8} {'offered/s':>10} {'received/s':>11} {'flows/s':>10} {'lost':>7} {'unread':>7} "
+        f"{'CPU':>5} {'events per pipeline CPU-s':>26} {'metrics share of CPU':>21} {'metrics ns/flow':>16}"
+    )
+    best: dict[str, PipelineResult] = {}
+    for rate in rates:
+        for name, metrics in METRICS_ROWS:
+            r = gen.run_pipeline(rate, seconds, metrics=metrics, pages=256)
+            per_cpu = r.received * seconds / r.cpu_s if r.cpu_s else 0.0
+            share = 100 * r.metrics_cpu_s / r.cpu_s if r.cpu_s else 0.0
+            per_flow = 1e9 * r.metrics_cpu_s / (r.flows * seconds) if r.flows else 0.0
+            print(
+                f"    {name:>8} {r.offered:>10,.0f} {r.received:>11,.0f} {r.flows:>10,.0f} {r.lost:>7,} "
+                f"{r.unread:>7,} {100 * r.core_share:>4.0f}% {per_cpu:>26,.0f} {share:>20.1f}% {per_flow:>16,.0f}"
+            )
+            if r.lost == 0 and r.unread == 0 and (name not in best or r.offered > best[name].offered):
+                best[name] = r
+    for name, _ in METRICS_ROWS:
+        r = best.get(name)
+        text = (
+            f"{r.offered:,.0f} events/s ({100 * r.core_share:.0f}% of one core)" if r else "none of the rates"
+        )
+        print(f"    highest offered rate with 0 loss, metrics {name}: {text}")

@@ -5,7 +5,7 @@ Flags follow upstream hubble-relay::
     hubble-relay [--listen-address :4245] [--peer-service ADDR] [--peers [NAME=]ADDR,...]
                  [--sort-buffer-len-max 100] [--sort-buffer-drain-timeout 1s]
                  [--dial-timeout 5s] [--retry-timeout 30s] [--error-aggregation-window 10s]
-                 [--health-listen-address :4222]
+                 [--health-listen-address :4222] [--metrics-listen-address HOST:PORT]
                  [--tls-relay-server-cert-file F --tls-relay-server-key-file F [--tls-relay-client-ca-files F,...]]
                  [--tls-hubble-server-ca-files F,... [--tls-hubble-client-cert-file F --tls-hubble-client-key-file F]]
 
@@ -19,26 +19,41 @@ disables it) serves only ``grpc.health.v1.Health``, answering SERVING for ``hubb
 and ``""``, for liveness/readiness probes that cannot speak TLS. It is announced with
 ``hubble-relay: health service on HOST:PORT``. When that address cannot be bound the relay warns
 on stderr and runs without it (the main endpoint answers health checks too).
+
+``--metrics-listen-address`` serves the relay's Prometheus metrics (relay/metrics.py), announced with
+``hubble-relay: metrics on HOST:PORT``; a busy address is a start-up error.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from concurrent import futures
+from typing import Any, NoReturn
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+# The relay logs what goes wrong with its nodes itself, once per change (see relay.peers); gRPC
+# core would otherwise print a line for every failed TLS handshake of every retry.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from hubblepy.api.observer import observer_pb2
-from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target
-from relay.durations import parse_duration
-from relay.peers import ClientTLS, DialOptions, PeerManager
-from relay.service import RelayObserver
+import grpc  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha import reflection  # noqa: E402
+
+from hubblepy.api.observer import observer_pb2  # noqa: E402
+from hubblepy.observer.flags import (  # noqa: E402
+    check_dial_address,
+    check_listen_address,
+    check_number,
+    parse_peer_list,
+)
+from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target  # noqa: E402
+from relay.durations import parse_duration  # noqa: E402
+from relay.peers import ClientTLS, DialOptions, PeerManager  # noqa: E402
+from relay.service import RelayObserver  # noqa: E402
 
 DEFAULT_PEER_SERVICE = "unix:///var/run/cilium/hubble.sock"
 
@@ -48,7 +63,7 @@ class RelayError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise RelayError(message)
 
 
@@ -71,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dial-timeout", default="5s", help="timeout to connect to a node (default 5s)")
     p.add_argument(
-        "--retry-timeout", default="30s", help="max wait between reconnection attempts (default 30s)"
+        "--retry-timeout",
+        default="30s",
+        help="max wait between reconnection attempts to a node (default 30s; capped at 1s so that a node "
+        "that comes back streams again within seconds)",
     )
     p.add_argument(
         "--error-aggregation-window",
@@ -82,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--health-listen-address",
         default=":4222",
         help='plaintext gRPC health service address (default :4222, "" disables it)',
+    )
+    p.add_argument(
+        "--metrics-listen-address",
+        default="",
+        help='address of the /metrics endpoint ("" disables, the default)',
     )
     p.add_argument("--node-name", default="", help="name put in node-status events (default: hostname)")
     p.add_argument("--tls-relay-server-cert-file", default="")
@@ -119,13 +142,32 @@ def _read_all(paths: str) -> bytes | None:
     return out
 
 
-def _duration(flag: str, text: str) -> float:
+def _duration(flag: str, text: str, positive: bool = False) -> float:
     try:
-        return parse_duration(text)
+        value = parse_duration(text)
     except ValueError:
         raise RelayError(
             f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"'
         ) from None
+    if value < 0 or (positive and value == 0):
+        need = "positive" if positive else "0 or more"
+        raise RelayError(f'invalid argument "{text}" for "--{flag}" flag: must be {need}')
+    return value
+
+
+def _check_flags(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Addresses and numbers checked before anything starts; returns the static peers."""
+    try:
+        check_listen_address("--listen-address", args.listen_address)
+        if args.health_listen_address:
+            check_listen_address("--health-listen-address", args.health_listen_address)
+        if args.peer_service:
+            check_dial_address("--peer-service", args.peer_service)
+        check_number("--max-workers", args.max_workers, 1)
+        check_number("--sort-buffer-len-max", args.sort_buffer_len_max, 1)
+        return parse_peer_list("--peers", args.peers, bare_is_name=False)
+    except ValueError as exc:
+        raise RelayError(str(exc)) from None
 
 
 def _server_tls(args: argparse.Namespace) -> ServerTLS | None:
@@ -165,22 +207,18 @@ class Relay:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        static = _check_flags(args)
         client_tls = _client_tls(args)
         self.server_tls = _server_tls(args)
         dial = DialOptions(
-            dial_timeout=_duration("dial-timeout", args.dial_timeout),
-            retry_timeout=_duration("retry-timeout", args.retry_timeout),
+            dial_timeout=_duration("dial-timeout", args.dial_timeout, positive=True),
+            retry_timeout=_duration("retry-timeout", args.retry_timeout, positive=True),
             tls=client_tls,
         )
-        drain = _duration("sort-buffer-drain-timeout", args.sort_buffer_drain_timeout)
-        if args.sort_buffer_len_max < 1:
-            raise RelayError("--sort-buffer-len-max must be at least 1")
+        drain = _duration("sort-buffer-drain-timeout", args.sort_buffer_drain_timeout, positive=True)
+        error_window = _duration("error-aggregation-window", args.error_aggregation_window)
         self.peers = PeerManager(dial)
-        static = [p.strip() for p in args.peers.split(",") if p.strip()]
-        for item in static:
-            name, sep, address = item.partition("=")
-            if not sep:
-                name, address = "", item
+        for name, address in static:
             self.peers.add(name, address, args.tls_hubble_server_name)
         peer_service = args.peer_service or ("" if static else DEFAULT_PEER_SERVICE)
         if peer_service:
@@ -192,7 +230,7 @@ class Relay:
             dial_timeout=dial.dial_timeout,
             retry_timeout=dial.retry_timeout,
             relay_name=args.node_name or None,
-            error_aggregation_window=_duration("error-aggregation-window", args.error_aggregation_window),
+            error_aggregation_window=error_window,
         )
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
@@ -200,6 +238,7 @@ class Relay:
         self.health_server: grpc.Server | None = None
         self.health_port = 0
         self.health_warning = ""
+        self.metrics: Any = None
 
     def start(self) -> None:
         server = grpc.server(
@@ -232,6 +271,18 @@ class Relay:
         self.server = server
         if self.args.health_listen_address:
             self._start_health_server(self.args.health_listen_address)
+        if self.args.metrics_listen_address:
+            self._start_metrics(self.args.metrics_listen_address)
+
+    def _start_metrics(self, listen_address: str) -> None:
+        from hubblepy.metrics import MetricsConfigError, MetricsServer
+        from relay.metrics import relay_registry
+
+        try:
+            self.metrics = MetricsServer(listen_address, relay_registry(self.peers))
+            self.metrics.start()
+        except MetricsConfigError as exc:
+            raise RelayError(str(exc)) from None
 
     def _start_health_server(self, listen_address: str) -> None:
         """The separate plaintext listener for grpc.health.v1 only (shares the health servicer)."""
@@ -258,6 +309,8 @@ class Relay:
         return _display_address(self.args.health_listen_address, self.health_port)
 
     def stop(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop()
         self.peers.close()
         if self.health_server is not None:
             self.health_server.stop(0.5)
@@ -276,6 +329,7 @@ def _display_address(listen_address: str, port: int) -> str:
 def run(argv: list[str]) -> int:
     """Run the relay until SIGINT/SIGTERM; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="level=%(levelname)s msg=%(message)s")
+    logging.getLogger("relay").setLevel(logging.INFO)  # node connected/disconnected/unavailable
     try:
         relay = Relay(build_parser().parse_args(argv))
         relay.start()
@@ -290,6 +344,8 @@ def run(argv: list[str]) -> int:
         sys.stderr.write(f"hubble-relay: health service on {relay.health_address()}\n")
     elif relay.health_warning:
         sys.stderr.write(f"hubble-relay: warning: {relay.health_warning}\n")
+    if relay.metrics is not None:
+        sys.stderr.write(f"hubble-relay: metrics on {relay.metrics.address}\n")
     sys.stderr.flush()
     try:
         while not stop.wait(0.5):

@@ -1,9 +1,16 @@
 """Hubble nodes known to the relay: discovery (static list and/or peer.Peer/Notify) and connections.
 
-Every node gets one long-lived gRPC channel that reconnects by itself with exponential backoff
-(capped by ``--retry-timeout``); the channel's connectivity state is the node's state
-(READY -> connected, anything else -> unavailable). Requests use raw-bytes method callables so
-flows pass through the relay without being decoded.
+Every node gets one long-lived gRPC channel that reconnects by itself with exponential backoff,
+capped by ``--retry-timeout`` and never above :data:`MAX_RECONNECT_BACKOFF_S`, so a node that comes
+back after any outage is streaming again within a few seconds. The channel's connectivity state is
+the node's state (READY -> connected, anything else -> unavailable). Requests use raw-bytes method
+callables so flows pass through the relay without being decoded.
+
+What is wrong with a node is logged once per change, never once per retry: ``node connected``,
+``node disconnected`` (a READY connection went away) and ``node unavailable`` with the cause of the
+failed connection attempt (refused, TLS handshake, name resolution...), which gRPC only reveals to a
+call: a short probe call on the failing channel reads it. The cause is kept as :attr:`Node.reason`
+for ``hubble list nodes -o wide|json``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from hubblepy.api.peer import peer_pb2
 from relay.wire import split_batch
 
 log = logging.getLogger(__name__)
+
+MAX_RECONNECT_BACKOFF_S = 1.0  # the channel retries a lost node at least this often
+_CAUSE_PREFIXES = ("failed to connect to all addresses; last error: ", "UNKNOWN: ", "UNAVAILABLE: ")
 
 GET_FLOWS = "/observer.Observer/GetFlows"
 GET_FLOWS_BATCHED = "/hubblepy.Batch/GetFlows"  # our nodes' batched GetFlows (see hubblepy.observer.service)
@@ -57,6 +67,9 @@ class Node:
     name_from_address: bool = False
     reconnect: Any = None  # pending grpc.channel_ready_future while the channel is idle
     supports_batch: bool | None = None  # None until the first stream tells
+    health: str = "connecting"  # connected | disconnected | unavailable (last one logged)
+    reason: str = ""  # why the node is not connected; "" while connected
+    probing: bool = False
 
     @property
     def connected(self) -> bool:
@@ -126,7 +139,7 @@ class DialOptions:
     tls: ClientTLS | None = None
 
     def channel_options(self, tls_server_name: str) -> list[tuple[str, Any]]:
-        max_backoff_ms = max(100, int(self.retry_timeout * 1000))
+        max_backoff_ms = max(100, int(min(self.retry_timeout, MAX_RECONNECT_BACKOFF_S) * 1000))
         opts: list[tuple[str, Any]] = [
             ("grpc.initial_reconnect_backoff_ms", min(500, max_backoff_ms)),
             ("grpc.min_reconnect_backoff_ms", min(500, max_backoff_ms)),
@@ -189,10 +202,15 @@ class PeerManager:
         if state == grpc.ChannelConnectivity.READY:
             node.ready.set()
             node.settled.set()
+            self._set_health(node, "connected", "")
             if node.name_from_address:
                 threading.Thread(target=self._learn_name, args=(node,), daemon=True).start()
         else:
             node.ready.clear()
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE and not self._stop.is_set():
+                self._probe(node)
+            elif node.health == "connected" and state != grpc.ChannelConnectivity.SHUTDOWN:
+                self._set_health(node, "disconnected", "connection to the node was lost")
             if state in (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN):
                 node.settled.set()
             if (
@@ -206,6 +224,45 @@ class PeerManager:
                     node.reconnect.cancel()
                 node.reconnect = grpc.channel_ready_future(node.channel)
         self._notify()
+
+    def _set_health(self, node: Node, health: str, reason: str) -> None:
+        """Record the node's condition; log it when it differs from the last one logged."""
+        with self._lock:
+            changed = (health, reason) != (node.health, node.reason)
+            node.health, node.reason = health, reason
+        if not changed or self._stop.is_set():
+            return
+        if health == "connected":
+            log.info(_kv("node connected", node=node.name, address=node.address))
+        else:
+            log.warning(_kv(f"node {health}", node=node.name, address=node.address, cause=reason))
+
+    def _probe(self, node: Node) -> None:
+        """Learn why connecting to ``node`` fails (in a thread: this runs in gRPC's callback)."""
+        with self._lock:
+            if node.probing:
+                return
+            node.probing = True
+        threading.Thread(target=self._probe_call, args=(node,), daemon=True, name="relay-probe").start()
+
+    def _probe_call(self, node: Node) -> None:
+        try:
+            if node.channel is None or node.connected:
+                return
+            try:
+                node.observer_stub().ServerStatus(
+                    observer_pb2.ServerStatusRequest(), timeout=self.dial.dial_timeout, wait_for_ready=False
+                )
+                return  # it answers: the channel reports READY by itself
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or node.connected:
+                    return
+                cause = connection_cause(exc.details() or "", node.address)
+            except ValueError:  # the channel was closed meanwhile
+                return
+            self._set_health(node, "unavailable", cause)
+        finally:
+            node.probing = False
 
     def _learn_name(self, node: Node) -> None:
         """Ask a node listed by address only for its name (our agents answer GetNodes)."""
@@ -252,6 +309,7 @@ class PeerManager:
         target = address
         opts = self.dial.channel_options(tls_server_name)
         backoff = 0.5
+        last_cause: str | None = None  # logged once per change, as the nodes' conditions
         while not self._stop.is_set():
             channel = (
                 grpc.secure_channel(target, tls.credentials(), options=opts)
@@ -263,15 +321,23 @@ class PeerManager:
                 self._peer_stream = stream
                 for note in stream:
                     backoff = 0.5
+                    if last_cause is not None:
+                        log.info(_kv("peer service connected", address=address))
+                        last_cause = None
                     self._apply(note)
             except grpc.RpcError as exc:
                 if self._stop.is_set():
                     break
-                log.warning("peer service %s: %s", address, exc.details() if hasattr(exc, "details") else exc)
+                cause = (
+                    connection_cause(exc.details() or "", address) if hasattr(exc, "details") else str(exc)
+                )
+                if cause != last_cause:
+                    log.warning(_kv("peer service unavailable", address=address, cause=cause))
+                    last_cause = cause
             finally:
                 channel.close()
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, max(self.dial.retry_timeout, 0.5))
+            backoff = min(backoff * 2, max(min(self.dial.retry_timeout, MAX_RECONNECT_BACKOFF_S), 0.5))
 
     def _apply(self, note: Any) -> None:
         tls_name = note.tls.server_name if note.HasField("tls") else ""
@@ -288,3 +354,25 @@ class PeerManager:
         for node in self.nodes():
             if node.channel is not None:
                 node.channel.close()
+
+
+def connection_cause(details: str, address: str) -> str:
+    """The useful part of gRPC's connection error: ``Failed to connect to remote host: Connection refused``."""
+    text = details.strip()
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _CAUSE_PREFIXES:
+            if text.startswith(prefix):
+                text, changed = text[len(prefix) :], True
+        head, sep, rest = text.partition(": ")
+        if sep and head.startswith(("ipv4:", "ipv6:", "unix:", "dns:")):
+            text, changed = rest, True
+    return text or "unknown error"
+
+
+def _kv(msg: str, **attrs: str) -> str:
+    """``msg="..." key=value ...`` in the slog/logfmt style the relay's log lines use."""
+    from hubblepy.cli.slog import slog_value
+
+    return " ".join([slog_value(msg), *(f"{k}={slog_value(v)}" for k, v in attrs.items())])

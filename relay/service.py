@@ -19,6 +19,7 @@ Strict global ``--last N`` (hubblepy extension)
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import socket
 import threading
@@ -36,6 +37,7 @@ from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.service import observer_method_handlers
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
+from relay.metrics import STATS
 from relay.node_errors import ErrorAggregator
 from relay.peers import Node, PeerManager
 from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_response
@@ -43,6 +45,7 @@ from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_respons
 log = logging.getLogger(__name__)
 
 STRICT_LAST_KEY = "hubblepy-strict-last"
+NODE_REASONS_KEY = "hubblepy-node-reasons"  # GetNodes trailing metadata: {address: why not connected}
 COMPLETENESS_KEY = "hubblepy-completeness"
 RELAY_VERSION = "hubblepy-relay"
 MAX_UNAVAILABLE_LISTED = 10
@@ -82,7 +85,9 @@ def rpc_error_text(exc: grpc.RpcError) -> str:
     return f"rpc error: code = {_GO_CODE_NAMES.get(code, 'Unknown')} desc = {details}"
 
 
-def node_status_bytes(relay_name: str, state: int, names: list[str], message: str = "") -> bytes:
+def node_status_bytes(
+    relay_name: str, state: relay_pb2.NodeState, names: list[str], message: str = ""
+) -> bytes:
     resp = observer_pb2.GetFlowsResponse(node_name=relay_name)
     resp.node_status.state_change = state
     resp.node_status.node_names.extend(names)
@@ -147,6 +152,7 @@ class _Fanout:
                             if kind == KIND_FLOW and time_ns > last_ns:
                                 last_ns = time_ns
                             items.append((time_ns, kind, wire))
+                        STATS.forwarded(sum(1 for item in items if item[1] == KIND_FLOW))
                         if not self.queue.put_many(items, self.cancelled):
                             return
                     if not self.follow:
@@ -155,7 +161,11 @@ class _Fanout:
                     if self.cancelled.is_set():
                         return
                     message = rpc_error_text(exc)
-                    log.warning("node %s (%s): %s", node.name, node.address, message)
+                    # Connection trouble is logged once per change by the peer manager; other
+                    # errors of a node's stream are worth a line each.
+                    lost = exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+                    (log.debug if lost else log.warning)("node %s (%s): %s", node.name, node.address, message)
+                    STATS.node_error(node.name)
                     self._put((time.time_ns(), KIND_NODE_ERROR, (node.name, message)))
                     if not self.follow or exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                         return
@@ -438,6 +448,7 @@ class RelayObserver:
         connected = [n for n in nodes if n.connected]
         statuses = dict(zip((n.address for n in connected), self._node_statuses(connected), strict=True))
         out = []
+        reasons: dict[str, str] = {}
         for node in nodes:
             item = observer_pb2.Node(name=node.name, address=node.address)
             item.tls.enabled = self.peers.dial.tls is not None
@@ -453,7 +464,13 @@ class RelayObserver:
                 item.seen_flows = st.seen_flows
             else:
                 item.state = relay_pb2.NODE_UNAVAILABLE
+                reasons[node.address] = node.reason or (
+                    "no answer to ServerStatus" if node.connected else "not connected yet"
+                )
             out.append(item)
+        if reasons:
+            # Upstream's Node message has no field for it: clients that know the key show it.
+            context.set_trailing_metadata(((NODE_REASONS_KEY, json.dumps(reasons, ensure_ascii=True)),))
         return observer_pb2.GetNodesResponse(nodes=out)
 
     def get_namespaces(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -5,8 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc iproute2 jq
-              linux-headers-amd64 curl procps util-linux gcc
-              nftables wrk haproxy)  # nftables: the proxy transparency test; wrk, haproxy: nox -s bench -- l7
+              linux-headers-amd64 curl procps util-linux gcc)
+# Plus the package of every program the tests, lab, demo and benchmarks call (one table, also
+# checked by tests/test_00_environment.py).
+while read -r _program package _; do
+    APT_PACKAGES+=("$package")
+done < <(grep -v '^[[:space:]]*\(#\|$\)' scripts/external-programs.txt)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -17,6 +21,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q >/dev/null
     apt-get install -y -q "${missing[@]}" >/dev/null
+    # `hubble lab up --prometheus` runs its own Prometheus on loopback with its own data directory;
+    # the system service the package just enabled would hold :9090, so stop the one we installed.
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null \
+        && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ -x scripts/setup-kernel-headers.sh ] || [ -f scripts/setup-kernel-headers.sh ]; then

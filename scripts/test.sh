@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: install what is missing, then run the whole test suite.
+# The README's test command: install what is missing, then lint, typecheck and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
-exec nox -s lint tests -- "$@"
+exec nox -s lint typecheck tests -- "$@"

@@ -1,4 +1,4 @@
-"""Shared test helpers: where the shared fixtures live, and how to run the CLI as a real process."""
+"""Shared test helpers: where the fixtures live, and how to run the CLI as a real process."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def shared_dir() -> Path:
-    """The project's shared/ folder (specs and upstream fixtures), beside the repository."""
-    return Path(os.environ.get("HUBBLEPY_SHARED", REPO_ROOT.parent / "shared"))
+# Recorded upstream outputs, the API field tables and seed policies (see tests/fixtures/README.md).
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
 
 def clean_env() -> dict[str, str]:

@@ -29,7 +29,7 @@ RAW_HELP = {
 }
 
 # Modules that add their commands to the typer app with ``register(app)``.
-COMMAND_MODULES = ("hubblepy.cli.commands", "hubblepy.cli.lab", "hubblepy.cli.policy")
+COMMAND_MODULES = ("hubblepy.cli.lab", "hubblepy.cli.policy")
 
 
 def build_app():  # noqa: ANN201 - typer is imported lazily
@@ -62,13 +62,7 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
         typer.echo(f"hubble v{__version__} (hubblepy)")
 
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(module_name).register(app)
     return app
 
 

@@ -1,6 +1,6 @@
 """Turn `hubble observe` filter flags into allow/deny lists of canonical FlowFilter dicts.
 
-This follows upstream's flag semantics (spec cli-formats.md section 12):
+This follows upstream's flag semantics (hubble 1.19's `observe` filter flags):
 
 * every filter flag value lands in one of two *trackers*: the allow list, or, right after ``--not``,
   the deny list; each tracker builds a *left* (source-side) and a *right* (destination-side)

@@ -98,9 +98,38 @@ def up(
         help="datapath trace events: medium (new connections and TCP flag changes) or none (every packet)",
     ),
     timeout: float = typer.Option(180.0, help="seconds to wait for the lab to come up"),
+    metrics_address: str = typer.Option(
+        "127.0.0.1:9965", help="the node's Prometheus /metrics address ('' disables; busy: a warning)"
+    ),
+    metrics: str = typer.Option(
+        "", "--metrics", help="the node's metric families (default: drop, flow, policy, dns, httpV2)"
+    ),
+    prometheus: bool = typer.Option(
+        False, "--prometheus", help="start Prometheus scraping the node and relay"
+    ),
+    prometheus_address: str = typer.Option("127.0.0.1:9090", help="Prometheus' address with --prometheus"),
+    relay_metrics_address: str = typer.Option(
+        "127.0.0.1:9966", help="the relay's /metrics address with --prometheus"
+    ),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
-    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout)
+    metrics_args = ["--metrics-server", metrics_address]  # issue 11: metrics and Prometheus
+    if metrics:
+        from hubblepy.metrics import MetricsConfigError, parse_metrics
+
+        try:
+            parse_metrics(metrics)
+        except MetricsConfigError as exc:
+            raise _fail(str(exc)) from None
+        metrics_args += ["--metrics", metrics]
+    if prometheus:
+        metrics_args += [
+            "--prometheus-address",
+            prometheus_address,
+            "--relay-metrics-address",
+            relay_metrics_address,
+        ]
+    bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics_args)
 
 
 def bring_up(
@@ -110,6 +139,7 @@ def bring_up(
     relay_address: str = "127.0.0.1:4245",
     monitor_aggregation: str = "medium",
     timeout: float = 180.0,
+    metrics_args: list[str] | None = None,
 ) -> None:
     """``hubble lab up`` with plain defaults (also used by ``verify``)."""
     _need_root("hubble lab up")
@@ -158,6 +188,7 @@ def bring_up(
         args += ["--scenario", str(Path(scenario).resolve())]
     if no_datapath:
         args.append("--no-datapath")
+    args += metrics_args or []
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_path, "ab") as log:
@@ -190,11 +221,20 @@ def bring_up(
         for warning in policy.warnings:
             typer.echo(f"warning: {warning}", err=True)
     _print_status(load_state() or state)
+    _print_metrics(load_state() or state)
     if state.get("relay"):
         server = (
             "" if state["relay"] in ("127.0.0.1:4245", "localhost:4245") else f" --server {state['relay']}"
         )
         typer.echo(f"\nWatch: hubble observe{server} --namespace {sc.pods[0].namespace} -f")
+
+
+def _print_metrics(state: dict[str, Any]) -> None:
+    """Where the lab's metrics are (issue 11)."""
+    if state.get("metrics"):
+        typer.echo(f"Metrics: curl -s {state['metrics']}/metrics")
+    if state.get("prometheus"):
+        typer.echo(f"Prometheus: http://{state['prometheus']} (relay metrics on {state['relay_metrics']})")
 
 
 def _last_line(path: Path) -> str:
@@ -231,6 +271,10 @@ def _teardown(quiet: bool = False) -> bool:
     if relay_pid and _alive(relay_pid) and b"relay" in _cmdline(relay_pid):
         found = True
         netns.terminate([relay_pid])
+    prometheus_pid = (state or {}).get("prometheus_pid") or 0
+    if prometheus_pid and _alive(prometheus_pid) and b"prometheus" in _cmdline(prometheus_pid):
+        found = True
+        netns.terminate([prometheus_pid])
     if netns.sweep():
         found = True
     folder = lab_dir()

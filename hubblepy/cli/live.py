@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 # gRPC core writes handshake failures and the like straight to stderr; the CLI reports errors in one
 # line of its own, so keep the core quiet unless the user asks for its logs.
@@ -33,6 +33,7 @@ STRICT_LAST_KEY = "hubblepy-strict-last"
 GET_FLOWS = "/observer.Observer/GetFlows"
 GET_FLOWS_JSON = "/hubblepy.Batch/GetFlowsJSON"
 COMPLETENESS_KEY = "hubblepy-completeness"
+NODE_REASONS_KEY = "hubblepy-node-reasons"
 TLS_PREFIX = "tls://"
 HEALTH_SERVICE_NAME = "hubble.server.Observer"
 DEFAULT_SERVER = "localhost:4245"
@@ -177,7 +178,7 @@ def run_live_observe(
     from hubblepy.printer import Printer
 
     env = os.environ if env is None else env
-    err_bin = stderr.buffer if hasattr(stderr, "buffer") else stderr
+    err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
     try:
         channel = dial(Connection.from_args(args))
     except LiveError as exc:
@@ -274,7 +275,7 @@ def _completeness_line(number: int, summary: str | None) -> str:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         raise LiveError(message)
 
 
@@ -371,8 +372,12 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     p = _server_parser("hubble status")
-    p.add_argument("-o", "--output", default="")
+    p.add_argument("-o", "--output", default="compact")
     ns = p.parse_args(argv)
+    from hubblepy.cli.status import OUTPUTS, format_status
+
+    if ns.output not in OUTPUTS:
+        raise LiveError(f"invalid output format: {ns.output}")
     conn = connection_from_flags(ns, env)
     channel = dial(conn)
     try:
@@ -388,8 +393,8 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
             if healthy
             else f"Unavailable: {health_pb2.HealthCheckResponse.ServingStatus.Name(hc.status)}"
         )
-        json_out = ns.output in ("json", "jsonpb")
-        if not json_out:
+        json_out = ns.output in ("json", "JSON", "jsonpb")
+        if ns.output == "compact":
             out.write(f"Healthcheck (via {conn.server}): {status_text}\n")
         if not healthy:
             raise LiveError("not healthy")
@@ -404,34 +409,10 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
 
             out.write(encode(message_to_dict(ss)).decode() + "\n")
         else:
-            out.write(format_status(ss))
+            out.write(format_status(ss, ns.output))
     finally:
         channel.close()
     return 0
-
-
-def format_status(ss: Any) -> str:
-    """Upstream's text form of a ServerStatusResponse."""
-    lines = []
-    ratio = f" ({ss.num_flows / ss.max_flows * 100:.2f}%)" if ss.max_flows > 0 else ""
-    lines.append(f"Current/Max Flows: {ss.num_flows}/{ss.max_flows}{ratio}")
-    per_sec = f"{ss.seen_flows / (ss.uptime_ns / 1e9):.2f}" if ss.uptime_ns > 0 else "N/A"
-    lines.append(f"Flows/s: {per_sec}")
-    if ss.HasField("num_connected_nodes"):
-        total = ""
-        if ss.HasField("num_unavailable_nodes"):
-            total = f"/{ss.num_unavailable_nodes.value + ss.num_connected_nodes.value}"
-        lines.append(f"Connected Nodes: {ss.num_connected_nodes.value}{total}")
-    if ss.HasField("num_unavailable_nodes") and ss.num_unavailable_nodes.value > 0:
-        names = sorted(ss.unavailable_nodes)
-        count = ss.num_unavailable_nodes.value
-        if names:
-            if count > len(names):
-                names.append(f"and {count - len(names)} more...")
-            lines.append(f"Unavailable Nodes: {count}\n  - " + "\n  - ".join(names))
-        else:
-            lines.append(f"Unavailable Nodes: {count}")
-    return "".join(line + "\n" for line in lines)
 
 
 def _observer_stub(channel: grpc.Channel) -> Any:
@@ -469,11 +450,19 @@ def _list(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
     try:
         stub = _observer_stub(channel)
         if what.startswith("node"):
-            res = stub.GetNodes(observer_pb2.GetNodesRequest(), timeout=conn.request_timeout_s)
-            nodes = sorted(res.nodes, key=lambda n: n.name)
-            out.write(
-                _json_array(nodes) if ns.output == "json" else format_nodes_table(nodes, ns.output == "wide")
+            res, call = stub.GetNodes.with_call(
+                observer_pb2.GetNodesRequest(), timeout=conn.request_timeout_s
             )
+            nodes = sorted(res.nodes, key=lambda n: n.name)
+            reasons = _node_reasons(call.trailing_metadata())
+            if ns.output == "json":
+                out.write(
+                    _json_array(
+                        nodes, [{"reason": reasons[n.address]} if n.address in reasons else {} for n in nodes]
+                    )
+                )
+            else:
+                out.write(format_nodes_table(nodes, ns.output == "wide", reasons))
         else:
             res = stub.GetNamespaces(observer_pb2.GetNamespacesRequest(), timeout=conn.request_timeout_s)
             items = list(res.namespaces)
@@ -487,15 +476,36 @@ def _list(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
     return 0
 
 
-def _json_array(messages: list[Any]) -> str:
-    """Go's ``json.MarshalIndent(slice, "", "  ")`` of protojson messages, plus a newline."""
+def _node_reasons(trailing: Any) -> dict[str, str]:
+    """Why nodes are not connected, by address, from a hubblepy relay's GetNodes trailing metadata."""
+    import json
+
+    for key, value in trailing or ():
+        if key == NODE_REASONS_KEY:
+            try:
+                reasons = json.loads(value)
+            except ValueError:
+                return {}
+            if isinstance(reasons, dict):
+                return {str(k): str(v) for k, v in reasons.items()}
+    return {}
+
+
+def _json_array(messages: list[Any], extra: list[dict[str, str]] | None = None) -> str:
+    """Go's ``json.MarshalIndent(slice, "", "  ")`` of protojson messages, plus a newline.
+
+    ``extra`` adds keys after each message's own (hubblepy's ``reason`` of a node that is down).
+    """
     import json
 
     from hubblepy.codec import message_to_dict
 
     if not messages:
         return "[]\n"
-    return json.dumps([message_to_dict(m) for m in messages], indent=2, ensure_ascii=False) + "\n"
+    items = [message_to_dict(m) for m in messages]
+    for item, more in zip(items, extra or (), strict=False):
+        item.update(more)
+    return json.dumps(items, indent=2, ensure_ascii=False) + "\n"
 
 
 def _go_duration(seconds: int) -> str:
@@ -527,10 +537,16 @@ def tabwrite(rows: list[list[str]]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def format_nodes_table(nodes: list[Any], wide: bool) -> str:
+def format_nodes_table(nodes: list[Any], wide: bool, reasons: Mapping[str, str] | None = None) -> str:
+    """Upstream's node table.
+
+    When a node is not connected and the relay said why, ``-o wide`` adds hubblepy's REASON column
+    (otherwise the table is upstream's, byte for byte).
+    """
+    reasons = {n.address: reasons[n.address] for n in nodes if reasons and n.address in reasons}
     header = ["NAME", "STATUS", "AGE", "FLOWS/S", "CURRENT/MAX-FLOWS"]
     if wide:
-        header += ["VERSION", "ADDRESS", "TLS"]
+        header += ["VERSION", "ADDRESS", "TLS"] + (["REASON"] if reasons else [])
     rows = [header]
     for n in nodes:
         age = flows_per_sec = "N/A"
@@ -547,6 +563,8 @@ def format_nodes_table(nodes: list[Any], wide: bool) -> str:
             if n.HasField("tls"):
                 tls = "Enabled" if n.tls.enabled else "Disabled"
             row += [n.version or "N/A", n.address, tls]
+            if reasons:
+                row.append(reasons.get(n.address, ""))
         rows.append(row)
     return tabwrite(rows)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import collections
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, TextIO, cast
 
 import orjson
 
@@ -50,9 +51,17 @@ def main(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly like a Go program killed by SIGPIPE.
+        # The reader went away (e.g. `| head`): end as a Go program does, killed by SIGPIPE
+        # (the shell reports status 141).
         _silence_stdout()
-        return 0
+        return _die_of_sigpipe()
+
+
+def _die_of_sigpipe() -> int:
+    """Terminate by SIGPIPE with its default action; 141 only if the signal could not end us."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    return 128 + signal.SIGPIPE
 
 
 def _silence_stdout() -> None:
@@ -92,7 +101,7 @@ def run(
     stream = open_input(args.input_file, stdin)
     args.check_file_last_limit()
     options = print_options(args, stdout)
-    err_bin = stderr.buffer if hasattr(stderr, "buffer") else stderr
+    err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
     prefilter = compile_byte_prefilter(args.allow, args.deny)
     scan = functools.partial(
         _matching_in_batch,
@@ -312,7 +321,7 @@ def _warn_bad_line(
             "WARN",
             "Failed to unmarshal json to flow",
             error=exc.message,
-            line=line.decode("utf-8", "replace"),
+            line=line.decode("utf-8", "surrogateescape"),
             line_number=line_number,
         )
     )

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -309,7 +310,7 @@ class _FlagValues:
     """Flag values as set on the command line, in order, with pflag's per-kind semantics."""
 
     def __init__(self) -> None:
-        self.values: dict[str, object] = {}
+        self.values: dict[str, Any] = {}  # flag name -> bool, str, int or list[str]
         self.changed: set[str] = set()
         self.filters = FilterBuilder()
 

@@ -20,9 +20,12 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from hubblepy.cli.file_input import TOKEN_TOO_LONG, InputError, split_lines
+
+if TYPE_CHECKING:
+    from hubblepy.printer import Printer
 
 BLOCK_BYTES = 4 << 20
 MIN_FILE_BYTES = 16 << 20
@@ -48,7 +51,7 @@ class LineJob:
 
     make_decoder: Callable[[bool, Callable[[str], None] | None], object]
     process: Callable[..., None]  # process(lines, first_line_number, decoder, printer, err)
-    make_printer: Callable[[BinaryIO, BinaryIO], object]
+    make_printer: Callable[[BinaryIO, BinaryIO], Printer]
 
 
 @dataclass

@@ -203,6 +203,7 @@ class _Generator:
         self, f: FieldInfo, var: str, child: dict, env: dict[str, Any], lines: list[str], depth: int
     ) -> bool:
         keys = tuple(child)
+        assert f.message is not None  # MESSAGE fields always carry their type
         fields = self._fields_for(f.message, keys)
         if fields is None:
             return False
@@ -230,6 +231,7 @@ class _Generator:
         allow_default = f.presence
         kind = f.kind
         if kind == schema.WRAPPER:
+            assert f.wrapped is not None
             kind, allow_default = f.wrapped.kind, True
             if kind == schema.ENUM:
                 return None
@@ -249,6 +251,7 @@ class _Generator:
             env[name] = globals()[f"_is_{name}"]
             return f"{name}({var})"  # TypeError for non-strings: caught by the caller
         if kind == schema.ENUM:
+            assert f.enum is not None
             name = f"E{len(env)}"
             env[name] = frozenset(
                 label for number, label in f.enum.names.items() if allow_default or number != 0
@@ -260,6 +263,7 @@ class _Generator:
         if kind == schema.MESSAGE:
             # Inline dispatch: plan for the child's key tuple, built on first sight. A
             # non-dict child gives a rejecting plan (build) or an error (tuple/values).
+            assert f.message is not None
             plans, build = self.plans(f.message)
             number = len(env)
             env[f"P{number}"], env[f"B{number}"] = plans.get, build
@@ -274,6 +278,7 @@ class _Generator:
             env["is_str"] = _is_str
             return "all(map(is_str, VALUES))"
         if kind == schema.MESSAGE:
+            assert f.message is not None
             env[name] = self.dispatcher(f.message)
             return f"all(map({name}, VALUES))"
         if kind == schema.BOOL:
@@ -286,6 +291,7 @@ class _Generator:
             matcher = _is_int64_or_zero if kind == schema.INT64 else _is_uint64_or_zero
             env[name] = lambda values, m=matcher: all(type(v) is str and m(v) for v in values)
         elif kind == schema.ENUM:
+            assert f.enum is not None
             allowed = frozenset(f.enum.names.values())
             env[name] = lambda values, a=allowed: all(type(v) is str and v in a for v in values)
         elif kind == schema.TIMESTAMP:

@@ -12,7 +12,7 @@ import orjson
 from . import jsontext, schema
 from .canonical import canonical_checker
 from .errors import DecodeError
-from .normalize import Pairs, Problem, fix_surrogates, normalize_message
+from .normalize import Pairs, Problem, normalize_message
 
 _loads = orjson.loads
 _dumps = orjson.dumps
@@ -50,9 +50,23 @@ def _parse_text(text: str) -> Any:
         obj = _slow_loads(text)
     except (ValueError, RecursionError):
         raise jsontext.syntax_error(text) from None
-    if "\\ud" in text or "\\uD" in text:  # lone surrogate escapes become U+FFFD, as in Go
-        obj = fix_surrogates(obj)
+    if ("\\ud" in text or "\\uD" in text) and _has_lone_surrogate(obj):
+        # Go's protojson rejects a string with an unpaired surrogate escape (the scanner says where).
+        raise jsontext.syntax_error(text)
     return obj
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed value holds a string with an unpaired UTF-16 surrogate."""
+    if isinstance(value, str):
+        return not value.isascii() and any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, Pairs):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _problem_error(text: str, problem: Problem) -> DecodeError:
@@ -64,10 +78,11 @@ def _problem_error(text: str, problem: Problem) -> DecodeError:
 def parse_message(text: str | bytes, full_name: str, *, lenient: bool = False) -> dict:
     """Decode protojson text of message ``full_name`` into its canonical dict (strict by default)."""
     if isinstance(text, bytes):
+        raw = text
         try:
-            text = text.decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise jsontext.syntax_error(text.decode("utf-8", "surrogateescape")) from None
+            raise jsontext.syntax_error(raw.decode("utf-8", "surrogateescape")) from None
     obj = _parse_text(text)
     try:
         return normalize_message(obj, schema.message_info(full_name), (), lenient)

@@ -59,8 +59,26 @@ _ERR_VALUE = re.compile(r"[-+._a-zA-Z0-9/\\]{1,32}|.", re.S)
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _DELIMS = frozenset(' \t\r\n,:{}[]"')
 _WS = re.compile(r"[ \t\r\n]*")
-_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+_PLAIN = re.compile(r'[^"\\\x00-\x1f\udc80-\udcff]*')  # stops at bytes kept by surrogateescape
 _ESCAPES = frozenset('"\\/bfnrtu')
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _byte_len(text: str, pos: int) -> int:
+    """UTF-8 length of ``text[pos:]`` (what Go's decoder has left of its input)."""
+    rest = text[pos:]
+    return len(rest) if rest.isascii() else len(_utf8(rest))
+
+
+def _go_quote_bytes(text: str, pos: int, count: int) -> str:
+    """Go's ``%q`` of the ``count`` input bytes at ``pos`` (cut bytes of a character show as ``\\xNN``)."""
+    from hubblepy.gotext import go_quote
+
+    return go_quote(_utf8(text[pos : pos + count])[:count].decode("utf-8", "surrogateescape"))
 
 
 def line_col(text: str, pos: int) -> tuple[int, int]:
@@ -99,18 +117,25 @@ class Scanner:
     # tokens -------------------------------------------------------------------------------
 
     def _skip_ws(self) -> None:
-        self.pos = _WS.match(self.text, self.pos).end()
+        blank = _WS.match(self.text, self.pos)
+        assert blank is not None  # the pattern matches the empty string
+        self.pos = blank.end()
 
     def _invalid_value(self, pos: int) -> _Unexpected:
         found = _ERR_VALUE.match(self.text, pos)
         return _Unexpected(pos, f"invalid value {found.group() if found else ''}")
 
     def _string_end(self, start: int) -> int:
-        """End (exclusive) of the string token starting at ``start`` (a quote)."""
+        """End (exclusive) of the string token starting at ``start`` (a quote).
+
+        As Go's protojson, every problem inside a string is reported at the string's opening quote.
+        """
         text = self.text
         i = start + 1
         while True:
-            i = _PLAIN.match(text, i).end()
+            plain = _PLAIN.match(text, i)
+            assert plain is not None  # the pattern matches the empty string
+            i = plain.end()
             if i >= len(text):
                 raise _Unexpected(None, "unexpected EOF")
             ch = text[i]
@@ -121,20 +146,40 @@ class Scanner:
                     raise _Unexpected(None, "unexpected EOF")
                 esc = text[i + 1]
                 if esc not in _ESCAPES:
-                    raise _Unexpected(i, f'invalid escape code "\\\\{esc}" in string')
+                    raise _Unexpected(start, f"invalid escape code {_go_quote_bytes(text, i, 2)} in string")
                 if esc == "u":
-                    digits = text[i + 2 : i + 6]
-                    if len(digits) < 4:
-                        raise _Unexpected(None, "unexpected EOF")
-                    if not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
-                        raise _Unexpected(i, f'invalid escape code "\\\\u{digits}" in string')
-                    i += 6
+                    i = self._unicode_escape(start, i)
                 else:
                     i += 2
                 continue
             if "\udc80" <= ch <= "\udcff":  # an undecodable byte kept by surrogateescape
-                raise _Unexpected(i, "invalid UTF-8 in string")
-            raise _Unexpected(i, f"invalid character {go_quote_char(ch)} in string")
+                raise _Unexpected(start, "invalid UTF-8 in string")
+            raise _Unexpected(start, f"invalid character {go_quote_char(ch)} in string")
+
+    def _unicode_escape(self, start: int, i: int) -> int:
+        """Position after the ``\\uXXXX`` escape at ``i`` (and its low surrogate when it is a high one)."""
+        text = self.text
+        if _byte_len(text, i) < 6:
+            raise _Unexpected(None, "unexpected EOF")
+        digits = text[i + 2 : i + 6]
+        if not _HEX4.fullmatch(digits):
+            raise _Unexpected(start, f"invalid escape code {_go_quote_bytes(text, i, 6)} in string")
+        code = int(digits, 16)
+        i += 6
+        if not 0xD800 <= code <= 0xDFFF:
+            return i
+        # A surrogate must be a high one followed by an escaped low one; anything else is an error
+        # (Go's protojson rejects the string where encoding/json would put U+FFFD).
+        if _byte_len(text, i) < 6:
+            raise _Unexpected(None, "unexpected EOF")
+        low = text[i + 2 : i + 6]
+        if (
+            text[i : i + 2] != "\\u"
+            or not _HEX4.fullmatch(low)
+            or not (code < 0xDC00 and 0xDC00 <= int(low, 16) <= 0xDFFF)
+        ):
+            raise _Unexpected(start, f"invalid escape code {_go_quote_bytes(text, i, 6)} in string")
+        return i + 6
 
     def token(self) -> tuple[str, int, int]:
         """Next token as (kind, start, end); kind is a punctuation char, 'str', 'scalar' or 'eof'."""

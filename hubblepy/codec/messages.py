@@ -108,6 +108,7 @@ def _scalar_converter(f: schema.FieldInfo) -> _Converter:
     if kind in (schema.INT64, schema.UINT64):
         return str
     if kind == schema.ENUM:
+        assert f.enum is not None  # ENUM fields always carry their type (WRAPPER fields their value field)
         names = f.enum.names
         return lambda number: names.get(number, number)
     if kind == schema.DOUBLE:
@@ -119,8 +120,10 @@ def _scalar_converter(f: schema.FieldInfo) -> _Converter:
     if kind == schema.MESSAGE:
         return message_to_dict
     if kind == schema.WRAPPER:
+        assert f.wrapped is not None
         inner = _scalar_converter(f.wrapped)
         return lambda wrapper: inner(wrapper.value)
+    assert f.descriptor is not None
     special = _special_converter(f.descriptor.message_type.full_name) if f.descriptor.message_type else None
     return special or _identity
 
@@ -179,7 +182,7 @@ def _fill(msg: Message, d: dict, lenient: bool) -> None:
     desc = msg.DESCRIPTOR
     table = _fill_tables.get((desc, lenient)) or _fill_table(desc, lenient)
     items = d.items()  # a non-dict fails here, reported against the enclosing field
-    key = None
+    key = ""
     try:
         for key, value in items:
             setter = table.get(key)
@@ -220,6 +223,7 @@ def _scalar_input(f: schema.FieldInfo) -> _Converter | None:
     if kind in (schema.INT64, schema.UINT64):
         return int
     if kind == schema.ENUM:
+        assert f.enum is not None
         numbers = f.enum.numbers
         return lambda value: numbers[value] if type(value) is str else int(value)
     if kind == schema.BYTES:
@@ -253,6 +257,7 @@ def _special_filler(f: schema.FieldInfo, lenient: bool) -> _Setter:
     if kind == schema.TIMESTAMP:
         return _lenient_timestamp if lenient else _strict_timestamp
     if kind == schema.WRAPPER:
+        assert f.wrapped is not None
         inner = _scalar_input(f.wrapped)
 
         def fill_wrapper(sub: Message, value: Any) -> None:

@@ -63,7 +63,6 @@ _INT_RANGES = {
     schema.UINT64: (0, 2**64 - 1),
 }
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _DURATION = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,9}))?s")
 _is_canonical_timestamp = TIMESTAMP_RE.fullmatch
 _FLOAT32 = struct.Struct("<f")
@@ -301,8 +300,10 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
             raise _invalid(f, path)
         return value
     if kind == schema.MESSAGE:
+        assert f.message is not None  # MESSAGE fields always carry their type, ENUM fields theirs
         return normalize_message(value, f.message, path, lenient)
     if kind == schema.ENUM:
+        assert f.enum is not None
         if type(value) is str:
             number = f.enum.numbers.get(value)
             if number is None:
@@ -332,6 +333,7 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
     if kind == schema.TIMESTAMP:
         return _timestamp(value, path)
     if kind == schema.WRAPPER:
+        assert f.wrapped is not None
         return _single(value, f.wrapped, path, lenient)
     if kind in (schema.DOUBLE, schema.FLOAT):
         if type(value) is bool or value is None:
@@ -351,6 +353,7 @@ def _single(value: Any, f: FieldInfo, path: tuple[int, ...], lenient: bool) -> A
 def _is_default(value: Any, f: FieldInfo) -> bool:
     kind = f.kind
     if kind == schema.ENUM:
+        assert f.enum is not None
         return value == f.enum.names.get(0, 0) or value == 0
     if kind in (schema.INT64, schema.UINT64):
         return value == "0"
@@ -359,19 +362,6 @@ def _is_default(value: Any, f: FieldInfo) -> bool:
     if kind in (schema.STRING, schema.BYTES, schema.BOOL, schema.INT32, schema.UINT32):
         return not value
     return False
-
-
-def fix_surrogates(value: Any) -> Any:
-    """Replace lone UTF-16 surrogates (from ``\\ud800``-style escapes) by U+FFFD, like Go."""
-    if type(value) is str:
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if type(value) is Pairs:
-        return Pairs((fix_surrogates(k), fix_surrogates(v)) for k, v in value)
-    if isinstance(value, dict):
-        return {fix_surrogates(k): fix_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [fix_surrogates(v) for v in value]
-    return value
 
 
 _STRING, _ENUM, _MESSAGE, _INT32, _UINT32 = (
@@ -429,8 +419,9 @@ def normalize_message(obj: Any, info: MessageInfo, path: tuple[int, ...], lenien
                 continue
             item = value
         elif kind == _MESSAGE:
+            assert f.message is not None
             item = normalize_message(value, f.message, (*path, index), lenient)
-        elif kind == _ENUM and type(value) is str and value in f.enum.numbers:
+        elif kind == _ENUM and type(value) is str and f.enum is not None and value in f.enum.numbers:
             number = f.enum.numbers[value]
             if number == 0 and not f.presence:
                 continue

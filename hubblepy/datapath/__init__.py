@@ -9,7 +9,7 @@ from hubblepy.datapath.datapath import (
     check_environment,
     port_blocks,
 )
-from hubblepy.datapath.errors import DatapathUnavailable, VerifierRejected
+from hubblepy.datapath.errors import DatapathError, DatapathUnavailable, VerifierRejected
 from hubblepy.datapath.layout import (
     DIR_EGRESS,
     DIR_INGRESS,
@@ -25,6 +25,7 @@ __all__ = [
     "EP_ENFORCE_EGRESS",
     "EP_ENFORCE_INGRESS",
     "Datapath",
+    "DatapathError",
     "DatapathUnavailable",
     "MetricCount",
     "PolicyDiff",

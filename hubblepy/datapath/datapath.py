@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hubblepy.datapath import layout, tc
-from hubblepy.datapath.errors import DatapathUnavailable, VerifierRejected
+from hubblepy.datapath.errors import DatapathError, DatapathUnavailable, VerifierRejected
 
 BPF_DIR = Path(os.environ.get("HUBBLEPY_BPF_DIR") or Path(__file__).resolve().parents[2] / "bpf")
 PROGRAM_FILE = "endpoint.c"
@@ -271,7 +271,13 @@ class Datapath:
         self._lifetimes = (21600, 60, 10)  # TCP, other, TCP closing (seconds)
         self._write_config()
         ref = weakref.ref(self)
-        self._atexit = lambda: (dp := ref()) is not None and dp.close()
+
+        def close_at_exit() -> None:
+            dp = ref()
+            if dp is not None:
+                dp.close()
+
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -297,7 +303,7 @@ class Datapath:
         self._attached.clear()
         self._bpf.cleanup()
         if errors:
-            raise RuntimeError("detach failed for " + "; ".join(errors))
+            raise DatapathError("detach failed for " + "; ".join(errors))
 
     @staticmethod
     def cleanup_stale(prefix: str, netns: str | None = None) -> list[str]:

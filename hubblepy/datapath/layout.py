@@ -66,7 +66,7 @@ AGGREGATION_LEVELS = {"none": 0, "medium": 2}
 IDENTITY_WORLD = 2
 METRICS_SIZE = 1024
 
-# -- event headers (offsets as in datapath-events.md) --
+# -- event headers (offsets as in Cilium's pkg/monitor structs) --
 COMMON = struct.Struct("<BBHIIHBB")  # type, subtype, source, hash, len_orig, len_cap, version, ext_version
 TRACE_V2 = struct.Struct("<BBHIIHBBIIHBBI16sQ")
 DROP_V3 = struct.Struct("<BBHIIHBBIIIHBbIB3xQ")

@@ -11,7 +11,7 @@ Public API:
   :func:`compile_flow_filter` (one filter: check over a flow dict + result for flowless records),
   :func:`normalize_flow_filter` (lowerCamel keys to proto names).
 
-Semantics (Hubble 1.19, spec §10.3 and §12), in short:
+Semantics (Hubble 1.19: the CLI's filter flags and Cilium's pkg/hubble/filters), in short:
 
 - allow filters are OR-ed, deny filters are OR-ed; set fields of one filter are AND-ed and the
   values of one field are OR-ed; an empty filter ``{}`` matches everything;

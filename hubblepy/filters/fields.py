@@ -5,7 +5,7 @@ text) and returns a closure that reads only the flow keys it needs. Canonical fl
 defaults, so a missing key means zero, false, empty or "not set" as the proto would say; a
 missing *message* (e.g. no ``l4``) is "absent", which most checks treat as no match.
 
-Semantics follow Hubble's filters; see the package docstring and spec §12.
+Semantics follow Hubble's filters; see the package docstring.
 """
 
 from __future__ import annotations

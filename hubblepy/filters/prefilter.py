@@ -213,7 +213,7 @@ def _clauses(ff: dict[str, Any]) -> list[_Signed]:
     if any(ff.get(f) for f in ("http_status_code", "http_method", "http_path", "http_url", "http_header")):
         clauses.append(_any_token([b'"http"']))
     if ff.get("tcp_flags"):
-        tokens = []
+        tokens: list[bytes] = []
         for flags in ff["tcp_flags"]:
             first = next((n for n in _TCP_FLAG_NAMES if flags.get(n)), None)
             if first is None:

@@ -9,6 +9,7 @@ the proxies' access log, see :class:`~hubblepy.lab.source.AccessLogSource`), and
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hubblepy.lab.processes import Supervisor, python_module
@@ -34,7 +35,8 @@ class NodeAgent:
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self) -> None:
+    def start(self, relay_args: Sequence[str] = ()) -> None:
+        """Serves the observer and starts the relay (``relay_args``: extra flags, e.g. its metrics)."""
         from hubblepy.observer.core import Observer
         from hubblepy.observer.server import ObserverServer, ServerConfig
 
@@ -53,6 +55,7 @@ class NodeAgent:
                 f"{self.node_name}={self.listen_address}",
                 "--node-name",
                 self.node_name,
+                *relay_args,
             ),
         )
 

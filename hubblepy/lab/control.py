@@ -20,16 +20,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from hubblepy.lab.errors import LabError
+from hubblepy.lab.errors import ControlError, LabError
 from hubblepy.lab.state import control_path
 from hubblepy.policy import PolicyError
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_REQUEST = 16 << 20  # a policy file is the largest thing a request carries
-
-
-class ControlError(LabError):
-    """The lab node cannot be reached or refused the request; one line for the user."""
 
 
 class BadRequest(LabError):

@@ -1,14 +1,13 @@
-"""The lab's one base exception: every lab error that reaches the user is a :class:`LabError`.
-
-Its message is one line for the user (``hubble lab: <message>``); the subclasses say which part of
-the lab refused (scenario file, control request).
-"""
-
-from __future__ import annotations
+"""Errors of the lab package: every one derives from :class:`LabError`."""
 
 
 class LabError(Exception):
-    """A problem reported to the user as one line."""
+    """The lab cannot do what was asked; the message is one line for the user."""
 
 
-__all__ = ["LabError"]
+class ScenarioError(LabError):
+    """A scenario file that cannot be used; one line for the user."""
+
+
+class ControlError(LabError):
+    """The lab node cannot be reached or refused the request; one line for the user."""

@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from pyroute2 import IPRoute, netns  # type: ignore[import-untyped]
-from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
 
 NETNS_PREFIX = os.environ.get("HUBBLEPY_LAB_NETNS_PREFIX", "hp-")
 HOST_IF_PREFIX = "hpv"
@@ -164,27 +164,23 @@ CA_BUNDLE = Path("certs/ca-certificates.crt")  # Debian's bundle (curl's and Ope
 
 
 def write_ca_bundle(ns: str, ca_pem: bytes) -> None:
-    """``/etc/netns/<ns>/ssl``: a copy of ``/etc/ssl`` whose CA bundle also trusts ``ca_pem``.
+    """``/etc/netns/<ns>/ssl``: the system's CA bundle plus ``ca_pem``, and ``openssl.cnf``.
 
     ``ip netns exec`` bind-mounts it over ``/etc/ssl``, so programs run in the namespace (curl,
-    Python's ssl, openssl) trust the lab CA besides the system's CAs; the machine's own files are
-    not touched. The symbolic links of ``/etc/ssl/certs`` are copied as links; ``private`` is not.
+    Python's ssl, openssl: they read ``certs/ca-certificates.crt``) trust the lab CA besides the
+    system's CAs; the machine's own files are not touched.
     """
     target = NETNS_ETC / ns / "ssl"
     if target.exists():
         shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if SSL_DIR.is_dir():
-        # the machine's private keys stay where they are
-        shutil.copytree(SSL_DIR, target, symlinks=True, ignore=shutil.ignore_patterns("private"))
-    bundle = target / CA_BUNDLE
-    bundle.parent.mkdir(parents=True, exist_ok=True)
-    if bundle.is_symlink():
-        bundle.unlink()
-    existing = bundle.read_bytes() if bundle.exists() else b""
+    (target / CA_BUNDLE).parent.mkdir(parents=True)
+    if (SSL_DIR / "openssl.cnf").is_file():
+        shutil.copyfile(SSL_DIR / "openssl.cnf", target / "openssl.cnf")
+    system = SSL_DIR / CA_BUNDLE
+    existing = system.read_bytes() if system.is_file() else b""
     if existing and not existing.endswith(b"\n"):
         existing += b"\n"
-    bundle.write_bytes(existing + ca_pem)
+    (target / CA_BUNDLE).write_bytes(existing + ca_pem)
 
 
 def netns_inode(name: str) -> int | None:

@@ -49,6 +49,8 @@ from hubblepy.lab.source import AccessLogSource, DatapathFlowSource
 from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
 from hubblepy.lab.tls import CERT_DIR, LabCA, lab_ca_files
 from hubblepy.lab.worlddns import NameEntry
+from hubblepy.metrics import MetricsConfigError
+from hubblepy.metrics.lab import LabMetrics, add_lab_arguments
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.parser.seven import SevenParser
 from hubblepy.policy import IdentityAllocator, PolicyError, pod_labels
@@ -109,6 +111,7 @@ class LabNode:
         self.proxy: NodeProxy | None = None
         self.access_log: AccessLogSource | None = None
         self.policy.on_sync = self._sync_proxy
+        self.metrics: LabMetrics | None = None  # Prometheus metrics (set by main())
         self.ca: LabCA | None = None
         self.lock = threading.RLock()
         self.stop = threading.Event()
@@ -167,9 +170,13 @@ class LabNode:
         self.servers.start(self.world)
 
     def _start_agent(self, datapath: Datapath) -> None:
-        self.agent.start()
+        metrics = self.metrics
+        self.agent.start(metrics.relay_args() if metrics is not None else ())
         self.agent_started = True
-        self.source = DatapathFlowSource(datapath, Parser(self.resolver, self.scenario.node))
+        parser = Parser(self.resolver, self.scenario.node)
+        if metrics is not None and self.agent.observer is not None:
+            metrics.start_node(self.agent.observer, parser)
+        self.source = DatapathFlowSource(datapath, parser)
         self.agent.add_source(self.source)
         if self.proxy is not None:
             seven = SevenParser(Parser(self.resolver, self.scenario.node))
@@ -237,7 +244,7 @@ class LabNode:
         """Runs until stopped (True) or until the lab directory is removed under us (False)."""
         control = control_path(self.folder)
         inode = os.stat(control).st_ino
-        while not self.stop.wait(0.5):
+        while not self.stop.wait(0.2):  # a dead L7 proxy is noticed (and restarted) within 0.2 s
             exited = self.children.poll()
             for name, status in exited:
                 _log(f"{name} exited with status {status}")
@@ -258,10 +265,14 @@ class LabNode:
         """
         _log("the lab directory was removed; exiting without cleanup")
         self.agent.stop_relay()
+        if self.metrics is not None:
+            best_effort("stopping metrics", self.metrics.stop)
 
     def shutdown(self) -> None:
         self.stop.set()
         self.control.close()
+        if self.metrics is not None:
+            best_effort("stopping metrics", self.metrics.stop)
         if self.agent_started:
             best_effort("stopping the agent", self.agent.stop)
         datapath = self.datapath
@@ -425,6 +436,7 @@ class LabNode:
             "proxy": self._proxy_state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
+            **(self.metrics.state() if self.metrics is not None else {}),
         }
 
     def _proxy_state(self) -> dict[str, Any] | None:
@@ -455,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen-address", default="127.0.0.1:4244")
     p.add_argument("--relay-address", default="127.0.0.1:4245")
     p.add_argument("--monitor-aggregation", default="medium", choices=["medium", "none"])
+    add_lab_arguments(p)  # --metrics-server, --metrics, --relay-metrics-address, --prometheus-address
     args = p.parse_args(argv)
     folder = lab_dir()
     folder.mkdir(parents=True, exist_ok=True)
@@ -482,9 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             args.relay_address,
             args.monitor_aggregation,
         )
+        node.metrics = LabMetrics.from_args(args)
         node.start()
         tune_gc_for_flows()
-    except (LabError, PolicyError) as exc:
+    except (LabError, PolicyError, MetricsConfigError) as exc:
         _teardown(node)  # first: the last line of the log is what `hubble lab up` shows
         sys.stderr.write(f"lab: {exc}\n")
         return 1

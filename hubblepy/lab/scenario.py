@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from hubblepy.lab.errors import LabError
+from hubblepy.lab.errors import ScenarioError
 from hubblepy.policy import Policy, PolicyError, load_policy_file
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -32,10 +32,6 @@ PORT_PROTOCOLS = {"TCP": 6, "UDP": 17, "SCTP": 132}
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 WORLD_NAME = "world"  # the world's netns is <prefix>world; no node may have that name
 CLUSTER_DOMAIN = "cluster.local"
-
-
-class ScenarioError(LabError):
-    """A scenario file that cannot be used; one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 :class:`LabCA` creates an EC P-256 CA (``ca.crt``; ``ca.key`` readable by root only) in the lab
 directory and issues server certificates for the world's hosts (``issue("api.stripe.com")``; a
-``*.example.com`` name gives a wildcard certificate). Pods trust it through a per-namespace copy of
+``*.example.com`` name gives a wildcard certificate). Pods trust it through a per-namespace
 ``/etc/ssl`` whose CA bundle also holds the lab CA (:func:`hubblepy.lab.netns.write_ca_bundle`),
 so ``curl https://api.stripe.com`` works inside ``hubble lab exec`` without ``-k``.
 Nothing here is meant to protect anything: the CA lives as long as the lab and signs only lab names.

@@ -6,10 +6,19 @@ Usage::
                  [--event-buffer-capacity N] [--replay FILE [--rate N] [--replay-verbatim]]
                  [--peers NAME=HOST:PORT,...] [--advertise-address HOST:PORT]
                  [--tls-cert-file F --tls-key-file F [--tls-client-ca-files F,...]]
+                 [--metrics LIST [--metrics-server HOST:PORT] [--metrics-max-series N]]
+                 [--export-file-path FILE [--export-file-max-size-mb N] [--export-file-max-backups N]
+                  [--export-file-compress] [--export-allowlist JSON] [--export-denylist JSON]
+                  [--export-fieldmask PATHS]]
 
 When it is listening, the agent writes one line ``hubble agent: node NAME listening on HOST:PORT``
 to stderr (the port is the real one, so ``--listen-address 127.0.0.1:0`` works). SIGINT/SIGTERM
 stop it cleanly with status 0.
+
+``--metrics`` enables Hubble's Prometheus metric families (cilium-agent's ``--hubble-metrics``
+syntax, see docs/metrics.md); they are served on ``--metrics-server`` (default ``:9965``, like
+upstream; empty disables) and the agent then also writes ``hubble agent: metrics on HOST:PORT``.
+``--export-file-path`` writes every flow to a rotated file (docs/export.md).
 """
 
 from __future__ import annotations
@@ -19,20 +28,27 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
+from hubblepy.export import ExportError, FlowExporter, exporter_from_args
+from hubblepy.metrics import (
+    DEFAULT_MAX_SERIES,
+    DEFAULT_METRICS_SERVER,
+    MetricsConfigError,
+    MetricsServer,
+    parse_metrics,
+    start_node_metrics,
+)
 from hubblepy.observer.core import Observer
+from hubblepy.observer.errors import AgentError, ReplayError
+from hubblepy.observer.flags import check_agent_flags
 from hubblepy.observer.ring import DEFAULT_CAPACITY, validate_capacity
 from hubblepy.observer.server import DEFAULT_LISTEN_ADDRESS, ObserverServer, ServerConfig, ServerTLS
-from hubblepy.observer.sources import FlowSource, ReplayError, ReplaySource
-
-
-class AgentError(Exception):
-    """A configuration problem reported as one line on stderr."""
+from hubblepy.observer.sources import FlowSource, ReplaySource
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise AgentError(message)
 
 
@@ -77,6 +93,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tls-server-name", default="", help="TLS server name announced for this node")
     p.add_argument("--max-workers", type=int, default=64, help="gRPC worker threads (concurrent streams)")
+    p.add_argument(
+        "--metrics",
+        default="",
+        help="Hubble metrics to serve, e.g. 'drop flow policy:sourceContext=namespace' (default: none)",
+    )
+    p.add_argument(
+        "--metrics-server",
+        default=DEFAULT_METRICS_SERVER,
+        help=f"address of the /metrics endpoint when --metrics is given (default {DEFAULT_METRICS_SERVER}; '' disables)",
+    )
+    p.add_argument(
+        "--metrics-max-series",
+        type=int,
+        default=DEFAULT_MAX_SERIES,
+        help=f"label sets per metric before new ones are folded into 'overflow' (default {DEFAULT_MAX_SERIES})",
+    )
+    p.add_argument("--export-file-path", default="", help="write flows to this file ('' disables; 'stdout')")
+    p.add_argument("--export-file-max-size-mb", type=int, default=10, help="rotate at this size (default 10)")
+    p.add_argument("--export-file-max-backups", type=int, default=5, help="rotated files to keep (default 5)")
+    p.add_argument("--export-file-compress", action="store_true", help="gzip rotated files")
+    p.add_argument("--export-allowlist", default="", help="JSON FlowFilters: export only matching flows")
+    p.add_argument("--export-denylist", default="", help="JSON FlowFilters: never export matching flows")
+    p.add_argument("--export-fieldmask", default="", help="flow fields to keep, space or comma separated")
     return p
 
 
@@ -95,7 +134,11 @@ def parse_peers(text: str) -> list[dict[str, Any]]:
 
 def build(args: argparse.Namespace) -> tuple[ObserverServer, list[FlowSource]]:
     try:
+        check_agent_flags(args)
         validate_capacity(args.event_buffer_capacity)
+        parse_metrics(args.metrics)
+        if args.metrics_max_series < 1:
+            raise ValueError("--metrics-max-series must be at least 1")
     except ValueError as exc:
         raise AgentError(str(exc)) from None
     tls = None
@@ -132,16 +175,44 @@ def build(args: argparse.Namespace) -> tuple[ObserverServer, list[FlowSource]]:
     return ObserverServer(observer, config), sources
 
 
+def start_extras(
+    args: argparse.Namespace, server: ObserverServer
+) -> tuple[MetricsServer | None, FlowExporter | None]:
+    """The metrics endpoint and the flow exporter, hooked into the observer before any source runs."""
+    metrics = exporter = None
+    try:
+        exporter = exporter_from_args(args, server.observer.node_name)
+        if args.metrics:
+            metrics = start_node_metrics(
+                server.observer, args.metrics_server, args.metrics, args.metrics_max_series
+            )
+        if exporter is not None:
+            exporter.start(server.observer)
+            if metrics is not None:
+                metrics.registry.register(exporter)
+    except (MetricsConfigError, ExportError) as exc:
+        if metrics is not None:
+            metrics.stop()
+        raise AgentError(str(exc)) from None
+    return metrics, exporter
+
+
 def run_agent(argv: list[str]) -> int:
     """Entry point of `hubble agent`; returns the exit status."""
+    server = None
     try:
         args = build_parser().parse_args(argv)
         server, sources = build(args)
         server.start()
+        metrics, exporter = start_extras(args, server)
     except AgentError as exc:
+        if server is not None:
+            server.stop(grace=0)
         sys.stderr.write(f"hubble agent: {exc}\n")
         return 1
     except (OSError, RuntimeError) as exc:
+        if server is not None:
+            server.stop(grace=0)
         sys.stderr.write(f"hubble agent: cannot start: {exc}\n")
         return 1
     stop = threading.Event()
@@ -160,6 +231,8 @@ def run_agent(argv: list[str]) -> int:
         threads.append(t)
     where = server.advertised_address() or args.socket_path
     sys.stderr.write(f"hubble agent: node {args.node_name} listening on {where}\n")
+    if metrics is not None:
+        sys.stderr.write(f"hubble agent: metrics on {metrics.address}\n")
     sys.stderr.flush()
     try:
         while not stop.wait(0.5):
@@ -168,6 +241,10 @@ def run_agent(argv: list[str]) -> int:
         server.stop(grace=0.5)
         for t in threads:
             t.join(timeout=2)
+        if exporter is not None:
+            exporter.close()
+        if metrics is not None:
+            metrics.stop()
     return 0
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hubblepy import __version__
@@ -35,6 +36,13 @@ class Observer:
         self.seen_flows = 0
         self._namespaces: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
+        self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
+        self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
+
+    def add_flow_listener(self, listener: Callable[[Sequence[RingEntry]], None]) -> None:
+        """Call ``listener(entries)`` with every batch of flow entries, after it is in the ring
+        (metrics, exporter). Listeners run in the publishing thread: they must be quick."""
+        self._flow_listeners.append(listener)
 
     # -- EventSink: what flow sources call -------------------------------------------------------
     def publish_flows(self, flows: Iterable[tuple[int, dict[str, Any]]]) -> None:
@@ -58,6 +66,8 @@ class Observer:
         with self._lock:
             self.seen_flows += len(entries)
             self.flows.write_many(entries)
+            for listener in self._flow_listeners:
+                listener(entries)
 
     def publish_lost(self, source: str, count: int, cpu: int | None = None) -> None:
         """Record that ``count`` events were lost upstream of the ring (e.g. PERF_EVENT_RING_BUFFER)."""
@@ -67,6 +77,7 @@ class Observer:
             lost["cpu"] = cpu
         entry = RingEntry(now, {"lost_events": lost, "node_name": self.node_name, "time": format_ns(now)})
         with self._lock:
+            self.lost_by_source[source.lower()] += count
             self.flows.write(entry)
 
     def publish_agent_event(self, time_ns: int, event: dict[str, Any]) -> None:
@@ -85,24 +96,38 @@ class Observer:
     def uptime_ns(self) -> int:
         return time.monotonic_ns() - self.started_ns
 
-    def flows_rate(self) -> float:
-        """Flows per second over the last minute, from the timestamps of the flows in the ring."""
+    def flows_rate(self, now_ns: int | None = None) -> float:
+        """Flows per second as upstream's node computes it, from the flow timestamps in the ring.
+
+        Flows are counted from the newest back over the last minute. When the scan reaches the
+        oldest entry of a ring that is full (older flows were overwritten), the rate is taken over
+        the span the ring covers instead: from that oldest flow's time to now. An empty or
+        unfilled ring is measured over the whole minute, even on a node up for less.
+        """
         ring = self.flows
-        horizon = time.time_ns() - FLOW_RATE_WINDOW_NS
+        now = time.time_ns() if now_ns is None else now_ns
+        since = now - FLOW_RATE_WINDOW_NS
         count = 0
+        last_seen: int | None = None
         seq = ring.next_seq - 1
         oldest = ring.oldest_seq
-        while seq >= oldest:
-            entry, lost = ring.read(seq)
+        while True:
+            if seq < oldest:
+                if len(ring) >= ring.capacity and last_seen is not None:
+                    since = last_seen  # read the complete ring: rate over the span it covers
+                break
+            entry, _ = ring.read(seq)
             if entry is None:
                 break
-            if entry.time_ns < horizon:
-                break
-            if entry.flow is not None:
-                count += 1
             seq -= 1
-        window_s = min(FLOW_RATE_WINDOW_NS, max(self.uptime_ns(), 1)) / 1e9
-        return count / window_s
+            if entry.flow is None:
+                continue
+            if entry.time_ns < since:
+                break
+            last_seen = entry.time_ns
+            count += 1
+        span_ns = now - since
+        return count / (span_ns / 1e9) if span_ns > 0 else 0.0
 
     def status(self) -> dict[str, Any]:
         """Canonical ``observer.ServerStatusResponse`` dict."""

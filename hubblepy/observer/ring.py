@@ -63,6 +63,7 @@ class Ring:
         self._cond = threading.Condition(threading.Lock())
         self._waiters = 0
         self._closed = False
+        self.readers_lost = 0  # entries readers lost because the writer lapped them (metrics)
 
     # -- writer side ---------------------------------------------------------------------------
     def write(self, entry: RingEntry) -> None:

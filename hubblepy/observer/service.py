@@ -30,9 +30,11 @@ import grpc
 from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
+from hubblepy.api.relay import relay_pb2
 from hubblepy.codec.timestamps import NS_PER_SECOND, format_ns
 from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message, message_to_dict
 from hubblepy.observer.core import Observer
+from hubblepy.observer.errors import BadRequest
 from hubblepy.observer.ring import Ring, RingEntry
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,6 @@ PEER_SERVICE = "peer.Peer"
 FOLLOW_POLL_S = 0.25
 
 Predicate = Callable[[dict[str, Any]], bool]
-
-
-class BadRequest(Exception):
-    """A request the server rejects with INVALID_ARGUMENT."""
 
 
 def compile_request_filters(request: Any) -> Predicate | None:
@@ -168,6 +166,7 @@ def stream_ring(
             return
         entry, lost = ring.read(seq)
         if lost:
+            ring.readers_lost += lost
             yield encode_lost(node_name, lost)
             seq += lost
             continue
@@ -350,7 +349,7 @@ class NodeServices:
             name=self.observer.node_name,
             version=status["version"],
             address=self.address,
-            state=1,  # NODE_CONNECTED
+            state=relay_pb2.NODE_CONNECTED,
             uptime_ns=int(status["uptime_ns"]),
             num_flows=int(status["num_flows"]),
             max_flows=int(status["max_flows"]),

@@ -35,6 +35,7 @@ import orjson
 
 from hubblepy.api.flow import flow_pb2
 from hubblepy.codec.timestamps import format_ns, parse_rfc3339_ns
+from hubblepy.observer.errors import ReplayError
 
 _FLOW_FIELD_ORDER = [f.name for f in flow_pb2.Flow.DESCRIPTOR.fields]
 _TICK_S = 0.01
@@ -61,10 +62,6 @@ class FlowSource(Protocol):
     name: str
 
     def run(self, sink: EventSink, stop: threading.Event) -> None: ...
-
-
-class ReplayError(Exception):
-    """The replay file cannot be used (missing, unreadable, or without any flow)."""
 
 
 def load_replay_flows(path: str) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
 """Numeric constants of Cilium datapath events and the flow.proto enum names they map to.
 
-Everything here is a plain table taken from ../shared/spec/datapath-events.md (sections 1-3) and
-../shared/spec/hubble-api.md (section 4.1). Enum tables map numbers to the proto value names used in
+Everything here is a plain table of public upstream values: the monitor message types, event
+layouts, trace/drop reasons and reserved identities of Cilium (``pkg/monitor/api``,
+``pkg/identity``, ``bpf/lib``) and the enums of Hubble's ``flow.proto`` (Cilium's
+``api/v1/flow``). Enum tables map numbers to the proto value names used in
 canonical flow dicts; numbers missing from a table are rendered as bare ints (the protojson rule for
 unknown enum numbers).
 """
@@ -110,7 +112,7 @@ TRACE_REASON_NAMES: dict[int, str] = {
 
 
 def trace_reason_to_proto(dp_reason: int) -> int:
-    """Map a masked datapath trace reason to the flow.TraceReason number (spec 3.2)."""
+    """Map a masked datapath trace reason to the flow.TraceReason number (as Hubble's L3/L4 parser does)."""
     if dp_reason < TRACE_REASON_UNKNOWN:
         return dp_reason + 1
     if dp_reason == TRACE_REASON_UNKNOWN:
@@ -208,7 +210,7 @@ DEBUG_CAPTURE_POINT_NAMES: dict[int, str] = {
     10: "DBG_CAPTURE_SNAT_PRE",
     11: "DBG_CAPTURE_SNAT_POST",
 }
-# Capture points whose arg1 is an ifindex, and those whose arg1 is a proxy port (spec 2.6 / 4.2).
+# Capture points whose arg1 is an ifindex, and those whose arg1 is a proxy port (Cilium's debug capture events).
 CAPTURE_IFINDEX_POINTS = frozenset({4, 5, 6, 7, 10, 11})
 CAPTURE_PROXY_POINTS = frozenset({8, 9})
 
@@ -325,7 +327,7 @@ def bpf_file_name(file_id: int) -> str:
     return BPF_FILE_NAMES.get(file_id) or f"unknown({file_id})"
 
 
-# --- reserved security identities (spec 3.9) ------------------------------------------------------
+# --- reserved security identities (Cilium's pkg/identity) -----------------------------------------
 IDENTITY_HOST = 1
 IDENTITY_WORLD = 2
 RESERVED_IDENTITY_LABELS: dict[int, tuple[str, ...]] = {
@@ -345,7 +347,7 @@ IDENTITY_SCOPE_LOCAL = 0x01
 
 # Label key (after the ``source:`` prefix) carrying the cluster name of an endpoint.
 CLUSTER_LABEL_KEY = "io.cilium.k8s.policy.cluster="
-# Monitor texts of drop reasons (api.DropReason), spec 3.3; 159 has none.
+# Monitor texts of drop reasons (Cilium's pkg/monitor/api DropReason); 159 has none.
 DROP_REASON_TEXTS: dict[int, str] = {
     0: "Success",
     2: "Invalid packet",

@@ -75,7 +75,12 @@ def _lookup_2(a1: int) -> str:
 def _errno_text(code: int) -> str:
     if code == 0:
         return "Success"
-    text = os.strerror(code)
+    try:
+        text = os.strerror(code)
+    except (OverflowError, ValueError):  # a u32 argument beyond the C int range
+        text = ""
+    if not text or text.startswith("Unknown error"):
+        return f"errno {code}"  # Go's syscall.Errno text for a number it has no name for
     return text[:1].lower() + text[1:]  # Go's errno strings start lower-case
 
 

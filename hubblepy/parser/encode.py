@@ -1,7 +1,7 @@
 """Build datapath event samples and packets byte by byte (the inverse of the decoder).
 
-Used by the tests, the parser benchmark and anyone who needs synthetic ``cilium_events`` samples.
-Header layouts follow datapath-events.md section 2 (host byte order); packets are plain wire bytes
+Used by the tests, the parser benchmark (benchmarks/bench_parser.py) and anyone who needs synthetic ``cilium_events`` samples.
+Header layouts follow Cilium's pkg/monitor structs (host byte order); packets are plain wire bytes
 with zero checksums (nothing here validates checksums).
 """
 

@@ -161,8 +161,12 @@ def _attach_policies(f: dict, match: PolicyMatch, verdict_name: str, drop_reason
 
 
 _ENDPOINT_CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
-_ZERO4 = b"\x00" * 4
-_ZERO16 = b"\x00" * 16
+_IPV4_LEN = 4
+_IPV6_LEN = 16
+_ZERO4 = b"\x00" * _IPV4_LEN
+_ZERO16 = b"\x00" * _IPV6_LEN
+_UUID_LEN = 16  # random bytes per RawFlow UUID
+_MSG_TYPE_COUNT = 256  # the message type is one byte
 
 
 def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
@@ -178,7 +182,7 @@ def _layers_for_cls_flags(flags: int) -> tuple[int, int]:
     return first, OVERLAY_NONE
 
 
-_LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(256))
+_LAYERS_BY_CLS_FLAGS = tuple(_layers_for_cls_flags(flags) for flags in range(1 << 8))  # one flags byte
 
 
 _unpack_trace = layouts.TRACE.unpack_from
@@ -298,7 +302,7 @@ class Parser:
         URL passwords). Access-log records go through ``self.seven`` (a ``SevenParser``), directly
         or as type-129 samples.
         """
-        if policy_verdict_layout not in (None, 32, 40):
+        if policy_verdict_layout not in (None, layouts.POLICY_VERDICT_OLD_LEN, layouts.POLICY_VERDICT_LEN):
             raise ValueError("policy_verdict_layout must be None, 32 or 40")
         self._resolver = resolver
         self._node_name = node_name
@@ -336,7 +340,7 @@ class Parser:
         self._event_type_cache: dict[tuple[int, int], dict] = {}
         self._trace_meta: dict[int, tuple] = {}
         self._time_cache: tuple[int, str] = (-1, "")
-        self._decoders: list[Callable[[bytes, str, str], dict] | None] = [None] * 256
+        self._decoders: list[Callable[[bytes, str, str], dict] | None] = [None] * _MSG_TYPE_COUNT
         self._decoders[MSG_DROP] = self._drop
         self._decoders[MSG_CAPTURE] = self._capture
         self._decoders[MSG_TRACE] = self._trace
@@ -400,7 +404,7 @@ class Parser:
         """
         if not isinstance(samples, Sequence):
             samples = list(samples)
-        rnd = os.urandom(16 * len(samples))
+        rnd = os.urandom(_UUID_LEN * len(samples))
         decoders = self._decoders
         out: list[RawFlow] = []
         append = out.append
@@ -411,7 +415,7 @@ class Parser:
                 self.parse_errors += 1
                 self.error_counts[ERR_EMPTY] += 1
             elif decoders[data[0]] is not None:
-                append(RawFlow(now_ns, cpu, data, rnd[16 * i : 16 * i + 16]))
+                append(RawFlow(now_ns, cpu, data, rnd[_UUID_LEN * i : _UUID_LEN * (i + 1)]))
             elif data[0] == MSG_DEBUG:
                 try:
                     self._debug(cpu, data)
@@ -758,11 +762,11 @@ class Parser:
         if version:
             o = layouts.TRACE_ORIG_IP_OFFSET
             if flags & CLS_FLAG_IPV6:
-                raw = data[o : o + 16]
+                raw = data[o : o + _IPV6_LEN]
                 if raw != _ZERO16:
                     orig = ipv6_to_str(raw)
             else:
-                raw = data[o : o + 4]
+                raw = data[o : o + _IPV4_LEN]
                 if raw != _ZERO4:
                     orig = socket.inet_ntoa(raw)
         snat = orig is not None

@@ -1,4 +1,4 @@
-"""Fixed header layouts of Cilium datapath events (datapath-events.md section 2), as precompiled structs.
+"""Fixed header layouts of Cilium datapath events (Cilium's pkg/monitor structs), as precompiled structs.
 
 Multi-byte header fields are in host byte order (``=``: native order, standard sizes, no padding).
 Each struct covers the part of the header common to all versions of that message; versioned tails

@@ -26,10 +26,11 @@ from hubblepy.policy.compiler import (
     compile_policies,
     diff_entries,
 )
+from hubblepy.policy.errors import IdentityExhausted, PolicyError
 from hubblepy.policy.identity import RESERVED_IDENTITIES, IdentityAllocator
 from hubblepy.policy.labels import LabelSet, label_set, pod_labels
 from hubblepy.policy.model import CCNP, CNP, EGRESS, INGRESS, Policy, PolicyRef, RuleRef
-from hubblepy.policy.parse import PolicyError, load_policy_file, parse_policies
+from hubblepy.policy.parse import load_policy_file, parse_policies
 from hubblepy.policy.repository import PolicyRepository
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "Endpoint",
     "EndpointPolicy",
     "IdentityAllocator",
+    "IdentityExhausted",
     "LabelSet",
     "Policy",
     "PolicyDiff",

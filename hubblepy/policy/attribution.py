@@ -249,8 +249,8 @@ class PolicySnapshot:
         rules = [r for r in (self.cookies.lookup(c) for c in self.contributors.get(key, [value.cookie])) if r]
         if value.action == ACTION_ALLOW:
             rules = [r for r in rules if not is_deny_rule(r)] or rules
-            lines = tuple(_rule_line("allow", r) for r in rules)
-            return Explanation(FORWARDED, self._policies(rules), lines, "allow")
+            allow_lines = tuple(_rule_line("allow", r) for r in rules)
+            return Explanation(FORWARDED, self._policies(rules), allow_lines, "allow")
         deny_rules = [r for r in rules if is_deny_rule(r)] or rules
         lines = [_rule_line("deny", r) for r in deny_rules]
         policies = self._policies(deny_rules)

@@ -103,7 +103,7 @@ def apply_audit(
             if value.action != ACTION_DENY:
                 continue
             rules = [cookies.lookup(c) for c in compiled.contributors.get(key, [value.cookie])]
-            deny_rules = [r for r in rules if is_deny_rule(r)] or [r for r in rules if r]
+            deny_rules = [r for r in rules if r is not None and is_deny_rule(r)] or [r for r in rules if r]
             if deny_rules and all(settings.policy_audited(r.policy) for r in deny_rules):
                 entries[key] = PolicyValue(ACTION_AUDIT_DENY, value.cookie)
     flags: dict[int, EndpointFlags] = {}

@@ -331,13 +331,13 @@ def compile_policies(
             specs_of[position] = [i for i, (_, _, sel) in enumerate(selecting) if sel.matches(ep.labels)]
     compiled_rules: dict[tuple[PolicyRef, int, int], tuple[list[int], list[_Port], int]] = {}
     peer_ports: dict[int, dict[str, list[tuple[int, int]]]] = {}
-    for identity, table in (named_ports or {}).items():
-        for name, port, proto in table:
+    for identity, named_table in (named_ports or {}).items():
+        for name, port, proto in named_table:
             peer_ports.setdefault(identity, {}).setdefault(name, []).append((port, proto))
     any_peer_ports: dict[str, list[tuple[int, int]]] = {}
-    for table in peer_ports.values():
-        for name, found in table.items():
-            any_peer_ports.setdefault(name, []).extend(found)
+    for peer_table in peer_ports.values():
+        for name, named_found in peer_table.items():
+            any_peer_ports.setdefault(name, []).extend(named_found)
     localhost_cookie = cookies.cookie(ALLOW_LOCALHOST)
     for position, ep in enumerate(endpoint_list):
         info = EndpointPolicy()
@@ -414,21 +414,22 @@ def compile_policies(
                 resolved = _named(ports, own_ports) if has_names and direction == INGRESS else ports
                 for identity in peers:
                     if has_names and direction == EGRESS:
-                        table = (
+                        port_table = (
                             any_peer_ports if identity == WILDCARD_IDENTITY else peer_ports.get(identity, {})
                         )
-                        resolved = _named(ports, table)
-                    for port, end, proto, http in resolved:
+                        resolved = _named(ports, port_table)
+                    for first_port, end, proto, http in resolved:
                         _add(
                             entries,
                             contributors,
-                            PolicyKey(ep.ep_id, direction, identity, port, proto, end),  # type: ignore[arg-type]
+                            # first_port is an int here: names were resolved by _named above
+                            PolicyKey(ep.ep_id, direction, identity, first_port, proto, end),  # type: ignore[arg-type]
                             cookie,
                             ACTION_DENY if deny else ACTION_ALLOW,
                             0 if deny or http is None else http_proxy_port,
                         )
                         if not deny:
-                            contributions.append(Contribution(identity, port, end, proto, http, cookie))  # type: ignore[arg-type]
+                            contributions.append(Contribution(identity, first_port, end, proto, http, cookie))  # type: ignore[arg-type]
     l7 = _l7_redirects(entries, contributors, allows, http_proxy_port)
     return CompiledPolicy(entries, state, contributors, l7)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from hubblepy.identities import RESERVED_IDENTITIES
+from hubblepy.policy.errors import IdentityExhausted
 from hubblepy.policy.labels import LabelSet, label_set
 
 IDENTITY_HOST = 1
@@ -42,10 +43,6 @@ def cidr_of(labels: LabelSet) -> str | None:
 
 def reserved_labels(name: str) -> LabelSet:
     return (f"reserved:{name}",)
-
-
-class IdentityExhausted(Exception):
-    """No free identity is left in the local range."""
 
 
 class IdentityAllocator:

@@ -39,7 +39,7 @@ class RuleRef(NamedTuple):
 
     policy: PolicyRef
     direction: int
-    index: int  # spec position (0 `spec`, i `specs[i]`) * 10000 + rule index (+ 5000 for deny rules)
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose; spec position (0 `spec`, i `specs[i]`) * 10000 + rule index (+ 5000 for deny rules)
 
     def describe(self) -> str:
         spec, rule = divmod(self.index, 10000)

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from hubblepy.policy.errors import PolicyError
 from hubblepy.policy.l7 import MISMATCH_ACTIONS, HeaderMatch, HTTPRule, RegexError, compile_regex
 from hubblepy.policy.labels import NAMESPACE_KEY, NAMESPACE_LABEL_PREFIX
 from hubblepy.policy.model import (
@@ -113,10 +114,6 @@ _HEADER_MATCH_FIELDS = {"name", "value", "mismatch", "secret"}
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class PolicyError(Exception):
-    """A policy file that cannot be applied; the message is one line for the user."""
 
 
 class _FieldError(Exception):
@@ -639,17 +636,17 @@ class _DocumentParser:
             else:
                 reqs.append(Requirement("k8s", NAMESPACE_KEY, "In", frozenset({namespace})))
             selectors.append(Selector(tuple(reqs)))
-        ports = None
+        ports: tuple[PortRule, ...] | None = None
         if value.get("ports"):
             _expect(value["ports"], list, _join(path, "ports"), "a list")
-            ports = []
+            port_list: list[PortRule] = []
             for j, port in enumerate(value["ports"]):
                 ppath = f"{_join(path, 'ports')}[{j}]"
                 rule = self.port_protocol(port, ppath, default_protocol="TCP", port_required=True)
                 if rule.protocol == "ANY":
                     raise _FieldError(_join(ppath, "protocol"), '"ANY" is not valid here (TCP, UDP, SCTP)')
-                ports.append(rule)
-            ports = tuple(ports)
+                port_list.append(rule)
+            ports = tuple(port_list)
         if not peers:  # no from/to: every peer, inside and outside the cluster
             return PeerRule(None, ("all",), ports, True, index)
         return PeerRule(tuple(selectors) or None, None, ports, True, index, tuple(cidrs) or None)
@@ -726,7 +723,7 @@ def _parse_network_policy(
         raise _FieldError(
             "apiVersion", f"{_quote(doc.get('apiVersion'))} is not supported (networking.k8s.io/v1)"
         )
-    meta = doc.get("metadata")
+    meta: Any = doc.get("metadata")
     _expect(meta, dict, "metadata", "an object")
     name = meta.get("name")
     if not isinstance(name, str) or not name:

@@ -1,6 +1,6 @@
 """Text helpers that mimic what upstream's Go printer does to strings.
 
-- `escape_terminal`: the terminal-safety pass over compact, dict and table output (cli-formats §5.7):
+- `escape_terminal`: the terminal-safety pass over compact, dict and table output (as upstream hubble 1.19 escapes):
   ESC becomes `^[` and CR becomes `\\r`; with colours on, the seven colour sequences the printer can
   emit pass through unchanged.
 - `go_quote`: Go's `strconv.Quote` (used for node-status messages).

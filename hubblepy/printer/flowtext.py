@@ -1,4 +1,4 @@
-"""The building blocks shared by compact, dict and table output (cli-formats §5).
+"""The building blocks shared by compact, dict and table output (upstream hubble 1.19's printer).
 
 `FlowText` turns the parts of one canonical flow dict into printed text: host strings, identities,
 TYPE, VERDICT and SUMMARY. Colour codes are added here when colours are on (section 11); the

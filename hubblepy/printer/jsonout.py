@@ -1,4 +1,4 @@
-"""Go-compatible compact JSON for canonical dicts (cli-formats §9, hubble-api §6).
+"""Go-compatible compact JSON for canonical dicts (what upstream hubble 1.19 prints with -o json: Go's protojson).
 
 The encoding itself belongs to `hubblepy.codec` (`encode` / `encode_response`). A local copy of
 the same rule is kept as a fallback so the printer works on its own: canonical dicts already hold
@@ -9,6 +9,8 @@ output plus Go's HTML escaping (`<`, `>`, `&`, U+2028, U+2029).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -22,7 +24,7 @@ _HTML_ESCAPES = (
 )
 
 
-def _encode_locally(value: dict) -> bytes:
+def _encode_locally(value: Any) -> bytes:
     data = orjson.dumps(value)
     if _HTML_CHARS.search(data) is None:
         return data
@@ -31,13 +33,16 @@ def _encode_locally(value: dict) -> bytes:
     return data
 
 
+_codec_encode: Callable[[Any], bytes] | None
 try:
-    from hubblepy.codec import encode as _codec_encode
+    from hubblepy.codec import encode as _codec_encode_fn
+
+    _codec_encode = _codec_encode_fn
 except ImportError:  # the codec package is optional for the printer
     _codec_encode = None
 
 
-def encode_canonical(value: dict) -> bytes:
+def encode_canonical(value: Any) -> bytes:
     """One compact JSON object (no trailing newline), byte-identical to upstream for canonical input."""
     if _codec_encode is not None:
         return _codec_encode(value)

@@ -2,10 +2,10 @@
 
 A `Printer` takes canonical `GetFlowsResponse` dicts one at a time:
 - flows and lost-events records go to `out` (stdout);
-- node-status records go to `err` (stderr), see cli-formats §10.2;
+- node-status records go to `err` (stderr), as upstream hubble prints them;
 - records holding none of the three print nothing.
 
-Text output is collected and written in large chunks. The terminal-safety escaping of §5.7 runs
+Text output is collected and written in large chunks. The terminal-safety escaping (see `escape`) runs
 once per chunk (it cannot change across line boundaries), except for table output, where it must
 run before the column widths are measured. Table output is held back until `close()` by the
 tab writer, as upstream does.

@@ -10,12 +10,12 @@ from __future__ import annotations
 from hubblepy.identities import RESERVED_IDENTITIES
 from hubblepy.parser.constants import DROP_REASON_TEXTS
 
-# Reserved security identities, printed in parentheses in compact output (cli-formats §5.3).
+# Reserved security identities, printed in parentheses in compact output (upstream hubble 1.19).
 RESERVED_IDENTITY_NAMES: dict[int, str] = {0: "unknown"} | {
     number: name for name, number in RESERVED_IDENTITIES.items()
 }
 
-# Trace observation points by datapath sub_type (datapath-events §3.1). Index 0..255.
+# Trace observation points by datapath sub_type (Cilium's pkg/monitor/api). Index 0..255.
 _TRACE_POINT_TEXT = {
     0: "to-endpoint",
     1: "to-proxy",
@@ -34,7 +34,7 @@ _TRACE_POINT_TEXT = {
 }
 TRACE_POINT_BY_SUBTYPE: tuple[str, ...] = tuple(_TRACE_POINT_TEXT.get(i, str(i)) for i in range(256))
 
-# Drop reason texts by datapath code (datapath-events §3.3); unknown codes print "<code>, 0".
+# Drop reason texts by datapath code (Cilium's pkg/monitor/api); unknown codes print "<code>, 0".
 DROP_REASON_BY_CODE: tuple[str, ...] = tuple(DROP_REASON_TEXTS.get(i, f"{i}, 0") for i in range(256))
 
 # Policy match types (Flow.policy_match_type, a plain uint32); anything else prints "unknown".

@@ -1,4 +1,4 @@
-"""Timestamp layouts of `hubble observe --time-format` (cli-formats §5.1).
+"""Timestamp layouts of `hubble observe --time-format` (upstream hubble 1.19's Go time layouts).
 
 Timestamps arrive as canonical RFC 3339 UTC strings (`2024-02-29T23:56:58.592508929Z`). They are
 printed in UTC in one of Go's time layouts. Fractions are truncated, never rounded. A missing or
@@ -82,7 +82,8 @@ def _normalise(text: str) -> tuple[str, str] | None:
     if m is None:
         return None
     try:
-        moment = datetime(*(int(m.group(i)) for i in range(1, 7)))
+        year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+        moment = datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     if m.group(8) is None:
@@ -123,9 +124,9 @@ def make_timestamp_formatter(name: str | None) -> Callable[[object], str]:
 
     def split(ts: object) -> tuple[str | None, str]:
         """(cached head text or None when invalid, fraction digits)."""
-        if ts.__class__ is not str or len(ts) < 20:  # type: ignore[arg-type]
+        if ts.__class__ is not str or len(ts) < 20:
             return None, ""
-        text: str = ts  # type: ignore[assignment]
+        text: str = ts
         if text[-1] == "Z":
             if len(text) == 20:
                 return head_of(text[:19]), ""
@@ -142,10 +143,10 @@ def make_timestamp_formatter(name: str | None) -> Callable[[object], str]:
 
         def fmt(ts: object) -> str:
             # Fast path: a canonical timestamp with a fraction, in a second already seen.
-            if ts.__class__ is str and ts[19:20] == "." and ts[-1:] == "Z":  # type: ignore[index]
-                head = heads.get(ts[:19])  # type: ignore[index]
+            if ts.__class__ is str and ts[19:20] == "." and ts[-1:] == "Z":
+                head = heads.get(ts[:19])
                 if head is not None:
-                    frac: str = ts[20:-1]  # type: ignore[index]
+                    frac: str = ts[20:-1]
                     if len(frac) <= 9 and frac.isdigit() and frac.isascii():
                         return f"{head}.{(frac + '000')[:3]}"
             head, frac = split(ts)

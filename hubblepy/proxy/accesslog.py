@@ -30,7 +30,7 @@ INGRESS = "Ingress"
 EGRESS = "Egress"
 
 
-_last_second = [-1, ""]
+_last_second: list = [-1, ""]  # [the second, its formatted text]
 
 
 def timestamp(ns: int) -> str:
@@ -39,7 +39,7 @@ def timestamp(ns: int) -> str:
     if seconds != _last_second[0]:
         _last_second[0] = seconds
         _last_second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    text = _last_second[1]
+    text: str = _last_second[1]
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     return text + "Z"
@@ -177,7 +177,7 @@ class AccessLogWriter:
         try:
             loop = asyncio.get_running_loop()
             transport, _ = await loop.create_unix_connection(_Sink, self.path)
-            self._transport = transport  # type: ignore[assignment]
+            self._transport = transport
         except OSError:
             self._transport = None
         finally:

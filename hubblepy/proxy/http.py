@@ -42,7 +42,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import orjson
@@ -226,8 +226,8 @@ class ClientConnection(asyncio.Protocol):
 
     # -- connection ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.transport = tcp = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        tcp.set_write_buffer_limits(high=HIGH_WATER)
         self.server.stats["connections"] += 1
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
@@ -817,8 +817,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self.transport = tcp = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        tcp.set_write_buffer_limits(high=HIGH_WATER)
 
     def begin(self, ex: Exchange) -> None:
         self.exchange = ex
@@ -1029,15 +1029,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-timeout", type=float, default=300.0)
     parser.add_argument("--connect-timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
+    import uvloop
+
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency
-        uvloop = None
-    try:
-        if uvloop is not None:
-            uvloop.run(serve(args))
-        else:
-            asyncio.run(serve(args))
+        uvloop.run(serve(args))
     except OSError as exc:
         print(f"hubblepy-proxy: {exc}", file=sys.stderr)
         return 1

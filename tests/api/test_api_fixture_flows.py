@@ -1,4 +1,4 @@
-"""Upstream `hubble observe -o json` lines (shared/fixtures/flows.jsonl) must fit our descriptors.
+"""Upstream `hubble observe -o json` lines (tests/fixtures/flows.jsonl) must fit our descriptors.
 
 Each line is real upstream output: it must parse strictly (no unknown field or
 enum name), convert back to the same document, survive a binary round trip, and
@@ -12,11 +12,11 @@ import json
 import pytest
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from spec_tables import shared_dir
+from spec_tables import REPO_ROOT
 
 from hubblepy.api.observer import observer_pb2
 
-FLOWS = shared_dir() / "fixtures" / "flows.jsonl"
+FLOWS = REPO_ROOT / "tests" / "fixtures" / "flows.jsonl"
 # Well-known types are written as JSON scalars, so there is no key order to check inside them.
 JSON_SCALAR_MESSAGES = {
     "google.protobuf.Timestamp",
@@ -29,8 +29,6 @@ JSON_SCALAR_MESSAGES = {
 
 
 def _lines() -> list[str]:
-    if not FLOWS.is_file():
-        raise FileNotFoundError(f"fixture not found at {FLOWS}; set HUBBLEPY_SHARED to the shared/ folder")
     return FLOWS.read_text(encoding="utf-8").splitlines()
 
 

@@ -1,7 +1,7 @@
 """Check the generated hubblepy.api descriptors against every table of the API spec.
 
-The spec (shared/spec/hubble-api.md) lists each message field, enum value,
-reserved range and RPC of the upstream Hubble API. These tests parse those
+The field tables (tests/fixtures/hubble-api-fields.json) list each file's imports, message field,
+enum value, reserved range and RPC of the upstream Hubble API. These tests read those
 tables and compare them, one by one and in declaration order, with the
 FileDescriptorProto that the generated modules register (the same bytes that
 gRPC server reflection sends to clients).
@@ -9,13 +9,12 @@ gRPC server reflection sends to clients).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
 from google.protobuf import descriptor_pb2
-from spec_tables import Spec, SpecEnum, SpecMessage, parse_spec, spec_path
+from spec_tables import Spec, SpecEnum, SpecMessage, load_spec
 
 from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2
@@ -47,9 +46,7 @@ SCALAR_TYPES = {
     FDP.TYPE_SINT64: "sint64",
 }
 
-if not spec_path().is_file():
-    raise FileNotFoundError(f"API spec not found at {spec_path()}; set HUBBLEPY_SHARED to the shared/ folder")
-SPEC: Spec = parse_spec()
+SPEC: Spec = load_spec()
 
 
 def _file_proto(file_name: str) -> descriptor_pb2.FileDescriptorProto:
@@ -116,7 +113,7 @@ def _spec_row(spec_msg: SpecMessage, index: int) -> tuple:
 
 
 def test_spec_parsed_counts_match_headings() -> None:
-    """Guards the parser: the tables hold as many rows as the section headings say."""
+    """Guards the data file: the tables hold as many rows as the per-file counts say."""
     assert set(SPEC.counts) == set(MODULES)
     for file_name, counts in SPEC.counts.items():
         messages = [m for m in SPEC.messages.values() if m.file == file_name]
@@ -216,33 +213,10 @@ def test_services_and_rpcs_match_spec() -> None:
     assert actual == expected
 
 
-def _spec_imports() -> dict[str, tuple[list[str], list[str]]]:
-    """Section 1 table: file -> (all imports in order, public imports)."""
-    text = spec_path().read_text(encoding="utf-8")
-    section = text.split("## 1.", 1)[1].split("\n## ", 1)[0]
-    result = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 3 or not re.fullmatch(r"`[a-z]+/[a-z]+\.proto`", cells[0]):
-            continue
-        imports, public = [], []
-        if cells[2] != "none":
-            for item in cells[2].split(","):
-                item = item.strip().strip("*")
-                if m := re.fullmatch(r'`import public "([^"]+)"`', item):
-                    imports.append(m[1])
-                    public.append(m[1])
-                else:
-                    imports.append(item.strip("`"))
-        result[cells[0].strip("`")] = (imports, public)
-    return result
-
-
 def test_files_packages_and_imports_match_spec() -> None:
-    spec_imports = _spec_imports()
-    assert set(spec_imports) == set(MODULES)
+    assert set(SPEC.counts) == set(MODULES)
     for file_name, fp in FILE_PROTOS.items():
-        imports, public = spec_imports[file_name]
+        imports, public = SPEC.counts[file_name].imports, SPEC.counts[file_name].public_imports
         assert fp.name == file_name
         assert fp.syntax == "proto3"
         assert list(fp.dependency) == imports, file_name

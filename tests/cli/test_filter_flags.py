@@ -1,4 +1,4 @@
-"""Filter flags to FlowFilter dicts: value parsing and the allow/deny trackers (spec section 12)."""
+"""Filter flags to FlowFilter dicts: value parsing and the allow/deny trackers (upstream hubble 1.19)."""
 
 from __future__ import annotations
 

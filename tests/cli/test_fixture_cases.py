@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hubbletest import clean_env, run_hubble, shared_dir
+from hubbletest import FIXTURES, clean_env, run_hubble
 
 
 def _cases() -> list[dict]:
-    path = shared_dir() / "fixtures" / "expected" / "cases.jsonl"
-    if not path.exists():
-        return []
+    path = FIXTURES / "expected" / "cases.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

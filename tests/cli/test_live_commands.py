@@ -47,7 +47,7 @@ def test_status_through_relay(cluster):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"Healthcheck (via {cluster['relay'].address}): Ok"
-    assert lines[1].startswith("Current/Max Flows: ") and lines[1].endswith("/8190 (5.62%)")
+    assert lines[1].startswith("Current/Max Flows: ") and lines[1].endswith("/8,190 (5.62%)")
     assert lines[2].startswith("Flows/s: ")
     assert lines[3] == "Connected Nodes: 2/2"
     code, out, _ = run(status_main, ["--server", cluster["relay"].address, "-o", "json"])
@@ -58,7 +58,7 @@ def test_status_through_relay(cluster):
 def test_status_of_a_node_has_no_node_counts(cluster):
     code, out, _ = run(status_main, ["--server", cluster["a"].address])
     assert code == 0
-    assert "Current/Max Flows: 230/4095 (5.62%)\n" in out and "Connected Nodes" not in out
+    assert "Current/Max Flows: 230/4,095 (5.62%)\n" in out and "Connected Nodes" not in out
 
 
 def test_list_nodes_and_namespaces(cluster):

@@ -97,7 +97,7 @@ def test_status_and_list_against_self_signed_node(procs, self_signed):
     assert code == 0, err
     assert out.splitlines()[:2] == [
         f"Healthcheck (via {node.address}): Ok",
-        "Current/Max Flows: 0/4095 (0.00%)",
+        "Current/Max Flows: 0/4,095 (0.00%)",
     ]
     # the tls:// prefix turns TLS on as well; a certificate with only a common name is usable too
     out_io, err_io = io.StringIO(), io.StringIO()

@@ -1,4 +1,4 @@
-"""--since/--until values: Go durations and the date/time layouts upstream accepts (spec 3.2)."""
+"""--since/--until values: Go durations and the date/time layouts upstream accepts."""
 
 from __future__ import annotations
 

@@ -161,11 +161,29 @@ def test_non_canonical_lines_are_normalised(line, expected):
         (b'{"flow":', "proto: unexpected EOF"),
         (b'{"flow":{}} x', "proto: syntax error (line 1:13): invalid value x"),
         (
+            # protojson reports any problem inside a string at the string's opening quote
             b'{"flow":{"uuid":"a\x01"}}',
-            "proto: syntax error (line 1:19): invalid character '\\x01' in string",
+            "proto: syntax error (line 1:17): invalid character '\\x01' in string",
         ),
         (b"   ", None),
-        (b'{"flow":{"uuid":"\xff"}}', None),
+        (b'{"flow":{"uuid":"\xff"}}', "proto: syntax error (line 1:17): invalid UTF-8 in string"),
+        (
+            b'{"flow":{"uuid":"ok","summary":"x\xc3("}}',
+            "proto: syntax error (line 1:32): invalid UTF-8 in string",
+        ),
+        (b'{"flow":{"uuid":"\\ud800"}}', "proto: unexpected EOF"),
+        (
+            b'{"flow":{"uuid":"a\\ud800","summary":"x"}}',
+            'proto: syntax error (line 1:17): invalid escape code "\\",\\"sum" in string',
+        ),
+        (
+            b'{"flow":{"uuid":"\\ud800\\u0041"}}',
+            'proto: syntax error (line 1:17): invalid escape code "\\\\u0041" in string',
+        ),
+        (
+            b'{"flow":{"uuid":"\\udc00\\ud800"}}',
+            'proto: syntax error (line 1:17): invalid escape code "\\\\ud800" in string',
+        ),
         (b"{'a':1}", None),
         (b"[]", "proto: syntax error (line 1:1): unexpected token ["),
         (b"1", "proto: syntax error (line 1:1): unexpected token 1"),
@@ -247,3 +265,7 @@ def test_parse_message_text_positions():
         parse_message('{"source_pod":["x"],\n "bogus":1}', "flow.FlowFilter")
     assert info.value.message == 'proto: (line 2:2): unknown field "bogus"'
     assert parse_message(b'{"event_type":[{"type":"4"}]}', "flow.FlowFilter") == {"event_type": [{"type": 4}]}
+
+
+def test_valid_surrogate_pair_is_kept():
+    assert ResponseDecoder().decode(b'{"flow":{"uuid":"\\ud83d\\ude00"}}') == {"flow": {"uuid": "\U0001f600"}}

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from testbed import Pod, Testbed
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
 from hubblepy.datapath.layout import Event, decode_event
-from hubblepy.datapath.testbed import Pod, Testbed
 from hubblepy.monitor import MonitorReader
 
 from .packets import parse

@@ -10,10 +10,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from testbed import Testbed, echo_once
 
 from hubblepy.datapath import Datapath
 from hubblepy.datapath.layout import CT_ESTABLISHED, CT_REPLY, TraceEvent
-from hubblepy.datapath.testbed import Testbed, echo_once
 
 from .conftest import Env, require_datapath
 from .packets import TCP_FIN, TCP_RST, TCP_SYN, parse

@@ -7,6 +7,7 @@ import struct
 import time
 
 import pytest
+from testbed import Pod, echo_once, netns_socket, run_in_netns
 
 from hubblepy.datapath import PolicyEntry
 from hubblepy.datapath.layout import (
@@ -27,7 +28,6 @@ from hubblepy.datapath.layout import (
     PolicyVerdictEvent,
     TraceEvent,
 )
-from hubblepy.datapath.testbed import Pod, echo_once, netns_socket, run_in_netns
 
 from .conftest import Env
 from .packets import TCP_ACK, TCP_SYN, parse

@@ -1,4 +1,4 @@
-"""Errors found while building filters carry upstream's exact one-line message (spec §13)."""
+"""Errors found while building filters carry upstream's exact one-line message."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Upstream filter cases: our predicate must select exactly the flows upstream printed.
 
 Each filter case of expected/cases.jsonl is hand-translated into FlowFilters with the rules of
-spec §12.1/§12.3 (either-side flags give a source and a destination filter, ``--not`` goes to
+upstream's filter flags (either-side flags give a source and a destination filter, ``--not`` goes to
 the deny list, raw ``--allowlist`` filters are separate entries). The predicate runs over
 flows.jsonl; the selected flows' StampMilli timestamps (or uuids, for JSON output) must equal,
 in order, the ones in upstream's stdout.

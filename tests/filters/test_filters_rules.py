@@ -1,4 +1,4 @@
-"""One small test per FlowFilter rule, on hand-made canonical flows (spec §10.3, §12.2-12.6)."""
+"""One small test per FlowFilter rule, on hand-made canonical flows (upstream hubble 1.19 semantics)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def test_empty_filter_matches_everything_including_records_without_flow() -> Non
     assert pred({})
 
 
-# --- records without a flow (§10.3) ------------------------------------------------------------------
+# --- records without a flow ------------------------------------------------------------------------
 
 LOST = {
     "lost_events": {"source": "HUBBLE_RING_BUFFER", "num_events_lost": "7"},

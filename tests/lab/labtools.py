@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ TEST_PREFIX = os.environ.get("HUBBLEPY_TEST_NETNS_PREFIX", "hpx-")  # parallel r
 def needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces and veths)")
-    if subprocess.run(["which", "ip"], capture_output=True).returncode != 0:
+    if shutil.which("ip") is None:
         pytest.skip("iproute2 `ip` is missing")
 
 

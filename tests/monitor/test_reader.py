@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from testbed import Testbed, run_in_netns
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
 from hubblepy.datapath.layout import NOTIFY_TRACE, TRACE_V2
-from hubblepy.datapath.testbed import Testbed, run_in_netns
 from hubblepy.monitor import MonitorReader
 from hubblepy.monitor.perf import obj_pin
 

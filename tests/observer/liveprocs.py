@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("HUBBLEPY_SHARED", REPO.parent / "shared"))
-FLOWS = SHARED / "fixtures" / "flows.jsonl"
+FIXTURES = REPO / "tests" / "fixtures"
+FLOWS = FIXTURES / "flows.jsonl"
 _LISTENING = re.compile(r"listening on (\S+)")
 
 

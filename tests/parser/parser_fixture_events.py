@@ -1,4 +1,4 @@
-"""Rebuild datapath event samples from the upstream fixture flows (shared/fixtures/flows.jsonl).
+"""Rebuild datapath event samples from the upstream fixture flows (tests/fixtures/flows.jsonl).
 
 For each L3/L4 fixture flow (drop, trace, policy verdict, capture) this builds the sample bytes a
 datapath would have sent for it and a StaticResolver that knows its endpoints, so the parser's
@@ -13,7 +13,7 @@ from hubblepy.parser.constants import BPF_FILE_NAMES, TRACE_POINT_NAMES, TRACE_R
 
 POINT_NUMBERS = {name: num for num, name in TRACE_POINT_NAMES.items()}
 FILE_IDS = {name: num for num, name in BPF_FILE_NAMES.items()}
-# flow.TraceReason number -> datapath reason (inverse of spec 3.2's mapping)
+# flow.TraceReason number -> datapath reason (inverse of the parser's mapping)
 DP_REASON = {1: 0, 2: 1, 3: 2, 4: 3, 5: 4, 0: 5, 6: 6, 7: 7, 8: 8}
 REASON_NUMBERS = {name: num for num, name in TRACE_REASON_NAMES.items()}
 TCP_BITS = {"FIN": 1, "SYN": 2, "RST": 4, "PSH": 8, "ACK": 16, "URG": 32, "ECE": 64, "CWR": 128}

@@ -1,6 +1,6 @@
 """Rebuild the datapath events behind the upstream fixture flows and decode them again.
 
-The fixture flows (shared/fixtures/flows.jsonl) are in upstream's canonical JSON form. For every
+The fixture flows (tests/fixtures/flows.jsonl) are in upstream's canonical JSON form. For every
 drop, trace, policy-verdict and capture flow, ``fixture_events`` builds the sample a datapath would
 have emitted plus a resolver that knows the flow's endpoints; the parser must give back the same
 dict (key order included), except for:
@@ -9,7 +9,7 @@ dict (key order included), except for:
   resolver, which ``parser_fixture_events`` fills from the flow itself;
 * the emitting endpoint, which is not in a flow: each candidate (source ID, destination ID,
   another endpoint, none) is tried and the best match is kept;
-* places where the synthetic fixtures disagree with the rules in datapath-events.md 4.2, which the
+* places where the synthetic fixtures disagree with the rules of Hubble's L3/L4 parser, which the
   parser follows (listed in ``spec_corrections``).
 """
 
@@ -35,7 +35,7 @@ NOT_FROM_EVENTS = (
 
 
 def spec_corrections(flow: dict) -> dict | None:
-    """The fixture flow as the spec's rules would produce it, or None when it cannot come from an event."""
+    """The fixture flow as Hubble's parser rules would produce it, or None when it cannot come from an event."""
     f = copy.deepcopy(flow)
     kind = f["event_type"]["type"]
     if kind == 4 and f["verdict"] == "REDIRECTED":

@@ -1,4 +1,4 @@
-"""Every event layout and version of datapath-events.md, built by hand with real packet bytes."""
+"""Every datapath event layout and version (Cilium's pkg/monitor), built by hand with real packet bytes."""
 
 from __future__ import annotations
 

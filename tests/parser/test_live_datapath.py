@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from testbed import Testbed
 
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
-from hubblepy.datapath.testbed import Testbed
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 
 pytestmark = pytest.mark.root

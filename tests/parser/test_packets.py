@@ -1,4 +1,4 @@
-"""Packet decoding: layers, L4 fields and the Summary wording of datapath-events.md 4.3."""
+"""Packet decoding: layers, L4 fields and the Summary wording of Hubble's L3/L4 parser."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Endpoint resolution rules (datapath-events.md 4.1 step 7) through StaticResolver, and its caching."""
+"""Endpoint resolution rules (as Hubble's L3/L4 parser applies them) through StaticResolver, and its caching."""
 
 from __future__ import annotations
 

@@ -553,3 +553,25 @@ def test_endpoint_cache_follows_the_record_labels_and_the_resolver() -> None:
     )
     (c,) = decode([http_request()], parser)
     assert c["destination"]["pod_name"] == "api-new"  # a resolver change empties the cache
+
+
+def test_seed_denied_post_prints_like_upstream() -> None:
+    """The seed's Verify step: the proxy's 403 for frontend's POST is a DROPPED http-request line."""
+    import io
+
+    from hubblepy.printer import Printer, PrintOptions
+
+    request = http_request(Verdict="Denied")
+    request["HTTP"] = dict(request["HTTP"], Method="POST")
+    response = http_response(request, 403, "2024-03-01T00:00:00.100400000Z", Verdict="Forwarded")
+    out = io.BytesIO()
+    printer = Printer(PrintOptions(), out, io.BytesIO())
+    for flow in decode([request, response]):
+        printer.write({"flow": flow, "node_name": "node-1", "time": flow["time"]})
+    printer.close()
+    assert out.getvalue().decode().splitlines() == [
+        "Mar  1 00:00:00.000: payments/frontend-7d9f:40000 (ID:2001) -> payments/api-5c4b:8080 (ID:2002) "
+        "http-request DROPPED (HTTP/1.1 POST http://api:8080/api/v1/orders)",
+        "Mar  1 00:00:00.000: payments/frontend-7d9f:40000 (ID:2001) <- payments/api-5c4b:8080 (ID:2002) "
+        "http-response FORWARDED (HTTP/1.1 403 0ms (POST http://api:8080/api/v1/orders))",
+    ]

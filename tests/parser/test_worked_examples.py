@@ -1,4 +1,4 @@
-"""The three worked examples of datapath-events.md section 2.10, byte for byte, and with packets."""
+"""Three worked examples (drop, trace, policy verdict samples), byte for byte, and with packets."""
 
 from __future__ import annotations
 

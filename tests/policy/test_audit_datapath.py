@@ -14,8 +14,9 @@ BASE = 3000
 @pytest.fixture
 def bed():
     try:
+        from testbed import Testbed
+
         from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment
-        from hubblepy.datapath.testbed import Testbed
     except ImportError as exc:
         pytest.skip(f"datapath not importable: {exc}")
     try:

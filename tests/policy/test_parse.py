@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from hubbletest import shared_dir
+from hubbletest import FIXTURES
 
 from hubblepy.policy import PolicyError, load_policy_file, parse_policies
 
-SEED = shared_dir() / "seed" / "policies"
+SEED = FIXTURES / "seed"
 
 API_ALLOW = """\
 apiVersion: cilium.io/v2

@@ -11,16 +11,12 @@ from collections.abc import Callable
 
 import orjson
 import pytest
-from hubbletest import shared_dir
+from hubbletest import FIXTURES
 
 from hubblepy.printer import Printer, PrintOptions
 
-FIXTURES = shared_dir() / "fixtures"
-
 
 def _load() -> tuple[list[dict], dict[str, dict]]:
-    if not (FIXTURES / "flows.jsonl").exists():
-        return [], {}
     flows = [orjson.loads(line) for line in (FIXTURES / "flows.jsonl").read_bytes().splitlines()]
     cases = {}
     for line in (FIXTURES / "expected" / "cases.jsonl").read_bytes().splitlines():
@@ -119,7 +115,6 @@ for _name, _case in CASES.items():
         SELECTED[_name] = (PrintOptions(time_format=_case["args"][-1]), _uuids(_case))
 
 
-@pytest.mark.skipif(not CASES, reason="upstream fixtures not found (set HUBBLEPY_SHARED)")
 @pytest.mark.parametrize("name", sorted(SELECTED))
 def test_fixture_case_bytes(name: str, stdout_of) -> None:
     case = CASES[name]
@@ -129,7 +124,6 @@ def test_fixture_case_bytes(name: str, stdout_of) -> None:
     assert stdout_of(options, records) == case["stdout"]
 
 
-@pytest.mark.skipif(not CASES, reason="upstream fixtures not found (set HUBBLEPY_SHARED)")
 def test_raw_bytes_are_reused_for_json() -> None:
     raw_lines = (FIXTURES / "flows.jsonl").read_bytes().splitlines()
     out = io.BytesIO()
@@ -140,14 +134,12 @@ def test_raw_bytes_are_reused_for_json() -> None:
     assert out.getvalue() == CASES["json-all-roundtrip"]["stdout"].encode()
 
 
-@pytest.mark.skipif(not CASES, reason="upstream fixtures not found (set HUBBLEPY_SHARED)")
 def test_legacy_json_prints_the_bare_flow(stdout_of) -> None:
     got = stdout_of(PrintOptions(output="json", legacy_json=True), FLOWS[:5])
     assert [orjson.loads(line) for line in got.splitlines()] == [r["flow"] for r in FLOWS[:5]]
     assert got.startswith('{"time":"2024-02-29T23:56:58.592508929Z","uuid":')
 
 
-@pytest.mark.skipif(not CASES, reason="upstream fixtures not found (set HUBBLEPY_SHARED)")
 def test_local_json_fallback_matches_upstream() -> None:
     from hubblepy.printer.jsonout import _encode_locally
 

@@ -1,4 +1,4 @@
-"""Node-status records go to stderr (cli-formats §10.2); dict separators count stdout and stderr together."""
+"""Node-status records go to stderr (as upstream hubble prints them); dict separators count stdout and stderr together."""
 
 from __future__ import annotations
 

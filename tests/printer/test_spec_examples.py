@@ -1,4 +1,4 @@
-"""Hand-made inputs from the examples of cli-formats.md, printed and compared byte for byte."""
+"""Hand-made inputs for upstream hubble 1.19's output corner cases, printed and compared byte for byte."""
 
 from __future__ import annotations
 

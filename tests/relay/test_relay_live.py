@@ -10,13 +10,12 @@ import time
 import grpc
 import orjson
 import pytest
-from liveprocs import FLOWS, SHARED, clean_env, hubble_cli
+from liveprocs import FIXTURES, FLOWS, clean_env, hubble_cli
 
 from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
 
 CASES = {
-    c["name"]: c
-    for c in map(json.loads, (SHARED / "fixtures" / "expected" / "cases.jsonl").read_text().splitlines())
+    c["name"]: c for c in map(json.loads, (FIXTURES / "expected" / "cases.jsonl").read_text().splitlines())
 }
 SAME_BYTES_CASES = [
     "compact-all-default",

@@ -1,6 +1,6 @@
 """The main job: tell the seed article's payments story with flows.
 
-Run by ``bash scripts/demo.sh``. Each step prints the command it runs, then its output, exactly as a
+Run by ``bash scripts/demo.sh`` (``python scripts/demo.py [--sample]``). Each step prints the command it runs, then its output, exactly as a
 user would type it. Steps run through the real ``hubble`` CLI in a subprocess.
 """
 
@@ -13,8 +13,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from hubblepy.sample.path import sample_capture_path
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hubblepy.sample.path import sample_capture_path  # noqa: E402
 
 
 def say(text: str) -> None:
@@ -201,8 +205,8 @@ def lab_unavailable_reason() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m hubblepy.demo [--sample]``."""
-    parser = argparse.ArgumentParser(prog="hubblepy.demo", description=__doc__)
+    """``python scripts/demo.py [--sample]``."""
+    parser = argparse.ArgumentParser(prog="demo", description=__doc__)
     parser.add_argument(
         "--sample", action="store_true", help="use the recorded capture instead of a live lab"
     )

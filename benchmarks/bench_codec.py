@@ -1,22 +1,26 @@
-"""Micro-benchmark of the codec: ``python -m hubblepy.codec.bench FILE.jsonl [--lines N]``.
+"""Micro-benchmark of the codec: ``python benchmarks/bench_codec.py [FILE.jsonl] [--lines N]``.
 
 Reports CPU microseconds per line (best of several rounds, ``time.process_time``)
 for: orjson.loads alone (the floor), decode of canonical lines, decode of the same
 lines re-spaced (non-canonical, slow path), encode, message_to_dict and
-dict_to_message.
+dict_to_message. FILE defaults to the recorded upstream flows (tests/fixtures/flows.jsonl).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
 
-from . import ResponseDecoder, dict_to_message, encode_response, message_to_dict
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hubblepy.codec import ResponseDecoder, dict_to_message, encode_response, message_to_dict  # noqa: E402
 
 
 def _per_item(fn: Callable[[object], object], items: Sequence, rounds: int) -> float:
@@ -31,7 +35,7 @@ def _per_item(fn: Callable[[object], object], items: Sequence, rounds: int) -> f
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("file", type=Path)
+    parser.add_argument("file", type=Path, nargs="?", default=REPO / "tests" / "fixtures" / "flows.jsonl")
     parser.add_argument("--lines", type=int, default=20000, help="lines per round (input repeated)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)

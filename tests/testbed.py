@@ -1,4 +1,4 @@
-"""A minimal network-namespace testbed for the datapath tests and benchmarks.
+"""A minimal network-namespace test bed for the datapath tests and benchmarks (not part of the package).
 
 One "node" namespace holds a bridge and the host side of every pod's veth; each pod is its own
 namespace with ``eth0`` and an address in a random 10.200.X.0/24. With ``routed=True`` there is no

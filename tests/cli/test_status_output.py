@@ -1,0 +1,49 @@
+"""`hubble status` text output against upstream's for the same ServerStatusResponse values."""
+
+import json
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format
+
+from hubblepy.api.observer import observer_pb2
+from hubblepy.cli.status import format_status, go_duration_ns, group_thousands
+
+CASES = json.loads((Path(__file__).parent / "fixtures" / "status_upstream.json").read_text())["cases"]
+
+
+def status(values):
+    return json_format.ParseDict(values, observer_pb2.ServerStatusResponse())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+@pytest.mark.parametrize("output", ["compact", "dict", "table"])
+def test_matches_upstream(case, output):
+    assert format_status(status(case["status"]), output) == case[output]
+
+
+@pytest.mark.parametrize(
+    ("n", "text"), [(0, "0"), (999, "999"), (1000, "1,000"), (8190, "8,190"), (1234567, "1,234,567")]
+)
+def test_grouping(n, text):
+    assert group_thousands(n) == text
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (0, "0s"),
+        (1, "1ns"),
+        (999, "999ns"),
+        (1500, "1.5µs"),
+        (2_000_000, "2ms"),
+        (1_234_567, "1.234567ms"),
+        (1_000_000_000, "1s"),
+        (61_000_000_000, "1m1s"),
+        (3_600_000_000_000, "1h0m0s"),
+        (3_723_500_000_000, "1h2m3.5s"),
+        (1 << 63, "9223372036854775808ns"),
+    ],
+)
+def test_go_duration(ns, text):
+    assert go_duration_ns(ns) == text
