@@ -40,7 +40,7 @@ HAPROXY_PORT = 18080
 
 BACKEND_CFG = """\
 global
-    maxconn 20000
+    maxconn 4096
     nbthread 1
 defaults
     mode http
@@ -53,7 +53,7 @@ frontend api
 """
 PROXY_CFG = """\
 global
-    maxconn 20000
+    maxconn 4096
     nbthread 1
 defaults
     mode http
@@ -70,7 +70,7 @@ backend api
 
 
 def policy(l7: bool) -> str:
-    rules = "\n              rules: {http: [{method: GET, path: /api/v1/orders}]}" if l7 else ""
+    rules = "\n          rules: {http: [{method: GET, path: /api/v1/orders}]}" if l7 else ""
     return (
         textwrap.dedent(f"""\
         apiVersion: cilium.io/v2
