@@ -11,7 +11,8 @@ wrk runs in the frontend pod (one thread, ``--connections`` keep-alive connectio
 * ``HAProxy``: HAProxy 1 thread in the node namespace as a reverse proxy in front of api:8081
   (frontend -> node:18080 -> api:8081), the reference HTTP proxy.
 
-Also: our proxy's CPU per 1k requests (its /proc stat), and its L7 flows: records the proxy sent,
+Latency: p50/p99 under that load, and p50 with one connection (no queueing: the added latency of a
+request). Also: our proxy's CPU per 1k requests (its /proc stat), and its L7 flows: records the proxy sent,
 lost, and flows the node published (zero loss wanted). Prints a table; asserts nothing.
 
 Usage: sudo .venv/bin/python benchmarks/bench_l7.py [--duration 10] [--connections 32] [--rounds 2]
@@ -37,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 PREFIX = os.environ.get("HUBBLEPY_BENCH_NETNS_PREFIX", "hpb7-")
 BACKEND_PORT = 8081
 HAPROXY_PORT = 18080
+LATENCY_SECONDS = 3  # the one-connection run (latency without queueing)
 
 BACKEND_CFG = """\
 global
@@ -219,8 +221,10 @@ def main() -> int:
         flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
         for _ in range(args.rounds):
             lab.apply(policy(l7=False))
-            results["direct"].append(wrk(frontend["netns"], direct_url, args.duration, args.connections))
-            results["haproxy"].append(wrk(frontend["netns"], haproxy_url, args.duration, args.connections))
+            for key, url in (("direct", direct_url), ("haproxy", haproxy_url)):
+                run = wrk(frontend["netns"], url, args.duration, args.connections)
+                run["p50_1"] = wrk(frontend["netns"], url, LATENCY_SECONDS, 1)["p50"]
+                results[key].append(run)
             lab.apply(policy(l7=True))
             before = lab.state()["proxy"]
             pid = int(before["pid"])
@@ -233,13 +237,17 @@ def main() -> int:
             flows["requests"] += run["requests"]
             for key in ("sent", "lost", "published"):
                 flows[key] += int(after.get(key, 0)) - int(before.get(key, 0))
+            run["p50_1"] = wrk(frontend["netns"], direct_url, LATENCY_SECONDS, 1)["p50"]
             results["proxy"].append(run)
         load = os.getloadavg()[0]
         print(
             f"\nL7 benchmark: frontend -> api GET /api/v1/orders, wrk -t1 -c{args.connections} -d{args.duration}s, "
             f"{args.rounds} rounds (median), load average {load:.1f} on {os.cpu_count()} CPUs\n"
         )
-        print(f"{'path':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs HAProxy':>12}")
+        print(
+            f"{'path':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs HAProxy':>12}"
+            f"{'p50 ms, 1 conn':>16}"
+        )
         med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in results.items()}
         names = {
             "direct": "direct (L4 only)",
@@ -251,9 +259,11 @@ def main() -> int:
             ratio = m["rps"] / med["haproxy"]["rps"] if med["haproxy"]["rps"] else 0.0
             print(
                 f"{names[key]:<34}{m['rps']:>10.0f}{m['p50']:>9.2f}{m['p99']:>9.2f}{m['errors']:>8.0f}{ratio:>11.2f}x"
+                f"{m['p50_1']:>16.3f}"
             )
         print(
-            f"\nadded p50 latency (proxy - direct): {med['proxy']['p50'] - med['direct']['p50']:.2f} ms; "
+            f"\nadded p50 latency on one connection (proxy - direct): "
+            f"{med['proxy']['p50_1'] - med['direct']['p50_1']:.3f} ms; "
             f"proxy CPU per 1k requests: {statistics.median(cpu):.1f} ms"
         )
         expected = int(flows["requests"]) * 2
