@@ -824,7 +824,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = ex
         self.headers_seen = False
         self._head_only = ex.method == "HEAD"
-        self.parser = httptools.HttpResponseParser(self)
+        if self.parser is None:  # one parser for the connection's responses (llhttp keeps going)
+            self.parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data: bytes) -> None:
         client = self.client
@@ -885,7 +886,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _complete(self, ex: Exchange) -> None:
         self.exchange = None
-        self.parser = None
+        if self._head_only:  # llhttp would wait for the body a HEAD response does not have
+            self.parser = None
         if not self.keep_alive:
             self.close()
         self.client.response_complete(ex)

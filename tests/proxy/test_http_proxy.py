@@ -336,3 +336,25 @@ def test_egress_and_ingress_rule_sets_both_judge_and_log(tmp_path) -> None:
         assert [p["name"] for p in denied["hubblepy"]["denied_by"]] == ["frontend-get"]
     finally:
         harness.close()
+
+
+def test_head_response_without_body_then_the_next_request(tmp_path) -> None:
+    """HEAD's response has a Content-Length but no body: the proxy must not wait for one."""
+    policy = SEED.replace(
+        'method: "GET"\n                path: "/healthz"',
+        'method: "GET|HEAD"\n                path: "/healthz"',
+    )
+    harness = Harness(tmp_path, policy=policy)
+    try:
+        with harness.connect() as sock:
+            sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(4096)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200") and b"Content-Length" in head and rest == b""
+            reader = Reader(sock)
+            sock.sendall(GET_ORDERS)
+            assert reader.response()[0] == 200
+    finally:
+        harness.close()
