@@ -164,6 +164,24 @@ def wrk(netns: str, url: str, duration: int, connections: int) -> dict[str, floa
     return figures
 
 
+def drained(lab: Lab, quiet: float = 2.0, limit: float = 60.0) -> dict:
+    """The proxy's counters once the node has published everything the proxy sent (or stopped
+    making progress for ``quiet`` seconds); ``_at`` is when the last flow was published."""
+    last, last_change = -1, time.monotonic()
+    at = last_change
+    deadline = last_change + limit
+    while True:
+        state = lab.state()["proxy"]
+        published = int(state.get("published", 0))
+        now = time.monotonic()
+        if published != last:
+            last, last_change, at = published, now, now
+        if published >= int(state.get("sent", 0)) or now - last_change > quiet or now > deadline:
+            state["_at"] = at
+            return state
+        time.sleep(0.2)
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -231,9 +249,8 @@ def main() -> int:
             cpu0, t0 = cpu_seconds(pid), time.monotonic()
             run = wrk(frontend["netns"], direct_url, args.duration, args.connections)
             cpu.append((cpu_seconds(pid) - cpu0) / max(run["requests"], 1) * 1000 * 1000)
-            time.sleep(1.0)  # let the last batch of records reach the node
-            after = lab.state()["proxy"]
-            flows["seconds"] += time.monotonic() - t0 - 1.0
+            after = drained(lab)
+            flows["seconds"] += float(after["_at"]) - t0
             flows["requests"] += run["requests"]
             for key in ("sent", "lost", "published"):
                 flows[key] += int(after.get(key, 0)) - int(before.get(key, 0))
