@@ -167,6 +167,7 @@ def wrk(netns: str, url: str, duration: int, connections: int) -> dict[str, floa
 def drained(lab: Lab, quiet: float = 2.0, limit: float = 60.0) -> dict:
     """The proxy's counters once the node has published everything the proxy sent (or stopped
     making progress for ``quiet`` seconds); ``_at`` is when the last flow was published."""
+    time.sleep(1.5)  # the proxy rewrites its counters every second
     last, last_change = -1, time.monotonic()
     at = last_change
     deadline = last_change + limit
