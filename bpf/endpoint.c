@@ -7,6 +7,10 @@
  *                   enforces the pod's EGRESS policy, traces FROM_LXC (5).
  *   to_container    clsact egress of the host veth = packets delivered to the
  *                   pod; enforces the pod's INGRESS policy, traces TO_LXC (0).
+ *   local_redirect  tail call of from_container: a local destination pod's
+ *                   ingress L7 redirect (see below).
+ *   from_outside    clsact ingress of a node interface without endpoints (the
+ *                   lab's world veth): the proxy's connections with the world.
  *
  * ARP, IGMP, IPv6 neighbour discovery and MLD pass without policy or events.
  *
@@ -740,7 +744,8 @@ static __always_inline int proxy_assign(struct __sk_buff *skb, const struct hp_p
  * the connection with a proxy port, emits the destination's policy verdict and returns the port;
  * otherwise returns 0 and the destination's own hook judges the connection as usual. */
 static __always_inline __u16 local_ingress_redirect(struct __sk_buff *skb, const struct hp_event_ctx *src,
-                                                    const struct hp_packet *p, __u32 src_identity)
+                                                    const struct hp_packet *p, __u32 src_identity,
+                                                    struct hp_event_ctx *dst_events)
 {
     struct hp_local_key k = {};
     k.family = p->tuple.family;
@@ -757,11 +762,12 @@ static __always_inline __u16 local_ingress_redirect(struct __sk_buff *skb, const
     policy_judge(dst_ep, dst->flags, src_identity, p, HP_DIR_INGRESS, &v);
     if (v.verdict < 0 || !v.proxy_port)
         return 0;
-    struct hp_event_ctx e = *src;
-    e.ep_id = dst_ep;
-    e.dst_ep = dst_ep;
-    e.dir = HP_DIR_INGRESS;
-    emit_policy_verdict(skb, &e, src_identity, p, &v);
+    *dst_events = *src;
+    dst_events->ep_id = dst_ep;
+    dst_events->dst_ep = dst_ep;
+    dst_events->dst_id = dst->identity;
+    dst_events->dir = HP_DIR_INGRESS;
+    emit_policy_verdict(skb, dst_events, src_identity, p, &v);
     return v.proxy_port;
 }
 
@@ -948,7 +954,8 @@ int local_redirect(struct __sk_buff *skb)
     struct hp_pending *pend = pending.lookup(&zero);
     if (!pend)
         return TC_ACT_SHOT;
-    pend->o.proxy_port = local_ingress_redirect(skb, &pend->e, &pend->p, pend->src_identity);
+    struct hp_event_ctx dst_events;
+    pend->o.proxy_port = local_ingress_redirect(skb, &pend->e, &pend->p, pend->src_identity, &dst_events);
     return finish(skb, &pend->p, &pend->e, &pend->key, &pend->o);
 }
 
@@ -962,4 +969,75 @@ int from_container(struct __sk_buff *skb)
 int to_container(struct __sk_buff *skb)
 {
     return handle(skb, HP_DIR_INGRESS);
+}
+
+/* The connection of a socket in the node namespace that a packet from outside belongs to: only
+ * the proxy's transparent sockets use pod addresses there (its upstream sockets, and the sockets
+ * it accepted for connections from outside). Gives the packet that socket and the mark that
+ * delivers it locally; returns 1 when it did. */
+static __always_inline int outside_to_socket(struct __sk_buff *skb, const struct hp_packet *p)
+{
+    struct bpf_sock_tuple t = {};
+    __u32 size = sizeof(t.ipv4);
+    int done = 0;
+    if (p->tuple.family == 4) {
+        __builtin_memcpy(&t.ipv4.saddr, p->tuple.saddr, 4);
+        __builtin_memcpy(&t.ipv4.daddr, p->tuple.daddr, 4);
+        t.ipv4.sport = p->tuple.sport;
+        t.ipv4.dport = p->tuple.dport;
+    } else {
+        __builtin_memcpy(t.ipv6.saddr, p->tuple.saddr, 16);
+        __builtin_memcpy(t.ipv6.daddr, p->tuple.daddr, 16);
+        t.ipv6.sport = p->tuple.sport;
+        t.ipv6.dport = p->tuple.dport;
+        size = sizeof(t.ipv6);
+    }
+    struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return 0;
+    if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT && bpf_sk_assign(skb, sk, 0) == 0) {
+        skb->mark = HP_MARK_TO_PROXY;
+        done = 1;
+    }
+    bpf_sk_release(sk);
+    return done;
+}
+
+/* clsact ingress of a node interface without endpoint programs (the lab's world veth, an uplink).
+ * Packets of the proxy's connections go to its sockets (replies to its upstream connections, and
+ * the later packets of connections it took over); a new TCP connection to a local pod whose ingress
+ * policy has L7 rules for it goes to the proxy, like from_container does for pods (its policy
+ * verdict, trace to-proxy and drop when there is no proxy socket come from the destination's
+ * endpoint). Everything else passes untouched, without events: the destination's hook judges it. */
+int from_outside(struct __sk_buff *skb)
+{
+    struct hp_packet p = {};
+    if (parse_packet(skb, &p) != 1 || p.tuple.proto != IPPROTO_TCP)
+        return TC_ACT_OK;
+    if (outside_to_socket(skb, &p))
+        return TC_ACT_OK;
+    if ((p.tcp_flags & (HP_TCP_SYN | HP_TCP_ACK)) != HP_TCP_SYN || !local_destination_enforces(&p))
+        return TC_ACT_OK;
+
+    struct hp_settings s;
+    settings_load(skb, &s);
+    struct hp_event_ctx e = {};
+    e.cap = s.cap;
+    e.ifindex = skb->ifindex;
+    e.flags = p.tuple.family == 6 ? HP_CLS_FLAG_IPV6 : 0;
+    e.dir = HP_DIR_INGRESS;
+    e.src_id = ipcache_identity(p.tuple.saddr, p.tuple.family);
+    struct hp_event_ctx dst_events;
+    __u16 proxy_port = local_ingress_redirect(skb, &e, &p, e.src_id, &dst_events);
+    if (!proxy_port)
+        return TC_ACT_OK;
+    int reason = proxy_assign(skb, &p, proxy_port);
+    if (reason) {
+        emit_drop(skb, &dst_events, reason, __LINE__);
+        count(reason, HP_DIR_INGRESS, skb->len);
+        return TC_ACT_SHOT;
+    }
+    emit_trace(skb, &dst_events, HP_TRACE_TO_PROXY, proxy_port, HP_CT_NEW);
+    count(HP_REASON_FORWARDED, HP_DIR_INGRESS, skb->len);
+    return TC_ACT_OK;
 }

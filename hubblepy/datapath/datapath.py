@@ -34,6 +34,7 @@ PROGRAM_FILE = "endpoint.c"
 INGRESS_PROG = "from_container"  # clsact ingress of the host veth = pod egress policy
 EGRESS_PROG = "to_container"  # clsact egress of the host veth = pod ingress policy
 LOCAL_REDIRECT_PROG = "local_redirect"  # tail call of from_container: a local destination's L7 redirect
+OUTSIDE_PROG = "from_outside"  # clsact ingress of a node interface without endpoints: proxy replies
 TAIL_LOCAL_REDIRECT = 0  # its index in tail_progs
 
 
@@ -248,6 +249,11 @@ class Datapath:
                 fn = _load_program(self._bpf, src, LOCAL_REDIRECT_PROG)
                 tail = self._bpf.get_table(b"tail_progs")
                 tail[tail.Key(TAIL_LOCAL_REDIRECT)] = tail.Leaf(fn.fd)
+            self._fn_outside = (
+                _load_program(self._bpf, src, OUTSIDE_PROG)
+                if lib_has_function(self._bpf, OUTSIDE_PROG)
+                else None
+            )
         except BaseException:
             self._bpf.cleanup()
             raise
@@ -323,6 +329,19 @@ class Datapath:
             created = tc.attach(
                 ipr, ifindex, self._fn_ingress.fd, self._fn_egress.fd, (INGRESS_PROG, EGRESS_PROG)
             )
+        key = (netns, ifindex)
+        self._attached[key] = self._attached.get(key, False) or created
+        return ifindex
+
+    def attach_outside(self, interface: str | int, netns: str | None = None) -> int:
+        """Attaches the ``from_outside`` program to the clsact ingress of a node interface that has no
+        endpoint (the lab's world veth, an uplink): replies from there to the proxy's upstream
+        connections reach the proxy instead of being routed to the client pod. Returns the ifindex."""
+        if self._fn_outside is None:
+            raise DatapathUnavailable(f"{OUTSIDE_PROG} is not in {self._bpf_dir / PROGRAM_FILE}")
+        with tc.netlink(netns) as ipr:
+            ifindex = tc.resolve_ifindex(ipr, interface)
+            created = tc.attach(ipr, ifindex, self._fn_outside.fd, None, (OUTSIDE_PROG, ""))
         key = (netns, ifindex)
         self._attached[key] = self._attached.get(key, False) or created
         return ifindex

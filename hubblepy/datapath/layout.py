@@ -36,6 +36,7 @@ DROP_POLICY_DENY = 181
 MARK_MAGIC_MASK = 0x0F00
 MARK_TO_PROXY = 0x0200
 MARK_FROM_PROXY = 0x0A00
+HP_MARK_FROM_PROXY = MARK_FROM_PROXY  # the name bpf/hubble_events.h and the L7 contract use
 PROXY_ROUTE_TABLE = 2004  # node-namespace routing table with the local default route
 
 # directions (policy and metrics)

@@ -11,6 +11,8 @@ packets are addressed to pods. So the node namespace gets one policy-routing rul
 (and the IPv6 pair when asked). A packet with the mark is then "local" whatever its destination,
 and reaches the socket the program assigned (or, for replies, the proxy's transparent upstream
 socket bound to the client's address). Nothing else changes: unmarked traffic is routed as before.
+Replies that enter the node through an interface without endpoint programs (the lab's world
+veth) are marked by ``Datapath.attach_outside(interface, netns)``'s program.
 
 The proxy side (not here): a listener with IP_TRANSPARENT bound to 0.0.0.0:<proxy_port>, without
 SO_REUSEPORT (``bpf_sk_assign`` refuses reuseport listeners); its upstream sockets IP_TRANSPARENT,

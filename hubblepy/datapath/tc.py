@@ -43,13 +43,18 @@ def has_clsact(ipr: IPRoute, ifindex: int) -> bool:
     return any(q.get_attr("TCA_KIND") == "clsact" for q in ipr.get_qdiscs(index=ifindex))
 
 
-def attach(ipr: IPRoute, ifindex: int, ingress_fd: int, egress_fd: int, names: tuple[str, str]) -> bool:
-    """Adds clsact (if missing) and both filters; returns True when the clsact qdisc was created here."""
+def attach(
+    ipr: IPRoute, ifindex: int, ingress_fd: int, egress_fd: int | None, names: tuple[str, str]
+) -> bool:
+    """Adds clsact (if missing) and the filters (no egress one when ``egress_fd`` is None); returns True
+    when the clsact qdisc was created here."""
     created = False
     if not has_clsact(ipr, ifindex):
         ipr.tc("add", "clsact", ifindex)
         created = True
     for parent, fd, name in ((PARENT_INGRESS, ingress_fd, names[0]), (PARENT_EGRESS, egress_fd, names[1])):
+        if fd is None:
+            continue
         ipr.tc(
             "replace-filter",
             "bpf",
@@ -72,7 +77,11 @@ def detach(ipr: IPRoute, ifindex: int, remove_qdisc: bool) -> None:
             ipr.tc("del", "clsact", ifindex)
             return
         for parent in (PARENT_INGRESS, PARENT_EGRESS):
-            ipr.tc("del-filter", "bpf", ifindex, ":1", parent=parent, prio=FILTER_PRIO)
+            try:
+                ipr.tc("del-filter", "bpf", ifindex, ":1", parent=parent, prio=FILTER_PRIO)
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:  # an ingress-only attachment has no egress filter
+                    raise
     except NetlinkError as exc:
         if exc.code not in (errno.ENODEV, errno.ENOENT, errno.EINVAL):
             raise

@@ -261,3 +261,65 @@ def test_proxy_port_zero_goes_direct(penv: Env) -> None:
     (v,) = verdicts(events)
     assert (v.source, v.verdict) == (env.ep_id(env.p2), 0)
     assert traces(events, TRACE_FROM_LXC) and not traces(events, TRACE_TO_PROXY)
+
+
+def test_replies_from_a_destination_without_endpoint_programs_reach_the_proxy(penv: Env) -> None:
+    env = penv
+    # p3 stands for the world: no endpoint, only the from_outside program on its veth
+    env.dp.detach(env.p3.host_ifname, netns=env.tb.node)
+    env.dp.delete_endpoint(env.ep_id(env.p3))
+    env.dp.attach_outside(env.p3.host_ifname, netns=env.tb.node)
+    env.dp.set_enforcement(env.ep_id(env.p1), egress=True)
+    env.dp.set_policy_entries(
+        env.ep_id(env.p1),
+        "egress",
+        [PolicyEntry(identity=env.identity(env.p3), dport=8080, proto=TCP, proxy_port=PROXY_PORT)],
+    )
+    with forwarder(env) as fwd:
+        server = env.tb.echo_server(env.p3, 8080)
+        conn = env.tb.connect(env.p1, env.p3, 8080, timeout=3.0)
+        assert conn is not None
+        try:
+            assert echo_once(conn, b"to the world and back", timeout=3.0)
+            client_port = conn.getsockname()[1]
+        finally:
+            conn.close()
+        assert fwd.seen == [((env.p3.ip, 8080), (env.p1.ip, client_port))]
+    assert [peer[0] for peer in server.peers] == [env.p1.ip]
+
+
+def test_ingress_l7_of_a_pod_reached_from_outside_redirects_at_the_outside_interface(penv: Env) -> None:
+    env = penv
+    env.dp.detach(env.p3.host_ifname, netns=env.tb.node)
+    env.dp.delete_endpoint(env.ep_id(env.p3))
+    env.dp.attach_outside(env.p3.host_ifname, netns=env.tb.node)
+    env.dp.set_enforcement(env.ep_id(env.p2), ingress=True)
+    env.dp.set_policy_entries(
+        env.ep_id(env.p2),
+        "ingress",
+        [PolicyEntry(identity=env.identity(env.p3), dport=8080, proto=TCP, proxy_port=PROXY_PORT)],
+    )
+    server = env.tb.echo_server(env.p2, 8080)
+    assert env.tb.connect(env.p3, env.p2, 8080, timeout=1.0) is None  # no proxy yet: fail closed
+    events = env.events(until=lambda ev: any(isinstance(e, DropEvent) for e in ev))
+    drop = next(e for e in events if isinstance(e, DropEvent))
+    assert (drop.reason, drop.source) == (DROP_PROXY_LOOKUP_FAILED, env.ep_id(env.p2))
+    with forwarder(env) as fwd:
+        conn = env.tb.connect(env.p3, env.p2, 8080, timeout=3.0)
+        assert conn is not None
+        try:
+            assert echo_once(conn, b"from outside", timeout=3.0)
+            client_port = conn.getsockname()[1]
+        finally:
+            conn.close()
+        assert fwd.seen == [((env.p2.ip, 8080), (env.p3.ip, client_port))]
+    assert [peer[0] for peer in server.peers] == [env.p3.ip]
+    events = env.events(until=lambda ev: bool(traces(ev, TRACE_TO_PROXY)))
+    v = verdicts(events)[-1]
+    assert (v.source, v.direction, v.verdict) == (env.ep_id(env.p2), DIR_INGRESS, PROXY_PORT)
+    (t,) = [t for t in traces(events, TRACE_TO_PROXY) if t.dst_id == PROXY_PORT]  # the SYN
+    assert (t.source, t.src_label, t.dst_label) == (
+        env.ep_id(env.p2),
+        env.identity(env.p3),
+        env.identity(env.p2),
+    )
