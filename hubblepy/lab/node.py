@@ -160,6 +160,10 @@ class LabNode:
             return
         world_ns = netns.world_netns_name()
         netns.create_world(self.node_ns, world_ns, list(spec.addresses), self.gateway)
+        if self.datapath is not None:
+            # the world's veth has no endpoint: its program hands the world's replies to the L7
+            # proxy's upstream connections, and redirects world -> pod connections with L7 rules
+            self.datapath.attach_outside(netns.WORLD_IF, netns=self.node_ns)
         self.world = World.from_spec(spec, world_ns)
         if spec.hosts:
             worlddns.write_hosts_file(
