@@ -49,12 +49,12 @@
 #define HP_NTOHS(x) HP_HTONS(x)
 
 BPF_PERF_OUTPUT(hubble_events);
-BPF_LPM_TRIE(ipcache, struct hp_ipcache_key, struct hp_ipcache_value, 65536);
-BPF_HASH(endpoints, __u32, struct hp_endpoint_info, 4096);
-BPF_HASH(local_endpoints, struct hp_local_key, __u32, 4096);
-BPF_HASH(policy, struct hp_policy_key, struct hp_policy_value, 65536);
-BPF_LPM_TRIE(policy_ranges, struct hp_policy_range_key, struct hp_policy_value, 65536);
-BPF_TABLE("lru_hash", struct hp_ct_key, struct hp_ct_value, conntrack, 65536);
+BPF_LPM_TRIE(ipcache, struct hp_ipcache_key, struct hp_ipcache_value, HP_IPCACHE_MAX);
+BPF_HASH(endpoints, __u32, struct hp_endpoint_info, HP_ENDPOINTS_MAX);
+BPF_HASH(local_endpoints, struct hp_local_key, __u32, HP_ENDPOINTS_MAX);
+BPF_HASH(policy, struct hp_policy_key, struct hp_policy_value, HP_POLICY_MAX);
+BPF_LPM_TRIE(policy_ranges, struct hp_policy_range_key, struct hp_policy_value, HP_POLICY_MAX);
+BPF_TABLE("lru_hash", struct hp_ct_key, struct hp_ct_value, conntrack, HP_CONNTRACK_MAX);
 BPF_PERCPU_ARRAY(metrics, struct hp_metrics_value, HP_METRICS_SIZE);
 BPF_ARRAY(config, struct hp_config, 1);
 
@@ -152,8 +152,8 @@ static __always_inline void parse_icmp_inner(struct __sk_buff *skb, __u32 off, s
         struct iphdr ip;
         if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
             return;
-        __builtin_memcpy(in->saddr, &ip.saddr, 4);
-        __builtin_memcpy(in->daddr, &ip.daddr, 4);
+        __builtin_memcpy(in->saddr, &ip.saddr, HP_IPV4_ADDR_LEN);
+        __builtin_memcpy(in->daddr, &ip.daddr, HP_IPV4_ADDR_LEN);
         in->proto = ip.protocol;
         in->family = 4;
         off += ip.ihl * 4;
@@ -161,8 +161,8 @@ static __always_inline void parse_icmp_inner(struct __sk_buff *skb, __u32 off, s
         struct ipv6hdr ip6;
         if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
             return;
-        __builtin_memcpy(in->saddr, &ip6.saddr, 16);
-        __builtin_memcpy(in->daddr, &ip6.daddr, 16);
+        __builtin_memcpy(in->saddr, &ip6.saddr, HP_IPV6_ADDR_LEN);
+        __builtin_memcpy(in->daddr, &ip6.daddr, HP_IPV6_ADDR_LEN);
         in->proto = ip6.nexthdr;
         in->family = 6;
         off += sizeof(ip6);
@@ -194,8 +194,8 @@ static __always_inline int parse_packet_slow(struct __sk_buff *skb, struct hp_pa
         struct iphdr ip;
         if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) < 0)
             return -1;
-        __builtin_memcpy(p->tuple.saddr, &ip.saddr, 4);
-        __builtin_memcpy(p->tuple.daddr, &ip.daddr, 4);
+        __builtin_memcpy(p->tuple.saddr, &ip.saddr, HP_IPV4_ADDR_LEN);
+        __builtin_memcpy(p->tuple.daddr, &ip.daddr, HP_IPV4_ADDR_LEN);
         p->tuple.family = 4;
         proto = ip.protocol;
         frag = (ip.frag_off & HP_HTONS(HP_IP_FRAG_OFFSET_MASK)) != 0;
@@ -204,8 +204,8 @@ static __always_inline int parse_packet_slow(struct __sk_buff *skb, struct hp_pa
         struct ipv6hdr ip6;
         if (bpf_skb_load_bytes(skb, off, &ip6, sizeof(ip6)) < 0)
             return -1;
-        __builtin_memcpy(p->tuple.saddr, &ip6.saddr, 16);
-        __builtin_memcpy(p->tuple.daddr, &ip6.daddr, 16);
+        __builtin_memcpy(p->tuple.saddr, &ip6.saddr, HP_IPV6_ADDR_LEN);
+        __builtin_memcpy(p->tuple.daddr, &ip6.daddr, HP_IPV6_ADDR_LEN);
         p->tuple.family = 6;
         proto = ip6.nexthdr;        /* extension headers are not walked */
         off += sizeof(ip6);
@@ -270,8 +270,8 @@ static __always_inline int parse_ipv4_direct(struct __sk_buff *skb, struct hp_pa
     __u8 *l4 = (__u8 *)ip + ihl;
     if ((void *)(l4 + HP_TCP_FLAGS_OFFSET + 1) > data_end)
         return 0;
-    __builtin_memcpy(p->tuple.saddr, &ip->saddr, 4);
-    __builtin_memcpy(p->tuple.daddr, &ip->daddr, 4);
+    __builtin_memcpy(p->tuple.saddr, &ip->saddr, HP_IPV4_ADDR_LEN);
+    __builtin_memcpy(p->tuple.daddr, &ip->daddr, HP_IPV4_ADDR_LEN);
     p->tuple.family = 4;
     p->tuple.proto = ip->protocol;
     __builtin_memcpy(&p->tuple.sport, l4, 2);
@@ -454,11 +454,11 @@ static __always_inline __u32 ipcache_identity(const __u8 *addr, __u8 family)
     struct hp_ipcache_key key = {};
     key.family = family;
     if (family == 4) {
-        key.prefixlen = 32 + 32;
-        __builtin_memcpy(key.addr, addr, 4);
+        key.prefixlen = HP_IPCACHE_FIXED_BITS + 32;
+        __builtin_memcpy(key.addr, addr, HP_IPV4_ADDR_LEN);
     } else {
-        key.prefixlen = 32 + 128;
-        __builtin_memcpy(key.addr, addr, 16);
+        key.prefixlen = HP_IPCACHE_FIXED_BITS + 128;
+        __builtin_memcpy(key.addr, addr, HP_IPV6_ADDR_LEN);
     }
     struct hp_ipcache_value *v = ipcache.lookup(&key);
     return v ? v->identity : HP_IDENTITY_WORLD;
@@ -689,6 +689,24 @@ static __always_inline void emit_trace(struct __sk_buff *skb, const struct hp_ev
 
 /* ---- proxy redirect ---------------------------------------------------------- */
 
+/* The packet's connection as a socket lookup tuple (from the packet's sender's side); returns the
+ * tuple size the lookup helpers expect for the family. */
+static __always_inline __u32 sock_tuple(struct bpf_sock_tuple *t, const struct hp_packet *p)
+{
+    if (p->tuple.family == 4) {
+        __builtin_memcpy(&t->ipv4.saddr, p->tuple.saddr, HP_IPV4_ADDR_LEN);
+        __builtin_memcpy(&t->ipv4.daddr, p->tuple.daddr, HP_IPV4_ADDR_LEN);
+        t->ipv4.sport = p->tuple.sport;
+        t->ipv4.dport = p->tuple.dport;
+        return sizeof(t->ipv4);
+    }
+    __builtin_memcpy(t->ipv6.saddr, p->tuple.saddr, HP_IPV6_ADDR_LEN);
+    __builtin_memcpy(t->ipv6.daddr, p->tuple.daddr, HP_IPV6_ADDR_LEN);
+    t->ipv6.sport = p->tuple.sport;
+    t->ipv6.dport = p->tuple.dport;
+    return sizeof(t->ipv6);
+}
+
 /* Gives the packet to the proxy: the proxy's socket of this connection when it has one (established
  * or still in the handshake), else its transparent listener on proxy_port; then the mark that makes
  * the node deliver it locally. Returns 0, or the drop reason when there is no socket to give it to
@@ -696,24 +714,12 @@ static __always_inline void emit_trace(struct __sk_buff *skb, const struct hp_ev
 static __always_inline int proxy_assign(struct __sk_buff *skb, const struct hp_packet *p, __u16 proxy_port)
 {
     struct bpf_sock_tuple t = {};
-    __u32 size = sizeof(t.ipv4);
     struct bpf_sock *sk;
     long err;
 
     if (p->tuple.proto != IPPROTO_TCP)
         return HP_DROP_PROXY_UNKNOWN_PROTO;
-    if (p->tuple.family == 4) {
-        __builtin_memcpy(&t.ipv4.saddr, p->tuple.saddr, 4);
-        __builtin_memcpy(&t.ipv4.daddr, p->tuple.daddr, 4);
-        t.ipv4.sport = p->tuple.sport;
-        t.ipv4.dport = p->tuple.dport;
-    } else {
-        __builtin_memcpy(t.ipv6.saddr, p->tuple.saddr, 16);
-        __builtin_memcpy(t.ipv6.daddr, p->tuple.daddr, 16);
-        t.ipv6.sport = p->tuple.sport;
-        t.ipv6.dport = p->tuple.dport;
-        size = sizeof(t.ipv6);
-    }
+    __u32 size = sock_tuple(&t, p);
     sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
     if (sk && (sk->state == BPF_TCP_LISTEN || sk->state == BPF_TCP_TIME_WAIT)) {
         bpf_sk_release(sk);
@@ -749,7 +755,7 @@ static __always_inline __u16 local_ingress_redirect(struct __sk_buff *skb, const
 {
     struct hp_local_key k = {};
     k.family = p->tuple.family;
-    __builtin_memcpy(k.addr, p->tuple.daddr, 16);
+    __builtin_memcpy(k.addr, p->tuple.daddr, HP_IPV6_ADDR_LEN);
     __u32 *dst_ifindex = local_endpoints.lookup(&k);
     if (!dst_ifindex)
         return 0;
@@ -828,7 +834,7 @@ static __always_inline int local_destination_enforces(const struct hp_packet *p)
 {
     struct hp_local_key k = {};
     k.family = p->tuple.family;
-    __builtin_memcpy(k.addr, p->tuple.daddr, 16);
+    __builtin_memcpy(k.addr, p->tuple.daddr, HP_IPV6_ADDR_LEN);
     __u32 *dst_ifindex = local_endpoints.lookup(&k);
     if (!dst_ifindex)
         return 0;
@@ -978,20 +984,8 @@ int to_container(struct __sk_buff *skb)
 static __always_inline int outside_to_socket(struct __sk_buff *skb, const struct hp_packet *p)
 {
     struct bpf_sock_tuple t = {};
-    __u32 size = sizeof(t.ipv4);
+    __u32 size = sock_tuple(&t, p);
     int done = 0;
-    if (p->tuple.family == 4) {
-        __builtin_memcpy(&t.ipv4.saddr, p->tuple.saddr, 4);
-        __builtin_memcpy(&t.ipv4.daddr, p->tuple.daddr, 4);
-        t.ipv4.sport = p->tuple.sport;
-        t.ipv4.dport = p->tuple.dport;
-    } else {
-        __builtin_memcpy(t.ipv6.saddr, p->tuple.saddr, 16);
-        __builtin_memcpy(t.ipv6.daddr, p->tuple.daddr, 16);
-        t.ipv6.sport = p->tuple.sport;
-        t.ipv6.dport = p->tuple.dport;
-        size = sizeof(t.ipv6);
-    }
     struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
     if (!sk)
         return 0;

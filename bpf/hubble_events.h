@@ -167,8 +167,18 @@ struct hp_policy_verdict_notify {   /* 40 bytes */
 
 /* ---- maps ---------------------------------------------------------------- */
 
+/* Map sizes (entries). */
+#define HP_IPCACHE_MAX 65536
+#define HP_ENDPOINTS_MAX 4096
+#define HP_POLICY_MAX 65536
+#define HP_CONNTRACK_MAX 65536
+
+#define HP_IPV4_ADDR_LEN 4
+#define HP_IPV6_ADDR_LEN 16
+
 /* ipcache: LPM trie. prefixlen counts bits after the prefixlen field, so it is
  * 32 (family + pad) + the IP prefix length. */
+#define HP_IPCACHE_FIXED_BITS 32
 struct hp_ipcache_key {
     __u32 prefixlen;
     __u8 family;                    /* 4 = IPv4, 6 = IPv6 */

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
-exec python scripts/demo.py "$@"
+python scripts/demo.py "$@"
+echo "Service map: run '.venv/bin/hubble ui' and open http://127.0.0.1:12000 (docs/ui.md)."

@@ -18,6 +18,7 @@ RAW_COMMANDS = {
     "list": "hubblepy.cli.list",
     "watch": "hubblepy.cli.watch",
     "config": "hubblepy.cli.config",
+    "evidence": "hubblepy.cli.evidence",
 }
 
 RAW_HELP = {
@@ -26,10 +27,11 @@ RAW_HELP = {
     "list": "List the nodes or namespaces a relay knows (`list nodes`, `list namespaces`).",
     "watch": "Watch peer changes (`watch peers`).",
     "config": "View or change the CLI configuration (`config view|get|set|reset`).",
+    "evidence": "Audit evidence bundles: `evidence export|verify|keygen` (see docs/evidence.md).",
 }
 
 # Modules that add their commands to the typer app with ``register(app)``.
-COMMAND_MODULES = ("hubblepy.cli.lab", "hubblepy.cli.policy")
+COMMAND_MODULES = ("hubblepy.cli.lab", "hubblepy.cli.policy", "hubblepy.ui.cli")
 
 
 def build_app():  # noqa: ANN201 - typer is imported lazily

@@ -15,6 +15,7 @@ The lead wires this in with ``register(app)``.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import typer
 
 policy_app = typer.Typer(
     name="policy",
-    help="Policy tools over flows: what audit mode says enforcement would break.",
+    help="Policy tools over flows: what audit mode says enforcement would break, policies to allow it.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -251,6 +252,92 @@ def audit_report(
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
         typer.echo(report.table(), nl=False)
+
+
+@policy_app.command(
+    "suggest",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def suggest_command(
+    ctx: typer.Context,
+    l7: bool = typer.Option(
+        False, "--l7", help="add L7 http rules (method, path) where HTTP requests were seen"
+    ),
+    explain: bool = typer.Option(
+        False, "--explain", help="after each policy, list the flows behind each rule"
+    ),
+) -> None:
+    """The smallest CiliumNetworkPolicy set allowing exactly the observed connections (YAML on stdout).
+
+    Takes `hubble observe`'s source and filter flags, e.g. `--input-file F --verdict AUDIT` or
+    `--server ADDR --namespace payments --verdict DROPPED --since 48h` (see docs/policy/suggest.md).
+    """
+    from hubblepy.policy.suggest import Suggester
+
+    suggester = Suggester(l7=l7)
+    _read_observed_flows(list(ctx.args), suggester.add)
+    result = suggester.finish()
+    typer.echo(result.to_yaml(explain=explain), nl=False)
+    if result.unsuggested:
+        typer.echo(
+            f"hubble policy suggest: {result.unsuggested_flows} flow(s) would need a rule broader than their "
+            "evidence; they are listed at the end of the output, not suggested",
+            err=True,
+        )
+    if not result.policies:
+        typer.echo("hubble policy suggest: no connection to allow in the selected flows", err=True)
+
+
+class _FlowLines(io.RawIOBase):
+    """A binary stream for `hubble observe -o json` output: each complete line's flow goes to ``sink``."""
+
+    def __init__(self, sink: Any) -> None:
+        super().__init__()
+        self._sink = sink
+        self._pending = b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        import orjson
+
+        chunk = self._pending + bytes(data)
+        lines = chunk.split(b"\n")
+        self._pending = lines.pop()
+        for line in lines:
+            record = orjson.loads(line)
+            if isinstance(record.get("flow"), dict):
+                self._sink(record["flow"])
+        return len(data)
+
+
+def _read_observed_flows(argv: list[str], sink: Any) -> None:
+    """Hand ``sink`` each flow `hubble observe ARGV -o json` prints (a server is read with --all when no
+    count is given), as it is printed."""
+    from hubblepy.cli import observe
+    from hubblepy.cli.file_input import InputError
+    from hubblepy.cli.observe_args import UsageError
+    from hubblepy.filters import FilterError
+
+    for word in argv:
+        name = word.split("=", 1)[0]
+        if name in ("-o", "--output", "--jq", "-f", "--follow", "--field-mask") or (
+            word.startswith("-o") and not word.startswith("--")
+        ):
+            raise _fail(f"{name} cannot be used with suggest (it reads whole flows, once)")
+    live = not any(w == "--input-file" or w.startswith("--input-file=") for w in argv)
+    if live and not any(w.split("=")[0] in ("--first", "--last", "--all") for w in argv):
+        argv = [*argv, "--all"]
+    out = _FlowLines(sink)
+    err = io.StringIO()
+    try:
+        status = observe.run([*argv, "-o", "json"], os.environ, sys.stdin.buffer, out, err)  # type: ignore[arg-type]
+    except (UsageError, FilterError, observe.ObserveError, InputError) as exc:
+        raise _fail(str(exc)) from None
+    if status != 0:
+        text = err.getvalue().strip()
+        raise _fail(text.splitlines()[-1] if text else "reading flows failed")
 
 
 def main() -> None:

@@ -389,6 +389,11 @@ class LabNode:
     def handlers(self) -> dict[str, Handler]:
         return {
             "status": self._op_status,
+            # the policy documents in force (evidence bundles hash them)
+            "policies": lambda req: {
+                "revision": self.policy.repo.revision,
+                "policies": self.policy.repo.to_json(),
+            },
             "policy-apply": lambda req: self._op_policy(req, delete=False),
             "policy-delete": lambda req: self._op_policy(req, delete=True),
             "audit": self._op_audit,

@@ -3,7 +3,9 @@
 Public API: ``Parser`` (``decode_batch``, ``decode``, ``decode_debug``, the lazy pair
 ``capture_batch``/``materialize`` over ``RawFlow`` records, and the error counters),
 the ``Resolver`` protocol with ``EndpointInfo`` / ``PolicyMatch``, its optional extensions
-``DnsNameResolver`` / ``ServiceResolver``, and ``StaticResolver``.
+``DnsNameResolver`` / ``ServiceResolver``, and ``StaticResolver``. L7: ``Parser.seven`` (a
+``SevenParser``) turns proxy access-log records into L7 flows, with ``RedactOptions``;
+``access_log_sample`` wraps a record as a type-129 sample for ``Parser.decode_batch``.
 """
 
 from hubblepy.parser.flows import Parser, RawFlow, format_timestamp, format_uuid4, uuid4_strings
@@ -16,6 +18,7 @@ from hubblepy.parser.resolver import (
     ServiceResolver,
     StaticResolver,
 )
+from hubblepy.parser.seven import RedactOptions, SevenParser, access_log_sample
 
 __all__ = [
     "DnsNameResolver",
@@ -23,10 +26,13 @@ __all__ = [
     "NamesAndServices",
     "Parser",
     "RawFlow",
+    "RedactOptions",
     "PolicyMatch",
     "Resolver",
     "ServiceResolver",
+    "SevenParser",
     "StaticResolver",
+    "access_log_sample",
     "format_timestamp",
     "format_uuid4",
     "uuid4_strings",

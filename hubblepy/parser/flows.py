@@ -338,6 +338,7 @@ class Parser:
         self._interface_cache: dict[int, dict] = {}
         self._policy_cache: dict[tuple, PolicyMatch | None] = {}
         self._event_type_cache: dict[tuple[int, int], dict] = {}
+        self._file_cache: dict[int, dict] = {}  # file id << 16 | line -> flow "file" dict
         self._trace_meta: dict[int, tuple] = {}
         self._time_cache: tuple[int, str] = (-1, "")
         self._decoders: list[Callable[[bytes, str, str], dict] | None] = [None] * _MSG_TYPE_COUNT
@@ -529,6 +530,14 @@ class Parser:
         )
         self._trace_meta[obs << 8 | reason] = meta
         return meta
+
+    def _file_info(self, file_id: int, line: int) -> dict:
+        """The ``file`` dict of a drop (BPF source file name and line), shared between flows."""
+        d: dict[str, Any] = {"name": bpf_file_name(file_id)}
+        if line:
+            d["line"] = line
+        self._file_cache[file_id << 16 | line] = d  # at most 256 files x 65536 lines
+        return d
 
     def _interface(self, ifindex: int) -> dict:
         d = self._interface_cache.get(ifindex)
@@ -884,10 +893,8 @@ class Parser:
         self._tail(f, "L3_L4", src_ep, src_id, ip_src, dst_ep, dst_ep_id, ip_dst, event_type, sport, dport)
         if source:
             f["traffic_direction"] = "EGRESS" if source == src_id else "INGRESS"
-        file_info: dict = {"name": bpf_file_name(file_id)}
-        if line:
-            file_info["line"] = line
-        f["file"] = file_info
+        file_info = self._file_cache.get(file_id << 16 | line)
+        f["file"] = file_info if file_info is not None else self._file_info(file_id, line)
         if trace_id:
             f["ip_trace_id"] = self._ip_trace_id(trace_id)
         if reason:

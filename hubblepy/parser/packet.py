@@ -1,6 +1,6 @@
 """Decode the captured packet bytes of a datapath event into the pieces a Flow needs.
 
-The decoder follows the layer set Hubble's L3/L4 parser uses (datapath-events.md 4.1 step 3):
+The decoder follows the layer set Hubble's L3/L4 parser uses (Cilium's pkg/hubble/parser/threefour):
 Ethernet, IPv4, IPv6 (hop-by-hop header skipped, other extension headers stop decoding), TCP, UDP,
 SCTP, ICMPv4, ICMPv6, VRRPv2 and IGMP, plus the VXLAN/Geneve overlay when the classifier flags ask
 for it. It mirrors gopacket's decoding-layer parser:
@@ -80,11 +80,8 @@ _TCP_FLAG_DECL: tuple[tuple[str, int], ...] = (
     ("RST", 0x04),
     ("PSH", 0x08),
     ("ACK", 0x10),
-    ("URG", 0x20),
-    ("ECE", 0x40),
-    ("CWR", 0x80),
-    ("NS", 0x100),
 )
+_TCP_FLAG_DECL += (("URG", 0x20), ("ECE", 0x40), ("CWR", 0x80), ("NS", 0x100))
 # Summary order used by Hubble: SYN, ACK, RST, FIN, PSH, URG, ECE, CWR, NS.
 _TCP_FLAG_SUMMARY_ORDER = (
     ("SYN", 0x02),
@@ -465,10 +462,6 @@ def decode_layers(buf: bytes, off: int, end: int, first: int) -> PacketInfo | No
     return PacketInfo(ethernet, src, dst, version, None, 0, 0, summary, None)
 
 
-# Geneve protocol type -> first layer of the encapsulated packet
-_GENEVE_INNER_FIRST = {ETH_P_TEB: FIRST_ETHERNET, ETH_P_IPV4: FIRST_IPV4, ETH_P_IPV6: FIRST_IPV6}
-
-
 def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | None:
     """Replace the outer packet by the inner one of a VXLAN/Geneve packet and fill ``tunnel``.
 
@@ -487,18 +480,20 @@ def decode_overlay(buf: bytes, outer: PacketInfo, overlay: int) -> PacketInfo | 
         inner_first, inner_off, protocol = FIRST_ETHERNET, start + 8, "VXLAN"
     else:
         opt_len = (buf[start] & 0x3F) * 4
-        inner_first = _GENEVE_INNER_FIRST.get(_U16.unpack_from(buf, start + 2)[0])
+        ptype = _U16.unpack_from(buf, start + 2)[0]
+        inner_first = {ETH_P_TEB: FIRST_ETHERNET, ETH_P_IPV4: FIRST_IPV4, ETH_P_IPV6: FIRST_IPV6}.get(ptype)
         inner_off, protocol = start + 8 + opt_len, "GENEVE"
         if inner_off > end:
             return None
-    inner = EMPTY_PACKET
-    if inner_first is not None and inner_off < end:
-        decoded = decode_layers(buf, inner_off, end, inner_first)
-        if decoded is None:
+    inner: PacketInfo | None
+    if inner_first is None or inner_off >= end:
+        inner = EMPTY_PACKET
+    else:
+        inner = decode_layers(buf, inner_off, end, inner_first)
+        if inner is None:
             return None
-        inner = decoded
     tunnel: dict = {"protocol": protocol}
-    ip: dict[str, str | None] = {}
+    ip: dict = {}
     if outer.ip_source:
         ip["source"] = outer.ip_source
     if outer.ip_destination:

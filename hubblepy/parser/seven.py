@@ -7,12 +7,12 @@ Input: one access-log record as a dict with the JSON keys of Cilium's ``accesslo
 extension key ``hubblepy``: ``{proxy_port, allowed_by, denied_by, policy_log}`` (the proxy's policy
 attribution; ``allowed_by``/``denied_by`` hold canonical ``flow.Policy`` dicts).
 
-Output: the canonical flow dict Hubble builds for it (datapath-events.md section 5): ``Type`` L7,
+Output: the canonical flow dict Hubble builds for it (Cilium's pkg/hubble/parser/seven): ``Type`` L7,
 ``event_type`` 129, verdict, IP and L4 from the endpoints, both endpoints (identity, labels, pod,
 workloads), DNS names and services through the same resolver as the L3/L4 parser, ``l7`` with the
 HTTP/DNS/Kafka record, ``is_reply`` (true on responses: a response record's source is the
 responder, as the proxies write it), ``traffic_direction`` from ``ObservationPoint``, the
-``Summary`` text of section 5.4, and ``*_allowed_by``/``*_denied_by``/``policy_log`` from the
+``Summary`` text Hubble writes, and ``*_allowed_by``/``*_denied_by``/``policy_log`` from the
 extension.
 
 Like Hubble: ``time`` is the receive time (not the record's ``Timestamp``), the HTTP latency and
@@ -541,7 +541,7 @@ class SevenParser:
 
     def decode_record(self, record: Any, ts: str, uid: str) -> dict:
         """One record's flow dict with the given time and UUID; raises ``MalformedSample``."""
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             raise MalformedSample(ERR_INVALID_TYPE)
         get = record.get
         kind = _str(get("Type"))
@@ -550,15 +550,16 @@ class SevenParser:
         except (ValueError, OverflowError):
             raise MalformedSample(ERR_TIMESTAMP) from None
         src_rec, dst_rec = _obj(get("SourceEndpoint")), _obj(get("DestinationEndpoint"))
-        src_addr, src_addr_port = _address(_str(get("SourceAddress")))
-        dst_addr, dst_addr_port = _address(_str(get("DestinationAddress")))
+        # "ip:port" addresses stand in for what the endpoints lack (read only when needed)
+        src_address = _str(get("SourceAddress"))
+        dst_address = _str(get("DestinationAddress"))
         version = _uint(get("IPVersion"))
         ip: dict[str, Any] | None = None
         src_ip = dst_ip = ""
         if version in (_IP_VERSION_IPV4, _IP_VERSION_IPV6):
             key = "IPv4" if version == _IP_VERSION_IPV4 else "IPv6"
-            src_ip = _str(src_rec.get(key)) or src_addr
-            dst_ip = _str(dst_rec.get(key)) or dst_addr
+            src_ip = _str(src_rec.get(key)) or _address(src_address)[0]
+            dst_ip = _str(dst_rec.get(key)) or _address(dst_address)[0]
             ip = {}
             if src_ip:
                 ip["source"] = src_ip
@@ -569,8 +570,8 @@ class SevenParser:
         sport = dport = 0
         l4_name = _TRANSPORT_NAMES.get(_uint(get("TransportProtocol")))
         if l4_name is not None:
-            sport = _uint(src_rec.get("Port")) or src_addr_port
-            dport = _uint(dst_rec.get("Port")) or dst_addr_port
+            sport = _uint(src_rec.get("Port")) or _address(src_address)[1]
+            dport = _uint(dst_rec.get("Port")) or _address(dst_address)[1]
             ports = {}
             if sport:
                 ports["source_port"] = sport

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from testbed import Testbed, echo_once, run_in_netns
 
 from hubblepy.datapath import Datapath, PolicyEntry, proxy_routing
 from hubblepy.datapath.layout import (
@@ -32,7 +33,6 @@ from hubblepy.datapath.layout import (
     PolicyVerdictEvent,
     TraceEvent,
 )
-from hubblepy.datapath.testbed import Testbed, echo_once, run_in_netns
 
 from .conftest import IDENTITY_BASE, Env, require_datapath
 from .packets import TCP_SYN, parse

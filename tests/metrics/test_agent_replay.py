@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from agentproc import Agent, free_port, scrape
-from hubbletest import REPO_ROOT, run_hubble, shared_dir
+from hubbletest import FIXTURES, REPO_ROOT, run_hubble
 
 SAMPLE = REPO_ROOT / "hubblepy" / "sample" / "payments-sample.jsonl"
 L7_PROTOCOLS = {"HTTP", "DNS"}
@@ -50,7 +50,7 @@ def flows_in(path: Path) -> int:
 
 def replay_files() -> list[Path]:
     files = [SAMPLE]
-    upstream = shared_dir() / "fixtures" / "flows.jsonl"
+    upstream = FIXTURES / "flows.jsonl"
     if upstream.exists():
         files.append(upstream)
     return files

@@ -279,11 +279,11 @@ def _naive(m: FlowMetrics, flows: list[dict[str, Any]]) -> None:
 def test_grouped_batches_count_exactly_like_flow_by_flow() -> None:
     import json
 
-    from hubbletest import REPO_ROOT, shared_dir
+    from hubbletest import FIXTURES, REPO_ROOT
 
     paths = [
         REPO_ROOT / "hubblepy" / "sample" / "payments-sample.jsonl",
-        shared_dir() / "fixtures" / "flows.jsonl",
+        FIXTURES / "flows.jsonl",
     ]
     flows = []
     for path in paths:

@@ -37,9 +37,14 @@ def test_relay_metrics() -> None:
     )
     try:
         assert relay.stderr is not None
-        lines = [relay.stderr.readline(), relay.stderr.readline()]
-        assert lines[1].strip() == f"hubble-relay: metrics on 127.0.0.1:{port}", lines
-        address = lines[0].rsplit(" ", 1)[1].strip()
+        # node state lines (relay.peers) may come before or between the relay's own start-up lines
+        lines: list[str] = []
+        while not any(ln.startswith("hubble-relay: metrics on") for ln in lines) and len(lines) < 20:
+            lines.append(relay.stderr.readline().strip())
+        assert f"hubble-relay: metrics on 127.0.0.1:{port}" in lines, lines
+        listening = [ln for ln in lines if ln.startswith("hubble-relay: listening on ")]
+        assert listening, lines
+        address = listening[0].rsplit(" ", 1)[1]
 
         def status() -> dict[str, float]:
             return {
@@ -62,7 +67,8 @@ def test_relay_metrics() -> None:
         )
         try:
             assert follow.stdout is not None and follow.stdout.readline()  # streaming
-            agent.stop()
+            agent.popen.kill()  # the node dies under a live stream
+            agent.popen.wait()
 
             def errors() -> dict[str, float]:
                 return {labels["node"]: v for labels, v in scrape(port)["hubble_relay_node_errors_total"]}

@@ -1,4 +1,4 @@
-"""seven.py rules one by one (spec datapath-events.md section 5), and Hypothesis on malformed records."""
+"""seven.py rules one by one (as Cilium's pkg/hubble/parser/seven applies them), and Hypothesis on malformed records."""
 
 from __future__ import annotations
 

@@ -1,0 +1,127 @@
+"""``hubble ui``: serve the live service map on loopback (default ``127.0.0.1:12000``).
+
+Flows come from a Hubble server or relay, with the connection flags, ``HUBBLE_*`` variables and
+config file of the other live commands (``--server``, ``--tls``, ``--tls-allow-insecure``,
+``--tls-ca-cert-files``, client certificates, ``--timeout``), or from a saved capture
+(``--input-file F``, ``-`` for stdin). Bad flags or an unreadable file give one line and exit 1;
+Ctrl-C or SIGTERM stop the server with exit 0.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+DEFAULT_LISTEN_ADDRESS = "127.0.0.1:12000"
+
+
+def _parser():  # noqa: ANN202 - argparse parser of the live commands
+    from hubblepy.cli.live import _server_parser
+
+    p = _server_parser("hubble ui")
+    p.description = "Serve the live service map (allowed and dropped flows per edge) in the browser."
+    p.add_argument("--listen-address", default=DEFAULT_LISTEN_ADDRESS, help="HOST:PORT to serve the page on")
+    p.add_argument("--input-file", default="", help="show the flows of a file (`hubble observe -o json`)")
+    p.add_argument(
+        "--last", type=int, default=10000, help="flows of the past to start with (live; default 10000)"
+    )
+    p.add_argument(
+        "--batch-interval", type=float, default=0.5, help="seconds between map updates sent to pages"
+    )
+    p.add_argument("--flows-per-edge", type=int, default=100, help="recent flows kept per edge for the table")
+    p.add_argument(
+        "--recent",
+        default="0",
+        help="only drops/audits newer than this colour an edge (Go duration, e.g. 5m; default 0: all)",
+    )
+    return p
+
+
+def main(
+    argv: list[str],
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run ``hubble ui ARGS``; returns the exit status."""
+    from hubblepy.cli.live import LiveError, connection_from_flags
+    from hubblepy.ui.feed import FeedError, LiveFeed, read_flows_file
+    from hubblepy.ui.model import FlowMap
+    from hubblepy.ui.server import UiServer, serve, split_listen_address
+
+    env = os.environ if env is None else env
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        args = _parser().parse_args(argv)
+        split_listen_address(args.listen_address)
+        if args.batch_interval <= 0 or args.flows_per_edge < 1 or args.last < 0:
+            raise LiveError("--batch-interval and --flows-per-edge must be positive, --last at least 0")
+        from hubblepy.cli.timeparse import DurationError, parse_go_duration
+
+        try:
+            recent_ns = parse_go_duration(args.recent)
+        except DurationError as exc:
+            raise LiveError(f"invalid --recent: {exc}") from None
+        if recent_ns < 0:
+            raise LiveError("invalid --recent: it must not be negative")
+        flowmap = FlowMap(args.flows_per_edge, recent_ns)
+        feed = None
+        if args.input_file:
+            name = "stdin" if args.input_file == "-" else args.input_file
+            server = UiServer(flowmap, args.batch_interval)
+            try:
+                with open(
+                    0 if args.input_file == "-" else args.input_file, "rb", closefd=args.input_file != "-"
+                ) as fh:
+                    for batch in read_flows_file(fh, name):
+                        server.on_batch(batch)
+            except OSError as exc:
+                raise LiveError(f"open {args.input_file}: {(exc.strerror or 'error').lower()}") from None
+            server.on_status("file", f"{name}: {flowmap.total} flows")
+            server.reset_rate()
+        else:
+            conn = connection_from_flags(args, env)
+            server = UiServer(flowmap, args.batch_interval, conn.server)
+            feed = LiveFeed(conn, args.last, server.on_batch, server.on_status)
+    except (LiveError, FeedError, ValueError) as exc:
+        err.write(f"hubble ui: {exc}\n")
+        return 1
+
+    def ready(url: str) -> None:
+        out.write(f"hubble ui: serving the service map on {url}\n")
+        out.flush()
+
+    async def run() -> None:
+        task = asyncio.create_task(serve(server, args.listen_address, feed, ready))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        err.write(f"hubble ui: cannot listen on {args.listen_address}: {exc.strerror or exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def register(app) -> None:  # noqa: ANN001 - typer.Typer
+    """Add ``hubble ui`` to the typer app; its words go to :func:`main` unparsed."""
+    import typer
+
+    @app.command(
+        "ui",
+        help="Serve the live service map in the browser (default http://127.0.0.1:12000).",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def ui(ctx: typer.Context) -> None:
+        raise typer.Exit(main(list(ctx.args)))
