@@ -237,11 +237,18 @@ def main() -> int:
         haproxy_url = f"http://{gateway}:{HAPROXY_PORT}/api/v1/orders"
         results: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": [], "haproxy": []}
         cpu: list[float] = []
+        haproxy_cpu: list[float] = []
+        haproxy_pid = int(haproxies[-1].read_text().split()[0])  # the reverse proxy (1 process)
         flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
         for _ in range(args.rounds):
             lab.apply(policy(l7=False))
             for key, url in (("direct", direct_url), ("haproxy", haproxy_url)):
+                haproxy_cpu0 = cpu_seconds(haproxy_pid)
                 run = wrk(frontend["netns"], url, args.duration, args.connections)
+                if key == "haproxy":
+                    haproxy_cpu.append(
+                        (cpu_seconds(haproxy_pid) - haproxy_cpu0) / max(run["requests"], 1) * 1000 * 1000
+                    )
                 run["p50_1"] = wrk(frontend["netns"], url, LATENCY_SECONDS, 1)["p50"]
                 results[key].append(run)
             lab.apply(policy(l7=True))
@@ -282,7 +289,8 @@ def main() -> int:
         print(
             f"\nadded p50 latency on one connection (proxy - direct): "
             f"{med['proxy']['p50_1'] - med['direct']['p50_1']:.3f} ms; "
-            f"proxy CPU per 1k requests: {statistics.median(cpu):.1f} ms"
+            f"CPU per 1k requests: our proxy {statistics.median(cpu):.1f} ms, "
+            f"HAProxy {statistics.median(haproxy_cpu):.1f} ms"
         )
         expected = int(flows["requests"]) * 2
         rate = flows["published"] / flows["seconds"] if flows["seconds"] else 0.0
