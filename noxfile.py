@@ -47,7 +47,8 @@ def bench(session: nox.Session) -> None:
     """Benchmarks (benchmarks/bench_NAME.py): CLI flows/s beside jq, relay end to end, parser and
     datapath events/s, policy; ``codec`` (per-line costs) runs only when named.
 
-    ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones.
+    ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones; ``-- l7`` (root,
+    not in the default set) is the L7 proxy against HAProxy on the lab's frontend -> api path.
     """
     names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
     for name in names:

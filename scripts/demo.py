@@ -99,6 +99,9 @@ def lab_story() -> None:
         "--last",
         "10",
     )
+    say("L7: the node's proxy judged every HTTP request of frontend -> api (api-http-l7)")
+    hubble("observe", "--namespace", "payments", "--type", "l7", "--print-policy-names", "--last", "6")
+    hubble("lab", "status")
     print(
         "\nThe lab keeps running: try `.venv/bin/hubble observe -f`, `hubble lab status`; remove it with "
         "`.venv/bin/hubble lab down`."

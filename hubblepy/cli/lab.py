@@ -390,11 +390,37 @@ def _print_status(state: dict[str, Any]) -> None:
     scopes += [f"policy {x}" for x in audit.get("policies", [])]
     if scopes:
         typer.echo(f"Audit mode: {', '.join(scopes)}")
+    _print_proxy(state)
     if state.get("datapath"):
         typer.echo(
             f"Flows: {state.get('flows_published', 0)} published, "
             f"{state.get('lost_samples', 0)} perf samples lost"
         )
+
+
+def _print_proxy(state: dict[str, Any]) -> None:
+    """The L7 proxy's line and the endpoint ports redirected to it (identities named by their pods)."""
+    proxy = state.get("proxy")
+    if not proxy:
+        return
+    running = f"pid {proxy['pid']}" if proxy.get("running") else "DOWN (redirected connections are dropped)"
+    typer.echo(
+        f"L7 proxy: port {proxy['port']}, {running}, {proxy.get('restarts', 0)} restarts; "
+        f"{proxy.get('requests', 0)} requests, {proxy.get('denied', 0)} denied; "
+        f"{proxy.get('published', 0)} L7 flows published, {proxy.get('lost', 0)} records lost"
+    )
+    names: dict[str, list[str]] = {}
+    for p in state["pods"]:
+        names.setdefault(str(p["identity"]), []).append(f"{p['namespace']}/{p['name']}")
+    lines = []
+    for p in state["pods"]:
+        for text in p.get("redirects", []):
+            identity = text.split(" identity ", 1)[1].split(" ", 1)[0] if " identity " in text else ""
+            pods = f" ({', '.join(names[identity])})" if identity in names else ""
+            lines.append(
+                f"  {p['namespace']}/{p['name']}: {text.replace(f'identity {identity} ', f'identity {identity}{pods} ') if pods else text}"
+            )
+    typer.echo("Redirected to the L7 proxy:" + ("\n" + "\n".join(lines) if lines else " none"))
 
 
 @lab_app.command()
@@ -576,7 +602,7 @@ def _step(command: str, note: str = "") -> None:
     typer.echo(f"\n$ {command}" + (f"   # {note}" if note else ""))
 
 
-def _curl(netns_name: str, url: str) -> str:
+def _curl(netns_name: str, url: str, *extra: str) -> str:
     out = subprocess.run(
         [
             "ip",
@@ -591,6 +617,7 @@ def _curl(netns_name: str, url: str) -> str:
             "/dev/null",
             "-w",
             "%{http_code}",
+            *extra,
             url,
         ],
         capture_output=True,
@@ -649,9 +676,24 @@ def verify() -> None:
     expect(
         _curl(pods["payments/frontend"]["netns"], "http://api:8080/api/v1/orders"), "200", "frontend -> api"
     )
+    if state.get("proxy"):  # Verify step 3's second half: L7 rules refuse the POST at the proxy
+        _step(
+            "hubble lab exec payments/frontend -- curl -s -o /dev/null -w '%{http_code}' "
+            "-X POST http://api:8080/api/v1/orders",
+            "expect: 403 (proxy denied)",
+        )
+        expect(
+            _curl(pods["payments/frontend"]["netns"], "http://api:8080/api/v1/orders", "-X", "POST"),
+            "403",
+            "frontend POST -> api",
+        )
     time.sleep(0.5)  # let the last events reach the ring
     _observe(relay, "--namespace", "payments", "--last", "25")
     _observe(relay, "--namespace", "payments", "--verdict", "DROPPED", "--last", "3", "--print-policy-names")
+    if state.get("proxy"):  # Verify step 5: the L7 flow of the refused POST
+        _observe(
+            relay, "--namespace", "payments", "--protocol", "http", "--http-method", "POST", "--last", "20"
+        )
     _step("hubble lab audit enable payments/api")
     _request("audit", pod="payments/api", enabled=True)
     try:
@@ -688,7 +730,11 @@ def verify() -> None:
         _request("audit", pod="payments/api", enabled=False)
     if failures:
         raise _fail("verify failed: " + "; ".join(failures))
-    typer.echo("\nverified: default deny drops the probe, the frontend is allowed, audit mode reports AUDIT")
+    typer.echo(
+        "\nverified: default deny drops the probe, the frontend may GET"
+        + (" but its POST gets 403 from the L7 proxy" if state.get("proxy") else "")
+        + ", audit mode reports AUDIT"
+    )
 
 
 def main() -> None:

@@ -45,15 +45,19 @@ from hubblepy.lab.pods import AddressPool, Pod, Server, World
 from hubblepy.lab.policysync import PolicySync
 from hubblepy.lab.processes import Supervisor
 from hubblepy.lab.scenario import PodSpec, Scenario, load_scenario
-from hubblepy.lab.source import DatapathFlowSource
+from hubblepy.lab.source import AccessLogSource, DatapathFlowSource
 from hubblepy.lab.state import control_path, lab_dir, pid_path, read_pid, save_state, state_path
 from hubblepy.lab.tls import CERT_DIR, LabCA, lab_ca_files
 from hubblepy.lab.worlddns import NameEntry
 from hubblepy.metrics import MetricsConfigError
 from hubblepy.metrics.lab import LabMetrics, add_lab_arguments
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
+from hubblepy.parser.seven import SevenParser
 from hubblepy.policy import IdentityAllocator, PolicyError, pod_labels
+from hubblepy.policy.compiler import CompiledPolicy
 from hubblepy.policy.identity import IDENTITY_HOST
+from hubblepy.policy.model import PolicyRef
+from hubblepy.proxy.node import PROXY_NAME, NodeProxy
 
 if TYPE_CHECKING:
     from hubblepy.datapath import Datapath
@@ -103,6 +107,10 @@ class LabNode:
         self.agent = NodeAgent(scenario.node, listen_address, relay_address, self.children)
         self.agent_started = False
         self.source: DatapathFlowSource | None = None
+        # the node's L7 HTTP proxy (with the datapath only): redirected connections go through it
+        self.proxy: NodeProxy | None = None
+        self.access_log: AccessLogSource | None = None
+        self.policy.on_sync = self._sync_proxy
         self.metrics: LabMetrics | None = None  # Prometheus metrics (set by main())
         self.ca: LabCA | None = None
         self.lock = threading.RLock()
@@ -118,6 +126,11 @@ class LabNode:
             self.policy.datapath = self.datapath
         self.ca = self.servers.ca = LabCA.create(self.folder)
         netns.create_node(self.node_ns)
+        if self.datapath is not None:
+            from hubblepy.datapath import proxy_routing
+
+            proxy_routing.install(self.node_ns)
+            self.proxy = NodeProxy(self.folder, self.node_ns)
         self._make_world()
         for spec in self.scenario.pods:
             self._add_pod(spec, sync=False)
@@ -147,6 +160,10 @@ class LabNode:
             return
         world_ns = netns.world_netns_name()
         netns.create_world(self.node_ns, world_ns, list(spec.addresses), self.gateway)
+        if self.datapath is not None:
+            # the world's veth has no endpoint: its program hands the world's replies to the L7
+            # proxy's upstream connections, and redirects world -> pod connections with L7 rules
+            self.datapath.attach_outside(netns.WORLD_IF, netns=self.node_ns)
         self.world = World.from_spec(spec, world_ns)
         if spec.hosts:
             worlddns.write_hosts_file(
@@ -165,16 +182,77 @@ class LabNode:
             metrics.start_node(self.agent.observer, parser)
         self.source = DatapathFlowSource(datapath, parser)
         self.agent.add_source(self.source)
-        if metrics is not None:
-            metrics.start_prometheus(self.folder)
+        if self.proxy is not None:
+            seven = SevenParser(Parser(self.resolver, self.scenario.node))
+            self.access_log = AccessLogSource(self.proxy.access_log_path, seven.decode)
+            self.agent.add_source(self.access_log)
+            self._start_proxy()
+
+    # -- the L7 proxy ---------------------------------------------------------------------------
+    def _start_proxy(self) -> None:
+        """Starts the node's HTTP proxy in the node namespace and waits until it accepts."""
+        proxy = self.proxy
+        assert proxy is not None
+        self._sync_proxy()
+        child = self.children.start(PROXY_NAME, proxy.argv(), netns_name=self.node_ns)
+        proxy.started(child.pid)
+        if not proxy.wait_ready(netns.run_in_netns):
+            raise LabError(f"the L7 proxy did not start (see {self.folder / (PROXY_NAME + '.log')})")
+
+    def _sync_proxy(
+        self, compiled: CompiledPolicy | None = None, uids: dict[PolicyRef, str] | None = None
+    ) -> None:
+        """Writes the proxy's state (rules, endpoints, ipcache, identities) and makes it reload."""
+        proxy = self.proxy
+        compiled = compiled or self.policy.compiled
+        if proxy is None or compiled is None:
+            return
+        if uids is None:
+            from hubblepy.policy.attribution import policy_uid
+
+            uids = {p.ref: policy_uid(p.ref, p.document) for p in self.policy.repo.policies()}
+        ipcache = [(f"{self.gateway}/32", IDENTITY_HOST)]
+        ipcache += [(f"{p.ip}/32", p.identity) for p in self.pods.values()]
+        ipcache += list(self.identities.cidr_identities().items())
+        proxy.update(
+            l7=compiled.l7,
+            cookies=self.policy.cookies,
+            policy_revision=self.policy.repo.revision,
+            uids=uids,
+            endpoints=[(p.ep_id, p.ip, p.identity) for p in self.pods.values()],
+            ipcache=ipcache,
+            identities=dict(self.identities.items()),
+            node={"name": self.scenario.node, "ipv4": self.gateway},
+        )
+
+    def _watch_proxy(self, exited: list[tuple[str, int]]) -> None:
+        """Restarts the proxy after it died (fail closed meanwhile: the datapath drops its traffic)."""
+        proxy = self.proxy
+        if proxy is None or self.stop.is_set():
+            return
+        for name, status in exited:
+            if name == PROXY_NAME:
+                proxy.exited(status)
+        if proxy.due_for_restart():
+            try:
+                with self.lock:
+                    self._start_proxy()
+                _log(f"L7 proxy restarted (pid {proxy.pid}, restart {proxy.restarts})")
+            except (LabError, OSError, RuntimeError) as exc:
+                _log(f"L7 proxy restart failed: {exc}")
+                if proxy.pid:
+                    self.children.stop(PROXY_NAME)
+                    proxy.exited(-1)
 
     def run_forever(self) -> bool:
         """Runs until stopped (True) or until the lab directory is removed under us (False)."""
         control = control_path(self.folder)
         inode = os.stat(control).st_ino
-        while not self.stop.wait(0.5):
-            for name, status in self.children.poll():
+        while not self.stop.wait(0.2):  # a dead L7 proxy is noticed (and restarted) within 0.2 s
+            exited = self.children.poll()
+            for name, status in exited:
                 _log(f"{name} exited with status {status}")
+            self._watch_proxy(exited)
             try:
                 still_ours = os.stat(control).st_ino == inode
             except OSError:
@@ -204,6 +282,9 @@ class LabNode:
         datapath = self.datapath
         if datapath is not None:
             best_effort("closing the datapath", datapath.close)
+            from hubblepy.datapath import proxy_routing
+
+            best_effort("removing the proxy routing", lambda: proxy_routing.uninstall(self.node_ns))
         for pod in list(self.pods.values()):
             best_effort(f"deleting pod {pod.key}", functools.partial(self._delete_netns, pod))
         self.children.stop_all()
@@ -249,7 +330,7 @@ class LabNode:
         self.pods[spec.key] = pod
         if self.datapath is not None:
             self.datapath.set_ipcache(f"{ip}/32", identity)
-            self.datapath.upsert_endpoint(ep_id, pod.ifindex, identity, 0)
+            self.datapath.upsert_endpoint(ep_id, pod.ifindex, identity, 0, addresses=[ip])
         self.resolver.set_identity(identity, labels)
         self.resolver.set_interface(pod.ifindex, pod.host_if)
         self.resolver.add_endpoint(
@@ -361,10 +442,20 @@ class LabNode:
             "world": self.world.to_state() if self.world is not None else None,
             "ca": str(self.ca.cert_path) if self.ca is not None else "",
             **self.policy.state(),
+            "proxy": self._proxy_state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
             **(self.metrics.state() if self.metrics is not None else {}),
         }
+
+    def _proxy_state(self) -> dict[str, Any] | None:
+        if self.proxy is None:
+            return None
+        state = self.proxy.status()
+        if self.access_log is not None:
+            state["published"] = self.access_log.published
+            state["malformed"] = self.access_log.malformed
+        return state
 
     def save(self) -> None:
         with self.lock:

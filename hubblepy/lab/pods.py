@@ -76,6 +76,7 @@ class Pod:
     policies: list[str] = field(default_factory=list)
     audit_scope: str = ""
     default_deny_audited: list[str] = field(default_factory=list)
+    redirects: list[str] = field(default_factory=list)  # policy-map entries sent to the L7 proxy
 
     @property
     def namespace(self) -> str:
@@ -126,6 +127,7 @@ class Pod:
             "policies": list(self.policies),
             "audit_scope": self.audit_scope,
             "default_deny_audited": list(self.default_deny_audited),
+            "redirects": list(self.redirects),
         }
 
 

@@ -29,10 +29,11 @@ from hubblepy.policy import (
     compile_policies,
     parse_policies,
 )
-from hubblepy.policy.attribution import ACTION_AUDIT_DENY, PolicySnapshot, policy_uid
+from hubblepy.policy.attribution import ACTION_AUDIT_DENY, PolicySnapshot, policy_uid, port_text
 from hubblepy.policy.audit import AuditSettings, apply_audit, matching_policies, parse_policy_name
 from hubblepy.policy.cidr import policy_prefixes
-from hubblepy.policy.compiler import PolicyKey, PolicyValue
+from hubblepy.policy.compiler import CompiledPolicy, PolicyKey, PolicyValue
+from hubblepy.policy.model import PolicyRef
 
 if TYPE_CHECKING:
     from hubblepy.datapath import Datapath, PolicyEntry
@@ -54,11 +55,7 @@ class SyncStats:
 
 
 def datapath_entry(key: PolicyKey, value: PolicyValue) -> PolicyEntry:
-    """The datapath's policy-map entry for one compiled (key, value).
-
-    L7: when the compiler's values carry ``proxy_port`` and the datapath's entries accept it, it is
-    passed through here (``proxy_port=value.proxy_port``); nothing else in the lab changes.
-    """
+    """The datapath's policy-map entry for one compiled (key, value); L7 entries carry the proxy port."""
     from hubblepy.datapath import PolicyEntry
 
     return PolicyEntry(
@@ -69,7 +66,16 @@ def datapath_entry(key: PolicyKey, value: PolicyValue) -> PolicyEntry:
         audit=value.action == ACTION_AUDIT_DENY,
         cookie=value.cookie,
         end_port=key.end_port,
+        proxy_port=value.proxy_port,
     )
+
+
+def redirect_text(key: PolicyKey, proxy_port: int) -> str:
+    """``ingress TCP/8080 from identity 256 -> proxy 15001`` (``from any`` for every peer)."""
+    direction = "ingress" if key.direction == INGRESS else "egress"
+    peer = f"identity {key.identity}" if key.identity else "any"
+    where = "from" if key.direction == INGRESS else "to"
+    return f"{direction} {port_text(key.proto, key.dport)} {where} {peer} -> proxy {proxy_port}"
 
 
 def explainer(snapshot: PolicySnapshot) -> Explainer:
@@ -103,6 +109,9 @@ class PolicySync:
         self.repo = PolicyRepository()
         self.audit = AuditSettings()  # by names: survives policy updates and pod recreation
         self.stats = SyncStats()
+        # called after every sync with the compile and the policies' uids (the node's L7 proxy state)
+        self.on_sync: Callable[[CompiledPolicy, dict[PolicyRef, str]], None] | None = None
+        self.compiled: CompiledPolicy | None = None
 
     # -- sync -------------------------------------------------------------------------------------
     def sync(self, pods: Iterable[Pod]) -> SyncStats:
@@ -117,14 +126,19 @@ class PolicySync:
         compiled = compile_policies(
             policies, endpoints, dict(self.identities.items()), self.cookies, named_ports=named
         )
+        uids = {p.ref: policy_uid(p.ref, p.document) for p in policies}
         audited = apply_audit(
             compiled,
             self.cookies,
             self.audit,
             {p.ep_id: (p.namespace, p.name) for p in pods},
             self.repo.revision,
-            {p.ref: policy_uid(p.ref, p.document) for p in policies},
+            uids,
         )
+        redirects: dict[int, list[str]] = {}
+        for key, value in compiled.entries.items():
+            if value.proxy_port:
+                redirects.setdefault(key.ep_id, []).append(redirect_text(key, value.proxy_port))
         grouped: dict[tuple[int, int], list[tuple[PolicyKey, PolicyValue]]] = {}
         for key, value in audited.entries.items():
             grouped.setdefault((key.ep_id, key.direction), []).append((key, value))
@@ -134,6 +148,7 @@ class PolicySync:
             flags = audited.flags[pod.ep_id]
             pod.ingress_enforced, pod.egress_enforced = info.ingress_enforced, info.egress_enforced
             pod.policies = [str(ref) for ref in info.selected_by]
+            pod.redirects = sorted(redirects.get(pod.ep_id, []))
             pod.audit = bool(flags.audit_scope)
             pod.audit_scope = flags.audit_scope
             pod.default_deny_audited = [
@@ -161,6 +176,9 @@ class PolicySync:
             )
         self.resolver.set_policy_explainer(explainer(audited.snapshot))
         self.stats = stats
+        self.compiled = compiled
+        if self.on_sync is not None:
+            self.on_sync(compiled, uids)
         return stats
 
     def _sync_cidr_identities(self) -> None:
@@ -252,4 +270,4 @@ class PolicySync:
         }
 
 
-__all__ = ["PolicySync", "SyncStats", "datapath_entry", "explainer"]
+__all__ = ["PolicySync", "SyncStats", "datapath_entry", "explainer", "redirect_text"]

@@ -1,7 +1,8 @@
 """Small servers that lab pods run: ``python -m hubblepy.lab.servers KIND [options]``.
 
-* ``http --port 8080 [--route /api/v1/orders ...]``: answers every method; 200 with a small JSON
-  body on the routes (all paths when none are given), 404 elsewhere.
+* ``http --port 8080 [--route /api/v1/orders ...]``: answers every method; 200 (POST: 201, created)
+  with a small JSON body on the routes (all paths when none are given), 404 elsewhere. Request bodies
+  (Content-Length or chunked) are read whole and their size is in the answer (``received``).
 * ``tcp --port 5432``: a TCP echo server (stands in for postgres).
 * ``https --port 443 --cert FILE --key FILE [--route ...]``: the HTTP server over TLS (a world
   host's server, with a certificate of the lab CA).
@@ -50,14 +51,29 @@ def _http_handler(routes: set[str]) -> type[http.server.BaseHTTPRequestHandler]:
         server_version = "hubblepy-lab"
         protocol_version = "HTTP/1.1"
 
+        def _read_body(self) -> int:
+            """Reads and drops the request body (Content-Length or chunked); returns its size."""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                total = 0
+                while True:
+                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass  # trailers
+                        return total
+                    total += _drain(self.rfile, size)
+                    self.rfile.readline()
+            return _drain(self.rfile, int(self.headers.get("Content-Length") or 0))
+
         def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(min(length, 1 << 20))
+            received = self._read_body()
             path = self.path.split("?", 1)[0]
             ok = not routes or path in routes
-            body = json.dumps({"path": path, "method": self.command, "ok": ok}).encode() + b"\n"
-            self.send_response(200 if ok else 404)
+            answer = {"path": path, "method": self.command, "ok": ok}
+            if received:
+                answer["received"] = received
+            body = json.dumps(answer).encode() + b"\n"
+            self.send_response((201 if self.command == "POST" else 200) if ok else 404)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -70,6 +86,16 @@ def _http_handler(routes: set[str]) -> type[http.server.BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def _drain(stream, length: int) -> int:
+    done = 0
+    while done < length:
+        chunk = stream.read(min(length - done, 1 << 16))
+        if not chunk:
+            break
+        done += len(chunk)
+    return done
 
 
 class _TLSHTTPServer(http.server.ThreadingHTTPServer):

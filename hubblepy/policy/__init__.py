@@ -5,10 +5,12 @@ Pure Python (no root needed). The pieces, in data-flow order:
 * :mod:`.labels` / :mod:`.identity`: pod label sets and their numeric identities (reserved ones keep
   Cilium's numbers, local ones start at 256);
 * :mod:`.parse`: YAML -> validated :class:`~.model.Policy` (whole file rejected on the first error,
-  with file, document, field path and reason; L7 and toFQDNs parts load with a warning);
+  with file, document, field path and reason; DNS L7 rules and toFQDNs load with a warning);
+* :mod:`.l7`: HTTP rules (Cilium's PortRuleHTTP), request matching, the proxy's rule table;
 * :mod:`.repository`: the applied set (apply/delete by name);
 * :mod:`.compiler`: policies + endpoints -> policy-map entries ``PolicyKey -> PolicyValue`` with
-  per-endpoint enforcement flags and rule cookies, and the diff between two entry sets.
+  per-endpoint enforcement flags, rule cookies and proxy ports, the L7 table, and the diff between two
+  entry sets.
 """
 
 from hubblepy.policy.compiler import (

@@ -22,6 +22,14 @@ Semantics (Kubernetes additive allow, as Cilium):
   rules. CIDR peers select CIDR identities (:mod:`.cidr`); the ``world`` entity includes them.
 * ``endPort`` gives range entries (``end_port`` > ``dport``); named ports resolve against the
   endpoint's own container ports (ingress) or the peers' (egress); an unknown name allows nothing.
+* L7 (``toPorts[].rules.http``, :mod:`.l7`): the entries of such a port carry the HTTP proxy's port
+  (``PolicyValue.proxy_port``): the datapath sends those connections through the proxy. Where two
+  allows meet on one key, a redirect wins (Cilium's merge). An identity whose own allow is less
+  specific (L3-only) than a redirected any-peer port entry gets an explicit redirected L3+L4 entry, so
+  the datapath's lookup (identity first) still picks a redirect. For every endpoint direction with a
+  redirect, :attr:`CompiledPolicy.l7` keeps every allow contribution for the proxy: a request passes if
+  any contribution matching its peer and port at L3/L4 allows it (an L3/L4-only allow for that peer
+  allows every request: its L7 is wildcarded, as Cilium merges them).
 
 Every entry carries the cookie of the first rule (in policy order) that produced it; all contributing
 cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies are stable for a
@@ -36,6 +44,7 @@ from typing import NamedTuple
 
 from hubblepy.policy.cidr import CIDRIndex
 from hubblepy.policy.identity import LOCAL_SCOPE, RESERVED_IDENTITIES, WORLD_IDENTITIES, cidr_of
+from hubblepy.policy.l7 import HTTP_PROXY_PORT, Contribution, HTTPRule, L7Table
 from hubblepy.policy.labels import NAMESPACE_KEY, LabelSet
 from hubblepy.policy.model import (
     ANY_PROTOCOLS,
@@ -79,6 +88,7 @@ class PolicyKey(NamedTuple):
 class PolicyValue(NamedTuple):
     action: int
     cookie: int
+    proxy_port: int = 0  # != 0: the connection goes through the L7 proxy listening on this port
 
 
 class Endpoint(NamedTuple):
@@ -107,6 +117,11 @@ class CompiledPolicy:
     entries: dict[PolicyKey, PolicyValue]
     endpoints: dict[int, EndpointPolicy]
     contributors: dict[PolicyKey, list[int]]
+    l7: L7Table = field(default_factory=L7Table)
+
+    def redirects(self) -> dict[PolicyKey, int]:
+        """Entries that send their connections to the proxy: key -> proxy port."""
+        return {k: v.proxy_port for k, v in self.entries.items() if v.proxy_port}
 
 
 class PolicyDiff(NamedTuple):
@@ -239,36 +254,37 @@ def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> l
     return sorted(peers)
 
 
-# a compiled port: (port, end_port, proto) or, for a named port, (name, 0, proto; 0 = any)
-_Port = tuple[int | str, int, int]
+# a compiled port: (port, end_port, proto, http rules or None) or, for a named port,
+# (name, 0, proto (0 = any), http rules or None)
+_Port = tuple[int | str, int, int, tuple[HTTPRule, ...] | None]
 
 
 def _rule_ports(rule: PeerRule) -> list[_Port]:
     if rule.ports is None:
-        return [(0, 0, 0)]
-    out: set[_Port] = set()
+        return [(0, 0, 0, None)]
+    out: dict[_Port, None] = {}
     for port in rule.ports:
         number: int | str = port.name or port.port
         if port.protocol == "ANY":
             if number == 0:
-                out.add((0, 0, 0))
+                out[(0, 0, 0, port.http)] = None
             elif port.name:
-                out.add((port.name, 0, 0))
+                out[(port.name, 0, 0, port.http)] = None
             else:
-                out.update((number, port.end_port, p) for p in ANY_PROTOCOLS)
+                out.update(((number, port.end_port, p, port.http), None) for p in ANY_PROTOCOLS)
         else:
-            out.add((number, port.end_port, PROTOCOLS[port.protocol]))
-    return sorted(out, key=str)
+            out[(number, port.end_port, PROTOCOLS[port.protocol], port.http)] = None
+    return sorted(out, key=lambda p: str(p[:3]))
 
 
-def _named(ports: list[_Port], named: Mapping[str, list[tuple[int, int]]]) -> list[tuple[int, int, int]]:
+def _named(ports: list[_Port], named: Mapping[str, list[tuple[int, int]]]) -> list[_Port]:
     """Resolves named ports against a container port table (unknown names allow nothing)."""
-    out = []
-    for port, end, proto in ports:
+    out: list[_Port] = []
+    for port, end, proto, http in ports:
         if isinstance(port, str):
-            out += [(p, 0, pr) for p, pr in named.get(port, ()) if proto in (0, pr)]
+            out += [(p, 0, pr, http) for p, pr in named.get(port, ()) if proto in (0, pr)]
         else:
-            out.append((port, end, proto))
+            out.append((port, end, proto, http))
     return out
 
 
@@ -279,6 +295,7 @@ def compile_policies(
     cookies: CookieJar,
     allow_localhost: bool = True,
     named_ports: Mapping[int, Iterable[tuple[str, int, int]]] | None = None,
+    http_proxy_port: int = HTTP_PROXY_PORT,
 ) -> CompiledPolicy:
     """Computes the full policy-map contents for ``endpoints``.
 
@@ -286,11 +303,13 @@ def compile_policies(
     ones and the CIDR identities); endpoints' own identities must be among them. ``named_ports``
     (identity -> (name, port, protocol)) resolves named ports of egress rules against the peers'
     container ports; ingress named ports resolve against the endpoint's own ``named_ports``.
+    Entries of ports with HTTP rules carry ``http_proxy_port``.
     """
     ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
     resolver = _PeerResolver(identities)
     entries: dict[PolicyKey, PolicyValue] = {}
     contributors: dict[PolicyKey, list[int]] = {}
+    allows: dict[tuple[int, int], list[Contribution]] = {}  # (endpoint, direction) -> allow contributions
     state: dict[int, EndpointPolicy] = {}
     selecting = [
         (p, spec, _scoped(spec.endpoint_selector, p.ref, peer=False)) for p in ordered for spec in p.specs
@@ -359,20 +378,23 @@ def compile_policies(
                     info.ingress_enforced = True
                 else:
                     info.egress_enforced = True
-                _add(
-                    entries,
-                    contributors,
-                    PolicyKey(ep.ep_id, direction, WILDCARD_IDENTITY, 0, 0),
-                    cookies.cookie(ALLOW_ALL_UNDER_DENY[direction]),
+                cookie = cookies.cookie(ALLOW_ALL_UNDER_DENY[direction])
+                _add(entries, contributors, PolicyKey(ep.ep_id, direction, WILDCARD_IDENTITY, 0, 0), cookie)
+                allows.setdefault((ep.ep_id, direction), []).append(
+                    Contribution(WILDCARD_IDENTITY, 0, 0, 0, None, cookie)
                 )
             if not enforced:
                 continue
+            contributions = allows.setdefault((ep.ep_id, direction), [])
             if direction == INGRESS and allow_localhost:
                 _add(
                     entries,
                     contributors,
                     PolicyKey(ep.ep_id, INGRESS, RESERVED_IDENTITIES["host"], 0, 0),
                     localhost_cookie,
+                )
+                contributions.append(
+                    Contribution(RESERVED_IDENTITIES["host"], 0, 0, 0, None, localhost_cookie)
                 )
             own_ports: dict[str, list[tuple[int, int]]] = {}
             for name, port, proto in ep.named_ports:
@@ -396,7 +418,7 @@ def compile_policies(
                             any_peer_ports if identity == WILDCARD_IDENTITY else peer_ports.get(identity, {})
                         )
                         resolved = _named(ports, port_table)
-                    for first_port, end, proto in resolved:
+                    for first_port, end, proto, http in resolved:
                         _add(
                             entries,
                             contributors,
@@ -404,20 +426,70 @@ def compile_policies(
                             PolicyKey(ep.ep_id, direction, identity, first_port, proto, end),  # type: ignore[arg-type]
                             cookie,
                             ACTION_DENY if deny else ACTION_ALLOW,
+                            0 if deny or http is None else http_proxy_port,
                         )
-    return CompiledPolicy(entries, state, contributors)
+                        if not deny:
+                            contributions.append(Contribution(identity, first_port, end, proto, http, cookie))  # type: ignore[arg-type]
+    l7 = _l7_redirects(entries, contributors, allows, http_proxy_port)
+    return CompiledPolicy(entries, state, contributors, l7)
 
 
-def _add(entries: dict, contributors: dict, key: PolicyKey, cookie: int, action: int = ACTION_ALLOW) -> None:
+def _l7_redirects(
+    entries: dict[PolicyKey, PolicyValue],
+    contributors: dict[PolicyKey, list[int]],
+    allows: dict[tuple[int, int], list[Contribution]],
+    proxy_port: int,
+) -> L7Table:
+    """Completes the redirects of endpoint directions with L7 rules; their contributions for the proxy."""
+    with_l7 = {k: v for k, v in allows.items() if any(c.rules is not None for c in v)}
+    if not with_l7:
+        return L7Table()
+    by_direction: dict[tuple[int, int], list[PolicyKey]] = {}
+    for key in entries:
+        if (key.ep_id, key.direction) in with_l7:
+            by_direction.setdefault((key.ep_id, key.direction), []).append(key)
+    for where, contributions in with_l7.items():
+        keys = by_direction.get(where, [])
+        for c in contributions:
+            if c.rules is None or c.identity != WILDCARD_IDENTITY:
+                continue
+            # any-peer L7 port: an identity's own allow on that port, or a less specific one
+            # (L3-only, L3+protocol) the datapath would pick first, must redirect too
+            for key in keys:
+                value = entries[key]
+                if value.action != ACTION_ALLOW or key.identity == WILDCARD_IDENTITY:
+                    continue
+                if key.dport == c.port and key.proto == c.proto and not key.end_port:
+                    if not value.proxy_port:
+                        entries[key] = value._replace(proxy_port=proxy_port)
+                elif key.dport == 0 and key.proto in (0, c.proto):
+                    exact = PolicyKey(key.ep_id, key.direction, key.identity, c.port, c.proto)
+                    if exact not in entries:
+                        entries[exact] = PolicyValue(ACTION_ALLOW, c.cookie, proxy_port)
+                        contributors[exact] = list(dict.fromkeys([c.cookie, *contributors[key]]))
+    return L7Table(with_l7)
+
+
+def _add(
+    entries: dict,
+    contributors: dict,
+    key: PolicyKey,
+    cookie: int,
+    action: int = ACTION_ALLOW,
+    proxy_port: int = 0,
+) -> None:
     found = entries.get(key)
     if found is not None:
         if action == ACTION_DENY and found.action != ACTION_DENY:  # a deny replaces an allow
             entries[key] = PolicyValue(ACTION_DENY, cookie)
             contributors[key] = [cookie]
-        elif action == found.action and cookie not in contributors[key]:
-            contributors[key].append(cookie)
+        elif action == found.action:
+            if cookie not in contributors[key]:
+                contributors[key].append(cookie)
+            if proxy_port and not found.proxy_port:  # two allows: a redirect wins
+                entries[key] = found._replace(proxy_port=proxy_port)
         return
-    entries[key] = PolicyValue(action, cookie)
+    entries[key] = PolicyValue(action, cookie, proxy_port)
     contributors[key] = [cookie]
 
 

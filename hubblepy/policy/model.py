@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from hubblepy.policy.l7 import HTTPRule
 from hubblepy.policy.selector import Selector
 
 CNP = "CiliumNetworkPolicy"
@@ -54,13 +55,15 @@ class PortRule(NamedTuple):
     """One ``toPorts[].ports[]`` / NetworkPolicy ``ports[]`` element.
 
     ``port`` 0 means every port; ``end_port`` > ``port`` makes it the range port..end_port; ``name``
-    is a named port (resolved against the scenario's container ports; ``port`` is then 0).
+    is a named port (resolved against the scenario's container ports; ``port`` is then 0). ``http`` is
+    the ``rules.http`` list of its ``toPorts`` element (None: no L7 rules; the port is then plain L4).
     """
 
     port: int
     protocol: str  # TCP | UDP | SCTP | ANY
     end_port: int = 0
     name: str = ""
+    http: tuple[HTTPRule, ...] | None = None
 
 
 class CIDRRule(NamedTuple):

@@ -11,11 +11,15 @@ Per-field choices (docs/policy/*.md):
   toPorts.ports (port, endPort, named ports, protocol TCP/UDP/SCTP/ANY), enableDefaultDeny, labels,
   description; networking.k8s.io/v1 NetworkPolicy (podSelector, namespaceSelector, ipBlock,
   ports with endPort and names, policyTypes);
-* loaded with a warning, not enforced: ``toPorts[].rules`` (L7 HTTP/Kafka/DNS: the port is allowed
-  at L4), ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed),
+* enforced through the node's HTTP proxy: ``toPorts[].rules.http`` (Cilium's ``PortRuleHTTP``:
+  method, path, host, headers, headerMatches; :mod:`.l7`), on TCP ports (``protocol: ANY`` gives the
+  TCP entry only), ingress and egress;
+* loaded with a warning, not enforced: ``toPorts[].rules.dns`` (the port is allowed at L4),
+  ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed),
   ``nodeSelector`` (host policies: the lab has no host endpoint, so the rule selects no pod);
 * rejected as not supported yet: services/groups/nodes/requires peers,
-  cidrGroupRef, icmps, authentication, TLS options, log;
+  cidrGroupRef, icmps, authentication, TLS options, log, L7 ``kafka``, ``l7proto``/``l7`` rules,
+  header secrets, L7 rules on port ranges or on every port;
 * rejected as unknown: any other field.
 """
 
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hubblepy.policy.errors import PolicyError
+from hubblepy.policy.l7 import MISMATCH_ACTIONS, HeaderMatch, HTTPRule, RegexError, compile_regex
 from hubblepy.policy.labels import NAMESPACE_KEY, NAMESPACE_LABEL_PREFIX
 from hubblepy.policy.model import (
     CCNP,
@@ -94,10 +99,18 @@ _UNSUPPORTED_PEER = {
 }
 _CIDR_SET_FIELDS = {"cidr", "except"}
 _UNSUPPORTED_CIDR_SET = {"cidrGroupRef", "cidrGroupSelector"}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _PORT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PORT_RULE_FIELDS = {"ports", "rules"}
 _UNSUPPORTED_PORT_RULE = {"terminatingTLS", "originatingTLS", "serverNames", "listener"}
 _L7_KINDS = {"http", "kafka", "dns", "l7proto", "l7"}
+_UNSUPPORTED_L7 = {
+    "kafka": f"Kafka rules are {_NOT_YET[3:]} (L7 rules: http; dns loads at L4 only)",
+    "l7proto": f"generic L7 rules (l7proto) are {_NOT_YET[3:]} (L7 rules: http)",
+    "l7": f"generic L7 rules (l7) are {_NOT_YET[3:]} (L7 rules: http)",
+}
+_HTTP_FIELDS = {"method", "path", "host", "headers", "headerMatches"}
+_HEADER_MATCH_FIELDS = {"name", "value", "mismatch", "secret"}
 
 
 class _FieldError(Exception):
@@ -217,12 +230,18 @@ class _DocumentParser:
             if ports is None:
                 ports = []
             _expect(ports, list, _join(ipath, "ports"), "a list")
-            for j, port in enumerate(ports):
-                out.append(self.port_protocol(port, f"{_join(ipath, 'ports')}[{j}]"))
-            if not ports:
-                out.append(PortRule(0, "ANY"))
+            parsed = [
+                self.port_protocol(port, f"{_join(ipath, 'ports')}[{j}]") for j, port in enumerate(ports)
+            ]
+            if not parsed:
+                parsed.append(PortRule(0, "ANY"))
+            http = None
             if "rules" in item:
-                self.l7_rules(item["rules"], _join(ipath, "rules"), ports)
+                http = self.l7_rules(item["rules"], _join(ipath, "rules"), ports, parsed)
+            if http is not None:
+                # HTTP needs TCP: protocol ANY gives the TCP entry only (never UDP/SCTP at L4)
+                parsed = [p._replace(protocol="TCP", http=http) for p in parsed]
+            out += parsed
         return tuple(out)
 
     def port_protocol(
@@ -319,15 +338,107 @@ class _DocumentParser:
                 )
         return tuple(out)
 
-    def l7_rules(self, value: Any, path: str, ports: list) -> None:
+    def l7_rules(
+        self, value: Any, path: str, ports: list, parsed: list[PortRule]
+    ) -> tuple[HTTPRule, ...] | None:
+        """``toPorts[].rules``: the HTTP rules (None when there are none), or a field error."""
         _expect(value, dict, path, "an object")
         for key in value:
             if key not in _L7_KINDS:
                 raise _FieldError(_join(path, str(key)), "unknown field")
-        kinds = ", ".join(sorted(value))
-        where = ", ".join(f"{p.get('port', '0')}/{p.get('protocol', 'ANY')}" for p in ports) or "all ports"
-        self.warn(
-            path, f"L7 rules ({kinds}) are not enforced by the L3/L4 datapath; {where} allowed at L4 only"
+            if key in _UNSUPPORTED_L7:
+                raise _FieldError(_join(path, key), _UNSUPPORTED_L7[key])
+        kinds = sorted(k for k in value if value[k] is not None)
+        if len(kinds) > 1:
+            raise _FieldError(path, f"only one L7 rule type per port is allowed, got {', '.join(kinds)}")
+        if "dns" in value:
+            where = (
+                ", ".join(f"{p.get('port', '0')}/{p.get('protocol', 'ANY')}" for p in ports) or "all ports"
+            )
+            self.warn(
+                _join(path, "dns"),
+                f"L7 DNS rules are not enforced by the L3/L4 datapath; {where} allowed at L4 only",
+            )
+            return None
+        raw = value.get("http")
+        if raw is None:
+            return None
+        hpath = _join(path, "http")
+        _expect(raw, list, hpath, "a list")
+        if not raw:  # as Cilium: an empty list is no L7 rule at all (plain L4)
+            return None
+        for j, port in enumerate(parsed):
+            ppath = f"{path[: -len('.rules')]}.ports[{j}]" if ports else path[: -len(".rules")]
+            if port.port == 0 and not port.name:
+                raise _FieldError(ppath, "L7 rules need a port (not every port)")
+            if port.end_port:
+                raise _FieldError(_join(ppath, "endPort"), f"L7 rules on port ranges are {_NOT_YET[3:]}")
+            if port.protocol not in ("TCP", "ANY"):
+                raise _FieldError(
+                    _join(ppath, "protocol"), f'HTTP rules need protocol TCP (or ANY), got "{port.protocol}"'
+                )
+        return tuple(self.http_rule(r, f"{hpath}[{k}]") for k, r in enumerate(raw))
+
+    def http_rule(self, value: Any, path: str) -> HTTPRule:
+        if value is None:
+            value = {}
+        _expect(value, dict, path, "an object")
+        _check_fields(value, path, _HTTP_FIELDS, set())
+        fields: dict[str, str] = {}
+        for key in ("method", "path", "host"):
+            text = value.get(key)
+            if text is None:
+                continue
+            _expect(text, str, _join(path, key), "a string (a regular expression)")
+            try:
+                compile_regex(text)
+            except RegexError as exc:
+                raise _FieldError(_join(path, key), str(exc)) from None
+            fields[key] = text
+        headers: list[HeaderMatch] = []
+        if value.get("headers") is not None:
+            hpath = _join(path, "headers")
+            _expect(value["headers"], list, hpath, "a list")
+            for k, item in enumerate(value["headers"]):
+                ipath = f"{hpath}[{k}]"
+                _expect(item, str, ipath, 'a string ("Name" or "Name: value")')
+                name, sep, rest = item.strip().partition(":")
+                if not sep and " " in name:  # Cilium's "Name value" form
+                    name, _, rest = name.partition(" ")
+                name, rest = name.strip(), rest.strip()
+                if not name or not _HEADER_NAME.match(name):
+                    raise _FieldError(
+                        ipath, f'{_quote(item)} is not a valid header ("Name" or "Name: value")'
+                    )
+                headers.append(HeaderMatch(name, rest))
+        if value.get("headerMatches") is not None:
+            mpath = _join(path, "headerMatches")
+            _expect(value["headerMatches"], list, mpath, "a list")
+            for k, item in enumerate(value["headerMatches"]):
+                ipath = f"{mpath}[{k}]"
+                _expect(item, dict, ipath, "an object")
+                _check_fields(item, ipath, _HEADER_MATCH_FIELDS, set())
+                if "secret" in item:
+                    raise _FieldError(
+                        _join(ipath, "secret"), "secret references are not supported (use a literal value)"
+                    )
+                name = item.get("name")
+                if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                    raise _FieldError(_join(ipath, "name"), "is required and must be a header name")
+                val = item.get("value", "")
+                _expect(val, str, _join(ipath, "value"), "a string")
+                mismatch = item.get("mismatch", "")
+                if mismatch:
+                    if mismatch not in MISMATCH_ACTIONS:
+                        raise _FieldError(
+                            _join(ipath, "mismatch"),
+                            f"{_quote(mismatch)} is not a mismatch action ({', '.join(MISMATCH_ACTIONS)})",
+                        )
+                    if mismatch in ("ADD", "REPLACE") and not val:
+                        raise _FieldError(_join(ipath, "value"), f"is required with mismatch {mismatch}")
+                headers.append(HeaderMatch(name, val, mismatch))
+        return HTTPRule(
+            fields.get("method", ""), fields.get("path", ""), fields.get("host", ""), tuple(headers)
         )
 
     # -- ingress / egress --

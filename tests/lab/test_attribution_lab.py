@@ -132,7 +132,8 @@ def test_default_deny_is_attributed_in_json_and_compact_output(lab):
     )
     verdict = _probe_verdicts(flows)[0]
     assert verdict["verdict"] == "DROPPED"
-    engaged = ["payments/api-allow (CiliumNetworkPolicy)", "payments/default-deny (CiliumNetworkPolicy)"]
+    # api's ingress is engaged by default-deny and by api-http-l7 (api-allow keeps only its egress half)
+    engaged = ["payments/api-http-l7 (CiliumNetworkPolicy)", "payments/default-deny (CiliumNetworkPolicy)"]
     assert _names(verdict["ingress_denied_by"]) == engaged
     policy = verdict["ingress_denied_by"][1]
     assert "k8s:io.cilium.k8s.policy.derived-from=CiliumNetworkPolicy" in policy["labels"]
@@ -156,7 +157,7 @@ def test_default_deny_is_attributed_in_json_and_compact_output(lab):
     )
     assert out.returncode == 0, out.stderr
     assert (
-        "policy-verdict:none INGRESS DENIED BY api-allow (CiliumNetworkPolicy), default-deny (CiliumNetworkPolicy)"
+        "policy-verdict:none INGRESS DENIED BY api-http-l7 (CiliumNetworkPolicy), default-deny (CiliumNetworkPolicy)"
         in out.stdout
     )
 
@@ -173,10 +174,11 @@ def test_allowed_verdicts_name_the_allowing_policy_on_both_ends(lab):
 
     flows = _flows_since(lab, mark, "--from-pod", "payments/frontend", "--to-pod", "payments/api", want=both)
     verdicts = {f["traffic_direction"]: f for f in flows if f["event_type"]["type"] == 5}
-    assert verdicts["INGRESS"]["verdict"] == "FORWARDED"
-    assert _names(verdicts["INGRESS"]["ingress_allowed_by"]) == ["payments/api-allow (CiliumNetworkPolicy)"]
+    # api's ingress rule has L7 rules: allowed at L3/L4 and redirected to the node's proxy
+    assert verdicts["INGRESS"]["verdict"] == "REDIRECTED"
+    assert _names(verdicts["INGRESS"]["ingress_allowed_by"]) == ["payments/api-http-l7 (CiliumNetworkPolicy)"]
     assert verdicts["INGRESS"]["policy_log"] == [
-        "allow: CiliumNetworkPolicy payments/api-allow spec.ingress[0]"
+        "allow: CiliumNetworkPolicy payments/api-http-l7 spec.ingress[0]"
     ]
     assert _names(verdicts["EGRESS"]["egress_allowed_by"]) == [
         "payments/frontend-egress (CiliumNetworkPolicy)"
@@ -189,7 +191,7 @@ def test_allowed_verdicts_name_the_allowing_policy_on_both_ends(lab):
         env=lab.env,
         timeout=60,
     )
-    assert "policy-verdict:L3-L4 INGRESS ALLOWED BY api-allow (CiliumNetworkPolicy)" in out.stdout
+    assert "policy-verdict:L3-L4 INGRESS ALLOWED BY api-http-l7 (CiliumNetworkPolicy)" in out.stdout
     assert "policy-verdict:L3-L4 EGRESS ALLOWED BY frontend-egress (CiliumNetworkPolicy)" in out.stdout
 
 
@@ -238,8 +240,8 @@ def test_explicit_deny_and_per_policy_audit_that_survives_updates(lab, tmp_path)
 def test_default_deny_engaged_by_several_policies_is_audited_only_when_all_are(lab):
     try:
         assert lab.run("audit", "enable", "--policy", "payments/default-deny").returncode == 0
-        assert lab.curl("default/probe", API).stdout == TIMEOUT  # api-allow engages it too: enforced
-        assert lab.run("audit", "enable", "--policy", "payments/api-allow").returncode == 0
+        assert lab.curl("default/probe", API).stdout == TIMEOUT  # api-http-l7 engages it too: enforced
+        assert lab.run("audit", "enable", "--policy", "payments/api-http-l7").returncode == 0
         mark = _now()
         assert lab.curl("default/probe", API).stdout == "200"
         audited = _probe_verdicts(
@@ -247,13 +249,13 @@ def test_default_deny_engaged_by_several_policies_is_audited_only_when_all_are(l
         )[0]
         assert audited["verdict"] == "AUDIT"
         assert audited["policy_log"][0].startswith(
-            "audit (policies payments/api-allow, payments/default-deny): default deny: no rule of ["
+            "audit (policies payments/api-http-l7, payments/default-deny): default deny: no rule of ["
         )
         # postgres' ingress is also engaged by postgres-ingress, which is not audited
         assert lab.exec("payments/frontend", "python3", "-c", DB).returncode != 0
     finally:
         lab.run("audit", "disable", "--policy", "payments/default-deny")
-        lab.run("audit", "disable", "--policy", "payments/api-allow")
+        lab.run("audit", "disable", "--policy", "payments/api-http-l7")
     assert lab.curl("default/probe", API).stdout == TIMEOUT
 
 

@@ -37,7 +37,7 @@ def test_pods_reach_each_other_by_cluster_name_and_down_leaves_nothing(lab):
     assert set(lab_netns()) == names
     # HTTP by short name and namespace-qualified name through the lab's kube-dns
     assert lab.curl("payments/frontend", "http://api:8080/api/v1/orders").stdout == "200"
-    assert lab.curl("default/probe", "http://api.payments:8080/healthz", "-X", "POST").stdout == "200"
+    assert lab.curl("default/probe", "http://api.payments:8080/healthz", "-X", "POST").stdout == "201"
     dig = lab.exec("payments/frontend", "dig", "+short", "+tcp", "postgres.payments.svc.cluster.local")
     postgres_ip = next(p["ip"] for p in state["pods"] if p["name"] == "postgres")
     assert dig.stdout.strip() == postgres_ip

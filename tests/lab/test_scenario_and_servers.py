@@ -131,7 +131,7 @@ def test_http_server_answers_routes_and_every_method():
     try:
         for method, path, status in [
             ("GET", "/api/v1/orders", 200),
-            ("POST", "/api/v1/orders", 200),
+            ("POST", "/api/v1/orders", 201),
             ("DELETE", "/healthz", 200),
             ("GET", "/nope", 404),
         ]:
@@ -141,6 +141,14 @@ def test_http_server_answers_routes_and_every_method():
             assert resp.status == status
             assert json.loads(resp.read())["method"] == method
             conn.close()
+        # bodies are read whole, chunked too, so the connection stays usable
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("POST", "/healthz", body=iter([b"a" * 70000, b"b" * 5]), encode_chunked=True)
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())["received"]) == (201, 70005)
+        conn.request("GET", "/healthz")
+        assert conn.getresponse().status == 200
+        conn.close()
     finally:
         server.shutdown()
         server.server_close()
