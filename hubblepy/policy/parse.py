@@ -375,7 +375,7 @@ class _DocumentParser:
                 raise _FieldError(_join(ppath, "endPort"), f"L7 rules on port ranges are {_NOT_YET[3:]}")
             if port.protocol not in ("TCP", "ANY"):
                 raise _FieldError(
-                    _join(ppath, "protocol"), f'HTTP rules need protocol TCP (or ANY), got "{port.protocol}"'
+                    _join(ppath, "protocol"), f'HTTP rules need protocol TCP, got "{port.protocol}"'
                 )
         return tuple(self.http_rule(r, f"{hpath}[{k}]") for k, r in enumerate(raw))
 

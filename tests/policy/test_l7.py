@@ -281,7 +281,7 @@ def test_deny_rule_wins_over_a_redirect_and_has_no_proxy_port() -> None:
     assert world.entries(out, "api")[(world.ident("frontend"), 8080, TCP)] == (ACTION_DENY, 0)
 
 
-def test_egress_http_rules_and_protocol_any_gives_tcp_only() -> None:
+def test_egress_http_rules() -> None:
     world = World()
     text = cnp(
         "frontend-out",
@@ -289,7 +289,7 @@ def test_egress_http_rules_and_protocol_any_gives_tcp_only() -> None:
   egress:
     - toEndpoints: [{matchLabels: {app: api}}]
       toPorts:
-        - ports: [{port: "8080"}]
+        - ports: [{port: "8080", protocol: TCP}]
           rules: {http: [{method: GET, path: /healthz}]}
 """,
     )
@@ -300,6 +300,25 @@ def test_egress_http_rules_and_protocol_any_gives_tcp_only() -> None:
     assert rules.decide(get("/healthz")).allowed
     assert not rules.decide(get("/admin")).allowed
     assert out.redirects() == {k: HTTP_PROXY_PORT for k, v in out.entries.items() if v.proxy_port}
+
+
+@pytest.mark.parametrize("protocol", ["", "protocol: ANY"])
+def test_http_rules_on_protocol_any_are_refused_like_cilium(protocol: str) -> None:
+    """Cilium: "L7 rules can only apply to TCP (not ANY) except for DNS rules" (no protocol is ANY)."""
+    world = World()
+    text = cnp(
+        "frontend-out",
+        f"""  endpointSelector: {{matchLabels: {{app: frontend}}}}
+  egress:
+    - toEndpoints: [{{matchLabels: {{app: api}}}}]
+      toPorts:
+        - ports: [{{port: "8080", {protocol}}}]
+          rules: {{http: [{{method: GET}}]}}
+""",
+    )
+    with pytest.raises(PolicyError) as info:
+        world.compile(text)
+    assert "ports[0].protocol: L7 rules can only apply to TCP (not ANY)" in str(info.value)
 
 
 def test_named_port_with_http_rules() -> None:
@@ -385,7 +404,7 @@ def test_bad_l7_rules_are_rejected_with_field_path(body: str, expected: str) -> 
     [
         (
             '[{port: "53", protocol: UDP}]',
-            f'{PORTS}.ports[0].protocol: HTTP rules need protocol TCP (or ANY), got "UDP"',
+            f'{PORTS}.ports[0].protocol: HTTP rules need protocol TCP, got "UDP"',
         ),
         ('[{port: "80", endPort: 90, protocol: TCP}]', f"{PORTS}.ports[0].endPort: L7 rules on port ranges"),
         ("[]", f"{PORTS}: L7 rules need a port"),
