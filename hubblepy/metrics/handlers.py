@@ -27,6 +27,7 @@ from prometheus_client import Histogram as PromHistogram
 
 from hubblepy.metrics.config import MetricSpec
 from hubblepy.metrics.context import compile_context, context_needs
+from hubblepy.parser.packet import icmp_type_code_string  # gopacket's TypeCode.String()
 
 Flow = dict[str, Any]
 _EMPTY: dict[str, Any] = {}
@@ -76,90 +77,6 @@ DNS_RCODES = {
     22: "Bad Truncation",
     23: "Bad/missing Server Cookie",
 }
-# ICMP type(code) texts as upstream prints them (gopacket's TypeCode.String()).
-_ICMP4_TYPES: dict[int, tuple[str, dict[int, str] | None]] = {
-    0: ("EchoReply", None),
-    3: (
-        "DestinationUnreachable",
-        dict(
-            enumerate(
-                [
-                    "Net",
-                    "Host",
-                    "Protocol",
-                    "Port",
-                    "FragmentationNeeded",
-                    "SourceRoutingFailed",
-                    "NetUnknown",
-                    "HostUnknown",
-                    "SourceIsolated",
-                    "NetAdminProhibited",
-                    "HostAdminProhibited",
-                    "NetTOS",
-                    "HostTOS",
-                    "CommAdminProhibited",
-                    "HostPrecedence",
-                    "PrecedenceCutoff",
-                ]
-            )
-        ),
-    ),
-    4: ("SourceQuench", None),
-    5: ("Redirect", dict(enumerate(["Network", "Host", "TOSAndNetwork", "TOSAndHost"]))),
-    8: ("EchoRequest", None),
-    9: ("RouterAdvertisement", None),
-    10: ("RouterSolicitation", None),
-    11: ("TimeExceeded", dict(enumerate(["TTLExceeded", "FragmentReassemblyTimeExceeded"]))),
-    12: ("ParameterProblem", dict(enumerate(["PointerIndicatesError", "MissingOption", "BadLength"]))),
-    13: ("Timestamp", None),
-    14: ("TimestampReply", None),
-    15: ("InfoRequest", None),
-    16: ("InfoReply", None),
-    17: ("AddressMaskRequest", None),
-    18: ("AddressMaskReply", None),
-}
-_ICMP6_TYPES: dict[int, tuple[str, dict[int, str] | None]] = {
-    1: (
-        "DestinationUnreachable",
-        dict(
-            enumerate(
-                [
-                    "NoRouteToDst",
-                    "AdminProhibited",
-                    "BeyondScopeOfSrc",
-                    "AddressUnreachable",
-                    "PortUnreachable",
-                    "SrcAddressFailedPolicy",
-                    "RejectRouteToDst",
-                ]
-            )
-        ),
-    ),
-    2: ("PacketTooBig", None),
-    3: ("TimeExceeded", dict(enumerate(["HopLimitExceeded", "FragmentReassemblyTimeExceeded"]))),
-    4: (
-        "ParameterProblem",
-        dict(enumerate(["ErroneousHeaderField", "UnrecognizedNextHeader", "UnrecognizedIPv6Option"])),
-    ),
-    128: ("EchoRequest", None),
-    129: ("EchoReply", None),
-    133: ("RouterSolicitation", None),
-    134: ("RouterAdvertisement", None),
-    135: ("NeighborSolicitation", None),
-    136: ("NeighborAdvertisement", None),
-    137: ("Redirect", None),
-}
-
-
-def icmp_type_text(table: dict[int, tuple[str, dict[int, str] | None]], typ: int, code: int) -> str:
-    info = table.get(typ)
-    if info is None:
-        return f"{typ}({code})"
-    name, codes = info
-    if codes is None:
-        return name if code == 0 else f"{name}(Code: {code})"
-    text = codes.get(code)
-    return f"{name}({text})" if text is not None else f"{name}(Code: {code})"
 
 
 def flow_protocol(flow: Flow) -> str:
@@ -414,10 +331,10 @@ class IcmpHandler(Handler):
         l4 = f.get("l4")
         if not l4:
             return
-        for proto, table in (("ICMPv4", _ICMP4_TYPES), ("ICMPv6", _ICMP6_TYPES)):
+        for proto, v6 in (("ICMPv4", False), ("ICMPv6", True)):
             icmp = l4.get(proto)
             if icmp is not None:
-                text = icmp_type_text(table, icmp.get("type", 0), icmp.get("code", 0))
+                text = icmp_type_code_string(icmp.get("type", 0), icmp.get("code", 0), v6)
                 acc[self.series][("IPv4", text, *self.context(f))] += n
 
 
