@@ -187,6 +187,8 @@ class LabNode:
             self.access_log = AccessLogSource(self.proxy.access_log_path, seven.decode)
             self.agent.add_source(self.access_log)
             self._start_proxy()
+        if metrics is not None:
+            metrics.start_prometheus(self.folder)
 
     # -- the L7 proxy ---------------------------------------------------------------------------
     def _start_proxy(self) -> None:

@@ -110,7 +110,8 @@ def test_payments_map_turns_red_for_the_probe_and_names_the_policies(lab):
             assert all(r["verdict"] == "DROPPED" for r in denied)
             policy = denied[0]["policy"]
             assert "payments/default-deny (CiliumNetworkPolicy)" in policy
-            assert "payments/api-allow (CiliumNetworkPolicy)" in policy
+            # api's ingress from app pods is the seed's api-http-l7 (api-allow keeps only its egress half)
+            assert "payments/api-http-l7 (CiliumNetworkPolicy)" in policy
             assert policy.startswith("ingress denied by ")
             assert all(r["source"] == "default/probe" for r in denied)
             assert "Policy denied" in page.text_content("#flows tbody")
