@@ -223,6 +223,8 @@ class ClientConnection(asyncio.Protocol):
         self._endpoint_dicts: tuple[dict, dict] | None = None
         self._record_fragments: tuple[bytes, bytes] | None = None
         self._fragments_state: ProxyState | None = None
+        # (method, path, host, upgrade) -> [decisions, allowed, attribution] while no rule looks at headers
+        self._verdicts: dict[tuple[str, str, str, str], list] = {}
 
     # -- connection ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -246,6 +248,7 @@ class ClientConnection(asyncio.Protocol):
         self.rule_sets = state.rule_sets(self.src, self.dst, self.target[1]) if state.loaded else []
         self.needs_headers = any(rules.needs_headers for _, rules in self.rule_sets)
         self._endpoint_dicts = None
+        self._verdicts = {}
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -440,6 +443,27 @@ class ClientConnection(asyncio.Protocol):
     # -- policy ------------------------------------------------------------------------------------
     def _decide(self, ex: Exchange) -> None:
         self._judge_connection()
+        if self.needs_headers:
+            self._judge(ex)
+            return
+        # without header rules the same method, path, host and upgrade get the same verdict and records
+        key = (ex.method, ex.path, ex.host, ex.upgrade)
+        known = self._verdicts.get(key)
+        if known is None:
+            self._judge(ex)
+            if len(self._verdicts) >= 256:
+                self._verdicts.clear()
+            self._verdicts[key] = [ex.decisions, ex.allowed, ex.attribution]
+            return
+        ex.decisions, ex.allowed, ex.attribution = known
+        if not ex.allowed:
+            self.server.stats["denied"] += 1
+        if self.server.log is not None:
+            self._log_request(ex)
+            if known[2] is None:
+                known[2] = ex.attribution
+
+    def _judge(self, ex: Exchange) -> None:
         headers = (
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers] if self.needs_headers else ()
         )
