@@ -164,6 +164,7 @@ class Exchange:
         "response_done",
         "status",
         "response_headers",
+        "response_has_id",
         "sent_head",
         "local_reply",
         "attribution",
@@ -190,6 +191,7 @@ class Exchange:
         self.response_done = False
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
+        self.response_has_id = False  # the server's response carries an X-Request-Id
         self.sent_head = False
         self.local_reply = False
         self.attribution: list[tuple[bytes, bytes, bool]] | None = None
@@ -756,6 +758,22 @@ class ClientConnection(asyncio.Protocol):
         return self._record_fragments
 
     def _http(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The record's ``HTTP`` object as JSON."""
+        for _, decision in ex.decisions:
+            result = decision.result
+            if result is not None and (result.missing or result.rejected):
+                return self._http_object(ex, code, headers)
+        # the same as _http_object: a cached head up to "Headers", then the headers
+        key = (code, ex.method, ex.host, ex.path, ex.version)
+        heads = _HTTP_HEADS
+        head = heads.get(key)
+        if head is None:
+            if len(heads) > 8192:
+                heads.clear()
+            head = heads[key] = self._http_object(ex, code, [])[:-3]  # without {}}
+        return head + orjson.dumps(accesslog.header_map(headers)) + b"}"
+
+    def _http_object(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         record: dict[str, Any] = {
             "Code": code,
             "Method": ex.method,
@@ -802,7 +820,7 @@ class ClientConnection(asyncio.Protocol):
             headers = [(b"Content-Type", b"text/plain"), (b"X-Request-Id", ex.request_id.encode())]
         else:
             headers = ex.response_headers
-            if not any(n.lower() == b"x-request-id" for n, _ in headers):
+            if not ex.response_has_id:
                 headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
         self._emit(
             b"Response",
@@ -815,6 +833,8 @@ class ClientConnection(asyncio.Protocol):
 
 
 _FORWARDED = accesslog.VERDICT_FORWARDED.encode()
+# (code, method, host, path, version) -> the start of a record's HTTP JSON up to the Headers value
+_HTTP_HEADS: dict[tuple[int, str, str, str, str], bytes] = {}
 _DENIED = accesslog.VERDICT_DENIED.encode()
 
 
@@ -888,6 +908,8 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.exchange is not None:
             self.exchange.response_headers.append((name, value))
+            if len(name) == 12 and name.lower() == b"x-request-id":
+                self.exchange.response_has_id = True
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
@@ -897,6 +919,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if 100 <= status < 200 and status != 101:
             ex.response_headers = []
+            ex.response_has_id = False
             return  # informational: the final response follows
         ex.status = status
         self.headers_seen = True
