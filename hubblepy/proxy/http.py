@@ -168,6 +168,7 @@ class Exchange:
         "sent_head",
         "local_reply",
         "attribution",
+        "verdict_entry",
     )
 
     def __init__(self) -> None:
@@ -195,6 +196,7 @@ class Exchange:
         self.sent_head = False
         self.local_reply = False
         self.attribution: list[tuple[bytes, bytes, bool]] | None = None
+        self.verdict_entry: list | None = None  # the connection's cached verdict this request shares
 
 
 class ClientConnection(asyncio.Protocol):
@@ -225,7 +227,8 @@ class ClientConnection(asyncio.Protocol):
         self._endpoint_dicts: tuple[dict, dict] | None = None
         self._record_fragments: tuple[bytes, bytes] | None = None
         self._fragments_state: ProxyState | None = None
-        # (method, path, host, upgrade) -> [decisions, allowed, attribution] while no rule looks at headers
+        # (method, path, host, upgrade) -> [decisions, allowed, attribution, record templates] while no
+        # rule looks at headers
         self._verdicts: dict[tuple[str, str, str, str], list] = {}
 
     # -- connection ------------------------------------------------------------------------------
@@ -455,9 +458,10 @@ class ClientConnection(asyncio.Protocol):
             self._judge(ex)
             if len(self._verdicts) >= 256:
                 self._verdicts.clear()
-            self._verdicts[key] = [ex.decisions, ex.allowed, ex.attribution]
+            self._verdicts[key] = ex.verdict_entry = [ex.decisions, ex.allowed, ex.attribution, {}]
             return
-        ex.decisions, ex.allowed, ex.attribution = known
+        ex.decisions, ex.allowed, ex.attribution = known[0], known[1], known[2]
+        ex.verdict_entry = known
         if not ex.allowed:
             self.server.stats["denied"] += 1
         if self.server.log is not None:
@@ -808,8 +812,48 @@ class ClientConnection(asyncio.Protocol):
                 )
             )
 
+    def _emit_templated(
+        self, entry: list, kind: bytes, code: int, verdict: bytes | None, ns: int, ex: Exchange, headers: list
+    ) -> None:
+        """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
+        parts that change per exchange: the timestamp and the headers."""
+        templates = entry[3]
+        key = (kind, code, verdict, ex.version)
+        parts = templates.get(key)
+        if parts is None:
+            fragments = self._fragments()
+            middle = fragments[0] if kind == b"Request" else fragments[1]
+            http = self._http(ex, code, [])[:-3] + _HOLE_HEADERS + b"}"
+            parts = []
+            for point, extension, allowed in self._attribution(ex):
+                record = (
+                    b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
+                    % (
+                        kind,
+                        _HOLE_STAMP,
+                        point,
+                        verdict or (_FORWARDED if allowed else _DENIED),
+                        middle,
+                        http,
+                        extension,
+                    )
+                )
+                before, rest = record.split(_HOLE_STAMP)
+                between, after = rest.split(_HOLE_HEADERS)
+                parts.append((before, between, after))
+            templates[key] = parts
+        stamp = accesslog.timestamp(ns).encode()
+        header_json = orjson.dumps(accesslog.header_map(headers))
+        emit = self.server.log.emit_bytes  # type: ignore[union-attr]
+        for before, between, after in parts:
+            emit(b"".join((before, stamp, between, header_json, after)))
+
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:
+            return
+        entry = ex.verdict_entry
+        if entry is not None and self.judged is self.server.state:
+            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, ex.headers)
             return
         self._emit(b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers))
 
@@ -822,6 +866,18 @@ class ClientConnection(asyncio.Protocol):
             headers = ex.response_headers
             if not ex.response_has_id:
                 headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
+        entry = ex.verdict_entry
+        if entry is not None and self.judged is self.server.state:
+            self._emit_templated(
+                entry,
+                b"Response",
+                code,
+                verdict.encode() if verdict else _FORWARDED,
+                time.time_ns(),
+                ex,
+                headers,
+            )
+            return
         self._emit(
             b"Response",
             time.time_ns(),
@@ -833,6 +889,9 @@ class ClientConnection(asyncio.Protocol):
 
 
 _FORWARDED = accesslog.VERDICT_FORWARDED.encode()
+# holes in record templates: a NUL byte never occurs in orjson's output (it is escaped in strings)
+_HOLE_STAMP = b"\x00stamp\x00"
+_HOLE_HEADERS = b"\x00headers\x00"
 # (code, method, host, path, version) -> the start of a record's HTTP JSON up to the Headers value
 _HTTP_HEADS: dict[tuple[int, str, str, str, str], bytes] = {}
 _DENIED = accesslog.VERDICT_DENIED.encode()
