@@ -58,6 +58,7 @@ DENIED_BODY = b"Access denied\r\n"
 _SPECIAL_HEADERS = {b"host": 1, b"transfer-encoding": 2, b"expect": 3, b"x-request-id": 4, b"upgrade": 5}
 HIGH_WATER = 256 * 1024  # bytes a transport or a queue may hold before the other side pauses
 MAX_QUEUED = 32  # pipelined requests waiting behind the current one
+LOG_WAIT = 2.0  # seconds clients may wait at most for the node to catch up with the access log
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
@@ -119,6 +120,10 @@ class ProxyServer:
         self.log = log
         self.stats = {"connections": 0, "requests": 0, "denied": 0, "errors": 0, "bad": 0}
         self.connections: set[ClientConnection] = set()
+        self.log_congested = False  # clients are not read while the node catches up with the log
+        self._log_wait: asyncio.TimerHandle | None = None
+        if log is not None:
+            log.on_congestion = self.congestion
         self.attribution_cache: dict[Any, Any] = {}
         # request ids: version-4 UUIDs from a random per-process prefix and a counter (cheaper than uuid4)
         prefix = uuid.uuid4().hex
@@ -128,6 +133,24 @@ class ProxyServer:
     def request_id(self) -> str:
         self._id_counter = (self._id_counter + 1) & 0xFFFFFFFF
         return f"{self._id_prefix}{self._id_counter:08x}"
+
+    def congestion(self, congested: bool) -> None:
+        """The access log's backlog crossed its high (True) or low (False) mark: stop reading clients'
+        requests until the node has caught up (records are not dropped for a burst), for at most
+        ``LOG_WAIT`` seconds at a time (a stuck node then loses records, counted, not traffic)."""
+        if self._log_wait is not None:
+            self._log_wait.cancel()
+            self._log_wait = None
+        if congested == self.log_congested:
+            return
+        self.log_congested = congested
+        for conn in list(self.connections):
+            if congested:
+                conn.pause("log")
+            else:
+                conn.resume("log")
+        if congested:
+            self._log_wait = asyncio.get_running_loop().call_later(LOG_WAIT, self.congestion, False)
 
     async def sweep(self) -> None:
         """Header and idle timeouts of every connection, checked a few times per timeout."""
@@ -241,6 +264,8 @@ class ClientConnection(asyncio.Protocol):
         self.client = (peer[0], peer[1])
         self.target = self.server.options.upstream or (local[0], local[1])
         self.server.connections.add(self)
+        if self.server.log_congested:
+            self.pause("log")
         self._arm_idle()
 
     def _judge_connection(self) -> None:
