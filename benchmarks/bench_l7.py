@@ -238,13 +238,20 @@ def main() -> int:
         results: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": [], "haproxy": []}
         cpu: list[float] = []
         haproxy_cpu: list[float] = []
+        # the lab node (one process: datapath events, the access-log reader and L7 parser, the
+        # flow store and gRPC) shares the machine's CPUs with the proxies; its CPU per 1k requests
+        node_pid = int((folder / "lab" / "node.pid").read_text().strip())
+        node_cpu: dict[str, list[float]] = {"direct": [], "proxy": [], "haproxy": []}
         haproxy_pid = int(haproxies[-1].read_text().split()[0])  # the reverse proxy (1 process)
         flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
         for _ in range(args.rounds):
             lab.apply(policy(l7=False))
             for key, url in (("direct", direct_url), ("haproxy", haproxy_url)):
-                haproxy_cpu0 = cpu_seconds(haproxy_pid)
+                haproxy_cpu0, node_cpu0 = cpu_seconds(haproxy_pid), cpu_seconds(node_pid)
                 run = wrk(frontend["netns"], url, args.duration, args.connections)
+                node_cpu[key].append(
+                    (cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000
+                )
                 if key == "haproxy":
                     haproxy_cpu.append(
                         (cpu_seconds(haproxy_pid) - haproxy_cpu0) / max(run["requests"], 1) * 1000 * 1000
@@ -254,10 +261,13 @@ def main() -> int:
             lab.apply(policy(l7=True))
             before = lab.state()["proxy"]
             pid = int(before["pid"])
-            cpu0, t0 = cpu_seconds(pid), time.monotonic()
+            cpu0, node_cpu0, t0 = cpu_seconds(pid), cpu_seconds(node_pid), time.monotonic()
             run = wrk(frontend["netns"], direct_url, args.duration, args.connections)
             cpu.append((cpu_seconds(pid) - cpu0) / max(run["requests"], 1) * 1000 * 1000)
-            after = drained(lab)
+            after = drained(lab)  # the node's CPU counts until it has published every flow
+            node_cpu["proxy"].append(
+                (cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000
+            )
             flows["seconds"] += float(after["_at"]) - t0
             flows["requests"] += run["requests"]
             for key in ("sent", "lost", "published"):
@@ -291,6 +301,11 @@ def main() -> int:
             f"{med['proxy']['p50_1'] - med['direct']['p50_1']:.3f} ms; "
             f"CPU per 1k requests: our proxy {statistics.median(cpu):.1f} ms, "
             f"HAProxy {statistics.median(haproxy_cpu):.1f} ms"
+        )
+        print(
+            "lab node CPU per 1k requests (its datapath events; with the proxy also the L7 flows it parses, "
+            "on the same CPUs): "
+            + ", ".join(f"{names[k]} {statistics.median(v):.1f} ms" for k, v in node_cpu.items())
         )
         expected = int(flows["requests"]) * 2
         rate = flows["published"] / flows["seconds"] if flows["seconds"] else 0.0

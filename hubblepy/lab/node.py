@@ -184,7 +184,9 @@ class LabNode:
         self.agent.add_source(self.source)
         if self.proxy is not None:
             seven = SevenParser(Parser(self.resolver, self.scenario.node))
-            self.access_log = AccessLogSource(self.proxy.access_log_path, seven.decode)
+            self.access_log = AccessLogSource(
+                self.proxy.access_log_path, seven.decode, decode_batch=seven.decode_batch
+            )
             self.agent.add_source(self.access_log)
             self._start_proxy()
         if metrics is not None:

@@ -60,6 +60,7 @@ class DatapathFlowSource:
 
 
 Decoder = Callable[[dict[str, Any], int], "dict[str, Any] | None"]
+BatchDecoder = Callable[[list[dict[str, Any]], int], "list[dict[str, Any]]"]
 
 
 class AccessLogSource:
@@ -68,6 +69,8 @@ class AccessLogSource:
     Each proxy connects to ``path`` (a stream socket, mode 0600, made by :meth:`run`) and writes one
     record per line (Cilium's ``accesslog.LogRecord`` keys). ``decode(record, now_ns)`` turns a record
     into a flow dict (the parser's L7 decoder) or None to skip it; flows are published in batches.
+    ``decode_batch(records, now_ns)``, when given, decodes a batch at once instead (the flows of the
+    records it does not skip, in order): the same flows for less work per record.
     A line that is not a JSON object is counted in ``malformed`` and skipped; the proxies' connections
     come and go (a restarted proxy reconnects).
     """
@@ -75,9 +78,12 @@ class AccessLogSource:
     name = "proxy-access-log"
     MAX_LINE = 1 << 20
 
-    def __init__(self, path: Path, decode: Decoder, poll_timeout: float = 0.1) -> None:
+    def __init__(
+        self, path: Path, decode: Decoder, poll_timeout: float = 0.1, decode_batch: BatchDecoder | None = None
+    ) -> None:
         self.path = path
         self._decode = decode
+        self._decode_batch = decode_batch
         self._timeout = poll_timeout
         self.published = 0
         self.malformed = 0
@@ -132,6 +138,7 @@ class AccessLogSource:
     def _publish(self, sink: EventSink, lines: list[bytes]) -> None:
         now = time.time_ns()
         flows = []
+        records: list[dict[str, Any]] = []
         for line in lines:
             if not line.strip():
                 continue
@@ -142,11 +149,18 @@ class AccessLogSource:
             if not isinstance(record, dict):
                 self.malformed += 1
                 continue
+            if self._decode_batch is not None:
+                records.append(record)
+                continue
             flow = self._decode(record, now)
             if flow is None:
                 self.skipped += 1
             else:
                 flows.append((now, flow))
+        if records:
+            decoded = self._decode_batch(records, now)  # type: ignore[misc]
+            self.skipped += len(records) - len(decoded)
+            flows = [(now, flow) for flow in decoded]
         if flows:
             sink.publish_flows(flows)
             self.published += len(flows)

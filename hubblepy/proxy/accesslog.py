@@ -3,8 +3,10 @@
 Transport: newline-delimited JSON (orjson) over a unix stream socket. The node listens
 (:class:`AccessLogReader`); the proxy connects (:class:`AccessLogWriter`), batches records (up to 256
 or 5 ms) into one write, reconnects when the node restarts the socket, and counts the records
-it had to drop (node not listening, or more than ``max_buffer`` bytes waiting), never blocking a
-request on the log.
+it had to drop (node not listening, or more than ``max_buffer`` bytes waiting). When the node reads
+slower than the proxy writes (more than ``high_water`` bytes waiting), ``on_congestion(True)`` lets the
+proxy slow its clients down until the backlog is below ``low_water`` (``on_congestion(False)``); the
+proxy bounds how long it waits, so a stuck node never blocks requests for long.
 """
 
 from __future__ import annotations
@@ -118,6 +120,8 @@ class AccessLogWriter:
         retry: float = 0.5,
         batch: int = 256,
         delay: float = 0.005,
+        high_water: int = 8 << 20,
+        low_water: int = 2 << 20,
     ) -> None:
         self.path = path
         self.batch = batch
@@ -132,6 +136,13 @@ class AccessLogWriter:
         self._next_try = 0.0
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.high_water = high_water
+        self.low_water = low_water
+        self.on_congestion: Callable[[bool], None] | None = None
+
+    def _congestion(self, congested: bool) -> None:
+        if self.on_congestion is not None:
+            self.on_congestion(congested)
 
     def emit(self, record: dict[str, Any]) -> None:
         self.emit_bytes(orjson.dumps(record))
@@ -176,7 +187,8 @@ class AccessLogWriter:
     async def _open(self) -> None:
         try:
             loop = asyncio.get_running_loop()
-            transport, _ = await loop.create_unix_connection(_Sink, self.path)
+            transport, _ = await loop.create_unix_connection(lambda: _Sink(self), self.path)
+            transport.set_write_buffer_limits(high=self.high_water, low=self.low_water)
             self._transport = transport
         except OSError:
             self._transport = None
@@ -207,8 +219,20 @@ class AccessLogWriter:
 
 
 class _Sink(asyncio.Protocol):
+    def __init__(self, writer: AccessLogWriter) -> None:
+        self.writer = writer
+
     def data_received(self, data: bytes) -> None:  # the node never writes
         pass
+
+    def pause_writing(self) -> None:
+        self.writer._congestion(True)
+
+    def resume_writing(self) -> None:
+        self.writer._congestion(False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writer._congestion(False)
 
 
 class AccessLogReader:

@@ -58,6 +58,7 @@ DENIED_BODY = b"Access denied\r\n"
 _SPECIAL_HEADERS = {b"host": 1, b"transfer-encoding": 2, b"expect": 3, b"x-request-id": 4, b"upgrade": 5}
 HIGH_WATER = 256 * 1024  # bytes a transport or a queue may hold before the other side pauses
 MAX_QUEUED = 32  # pipelined requests waiting behind the current one
+LOG_WAIT = 2.0  # seconds clients may wait at most for the node to catch up with the access log
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
@@ -119,6 +120,10 @@ class ProxyServer:
         self.log = log
         self.stats = {"connections": 0, "requests": 0, "denied": 0, "errors": 0, "bad": 0}
         self.connections: set[ClientConnection] = set()
+        self.log_congested = False  # clients are not read while the node catches up with the log
+        self._log_wait: asyncio.TimerHandle | None = None
+        if log is not None:
+            log.on_congestion = self.congestion
         self.attribution_cache: dict[Any, Any] = {}
         # request ids: version-4 UUIDs from a random per-process prefix and a counter (cheaper than uuid4)
         prefix = uuid.uuid4().hex
@@ -128,6 +133,24 @@ class ProxyServer:
     def request_id(self) -> str:
         self._id_counter = (self._id_counter + 1) & 0xFFFFFFFF
         return f"{self._id_prefix}{self._id_counter:08x}"
+
+    def congestion(self, congested: bool) -> None:
+        """The access log's backlog crossed its high (True) or low (False) mark: stop reading clients'
+        requests until the node has caught up (records are not dropped for a burst), for at most
+        ``LOG_WAIT`` seconds at a time (a stuck node then loses records, counted, not traffic)."""
+        if self._log_wait is not None:
+            self._log_wait.cancel()
+            self._log_wait = None
+        if congested == self.log_congested:
+            return
+        self.log_congested = congested
+        for conn in list(self.connections):
+            if congested:
+                conn.pause("log")
+            else:
+                conn.resume("log")
+        if congested:
+            self._log_wait = asyncio.get_running_loop().call_later(LOG_WAIT, self.congestion, False)
 
     async def sweep(self) -> None:
         """Header and idle timeouts of every connection, checked a few times per timeout."""
@@ -164,9 +187,11 @@ class Exchange:
         "response_done",
         "status",
         "response_headers",
+        "response_has_id",
         "sent_head",
         "local_reply",
         "attribution",
+        "verdict_entry",
     )
 
     def __init__(self) -> None:
@@ -190,9 +215,11 @@ class Exchange:
         self.response_done = False
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
+        self.response_has_id = False  # the server's response carries an X-Request-Id
         self.sent_head = False
         self.local_reply = False
         self.attribution: list[tuple[bytes, bytes, bool]] | None = None
+        self.verdict_entry: list | None = None  # the connection's cached verdict this request shares
 
 
 class ClientConnection(asyncio.Protocol):
@@ -223,6 +250,9 @@ class ClientConnection(asyncio.Protocol):
         self._endpoint_dicts: tuple[dict, dict] | None = None
         self._record_fragments: tuple[bytes, bytes] | None = None
         self._fragments_state: ProxyState | None = None
+        # (method, path, host, upgrade) -> [decisions, allowed, attribution, record templates] while no
+        # rule looks at headers
+        self._verdicts: dict[tuple[str, str, str, str], list] = {}
 
     # -- connection ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -234,6 +264,8 @@ class ClientConnection(asyncio.Protocol):
         self.client = (peer[0], peer[1])
         self.target = self.server.options.upstream or (local[0], local[1])
         self.server.connections.add(self)
+        if self.server.log_congested:
+            self.pause("log")
         self._arm_idle()
 
     def _judge_connection(self) -> None:
@@ -246,6 +278,7 @@ class ClientConnection(asyncio.Protocol):
         self.rule_sets = state.rule_sets(self.src, self.dst, self.target[1]) if state.loaded else []
         self.needs_headers = any(rules.needs_headers for _, rules in self.rule_sets)
         self._endpoint_dicts = None
+        self._verdicts = {}
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -440,6 +473,28 @@ class ClientConnection(asyncio.Protocol):
     # -- policy ------------------------------------------------------------------------------------
     def _decide(self, ex: Exchange) -> None:
         self._judge_connection()
+        if self.needs_headers:
+            self._judge(ex)
+            return
+        # without header rules the same method, path, host and upgrade get the same verdict and records
+        key = (ex.method, ex.path, ex.host, ex.upgrade)
+        known = self._verdicts.get(key)
+        if known is None:
+            self._judge(ex)
+            if len(self._verdicts) >= 256:
+                self._verdicts.clear()
+            self._verdicts[key] = ex.verdict_entry = [ex.decisions, ex.allowed, ex.attribution, {}]
+            return
+        ex.decisions, ex.allowed, ex.attribution = known[0], known[1], known[2]
+        ex.verdict_entry = known
+        if not ex.allowed:
+            self.server.stats["denied"] += 1
+        if self.server.log is not None:
+            self._log_request(ex)
+            if known[2] is None:
+                known[2] = ex.attribution
+
+    def _judge(self, ex: Exchange) -> None:
         headers = (
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in ex.headers] if self.needs_headers else ()
         )
@@ -732,6 +787,22 @@ class ClientConnection(asyncio.Protocol):
         return self._record_fragments
 
     def _http(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The record's ``HTTP`` object as JSON."""
+        for _, decision in ex.decisions:
+            result = decision.result
+            if result is not None and (result.missing or result.rejected):
+                return self._http_object(ex, code, headers)
+        # the same as _http_object: a cached head up to "Headers", then the headers
+        key = (code, ex.method, ex.host, ex.path, ex.version)
+        heads = _HTTP_HEADS
+        head = heads.get(key)
+        if head is None:
+            if len(heads) > 8192:
+                heads.clear()
+            head = heads[key] = self._http_object(ex, code, [])[:-3]  # without {}}
+        return head + orjson.dumps(accesslog.header_map(headers)) + b"}"
+
+    def _http_object(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         record: dict[str, Any] = {
             "Code": code,
             "Method": ex.method,
@@ -766,8 +837,48 @@ class ClientConnection(asyncio.Protocol):
                 )
             )
 
+    def _emit_templated(
+        self, entry: list, kind: bytes, code: int, verdict: bytes | None, ns: int, ex: Exchange, headers: list
+    ) -> None:
+        """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
+        parts that change per exchange: the timestamp and the headers."""
+        templates = entry[3]
+        key = (kind, code, verdict, ex.version)
+        parts = templates.get(key)
+        if parts is None:
+            fragments = self._fragments()
+            middle = fragments[0] if kind == b"Request" else fragments[1]
+            http = self._http(ex, code, [])[:-3] + _HOLE_HEADERS + b"}"
+            parts = []
+            for point, extension, allowed in self._attribution(ex):
+                record = (
+                    b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
+                    % (
+                        kind,
+                        _HOLE_STAMP,
+                        point,
+                        verdict or (_FORWARDED if allowed else _DENIED),
+                        middle,
+                        http,
+                        extension,
+                    )
+                )
+                before, rest = record.split(_HOLE_STAMP)
+                between, after = rest.split(_HOLE_HEADERS)
+                parts.append((before, between, after))
+            templates[key] = parts
+        stamp = accesslog.timestamp(ns).encode()
+        header_json = orjson.dumps(accesslog.header_map(headers))
+        emit = self.server.log.emit_bytes  # type: ignore[union-attr]
+        for before, between, after in parts:
+            emit(b"".join((before, stamp, between, header_json, after)))
+
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:
+            return
+        entry = ex.verdict_entry
+        if entry is not None and self.judged is self.server.state:
+            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, ex.headers)
             return
         self._emit(b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers))
 
@@ -778,8 +889,20 @@ class ClientConnection(asyncio.Protocol):
             headers = [(b"Content-Type", b"text/plain"), (b"X-Request-Id", ex.request_id.encode())]
         else:
             headers = ex.response_headers
-            if not any(n.lower() == b"x-request-id" for n, _ in headers):
+            if not ex.response_has_id:
                 headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
+        entry = ex.verdict_entry
+        if entry is not None and self.judged is self.server.state:
+            self._emit_templated(
+                entry,
+                b"Response",
+                code,
+                verdict.encode() if verdict else _FORWARDED,
+                time.time_ns(),
+                ex,
+                headers,
+            )
+            return
         self._emit(
             b"Response",
             time.time_ns(),
@@ -791,6 +914,11 @@ class ClientConnection(asyncio.Protocol):
 
 
 _FORWARDED = accesslog.VERDICT_FORWARDED.encode()
+# holes in record templates: a NUL byte never occurs in orjson's output (it is escaped in strings)
+_HOLE_STAMP = b"\x00stamp\x00"
+_HOLE_HEADERS = b"\x00headers\x00"
+# (code, method, host, path, version) -> the start of a record's HTTP JSON up to the Headers value
+_HTTP_HEADS: dict[tuple[int, str, str, str, str], bytes] = {}
 _DENIED = accesslog.VERDICT_DENIED.encode()
 
 
@@ -864,6 +992,8 @@ class UpstreamConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.exchange is not None:
             self.exchange.response_headers.append((name, value))
+            if len(name) == 12 and name.lower() == b"x-request-id":
+                self.exchange.response_has_id = True
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
@@ -873,6 +1003,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if 100 <= status < 200 and status != 101:
             ex.response_headers = []
+            ex.response_has_id = False
             return  # informational: the final response follows
         ex.status = status
         self.headers_seen = True

@@ -7,6 +7,7 @@ import threading
 import time
 
 import orjson
+import pytest
 
 from hubblepy.lab.source import AccessLogSource
 
@@ -44,9 +45,14 @@ def record(kind: str, url: str) -> bytes:
     return orjson.dumps({"Type": kind, "HTTP": {"URL": url}}) + b"\n"
 
 
-def test_records_from_several_proxies_become_flows_and_bad_lines_are_counted(tmp_path):
+def decode_batch(records: list[dict], now_ns: int) -> list[dict]:
+    return [f for f in (decode(r, now_ns) for r in records) if f is not None]
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["per-record", "batch-decoder"])
+def test_records_from_several_proxies_become_flows_and_bad_lines_are_counted(tmp_path, batched):
     path = tmp_path / "access.sock"
-    source = AccessLogSource(path, decode)
+    source = AccessLogSource(path, decode, decode_batch=decode_batch if batched else None)
     sink = Sink()
     stop = threading.Event()
     t = threading.Thread(target=source.run, args=(sink, stop), daemon=True)
