@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,29 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def running_lab(folder: Path) -> Iterator[Lab]:
+    """A payments lab for one test module: skips when root or the datapath is missing (or another
+    test lab holds the prefix), brings it up, and at the end takes it down leaving no namespace."""
+    needs_root()
+    try:
+        from hubblepy.datapath import DatapathUnavailable, check_environment
+    except ImportError as exc:
+        pytest.skip(f"datapath package not importable: {exc}")
+    try:
+        check_environment()
+    except DatapathUnavailable as exc:
+        pytest.skip(str(exc))
+    if lab_netns():
+        pytest.skip(f"namespaces with the test prefix {TEST_PREFIX} exist already")
+    lab = Lab(folder)
+    try:
+        up = lab.up()
+        assert up.returncode == 0, up.stderr
+        yield lab
+    finally:
+        down = lab.down()
+        assert down.returncode == 0, down.stderr
+        assert lab_netns() == []

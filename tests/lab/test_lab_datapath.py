@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from labtools import TEST_PREFIX, Lab, lab_netns, needs_root  # noqa: E402
+from labtools import Lab, running_lab  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -63,26 +63,8 @@ ECHO_CLIENT = (
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    needs_root()
-    try:
-        from hubblepy.datapath import DatapathUnavailable, check_environment
-    except ImportError as exc:
-        pytest.skip(f"datapath package not importable: {exc}")
-    try:
-        check_environment()
-    except DatapathUnavailable as exc:
-        pytest.skip(str(exc))
-    if lab_netns():
-        pytest.skip(f"namespaces with the test prefix {TEST_PREFIX} exist already")
-    lab = Lab(tmp_path_factory.mktemp("lab") / "state")
-    try:
-        up = lab.up()
-        assert up.returncode == 0, up.stderr
+    with running_lab(tmp_path_factory.mktemp("lab") / "state") as lab:
         yield lab
-    finally:
-        down = lab.down()
-        assert down.returncode == 0, down.stderr
-        assert lab_netns() == []
 
 
 def _ident(lab: Lab, pod: str) -> int:

@@ -111,8 +111,6 @@ def test_ccnp_must_not_have_namespace():
 
 
 def test_seed_policies_load_http_rules_and_warn_for_dns_and_fqdn():
-    if not SEED.exists():
-        pytest.skip(f"seed policies not found at {SEED} (set HUBBLEPY_SHARED)")
     (l7,) = load_policy_file(SEED / "api-http-l7.yaml")
     assert l7.warnings == []
     (port,) = l7.specs[0].ingress[0].ports

@@ -24,7 +24,7 @@ from hubblepy.codec.timestamps import canonical_ns
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "lab"))
-from labtools import TEST_PREFIX, Lab, lab_netns  # noqa: E402
+from labtools import running_lab  # noqa: E402
 from uitools import (  # noqa: E402
     UiProcess,
     artifact,
@@ -53,29 +53,9 @@ NO_FRONTEND = textwrap.dedent("""\
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    from labtools import needs_root
-
-    needs_root()
     chromium_path()
-    try:
-        from hubblepy.datapath import DatapathUnavailable, check_environment
-    except ImportError as exc:
-        pytest.skip(f"datapath package not importable: {exc}")
-    try:
-        check_environment()
-    except DatapathUnavailable as exc:
-        pytest.skip(str(exc))
-    if lab_netns():
-        pytest.skip(f"namespaces with the test prefix {TEST_PREFIX} exist already")
-    lab = Lab(tmp_path_factory.mktemp("ui") / "state")
-    try:
-        up = lab.up()
-        assert up.returncode == 0, up.stderr
+    with running_lab(tmp_path_factory.mktemp("ui") / "state") as lab:
         yield lab
-    finally:
-        down = lab.down()
-        assert down.returncode == 0, down.stderr
-        assert lab_netns() == []
 
 
 def test_payments_map_turns_red_for_the_probe_and_names_the_policies(lab):
