@@ -7,6 +7,8 @@ much cheaper than parsing the whole message.
 
 from __future__ import annotations
 
+from hubblepy.codec.timestamps import canonical_ns
+
 KIND_FLOW = 1
 KIND_NODE_STATUS = 2
 KIND_LOST_EVENTS = 3
@@ -83,7 +85,6 @@ def split_batch(buf: bytes) -> list[bytes]:
 
 
 _TIME_KEY = b'"time":"'
-_second_cache: dict[bytes, int] = {}
 
 
 def json_line_info(line: bytes) -> tuple[int, int]:
@@ -101,29 +102,4 @@ def json_line_info(line: bytes) -> tuple[int, int]:
         return 0, kind
     start = at + len(_TIME_KEY)
     end = line.find(b'"', start)
-    return _rfc3339_ns(line[start:end]), kind
-
-
-def _rfc3339_ns(text: bytes) -> int:
-    """Canonical UTC timestamp (``2024-02-29T23:56:58.592508929Z``) to nanoseconds, cached per second."""
-    head = text[:19]
-    seconds = _second_cache.get(head)
-    if seconds is None:
-        import calendar
-
-        seconds = calendar.timegm(
-            (
-                int(head[0:4]),
-                int(head[5:7]),
-                int(head[8:10]),
-                int(head[11:13]),
-                int(head[14:16]),
-                int(head[17:19]),
-            )
-        )
-        if len(_second_cache) > 4096:
-            _second_cache.clear()
-        _second_cache[head] = seconds
-    frac = text[20:-1] if len(text) > 20 and text[19:20] == b"." else b""
-    nanos = int(frac.ljust(9, b"0")) if frac else 0
-    return seconds * 1_000_000_000 + nanos
+    return canonical_ns(line[start:end].decode("ascii", "replace")), kind

@@ -27,6 +27,7 @@ from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.timeparse import go_quote
 from hubblepy.filters import FilterError
 from hubblepy.filters import parse_identity as _parse_identity
+from hubblepy.gotext import go_parse_uint
 
 #: FlowFilter field names in .proto declaration order (the key order of canonical dicts).
 FLOW_FILTER_FIELDS: tuple[str, ...] = tuple(f.name for f in flow_pb2.FlowFilter.DESCRIPTOR.fields)
@@ -195,69 +196,6 @@ FILTER_FLAG_NAMES: frozenset[str] = frozenset(
 
 class FilterFlagError(ValueError):
     """A bad filter flag value; the text is upstream's message without the pflag prefix."""
-
-
-def go_parse_uint(text: str, base: int, bits: int, func: str = "ParseUint") -> int:
-    """Go ``strconv.ParseUint`` (base 0 or 10), raising ValueError with Go's message."""
-    syntax = ValueError(f'strconv.{func}: parsing "{_quote_inner(text)}": invalid syntax')
-    digits = text
-    radix = base
-    if base == 0:
-        radix = 10
-        lowered = text.lower()
-        if lowered.startswith("0x"):
-            radix, digits = 16, text[2:]
-        elif lowered.startswith("0o"):
-            radix, digits = 8, text[2:]
-        elif lowered.startswith("0b"):
-            radix, digits = 2, text[2:]
-        elif text.startswith("0") and len(text) > 1:
-            radix, digits = 8, text[1:]
-        if "_" in digits or "_" in text:
-            if not _underscores_ok(text):
-                raise syntax
-            digits = digits.replace("_", "")
-    if not digits:
-        raise syntax
-    value = 0
-    for ch in digits:
-        if "0" <= ch <= "9":
-            d = ord(ch) - 48
-        elif "a" <= ch.lower() <= "z":
-            d = ord(ch.lower()) - 87
-        else:
-            raise syntax
-        if d >= radix:
-            raise syntax
-        value = value * radix + d
-    if value >= 1 << bits:
-        raise ValueError(f'strconv.{func}: parsing "{_quote_inner(text)}": value out of range')
-    return value
-
-
-def _underscores_ok(text: str) -> bool:
-    """Go's rule for ``_`` in base-0 literals: only between digits or after a base prefix."""
-    saw = "^"
-    i = 0
-    hexadecimal = False
-    if len(text) >= 2 and text[0] == "0" and text[1].lower() in "box":
-        hexadecimal = text[1].lower() == "x"
-        i = 2
-        saw = "0"
-    while i < len(text):
-        ch = text[i]
-        if "0" <= ch <= "9" or (hexadecimal and "a" <= ch.lower() <= "f"):
-            saw = "0"
-        elif ch == "_":
-            if saw != "0":
-                return False
-            saw = "_"
-        else:
-            if saw == "_":
-                return False
-            saw = "!"
-        i += 1
-    return saw != "_"
 
 
 def _quote_inner(text: str) -> str:

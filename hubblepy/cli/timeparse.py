@@ -333,11 +333,10 @@ def parse_time_bound(value: str, now: datetime | int) -> int:
 
 
 def parse_rfc3339_ns(text: str) -> int:
-    """Parse an RFC 3339 timestamp (any offset, optional 1-9 digit fraction) into ns since the epoch.
+    """ns since the epoch of an RFC 3339 timestamp (the codec's reading); :class:`TimeParseError` if not one."""
+    from hubblepy.codec.timestamps import parse_rfc3339_ns as parse
 
-    Raises :class:`TimeParseError` when the text is not RFC 3339.
-    """
-    parsed = _parse_layout(_LAYOUTS[3], text)
-    if parsed is None:
-        raise TimeParseError(f"failed to convert {text} to time")
-    return parsed
+    try:
+        return parse(text)
+    except ValueError:
+        raise TimeParseError(f"failed to convert {text} to time") from None

@@ -27,7 +27,7 @@ from hubblepy.filters.labelselector import (
     parse_selector,
 )
 from hubblepy.filters.patterns import compile_fqdn_patterns, compile_node_name_patterns
-from hubblepy.gotext import go_quote
+from hubblepy.gotext import go_parse_uint, go_quote
 
 Flow = dict[str, Any]
 Check = Callable[[Flow], bool]
@@ -57,21 +57,6 @@ def _enum_set(table: dict[str, int], values: Iterable[Any], what: str) -> frozen
         except ValueError as err:
             raise FilterError(str(err)) from None
     return frozenset(forms)
-
-
-def _go_parse_uint10(text: str, bits: int) -> int:
-    """Go ``strconv.ParseUint(text, 10, bits)``; raise ValueError with Go's error text."""
-    max_value = (1 << bits) - 1
-    if text == "":
-        raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: invalid syntax")
-    value = 0
-    for ch in text:
-        if not ("0" <= ch <= "9"):
-            raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: invalid syntax")
-        value = value * 10 + (ord(ch) - 48)
-        if value > max_value:
-            raise ValueError(f"strconv.ParseUint: parsing {go_quote(text)}: value out of range")
-    return value
 
 
 def _to_int(value: Any, what: str) -> int:
@@ -300,7 +285,7 @@ def build_port(values: list[Any], side: str) -> Check:
     for value in values:
         text = str(value)
         try:
-            ports.add(_go_parse_uint10(text, 16))
+            ports.add(go_parse_uint(text, 10, 16))
         except ValueError as err:
             raise FilterError(f"invalid {side} port filter: invalid port {go_quote(text)}: {err}") from None
     wanted = frozenset(ports)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from hubblepy.codec.timestamps import parse_timestamp
+from hubblepy.codec.timestamps import parse_rfc3339_ns
 from hubblepy.parser.constants import CLUSTER_LABEL_KEY, MSG_ACCESS_LOG
 from hubblepy.parser.errors import (
     ERR_INTERNAL,
@@ -248,14 +248,6 @@ def _uints(value: Any) -> list[int]:
 
 
 # --- time -----------------------------------------------------------------------------------------
-def parse_rfc3339_ns(text: str) -> int:
-    """Unix nanoseconds of an RFC 3339 timestamp (Go's time.RFC3339Nano layout); ValueError if invalid."""
-    parsed = parse_timestamp(text)
-    if parsed is None:
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    return parsed[0] * 1_000_000_000 + parsed[1]
-
-
 # --- Go text forms ------------------------------------------------------------------------------
 class _Keep:
     """The bytes one URL part keeps as they are (Go's net/url shouldEscape), and a regex that finds
