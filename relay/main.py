@@ -44,6 +44,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
 
 from hubblepy.api.observer import observer_pb2  # noqa: E402
+from hubblepy.cli.timeparse import DurationError, parse_go_duration  # noqa: E402
 from hubblepy.observer.flags import (  # noqa: E402
     check_dial_address,
     check_listen_address,
@@ -51,7 +52,6 @@ from hubblepy.observer.flags import (  # noqa: E402
     parse_peer_list,
 )
 from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target  # noqa: E402
-from relay.durations import parse_duration  # noqa: E402
 from relay.peers import ClientTLS, DialOptions, PeerManager  # noqa: E402
 from relay.service import RelayObserver  # noqa: E402
 
@@ -144,8 +144,8 @@ def _read_all(paths: str) -> bytes | None:
 
 def _duration(flag: str, text: str, positive: bool = False) -> float:
     try:
-        value = parse_duration(text)
-    except ValueError:
+        value = parse_go_duration(text) / 1e9
+    except DurationError:
         raise RelayError(
             f'invalid argument "{text}" for "--{flag}" flag: time: invalid duration "{text}"'
         ) from None

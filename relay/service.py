@@ -35,6 +35,7 @@ from hubblepy.api.observer import observer_pb2
 from hubblepy.api.relay import relay_pb2
 from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.service import observer_method_handlers
+from hubblepy.rpcerror import rpc_error_text
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
 from relay.metrics import STATS
@@ -57,32 +58,6 @@ KIND_NODE_STATUS = -1  # queued item: a serialized node status event, sent right
 KIND_NODE_ERROR = -2  # queued item: (node name, message) for the error aggregator
 
 _END = object()  # a node stream ended (non-follow)
-
-_GO_CODE_NAMES = {
-    grpc.StatusCode.CANCELLED: "Canceled",
-    grpc.StatusCode.UNKNOWN: "Unknown",
-    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
-    grpc.StatusCode.NOT_FOUND: "NotFound",
-    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
-    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
-    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
-    grpc.StatusCode.ABORTED: "Aborted",
-    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
-    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
-    grpc.StatusCode.INTERNAL: "Internal",
-    grpc.StatusCode.UNAVAILABLE: "Unavailable",
-    grpc.StatusCode.DATA_LOSS: "DataLoss",
-    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
-}
-
-
-def rpc_error_text(exc: grpc.RpcError) -> str:
-    """An error in the Go client's words: ``rpc error: code = Unavailable desc = ...``."""
-    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return f"rpc error: code = {_GO_CODE_NAMES.get(code, 'Unknown')} desc = {details}"
 
 
 def node_status_bytes(

@@ -8,141 +8,28 @@ config file.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
-import yaml
+from hubblepy.cli.connection_flags import GLOBAL_FLAGS
+from hubblepy.cli.help import render_help
+from hubblepy.cli.pflag import FlagSet, HelpRequested, UsageError, go_parse_bool
+from hubblepy.cli.settings import KEYS, Settings, load_config_file
 
-from relay.durations import parse_duration
-
-# key -> (type, default); types: string, bool, duration, int, stringSlice
-KEYS: dict[str, tuple[str, Any]] = {
-    "basic-auth-password": ("string", ""),
-    "basic-auth-username": ("string", ""),
-    "config": ("string", ""),
-    "debug": ("bool", False),
-    "kube-context": ("string", ""),
-    "kube-namespace": ("string", "kube-system"),
-    "kubeconfig": ("string", ""),
-    "port-forward": ("bool", False),
-    "port-forward-port": ("int", 4245),
-    "request-timeout": ("duration", "12s"),
-    "server": ("string", "localhost:4245"),
-    "timeout": ("duration", "5s"),
-    "tls": ("bool", False),
-    "tls-allow-insecure": ("bool", False),
-    "tls-ca-cert-files": ("stringSlice", []),
-    "tls-client-cert-file": ("string", ""),
-    "tls-client-key-file": ("string", ""),
-    "tls-server-name": ("string", ""),
+#: pflag's type names, which upstream's ``config set`` errors name.
+_KIND_NAMES = {
+    "bool": "bool",
+    "duration": "duration",
+    "uint": "uint16",
+    "string_slice": "stringSlice",
+    "string": "string",
 }
 
 
 class ConfigError(Exception):
     """A `hubble config` problem, printed as one line."""
-
-
-def default_config_path(env: Mapping[str, str]) -> str:
-    xdg = env.get("XDG_CONFIG_HOME", "")
-    home = env.get("HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return str(Path(xdg) / "hubble" / "config.yaml")
-    if home:
-        return str(Path(home) / ".config" / "hubble" / "config.yaml")
-    return ""
-
-
-def read_config_file(path: str) -> dict[str, Any]:
-    """The config file's mapping ({} when missing or unreadable)."""
-    if not path:
-        return {}
-    try:
-        with open(path, "rb") as fh:
-            loaded = yaml.safe_load(fh)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {}
-    return {str(k).lower(): v for k, v in loaded.items()} if isinstance(loaded, dict) else {}
-
-
-class Settings:
-    """Lookup of client settings: flags, then environment, then config file, then defaults."""
-
-    def __init__(
-        self, env: Mapping[str, str], config_path: str | None, flags: Mapping[str, Any] | None = None
-    ) -> None:
-        self.env = env
-        self.path = config_path or env.get("HUBBLE_CONFIG", "") or default_config_path(env)
-        self.file = read_config_file(self.path)
-        self.flags = dict(flags or {})
-
-    def raw(self, key: str) -> Any:
-        if key == "config":
-            return self.path
-        if key in self.flags:
-            return self.flags[key]
-        value = self.env.get("HUBBLE_" + key.upper().replace("-", "_"), "")
-        if value != "":
-            return value
-        if key in self.file:
-            return self.file[key]
-        return KEYS[key][1]
-
-    def get(self, key: str) -> str:
-        value = self.raw(key)
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return "" if value is None else str(value)
-
-    def boolean(self, key: str) -> bool:
-        value = self.raw(key)
-        if isinstance(value, bool):
-            return value
-        return str(value).lower() in ("1", "t", "true")
-
-    def duration_s(self, key: str) -> float:
-        value = self.raw(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value / 1e9
-        try:
-            return parse_duration(str(value))
-        except ValueError:
-            raise ValueError(f'invalid duration "{value}" for {key}') from None
-
-    def string_list(self, key: str) -> list[str]:
-        value = self.raw(key)
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        return [p for p in str(value).replace(",", " ").split() if p]
-
-    def typed(self, key: str) -> Any:
-        kind = KEYS[key][0]
-        if kind == "bool":
-            return self.boolean(key)
-        if kind == "duration":
-            value = self.raw(key)
-            return value if isinstance(value, str) else _go_duration_text(self.duration_s(key))
-        if kind == "int":
-            return int(self.raw(key))
-        if kind == "stringSlice":
-            return self.string_list(key)
-        return self.get(key)
-
-
-def _go_duration_text(seconds: float) -> str:
-    whole = int(seconds)
-    if whole == seconds:
-        h, rem = divmod(whole, 3600)
-        m, s = divmod(rem, 60)
-        if h:
-            return f"{h}h{m}m{s}s"
-        if m:
-            return f"{m}m{s}s"
-        return f"{s}s"
-    return f"{seconds * 1000:g}ms"
 
 
 def to_yaml(value: Any) -> str:
@@ -181,41 +68,62 @@ def _scalar(value: Any) -> str:
 
 
 def _convert(key: str, text: str) -> Any:
-    kind, default = KEYS[key]
+    """``hubble config set`` conversion, as upstream's (spf13/cast for bool and duration)."""
+    kind, _ = KEYS[key]
     try:
         if kind == "bool":
-            lowered = text.lower()
-            if lowered in ("1", "t", "true"):
-                return True
-            if lowered in ("0", "f", "false"):
-                return False
-            raise ValueError(text)
+            return go_parse_bool(text)
         if kind == "duration":
-            parse_duration(text)
+            from hubblepy.cli.timeparse import parse_go_duration
+
+            parse_go_duration(text if any(ch in "nsuµmh" for ch in text) else text + "ns")
             return text
-        if kind == "int":
-            return int(text)
-        if kind == "stringSlice":
-            body = text.strip().removeprefix("[").removesuffix("]")
-            return [p.strip() for p in body.split(",")] if body else []
+        if kind == "uint":
+            from hubblepy.gotext import go_parse_uint
+
+            return go_parse_uint(text, 0, 16)
+        if kind == "string_slice":
+            import csv
+
+            body = text.removeprefix("[").removesuffix("]")
+            return next(csv.reader([body], strict=True)) if body else []
         return text
-    except ValueError:
-        raise ConfigError(f"cannot assign value={text} for key={key}, expected type={kind}") from None
+    except (ValueError, csv_error()) as exc:
+        raise ConfigError(
+            f"cannot assign value={text} for key={key}, expected type={_KIND_NAMES.get(kind, kind)}: {exc}"
+        ) from None
+
+
+def csv_error() -> type[Exception]:
+    import csv
+
+    return csv.Error
 
 
 def _write_key(path: str, key: str, value: Any) -> None:
     if not path:
         raise ConfigError("config file undefined")
-    data = read_config_file(path)
+    data = load_config_file(path) or {}
     data[key] = value
     os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     with open(path, "w") as fh:
         fh.write(to_yaml(data))
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
+def config_help() -> str:
+    return render_help(
+        "Show or change the CLI's settings (flags, HUBBLE_* variables, config file).",
+        ["hubble config [command]"],
+        GLOBAL_FLAGS,
+        ("Global Flags",),
+        commands=(
+            ("get", "Print one setting, or all of them"),
+            ("reset", "Put one setting, or all of them, back to its default in the config file"),
+            ("set", "Write a setting to the config file"),
+            ("view", "Print every setting as YAML"),
+        ),
+        footer='Use "hubble config [command] --help" for more information about a command.',
+    )
 
 
 def config_main(
@@ -228,14 +136,12 @@ def config_main(
     env = os.environ if env is None else env
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    p = _Parser(prog="hubble config")
-    p.add_argument("action", choices=["view", "get", "set", "reset"])
-    p.add_argument("words", nargs="*")
-    p.add_argument("--config", default=None)
     try:
-        ns = p.parse_args(argv)
-        settings = Settings(env, ns.config)
-        action, words = ns.action, ns.words
+        values, words = FlagSet(GLOBAL_FLAGS).parse(argv)
+        if values.get("help") or not words or words[0] == "help":
+            raise HelpRequested()
+        action, words = words[0], words[1:]
+        settings = Settings(env, config_flag=values.get("config"))
         if action == "view" or (action == "get" and not words):
             if action == "view" and words:
                 raise ConfigError(f"invalid arguments: view takes no argument: got '{' '.join(words)}'")
@@ -258,9 +164,9 @@ def config_main(
             if key not in KEYS:
                 raise ConfigError(f"unknown key: {key}")
             text = words[1] if len(words) == 2 and words[1] != "" else None
-            value = KEYS[key][1] if text is None else _convert(key, text)
+            value = _default_text(key) if text is None else _convert(key, text)
             _write_key(settings.path, key, value)
-        else:
+        elif action == "reset":
             if len(words) > 1:
                 raise ConfigError(
                     f"invalid arguments: reset requires exactly 0 or 1 argument: got '{' '.join(words)}'"
@@ -269,14 +175,27 @@ def config_main(
             for key in keys:
                 if key not in KEYS:
                     raise ConfigError(f"unknown key: {key}")
-                _write_key(settings.path, key, KEYS[key][1])
-    except ConfigError as exc:
+                _write_key(settings.path, key, _default_text(key))
+        else:
+            raise ConfigError(f'unknown command "{action}" for "hubble config"')
+    except HelpRequested:
+        out.write(config_help())
+    except (ConfigError, UsageError) as exc:
         err.write(f"{exc}\n")
         return 1
     except OSError as exc:
         err.write(f"cannot write config file: {exc.strerror}\n")
         return 1
     return 0
+
+
+def _default_text(key: str) -> Any:
+    kind, default = KEYS[key]
+    if kind == "duration":
+        from hubblepy.cli.timeparse import format_go_duration
+
+        return format_go_duration(default)
+    return default
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,7 @@
 ``export`` takes `hubble observe`'s filter, time and source flags (``--input-file`` or ``--server``
 and its TLS flags) plus ``--output DIR``, ``--sign-key FILE`` and ``--policies-from auto|lab|none``.
 ``flows.jsonl`` is written by the observe machinery itself (the file reader of
-:mod:`hubblepy.cli.observe`, or :func:`hubblepy.cli.live.stream_records` with observe's printer), so
+:mod:`hubblepy.cli.observe`, or :func:`hubblepy.cli.observe_live.stream_records` with observe's printer), so
 it is byte for byte what ``hubble observe -o json`` prints for the same flags; a live export without
 ``--first``/``--last``/``--all`` asks for ``--all``. Relative ``--since``/``--until`` are fixed to
 absolute times once, and the manifest records both.
@@ -327,18 +327,12 @@ def _write_flows(
 def _write_live_flows(folder: Path, path: Path, args: Any, now_ns: int) -> Any:
     import grpc
 
-    from hubblepy.cli.live import (
-        Connection,
-        LiveError,
-        build_flows_request,
-        dial,
-        rpc_error_line,
-        stream_records,
-    )
-    from hubblepy.cli.observe import print_options
+    from hubblepy.cli.connection import Connection, LiveError, dial, hangup, rpc_error_line
+    from hubblepy.cli.observe_live import build_flows_request, stream_records
     from hubblepy.evidence.bundle import Facts, scan_flows
     from hubblepy.evidence.live import StreamWatcher, completeness, known_nodes, oldest_flow_ns
     from hubblepy.printer import Printer
+    from hubblepy.printer.options import observe_print_options as print_options
 
     conn = Connection.from_args(args)
     try:
@@ -359,7 +353,7 @@ def _write_live_flows(folder: Path, path: Path, args: Any, now_ns: int) -> Any:
                 watcher.close()
         oldest = {n["name"]: oldest_flow_ns(channel, n["name"], conn.request_timeout_s) for n in nodes}
     finally:
-        channel.close()
+        hangup(channel)
     scan = scan_flows(folder)
     return scan, Facts(
         query={

@@ -30,7 +30,8 @@ from hubblepy.cli.slog import slog_line, warn
 from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
 from hubblepy.codec.timestamps import canonical_ns
 from hubblepy.filters import FilterError, compile_byte_prefilter, compile_flow_filters
-from hubblepy.printer import Printer, PrintOptions
+from hubblepy.printer import Printer
+from hubblepy.printer.options import observe_print_options as print_options
 
 
 class ObserveError(Exception):
@@ -80,7 +81,9 @@ def run(
     try:
         args = parse_observe_args(argv, env)
     except HelpRequested:
-        stdout.write(OBSERVE_HELP.encode())
+        from hubblepy.cli.observe_help import observe_help
+
+        stdout.write(observe_help().encode())
         return 0
     if args.print_raw_filters:
         stdout.write(render_raw_filters(args.allow, args.deny).encode())
@@ -88,13 +91,15 @@ def run(
     if args.debug and args.config_file_used:
         stderr.write(slog_line("DEBUG", "Using config file", config_file=args.config_file_used))
     predicate = compile_flow_filters(args.allow, args.deny)
+    if args.jq is not None and args.output != "json":
+        raise ObserveError(f"--jq needs JSON output: drop -o {args.output_flag} or use -o json")
     jq_program = _compile_jq(args.jq) if args.jq is not None else None
     if args.debug:
         stderr.write(slog_line("DEBUG", "Sending GetFlows request", request=_request_summary(args)))
     if args.input_file is None:
-        from hubblepy.cli.live import run_live_observe
+        from hubblepy.cli.observe_live import run_live_observe
 
-        return run_live_observe(args, stdout=stdout, stderr=stderr)
+        return run_live_observe(args, stdout=stdout, stderr=stderr, jq_program=jq_program)
 
     if args.port_forward:
         raise ObserveError("cannot use --input-file and --auto-port-forward together")
@@ -128,7 +133,11 @@ def run(
         decoder = ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text))
         records = _matching_records(iter_line_batches(stream), decoder, scan, stderr.write)
         if jq_program is not None:
-            _print_jq(records, args, jq_program, stdout, stderr)
+            failures = _print_jq(records, args, jq_program, stdout, stderr)
+            if failures:
+                stdout.flush()
+                stderr.write(f"the jq program failed on {failures} record(s)\n")
+                return 1
         else:
             _print_records(records, args, printer)
     finally:
@@ -137,35 +146,6 @@ def run(
             stream.close()
         stdout.flush()
     return 0
-
-
-def print_options(args: ObserveArgs, stdout: BinaryIO) -> PrintOptions:
-    """The printer settings for ``args``, with ``--color auto`` resolved against ``stdout``."""
-    return PrintOptions(
-        output=args.output,
-        time_format=args.time_format,
-        color=_use_color(args.color, stdout),
-        print_node_name=args.print_node_name,
-        print_policy_names=args.print_policy_names,
-        numeric=args.numeric or not args.ip_translation,
-        debug=args.debug,
-        silent_errors=args.silent_errors,
-        legacy_json=args.legacy_json,
-    )
-
-
-def _use_color(mode: str, stdout: BinaryIO) -> bool:
-    mode = mode.lower()
-    if mode == "always":
-        return True
-    if mode == "never":
-        return False
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        return False
-    try:
-        return os.isatty(stdout.fileno())
-    except (AttributeError, OSError, ValueError):
-        return False
 
 
 def _compile_jq(expression: str):  # noqa: ANN202 - jq's program type is not exported
@@ -194,35 +174,6 @@ def _request_summary(args: ObserveArgs) -> str:
 
 
 Record = tuple[dict, "bytes | None"]
-
-OBSERVE_HELP = """Observe flows and events of a Hubble server, a relay, or a file of saved flows.
-
-Usage:
-  hubble observe [flows] [flags]
-
-Input:
-      --input-file FILE|-     read flows from a file (or stdin) instead of a server
-      --server ADDR           Hubble server or relay address (default "localhost:4245", env HUBBLE_SERVER)
-  -f, --follow                keep streaming new flows
-      --first N / --last N    the oldest / newest N records
-      --all                   every record the server has
-      --since T / --until T   time window (durations like 5m, dates, RFC 3339 times)
-
-Filters (repeat a flag for OR, combine flags for AND, prefix with --not to negate):
-  --verdict, --namespace/-n, --pod, --from-pod, --to-pod, --label/-l, --ip, --from-ip, --to-ip,
-  --fqdn, --service, --port, --protocol, --type/-t, --identity, --workload, --cluster, --node-name,
-  --http-method, --http-path, --http-status, --http-url, --http-header, --traffic-direction,
-  --drop-reason-desc, --tcp-flags, --uuid, --trace-id, --ip-version/-4/-6, --allowlist, --denylist
-
-Output:
-  -o, --output compact|dict|table|json|jsonpb   (default compact)
-      --jq EXPR               apply a jq program to each JSON record and print its results
-      --time-format NAME      StampMilli (default), RFC3339, RFC3339Milli, RFC3339Micro, RFC3339Nano, ...
-      --print-node-name, --print-policy-names, --numeric, --ip-translation=false, --color auto|always|never
-      --print-raw-filters     print the FlowFilters the flags make, then exit
-
-See docs/observe.md for recipes.
-"""
 
 
 def _matching_records(
@@ -344,38 +295,47 @@ def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printe
             write(record, raw)
 
 
+def jq_results(program, text: str) -> tuple[list[bytes], str | None]:  # noqa: ANN001 - jq program
+    """The output lines of ``program`` on one record's JSON (strings raw, like ``jq -r``) and its error."""
+    try:
+        results = program.input_text(text).all()
+    except ValueError as exc:
+        return [], (str(exc).splitlines() or ["jq error"])[0]
+    return [
+        result.encode() + b"\n" if type(result) is str else orjson.dumps(result) + b"\n" for result in results
+    ], None
+
+
 def _print_jq(
     records: Iterable[Record],
     args: ObserveArgs,
     program,  # noqa: ANN001 - jq's program type is not exported
     stdout: BinaryIO,
     stderr: TextIO,
-) -> None:
-    """Run the ``--jq`` program on each record's JSON; print strings raw (like ``jq -r``), others as JSON."""
+) -> int:
+    """Run the ``--jq`` program on each record's JSON and print its results; returns the failures."""
     if args.file_first:
         records = _take(records, args.file_first)
     elif args.file_last:
         records = collections.deque(records, maxlen=args.file_last)
     chunk: list[bytes] = []
+    failures = 0
     for record, raw in records:
         text = (raw if raw is not None else encode_response(record)).decode()
-        try:
-            results = program.input_text(text).all()
-        except ValueError as exc:
+        lines, error = jq_results(program, text)
+        chunk.extend(lines)
+        if error is not None:
+            failures += 1
             stdout.write(b"".join(chunk))
             chunk.clear()
             stdout.flush()
-            warn(stderr, "jq program failed on a record", error=str(exc).splitlines()[0])
+            warn(stderr, "jq program failed on a record", error=error)
             continue
-        for result in results:
-            if type(result) is str:
-                chunk.append(result.encode() + b"\n")
-            else:
-                chunk.append(orjson.dumps(result) + b"\n")
         if len(chunk) >= 256:
             stdout.write(b"".join(chunk))
             chunk.clear()
     stdout.write(b"".join(chunk))
+    return failures
 
 
 def _take(records: Iterable[Record], count: int) -> Iterable[Record]:

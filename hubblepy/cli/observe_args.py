@@ -1,45 +1,28 @@
 """Command-line parsing for `hubble observe [flows]`, compatible with upstream's Go pflag/cobra.
 
-Upstream's flag handling has semantics that click/typer cannot reproduce, so this is a small
-pflag-style parser:
-
-* ``--flag value`` and ``--flag=value``; short flags as ``-n x``, ``-nx`` and ``-n=x``; short
-  booleans can be grouped (``-fD``); ``--`` ends the flags; other words are positional and ignored;
-* boolean flags (and ``--not``, ``-A``, ``-4``/``-6``, ``--encrypted``...) take a value only after
-  ``=``: ``--numeric false`` leaves ``false`` as an ignored positional word;
-* flags are applied in command-line order, so ``--not`` negates the *next* filter flag;
-* errors carry upstream's exact one-line text (``unknown flag: --x``, ``invalid argument "v" for
-  "-t, --type" flag: ...``).
-
-After parsing, the same checks as upstream run in upstream's order (output format, field mask,
-``--first``/``--last``/``--all``/``--follow``, ``--since``/``--until``, raw filters from flags,
-``HUBBLE_ALLOWLIST``/``HUBBLE_DENYLIST`` and the config file). The result is an
-:class:`ObserveArgs` holding canonical FlowFilter allow/deny lists and every option the command
-needs. Filter *compilation* (IP, port, regex, label checks) is not done here.
+Flags are read by the pflag port (:mod:`hubblepy.cli.pflag`) from the table of
+:mod:`hubblepy.cli.observe_flags`, and settings (server, TLS, timeouts, allowlist/denylist, debug)
+by the one settings layer (:mod:`hubblepy.cli.settings`). After parsing, the same checks as upstream
+run in upstream's order (output format, field mask, ``--first``/``--last``/``--all``/``--follow``,
+``--since``/``--until``, raw filters from flags, ``HUBBLE_ALLOWLIST``/``HUBBLE_DENYLIST`` and the
+config file). The result is an :class:`ObserveArgs` holding canonical FlowFilter allow/deny lists and
+every option the command needs. Filter *compilation* (IP, port, regex, label checks) is not done here.
 """
 
 from __future__ import annotations
 
-import csv
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-import yaml
 
 from hubblepy.api.flow import flow_pb2
-from hubblepy.cli.filter_flags import FILTER_FLAG_NAMES, FilterBuilder, FilterFlagError, go_parse_uint
+from hubblepy.cli.connection_flags import validate_flags
+from hubblepy.cli.filter_flags import FILTER_FLAG_NAMES, FilterBuilder
+from hubblepy.cli.observe_flags import observe_flag_specs
+from hubblepy.cli.pflag import FlagSet, HelpRequested, UsageError
 from hubblepy.cli.raw_filters import RawFilterError, decode_flow_filters, render_raw_filters
-from hubblepy.cli.timeparse import (
-    DurationError,
-    TimeParseError,
-    go_quote,
-    parse_go_duration,
-    parse_time_bound,
-)
+from hubblepy.cli.settings import OBSERVE_KEYS, Settings
+from hubblepy.cli.timeparse import TimeParseError, go_quote, parse_time_bound
 
 __all__ = [
     "HelpRequested",
@@ -81,114 +64,10 @@ DEFAULT_FIELD_MASK = (
 )
 
 
-class UsageError(Exception):
-    """A command-line error; ``str()`` is upstream's exact one-line stderr message."""
-
-
-class HelpRequested(Exception):
-    """``-h``/``--help`` was given (and no flag error came first)."""
-
-
-@dataclass(frozen=True)
-class FlagSpec:
-    """One command-line flag: its long name, optional one-letter short name and value kind."""
-
-    name: str
-    kind: str  # filter, bool, string, uint64, uint16, duration, string_slice, string_array
-    short: str = ""
-    no_opt_default: str = ""
-
-    @property
-    def spelling(self) -> str:
-        """The flag as upstream names it in error messages (``-t, --type`` or ``--verdict``)."""
-        return f"-{self.short}, --{self.name}" if self.short else f"--{self.name}"
-
-
-_FILTER_SHORTS = {
-    "type": "t",
-    "namespace": "n",
-    "label": "l",
-    "ipv4": "4",
-    "ipv6": "6",
-    "all-namespaces": "A",
-}
-_FILTER_NO_OPT = {
-    "not": "true",
-    "ipv4": "v4",
-    "ipv6": "v6",
-    "all-namespaces": "true",
-    "from-all-namespaces": "true",
-    "to-all-namespaces": "true",
-    "encrypted": "true",
-    "unencrypted": "true",
-}
-
-_OTHER_FLAGS = (
-    # selectors
-    FlagSpec("all", "bool"),
-    FlagSpec("last", "uint64"),
-    FlagSpec("first", "uint64"),
-    FlagSpec("follow", "bool", "f"),
-    FlagSpec("since", "string"),
-    FlagSpec("until", "string"),
-    # formatting
-    FlagSpec("output", "string", "o"),
-    FlagSpec("print-node-name", "bool"),
-    FlagSpec("print-policy-names", "bool"),
-    FlagSpec("time-format", "string"),
-    FlagSpec("numeric", "bool"),
-    FlagSpec("ip-translation", "bool"),
-    FlagSpec("color", "string"),
-    # raw filters
-    FlagSpec("allowlist", "string_array"),
-    FlagSpec("denylist", "string_array"),
-    # other
-    FlagSpec("silent-errors", "bool", "s"),
-    FlagSpec("print-raw-filters", "bool"),
-    FlagSpec("input-file", "string"),
-    FlagSpec("field-mask", "string_slice"),
-    FlagSpec("use-default-field-masks", "bool"),
-    FlagSpec("jq", "string"),  # our extension
-    FlagSpec("strict-last", "bool"),  # our extension: exact global --last N through a hubblepy relay
-    # global
-    FlagSpec("config", "string"),
-    FlagSpec("debug", "bool", "D"),
-    FlagSpec("help", "bool", "h"),
-    # server connection
-    FlagSpec("server", "string"),
-    FlagSpec("timeout", "duration"),
-    FlagSpec("request-timeout", "duration"),
-    FlagSpec("tls", "bool"),
-    FlagSpec("tls-allow-insecure", "bool"),
-    FlagSpec("tls-ca-cert-files", "string_slice"),
-    FlagSpec("tls-client-cert-file", "string"),
-    FlagSpec("tls-client-key-file", "string"),
-    FlagSpec("tls-server-name", "string"),
-    FlagSpec("basic-auth-username", "string"),
-    FlagSpec("basic-auth-password", "string"),
-    FlagSpec("port-forward", "bool"),
-    FlagSpec("port-forward-port", "uint16"),
-    FlagSpec("kube-context", "string"),
-    FlagSpec("kube-namespace", "string"),
-    FlagSpec("kubeconfig", "string"),
-)
-
-
-def _build_flag_tables() -> tuple[dict[str, FlagSpec], dict[str, FlagSpec]]:
-    specs = [
-        FlagSpec(name, "filter", _FILTER_SHORTS.get(name, ""), _FILTER_NO_OPT.get(name, ""))
-        for name in sorted(FILTER_FLAG_NAMES)
-    ]
-    for spec in _OTHER_FLAGS:
-        if spec.kind == "bool":
-            spec = FlagSpec(spec.name, spec.kind, spec.short, "true")
-        specs.append(spec)
-    by_name = {spec.name: spec for spec in specs}
-    by_short = {spec.short: spec for spec in specs if spec.short}
-    return by_name, by_short
-
-
-FLAGS_BY_NAME, FLAGS_BY_SHORT = _build_flag_tables()
+#: The flags `hubble observe` accepts.
+OBSERVE_FLAGS = FlagSet(observe_flag_specs(FILTER_FLAG_NAMES))
+FLAGS_BY_NAME = OBSERVE_FLAGS.by_name
+FLAGS_BY_SHORT = OBSERVE_FLAGS.by_short
 
 
 @dataclass
@@ -280,238 +159,6 @@ class ObserveArgs:
         return self.number if self.first_mode and self.number != ALL_FLOWS else 0
 
 
-def _go_parse_bool(text: str) -> bool:
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ValueError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
-
-
-def _read_csv(text: str) -> list[str]:
-    if text == "":
-        return []
-    try:
-        return next(csv.reader([text.split("\n", 1)[0]], strict=True))
-    except (csv.Error, StopIteration) as exc:
-        raise ValueError(f"parse error: {exc}") from None
-
-
-def _quote_rune(ch: str) -> str:
-    """Go's ``%q`` of a single character (``'x'``)."""
-    if ch == "'":
-        return "'\\''"
-    if ch == '"':
-        return "'\"'"
-    return "'" + go_quote(ch)[1:-1] + "'"
-
-
-class _FlagValues:
-    """Flag values as set on the command line, in order, with pflag's per-kind semantics."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}  # flag name -> bool, str, int or list[str]
-        self.changed: set[str] = set()
-        self.filters = FilterBuilder()
-
-    def set(self, spec: FlagSpec, value: str) -> None:
-        try:
-            self._set(spec, value)
-        except (ValueError, FilterFlagError) as exc:
-            raise UsageError(
-                f"invalid argument {go_quote(value)} for {go_quote(spec.spelling)} flag: {exc}"
-            ) from None
-        self.changed.add(spec.name)
-
-    def _set(self, spec: FlagSpec, value: str) -> None:
-        kind = spec.kind
-        if kind == "filter":
-            self.filters.set(spec.name, value)
-        elif kind == "bool":
-            self.values[spec.name] = _go_parse_bool(value)
-        elif kind == "string":
-            self.values[spec.name] = value
-        elif kind == "uint64":
-            self.values[spec.name] = go_parse_uint(value, 0, 64)
-        elif kind == "uint16":
-            self.values[spec.name] = go_parse_uint(value, 0, 16)
-        elif kind == "duration":
-            try:
-                self.values[spec.name] = parse_go_duration(value)
-            except DurationError as exc:
-                raise ValueError(str(exc)) from None
-        elif kind == "string_slice":
-            items = _read_csv(value)
-            previous = self.values.get(spec.name, []) if spec.name in self.changed else []
-            self.values[spec.name] = [*previous, *items]
-        elif kind == "string_array":
-            previous = self.values.get(spec.name, []) if spec.name in self.changed else []
-            self.values[spec.name] = [*previous, value]
-        else:  # pragma: no cover - table and setter are kept in sync
-            raise ValueError(f"unsupported flag kind {kind}")
-
-
-def _parse_flags(argv: list[str]) -> tuple[_FlagValues, list[str]]:
-    """Walk argv like pflag's parseArgs; return the values and the positional words."""
-    values = _FlagValues()
-    positional: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if len(arg) < 2 or arg[0] != "-":
-            positional.append(arg)
-            continue
-        if arg[1] == "-":
-            if len(arg) == 2:  # "--" ends the flags
-                positional.extend(argv[i:])
-                break
-            body = arg[2:]
-            if body[0] in "-=":
-                raise UsageError(f"bad flag syntax: {arg}")
-            name, has_value, inline = body.partition("=")
-            spec = FLAGS_BY_NAME.get(name)
-            if spec is None:
-                raise UsageError(f"unknown flag: --{name}")
-            if has_value:
-                value = inline
-            elif spec.no_opt_default:
-                value = spec.no_opt_default
-            elif i < len(argv):
-                value = argv[i]
-                i += 1
-            else:
-                raise UsageError(f"flag needs an argument: {arg}")
-            values.set(spec, value)
-            continue
-        shorthands = arg[1:]
-        while shorthands:
-            letter = shorthands[0]
-            rest = shorthands[1:]
-            spec = FLAGS_BY_SHORT.get(letter)
-            if spec is None:
-                raise UsageError(f"unknown shorthand flag: {_quote_rune(letter)} in -{shorthands}")
-            if len(shorthands) > 2 and shorthands[1] == "=":
-                value, rest = shorthands[2:], ""
-            elif spec.no_opt_default:
-                value = spec.no_opt_default
-            elif len(shorthands) > 1:
-                value, rest = shorthands[1:], ""
-            elif i < len(argv):
-                value = argv[i]
-                i += 1
-            else:
-                raise UsageError(f"flag needs an argument: {_quote_rune(letter)} in -{shorthands}")
-            values.set(spec, value)
-            shorthands = rest
-    return values, positional
-
-
-def _default_config_path(env: Mapping[str, str]) -> str:
-    """Upstream's default config file: ``<user config dir>/hubble/config.yaml``."""
-    xdg = env.get("XDG_CONFIG_HOME", "")
-    home = env.get("HOME", "")
-    if xdg and os.path.isabs(xdg):
-        return str(Path(xdg) / "hubble" / "config.yaml")
-    if not xdg and home:
-        return str(Path(home) / ".config" / "hubble" / "config.yaml")
-    if home:
-        return str(Path(home) / ".hubble" / "config.yaml")
-    return ""
-
-
-def _load_config_file(path: str) -> dict | None:
-    """Read the config file like viper: a missing or unreadable file is silently ignored."""
-    if not path:
-        return None
-    suffix = Path(path).suffix.lower()
-    if suffix not in ("", ".yaml", ".yml", ".json"):
-        return None
-    try:
-        with open(path, "rb") as handle:
-            loaded = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return None
-    if loaded is None:
-        loaded = {}
-    if not isinstance(loaded, dict):
-        return None
-    return {str(key).lower(): value for key, value in loaded.items()}
-
-
-class _Settings:
-    """Upstream's viper lookup order: changed flag, then HUBBLE_* variable, then config file, then default."""
-
-    def __init__(self, flags: _FlagValues, env: Mapping[str, str], config: dict | None) -> None:
-        self.flags = flags
-        self.env = env
-        self.config = config or {}
-
-    def raw(self, key: str) -> object:
-        if key in self.flags.changed:
-            return self.flags.values.get(key)
-        env_value = self.env.get("HUBBLE_" + key.upper().replace("-", "_"), "")
-        if env_value != "":
-            return env_value
-        if key in self.config:
-            return self.config[key]
-        return None
-
-    def string(self, key: str, default: str) -> str:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return str(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int | float):
-            return value != 0
-        try:
-            return _go_parse_bool(str(value))
-        except ValueError:
-            return False
-
-    def string_list(self, key: str) -> list[str]:
-        value = self.raw(key)
-        if value is None:
-            return []
-        if isinstance(value, list):
-            return ["" if item is None else str(item) for item in value]
-        return str(value).split()
-
-    def duration_ns(self, key: str, default: int) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, int):
-            return value
-        text = str(value)
-        try:
-            if any(ch.isalpha() for ch in text):
-                return parse_go_duration(text)
-            return parse_go_duration(text + "ns")
-        except DurationError:
-            return 0
-
-    def integer(self, key: str, default: int) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, int):
-            return value
-        try:
-            return go_parse_uint(str(value).strip(), 0, 64)
-        except ValueError:
-            return 0
-
-
 def _validate_field_mask(paths: list[str]) -> None:
     for path in paths:
         descriptor = flow_pb2.Flow.DESCRIPTOR
@@ -561,50 +208,45 @@ def parse_observe_args(
     ``--since``/``--until`` values (default: the current time). Raises :class:`UsageError` with
     upstream's message, or :class:`HelpRequested`.
     """
-    flags, positional = _parse_flags(list(argv))
+    filters = FilterBuilder()
+    flags, positional = OBSERVE_FLAGS.parse(list(argv), filters)
     values = flags.values
     if values.get("help"):
         raise HelpRequested()
 
     args = ObserveArgs(changed=set(flags.changed), positional=positional)
 
-    # Configuration file and environment (cobra.OnInitialize).
-    config_path = env.get("HUBBLE_CONFIG", "") if "config" not in flags.changed else str(values["config"])
-    if "config" not in flags.changed and not config_path:
-        config_path = _default_config_path(env)
-    config = _load_config_file(config_path)
-    args.config = config_path
-    args.config_file_used = config_path if config is not None else None
-    settings = _Settings(flags, env, config)
+    # Configuration file and environment (cobra.OnInitialize), then the settings (viper).
+    settings = Settings(env, {k: values[k] for k in flags.changed if k in values}, keys=OBSERVE_KEYS)
+    args.config = settings.path
+    args.config_file_used = settings.file_used
 
-    args.debug = settings.boolean("debug", False)
-    args.server = settings.string("server", DEFAULT_SERVER)
-    args.timeout_ns = settings.duration_ns("timeout", DEFAULT_DIAL_TIMEOUT_NS)
-    args.request_timeout_ns = settings.duration_ns("request-timeout", DEFAULT_REQUEST_TIMEOUT_NS)
-    args.tls = settings.boolean("tls", False)
-    args.tls_allow_insecure = settings.boolean("tls-allow-insecure", False)
+    args.debug = settings.boolean("debug")
+    args.server = settings.string("server")
+    args.timeout_ns = settings.duration_ns("timeout")
+    args.request_timeout_ns = settings.duration_ns("request-timeout")
+    args.tls = settings.boolean("tls")
+    args.tls_allow_insecure = settings.boolean("tls-allow-insecure")
     args.tls_ca_cert_files = settings.string_list("tls-ca-cert-files")
-    args.tls_client_cert_file = settings.string("tls-client-cert-file", "")
-    args.tls_client_key_file = settings.string("tls-client-key-file", "")
-    args.tls_server_name = settings.string("tls-server-name", "")
-    args.basic_auth_username = settings.string("basic-auth-username", "")
-    args.basic_auth_password = settings.string("basic-auth-password", "")
-    args.port_forward = settings.boolean("port-forward", False)
-    args.port_forward_port = settings.integer("port-forward-port", 4245)
-    args.kube_context = settings.string("kube-context", "")
-    args.kube_namespace = settings.string("kube-namespace", "kube-system")
-    args.kubeconfig = settings.string("kubeconfig", "")
+    args.tls_client_cert_file = settings.string("tls-client-cert-file")
+    args.tls_client_key_file = settings.string("tls-client-key-file")
+    args.tls_server_name = settings.string("tls-server-name")
+    args.basic_auth_username = settings.string("basic-auth-username")
+    args.basic_auth_password = settings.string("basic-auth-password")
+    args.port_forward = settings.boolean("port-forward")
+    args.port_forward_port = settings.uint("port-forward-port") & 0xFFFF
+    args.kube_context = settings.string("kube-context")
+    args.kube_namespace = settings.string("kube-namespace")
+    args.kubeconfig = settings.string("kubeconfig")
 
     # Flag validation (PersistentPreRunE; upstream registers the basic-auth check first).
-    if bool(args.basic_auth_username) != bool(args.basic_auth_password):
-        raise UsageError("invalid flag(s): must specify both basic-auth-username and basic-auth-password")
-    if args.tls_client_key_file or args.tls_client_cert_file:
-        if not (args.tls_client_key_file and args.tls_client_cert_file):
-            raise UsageError(
-                "invalid flag(s): certificate and private key are both required, but only one was provided"
-            )
-        if not (args.tls or args.server.startswith(TLS_PREFIX)):
-            raise UsageError("invalid flag(s): transport layer security required")
+    validate_flags(
+        args.basic_auth_username,
+        args.basic_auth_password,
+        args.tls_client_cert_file,
+        args.tls_client_key_file,
+        args.tls or args.server.startswith(TLS_PREFIX),
+    )
 
     # Plain options.
     args.time_format = str(values.get("time-format", "StampMilli"))
@@ -629,7 +271,7 @@ def parse_observe_args(
     args.until = str(values["until"]) if values.get("until") else None
 
     # handleFlowArgs.
-    if flags.filters.trailing_not:
+    if filters.trailing_not:
         raise UsageError("trailing --not found in the arguments")
     output = str(values.get("output", "compact"))
     args.output_flag = output
@@ -684,8 +326,8 @@ def parse_observe_args(
     args.number = number
     args.first_mode = first
 
-    args.allow = flags.filters.allow_filters()
-    args.deny = flags.filters.deny_filters()
+    args.allow = filters.allow_filters()
+    args.deny = filters.deny_filters()
     for key, target in (("allowlist", args.allow), ("denylist", args.deny)):
         for raw in settings.string_list(key):
             try:

@@ -9,13 +9,12 @@ last seen and the policies that would deny them (:class:`hubblepy.policy.audit.A
 ``--since``/``--until`` bound the flows' times as in ``hubble observe`` (sent in the request to a
 server, applied line by line to a file). The server connection takes the live CLI's flags and
 settings (``--tls`` and friends, ``--timeout``, ``HUBBLE_*`` variables, the config file) through
-:func:`hubblepy.cli.live.connection_from_flags` and :func:`hubblepy.cli.live.dial`.
+:func:`hubblepy.cli.connection.connection_from_mapping` and :func:`hubblepy.cli.connection.dial`.
 The lead wires this in with ``register(app)``.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -92,13 +91,10 @@ def _time_window(since: str, until: str) -> TimeWindow:
 
 def _connection(flags: dict[str, Any]) -> Any:
     """The live CLI's connection settings: flag, then ``HUBBLE_*`` variable, then config file."""
-    from hubblepy.cli.live import LiveError, connection_from_flags
+    from hubblepy.cli.connection import LiveError, connection_from_mapping
 
-    ns = argparse.Namespace(
-        **{key: (value if value not in ("", False) else None) for key, value in flags.items()}
-    )
     try:
-        return connection_from_flags(ns, os.environ)
+        return connection_from_mapping(flags, os.environ)
     except LiveError as exc:
         raise _fail(str(exc)) from None
 
@@ -108,7 +104,7 @@ def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, repor
 
     from hubblepy.api.flow import flow_pb2
     from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
-    from hubblepy.cli.live import LiveError, dial, rpc_error_line
+    from hubblepy.cli.connection import LiveError, dial, rpc_error_line
     from hubblepy.codec import dict_to_message, message_to_dict
 
     request = observer_pb2.GetFlowsRequest(number=last or ALL)

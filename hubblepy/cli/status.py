@@ -1,7 +1,6 @@
-"""`hubble status`: the text forms of a ServerStatusResponse, as upstream's printer writes them.
+"""`hubble status`: health check, then ServerStatus, printed as upstream's printer writes it.
 
-The command itself (health check, then ServerStatus) lives in :mod:`hubblepy.cli.live`; this module
-turns the response into the ``compact`` (default), ``dict`` and ``table`` outputs:
+Outputs: ``compact`` (default), ``dict``, ``table`` and ``json``:
 
 * counts are grouped by thousands with commas (``8,190``), as upstream's ``uint64Grouping``;
 * ``Flows/s`` is the server's ``flows_rate`` (each node measures it over the last minute or the
@@ -13,51 +12,111 @@ turns the response into the ``compact`` (default), ``dict`` and ``table`` output
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from hubblepy.cli.connection_flags import GLOBAL_FLAGS, SERVER_FLAGS
+from hubblepy.cli.help import render_help
+from hubblepy.cli.pflag import FlagSet, FlagSpec
+from hubblepy.cli.timeparse import format_go_duration
 
 OUTPUTS = ("compact", "dict", "json", "JSON", "jsonpb", "tab", "table")
 
 
-def main(argv: list[str]) -> int:
-    """Run `hubble status` with ``argv``; returns the exit status."""
-    from hubblepy.cli.live import status_main
+STATUS_FLAGS = (
+    FlagSpec(
+        "output",
+        "string",
+        "o",
+        help="output format: compact, dict, json (also JSON, jsonpb) or table (also tab)",
+        group="Formatting",
+        default='"compact"',
+    ),
+    *SERVER_FLAGS,
+    *GLOBAL_FLAGS,
+)
 
-    return status_main(argv)
+
+def status_help() -> str:
+    return render_help(
+        "Show the health and flow counters of a Hubble server or relay.",
+        ["hubble status [flags]"],
+        STATUS_FLAGS,
+        ("Formatting", "Server Flags", "Global Flags"),
+    )
+
+
+def main(
+    argv: list[str],
+    env: Mapping[str, str] | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run `hubble status` with ``argv``; returns the exit status."""
+    from hubblepy.cli.connection import run_live
+
+    return run_live(status_help, _status, argv, env, out, err)
+
+
+status_main = main
+
+
+def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
+    from hubblepy.cli.connection import (
+        HEALTH_SERVICE_NAME,
+        LiveError,
+        dial,
+        hangup,
+        parse_live_flags,
+        rpc_error_line,
+    )
+
+    values, _, conn = parse_live_flags(FlagSet(STATUS_FLAGS), argv, env)
+    output = values.get("output", "compact")
+    if output not in OUTPUTS:
+        raise LiveError(f"invalid output format: {output}")
+    channel = dial(conn)
+    try:
+        try:
+            hc = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=HEALTH_SERVICE_NAME), timeout=conn.request_timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise LiveError(f"failed getting status: {rpc_error_line(exc)}") from None
+        healthy = hc.status == health_pb2.HealthCheckResponse.SERVING
+        status_text = (
+            "Ok"
+            if healthy
+            else f"Unavailable: {health_pb2.HealthCheckResponse.ServingStatus.Name(hc.status)}"
+        )
+        if output == "compact":
+            out.write(f"Healthcheck (via {conn.server}): {status_text}\n")
+        if not healthy:
+            raise LiveError("not healthy")
+        try:
+            ss = observer_pb2_grpc.ObserverStub(channel).ServerStatus(
+                observer_pb2.ServerStatusRequest(), timeout=conn.request_timeout_s
+            )
+        except grpc.RpcError as exc:
+            raise LiveError(f"failed to get hubble server status: {rpc_error_line(exc)}") from None
+        if output in ("json", "JSON", "jsonpb"):
+            from hubblepy.codec import encode, message_to_dict
+
+            out.write(encode(message_to_dict(ss)).decode() + "\n")
+        else:
+            out.write(format_status(ss, output))
+    finally:
+        hangup(channel)
+    return 0
 
 
 def group_thousands(n: int) -> str:
     """``8190`` -> ``8,190`` (Go hubble's uint64Grouping)."""
     return f"{n:,}"
-
-
-def _trim_fraction(text: str) -> str:
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def go_duration_ns(ns: int) -> str:
-    """Go's ``time.Duration(ns).String()``; values beyond int64 are printed as ``<n>ns``."""
-    if ns > (1 << 63) - 1:
-        return f"{ns}ns"
-    if ns == 0:
-        return "0s"
-    sign = "-" if ns < 0 else ""
-    u = abs(ns)
-    if u < 1_000_000_000:
-        for unit, scale in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
-            if u < scale * 1000:
-                whole, frac = divmod(u, scale)
-                digits = len(str(scale)) - 1
-                text = f"{whole}.{frac:0{digits}d}" if digits else str(whole)
-                return sign + _trim_fraction(text) + unit
-    seconds, frac = divmod(u, 1_000_000_000)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    sec_text = _trim_fraction(f"{secs}.{frac:09d}") + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{sec_text}"
-    if minutes:
-        return f"{sign}{minutes}m{sec_text}"
-    return sign + sec_text
 
 
 def _rate(ss: Any) -> str:
@@ -101,7 +160,7 @@ def format_dict(ss: Any) -> str:
         ("          MAX FLOWS: ", group_thousands(ss.max_flows)),
         ("         SEEN FLOWS: ", group_thousands(ss.seen_flows)),
         ("   FLOWS PER SECOND: ", _rate(ss)),
-        ("             UPTIME: ", go_duration_ns(ss.uptime_ns)),
+        ("             UPTIME: ", format_go_duration(ss.uptime_ns)),
         ("NUM CONNECTED NODES: ", _optional_count(ss, "num_connected_nodes")),
         (" NUM UNAVAIL. NODES: ", _optional_count(ss, "num_unavailable_nodes")),
         ("            VERSION: ", ss.version),
@@ -111,7 +170,7 @@ def format_dict(ss: Any) -> str:
 
 def format_table(ss: Any) -> str:
     """``-o table``: a header row and a value row, aligned as Go's tabwriter does."""
-    from hubblepy.cli.live import tabwrite
+    from hubblepy.printer.tabwriter import tabwrite
 
     header = [
         "NUM FLOWS", "MAX FLOWS", "SEEN FLOWS", "FLOWS PER SECOND", "UPTIME",
@@ -122,7 +181,7 @@ def format_table(ss: Any) -> str:
         group_thousands(ss.max_flows),
         group_thousands(ss.seen_flows),
         _rate(ss),
-        go_duration_ns(ss.uptime_ns),
+        format_go_duration(ss.uptime_ns),
         _optional_count(ss, "num_connected_nodes"),
         _optional_count(ss, "num_unavailable_nodes"),
         ss.version,

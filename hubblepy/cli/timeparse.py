@@ -340,3 +340,33 @@ def parse_rfc3339_ns(text: str) -> int:
         return parse(text)
     except ValueError:
         raise TimeParseError(f"failed to convert {text} to time") from None
+
+
+def _trim_fraction(text: str) -> str:
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_go_duration(ns: int) -> str:
+    """Go's ``time.Duration(ns).String()``; values beyond int64 are printed as ``<n>ns``."""
+    if ns > (1 << 63) - 1:
+        return f"{ns}ns"
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    u = abs(ns)
+    if u < 1_000_000_000:
+        for unit, scale in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
+            if u < scale * 1000:
+                whole, frac = divmod(u, scale)
+                digits = len(str(scale)) - 1
+                text = f"{whole}.{frac:0{digits}d}" if digits else str(whole)
+                return sign + _trim_fraction(text) + unit
+    seconds, frac = divmod(u, 1_000_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    sec_text = _trim_fraction(f"{secs}.{frac:09d}") + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{sec_text}"
+    if minutes:
+        return f"{sign}{minutes}m{sec_text}"
+    return sign + sec_text

@@ -112,3 +112,13 @@ class TabWriter:
                     out.append(padchar * (widths[column] - len(text)))
             if index != last:
                 out.append("\n")
+
+
+def tabwrite(rows: list[list[str]]) -> str:
+    """Rows of cells through a default :class:`TabWriter` (as upstream's tables), as one string."""
+    out: list[str] = []
+    writer = TabWriter(out.append)
+    for row in rows:
+        writer.write("\t".join(row) + "\n")
+    writer.flush()
+    return "".join(out)

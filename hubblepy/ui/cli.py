@@ -13,31 +13,46 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import TextIO
 
 DEFAULT_LISTEN_ADDRESS = "127.0.0.1:12000"
 
 
-def _parser():  # noqa: ANN202 - argparse parser of the live commands
-    from hubblepy.cli.live import _server_parser
+UI = "UI"
 
-    p = _server_parser("hubble ui")
-    p.description = "Serve the live service map (allowed and dropped flows per edge) in the browser."
-    p.add_argument("--listen-address", default=DEFAULT_LISTEN_ADDRESS, help="HOST:PORT to serve the page on")
-    p.add_argument("--input-file", default="", help="show the flows of a file (`hubble observe -o json`)")
-    p.add_argument(
-        "--last", type=int, default=10000, help="flows of the past to start with (live; default 10000)"
+
+def _flags():  # noqa: ANN202 - a pflag FlagSet
+    from hubblepy.cli.connection_flags import GLOBAL_FLAGS, SERVER_FLAGS
+    from hubblepy.cli.pflag import FlagSet, FlagSpec
+
+    return FlagSet(
+        (
+            FlagSpec("listen-address", "string", help="HOST:PORT to serve the page on", group=UI,
+                     default=f'"{DEFAULT_LISTEN_ADDRESS}"'),
+            FlagSpec("input-file", "string", help="show the flows of a file (`hubble observe -o json`)", group=UI),
+            FlagSpec("last", "uint64", help="flows of the past to start with (live)", group=UI, default="10000"),
+            FlagSpec("batch-interval", "float64", help="seconds between map updates sent to pages", group=UI,
+                     default="0.5"),
+            FlagSpec("flows-per-edge", "uint64", help="recent flows kept per edge for the table", group=UI,
+                     default="100"),
+            FlagSpec("recent", "string", help="only drops/audits newer than this colour an edge (Go duration, "
+                     "e.g. 5m; 0: all)", group=UI, default='"0"'),
+            *SERVER_FLAGS,
+            *GLOBAL_FLAGS,
+        )
+    )  # fmt: skip
+
+
+def ui_help() -> str:
+    from hubblepy.cli.help import render_help
+
+    return render_help(
+        "Serve the live service map (allowed and dropped flows per edge) in the browser.",
+        ["hubble ui [flags]"],
+        _flags().specs,
+        (UI, "Server Flags", "Global Flags"),
     )
-    p.add_argument(
-        "--batch-interval", type=float, default=0.5, help="seconds between map updates sent to pages"
-    )
-    p.add_argument("--flows-per-edge", type=int, default=100, help="recent flows kept per edge for the table")
-    p.add_argument(
-        "--recent",
-        default="0",
-        help="only drops/audits newer than this colour an edge (Go duration, e.g. 5m; default 0: all)",
-    )
-    return p
 
 
 def main(
@@ -47,7 +62,7 @@ def main(
     err: TextIO | None = None,
 ) -> int:
     """Run ``hubble ui ARGS``; returns the exit status."""
-    from hubblepy.cli.live import LiveError, connection_from_flags
+    from hubblepy.cli.connection import LiveError
     from hubblepy.ui.feed import FeedError, LiveFeed, read_flows_file
     from hubblepy.ui.model import FlowMap
     from hubblepy.ui.server import UiServer, serve, split_listen_address
@@ -55,8 +70,21 @@ def main(
     env = os.environ if env is None else env
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    from hubblepy.cli.connection import connection_from_flags
+    from hubblepy.cli.pflag import HelpRequested, UsageError
+
     try:
-        args = _parser().parse_args(argv)
+        flags, _ = _flags().parse(argv)
+        if flags.get("help"):
+            raise HelpRequested()
+        args = SimpleNamespace(
+            listen_address=flags.get("listen-address", DEFAULT_LISTEN_ADDRESS),
+            input_file=flags.get("input-file", ""),
+            last=flags.get("last", 10000),
+            batch_interval=flags.get("batch-interval", 0.5),
+            flows_per_edge=flags.get("flows-per-edge", 100),
+            recent=flags.get("recent", "0"),
+        )
         split_listen_address(args.listen_address)
         if args.batch_interval <= 0 or args.flows_per_edge < 1 or args.last < 0:
             raise LiveError("--batch-interval and --flows-per-edge must be positive, --last at least 0")
@@ -84,10 +112,13 @@ def main(
             server.on_status("file", f"{name}: {flowmap.total} flows")
             server.reset_rate()
         else:
-            conn = connection_from_flags(args, env)
+            conn = connection_from_flags(flags, env)
             server = UiServer(flowmap, args.batch_interval, conn.server)
             feed = LiveFeed(conn, args.last, server.on_batch, server.on_status)
-    except (LiveError, FeedError, ValueError) as exc:
+    except HelpRequested:
+        out.write(ui_help())
+        return 0
+    except (LiveError, FeedError, UsageError, ValueError) as exc:
         err.write(f"hubble ui: {exc}\n")
         return 1
 

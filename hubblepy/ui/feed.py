@@ -1,7 +1,7 @@
 """Where the map's flows come from: a Hubble server or relay over ``grpc.aio``, or a flows file.
 
 The live feed asks for the last ``--last`` flows and then follows, like ``hubble observe --last N
---follow``, with the CLI's connection settings (:class:`hubblepy.cli.live.Connection`: server, dial
+--follow``, with the CLI's connection settings (:class:`hubblepy.cli.connection.Connection`: server, dial
 timeout, TLS, client certificates, ``--tls-allow-insecure``). Our nodes and relay answer
 ``hubblepy.Batch/GetFlowsJSON`` (batches of JSON lines, no protobuf decoding per flow); any other
 Hubble server is read with ``observer.Observer/GetFlows``. When the stream breaks the feed reconnects
@@ -21,7 +21,8 @@ import grpc  # noqa: E402
 import orjson  # noqa: E402
 
 from hubblepy.api.observer import observer_pb2  # noqa: E402
-from hubblepy.cli.live import GET_FLOWS, GET_FLOWS_JSON, TLS_PREFIX, Connection, LiveError  # noqa: E402
+from hubblepy.cli.connection import TLS_PREFIX, Connection, LiveError  # noqa: E402
+from hubblepy.cli.observe_live import GET_FLOWS, GET_FLOWS_JSON  # noqa: E402
 from hubblepy.codec.timestamps import canonical_ns  # noqa: E402
 
 Batch = list[tuple[dict[str, Any], bytes | None]]

@@ -7,7 +7,8 @@ import pytest
 from google.protobuf import json_format
 
 from hubblepy.api.observer import observer_pb2
-from hubblepy.cli.status import format_status, go_duration_ns, group_thousands
+from hubblepy.cli.status import format_status, group_thousands
+from hubblepy.cli.timeparse import format_go_duration as go_duration_ns
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "status_upstream.json").read_text())["cases"]
 

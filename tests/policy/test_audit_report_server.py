@@ -210,7 +210,7 @@ def test_tls_flags_of_the_live_cli(procs, flows_file, tmp_path):
     refused = run_hubble(["policy", "audit-report", "--server", node.address, "--tls", "--timeout", "1s"])
     assert refused.returncode == 1
     assert refused.stderr.decode() == (
-        f"hubble policy: failed to connect to '{node.address}': context deadline exceeded\n"
+        f"hubble policy: failed to connect to '{node.address}': tls: failed to verify certificate: x509: certificate signed by unknown authority (pass the CA that signed it with --tls-ca-cert-files, or use --tls-allow-insecure)\n"
     )
     missing = run_hubble(
         [

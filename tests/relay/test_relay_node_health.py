@@ -20,7 +20,7 @@ import grpc
 import pytest
 
 from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
-from hubblepy.cli.live import list_main
+from hubblepy.cli.list import list_main
 from relay.peers import connection_cause
 
 liveprocs = sys.modules["liveprocs"]
