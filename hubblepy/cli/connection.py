@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -158,7 +159,7 @@ def dial(conn: Connection) -> grpc.Channel:
 
 def hangup(channel: grpc.Channel) -> None:
     """Close a channel from :func:`dial` (and stop its port-forward, if any)."""
-    channel.close()
+    _close(channel)
     forwarder = _FORWARDERS.pop(id(channel), None)
     if forwarder is not None:
         forwarder.stop()
@@ -210,13 +211,25 @@ def _dial(conn: Connection) -> grpc.Channel:
     if ready.done() and not ready.cancelled():
         return channel
     ready.cancel()
-    channel.close()
     from hubblepy.cli.diagnose import diagnose
 
     cause = diagnose(conn, target, use_tls, max(0.2, min(conn.timeout_s, 2.0)))
     if cause is None:
         cause = "context deadline exceeded" if not failed.is_set() else "the server closed the connection"
+    _close(channel)
     raise LiveError(f"failed to connect to '{conn.server}': {cause}")
+
+
+def _close(channel: grpc.Channel) -> None:
+    """Close a channel once gRPC's connectivity poller (started by subscribe) has stopped.
+
+    Closing while the poller runs makes it fail in its own thread with a traceback on stderr.
+    """
+    state = getattr(channel, "_connectivity_state", None)
+    deadline = time.monotonic() + 1.0
+    while state is not None and getattr(state, "polling", False) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    channel.close()
 
 
 class _BasicAuth(grpc.AuthMetadataPlugin):
