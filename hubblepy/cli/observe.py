@@ -91,7 +91,7 @@ def run(
     if args.debug and args.config_file_used:
         stderr.write(slog_line("DEBUG", "Using config file", config_file=args.config_file_used))
     predicate = compile_flow_filters(args.allow, args.deny)
-    if args.jq is not None and args.output != "json":
+    if args.jq is not None and "output" in args.changed and args.output != "json":
         raise ObserveError(f"--jq needs JSON output: drop -o {args.output_flag} or use -o json")
     jq_program = _compile_jq(args.jq) if args.jq is not None else None
     if args.debug:

@@ -190,7 +190,12 @@ OTHER_FLAGS = (
     ),
     bool_flag("print-raw-filters", help="print the allowlist/denylist the flags make and exit", group=OTHER),
     bool_flag("silent-errors", "s", help="do not print errors and warnings about nodes", group=OTHER),
-    FlagSpec("jq", "string", help="run this jq program on each flow's JSON (needs -o json)", group=HUBBLEPY),
+    FlagSpec(
+        "jq",
+        "string",
+        help="run this jq program on each record's JSON and print its results (JSON output only)",
+        group=HUBBLEPY,
+    ),
     bool_flag(
         "strict-last",
         help="with --last N through a hubblepy relay: N flows in all, and how complete they are",
