@@ -163,11 +163,12 @@ def test_port_forward_runs_kubectl_and_reports_its_error(tmp_path):
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: lab\n"
         f"clusters: [{{name: lab, cluster: {{server: 'https://127.0.0.1:{port}'}}}}]\n"
-        "contexts: [{name: lab, context: {cluster: lab, user: lab}}]\nusers: [{name: lab, user: {}}]\n"
+        "contexts: [{name: lab, context: {cluster: lab, user: lab}}]\nusers: [{name: lab, user: {token: test}}]\n"
     )
     result = hubble("status", "-P", "--kubeconfig", str(kubeconfig), "--timeout", "20s")
     assert result.returncode == 1
     assert result.stderr.startswith("failed to port-forward to kube-system/svc/hubble-relay: ")
+    assert f"127.0.0.1:{port}" in result.stderr  # kubectl's own reason: its API server refused
     assert result.stderr.count("\n") == 1
 
 
