@@ -87,7 +87,7 @@ def _typer_words(words: list[str]) -> list[str]:
     """Sub-commands and options of a typer command (lab, policy) after ``words``."""
     import typer
 
-    from hubblepy.cli.app import build_app
+    from hubblepy.cli.commands import build_app
 
     command = typer.main.get_command(build_app()).make_context("hubble", [], resilient_parsing=True)
     group = command.command
@@ -103,7 +103,7 @@ def _typer_words(words: list[str]) -> list[str]:
 
 def candidates(words: list[str]) -> list[str]:
     """What may come at the last position of ``words`` (the words after ``hubble``; the last is partial)."""
-    from hubblepy.cli.app import COMMANDS
+    from hubblepy.cli.commands import COMMANDS
 
     if len(words) <= 1:
         return sorted(COMMANDS)

@@ -19,6 +19,7 @@ import orjson
 
 from hubblepy.cli import parallel_input
 from hubblepy.cli.file_input import InputError, iter_line_batches, open_input
+from hubblepy.cli.jqrun import jq_results
 from hubblepy.cli.observe_args import (
     HelpRequested,
     ObserveArgs,
@@ -293,17 +294,6 @@ def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printe
     else:
         for record, raw in records:
             write(record, raw)
-
-
-def jq_results(program, text: str) -> tuple[list[bytes], str | None]:  # noqa: ANN001 - jq program
-    """The output lines of ``program`` on one record's JSON (strings raw, like ``jq -r``) and its error."""
-    try:
-        results = program.input_text(text).all()
-    except ValueError as exc:
-        return [], (str(exc).splitlines() or ["jq error"])[0]
-    return [
-        result.encode() + b"\n" if type(result) is str else orjson.dumps(result) + b"\n" for result in results
-    ], None
 
 
 def _print_jq(

@@ -61,7 +61,7 @@ class JqSink:
         self.failures = 0
 
     def write(self, record: dict, raw: bytes | None = None) -> None:
-        from hubblepy.cli.observe import jq_results
+        from hubblepy.cli.jqrun import jq_results
         from hubblepy.codec import encode_response
 
         text = (raw if raw is not None else encode_response(record)).decode()
