@@ -283,6 +283,14 @@ def connection_from_mapping(flags: Mapping[str, Any], env: Mapping[str, str]) ->
         name = key.replace("_", "-")
         if name == "tls-ca-cert-files" and isinstance(value, str):
             value = [p for p in value.split(",") if p]
+        elif name in ("timeout", "request-timeout") and isinstance(value, str):
+            # a flag's duration is checked as pflag does (only the environment and file are lenient)
+            from hubblepy.cli.pflag import FlagSpec, FlagValues
+
+            try:
+                FlagValues().set(FlagSpec(name, "duration"), value)
+            except UsageError as exc:
+                raise LiveError(str(exc)) from None
         given[name] = value
     try:
         return Connection.from_settings(Settings(env, given))

@@ -104,7 +104,7 @@ def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, repor
 
     from hubblepy.api.flow import flow_pb2
     from hubblepy.api.observer import observer_pb2, observer_pb2_grpc
-    from hubblepy.cli.connection import LiveError, dial, rpc_error_line
+    from hubblepy.cli.connection import LiveError, dial, hangup, rpc_error_line
     from hubblepy.codec import dict_to_message, message_to_dict
 
     request = observer_pb2.GetFlowsRequest(number=last or ALL)
@@ -126,7 +126,7 @@ def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, repor
     except grpc.RpcError as exc:
         raise _fail(rpc_error_line(exc)) from None
     finally:
-        channel.close()
+        hangup(channel)
 
 
 def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> None:

@@ -241,7 +241,10 @@ def test_flag_errors_are_one_line(flows_file):
         (["--input-file", str(path), "--since", "1m", "--until", "1h"], "--since is later than --until"),
         (["--input-file", str(path), "--tls"], "--tls and --input-file cannot be used together"),
         (["--input-file", str(path), "--server", "x:1"], "--server and --input-file cannot be used together"),
-        (["--server", "127.0.0.1:1", "--timeout", "soon"], 'invalid duration "soon" for timeout'),
+        (
+            ["--server", "127.0.0.1:1", "--timeout", "soon"],
+            'invalid argument "soon" for "--timeout" flag: time: invalid duration "soon"',
+        ),
     ]
     for args, message in cases:
         out = run_hubble(["policy", "audit-report", *args])

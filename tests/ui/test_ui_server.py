@@ -50,7 +50,7 @@ def procs():
             "hubble ui: open /nonexistent/f.json: no such file or directory",
         ),
         (["--batch-interval", "0"], "hubble ui: --batch-interval and --flows-per-edge must be positive"),
-        (["--bogus"], "hubble ui: unrecognized arguments: --bogus"),
+        (["--bogus"], "hubble ui: unknown flag: --bogus"),
         (["--recent", "5x"], 'hubble ui: invalid --recent: time: unknown unit "x" in duration "5x"'),
     ],
 )
