@@ -53,7 +53,7 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
 
     from typer._click.core import Command  # typer vendors click
 
-    Command.format_help = format_help  # type: ignore[method-assign]
+    Command.format_help = format_help
     app = typer.Typer(
         name="hubble",
         help=ROOT_DESCRIPTION,

@@ -8,6 +8,7 @@ tables that parse them) and the values of the flags that have a fixed set.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 BASH = """# bash completion for hubble (hubblepy); load with: source <(hubble completion bash)
 _hubble_complete() {
@@ -90,7 +91,7 @@ def _typer_words(words: list[str]) -> list[str]:
     from hubblepy.cli.commands import build_app
 
     command = typer.main.get_command(build_app()).make_context("hubble", [], resilient_parsing=True)
-    group = command.command
+    group: Any = command.command
     for word in words:
         if hasattr(group, "list_commands") and word in group.list_commands(command):
             group = group.get_command(command, word)
