@@ -152,3 +152,16 @@ def test_config_set_get_view_reset(tmp_path):
     assert run(config_cmd.config_main, ["get", "nope", "--config", path])[2] == "unknown key: nope\n"
     assert run(config_cmd.config_main, ["reset", "--config", path])[0] == 0
     assert run(config_cmd.config_main, ["get", "server", "--config", path])[1] == "localhost:4245\n"
+
+
+def test_live_observe_runs_jq_and_fails_on_a_jq_error(cluster):
+    base = [*liveprocs.hubble_cli(), "observe", "--server", cluster["a"].address, "--last", "3"]
+    ok = subprocess.run(
+        [*base, "--jq", ".flow.verdict"], capture_output=True, env=liveprocs.clean_env(), timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr.decode()
+    verdicts = ok.stdout.decode().splitlines()
+    assert len(verdicts) == 3 and all(v in ("FORWARDED", "DROPPED", "AUDIT", "REDIRECTED") for v in verdicts)
+    bad = subprocess.run([*base, "--jq", "error"], capture_output=True, env=liveprocs.clean_env(), timeout=60)
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert bad.stderr.decode().endswith("the jq program failed on 3 record(s)\n")
