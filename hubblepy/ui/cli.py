@@ -142,17 +142,3 @@ def main(
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def register(app) -> None:  # noqa: ANN001 - typer.Typer
-    """Add ``hubble ui`` to the typer app; its words go to :func:`main` unparsed."""
-    import typer
-
-    @app.command(
-        "ui",
-        help="Serve the live service map in the browser (default http://127.0.0.1:12000).",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-        add_help_option=False,
-    )
-    def ui(ctx: typer.Context) -> None:
-        raise typer.Exit(main(list(ctx.args)))
