@@ -265,6 +265,10 @@ def rpc_error_line(exc: grpc.RpcError) -> str:
 def connection_from_flags(flags: Any, env: Any) -> Connection:
     """The connection of parsed pflag values (:class:`hubblepy.cli.pflag.FlagValues`) and ``env``."""
     settings = Settings(env, {k: flags.values[k] for k in flags.changed if k in flags.values})
+    if settings.boolean("debug") and settings.file_used:
+        from hubblepy.cli.slog import slog_line
+
+        sys.stderr.write(slog_line("DEBUG", "Using config file", config_file=settings.file_used))
     try:
         return Connection.from_settings(settings)
     except UsageError as exc:

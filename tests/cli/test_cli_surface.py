@@ -283,3 +283,13 @@ def test_in_process_help_entry_points():
     out = io.StringIO()
     assert status_main(["-h"], {}, out, io.StringIO()) == 0
     assert "Server Flags:" in out.getvalue()
+
+
+def test_debug_names_the_config_file_for_every_live_command(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server: 127.0.0.1:{loopback.free_port()}\n")
+    for argv in (["status"], ["list", "nodes"], ["observe"], ["observe", "agent-events"]):
+        result = hubble(*argv, "-D", "--config", str(config))
+        assert result.returncode == 1
+        first = result.stderr.splitlines()[0]
+        assert 'level=DEBUG msg="Using config file"' in first and str(config) in first, argv
