@@ -37,6 +37,8 @@ def split_host_port(target: str) -> tuple[str, int] | None:
 
 def diagnose(conn: Any, target: str, use_tls: bool, budget_s: float) -> str | None:
     """One line naming why ``target`` cannot be used, or None when every step works."""
+    if target.startswith("unix:"):
+        return _unix_problem(target)
     parts = split_host_port(target)
     if parts is None:
         return f"address {target}: missing port in address ({HINT_SERVER})"
@@ -65,6 +67,19 @@ def diagnose(conn: Any, target: str, use_tls: bool, budget_s: float) -> str | No
         if use_tls:
             return _tls_problem(conn, sock, host, target, budget_s)
         return _plaintext_problem(sock, target, budget_s)
+
+
+def _unix_problem(target: str) -> str | None:
+    """A ``unix:PATH`` or ``unix:///PATH`` target: can its socket be connected to?"""
+    path = target.removeprefix("unix:")
+    if path.startswith("//"):
+        path = path[2:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            return f"dial unix {path}: connect: {(exc.strerror or str(exc)).lower()} ({HINT_SERVER})"
+    return None
 
 
 def _connect_error(address: tuple, exc: OSError) -> str:
