@@ -128,3 +128,11 @@ def test_observe_reports_the_same_causes():
     port = loopback.free_port()
     err = one_error_line(hubble("observe", "--server", f"127.0.0.1:{port}"))
     assert "connect: connection refused" in err
+
+
+def test_missing_unix_socket(tmp_path):
+    path = tmp_path / "hubble.sock"
+    err = one_error_line(hubble("status", "--server", f"unix://{path}"))
+    assert err.startswith(
+        f"failed to connect to 'unix://{path}': dial unix {path}: connect: no such file or directory"
+    )
