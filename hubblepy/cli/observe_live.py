@@ -37,9 +37,14 @@ def build_flows_request(args: Any) -> Any:
         req.since.FromNanoseconds(args.since_ns)
     if args.until_ns is not None and not args.follow:
         req.until.FromNanoseconds(args.until_ns)
-    # Only an explicit --field-mask is sent: upstream's default mask for compact/dict/table lacks
-    # fields those formats print (e.g. traffic_direction, policy_match_type).
+    # An explicit --field-mask is sent; upstream's default mask for compact/dict/table lacks fields
+    # those formats print (e.g. traffic_direction, policy_match_type), so it is sent only when
+    # --use-default-field-masks is given on the command line.
     mask = list(args.field_mask)
+    if not mask and args.output != "json" and "use-default-field-masks" in getattr(args, "changed", ()):
+        from hubblepy.cli.observe_args import DEFAULT_FIELD_MASK
+
+        mask = list(DEFAULT_FIELD_MASK) if args.use_default_field_masks else []
     if mask:
         req.field_mask.paths.extend(mask)
     return req

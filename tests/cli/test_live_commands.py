@@ -165,3 +165,17 @@ def test_live_observe_runs_jq_and_fails_on_a_jq_error(cluster):
     bad = subprocess.run([*base, "--jq", "error"], capture_output=True, env=liveprocs.clean_env(), timeout=60)
     assert bad.returncode == 1 and bad.stdout == b""
     assert bad.stderr.decode().endswith("the jq program failed on 3 record(s)\n")
+
+
+def test_live_observe_sends_the_default_field_mask_when_asked(cluster):
+    base = [*liveprocs.hubble_cli(), "observe", "--server", cluster["a"].address, "--last", "2"]
+    plain = subprocess.run(base, capture_output=True, env=liveprocs.clean_env(), timeout=60)
+    masked = subprocess.run(
+        [*base, "--use-default-field-masks"], capture_output=True, env=liveprocs.clean_env(), timeout=60
+    )
+    assert plain.returncode == 0 and masked.returncode == 0, masked.stderr.decode()
+    assert len(masked.stdout.splitlines()) == 2
+    # the mask keeps what compact prints for these flows: times, endpoints, verdicts
+    assert [line.split(b" ")[0:3] for line in masked.stdout.splitlines()] == [
+        line.split(b" ")[0:3] for line in plain.stdout.splitlines()
+    ]
