@@ -1,6 +1,8 @@
 """The table of `hubble` commands (which module runs each, their one-line help) and the typer app."""
 
 import importlib
+import re
+import sys
 
 # Commands whose words are handed over unparsed to a module's ``main(argv) -> int``.
 RAW_COMMANDS = {
@@ -54,6 +56,13 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
     from typer._click.core import Command  # typer vendors click
 
     Command.format_help = format_help
+    from typer._click.exceptions import UsageError
+
+    def show_usage_error(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        sys.stderr.write(usage_error_line(self.format_message()) + "\n")
+
+    UsageError.show = show_usage_error  # one line, as the pflag commands write them
+    UsageError.exit_code = 1
     app = typer.Typer(
         name="hubble",
         help=ROOT_DESCRIPTION,
@@ -66,3 +75,11 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(app)
     return app
+
+
+def usage_error_line(message: str) -> str:
+    """A typer/click usage error in the words of the pflag commands (``unknown flag: --x``)."""
+    first = message.strip().splitlines()[0] if message.strip() else "invalid usage"
+    first = re.sub(r"^No such option: (\S+)", r"unknown flag: \1", first)
+    first = re.sub(r"^No such command '([^']*)'\.", r'unknown command "\1"', first)
+    return first[:1].lower() + first[1:]

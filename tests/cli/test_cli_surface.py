@@ -128,6 +128,8 @@ def test_unknown_command_and_flag():
     assert result.returncode == 1 and result.stderr == 'unknown command "nope" for "hubble"\n'
     result = hubble("status", "--nope")
     assert result.returncode == 1 and result.stderr == "unknown flag: --nope\n"
+    result = hubble("lab", "up", "--nope")  # a typer command: the same words, one line, status 1
+    assert result.returncode == 1 and result.stderr == "unknown flag: --nope\n"
 
 
 # -- nothing accepted and ignored ------------------------------------------------------------------
