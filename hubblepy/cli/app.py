@@ -44,9 +44,26 @@ def run_raw(name: str, argv: list[str]) -> int:
     return module.main(argv)
 
 
+def _global_flags_last(argv: list[str]) -> list[str]:
+    """``hubble -D --config F status ...`` is ``hubble status -D --config F ...`` (cobra's persistent flags)."""
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word in ("-D", "--debug") or word.startswith(("--config=", "--debug=")):
+            index += 1
+        elif word == "--config":
+            index += 2
+        else:
+            break
+    if index == 0 or index >= len(argv) or argv[index] not in RAW_COMMANDS:
+        return argv
+    return [argv[index], *argv[:index], *argv[index + 1 :]]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     argv = sys.argv[1:] if argv is None else argv
+    argv = _global_flags_last(argv)
     first = argv[0] if argv else ""
     if first in RAW_COMMANDS:
         sys.exit(run_raw(first, argv[1:]))

@@ -295,3 +295,11 @@ def test_debug_names_the_config_file_for_every_live_command(tmp_path):
         assert result.returncode == 1
         first = result.stderr.splitlines()[0]
         assert 'level=DEBUG msg="Using config file"' in first and str(config) in first, argv
+
+
+def test_global_flags_before_the_command(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("server: relay.example:4245\n")
+    assert hubble("--config", str(config), "config", "get", "server").stdout == "relay.example:4245\n"
+    result = hubble("-D", f"--config={config}", "config", "view")
+    assert result.returncode == 0 and "server: relay.example:4245\n" in result.stdout
