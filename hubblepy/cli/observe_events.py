@@ -2,7 +2,8 @@
 
 They ask the server for its agent events (policy updates, endpoints created or deleted, agent
 start...) or datapath debug events, with the selector, formatting and server flags of `observe`,
-and print them as upstream does. A server that does not offer them answers ``Unimplemented``:
+and print them as upstream does (``--first N`` is honoured too: the API has the field, where
+upstream's client leaves it unset). A server that does not offer them answers ``Unimplemented``:
 the command prints upstream's ``rpc error: code = Unimplemented desc = ...`` and exits 1.
 """
 
@@ -69,6 +70,12 @@ def build_request(kind: str, values: Any, now: datetime | None = None) -> Any:
 
     follow = bool(values.get("follow", False))
     last = int(values.get("last", 0))
+    first = int(values.get("first", 0))
+    for clash, given in (("--last", last), ("--all", values.get("all", False)), ("--follow", follow)):
+        if first and given:
+            raise UsageError(f"cannot set both --first and {clash}")
+    if last and values.get("all", False):
+        raise UsageError("cannot set both --last and --all")
     now = datetime.now(UTC) if now is None else now
     bounds: dict[str, int] = {}
     for name in ("since", "until"):
@@ -79,7 +86,9 @@ def build_request(kind: str, values: Any, now: datetime | None = None) -> Any:
             bounds[name] = parse_time_bound(text, now)
         except TimeParseError as exc:
             raise UsageError(f"failed to parse the {name} time: {exc}") from None
-    if not bounds:
+    if first:
+        last = first
+    elif not bounds:
         if values.get("all", False):
             last = (1 << 64) - 1
         elif last == 0:
@@ -87,7 +96,7 @@ def build_request(kind: str, values: Any, now: datetime | None = None) -> Any:
     message = (
         observer_pb2.GetAgentEventsRequest if kind == "agent-events" else observer_pb2.GetDebugEventsRequest
     )
-    request = message(number=last, follow=follow)
+    request = message(number=last, follow=follow, first=bool(first))
     if "since" in bounds:
         request.since.FromNanoseconds(bounds["since"])
     if "until" in bounds:

@@ -255,6 +255,10 @@ def test_agent_events_printed_like_upstream(node_with_events):
         "Mar  1 00:00:00.000: POLICY_UPDATED (labels: [k8s:io.cilium.k8s.policy.name=api-allow], revision: 7, count: 2)\n"
         "Mar  1 00:00:00.001: ENDPOINT_CREATED (id: 1234, namespace: payments, pod name: api-0)\n"
     )
+    first = hubble("observe", "agent-events", "--server", node_with_events, "--first", "1")
+    assert first.stdout == result.stdout.splitlines(keepends=True)[0]
+    clash = hubble("observe", "agent-events", "--server", node_with_events, "--first", "1", "--last", "1")
+    assert clash.returncode == 1 and clash.stderr == "cannot set both --first and --last\n"
     as_json = hubble("observe", "agent-events", "--server", node_with_events, "-o", "json", "--last", "1")
     assert as_json.stdout.startswith('{"agent_event":{"type":"ENDPOINT_CREATED"')
 
