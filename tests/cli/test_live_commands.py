@@ -179,3 +179,12 @@ def test_live_observe_sends_the_default_field_mask_when_asked(cluster):
     assert [line.split(b" ")[0:3] for line in masked.stdout.splitlines()] == [
         line.split(b" ")[0:3] for line in plain.stdout.splitlines()
     ]
+
+
+def test_agent_events_through_the_relay_are_unimplemented_as_upstream(cluster):
+    argv = [*liveprocs.hubble_cli(), "observe", "agent-events", "--server", cluster["relay"].address]
+    result = subprocess.run(argv, capture_output=True, env=liveprocs.clean_env(), timeout=60)
+    assert result.returncode == 1 and result.stdout == b""
+    assert (
+        result.stderr.decode() == "rpc error: code = Unimplemented desc = not implemented by hubble-relay\n"
+    )
