@@ -785,8 +785,14 @@ def _run_call(call: _Call) -> None:
         if method.response_streaming:
             behavior = method.unary_stream if not method.request_streaming else method.stream_stream
             push = call.push
-            for response in behavior(request, context):
-                push(serialize(response) if serialize is not None else response)
+            responses = behavior(request, context)
+            try:
+                for response in responses:
+                    push(serialize(response) if serialize is not None else response)
+            finally:
+                close = getattr(responses, "close", None)
+                if close is not None:
+                    close()  # a generator's cleanup runs now, not when it is collected
         else:
             behavior = method.unary_unary if not method.request_streaming else method.stream_unary
             response = behavior(request, context)
