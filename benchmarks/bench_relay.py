@@ -127,12 +127,13 @@ print("ready", flush=True)
 sys.stdin.readline()
 t0 = time.perf_counter()
 n = sum(1 for _ in call(observer_pb2.GetFlowsRequest(number=int(sys.argv[2]))))
-print(n, time.perf_counter() - t0, flush=True)
+print(n, time.perf_counter() - t0, time.time(), flush=True)
 """
 
 
 def concurrent_last(server: str, clients: int, number: int = 1000) -> tuple[float, int]:
-    """Wall time of ``clients`` upstream-style clients (one process each) asking ``--last number`` at once."""
+    """Seconds until the last of ``clients`` upstream-style clients (one process each) asking
+    ``--last number`` at once has its last response (process start and exit are not counted)."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CLIENT_CODE, server, str(number)],
@@ -145,15 +146,18 @@ def concurrent_last(server: str, clients: int, number: int = 1000) -> tuple[floa
     ]
     for proc in procs:  # every client has imported grpc and connected before the clock starts
         assert proc.stdout.readline().strip() == "ready"
-    t0 = time.perf_counter()
+    t0 = time.time()
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
     got = 0
+    last_end = t0
     for proc in procs:
-        got += int(proc.stdout.readline().split()[0])
+        count, _, end = proc.stdout.readline().split()
+        got += int(count)
+        last_end = max(last_end, float(end))
         proc.wait(60)
-    return time.perf_counter() - t0, got
+    return last_end - t0, got
 
 
 def _per_item_us(func, items: list) -> float:
@@ -201,26 +205,36 @@ def breakdown(flows_file: Path) -> list[tuple[str, float]]:
         for _ in range(count):
             yield payload
 
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("b.B", {"S": grpc.unary_stream_rpc_method_handler(constant)})]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    client = subprocess.run(
-        [sys.executable, "-c", GRPC_CEILING_CODE, f"127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    server.stop(0)
-    grpc_us = 1e6 / float(client.stdout.split()[0])
+    from hubblepy.observer.transport import GrpcServer
+
+    def per_message_us(server) -> float:
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "b.B", {"S": grpc.unary_stream_rpc_method_handler(constant)}
+                )
+            ]
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        client = subprocess.run(
+            [sys.executable, "-c", GRPC_CEILING_CODE, f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        server.stop(0)
+        return 1e6 / float(client.stdout.split()[0])
+
+    grpcio_us = per_message_us(grpc.server(futures.ThreadPoolExecutor(4)))
+    transport_us = per_message_us(GrpcServer(4))
     return [
         ("node: ring read of cached bytes", ring_us),
         ("node: build protobuf bytes (first read)", build_us),
         ("relay: scan time + kind", scan_us),
         ("relay: sort buffer push", sort_us),
-        ("gRPC: one streamed message, server+client", grpc_us),
+        ("grpcio server: one streamed message, both ends", grpcio_us),
+        ("h2 transport: one streamed message, both ends", transport_us),
     ]
 
 
