@@ -230,6 +230,7 @@ class Relay:
             retry_timeout=dial.retry_timeout,
             relay_name=args.node_name or None,
             error_aggregation_window=error_window,
+            framed=True,
         )
         self.health = health.HealthServicer()
         self.server: GrpcServer | None = None

@@ -233,7 +233,9 @@ class RelayObserver:
         retry_timeout: float = 30.0,
         relay_name: str | None = None,
         error_aggregation_window: float = DEFAULT_ERROR_AGGREGATION_WINDOW,
+        framed: bool = False,
     ) -> None:
+        self.framed = framed  # hosted on our h2 transport: GetFlows hands over runs of messages
         self.peers = peers
         self.error_aggregation_window = error_aggregation_window
         self.sort_buffer_len = sort_buffer_len
@@ -254,9 +256,10 @@ class RelayObserver:
 
     # -- GetFlows -----------------------------------------------------------------------------------
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
-        for wire in self._answer(request, context, as_json=False):
-            if wire:
-                yield wire
+        from hubblepy.observer.service import flows_on_wire
+
+        stream = self._answer(request, context, as_json=False)
+        yield from flows_on_wire(stream if self.framed else (w for w in stream if w), self.framed)
 
     def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         """hubblepy extension: the merged stream as batches of canonical JSON lines (see the node's)."""

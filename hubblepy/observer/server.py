@@ -116,6 +116,7 @@ class ObserverServer:
             self.stop_event,
             address=address,
             tls_enabled=cfg.tls is not None,
+            framed=True,
         )
         server.add_generic_rpc_handlers(services.handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

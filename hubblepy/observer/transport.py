@@ -7,7 +7,8 @@ the same HTTP/2 DATA frames, so the per-message cost is a 5-byte prefix and a li
 
 What it hosts: the same ``grpc.GenericRpcHandler`` objects and ``grpc.RpcMethodHandler`` values a
 ``grpc.server`` takes (unary and streaming in both directions), so health, reflection and our
-services register unchanged. Handlers run in worker threads with a ``ServicerContext`` that offers
+services register unchanged. A streaming handler may yield :class:`Frames` (many length-prefixed
+messages at once, see :func:`framed_stream`) to skip the per-message handoff. Handlers run in worker threads with a ``ServicerContext`` that offers
 what grpcio's does for them: ``abort``, ``is_active``, ``add_callback``, ``invocation_metadata``,
 ``send_initial_metadata``, ``set_trailing_metadata``, ``set_code``/``set_details``,
 ``time_remaining``, ``peer``.
@@ -59,6 +60,35 @@ INBOUND_WINDOW = 1 << 20
 _PREFIX = struct.Struct(">BI")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _RESERVED_HEADERS = {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"}
+
+
+class Frames(bytes):
+    """Complete gRPC messages, each with its 5-byte prefix, that a streaming handler yields so that
+    they are sent as they are (one handoff for many messages). Only :class:`GrpcServer` knows it."""
+
+
+FRAMES_FLUSH_BYTES = 64 << 10
+
+
+def framed_stream(items: Iterable[bytes], flush_bytes: int = FRAMES_FLUSH_BYTES) -> Iterator[Frames]:
+    """Group serialized messages into :class:`Frames`; ``b""`` items mark moments the producer is
+    about to wait, and flush what is held (so a caught-up follower gets each message at once)."""
+    parts: list[bytes] = []
+    size = 0
+    pack = _PREFIX.pack
+    for item in items:
+        if item:
+            parts.append(pack(0, len(item)))
+            parts.append(item)
+            size += len(item) + 5
+            if size < flush_bytes:
+                continue
+        if parts:
+            yield Frames(b"".join(parts))
+            parts.clear()
+            size = 0
+    if parts:
+        yield Frames(b"".join(parts))
 
 
 @dataclass
@@ -218,10 +248,14 @@ class _Call:
 
     def push(self, message: bytes) -> None:
         """Queue one serialized message for sending; waits while too much is unsent."""
+        self.push_frames(_PREFIX.pack(0, len(message)) + message)
+
+    def push_frames(self, data: bytes) -> None:
+        """Queue length-prefixed messages for sending; waits while too much is unsent."""
         if not self.active:
             raise _Cancelled
-        self.outbox.append(_PREFIX.pack(0, len(message)) + message)
-        self.pushed += len(message) + 5
+        self.outbox.append(data)
+        self.pushed += len(data)
         if not self.scheduled:
             self.scheduled = True
             self.conn.loop.call_soon_threadsafe(self.conn.take, self)
@@ -784,11 +818,14 @@ def _run_call(call: _Call) -> None:
             request = call.request
         if method.response_streaming:
             behavior = method.unary_stream if not method.request_streaming else method.stream_stream
-            push = call.push
+            push, push_frames = call.push, call.push_frames
             responses = behavior(request, context)
             try:
                 for response in responses:
-                    push(serialize(response) if serialize is not None else response)
+                    if type(response) is Frames:
+                        push_frames(response)
+                    else:
+                        push(serialize(response) if serialize is not None else response)
             finally:
                 close = getattr(responses, "close", None)
                 if close is not None:
