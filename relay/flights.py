@@ -93,7 +93,8 @@ class Flight:
         try:
             for count, item in enumerate(stream, 1):
                 items.append(item)
-                if not item or count % _NOTIFY_EVERY == 0:  # b"": the producer is about to wait
+                # b"": the producer is about to wait; a long item is a run of framed messages
+                if not item or len(item) > 4096 or count % _NOTIFY_EVERY == 0:
                     with cond:
                         cond.notify_all()
         except FlightError as exc:

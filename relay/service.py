@@ -284,9 +284,17 @@ class RelayObserver:
             return
         strict = dict(metadata).get(STRICT_LAST_KEY) == "1"
         key = b"%d%d" % (as_json, strict) + request.SerializeToString(deterministic=True)
-        flight = self.flights.join_or_start(
-            key, metadata, lambda ctx: self._flows(request, ctx, as_json, metadata)
-        )
+        framed = self.framed and not as_json
+
+        def produce(ctx: Any) -> Iterator[bytes]:
+            stream = self._flows(request, ctx, as_json, metadata)
+            if not framed:
+                return stream
+            from hubblepy.observer.transport import framed_stream
+
+            return framed_stream(stream)  # framed once for every reader
+
+        flight = self.flights.join_or_start(key, metadata, produce)
         try:
             yield from flight.read(context.is_active)
         except FlightError as exc:

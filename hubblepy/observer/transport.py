@@ -57,7 +57,9 @@ HIGH_WATER = 1 << 20  # bytes a call may hold unsent before its handler thread w
 LOW_WATER = 256 << 10
 MAX_REQUEST_BYTES = 4 << 20  # as grpcio's default max receive message length
 INBOUND_WINDOW = 1 << 20
+WRITE_BURST = 256 << 10  # bytes of DATA frames handed to the socket in one write
 _PREFIX = struct.Struct(">BI")
+_DATA_HEADER = struct.Struct(">IBI")  # HTTP/2 frame header: length << 8 | type DATA (0), flags, stream
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _RESERVED_HEADERS = {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"}
 
@@ -77,6 +79,13 @@ def framed_stream(items: Iterable[bytes], flush_bytes: int = FRAMES_FLUSH_BYTES)
     size = 0
     pack = _PREFIX.pack
     for item in items:
+        if type(item) is Frames:  # already framed upstream (a shared relay answer): pass it on
+            if parts:
+                yield Frames(b"".join(parts))
+                parts.clear()
+                size = 0
+            yield item
+            continue
         if item:
             parts.append(pack(0, len(item)))
             parts.append(item)
@@ -580,15 +589,32 @@ class _Connection(asyncio.Protocol):
             if call.pending and not call.headers_sent:
                 self.send_headers(call)
             pending = call.pending
+            conn, stream_id = self.h2, call.stream_id
+            frame_max = conn.max_outbound_frame_size
             while pending and self.writable:
-                window = self.h2.local_flow_control_window(call.stream_id)
-                size = min(window, self.h2.max_outbound_frame_size, len(pending))
-                if size <= 0:
+                burst = min(conn.local_flow_control_window(stream_id), len(pending), WRITE_BURST)
+                if burst <= 0:
                     break
-                self.h2.send_data(call.stream_id, bytes(pending[:size]))
-                del pending[:size]
-                call.sent += size
-                self.flush()  # may pause writing (the transport's buffer is full)
+                chunk = bytes(pending[:burst])
+                del pending[:burst]
+                # The first frame goes through h2, which checks the stream's state and counts the
+                # window. The rest of the burst are the same kind of DATA frame on the same stream:
+                # built here, with h2's windows reduced by what they carry (h2 costs ~30 us a frame).
+                first = min(frame_max, burst)
+                conn.send_data(stream_id, chunk[:first])
+                out = [conn.data_to_send()]
+                if burst > first:
+                    rest = burst - first
+                    conn.streams[stream_id].outbound_flow_control_window -= rest
+                    conn.outbound_flow_control_window -= rest
+                    view = memoryview(chunk)
+                    for offset in range(first, burst, frame_max):
+                        piece = view[offset : offset + frame_max]
+                        out.append(_DATA_HEADER.pack(len(piece) << 8, 0, stream_id))
+                        out.append(piece)
+                call.sent += burst
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.write(b"".join(out))  # may pause writing (the buffer is full)
         except h2.exceptions.StreamClosedError:
             self.cancel_call(call, send_reset=False)
             return
