@@ -602,7 +602,7 @@ class _Connection(asyncio.Protocol):
                 # built here, with h2's windows reduced by what they carry (h2 costs ~30 us a frame).
                 first = min(frame_max, burst)
                 conn.send_data(stream_id, chunk[:first])
-                out = [conn.data_to_send()]
+                out: list[bytes | memoryview] = [conn.data_to_send()]
                 if burst > first:
                     rest = burst - first
                     conn.streams[stream_id].outbound_flow_control_window -= rest
