@@ -4,12 +4,15 @@
 //
 // Usage: upstream_client ADDRESS REQUEST_HEX
 // It connects, prints "ready", waits for a line on stdin, reads the whole stream and prints
-// "<responses> <seconds> <unix time at the last response>".
+// "<responses> <seconds> <unix time at the last response> <sha256 of the responses>" (each response
+// hashed as its 4-byte big-endian length and its bytes, so tests can compare streams).
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -70,6 +73,8 @@ func main() {
 		os.Exit(1)
 	}
 	count := 0
+	digest := sha256.New()
+	var size [4]byte
 	for {
 		var message []byte
 		err := stream.RecvMsg(&message)
@@ -81,7 +86,10 @@ func main() {
 			os.Exit(1)
 		}
 		count++
+		binary.BigEndian.PutUint32(size[:], uint32(len(message)))
+		digest.Write(size[:])
+		digest.Write(message)
 	}
 	end := time.Now()
-	fmt.Printf("%d %.6f %.6f\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9)
+	fmt.Printf("%d %.6f %.6f %x\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9, digest.Sum(nil))
 }
