@@ -6,7 +6,9 @@ flows/s reading one node directly, through the relay with 1 node and with 3 node
 cost as the ratio direct/relayed for one node. Our CLI talks the hubblepy.Batch/GetFlowsJSON
 extension to our nodes and relay; the "upstream client path" lines measure the standard
 observer.Observer/GetFlows stream (one GetFlowsResponse per gRPC message, what an upstream client
-uses) with a bare reader that does not decode, and 20 such clients asking ``--last 1000`` at once
+uses) with clients that do not decode: a grpc-go client (benchmarks/upstream_client, the gRPC
+stack of upstream's CLI, built with Debian's golang-go and golang-google-grpc-dev; skipped with a
+note when they are missing) and grpcio's single-threaded unary-stream reader, and 20 such clients asking ``--last 1000`` at once
 (each in its own process, as 20 upstream CLIs would be) against one of them. The "where the time
 goes" lines time each stage of that path in this process: the node's ring read of cached bytes,
 building a response's protobuf bytes on first read, the relay's scan and sort buffer, and gRPC's own
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,13 +89,22 @@ def observe_rate(server: str, expected: int) -> tuple[float, int]:
     return got / elapsed, got
 
 
-def raw_rate(server: str) -> tuple[float, int]:
-    """Flows/s of a bare gRPC reader that does not decode (isolates server and relay cost)."""
+def raw_rate(server: str, fast_reader: bool = True) -> tuple[float, int]:
+    """Flows/s of a bare gRPC reader that does not decode (isolates server and relay cost).
+
+    ``fast_reader`` uses grpcio's single-threaded unary-stream path: its default iterator hands each
+    message between two threads and tops out near 21k messages/s on its own here (against a server
+    that only repeats one frame), far below what upstream's Go client reads.
+    """
     import grpc
+    import grpc.experimental
 
     from hubblepy.api.observer import observer_pb2
 
-    channel = grpc.insecure_channel(server, options=[("grpc.max_receive_message_length", 64 << 20)])
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    if fast_reader:
+        options.append((grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1))
+    channel = grpc.insecure_channel(server, options=options)
     call = channel.unary_stream(
         "/observer.Observer/GetFlows",
         request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
@@ -106,9 +118,10 @@ def raw_rate(server: str) -> tuple[float, int]:
 
 
 CLIENT_CODE = """
-import sys, time, grpc
+import sys, time, grpc, grpc.experimental
 from hubblepy.api.observer import observer_pb2
-channel = grpc.insecure_channel(sys.argv[1], options=[("grpc.max_receive_message_length", 64 << 20)])
+channel = grpc.insecure_channel(sys.argv[1], options=[("grpc.max_receive_message_length", 64 << 20),
+    (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)])
 call = channel.unary_stream("/observer.Observer/GetFlows",
     request_serializer=observer_pb2.GetFlowsRequest.SerializeToString, response_deserializer=None)
 grpc.channel_ready_future(channel).result(timeout=30)
@@ -116,33 +129,77 @@ print("ready", flush=True)
 sys.stdin.readline()
 t0 = time.perf_counter()
 n = sum(1 for _ in call(observer_pb2.GetFlowsRequest(number=int(sys.argv[2]))))
-print(n, time.perf_counter() - t0, flush=True)
+print(n, time.perf_counter() - t0, time.time(), flush=True)
 """
 
 
-def concurrent_last(server: str, clients: int, number: int = 1000) -> tuple[float, int]:
-    """Wall time of ``clients`` upstream-style clients (one process each) asking ``--last number`` at once."""
+def build_go_client(tmp: str) -> tuple[str | None, str]:
+    """Build benchmarks/upstream_client (grpc-go, as upstream's CLI) with Debian's Go packages.
+
+    Returns ``(binary, "")``, or ``(None, reason)`` when Go or grpc-go's sources are missing.
+    """
+    go = shutil.which("go")
+    if go is None:
+        return None, "no go toolchain (Debian: golang-go, golang-google-grpc-dev)"
+    binary = os.path.join(tmp, "upstream_client")
+    env = dict(os.environ, GOPATH="/usr/share/gocode", GO111MODULE="off", GOFLAGS="")
+    if not (env.get("HOME") or env.get("XDG_CACHE_HOME")):  # else Go's own cache makes rebuilds quick
+        env.setdefault("GOCACHE", os.path.join(tmp, "gocache"))
+    built = subprocess.run(
+        [go, "build", "-o", binary, str(REPO / "benchmarks" / "upstream_client" / "main.go")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if built.returncode != 0:
+        return None, "cannot build the grpc-go client: " + (built.stderr.strip().splitlines() or ["?"])[-1]
+    return binary, ""
+
+
+def client_argv(go_client: str | None, server: str, number: int) -> list[str]:
+    """One upstream-style client reading GetFlows with ``number``: grpc-go when built, else grpcio."""
+    if go_client is not None:
+        from hubblepy.api.observer import observer_pb2
+
+        request = observer_pb2.GetFlowsRequest(number=number).SerializeToString().hex()
+        return [go_client, server, request]
+    return [sys.executable, "-c", CLIENT_CODE, server, str(number)]
+
+
+def run_clients(argvs: list[list[str]]) -> tuple[float, int]:
+    """Start the clients, let them connect, then start them together: seconds until the last one
+    has its last response (process start and exit are not counted) and the responses they got."""
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", CLIENT_CODE, server, str(number)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(clients)
+        subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for argv in argvs
     ]
-    for proc in procs:  # every client has imported grpc and connected before the clock starts
+    for proc in procs:  # every client has started and connected before the clock starts
         assert proc.stdout.readline().strip() == "ready"
-    t0 = time.perf_counter()
+    t0 = time.time()
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
     got = 0
+    last_end = t0
     for proc in procs:
-        got += int(proc.stdout.readline().split()[0])
+        count, _, end = proc.stdout.readline().split()[:3]
+        got += int(count)
+        last_end = max(last_end, float(end))
         proc.wait(60)
-    return time.perf_counter() - t0, got
+    return last_end - t0, got
+
+
+def concurrent_last(
+    go_client: str | None, server: str, clients: int, number: int = 1000
+) -> tuple[float, int]:
+    """Seconds for ``clients`` upstream-style clients (one process each) asking ``--last number`` at once."""
+    return run_clients([client_argv(go_client, server, number) for _ in range(clients)])
+
+
+def client_rate(go_client: str, server: str) -> tuple[float, int]:
+    """Flows/s of one grpc-go client reading everything (``--all``) without decoding."""
+    elapsed, got = run_clients([client_argv(go_client, server, (1 << 64) - 1)])
+    return got / elapsed, got
 
 
 def _per_item_us(func, items: list) -> float:
@@ -190,26 +247,36 @@ def breakdown(flows_file: Path) -> list[tuple[str, float]]:
         for _ in range(count):
             yield payload
 
-    server = grpc.server(futures.ThreadPoolExecutor(4))
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("b.B", {"S": grpc.unary_stream_rpc_method_handler(constant)})]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    client = subprocess.run(
-        [sys.executable, "-c", GRPC_CEILING_CODE, f"127.0.0.1:{port}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    server.stop(0)
-    grpc_us = 1e6 / float(client.stdout.split()[0])
+    from hubblepy.observer.transport import GrpcServer
+
+    def per_message_us(server) -> float:
+        server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "b.B", {"S": grpc.unary_stream_rpc_method_handler(constant)}
+                )
+            ]
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        client = subprocess.run(
+            [sys.executable, "-c", GRPC_CEILING_CODE, f"127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        server.stop(0)
+        return 1e6 / float(client.stdout.split()[0])
+
+    grpcio_us = per_message_us(grpc.server(futures.ThreadPoolExecutor(4)))
+    transport_us = per_message_us(GrpcServer(4))
     return [
         ("node: ring read of cached bytes", ring_us),
         ("node: build protobuf bytes (first read)", build_us),
         ("relay: scan time + kind", scan_us),
         ("relay: sort buffer push", sort_us),
-        ("gRPC: one streamed message, server+client", grpc_us),
+        ("grpcio server: one streamed message, both ends", grpcio_us),
+        ("h2 transport: one streamed message, both ends", transport_us),
     ]
 
 
@@ -274,22 +341,40 @@ def main() -> None:
             via3, n_via3 = observe_rate(r3, 3 * CAPACITY)
             for addr in nodes:  # warm-up: each node builds its protobuf bytes once per entry
                 raw_rate(addr)
+            go_client, no_go = build_go_client(tmp)
+            go_rates = []
+            if go_client is not None:
+                go_rates = [client_rate(go_client, server) for server in (nodes[0], r1, r3)]
             raw_direct, _ = raw_rate(nodes[0])
+            raw_direct_mt, _ = raw_rate(nodes[0], fast_reader=False)
             raw_via1, _ = raw_rate(r1)
             raw_via3, n_raw3 = raw_rate(r3)
-            last_one, _ = concurrent_last(r3, 1)
-            last_twenty, n_twenty = concurrent_last(r3, 20)
+            concurrent_last(go_client, r3, 1)  # warm-up: the relay's channels and threads
+            last_one, _ = concurrent_last(go_client, r3, 1)
+            last_twenty, n_twenty = concurrent_last(go_client, r3, 20)
             stages = breakdown(Path(tmp) / "node0.jsonl")
         print("hubble observe --all -o json > /dev/null:")
         print(f"direct node      : {direct:10.0f} flows/s ({n_direct} flows, -o json > /dev/null)")
         print(f"relay, 1 node    : {via1:10.0f} flows/s ({n_via1} flows)")
         print(f"relay, 3 nodes   : {via3:10.0f} flows/s ({n_via3} flows)")
         print(f"relay cost ratio : {direct / via1:10.2f} x (direct / via relay, 1 node)")
-        print("upstream client path (standard GetFlows, one response per message, bare reader):")
+        print("upstream client path (standard GetFlows, one response per message, no decoding):")
+        if go_rates:
+            (g_direct, _), (g_via1, _), (g_via3, n_g3) = go_rates
+            print("grpc-go client (upstream's hubble CLI's gRPC stack), one process:")
+            print(f"direct node      : {g_direct:10.0f} flows/s")
+            print(f"relay, 1 node    : {g_via1:10.0f} flows/s")
+            print(f"relay, 3 nodes   : {g_via3:10.0f} flows/s ({n_g3} responses incl. node status)")
+        else:
+            print(f"grpc-go client   : not run ({no_go})")
+        print("grpcio single-threaded stream reader, in this process:")
         print(f"direct node      : {raw_direct:10.0f} flows/s")
+        print(f"direct node      : {raw_direct_mt:10.0f} flows/s (grpcio's default multi-threaded reader)")
         print(f"relay, 1 node    : {raw_via1:10.0f} flows/s")
         print(f"relay, 3 nodes   : {raw_via3:10.0f} flows/s ({n_raw3} responses incl. node status)")
         print(f"relay cost ratio : {raw_direct / raw_via1:10.2f} x")
+        client_kind = "grpc-go" if go_client is not None else "grpcio"
+        print(f"{client_kind} clients, one process each, asking at once:")
         print(f"--last 1000 of 3 nodes via relay, 1 client   : {last_one:7.2f} s")
         print(f"--last 1000 of 3 nodes via relay, 20 clients : {last_twenty:7.2f} s ({n_twenty} responses)")
         print(f"20 clients / 1 client                        : {last_twenty / last_one:7.2f} x")

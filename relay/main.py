@@ -32,14 +32,12 @@ import os
 import signal
 import sys
 import threading
-from concurrent import futures
 from typing import Any, NoReturn
 
 # The relay logs what goes wrong with its nodes itself, once per change (see relay.peers); gRPC
 # core would otherwise print a line for every failed TLS handshake of every retry.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-import grpc  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
 
@@ -52,6 +50,7 @@ from hubblepy.observer.flags import (  # noqa: E402
     parse_peer_list,
 )
 from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target  # noqa: E402
+from hubblepy.observer.transport import GrpcServer  # noqa: E402
 from relay.peers import ClientTLS, DialOptions, PeerManager  # noqa: E402
 from relay.service import RelayObserver  # noqa: E402
 
@@ -231,20 +230,18 @@ class Relay:
             retry_timeout=dial.retry_timeout,
             relay_name=args.node_name or None,
             error_aggregation_window=error_window,
+            framed=True,
         )
         self.health = health.HealthServicer()
-        self.server: grpc.Server | None = None
+        self.server: GrpcServer | None = None
         self.port = 0
-        self.health_server: grpc.Server | None = None
+        self.health_server: GrpcServer | None = None
         self.health_port = 0
         self.health_warning = ""
         self.metrics: Any = None
 
     def start(self) -> None:
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.args.max_workers, thread_name_prefix="relay-grpc"),
-            options=[("grpc.so_reuseport", 0)],
-        )
+        server = GrpcServer(max_workers=self.args.max_workers, thread_name_prefix="relay-grpc")
         server.add_generic_rpc_handlers([self.observer.handlers(), self.observer.batch_handlers()])
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         for name in (HEALTH_SERVICE_NAME, ""):
@@ -260,10 +257,11 @@ class Relay:
         target = grpc_listen_target(self.args.listen_address)
         try:
             if self.server_tls is not None:
-                self.port = server.add_secure_port(target, self.server_tls.credentials())
+                self.port = server.add_secure_port(target, self.server_tls)
             else:
                 self.port = server.add_insecure_port(target)
-        except RuntimeError as exc:
+        except OSError as exc:
+            server.stop(0)
             raise RelayError(f"cannot listen on {self.args.listen_address}: {exc}") from None
         if not self.port:
             raise RelayError(f"cannot listen on {self.args.listen_address}")
@@ -286,16 +284,14 @@ class Relay:
 
     def _start_health_server(self, listen_address: str) -> None:
         """The separate plaintext listener for grpc.health.v1 only (shares the health servicer)."""
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="relay-health"),
-            options=[("grpc.so_reuseport", 0)],
-        )
+        server = GrpcServer(max_workers=4, thread_name_prefix="relay-health")
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         try:
             port = server.add_insecure_port(grpc_listen_target(listen_address))
-        except RuntimeError:
+        except OSError:
             port = 0
         if not port:
+            server.stop(0)
             self.health_warning = f"health service disabled: cannot listen on {listen_address}"
             return
         server.start()

@@ -14,6 +14,11 @@ Strict global ``--last N`` (hubblepy extension)
     request gets exactly the newest N flows across all nodes (not N per node), in time order, and a
     trailing-metadata entry ``hubblepy-completeness`` such as
     ``flows=20 nodes_answered=3 nodes_known=3 lost=0``. Other clients are unaffected.
+
+Shared answers
+    Identical non-follow requests for up to 10,000 flows that arrive within 0.25 s of each other
+    share one fan-out and merge (:mod:`relay.flights`): many clients asking ``--last N`` together
+    cost the relay and the nodes about what one does.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from hubblepy.api.relay import relay_pb2
 from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.service import observer_method_handlers
 from hubblepy.rpcerror import rpc_error_text
+from relay.flights import MAX_SHARED_NUMBER, FlightError, Flights
 from relay.handoff import Handoff
 from relay.merge import SortBuffer
 from relay.metrics import STATS
@@ -202,7 +208,9 @@ class RelayObserver:
         retry_timeout: float = 30.0,
         relay_name: str | None = None,
         error_aggregation_window: float = DEFAULT_ERROR_AGGREGATION_WINDOW,
+        framed: bool = False,
     ) -> None:
+        self.framed = framed  # hosted on our h2 transport: GetFlows hands over runs of messages
         self.peers = peers
         self.error_aggregation_window = error_aggregation_window
         self.sort_buffer_len = sort_buffer_len
@@ -212,6 +220,7 @@ class RelayObserver:
         self.relay_name = relay_name or socket.gethostname()
         self.started_ns = time.monotonic_ns()
         self.pool = futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="relay-unary")
+        self.flights = Flights()
 
     def _split_nodes(self) -> tuple[list[Node], list[Node]]:
         nodes = self.peers.nodes()
@@ -220,20 +229,21 @@ class RelayObserver:
         unavailable = [n for n in nodes if not n.connected]
         return connected, unavailable
 
-    # -- GetFlows -------------------------------------------------------------------------------
+    # -- GetFlows -----------------------------------------------------------------------------------
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
-        for wire in self._flows(request, context, as_json=False):
-            if wire:
-                yield wire
+        from hubblepy.observer.service import flows_on_wire
+
+        stream = self._answer(request, context, as_json=False)
+        yield from flows_on_wire(stream if self.framed else (w for w in stream if w), self.framed)
 
     def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         """hubblepy extension: the merged stream as batches of canonical JSON lines (see the node's)."""
         from hubblepy.observer.service import batched
 
-        yield from batched(self._flows(request, context, as_json=True), None)
+        yield from batched(self._answer(request, context, as_json=True), None)
 
-    def _flows(self, request: Any, context: grpc.ServicerContext, as_json: bool) -> Iterator[bytes]:
-        """The merged response stream; ``b""`` items mark moments the relay is about to wait."""
+    def _answer(self, request: Any, context: grpc.ServicerContext, as_json: bool) -> Iterator[bytes]:
+        """The merged stream for one client: its own, or a flight shared with identical requests."""
         if request.first and request.follow:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
         from hubblepy.observer.service import BadRequest, compile_request_filters
@@ -242,12 +252,37 @@ class RelayObserver:
             compile_request_filters(request)  # validate once here instead of N node errors
         except BadRequest as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        metadata = dict(context.invocation_metadata())
+        metadata = tuple(context.invocation_metadata())
         context.send_initial_metadata((("hubble-relay-version", RELAY_VERSION),))
+        if request.follow or not 0 < request.number <= MAX_SHARED_NUMBER:
+            yield from self._flows(request, context, as_json, metadata)
+            return
+        strict = dict(metadata).get(STRICT_LAST_KEY) == "1"
+        key = b"%d%d" % (as_json, strict) + request.SerializeToString(deterministic=True)
+        framed = self.framed and not as_json
+
+        def produce(ctx: Any) -> Iterator[bytes]:
+            stream = self._flows(request, ctx, as_json, metadata)
+            if not framed:
+                return stream
+            from hubblepy.observer.transport import framed_stream
+
+            return framed_stream(stream)  # framed once for every reader
+
+        flight = self.flights.join_or_start(key, metadata, produce)
+        try:
+            yield from flight.read(context.is_active)
+        except FlightError as exc:
+            context.abort(exc.code or grpc.StatusCode.UNKNOWN, exc.details)
+        if flight.trailing:
+            context.set_trailing_metadata(flight.trailing)
+
+    def _flows(self, request: Any, context: Any, as_json: bool, metadata: tuple) -> Iterator[bytes]:
+        """The merged response stream; ``b""`` items mark moments the relay is about to wait."""
         status = node_status_json if as_json else node_status_bytes
         connected, unavailable = self._split_nodes()
         if (
-            metadata.get(STRICT_LAST_KEY) == "1"
+            dict(metadata).get(STRICT_LAST_KEY) == "1"
             and not request.follow
             and not request.first
             and request.number

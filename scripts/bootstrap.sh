@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc iproute2 jq
-              linux-headers-amd64 curl procps util-linux gcc)
+              linux-headers-amd64 curl procps util-linux gcc
+              golang-google-grpc-dev)  # grpc-go sources for the relay benchmark's upstream client
 # Plus the package of every program the tests, lab, demo and benchmarks call (one table, also
 # checked by tests/test_00_environment.py).
 while read -r _program package _; do

@@ -2,7 +2,8 @@
 
 The unix socket (mode 0660) is always plaintext, like upstream's local socket. The TCP listener uses
 TLS when a certificate and key are given, and requires client certificates (mTLS) when client CA
-files are given too.
+files are given too. The services are served by :mod:`hubblepy.observer.transport` (HTTP/2 on
+``h2``), which streams many messages per DATA frame; the handlers are ordinary grpcio handlers.
 """
 
 from __future__ import annotations
@@ -10,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -22,35 +21,22 @@ from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
 from hubblepy.observer.core import Observer
 from hubblepy.observer.service import NodeServices
+from hubblepy.observer.transport import GrpcServer, TLSConfig
 
 HEALTH_SERVICE_NAME = "hubble.server.Observer"
 DEFAULT_LISTEN_ADDRESS = ":4244"
-SERVER_OPTIONS = [
-    ("grpc.so_reuseport", 0),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.max_receive_message_length", 64 << 20),
-]
 
 
 @dataclass
-class ServerTLS:
+class ServerTLS(TLSConfig):
     """Server-side TLS material (PEM bytes). ``client_ca`` set means mTLS (client cert required)."""
-
-    cert: bytes
-    key: bytes
-    client_ca: bytes | None = None
 
     @classmethod
     def from_files(cls, cert_file: str, key_file: str, client_ca_files: list[str] | None = None) -> ServerTLS:
         client_ca = b"".join(_read(p) for p in client_ca_files) if client_ca_files else None
-        return cls(cert=_read(cert_file), key=_read(key_file), client_ca=client_ca)
-
-    def credentials(self) -> grpc.ServerCredentials:
-        return grpc.ssl_server_credentials(
-            [(self.key, self.cert)],
-            root_certificates=self.client_ca,
-            require_client_auth=self.client_ca is not None,
-        )
+        tls = cls(cert=_read(cert_file), key=_read(key_file), client_ca=client_ca)
+        tls.ssl_context()  # bad PEM is a start-up error, not a failed handshake later
+        return tls
 
 
 def _read(path: str) -> bytes:
@@ -91,21 +77,21 @@ class ObserverServer:
         self.observer = observer
         self.config = config
         self.stop_event = threading.Event()
-        self.server: grpc.Server | None = None
+        self.server: GrpcServer | None = None
         self.tcp_port: int | None = None
         self.health = health.HealthServicer()
 
     def start(self) -> None:
         cfg = self.config
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="hubble-grpc"),
-            options=SERVER_OPTIONS,
+        server = GrpcServer(
+            max_workers=cfg.max_workers,
             maximum_concurrent_rpcs=cfg.max_workers - 4,
+            thread_name_prefix="hubble-grpc",
         )
         if cfg.listen_address:
             target = grpc_listen_target(cfg.listen_address)
             if cfg.tls is not None:
-                port = server.add_secure_port(target, cfg.tls.credentials())
+                port = server.add_secure_port(target, cfg.tls)
             else:
                 port = server.add_insecure_port(target)
             if not port:
@@ -130,6 +116,7 @@ class ObserverServer:
             self.stop_event,
             address=address,
             tls_enabled=cfg.tls is not None,
+            framed=True,
         )
         server.add_generic_rpc_handlers(services.handlers())
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)

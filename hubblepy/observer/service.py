@@ -245,6 +245,21 @@ def batched(items: Iterator[bytes], frame: Callable[[bytes], bytes] | None) -> I
         yield b"".join(batch)
 
 
+def flows_on_wire(responses: Iterator[bytes], framed: bool) -> Iterator[bytes]:
+    """The standard GetFlows stream's messages as the server hands them to its transport.
+
+    ``responses`` are serialized GetFlowsResponses (with ``b""`` idle markers when ``framed``). On
+    our h2 transport (``framed``) they go out as length-prefixed runs (one handoff for up to 64 KiB
+    of messages, flushed whenever the reader catches up); on grpcio one message at a time.
+    """
+    if framed:
+        from hubblepy.observer.transport import framed_stream
+
+        yield from framed_stream(responses)
+    else:
+        yield from responses
+
+
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> None:
     context.abort(code, message)
 
@@ -260,7 +275,11 @@ class NodeServices:
         stop: threading.Event,
         address: str = "",
         tls_enabled: bool = False,
+        framed: bool = False,
     ) -> None:
+        """``framed``: hosted on :class:`~hubblepy.observer.transport.GrpcServer`, so GetFlows may
+        hand over many messages at once (:func:`flows_on_wire`)."""
+        self.framed = framed
         self.observer = observer
         self.self_peer = self_peer
         self.extra_peers = extra_peers
@@ -270,7 +289,7 @@ class NodeServices:
 
     # -- observer.Observer ----------------------------------------------------------------------
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
-        yield from self._flow_stream(request, context, idle_marker=False)
+        yield from flows_on_wire(self._flow_stream(request, context, idle_marker=self.framed), self.framed)
 
     def _flow_stream(
         self, request: Any, context: grpc.ServicerContext, idle_marker: bool, as_json: bool = False

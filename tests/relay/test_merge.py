@@ -44,3 +44,25 @@ def test_scan_response_reads_time_and_kind():
     status.node_status.node_names.append("n")
     status.time.FromNanoseconds(-5_000_000_000)
     assert scan_response(status.SerializeToString()) == (-5_000_000_000, KIND_NODE_STATUS)
+
+
+def test_scan_response_empty_flow_unknown_fields_and_garbage():
+    resp = observer_pb2.GetFlowsResponse(node_name="n1")
+    resp.flow.SetInParent()  # an empty Flow message is still a flow
+    resp.time.FromNanoseconds(7)
+    assert scan_response(resp.SerializeToString()) == (7, KIND_FLOW)
+    assert scan_response(resp.SerializeToString() + b"\xa8\x1f\x01") == (7, KIND_FLOW)  # unknown field 500
+    assert scan_response(b"\x0a\x05ab") == (0, 0)  # truncated
+    assert scan_response(b"") == (0, 0)
+
+
+def test_split_batch_round_trip_and_malformed():
+    import pytest
+
+    from hubblepy.observer.service import _length_prefixed
+    from relay.wire import split_batch
+
+    items = [b"", b"a" * 200, bytes(range(256))]
+    assert split_batch(b"".join(_length_prefixed(i) for i in items)) == items
+    with pytest.raises(ValueError):
+        split_batch(b"\x0a\x09abc")

@@ -1,0 +1,95 @@
+// Command upstream_client reads observer.Observer/GetFlows the way upstream's Go hubble CLI does:
+// grpc-go, one GetFlowsResponse per gRPC message. It does not decode the responses (a raw codec
+// keeps the bytes), so what it measures is the server's stream. Used by benchmarks/bench_relay.py.
+//
+// Usage: upstream_client ADDRESS REQUEST_HEX
+// It connects, prints "ready", waits for a line on stdin, reads the whole stream and prints
+// "<responses> <seconds> <unix time at the last response> <sha256 of the responses>" (each response
+// hashed as its 4-byte big-endian length and its bytes, so tests can compare streams).
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v interface{}) ([]byte, error) { return *(v.(*[]byte)), nil }
+
+func (rawCodec) Unmarshal(data []byte, v interface{}) error {
+	*(v.(*[]byte)) = data
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: upstream_client ADDRESS REQUEST_HEX")
+		os.Exit(2)
+	}
+	request, err := hex.DecodeString(os.Args[2])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bad request hex:", err)
+		os.Exit(2)
+	}
+	dialCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := grpc.DialContext(dialCtx, os.Args[1], grpc.WithInsecure(), grpc.WithBlock(),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dial:", err)
+		os.Exit(1)
+	}
+	defer conn.Close()
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		os.Exit(1)
+	}
+	start := time.Now()
+	desc := &grpc.StreamDesc{StreamName: "GetFlows", ServerStreams: true}
+	stream, err := conn.NewStream(context.Background(), desc, "/observer.Observer/GetFlows",
+		grpc.ForceCodec(rawCodec{}))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stream:", err)
+		os.Exit(1)
+	}
+	if err := stream.SendMsg(&request); err != nil {
+		fmt.Fprintln(os.Stderr, "send:", err)
+		os.Exit(1)
+	}
+	if err := stream.CloseSend(); err != nil {
+		fmt.Fprintln(os.Stderr, "close send:", err)
+		os.Exit(1)
+	}
+	count := 0
+	digest := sha256.New()
+	var size [4]byte
+	for {
+		var message []byte
+		err := stream.RecvMsg(&message)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "recv:", err)
+			os.Exit(1)
+		}
+		count++
+		binary.BigEndian.PutUint32(size[:], uint32(len(message)))
+		digest.Write(size[:])
+		digest.Write(message)
+	}
+	end := time.Now()
+	fmt.Printf("%d %.6f %.6f %x\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9, digest.Sum(nil))
+}
