@@ -41,8 +41,6 @@ class Query(NamedTuple):
 
     name: str  # lower case, with the trailing dot (the question's name as asked, for the log)
     qtypes: tuple[int, ...]
-    refused: bytes  # the REFUSED answer without its first two bytes (the ID)
-    servfail: bytes  # the SERVFAIL answer, likewise
 
 
 class Answer(NamedTuple):
@@ -56,11 +54,13 @@ class Answer(NamedTuple):
     answer_types: tuple[int, ...]  # the type of each answer record
 
 
-def _reply(msg: dns.message.Message, rcode: int) -> bytes:
+def error_reply(wire: bytes, rcode: int) -> bytes:
+    """The answer to a (valid) query with ``rcode`` and no records: same ID, question and EDNS."""
+    msg = dns.message.from_wire(wire)
     reply = dns.message.make_response(msg)
     reply.set_rcode(rcode)
     reply.flags &= ~dns.flags.AA
-    return reply.to_wire()[2:]
+    return reply.to_wire()
 
 
 def parse_query(wire: bytes) -> Query:
@@ -81,7 +81,7 @@ def parse_query(wire: bytes) -> Query:
         raise Malformed(f"{len(msg.question)} questions (one expected)")
     question = msg.question[0]
     name = question.name.to_text().lower()
-    return Query(name, (int(question.rdtype),), _reply(msg, RCODE_REFUSED), _reply(msg, RCODE_SERVFAIL))
+    return Query(name, (int(question.rdtype),))
 
 
 def parse_answer(wire: bytes) -> Answer:
@@ -123,6 +123,9 @@ class WireCache:
         self.size = size
         self.queries: dict[bytes, Query | Malformed] = {}
         self.answers: dict[bytes, Answer | Malformed] = {}
+        self.replies: dict[
+            tuple[bytes, int], bytes
+        ] = {}  # (query bytes after the ID, rcode) -> reply after the ID
         self.hits = 0
         self.misses = 0
 
@@ -143,6 +146,16 @@ class WireCache:
         if isinstance(found, Malformed):
             raise found
         return found
+
+    def error_reply(self, wire: bytes, rcode: int) -> bytes:
+        """:func:`error_reply` for a query that :meth:`query` accepted (memoized; the query's own ID)."""
+        key = (wire[2:], rcode)
+        found = self.replies.get(key)
+        if found is None:
+            if len(self.replies) >= self.size:
+                self.replies.clear()
+            found = self.replies[key] = error_reply(wire, rcode)[2:]
+        return wire[:2] + found
 
     def answer(self, wire: bytes) -> Answer:
         key = wire[2:]
