@@ -16,6 +16,7 @@ from typing import NamedTuple
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
@@ -106,11 +107,14 @@ def parse_answer(wire: bytes) -> Answer:
         kind = int(rrset.rdtype)
         for rdata in rrset:
             types.append(kind)
-            if kind in (TYPE_A, TYPE_AAAA):
-                ips.append(rdata.address)  # type: ignore[attr-defined]
+            # records of another class (CH ...) have other data: only IN addresses and names count
+            address = getattr(rdata, "address", None)
+            target = getattr(rdata, "target", None)
+            if kind in (TYPE_A, TYPE_AAAA) and isinstance(address, str):
+                ips.append(address)
                 ttl = rrset.ttl if not ttl or rrset.ttl < ttl else ttl
-            elif kind == TYPE_CNAME:
-                cnames.append(rdata.target.to_text().lower())  # type: ignore[attr-defined]
+            elif kind == TYPE_CNAME and isinstance(target, dns.name.Name):
+                cnames.append(target.to_text().lower())
     return Answer(
         msg.question[0].name.to_text().lower(), int(msg.rcode()), tuple(ips), ttl, tuple(cnames), tuple(types)
     )
