@@ -672,9 +672,9 @@ class TCPClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.proxy.tcp_clients.add(self)
         self.proxy.stats["tcp_connections"] += 1
-        self.client = tuple(transport.get_extra_info("peername")[:2])  # type: ignore[assignment]
+        self.client = tuple(transport.get_extra_info("peername")[:2])
         if self.proxy.options.transparent:
-            self.server = tuple(transport.get_extra_info("sockname")[:2])  # type: ignore[assignment]
+            self.server = tuple(transport.get_extra_info("sockname")[:2])
         else:
             self.server = self.proxy.options.upstream or ("", 0)
 

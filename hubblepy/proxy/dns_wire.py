@@ -19,7 +19,6 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
-import dns.rdatatype
 
 MAX_UDP_QUERY = 1232  # bytes; a bigger query datagram is "oversized" (DNS flag day 2020 safe size)
 MAX_TCP_MESSAGE = 16384  # bytes; a query over TCP claiming more is oversized (the connection closes)
@@ -59,7 +58,7 @@ def error_reply(wire: bytes, rcode: int) -> bytes:
     """The answer to a (valid) query with ``rcode`` and no records: same ID, question and EDNS."""
     msg = dns.message.from_wire(wire)
     reply = dns.message.make_response(msg)
-    reply.set_rcode(rcode)
+    reply.set_rcode(dns.rcode.Rcode.make(rcode))
     reply.flags &= ~dns.flags.AA
     return reply.to_wire()
 
@@ -178,11 +177,3 @@ class WireCache:
         if isinstance(found, Malformed):
             raise found
         return found
-
-
-def rcode_name(rcode: int) -> str:
-    return dns.rcode.to_text(rcode) if 0 <= rcode < 4096 else str(rcode)
-
-
-def type_name(rdtype: int) -> str:
-    return dns.rdatatype.to_text(rdtype)
