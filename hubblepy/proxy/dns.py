@@ -337,6 +337,8 @@ class DNSProxy:
         self.reply_socks: dict[tuple[str, int], socket.socket] = {}
         self.tcp_clients: set[TCPClient] = set()
         self._verdicts: dict[tuple, tuple[bool, bytes]] = {}
+        self._rule_sets: dict[tuple[int, int, int, int], Any] = {}
+        self._extensions: dict[tuple, bytes] = {}
         self._endpoint_json: dict[tuple[str, int], tuple[EndpointInfo, bytes]] = {}
         self._node = b"{}"
         self.set_state(self.state)
@@ -344,6 +346,8 @@ class DNSProxy:
     def set_state(self, state: ProxyDNSState) -> None:
         self.state = state
         self._verdicts = {}
+        self._rule_sets = {}
+        self._extensions = {}
         self._endpoint_json = {}
         node = {"IPv4": state.base.node.get("ipv4", ""), "IPv6": ""}
         self._node = orjson.dumps(node)
@@ -368,31 +372,52 @@ class DNSProxy:
         found = self._verdicts.get(key)
         if found is not None:
             return found
-        proxy_port = self.options.proxy_port or self.state.base.proxy_port
-        rule_set = self.state.dns.rule_set(src.id, EGRESS, dst.identity, port, proto) if src.id else None
-        extension: dict[str, Any] = {"proxy_port": proxy_port}
+        where = (src.id, dst.identity, port, proto)
+        if where in self._rule_sets:
+            rule_set = self._rule_sets[where]
+        else:
+            rule_set = self.state.dns.rule_set(src.id, EGRESS, dst.identity, port, proto) if src.id else None
+            if len(self._rule_sets) > 65536:
+                self._rule_sets.clear()
+            self._rule_sets[where] = rule_set
         if rule_set is None:
-            allowed = False
-            extension["policy_log"] = ["deny: no DNS policy for this connection (fail closed)"]
+            found = (False, self._extension(False, (), "fail closed"))
         else:
             decision = decide(rule_set.contributions, name)
-            rules = self.state.base.rules
-            allowed = decision.allowed
-            if allowed:
-                found_rules = [rules[c] for c in decision.allowed_by if c in rules]
-                if found_rules:
-                    extension["allowed_by"] = _unique([r["policy"] for r in found_rules])
-                extension["policy_log"] = [f"allow: {r['rule']}" for r in found_rules]
+            if decision.allowed:  # the same rules allow many names: one extension for them all
+                found = (True, self._extension(True, decision.allowed_by, ""))
             else:
-                found_rules = [rules[c] for c in decision.denied_by if c in rules]
-                if found_rules:
-                    extension["denied_by"] = _unique([r["policy"] for r in found_rules])
-                names = ", ".join(r["rule"] for r in found_rules)
-                extension["policy_log"] = [f"deny: no DNS rule of [{names}] allows {name}"]
-        found = (allowed, orjson.dumps(extension))
+                found = (False, self._extension(False, decision.denied_by, name))
         if len(self._verdicts) > 65536:
             self._verdicts.clear()
         self._verdicts[key] = found
+        return found
+
+    def _extension(self, allowed: bool, cookies: tuple[int, ...], name: str) -> bytes:
+        """The ``hubblepy`` extension as JSON: the rules that allowed a query, or that did not allow
+        ``name`` ("fail closed": no DNS rule applies to the connection at all)."""
+        key = (allowed, cookies, name)
+        found = self._extensions.get(key)
+        if found is not None:
+            return found
+        extension: dict[str, Any] = {"proxy_port": self.options.proxy_port or self.state.base.proxy_port}
+        rules = self.state.base.rules
+        found_rules = [rules[c] for c in cookies if c in rules]
+        if name == "fail closed" and not allowed:
+            extension["policy_log"] = ["deny: no DNS policy for this connection (fail closed)"]
+        elif allowed:
+            if found_rules:
+                extension["allowed_by"] = _unique([r["policy"] for r in found_rules])
+            extension["policy_log"] = [f"allow: {r['rule']}" for r in found_rules]
+        else:
+            if found_rules:
+                extension["denied_by"] = _unique([r["policy"] for r in found_rules])
+            names = ", ".join(r["rule"] for r in found_rules)
+            extension["policy_log"] = [f"deny: no DNS rule of [{names}] allows {name}"]
+        found = orjson.dumps(extension)
+        if len(self._extensions) > 65536:
+            self._extensions.clear()
+        self._extensions[key] = found
         return found
 
     # -- records -------------------------------------------------------------------------------
