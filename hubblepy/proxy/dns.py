@@ -24,6 +24,9 @@
   ``--upstream-timeout``: SERVFAIL to the client and an ``Error`` record.
 * **Access log** (:mod:`.accesslog`): Cilium ``LogRecord`` keys with ``DNS`` {Query, IPs, TTL, CNAMEs,
   ObservationSource "proxy", RCode, QTypes, AnswerTypes} and the ``hubblepy`` attribution extension.
+  When the node falls behind (8 MB waiting) the proxy stops reading queries until it has caught up
+  (2 MB), for at most 2 s at a time, as the HTTP proxy does: a burst slows DNS down instead of
+  losing flows.
 
 SIGHUP reloads the state file; SIGTERM/SIGINT stop the proxy; counters go to ``--stats`` every second.
 """
@@ -73,6 +76,7 @@ UDP, TCP = 17, 6
 OBSERVATION_SOURCE = "proxy"
 RECV_BATCH = 64  # datagrams read per wake-up of a socket
 UPSTREAM_IDLE = 30.0  # seconds an unused upstream UDP socket is kept
+LOG_WAIT = 2.0  # seconds queries may wait at most for the node to catch up with the access log
 COUNTERS = (
     "queries",
     "allowed",
@@ -341,6 +345,10 @@ class DNSProxy:
         self._extensions: dict[tuple, bytes] = {}
         self._endpoint_json: dict[tuple[str, int], tuple[EndpointInfo, bytes]] = {}
         self._node = b"{}"
+        self.log_congested = False  # queries are not read while the node catches up with the log
+        self._log_wait: asyncio.TimerHandle | None = None
+        if log is not None:
+            log.on_congestion = self.congestion
         self.set_state(self.state)
 
     def set_state(self, state: ProxyDNSState) -> None:
@@ -580,6 +588,30 @@ class DNSProxy:
         with contextlib.suppress(OSError):
             pending.send(self.cache.error_reply(pending.wire, RCODE_SERVFAIL))
 
+    def congestion(self, congested: bool) -> None:
+        """The access log's backlog crossed its high (True) or low (False) mark: stop reading queries
+        (UDP datagrams wait in the socket's buffer, TCP clients are paused) until the node has caught
+        up, for at most ``LOG_WAIT`` seconds at a time (a stuck node then loses records, counted)."""
+        if self._log_wait is not None:
+            self._log_wait.cancel()
+            self._log_wait = None
+        if congested == self.log_congested:
+            return
+        self.log_congested = congested
+        if self.udp is not None:
+            if congested:
+                self.loop.remove_reader(self.udp.fileno())
+            else:
+                self.loop.add_reader(self.udp.fileno(), self._udp_readable)
+        for client in list(self.tcp_clients):
+            if client.transport is not None and not client.closed:
+                if congested:
+                    client.transport.pause_reading()
+                else:
+                    client.transport.resume_reading()
+        if congested:
+            self._log_wait = self.loop.call_later(LOG_WAIT, self.congestion, False)
+
     # -- UDP -----------------------------------------------------------------------------------
     def start_udp(self, sock: socket.socket) -> None:
         self.udp = sock
@@ -663,6 +695,8 @@ class DNSProxy:
                 client.expire(now, self.options.upstream_timeout)
 
     def close(self) -> None:
+        if self._log_wait is not None:
+            self._log_wait.cancel()
         if self.udp is not None:
             self.loop.remove_reader(self.udp.fileno())
             self.udp.close()
@@ -697,6 +731,8 @@ class TCPClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.proxy.tcp_clients.add(self)
         self.proxy.stats["tcp_connections"] += 1
+        if self.proxy.log_congested:
+            transport.pause_reading()  # type: ignore[attr-defined]
         self.client = tuple(transport.get_extra_info("peername")[:2])
         if self.proxy.options.transparent:
             self.server = tuple(transport.get_extra_info("sockname")[:2])
