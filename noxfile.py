@@ -48,8 +48,7 @@ def bench(session: nox.Session) -> None:
     datapath events/s, policy; ``codec`` (per-line costs) runs only when named.
 
     ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones; ``-- l7`` (root,
-    not in the default set) is the L7 proxy against HAProxy on the lab's frontend -> api path; ``-- dns``
-    (root) is the DNS proxy: dnsperf queries/s and p50/p99, direct vs through the proxy.
+    not in the default set) is the L7 proxy against HAProxy on the lab's frontend -> api path.
     """
     names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
     for name in names:
