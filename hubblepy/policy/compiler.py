@@ -22,12 +22,14 @@ Semantics (Kubernetes additive allow, as Cilium):
   rules. CIDR peers select CIDR identities (:mod:`.cidr`); the ``world`` entity includes them.
 * ``endPort`` gives range entries (``end_port`` > ``dport``); named ports resolve against the
   endpoint's own container ports (ingress) or the peers' (egress); an unknown name allows nothing.
-* L7 (``toPorts[].rules.http``, :mod:`.l7`): the entries of such a port carry the HTTP proxy's port
+* L7 (``toPorts[].rules.http``, :mod:`.l7`; ``rules.dns``, :mod:`.dns`): the entries of such a port
+  carry the HTTP (or DNS) proxy's port
   (``PolicyValue.proxy_port``): the datapath sends those connections through the proxy. Where two
   allows meet on one key, a redirect wins (Cilium's merge). An identity whose own allow is less
   specific (L3-only) than a redirected any-peer port entry gets an explicit redirected L3+L4 entry, so
   the datapath's lookup (identity first) still picks a redirect. For every endpoint direction with a
-  redirect, :attr:`CompiledPolicy.l7` keeps every allow contribution for the proxy: a request passes if
+  redirect, :attr:`CompiledPolicy.l7` (HTTP) / :attr:`CompiledPolicy.dns` keep every allow contribution
+  for the proxies: a request (a query) passes if
   any contribution matching its peer and port at L3/L4 allows it (an L3/L4-only allow for that peer
   allows every request: its L7 is wildcarded, as Cilium merges them).
 
@@ -43,8 +45,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from hubblepy.policy.cidr import CIDRIndex
+from hubblepy.policy.dns import DNSRule, is_dns_rules, split_tables
 from hubblepy.policy.identity import LOCAL_SCOPE, RESERVED_IDENTITIES, WORLD_IDENTITIES, cidr_of
-from hubblepy.policy.l7 import HTTP_PROXY_PORT, Contribution, HTTPRule, L7Table
+from hubblepy.policy.l7 import DNS_PROXY_PORT, HTTP_PROXY_PORT, Contribution, HTTPRule, L7Table
 from hubblepy.policy.labels import NAMESPACE_KEY, LabelSet
 from hubblepy.policy.model import (
     ANY_PROTOCOLS,
@@ -57,6 +60,7 @@ from hubblepy.policy.model import (
     PeerRule,
     Policy,
     PolicyRef,
+    PortRule,
     RuleRef,
 )
 from hubblepy.policy.selector import IdentityIndex, Requirement, Selector
@@ -117,7 +121,8 @@ class CompiledPolicy:
     entries: dict[PolicyKey, PolicyValue]
     endpoints: dict[int, EndpointPolicy]
     contributors: dict[PolicyKey, list[int]]
-    l7: L7Table = field(default_factory=L7Table)
+    l7: L7Table = field(default_factory=L7Table)  # the HTTP proxy's rule table
+    dns: L7Table = field(default_factory=L7Table)  # the DNS proxy's (contributions carry DNSRule tuples)
 
     def redirects(self) -> dict[PolicyKey, int]:
         """Entries that send their connections to the proxy: key -> proxy port."""
@@ -256,7 +261,7 @@ def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> l
 
 # a compiled port: (port, end_port, proto, http rules or None) or, for a named port,
 # (name, 0, proto (0 = any), http rules or None)
-_Port = tuple[int | str, int, int, tuple[HTTPRule, ...] | None]
+_Port = tuple[int | str, int, int, tuple[HTTPRule, ...] | tuple[DNSRule, ...] | None]
 
 
 def _rule_ports(rule: PeerRule) -> list[_Port]:
@@ -267,14 +272,18 @@ def _rule_ports(rule: PeerRule) -> list[_Port]:
         number: int | str = port.name or port.port
         if port.protocol == "ANY":
             if number == 0:
-                out[(0, 0, 0, port.http)] = None
+                out[(0, 0, 0, _l7_of(port))] = None
             elif port.name:
-                out[(port.name, 0, 0, port.http)] = None
+                out[(port.name, 0, 0, _l7_of(port))] = None
             else:
-                out.update(((number, port.end_port, p, port.http), None) for p in ANY_PROTOCOLS)
+                out.update(((number, port.end_port, p, _l7_of(port)), None) for p in ANY_PROTOCOLS)
         else:
-            out[(number, port.end_port, PROTOCOLS[port.protocol], port.http)] = None
+            out[(number, port.end_port, PROTOCOLS[port.protocol], _l7_of(port))] = None
     return sorted(out, key=lambda p: str(p[:3]))
+
+
+def _l7_of(port: PortRule) -> tuple[HTTPRule, ...] | tuple[DNSRule, ...] | None:
+    return port.http if port.http is not None else port.dns
 
 
 def _named(ports: list[_Port], named: Mapping[str, list[tuple[int, int]]]) -> list[_Port]:
@@ -296,6 +305,7 @@ def compile_policies(
     allow_localhost: bool = True,
     named_ports: Mapping[int, Iterable[tuple[str, int, int]]] | None = None,
     http_proxy_port: int = HTTP_PROXY_PORT,
+    dns_proxy_port: int = DNS_PROXY_PORT,
 ) -> CompiledPolicy:
     """Computes the full policy-map contents for ``endpoints``.
 
@@ -303,7 +313,7 @@ def compile_policies(
     ones and the CIDR identities); endpoints' own identities must be among them. ``named_ports``
     (identity -> (name, port, protocol)) resolves named ports of egress rules against the peers'
     container ports; ingress named ports resolve against the endpoint's own ``named_ports``.
-    Entries of ports with HTTP rules carry ``http_proxy_port``.
+    Entries of ports with HTTP rules carry ``http_proxy_port``, of ports with DNS rules ``dns_proxy_port``.
     """
     ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
     resolver = _PeerResolver(identities)
@@ -339,6 +349,7 @@ def compile_policies(
         for name, named_found in peer_table.items():
             any_peer_ports.setdefault(name, []).extend(named_found)
     localhost_cookie = cookies.cookie(ALLOW_LOCALHOST)
+    ports_of = {False: http_proxy_port, True: dns_proxy_port}  # is_dns_rules(rules) -> proxy port
     for position, ep in enumerate(endpoint_list):
         info = EndpointPolicy()
         state[ep.ep_id] = info
@@ -426,19 +437,20 @@ def compile_policies(
                             PolicyKey(ep.ep_id, direction, identity, first_port, proto, end),  # type: ignore[arg-type]
                             cookie,
                             ACTION_DENY if deny else ACTION_ALLOW,
-                            0 if deny or http is None else http_proxy_port,
+                            0 if deny or http is None else ports_of[is_dns_rules(http)],
                         )
                         if not deny:
                             contributions.append(Contribution(identity, first_port, end, proto, http, cookie))  # type: ignore[arg-type]
-    l7 = _l7_redirects(entries, contributors, allows, http_proxy_port)
-    return CompiledPolicy(entries, state, contributors, l7)
+    l7 = _l7_redirects(entries, contributors, allows, ports_of)
+    http_table, dns_table = split_tables(l7)
+    return CompiledPolicy(entries, state, contributors, http_table, dns_table)
 
 
 def _l7_redirects(
     entries: dict[PolicyKey, PolicyValue],
     contributors: dict[PolicyKey, list[int]],
     allows: dict[tuple[int, int], list[Contribution]],
-    proxy_port: int,
+    proxy_ports: Mapping[bool, int],
 ) -> L7Table:
     """Completes the redirects of endpoint directions with L7 rules; their contributions for the proxy."""
     with_l7 = {k: v for k, v in allows.items() if any(c.rules is not None for c in v)}
@@ -459,6 +471,7 @@ def _l7_redirects(
                 value = entries[key]
                 if value.action != ACTION_ALLOW or key.identity == WILDCARD_IDENTITY:
                     continue
+                proxy_port = proxy_ports[is_dns_rules(c.rules)]
                 if key.dport == c.port and key.proto == c.proto and not key.end_port:
                     if not value.proxy_port:
                         entries[key] = value._replace(proxy_port=proxy_port)
