@@ -31,6 +31,11 @@ Semantics (Kubernetes additive allow, as Cilium):
   any contribution matching its peer and port at L3/L4 allows it (an L3/L4-only allow for that peer
   allows every request: its L7 is wildcarded, as Cilium merges them).
 
+* ``toFQDNs`` (:mod:`hubblepy.fqdn`) selects the CIDR identities (``cidr:<ip>/32``) of the IPs the
+  FQDN cache holds for matching names (``fqdn_identities``). :attr:`CompiledPolicy.fqdn_rules` keeps
+  what each selector's rules give a peer, so :func:`add_fqdn_identities` adds the entries of a newly
+  learned IP without recompiling (the DNS proxy's answer waits for them).
+
 Every entry carries the cookie of the first rule (in policy order) that produced it; all contributing
 cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies are stable for a
 :class:`CookieJar`'s lifetime and can be saved with it.
@@ -42,6 +47,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.policy.cidr import CIDRIndex
 from hubblepy.policy.identity import LOCAL_SCOPE, RESERVED_IDENTITIES, WORLD_IDENTITIES, cidr_of
 from hubblepy.policy.l7 import HTTP_PROXY_PORT, Contribution, HTTPRule, L7Table
@@ -112,12 +118,27 @@ class EndpointPolicy:
     egress_default_deny_by: list[PolicyRef] = field(default_factory=list)
 
 
+class FQDNRule(NamedTuple):
+    """What one allow rule with ``toFQDNs`` gives each identity its selectors select."""
+
+    ep_id: int
+    direction: int
+    # (port, end port, protocol, proxy port, http rules or None) per compiled port
+    ports: tuple[tuple[int, int, int, int, tuple[HTTPRule, ...] | None], ...]
+    cookie: int
+
+
 @dataclass
 class CompiledPolicy:
     entries: dict[PolicyKey, PolicyValue]
     endpoints: dict[int, EndpointPolicy]
     contributors: dict[PolicyKey, list[int]]
     l7: L7Table = field(default_factory=L7Table)
+    # toFQDNs selector -> the rules (per endpoint) that allow what it selects
+    fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = field(default_factory=dict)
+    # a rule selects world or CIDR peers: a new /32 identity may change what they allow, so a new
+    # FQDN IP needs a full compile (add_fqdn_identities refuses)
+    world_peers: bool = False
 
     def redirects(self) -> dict[PolicyKey, int]:
         """Entries that send their connections to the proxy: key -> proxy port."""
@@ -179,8 +200,13 @@ def _scoped(selector: Selector, policy: PolicyRef, peer: bool) -> Selector:
 class _PeerResolver:
     """Selector / entity -> identities, cached per compile."""
 
-    def __init__(self, identities: Mapping[int, LabelSet]) -> None:
+    def __init__(
+        self,
+        identities: Mapping[int, LabelSet],
+        fqdn_identities: Mapping[FQDNSelector, Iterable[int]] | None = None,
+    ) -> None:
         self.index = IdentityIndex(identities)
+        self.fqdn = {sel: sorted(ids) for sel, ids in (fqdn_identities or {}).items()}
         cidr_ids = {
             prefix: n
             for n, labels in identities.items()
@@ -251,6 +277,8 @@ def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> l
         peers.update(resolver.entity(name))
     for cidr in rule.cidrs or ():
         peers.update(resolver.cidr_rule(cidr))
+    for fqdn in rule.fqdns or ():
+        peers.update(resolver.fqdn.get(fqdn, ()))
     return sorted(peers)
 
 
@@ -296,6 +324,7 @@ def compile_policies(
     allow_localhost: bool = True,
     named_ports: Mapping[int, Iterable[tuple[str, int, int]]] | None = None,
     http_proxy_port: int = HTTP_PROXY_PORT,
+    fqdn_identities: Mapping[FQDNSelector, Iterable[int]] | None = None,
 ) -> CompiledPolicy:
     """Computes the full policy-map contents for ``endpoints``.
 
@@ -303,10 +332,13 @@ def compile_policies(
     ones and the CIDR identities); endpoints' own identities must be among them. ``named_ports``
     (identity -> (name, port, protocol)) resolves named ports of egress rules against the peers'
     container ports; ingress named ports resolve against the endpoint's own ``named_ports``.
-    Entries of ports with HTTP rules carry ``http_proxy_port``.
+    Entries of ports with HTTP rules carry ``http_proxy_port``. ``fqdn_identities`` are the
+    identities each toFQDNs selector selects now (the cached IPs of matching names).
     """
     ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
-    resolver = _PeerResolver(identities)
+    resolver = _PeerResolver(identities, fqdn_identities)
+    fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = {}
+    world_peers = False
     entries: dict[PolicyKey, PolicyValue] = {}
     contributors: dict[PolicyKey, list[int]] = {}
     allows: dict[tuple[int, int], list[Contribution]] = {}  # (endpoint, direction) -> allow contributions
@@ -410,6 +442,20 @@ def compile_policies(
                     )
                     compiled_rules[key] = found
                 peers, ports, cookie = found
+                if rule.cidrs or any(e.startswith("world") for e in rule.entities or ()):
+                    world_peers = True
+                if rule.fqdns and not deny:
+                    fqdn_rule = FQDNRule(
+                        ep.ep_id,
+                        direction,
+                        tuple(
+                            (p, end, proto, 0 if http is None else http_proxy_port, http)  # type: ignore[misc]
+                            for p, end, proto, http in _named(ports, {})
+                        ),
+                        cookie,
+                    )
+                    for selector in rule.fqdns:
+                        fqdn_rules.setdefault(selector, []).append(fqdn_rule)
                 has_names = any(isinstance(p[0], str) for p in ports)
                 resolved = _named(ports, own_ports) if has_names and direction == INGRESS else ports
                 for identity in peers:
@@ -431,7 +477,70 @@ def compile_policies(
                         if not deny:
                             contributions.append(Contribution(identity, first_port, end, proto, http, cookie))  # type: ignore[arg-type]
     l7 = _l7_redirects(entries, contributors, allows, http_proxy_port)
-    return CompiledPolicy(entries, state, contributors, l7)
+    return CompiledPolicy(entries, state, contributors, l7, fqdn_rules, world_peers)
+
+
+class FQDNUpdate(NamedTuple):
+    """What :func:`add_fqdn_identities` changed."""
+
+    entries: dict[PolicyKey, PolicyValue]  # new or changed entries
+    l7: bool  # the proxy's rule table changed (the HTTP proxy must reload)
+
+
+def add_fqdn_identities(
+    compiled: CompiledPolicy, additions: Iterable[tuple[FQDNSelector, int]]
+) -> FQDNUpdate | None:
+    """Adds, in place, the entries a full compile would give identities newly selected by toFQDNs.
+
+    ``additions`` are (selector, identity) pairs. Returns None when only a full compile can tell
+    (a rule selects world/CIDR peers, which a new /32 identity may take addresses from, or an
+    L7 rule applies to an endpoint direction whose proxy table the compile did not keep).
+    """
+    if compiled.world_peers:
+        return None
+    changed: dict[PolicyKey, PolicyValue] = {}
+    l7_changed = False
+    touched: dict[tuple[int, int], list[PolicyKey]] = {}
+    for selector, identity in additions:
+        for rule in compiled.fqdn_rules.get(selector, ()):
+            table = compiled.l7.tables.get((rule.ep_id, rule.direction))
+            for port, end, proto, proxy_port, http in rule.ports:
+                if http is not None:
+                    if table is None:
+                        return None
+                    table.append(Contribution(identity, port, end, proto, http, rule.cookie))
+                    l7_changed = True
+                elif table is not None:
+                    table.append(Contribution(identity, port, end, proto, None, rule.cookie))
+                    l7_changed = True
+                key = PolicyKey(rule.ep_id, rule.direction, identity, port, proto, end)
+                _add(compiled.entries, compiled.contributors, key, rule.cookie, ACTION_ALLOW, proxy_port)
+                changed[key] = compiled.entries[key]
+                touched.setdefault((rule.ep_id, rule.direction), []).append(key)
+    for where, keys in touched.items():
+        for c in compiled.l7.tables.get(where, ()):
+            if c.rules is None or c.identity != WILDCARD_IDENTITY:
+                continue
+            # the any-peer L7 port's redirect (see _l7_redirects) applies to the new identities too
+            wildcard = compiled.entries.get(PolicyKey(where[0], where[1], WILDCARD_IDENTITY, c.port, c.proto))
+            port = wildcard.proxy_port if wildcard is not None else 0
+            if not port:
+                continue
+            for key in keys:
+                value = compiled.entries[key]
+                if value.action != ACTION_ALLOW:
+                    continue
+                if key.dport == c.port and key.proto == c.proto and not key.end_port:
+                    if not value.proxy_port:
+                        compiled.entries[key] = changed[key] = value._replace(proxy_port=port)
+                elif key.dport == 0 and key.proto in (0, c.proto):
+                    exact = PolicyKey(key.ep_id, key.direction, key.identity, c.port, c.proto)
+                    if exact not in compiled.entries:
+                        compiled.entries[exact] = changed[exact] = PolicyValue(ACTION_ALLOW, c.cookie, port)
+                        compiled.contributors[exact] = list(
+                            dict.fromkeys([c.cookie, *compiled.contributors[key]])
+                        )
+    return FQDNUpdate(changed, l7_changed)
 
 
 def _l7_redirects(

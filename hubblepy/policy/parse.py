@@ -14,8 +14,9 @@ Per-field choices (docs/policy/*.md):
 * enforced through the node's HTTP proxy: ``toPorts[].rules.http`` (Cilium's ``PortRuleHTTP``:
   method, path, host, headers, headerMatches; :mod:`.l7`), on TCP ports (``protocol: ANY`` gives the
   TCP entry only), ingress and egress;
+* enforced through the DNS answers the node learns (:mod:`hubblepy.fqdn`): ``toFQDNs``
+  (``matchName``/``matchPattern``) selects the IPs of matching names in the FQDN cache;
 * loaded with a warning, not enforced: ``toPorts[].rules.dns`` (the port is allowed at L4),
-  ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed),
   ``nodeSelector`` (host policies: the lab has no host endpoint, so the rule selects no pod);
 * rejected as not supported yet: services/groups/nodes/requires peers,
   cidrGroupRef, icmps, authentication, TLS options, log, L7 ``kafka``, ``l7proto``/``l7`` rules,
@@ -31,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.policy.errors import PolicyError
 from hubblepy.policy.l7 import MISMATCH_ACTIONS, HeaderMatch, HTTPRule, RegexError, compile_regex
 from hubblepy.policy.labels import NAMESPACE_KEY, NAMESPACE_LABEL_PREFIX
@@ -489,15 +491,14 @@ class _DocumentParser:
                     fpath = f"{_join(rpath, 'toFQDNs')}[{j}]"
                     _expect(item, dict, fpath, "an object")
                     _check_fields(item, fpath, {"matchName", "matchPattern"}, set())
-                self.warn(
-                    _join(rpath, "toFQDNs"),
-                    "toFQDNs is not enforced by the L3/L4 datapath; this peer allows nothing (fails closed)",
-                )
+                fqdns = tuple(dict.fromkeys(FQDNSelector.from_dict(item) for item in fq))
+            else:
+                fqdns = None
             ports = (
                 self.port_rules(rule["toPorts"], _join(rpath, "toPorts"), deny) if "toPorts" in rule else None
             )
             has_peer = any(k in rule for k in (ep_key, ent_key, cidr_key, set_key, "toFQDNs"))
-            out.append(PeerRule(selectors, entities, ports, has_peer, i, cidrs))
+            out.append(PeerRule(selectors, entities, ports, has_peer, i, cidrs, fqdns))
         return tuple(out)
 
     def spec_rule(self, value: Any, path: str, spec_index: int) -> SpecRule:
