@@ -2,7 +2,7 @@
 
 Commands: ``up [--scenario FILE]``, ``down``, ``status``, ``exec NAMESPACE/POD -- CMD...``,
 ``policy apply|delete FILE``, ``audit enable|disable NAMESPACE/POD | NAMESPACE/ | --namespace NS |
---policy NAME``, ``pod recreate NAMESPACE/POD``.
+--policy NAME``, ``pod recreate NAMESPACE/POD``, ``fqdn cache list [-o json]``.
 ``up`` starts the lab node process (:mod:`hubblepy.lab.node`) in the background and waits until it
 answers; the other commands talk to it through its control socket or read its state file. Every
 error is one line on stderr and a non-zero exit. The lead wires this in with ``register(app)``.
@@ -38,6 +38,10 @@ pod_app = typer.Typer(help="Manage the lab's pods.", no_args_is_help=True)
 lab_app.add_typer(policy_app, name="policy")
 lab_app.add_typer(audit_app, name="audit")
 lab_app.add_typer(pod_app, name="pod")
+fqdn_app = typer.Typer(help="The node's FQDN cache (names learned from DNS answers).", no_args_is_help=True)
+fqdn_cache_app = typer.Typer(help="The FQDN cache, as cilium-dbg fqdn cache.", no_args_is_help=True)
+fqdn_app.add_typer(fqdn_cache_app, name="cache")
+lab_app.add_typer(fqdn_app, name="fqdn")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,6 +115,12 @@ def up(
     relay_metrics_address: str = typer.Option(
         "127.0.0.1:9966", help="the relay's /metrics address with --prometheus"
     ),
+    tofqdns_min_ttl: int = typer.Option(
+        0,
+        "--tofqdns-min-ttl",
+        min=0,
+        help="lowest TTL (s) of FQDN cache entries (Cilium's default 3600; 0 keeps the answers' TTLs)",
+    ),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
     metrics_args = ["--metrics-server", metrics_address]  # issue 11: metrics and Prometheus
@@ -129,6 +139,7 @@ def up(
             "--relay-metrics-address",
             relay_metrics_address,
         ]
+    metrics_args += ["--tofqdns-min-ttl", str(tofqdns_min_ttl)]
     bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics_args)
 
 
@@ -596,6 +607,25 @@ def pod_recreate(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
 
 
 __all__ = ["lab_app", "register"]
+
+
+@fqdn_cache_app.command("list")
+def fqdn_cache_list(
+    endpoint: str = typer.Option("", "--endpoint", "-e", help="only this pod's lookups (NAMESPACE/POD)"),
+    name: str = typer.Option("", "--matchName", "-n", help="only this name"),
+    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+) -> None:
+    """The names each endpoint looked up, their IPs, TTL and expiry (columns of cilium-dbg fqdn cache list)."""
+    if output not in ("table", "json"):
+        raise _fail(f"--output must be table or json, not {output!r}")
+    reply = _request("fqdn-cache", endpoint=endpoint, name=name)
+    from hubblepy.fqdn.table import render_table
+
+    rows = reply["lookups"]
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(render_table(rows), nl=False)
 
 
 def _step(command: str, note: str = "") -> None:

@@ -279,6 +279,11 @@ class PolicySync:
         self.fqdn_stats["incremental"] += 1
         return "incremental"
 
+    def names_gone(self, gone: Iterable[tuple[str, str]]) -> None:
+        """(name, IP) pairs a removed endpoint alone held: forgotten now, compiled at the next sync."""
+        if self.names is not None:
+            self.names.forget(gone)
+
     def expire(self, gone: Iterable[tuple[str, str]]) -> bool:
         """(name, IP) pairs gone from the FQDN cache: recompiles when a selector lost an IP."""
         if self.names is None or not self.names.forget(gone):
