@@ -31,6 +31,7 @@
  * socket: the packet is dropped (fail closed). The proxy's upstream traffic
  * (SO_MARK HP_MARK_FROM_PROXY) is never redirected again, and the server's
  * replies to it are marked so they reach the proxy's socket, not the client.
+ * UDP flows (the DNS proxy) always go to the proxy's one unconnected socket.
  */
 #include <uapi/linux/bpf.h>
 #include <uapi/linux/if_ether.h>
@@ -707,6 +708,31 @@ static __always_inline __u32 sock_tuple(struct bpf_sock_tuple *t, const struct h
     return sizeof(t->ipv6);
 }
 
+/* UDP (the DNS proxy): every datagram of a redirected flow goes to the proxy's one unconnected
+ * socket bound to the wildcard address and the proxy port (IP_RECVORIGDSTADDR tells it the original
+ * destination). Returns 0 or the drop reason, as proxy_assign. */
+static __always_inline int proxy_assign_udp(struct __sk_buff *skb, const struct hp_packet *p, __u16 proxy_port)
+{
+    struct bpf_sock_tuple t = {};
+    __u32 size;
+    if (p->tuple.family == 4) {
+        t.ipv4.dport = HP_HTONS(proxy_port);
+        size = sizeof(t.ipv4);
+    } else {
+        t.ipv6.dport = HP_HTONS(proxy_port);
+        size = sizeof(t.ipv6);
+    }
+    struct bpf_sock *sk = bpf_sk_lookup_udp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return HP_DROP_PROXY_LOOKUP_FAILED;
+    long err = bpf_sk_assign(skb, sk, 0);
+    bpf_sk_release(sk);
+    if (err)
+        return HP_DROP_PROXY_SET_FAILED;
+    skb->mark = HP_MARK_TO_PROXY;
+    return 0;
+}
+
 /* Gives the packet to the proxy: the proxy's socket of this connection when it has one (established
  * or still in the handshake), else its transparent listener on proxy_port; then the mark that makes
  * the node deliver it locally. Returns 0, or the drop reason when there is no socket to give it to
@@ -717,6 +743,8 @@ static __always_inline int proxy_assign(struct __sk_buff *skb, const struct hp_p
     struct bpf_sock *sk;
     long err;
 
+    if (p->tuple.proto == IPPROTO_UDP)
+        return proxy_assign_udp(skb, p, proxy_port);
     if (p->tuple.proto != IPPROTO_TCP)
         return HP_DROP_PROXY_UNKNOWN_PROTO;
     __u32 size = sock_tuple(&t, p);
@@ -997,6 +1025,34 @@ static __always_inline int outside_to_socket(struct __sk_buff *skb, const struct
     return done;
 }
 
+/* A UDP reply from outside to one of the DNS proxy's upstream sockets: a connected socket bound to
+ * exactly the packet's destination (a pod address, which only the proxy's transparent sockets use in
+ * the node namespace) and connected to its source. Wildcard-bound sockets are never chosen: traffic
+ * to pods must not end up in some local service. Gives the packet that socket and the mark that
+ * delivers it locally. */
+static __always_inline void outside_to_udp_socket(struct __sk_buff *skb, const struct hp_packet *p)
+{
+    struct bpf_sock_tuple t = {};
+    __u32 size = sock_tuple(&t, p);
+    struct bpf_sock *sk = bpf_sk_lookup_udp(skb, &t, size, BPF_F_CURRENT_NETNS, 0);
+    if (!sk)
+        return;
+    int exact;
+    if (p->tuple.family == 4) {
+        __u32 want;
+        __builtin_memcpy(&want, p->tuple.daddr, HP_IPV4_ADDR_LEN);
+        exact = sk->src_ip4 == want && sk->dst_ip4 != 0;
+    } else {
+        __u32 want[4];
+        __builtin_memcpy(want, p->tuple.daddr, HP_IPV6_ADDR_LEN);
+        exact = sk->src_ip6[0] == want[0] && sk->src_ip6[1] == want[1] && sk->src_ip6[2] == want[2] &&
+                sk->src_ip6[3] == want[3] && sk->dst_port != 0;
+    }
+    if (exact && sk->dst_port != 0 && bpf_sk_assign(skb, sk, 0) == 0)
+        skb->mark = HP_MARK_TO_PROXY;
+    bpf_sk_release(sk);
+}
+
 /* clsact ingress of a node interface without endpoint programs (the lab's world veth, an uplink).
  * Packets of the proxy's connections go to its sockets (replies to its upstream connections, and
  * the later packets of connections it took over); a new TCP connection to a local pod whose ingress
@@ -1006,7 +1062,12 @@ static __always_inline int outside_to_socket(struct __sk_buff *skb, const struct
 int from_outside(struct __sk_buff *skb)
 {
     struct hp_packet p = {};
-    if (parse_packet(skb, &p) != 1 || p.tuple.proto != IPPROTO_TCP)
+    int parsed = parse_packet(skb, &p);
+    if (parsed == 1 && p.tuple.proto == IPPROTO_UDP) {
+        outside_to_udp_socket(skb, &p);
+        return TC_ACT_OK;
+    }
+    if (parsed != 1 || p.tuple.proto != IPPROTO_TCP)
         return TC_ACT_OK;
     if (outside_to_socket(skb, &p))
         return TC_ACT_OK;

@@ -43,7 +43,7 @@
 #define HP_DROP_INVALID 134             /* truncated IP header */
 #define HP_DROP_PROXY_LOOKUP_FAILED 178 /* no proxy socket: the proxy is down (fail closed) */
 #define HP_DROP_PROXY_SET_FAILED 179    /* the proxy socket could not be assigned (or not from this hook) */
-#define HP_DROP_PROXY_UNKNOWN_PROTO 180 /* redirect asked for a protocol other than TCP */
+#define HP_DROP_PROXY_UNKNOWN_PROTO 180 /* redirect asked for a protocol other than TCP and UDP */
 #define HP_DROP_POLICY_DENY 181
 
 /* Classifier flags (trace byte 27, drop byte 36). */

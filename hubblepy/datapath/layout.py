@@ -28,7 +28,7 @@ DROP_INVALID = 134
 DROP_POLICY = 133
 DROP_PROXY_LOOKUP_FAILED = 178  # no proxy socket (the proxy is down): fail closed
 DROP_PROXY_SET_FAILED = 179  # the socket could not be assigned, or not from this hook
-DROP_PROXY_UNKNOWN_PROTO = 180  # redirect asked for a protocol other than TCP
+DROP_PROXY_UNKNOWN_PROTO = 180  # redirect asked for a protocol other than TCP and UDP
 DROP_POLICY_DENY = 181
 
 # skb marks (Cilium's magic values, bits 8-11): the datapath marks packets it steers to the proxy,

@@ -6,7 +6,9 @@
 * ``matchPattern``: ``*`` alone matches every name; anywhere else ``*`` stands for any run of DNS
   characters (letters, digits, ``-``, ``_``) inside ONE label, so ``*.stripe.com`` matches
   ``api.stripe.com`` but neither ``stripe.com`` nor ``a.b.stripe.com``, and ``sub*.stripe.com``
-  matches ``sub1.stripe.com``. Every other character is literal.
+  matches ``sub1.stripe.com``; a leading ``**.`` matches one or more whole labels. Every other
+  character is literal. The pattern regexes are the DNS proxy's (:func:`hubblepy.policy.dns.pattern_regex`),
+  so a name the proxy lets through for a pattern is the name toFQDNs selects with it.
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ def display_name(name: str) -> str:
 
 
 def pattern_regex(pattern: str) -> re.Pattern[str]:
-    """The regular expression of a ``matchPattern`` over normalised names."""
+    """The regular expression of a ``matchPattern`` over normalised names (the DNS proxy's)."""
+    from hubblepy.policy.dns import pattern_regex as dns_pattern_regex  # policy imports this module
+
     text = normalize_name(pattern)
     if text == "*.":
         return re.compile(rf"\A(?:{_DNS_CHARS}+\.)+\Z|\A\.\Z")
-    parts = [re.escape(chunk) for chunk in text.split("*")]
-    return re.compile(r"\A" + f"{_DNS_CHARS}*".join(parts) + r"\Z")
+    return dns_pattern_regex(text)
 
 
 class FQDNSelector(NamedTuple):

@@ -22,12 +22,14 @@ Semantics (Kubernetes additive allow, as Cilium):
   rules. CIDR peers select CIDR identities (:mod:`.cidr`); the ``world`` entity includes them.
 * ``endPort`` gives range entries (``end_port`` > ``dport``); named ports resolve against the
   endpoint's own container ports (ingress) or the peers' (egress); an unknown name allows nothing.
-* L7 (``toPorts[].rules.http``, :mod:`.l7`): the entries of such a port carry the HTTP proxy's port
+* L7 (``toPorts[].rules.http``, :mod:`.l7`; ``rules.dns``, :mod:`.dns`): the entries of such a port
+  carry the HTTP (or DNS) proxy's port
   (``PolicyValue.proxy_port``): the datapath sends those connections through the proxy. Where two
   allows meet on one key, a redirect wins (Cilium's merge). An identity whose own allow is less
   specific (L3-only) than a redirected any-peer port entry gets an explicit redirected L3+L4 entry, so
   the datapath's lookup (identity first) still picks a redirect. For every endpoint direction with a
-  redirect, :attr:`CompiledPolicy.l7` keeps every allow contribution for the proxy: a request passes if
+  redirect, :attr:`CompiledPolicy.l7` (HTTP) / :attr:`CompiledPolicy.dns` keep every allow contribution
+  for the proxies: a request (a query) passes if
   any contribution matching its peer and port at L3/L4 allows it (an L3/L4-only allow for that peer
   allows every request: its L7 is wildcarded, as Cilium merges them).
 
@@ -49,8 +51,9 @@ from typing import NamedTuple
 
 from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.policy.cidr import CIDRIndex
+from hubblepy.policy.dns import DNSRule, is_dns_rules, split_tables
 from hubblepy.policy.identity import LOCAL_SCOPE, RESERVED_IDENTITIES, WORLD_IDENTITIES, cidr_of
-from hubblepy.policy.l7 import HTTP_PROXY_PORT, Contribution, HTTPRule, L7Table
+from hubblepy.policy.l7 import DNS_PROXY_PORT, HTTP_PROXY_PORT, Contribution, HTTPRule, L7Table
 from hubblepy.policy.labels import NAMESPACE_KEY, LabelSet
 from hubblepy.policy.model import (
     ANY_PROTOCOLS,
@@ -63,6 +66,7 @@ from hubblepy.policy.model import (
     PeerRule,
     Policy,
     PolicyRef,
+    PortRule,
     RuleRef,
 )
 from hubblepy.policy.selector import IdentityIndex, Requirement, Selector
@@ -133,7 +137,8 @@ class CompiledPolicy:
     entries: dict[PolicyKey, PolicyValue]
     endpoints: dict[int, EndpointPolicy]
     contributors: dict[PolicyKey, list[int]]
-    l7: L7Table = field(default_factory=L7Table)
+    l7: L7Table = field(default_factory=L7Table)  # the HTTP proxy's rule table
+    dns: L7Table = field(default_factory=L7Table)  # the DNS proxy's (contributions carry DNSRule tuples)
     # toFQDNs selector -> the rules (per endpoint) that allow what it selects
     fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = field(default_factory=dict)
     # a rule selects world or CIDR peers: a new /32 identity may change what they allow, so a new
@@ -284,7 +289,7 @@ def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> l
 
 # a compiled port: (port, end_port, proto, http rules or None) or, for a named port,
 # (name, 0, proto (0 = any), http rules or None)
-_Port = tuple[int | str, int, int, tuple[HTTPRule, ...] | None]
+_Port = tuple[int | str, int, int, tuple[HTTPRule, ...] | tuple[DNSRule, ...] | None]
 
 
 def _rule_ports(rule: PeerRule) -> list[_Port]:
@@ -295,14 +300,18 @@ def _rule_ports(rule: PeerRule) -> list[_Port]:
         number: int | str = port.name or port.port
         if port.protocol == "ANY":
             if number == 0:
-                out[(0, 0, 0, port.http)] = None
+                out[(0, 0, 0, _l7_of(port))] = None
             elif port.name:
-                out[(port.name, 0, 0, port.http)] = None
+                out[(port.name, 0, 0, _l7_of(port))] = None
             else:
-                out.update(((number, port.end_port, p, port.http), None) for p in ANY_PROTOCOLS)
+                out.update(((number, port.end_port, p, _l7_of(port)), None) for p in ANY_PROTOCOLS)
         else:
-            out[(number, port.end_port, PROTOCOLS[port.protocol], port.http)] = None
+            out[(number, port.end_port, PROTOCOLS[port.protocol], _l7_of(port))] = None
     return sorted(out, key=lambda p: str(p[:3]))
+
+
+def _l7_of(port: PortRule) -> tuple[HTTPRule, ...] | tuple[DNSRule, ...] | None:
+    return port.http if port.http is not None else port.dns
 
 
 def _named(ports: list[_Port], named: Mapping[str, list[tuple[int, int]]]) -> list[_Port]:
@@ -324,6 +333,7 @@ def compile_policies(
     allow_localhost: bool = True,
     named_ports: Mapping[int, Iterable[tuple[str, int, int]]] | None = None,
     http_proxy_port: int = HTTP_PROXY_PORT,
+    dns_proxy_port: int = DNS_PROXY_PORT,
     fqdn_identities: Mapping[FQDNSelector, Iterable[int]] | None = None,
 ) -> CompiledPolicy:
     """Computes the full policy-map contents for ``endpoints``.
@@ -332,8 +342,8 @@ def compile_policies(
     ones and the CIDR identities); endpoints' own identities must be among them. ``named_ports``
     (identity -> (name, port, protocol)) resolves named ports of egress rules against the peers'
     container ports; ingress named ports resolve against the endpoint's own ``named_ports``.
-    Entries of ports with HTTP rules carry ``http_proxy_port``. ``fqdn_identities`` are the
-    identities each toFQDNs selector selects now (the cached IPs of matching names).
+    Entries of ports with HTTP rules carry ``http_proxy_port``, of ports with DNS rules ``dns_proxy_port``. ``fqdn_identities``
+    are the identities each toFQDNs selector selects now (the cached IPs of matching names).
     """
     ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
     resolver = _PeerResolver(identities, fqdn_identities)
@@ -371,6 +381,7 @@ def compile_policies(
         for name, named_found in peer_table.items():
             any_peer_ports.setdefault(name, []).extend(named_found)
     localhost_cookie = cookies.cookie(ALLOW_LOCALHOST)
+    ports_of = {False: http_proxy_port, True: dns_proxy_port}  # is_dns_rules(rules) -> proxy port
     for position, ep in enumerate(endpoint_list):
         info = EndpointPolicy()
         state[ep.ep_id] = info
@@ -449,7 +460,7 @@ def compile_policies(
                         ep.ep_id,
                         direction,
                         tuple(
-                            (p, end, proto, 0 if http is None else http_proxy_port, http)  # type: ignore[misc]
+                            (p, end, proto, 0 if http is None else ports_of[is_dns_rules(http)], http)  # type: ignore[misc]
                             for p, end, proto, http in _named(ports, {})
                         ),
                         cookie,
@@ -472,12 +483,15 @@ def compile_policies(
                             PolicyKey(ep.ep_id, direction, identity, first_port, proto, end),  # type: ignore[arg-type]
                             cookie,
                             ACTION_DENY if deny else ACTION_ALLOW,
-                            0 if deny or http is None else http_proxy_port,
+                            0 if deny or http is None else ports_of[is_dns_rules(http)],
                         )
                         if not deny:
                             contributions.append(Contribution(identity, first_port, end, proto, http, cookie))  # type: ignore[arg-type]
-    l7 = _l7_redirects(entries, contributors, allows, http_proxy_port)
-    return CompiledPolicy(entries, state, contributors, l7, fqdn_rules, world_peers)
+    l7 = _l7_redirects(entries, contributors, allows, ports_of)
+    http_table, dns_table = split_tables(l7)
+    return CompiledPolicy(
+        entries, state, contributors, http_table, dns_table, fqdn_rules=fqdn_rules, world_peers=world_peers
+    )
 
 
 class FQDNUpdate(NamedTuple):
@@ -494,52 +508,62 @@ def add_fqdn_identities(
 
     ``additions`` are (selector, identity) pairs. Returns None when only a full compile can tell
     (a rule selects world/CIDR peers, which a new /32 identity may take addresses from, or an
-    L7 rule applies to an endpoint direction whose proxy table the compile did not keep).
+    L7 rule applies to an endpoint direction whose proxy table the compile did not keep). The
+    proxies' tables get the new identities' contributions where a proxy will see their connections.
     """
     if compiled.world_peers:
         return None
     changed: dict[PolicyKey, PolicyValue] = {}
     l7_changed = False
-    touched: dict[tuple[int, int], list[PolicyKey]] = {}
+    touched: dict[tuple[int, int], list[tuple[PolicyKey, Contribution]]] = {}
     for selector, identity in additions:
         for rule in compiled.fqdn_rules.get(selector, ()):
-            table = compiled.l7.tables.get((rule.ep_id, rule.direction))
-            for port, end, proto, proxy_port, http in rule.ports:
-                if http is not None:
+            where = (rule.ep_id, rule.direction)
+            for port, end, proto, proxy_port, rules in rule.ports:
+                contribution = Contribution(identity, port, end, proto, rules, rule.cookie)
+                if rules is not None:
+                    table = (compiled.dns if is_dns_rules(rules) else compiled.l7).tables.get(where)
                     if table is None:
                         return None
-                    table.append(Contribution(identity, port, end, proto, http, rule.cookie))
-                    l7_changed = True
-                elif table is not None:
-                    table.append(Contribution(identity, port, end, proto, None, rule.cookie))
+                    table.append(contribution)
                     l7_changed = True
                 key = PolicyKey(rule.ep_id, rule.direction, identity, port, proto, end)
                 _add(compiled.entries, compiled.contributors, key, rule.cookie, ACTION_ALLOW, proxy_port)
                 changed[key] = compiled.entries[key]
-                touched.setdefault((rule.ep_id, rule.direction), []).append(key)
+                touched.setdefault(where, []).append((key, contribution))
     for where, keys in touched.items():
-        for c in compiled.l7.tables.get(where, ()):
-            if c.rules is None or c.identity != WILDCARD_IDENTITY:
-                continue
-            # the any-peer L7 port's redirect (see _l7_redirects) applies to the new identities too
-            wildcard = compiled.entries.get(PolicyKey(where[0], where[1], WILDCARD_IDENTITY, c.port, c.proto))
-            port = wildcard.proxy_port if wildcard is not None else 0
-            if not port:
-                continue
-            for key in keys:
-                value = compiled.entries[key]
-                if value.action != ACTION_ALLOW:
+        for kind in (compiled.l7, compiled.dns):
+            table = kind.tables.get(where)
+            for c in list(table or ()):
+                if c.rules is None or c.identity != WILDCARD_IDENTITY:
                     continue
-                if key.dport == c.port and key.proto == c.proto and not key.end_port:
-                    if not value.proxy_port:
-                        compiled.entries[key] = changed[key] = value._replace(proxy_port=port)
-                elif key.dport == 0 and key.proto in (0, c.proto):
-                    exact = PolicyKey(key.ep_id, key.direction, key.identity, c.port, c.proto)
-                    if exact not in compiled.entries:
+                # the any-peer L7 port's redirect (see _l7_redirects) applies to the new identities too
+                wildcard = compiled.entries.get(
+                    PolicyKey(where[0], where[1], WILDCARD_IDENTITY, c.port, c.proto)
+                )
+                port = wildcard.proxy_port if wildcard is not None else 0
+                if not port:
+                    continue
+                for key, contribution in keys:
+                    value = compiled.entries[key]
+                    if value.action != ACTION_ALLOW:
+                        continue
+                    if key.dport == c.port and key.proto == c.proto and not key.end_port:
+                        if not value.proxy_port:
+                            compiled.entries[key] = changed[key] = value._replace(proxy_port=port)
+                    elif key.dport == 0 and key.proto in (0, c.proto):
+                        exact = PolicyKey(key.ep_id, key.direction, key.identity, c.port, c.proto)
+                        if exact in compiled.entries:
+                            continue
                         compiled.entries[exact] = changed[exact] = PolicyValue(ACTION_ALLOW, c.cookie, port)
                         compiled.contributors[exact] = list(
                             dict.fromkeys([c.cookie, *compiled.contributors[key]])
                         )
+                    else:
+                        continue
+                    if contribution.rules is None and table is not None and contribution not in table:
+                        table.append(contribution)  # the proxy now sees this peer: its L3/L4 allow
+                        l7_changed = True
     return FQDNUpdate(changed, l7_changed)
 
 
@@ -547,7 +571,7 @@ def _l7_redirects(
     entries: dict[PolicyKey, PolicyValue],
     contributors: dict[PolicyKey, list[int]],
     allows: dict[tuple[int, int], list[Contribution]],
-    proxy_port: int,
+    proxy_ports: Mapping[bool, int],
 ) -> L7Table:
     """Completes the redirects of endpoint directions with L7 rules; their contributions for the proxy."""
     with_l7 = {k: v for k, v in allows.items() if any(c.rules is not None for c in v)}
@@ -568,6 +592,7 @@ def _l7_redirects(
                 value = entries[key]
                 if value.action != ACTION_ALLOW or key.identity == WILDCARD_IDENTITY:
                     continue
+                proxy_port = proxy_ports[is_dns_rules(c.rules)]
                 if key.dport == c.port and key.proto == c.proto and not key.end_port:
                     if not value.proxy_port:
                         entries[key] = value._replace(proxy_port=proxy_port)

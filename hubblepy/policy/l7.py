@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 MISMATCH_ACTIONS = ("LOG", "ADD", "DELETE", "REPLACE")
 HTTP_PROXY_PORT = 15001  # the lab's default HTTP proxy port (docs/lab.md)
+DNS_PROXY_PORT = 15053  # the lab's DNS proxy port, UDP and TCP (hubblepy.policy.dns)
 
 # what RE2 (Envoy's regex engine) refuses and Python would accept: fail at load time, not at request time
 _NOT_RE2 = re.compile(r"\(\?[=!<]|\(\?P[=>]|\\[1-9]|\(\?[aiLmsux-]+\)")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from hubblepy.fqdn.matcher import FQDNSelector
+from hubblepy.policy.dns import DNSRule
 from hubblepy.policy.l7 import HTTPRule
 from hubblepy.policy.selector import Selector
 
@@ -57,7 +58,8 @@ class PortRule(NamedTuple):
 
     ``port`` 0 means every port; ``end_port`` > ``port`` makes it the range port..end_port; ``name``
     is a named port (resolved against the scenario's container ports; ``port`` is then 0). ``http`` is
-    the ``rules.http`` list of its ``toPorts`` element (None: no L7 rules; the port is then plain L4).
+    the ``rules.http`` list of its ``toPorts`` element (None: no L7 rules; the port is then plain L4);
+    ``dns`` likewise its ``rules.dns`` list (at most one of the two is set).
     """
 
     port: int
@@ -65,6 +67,7 @@ class PortRule(NamedTuple):
     end_port: int = 0
     name: str = ""
     http: tuple[HTTPRule, ...] | None = None
+    dns: tuple[DNSRule, ...] | None = None
 
 
 class CIDRRule(NamedTuple):

@@ -14,10 +14,12 @@ Per-field choices (docs/policy/*.md):
 * enforced through the node's HTTP proxy: ``toPorts[].rules.http`` (Cilium's ``PortRuleHTTP``:
   method, path, host, headers, headerMatches; :mod:`.l7`), on TCP ports (``protocol: ANY`` gives the
   TCP entry only), ingress and egress;
+* enforced through the node's DNS proxy: ``toPorts[].rules.dns`` (Cilium's ``PortRuleDNS``:
+  matchName, matchPattern; :mod:`.dns`), on UDP and TCP ports (``protocol: ANY`` gives both), egress;
 * enforced through the DNS answers the node learns (:mod:`hubblepy.fqdn`): ``toFQDNs``
   (``matchName``/``matchPattern``) selects the IPs of matching names in the FQDN cache;
-* loaded with a warning, not enforced: ``toPorts[].rules.dns`` (the port is allowed at L4),
-  ``nodeSelector`` (host policies: the lab has no host endpoint, so the rule selects no pod);
+* loaded with a warning, not enforced: ``nodeSelector`` (host policies: the lab has no host endpoint,
+  so the rule selects no pod);
 * rejected as not supported yet: services/groups/nodes/requires peers,
   cidrGroupRef, icmps, authentication, TLS options, log, L7 ``kafka``, ``l7proto``/``l7`` rules,
   header secrets, L7 rules on port ranges or on every port;
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from hubblepy.fqdn.matcher import FQDNSelector
+from hubblepy.policy.dns import DNSRule
 from hubblepy.policy.errors import PolicyError
 from hubblepy.policy.l7 import MISMATCH_ACTIONS, HeaderMatch, HTTPRule, RegexError, compile_regex
 from hubblepy.policy.labels import NAMESPACE_KEY, NAMESPACE_LABEL_PREFIX
@@ -107,11 +110,12 @@ _PORT_RULE_FIELDS = {"ports", "rules"}
 _UNSUPPORTED_PORT_RULE = {"terminatingTLS", "originatingTLS", "serverNames", "listener"}
 _L7_KINDS = {"http", "kafka", "dns", "l7proto", "l7"}
 _UNSUPPORTED_L7 = {
-    "kafka": f"Kafka rules are {_NOT_YET[3:]} (L7 rules: http; dns loads at L4 only)",
-    "l7proto": f"generic L7 rules (l7proto) are {_NOT_YET[3:]} (L7 rules: http)",
-    "l7": f"generic L7 rules (l7) are {_NOT_YET[3:]} (L7 rules: http)",
+    "kafka": f"Kafka rules are {_NOT_YET[3:]} (L7 rules: http, dns)",
+    "l7proto": f"generic L7 rules (l7proto) are {_NOT_YET[3:]} (L7 rules: http, dns)",
+    "l7": f"generic L7 rules (l7) are {_NOT_YET[3:]} (L7 rules: http, dns)",
 }
 _HTTP_FIELDS = {"method", "path", "host", "headers", "headerMatches"}
+_DNS_FIELDS = {"matchName", "matchPattern"}
 _HEADER_MATCH_FIELDS = {"name", "value", "mismatch", "secret"}
 
 
@@ -239,6 +243,17 @@ class _DocumentParser:
                 parsed.append(PortRule(0, "ANY"))
             http = None
             if "rules" in item:
+                if isinstance(item["rules"], dict) and item["rules"].get("dns") is not None:
+                    dns = self.dns_rules(item["rules"], _join(ipath, "rules"), parsed)
+                    if dns is not None:
+                        # DNS over UDP and TCP: protocol ANY gives both (never SCTP)
+                        parsed = [
+                            p._replace(protocol=proto, dns=dns)
+                            for p in parsed
+                            for proto in (("UDP", "TCP") if p.protocol == "ANY" else (p.protocol,))
+                        ]
+                    out += parsed
+                    continue
                 http = self.l7_rules(item["rules"], _join(ipath, "rules"), ports, parsed)
             if http is not None:
                 # HTTP needs TCP: protocol ANY gives the TCP entry only (never UDP/SCTP at L4)
@@ -353,15 +368,6 @@ class _DocumentParser:
         kinds = sorted(k for k in value if value[k] is not None)
         if len(kinds) > 1:
             raise _FieldError(path, f"only one L7 rule type per port is allowed, got {', '.join(kinds)}")
-        if "dns" in value:
-            where = (
-                ", ".join(f"{p.get('port', '0')}/{p.get('protocol', 'ANY')}" for p in ports) or "all ports"
-            )
-            self.warn(
-                _join(path, "dns"),
-                f"L7 DNS rules are not enforced by the L3/L4 datapath; {where} allowed at L4 only",
-            )
-            return None
         raw = value.get("http")
         if raw is None:
             return None
@@ -380,6 +386,40 @@ class _DocumentParser:
                     _join(ppath, "protocol"), f'HTTP rules need protocol TCP, got "{port.protocol}"'
                 )
         return tuple(self.http_rule(r, f"{hpath}[{k}]") for k, r in enumerate(raw))
+
+    def dns_rules(self, value: dict, path: str, parsed: list[PortRule]) -> tuple[DNSRule, ...] | None:
+        """``toPorts[].rules`` with ``dns``: the DNS rules (None for an empty list: plain L4).
+
+        Selector syntax, ports (53, no range, not every port) and direction are checked with Cilium's
+        sanitisation in :mod:`.validate` once the document is parsed.
+        """
+        for key in value:
+            if key not in _L7_KINDS:
+                raise _FieldError(_join(path, str(key)), "unknown field")
+        kinds = sorted(k for k in value if value[k] is not None)
+        if len(kinds) > 1:
+            raise _FieldError(path, f"only one L7 rule type per port is allowed, got {', '.join(kinds)}")
+        dpath = _join(path, "dns")
+        raw = value["dns"]
+        _expect(raw, list, dpath, "a list")
+        if not raw:  # as for http: an empty list is no L7 rule at all
+            return None
+        for j, port in enumerate(parsed):
+            if port.protocol not in ("UDP", "TCP", "ANY"):
+                raise _FieldError(
+                    f"{path[: -len('.rules')]}.ports[{j}].protocol",
+                    f'DNS rules need protocol UDP, TCP or ANY, got "{port.protocol}"',
+                )
+        out = []
+        for k, item in enumerate(raw):
+            ipath = f"{dpath}[{k}]"
+            _expect(item, dict, ipath, "an object")
+            _check_fields(item, ipath, _DNS_FIELDS, set())
+            name, pattern = item.get("matchName"), item.get("matchPattern")
+            out.append(
+                DNSRule(name if isinstance(name, str) else "", pattern if isinstance(pattern, str) else "")
+            )
+        return tuple(out)
 
     def http_rule(self, value: Any, path: str) -> HTTPRule:
         if value is None:

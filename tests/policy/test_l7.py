@@ -422,19 +422,3 @@ def test_http_rules_need_a_single_tcp_port(ports: str, expected: str) -> None:
 """,
     )
     assert expected in _error(text)
-
-
-def test_dns_rules_keep_loading_at_l4_with_a_warning() -> None:
-    text = cnp(
-        "dns",
-        """  endpointSelector: {}
-  egress:
-    - toPorts:
-        - ports: [{port: "53", protocol: ANY}]
-          rules: {dns: [{matchPattern: "*"}]}
-""",
-    )
-    (policy,) = parse_policies(text)
-    assert len(policy.warnings) == 1
-    assert "spec.egress[0].toPorts[0].rules.dns: L7 DNS rules are not enforced" in policy.warnings[0]
-    assert policy.specs[0].egress[0].ports[0].http is None
