@@ -46,6 +46,7 @@ from hubblepy.policy.audit import (
 )
 from hubblepy.policy.cidr import policy_prefixes
 from hubblepy.policy.compiler import CompiledPolicy, PolicyKey, PolicyValue, add_fqdn_identities
+from hubblepy.policy.identity import cidr_labels
 from hubblepy.policy.model import PolicyRef
 
 if TYPE_CHECKING:
@@ -238,7 +239,7 @@ class PolicySync:
     def allocate_fqdn_ip(self, ip: str) -> int:
         """The /32 identity of an IP a toFQDNs selector selects, installed in the ipcache."""
         prefix = host_prefix(ip)
-        known = self.identities.cidr_identities().get(prefix)
+        known = self.identities.lookup(cidr_labels(prefix))
         if known is not None:
             return known
         identity = self.identities.allocate_cidr(prefix)
@@ -271,9 +272,7 @@ class PolicySync:
             touched.setdefault((key.ep_id, key.direction), []).append(datapath_entry(key, value))
         if self.datapath is not None:
             for (ep_id, direction), changed in touched.items():
-                current = {e.key: e for e in self.datapath.policy_entries(ep_id, direction)}
-                current.update((e.key, e) for e in changed)
-                self.datapath.set_policy_entries(ep_id, direction, current.values())
+                self.datapath.upsert_policy_entries(ep_id, direction, changed)
         if result.l7 and self.on_sync is not None:
             self.on_sync(compiled, self._uids)  # type: ignore[arg-type]
         self.fqdn_stats["incremental"] += 1
