@@ -33,6 +33,7 @@ class NameManager:
         self.allocate = allocate
         self.selected: dict[FQDNSelector, set[str]] = {}
         self.ip_identity: dict[str, int] = {}
+        self.identity_ip: dict[int, str] = {}
 
     def set_selectors(self, selectors: Iterable[FQDNSelector]) -> None:
         """The selectors of the applied policies (after a policy change): recomputes what they select."""
@@ -50,9 +51,13 @@ class NameManager:
     def _assign(self) -> None:
         wanted = set().union(*self.selected.values()) if self.selected else set()
         for ip in sorted(wanted - self.ip_identity.keys()):
-            self.ip_identity[ip] = self.allocate(ip)
+            self._put(ip, self.allocate(ip))
         for ip in self.ip_identity.keys() - wanted:
-            del self.ip_identity[ip]
+            self.identity_ip.pop(self.ip_identity.pop(ip), None)
+
+    def _put(self, ip: str, identity: int) -> None:
+        self.ip_identity[ip] = identity
+        self.identity_ip[identity] = ip
 
     def learn(self, update: Update) -> list[tuple[FQDNSelector, int]]:
         """The (selector, identity) pairs an answer added (identities allocated as needed)."""
@@ -68,7 +73,8 @@ class NameManager:
                 ips.add(ip)
                 identity = self.ip_identity.get(ip)
                 if identity is None:
-                    identity = self.ip_identity[ip] = self.allocate(ip)
+                    identity = self.allocate(ip)
+                    self._put(ip, identity)
                 added.append((selector, identity))
         return added
 

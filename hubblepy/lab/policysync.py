@@ -261,7 +261,7 @@ class PolicySync:
             self.fqdn_stats["unchanged"] += 1
             return "unchanged"
         compiled, audited = self.compiled, self._audited
-        result = add_fqdn_identities(compiled, additions) if compiled is not None else None
+        result = add_fqdn_identities(compiled, additions, names.identity_ip) if compiled is not None else None
         if result is None or audited is None:
             self.sync(self._pods)
             self.fqdn_stats["full"] += 1

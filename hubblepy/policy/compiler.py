@@ -45,6 +45,7 @@ cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -141,9 +142,10 @@ class CompiledPolicy:
     dns: L7Table = field(default_factory=L7Table)  # the DNS proxy's (contributions carry DNSRule tuples)
     # toFQDNs selector -> the rules (per endpoint) that allow what it selects
     fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = field(default_factory=dict)
-    # a rule selects world or CIDR peers: a new /32 identity may change what they allow, so a new
-    # FQDN IP needs a full compile (add_fqdn_identities refuses)
+    # a rule selects the world entity (every CIDR identity), or CIDR peers (these prefixes): a new
+    # /32 identity inside them may change what they allow, so add_fqdn_identities refuses it
     world_peers: bool = False
+    cidr_peers: tuple[str, ...] = ()
 
     def redirects(self) -> dict[PolicyKey, int]:
         """Entries that send their connections to the proxy: key -> proxy port."""
@@ -349,6 +351,7 @@ def compile_policies(
     resolver = _PeerResolver(identities, fqdn_identities)
     fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = {}
     world_peers = False
+    cidr_peers: set[str] = set()
     entries: dict[PolicyKey, PolicyValue] = {}
     contributors: dict[PolicyKey, list[int]] = {}
     allows: dict[tuple[int, int], list[Contribution]] = {}  # (endpoint, direction) -> allow contributions
@@ -453,8 +456,9 @@ def compile_policies(
                     )
                     compiled_rules[key] = found
                 peers, ports, cookie = found
-                if rule.cidrs or any(e.startswith("world") for e in rule.entities or ()):
+                if any(e.startswith("world") for e in rule.entities or ()):
                     world_peers = True
+                cidr_peers.update(c.cidr for c in rule.cidrs or ())
                 if rule.fqdns and not deny:
                     fqdn_rule = FQDNRule(
                         ep.ep_id,
@@ -490,7 +494,14 @@ def compile_policies(
     l7 = _l7_redirects(entries, contributors, allows, ports_of)
     http_table, dns_table = split_tables(l7)
     return CompiledPolicy(
-        entries, state, contributors, http_table, dns_table, fqdn_rules=fqdn_rules, world_peers=world_peers
+        entries,
+        state,
+        contributors,
+        http_table,
+        dns_table,
+        fqdn_rules=fqdn_rules,
+        world_peers=world_peers,
+        cidr_peers=tuple(sorted(cidr_peers)),
     )
 
 
@@ -502,17 +513,29 @@ class FQDNUpdate(NamedTuple):
 
 
 def add_fqdn_identities(
-    compiled: CompiledPolicy, additions: Iterable[tuple[FQDNSelector, int]]
+    compiled: CompiledPolicy,
+    additions: Iterable[tuple[FQDNSelector, int]],
+    addresses: Mapping[int, str] | None = None,
 ) -> FQDNUpdate | None:
     """Adds, in place, the entries a full compile would give identities newly selected by toFQDNs.
 
-    ``additions`` are (selector, identity) pairs. Returns None when only a full compile can tell
-    (a rule selects world/CIDR peers, which a new /32 identity may take addresses from, or an
-    L7 rule applies to an endpoint direction whose proxy table the compile did not keep). The
+    ``additions`` are (selector, identity) pairs; ``addresses`` the IP of each new identity. Returns
+    None when only a full compile can tell (a rule selects the world entity, or CIDR peers covering
+    a new IP (or IPs unknown), which the new /32 identity takes addresses from; or an L7 rule
+    applies to an endpoint direction whose proxy table the compile did not keep). The
     proxies' tables get the new identities' contributions where a proxy will see their connections.
     """
+    additions = list(additions)
     if compiled.world_peers:
         return None
+    if compiled.cidr_peers:
+        if addresses is None:
+            return None
+        nets = [ipaddress.ip_network(c) for c in compiled.cidr_peers]
+        for _, identity in additions:
+            ip = ipaddress.ip_address(addresses[identity])
+            if any(ip.version == n.version and ip in n for n in nets):
+                return None
     changed: dict[PolicyKey, PolicyValue] = {}
     l7_changed = False
     touched: dict[tuple[int, int], list[tuple[PolicyKey, Contribution]]] = {}

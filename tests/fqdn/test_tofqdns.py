@@ -97,6 +97,31 @@ def test_a_name_no_selector_matches_gets_no_identity():
     assert lab.names.prefixes() == {}
 
 
+CIDR_POLICY = """\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: metrics, namespace: payments}
+spec:
+  endpointSelector: {matchLabels: {app: api}}
+  egress:
+    - toCIDR: [198.51.100.50/32]
+      toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+"""
+
+
+def test_cidr_peers_refuse_only_the_ips_they_cover():
+    lab = Lab(FQDN_POLICY, CIDR_POLICY)
+    compiled = lab.compile()
+    assert not compiled.world_peers and compiled.cidr_peers == ("198.51.100.50/32",)
+    outside = lab.names.learn(lab.cache.update(1, "api.stripe.com", ["192.0.2.10"], 60))
+    assert add_fqdn_identities(compiled, outside, lab.names.identity_ip) is not None
+    assert add_fqdn_identities(compiled, outside) is None  # addresses unknown: cannot tell
+    inside = lab.names.learn(lab.cache.update(1, "eu.stripe.com", ["198.51.100.50"], 60))
+    assert add_fqdn_identities(compiled, inside, lab.names.identity_ip) is None
+    (identity,) = {i for _, i in inside}
+    assert {k.dport for k in lab.compile().entries if k.identity == identity} == {80, 443}
+
+
 def test_world_peers_make_the_incremental_path_refuse():
     lab = Lab(FQDN_POLICY, WORLD_POLICY)
     compiled = lab.compile()
