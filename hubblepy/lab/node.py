@@ -66,13 +66,13 @@ from hubblepy.policy import IdentityAllocator, PolicyError, pod_labels
 from hubblepy.policy.compiler import CompiledPolicy
 from hubblepy.policy.identity import IDENTITY_HOST
 from hubblepy.policy.model import PolicyRef
+from hubblepy.proxy.dns_node import DNS_PROXY_NAME, FQDN_NOTIFY_SOCKET, NodeDNSProxy
 from hubblepy.proxy.node import PROXY_NAME, NodeProxy
 
 if TYPE_CHECKING:
     from hubblepy.datapath import Datapath
 
 
-FQDN_NOTIFY_SOCKET = "fqdn-notify.sock"  # the DNS proxy's --fqdn-notify path (in the lab folder)
 FQDN_GC_INTERVAL = 1.0  # seconds between FQDN cache GC rounds
 FQDN_LATENCY_KEEP = 4096
 
@@ -124,6 +124,7 @@ class LabNode:
         self.source: DatapathFlowSource | None = None
         # the node's L7 HTTP proxy (with the datapath only): redirected connections go through it
         self.proxy: NodeProxy | None = None
+        self.dns_proxy: NodeDNSProxy | None = None  # and its DNS proxy (rules.dns), same access log
         self.access_log: AccessLogSource | None = None
         self.policy.on_sync = self._sync_proxy
         # toFQDNs: the DNS proxy's allowed answers (notify socket) -> cache -> ipcache + policy map
@@ -153,6 +154,12 @@ class LabNode:
 
             proxy_routing.install(self.node_ns)
             self.proxy = NodeProxy(self.folder, self.node_ns)
+            self.dns_proxy = NodeDNSProxy(
+                self.folder,
+                self.node_ns,
+                access_log_path=self.proxy.access_log_path,
+                notify_path=self.folder / FQDN_NOTIFY_SOCKET,
+            )
         self._make_world()
         for spec in self.scenario.pods:
             self._add_pod(spec, sync=False)
@@ -213,6 +220,7 @@ class LabNode:
             )
             self.agent.add_source(self.access_log)
             self._start_proxy()
+            self._start_dns_proxy()
         if metrics is not None:
             metrics.start_prometheus(self.folder)
 
@@ -227,10 +235,20 @@ class LabNode:
         if not proxy.wait_ready(netns.run_in_netns):
             raise LabError(f"the L7 proxy did not start (see {self.folder / (PROXY_NAME + '.log')})")
 
+    def _start_dns_proxy(self) -> None:
+        """Starts the node's DNS proxy in the node namespace and waits until it accepts."""
+        proxy = self.dns_proxy
+        assert proxy is not None
+        self._sync_proxy()
+        child = self.children.start(DNS_PROXY_NAME, proxy.argv(), netns_name=self.node_ns)
+        proxy.started(child.pid)
+        if not proxy.wait_ready(netns.run_in_netns):
+            raise LabError(f"the DNS proxy did not start (see {self.folder / (DNS_PROXY_NAME + '.log')})")
+
     def _sync_proxy(
         self, compiled: CompiledPolicy | None = None, uids: dict[PolicyRef, str] | None = None
     ) -> None:
-        """Writes the proxy's state (rules, endpoints, ipcache, identities) and makes it reload."""
+        """Writes the proxies' state (rules, endpoints, ipcache, identities) and makes them reload."""
         proxy = self.proxy
         compiled = compiled or self.policy.compiled
         if proxy is None or compiled is None:
@@ -252,25 +270,39 @@ class LabNode:
             identities=dict(self.identities.items()),
             node={"name": self.scenario.node, "ipv4": self.gateway},
         )
+        if self.dns_proxy is not None:
+            self.dns_proxy.update(
+                dns=compiled.dns,
+                cookies=self.policy.cookies,
+                policy_revision=self.policy.repo.revision,
+                uids=uids,
+                endpoints=[(p.ep_id, p.ip, p.identity) for p in self.pods.values()],
+                ipcache=ipcache,
+                identities=dict(self.identities.items()),
+                node={"name": self.scenario.node, "ipv4": self.gateway},
+            )
 
     def _watch_proxy(self, exited: list[tuple[str, int]]) -> None:
-        """Restarts the proxy after it died (fail closed meanwhile: the datapath drops its traffic)."""
-        proxy = self.proxy
-        if proxy is None or self.stop.is_set():
-            return
-        for name, status in exited:
-            if name == PROXY_NAME:
-                proxy.exited(status)
-        if proxy.due_for_restart():
-            try:
-                with self.lock:
-                    self._start_proxy()
-                _log(f"L7 proxy restarted (pid {proxy.pid}, restart {proxy.restarts})")
-            except (LabError, OSError, RuntimeError) as exc:
-                _log(f"L7 proxy restart failed: {exc}")
-                if proxy.pid:
-                    self.children.stop(PROXY_NAME)
-                    proxy.exited(-1)
+        """Restarts a proxy after it died (fail closed meanwhile: the datapath drops its traffic)."""
+        for child_name, proxy, start, what in (
+            (PROXY_NAME, self.proxy, self._start_proxy, "L7 proxy"),
+            (DNS_PROXY_NAME, self.dns_proxy, self._start_dns_proxy, "DNS proxy"),
+        ):
+            if proxy is None or self.stop.is_set():
+                continue
+            for name, status in exited:
+                if name == child_name:
+                    proxy.exited(status)
+            if proxy.due_for_restart():
+                try:
+                    with self.lock:
+                        start()
+                    _log(f"{what} restarted (pid {proxy.pid}, restart {proxy.restarts})")
+                except (LabError, OSError, RuntimeError) as exc:
+                    _log(f"{what} restart failed: {exc}")
+                    if proxy.pid:
+                        self.children.stop(child_name)
+                        proxy.exited(-1)
 
     # -- toFQDNs ----------------------------------------------------------------------------------
     def _on_dns_answer(self, note: Notification) -> None:
@@ -553,6 +585,7 @@ class LabNode:
             "ca": str(self.ca.cert_path) if self.ca is not None else "",
             **self.policy.state(),
             "proxy": self._proxy_state(),
+            "dns_proxy": self.dns_proxy.status() if self.dns_proxy is not None else None,
             "fqdn": self.fqdn_state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
