@@ -850,6 +850,18 @@ def verify() -> None:
     )
 
 
+def _wait_world_https(state: dict[str, Any], timeout: float = 60.0) -> None:
+    """Waits until the world's HTTPS servers answer TLS (they may still be starting after ``lab up``)."""
+    world = state.get("world") or {}
+    addresses = [a for srv in world.get("servers", []) if srv["kind"] == "https" for a in srv.get("bind", [])]
+    deadline = time.monotonic() + timeout
+    for address in addresses:
+        while _curl(world["netns"], f"https://{address}", "-k") not in ("200", "404"):
+            if time.monotonic() > deadline:
+                raise _fail(f"the world's HTTPS server on {address} does not answer")
+            time.sleep(0.5)
+
+
 PCI_PROCESSORS = ("eu.cardprocessor.com", "us.cardprocessor.com")
 PCI_METRICS = "198.51.100.50"
 PCI_ELSEWHERE = "198.51.100.80"  # example.com
@@ -866,6 +878,7 @@ def _verify_pci(state: dict[str, Any]) -> None:
     applied = {p["ref"] for p in state.get("policies", [])}
     if "cde/chd-egress-metrics" in applied:  # a second run replays the story from the start
         _request("policy-delete", text=metrics_file.read_text(), filename=metrics_file.name)
+    _wait_world_https(state)
 
     def expect(got: str, ok: bool, what: str) -> None:
         typer.echo(got)
