@@ -10,6 +10,9 @@ as a crash: an unexpected exception, an internal parser error, or output that ca
 * ``flowline``: :class:`hubblepy.codec.ResponseDecoder` over one ``hubble observe --input-file``
   line, then the canonical encoding of what it decoded.
 * ``policy``: :func:`hubblepy.policy.parse.parse_policies` over a policy file's text.
+* ``dnsquery``: the DNS proxy's message parsing (:mod:`hubblepy.proxy.dns_wire`) over one datagram:
+  as a query (an accepted one must give a REFUSED reply with its ID that parses again) and as an
+  answer; a clean rejection is ``Malformed``.
 """
 
 from __future__ import annotations
@@ -85,8 +88,36 @@ def _policy() -> Callable[[bytes], None]:
     return target
 
 
+def _dnsquery() -> Callable[[bytes], None]:
+    from hubblepy.proxy.dns_wire import RCODE_REFUSED, Malformed, WireCache, parse_answer, parse_query
+
+    cache = WireCache(size=256)
+
+    def target(data: bytes) -> None:
+        try:
+            query = parse_query(data)
+        except Malformed:
+            query = None
+        if query is not None:
+            if cache.query(data) != query:
+                raise AssertionError("the memoized parse differs from the parse")
+            reply = cache.error_reply(data, RCODE_REFUSED)
+            if reply[:2] != data[:2]:
+                raise AssertionError("the REFUSED reply lost the query's ID")
+            answer = parse_answer(reply)
+            if answer.rcode != RCODE_REFUSED or answer.name != query.name or answer.ips:
+                raise AssertionError(f"the REFUSED reply reads back as {answer}")
+        try:
+            parse_answer(data)
+        except Malformed:
+            return
+
+    return target
+
+
 TARGETS: dict[str, Callable[[], Callable[[bytes], None]]] = {
     "datapath": _datapath,
     "flowline": _flowline,
     "policy": _policy,
+    "dnsquery": _dnsquery,
 }

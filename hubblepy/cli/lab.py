@@ -404,11 +404,25 @@ def _print_status(state: dict[str, Any]) -> None:
     if scopes:
         typer.echo(f"Audit mode: {', '.join(scopes)}")
     _print_proxy(state)
+    _print_dns_proxy(state)
     if state.get("datapath"):
         typer.echo(
             f"Flows: {state.get('flows_published', 0)} published, "
             f"{state.get('lost_samples', 0)} perf samples lost"
         )
+
+
+def _print_dns_proxy(state: dict[str, Any]) -> None:
+    """The DNS proxy's line: port, process, restarts and its query counters."""
+    proxy = state.get("dns_proxy")
+    if not proxy:
+        return
+    running = f"pid {proxy['pid']}" if proxy.get("running") else "DOWN (redirected DNS is dropped)"
+    typer.echo(
+        f"DNS proxy: port {proxy['port']}, {running}, {proxy.get('restarts', 0)} restarts; "
+        f"{proxy.get('queries', 0)} queries, {proxy.get('denied', 0)} refused, "
+        f"{proxy.get('malformed', 0) + proxy.get('oversized', 0)} malformed or oversized"
+    )
 
 
 def _print_proxy(state: dict[str, Any]) -> None:

@@ -209,7 +209,7 @@ def dns_table_from_json(rows: list[dict]) -> L7Table:
     tables: dict[tuple[int, int], list[Contribution]] = {}
     for item in rows[1:]:
         tables[(int(item["endpoint"]), int(item["direction"]))] = [
-            Contribution(int(i), int(p), int(e), int(pr), None if ref is None else lists[ref], int(ck))  # type: ignore[arg-type]
+            Contribution(int(i), int(p), int(e), int(pr), None if ref is None else lists[ref], int(ck))
             for i, p, e, pr, ref, ck in item["entries"]
         ]
     return L7Table(tables)

@@ -56,7 +56,16 @@ from hubblepy.proxy.dns_sockets import (
     udp_listener,
     upstream_udp_socket,
 )
-from hubblepy.proxy.dns_wire import MAX_TCP_MESSAGE, MAX_UDP_QUERY, Answer, Malformed, Query, WireCache
+from hubblepy.proxy.dns_wire import (
+    MAX_TCP_MESSAGE,
+    MAX_UDP_QUERY,
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    Answer,
+    Malformed,
+    Query,
+    WireCache,
+)
 from hubblepy.proxy.sockets import listening_socket, upstream_socket
 from hubblepy.proxy.state import EndpointInfo, ProxyState, StateError, parse_state, write_state
 
@@ -137,7 +146,7 @@ class Pending:
 
     client: tuple[str, int]
     server: tuple[str, int]
-    query_id: bytes  # the client's ID (2 bytes)
+    wire: bytes  # the client's query as received
     query: Query
     proto: int
     started: float
@@ -293,7 +302,7 @@ class UpstreamUDP:
             if pending is None:
                 proxy.stats["bad_answers"] += 1
                 continue
-            proxy.answered(pending, pending.query_id + data[2:])
+            proxy.answered(pending, pending.wire[:2] + data[2:])
 
     def expire(self, now: float, timeout: float) -> None:
         for ident, pending in list(self.pending.items()):
@@ -510,13 +519,11 @@ class DNSProxy:
         if not allowed:
             stats["denied"] += 1
             self._log_query(query, client, server, proto, _DENIED, extension)
-            reply(wire[:2] + query.refused)
+            reply(self.cache.error_reply(wire, RCODE_REFUSED))
             return
         stats["allowed"] += 1
         self._log_query(query, client, server, proto, _FORWARDED, extension)
-        pending = Pending(
-            client, server, wire[:2], query, proto, time.monotonic(), extension, src, dst, reply
-        )
+        pending = Pending(client, server, wire, query, proto, time.monotonic(), extension, src, dst, reply)
         try:
             forward(wire, pending)
         except OSError:
@@ -546,7 +553,7 @@ class DNSProxy:
         self.stats["upstream_timeouts" if timeout else "upstream_errors"] += 1
         self._log_answer(pending, None, _ERROR, rcode=2)
         with contextlib.suppress(OSError):
-            pending.send(pending.query_id + pending.query.servfail)
+            pending.send(self.cache.error_reply(pending.wire, RCODE_SERVFAIL))
 
     # -- UDP -----------------------------------------------------------------------------------
     def start_udp(self, sock: socket.socket) -> None:
@@ -665,9 +672,9 @@ class TCPClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.proxy.tcp_clients.add(self)
         self.proxy.stats["tcp_connections"] += 1
-        self.client = tuple(transport.get_extra_info("peername")[:2])  # type: ignore[assignment]
+        self.client = tuple(transport.get_extra_info("peername")[:2])
         if self.proxy.options.transparent:
-            self.server = tuple(transport.get_extra_info("sockname")[:2])  # type: ignore[assignment]
+            self.server = tuple(transport.get_extra_info("sockname")[:2])
         else:
             self.server = self.proxy.options.upstream or ("", 0)
 

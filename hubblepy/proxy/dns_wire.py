@@ -16,9 +16,9 @@ from typing import NamedTuple
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.opcode
 import dns.rcode
-import dns.rdatatype
 
 MAX_UDP_QUERY = 1232  # bytes; a bigger query datagram is "oversized" (DNS flag day 2020 safe size)
 MAX_TCP_MESSAGE = 16384  # bytes; a query over TCP claiming more is oversized (the connection closes)
@@ -41,8 +41,6 @@ class Query(NamedTuple):
 
     name: str  # lower case, with the trailing dot (the question's name as asked, for the log)
     qtypes: tuple[int, ...]
-    refused: bytes  # the REFUSED answer without its first two bytes (the ID)
-    servfail: bytes  # the SERVFAIL answer, likewise
 
 
 class Answer(NamedTuple):
@@ -56,11 +54,13 @@ class Answer(NamedTuple):
     answer_types: tuple[int, ...]  # the type of each answer record
 
 
-def _reply(msg: dns.message.Message, rcode: int) -> bytes:
+def error_reply(wire: bytes, rcode: int) -> bytes:
+    """The answer to a (valid) query with ``rcode`` and no records: same ID, question and EDNS."""
+    msg = dns.message.from_wire(wire)
     reply = dns.message.make_response(msg)
-    reply.set_rcode(rcode)
+    reply.set_rcode(dns.rcode.Rcode.make(rcode))
     reply.flags &= ~dns.flags.AA
-    return reply.to_wire()[2:]
+    return reply.to_wire()
 
 
 def parse_query(wire: bytes) -> Query:
@@ -81,7 +81,7 @@ def parse_query(wire: bytes) -> Query:
         raise Malformed(f"{len(msg.question)} questions (one expected)")
     question = msg.question[0]
     name = question.name.to_text().lower()
-    return Query(name, (int(question.rdtype),), _reply(msg, RCODE_REFUSED), _reply(msg, RCODE_SERVFAIL))
+    return Query(name, (int(question.rdtype),))
 
 
 def parse_answer(wire: bytes) -> Answer:
@@ -106,11 +106,14 @@ def parse_answer(wire: bytes) -> Answer:
         kind = int(rrset.rdtype)
         for rdata in rrset:
             types.append(kind)
-            if kind in (TYPE_A, TYPE_AAAA):
-                ips.append(rdata.address)  # type: ignore[attr-defined]
+            # records of another class (CH ...) have other data: only IN addresses and names count
+            address = getattr(rdata, "address", None)
+            target = getattr(rdata, "target", None)
+            if kind in (TYPE_A, TYPE_AAAA) and isinstance(address, str):
+                ips.append(address)
                 ttl = rrset.ttl if not ttl or rrset.ttl < ttl else ttl
-            elif kind == TYPE_CNAME:
-                cnames.append(rdata.target.to_text().lower())  # type: ignore[attr-defined]
+            elif kind == TYPE_CNAME and isinstance(target, dns.name.Name):
+                cnames.append(target.to_text().lower())
     return Answer(
         msg.question[0].name.to_text().lower(), int(msg.rcode()), tuple(ips), ttl, tuple(cnames), tuple(types)
     )
@@ -123,6 +126,9 @@ class WireCache:
         self.size = size
         self.queries: dict[bytes, Query | Malformed] = {}
         self.answers: dict[bytes, Answer | Malformed] = {}
+        self.replies: dict[
+            tuple[bytes, int], bytes
+        ] = {}  # (query bytes after the ID, rcode) -> reply after the ID
         self.hits = 0
         self.misses = 0
 
@@ -144,6 +150,16 @@ class WireCache:
             raise found
         return found
 
+    def error_reply(self, wire: bytes, rcode: int) -> bytes:
+        """:func:`error_reply` for a query that :meth:`query` accepted (memoized; the query's own ID)."""
+        key = (wire[2:], rcode)
+        found = self.replies.get(key)
+        if found is None:
+            if len(self.replies) >= self.size:
+                self.replies.clear()
+            found = self.replies[key] = error_reply(wire, rcode)[2:]
+        return wire[:2] + found
+
     def answer(self, wire: bytes) -> Answer:
         key = wire[2:]
         found = self.answers.get(key)
@@ -161,11 +177,3 @@ class WireCache:
         if isinstance(found, Malformed):
             raise found
         return found
-
-
-def rcode_name(rcode: int) -> str:
-    return dns.rcode.to_text(rcode) if 0 <= rcode < 4096 else str(rcode)
-
-
-def type_name(rdtype: int) -> str:
-    return dns.rdatatype.to_text(rdtype)

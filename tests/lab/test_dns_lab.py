@@ -107,6 +107,9 @@ def test_allowed_names_answered_others_refused_udp_and_tcp(lab: Lab) -> None:
         assert status_of(dig(lab, "stripe.com", *extra)) == "REFUSED"
     state = dns_proxy(lab)
     assert state["running"] and state["port"] == 15053
+    text = lab.run("status")
+    assert text.returncode == 0, text.stderr
+    assert f"DNS proxy: port 15053, pid {state['pid']}" in text.stdout
 
 
 def test_dns_flows_in_hubble_observe(lab: Lab) -> None:

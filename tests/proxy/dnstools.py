@@ -113,8 +113,16 @@ class NotifyServer:
 
 
 class DNSProxyLab:
-    def __init__(self, folder: Path, policy: str | None = None, notify: NotifyServer | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        policy: str | None = None,
+        notify: NotifyServer | None = None,
+        dns_server: bool = True,
+    ) -> None:
+        """``dns_server`` False: no DNS server on kube-dns (the caller runs its own on :53)."""
         self.folder = folder
+        self.dns_server = dns_server
         self.tb = Testbed(3, prefix=PREFIX, routed=True)
         self.dp: Datapath | None = None
         self.reader: AccessLogReader | None = None
@@ -179,12 +187,13 @@ class DNSProxyLab:
         for pod in tb.pods:
             self.dp.attach(pod.host_ifname, netns=tb.node)
         self.answerer = _Answerer()
-        servers = run_in_netns(
-            self.kube_dns.netns, lambda: serve_dns_with(self.answerer, 53, [self.kube_dns.ip])
-        )
-        for server in servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.servers = servers
+        if self.dns_server:
+            servers = run_in_netns(
+                self.kube_dns.netns, lambda: serve_dns_with(self.answerer, 53, [self.kube_dns.ip])
+            )
+            for server in servers:
+                threading.Thread(target=server.serve_forever, daemon=True).start()
+            self.servers = servers
         self.reader = AccessLogReader(str(self.log_path), self.records.append)
         self.write_state()
         self.start_proxy()
