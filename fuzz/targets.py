@@ -12,7 +12,8 @@ as a crash: an unexpected exception, an internal parser error, or output that ca
 * ``policy``: :func:`hubblepy.policy.parse.parse_policies` over a policy file's text.
 * ``dnsquery``: the DNS proxy's message parsing (:mod:`hubblepy.proxy.dns_wire`) over one datagram:
   as a query (an accepted one must give a REFUSED reply with its ID that parses again) and as an
-  answer; a clean rejection is ``Malformed``.
+  answer; a clean rejection is ``Malformed``; whatever the short reader accepts, dnspython must
+  accept and read the same way.
 """
 
 from __future__ import annotations
@@ -89,11 +90,33 @@ def _policy() -> Callable[[bytes], None]:
 
 
 def _dnsquery() -> Callable[[bytes], None]:
-    from hubblepy.proxy.dns_wire import RCODE_REFUSED, Malformed, WireCache, parse_answer, parse_query
+    from hubblepy.proxy.dns_wire import (
+        RCODE_REFUSED,
+        Malformed,
+        WireCache,
+        dnspython_answer,
+        dnspython_query,
+        fast_answer,
+        fast_query,
+        parse_answer,
+        parse_query,
+    )
 
     cache = WireCache(size=256)
 
+    def same_as_dnspython(fast: object, slow: Callable[[bytes], object], data: bytes, what: str) -> None:
+        if fast is None:
+            return
+        try:
+            reference = slow(data)
+        except Malformed as exc:
+            raise AssertionError(f"the short reader accepts the {what} dnspython refuses: {exc}") from None
+        if reference != fast:
+            raise AssertionError(f"{what}: short reader {fast} != dnspython {reference}")
+
     def target(data: bytes) -> None:
+        same_as_dnspython(fast_query(data), dnspython_query, data, "query")
+        same_as_dnspython(fast_answer(data), dnspython_answer, data, "answer")
         try:
             query = parse_query(data)
         except Malformed:

@@ -24,6 +24,9 @@
   ``--upstream-timeout``: SERVFAIL to the client and an ``Error`` record.
 * **Access log** (:mod:`.accesslog`): Cilium ``LogRecord`` keys with ``DNS`` {Query, IPs, TTL, CNAMEs,
   ObservationSource "proxy", RCode, QTypes, AnswerTypes} and the ``hubblepy`` attribution extension.
+  When the node falls behind (8 MB waiting) the proxy stops reading queries until it has caught up
+  (2 MB), for at most 2 s at a time, as the HTTP proxy does: a burst slows DNS down instead of
+  losing flows.
 
 SIGHUP reloads the state file; SIGTERM/SIGINT stop the proxy; counters go to ``--stats`` every second.
 """
@@ -73,6 +76,7 @@ UDP, TCP = 17, 6
 OBSERVATION_SOURCE = "proxy"
 RECV_BATCH = 64  # datagrams read per wake-up of a socket
 UPSTREAM_IDLE = 30.0  # seconds an unused upstream UDP socket is kept
+LOG_WAIT = 2.0  # seconds queries may wait at most for the node to catch up with the access log
 COUNTERS = (
     "queries",
     "allowed",
@@ -337,13 +341,21 @@ class DNSProxy:
         self.reply_socks: dict[tuple[str, int], socket.socket] = {}
         self.tcp_clients: set[TCPClient] = set()
         self._verdicts: dict[tuple, tuple[bool, bytes]] = {}
+        self._rule_sets: dict[tuple[int, int, int, int], Any] = {}
+        self._extensions: dict[tuple, bytes] = {}
         self._endpoint_json: dict[tuple[str, int], tuple[EndpointInfo, bytes]] = {}
         self._node = b"{}"
+        self.log_congested = False  # queries are not read while the node catches up with the log
+        self._log_wait: asyncio.TimerHandle | None = None
+        if log is not None:
+            log.on_congestion = self.congestion
         self.set_state(self.state)
 
     def set_state(self, state: ProxyDNSState) -> None:
         self.state = state
         self._verdicts = {}
+        self._rule_sets = {}
+        self._extensions = {}
         self._endpoint_json = {}
         node = {"IPv4": state.base.node.get("ipv4", ""), "IPv6": ""}
         self._node = orjson.dumps(node)
@@ -368,31 +380,52 @@ class DNSProxy:
         found = self._verdicts.get(key)
         if found is not None:
             return found
-        proxy_port = self.options.proxy_port or self.state.base.proxy_port
-        rule_set = self.state.dns.rule_set(src.id, EGRESS, dst.identity, port, proto) if src.id else None
-        extension: dict[str, Any] = {"proxy_port": proxy_port}
+        where = (src.id, dst.identity, port, proto)
+        if where in self._rule_sets:
+            rule_set = self._rule_sets[where]
+        else:
+            rule_set = self.state.dns.rule_set(src.id, EGRESS, dst.identity, port, proto) if src.id else None
+            if len(self._rule_sets) > 65536:
+                self._rule_sets.clear()
+            self._rule_sets[where] = rule_set
         if rule_set is None:
-            allowed = False
-            extension["policy_log"] = ["deny: no DNS policy for this connection (fail closed)"]
+            found = (False, self._extension(False, (), "fail closed"))
         else:
             decision = decide(rule_set.contributions, name)
-            rules = self.state.base.rules
-            allowed = decision.allowed
-            if allowed:
-                found_rules = [rules[c] for c in decision.allowed_by if c in rules]
-                if found_rules:
-                    extension["allowed_by"] = _unique([r["policy"] for r in found_rules])
-                extension["policy_log"] = [f"allow: {r['rule']}" for r in found_rules]
+            if decision.allowed:  # the same rules allow many names: one extension for them all
+                found = (True, self._extension(True, decision.allowed_by, ""))
             else:
-                found_rules = [rules[c] for c in decision.denied_by if c in rules]
-                if found_rules:
-                    extension["denied_by"] = _unique([r["policy"] for r in found_rules])
-                names = ", ".join(r["rule"] for r in found_rules)
-                extension["policy_log"] = [f"deny: no DNS rule of [{names}] allows {name}"]
-        found = (allowed, orjson.dumps(extension))
+                found = (False, self._extension(False, decision.denied_by, name))
         if len(self._verdicts) > 65536:
             self._verdicts.clear()
         self._verdicts[key] = found
+        return found
+
+    def _extension(self, allowed: bool, cookies: tuple[int, ...], name: str) -> bytes:
+        """The ``hubblepy`` extension as JSON: the rules that allowed a query, or that did not allow
+        ``name`` ("fail closed": no DNS rule applies to the connection at all)."""
+        key = (allowed, cookies, name)
+        found = self._extensions.get(key)
+        if found is not None:
+            return found
+        extension: dict[str, Any] = {"proxy_port": self.options.proxy_port or self.state.base.proxy_port}
+        rules = self.state.base.rules
+        found_rules = [rules[c] for c in cookies if c in rules]
+        if name == "fail closed" and not allowed:
+            extension["policy_log"] = ["deny: no DNS policy for this connection (fail closed)"]
+        elif allowed:
+            if found_rules:
+                extension["allowed_by"] = _unique([r["policy"] for r in found_rules])
+            extension["policy_log"] = [f"allow: {r['rule']}" for r in found_rules]
+        else:
+            if found_rules:
+                extension["denied_by"] = _unique([r["policy"] for r in found_rules])
+            names = ", ".join(r["rule"] for r in found_rules)
+            extension["policy_log"] = [f"deny: no DNS rule of [{names}] allows {name}"]
+        found = orjson.dumps(extension)
+        if len(self._extensions) > 65536:
+            self._extensions.clear()
+        self._extensions[key] = found
         return found
 
     # -- records -------------------------------------------------------------------------------
@@ -555,6 +588,30 @@ class DNSProxy:
         with contextlib.suppress(OSError):
             pending.send(self.cache.error_reply(pending.wire, RCODE_SERVFAIL))
 
+    def congestion(self, congested: bool) -> None:
+        """The access log's backlog crossed its high (True) or low (False) mark: stop reading queries
+        (UDP datagrams wait in the socket's buffer, TCP clients are paused) until the node has caught
+        up, for at most ``LOG_WAIT`` seconds at a time (a stuck node then loses records, counted)."""
+        if self._log_wait is not None:
+            self._log_wait.cancel()
+            self._log_wait = None
+        if congested == self.log_congested:
+            return
+        self.log_congested = congested
+        if self.udp is not None:
+            if congested:
+                self.loop.remove_reader(self.udp.fileno())
+            else:
+                self.loop.add_reader(self.udp.fileno(), self._udp_readable)
+        for client in list(self.tcp_clients):
+            if client.transport is not None and not client.closed:
+                if congested:
+                    client.transport.pause_reading()
+                else:
+                    client.transport.resume_reading()
+        if congested:
+            self._log_wait = self.loop.call_later(LOG_WAIT, self.congestion, False)
+
     # -- UDP -----------------------------------------------------------------------------------
     def start_udp(self, sock: socket.socket) -> None:
         self.udp = sock
@@ -638,6 +695,8 @@ class DNSProxy:
                 client.expire(now, self.options.upstream_timeout)
 
     def close(self) -> None:
+        if self._log_wait is not None:
+            self._log_wait.cancel()
         if self.udp is not None:
             self.loop.remove_reader(self.udp.fileno())
             self.udp.close()
@@ -672,6 +731,8 @@ class TCPClient(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.proxy.tcp_clients.add(self)
         self.proxy.stats["tcp_connections"] += 1
+        if self.proxy.log_congested:
+            transport.pause_reading()  # type: ignore[attr-defined]
         self.client = tuple(transport.get_extra_info("peername")[:2])
         if self.proxy.options.transparent:
             self.server = tuple(transport.get_extra_info("sockname")[:2])

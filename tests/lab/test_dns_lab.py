@@ -129,6 +129,11 @@ def test_dns_flows_in_hubble_observe(lab: Lab) -> None:
     assert answered[-1]["l7"]["dns"]["observation_source"] == "proxy"
     l7 = lab.flows("--namespace", "default", "--type", "l7", "--verdict", "DROPPED")
     assert l7 and all(f["l7"]["dns"]["query"] in ("example.com.", "stripe.com.") for f in l7)
+    # dns_query is a raw-filter field (no flag upstream): an RE2 regex on l7.dns.query
+    only = lab.flows("--allowlist", '{"dns_query":["^example\\\\.com\\\\.$"]}')
+    assert only and {f["l7"]["dns"]["query"] for f in only} == {"example.com."}
+    rest = lab.flows("--namespace", "default", "--protocol", "dns", "--denylist", '{"dns_query":["example"]}')
+    assert rest and all("example" not in f["l7"]["dns"]["query"] for f in rest)
 
 
 def test_malformed_datagrams_are_dropped_and_the_proxy_keeps_serving(lab: Lab) -> None:
