@@ -17,7 +17,8 @@ Paths: direct (L4 only); through the proxy with a few repeated names (its parse 
 the proxy with a new name per query (every message parsed by dnspython). For the proxy rows: its CPU
 per query and queries per proxy CPU-second (what one core sustains), from /proc. The proxy's access
 log goes to a reader that counts records (the node's flow parsing is not part of these figures).
-Prints a table; asserts nothing.
+Prints a table; asserts nothing. Then the answer-to-allow rows (:mod:`fqdn_allow`): the time from a
+DNS answer to its toFQDNs policy-map entry, p50/p99.
 
 Usage: sudo .venv/bin/python benchmarks/bench_dns.py [--seconds 10] [--rate 2000] [--clients 4]
 """
@@ -40,9 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "proxy"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 os.environ.setdefault("HUBBLEPY_TEST_NETNS_PREFIX", os.environ.get("HUBBLEPY_BENCH_NETNS_PREFIX", "hpbd-"))
 
+import fqdn_allow  # noqa: E402
 from dnstools import DNSProxyLab  # noqa: E402
 
 from hubblepy.datapath import DatapathUnavailable, check_environment  # noqa: E402
@@ -250,4 +253,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    fqdn_allow.main()
+    sys.exit(code)

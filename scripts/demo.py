@@ -101,6 +101,9 @@ def lab_story() -> None:
     )
     say("L7: the node's proxy judged every HTTP request of frontend -> api (api-http-l7)")
     hubble("observe", "--namespace", "payments", "--type", "l7", "--print-policy-names", "--last", "6")
+    say("DNS-aware egress (Verify step 4): api's connections on 443 carry the names it looked up")
+    hubble("observe", "--from-pod", "payments/api", "--to-port", "443", "--print-policy-names", "--last", "6")
+    hubble("lab", "fqdn", "cache", "list")
     hubble("lab", "status")
     print(
         "\nThe lab keeps running: try `.venv/bin/hubble observe -f`, `hubble lab status`; remove it with "

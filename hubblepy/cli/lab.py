@@ -2,7 +2,7 @@
 
 Commands: ``up [--scenario FILE]``, ``down``, ``status``, ``exec NAMESPACE/POD -- CMD...``,
 ``policy apply|delete FILE``, ``audit enable|disable NAMESPACE/POD | NAMESPACE/ | --namespace NS |
---policy NAME``, ``pod recreate NAMESPACE/POD``.
+--policy NAME``, ``pod recreate NAMESPACE/POD``, ``fqdn cache list [-o json]``.
 ``up`` starts the lab node process (:mod:`hubblepy.lab.node`) in the background and waits until it
 answers; the other commands talk to it through its control socket or read its state file. Every
 error is one line on stderr and a non-zero exit. The lead wires this in with ``register(app)``.
@@ -38,6 +38,10 @@ pod_app = typer.Typer(help="Manage the lab's pods.", no_args_is_help=True)
 lab_app.add_typer(policy_app, name="policy")
 lab_app.add_typer(audit_app, name="audit")
 lab_app.add_typer(pod_app, name="pod")
+fqdn_app = typer.Typer(help="The node's FQDN cache (names learned from DNS answers).", no_args_is_help=True)
+fqdn_cache_app = typer.Typer(help="The FQDN cache, as cilium-dbg fqdn cache.", no_args_is_help=True)
+fqdn_app.add_typer(fqdn_cache_app, name="cache")
+lab_app.add_typer(fqdn_app, name="fqdn")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +91,9 @@ def _wait_port(address: str, timeout: float) -> bool:
 
 @lab_app.command()
 def up(
-    scenario: str = typer.Option("", "--scenario", help="scenario YAML (default: the payments scenario)"),
+    scenario: str = typer.Option(
+        "", "--scenario", help="scenario YAML or built-in name: payments (default), pci-cde, policy-lab"
+    ),
     no_datapath: bool = typer.Option(
         False, "--no-datapath", help="only namespaces and servers: no eBPF, no flows"
     ),
@@ -111,6 +117,12 @@ def up(
     relay_metrics_address: str = typer.Option(
         "127.0.0.1:9966", help="the relay's /metrics address with --prometheus"
     ),
+    tofqdns_min_ttl: int = typer.Option(
+        0,
+        "--tofqdns-min-ttl",
+        min=0,
+        help="lowest TTL (s) of FQDN cache entries (Cilium's default 3600; 0 keeps the answers' TTLs)",
+    ),
 ) -> None:
     """Create the scenario's pods, load the datapath, apply the policies, start agent and relay."""
     metrics_args = ["--metrics-server", metrics_address]  # issue 11: metrics and Prometheus
@@ -129,6 +141,7 @@ def up(
             "--relay-metrics-address",
             relay_metrics_address,
         ]
+    metrics_args += ["--tofqdns-min-ttl", str(tofqdns_min_ttl)]
     bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics_args)
 
 
@@ -145,7 +158,7 @@ def bring_up(
     _need_root("hubble lab up")
     if monitor_aggregation not in ("medium", "none"):
         raise _fail(f"--monitor-aggregation must be medium or none, not {monitor_aggregation!r}")
-    from hubblepy.lab.scenario import ScenarioError, load_scenario
+    from hubblepy.lab.scenario import ScenarioError, load_scenario, scenario_path
     from hubblepy.lab.state import lab_dir, load_state
     from hubblepy.policy import PolicyError
 
@@ -185,7 +198,7 @@ def bring_up(
         relay_address,
     ]
     if scenario:
-        args += ["--scenario", str(Path(scenario).resolve())]
+        args += ["--scenario", str(scenario_path(scenario).resolve())]
     if no_datapath:
         args.append("--no-datapath")
     args += metrics_args or []
@@ -612,6 +625,25 @@ def pod_recreate(pod: str = typer.Argument(..., help="NAMESPACE/POD")) -> None:
 __all__ = ["lab_app", "register"]
 
 
+@fqdn_cache_app.command("list")
+def fqdn_cache_list(
+    endpoint: str = typer.Option("", "--endpoint", "-e", help="only this pod's lookups (NAMESPACE/POD)"),
+    name: str = typer.Option("", "--matchName", "-n", help="only this name"),
+    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+) -> None:
+    """The names each endpoint looked up, their IPs, TTL and expiry (columns of cilium-dbg fqdn cache list)."""
+    if output not in ("table", "json"):
+        raise _fail(f"--output must be table or json, not {output!r}")
+    reply = _request("fqdn-cache", endpoint=endpoint, name=name)
+    from hubblepy.fqdn.table import render_table
+
+    rows = reply["lookups"]
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        typer.echo(render_table(rows), nl=False)
+
+
 def _step(command: str, note: str = "") -> None:
     typer.echo(f"\n$ {command}" + (f"   # {note}" if note else ""))
 
@@ -653,9 +685,83 @@ def _observe(relay: str, *args: str) -> None:
     )
 
 
+def _flows(relay: str, *args: str) -> list[dict[str, Any]]:
+    """Flows of ``hubble observe ARGS -o json`` (not printed)."""
+    server = [] if relay in ("127.0.0.1:4245", "localhost:4245") else ["--server", relay]
+    out = subprocess.run(
+        [sys.executable, "-m", "hubblepy.cli", "observe", *server, *args, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    flows = []
+    for line in out.stdout.splitlines():
+        with contextlib.suppress(ValueError):
+            flows.append(json.loads(line).get("flow", {}))
+    return flows
+
+
+def _fqdn_cache(output: str = "table") -> list[dict[str, Any]]:
+    _step("hubble lab fqdn cache list" + (" -o json" if output == "json" else ""))
+    from hubblepy.fqdn.table import render_table
+
+    rows = _request("fqdn-cache")["lookups"]
+    typer.echo(json.dumps(rows, indent=2) if output == "json" else render_table(rows).rstrip("\n"))
+    return rows
+
+
+def _dns_queries(relay: str, namespace: str) -> set[str]:
+    return {
+        f.get("l7", {}).get("dns", {}).get("query", "").rstrip(".")
+        for f in _flows(relay, "--namespace", namespace, "--protocol", "dns", "--last", "200")
+    }
+
+
+def _verify_fqdn_step(state: dict[str, Any], pods: dict[str, Any], expect: Any, failures: list[str]) -> None:
+    """Verify step 4: toFQDNs lets api reach api.stripe.com and nothing else on the internet."""
+    relay = state["relay"]
+    api = pods["payments/api"]["netns"]
+    _step(
+        "hubble lab exec payments/api -- curl -s -o /dev/null -w '%{http_code}' https://api.stripe.com",
+        "expect: 200 (toFQDNs api.stripe.com)",
+    )
+    expect(_curl(api, "https://api.stripe.com"), "200", "api -> https://api.stripe.com")
+    _step("hubble lab exec payments/api -- curl -m 3 https://example.com", "expect: timeout (no toFQDNs)")
+    expect(_curl(api, "https://example.com"), "timeout", "api -> https://example.com")
+    time.sleep(0.5)
+    _observe(relay, "--namespace", "payments", "--protocol", "dns", "--last", "20")
+    _observe(
+        relay,
+        "--from-pod",
+        "payments/api",
+        "--to-port",
+        "443",
+        "--verdict",
+        "DROPPED",
+        "--print-policy-names",
+        "--last",
+        "3",
+    )
+    drops = _flows(
+        relay, "--from-pod", "payments/api", "--to-port", "443", "--verdict", "DROPPED", "--last", "50"
+    )
+    named = [f for f in drops if f.get("drop_reason_desc") == "POLICY_DENIED" and f.get("egress_denied_by")]
+    if not named:
+        failures.append("api -> example.com:443: no Policy denied DROPPED flow naming the policies")
+    queries = _dns_queries(relay, "payments")
+    for name in ("api.stripe.com", "example.com"):
+        if name not in queries:
+            failures.append(f"no DNS flow for {name}")
+    rows = _fqdn_cache()
+    if not any(r["fqdn"] == "api.stripe.com." and r.get("pod") == "payments/api" for r in rows):
+        failures.append("the FQDN cache has no api.stripe.com for payments/api")
+
+
 @lab_app.command()
 def verify() -> None:
-    """The seed article's "Verify" story on the payments lab (brings the lab up when it is not)."""
+    """The seed article's "Verify" story on the payments lab (brings the lab up when it is not);
+    on the pci-cde scenario, the seed's PCI audit workflow."""
     _need_root("hubble lab verify")
     if _node_pid() is None:
         _step("hubble lab up")
@@ -663,6 +769,9 @@ def verify() -> None:
     state = _load_state_or_fail()
     if not state.get("datapath"):
         raise _fail("the lab runs without the datapath (--no-datapath): nothing to verify")
+    if state.get("name") == "pci-cde":
+        _verify_pci(state)
+        return
     pods = {f"{p['namespace']}/{p['name']}": p for p in state["pods"]}
     for needed in ("default/probe", "payments/frontend", "payments/api"):
         if needed not in pods:
@@ -708,6 +817,9 @@ def verify() -> None:
         _observe(
             relay, "--namespace", "payments", "--protocol", "http", "--http-method", "POST", "--last", "20"
         )
+    fqdn = "payments/api-egress-fqdn" in {p["ref"] for p in state.get("policies", [])}
+    if fqdn:
+        _verify_fqdn_step(state, pods, expect, failures)
     _step("hubble lab audit enable payments/api")
     _request("audit", pod="payments/api", enabled=True)
     try:
@@ -747,7 +859,114 @@ def verify() -> None:
     typer.echo(
         "\nverified: default deny drops the probe, the frontend may GET"
         + (" but its POST gets 403 from the L7 proxy" if state.get("proxy") else "")
+        + (", api reaches api.stripe.com but not example.com (toFQDNs)" if fqdn else "")
         + ", audit mode reports AUDIT"
+    )
+
+
+def _wait_world_https(state: dict[str, Any], timeout: float = 60.0) -> None:
+    """Waits until the world's HTTPS servers answer TLS (they may still be starting after ``lab up``)."""
+    world = state.get("world") or {}
+    addresses = [a for srv in world.get("servers", []) if srv["kind"] == "https" for a in srv.get("bind", [])]
+    deadline = time.monotonic() + timeout
+    for address in addresses:
+        while _curl(world["netns"], f"https://{address}", "-k") not in ("200", "404"):
+            if time.monotonic() > deadline:
+                raise _fail(f"the world's HTTPS server on {address} does not answer")
+            time.sleep(0.5)
+
+
+PCI_PROCESSORS = ("eu.cardprocessor.com", "us.cardprocessor.com")
+PCI_METRICS = "198.51.100.50"
+PCI_ELSEWHERE = "198.51.100.80"  # example.com
+
+
+def _verify_pci(state: dict[str, Any]) -> None:
+    """The seed's PCI workflow: audit first, the forgotten metrics endpoint, enforcement, evidence."""
+    pods = {f"{p['namespace']}/{p['name']}": p for p in state["pods"]}
+    chd = pods.get("cde/cardholder-data-0")
+    if chd is None:
+        raise _fail("verify needs the pci-cde scenario (no pod cde/cardholder-data-0)")
+    relay, failures = state["relay"], []
+    metrics_file = REPO_ROOT / "hubblepy/lab/scenarios/pci-cde/chd-egress-metrics.yaml"
+    applied = {p["ref"] for p in state.get("policies", [])}
+    if "cde/chd-egress-metrics" in applied:  # a second run replays the story from the start
+        _request("policy-delete", text=metrics_file.read_text(), filename=metrics_file.name)
+    _wait_world_https(state)
+
+    def expect(got: str, ok: bool, what: str) -> None:
+        typer.echo(got)
+        if not ok:
+            failures.append(f"{what}: got {got}")
+
+    def traffic(note_metrics: str) -> None:
+        for name in PCI_PROCESSORS:
+            _step(
+                f"hubble lab exec cde/cardholder-data-0 -- curl -s -o /dev/null -w '%{{http_code}}' https://{name}",
+                "expect: 200",
+            )
+            got = _curl(chd["netns"], f"https://{name}")
+            expect(got, got == "200", f"cardholder-data -> {name}")
+        _step(
+            f"hubble lab exec cde/cardholder-data-0 -- curl -m 3 http://{PCI_METRICS}/metrics", note_metrics
+        )
+        return_code = _curl(chd["netns"], f"http://{PCI_METRICS}/metrics")
+        expect(return_code, return_code in ("200", "404"), "cardholder-data -> the metrics endpoint")
+
+    typer.echo("# 1. audit mode first: nothing is dropped, what enforcement would drop is AUDIT")
+    _step("hubble lab audit enable --namespace cde")
+    _request("audit", namespace="cde", enabled=True)
+    try:
+        traffic("expect: an HTTP answer (audit mode lets it through)")
+        time.sleep(0.5)
+        _observe(relay, "--namespace", "cde", "--verdict", "AUDIT", "--last", "10")
+        audited = _flows(relay, "--namespace", "cde", "--verdict", "AUDIT", "--last", "500")
+        targets = {
+            (f.get("destination_names") or [f.get("IP", {}).get("destination", "")])[0] for f in audited
+        }
+        allowed = set(PCI_PROCESSORS) | {PCI_METRICS}
+        if PCI_METRICS not in targets:
+            failures.append("audit mode did not show the metrics endpoint")
+        if not targets <= allowed:
+            failures.append(f"audit mode shows other destinations: {sorted(targets - allowed)}")
+        typer.echo("\n# 2. the forgotten metrics endpoint is added explicitly")
+        _step(f"hubble lab policy apply {metrics_file.relative_to(REPO_ROOT)}")
+        _request("policy-apply", text=metrics_file.read_text(), filename=metrics_file.name)
+    finally:
+        typer.echo("\n# 3. enforcement")
+        _step("hubble lab audit disable --namespace cde")
+        _request("audit", namespace="cde", enabled=False)
+    traffic("expect: an HTTP answer (chd-egress-metrics)")
+    _step(f"hubble lab exec cde/cardholder-data-0 -- curl -m 3 -k https://{PCI_ELSEWHERE}", "expect: timeout")
+    got = _curl(chd["netns"], f"https://{PCI_ELSEWHERE}", "-k")
+    expect(got, got == "timeout", "cardholder-data -> example.com's address")
+    _step(
+        "hubble lab exec cde/cardholder-data-0 -- curl -m 3 https://example.com",
+        "expect: no answer (DNS refused)",
+    )
+    got = _curl(chd["netns"], "https://example.com")
+    expect(got, got != "200", "cardholder-data -> https://example.com")
+    time.sleep(0.5)
+    typer.echo("\n# 4. the evidence")
+    _step("hubble observe --namespace cde --type drop -o json --last 3")
+    drops = _flows(relay, "--namespace", "cde", "--type", "drop", "--last", "500")
+    for flow in drops[-3:]:
+        typer.echo(json.dumps({"flow": flow}))
+    if not any(
+        f.get("drop_reason_desc") == "POLICY_DENIED" and f.get("IP", {}).get("destination") == PCI_ELSEWHERE
+        for f in drops
+    ):
+        failures.append(f"no Policy denied drop of the connection to {PCI_ELSEWHERE}")
+    rows = _fqdn_cache("json")
+    learned = {r["fqdn"].rstrip(".") for r in rows if r.get("pod", "").startswith("cde/")}
+    if not set(PCI_PROCESSORS) <= learned:
+        failures.append(f"the FQDN cache lacks {sorted(set(PCI_PROCESSORS) - learned)}")
+    if failures:
+        raise _fail("verify failed: " + "; ".join(failures))
+    typer.echo(
+        "\nverified: audit mode showed only the processor and the forgotten metrics endpoint; after adding it "
+        "and enforcing, cardholder-data reaches *.cardprocessor.com and the metrics endpoint only "
+        "(drops and the FQDN cache are the evidence)"
     )
 
 

@@ -492,6 +492,45 @@ class Datapath:
             wanted[e.key] = e
         return self._write_policy(ep_id, dir_num, wanted)
 
+    def upsert_policy_entries(self, ep_id: int, direction: str | int, entries: Any) -> int:
+        """Adds or replaces some entries of an endpoint direction, leaving the others (toFQDNs' path).
+
+        The cost is that of the entries given, not of the direction's whole policy; entries with a
+        port range go through :meth:`set_policy_entries`. Returns how many entries were written.
+        """
+        dir_num = layout.DIRECTIONS.get(direction, direction) if isinstance(direction, str) else direction
+        entries = list(entries)
+        current = self._policy.get((ep_id, dir_num), {})
+        if any(e.is_range for e in entries):
+            merged = dict(current)
+            merged.update((e.key, e) for e in entries)
+            self.set_policy_entries(ep_id, dir_num, merged.values())
+            return len(entries)
+        written = 0
+        t = self.policy
+        for e in entries:
+            if not (
+                0 <= e.dport < 65536
+                and 0 <= e.proto < 256
+                and 0 <= e.identity < 2**32
+                and 0 <= e.proxy_port < 65536
+            ):
+                raise ValueError(f"policy entry out of range: {e}")
+            if e.deny and e.proxy_port:
+                raise ValueError(f"a deny entry cannot redirect to a proxy: {e}")
+            if current.get(e.key) == e:
+                continue
+            val = t.Leaf()
+            val.action = _action(e)
+            val.cookie = e.cookie
+            val.proxy_port = e.proxy_port
+            t[t.Key(ep_id, e.identity, e.dport, e.proto, dir_num)] = val
+            current[e.key] = e
+            written += 1
+        if written:
+            self._policy[(ep_id, dir_num)] = current
+        return written
+
     def policy_entries(self, ep_id: int, direction: str | int) -> list[PolicyEntry]:
         dir_num = layout.DIRECTIONS[direction] if isinstance(direction, str) else direction
         return list(self._policy.get((ep_id, dir_num), {}).values())

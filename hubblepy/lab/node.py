@@ -12,6 +12,9 @@
   started with ``children.start(name, argv, netns_name=node_ns)`` and watched by the same loop);
   :mod:`.launch` starts the servers of pods and of the world through it;
 * :mod:`.policysync`: applied policies compiled into the datapath's maps;
+* :mod:`hubblepy.fqdn`: the FQDN cache the DNS proxy's answers fill (through the notify socket,
+  applied before the proxy releases each answer), toFQDNs, the cache's GC against conntrack and
+  the names on flows;
 * :mod:`.agent`: the observer (ring + gRPC Observer/Peer/health, as ``hubble agent``), its flow
   sources (the datapath's perf ring; with L7, :class:`~hubblepy.lab.source.AccessLogSource` over the
   proxies' access log) and ``hubble-relay``;
@@ -31,11 +34,17 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubblepy.fqdn.cache import FQDNCache
+from hubblepy.fqdn.conntrack import live_connections
+from hubblepy.fqdn.names import NameManager
+from hubblepy.fqdn.notify import Notification, NotifyServer
+from hubblepy.fqdn.table import lookups
 from hubblepy.lab import clusterdns, netns, worlddns
 from hubblepy.lab.agent import NodeAgent
 from hubblepy.lab.control import ControlServer, Handler, field
@@ -64,6 +73,10 @@ if TYPE_CHECKING:
     from hubblepy.datapath import Datapath
 
 
+FQDN_GC_INTERVAL = 1.0  # seconds between FQDN cache GC rounds
+FQDN_LATENCY_KEEP = 4096
+
+
 def _log(message: str) -> None:
     sys.stderr.write(f"lab node: {message}\n")
     sys.stderr.flush()
@@ -88,6 +101,7 @@ class LabNode:
         listen_address: str = "127.0.0.1:4244",
         relay_address: str = "127.0.0.1:4245",
         monitor_aggregation: str = "medium",
+        fqdn_min_ttl: int = 0,
     ) -> None:
         self.scenario = scenario
         self.folder = folder
@@ -113,6 +127,13 @@ class LabNode:
         self.dns_proxy: NodeDNSProxy | None = None  # and its DNS proxy (rules.dns), same access log
         self.access_log: AccessLogSource | None = None
         self.policy.on_sync = self._sync_proxy
+        # toFQDNs: the DNS proxy's allowed answers (notify socket) -> cache -> ipcache + policy map
+        self.fqdn_cache = FQDNCache(min_ttl=fqdn_min_ttl)
+        self.policy.names = NameManager(self.fqdn_cache, self.policy.allocate_fqdn_ip)
+        self.fqdn_notify_path = folder / FQDN_NOTIFY_SOCKET
+        self.fqdn_notify: NotifyServer | None = None
+        self.fqdn_latency_ns: list[int] = []  # notify handling times (last FQDN_LATENCY_KEEP)
+        self._fqdn_gc_at = 0.0
         self.metrics: LabMetrics | None = None  # Prometheus metrics (set by main())
         self.ca: LabCA | None = None
         self.lock = threading.RLock()
@@ -149,6 +170,8 @@ class LabNode:
         if self.datapath is not None:
             for pod in self.pods.values():
                 self.datapath.attach(pod.host_if, netns=self.node_ns)
+            self.fqdn_notify = NotifyServer(self.fqdn_notify_path, self._on_dns_answer)
+            self.fqdn_notify.start()
             self._start_agent(self.datapath)
         self.control.start()
         self.save()
@@ -281,6 +304,77 @@ class LabNode:
                         self.children.stop(child_name)
                         proxy.exited(-1)
 
+    # -- toFQDNs ----------------------------------------------------------------------------------
+    def _on_dns_answer(self, note: Notification) -> None:
+        """One allowed answer from the DNS proxy: cache, ipcache and policy map, before the ack."""
+        start = time.perf_counter_ns()
+        with self.lock:
+            ep_id = self.fqdn_cache.endpoint_of(note.endpoint_ip)
+            if ep_id is None:
+                raise ValueError(f"no endpoint has IP {note.endpoint_ip}")
+            update = self.fqdn_cache.update(ep_id, note.name, note.ips, note.ttl)
+            self.policy.learn(update)
+            for ip in dict.fromkeys(note.ips):
+                self.resolver.set_dns_names(ep_id, ip, self.fqdn_cache.names_for(ep_id, ip))
+        latency = self.fqdn_latency_ns
+        latency.append(time.perf_counter_ns() - start)
+        if len(latency) > FQDN_LATENCY_KEEP:
+            del latency[: len(latency) - FQDN_LATENCY_KEEP]
+
+    def _fqdn_gc(self) -> None:
+        """Expired cache entries go (unless a tracked connection still uses the IP), then their allows."""
+        next_expiry = self.fqdn_cache.next_expiry()
+        if next_expiry is None or next_expiry > time.time():
+            return
+        datapath = self.datapath
+        live: set[tuple[int, str]] | None = None
+
+        def in_use(ep_id: int, ip: str) -> bool:
+            nonlocal live
+            if datapath is None:
+                return False
+            if live is None:
+                live = live_connections(datapath)
+            return (ep_id, ip) in live
+
+        with self.lock:
+            before = {(e.ep_id, e.ip) for e in self.fqdn_cache.entries()}
+            gone = self.fqdn_cache.gc(in_use)
+            self.policy.expire(gone)
+            after = {(e.ep_id, e.ip) for e in self.fqdn_cache.entries()}
+            for ep_id, ip in before - after:
+                self.resolver.set_dns_names(ep_id, ip, self.fqdn_cache.names_for(ep_id, ip))
+
+    def fqdn_state(self) -> dict[str, Any]:
+        latency = sorted(self.fqdn_latency_ns)
+
+        def pct(q: float) -> int:
+            return latency[min(len(latency) - 1, int(q * len(latency)))] if latency else 0
+
+        return {
+            "min_ttl": self.fqdn_cache.min_ttl,
+            "notify": str(self.fqdn_notify_path) if self.fqdn_notify is not None else "",
+            "notify_stats": self.fqdn_notify.stats() if self.fqdn_notify is not None else {},
+            "updates": dict(self.policy.fqdn_stats),
+            "apply_p50_us": pct(0.5) / 1000,
+            "apply_p99_us": pct(0.99) / 1000,
+            "cached": len(self.fqdn_cache),
+            "selected_ips": len(self.policy.names.ip_identity) if self.policy.names is not None else 0,
+        }
+
+    def _op_fqdn_cache(self, req: dict[str, Any]) -> dict[str, Any]:
+        pods = {p.ep_id: p.key for p in self.pods.values()}
+        endpoint = req.get("endpoint")
+        if isinstance(endpoint, str) and endpoint:
+            found = self.pods.get(endpoint)
+            if found is None:
+                raise LabError(f"no pod {endpoint} in the lab")
+            endpoint = found.ep_id
+        entries = self.fqdn_cache.entries(
+            endpoint if isinstance(endpoint, int) else None, str(req.get("name") or "")
+        )
+        return {"lookups": lookups(entries, pods), "fqdn": self.fqdn_state()}
+
     def run_forever(self) -> bool:
         """Runs until stopped (True) or until the lab directory is removed under us (False)."""
         control = control_path(self.folder)
@@ -290,6 +384,12 @@ class LabNode:
             for name, status in exited:
                 _log(f"{name} exited with status {status}")
             self._watch_proxy(exited)
+            if time.monotonic() >= self._fqdn_gc_at:
+                self._fqdn_gc_at = time.monotonic() + FQDN_GC_INTERVAL
+                try:
+                    self._fqdn_gc()
+                except Exception as exc:  # keep serving; the next round tries again
+                    _log(f"FQDN cache GC failed: {type(exc).__name__}: {exc}")
             try:
                 still_ours = os.stat(control).st_ino == inode
             except OSError:
@@ -312,6 +412,8 @@ class LabNode:
     def shutdown(self) -> None:
         self.stop.set()
         self.control.close()
+        if self.fqdn_notify is not None:
+            best_effort("closing the FQDN notify socket", self.fqdn_notify.close)
         if self.metrics is not None:
             best_effort("stopping metrics", self.metrics.stop)
         if self.agent_started:
@@ -365,6 +467,7 @@ class LabNode:
         if self.ca is not None:
             netns.write_ca_bundle(pod.netns, self.ca.pem())
         self.pods[spec.key] = pod
+        self.fqdn_cache.set_endpoint(ep_id, [ip])
         if self.datapath is not None:
             self.datapath.set_ipcache(f"{ip}/32", identity)
             self.datapath.upsert_endpoint(ep_id, pod.ifindex, identity, 0, addresses=[ip])
@@ -400,6 +503,7 @@ class LabNode:
             datapath.delete_endpoint(pod.ep_id)
             datapath.delete_ipcache(f"{pod.ip}/32")
         self.resolver.remove_endpoint(pod.ep_id)
+        self.policy.names_gone(self.fqdn_cache.remove_endpoint(pod.ep_id))
         netns.delete_pod(self.node_ns, pod.netns, pod.host_if)
         return pod
 
@@ -435,6 +539,7 @@ class LabNode:
             "policy-delete": lambda req: self._op_policy(req, delete=True),
             "audit": self._op_audit,
             "recreate": lambda req: self.recreate_pod(field(req, "pod")),
+            "fqdn-cache": self._op_fqdn_cache,
             "shutdown": lambda req: {"shutdown": True},
         }
 
@@ -481,6 +586,7 @@ class LabNode:
             **self.policy.state(),
             "proxy": self._proxy_state(),
             "dns_proxy": self.dns_proxy.status() if self.dns_proxy is not None else None,
+            "fqdn": self.fqdn_state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
             **(self.metrics.state() if self.metrics is not None else {}),
@@ -514,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--listen-address", default="127.0.0.1:4244")
     p.add_argument("--relay-address", default="127.0.0.1:4245")
     p.add_argument("--monitor-aggregation", default="medium", choices=["medium", "none"])
+    p.add_argument(
+        "--tofqdns-min-ttl",
+        type=int,
+        default=0,
+        help="lowest TTL (s) an FQDN cache entry keeps (Cilium's default is 3600; the lab's 0 shows expiry)",
+    )
     add_lab_arguments(p)  # --metrics-server, --metrics, --relay-metrics-address, --prometheus-address
     args = p.parse_args(argv)
     folder = lab_dir()
@@ -541,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
             args.listen_address,
             args.relay_address,
             args.monitor_aggregation,
+            fqdn_min_ttl=args.tofqdns_min_ttl,
         )
         node.metrics = LabMetrics.from_args(args)
         node.start()

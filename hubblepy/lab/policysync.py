@@ -6,6 +6,10 @@ given, writes only the changed policy-map entries, the enforcement and audit fla
 :class:`~hubblepy.lab.pods.Pod` what it computed (shown by ``hubble lab status``), and hands the
 parser's resolver an explainer for policy attribution.
 
+With an FQDN cache (:attr:`PolicySync.names`, set by the node), toFQDNs selectors select the cached
+IPs: :meth:`PolicySync.learn` applies one DNS answer incrementally (new /32 identities in the
+ipcache, their policy-map entries) and :meth:`PolicySync.expire` recompiles when IPs expire.
+
 The compiler's values become datapath entries in one place, :func:`datapath_entry`; that is where
 the L7 redirect port (``PolicyValue.proxy_port`` -> ``PolicyEntry.proxy_port``) passes through.
 """
@@ -16,6 +20,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from hubblepy.fqdn.cache import Update
+from hubblepy.fqdn.matcher import FQDNSelector
+from hubblepy.fqdn.names import NameManager, host_prefix
 from hubblepy.lab.errors import LabError
 from hubblepy.lab.pods import Pod
 from hubblepy.policy import (
@@ -30,9 +37,16 @@ from hubblepy.policy import (
     parse_policies,
 )
 from hubblepy.policy.attribution import ACTION_AUDIT_DENY, PolicySnapshot, policy_uid, port_text
-from hubblepy.policy.audit import AuditSettings, apply_audit, matching_policies, parse_policy_name
+from hubblepy.policy.audit import (
+    AuditedPolicy,
+    AuditSettings,
+    apply_audit,
+    matching_policies,
+    parse_policy_name,
+)
 from hubblepy.policy.cidr import policy_prefixes
-from hubblepy.policy.compiler import CompiledPolicy, PolicyKey, PolicyValue
+from hubblepy.policy.compiler import CompiledPolicy, PolicyKey, PolicyValue, add_fqdn_identities
+from hubblepy.policy.identity import cidr_labels
 from hubblepy.policy.model import PolicyRef
 
 if TYPE_CHECKING:
@@ -112,11 +126,19 @@ class PolicySync:
         # called after every sync with the compile and the policies' uids (the node's L7 proxy state)
         self.on_sync: Callable[[CompiledPolicy, dict[PolicyRef, str]], None] | None = None
         self.compiled: CompiledPolicy | None = None
+        # toFQDNs: the names learned from DNS answers (set by the node when it has an FQDN cache)
+        self.names: NameManager | None = None
+        self.fqdn_stats = {"incremental": 0, "full": 0, "unchanged": 0}
+        self._pods: list[Pod] = []
+        self._audited: AuditedPolicy | None = None
+        self._uids: dict[PolicyRef, str] = {}
 
     # -- sync -------------------------------------------------------------------------------------
     def sync(self, pods: Iterable[Pod]) -> SyncStats:
         """Recompiles every policy for every pod and writes only the changed map entries."""
-        pods = list(pods)
+        pods = self._pods = list(pods)
+        if self.names is not None:
+            self.names.set_selectors(self._fqdn_selectors())
         self._sync_cidr_identities()
         endpoints = [Endpoint(p.ep_id, p.identity, p.labels, p.ports) for p in pods]
         named: dict[int, list[tuple[str, int, int]]] = {}
@@ -124,7 +146,12 @@ class PolicySync:
             named.setdefault(p.identity, []).extend(p.ports)
         policies = self.repo.policies()
         compiled = compile_policies(
-            policies, endpoints, dict(self.identities.items()), self.cookies, named_ports=named
+            policies,
+            endpoints,
+            dict(self.identities.items()),
+            self.cookies,
+            named_ports=named,
+            fqdn_identities=self.names.identities() if self.names is not None else None,
         )
         uids = {p.ref: policy_uid(p.ref, p.document) for p in policies}
         audited = apply_audit(
@@ -177,13 +204,17 @@ class PolicySync:
         self.resolver.set_policy_explainer(explainer(audited.snapshot))
         self.stats = stats
         self.compiled = compiled
+        self._audited = audited
+        self._uids = uids
         if self.on_sync is not None:
             self.on_sync(compiled, uids)
         return stats
 
     def _sync_cidr_identities(self) -> None:
         """CIDR identities for every prefix the policies name, written into the ipcache (LPM trie)."""
-        wanted = policy_prefixes(self.repo.policies())
+        wanted = set(policy_prefixes(self.repo.policies()))
+        if self.names is not None:
+            wanted |= self.names.prefixes().keys()
         current = self.identities.cidr_identities()
         for prefix in sorted(wanted - current.keys()):
             identity = self.identities.allocate_cidr(prefix)
@@ -194,6 +225,70 @@ class PolicySync:
             if self.datapath is not None:
                 self.datapath.delete_ipcache(prefix)
             self.identities.release(current[prefix])
+
+    # -- toFQDNs -----------------------------------------------------------------------------------
+    def _fqdn_selectors(self) -> set[FQDNSelector]:
+        return {
+            sel
+            for p in self.repo.policies()
+            for spec in p.specs
+            for rule in spec.egress or ()
+            for sel in rule.fqdns or ()
+        }
+
+    def allocate_fqdn_ip(self, ip: str) -> int:
+        """The /32 identity of an IP a toFQDNs selector selects, installed in the ipcache."""
+        prefix = host_prefix(ip)
+        known = self.identities.lookup(cidr_labels(prefix))
+        if known is not None:
+            return known
+        identity = self.identities.allocate_cidr(prefix)
+        if self.datapath is not None:
+            self.datapath.set_ipcache(prefix, identity)
+        self.resolver.set_identity(identity, self.identities.labels_of(identity) or ())
+        return identity
+
+    def learn(self, update: Update) -> str:
+        """Applies one DNS answer: "unchanged", "incremental" (new entries written) or "full" (resynced).
+
+        When this returns, every policy-map entry the answer's IPs need is in the datapath.
+        """
+        names = self.names
+        if names is None:
+            return "unchanged"
+        additions = names.learn(update)
+        if not additions:
+            self.fqdn_stats["unchanged"] += 1
+            return "unchanged"
+        compiled, audited = self.compiled, self._audited
+        result = add_fqdn_identities(compiled, additions, names.identity_ip) if compiled is not None else None
+        if result is None or audited is None:
+            self.sync(self._pods)
+            self.fqdn_stats["full"] += 1
+            return "full"
+        touched: dict[tuple[int, int], list[PolicyEntry]] = {}
+        for key, value in result.entries.items():
+            audited.entries[key] = value
+            touched.setdefault((key.ep_id, key.direction), []).append(datapath_entry(key, value))
+        if self.datapath is not None:
+            for (ep_id, direction), changed in touched.items():
+                self.datapath.upsert_policy_entries(ep_id, direction, changed)
+        if result.l7 and self.on_sync is not None:
+            self.on_sync(compiled, self._uids)  # type: ignore[arg-type]
+        self.fqdn_stats["incremental"] += 1
+        return "incremental"
+
+    def names_gone(self, gone: Iterable[tuple[str, str]]) -> None:
+        """(name, IP) pairs a removed endpoint alone held: forgotten now, compiled at the next sync."""
+        if self.names is not None:
+            self.names.forget(gone)
+
+    def expire(self, gone: Iterable[tuple[str, str]]) -> bool:
+        """(name, IP) pairs gone from the FQDN cache: recompiles when a selector lost an IP."""
+        if self.names is None or not self.names.forget(gone):
+            return False
+        self.sync(self._pods)
+        return True
 
     # -- requests ---------------------------------------------------------------------------------
     def apply_text(

@@ -351,9 +351,18 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
     return Scenario(name, str(path), node, cidr, namespaces, pods, files, policies, world)
 
 
+def scenario_path(name: str | Path) -> Path:
+    """A scenario file: a path, or the name of a built-in scenario (``payments``, ``pci-cde``, ...)."""
+    text = str(name)
+    builtin = SCENARIO_DIR / f"{text}.yaml"
+    if "/" not in text and not text.endswith((".yaml", ".yml")) and builtin.is_file():
+        return builtin
+    return Path(name)
+
+
 def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Loads and validates a scenario (the payments scenario when ``path`` is None)."""
-    p = Path(path) if path else DEFAULT_SCENARIO
+    """Loads and validates a scenario (the payments scenario when ``path`` is None; a built-in by name)."""
+    p = scenario_path(path) if path else DEFAULT_SCENARIO
     try:
         data = yaml.safe_load(p.read_text())
     except OSError as exc:
@@ -375,4 +384,5 @@ __all__ = [
     "ServerSpec",
     "WorldSpec",
     "load_scenario",
+    "scenario_path",
 ]

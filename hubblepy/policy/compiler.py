@@ -33,6 +33,11 @@ Semantics (Kubernetes additive allow, as Cilium):
   any contribution matching its peer and port at L3/L4 allows it (an L3/L4-only allow for that peer
   allows every request: its L7 is wildcarded, as Cilium merges them).
 
+* ``toFQDNs`` (:mod:`hubblepy.fqdn`) selects the CIDR identities (``cidr:<ip>/32``) of the IPs the
+  FQDN cache holds for matching names (``fqdn_identities``). :attr:`CompiledPolicy.fqdn_rules` keeps
+  what each selector's rules give a peer, so :func:`add_fqdn_identities` adds the entries of a newly
+  learned IP without recompiling (the DNS proxy's answer waits for them).
+
 Every entry carries the cookie of the first rule (in policy order) that produced it; all contributing
 cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies are stable for a
 :class:`CookieJar`'s lifetime and can be saved with it.
@@ -40,10 +45,12 @@ cookies are kept in :attr:`CompiledPolicy.contributors` for attribution. Cookies
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.policy.cidr import CIDRIndex
 from hubblepy.policy.dns import DNSRule, is_dns_rules, split_tables
 from hubblepy.policy.identity import LOCAL_SCOPE, RESERVED_IDENTITIES, WORLD_IDENTITIES, cidr_of
@@ -116,6 +123,16 @@ class EndpointPolicy:
     egress_default_deny_by: list[PolicyRef] = field(default_factory=list)
 
 
+class FQDNRule(NamedTuple):
+    """What one allow rule with ``toFQDNs`` gives each identity its selectors select."""
+
+    ep_id: int
+    direction: int
+    # (port, end port, protocol, proxy port, http rules or None) per compiled port
+    ports: tuple[tuple[int, int, int, int, tuple[HTTPRule, ...] | None], ...]
+    cookie: int
+
+
 @dataclass
 class CompiledPolicy:
     entries: dict[PolicyKey, PolicyValue]
@@ -123,6 +140,12 @@ class CompiledPolicy:
     contributors: dict[PolicyKey, list[int]]
     l7: L7Table = field(default_factory=L7Table)  # the HTTP proxy's rule table
     dns: L7Table = field(default_factory=L7Table)  # the DNS proxy's (contributions carry DNSRule tuples)
+    # toFQDNs selector -> the rules (per endpoint) that allow what it selects
+    fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = field(default_factory=dict)
+    # a rule selects the world entity (every CIDR identity), or CIDR peers (these prefixes): a new
+    # /32 identity inside them may change what they allow, so add_fqdn_identities refuses it
+    world_peers: bool = False
+    cidr_peers: tuple[str, ...] = ()
 
     def redirects(self) -> dict[PolicyKey, int]:
         """Entries that send their connections to the proxy: key -> proxy port."""
@@ -184,8 +207,13 @@ def _scoped(selector: Selector, policy: PolicyRef, peer: bool) -> Selector:
 class _PeerResolver:
     """Selector / entity -> identities, cached per compile."""
 
-    def __init__(self, identities: Mapping[int, LabelSet]) -> None:
+    def __init__(
+        self,
+        identities: Mapping[int, LabelSet],
+        fqdn_identities: Mapping[FQDNSelector, Iterable[int]] | None = None,
+    ) -> None:
         self.index = IdentityIndex(identities)
+        self.fqdn = {sel: sorted(ids) for sel, ids in (fqdn_identities or {}).items()}
         cidr_ids = {
             prefix: n
             for n, labels in identities.items()
@@ -256,6 +284,8 @@ def _rule_peers(rule: PeerRule, policy: PolicyRef, resolver: _PeerResolver) -> l
         peers.update(resolver.entity(name))
     for cidr in rule.cidrs or ():
         peers.update(resolver.cidr_rule(cidr))
+    for fqdn in rule.fqdns or ():
+        peers.update(resolver.fqdn.get(fqdn, ()))
     return sorted(peers)
 
 
@@ -306,6 +336,7 @@ def compile_policies(
     named_ports: Mapping[int, Iterable[tuple[str, int, int]]] | None = None,
     http_proxy_port: int = HTTP_PROXY_PORT,
     dns_proxy_port: int = DNS_PROXY_PORT,
+    fqdn_identities: Mapping[FQDNSelector, Iterable[int]] | None = None,
 ) -> CompiledPolicy:
     """Computes the full policy-map contents for ``endpoints``.
 
@@ -313,10 +344,14 @@ def compile_policies(
     ones and the CIDR identities); endpoints' own identities must be among them. ``named_ports``
     (identity -> (name, port, protocol)) resolves named ports of egress rules against the peers'
     container ports; ingress named ports resolve against the endpoint's own ``named_ports``.
-    Entries of ports with HTTP rules carry ``http_proxy_port``, of ports with DNS rules ``dns_proxy_port``.
+    Entries of ports with HTTP rules carry ``http_proxy_port``, of ports with DNS rules ``dns_proxy_port``. ``fqdn_identities``
+    are the identities each toFQDNs selector selects now (the cached IPs of matching names).
     """
     ordered = sorted(policies, key=lambda p: (p.ref.kind, p.ref.namespace, p.ref.name))
-    resolver = _PeerResolver(identities)
+    resolver = _PeerResolver(identities, fqdn_identities)
+    fqdn_rules: dict[FQDNSelector, list[FQDNRule]] = {}
+    world_peers = False
+    cidr_peers: set[str] = set()
     entries: dict[PolicyKey, PolicyValue] = {}
     contributors: dict[PolicyKey, list[int]] = {}
     allows: dict[tuple[int, int], list[Contribution]] = {}  # (endpoint, direction) -> allow contributions
@@ -421,6 +456,21 @@ def compile_policies(
                     )
                     compiled_rules[key] = found
                 peers, ports, cookie = found
+                if any(e.startswith("world") for e in rule.entities or ()):
+                    world_peers = True
+                cidr_peers.update(c.cidr for c in rule.cidrs or ())
+                if rule.fqdns and not deny:
+                    fqdn_rule = FQDNRule(
+                        ep.ep_id,
+                        direction,
+                        tuple(
+                            (p, end, proto, 0 if http is None else ports_of[is_dns_rules(http)], http)  # type: ignore[misc]
+                            for p, end, proto, http in _named(ports, {})
+                        ),
+                        cookie,
+                    )
+                    for selector in rule.fqdns:
+                        fqdn_rules.setdefault(selector, []).append(fqdn_rule)
                 has_names = any(isinstance(p[0], str) for p in ports)
                 resolved = _named(ports, own_ports) if has_names and direction == INGRESS else ports
                 for identity in peers:
@@ -443,7 +493,101 @@ def compile_policies(
                             contributions.append(Contribution(identity, first_port, end, proto, http, cookie))  # type: ignore[arg-type]
     l7 = _l7_redirects(entries, contributors, allows, ports_of)
     http_table, dns_table = split_tables(l7)
-    return CompiledPolicy(entries, state, contributors, http_table, dns_table)
+    return CompiledPolicy(
+        entries,
+        state,
+        contributors,
+        http_table,
+        dns_table,
+        fqdn_rules=fqdn_rules,
+        world_peers=world_peers,
+        cidr_peers=tuple(sorted(cidr_peers)),
+    )
+
+
+class FQDNUpdate(NamedTuple):
+    """What :func:`add_fqdn_identities` changed."""
+
+    entries: dict[PolicyKey, PolicyValue]  # new or changed entries
+    l7: bool  # the proxy's rule table changed (the HTTP proxy must reload)
+
+
+def add_fqdn_identities(
+    compiled: CompiledPolicy,
+    additions: Iterable[tuple[FQDNSelector, int]],
+    addresses: Mapping[int, str] | None = None,
+) -> FQDNUpdate | None:
+    """Adds, in place, the entries a full compile would give identities newly selected by toFQDNs.
+
+    ``additions`` are (selector, identity) pairs; ``addresses`` the IP of each new identity. Returns
+    None when only a full compile can tell (a rule selects the world entity, or CIDR peers covering
+    a new IP (or IPs unknown), which the new /32 identity takes addresses from; or an L7 rule
+    applies to an endpoint direction whose proxy table the compile did not keep). The
+    proxies' tables get the new identities' contributions where a proxy will see their connections.
+    """
+    additions = list(additions)
+    if compiled.world_peers:
+        return None
+    if compiled.cidr_peers:
+        if addresses is None:
+            return None
+        nets = [ipaddress.ip_network(c) for c in compiled.cidr_peers]
+        for _, identity in additions:
+            ip = ipaddress.ip_address(addresses[identity])
+            if any(ip.version == n.version and ip in n for n in nets):
+                return None
+    changed: dict[PolicyKey, PolicyValue] = {}
+    l7_changed = False
+    touched: dict[tuple[int, int], list[tuple[PolicyKey, Contribution]]] = {}
+    for selector, identity in additions:
+        for rule in compiled.fqdn_rules.get(selector, ()):
+            where = (rule.ep_id, rule.direction)
+            for port, end, proto, proxy_port, rules in rule.ports:
+                contribution = Contribution(identity, port, end, proto, rules, rule.cookie)
+                if rules is not None:
+                    table = (compiled.dns if is_dns_rules(rules) else compiled.l7).tables.get(where)
+                    if table is None:
+                        return None
+                    table.append(contribution)
+                    l7_changed = True
+                key = PolicyKey(rule.ep_id, rule.direction, identity, port, proto, end)
+                _add(compiled.entries, compiled.contributors, key, rule.cookie, ACTION_ALLOW, proxy_port)
+                changed[key] = compiled.entries[key]
+                touched.setdefault(where, []).append((key, contribution))
+    for where, keys in touched.items():
+        for kind in (compiled.l7, compiled.dns):
+            table = kind.tables.get(where)
+            for c in list(table or ()):
+                if c.rules is None or c.identity != WILDCARD_IDENTITY:
+                    continue
+                # the any-peer L7 port's redirect (see _l7_redirects) applies to the new identities too
+                wildcard = compiled.entries.get(
+                    PolicyKey(where[0], where[1], WILDCARD_IDENTITY, c.port, c.proto)
+                )
+                port = wildcard.proxy_port if wildcard is not None else 0
+                if not port:
+                    continue
+                for key, contribution in keys:
+                    value = compiled.entries[key]
+                    if value.action != ACTION_ALLOW:
+                        continue
+                    if key.dport == c.port and key.proto == c.proto and not key.end_port:
+                        if not value.proxy_port:
+                            compiled.entries[key] = changed[key] = value._replace(proxy_port=port)
+                    elif key.dport == 0 and key.proto in (0, c.proto):
+                        exact = PolicyKey(key.ep_id, key.direction, key.identity, c.port, c.proto)
+                        if exact in compiled.entries:
+                            continue
+                        compiled.entries[exact] = changed[exact] = PolicyValue(ACTION_ALLOW, c.cookie, port)
+                        compiled.contributors[exact] = list(
+                            dict.fromkeys([c.cookie, *compiled.contributors[key]])
+                        )
+                    else:
+                        continue
+                    if contribution.rules is None and table is not None and contribution not in table:
+                        table.append(contribution)  # the proxy now sees this peer: its L3/L4 allow
+                        l7_changed = True
+    return FQDNUpdate(changed, l7_changed)
 
 
 def _l7_redirects(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.policy.dns import DNSRule
 from hubblepy.policy.l7 import HTTPRule
 from hubblepy.policy.selector import Selector
@@ -80,9 +81,9 @@ class CIDRRule(NamedTuple):
 class PeerRule:
     """One element of ``ingress``/``egress``.
 
-    ``selectors`` and ``entities`` are None when the field is absent. ``has_peer_field`` is True when
-    any peer field was given (including not-enforced ones like toFQDNs): a rule with peer fields only
-    selects those peers, a rule without any selects every peer (L4-only or allow-all).
+    ``selectors``, ``entities`` and ``fqdns`` (``toFQDNs``) are None when the field is absent.
+    ``has_peer_field`` is True when any peer field was given: a rule with peer fields only selects
+    those peers, a rule without any selects every peer (L4-only or allow-all).
     """
 
     selectors: tuple[Selector, ...] | None
@@ -91,6 +92,7 @@ class PeerRule:
     has_peer_field: bool
     index: int
     cidrs: tuple[CIDRRule, ...] | None = None
+    fqdns: tuple[FQDNSelector, ...] | None = None
 
 
 @dataclass(frozen=True)

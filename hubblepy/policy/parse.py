@@ -16,8 +16,10 @@ Per-field choices (docs/policy/*.md):
   TCP entry only), ingress and egress;
 * enforced through the node's DNS proxy: ``toPorts[].rules.dns`` (Cilium's ``PortRuleDNS``:
   matchName, matchPattern; :mod:`.dns`), on UDP and TCP ports (``protocol: ANY`` gives both), egress;
-* loaded with a warning, not enforced: ``toFQDNs`` (the FQDN peers are not learned, so that peer part allows nothing: fails closed),
-  ``nodeSelector`` (host policies: the lab has no host endpoint, so the rule selects no pod);
+* enforced through the DNS answers the node learns (:mod:`hubblepy.fqdn`): ``toFQDNs``
+  (``matchName``/``matchPattern``) selects the IPs of matching names in the FQDN cache;
+* loaded with a warning, not enforced: ``nodeSelector`` (host policies: the lab has no host endpoint,
+  so the rule selects no pod);
 * rejected as not supported yet: services/groups/nodes/requires peers,
   cidrGroupRef, icmps, authentication, TLS options, log, L7 ``kafka``, ``l7proto``/``l7`` rules,
   header secrets, L7 rules on port ranges or on every port;
@@ -32,6 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.policy.dns import DNSRule
 from hubblepy.policy.errors import PolicyError
 from hubblepy.policy.l7 import MISMATCH_ACTIONS, HeaderMatch, HTTPRule, RegexError, compile_regex
@@ -528,15 +531,14 @@ class _DocumentParser:
                     fpath = f"{_join(rpath, 'toFQDNs')}[{j}]"
                     _expect(item, dict, fpath, "an object")
                     _check_fields(item, fpath, {"matchName", "matchPattern"}, set())
-                self.warn(
-                    _join(rpath, "toFQDNs"),
-                    "toFQDNs is not enforced by the L3/L4 datapath; this peer allows nothing (fails closed)",
-                )
+                fqdns = tuple(dict.fromkeys(FQDNSelector.from_dict(item) for item in fq))
+            else:
+                fqdns = None
             ports = (
                 self.port_rules(rule["toPorts"], _join(rpath, "toPorts"), deny) if "toPorts" in rule else None
             )
             has_peer = any(k in rule for k in (ep_key, ent_key, cidr_key, set_key, "toFQDNs"))
-            out.append(PeerRule(selectors, entities, ports, has_peer, i, cidrs))
+            out.append(PeerRule(selectors, entities, ports, has_peer, i, cidrs, fqdns))
         return tuple(out)
 
     def spec_rule(self, value: Any, path: str, spec_index: int) -> SpecRule:

@@ -110,9 +110,10 @@ def pid_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_lab(folder: Path) -> Iterator[Lab]:
-    """A payments lab for one test module: skips when root or the datapath is missing (or another
-    test lab holds the prefix), brings it up, and at the end takes it down leaving no namespace."""
+def running_lab(folder: Path, *up_args: str) -> Iterator[Lab]:
+    """A payments lab (or ``up_args``, e.g. ``--scenario pci-cde``) for one test module: skips when
+    root or the datapath is missing (or another test lab holds the prefix), brings it up, and at the
+    end takes it down leaving no namespace."""
     needs_root()
     try:
         from hubblepy.datapath import DatapathUnavailable, check_environment
@@ -126,7 +127,7 @@ def running_lab(folder: Path) -> Iterator[Lab]:
         pytest.skip(f"namespaces with the test prefix {TEST_PREFIX} exist already")
     lab = Lab(folder)
     try:
-        up = lab.up()
+        up = lab.up(*up_args)
         assert up.returncode == 0, up.stderr
         yield lab
     finally:

@@ -110,10 +110,12 @@ def test_https_to_the_world_through_the_datapath(lab):
     up = lab.up()
     assert up.returncode == 0, up.stderr
     assert lab.curl("default/probe", "https://api.stripe.com/").stdout == "200"
-    # payments/api resolves the name (allow-dns) but its egress to the world is default-deny
-    assert lab.curl("payments/api", "https://api.stripe.com/").stdout == "000"
+    # payments/api's egress to the world is default-deny: api-egress-fqdn lets it reach only the
+    # answers for *.stripe.com (toFQDNs); example.com resolves (allow-dns) and is dropped
+    assert lab.curl("payments/api", "https://api.stripe.com/").stdout == "200"
+    assert lab.curl("payments/api", "https://example.com/").stdout == "000"
     denied = lab.flows("--from-pod", "payments/api", "--verdict", "DROPPED", "--port", "443")
-    assert denied and denied[-1]["IP"]["destination"] in STRIPE
+    assert denied and denied[-1]["IP"]["destination"] == "198.51.100.80"
     flows = lab.flows("--from-pod", "default/probe", "--port", "443")
     to_stripe = [f for f in flows if f["IP"]["destination"] in STRIPE]
     assert to_stripe and all(f["verdict"] == "FORWARDED" for f in to_stripe)

@@ -187,7 +187,7 @@ spec:
     }
 
 
-def test_ccnp_is_not_namespace_scoped_and_fqdn_fails_closed():
+def test_ccnp_is_not_namespace_scoped_and_fqdn_without_answers_selects_nothing():
     w = World()
     text = """\
 apiVersion: cilium.io/v2

@@ -110,14 +110,18 @@ def test_ccnp_must_not_have_namespace():
     assert "metadata.namespace: must not be set" in _error(text)
 
 
-def test_seed_policies_load_http_rules_and_warn_for_dns_and_fqdn():
+def test_seed_policies_load_http_and_fqdn_rules_and_warn_for_dns():
     (l7,) = load_policy_file(SEED / "api-http-l7.yaml")
     assert l7.warnings == []
     (port,) = l7.specs[0].ingress[0].ports
     assert (port.port, port.protocol) == (8080, "TCP")
     assert [(r.method, r.path) for r in port.http] == [("GET", "/api/v1/orders"), ("GET", "/healthz")]
     (fqdn,) = load_policy_file(SEED / "api-egress-fqdn.yaml")
-    assert any("spec.egress[1].toFQDNs: toFQDNs is not enforced" in w for w in fqdn.warnings)
+    assert not any("toFQDNs" in w for w in fqdn.warnings)
+    assert [str(s) for s in fqdn.specs[0].egress[1].fqdns] == [
+        "matchName: api.stripe.com",
+        "matchPattern: *.stripe.com",
+    ]
     for name in ("default-deny.yaml", "api-allow.yaml", "allow-dns-cluster-wide.yaml"):
         (policy,) = load_policy_file(SEED / name)
         assert policy.warnings == []
