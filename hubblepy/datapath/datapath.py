@@ -498,7 +498,7 @@ class Datapath:
         The cost is that of the entries given, not of the direction's whole policy; entries with a
         port range go through :meth:`set_policy_entries`. Returns how many entries were written.
         """
-        dir_num = layout.DIRECTIONS.get(direction, direction) if isinstance(direction, str) else direction
+        dir_num = layout.DIRECTIONS[direction] if isinstance(direction, str) else direction
         entries = list(entries)
         current = self._policy.get((ep_id, dir_num), {})
         if any(e.is_range for e in entries):

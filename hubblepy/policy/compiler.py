@@ -469,8 +469,8 @@ def compile_policies(
                         ),
                         cookie,
                     )
-                    for selector in rule.fqdns:
-                        fqdn_rules.setdefault(selector, []).append(fqdn_rule)
+                    for fqdn_selector in rule.fqdns:
+                        fqdn_rules.setdefault(fqdn_selector, []).append(fqdn_rule)
                 has_names = any(isinstance(p[0], str) for p in ports)
                 resolved = _named(ports, own_ports) if has_names and direction == INGRESS else ports
                 for identity in peers:
