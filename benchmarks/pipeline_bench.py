@@ -255,7 +255,7 @@ class MixGenerator:
         self.generator_cpu = cpus[-1] if len(cpus) > 1 else None
 
     def run_pipeline(
-        self, rate: float, seconds: float, metrics: str = "", **reader_options: Any
+        self, rate: float, seconds: float, metrics: str = "", lazy: bool = True, **reader_options: Any
     ) -> PipelineResult:
         """One run at ``rate`` offered events/s; ``reader_options`` go to MonitorReader (default: the agent's).
 
@@ -291,7 +291,7 @@ class MixGenerator:
             os.sched_setaffinity(proc.pid, {self.generator_cpu})
         ready.wait()
         datapath = _OpenedReader(self.map_fd, **reader_options)  # after the fork: the child holds no ring
-        source = DatapathFlowSource(datapath, parser)
+        source = DatapathFlowSource(datapath, parser, lazy=lazy)
         cpu0, wall0 = time.process_time(), time.monotonic()
         threading.Thread(target=stop_after_generator, daemon=True).start()
         go.set()

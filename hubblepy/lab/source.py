@@ -23,7 +23,12 @@ if TYPE_CHECKING:
 
 
 class DatapathFlowSource:
-    """Reads the datapath's events map with a MonitorReader and publishes decoded flows."""
+    """Reads the datapath's events map with a MonitorReader and publishes its flows.
+
+    With ``lazy`` (the default) and an observer sink, the samples go into the ring raw, with their
+    header columns, and are decoded when a client reads them; otherwise every sample is decoded
+    into a flow dict here (``Parser.decode_batch``) before it is published.
+    """
 
     name = "ebpf-datapath"
 
@@ -32,18 +37,27 @@ class DatapathFlowSource:
     RING_PAGES = 256
 
     def __init__(
-        self, datapath: Any, parser: Any, read_timeout: float = 0.1, pages: int = RING_PAGES
+        self,
+        datapath: Any,
+        parser: Any,
+        read_timeout: float = 0.1,
+        pages: int = RING_PAGES,
+        lazy: bool = True,
     ) -> None:
         self._datapath = datapath
         self._parser = parser
         self._timeout = read_timeout
         self._pages = pages
+        self.lazy = lazy
         self.published = 0
         self.lost = 0
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         reader = self._datapath.open_monitor(pages=self._pages)
         try:
+            if self.lazy and hasattr(sink, "publish_records") and hasattr(reader, "read_records"):
+                self._run_lazy(sink, reader, stop)
+                return
             while not stop.is_set():
                 batch = reader.read(self._timeout)
                 if batch.samples:
@@ -57,6 +71,17 @@ class DatapathFlowSource:
                     sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
         finally:
             reader.close()
+
+    def _run_lazy(self, sink: Any, reader: Any, stop: threading.Event) -> None:
+        """Raw samples into the observer's ring, decoded when read (Observer.publish_records)."""
+        sink.use_parser(self._parser)
+        while not stop.is_set():
+            batch = reader.read_records(self._timeout)
+            if len(batch.offsets):
+                self.published += sink.publish_records(batch, time.time_ns())
+            for cpu, count in batch.lost:
+                self.lost += count
+                sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
 
 
 Decoder = Callable[[dict[str, Any], int], "dict[str, Any] | None"]

@@ -11,11 +11,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from hubblepy import __version__
 from hubblepy.codec.timestamps import format_ns
-from hubblepy.observer.ring import DEFAULT_CAPACITY, Ring, RingEntry
+from hubblepy.observer.ring import DEFAULT_CAPACITY, KIND_DECODED, Ring, RingEntry
+
+if TYPE_CHECKING:
+    from hubblepy.monitor.reader import RecordBatch
+    from hubblepy.observer.records import RecordDecoder
 
 EVENTS_RING_CAPACITY = 1023
 NAMESPACE_TTL_NS = 3600 * 1_000_000_000
@@ -38,6 +44,10 @@ class Observer:
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
         self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
         self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
+        self._decoder: RecordDecoder | None = None
+        # raw samples: (source identity, destination identity, endpoint) hash -> namespaces of its flows
+        self._record_namespaces: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._record_namespaces_snapshot = -1
 
     def add_flow_listener(self, listener: Callable[[Sequence[RingEntry]], None]) -> None:
         """Call ``listener(entries)`` with every batch of flow entries, after it is in the ring
@@ -68,6 +78,94 @@ class Observer:
             self.flows.write_many(entries)
             for listener in self._flow_listeners:
                 listener(entries)
+
+    def use_parser(self, parser: Any) -> RecordDecoder:
+        """Store raw datapath samples from now on (:meth:`publish_records`), decoded by ``parser``
+        when read. Returns the ring's decoder."""
+        from hubblepy.observer.records import RecordDecoder
+
+        decoder = RecordDecoder(parser, self.node_name)
+        self._decoder = decoder
+        self.flows.decoder = decoder
+        return decoder
+
+    def publish_records(self, batch: RecordBatch, now_ns: int) -> int:
+        """Store a batch of raw datapath samples received at ``now_ns``; returns how many are flows.
+
+        Needs :meth:`use_parser` first. Samples that are not flow messages (debug messages, empty
+        or unknown ones) go through the parser's per-sample path now; flows are decoded when read.
+        Flow listeners get decoded entries (they make this path as costly as decoding up front).
+        """
+        from hubblepy.observer.records import header_columns
+
+        decoder = self._decoder
+        if decoder is None:
+            raise RuntimeError("publish_records needs use_parser() first")
+        if not len(batch.offsets):
+            return 0
+        cols, is_flow = header_columns(batch)
+        if not is_flow.all():
+            other = np.flatnonzero(~is_flow)
+            data = batch.data
+            odd = [
+                (cpu, data[off : off + size])
+                for cpu, off, size in zip(
+                    batch.cpus[other].tolist(),
+                    batch.offsets[other].tolist(),
+                    batch.lengths[other].tolist(),
+                    strict=True,
+                )
+            ]
+            decoder.parser.capture_batch(odd, now_ns)  # debug events to their sink, errors counted
+            cols = cols.take(is_flow)
+        n = len(cols)
+        if not n:
+            return 0
+        snapshot = decoder.snapshot_id()
+        ring = self.flows
+        with self._lock:
+            first = ring.next_seq
+            self.seen_flows += n
+            ring.write_raw(batch.data, now_ns, cols, snapshot)
+            if self._flow_listeners:
+                entries = [
+                    entry for _, entry in ring.read_many(range(max(first, ring.oldest_seq), ring.next_seq))[0]
+                ]
+                for listener in self._flow_listeners:
+                    listener(entries)
+        self._note_record_namespaces(cols, snapshot, first)
+        oldest = ring.oldest_seq
+        if oldest < ring.next_seq:
+            decoder.prune(int(ring.snapshot[oldest & (ring.capacity)]))
+        return n
+
+    def _note_record_namespaces(self, cols: Any, snapshot: int, first_seq: int) -> None:
+        """Namespaces of a raw batch, from one decoded flow per (identities, endpoint) key."""
+        from hubblepy.observer.records import namespace_keys
+
+        if snapshot != self._record_namespaces_snapshot:
+            self._record_namespaces.clear()
+            self._record_namespaces_snapshot = snapshot
+        keys = namespace_keys(cols.head)
+        unique, first = np.unique(keys, return_index=True)
+        known = self._record_namespaces
+        seen_ns = time.time_ns()
+        namespaces = self._namespaces
+        for key, index in zip(unique.tolist(), first.tolist(), strict=True):
+            names = known.get(key)
+            if names is None:
+                entry, _ = self.flows.read(first_seq + index)
+                names = ()
+                if entry is not None and entry.flow is not None:
+                    found = []
+                    for side in ("source", "destination"):
+                        ep = entry.flow.get(side)
+                        if ep is not None and "namespace" in ep:
+                            found.append((ep.get("cluster_name", ""), ep["namespace"]))
+                    names = tuple(found)
+                known[key] = names
+            for name in names:
+                namespaces[name] = seen_ns
 
     def publish_lost(self, source: str, count: int, cpu: int | None = None) -> None:
         """Record that ``count`` events were lost upstream of the ring (e.g. PERF_EVENT_RING_BUFFER)."""
@@ -107,25 +205,25 @@ class Observer:
         ring = self.flows
         now = time.time_ns() if now_ns is None else now_ns
         since = now - FLOW_RATE_WINDOW_NS
-        count = 0
-        last_seen: int | None = None
-        seq = ring.next_seq - 1
+        nxt = ring.next_seq
         oldest = ring.oldest_seq
-        while True:
-            if seq < oldest:
-                if len(ring) >= ring.capacity and last_seen is not None:
-                    since = last_seen  # read the complete ring: rate over the span it covers
-                break
-            entry, _ = ring.read(seq)
-            if entry is None:
-                break
-            seq -= 1
-            if entry.flow is None:
-                continue
-            if entry.time_ns < since:
-                break
-            last_seen = entry.time_ns
-            count += 1
+        slots = ring.slots(oldest, nxt)
+        times = ring.time[slots]
+        flows = ring.kind[slots] != KIND_DECODED
+        decoded = np.flatnonzero(~flows)
+        if len(decoded):
+            objs = ring._objs
+            flows[decoded] = [objs[slot].flow is not None for slot in slots[decoded].tolist()]
+        if ring.oldest_seq != oldest:  # lapped while reading: the newest capacity entries are enough
+            keep = np.arange(oldest, nxt) >= ring.oldest_seq
+            times, flows = times[keep], flows[keep]
+        # from the newest back: stop at the first flow older than the window
+        flow_times = times[flows]
+        recent = flow_times >= since
+        stale = np.flatnonzero(~recent)
+        count = len(flow_times) - (stale[-1] + 1) if len(stale) else len(flow_times)
+        if not len(stale) and count and len(ring) >= ring.capacity:
+            since = int(flow_times[0])  # read the complete ring: rate over the span it covers
         span_ns = now - since
         return count / (span_ns / 1e9) if span_ns > 0 else 0.0
 
