@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from hubblepy.api.observer import observer_pb2
-from hubblepy.monitor.reader import RECORD_PAD, RecordBatch, _record_starts, _walk_records
 from hubblepy.monitor.perf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
+from hubblepy.monitor.reader import RECORD_PAD, RecordBatch, _record_starts, _walk_records
 from hubblepy.observer.core import Observer
 from hubblepy.observer.records import compile_column_filter, header_columns, verdicts
 from hubblepy.observer.service import compile_request_column_filter, compile_request_filters, select_entries
@@ -163,8 +163,9 @@ def test_column_filters_change_nothing_in_what_is_sent(filters: dict[str, Any], 
     observer.publish_records(_batch(_samples()), NOW)
     observer.publish_lost("PERF_EVENT_RING_BUFFER", 3, 1)
     observer.publish_records(_batch(_samples()), NOW + 5)
-    from hubblepy.api.flow import flow_pb2
     from google.protobuf import json_format
+
+    from hubblepy.api.flow import flow_pb2
 
     ff = json_format.ParseDict(filters, flow_pb2.FlowFilter())
     for kwargs in ({"number": number}, {"first": True, "number": number}):
