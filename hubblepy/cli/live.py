@@ -399,7 +399,7 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
         if not healthy:
             raise LiveError("not healthy")
         try:
-            ss = _observer_stub(channel).ServerStatus(
+            ss, call = _observer_stub(channel).ServerStatus.with_call(
                 observer_pb2.ServerStatusRequest(), timeout=conn.request_timeout_s
             )
         except grpc.RpcError as exc:
@@ -409,10 +409,20 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
 
             out.write(encode(message_to_dict(ss)).decode() + "\n")
         else:
-            out.write(format_status(ss, ns.output))
+            out.write(format_status(ss, ns.output, lost=_lost_counts(call)))
     finally:
         channel.close()
     return 0
+
+
+def _lost_counts(call: Any) -> dict[str, int]:
+    """A hubblepy node's lost-event counts from the ServerStatus trailer ({} from other servers)."""
+    from hubblepy.observer.service import LOST_EVENTS_METADATA, parse_lost_counts
+
+    for key, value in call.trailing_metadata() or ():
+        if key == LOST_EVENTS_METADATA and isinstance(value, str):
+            return parse_lost_counts(value)
+    return {}
 
 
 def _observer_stub(channel: grpc.Channel) -> Any:

@@ -8,7 +8,11 @@ turns the response into the ``compact`` (default), ``dict`` and ``table`` output
   span its ring covers, whichever is shorter; a relay adds its nodes' rates) printed with two
   decimals; only when the server sends no rate does the compact form fall back to
   ``seen_flows / uptime``, and the other forms print ``N/A``;
-* the uptime is Go's ``time.Duration`` text (``1h2m3.5s``).
+* the uptime is Go's ``time.Duration`` text (``1h2m3.5s``);
+* hubblepy nodes also send what they lost, in a ``hubblepy-lost-events`` trailer of the call
+  (upstream servers never do, upstream clients ignore it): the compact form then ends with
+  ``Lost Events (perf buffer)``, ``Ring Overwritten`` and ``Lost Events (slow readers)`` lines,
+  each only when non-zero.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def _optional_count(ss: Any, field: str) -> str:
     return str(getattr(ss, field).value) if ss.HasField(field) else "N/A"
 
 
-def format_compact(ss: Any) -> str:
+def format_compact(ss: Any, lost: dict[str, int] | None = None) -> str:
     """The default output (after the ``Healthcheck`` line)."""
     lines = []
     ratio = f" ({ss.num_flows / ss.max_flows * 100:.2f}%)" if ss.max_flows > 0 else ""
@@ -91,7 +95,21 @@ def format_compact(ss: Any) -> str:
             lines.append(f"Unavailable Nodes: {count}\n  - " + "\n  - ".join(names))
         else:
             lines.append(f"Unavailable Nodes: {count}")
+    lines.extend(_lost_lines(lost or {}))
     return "".join(line + "\n" for line in lines)
+
+
+def _lost_lines(lost: dict[str, int]) -> list[str]:
+    """hubblepy's lost-event counts, when the server sends them (upstream servers never do)."""
+    out = []
+    for key, title in (
+        ("lost_perf_events", "Lost Events (perf buffer)"),
+        ("ring_overwritten", "Ring Overwritten"),
+        ("ring_readers_lost", "Lost Events (slow readers)"),
+    ):
+        if lost.get(key):
+            out.append(f"{title}: {group_thousands(lost[key])}")
+    return out
 
 
 def format_dict(ss: Any) -> str:
@@ -130,10 +148,11 @@ def format_table(ss: Any) -> str:
     return tabwrite([header, values])
 
 
-def format_status(ss: Any, output: str = "compact") -> str:
-    """The response in ``output`` (one of :data:`OUTPUTS` other than the JSON ones)."""
+def format_status(ss: Any, output: str = "compact", lost: dict[str, int] | None = None) -> str:
+    """The response in ``output`` (one of :data:`OUTPUTS` other than the JSON ones); ``lost``: a
+    hubblepy node's lost-event counts (compact form only)."""
     if output == "dict":
         return format_dict(ss)
     if output in ("tab", "table"):
         return format_table(ss)
-    return format_compact(ss)
+    return format_compact(ss, lost)

@@ -228,7 +228,8 @@ class Observer:
         return count / (span_ns / 1e9) if span_ns > 0 else 0.0
 
     def status(self) -> dict[str, Any]:
-        """Canonical ``observer.ServerStatusResponse`` dict."""
+        """Canonical ``observer.ServerStatusResponse`` dict, plus what was lost (``lost_perf_events``,
+        ``ring_overwritten``, ``ring_readers_lost``: sent in the ServerStatus call's trailer)."""
         return {
             "num_flows": str(len(self.flows)),
             "max_flows": str(self.flows.capacity),
@@ -236,6 +237,9 @@ class Observer:
             "uptime_ns": str(self.uptime_ns()),
             "version": self.version,
             "flows_rate": self.flows_rate(),
+            "lost_perf_events": str(self.lost_by_source.get("perf_event_ring_buffer", 0)),
+            "ring_overwritten": str(self.flows.overwritten),
+            "ring_readers_lost": str(self.flows.readers_lost),
         }
 
     def namespaces(self) -> list[dict[str, str]]:

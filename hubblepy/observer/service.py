@@ -66,6 +66,25 @@ def compile_request_filters(request: Any) -> Predicate | None:
         raise BadRequest(str(exc)) from None
 
 
+LOST_EVENTS_METADATA = "hubblepy-lost-events"  # ServerStatus trailer: what the node lost, by cause
+LOST_COUNT_KEYS = ("lost_perf_events", "ring_overwritten", "ring_readers_lost")
+
+
+def format_lost_counts(status: dict[str, Any]) -> str:
+    """``lost_perf_events=N;ring_overwritten=N;ring_readers_lost=N`` from an Observer status dict."""
+    return ";".join(f"{key}={int(status.get(key, 0))}" for key in LOST_COUNT_KEYS)
+
+
+def parse_lost_counts(text: str) -> dict[str, int]:
+    """The counts of a ``hubblepy-lost-events`` trailer (unknown or malformed parts are skipped)."""
+    out: dict[str, int] = {}
+    for part in text.split(";"):
+        key, _, value = part.partition("=")
+        if key in LOST_COUNT_KEYS and value.isdigit():
+            out[key] = int(value)
+    return out
+
+
 def compile_request_column_filter(request: Any) -> ColumnFilter | None:
     """Necessary conditions of the request's whitelist over the ring's columns (None = none)."""
     if not request.whitelist:
@@ -455,6 +474,7 @@ class NodeServices:
             version=status["version"],
             flows_rate=status["flows_rate"],
         )
+        context.set_trailing_metadata(((LOST_EVENTS_METADATA, format_lost_counts(status)),))
         return resp
 
     def get_nodes(self, request: Any, context: grpc.ServicerContext) -> Any:

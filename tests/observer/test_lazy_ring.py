@@ -241,3 +241,14 @@ def test_record_starts_match_the_record_walk() -> None:
     tricky = [raw + fake * 3 for raw in samples]
     buf = _perf_buffer(tricky)
     assert _record_starts(buf, len(buf)).tolist() == _walk_records(buf, len(buf))
+
+
+def test_status_counts_perf_losses_and_ring_overwrites() -> None:
+    observer, _, _ = _lazy_observer(capacity=15)
+    for i in range(3):
+        observer.publish_records(_batch(_samples()), NOW + i)
+    observer.publish_lost("PERF_EVENT_RING_BUFFER", 42, 0)
+    status = observer.status()
+    assert status["lost_perf_events"] == "42"
+    assert status["ring_overwritten"] == str(observer.flows.next_seq - 15)
+    assert status["ring_readers_lost"] == "0"
