@@ -35,27 +35,36 @@ class DatapathFlowSource:
     # 256 pages per CPU absorb about 40 ms of reader delay at 100k events/s; with the reader's own
     # default of 64 the pipeline benchmark (benchmarks/bench_datapath.py) lost samples at 100k/s.
     RING_PAGES = 256
+    # Raw samples cost the reader ~0.2 µs each, so it keeps up at 1M events/s; what loses samples then
+    # is the time it is not scheduled: 1024 pages (4 MiB per CPU) absorb ~20 ms at that rate, and
+    # waking it every 256 samples keeps its batches large (numpy per batch, not per sample).
+    LAZY_RING_PAGES = 1024
+    LAZY_WAKEUP_EVENTS = 256
 
     def __init__(
         self,
         datapath: Any,
         parser: Any,
         read_timeout: float = 0.1,
-        pages: int = RING_PAGES,
+        pages: int | None = None,
         lazy: bool = True,
     ) -> None:
         self._datapath = datapath
         self._parser = parser
         self._timeout = read_timeout
-        self._pages = pages
+        self._pages = pages if pages is not None else (self.LAZY_RING_PAGES if lazy else self.RING_PAGES)
         self.lazy = lazy
         self.published = 0
         self.lost = 0
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
-        reader = self._datapath.open_monitor(pages=self._pages)
+        lazy = self.lazy and hasattr(sink, "publish_records")
+        options = {"pages": self._pages}
+        if lazy:
+            options["wakeup_events"] = self.LAZY_WAKEUP_EVENTS
+        reader = self._datapath.open_monitor(**options)
         try:
-            if self.lazy and hasattr(sink, "publish_records") and hasattr(reader, "read_records"):
+            if lazy and hasattr(reader, "read_records"):
                 self._run_lazy(sink, reader, stop)
                 return
             while not stop.is_set():
