@@ -19,7 +19,6 @@ the full filter still runs on every decoded flow, so the output is the same with
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from hubblepy.parser.constants import (
     MSG_TRACE_SOCK,
     PV_AUDITED,
 )
+from hubblepy.parser.ids import uuid4_strings_from
 
 FLOW_TYPES = np.array(
     [MSG_DROP, MSG_CAPTURE, MSG_TRACE, MSG_POLICY_VERDICT, MSG_TRACE_SOCK, MSG_ACCESS_LOG], dtype=np.uint8
@@ -54,6 +54,19 @@ _IS_FLOW_TYPE = np.zeros(256, dtype=bool)
 _IS_FLOW_TYPE[FLOW_TYPES] = True
 _KEY_MIX = np.uint64(0x9E3779B97F4A7C15)
 _KEY_SHIFT = np.uint64(32)
+
+
+_SM_ADD = np.uint64(0x9E3779B97F4A7C15)
+_SM_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_SM_MUL2 = np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's output function over an array (a bijection of uint64)."""
+    z = x + _SM_ADD
+    z = (z ^ (z >> np.uint64(30))) * _SM_MUL1
+    z = (z ^ (z >> np.uint64(27))) * _SM_MUL2
+    return z ^ (z >> np.uint64(31))
 
 
 def header_columns(batch: RecordBatch) -> tuple[RawColumns, np.ndarray]:
@@ -126,7 +139,7 @@ class RecordDecoder:
         self._current = -1
         self._generation: Any = object()
         self._lock = threading.Lock()
-        self._uuid_key = os.urandom(32)
+        self._uuid_keys = np.frombuffer(os.urandom(16), dtype=np.uint64).copy()
 
     # -- writer side ---------------------------------------------------------------------------
     def snapshot_id(self) -> int:
@@ -154,14 +167,19 @@ class RecordDecoder:
         return len(self._parsers)
 
     # -- reader side ---------------------------------------------------------------------------
-    def uuid_bytes(self, seq: int) -> bytes:
-        """The 16 random-looking bytes of entry ``seq``'s UUID: a keyed hash of the sequence number,
-        so every reader (and every decode) of one entry sees the same UUID, and no UUID repeats."""
-        return hashlib.blake2b(seq.to_bytes(8, "little"), digest_size=16, key=self._uuid_key).digest()
+    def uuids(self, seqs: list[int]) -> list[str]:
+        """UUID texts of entries ``seqs``: keyed splitmix64 of each sequence number, so every reader
+        (and every decode) of one entry sees the same UUID and no two entries share one (the high
+        half alone is a bijection of the sequence number)."""
+        seq = np.asarray(seqs, dtype=np.uint64)
+        words = np.empty((len(seqs), 2), dtype=np.uint64)
+        words[:, 0] = _splitmix64(seq ^ self._uuid_keys[0])
+        words[:, 1] = _splitmix64(seq ^ self._uuid_keys[1])
+        return uuid4_strings_from(words.tobytes())
 
     def __call__(self, items: list[tuple[int, int, int, bytes, int]]) -> list[RingEntry | None]:
         node = self.node_name
-        uuid_bytes = self.uuid_bytes
+        uids = self.uuids([item[0] for item in items])
         out: list[RingEntry | None] = []
         with self._lock:
             start = 0
@@ -175,7 +193,10 @@ class RecordDecoder:
                     parser = self._parsers.get(self._current, self.parser)
                 group = items[start:end]
                 flows = parser.decode_records(
-                    [(t, cpu, data, uuid_bytes(seq)) for seq, t, cpu, data, _ in group]
+                    [
+                        (t, cpu, data, uid)
+                        for (_, t, cpu, data, _), uid in zip(group, uids[start:end], strict=True)
+                    ]
                 )
                 for item, flow in zip(group, flows, strict=True):
                     if flow is None:

@@ -476,8 +476,8 @@ class Parser:
         clone._owner = self
         return clone
 
-    def decode_records(self, items: Sequence[tuple[int, int, bytes, bytes]]) -> list[dict | None]:
-        """Flow dicts for samples captured earlier: ``(time_ns, cpu, sample, uuid bytes)`` each.
+    def decode_records(self, items: Sequence[tuple[int, int, bytes, str]]) -> list[dict | None]:
+        """Flow dicts for samples captured earlier: ``(time_ns, cpu, sample, uuid text)`` each.
 
         One result per item, None for a sample that does not decode (counted like in
         ``decode_batch``; debug messages are not flows and must not be passed here).
@@ -488,12 +488,12 @@ class Parser:
         out: list[dict | None] = []
         append = out.append
         decoded = 0
-        for time_ns, _cpu, data, uuid_raw in items:
+        for time_ns, _cpu, data, uid in items:
             try:
                 decoder = decoders[data[0]]
                 if decoder is None:
                     raise MalformedSample(ERR_INVALID_TYPE)
-                append(decoder(data, self._timestamp(time_ns), format_uuid4(uuid_raw)))
+                append(decoder(data, self._timestamp(time_ns), uid))
                 decoded += 1
                 continue
             except SkippedSample:

@@ -3,6 +3,7 @@ column filters that change nothing in the output, lapped readers told how much t
 
 from __future__ import annotations
 
+import re
 import struct
 from typing import Any
 
@@ -19,6 +20,7 @@ from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.parser import encode as enc
 
 NOW = 1_700_000_000_123_456_789
+UUID4 = re.compile("[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 def _resolver() -> StaticResolver:
@@ -107,6 +109,7 @@ def test_raw_samples_read_as_the_flows_eager_decoding_makes() -> None:
     lazy = _ring_flows(observer)
     assert [_without_uuid(f) for f in lazy] == [_without_uuid(f) for f in eager]
     assert len({f["uuid"] for f in lazy}) == len(lazy)
+    assert all(UUID4.fullmatch(f["uuid"]) for f in lazy)
     assert len(parser.debug_events) == 1 and parser.error_counts["empty_sample"] == 1
     # a second read returns the same entries (same UUIDs): decoded once, cached in the ring
     assert _ring_flows(observer) == lazy
