@@ -29,6 +29,23 @@ FLOW_RATE_WINDOW_NS = 60 * 1_000_000_000
 SERVER_VERSION = f"{__version__}+hubblepy"
 
 
+def _l7_namespace_key(record: Any) -> Any:
+    """What decides an access-log record's endpoints: the endpoints' IDs, identities and addresses."""
+    if not isinstance(record, dict):
+        return None
+    src, dst = record.get("SourceEndpoint"), record.get("DestinationEndpoint")
+    parts: list[Any] = ["l7"]
+    for ep in (src, dst):
+        if isinstance(ep, dict):
+            parts += [ep.get("ID"), ep.get("Identity"), ep.get("IPv4"), ep.get("IPv6")]
+    parts += [record.get("SourceAddress"), record.get("DestinationAddress")]
+    try:
+        hash(tuple(parts))
+    except TypeError:
+        return None
+    return tuple(parts)
+
+
 class Observer:
     """Rings of events for one node, written by flow sources, read by the gRPC services."""
 
@@ -46,7 +63,7 @@ class Observer:
         self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
         self._decoder: RecordDecoder | None = None
         # raw samples: (source identity, destination identity, endpoint) hash -> namespaces of its flows
-        self._record_namespaces: dict[int, tuple[tuple[str, str], ...]] = {}
+        self._record_namespaces: dict[Any, tuple[tuple[str, str], ...]] = {}
         self._record_namespaces_snapshot = -1
 
     def add_flow_listener(self, listener: Callable[[Sequence[RingEntry]], None]) -> None:
@@ -81,9 +98,12 @@ class Observer:
 
     def use_parser(self, parser: Any) -> RecordDecoder:
         """Store raw datapath samples from now on (:meth:`publish_records`), decoded by ``parser``
-        when read. Returns the ring's decoder."""
+        when read (the first parser given decodes everything, access-log records included).
+        Returns the ring's decoder."""
         from hubblepy.observer.records import RecordDecoder
 
+        if self._decoder is not None:  # one decoder per ring (its snapshot numbers are in the ring)
+            return self._decoder
         decoder = RecordDecoder(parser, self.node_name)
         self._decoder = decoder
         self.flows.decoder = decoder
@@ -133,25 +153,68 @@ class Observer:
                 ]
                 for listener in self._flow_listeners:
                     listener(entries)
-        self._note_record_namespaces(cols, snapshot, first)
-        oldest = ring.oldest_seq
-        if oldest < ring.next_seq:
-            decoder.prune(int(ring.snapshot[oldest & (ring.capacity)]))
-        return n
-
-    def _note_record_namespaces(self, cols: Any, snapshot: int, first_seq: int) -> None:
-        """Namespaces of a raw batch, from one decoded flow per (identities, endpoint) key."""
         from hubblepy.observer.records import namespace_keys
 
+        unique, index = np.unique(namespace_keys(cols.head), return_index=True)
+        self._note_namespaces(unique.tolist(), index.tolist(), snapshot, first)
+        self._prune_snapshots()
+        return n
+
+    def publish_l7(self, records: Sequence[Any], now_ns: int, seven: Any) -> int:
+        """Store access-log records (dicts) received at ``now_ns``, decoded when read.
+
+        ``seven`` (a :class:`~hubblepy.parser.seven.SevenParser`) correlates each record with the
+        ones before it now (X-Request-Id: a response's latency and trace ID), in arrival order;
+        building the flow waits for a reader. Returns how many records were stored.
+        """
+        from hubblepy.observer.ring import KIND_L7
+
+        if not records:
+            return 0
+        if self._decoder is None:
+            self.use_parser(seven._parser)
+        decoder = self._decoder
+        assert decoder is not None
+        payloads = [(record, seven.correlate(record)) for record in records]
+        snapshot = decoder.snapshot_id()
+        ring = self.flows
+        n = len(payloads)
+        with self._lock:
+            first = ring.next_seq
+            self.seen_flows += n
+            ring.write_records(KIND_L7, now_ns, payloads, snapshot)
+            if self._flow_listeners:
+                entries = [
+                    entry for _, entry in ring.read_many(range(max(first, ring.oldest_seq), ring.next_seq))[0]
+                ]
+                for listener in self._flow_listeners:
+                    listener(entries)
+        keys: dict[Any, int] = {}
+        for i, record in enumerate(records):
+            key = _l7_namespace_key(record)
+            if key not in keys:
+                keys[key] = i
+        self._note_namespaces(list(keys), list(keys.values()), snapshot, first)
+        self._prune_snapshots()
+        return n
+
+    def _prune_snapshots(self) -> None:
+        ring, decoder = self.flows, self._decoder
+        oldest = ring.oldest_seq
+        if decoder is not None and oldest < ring.next_seq:
+            decoder.prune(int(ring.snapshot[oldest & ring.capacity]))
+
+    def _note_namespaces(self, unique: list[Any], index: list[int], snapshot: int, first_seq: int) -> None:
+        """Namespaces of a batch of undecoded records, from one decoded flow per key (a key stands
+        for what decides the flow's endpoints: identities, endpoint id, ...)."""
         if snapshot != self._record_namespaces_snapshot:
             self._record_namespaces.clear()
             self._record_namespaces_snapshot = snapshot
-        keys = namespace_keys(cols.head)
-        unique, first = np.unique(keys, return_index=True)
+        first = index
         known = self._record_namespaces
         seen_ns = time.time_ns()
         namespaces = self._namespaces
-        for key, index in zip(unique.tolist(), first.tolist(), strict=True):
+        for key, index in zip(unique, first, strict=True):
             names = known.get(key)
             if names is None:
                 entry, _ = self.flows.read(first_seq + index)

@@ -29,7 +29,7 @@ import numpy as np
 from hubblepy.filters import enums
 from hubblepy.filters.compiler import normalize_flow_filter
 from hubblepy.monitor.reader import RecordBatch
-from hubblepy.observer.ring import HEADER_WORDS, KIND_RAW, RawColumns, Ring, RingEntry
+from hubblepy.observer.ring import HEADER_WORDS, KIND_L7, KIND_RAW, RawColumns, Ring, RingEntry
 from hubblepy.parser.constants import (
     MSG_ACCESS_LOG,
     MSG_CAPTURE,
@@ -39,6 +39,7 @@ from hubblepy.parser.constants import (
     MSG_TRACE_SOCK,
     PV_AUDITED,
 )
+from hubblepy.parser.errors import ERR_INTERNAL, ERR_RECORD, MalformedSample, SkippedSample
 from hubblepy.parser.ids import uuid4_strings_from
 
 FLOW_TYPES = np.array(
@@ -177,37 +178,66 @@ class RecordDecoder:
         words[:, 1] = _splitmix64(seq ^ self._uuid_keys[1])
         return uuid4_strings_from(words.tobytes())
 
-    def __call__(self, items: list[tuple[int, int, int, bytes, int]]) -> list[RingEntry | None]:
+    def __call__(self, items: list[tuple[int, int, int, Any, int]]) -> list[RingEntry | None]:
         node = self.node_name
         uids = self.uuids([item[0] for item in items])
-        out: list[RingEntry | None] = []
+        flows: list[dict | None] = []
         with self._lock:
             start = 0
             while start < len(items):
-                snap = items[start][4]
+                snap, kind = items[start][4], items[start][2]
                 end = start + 1
-                while end < len(items) and items[end][4] == snap:
+                while end < len(items) and items[end][4] == snap and items[end][2] == kind:
                     end += 1
                 parser = self._parsers.get(snap)
                 if parser is None:  # pruned meanwhile: the live state is the best we have
                     parser = self._parsers.get(self._current, self.parser)
-                group = items[start:end]
-                flows = parser.decode_records(
-                    [
-                        (t, cpu, data, uid)
-                        for (_, t, cpu, data, _), uid in zip(group, uids[start:end], strict=True)
-                    ]
-                )
-                for item, flow in zip(group, flows, strict=True):
-                    if flow is None:
-                        out.append(None)
-                        continue
-                    resp: dict[str, Any] = {"flow": flow, "node_name": flow.get("node_name") or node}
-                    stamp = flow.get("time")
-                    if stamp:
-                        resp["time"] = stamp
-                    out.append(RingEntry(item[1], resp))
+                group = zip(items[start:end], uids[start:end], strict=True)
+                if kind == KIND_L7:
+                    flows.extend(
+                        self._decode_l7(parser, [(t, payload, uid) for (_, t, _, payload, _), uid in group])
+                    )
+                else:
+                    flows.extend(
+                        parser.decode_records([(t, 0, payload, uid) for (_, t, _, payload, _), uid in group])
+                    )
                 start = end
+        out: list[RingEntry | None] = []
+        for item, flow in zip(items, flows, strict=True):
+            if flow is None:
+                out.append(None)
+                continue
+            resp: dict[str, Any] = {"flow": flow, "node_name": flow.get("node_name") or node}
+            stamp = flow.get("time")
+            if stamp:
+                resp["time"] = stamp
+            out.append(RingEntry(item[1], resp))
+        return out
+
+    def _decode_l7(self, parser: Any, items: list[tuple[int, Any, str]]) -> list[dict | None]:
+        """Flows of access-log records stored as ``(record, correlation)`` (see Observer.publish_l7)."""
+        seven = parser.seven
+        owner = self.parser
+        out: list[dict | None] = []
+        parser._check_generation()
+        for time_ns, (record, correlation), uid in items:
+            try:
+                out.append(seven.decode_record(record, parser._timestamp(time_ns), uid, correlation))
+                owner.flows_decoded += 1
+                continue
+            except SkippedSample:
+                owner.skipped += 1
+            except MalformedSample as exc:
+                owner.parse_errors += 1
+                owner.error_counts[exc.reason] += 1
+            except (TypeError, ValueError, OverflowError):
+                owner.parse_errors += 1
+                owner.error_counts[ERR_RECORD] += 1
+            except Exception as exc:  # never raise for one bad record
+                owner.parse_errors += 1
+                owner.error_counts[ERR_INTERNAL] += 1
+                owner.last_error = f"{type(exc).__name__}: {exc}"
+            out.append(None)
         return out
 
 

@@ -37,6 +37,7 @@ MAX_CAPACITY = 65535
 
 KIND_DECODED = 0  # a RingEntry in the slot's object column
 KIND_RAW = 1  # a datapath sample: bytes of its batch at (offset, length), decoded on demand
+KIND_L7 = 2  # an L7 proxy's access-log record with what it correlated on arrival, decoded on demand
 
 # bytes per slot of the preallocated columns (kind 1, time 8, offset 8, length 4, CPU 2, header 32,
 # snapshot 4) and of the object columns (two pointers; a decoded entry adds its (seq, entry) tuple)
@@ -87,8 +88,9 @@ class RawColumns:
         return RawColumns(self.offsets[index], self.lengths[index], self.cpus[index], self.head[index])
 
 
-# decoder(items) -> one RingEntry or None per item; item = (seq, time_ns, cpu, sample bytes, snapshot)
-RawDecoder = Callable[[list[tuple[int, int, int, bytes, int]]], list["RingEntry | None"]]
+# decoder(items) -> one RingEntry or None per item; item = (seq, time_ns, kind, payload, snapshot) where
+# the payload is the sample's bytes (KIND_RAW) or the object stored with write_records (KIND_L7)
+RawDecoder = Callable[[list[tuple[int, int, int, Any, int]]], list["RingEntry | None"]]
 HEADER_WORDS = 8  # u32 words of each sample's header kept in the ring (32 bytes)
 
 
@@ -186,6 +188,29 @@ class Ring:
         self._next = seq + n
         self._wake()
 
+    def write_records(self, kind: int, time_ns: int, payloads: Sequence[Any], snapshot: int) -> None:
+        """Append undecoded records of ``kind`` (e.g. KIND_L7) that the decoder turns into entries."""
+        n = len(payloads)
+        if not n:
+            return
+        seq = self._next
+        if n > self.capacity:
+            skip = n - self.capacity
+            payloads = payloads[skip:]
+            seq += skip
+            n = self.capacity
+        self._floor = max(self._floor, seq + n - self.capacity)
+        mask, objs, kinds, times, snaps = self._mask, self._objs, self.kind, self.time, self.snapshot
+        for payload in payloads:
+            slot = seq & mask
+            objs[slot] = payload
+            kinds[slot] = kind
+            times[slot] = time_ns
+            snaps[slot] = snapshot
+            seq += 1
+        self._next = seq
+        self._wake()
+
     def _wake(self) -> None:
         if self._waiters:
             with self._cond:
@@ -274,11 +299,12 @@ class Ring:
             offsets = self.offset[slots].tolist()
             ends = (self.offset[slots] + self.length[slots]).tolist()
             times = self.time[slots].tolist()
-            cpus = self.cpu[slots].tolist()
             snaps = self.snapshot[slots].tolist()
+            todo_kinds = self.kind[slots].tolist()
             for j, (i, slot) in enumerate(zip(todo, slots.tolist(), strict=True)):
-                item = (seqs[i], times[j], cpus[j], objs[slot][offsets[j] : ends[j]], snaps[j])
-                pending.append((places[j], seqs[i], item))
+                k = todo_kinds[j]
+                payload = objs[slot][offsets[j] : ends[j]] if k == KIND_RAW else objs[slot]
+                pending.append((places[j], seqs[i], (seqs[i], times[j], k, payload, snaps[j])))
         # the writer may have lapped us while we copied: drop what is no longer ours
         floor = max(self._next - self.capacity, self._floor)
         if seqs[0] < floor:
@@ -313,5 +339,5 @@ class Ring:
         if not live:
             return float(COLUMN_BYTES_PER_SLOT)
         slots = self.slots(self._next - live, self._next)
-        raw = slots[self.kind[slots] != KIND_DECODED]
+        raw = slots[self.kind[slots] == KIND_RAW]
         return COLUMN_BYTES_PER_SLOT + float(self.length[raw].sum()) / live

@@ -37,7 +37,7 @@ from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message,
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import BadRequest
 from hubblepy.observer.records import ColumnFilter, compile_column_filter
-from hubblepy.observer.ring import KIND_RAW, Ring, RingEntry
+from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def _candidates(
     if column_filter is None and since_ns is None and until_ns is None:
         return list(range(lo, hi)), None
     slots = ring.slots(lo, hi)
-    raw = ring.kind[slots] == KIND_RAW
+    raw = ring.kind[slots] != KIND_DECODED  # flows not decoded yet: their time is in the column
     keep = np.ones(len(slots), dtype=bool)
     times = ring.time[slots]
     if since_ns is not None:
@@ -309,14 +309,14 @@ def _rewind(
     while seq > oldest:
         lo = max(oldest, seq - SCAN_BATCH)
         slots = ring.slots(lo, seq)
-        raw = ring.kind[slots] == KIND_RAW
+        raw = ring.kind[slots] != KIND_DECODED
         keep = np.ones(len(slots), dtype=bool)
         if until_ns is not None:
             keep &= ~raw | (ring.time[slots] <= until_ns)
         if column_filter is not None:
             keep &= column_filter(ring, slots)
         if predicate is None and until_ns is None:
-            # nothing to decode: raw samples are flows; decoded entries may be LostEvents
+            # nothing to decode: undecoded records are flows; decoded entries may be LostEvents
             objs = ring._objs
             matching = [
                 bool(is_raw) or "lost_events" not in objs[slot].response

@@ -473,6 +473,8 @@ class Parser:
         for i, fn in enumerate(self._decoders):  # re-bind the bound methods to the clone
             if fn is not None and getattr(fn, "__self__", None) is self:
                 clone._decoders[i] = getattr(clone, fn.__name__)
+        clone.seven = SevenParser(clone, self.seven.redact)
+        clone._decoders[MSG_ACCESS_LOG] = clone.seven.decode_sample
         clone._owner = self
         return clone
 
