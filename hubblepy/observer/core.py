@@ -30,7 +30,7 @@ SERVER_VERSION = f"{__version__}+hubblepy"
 
 
 def _l7_namespace_key(record: Any) -> Any:
-    """What decides an access-log record's endpoints: the endpoints' IDs, identities and addresses."""
+    """What decides an access-log record's endpoints: the endpoints' IDs, identities and IPs."""
     if not isinstance(record, dict):
         return None
     src, dst = record.get("SourceEndpoint"), record.get("DestinationEndpoint")
@@ -38,7 +38,6 @@ def _l7_namespace_key(record: Any) -> Any:
     for ep in (src, dst):
         if isinstance(ep, dict):
             parts += [ep.get("ID"), ep.get("Identity"), ep.get("IPv4"), ep.get("IPv6")]
-    parts += [record.get("SourceAddress"), record.get("DestinationAddress")]
     try:
         hash(tuple(parts))
     except TypeError:
