@@ -255,3 +255,21 @@ def test_status_counts_perf_losses_and_ring_overwrites() -> None:
     assert status["lost_perf_events"] == "42"
     assert status["ring_overwritten"] == str(observer.flows.next_seq - 15)
     assert status["ring_readers_lost"] == "0"
+
+
+def test_metrics_count_perf_losses_and_ring_overwrites() -> None:
+    from hubblepy.metrics.registry import NodeHealthCollector
+
+    observer, parser, _ = _lazy_observer(capacity=15)
+    for i in range(3):
+        observer.publish_records(_batch(_samples()), NOW + i)
+    observer.publish_lost("PERF_EVENT_RING_BUFFER", 42, 0)
+    families = {f.name: f for f in NodeHealthCollector(observer, parser).collect()}
+    lost = {
+        s.labels["source"]: s.value
+        for s in families["hubble_lost_events"].samples
+        if s.name.endswith("_total")
+    }
+    assert lost["perf_event_ring_buffer"] == 42
+    (over,) = [s for s in families["hubble_ring_overwritten"].samples if s.name.endswith("_total")]
+    assert over.value == observer.flows.next_seq - 15
