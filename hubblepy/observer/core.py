@@ -203,13 +203,12 @@ class Observer:
         if decoder is not None and oldest < ring.next_seq:
             decoder.prune(int(ring.snapshot[oldest & ring.capacity]))
 
-    def _note_namespaces(self, unique: list[Any], index: list[int], snapshot: int, first_seq: int) -> None:
+    def _note_namespaces(self, unique: list[Any], first: list[int], snapshot: int, first_seq: int) -> None:
         """Namespaces of a batch of undecoded records, from one decoded flow per key (a key stands
         for what decides the flow's endpoints: identities, endpoint id, ...)."""
         if snapshot != self._record_namespaces_snapshot:
             self._record_namespaces.clear()
             self._record_namespaces_snapshot = snapshot
-        first = index
         known = self._record_namespaces
         seen_ns = time.time_ns()
         namespaces = self._namespaces

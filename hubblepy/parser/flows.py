@@ -350,6 +350,7 @@ class Parser:
         self._decoders[MSG_TRACE_SOCK] = self._trace_sock
         self.seven = SevenParser(self, redact)
         self._decoders[MSG_ACCESS_LOG] = self.seven.decode_sample
+        self._owner: Parser = self  # where a clone (bound_to) adds up its counters
 
     # --- public API ------------------------------------------------------------------------------
     def decode_batch(self, samples: Iterable[tuple[int, bytes]], now_ns: int) -> list[dict]:
@@ -475,7 +476,7 @@ class Parser:
                 clone._decoders[i] = getattr(clone, fn.__name__)
         clone.seven = SevenParser(clone, self.seven.redact)
         clone._decoders[MSG_ACCESS_LOG] = clone.seven.decode_sample
-        clone._owner = self
+        clone._owner = self._owner
         return clone
 
     def decode_records(self, items: Sequence[tuple[int, int, bytes, str]]) -> list[dict | None]:
@@ -484,7 +485,7 @@ class Parser:
         One result per item, None for a sample that does not decode (counted like in
         ``decode_batch``; debug messages are not flows and must not be passed here).
         """
-        owner: Parser = getattr(self, "_owner", self)
+        owner = self._owner
         self._check_generation()
         decoders = self._decoders
         out: list[dict | None] = []
