@@ -239,10 +239,9 @@ def select_entries(
         hi = min(newest, seq + size)
         seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
         got, lost = ring.read_many(seqs)
-        if lost:
-            ring.readers_lost += lost
-            yield lost
-            seq += lost
+        if lost or ring.oldest_seq > seq:
+            # lapped while we tested or copied: the columns may have been a newer entry's; the
+            # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
             continue
         for _, entry in got:
             if "lost_events" not in entry.response:

@@ -273,3 +273,33 @@ def test_metrics_count_perf_losses_and_ring_overwrites() -> None:
     assert lost["perf_event_ring_buffer"] == 42
     (over,) = [s for s in families["hubble_ring_overwritten"].samples if s.name.endswith("_total")]
     assert over.value == observer.flows.next_seq - 15
+
+
+def test_a_reader_lapped_mid_scan_reports_the_loss_once() -> None:
+    from hubblepy.observer import service
+
+    observer, _, _ = _lazy_observer(capacity=15)
+    observer.publish_records(_batch(_samples()), NOW)
+    request = _request(first=True)
+    request.whitelist.add().verdict.append(2)  # DROPPED
+    predicate = compile_request_filters(request)
+    columns = compile_request_column_filter(request)
+    real = service._candidates
+    calls = []
+
+    def lapping(ring, lo, hi, *args):  # the writer laps the reader while it tests the columns
+        out = real(ring, lo, hi, *args)
+        if not calls:
+            for i in range(3):
+                observer.publish_records(_batch(_samples()), NOW + i + 1)
+        calls.append(lo)
+        return out
+
+    service._candidates = lapping
+    try:
+        start = observer.flows.oldest_seq
+        items = list(select_entries(observer.flows, request, lambda: True, predicate, None, False, columns))
+    finally:
+        service._candidates = real
+    assert items == [observer.flows.oldest_seq - start]  # one LostEvent, nothing stale sent
+    assert observer.flows.readers_lost == items[0]
