@@ -33,7 +33,6 @@ from hubblepy.metrics import ALL_FAMILIES, build_node_metrics
 from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
 from hubblepy.monitor import MonitorReader
 from hubblepy.monitor.perf import NR_BPF
-from hubblepy.monitor.reader import DEFAULT_PAGES, DEFAULT_WAKEUP_EVENTS
 from hubblepy.observer.core import Observer
 from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
 
@@ -235,6 +234,12 @@ class PipelineResult:
     core_share: float  # CPU seconds per wall second while the generator ran
     sample_flow: dict | None
     metrics_cpu_s: float = 0.0  # CPU time spent in FlowMetrics.process
+    memory_per_slot: float = 0.0  # bytes per ring slot: columns + the raw bytes the slots keep alive
+    drops_written: int = 0  # DROPPED flows that went into the ring (follower runs)
+    follower_got: int = 0  # DROPPED flows a `--follow --verdict DROPPED` reader received
+    follower_lost: int = 0  # entries the follower missed (sent to it as LostEvents)
+    read_flows_per_cpu_s: float = 0.0  # an unfiltered reader decoding the full ring after the run
+    read_json_per_cpu_s: float = 0.0  # ... and encoding each flow as its JSON line
 
 
 class MixGenerator:
@@ -255,11 +260,22 @@ class MixGenerator:
         self.generator_cpu = cpus[-1] if len(cpus) > 1 else None
 
     def run_pipeline(
-        self, rate: float, seconds: float, metrics: str = "", **reader_options: Any
+        self,
+        rate: float,
+        seconds: float,
+        metrics: str = "",
+        lazy: bool = True,
+        follower: bool = False,
+        read_after: bool = False,
+        **reader_options: Any,
     ) -> PipelineResult:
         """One run at ``rate`` offered events/s; ``reader_options`` go to MonitorReader (default: the agent's).
 
-        ``metrics``: a ``--metrics`` value counted on the observer's flow batches, as the agent does."""
+        ``metrics``: a ``--metrics`` value counted on the observer's flow batches, as the agent does.
+        ``lazy``: raw samples into the ring, decoded when read (the agent's source); else decoded
+        on the way in. ``follower``: a ``GetFlows --follow --verdict DROPPED`` reader runs in the
+        same process meanwhile (the node's request path: column prefilter, decode, full filter).
+        ``read_after``: time an unfiltered reader of the whole ring after the run."""
         ctx = mp.get_context("fork")
         ready, go, runs = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
         proc = ctx.Process(target=_generate_paced, args=(self.prog_fd, seconds, rate, ready, go, runs))
@@ -291,16 +307,36 @@ class MixGenerator:
             os.sched_setaffinity(proc.pid, {self.generator_cpu})
         ready.wait()
         datapath = _OpenedReader(self.map_fd, **reader_options)  # after the fork: the child holds no ring
-        source = DatapathFlowSource(datapath, parser)
+        source = DatapathFlowSource(datapath, parser, lazy=lazy)
+        got = [0, 0]  # DROPPED flows the follower received, entries it lost
+        follow_thread = None
+        if follower:
+            follow_thread = threading.Thread(target=_follow_drops, args=(observer, stop, got), daemon=True)
+            follow_thread.start()
         cpu0, wall0 = time.process_time(), time.monotonic()
         threading.Thread(target=stop_after_generator, daemon=True).start()
         go.set()
-        source.run(observer, stop)  # read -> decode_batch -> publish_flows loop, then reader close
+        source.run(observer, stop)  # read -> ring loop (decoding first unless lazy), then reader close
+        if follow_thread is not None:
+            follow_thread.join()
         cpu = time.process_time() - cpu0
         proc.join()
         reader = datapath.reader
         emitted = runs.value * EVENTS_PER_RUN
-        last = observer.flows.read(observer.flows.next_seq - 1)[0] if observer.seen_flows else None
+        ring = observer.flows
+        drops_written = 0
+        if follower and ring.next_seq:
+            drops_written = _drops_written(observer, parser)
+        read_rate = json_rate = 0.0
+        if read_after and len(ring):
+            read_rate, json_rate = _read_whole_ring(ring)
+        last = None
+        seq = ring.next_seq - 1
+        while seq >= ring.oldest_seq and last is None:  # the newest flow (not a LostEvent)
+            entry = ring.read(seq)[0]
+            last = entry if entry is not None and entry.flow is not None else None
+            seq -= 1
+        memory = ring.memory_per_slot()
         observer.close()
         return PipelineResult(
             offered=emitted / seconds,
@@ -313,30 +349,90 @@ class MixGenerator:
             core_share=during[0] / during[1] if during and during[1] else 0.0,
             sample_flow=last.flow if last is not None else None,
             metrics_cpu_s=metrics_cpu[0],
+            memory_per_slot=memory,
+            drops_written=drops_written,
+            follower_got=got[0],
+            follower_lost=got[1],
+            read_flows_per_cpu_s=read_rate,
+            read_json_per_cpu_s=json_rate,
         )
 
     def close(self) -> None:
         self.bpf.cleanup()
 
 
+def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> None:
+    """``hubble observe --follow --verdict DROPPED`` as the node serves it, counting what arrives."""
+    from hubblepy.api.observer import observer_pb2
+    from hubblepy.observer.service import (
+        compile_request_column_filter,
+        compile_request_filters,
+        select_entries,
+    )
+
+    request = observer_pb2.GetFlowsRequest(follow=True)
+    request.whitelist.add().verdict.append(2)  # DROPPED
+    predicate = compile_request_filters(request)
+    columns = compile_request_column_filter(request)
+    for item in select_entries(observer.flows, request, lambda: True, predicate, stop, False, columns):
+        if isinstance(item, int):
+            got[1] += item
+        elif item is not None and item.flow is not None:
+            got[0] += 1
+
+
+def _drops_written(observer: Observer, parser: Parser) -> int:
+    """How many DROPPED flows went into the ring: the mix has 4 in every 16 events."""
+    del parser
+    return observer.seen_flows * 4 // EVENTS_PER_RUN
+
+
+def _read_whole_ring(ring: Any) -> tuple[float, float]:
+    """(flows decoded per CPU-second, flows decoded and JSON-encoded per CPU-second) for the ring."""
+    from hubblepy.codec import encode
+
+    seqs = list(range(ring.oldest_seq, ring.next_seq))
+    cache = list(ring._cache)
+    ring._cache[:] = [None] * len(ring._cache)  # decode everything again (the follower cached some)
+    t0 = time.thread_time()
+    got, _ = ring.read_many(seqs)
+    decode_s = time.thread_time() - t0
+    t0 = time.thread_time()
+    for _, entry in got:
+        encode(entry.response)
+    encode_s = time.thread_time() - t0
+    ring._cache[:] = cache
+    n = len(got)
+    return (n / decode_s if decode_s else 0.0, n / (decode_s + encode_s) if decode_s + encode_s else 0.0)
+
+
 GC_THRESHOLD_TRIED = (50_000, 20, 100)  # fewer young-generation collections than CPython's (700, 10, 10)
+LAZY_READER = {"pages": 1024, "wakeup_events": 256}
 SETTINGS: tuple[tuple[str, dict[str, Any], tuple[int, int, int] | None], ...] = (
     (
-        f"MonitorReader defaults ({DEFAULT_PAGES} pages/CPU, wakeup {DEFAULT_WAKEUP_EVENTS}, ordered)",
-        {},
+        "raw samples into the ring, decoded when read (DatapathFlowSource's default); "
+        "1024 pages/CPU, wakeup 256",
+        {"lazy": True, **LAZY_READER},
         None,
     ),
-    ("256 pages/CPU (the lab agent's ring size), default gc", {"pages": 256}, None),
     (
-        f"256 pages/CPU and gc.set_threshold{GC_THRESHOLD_TRIED} (the lab agent's settings)",
-        {"pages": 256},
+        "the same with 4096 pages/CPU (16 MiB per CPU: absorbs ~80 ms of the reader not running at 1M/s)",
+        {"lazy": True, "pages": 4096, "wakeup_events": 256},
+        None,
+    ),
+    (
+        f"decoded on the way in (Parser.decode_batch, before issue 14), 256 pages/CPU, gc.set_threshold"
+        f"{GC_THRESHOLD_TRIED}",
+        {"lazy": False, "pages": 256},
         GC_THRESHOLD_TRIED,
     ),
 )
+EAGER_MAX_RATE = 400_000  # the eager row stops here: it loses samples far below
 
 
 def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = False) -> None:
-    """Prints one row per reader setting and offered rate, and the highest offered rate with 0 loss."""
+    """Prints one row per reader setting and offered rate, and the highest offered rate with 0 loss;
+    then the follower table (``--follow --verdict DROPPED`` beside the pipeline) and the metrics table."""
     gen = MixGenerator()
     saved_affinity = os.sched_getaffinity(0)
     saved_gc = gc.get_threshold()
@@ -348,9 +444,9 @@ def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = Fals
         else "one CPU: pipeline and generator share it"
     )
     print(
-        "\npipeline: perf buffer -> Parser.decode_batch -> Observer ring, one process (DatapathFlowSource "
-        f"with a StaticResolver);\n  trace/drop/policy-verdict 8:4:4 with 128 packet bytes, paced by a generator "
-        f"in its own process, {seconds:.0f}s per rate; {pinning}"
+        "\npipeline: perf buffer -> Observer ring, one process (DatapathFlowSource with a StaticResolver);\n"
+        f"  trace/drop/policy-verdict 8:4:4 with 128 packet bytes, paced by a generator in its own process, "
+        f"{seconds:.0f}s per rate;\n  {pinning}; load average before: {_load()}"
     )
     sample = None
     try:
@@ -359,17 +455,19 @@ def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = Fals
             gc.set_threshold(*(gc_threshold or saved_gc))
             print(
                 f"    {'offered/s':>10} {'received/s':>11} {'flows/s':>10} {'lost':>7} {'unread':>7} "
-                f"{'CPU':>5} {'events per pipeline CPU-s':>26}"
+                f"{'CPU':>5} {'events per pipeline CPU-s':>26} {'bytes/slot':>10}"
             )
             best: PipelineResult | None = None
             for rate in rates:
+                if not options.get("lazy") and rate > EAGER_MAX_RATE:
+                    continue
                 r = gen.run_pipeline(rate, seconds, **options)
                 sample = r.sample_flow or sample
                 per_cpu = r.received * seconds / r.cpu_s if r.cpu_s else 0.0  # received is per second
                 errors = f"  ({r.parse_errors} parse errors)" if r.parse_errors else ""
                 print(
                     f"    {r.offered:>10,.0f} {r.received:>11,.0f} {r.flows:>10,.0f} {r.lost:>7,} {r.unread:>7,} "
-                    f"{100 * r.core_share:>4.0f}% {per_cpu:>26,.0f}{errors}"
+                    f"{100 * r.core_share:>4.0f}% {per_cpu:>26,.0f} {r.memory_per_slot:>10,.0f}{errors}"
                 )
                 if r.lost == 0 and r.unread == 0 and (best is None or r.offered > best.offered):
                     best = r
@@ -380,16 +478,46 @@ def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = Fals
                     f"    highest offered rate with 0 loss: {best.offered:,.0f} events/s "
                     f"({best.flows:,.0f} flows/s into the ring, {100 * best.core_share:.0f}% of one core)"
                 )
-        bench_metrics(gen, seconds, rates)
+        if not metrics_only:
+            gc.set_threshold(*saved_gc)
+            bench_follower(gen, seconds, rates)
+        bench_metrics(gen, seconds, [r for r in rates if r <= EAGER_MAX_RATE] or rates[:1])
     finally:
         gen.close()
         os.sched_setaffinity(0, saved_affinity)
         gc.set_threshold(*saved_gc)
+    print(f"  load average after: {_load()}")
     if sample is not None:
         src, dst = sample.get("source", {}), sample.get("destination", {})
         print(
             f"  a flow from the ring: {src.get('namespace')}/{src.get('pod_name')} -> {dst.get('namespace')}/"
             f"{dst.get('pod_name')} {sample.get('verdict')} {sample.get('Summary', '')}"
+        )
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" ({os.cpu_count()} CPUs)"
+
+
+def bench_follower(gen: MixGenerator, seconds: float, rates: list[float]) -> None:
+    """The lazy pipeline with a `--follow --verdict DROPPED` reader in the same process, per rate;
+    and an unfiltered reader of the whole ring after each run (decode side)."""
+    print(
+        "  raw samples into the ring (1024 pages/CPU, wakeup 256) with a `GetFlows --follow --verdict DROPPED`"
+        " reader\n  in the same process (column prefilter, decode, full filter; entries it falls behind on"
+        " are LostEvents);\n  then an unfiltered reader decodes the whole ring (flows per reader CPU-second,"
+        " to response dicts and to JSON lines)"
+    )
+    print(
+        f"    {'offered/s':>10} {'received/s':>11} {'lost':>7} {'CPU':>5} {'drops in ring':>13} "
+        f"{'follower got':>12} {'follower lost':>13} {'unfiltered read/CPU-s':>22} {'+JSON/CPU-s':>12}"
+    )
+    for rate in rates:
+        r = gen.run_pipeline(rate, seconds, follower=True, read_after=True, **LAZY_READER)
+        print(
+            f"    {r.offered:>10,.0f} {r.received:>11,.0f} {r.lost:>7,} {100 * r.core_share:>4.0f}% "
+            f"{r.drops_written:>13,} {r.follower_got:>12,} {r.follower_lost:>13,} "
+            f"{r.read_flows_per_cpu_s:>22,.0f} {r.read_json_per_cpu_s:>12,.0f}"
         )
 
 
@@ -406,7 +534,8 @@ def bench_metrics(gen: MixGenerator, seconds: float, rates: list[float]) -> None
     """Lab agent settings with the metric families off / all on / all on with contexts, per rate."""
     gc.set_threshold(*GC_THRESHOLD_TRIED)
     print(
-        "  256 pages/CPU, lab gc threshold; Hubble metrics off, the lab's default "
+        "  raw samples into the ring (flow listeners decode each batch), 256 pages/CPU, lab gc threshold;\n"
+        "  Hubble metrics off, the lab's default "
         f"({DEFAULT_LAB_METRICS}),\n  all families ({ALL_FAMILIES}), and all with {CONTEXTS}"
     )
     print(

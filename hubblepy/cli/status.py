@@ -7,7 +7,11 @@ Outputs: ``compact`` (default), ``dict``, ``table`` and ``json``:
   span its ring covers, whichever is shorter; a relay adds its nodes' rates) printed with two
   decimals; only when the server sends no rate does the compact form fall back to
   ``seen_flows / uptime``, and the other forms print ``N/A``;
-* the uptime is Go's ``time.Duration`` text (``1h2m3.5s``).
+* the uptime is Go's ``time.Duration`` text (``1h2m3.5s``);
+* hubblepy nodes also send what they lost, in a ``hubblepy-lost-events`` trailer of the call
+  (upstream servers never do, upstream clients ignore it): the compact form then ends with
+  ``Lost Events (perf buffer)``, ``Ring Overwritten`` and ``Lost Events (slow readers)`` lines,
+  each only when non-zero.
 """
 
 from __future__ import annotations
@@ -98,7 +102,7 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
         if not healthy:
             raise LiveError("not healthy")
         try:
-            ss = observer_pb2_grpc.ObserverStub(channel).ServerStatus(
+            ss, call = observer_pb2_grpc.ObserverStub(channel).ServerStatus.with_call(
                 observer_pb2.ServerStatusRequest(), timeout=conn.request_timeout_s
             )
         except grpc.RpcError as exc:
@@ -108,10 +112,20 @@ def _status(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
 
             out.write(encode(message_to_dict(ss)).decode() + "\n")
         else:
-            out.write(format_status(ss, output))
+            out.write(format_status(ss, output, lost=_lost_counts(call)))
     finally:
         hangup(channel)
     return 0
+
+
+def _lost_counts(call: Any) -> dict[str, int]:
+    """A hubblepy node's lost-event counts from the ServerStatus trailer ({} from other servers)."""
+    from hubblepy.observer.service import LOST_EVENTS_METADATA, parse_lost_counts
+
+    for key, value in call.trailing_metadata() or ():
+        if key == LOST_EVENTS_METADATA and isinstance(value, str):
+            return parse_lost_counts(value)
+    return {}
 
 
 def group_thousands(n: int) -> str:
@@ -127,7 +141,7 @@ def _optional_count(ss: Any, field: str) -> str:
     return str(getattr(ss, field).value) if ss.HasField(field) else "N/A"
 
 
-def format_compact(ss: Any) -> str:
+def format_compact(ss: Any, lost: dict[str, int] | None = None) -> str:
     """The default output (after the ``Healthcheck`` line)."""
     lines = []
     ratio = f" ({ss.num_flows / ss.max_flows * 100:.2f}%)" if ss.max_flows > 0 else ""
@@ -150,7 +164,21 @@ def format_compact(ss: Any) -> str:
             lines.append(f"Unavailable Nodes: {count}\n  - " + "\n  - ".join(names))
         else:
             lines.append(f"Unavailable Nodes: {count}")
+    lines.extend(_lost_lines(lost or {}))
     return "".join(line + "\n" for line in lines)
+
+
+def _lost_lines(lost: dict[str, int]) -> list[str]:
+    """hubblepy's lost-event counts, when the server sends them (upstream servers never do)."""
+    out = []
+    for key, title in (
+        ("lost_perf_events", "Lost Events (perf buffer)"),
+        ("ring_overwritten", "Ring Overwritten"),
+        ("ring_readers_lost", "Lost Events (slow readers)"),
+    ):
+        if lost.get(key):
+            out.append(f"{title}: {group_thousands(lost[key])}")
+    return out
 
 
 def format_dict(ss: Any) -> str:
@@ -189,10 +217,11 @@ def format_table(ss: Any) -> str:
     return tabwrite([header, values])
 
 
-def format_status(ss: Any, output: str = "compact") -> str:
-    """The response in ``output`` (one of :data:`OUTPUTS` other than the JSON ones)."""
+def format_status(ss: Any, output: str = "compact", lost: dict[str, int] | None = None) -> str:
+    """The response in ``output`` (one of :data:`OUTPUTS` other than the JSON ones); ``lost``: a
+    hubblepy node's lost-event counts (compact form only)."""
     if output == "dict":
         return format_dict(ss)
     if output in ("tab", "table"):
         return format_table(ss)
-    return format_compact(ss)
+    return format_compact(ss, lost)

@@ -216,7 +216,7 @@ class LabNode:
         if self.proxy is not None:
             seven = SevenParser(Parser(self.resolver, self.scenario.node))
             self.access_log = AccessLogSource(
-                self.proxy.access_log_path, seven.decode, decode_batch=seven.decode_batch
+                self.proxy.access_log_path, seven.decode, decode_batch=seven.decode_batch, seven=seven
             )
             self.agent.add_source(self.access_log)
             self._start_proxy()

@@ -23,27 +23,50 @@ if TYPE_CHECKING:
 
 
 class DatapathFlowSource:
-    """Reads the datapath's events map with a MonitorReader and publishes decoded flows."""
+    """Reads the datapath's events map with a MonitorReader and publishes its flows.
+
+    With ``lazy`` (the default) and an observer sink, the samples go into the ring raw, with their
+    header columns, and are decoded when a client reads them; otherwise every sample is decoded
+    into a flow dict here (``Parser.decode_batch``) before it is published.
+    """
 
     name = "ebpf-datapath"
 
     # 256 pages per CPU absorb about 40 ms of reader delay at 100k events/s; with the reader's own
     # default of 64 the pipeline benchmark (benchmarks/bench_datapath.py) lost samples at 100k/s.
     RING_PAGES = 256
+    # Raw samples cost the reader ~0.2 µs each, so it keeps up at 1M events/s; what loses samples then
+    # is the time it is not scheduled: 1024 pages (4 MiB per CPU) absorb ~20 ms at that rate, and
+    # waking it every 256 samples keeps its batches large (numpy per batch, not per sample).
+    LAZY_RING_PAGES = 1024
+    LAZY_WAKEUP_EVENTS = 256
 
     def __init__(
-        self, datapath: Any, parser: Any, read_timeout: float = 0.1, pages: int = RING_PAGES
+        self,
+        datapath: Any,
+        parser: Any,
+        read_timeout: float = 0.1,
+        pages: int | None = None,
+        lazy: bool = True,
     ) -> None:
         self._datapath = datapath
         self._parser = parser
         self._timeout = read_timeout
-        self._pages = pages
+        self._pages = pages if pages is not None else (self.LAZY_RING_PAGES if lazy else self.RING_PAGES)
+        self.lazy = lazy
         self.published = 0
         self.lost = 0
 
     def run(self, sink: EventSink, stop: threading.Event) -> None:
-        reader = self._datapath.open_monitor(pages=self._pages)
+        lazy = self.lazy and hasattr(sink, "publish_records")
+        options = {"pages": self._pages}
+        if lazy:
+            options["wakeup_events"] = self.LAZY_WAKEUP_EVENTS
+        reader = self._datapath.open_monitor(**options)
         try:
+            if lazy and hasattr(reader, "read_records"):
+                self._run_lazy(sink, reader, stop)
+                return
             while not stop.is_set():
                 batch = reader.read(self._timeout)
                 if batch.samples:
@@ -57,6 +80,17 @@ class DatapathFlowSource:
                     sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
         finally:
             reader.close()
+
+    def _run_lazy(self, sink: Any, reader: Any, stop: threading.Event) -> None:
+        """Raw samples into the observer's ring, decoded when read (Observer.publish_records)."""
+        sink.use_parser(self._parser)
+        while not stop.is_set():
+            batch = reader.read_records(self._timeout)
+            if len(batch.offsets):
+                self.published += sink.publish_records(batch, time.time_ns())
+            for cpu, count in batch.lost:
+                self.lost += count
+                sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
 
 
 Decoder = Callable[[dict[str, Any], int], "dict[str, Any] | None"]
@@ -72,16 +106,24 @@ class AccessLogSource:
     ``decode_batch(records, now_ns)``, when given, decodes a batch at once instead (the flows of the
     records it does not skip, in order): the same flows for less work per record.
     A line that is not a JSON object is counted in ``malformed`` and skipped; the proxies' connections
-    come and go (a restarted proxy reconnects).
+    come and go (a restarted proxy reconnects). With ``seven`` (the ``SevenParser`` behind the
+    decoders) and an observer sink, records go into the ring undecoded (``Observer.publish_l7``:
+    correlated now, turned into flows when read) and ``skipped`` stays 0.
     """
 
     name = "proxy-access-log"
     MAX_LINE = 1 << 20
 
     def __init__(
-        self, path: Path, decode: Decoder, poll_timeout: float = 0.1, decode_batch: BatchDecoder | None = None
+        self,
+        path: Path,
+        decode: Decoder,
+        poll_timeout: float = 0.1,
+        decode_batch: BatchDecoder | None = None,
+        seven: Any = None,
     ) -> None:
         self.path = path
+        self._seven = seven
         self._decode = decode
         self._decode_batch = decode_batch
         self._timeout = poll_timeout
@@ -137,6 +179,7 @@ class AccessLogSource:
 
     def _publish(self, sink: EventSink, lines: list[bytes]) -> None:
         now = time.time_ns()
+        lazy = self._seven is not None and hasattr(sink, "publish_l7")
         flows = []
         records: list[dict[str, Any]] = []
         for line in lines:
@@ -149,7 +192,7 @@ class AccessLogSource:
             if not isinstance(record, dict):
                 self.malformed += 1
                 continue
-            if self._decode_batch is not None:
+            if self._decode_batch is not None or lazy:
                 records.append(record)
                 continue
             flow = self._decode(record, now)
@@ -157,6 +200,9 @@ class AccessLogSource:
                 self.skipped += 1
             else:
                 flows.append((now, flow))
+        if records and lazy:
+            self.published += sink.publish_l7(records, now, self._seven)  # type: ignore[attr-defined]
+            return
         if records:
             decoded = self._decode_batch(records, now)  # type: ignore[misc]
             self.skipped += len(records) - len(decoded)

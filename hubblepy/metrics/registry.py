@@ -186,6 +186,11 @@ class NodeHealthCollector:
         seen = CounterMetricFamily("hubble_seen_flows", "Flows stored in the node's flow ring since start")
         seen.add_metric([], obs.seen_flows)
         yield seen
+        over = CounterMetricFamily(
+            "hubble_ring_overwritten", "Events that left the node's flow ring because it was full"
+        )
+        over.add_metric([], obs.flows.overwritten)
+        yield over
         if self.parser is not None:
             errors = CounterMetricFamily(
                 "hubble_parser_errors", "Datapath events the parser could not decode", labels=["reason"]

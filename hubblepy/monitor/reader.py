@@ -8,6 +8,10 @@ split it into records, advance the tail. No per-event callback, no per-event C-t
 Each batch holds raw samples ``(cpu, bytes)`` (the event header, the packet bytes, and up to 7 perf
 padding bytes: use the header's ``len_cap``) and lost-sample records ``(cpu, count)``. The reader
 counts both (``received``, ``lost``); lost samples are never dropped silently.
+
+:meth:`MonitorReader.read_records` is the columnar variant for the node's ring: it makes no
+per-sample bytes objects, only one buffer per read with the samples' offsets, lengths and CPUs as
+numpy arrays (a Python loop only steps from record to record; everything else is done per batch).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
+
+import numpy as np
 
 from hubblepy.monitor import perf
 
@@ -44,6 +50,64 @@ def _by_time(item: tuple[int, int, bytes]) -> int:
 class Batch(NamedTuple):
     samples: list[tuple[int, bytes]]
     lost: list[tuple[int, int]]
+
+
+class RecordBatch(NamedTuple):
+    """Samples of one read, undecoded: sample ``i`` is ``data[offsets[i] : offsets[i] + lengths[i]]``.
+
+    ``data`` ends with at least ``RECORD_PAD`` zero bytes, so fixed-size headers can be gathered at
+    every offset without bounds checks. Samples are in time order when the reader is ordered.
+    """
+
+    data: bytes
+    offsets: np.ndarray  # int64
+    lengths: np.ndarray  # uint32
+    cpus: np.ndarray  # uint16
+    lost: list[tuple[int, int]]
+
+
+RECORD_PAD = 64
+_TYPE_MASK = np.uint64(0xFFFFFFFF)
+_SIZE_SHIFT = np.uint64(48 + 3)
+_EMPTY_I64 = np.zeros(0, dtype=np.int64)
+
+
+def _walk_records(buf: bytes, n: int) -> list[int]:
+    """Offsets of the perf records in ``buf[:n]``, one step per record (each is 8-byte aligned,
+    its size is the u16 at +6)."""
+    sizes = memoryview(buf).cast("H")
+    starts: list[int] = []
+    append = starts.append
+    off = 0
+    while off < n:
+        append(off)
+        size = sizes[(off >> 1) + 3]
+        if size == 0:
+            break  # cannot happen with a sane kernel; never loop forever
+        off += size
+    return starts
+
+
+def _record_starts(buf: bytes, n: int) -> np.ndarray:
+    """Offsets (int64) of the perf records in ``buf[:n]``, found per batch with numpy.
+
+    Every 8-byte position whose header looks like a sample record is a candidate; when
+    the candidates chain exactly (the first at 0, each one ending where the next begins, the last
+    at ``n``), they are the records: the chain proves it from the first one on. Packet bytes that
+    merely look like a header are dropped when no candidate ends where they begin; if the chain
+    still does not hold (or a lost-sample record is in it) the records are walked one by one.
+    """
+    heads = np.frombuffer(buf, dtype=np.uint64, count=n >> 3)  # type u32, misc u16, size u16
+    cand = np.flatnonzero((heads & _TYPE_MASK) == perf.PERF_RECORD_SAMPLE)  # lost records: walked below
+    for attempt in range(2):
+        if not len(cand) or cand[0] != 0:
+            break
+        ends = cand + (heads[cand] >> _SIZE_SHIFT).astype(np.int64)  # size in 8-byte units
+        if ends[-1] == n >> 3 and np.array_equal(ends[:-1], cand[1:]):
+            return cand << 3
+        if attempt == 0:  # drop candidates no other candidate ends at (header look-alikes in data)
+            cand = cand[(cand == 0) | np.isin(cand, ends)]
+    return np.asarray(_walk_records(buf, n), dtype=np.int64)
 
 
 @dataclass(slots=True)
@@ -147,6 +211,59 @@ class MonitorReader:
         for _, n in lost:
             self.lost += n
         return Batch(samples, lost)
+
+    def read_records(self, timeout: float | None = None) -> RecordBatch:
+        """Like :meth:`read`, but the samples stay in one buffer (see :class:`RecordBatch`)."""
+        lost: list[tuple[int, int]] = []
+        if self._closed:
+            return RecordBatch(
+                b"", _EMPTY_I64, _EMPTY_I64.astype(np.uint32), _EMPTY_I64.astype(np.uint16), lost
+            )
+        self._epoll.poll(self.timeout if timeout is None else timeout)
+        parts: list[bytes] = []
+        starts: list[np.ndarray] = []
+        cpu_of: list[tuple[int, int]] = []  # (cpu, record count) per part
+        base = 0
+        for ring in self._rings:
+            buf, head, n = MonitorReader._take(ring)
+            if not n:
+                continue
+            offs = _record_starts(buf, n)
+            MonitorReader._release(ring, head)
+            parts.append(buf)
+            starts.append(offs + base)
+            cpu_of.append((ring.cpu, len(offs)))
+            base += n
+        if not parts:
+            return RecordBatch(
+                b"", _EMPTY_I64, _EMPTY_I64.astype(np.uint32), _EMPTY_I64.astype(np.uint16), lost
+            )
+        parts.append(bytes(RECORD_PAD))
+        data = b"".join(parts)
+        rec = np.concatenate(starts) if len(starts) > 1 else starts[0]
+        cpus = np.repeat(np.asarray([c for c, _ in cpu_of], dtype=np.uint16), [k for _, k in cpu_of])
+        u32 = np.frombuffer(data, dtype="<u4")
+        kinds = u32[rec >> 2]
+        is_lost = kinds == perf.PERF_RECORD_LOST
+        if is_lost.any():
+            u64 = np.frombuffer(data, dtype="<u8")
+            where = rec[is_lost]
+            for cpu, count in zip(cpus[is_lost].tolist(), u64[(where + 16) >> 3].tolist(), strict=True):
+                lost.append((cpu, count))
+                self.lost += count
+        sample = kinds == perf.PERF_RECORD_SAMPLE
+        rec, cpus = rec[sample], cpus[sample]
+        if self.ordered:
+            u64 = np.frombuffer(data, dtype="<u8")
+            order = np.argsort(u64[(rec + 8) >> 3], kind="stable")
+            rec, cpus = rec[order], cpus[order]
+            lengths = u32[(rec + 16) >> 2]
+            offsets = rec + 20
+        else:
+            lengths = u32[(rec + 8) >> 2]
+            offsets = rec + 12
+        self.received += len(offsets)
+        return RecordBatch(data, offsets, lengths, cpus, lost)
 
     def drain(self) -> Batch:
         """Reads whatever is in the rings now, without waiting."""

@@ -11,16 +11,38 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from hubblepy import __version__
 from hubblepy.codec.timestamps import format_ns
-from hubblepy.observer.ring import DEFAULT_CAPACITY, Ring, RingEntry
+from hubblepy.observer.ring import DEFAULT_CAPACITY, KIND_DECODED, Ring, RingEntry
+
+if TYPE_CHECKING:
+    from hubblepy.monitor.reader import RecordBatch
+    from hubblepy.observer.records import RecordDecoder
 
 EVENTS_RING_CAPACITY = 1023
 NAMESPACE_TTL_NS = 3600 * 1_000_000_000
 FLOW_RATE_WINDOW_NS = 60 * 1_000_000_000
 SERVER_VERSION = f"{__version__}+hubblepy"
+
+
+def _l7_namespace_key(record: Any) -> Any:
+    """What decides an access-log record's endpoints: the endpoints' IDs, identities and IPs."""
+    if not isinstance(record, dict):
+        return None
+    src, dst = record.get("SourceEndpoint"), record.get("DestinationEndpoint")
+    parts: list[Any] = ["l7"]
+    for ep in (src, dst):
+        if isinstance(ep, dict):
+            parts += [ep.get("ID"), ep.get("Identity"), ep.get("IPv4"), ep.get("IPv6")]
+    try:
+        hash(tuple(parts))
+    except TypeError:
+        return None
+    return tuple(parts)
 
 
 class Observer:
@@ -38,6 +60,10 @@ class Observer:
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
         self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
         self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
+        self._decoder: RecordDecoder | None = None
+        # raw samples: (source identity, destination identity, endpoint) hash -> namespaces of its flows
+        self._record_namespaces: dict[Any, tuple[tuple[str, str], ...]] = {}
+        self._record_namespaces_snapshot = -1
 
     def add_flow_listener(self, listener: Callable[[Sequence[RingEntry]], None]) -> None:
         """Call ``listener(entries)`` with every batch of flow entries, after it is in the ring
@@ -68,6 +94,139 @@ class Observer:
             self.flows.write_many(entries)
             for listener in self._flow_listeners:
                 listener(entries)
+
+    def use_parser(self, parser: Any) -> RecordDecoder:
+        """Store raw datapath samples from now on (:meth:`publish_records`), decoded by ``parser``
+        when read (the first parser given decodes everything, access-log records included).
+        Returns the ring's decoder."""
+        from hubblepy.observer.records import RecordDecoder
+
+        if self._decoder is not None:  # one decoder per ring (its snapshot numbers are in the ring)
+            return self._decoder
+        decoder = RecordDecoder(parser, self.node_name)
+        self._decoder = decoder
+        self.flows.decoder = decoder
+        return decoder
+
+    def publish_records(self, batch: RecordBatch, now_ns: int) -> int:
+        """Store a batch of raw datapath samples received at ``now_ns``; returns how many are flows.
+
+        Needs :meth:`use_parser` first. Samples that are not flow messages (debug messages, empty
+        or unknown ones) go through the parser's per-sample path now; flows are decoded when read.
+        Flow listeners get decoded entries (they make this path as costly as decoding up front).
+        """
+        from hubblepy.observer.records import header_columns
+
+        decoder = self._decoder
+        if decoder is None:
+            raise RuntimeError("publish_records needs use_parser() first")
+        if not len(batch.offsets):
+            return 0
+        cols, is_flow = header_columns(batch)
+        if not is_flow.all():
+            other = np.flatnonzero(~is_flow)
+            data = batch.data
+            odd = [
+                (cpu, data[off : off + size])
+                for cpu, off, size in zip(
+                    batch.cpus[other].tolist(),
+                    batch.offsets[other].tolist(),
+                    batch.lengths[other].tolist(),
+                    strict=True,
+                )
+            ]
+            decoder.parser.capture_batch(odd, now_ns)  # debug events to their sink, errors counted
+            cols = cols.take(is_flow)
+        n = len(cols)
+        if not n:
+            return 0
+        snapshot = decoder.snapshot_id()
+        ring = self.flows
+        with self._lock:
+            first = ring.next_seq
+            self.seen_flows += n
+            ring.write_raw(batch.data, now_ns, cols, snapshot)
+            if self._flow_listeners:
+                entries = [
+                    entry for _, entry in ring.read_many(range(max(first, ring.oldest_seq), ring.next_seq))[0]
+                ]
+                for listener in self._flow_listeners:
+                    listener(entries)
+        from hubblepy.observer.records import namespace_keys
+
+        unique, index = np.unique(namespace_keys(cols.head), return_index=True)
+        self._note_namespaces(unique.tolist(), index.tolist(), snapshot, first)
+        self._prune_snapshots()
+        return n
+
+    def publish_l7(self, records: Sequence[Any], now_ns: int, seven: Any) -> int:
+        """Store access-log records (dicts) received at ``now_ns``, decoded when read.
+
+        ``seven`` (a :class:`~hubblepy.parser.seven.SevenParser`) correlates each record with the
+        ones before it now (X-Request-Id: a response's latency and trace ID), in arrival order;
+        building the flow waits for a reader. Returns how many records were stored.
+        """
+        from hubblepy.observer.ring import KIND_L7
+
+        if not records:
+            return 0
+        if self._decoder is None:
+            self.use_parser(seven._parser)
+        decoder = self._decoder
+        assert decoder is not None
+        payloads = [(record, seven.correlate(record)) for record in records]
+        snapshot = decoder.snapshot_id()
+        ring = self.flows
+        n = len(payloads)
+        with self._lock:
+            first = ring.next_seq
+            self.seen_flows += n
+            ring.write_records(KIND_L7, now_ns, payloads, snapshot)
+            if self._flow_listeners:
+                entries = [
+                    entry for _, entry in ring.read_many(range(max(first, ring.oldest_seq), ring.next_seq))[0]
+                ]
+                for listener in self._flow_listeners:
+                    listener(entries)
+        keys: dict[Any, int] = {}
+        for i, record in enumerate(records):
+            key = _l7_namespace_key(record)
+            if key not in keys:
+                keys[key] = i
+        self._note_namespaces(list(keys), list(keys.values()), snapshot, first)
+        self._prune_snapshots()
+        return n
+
+    def _prune_snapshots(self) -> None:
+        ring, decoder = self.flows, self._decoder
+        oldest = ring.oldest_seq
+        if decoder is not None and oldest < ring.next_seq:
+            decoder.prune(int(ring.snapshot[oldest & ring.capacity]))
+
+    def _note_namespaces(self, unique: list[Any], first: list[int], snapshot: int, first_seq: int) -> None:
+        """Namespaces of a batch of undecoded records, from one decoded flow per key (a key stands
+        for what decides the flow's endpoints: identities, endpoint id, ...)."""
+        if snapshot != self._record_namespaces_snapshot:
+            self._record_namespaces.clear()
+            self._record_namespaces_snapshot = snapshot
+        known = self._record_namespaces
+        seen_ns = time.time_ns()
+        namespaces = self._namespaces
+        for key, index in zip(unique, first, strict=True):
+            names = known.get(key)
+            if names is None:
+                entry, _ = self.flows.read(first_seq + index)
+                names = ()
+                if entry is not None and entry.flow is not None:
+                    found = []
+                    for side in ("source", "destination"):
+                        ep = entry.flow.get(side)
+                        if ep is not None and "namespace" in ep:
+                            found.append((ep.get("cluster_name", ""), ep["namespace"]))
+                    names = tuple(found)
+                known[key] = names
+            for name in names:
+                namespaces[name] = seen_ns
 
     def publish_lost(self, source: str, count: int, cpu: int | None = None) -> None:
         """Record that ``count`` events were lost upstream of the ring (e.g. PERF_EVENT_RING_BUFFER)."""
@@ -107,30 +266,31 @@ class Observer:
         ring = self.flows
         now = time.time_ns() if now_ns is None else now_ns
         since = now - FLOW_RATE_WINDOW_NS
-        count = 0
-        last_seen: int | None = None
-        seq = ring.next_seq - 1
+        nxt = ring.next_seq
         oldest = ring.oldest_seq
-        while True:
-            if seq < oldest:
-                if len(ring) >= ring.capacity and last_seen is not None:
-                    since = last_seen  # read the complete ring: rate over the span it covers
-                break
-            entry, _ = ring.read(seq)
-            if entry is None:
-                break
-            seq -= 1
-            if entry.flow is None:
-                continue
-            if entry.time_ns < since:
-                break
-            last_seen = entry.time_ns
-            count += 1
+        slots = ring.slots(oldest, nxt)
+        times = ring.time[slots]
+        flows = ring.kind[slots] != KIND_DECODED
+        decoded = np.flatnonzero(~flows)
+        if len(decoded):
+            objs = ring._objs
+            flows[decoded] = [objs[slot].flow is not None for slot in slots[decoded].tolist()]
+        if ring.oldest_seq != oldest:  # lapped while reading: the newest capacity entries are enough
+            keep = np.arange(oldest, nxt) >= ring.oldest_seq
+            times, flows = times[keep], flows[keep]
+        # from the newest back: stop at the first flow older than the window
+        flow_times = times[flows]
+        recent = flow_times >= since
+        stale = np.flatnonzero(~recent)
+        count = len(flow_times) - (stale[-1] + 1) if len(stale) else len(flow_times)
+        if not len(stale) and count and len(ring) >= ring.capacity:
+            since = int(flow_times[0])  # read the complete ring: rate over the span it covers
         span_ns = now - since
         return count / (span_ns / 1e9) if span_ns > 0 else 0.0
 
     def status(self) -> dict[str, Any]:
-        """Canonical ``observer.ServerStatusResponse`` dict."""
+        """Canonical ``observer.ServerStatusResponse`` dict, plus what was lost (``lost_perf_events``,
+        ``ring_overwritten``, ``ring_readers_lost``: sent in the ServerStatus call's trailer)."""
         return {
             "num_flows": str(len(self.flows)),
             "max_flows": str(self.flows.capacity),
@@ -138,6 +298,9 @@ class Observer:
             "uptime_ns": str(self.uptime_ns()),
             "version": self.version,
             "flows_rate": self.flows_rate(),
+            "lost_perf_events": str(self.lost_by_source.get("perf_event_ring_buffer", 0)),
+            "ring_overwritten": str(self.flows.overwritten),
+            "ring_readers_lost": str(self.flows.readers_lost),
         }
 
     def namespaces(self) -> list[dict[str, str]]:

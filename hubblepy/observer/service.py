@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+import numpy as np
 
 from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2
@@ -35,7 +36,8 @@ from hubblepy.codec.timestamps import NS_PER_SECOND, format_ns
 from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message, message_to_dict
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import BadRequest
-from hubblepy.observer.ring import Ring, RingEntry
+from hubblepy.observer.records import ColumnFilter, compile_column_filter
+from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ BATCH_SERVICE = "hubblepy.Batch"  # node <-> relay extension, invisible to upstr
 BATCH_MAX = 256
 PEER_SERVICE = "peer.Peer"
 FOLLOW_POLL_S = 0.25
+SCAN_BATCH = 1024  # ring entries whose columns are tested (and survivors decoded) at once
+SCAN_MIN = 64
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -60,6 +64,32 @@ def compile_request_filters(request: Any) -> Predicate | None:
         return compile_flow_filters(allow, deny)
     except FilterError as exc:
         raise BadRequest(str(exc)) from None
+
+
+LOST_EVENTS_METADATA = "hubblepy-lost-events"  # ServerStatus trailer: what the node lost, by cause
+LOST_COUNT_KEYS = ("lost_perf_events", "ring_overwritten", "ring_readers_lost")
+
+
+def format_lost_counts(status: dict[str, Any]) -> str:
+    """``lost_perf_events=N;ring_overwritten=N;ring_readers_lost=N`` from an Observer status dict."""
+    return ";".join(f"{key}={int(status.get(key, 0))}" for key in LOST_COUNT_KEYS)
+
+
+def parse_lost_counts(text: str) -> dict[str, int]:
+    """The counts of a ``hubblepy-lost-events`` trailer (unknown or malformed parts are skipped)."""
+    out: dict[str, int] = {}
+    for part in text.split(";"):
+        key, _, value = part.partition("=")
+        if key in LOST_COUNT_KEYS and value.isdigit():
+            out[key] = int(value)
+    return out
+
+
+def compile_request_column_filter(request: Any) -> ColumnFilter | None:
+    """Necessary conditions of the request's whitelist over the ring's columns (None = none)."""
+    if not request.whitelist:
+        return None
+    return compile_column_filter([message_to_dict(f) for f in request.whitelist])
 
 
 class ResponseEncoder:
@@ -140,11 +170,37 @@ def stream_ring(
     stop: threading.Event | None = None,
     idle_marker: bool = False,
     encode_lost: Callable[[str, int], bytes] = _lost_response,
+    column_filter: ColumnFilter | None = None,
 ) -> Iterator[bytes]:
     """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects.
 
     With ``idle_marker`` an empty ``b""`` is yielded each time the reader has caught up with the
     writer and is about to wait (batching callers flush then).
+    """
+    for item in select_entries(ring, request, is_active, predicate, stop, idle_marker, column_filter):
+        if item is None:
+            yield b""
+        elif type(item) is int:
+            yield encode_lost(node_name, item)
+        else:
+            yield encode(item)  # type: ignore[arg-type]
+
+
+def select_entries(
+    ring: Ring,
+    request: Any,
+    is_active: Callable[[], bool],
+    predicate: Predicate | None = None,
+    stop: threading.Event | None = None,
+    idle_marker: bool = False,
+    column_filter: ColumnFilter | None = None,
+) -> Iterator[RingEntry | int | None]:
+    """The entries a request selects, in order: a :class:`RingEntry` to send, an int for entries
+    the writer overwrote before we read them (send a LostEvent), None when caught up (idle marker).
+
+    Entries are taken in batches: ``column_filter`` (necessary conditions over the ring's columns)
+    and ``since`` drop raw samples before they are decoded, the rest are decoded in one call and
+    tested with ``predicate`` (the request's full filter).
     """
     number = request.number
     follow = request.follow
@@ -157,41 +213,92 @@ def stream_ring(
     elif follow and number == 0:
         seq = ring.next_seq
     else:
-        seq = _rewind(ring, number, predicate, until_ns)
+        seq = _rewind(ring, number, predicate, until_ns, column_filter)
     limit = number if (number and not follow) else 0
     end = None if follow else ring.next_seq
     sent = 0
     while True:
         if end is not None and seq >= end:
             return
-        entry, lost = ring.read(seq)
-        if lost:
-            ring.readers_lost += lost
-            yield encode_lost(node_name, lost)
-            seq += lost
-            continue
-        if entry is None:  # caught up with the writer: wait for more (follow mode only)
+        newest = ring.next_seq if end is None else min(end, ring.next_seq)
+        if seq >= newest:  # caught up with the writer: wait for more (follow mode only)
             if not is_active() or (stop is not None and stop.is_set()):
                 return
             if idle_marker:
-                yield b""
+                yield None
             ring.wait(seq, FOLLOW_POLL_S)
             continue
-        seq += 1
-        if "lost_events" not in entry.response:
-            if since_ns is not None and entry.time_ns < since_ns:
-                continue
-            if until_ns is not None and entry.time_ns > until_ns:
+        floor = ring.oldest_seq
+        if seq < floor:
+            lost = floor - seq
+            ring.readers_lost += lost
+            yield lost
+            seq = floor
+            continue
+        size = SCAN_BATCH if not limit else max(SCAN_MIN, min(SCAN_BATCH, 2 * (limit - sent)))
+        hi = min(newest, seq + size)
+        seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
+        got, lost = ring.read_many(seqs)
+        if lost or ring.oldest_seq > seq:
+            # lapped while we tested or copied: the columns may have been a newer entry's; the
+            # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
+            continue
+        for _, entry in got:
+            if "lost_events" not in entry.response:
+                if since_ns is not None and entry.time_ns < since_ns:
+                    continue
+                if until_ns is not None and entry.time_ns > until_ns:
+                    return
+                if predicate is not None and not predicate(entry.response):
+                    continue
+                sent += 1
+            yield entry
+            if limit and sent >= limit:
                 return
-            if predicate is not None and not predicate(entry.response):
-                continue
-            sent += 1
-        yield encode(entry)
-        if limit and sent >= limit:
+        if stop_at is not None:
             return
+        seq = hi
 
 
-def _rewind(ring: Ring, number: int, predicate: Predicate | None, until_ns: int | None) -> int:
+def _candidates(
+    ring: Ring,
+    lo: int,
+    hi: int,
+    since_ns: int | None,
+    until_ns: int | None,
+    column_filter: ColumnFilter | None,
+) -> tuple[list[int], int | None]:
+    """Sequences in ``lo .. hi-1`` worth decoding, and the sequence where ``until`` ends the stream
+    among the raw samples dropped here (None if it does not)."""
+    if column_filter is None and since_ns is None and until_ns is None:
+        return list(range(lo, hi)), None
+    slots = ring.slots(lo, hi)
+    raw = ring.kind[slots] != KIND_DECODED  # flows not decoded yet: their time is in the column
+    keep = np.ones(len(slots), dtype=bool)
+    times = ring.time[slots]
+    if since_ns is not None:
+        keep &= ~raw | (times >= since_ns)
+    stop_at = None
+    if until_ns is not None:
+        late = np.flatnonzero(raw & keep & (times > until_ns))
+        if len(late):  # the first raw flow newer than ``until`` ends the stream (decoded or not)
+            stop_at = lo + int(late[0])
+            keep[late[0] + 1 :] = False
+    if column_filter is not None:
+        passing = column_filter(ring, slots)
+        if stop_at is not None:
+            passing[stop_at - lo] = True  # decoded and tested by the caller, who stops there
+        keep &= passing
+    return (np.flatnonzero(keep) + lo).tolist(), stop_at
+
+
+def _rewind(
+    ring: Ring,
+    number: int,
+    predicate: Predicate | None,
+    until_ns: int | None,
+    column_filter: ColumnFilter | None = None,
+) -> int:
     """Sequence number from which the newest ``number`` matching entries follow (oldest when 0)."""
     oldest = ring.oldest_seq
     if number == 0:
@@ -199,20 +306,43 @@ def _rewind(ring: Ring, number: int, predicate: Predicate | None, until_ns: int 
     seq = ring.next_seq
     count = 0
     while seq > oldest:
-        entry, lost = ring.read(seq - 1)
-        if entry is None:
-            break
-        seq -= 1
-        if "lost_events" in entry.response:
-            continue
-        if until_ns is not None and entry.time_ns > until_ns:
-            continue
-        if predicate is not None and not predicate(entry.response):
-            continue
-        count += 1
-        if count >= number:
-            break
-    return seq
+        lo = max(oldest, seq - SCAN_BATCH)
+        slots = ring.slots(lo, seq)
+        raw = ring.kind[slots] != KIND_DECODED
+        keep = np.ones(len(slots), dtype=bool)
+        if until_ns is not None:
+            keep &= ~raw | (ring.time[slots] <= until_ns)
+        if column_filter is not None:
+            keep &= column_filter(ring, slots)
+        if predicate is None and until_ns is None:
+            # nothing to decode: undecoded records are flows; decoded entries may be LostEvents
+            objs = ring._objs
+            matching = [
+                bool(is_raw) or "lost_events" not in objs[slot].response
+                for slot, is_raw, wanted in zip(slots.tolist(), raw.tolist(), keep.tolist(), strict=True)
+                if wanted
+            ]
+            positions = (np.flatnonzero(keep) + lo).tolist()
+            got = [(s, m) for s, m in zip(positions, matching, strict=True)]
+        else:
+            entries, lost = ring.read_many((np.flatnonzero(keep) + lo).tolist())
+            if lost:  # lapped while rewinding: start at the oldest entry still there
+                return ring.oldest_seq
+            got = []
+            for s, entry in entries:
+                ok = "lost_events" not in entry.response
+                if ok and until_ns is not None and entry.time_ns > until_ns:
+                    ok = False
+                if ok and predicate is not None and not predicate(entry.response):
+                    ok = False
+                got.append((s, ok))
+        for s, ok in reversed(got):
+            if ok:
+                count += 1
+                if count >= number:
+                    return s
+        seq = lo
+    return max(oldest, ring.oldest_seq)
 
 
 def _length_prefixed(wire: bytes) -> bytes:
@@ -301,6 +431,7 @@ class NodeServices:
         except BadRequest as exc:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
+        column_filter = compile_request_column_filter(request)
         mask = list(request.field_mask.paths) if request.HasField("field_mask") else None
         encoder = ResponseEncoder(observer_pb2.GetFlowsResponse, mask)
         context.send_initial_metadata((("hubble-server-version", self.observer.version),))
@@ -314,6 +445,7 @@ class NodeServices:
             self.stop,
             idle_marker=idle_marker,
             encode_lost=_lost_json if as_json else _lost_response,
+            column_filter=column_filter,
         )
 
     def get_flows_batched(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -360,6 +492,7 @@ class NodeServices:
             version=status["version"],
             flows_rate=status["flows_rate"],
         )
+        context.set_trailing_metadata(((LOST_EVENTS_METADATA, format_lost_counts(status)),))
         return resp
 
     def get_nodes(self, request: Any, context: grpc.ServicerContext) -> Any:

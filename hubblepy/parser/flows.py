@@ -23,6 +23,7 @@ between flows to keep the per-event cost low: treat flow dicts as immutable, cop
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from collections import Counter, deque
@@ -349,6 +350,7 @@ class Parser:
         self._decoders[MSG_TRACE_SOCK] = self._trace_sock
         self.seven = SevenParser(self, redact)
         self._decoders[MSG_ACCESS_LOG] = self.seven.decode_sample
+        self._owner: Parser = self  # where a clone (bound_to) adds up its counters
 
     # --- public API ------------------------------------------------------------------------------
     def decode_batch(self, samples: Iterable[tuple[int, bytes]], now_ns: int) -> list[dict]:
@@ -449,6 +451,70 @@ class Parser:
                 self.error_counts[ERR_INTERNAL] += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
         self.flows_decoded += len(out)
+        return out
+
+    def bound_to(self, resolver: Resolver) -> Parser:
+        """A parser with this one's settings over another resolver (e.g. a frozen snapshot), with
+        its own caches; decoding counters and errors still add up in this parser."""
+        clone = copy.copy(self)
+        clone._resolver = resolver
+        clone._dns_names = resolver.dns_names if isinstance(resolver, DnsNameResolver) else None
+        clone._service_by_addr = resolver.service_by_addr if isinstance(resolver, ServiceResolver) else None
+        clone._names_cache = {}
+        clone._service_cache = {}
+        clone._names_pair_cache = {}
+        clone._service_pair_cache = {}
+        clone._generation = None
+        clone._endpoint_cache = {}
+        clone._interface_cache = {}
+        clone._policy_cache = {}
+        clone._trace_meta = {}
+        clone._time_cache = (-1, "")
+        clone._decoders = list(self._decoders)
+        for i, fn in enumerate(self._decoders):  # re-bind the bound methods to the clone
+            if fn is not None and getattr(fn, "__self__", None) is self:
+                clone._decoders[i] = getattr(clone, fn.__name__)
+        clone.seven = SevenParser(clone, self.seven.redact)
+        clone._decoders[MSG_ACCESS_LOG] = clone.seven.decode_sample
+        clone._owner = self._owner
+        return clone
+
+    def decode_records(self, items: Sequence[tuple[int, int, bytes, str]]) -> list[dict | None]:
+        """Flow dicts for samples captured earlier: ``(time_ns, cpu, sample, uuid text)`` each.
+
+        One result per item, None for a sample that does not decode (counted like in
+        ``decode_batch``; debug messages are not flows and must not be passed here).
+        """
+        owner = self._owner
+        self._check_generation()
+        decoders = self._decoders
+        out: list[dict | None] = []
+        append = out.append
+        decoded = 0
+        for time_ns, _cpu, data, uid in items:
+            try:
+                decoder = decoders[data[0]]
+                if decoder is None:
+                    raise MalformedSample(ERR_INVALID_TYPE)
+                append(decoder(data, self._timestamp(time_ns), uid))
+                decoded += 1
+                continue
+            except SkippedSample:
+                owner.skipped += 1
+            except MalformedSample as exc:
+                owner.parse_errors += 1
+                owner.error_counts[exc.reason] += 1
+            except IndexError as exc:
+                owner.parse_errors += 1
+                owner.error_counts[ERR_EMPTY if not data else ERR_INTERNAL] += 1
+                if data:
+                    owner.last_error = f"IndexError: {exc}"
+            except Exception as exc:  # never raise for one bad record
+                owner.parse_errors += 1
+                owner.error_counts[ERR_INTERNAL] += 1
+                owner.last_error = f"{type(exc).__name__}: {exc}"
+            append(None)
+        owner.flows_decoded += decoded
         return out
 
     def decode(self, cpu: int, data: bytes, now_ns: int) -> dict | None:

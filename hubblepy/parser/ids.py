@@ -9,7 +9,13 @@ _UUID_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 def uuid4_strings(count: int) -> list[str]:
     """``count`` random version-4 UUID strings from one urandom call (much cheaper than uuid.uuid4)."""
-    h = os.urandom(16 * count).hex()
+    return uuid4_strings_from(os.urandom(16 * count))
+
+
+def uuid4_strings_from(raw: bytes) -> list[str]:
+    """Version-4 UUID strings from 16 bytes each of ``raw`` (version and variant bits are forced)."""
+    count = len(raw) // 16
+    h = raw.hex()
     variant = _UUID_VARIANT
     out = []
     for i in range(0, 32 * count, 32):

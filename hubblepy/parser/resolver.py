@@ -196,6 +196,28 @@ class StaticResolver:
         self.services[(ip, port)] = service
         self.generation += 1
 
+    def snapshot(self) -> StaticResolver:
+        """A frozen copy of what the resolver answers now (same generation).
+
+        The node's ring decodes events when a client reads them, with the snapshot that was
+        current when they were captured: a pod deleted since still names itself. The policy
+        explainer is shared (it answers from the policy state it was made for).
+        """
+        snap = StaticResolver(
+            endpoints=dict(self.endpoints),
+            ipcache=dict(self.ipcache),
+            identities=dict(self.identities),
+            interfaces=dict(self.interfaces),
+            cgroups=dict(self.cgroups),
+            policies_by_cookie=dict(self.policies_by_cookie),
+            names=dict(self.names),
+            services=dict(self.services),
+            policy_explainer=self.policy_explainer,
+            generation=self.generation,
+        )
+        snap._by_ip = dict(self._by_ip)
+        return snap
+
     # --- Resolver protocol ---------------------------------------------------------------------
     def endpoint_by_id(self, endpoint_id: int) -> EndpointInfo | None:
         return self.endpoints.get(endpoint_id)

@@ -531,8 +531,75 @@ class SevenParser:
             parser.last_error = f"{type(exc).__name__}: {exc}"
         return None
 
-    def decode_record(self, record: Any, ts: str, uid: str) -> dict:
-        """One record's flow dict with the given time and UUID; raises ``MalformedSample``."""
+    def correlate(self, record: Any) -> tuple[int, str] | None:
+        """What an HTTP record's flow takes from the records before it: ``(latency ns, trace ID)``.
+
+        Call it on every record in arrival order (it updates the X-Request-Id table as decoding
+        does) and hand the result to :meth:`decode_record` later, in any order and any number of
+        times: the flow is the one ``decode_batch`` would have made then. None for records that
+        do not correlate (not HTTP, or malformed: decoding reports those).
+        """
+        try:
+            if type(record) is not dict and not isinstance(record, Mapping):
+                return None
+            get = record.get
+            http = get("HTTP")
+            if http is None or get("DNS") is not None:
+                return None
+            kind = _str(get("Type"))
+            time_ns = parse_rfc3339_ns(_str(get("Timestamp")))
+            rec = _obj(http)
+            (
+                _str(rec.get("Method")),
+                _str(rec.get("Protocol")),
+                _int(rec.get("Code")),
+                self._url(rec.get("URL")),
+            )
+            request_id, traceparent = self._special_headers(_obj(rec.get("Headers")))
+        except (TypeError, ValueError, OverflowError, MalformedSample):
+            return None
+        return self._correlate(kind, time_ns, request_id, traceparent)
+
+    def _correlate(self, kind: str, time_ns: int, request_id: str, traceparent: str) -> tuple[int, str]:
+        latency = 0
+        trace_id = ""
+        if kind == TYPE_REQUEST:
+            trace_id = trace_id_from_traceparent(traceparent) if traceparent else ""
+            if request_id:
+                self._remember(request_id, time_ns, trace_id)
+        elif kind == TYPE_RESPONSE and request_id:
+            seen = self._requests.pop(request_id, None)
+            if seen is not None:
+                latency = max(0, time_ns - seen[0])
+                trace_id = seen[1]
+        return latency, trace_id
+
+    def _special_headers(self, headers: Mapping[str, Any]) -> tuple[str, str]:
+        """(X-Request-Id, traceparent): the first value of each, in sorted header-name order."""
+        request_id = traceparent = ""
+        header_roles = self._header_roles
+        for name in sorted(headers):
+            role = header_roles.get(name)
+            if role is None:
+                role = self._header_role(name)
+            special = role[1]
+            values = headers[name]
+            if type(values) is str:
+                values = [values]
+            for value in _strs(values):  # every header: a bad value fails here as in decoding
+                if special is _REQUEST_ID and not request_id:
+                    request_id = value
+                elif special is _TRACEPARENT_HEADER and not traceparent:
+                    traceparent = value
+        return request_id, traceparent
+
+    def decode_record(
+        self, record: Any, ts: str, uid: str, correlation: tuple[int, str] | None = None
+    ) -> dict:
+        """One record's flow dict with the given time and UUID; raises ``MalformedSample``.
+
+        ``correlation``: what :meth:`correlate` returned for the record when it arrived (then the
+        request table is left alone); None correlates now."""
         if type(record) is not dict and not isinstance(record, Mapping):
             raise MalformedSample(ERR_INVALID_TYPE)
         get = record.get
@@ -585,7 +652,7 @@ class SevenParser:
             dns_flow, summary = self._dns(kind, _obj(dns))
             l7["dns"] = dns_flow
         elif http is not None:
-            http_flow, summary, latency, trace_id = self._http(kind, _obj(http), time_ns)
+            http_flow, summary, latency, trace_id = self._http(kind, _obj(http), time_ns, correlation)
             if latency:
                 l7["latency_ns"] = str(latency)
             l7["http"] = http_flow
@@ -696,7 +763,9 @@ class SevenParser:
         self.endpoint_cache[key] = (d, ep_id, list(labels))
         return d, ep_id
 
-    def _http(self, kind: str, rec: Mapping[str, Any], time_ns: int) -> tuple[dict, str, int, str]:
+    def _http(
+        self, kind: str, rec: Mapping[str, Any], time_ns: int, correlation: tuple[int, str] | None = None
+    ) -> tuple[dict, str, int, str]:
         """(flow.HTTP dict, Summary, latency ns, trace ID) of an HTTP record."""
         method, protocol = _str(rec.get("Method")), _str(rec.get("Protocol"))
         code = _int(rec.get("Code"))
@@ -732,17 +801,10 @@ class SevenParser:
             out["protocol"] = protocol
         if header_list:
             out["headers"] = header_list
-        latency = 0
-        trace_id = ""
-        if kind == TYPE_REQUEST:
-            trace_id = trace_id_from_traceparent(traceparent) if traceparent else ""
-            if request_id:
-                self._remember(request_id, time_ns, trace_id)
-        elif kind == TYPE_RESPONSE and request_id:
-            seen = self._requests.pop(request_id, None)
-            if seen is not None:
-                latency = max(0, time_ns - seen[0])
-                trace_id = seen[1]
+        if correlation is None:
+            latency, trace_id = self._correlate(kind, time_ns, request_id, traceparent)
+        else:
+            latency, trace_id = correlation
         summary = ""
         if kind == TYPE_REQUEST:
             summary = f"{protocol} {method} {url}"

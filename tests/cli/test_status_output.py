@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from hubblepy.api.observer import observer_pb2
 from hubblepy.cli.status import format_status, group_thousands
 from hubblepy.cli.timeparse import format_go_duration as go_duration_ns
+from hubblepy.observer.service import parse_lost_counts
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "status_upstream.json").read_text())["cases"]
 
@@ -48,3 +49,16 @@ def test_grouping(n, text):
 )
 def test_go_duration(ns, text):
     assert go_duration_ns(ns) == text
+
+
+def test_a_hubblepy_node_shows_what_it_lost():
+    ss = observer_pb2.ServerStatusResponse(
+        num_flows=4095, max_flows=4095, seen_flows=10000, uptime_ns=10**9, flows_rate=5.0
+    )
+    base = format_status(ss)
+    assert format_status(ss, lost={"lost_perf_events": 0}) == base
+    trailer = parse_lost_counts("lost_perf_events=1234;ring_overwritten=5905;ring_readers_lost=7;bogus=1")
+    assert format_status(ss, lost=trailer) == base + (
+        "Lost Events (perf buffer): 1,234\nRing Overwritten: 5,905\nLost Events (slow readers): 7\n"
+    )
+    assert format_status(ss, "dict", lost=trailer) == format_status(ss, "dict")

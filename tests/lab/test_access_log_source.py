@@ -87,3 +87,58 @@ def test_records_from_several_proxies_become_flows_and_bad_lines_are_counted(tmp
         t.join(5)
     assert not t.is_alive()
     assert not path.exists()
+
+
+def test_records_go_into_the_ring_undecoded_and_read_as_the_eager_flows(tmp_path):
+    from hubblepy.observer.core import Observer
+    from hubblepy.parser import Parser, StaticResolver
+
+    def http(kind: str, stamp: str, **extra: object) -> dict:
+        return {
+            "Type": kind,
+            "Timestamp": stamp,
+            "IPVersion": 1,
+            "TransportProtocol": 6,
+            "Verdict": "Forwarded",
+            "ObservationPoint": "Ingress",
+            "SourceEndpoint": {"ID": 0, "IPv4": "10.0.0.1", "Port": 40000, "Identity": 2},
+            "DestinationEndpoint": {"ID": 12, "IPv4": "10.0.0.2", "Port": 8080, "Identity": 1002},
+            "HTTP": {
+                "Method": "GET",
+                "URL": "http://api/x",
+                "Protocol": "HTTP/1.1",
+                "Headers": {"X-Request-Id": ["r1"]},
+                **extra,
+            },
+        }
+
+    records = [http("Request", "2024-03-01T00:00:00Z"), http("Response", "2024-03-01T00:00:00.25Z", Code=200)]
+    eager = Parser(StaticResolver(), "lab-node").seven.decode_batch(records, 1)
+    seven = Parser(StaticResolver(), "lab-node").seven
+    path = tmp_path / "access.sock"
+    source = AccessLogSource(path, seven.decode, decode_batch=seven.decode_batch, seven=seven)
+    observer = Observer("lab-node")
+    stop = threading.Event()
+    t = threading.Thread(target=source.run, args=(observer, stop), daemon=True)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as proxy:
+            proxy.connect(str(path))
+            proxy.sendall(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        while observer.seen_flows < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ring = observer.flows
+        assert ring.kind[0] != 0  # stored undecoded
+        got = [e.flow for _, e in ring.read_many([1, 0])[0]]  # the response read first
+        strip = ("uuid", "time")
+        assert [{k: v for k, v in f.items() if k not in strip} for f in got] == [
+            {k: v for k, v in f.items() if k not in strip} for f in eager[::-1]
+        ]
+        assert got[0]["l7"]["latency_ns"] == "250000000"
+        assert source.published == 2
+    finally:
+        stop.set()
+        t.join(5)

@@ -172,4 +172,5 @@ def test_node_health_metrics_are_served() -> None:
     assert lost == {"perf_event_ring_buffer": 0, "observer_events_queue": 0, "hubble_ring_buffer": 0}
     assert samples["hubble_ring_capacity"] == [({}, 4095.0)]
     assert samples["hubble_ring_flows"] == [({}, 0.0)]
+    assert samples["hubble_ring_overwritten_total"] == [({}, 0.0)]
     assert re.match(r"hubble agent: node n listening on 127\.0\.0\.1:\d+", agent.lines[0])

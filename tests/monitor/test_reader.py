@@ -64,6 +64,48 @@ def test_batches_carry_whole_samples_with_packet_bytes(node: tuple[Testbed, Data
         assert reader.lost == 0
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+def test_record_batches_hold_the_same_samples(node: tuple[Testbed, Datapath], ordered: bool) -> None:
+    """read_records: one buffer with offsets instead of a bytes object per sample."""
+    tb, dp = node
+    p1, p2 = tb.pods
+    with MonitorReader(dp.events_map_fd, pages=8, wakeup_events=4, ordered=ordered) as reader:
+        tb.udp_send(p1, p2, 7000, 20, payload=b"y" * 100)
+        samples: list[tuple[int, bytes]] = []
+        while True:
+            batch = reader.read_records(0.5)
+            assert batch.lost == []
+            if not len(batch.offsets):
+                break
+            for cpu, off, size in zip(
+                batch.cpus.tolist(), batch.offsets.tolist(), batch.lengths.tolist(), strict=True
+            ):
+                samples.append((cpu, batch.data[off : off + size]))
+        assert len(samples) == reader.received
+        udp = _udp(samples)
+        assert len(udp) == 40
+        for raw in udp:
+            len_orig, len_cap = TRACE_V2.unpack_from(raw)[4:6]
+            assert raw[0] == NOTIFY_TRACE and len_orig == 14 + 20 + 8 + 100 and len_cap == 128
+            assert raw[TRACE_V2.size + 42 : TRACE_V2.size + 128] == b"y" * 86  # packet bytes up to the cap
+
+
+def test_record_batches_report_lost_samples(node: tuple[Testbed, Datapath]) -> None:
+    tb, dp = node
+    p1, p2 = tb.pods
+    with MonitorReader(dp.events_map_fd, pages=1) as reader:
+        tb.udp_send(p1, p2, 7000, 500)
+        reported: list[tuple[int, int]] = []
+        for _ in range(20):
+            batch = reader.read_records(0.1)
+            reported.extend(batch.lost)
+            if reported:
+                break
+            tb.udp_send(p1, p2, 7000, 5)
+        assert reported, "the kernel never reported lost samples"
+        assert reader.lost == sum(n for _, n in reported) > 0
+
+
 def test_lost_samples_are_counted_when_the_reader_falls_behind(node: tuple[Testbed, Datapath]) -> None:
     tb, dp = node
     p1, p2 = tb.pods

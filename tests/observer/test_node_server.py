@@ -142,3 +142,23 @@ def test_slow_reader_gets_lost_events_and_node_memory_stays_bounded(procs):
     # Once warmed up, reading slowly must not make the node grow: compare the later samples.
     settled = rss_samples[len(rss_samples) // 4 :]
     assert max(settled) - min(settled) < 30 * 1024, rss_samples
+
+
+def test_status_trailer_counts_ring_overwrites(procs):
+    import io
+
+    from hubblepy.cli.live import status_main
+
+    node = procs.agent("n1", "--replay", str(FLOWS), "--rate", "0", "--event-buffer-capacity", "15")
+    stub = observer_pb2_grpc.ObserverStub(grpc.insecure_channel(node.address))
+    deadline = time.monotonic() + 20
+    while stub.ServerStatus(observer_pb2.ServerStatusRequest()).seen_flows < 100:
+        assert time.monotonic() < deadline, "replay did not start"
+        time.sleep(0.05)
+    _, call = stub.ServerStatus.with_call(observer_pb2.ServerStatusRequest())
+    trailer = dict(call.trailing_metadata())["hubblepy-lost-events"]
+    counts = dict(part.split("=") for part in trailer.split(";"))
+    assert int(counts["ring_overwritten"]) >= 100 - 15 and counts["lost_perf_events"] == "0"
+    out, err = io.StringIO(), io.StringIO()
+    assert status_main(["--server", node.address], dict(os.environ), out, err) == 0, err.getvalue()
+    assert "\nRing Overwritten: " in out.getvalue()

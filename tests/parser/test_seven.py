@@ -177,6 +177,28 @@ def test_latency_needs_a_matching_earlier_request() -> None:
     assert "latency_ns" not in again["l7"]  # the request entry is used once
 
 
+def test_records_correlated_on_arrival_decode_alike_in_any_order() -> None:
+    """The node's ring correlates records when they arrive and decodes them when read."""
+    request = http_request(
+        HTTP=dict(http_request()["HTTP"], Headers={"X-Request-Id": ["rid-1"], "Traceparent": [TRACEPARENT]})
+    )
+    records = [
+        request,
+        http_response(request, 204, "2024-03-01T00:00:01Z"),
+        http_response(request, 200, "2024-03-01T00:00:02Z"),
+    ]
+    eager = decode(records)
+    seven = Parser(resolver(), "node-1").seven
+    correlations = [seven.correlate(r) for r in records]
+    lazy = [
+        seven.decode_record(r, eager[i]["time"], eager[i]["uuid"], correlations[i])
+        for i, r in reversed(list(enumerate(records)))
+    ]
+    assert lazy[::-1] == eager
+    assert eager[1]["l7"]["latency_ns"] == "900000000" and "latency_ns" not in eager[2]["l7"]
+    assert seven.correlate({"Type": "Request"}) is None and seven.correlate([]) is None
+
+
 def test_request_cache_is_bounded() -> None:
     parser = Parser(resolver())
     parser.seven = type(parser.seven)(parser, request_cache_size=3)

@@ -52,7 +52,7 @@ PRINTED_CASES = [
 ]
 
 
-def decode(flow: dict, as_samples: bool) -> dict:
+def decode(flow: dict, as_samples: bool | str) -> dict:
     """The flow seven.py gives for the rebuilt records (the last record's flow), uuid as the fixture's."""
     parser = Parser(
         resolver_for(flow),
@@ -62,7 +62,15 @@ def decode(flow: dict, as_samples: bool) -> dict:
     )
     records = records_for(flow)
     now = parse_rfc3339_ns(flow["time"])
-    if as_samples:
+    if as_samples == "ring":  # into the node's ring undecoded, correlated, decoded when read
+        from hubblepy.observer.core import Observer
+
+        observer = Observer(flow.get("node_name", "") or "node")
+        observer.use_parser(parser)
+        observer.publish_l7(records, now, parser.seven)
+        ring = observer.flows
+        got = [entry.flow for _, entry in ring.read_many(range(ring.oldest_seq, ring.next_seq))[0]]
+    elif as_samples:
         got = parser.decode_batch([(0, access_log_sample(r)) for r in records], now)
     else:
         got = parser.seven.decode_batch(records, now)
@@ -83,8 +91,8 @@ def test_fixture_has_http_dns_and_kafka_l7_flows() -> None:
     assert len(L7_INDEXES) == 44  # HTTP 20, DNS 16, Kafka 8 (fixtures README)
 
 
-@pytest.mark.parametrize("as_samples", [False, True], ids=["records", "type-129-samples"])
-def test_rebuilt_records_decode_to_the_fixture_flows(as_samples: bool) -> None:
+@pytest.mark.parametrize("as_samples", [False, True, "ring"], ids=["records", "type-129-samples", "ring"])
+def test_rebuilt_records_decode_to_the_fixture_flows(as_samples: bool | str) -> None:
     exact = 0
     for i in L7_INDEXES:
         flow = orjson.loads(LINES[i])["flow"]
