@@ -147,7 +147,7 @@ def test_slow_reader_gets_lost_events_and_node_memory_stays_bounded(procs):
 def test_status_trailer_counts_ring_overwrites(procs):
     import io
 
-    from hubblepy.cli.live import status_main
+    from hubblepy.cli.status import status_main
 
     node = procs.agent("n1", "--replay", str(FLOWS), "--rate", "0", "--event-buffer-capacity", "15")
     stub = observer_pb2_grpc.ObserverStub(grpc.insecure_channel(node.address))
