@@ -61,7 +61,7 @@ def build_app():  # noqa: ANN201 - typer is imported lazily
     @app.command()
     def version() -> None:
         """Print the version of this hubble CLI."""
-        typer.echo(f"hubble v{__version__} (hubblepy)")
+        typer.echo(version_text())
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(app)
@@ -89,11 +89,19 @@ def run_raw(name: str, argv: list[str]) -> int:
     return module.main(argv)
 
 
+def version_text() -> str:
+    """What `hubble version` prints."""
+    return f"hubble v{__version__} (hubblepy)"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in RAW_COMMANDS:
         sys.exit(run_raw(argv[0], argv[1:]))
+    if argv == ["version"]:  # answered without loading typer (start-up time)
+        sys.stdout.write(version_text() + "\n")
+        sys.exit(0)
     build_app()(args=argv, prog_name="hubble")
 
 

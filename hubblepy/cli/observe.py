@@ -29,7 +29,7 @@ from hubblepy.cli.observe_args import (
 from hubblepy.cli.slog import slog_line, warn
 from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
 from hubblepy.codec.timestamps import canonical_ns
-from hubblepy.filters import FilterError, compile_byte_prefilter, compile_flow_filters
+from hubblepy.filters import FilterError
 from hubblepy.printer import Printer, PrintOptions
 
 
@@ -87,7 +87,7 @@ def run(
         return 0
     if args.debug and args.config_file_used:
         stderr.write(slog_line("DEBUG", "Using config file", config_file=args.config_file_used))
-    predicate = compile_flow_filters(args.allow, args.deny)
+    predicate = _compile_filters(args.allow, args.deny)
     jq_program = _compile_jq(args.jq) if args.jq is not None else None
     if args.debug:
         stderr.write(slog_line("DEBUG", "Sending GetFlows request", request=_request_summary(args)))
@@ -102,7 +102,7 @@ def run(
     args.check_file_last_limit()
     options = print_options(args, stdout)
     err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
-    prefilter = compile_byte_prefilter(args.allow, args.deny)
+    prefilter = _compile_prefilter(args.allow, args.deny)
     scan = functools.partial(
         _matching_in_batch,
         predicate=predicate,
@@ -137,6 +137,27 @@ def run(
             stream.close()
         stdout.flush()
     return 0
+
+
+def _match_all(record: dict) -> bool:
+    return True
+
+
+def _compile_filters(allow: list[dict], deny: list[dict]) -> Callable[[dict], bool]:
+    """The record predicate; the filter compiler is only loaded when there are filters."""
+    if not allow and not deny:
+        return _match_all
+    from hubblepy.filters import compile_flow_filters
+
+    return compile_flow_filters(allow, deny)
+
+
+def _compile_prefilter(allow: list[dict], deny: list[dict]) -> Callable[[bytes], bool] | None:
+    if not allow:
+        return None
+    from hubblepy.filters import compile_byte_prefilter
+
+    return compile_byte_prefilter(allow, deny)
 
 
 def print_options(args: ObserveArgs, stdout: BinaryIO) -> PrintOptions:

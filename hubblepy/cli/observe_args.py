@@ -20,7 +20,6 @@ needs. Filter *compilation* (IP, port, regex, label checks) is not done here.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.filter_flags import FILTER_FLAG_NAMES, FilterBuilder, FilterFlagError, go_parse_uint
-from hubblepy.cli.raw_filters import RawFilterError, decode_flow_filters, render_raw_filters
 from hubblepy.cli.timeparse import (
     DurationError,
     TimeParseError,
@@ -288,9 +284,18 @@ def _go_parse_bool(text: str) -> bool:
     raise ValueError(f"strconv.ParseBool: parsing {go_quote(text)}: invalid syntax")
 
 
+def render_raw_filters(allow: list[dict], deny: list[dict]) -> str:
+    """The ``--print-raw-filters`` YAML (the codec is loaded only when asked for)."""
+    from hubblepy.cli import raw_filters
+
+    return raw_filters.render_raw_filters(allow, deny)
+
+
 def _read_csv(text: str) -> list[str]:
     if text == "":
         return []
+    import csv  # lazy: start-up time
+
     try:
         return next(csv.reader([text.split("\n", 1)[0]], strict=True))
     except (csv.Error, StopIteration) as exc:
@@ -429,8 +434,14 @@ def _load_config_file(path: str) -> dict | None:
         return None
     try:
         with open(path, "rb") as handle:
-            loaded = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            data = handle.read()
+    except OSError:
+        return None
+    import yaml  # lazy: only when a config file exists (start-up time)
+
+    try:
+        loaded = yaml.safe_load(data)
+    except (yaml.YAMLError, UnicodeDecodeError):
         return None
     if loaded is None:
         loaded = {}
@@ -687,7 +698,12 @@ def parse_observe_args(
     args.allow = flags.filters.allow_filters()
     args.deny = flags.filters.deny_filters()
     for key, target in (("allowlist", args.allow), ("denylist", args.deny)):
-        for raw in settings.string_list(key):
+        raws = settings.string_list(key)
+        if not raws:
+            continue
+        from hubblepy.cli.raw_filters import RawFilterError, decode_flow_filters  # lazy: start-up time
+
+        for raw in raws:
             try:
                 target.extend(decode_flow_filters(raw))
             except RawFilterError as exc:

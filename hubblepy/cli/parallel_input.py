@@ -16,7 +16,6 @@ Only formats whose records print independently of each other (compact, JSON) and
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +146,8 @@ def run(
             number += stream.read(end - start).count(b"\n")
     tasks = [(path, start, end, line_numbers[i]) for i, (start, end) in enumerate(bounds)]
     _JOB = job
+    import multiprocessing  # lazy: start-up time of small files
+
     context = multiprocessing.get_context("fork")
     lenient_decoder = None
     try:

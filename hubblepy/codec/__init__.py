@@ -13,7 +13,17 @@ as names, 64-bit integers as strings, UTC timestamps, defaults omitted).
 from .decoder import ResponseDecoder, normalize, parse_message
 from .errors import DecodeError
 from .jsontext import encode, encode_response
-from .messages import dict_to_message, message_to_dict
+
+# ``messages`` loads protobuf's json_format: imported on first use (start-up of `hubble observe`).
+
+
+def __getattr__(name: str) -> object:
+    if name in ("dict_to_message", "message_to_dict"):
+        from . import messages
+
+        return getattr(messages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DecodeError",
