@@ -111,6 +111,7 @@ def run(
         until_ns=args.until_ns,
     )
     sequential_only = bool(args.file_first or args.file_last or jq_program is not None or args.debug)
+    bar = _progress_bar(args.input_file, stdout, stderr) if stream is not stdin else None
     if stream is not stdin and parallel_input.usable(args.input_file, args.output, sequential_only):
         stream.close()
         job = parallel_input.LineJob(
@@ -118,25 +119,49 @@ def run(
             process=functools.partial(_print_block, scan),
             make_printer=lambda out, err: Printer(options, out, err),
         )
-        parallel_input.run(
-            args.input_file, job, stdout, err_bin, lambda text: _warn_unknown_field(stderr, text)
-        )
+        try:
+            parallel_input.run(
+                args.input_file,
+                job,
+                stdout,
+                err_bin,
+                lambda text: _warn_unknown_field(stderr, text),
+                on_block=bar.advance if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         stdout.flush()
         return 0
     printer = Printer(options, stdout, err_bin)
+    source: BinaryIO = stream
+    if bar is not None:
+        from hubblepy.cli.progress import CountingReader
+
+        source = cast(BinaryIO, CountingReader(stream, bar))
     try:
         decoder = ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text))
-        records = _matching_records(iter_line_batches(stream), decoder, scan, stderr.write)
+        records = _matching_records(iter_line_batches(source), decoder, scan, stderr.write)
         if jq_program is not None:
             _print_jq(records, args, jq_program, stdout, stderr)
         else:
             _print_records(records, args, printer)
     finally:
+        if bar is not None:
+            bar.close()
         printer.close()
         if stream is not stdin:
             stream.close()
         stdout.flush()
     return 0
+
+
+def _progress_bar(path: str, stdout: BinaryIO, stderr: TextIO):  # noqa: ANN202 - progress.Bar | None
+    """A progress bar on stderr for a long read when stderr is a terminal (see progress.wanted)."""
+    from hubblepy.cli import progress
+
+    size = progress.wanted(path, stdout, stderr)
+    return progress.Bar(path, size, stderr) if size else None
 
 
 def _match_all(record: dict) -> bool:

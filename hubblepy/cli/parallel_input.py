@@ -132,8 +132,12 @@ def run(
     stderr: BinaryIO,
     warn_unknown: Callable[[str], None],
     workers: int | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> None:
-    """Process ``path`` with worker processes and write its output in file order."""
+    """Process ``path`` with worker processes and write its output in file order.
+
+    ``on_block(size)`` is called with each block's size in bytes once its output is written.
+    """
     global _JOB
     with open(path, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
@@ -163,6 +167,8 @@ def run(
                     lenient_decoder = _finish_leniently(
                         task, result.stopped_at, job, lenient_decoder, stdout, stderr, warn_unknown
                     )
+                if on_block is not None:
+                    on_block(task[2] - task[1])
     finally:
         _JOB = None
 
