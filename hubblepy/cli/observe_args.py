@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.filter_flags import FILTER_FLAG_NAMES, FilterBuilder, FilterFlagError, go_parse_uint
 from hubblepy.cli.timeparse import (
     DurationError,
@@ -525,6 +524,8 @@ class _Settings:
 
 def _validate_field_mask(paths: list[str]) -> None:
     for path in paths:
+        from hubblepy.api.flow import flow_pb2  # lazy: start-up time
+
         descriptor = flow_pb2.Flow.DESCRIPTOR
         valid = True
         for name in path.split("."):
