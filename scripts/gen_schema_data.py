@@ -33,13 +33,18 @@ def render() -> str:
         "# ruff: noqa: E501",
         "# fmt: off",
         "# message: [(name, json_name, number, index, kind, kind_name, repeated, presence, oneof, type)]",
-        "MESSAGES = {",
+        "MESSAGES: dict[str, list[tuple]] = {",
     ]
     for name, fields in messages.items():
         lines.append(f"    {_literal(name)}: [")
         lines.extend(f"        ({', '.join(_literal(v) for v in f)})," for f in fields)
         lines.append("    ],")
-    lines += ["}", "", "# enum: [(name, number)] in declaration order", "ENUMS = {"]
+    lines += [
+        "}",
+        "",
+        "# enum: [(name, number)] in declaration order",
+        "ENUMS: dict[str, list[tuple[str, int]]] = {",
+    ]
     for name, values in enums.items():
         lines.append(f"    {_literal(name)}: [{', '.join(f'({_literal(v)}, {n})' for v, n in values)}],")
     lines.append("}")

@@ -10,9 +10,14 @@ as names, 64-bit integers as strings, UTC timestamps, defaults omitted).
 - :func:`message_to_dict` / :func:`dict_to_message` convert to and from protobuf messages.
 """
 
+from typing import TYPE_CHECKING
+
 from .decoder import ResponseDecoder, normalize, parse_message
 from .errors import DecodeError
 from .jsontext import encode, encode_response
+
+if TYPE_CHECKING:
+    from .messages import dict_to_message, message_to_dict
 
 # ``messages`` loads protobuf's json_format: imported on first use (start-up of `hubble observe`).
 

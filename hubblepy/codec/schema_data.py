@@ -4,7 +4,7 @@ scripts/gen_schema_data.py from hubblepy/api: do not edit."""
 # ruff: noqa: E501
 # fmt: off
 # message: [(name, json_name, number, index, kind, kind_name, repeated, presence, oneof, type)]
-MESSAGES = {
+MESSAGES: dict[str, list[tuple]] = {
     "flow.AgentEvent": [
         ("type", "type", 1, 0, 9, "enum", False, False, None, "flow.AgentEventType"),
         ("unknown", "unknown", 100, 1, 10, "message", False, True, "flow.AgentEvent.notification", "flow.AgentEventUnknown"),
@@ -464,7 +464,7 @@ MESSAGES = {
 }
 
 # enum: [(name, number)] in declaration order
-ENUMS = {
+ENUMS: dict[str, list[tuple[str, int]]] = {
     "flow.AgentEventType": [("AGENT_EVENT_UNKNOWN", 0), ("AGENT_STARTED", 2), ("POLICY_UPDATED", 3), ("POLICY_DELETED", 4), ("ENDPOINT_REGENERATE_SUCCESS", 5), ("ENDPOINT_REGENERATE_FAILURE", 6), ("ENDPOINT_CREATED", 7), ("ENDPOINT_DELETED", 8), ("IPCACHE_UPSERTED", 9), ("IPCACHE_DELETED", 10), ("SERVICE_UPSERTED", 11), ("SERVICE_DELETED", 12)],
     "flow.AuthType": [("DISABLED", 0), ("SPIRE", 1), ("TEST_ALWAYS_FAIL", 2)],
     "flow.DebugCapturePoint": [("DBG_CAPTURE_POINT_UNKNOWN", 0), ("DBG_CAPTURE_DELIVERY", 4), ("DBG_CAPTURE_FROM_LB", 5), ("DBG_CAPTURE_AFTER_V46", 6), ("DBG_CAPTURE_AFTER_V64", 7), ("DBG_CAPTURE_PROXY_PRE", 8), ("DBG_CAPTURE_PROXY_POST", 9), ("DBG_CAPTURE_SNAT_PRE", 10), ("DBG_CAPTURE_SNAT_POST", 11)],
