@@ -140,12 +140,23 @@ def main() -> None:
         f"{'case':<52} {'hubblepy flows/s':>17} {'1 process':>10} {'jq flows/s':>11}"
         f" {'ratio':>6} {'1-proc ratio':>13}"
     )
+    rates: dict[str, tuple[float, float, float]] = {}
     for name, args, jq_program in CASES:
         ours = lines / best_time([*hubble, *args], options.runs)
         single = lines / best_time([*hubble, *args], options.runs, one_process)
         theirs = lines / best_time([jq, "-c", jq_program, str(path)], options.runs) if jq else 0.0
+        rates[name] = (ours, single, theirs)
         ratio = f"{ours / theirs:>5.1f}x {single / theirs:>12.1f}x" if theirs else "(no jq)"
         print(f"{name:<52} {ours:>17,.0f} {single:>10,.0f} {theirs:>11,.0f} {ratio}")
+    # Issue 14's yardstick: compact output of every flow against jq selecting the drops.
+    compact, compact_single, _ = rates[CASES[0][0]]
+    jq_select = rates[CASES[1][0]][2]
+    if jq_select:
+        print(
+            f"compact (all flows) / jq -c 'select(.flow.verdict == \"DROPPED\")': {compact / jq_select:.1f}x"
+            f" ({compact_single / jq_select:.1f}x in one process; goal: at least 4x);"
+            f" load average {os.getloadavg()[0]:.2f}"
+        )
 
 
 if __name__ == "__main__":
