@@ -20,6 +20,7 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 def tests(session: nox.Session) -> None:
     """The whole test suite (real eBPF tests need root; they say why when they skip)."""
     session.run("python", "scripts/gen_protos.py", "--check")
+    session.run("python", "scripts/gen_schema_data.py", "--check")
     session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs)
 
 
@@ -38,8 +39,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def protos(session: nox.Session) -> None:
-    """Regenerate hubblepy/api from proto/."""
+    """Regenerate hubblepy/api from proto/, then the codec's schema data (hubblepy/codec/schema_data.py)."""
     session.run("python", "scripts/gen_protos.py")
+    session.run("python", "scripts/gen_schema_data.py")
 
 
 @nox.session

@@ -23,17 +23,17 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.timeparse import go_quote
+from hubblepy.codec import schema
 from hubblepy.filters import FilterError
 from hubblepy.filters import parse_identity as _parse_identity
 from hubblepy.gotext import go_parse_uint
 
 #: FlowFilter field names in .proto declaration order (the key order of canonical dicts).
-FLOW_FILTER_FIELDS: tuple[str, ...] = tuple(f.name for f in flow_pb2.FlowFilter.DESCRIPTOR.fields)
+FLOW_FILTER_FIELDS: tuple[str, ...] = tuple(f.name for f in schema.message_info("flow.FlowFilter").fields)
 
-VERDICT_NAMES = frozenset(v.name for v in flow_pb2.Verdict.DESCRIPTOR.values)
-DROP_REASON_NAMES = frozenset(v.name for v in flow_pb2.DropReason.DESCRIPTOR.values)
+VERDICT_NAMES = frozenset(schema.enum_numbers("flow.Verdict"))
+DROP_REASON_NAMES = frozenset(schema.enum_numbers("flow.DropReason"))
 
 #: Monitor message type names accepted by ``--type`` (case-sensitive).
 EVENT_TYPE_NAMES: dict[str, int] = {

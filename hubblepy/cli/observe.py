@@ -30,7 +30,7 @@ from hubblepy.cli.observe_args import (
 from hubblepy.cli.slog import slog_line, warn
 from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
 from hubblepy.codec.timestamps import canonical_ns
-from hubblepy.filters import FilterError, compile_byte_prefilter, compile_flow_filters
+from hubblepy.filters import FilterError
 from hubblepy.printer import Printer
 from hubblepy.printer.options import observe_print_options as print_options
 
@@ -91,7 +91,7 @@ def run(
         return 0
     if args.debug and args.config_file_used:
         stderr.write(slog_line("DEBUG", "Using config file", config_file=args.config_file_used))
-    predicate = compile_flow_filters(args.allow, args.deny)
+    predicate = _compile_filters(args.allow, args.deny)
     if args.jq is not None and "output" in args.changed and args.output != "json":
         raise ObserveError(f"--jq needs JSON output: drop -o {args.output_flag} or use -o json")
     jq_program = _compile_jq(args.jq) if args.jq is not None else None
@@ -108,7 +108,7 @@ def run(
     args.check_file_last_limit()
     options = print_options(args, stdout)
     err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
-    prefilter = compile_byte_prefilter(args.allow, args.deny)
+    prefilter = _compile_prefilter(args.allow, args.deny)
     scan = functools.partial(
         _matching_in_batch,
         predicate=predicate,
@@ -117,6 +117,7 @@ def run(
         until_ns=args.until_ns,
     )
     sequential_only = bool(args.file_first or args.file_last or jq_program is not None or args.debug)
+    bar = _progress_bar(args.input_file, stdout, stderr) if stream is not stdin else None
     if stream is not stdin and parallel_input.usable(args.input_file, args.output, sequential_only):
         stream.close()
         job = parallel_input.LineJob(
@@ -124,15 +125,29 @@ def run(
             process=functools.partial(_print_block, scan),
             make_printer=lambda out, err: Printer(options, out, err),
         )
-        parallel_input.run(
-            args.input_file, job, stdout, err_bin, lambda text: _warn_unknown_field(stderr, text)
-        )
+        try:
+            parallel_input.run(
+                args.input_file,
+                job,
+                stdout,
+                err_bin,
+                lambda text: _warn_unknown_field(stderr, text),
+                on_block=bar.advance if bar is not None else None,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
         stdout.flush()
         return 0
     printer = Printer(options, stdout, err_bin)
+    source: BinaryIO = stream
+    if bar is not None:
+        from hubblepy.cli.progress import CountingReader
+
+        source = cast(BinaryIO, CountingReader(stream, bar))
     try:
         decoder = ResponseDecoder(on_unknown_field=lambda text: _warn_unknown_field(stderr, text))
-        records = _matching_records(iter_line_batches(stream), decoder, scan, stderr.write)
+        records = _matching_records(iter_line_batches(source), decoder, scan, stderr.write)
         if jq_program is not None:
             failures = _print_jq(records, args, jq_program, stdout, stderr)
             if failures:
@@ -142,11 +157,42 @@ def run(
         else:
             _print_records(records, args, printer)
     finally:
+        if bar is not None:
+            bar.close()
         printer.close()
         if stream is not stdin:
             stream.close()
         stdout.flush()
     return 0
+
+
+def _progress_bar(path: str, stdout: BinaryIO, stderr: TextIO):  # noqa: ANN202 - progress.Bar | None
+    """A progress bar on stderr for a long read when stderr is a terminal (see progress.wanted)."""
+    from hubblepy.cli import progress
+
+    size = progress.wanted(path, stdout, stderr)
+    return progress.Bar(path, size, stderr) if size else None
+
+
+def _match_all(record: dict) -> bool:
+    return True
+
+
+def _compile_filters(allow: list[dict], deny: list[dict]) -> Callable[[dict], bool]:
+    """The record predicate; the filter compiler is only loaded when there are filters."""
+    if not allow and not deny:
+        return _match_all
+    from hubblepy.filters import compile_flow_filters
+
+    return compile_flow_filters(allow, deny)
+
+
+def _compile_prefilter(allow: list[dict], deny: list[dict]) -> Callable[[bytes], bool] | None:
+    if not allow:
+        return None
+    from hubblepy.filters import compile_byte_prefilter
+
+    return compile_byte_prefilter(allow, deny)
 
 
 def _compile_jq(expression: str):  # noqa: ANN202 - jq's program type is not exported

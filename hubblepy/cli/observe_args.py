@@ -15,12 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hubblepy.api.flow import flow_pb2
 from hubblepy.cli.connection_flags import validate_flags
 from hubblepy.cli.filter_flags import FILTER_FLAG_NAMES, FilterBuilder
 from hubblepy.cli.observe_flags import observe_flag_specs
 from hubblepy.cli.pflag import FlagSet, HelpRequested, UsageError
-from hubblepy.cli.raw_filters import RawFilterError, decode_flow_filters, render_raw_filters
 from hubblepy.cli.settings import OBSERVE_KEYS, Settings
 from hubblepy.cli.timeparse import TimeParseError, go_quote, parse_time_bound
 
@@ -159,7 +157,16 @@ class ObserveArgs:
         return self.number if self.first_mode and self.number != ALL_FLOWS else 0
 
 
+def render_raw_filters(allow: list[dict], deny: list[dict]) -> str:
+    """The ``--print-raw-filters`` YAML (the codec is loaded only when asked for)."""
+    from hubblepy.cli import raw_filters
+
+    return raw_filters.render_raw_filters(allow, deny)
+
+
 def _validate_field_mask(paths: list[str]) -> None:
+    from hubblepy.api.flow import flow_pb2
+
     for path in paths:
         descriptor = flow_pb2.Flow.DESCRIPTOR
         valid = True
@@ -330,6 +337,8 @@ def parse_observe_args(
     args.deny = filters.deny_filters()
     for key, target in (("allowlist", args.allow), ("denylist", args.deny)):
         for raw in settings.string_list(key):
+            from hubblepy.cli.raw_filters import RawFilterError, decode_flow_filters
+
             try:
                 target.extend(decode_flow_filters(raw))
             except RawFilterError as exc:

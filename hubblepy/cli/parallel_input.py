@@ -9,6 +9,12 @@ at a line with an unknown field; the parent then warns once and finishes that bl
 Later blocks are unaffected: a line without unknown fields decodes the same in both modes, and a
 line with one makes its worker stop again.
 
+Workers start at once, before anyone knows where their lines are in the file: they number lines
+from 1 and report how many their block holds. The parent learns each block's first line number as
+it writes the blocks in order; a block whose worker printed warnings (which carry line numbers) is
+printed again by the parent, numbered right. Warnings are rare, so nearly every block is printed
+by its worker alone.
+
 Only formats whose records print independently of each other (compact, JSON) and runs without
 ``--first``/``--last``/``--jq`` take this path; the caller decides (:func:`usable`).
 """
@@ -16,7 +22,6 @@ Only formats whose records print independently of each other (compact, JSON) and
 from __future__ import annotations
 
 import io
-import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +65,7 @@ class BlockResult:
 
     out: bytes
     err: bytes
+    newlines: int  # the number of line ends in the block
     stopped_at: int = -1  # index of the line the worker did not finish, or -1
     reason: str = ""  # "unknown-field" or "too-long"
 
@@ -111,6 +117,7 @@ def _work(task: tuple[str, int, int, int]) -> BlockResult:
     with open(path, "rb") as stream:
         stream.seek(start)
         data = stream.read(end - start)
+    newlines = data.count(b"\n")
     lines, too_long = _block_lines(data)
     out, err = io.BytesIO(), io.BytesIO()
     printer = _JOB.make_printer(out, err)
@@ -119,11 +126,11 @@ def _work(task: tuple[str, int, int, int]) -> BlockResult:
         _JOB.process(lines, first_line_number, decoder, printer, err)
     except StopBlock as stop:
         printer.close()
-        return BlockResult(out.getvalue(), err.getvalue(), stop.index, "unknown-field")
+        return BlockResult(out.getvalue(), err.getvalue(), newlines, stop.index, "unknown-field")
     printer.close()
     if too_long:
-        return BlockResult(out.getvalue(), err.getvalue(), len(lines), "too-long")
-    return BlockResult(out.getvalue(), err.getvalue())
+        return BlockResult(out.getvalue(), err.getvalue(), newlines, len(lines), "too-long")
+    return BlockResult(out.getvalue(), err.getvalue(), newlines)
 
 
 def run(
@@ -133,35 +140,46 @@ def run(
     stderr: BinaryIO,
     warn_unknown: Callable[[str], None],
     workers: int | None = None,
+    on_block: Callable[[int], None] | None = None,
 ) -> None:
-    """Process ``path`` with worker processes and write its output in file order."""
+    """Process ``path`` with worker processes and write its output in file order.
+
+    ``on_block(size)`` is called with each block's size in bytes once its output is written.
+    """
     global _JOB
     with open(path, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         bounds = block_bounds(stream, size)
-        line_numbers = []
-        number = 1
-        for start, end in bounds:
-            line_numbers.append(number)
-            stream.seek(start)
-            number += stream.read(end - start).count(b"\n")
-    tasks = [(path, start, end, line_numbers[i]) for i, (start, end) in enumerate(bounds)]
+    # Workers number their lines from 1; the parent knows the true numbers once earlier blocks are in.
+    tasks = [(path, start, end, 1) for start, end in bounds]
+    number = 1
     _JOB = job
+    import multiprocessing  # lazy: start-up time of small files
+
     context = multiprocessing.get_context("fork")
     lenient_decoder = None
     try:
         with context.Pool(workers or os.cpu_count() or 2) as pool:
-            for task, result in zip(tasks, pool.imap(_work, tasks), strict=True):
-                stdout.write(result.out)
+            for (_, start, end, _), result in zip(tasks, pool.imap(_work, tasks), strict=True):
+                task = (path, start, end, number)
+                number += result.newlines
                 if result.err:
-                    stdout.flush()
-                    stderr.write(result.err)
+                    # Warnings name line numbers the worker did not know: print this block again.
+                    lenient_decoder = _finish_leniently(
+                        task, 0, job, lenient_decoder, stdout, stderr, warn_unknown
+                    )
+                    if on_block is not None:
+                        on_block(end - start)
+                    continue
+                stdout.write(result.out)
                 if result.reason == "too-long":
                     raise InputError(TOKEN_TOO_LONG)
                 if result.reason == "unknown-field":
                     lenient_decoder = _finish_leniently(
                         task, result.stopped_at, job, lenient_decoder, stdout, stderr, warn_unknown
                     )
+                if on_block is not None:
+                    on_block(end - start)
     finally:
         _JOB = None
 

@@ -14,7 +14,6 @@ and a description.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,6 +85,8 @@ def read_csv(text: str) -> list[str]:
     """pflag's ``readAsCSV`` of a string-slice value."""
     if text == "":
         return []
+    import csv  # lazy: start-up time
+
     try:
         return next(csv.reader([text.split("\n", 1)[0]], strict=True))
     except (csv.Error, StopIteration) as exc:

@@ -6,6 +6,10 @@ checks policy files offline through the same loader the lab uses.
 ``verdict: AUDIT`` filter) or from a file of ``hubble observe -o json`` lines (``--input-file``,
 ``-`` for stdin), and groups them by source, destination, port and direction with counts, first and
 last seen and the policies that would deny them (:class:`hubblepy.policy.audit.AuditReport`).
+Sources and destinations are workloads (Deployment, StatefulSet... names) or, with ``--by pod``,
+pods; audited egress to destinations outside the cluster is summed up by DNS name when known.
+Output: a table, ``-o csv`` (header row) or ``-o json``. When no flow matched, the command says so
+on stderr and exits 1: an empty report is no evidence that enforcement would break nothing.
 ``--since``/``--until`` bound the flows' times as in ``hubble observe`` (sent in the request to a
 server, applied line by line to a file). The server connection takes the live CLI's flags and
 settings (``--tls`` and friends, ``--timeout``, ``HUBBLE_*`` variables, the config file) through
@@ -99,7 +103,8 @@ def _connection(flags: dict[str, Any]) -> Any:
         raise _fail(str(exc)) from None
 
 
-def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, report: Any) -> None:
+def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, report: Any) -> int:
+    """Adds the server's AUDIT flows to ``report``; returns how many flows were read."""
     import grpc
 
     from hubblepy.api.flow import flow_pb2
@@ -118,18 +123,22 @@ def _from_server(conn: Any, namespace: str, last: int, window: TimeWindow, repor
         channel = dial(conn)
     except LiveError as exc:
         raise _fail(str(exc)) from None
+    read = 0
     try:
         stub = observer_pb2_grpc.ObserverStub(channel)
         for response in stub.GetFlows(request, timeout=max(conn.timeout_s, 30.0)):
             if response.HasField("flow"):
+                read += 1
                 report.add(message_to_dict(response.flow))
     except grpc.RpcError as exc:
         raise _fail(rpc_error_line(exc)) from None
     finally:
         hangup(channel)
+    return read
 
 
-def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> None:
+def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> int:
+    """Adds the file's matching AUDIT flows to ``report``; returns how many flows were read."""
     from hubblepy.cli.file_input import InputError, iter_line_batches, open_input
     from hubblepy.cli.timeparse import TimeParseError, parse_rfc3339_ns
     from hubblepy.codec import DecodeError, ResponseDecoder
@@ -140,7 +149,7 @@ def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> No
         stream = open_input(path, sys.stdin.buffer)
     except InputError as exc:
         raise _fail(str(exc)) from None
-    number = 0
+    number = read = 0
     windowed = window != TimeWindow()
     try:
         for batch in iter_line_batches(stream):
@@ -155,6 +164,7 @@ def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> No
                 flow = response.get("flow")
                 if flow is None:
                     continue
+                read += 1
                 if windowed and flow.get("verdict") == "AUDIT":
                     try:
                         stamp = parse_rfc3339_ns(flow.get("time") or response.get("time") or "")
@@ -173,6 +183,21 @@ def _from_file(path: str, namespace: str, window: TimeWindow, report: Any) -> No
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
+    return read
+
+
+def _nothing_matched(read: int, namespace: str, since: str, until: str, source: str) -> str:
+    """The one line saying that no flow matched the query, and what was asked."""
+    asked = [f"namespace {namespace}"] if namespace else []
+    if since:
+        asked.append(f"since {since}")
+    if until:
+        asked.append(f"until {until}")
+    query = f" ({', '.join(asked)})" if asked else ""
+    return (
+        f"no flow with verdict AUDIT matched{query} in {read} flow{'s' if read != 1 else ''} read from "
+        f"{source}: nothing to report, and no evidence about what enforcement would drop"
+    )
 
 
 @policy_app.command("audit-report")
@@ -191,7 +216,12 @@ def audit_report(
     until: str = typer.Option(
         "", "--until", help="only flows until this time (RFC 3339) or duration ago (e.g. 5s, 2m, 3h)"
     ),
-    output: str = typer.Option("table", "--output", "-o", help="table or json"),
+    output: str = typer.Option("table", "--output", "-o", help="table, csv or json"),
+    by: str = typer.Option(
+        "workload",
+        "--by",
+        help="group sources and destinations by workload (Deployment, StatefulSet...) or by pod",
+    ),
     timeout: str = typer.Option(
         "", "--timeout", help="how long to wait for the server connection (default 5s)"
     ),
@@ -211,11 +241,16 @@ def audit_report(
         "", "--tls-server-name", help="name to verify the server certificate against"
     ),
 ) -> None:
-    """What would break if enforcement were turned on: AUDIT verdicts by source, destination and port."""
-    from hubblepy.policy.audit import AuditReport
+    """What would break if enforcement were turned on: AUDIT verdicts by source, destination and port.
 
-    if output not in ("table", "json"):
-        raise _fail(f"unknown output format {output!r} (table, json)")
+    Exits 1, saying so, when no flow matched.
+    """
+    from hubblepy.policy.audit import GROUPINGS, AuditReport
+
+    if output not in ("table", "csv", "json"):
+        raise _fail(f"unknown output format {output!r} (table, csv, json)")
+    if by not in GROUPINGS:
+        raise _fail(f"unknown grouping --by {by!r} ({', '.join(GROUPINGS)})")
     connection_flags = {
         "server": server,
         "timeout": timeout,
@@ -237,16 +272,26 @@ def audit_report(
     if last < 0:
         raise _fail("--last must be 0 or more")
     window = _time_window(since, until)
-    report = AuditReport()
+    report = AuditReport(by=by)
     if input_file:
-        _from_file(input_file, namespace, window, report)
+        read = _from_file(input_file, namespace, window, report)
+        source = "stdin" if input_file == "-" else input_file
     else:
         conn = _connection({**connection_flags, "config": config, "request_timeout": ""})
-        _from_server(conn, namespace, last, window, report)
+        read = _from_server(conn, namespace, last, window, report)
+        source = getattr(conn, "server", "") or "the server"
+    if not report.flows:
+        raise _fail(_nothing_matched(read, namespace, since, until, source))
     if output == "json":
         import json
 
         typer.echo(json.dumps(report.to_json(), indent=2))
+    elif output == "csv":
+        import csv
+
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(report.csv_rows())
+        typer.echo(buffer.getvalue(), nl=False)
     else:
         typer.echo(report.table(), nl=False)
 

@@ -10,10 +10,25 @@ as names, 64-bit integers as strings, UTC timestamps, defaults omitted).
 - :func:`message_to_dict` / :func:`dict_to_message` convert to and from protobuf messages.
 """
 
+from typing import TYPE_CHECKING
+
 from .decoder import ResponseDecoder, normalize, parse_message
 from .errors import DecodeError
 from .jsontext import encode, encode_response
-from .messages import dict_to_message, message_to_dict
+
+if TYPE_CHECKING:
+    from .messages import dict_to_message, message_to_dict
+
+# ``messages`` loads protobuf's json_format: imported on first use (start-up of `hubble observe`).
+
+
+def __getattr__(name: str) -> object:
+    if name in ("dict_to_message", "message_to_dict"):
+        from . import messages
+
+        return getattr(messages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DecodeError",

@@ -13,7 +13,11 @@ It is fast because the work per object is generated code: for each message type
 and each distinct key tuple seen (``tuple(d)``), a checker function is built once
 from the descriptors (or a rejecting one if the keys are unknown, out of order or
 break a oneof). The checker compares the value types in one C-level step and
-then runs straight-line checks of the values. Anything it cannot cheaply prove
+then runs straight-line checks of the values. Compiling that code costs about a
+millisecond per key tuple, more than a short file takes to read, so a key tuple is
+first checked by a loop over per-field checks (the same expressions, compiled once
+per field) and gets its generated function once it has been seen
+``_COMPILE_AFTER`` times. Anything it cannot cheaply prove
 (doubles, bytes, Any, Duration, FieldMask, Struct, unknown enum numbers) is
 reported "not canonical" and left to the slow path: a false "not canonical" only
 costs time, a false "canonical" would be a bug.
@@ -32,6 +36,7 @@ Checker = Callable[[Any], bool]
 
 _MAX_PLANS_PER_MESSAGE = 4096
 _MAX_INLINE_DEPTH = 4
+_COMPILE_AFTER = 64  # sightings of a key tuple before its straight-line checker is generated
 
 # Valid calendar dates only: days per month, Feb 29 in leap years, no year 0000.
 _LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
@@ -95,6 +100,7 @@ class _Generator:
     def __init__(self, no_empty_strings: bool) -> None:
         self.no_empty_strings = no_empty_strings
         self.plan_tables: dict[str, tuple[dict[tuple, Checker], Callable[[Any], Checker]]] = {}
+        self._field_checks: dict[int, Checker | None] = {}  # id(FieldInfo) -> check of one value
 
     def plans(self, info: MessageInfo) -> tuple[dict[tuple, Checker], Callable[[Any], Checker]]:
         """(plan cache, plan builder) of message ``info``; the builder caches what it builds."""
@@ -109,7 +115,7 @@ class _Generator:
             keys = tuple(d)
             if len(plans) >= _MAX_PLANS_PER_MESSAGE:
                 plans.clear()
-            plan = plans[keys] = self._plan(info, keys, d)
+            plan = plans[keys] = self._counting_plan(info, keys, plans)
             return plan
 
         self.plan_tables[info.full_name] = (plans, build)
@@ -143,6 +149,57 @@ class _Generator:
             last_index = f.index
             fields.append(f)
         return fields
+
+    def _counting_plan(self, info: MessageInfo, keys: tuple, plans: dict[tuple, Checker]) -> Checker:
+        """The looping checker of a key tuple, replaced by the generated one after enough uses."""
+        loop = self._loop_plan(info, keys)
+        if loop is _reject or loop is _is_dict:
+            return loop
+        seen = 0
+
+        def plan(d: Any) -> Any:
+            nonlocal seen
+            seen += 1
+            if seen >= _COMPILE_AFTER and plans.get(keys) is plan:
+                plans[keys] = self._plan(info, keys, d)
+            return loop(d)
+
+        return plan
+
+    def _loop_plan(self, info: MessageInfo, keys: tuple) -> Checker:
+        """Checker for dicts with exactly these keys: the generated expressions, field by field."""
+        if not keys:
+            return _is_dict
+        fields = self._fields_for(info, keys)
+        if fields is None:
+            return _reject
+        checks = []
+        for f in fields:
+            check = self._field_check(f)
+            if check is None:
+                return _reject
+            checks.append(check)
+
+        def loop(d: Any) -> bool:
+            for check, value in zip(checks, d.values(), strict=True):  # noqa: SIM110 - faster than all()
+                if not check(value):
+                    return False
+            return True
+
+        return loop
+
+    def _field_check(self, f: FieldInfo) -> Checker | None:
+        """The value check of a present field as a function (None if never canonical-fast)."""
+        key = id(f)
+        if key in self._field_checks:
+            return self._field_checks[key]
+        env: dict[str, Any] = {}
+        expression = self._value_check(f, "v", env)
+        check = None
+        if expression is not None:
+            check = eval(f"lambda v: {expression}", env)  # noqa: S307 - generated from descriptors only
+        self._field_checks[key] = check
+        return check
 
     def _plan(self, info: MessageInfo, keys: tuple, sample: dict | None = None) -> Checker:
         """Checker for dicts of message ``info`` with exactly these keys.

@@ -20,8 +20,6 @@ import struct
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from google.protobuf import descriptor_pool
-
 from . import schema
 from .canonical import TIMESTAMP_RE
 from .schema import FieldInfo, MessageInfo
@@ -238,7 +236,7 @@ def _any(value: Any, path: tuple[int, ...], lenient: bool) -> dict:
     if type(type_url) is not str:
         raise Problem((*path, type_index), False, 'invalid "@type" value: {raw}')
     try:
-        desc = descriptor_pool.Default().FindMessageTypeByName(type_url.rsplit("/", 1)[-1])
+        desc = schema.find_descriptor(type_url.rsplit("/", 1)[-1])  # loads protobuf (Any is rare)
     except KeyError:
         raise Problem((*path, type_index), False, 'unable to resolve {raw}: "not found"') from None
     info = schema.message_info_for(desc)

@@ -26,10 +26,35 @@ Semantics (Hubble 1.19: the CLI's filter flags and Cilium's pkg/hubble/filters),
   ``url.ParseRequestURI`` yields and an unparsable URL never matches.
 """
 
-from hubblepy.filters.compiler import compile_flow_filter, compile_flow_filters, normalize_flow_filter
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from hubblepy.filters.errors import FilterError
 from hubblepy.filters.identity import RESERVED_IDENTITIES, go_parse_uint_base0, parse_identity
-from hubblepy.filters.prefilter import compile_byte_prefilter
+
+if TYPE_CHECKING:
+    from hubblepy.filters.compiler import compile_flow_filter, compile_flow_filters, normalize_flow_filter
+    from hubblepy.filters.prefilter import compile_byte_prefilter
+
+# The compilers load on first use: `hubble observe` without filter flags never needs them.
+_HOMES = {
+    "compile_flow_filter": "compiler",
+    "compile_flow_filters": "compiler",
+    "normalize_flow_filter": "compiler",
+    "compile_byte_prefilter": "prefilter",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "RESERVED_IDENTITIES",

@@ -129,13 +129,17 @@ def _all_audited(refs: list[PolicyRef], settings: AuditSettings, enforced: bool)
 
 
 __all__ = [
+    "CSV_HEADER",
+    "GROUPINGS",
     "AuditGroup",
     "AuditReport",
+    "ExternalDestination",
     "AuditSettings",
     "AuditedPolicy",
     "apply_audit",
     "matching_policies",
     "flow_port_text",
+    "is_external",
     "parse_policy_name",
 ]
 
@@ -143,16 +147,33 @@ __all__ = [
 # -- what would break: the audit report ---------------------------------------------------------
 
 _L4_NAMES = ("TCP", "UDP", "SCTP")
+_WORLD_IDENTITIES = frozenset((2, 9, 10))  # reserved:world, world-ipv4, world-ipv6
+GROUPINGS = ("workload", "pod")
 
 
-def _endpoint_text(endpoint: dict, ip: str) -> str:
-    """``ns/pod`` for pods, ``world``/``host``/... for reserved identities, else the IP."""
-    if endpoint.get("pod_name"):
-        return f"{endpoint.get('namespace', '')}/{endpoint['pod_name']}"
+def _endpoint_text(endpoint: dict, ip: str, by: str = "pod") -> str:
+    """``ns/workload`` (``by="workload"``: the Deployment, StatefulSet... owning the pod) or ``ns/pod``
+    for pods, ``world``/``host``/... for reserved identities, else the IP."""
+    pod = endpoint.get("pod_name")
+    if pod:
+        name = pod
+        if by == "workload":
+            for workload in endpoint.get("workloads") or ():
+                if workload.get("name"):
+                    name = workload["name"]
+                    break
+        return f"{endpoint.get('namespace', '')}/{name}"
     for label in endpoint.get("labels", ()):
         if label.startswith("reserved:"):
             return label[len("reserved:") :]
     return ip or f"identity {endpoint.get('identity', 0)}"
+
+
+def is_external(endpoint: dict) -> bool:
+    """Whether an endpoint is outside the cluster (a world identity)."""
+    if endpoint.get("identity") in _WORLD_IDENTITIES:
+        return True
+    return any(label.startswith("reserved:world") for label in endpoint.get("labels", ()))
 
 
 def flow_port_text(flow: dict) -> str:
@@ -174,14 +195,26 @@ def _time_key(text: str) -> str:
 
 
 @dataclass
-class AuditGroup:
-    source: str
-    destination: str
-    port: str
-    direction: str
+class _Seen:
     count: int = 0
     first_seen: str = ""
     last_seen: str = ""
+
+    def see(self, when: str) -> None:
+        self.count += 1
+        if when:
+            if not self.first_seen or _time_key(when) < _time_key(self.first_seen):
+                self.first_seen = when
+            if not self.last_seen or _time_key(when) > _time_key(self.last_seen):
+                self.last_seen = when
+
+
+@dataclass
+class AuditGroup(_Seen):
+    source: str = ""
+    destination: str = ""
+    port: str = ""
+    direction: str = ""
     policies: list[str] = field(default_factory=list)
     policy_log: list[str] = field(default_factory=list)
 
@@ -199,11 +232,54 @@ class AuditGroup:
         }
 
 
-class AuditReport:
-    """AUDIT verdicts grouped by source, destination, port (and direction): what enforcement breaks."""
+@dataclass
+class ExternalDestination(_Seen):
+    """Audited egress to one destination outside the cluster (its DNS names when known, else its IP)."""
 
-    def __init__(self) -> None:
+    destination: str = ""
+    port: str = ""
+    named: bool = False  # the destination is DNS names, not an IP
+    sources: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "destination": self.destination,
+            "port": self.port,
+            "by_name": self.named,
+            "count": self.count,
+            "sources": self.sources,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
+
+CSV_HEADER = (
+    "source",
+    "destination",
+    "port",
+    "direction",
+    "count",
+    "first_seen",
+    "last_seen",
+    "would_be_denied_by",
+)
+
+
+class AuditReport:
+    """AUDIT verdicts grouped by source, destination, port (and direction): what enforcement breaks.
+
+    Sources and destinations are workloads (``by="workload"``: the Deployment or StatefulSet a pod
+    belongs to, the pod itself when the flow names no workload) or pods (``by="pod"``). Egress to
+    destinations outside the cluster is also summed up per destination (by DNS name when the flow
+    carries one) and port.
+    """
+
+    def __init__(self, by: str = "workload") -> None:
+        if by not in GROUPINGS:
+            raise ValueError(f"unknown grouping {by!r} ({', '.join(GROUPINGS)})")
+        self.by = by
         self._groups: dict[tuple[str, str, str, str], AuditGroup] = {}
+        self._external: dict[tuple[str, str], ExternalDestination] = {}
         self.flows = 0
 
     def add(self, flow: dict) -> bool:
@@ -212,23 +288,23 @@ class AuditReport:
             return False
         ip = flow.get("IP") or {}
         direction = flow.get("traffic_direction", "TRAFFIC_DIRECTION_UNKNOWN")
+        source = _endpoint_text(flow.get("source") or {}, ip.get("source", ""), self.by)
+        destination_endpoint = flow.get("destination") or {}
+        port = flow_port_text(flow)
         key = (
-            _endpoint_text(flow.get("source") or {}, ip.get("source", "")),
-            _endpoint_text(flow.get("destination") or {}, ip.get("destination", "")),
-            flow_port_text(flow),
+            source,
+            _endpoint_text(destination_endpoint, ip.get("destination", ""), self.by),
+            port,
             direction,
         )
         group = self._groups.get(key)
         if group is None:
-            group = self._groups[key] = AuditGroup(*key)
-        group.count += 1
-        self.flows += 1
+            group = self._groups[key] = AuditGroup(
+                source=key[0], destination=key[1], port=key[2], direction=key[3]
+            )
         when = flow.get("time", "")
-        if when:
-            if not group.first_seen or _time_key(when) < _time_key(group.first_seen):
-                group.first_seen = when
-            if not group.last_seen or _time_key(when) > _time_key(group.last_seen):
-                group.last_seen = when
+        group.see(when)
+        self.flows += 1
         for policy in [*flow.get("ingress_denied_by", ()), *flow.get("egress_denied_by", ())]:
             name = policy.get("name", "")
             if not name:
@@ -242,7 +318,21 @@ class AuditReport:
         for line in flow.get("policy_log", ()):
             if line not in group.policy_log:
                 group.policy_log.append(line)
+        if direction != "INGRESS" and is_external(destination_endpoint):
+            self._add_external(flow, ip.get("destination", ""), port, source, when)
         return True
+
+    def _add_external(self, flow: dict, ip: str, port: str, source: str, when: str) -> None:
+        names = flow.get("destination_names") or []
+        target = ",".join(sorted(set(names))) if names else (ip or "-")
+        entry = self._external.get((target, port))
+        if entry is None:
+            entry = self._external[(target, port)] = ExternalDestination(
+                destination=target, port=port, named=bool(names)
+            )
+        entry.see(when)
+        if source not in entry.sources:
+            entry.sources.append(source)
 
     def groups(self) -> list[AuditGroup]:
         """Most frequent first, then by source, destination, port."""
@@ -250,8 +340,35 @@ class AuditReport:
             self._groups.values(), key=lambda g: (-g.count, g.source, g.destination, g.port, g.direction)
         )
 
+    def external(self) -> list[ExternalDestination]:
+        """Audited egress outside the cluster, most frequent first."""
+        return sorted(self._external.values(), key=lambda e: (-e.count, e.destination, e.port))
+
     def to_json(self) -> dict:
-        return {"audited_flows": self.flows, "groups": [g.to_json() for g in self.groups()]}
+        return {
+            "audited_flows": self.flows,
+            "grouped_by": self.by,
+            "groups": [g.to_json() for g in self.groups()],
+            "external_destinations": [e.to_json() for e in self.external()],
+        }
+
+    def csv_rows(self) -> list[list[str]]:
+        """The groups as CSV rows, header first (policies joined with ``; ``)."""
+        rows = [list(CSV_HEADER)]
+        for g in self.groups():
+            rows.append(
+                [
+                    g.source,
+                    g.destination,
+                    g.port,
+                    g.direction,
+                    str(g.count),
+                    g.first_seen,
+                    g.last_seen,
+                    "; ".join(g.policies),
+                ]
+            )
+        return rows
 
     def table(self) -> str:
         rows = [
@@ -279,13 +396,21 @@ class AuditReport:
                     ", ".join(g.policies) or "-",
                 ]
             )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines = _columns(rows)
         groups = len(self._groups)
         lines.append(
             f"\n{self.flows} audited flow{'s' if self.flows != 1 else ''} in {groups} group"
             f"{'s' if groups != 1 else ''} would be dropped if enforcement were turned on."
-            if self.flows
-            else "\nNo audited flows: turning enforcement on would drop nothing that was seen."
         )
+        external = self.external()
+        if external:
+            lines.append("\nAudited egress leaving the cluster (would be dropped too):")
+            rows = [["DESTINATION", "PORT", "COUNT", "FROM"]]
+            rows.extend([e.destination, e.port, str(e.count), ", ".join(e.sources)] for e in external)
+            lines.extend(_columns(rows))
         return "\n".join(lines) + "\n"
+
+
+def _columns(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -30,7 +30,7 @@ def mixed_input(tmp_path: Path, fixtures_dir: Path) -> Path:
     lines = (fixtures_dir / "flows.jsonl").read_bytes().splitlines()
     out = []
     for index, line in enumerate(lines * 2):
-        if index == 17:
+        if index in (17, 250, 333):  # warnings in late blocks: their line numbers count every block
             out.append(b"not json")
         if index in (40, 130, 300):  # first one warns once; later ones decode leniently, silently
             record = orjson.loads(line)
@@ -63,7 +63,7 @@ def test_same_output_as_one_process(mixed_input: Path, args: list[str]) -> None:
     assert many.stdout == one.stdout
     assert _stderr_lines(many.stderr) == _stderr_lines(one.stderr)
     warnings = _stderr_lines(one.stderr)
-    assert sum("Failed to unmarshal" in w for w in warnings) == 2
+    assert sum("Failed to unmarshal" in w for w in warnings) == 4
     if not any(arg.startswith("--") and arg != "--print-node-name" for arg in args):
         # Without filters every line is decoded: exactly one unknown-field warning for the run.
         assert sum("unknown field detected" in w for w in warnings) == 1

@@ -126,8 +126,11 @@ def test_server_and_file_give_the_same_report_for_every_window(procs, flows_file
     ]
     # a window nothing falls into
     empty = run_hubble(["policy", "audit-report", "--server", node.address, "--since", "2030-01-01"])
-    assert empty.returncode == 0
-    assert "No audited flows" in empty.stdout.decode()
+    assert (empty.returncode, empty.stdout) == (1, b"")
+    assert empty.stderr.decode() == (
+        "hubble policy: no flow with verdict AUDIT matched (since 2030-01-01) in 0 flows read from "
+        f"{node.address}: nothing to report, and no evidence about what enforcement would drop\n"
+    )
 
 
 def test_server_settings_come_from_hubble_server_like_the_live_cli(procs, flows_file):
