@@ -69,12 +69,16 @@ def load_config_file(path: str) -> dict[str, Any] | None:
         return None
     if Path(path).suffix.lower() not in ("", ".yaml", ".yml", ".json"):
         return None
-    import yaml
-
     try:
         with open(path, "rb") as handle:
-            loaded = yaml.safe_load(handle)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            text = handle.read()
+    except OSError:
+        return None
+    import yaml  # lazy: only when a config file exists (start-up time)
+
+    try:
+        loaded = yaml.safe_load(text)
+    except (yaml.YAMLError, UnicodeDecodeError):
         return None
     if loaded is None:
         loaded = {}
