@@ -100,9 +100,30 @@ def lab_story() -> None:
         "10",
     )
     say("L7: the node's proxy judged every HTTP request of frontend -> api (api-http-l7)")
-    hubble("observe", "--namespace", "payments", "--type", "l7", "--print-policy-names", "--last", "6")
-    say("DNS-aware egress (Verify step 4): api's connections on 443 carry the names it looked up")
-    hubble("observe", "--from-pod", "payments/api", "--to-port", "443", "--print-policy-names", "--last", "6")
+    hubble("observe", "--namespace", "payments", "--protocol", "http", "--print-policy-names", "--last", "6")
+    say("DNS-aware egress (Verify step 4): the DNS proxy saw api's lookups; its flows carry the names")
+    hubble("observe", "--pod", "payments/api", "--protocol", "dns", "--last", "4")
+    hubble(
+        "observe",
+        "--from-pod",
+        "payments/api",
+        "--to-fqdn",
+        "api.stripe.com",
+        "--to-port",
+        "443",
+        "--last",
+        "4",
+    )
+    hubble(
+        "observe",
+        "--from-pod",
+        "payments/api",
+        "--to-fqdn",
+        "example.com",
+        "--print-policy-names",
+        "--last",
+        "2",
+    )
     hubble("lab", "fqdn", "cache", "list")
     hubble("lab", "status")
     print(
