@@ -18,6 +18,9 @@
 * :mod:`.agent`: the observer (ring + gRPC Observer/Peer/health, as ``hubble agent``), its flow
   sources (the datapath's perf ring; with L7, :class:`~hubblepy.lab.source.AccessLogSource` over the
   proxies' access log) and ``hubble-relay``;
+* :mod:`hubblepy.observer.agentevents`: the agent events Cilium's agent sends (``AGENT_STARTED``,
+  policy imports and deletions, endpoints created and deleted, ipcache entries upserted and deleted,
+  toFQDNs identities included), held until the observer serves and then published into it;
 * :mod:`.control`: the control socket with its dispatch table (policy apply/delete, audit, pod
   recreate, status, shutdown); every change is written to ``state.json``.
 
@@ -60,6 +63,7 @@ from hubblepy.lab.tls import CERT_DIR, LabCA, lab_ca_files
 from hubblepy.lab.worlddns import NameEntry
 from hubblepy.metrics import MetricsConfigError
 from hubblepy.metrics.lab import LabMetrics, add_lab_arguments
+from hubblepy.observer.agentevents import agent_started, endpoint_update
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.parser.seven import SevenParser
 from hubblepy.policy import IdentityAllocator, PolicyError, pod_labels
@@ -115,6 +119,8 @@ class LabNode:
         self.resolver.set_ipcache(self.gateway, IDENTITY_HOST)
         self.datapath: Datapath | None = None
         self.policy = PolicySync(self.identities, self.resolver)
+        self.events = self.policy.events  # agent events, published once the observer serves
+        self.ipcache_events = self.policy.ipcache_events
         self.pods: dict[str, Pod] = {}
         self.world: World | None = None
         self.children = Supervisor(folder)
@@ -143,7 +149,9 @@ class LabNode:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.policy.repo.apply(self.scenario.policies)
+        self.events.publish(agent_started(time.time_ns()))
+        self.policy.apply_policies(self.scenario.policies)
+        self.ipcache_events.upsert(f"{self.gateway}/32", IDENTITY_HOST)
         if self.use_datapath:
             self.datapath = self._load_datapath()
             self.policy.datapath = self.datapath
@@ -208,6 +216,8 @@ class LabNode:
         metrics = self.metrics
         self.agent.start(metrics.relay_args() if metrics is not None else ())
         self.agent_started = True
+        if self.agent.observer is not None:
+            self.events.attach(self.agent.observer)
         parser = Parser(self.resolver, self.scenario.node)
         if metrics is not None and self.agent.observer is not None:
             metrics.start_node(self.agent.observer, parser)
@@ -471,6 +481,9 @@ class LabNode:
         if self.datapath is not None:
             self.datapath.set_ipcache(f"{ip}/32", identity)
             self.datapath.upsert_endpoint(ep_id, pod.ifindex, identity, 0, addresses=[ip])
+        self.events.publish(endpoint_update(ep_id, labels, spec.name, spec.namespace))
+        # a local endpoint's entry has no host IP (no tunnel endpoint), as in Cilium's ipcache
+        self.ipcache_events.upsert(f"{ip}/32", identity, namespace=spec.namespace, pod_name=spec.name)
         self.resolver.set_identity(identity, labels)
         self.resolver.set_interface(pod.ifindex, pod.host_if)
         self.resolver.add_endpoint(
@@ -504,6 +517,8 @@ class LabNode:
             datapath.delete_ipcache(f"{pod.ip}/32")
         self.resolver.remove_endpoint(pod.ep_id)
         self.policy.names_gone(self.fqdn_cache.remove_endpoint(pod.ep_id))
+        self.ipcache_events.delete(f"{pod.ip}/32", namespace=pod.namespace, pod_name=pod.name)
+        self.events.publish(endpoint_update(pod.ep_id, pod.labels, pod.name, pod.namespace, deleted=True))
         netns.delete_pod(self.node_ns, pod.netns, pod.host_if)
         return pod
 
@@ -589,6 +604,7 @@ class LabNode:
             "fqdn": self.fqdn_state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
+            "agent_events_published": self.events.published,
             **(self.metrics.state() if self.metrics is not None else {}),
         }
 

@@ -10,6 +10,10 @@ With an FQDN cache (:attr:`PolicySync.names`, set by the node), toFQDNs selector
 IPs: :meth:`PolicySync.learn` applies one DNS answer incrementally (new /32 identities in the
 ipcache, their policy-map entries) and :meth:`PolicySync.expire` recompiles when IPs expire.
 
+Every policy import and removal is an agent event (``POLICY_UPDATED`` / ``POLICY_DELETED``) and every
+CIDR identity written into or removed from the ipcache an ``IPCACHE_UPSERTED`` / ``IPCACHE_DELETED``
+(:attr:`PolicySync.events`, :attr:`PolicySync.ipcache_events`, set by the node).
+
 The compiler's values become datapath entries in one place, :func:`datapath_entry`; that is where
 the L7 redirect port (``PolicyValue.proxy_port`` -> ``PolicyEntry.proxy_port``) passes through.
 """
@@ -25,6 +29,7 @@ from hubblepy.fqdn.matcher import FQDNSelector
 from hubblepy.fqdn.names import NameManager, host_prefix
 from hubblepy.lab.errors import LabError
 from hubblepy.lab.pods import Pod
+from hubblepy.observer.agentevents import AgentEventPublisher, IPCacheEvents, policy_update
 from hubblepy.policy import (
     ACTION_DENY,
     EGRESS,
@@ -36,7 +41,13 @@ from hubblepy.policy import (
     compile_policies,
     parse_policies,
 )
-from hubblepy.policy.attribution import ACTION_AUDIT_DENY, PolicySnapshot, policy_uid, port_text
+from hubblepy.policy.attribution import (
+    ACTION_AUDIT_DENY,
+    PolicySnapshot,
+    policy_dict,
+    policy_uid,
+    port_text,
+)
 from hubblepy.policy.audit import (
     AuditedPolicy,
     AuditSettings,
@@ -47,7 +58,7 @@ from hubblepy.policy.audit import (
 from hubblepy.policy.cidr import policy_prefixes
 from hubblepy.policy.compiler import CompiledPolicy, PolicyKey, PolicyValue, add_fqdn_identities
 from hubblepy.policy.identity import cidr_labels
-from hubblepy.policy.model import PolicyRef
+from hubblepy.policy.model import Policy, PolicyRef
 
 if TYPE_CHECKING:
     from hubblepy.datapath import Datapath, PolicyEntry
@@ -82,6 +93,19 @@ def datapath_entry(key: PolicyKey, value: PolicyValue) -> PolicyEntry:
         end_port=key.end_port,
         proxy_port=value.proxy_port,
     )
+
+
+def policy_event(policy: Policy, revision: int, deleted: bool = False) -> dict[str, Any]:
+    """The agent event of one policy imported (or deleted) at ``revision``, with the number of rules.
+
+    An import carries the labels once per rule (the agent joins the labels of every rule it adds);
+    a deletion carries the labels it deleted by, once.
+    """
+    labels = policy_dict(policy.ref, revision, policy_uid(policy.ref, policy.document))["labels"]
+    rules = len(policy.specs)
+    if not deleted:
+        labels = labels * max(rules, 1)
+    return policy_update(labels, revision, rules, deleted=deleted)
 
 
 def redirect_text(key: PolicyKey, proxy_port: int) -> str:
@@ -132,6 +156,9 @@ class PolicySync:
         self._pods: list[Pod] = []
         self._audited: AuditedPolicy | None = None
         self._uids: dict[PolicyRef, str] = {}
+        # agent events: policy changes, and the CIDR identities' ipcache entries (set by the node)
+        self.events = AgentEventPublisher()
+        self.ipcache_events = IPCacheEvents(self.events)
 
     # -- sync -------------------------------------------------------------------------------------
     def sync(self, pods: Iterable[Pod]) -> SyncStats:
@@ -221,10 +248,12 @@ class PolicySync:
             if self.datapath is not None:
                 self.datapath.set_ipcache(prefix, identity)
             self.resolver.set_identity(identity, self.identities.labels_of(identity) or ())
+            self.ipcache_events.upsert(prefix, identity)
         for prefix in sorted(current.keys() - wanted):
             if self.datapath is not None:
                 self.datapath.delete_ipcache(prefix)
             self.identities.release(current[prefix])
+            self.ipcache_events.delete(prefix)
 
     # -- toFQDNs -----------------------------------------------------------------------------------
     def _fqdn_selectors(self) -> set[FQDNSelector]:
@@ -246,6 +275,7 @@ class PolicySync:
         if self.datapath is not None:
             self.datapath.set_ipcache(prefix, identity)
         self.resolver.set_identity(identity, self.identities.labels_of(identity) or ())
+        self.ipcache_events.upsert(prefix, identity)
         return identity
 
     def learn(self, update: Update) -> str:
@@ -291,17 +321,33 @@ class PolicySync:
         return True
 
     # -- requests ---------------------------------------------------------------------------------
+    def apply_policies(self, policies: Iterable[Policy]) -> list[PolicyRef]:
+        """Adds or replaces validated policies (no sync); one ``POLICY_UPDATED`` event per policy."""
+        batch = list(policies)
+        refs = self.repo.apply(batch)
+        for policy in batch:
+            self.events.publish(policy_event(policy, self.repo.revision))
+        return refs
+
+    def delete_policies(self, refs: Iterable[PolicyRef]) -> list[PolicyRef]:
+        """Removes the policies that exist (no sync); one ``POLICY_DELETED`` event per policy removed."""
+        before = {p.ref: p for p in self.repo.policies()}
+        removed = self.repo.delete(refs)
+        for ref in removed:
+            self.events.publish(policy_event(before[ref], self.repo.revision, deleted=True))
+        return removed
+
     def apply_text(
         self, text: str, filename: str, pods: Iterable[Pod], delete: bool = False
     ) -> dict[str, Any]:
         """Applies (or deletes) the policies of one file whole, then syncs; PolicyError applies nothing."""
         policies = parse_policies(text, filename)
         if delete:
-            refs = self.repo.delete([p.ref for p in policies])
+            refs = self.delete_policies([p.ref for p in policies])
             missing = [str(p.ref) for p in policies if p.ref not in refs]
             names = [str(r) for r in refs]
         else:
-            names = [str(r) for r in self.repo.apply(policies)]
+            names = [str(r) for r in self.apply_policies(policies)]
             missing = []
         stats = self.sync(pods)
         return {
@@ -365,4 +411,4 @@ class PolicySync:
         }
 
 
-__all__ = ["PolicySync", "SyncStats", "datapath_entry", "explainer", "redirect_text"]
+__all__ = ["PolicySync", "SyncStats", "datapath_entry", "explainer", "policy_event", "redirect_text"]

@@ -19,6 +19,9 @@ stop it cleanly with status 0.
 syntax, see docs/metrics.md); they are served on ``--metrics-server`` (default ``:9965``, like
 upstream; empty disables) and the agent then also writes ``hubble agent: metrics on HOST:PORT``.
 ``--export-file-path`` writes every flow to a rotated file (docs/export.md).
+
+The agent publishes an ``AGENT_STARTED`` agent event (``hubble observe agent-events``) when it
+serves; it has no policies, endpoints or ipcache of its own, so it sends no other agent events.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any, NoReturn
 
 from hubblepy.export import ExportError, FlowExporter, exporter_from_args
@@ -39,6 +43,7 @@ from hubblepy.metrics import (
     parse_metrics,
     start_node_metrics,
 )
+from hubblepy.observer.agentevents import agent_started
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import AgentError, ReplayError
 from hubblepy.observer.flags import check_agent_flags
@@ -215,6 +220,8 @@ def run_agent(argv: list[str]) -> int:
             server.stop(grace=0)
         sys.stderr.write(f"hubble agent: cannot start: {exc}\n")
         return 1
+    now = time.time_ns()
+    server.observer.publish_agent_event(now, agent_started(now))
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: object) -> None:

@@ -141,6 +141,13 @@ class Env:
         return gone
 
 
+class EventList(list):
+    """Agent events as published (the lab node publishes them into its observer)."""
+
+    def publish_agent_event(self, time_ns: int, event: dict) -> None:
+        self.append(event)
+
+
 def _world_server(netns: str) -> socket.socket:
     def make() -> socket.socket:
         s = socket.socket()
@@ -271,6 +278,8 @@ def test_allowed_name_answering_with_the_ip_of_a_denied_name(env):
 
 def test_ttl_expiry_removes_the_allow_while_an_open_connection_survives(env):
     kept, dropped = f"{WORLD}.30", f"{WORLD}.31"
+    events = EventList()
+    env.sync.events.attach(events)
     (result,) = env.proxy([{"name": "us.cardprocessor.com", "ips": [kept, dropped], "ttl": 1}])
     assert result["connected"] == [True, True]
     conn = env.connect(kept)
@@ -283,6 +292,13 @@ def test_ttl_expiry_removes_the_allow_while_an_open_connection_survives(env):
     (entry,) = env.cache.entries()
     assert entry.source == SOURCE_CONNECTION
     assert env.connect(dropped) is None  # expired, no connection: denied again
+    ipcache = [(e["type"], e["ipcache_update"]) for e in events if "ipcache_update" in e]
+    identity = {u["cidr"]: u["identity"] for kind, u in ipcache if kind == "IPCACHE_UPSERTED"}
+    assert set(identity) == {f"{kept}/32", f"{dropped}/32"}
+    assert ipcache[-1] == (
+        "IPCACHE_DELETED",
+        {"cidr": f"{dropped}/32", "identity": identity[f"{dropped}/32"]},
+    )
     assert echo_once(conn)  # the open connection goes on
     conn.close()
     deadline = time.monotonic() + 15  # closing lifetime 1 s: then the zombie goes too
