@@ -1,13 +1,16 @@
 """The node's metrics: the enabled flow families, fed in batches, and the node's own health.
 
-:class:`FlowMetrics` is an observer flow listener: :meth:`FlowMetrics.on_entries` gets each batch
-of ring entries right after :meth:`hubblepy.observer.core.Observer.publish_flows` stored it.
-:meth:`FlowMetrics.process` groups the batch's non-L7 flows by a signature: one column per field the
-enabled families read (:data:`COLUMNS`: verdict, ``id()`` of the event-type and endpoint dicts the
-parser shares between flows, L4 protocol, ports, ...), built with C-level ``map`` and ``zip`` and
-counted with :class:`collections.Counter`; each family then sees one representative flow per
-signature with its count. Flows that share a signature give every family the same labels, so the
-counts are exact; the per-flow cost is a few C-level lookups instead of one Python call per family.
+:class:`FlowMetrics` is an observer range listener: :meth:`FlowMetrics.on_range` gets the sequence
+range of each batch right after the observer wrote it to the ring. Raw datapath samples are grouped
+by a key made of their header and packet bytes (:mod:`hubblepy.metrics.rawkeys`) and the resolver
+snapshot, counted with ``numpy.unique``; one sample per key is decoded (and its flow remembered for
+later batches), so a batch of known kinds of traffic decodes nothing. Decoded entries (replay), L7
+records and samples without a key go the per-flow way, :meth:`FlowMetrics.process`: the flows are
+grouped by a signature of the fields the enabled families read (:data:`COLUMNS`: verdict, ``id()``
+of the event-type and endpoint dicts the parser shares between flows, L4 protocol, ports, ...),
+built with C-level ``map`` and ``zip`` and counted with :class:`collections.Counter`. Either way
+each family sees one representative flow per group with its count; flows of one group give every
+family the same labels, so the counts are exact.
 
 :class:`NodeHealthCollector` is read only when Prometheus scrapes: it costs nothing per flow.
 It serves ``hubble_lost_events_total{source}`` (upstream's name and source values) and the
@@ -31,9 +34,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from hubblepy.metrics.config import MetricSpec
 from hubblepy.metrics.handlers import DEFAULT_MAX_SERIES, HANDLERS, Handler, Series
-from hubblepy.metrics.rawkeys import sample_keys
+from hubblepy.metrics.rawkeys import group_keys, sample_keys
 from hubblepy.observer.ring import KIND_DECODED, KIND_RAW, Ring
 
+MIN_KEYED_BATCH = 32  # fewer raw samples than this are decoded one by one (cheaper than the keys)
 MAX_CACHED_KEYS = 65536  # distinct (snapshot, sample key) flows remembered across batches
 LOST_SOURCES = ("perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer")
 _EMPTY: dict[str, Any] = {}
@@ -189,8 +193,11 @@ class FlowMetrics:
         flows: list[dict[str, Any]] = []
         decode: list[int] = []  # sequences decoded one by one
         objs = ring._objs
-        if raw.any():
-            decode += self._raw_groups(ring, slots[raw], np.flatnonzero(raw) + start, groups)
+        raw_at = np.flatnonzero(raw)
+        if len(raw_at) >= MIN_KEYED_BATCH:
+            decode += self._raw_groups(ring, slots[raw_at], raw_at + start, groups)
+        elif len(raw_at):  # a few samples: decoding them costs less than building keys
+            decode += (raw_at + start).tolist()
         other = np.flatnonzero(~raw)
         if len(other):
             for pos, slot, kind in zip(
@@ -226,25 +233,26 @@ class FlowMetrics:
         # samples of one batch share their buffer and snapshot: split where either changes
         snaps = ring.snapshot[slots]
         slot_list = slots.tolist()
-        bounds = [0]
-        for i in range(1, len(slot_list)):
-            if objs[slot_list[i]] is not objs[slot_list[i - 1]] or snaps[i] != snaps[i - 1]:
-                bounds.append(i)
-        bounds.append(len(slot_list))
+        buffers = np.fromiter(
+            map(id, map(objs.__getitem__, slot_list)), dtype=np.uint64, count=len(slot_list)
+        )
+        cuts = np.flatnonzero((buffers[1:] != buffers[:-1]) | (snaps[1:] != snaps[:-1])) + 1
+        bounds = [0, *cuts.tolist(), len(slot_list)]
         missing: dict[bytes, int] = {}  # key -> sequence of a sample to decode
         pending: list[tuple[bytes, int]] = []
         for lo, hi in zip(bounds, bounds[1:], strict=False):
             part = slots[lo:hi]
             keys, eligible = sample_keys(objs[slot_list[lo]], ring.offset[part], ring.length[part], pv_layout)
-            singles += seqs[lo:hi][~eligible].tolist()
+            if not eligible.all():
+                singles += seqs[lo:hi][~eligible].tolist()
             index = np.flatnonzero(eligible)
             if not len(index):
                 continue
-            rows = np.ascontiguousarray(keys[index]).view(np.dtype((np.void, keys.shape[1]))).ravel()
-            unique, first, counts = np.unique(rows, return_index=True, return_counts=True)
+            rows = keys[index]
+            first, counts = group_keys(rows)
             snap = int(snaps[lo]).to_bytes(4, "little")
-            for key, at, count in zip(unique.tolist(), first.tolist(), counts.tolist(), strict=True):
-                full = snap + key
+            for at, count in zip(first.tolist(), counts.tolist(), strict=True):
+                full = snap + rows[at].tobytes()
                 pending.append((full, count))
                 if full not in cache and full not in missing:
                     missing[full] = int(seqs[lo + index[at]])

@@ -179,10 +179,12 @@ def test_batch_counts_equal_per_flow_counts(setting: str) -> None:
     lazy.use_parser(lazy_parser)
     registry, batched = build_node_metrics(lazy, setting)
 
-    for round_ in range(6):
+    for round_ in range(7):
         samples = _samples(round_)
         if round_ == 5:
             samples = samples * 2
+        if round_ == 6:  # a batch too small for keys: decoded one by one
+            samples = samples[::40]
         batch = _batch(samples)
         before = lazy_parser.flows_decoded
         assert eager.publish_records(batch, NOW + round_) == lazy.publish_records(batch, NOW + round_)
