@@ -22,7 +22,7 @@ import numpy as np
 
 HEADER_WORDS = 14  # u32 words of the longest flow header kept in a key (trace v2: 56 bytes)
 L4_SPAN = 60  # the longest TCP header (options checked over it)
-KEY_WORDS = HEADER_WORDS + 1 + 8 + 2  # header, ethertype + protocol, addresses, L4 fields
+KEY_WORDS = HEADER_WORDS + 1 + 8 + 2 + 1  # header, ethertype + protocol, addresses, L4 fields, padding
 _MSG_DROP, _MSG_TRACE, _MSG_POLICY_VERDICT = 1, 4, 5
 _CLS_NOT_ETHERNET = 0x02 | 0x04 | 0x08  # L3 device, VXLAN, Geneve
 _PV_L3_DEV = 0x80
@@ -165,10 +165,12 @@ def sample_keys(
 
 
 def group_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(first, counts)``: index of the first row of each distinct row of ``keys`` and how many rows
-    equal it (exact: rows are grouped by a 64-bit hash, then checked against their group's first row)."""
-    h = (keys.astype(np.uint64) * _MULTIPLIERS[: keys.shape[1]]).sum(axis=1, dtype=np.uint64)
+    """``(first, counts)``: index of the first row of each distinct row of ``keys`` (from
+    :func:`sample_keys`) and how many rows equal it (exact: rows are grouped by a 64-bit hash, then
+    checked against their group's first row; a collision falls back to grouping the rows)."""
+    wide = np.ascontiguousarray(keys).view(np.uint64)  # KEY_WORDS is even: pairs of words
+    h = (wide * _MULTIPLIERS[: wide.shape[1]]).sum(axis=1, dtype=np.uint64)
     _, first, inverse, counts = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
-    if not (keys == keys[first[inverse]]).all():  # a hash collision: group the rows themselves
+    if not (wide == wide[first[inverse]]).all():
         _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
     return first, counts

@@ -81,6 +81,9 @@ def _samples(round_: int) -> list[bytes]:
         _v4(a, b, 6, _tcp_options(40000, 8080, syn, ts, seq=round_ * 7)),
         _v4(a, b, 6, _tcp_options(40000, 8080, syn, bytes([3, 9, 1, 1]))),  # option length past the end
         _v4(a, b, 6, _tcp_options(40000, 8080, syn, bytes([1, 3, 1, 1]))),  # option length below 2
+        _v4(
+            a, b, 6, _tcp_options(40000, 8080, syn, bytes([2, 4, 5, 180]))
+        ),  # a valid MSS option, same offset
         _v4(a, b, 6, enc.tcp(40000, 8080, 0)),  # no flags: only the protocol tells it from UDP
         _v4(a, b, 6, struct.pack("!HHIIBB", 40000, 8080, 0, 0, 4 << 4, syn) + bytes(6)),  # data offset < 20
         _v4(
