@@ -38,7 +38,7 @@ from hubblepy.metrics.rawkeys import group_keys, sample_keys
 from hubblepy.observer.ring import KIND_DECODED, KIND_RAW, Ring
 
 MIN_KEYED_BATCH = 32  # fewer raw samples than this are decoded one by one (cheaper than the keys)
-MAX_CACHED_KEYS = 65536  # distinct (snapshot, sample key) flows remembered across batches
+MAX_CACHED_KEYS = 8192  # distinct sample keys whose flows are remembered across batches
 LOST_SOURCES = ("perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer")
 _EMPTY: dict[str, Any] = {}
 _NO_IP = {"ipVersion": "<no IP>"}  # tells "no IP field" apart from "IP without a version"
@@ -132,6 +132,7 @@ class FlowMetrics:
             needs = (needs - {"l4_proto", "tcp_flags", "dport", "icmp"}) | {"l4"}
         self.columns = sorted(needs)
         self._flow_by_key: dict[bytes, dict[str, Any] | None] = {}  # see on_range
+        self._cached_snapshot = -1  # resolver snapshot of the keys in _flow_by_key
         self.count_cpu_s = 0.0  # thread CPU time spent in on_range (benchmarks)
 
     def overflow_of(self, name: str) -> Callable[[int], None]:
@@ -226,12 +227,14 @@ class FlowMetrics:
         objs = ring._objs
         decoder = ring.decoder
         pv_layout = getattr(getattr(decoder, "parser", None), "_pv_layout", None)
-        if len(self._flow_by_key) > MAX_CACHED_KEYS:
-            self._flow_by_key.clear()
+        snaps = ring.snapshot[slots]
+        newest = int(snaps[-1])
+        if len(self._flow_by_key) > MAX_CACHED_KEYS or newest != self._cached_snapshot:
+            self._flow_by_key.clear()  # full, or the resolver moved on: older keys will not recur
+            self._cached_snapshot = newest
         cache = self._flow_by_key
         singles: list[int] = []
         # samples of one batch share their buffer and snapshot: split where either changes
-        snaps = ring.snapshot[slots]
         slot_list = slots.tolist()
         buffers = np.fromiter(
             map(id, map(objs.__getitem__, slot_list)), dtype=np.uint64, count=len(slot_list)
