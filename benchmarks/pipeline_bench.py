@@ -233,7 +233,7 @@ class PipelineResult:
     cpu_s: float  # pipeline process CPU time (user + system), drain after the generator included
     core_share: float  # CPU seconds per wall second while the generator ran
     sample_flow: dict | None
-    metrics_cpu_s: float = 0.0  # CPU time spent in FlowMetrics.process
+    metrics_cpu_s: float = 0.0  # CPU time spent counting (FlowMetrics.on_range)
     memory_per_slot: float = 0.0  # bytes per ring slot: columns + the raw bytes the slots keep alive
     drops_written: int = 0  # DROPPED flows that went into the ring (follower runs)
     follower_got: int = 0  # DROPPED flows a `--follow --verdict DROPPED` reader received
@@ -281,17 +281,9 @@ class MixGenerator:
         proc = ctx.Process(target=_generate_paced, args=(self.prog_fd, seconds, rate, ready, go, runs))
         parser = Parser(payments_resolver(), "bench-node")
         observer = Observer("bench-node")
-        metrics_cpu = [0.0]
+        flow_metrics = None
         if metrics:
             _, flow_metrics = build_node_metrics(observer, metrics, parser=parser)
-            count = flow_metrics.process
-
-            def timed(flows: list, count=count) -> None:  # CPU spent counting, for the report
-                t0 = time.thread_time()
-                count(flows)
-                metrics_cpu[0] += time.thread_time() - t0
-
-            flow_metrics.process = timed  # type: ignore[method-assign]
         stop = threading.Event()
 
         during: list[float] = []  # (CPU, wall) seconds from go until the generator ended
@@ -348,7 +340,7 @@ class MixGenerator:
             cpu_s=cpu,
             core_share=during[0] / during[1] if during and during[1] else 0.0,
             sample_flow=last.flow if last is not None else None,
-            metrics_cpu_s=metrics_cpu[0],
+            metrics_cpu_s=flow_metrics.count_cpu_s if flow_metrics is not None else 0.0,
             memory_per_slot=memory,
             drops_written=drops_written,
             follower_got=got[0],
@@ -481,7 +473,7 @@ def bench_pipeline(seconds: float, rates: list[float], metrics_only: bool = Fals
         if not metrics_only:
             gc.set_threshold(*saved_gc)
             bench_follower(gen, seconds, rates)
-        bench_metrics(gen, seconds, [r for r in rates if r <= EAGER_MAX_RATE] or rates[:1])
+        bench_metrics(gen, seconds, rates)  # metrics count raw batches: every rate, like the lazy rows
     finally:
         gen.close()
         os.sched_setaffinity(0, saved_affinity)
@@ -534,7 +526,8 @@ def bench_metrics(gen: MixGenerator, seconds: float, rates: list[float]) -> None
     """Lab agent settings with the metric families off / all on / all on with contexts, per rate."""
     gc.set_threshold(*GC_THRESHOLD_TRIED)
     print(
-        "  raw samples into the ring (flow listeners decode each batch), 256 pages/CPU, lab gc threshold;\n"
+        "  raw samples into the ring (metrics count each batch by sample key, decoding one sample per new key),\n"
+        "  256 pages/CPU, lab gc threshold;\n"
         "  Hubble metrics off, the lab's default "
         f"({DEFAULT_LAB_METRICS}),\n  all families ({ALL_FAMILIES}), and all with {CONTEXTS}"
     )

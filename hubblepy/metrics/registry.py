@@ -1,13 +1,16 @@
 """The node's metrics: the enabled flow families, fed in batches, and the node's own health.
 
-:class:`FlowMetrics` is an observer flow listener: :meth:`FlowMetrics.on_entries` gets each batch
-of ring entries right after :meth:`hubblepy.observer.core.Observer.publish_flows` stored it.
-:meth:`FlowMetrics.process` groups the batch's non-L7 flows by a signature: one column per field the
-enabled families read (:data:`COLUMNS`: verdict, ``id()`` of the event-type and endpoint dicts the
-parser shares between flows, L4 protocol, ports, ...), built with C-level ``map`` and ``zip`` and
-counted with :class:`collections.Counter`; each family then sees one representative flow per
-signature with its count. Flows that share a signature give every family the same labels, so the
-counts are exact; the per-flow cost is a few C-level lookups instead of one Python call per family.
+:class:`FlowMetrics` is an observer range listener: :meth:`FlowMetrics.on_range` gets the sequence
+range of each batch right after the observer wrote it to the ring. Raw datapath samples are grouped
+by a key made of their header and packet bytes (:mod:`hubblepy.metrics.rawkeys`) and the resolver
+snapshot, counted with ``numpy.unique``; one sample per key is decoded (and its flow remembered for
+later batches), so a batch of known kinds of traffic decodes nothing. Decoded entries (replay), L7
+records and samples without a key go the per-flow way, :meth:`FlowMetrics.process`: the flows are
+grouped by a signature of the fields the enabled families read (:data:`COLUMNS`: verdict, ``id()``
+of the event-type and endpoint dicts the parser shares between flows, L4 protocol, ports, ...),
+built with C-level ``map`` and ``zip`` and counted with :class:`collections.Counter`. Either way
+each family sees one representative flow per group with its count; flows of one group give every
+family the same labels, so the counts are exact.
 
 :class:`NodeHealthCollector` is read only when Prometheus scrapes: it costs nothing per flow.
 It serves ``hubble_lost_events_total{source}`` (upstream's name and source values) and the
@@ -21,15 +24,21 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import contains, not_
+from time import thread_time
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hubblepy.metrics.config import MetricSpec
 from hubblepy.metrics.handlers import DEFAULT_MAX_SERIES, HANDLERS, Handler, Series
+from hubblepy.metrics.rawkeys import group_keys, sample_keys
+from hubblepy.observer.ring import KIND_DECODED, KIND_RAW, Ring
 
+MIN_KEYED_BATCH = 32  # fewer raw samples than this are decoded one by one (cheaper than the keys)
+MAX_CACHED_KEYS = 8192  # distinct sample keys whose flows are remembered across batches
 LOST_SOURCES = ("perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer")
 _EMPTY: dict[str, Any] = {}
 _NO_IP = {"ipVersion": "<no IP>"}  # tells "no IP field" apart from "IP without a version"
@@ -122,6 +131,9 @@ class FlowMetrics:
         if needs & {"tcp_flags", "dport", "icmp"}:
             needs = (needs - {"l4_proto", "tcp_flags", "dport", "icmp"}) | {"l4"}
         self.columns = sorted(needs)
+        self._flow_by_key: dict[bytes, dict[str, Any] | None] = {}  # see on_range
+        self._cached_snapshot = -1  # resolver snapshot of the keys in _flow_by_key
+        self.count_cpu_s = 0.0  # thread CPU time spent in on_range (benchmarks)
 
     def overflow_of(self, name: str) -> Callable[[int], None]:
         return self._overflow.labels(name).inc
@@ -130,6 +142,10 @@ class FlowMetrics:
         """Count one batch of canonical flow dicts in every enabled family."""
         if not flows or not self.handlers:
             return
+        self._count(self._groups(flows))
+
+    def _groups(self, flows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+        """The batch as (representative flow, how many flows count like it); L7 flows one by one."""
         has_l7 = list(map(contains, flows, repeat("l7")))
         l7: list[dict[str, Any]] = []
         if any(has_l7):
@@ -143,6 +159,9 @@ class FlowMetrics:
             representative = dict(zip(signatures, flows, strict=True))
             groups = [(representative[sig], n) for sig, n in Counter(signatures).items()]
         groups.extend((f, 1) for f in l7)
+        return groups
+
+    def _count(self, groups: list[tuple[dict[str, Any], int]]) -> None:
         for handler in self.handlers:
             acc: dict[Series, Counter] = defaultdict(Counter)
             try:
@@ -157,6 +176,100 @@ class FlowMetrics:
     def on_entries(self, entries: Sequence[Any]) -> None:
         """Observer flow listener: one batch of ring entries (``.flow`` is the flow dict)."""
         self.process([e.flow for e in entries if e.flow is not None])
+
+    def on_range(self, ring: Ring, start: int, stop: int) -> None:
+        """Observer range listener: count ring entries ``start .. stop-1`` (just written).
+
+        Raw datapath samples are grouped by :func:`~hubblepy.metrics.rawkeys.sample_keys` and the
+        resolver snapshot; only one sample per new key is decoded (the flow is remembered for
+        later batches). Decoded entries, L7 records and samples without a key go the per-flow way.
+        """
+        if not self.handlers or stop <= start:
+            return
+        t0 = thread_time()
+        slots = ring.slots(start, stop)
+        kinds = ring.kind[slots]
+        raw = kinds == KIND_RAW
+        groups: list[tuple[dict[str, Any], int]] = []
+        flows: list[dict[str, Any]] = []
+        decode: list[int] = []  # sequences decoded one by one
+        objs = ring._objs
+        raw_at = np.flatnonzero(raw)
+        if len(raw_at) >= MIN_KEYED_BATCH:
+            decode += self._raw_groups(ring, slots[raw_at], raw_at + start, groups)
+        elif len(raw_at):  # a few samples: decoding them costs less than building keys
+            decode += (raw_at + start).tolist()
+        other = np.flatnonzero(~raw)
+        if len(other):
+            for pos, slot, kind in zip(
+                other.tolist(), slots[other].tolist(), kinds[other].tolist(), strict=True
+            ):
+                if kind == KIND_DECODED:
+                    flow = objs[slot].flow
+                    if flow is not None:
+                        flows.append(flow)
+                else:
+                    decode.append(start + pos)
+        if decode:
+            decode.sort()
+            flows += [e.flow for _, e in ring.read_many(decode)[0] if e.flow is not None]
+        if flows:
+            groups += self._groups(flows)
+        if groups:
+            self._count(groups)
+        self.count_cpu_s += thread_time() - t0
+
+    def _raw_groups(
+        self, ring: Ring, slots: np.ndarray, seqs: np.ndarray, groups: list[tuple[dict[str, Any], int]]
+    ) -> list[int]:
+        """Add (flow, count) per key of the raw samples at ``slots``; returns the sequences to
+        decode one by one (samples without a key)."""
+        objs = ring._objs
+        decoder = ring.decoder
+        pv_layout = getattr(getattr(decoder, "parser", None), "_pv_layout", None)
+        snaps = ring.snapshot[slots]
+        newest = int(snaps[-1])
+        if len(self._flow_by_key) > MAX_CACHED_KEYS or newest != self._cached_snapshot:
+            self._flow_by_key.clear()  # full, or the resolver moved on: older keys will not recur
+            self._cached_snapshot = newest
+        cache = self._flow_by_key
+        singles: list[int] = []
+        # samples of one batch share their buffer and snapshot: split where either changes
+        slot_list = slots.tolist()
+        buffers = np.fromiter(
+            map(id, map(objs.__getitem__, slot_list)), dtype=np.uint64, count=len(slot_list)
+        )
+        cuts = np.flatnonzero((buffers[1:] != buffers[:-1]) | (snaps[1:] != snaps[:-1])) + 1
+        bounds = [0, *cuts.tolist(), len(slot_list)]
+        missing: dict[bytes, int] = {}  # key -> sequence of a sample to decode
+        pending: list[tuple[bytes, int]] = []
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            part = slots[lo:hi]
+            keys, eligible = sample_keys(objs[slot_list[lo]], ring.offset[part], ring.length[part], pv_layout)
+            if not eligible.all():
+                singles += seqs[lo:hi][~eligible].tolist()
+            index = np.flatnonzero(eligible)
+            if not len(index):
+                continue
+            rows = keys[index]
+            first, counts = group_keys(rows)
+            snap = int(snaps[lo]).to_bytes(4, "little")
+            for at, count in zip(first.tolist(), counts.tolist(), strict=True):
+                full = snap + rows[at].tobytes()
+                pending.append((full, count))
+                if full not in cache and full not in missing:
+                    missing[full] = int(seqs[lo + index[at]])
+        if missing:
+            by_seq = {seq: key for key, seq in missing.items()}
+            got = dict(ring.read_many(sorted(by_seq))[0])
+            for seq, key in by_seq.items():
+                entry = got.get(seq)
+                cache[key] = entry.flow if entry is not None else None
+        for key, count in pending:
+            flow = cache.get(key)
+            if flow is not None:
+                groups.append((flow, count))
+        return singles
 
 
 class NodeHealthCollector:

@@ -74,7 +74,7 @@ def build_node_metrics(
         raise MetricsConfigError(str(exc)) from None
     registry.register(NodeHealthCollector(observer, parser))
     if flow_metrics.handlers:
-        observer.add_flow_listener(flow_metrics.on_entries)
+        observer.add_range_listener(flow_metrics.on_range)
     return registry, flow_metrics
 
 

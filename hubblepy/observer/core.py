@@ -60,6 +60,7 @@ class Observer:
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
         self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
         self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
+        self._range_listeners: list[Callable[[Ring, int, int], None]] = []
         self._decoder: RecordDecoder | None = None
         # raw samples: (source identity, destination identity, endpoint) hash -> namespaces of its flows
         self._record_namespaces: dict[Any, tuple[tuple[str, str], ...]] = {}
@@ -69,6 +70,23 @@ class Observer:
         """Call ``listener(entries)`` with every batch of flow entries, after it is in the ring
         (metrics, exporter). Listeners run in the publishing thread: they must be quick."""
         self._flow_listeners.append(listener)
+
+    def add_range_listener(self, listener: Callable[[Ring, int, int], None]) -> None:
+        """Call ``listener(ring, start, stop)`` after every write of flow entries, with the sequence
+        range just written (still readable): listeners read the ring's columns and decode only what
+        they need (metrics). They run in the publishing thread, under the writers' lock."""
+        self._range_listeners.append(listener)
+
+    def _tell_listeners(self, first: int) -> None:
+        """Hand the entries written since sequence ``first`` to the listeners (writers' lock held)."""
+        ring = self.flows
+        start, stop = max(first, ring.oldest_seq), ring.next_seq
+        for range_listener in self._range_listeners:
+            range_listener(ring, start, stop)
+        if self._flow_listeners:
+            entries = [entry for _, entry in ring.read_many(range(start, stop))[0]]
+            for listener in self._flow_listeners:
+                listener(entries)
 
     # -- EventSink: what flow sources call -------------------------------------------------------
     def publish_flows(self, flows: Iterable[tuple[int, dict[str, Any]]]) -> None:
@@ -91,7 +109,10 @@ class Observer:
                 namespaces[(dst.get("cluster_name", ""), dst["namespace"])] = seen_ns
         with self._lock:
             self.seen_flows += len(entries)
+            first = self.flows.next_seq
             self.flows.write_many(entries)
+            for range_listener in self._range_listeners:
+                range_listener(self.flows, max(first, self.flows.oldest_seq), self.flows.next_seq)
             for listener in self._flow_listeners:
                 listener(entries)
 
@@ -113,7 +134,8 @@ class Observer:
 
         Needs :meth:`use_parser` first. Samples that are not flow messages (debug messages, empty
         or unknown ones) go through the parser's per-sample path now; flows are decoded when read.
-        Flow listeners get decoded entries (they make this path as costly as decoding up front).
+        Flow listeners get decoded entries (they make this path as costly as decoding up front);
+        range listeners (metrics) get the sequence range and decode what they need.
         """
         from hubblepy.observer.records import header_columns
 
@@ -146,12 +168,8 @@ class Observer:
             first = ring.next_seq
             self.seen_flows += n
             ring.write_raw(batch.data, now_ns, cols, snapshot)
-            if self._flow_listeners:
-                entries = [
-                    entry for _, entry in ring.read_many(range(max(first, ring.oldest_seq), ring.next_seq))[0]
-                ]
-                for listener in self._flow_listeners:
-                    listener(entries)
+            if self._flow_listeners or self._range_listeners:
+                self._tell_listeners(first)
         from hubblepy.observer.records import namespace_keys
 
         unique, index = np.unique(namespace_keys(cols.head), return_index=True)
@@ -182,12 +200,8 @@ class Observer:
             first = ring.next_seq
             self.seen_flows += n
             ring.write_records(KIND_L7, now_ns, payloads, snapshot)
-            if self._flow_listeners:
-                entries = [
-                    entry for _, entry in ring.read_many(range(max(first, ring.oldest_seq), ring.next_seq))[0]
-                ]
-                for listener in self._flow_listeners:
-                    listener(entries)
+            if self._flow_listeners or self._range_listeners:
+                self._tell_listeners(first)
         keys: dict[Any, int] = {}
         for i, record in enumerate(records):
             key = _l7_namespace_key(record)

@@ -1,0 +1,227 @@
+"""Metrics counted from the ring's raw samples by batch key equal the per-flow counts of the same events."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from hubblepy.metrics import ALL_FAMILIES, FlowMetrics, build_node_metrics, parse_metrics
+from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
+from hubblepy.metrics.rawkeys import sample_keys
+from hubblepy.monitor.reader import RECORD_PAD, RecordBatch
+from hubblepy.observer.core import Observer
+from hubblepy.parser import EndpointInfo, Parser, StaticResolver
+from hubblepy.parser import encode as enc
+
+NOW = 1_700_000_000_000_000_000
+CONTEXTS = (
+    "sourceContext=namespace|ip;destinationContext=pod|dns;labelsContext=source_namespace,destination_ip"
+)
+SETTINGS = [
+    DEFAULT_LAB_METRICS,
+    ALL_FAMILIES,
+    " ".join(f"{name}:{CONTEXTS}" for name in ALL_FAMILIES.split()),
+    "flows-to-world:any-drop;port;syn-only port-distribution:sourceEgressContext=workload;destinationIngressContext=app",
+]
+
+
+def _resolver() -> StaticResolver:
+    resolver = StaticResolver()
+    for name, ep_id, identity, ips in (
+        ("frontend", 11, 1001, ("10.0.0.1", "fd00::1")),
+        ("api", 12, 1002, ("10.0.0.2", "fd00::2")),
+    ):
+        resolver.add_endpoint(
+            EndpointInfo(
+                id=ep_id,
+                identity=identity,
+                namespace="payments",
+                pod_name=f"{name}-6d8f7-x2k4p",
+                labels=(f"k8s:app={name}", "k8s:io.kubernetes.pod.namespace=payments"),
+                ips=ips,
+            )
+        )
+    return resolver
+
+
+def _tcp_options(sport: int, dport: int, flags: int, options: bytes, seq: int = 1) -> bytes:
+    options += bytes(-len(options) % 4)
+    doff = 5 + len(options) // 4
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, 0, doff << 4, flags, 512, 0, 0) + options
+
+
+def _v4(src: str, dst: str, proto: int, l4: bytes, **kw: object) -> bytes:
+    return enc.ethernet(enc.ipv4(src, dst, proto, l4, **kw))  # type: ignore[arg-type]
+
+
+def _eth6(packet: bytes) -> bytes:
+    return enc.ethernet(packet, ethertype=0x86DD)
+
+
+def _samples(round_: int) -> list[bytes]:
+    """Every kind of event the key must tell apart, with per-packet noise (sequence numbers, hashes,
+    payload, trace ids) that it must not. Packets differ from the first in one field each, and every
+    packet goes out in the same set of event headers, so a key missing any field merges two groups."""
+    syn, ack, fin, rst = enc.TCP_SYN, enc.TCP_ACK, enc.TCP_FIN, enc.TCP_RST
+    ts = bytes([1, 1, 8, 10]) + struct.pack("!II", round_, 7)  # nop nop timestamps
+    a, b, world = "10.0.0.1", "10.0.0.2", "93.184.216.34"
+    packets = [
+        _v4(a, b, 6, enc.tcp(40000, 8080, syn, payload=b"x" * round_)),
+        _v4(a, b, 6, enc.tcp(40000, 8080, syn | ack)),
+        _v4(a, b, 6, enc.tcp(40000, 8080, fin | ack)),
+        _v4(a, b, 6, enc.tcp(40000, 8080, syn, ns=True)),
+        _v4(a, b, 6, enc.tcp(40000, 8080, rst)),
+        _v4(a, b, 6, enc.tcp(40000, 8081, syn)),
+        _v4(a, b, 6, enc.tcp(8080, 40000, syn)),
+        _v4(b, a, 6, enc.tcp(40000, 8080, syn)),
+        _v4(a, world, 6, enc.tcp(40000, 8080, syn)),
+        _v4(a, b, 6, _tcp_options(40000, 8080, syn, ts, seq=round_ * 7)),
+        _v4(a, b, 6, _tcp_options(40000, 8080, syn, bytes([3, 9, 1, 1]))),  # option length past the end
+        _v4(a, b, 6, _tcp_options(40000, 8080, syn, bytes([1, 3, 1, 1]))),  # option length below 2
+        _v4(
+            a, b, 6, _tcp_options(40000, 8080, syn, bytes([2, 4, 5, 180]))
+        ),  # a valid MSS option, same offset
+        _v4(a, b, 6, enc.tcp(40000, 8080, 0)),  # no flags: only the protocol tells it from UDP
+        _v4(a, b, 6, struct.pack("!HHIIBB", 40000, 8080, 0, 0, 4 << 4, syn) + bytes(6)),  # data offset < 20
+        _v4(
+            a, b, 6, struct.pack("!HHIIBB", 40000, 8080, 0, 0, 15 << 4, syn) + bytes(6)
+        ),  # offset past the end
+        _v4(a, b, 6, enc.tcp(40000, 8080, syn), frag=0x2000),  # more fragments: no L4
+        _v4(a, b, 6, enc.tcp(40000, 8080, syn), total_len=30),  # L4 cut short by the IP length
+        _v4(a, b, 6, enc.tcp(40000, 8080, syn))[:50],  # truncated TCP: parse error
+        _v4(a, b, 17, enc.udp(40000, 8080, b"q" * (round_ + 3))),
+        _v4(a, world, 17, enc.udp(40000, 53)),
+        _v4(a, b, 132, enc.sctp(40000, 8080)),
+        _v4(a, b, 1, enc.icmp4(8)),
+        _v4(a, b, 1, enc.icmp4(3, 3)),
+        _v4(a, b, 1, enc.icmp4(3, 1)),
+        _eth6(enc.ipv6("fd00::1", "fd00::2", 6, enc.tcp(40000, 8080, syn))),
+        _eth6(enc.ipv6("fd00::1", "2001:db8::5", 6, enc.tcp(40000, 8080, syn))),
+        _eth6(enc.ipv6("fd00::1", "fd00::2", 58, enc.icmp6(128))),
+        _eth6(enc.ipv6("fd00::1", "fd00::2", 17, enc.udp(40000, 53))),
+        _eth6(enc.ipv6("fd00::1", "fd00::2", 6, enc.tcp(40000, 8080, syn)))[:50],  # truncated IPv6 header
+        _eth6(
+            enc.ipv6("fd00::1", "fd00::2", 0, bytes([6, 0]) + bytes(6) + enc.tcp(40000, 8080, syn))
+        ),  # hop-by-hop
+        enc.ethernet(b"\x00" * 28, ethertype=0x0806),  # ARP
+    ]
+    out = []
+    for pkt in packets:
+        for obs_point in (0, 5, 3):
+            out.append(enc.trace_event(pkt, source=11, src_label=1001, dst_label=1002, obs_point=obs_point))
+        for version in (0, 1, 2):
+            out.append(
+                enc.trace_event(pkt, version=version, source=12, src_label=1002, reason=4, trace_id=round_)
+            )
+        out.append(enc.trace_event(pkt, source=12, src_label=1002, reason=0x81))
+        out.append(enc.trace_event(pkt, version=1, source=11, src_label=1001, orig_ip="10.9.9.9"))
+        for version in range(4):
+            out.append(
+                enc.drop_event(pkt, version=version, source=11, src_label=1001, dst_label=2, trace_id=round_)
+            )
+        out.append(enc.drop_event(pkt, source=11, src_label=1001, dst_label=2, reason=181, line=round_))
+        for match in range(3):
+            flags = enc.policy_verdict_flags(1, match_type=match)
+            out.append(enc.policy_verdict_event(pkt, source=12, remote_label=1001, flags=flags))
+        out.append(enc.policy_verdict_event(pkt, source=12, remote_label=1001, verdict=-133))
+        out.append(enc.policy_verdict_event(pkt, source=11, remote_label=2, flags=2))
+        out.append(enc.policy_verdict_event(pkt, layout=32, source=11, remote_label=2, flags=2))
+        out.append(
+            enc.policy_verdict_event(
+                pkt, source=11, remote_label=1, flags=enc.policy_verdict_flags(1, audited=True)
+            )
+        )
+        out.append(enc.trace_event(pkt, source=11, src_label=1001, flags=0x02))  # L3 device: no Ethernet
+        out.append(enc.trace_event(pkt, source=11, src_label=1001, flags=0x04))  # VXLAN classifier flag
+    out.append(enc.debug_event(1, source=11))
+    return out
+
+
+def _batch(samples: list[bytes]) -> RecordBatch:
+    data = bytearray()
+    offsets, lengths = [], []
+    for raw in samples:
+        offsets.append(len(data))
+        lengths.append(len(raw))
+        data += raw + bytes(-len(raw) % 8)
+    data += bytes(RECORD_PAD)
+    n = len(samples)
+    return RecordBatch(
+        bytes(data),
+        np.asarray(offsets, dtype=np.int64),
+        np.asarray(lengths, dtype=np.uint32),
+        np.zeros(n, dtype=np.uint16),
+        [],
+    )
+
+
+def _lines(registry: CollectorRegistry) -> list[str]:
+    return sorted(
+        line
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("hubble_")
+        and not line.startswith(("hubble_metrics_errors", "hubble_ring"))
+        and not line.startswith(("hubble_seen", "hubble_lost", "hubble_parser"))
+    )
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_batch_counts_equal_per_flow_counts(setting: str) -> None:
+    per_flow_registry = CollectorRegistry()
+    per_flow = FlowMetrics(parse_metrics(setting), per_flow_registry)
+    eager = Observer("node-1", capacity=1023)
+    eager_parser = Parser(_resolver(), "node-1")
+    eager.use_parser(eager_parser)
+    eager.add_flow_listener(per_flow.on_entries)  # every flow decoded and counted
+
+    lazy = Observer("node-1", capacity=1023)  # the last batch is longer than the ring: both count its tail
+    lazy_parser = Parser(_resolver(), "node-1")
+    lazy.use_parser(lazy_parser)
+    registry, batched = build_node_metrics(lazy, setting)
+
+    for round_ in range(7):
+        samples = _samples(round_)
+        if round_ == 3:  # a pod appears behind the world address: flows seen before now count apart
+            for parser in (eager_parser, lazy_parser):
+                parser._resolver.add_endpoint(
+                    EndpointInfo(
+                        id=13, identity=1003, namespace="web", pod_name="edge", ips=("93.184.216.34",)
+                    )
+                )
+        if round_ == 5:
+            samples = samples * 2
+        if round_ == 6:  # a batch too small for keys: decoded one by one
+            samples = samples[::40]
+        batch = _batch(samples)
+        before = lazy_parser.flows_decoded
+        assert eager.publish_records(batch, NOW + round_) == lazy.publish_records(batch, NOW + round_)
+        if round_ in (1, 2, 4):  # keys seen before: only the samples without a key are decoded
+            _, eligible = sample_keys(batch.data, batch.offsets, batch.lengths)
+            assert lazy_parser.flows_decoded - before <= int((~eligible).sum()) < len(samples) / 2
+    assert _lines(registry) == _lines(per_flow_registry)
+    assert any("_total{" in line for line in _lines(registry))
+    assert lazy_parser.flows_decoded < eager_parser.flows_decoded / 2
+
+
+def test_keys_ignore_per_packet_noise_and_separate_fields() -> None:
+    def key(sample: bytes) -> tuple[bytes, bool]:
+        batch = _batch([sample])
+        keys, eligible = sample_keys(batch.data, batch.offsets, batch.lengths)
+        return keys[0].tobytes(), bool(eligible[0])
+
+    syn = _v4("10.0.0.1", "10.0.0.2", 6, enc.tcp(40000, 8080, enc.TCP_SYN))
+    longer = _v4("10.0.0.1", "10.0.0.2", 6, enc.tcp(40000, 8080, enc.TCP_SYN, payload=b"abc"))
+    base, ok = key(enc.drop_event(syn, source=11, src_label=1001, trace_id=1))
+    assert ok
+    assert key(enc.drop_event(longer, source=11, src_label=1001, trace_id=99)) == (base, True)
+    other_reason = key(enc.drop_event(syn, source=11, src_label=1001, reason=181))
+    other_port = key(
+        enc.drop_event(
+            _v4("10.0.0.1", "10.0.0.2", 6, enc.tcp(40000, 8081, enc.TCP_SYN)), source=11, src_label=1001
+        )
+    )
+    assert base not in (other_reason[0], other_port[0])
+    assert key(enc.trace_event(syn, flags=0x02)) == (bytes(len(base)), False)  # L3 device: decoded alone
