@@ -13,10 +13,28 @@ then copied only along those keys and the copy handed to the constructor.
 The bytes are the ones :func:`dict_to_message` (lenient) + ``SerializeToString`` give: any dict the
 constructor refuses (an unknown or camelCase key, a wrong type) is encoded by that slow path, which
 also raises its usual :class:`~hubblepy.codec.errors.DecodeError` for bad input.
+
+:class:`WireEncoder` goes one step further for the top two levels (the response and its flow),
+which it writes itself: protobuf bytes are the fields in number order, so a message is the join of
+its fields' bytes. Each field's bytes come from the cheapest exact source:
+
+* a sub-message, or a list, is serialized by the constructor once per *object*: the parser hands out
+  the same read-only endpoint, emitter, event type, interface, service and policy dicts (and node
+  label lists) to every flow that needs them, so their bytes are kept by ``id`` (with a reference,
+  so the id cannot be reused while kept; the table is emptied when it grows past
+  ``SHARED_LIMIT``). Dicts in the ring are never changed after they enter it (the ring caches each
+  entry's bytes on the same premise); a producer that changed a sub-dict in place after sending it
+  would have to send a new one instead.
+* strings and Timestamps are written directly (tag, length, UTF-8 / seconds and nanos);
+* other scalars are serialized by the constructor once per distinct value.
+
+Anything else (a key the schema does not know, two members of a oneof, a value of the wrong type)
+goes to the constructor path above, so the bytes stay those of the field-by-field encoder.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +44,7 @@ from google.protobuf.message import Message
 from . import schema
 from .errors import DecodeError
 from .messages import _bytes_value, _floating_value, _special_filler, dict_to_message
-from .timestamps import NS_PER_SECOND, parse_rfc3339_ns, parse_timestamp
+from .timestamps import NS_PER_SECOND, _utc_whole_seconds, parse_rfc3339_ns, parse_timestamp
 
 _Fix = Callable[[Any], Any]
 # Per message type: key -> fixer, for the keys whose values the constructor cannot take as they are.
@@ -134,13 +152,230 @@ def _fixed(d: dict[str, Any], table: dict[str, _Fix]) -> dict[str, Any]:
     return out
 
 
-class WireEncoder:
-    """Serialized bytes of one message type from canonical dicts (see the module docstring)."""
+SHARED_LIMIT = 8192  # sub-message bytes kept by object id, per encoder type
+VALUE_LIMIT = 4096  # scalar field bytes kept by value, per field
 
-    def __init__(self, message_class: type[Message]) -> None:
+# When most sub-messages of PROBE direct writes had to be built (fresh dicts: nothing shared), the
+# next PLAIN_RUN encodes take the one-constructor path, which is cheaper for them.
+PROBE = 64
+PLAIN_RUN = 4096
+
+_VARINT1 = [bytes([n]) for n in range(128)]
+
+
+def _varint(n: int) -> bytes:
+    if 0 <= n < 128:
+        return _VARINT1[n]
+    if 0 < n < 1 << 35:  # the common sizes, unrolled
+        if n < 1 << 14:
+            return bytes((n & 127 | 128, n >> 7))
+        if n < 1 << 21:
+            return bytes((n & 127 | 128, n >> 7 & 127 | 128, n >> 14))
+        if n < 1 << 28:
+            return bytes((n & 127 | 128, n >> 7 & 127 | 128, n >> 14 & 127 | 128, n >> 21))
+        return bytes((n & 127 | 128, n >> 7 & 127 | 128, n >> 14 & 127 | 128, n >> 21 & 127 | 128, n >> 28))
+    n &= 0xFFFFFFFFFFFFFFFF  # negative int64: ten bytes of two's complement, as protobuf writes it
+    out = bytearray()
+    while n > 127:
+        out.append((n & 127) | 128)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _seconds_field(whole: str) -> bytes | None:
+    """Timestamp ``seconds`` field bytes of a UTC ``YYYY-MM-DDTHH:MM:SS`` (None when invalid)."""
+    seconds = _utc_whole_seconds(whole)
+    if seconds is None:
+        return None
+    return b"\x08" + _varint(seconds) if seconds else b""
+
+
+_timestamp_bodies: dict[str, bytes] = {}  # a flow's time is also its response's: built once
+
+
+def _timestamp_body(value: Any) -> bytes:
+    """Serialized Timestamp of canonical UTC text (``_Fallback`` for any other spelling)."""
+    body = _timestamp_bodies.get(value)
+    if body is not None:
+        return body
+    if type(value) is not str or len(value) < 20 or value[-1] != "Z":
+        raise _Fallback
+    seconds = _seconds_field(value[:19])
+    if seconds is None:
+        raise _Fallback
+    if value[19] == "Z":
+        if len(value) != 20:
+            raise _Fallback
+        body = seconds
+    else:
+        fraction = value[20:-1]
+        if value[19] != "." or not (
+            fraction and len(fraction) <= 9 and fraction.isascii() and fraction.isdigit()
+        ):
+            raise _Fallback
+        nanos = int(fraction.ljust(9, "0"))
+        body = seconds + b"\x10" + _varint(nanos) if nanos else seconds
+    if len(_timestamp_bodies) >= VALUE_LIMIT:
+        _timestamp_bodies.clear()
+    _timestamp_bodies[value] = body
+    return body
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return _varint(number << 3 | wire_type)
+
+
+class _Stats:
+    """How often sub-message bytes were found kept (parser dicts) or had to be built (fresh dicts)."""
+
+    __slots__ = ("hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+
+
+class _Fallback(Exception):
+    """The direct writer does not take this dict: use the constructor path."""
+
+
+_Writer = Callable[[Any], bytes]
+
+
+class _Level:
+    """Direct writer of one message type: key -> (rank in field-number order, field writer)."""
+
+    def __init__(self, info: schema.MessageInfo, cls: type[Message], stats: _Stats) -> None:
+        self.cls = cls
+        self.stats = stats
+        self.count = len(info.fields)
+        ranks = {f.name: rank for rank, f in enumerate(sorted(info.fields, key=lambda f: f.number))}
+        self.fields: dict[str, tuple[int, _Writer]] = {}
+        self.oneof_keys = frozenset(f.name for f in info.fields if f.oneof is not None)
+        self.table = _table(info)
+        self.children: dict[str, _Level] = {}
+        for f in info.fields:
+            self.fields[f.name] = (ranks[f.name], self._writer(f))
+
+    def _writer(self, f: schema.FieldInfo) -> _Writer:
+        if f.repeated or f.kind in (schema.MESSAGE, schema.WRAPPER, schema.ANY, schema.DURATION):
+            return self._by_object(f)
+        if f.kind == schema.STRING:
+            return self._string(f)
+        if f.kind == schema.TIMESTAMP:
+            return self._timestamp(f)
+        return self._by_value(f)
+
+    def _single(self, f: schema.FieldInfo) -> _Writer:
+        """Bytes of one field by the constructor: of its message type for (lists of) plain
+        sub-messages, else of a message holding only that field."""
+        if f.kind == schema.MESSAGE:
+            sub_cls, tag = _message_class(f), _tag(f.number, 2)
+            assert f.message is not None
+            sub_table = _table(f.message)
+
+            def one(value: Any) -> bytes:
+                if type(value) is not dict:
+                    raise _Fallback
+                body = sub_cls(**_fixed(value, sub_table)).SerializeToString()
+                return tag + _varint(len(body)) + body
+
+            if not f.repeated:
+                return one
+            return lambda values: b"".join([one(v) for v in values])
+        cls, name, fix = self.cls, f.name, self.table.get(f.name)
+        if fix is None:
+            return lambda value: cls(**{name: value}).SerializeToString()
+        return lambda value: cls(**{name: fix(value)}).SerializeToString()
+
+    def _by_object(self, f: schema.FieldInfo) -> _Writer:
+        single, stats = self._single(f), self.stats
+        kept_by_id: dict[int, tuple[Any, bytes]] = {}  # per field: the bytes carry its tag
+
+        def write(value: Any) -> bytes:
+            kept = kept_by_id.get(id(value))
+            if kept is not None and kept[0] is value:
+                stats.hits += 1
+                return kept[1]
+            stats.misses += 1
+            wire = single(value)
+            if len(kept_by_id) >= SHARED_LIMIT:
+                kept_by_id.clear()
+            kept_by_id[id(value)] = (value, wire)
+            return wire
+
+        return write
+
+    def _by_value(self, f: schema.FieldInfo) -> _Writer:
+        single = self._single(f)
+        memo: dict[tuple[type, Any], bytes] = {}
+
+        def write(value: Any) -> bytes:
+            key = (type(value), value)
+            wire = memo.get(key)
+            if wire is None:
+                wire = single(value)
+                if len(memo) >= VALUE_LIMIT:
+                    memo.clear()
+                memo[key] = wire
+            return wire
+
+        return write
+
+    @staticmethod
+    def _string(f: schema.FieldInfo) -> _Writer:
+        tag, keep_empty = _tag(f.number, 2), f.presence
+
+        def write(value: Any) -> bytes:
+            if type(value) is not str:
+                raise _Fallback
+            if not value and not keep_empty:
+                return b""
+            data = value.encode()
+            return tag + _varint(len(data)) + data
+
+        return write
+
+    @staticmethod
+    def _timestamp(f: schema.FieldInfo) -> _Writer:
+        tag = _tag(f.number, 2)
+
+        def write(value: Any) -> bytes:
+            body = _timestamp_body(value)
+            return tag + _VARINT1[len(body)] + body  # at most 2 + 10 + 1 + 5 bytes
+
+        return write
+
+    def write(self, d: dict[str, Any]) -> bytes:
+        if self.oneof_keys and len(self.oneof_keys & d.keys()) > 1:
+            raise _Fallback  # the constructor keeps the last member, as the field-by-field encoder does
+        slots = [b""] * self.count
+        fields = self.fields
+        for key, value in d.items():
+            rank, write = fields[key]  # KeyError (a key the schema does not know): constructor path
+            if value is not None:
+                slots[rank] = write(value)
+        return b"".join(slots)
+
+
+class WireEncoder:
+    """Serialized bytes of one message type from canonical dicts (see the module docstring).
+
+    ``direct`` names the fields of the top message whose (sub-)message is also written directly
+    (by default ``flow`` for ``GetFlowsResponse``); the other fields go through :class:`_Level`'s
+    per-field sources.
+    """
+
+    def __init__(self, message_class: type[Message], direct: tuple[str, ...] = ("flow",)) -> None:
         self.message_class = message_class
         desc: Descriptor = message_class.DESCRIPTOR
-        self.table = _table(schema.message_info_for(desc))
+        info = schema.message_info_for(desc)
+        self.table = _table(info)
+        self.level = _shared_level(info, message_class, direct)
+        self.probed = 0  # direct writes since the kept/built counts were last looked at
+        self.plain_left = 0  # constructor-path encodes to do before trying direct writes again
 
     def message(self, d: dict[str, Any]) -> Message:
         """The message of ``d`` (as lenient :func:`dict_to_message` builds it)."""
@@ -151,4 +386,41 @@ class WireEncoder:
 
     def encode(self, d: dict[str, Any]) -> bytes:
         """Serialized message of ``d``; raises DecodeError for input the codec cannot read."""
-        return self.message(d).SerializeToString()
+        if self.plain_left:  # fresh dicts lately (a replayed file): one constructor call is cheaper
+            self.plain_left -= 1
+            return self.message(d).SerializeToString()
+        try:
+            wire = self.level.write(d)
+        except (_Fallback, TypeError, ValueError, KeyError, AttributeError, OverflowError, DecodeError):
+            return self.message(d).SerializeToString()
+        self.probed += 1
+        if self.probed >= PROBE:
+            stats = self.level.stats
+            if stats.misses > stats.hits:
+                self.plain_left = PLAIN_RUN
+            stats.hits = stats.misses = self.probed = 0
+        return wire
+
+
+_levels: dict[tuple[str, tuple[str, ...]], _Level] = {}
+
+
+def _shared_level(info: schema.MessageInfo, cls: type[Message], direct: tuple[str, ...]) -> _Level:
+    """One writer per message type and ``direct`` set, shared by all encoders (and their caches)."""
+    key = (info.full_name, direct)
+    level = _levels.get(key)
+    if level is None:
+        level = _Level(info, cls, _Stats())
+        for f in info.fields:
+            if f.name in direct and f.kind == schema.MESSAGE and not f.repeated:
+                assert f.message is not None
+                child = _Level(f.message, _message_class(f), level.stats)
+                tag = _tag(f.number, 2)
+
+                def write(value: Any, child: _Level = child, tag: bytes = tag) -> bytes:
+                    body = child.write(value)
+                    return tag + _varint(len(body)) + body
+
+                level.fields[f.name] = (level.fields[f.name][0], write)
+        _levels[key] = level
+    return level
