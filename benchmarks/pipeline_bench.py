@@ -328,7 +328,7 @@ class MixGenerator:
         drops_written = 0
         if follower and ring.next_seq:
             drops_written = _drops_written(observer, parser)
-        read_rate = json_rate = 0.0
+        read_rate = json_rate = wire_rate = 0.0
         if read_after and len(ring):
             read_rate, json_rate, wire_rate = _read_whole_ring(ring)
         last = None
