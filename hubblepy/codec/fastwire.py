@@ -155,6 +155,8 @@ def _fixed(d: dict[str, Any], table: dict[str, _Fix]) -> dict[str, Any]:
 SHARED_LIMIT = 8192  # sub-message bytes kept by object id, per encoder type
 VALUE_LIMIT = 4096  # scalar field bytes kept by value, per field
 
+DIRECT = ("flow.IP", "flow.l4.TCP", "flow.l4.UDP", "flow.l4.ICMPv4", "flow.l4.ICMPv6", "flow.l4.SCTP")
+
 # When most sub-messages of PROBE direct writes had to be built (fresh dicts: nothing shared), the
 # next PLAIN_RUN encodes take the one-constructor path, which is cheaper for them.
 PROBE = 64
@@ -363,12 +365,12 @@ class _Level:
 class WireEncoder:
     """Serialized bytes of one message type from canonical dicts (see the module docstring).
 
-    ``direct`` names the fields of the top message whose (sub-)message is also written directly
-    (by default ``flow`` for ``GetFlowsResponse``); the other fields go through :class:`_Level`'s
-    per-field sources.
+    ``direct`` names the (dotted paths of) sub-messages that are also written directly: by default
+    the flow of a ``GetFlowsResponse`` and the parts of it that the parser builds anew for every
+    flow (addresses and ports). Other sub-messages are serialized by the constructor and kept.
     """
 
-    def __init__(self, message_class: type[Message], direct: tuple[str, ...] = ("flow",)) -> None:
+    def __init__(self, message_class: type[Message], direct: tuple[str, ...] = DIRECT) -> None:
         self.message_class = message_class
         desc: Descriptor = message_class.DESCRIPTOR
         info = schema.message_info_for(desc)
@@ -410,17 +412,30 @@ def _shared_level(info: schema.MessageInfo, cls: type[Message], direct: tuple[st
     key = (info.full_name, direct)
     level = _levels.get(key)
     if level is None:
-        level = _Level(info, cls, _Stats())
-        for f in info.fields:
-            if f.name in direct and f.kind == schema.MESSAGE and not f.repeated:
-                assert f.message is not None
-                child = _Level(f.message, _message_class(f), level.stats)
-                tag = _tag(f.number, 2)
-
-                def write(value: Any, child: _Level = child, tag: bytes = tag) -> bytes:
-                    body = child.write(value)
-                    return tag + _varint(len(body)) + body
-
-                level.fields[f.name] = (level.fields[f.name][0], write)
+        tree: dict[str, Any] = {}
+        for path in direct:
+            node = tree
+            for part in path.split("."):
+                node = node.setdefault(part, {})
+        level = _build_level(info, cls, _Stats(), tree)
         _levels[key] = level
+    return level
+
+
+def _build_level(info: schema.MessageInfo, cls: type[Message], stats: _Stats, tree: dict[str, Any]) -> _Level:
+    """A direct writer for ``info`` whose sub-messages named in ``tree`` are written directly too."""
+    level = _Level(info, cls, stats)
+    for f in info.fields:
+        if f.name in tree and f.kind == schema.MESSAGE and not f.repeated:
+            assert f.message is not None
+            child = _build_level(f.message, _message_class(f), stats, tree[f.name])
+            tag = _tag(f.number, 2)
+
+            def write(value: Any, child: _Level = child, tag: bytes = tag) -> bytes:
+                if type(value) is not dict:
+                    raise _Fallback
+                body = child.write(value)
+                return tag + _varint(len(body)) + body
+
+            level.fields[f.name] = (level.fields[f.name][0], write)
     return level
