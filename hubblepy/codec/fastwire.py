@@ -117,11 +117,19 @@ def _field_fix(f: schema.FieldInfo) -> _Fix | None:
     return build
 
 
+def _with_descriptors(info: schema.MessageInfo) -> schema.MessageInfo:
+    """``info`` with its fields' descriptors attached (a schema built from schema_data lacks them)."""
+    if info.descriptor is None or any(f.descriptor is None for f in info.fields):
+        info = schema.message_info_for(schema.find_descriptor(info.full_name))
+    return info
+
+
 def _table(info: schema.MessageInfo) -> dict[str, _Fix]:
     name = info.full_name
     table = _tables.get(name)
     if table is not None:
         return table
+    info = _with_descriptors(info)
     _building.add(name)
     try:
         table = {}
@@ -250,6 +258,7 @@ class _Level:
     """Direct writer of one message type: key -> (rank in field-number order, field writer)."""
 
     def __init__(self, info: schema.MessageInfo, cls: type[Message], stats: _Stats) -> None:
+        info = _with_descriptors(info)
         self.cls = cls
         self.stats = stats
         self.count = len(info.fields)
@@ -424,6 +433,7 @@ def _shared_level(info: schema.MessageInfo, cls: type[Message], direct: tuple[st
 
 def _build_level(info: schema.MessageInfo, cls: type[Message], stats: _Stats, tree: dict[str, Any]) -> _Level:
     """A direct writer for ``info`` whose sub-messages named in ``tree`` are written directly too."""
+    info = _with_descriptors(info)
     level = _Level(info, cls, stats)
     for f in info.fields:
         if f.name in tree and f.kind == schema.MESSAGE and not f.repeated:
