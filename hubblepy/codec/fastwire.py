@@ -14,14 +14,15 @@ The bytes are the ones :func:`dict_to_message` (lenient) + ``SerializeToString``
 constructor refuses (an unknown or camelCase key, a wrong type) is encoded by that slow path, which
 also raises its usual :class:`~hubblepy.codec.errors.DecodeError` for bad input.
 
-:class:`WireEncoder` goes one step further for the top two levels (the response and its flow),
-which it writes itself: protobuf bytes are the fields in number order, so a message is the join of
-its fields' bytes. Each field's bytes come from the cheapest exact source:
+:class:`WireEncoder` goes one step further for the response, its flow and the parts of the flow
+that the parser builds anew for each one (addresses and ports, ``DIRECT``), which it writes itself:
+protobuf bytes are the fields in number order, so a message is the join of its fields' bytes. Each
+field's bytes come from the cheapest exact source:
 
 * a sub-message, or a list, is serialized by the constructor once per *object*: the parser hands out
   the same read-only endpoint, emitter, event type, interface, service and policy dicts (and node
   label lists) to every flow that needs them, so their bytes are kept by ``id`` (with a reference,
-  so the id cannot be reused while kept; the table is emptied when it grows past
+  so the id cannot be reused while kept; a field's table is emptied when it grows past
   ``SHARED_LIMIT``). Dicts in the ring are never changed after they enter it (the ring caches each
   entry's bytes on the same premise); a producer that changed a sub-dict in place after sending it
   would have to send a new one instead.
@@ -29,7 +30,9 @@ its fields' bytes. Each field's bytes come from the cheapest exact source:
 * other scalars are serialized by the constructor once per distinct value.
 
 Anything else (a key the schema does not know, two members of a oneof, a value of the wrong type)
-goes to the constructor path above, so the bytes stay those of the field-by-field encoder.
+goes to the constructor path above, so the bytes stay those of the field-by-field encoder. When the
+sub-dicts are mostly new objects (a replayed file: nothing is shared), the encoder notices it and
+uses the one-constructor path for a while, which is cheaper for them.
 """
 
 from __future__ import annotations
@@ -160,7 +163,7 @@ def _fixed(d: dict[str, Any], table: dict[str, _Fix]) -> dict[str, Any]:
     return out
 
 
-SHARED_LIMIT = 8192  # sub-message bytes kept by object id, per encoder type
+SHARED_LIMIT = 2048  # sub-message bytes kept by object id, per field (a few MB at most)
 VALUE_LIMIT = 4096  # scalar field bytes kept by value, per field
 
 DIRECT = ("flow.IP", "flow.l4.TCP", "flow.l4.UDP", "flow.l4.ICMPv4", "flow.l4.ICMPv6", "flow.l4.SCTP")
