@@ -389,6 +389,7 @@ class WireEncoder:
         self.table = _table(info)
         self.level = _shared_level(info, message_class, direct)
         self.probed = 0  # direct writes since the kept/built counts were last looked at
+        self.base = (self.level.stats.hits, self.level.stats.misses)  # ... and what they were then
         self.plain_left = 0  # constructor-path encodes to do before trying direct writes again
 
     def message(self, d: dict[str, Any]) -> Message:
@@ -408,11 +409,12 @@ class WireEncoder:
         except (_Fallback, TypeError, ValueError, KeyError, AttributeError, OverflowError, DecodeError):
             return self.message(d).SerializeToString()
         self.probed += 1
-        if self.probed >= PROBE:
+        if self.probed >= PROBE:  # the counts are shared by every encoder: compare what they moved
             stats = self.level.stats
-            if stats.misses > stats.hits:
+            if stats.misses - self.base[1] > stats.hits - self.base[0]:
                 self.plain_left = PLAIN_RUN
-            stats.hits = stats.misses = self.probed = 0
+            self.probed = 0
+            self.base = (stats.hits, stats.misses)
         return wire
 
 
