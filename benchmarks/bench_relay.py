@@ -202,6 +202,26 @@ def client_rate(go_client: str, server: str) -> tuple[float, int]:
     return got / elapsed, got
 
 
+def process_cpu_s(proc: subprocess.Popen) -> float:
+    """User + system CPU seconds a running child has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def last_with_cpu(go_client: str | None, server: str, server_proc: subprocess.Popen, clients: int) -> tuple:
+    """``concurrent_last`` plus the CPU seconds the server process and the clients (whole client
+    processes, start-up included) used meanwhile."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts the clients once they are reaped
+    server_before = process_cpu_s(server_proc)
+    elapsed, got = concurrent_last(go_client, server, clients)
+    server_cpu = process_cpu_s(server_proc) - server_before
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return elapsed, got, server_cpu, client_cpu
+
+
 def _per_item_us(func, items: list) -> float:
     t0 = time.perf_counter()
     for item in items:
@@ -350,8 +370,8 @@ def main() -> None:
             raw_via1, _ = raw_rate(r1)
             raw_via3, n_raw3 = raw_rate(r3)
             concurrent_last(go_client, r3, 1)  # warm-up: the relay's channels and threads
-            last_one, _ = concurrent_last(go_client, r3, 1)
-            last_twenty, n_twenty = concurrent_last(go_client, r3, 20)
+            last_one, _, relay_one, client_one = last_with_cpu(go_client, r3, relay3, 1)
+            last_twenty, n_twenty, relay_twenty, client_twenty = last_with_cpu(go_client, r3, relay3, 20)
             stages = breakdown(Path(tmp) / "node0.jsonl")
         print("hubble observe --all -o json > /dev/null:")
         print(f"direct node      : {direct:10.0f} flows/s ({n_direct} flows, -o json > /dev/null)")
@@ -378,6 +398,15 @@ def main() -> None:
         print(f"--last 1000 of 3 nodes via relay, 1 client   : {last_one:7.2f} s")
         print(f"--last 1000 of 3 nodes via relay, 20 clients : {last_twenty:7.2f} s ({n_twenty} responses)")
         print(f"20 clients / 1 client                        : {last_twenty / last_one:7.2f} x")
+        print(
+            f"CPU, 1 client  : relay {relay_one * 1000:6.0f} ms, client {client_one * 1000:6.0f} ms"
+            " (client: whole process, start-up included)"
+        )
+        print(
+            f"CPU, 20 clients: relay {relay_twenty * 1000:6.0f} ms, clients {client_twenty * 1000:6.0f} ms"
+            f" ({client_twenty * 1000 / 20:.0f} ms each); relay per extra reader"
+            f" {(relay_twenty - relay_one) * 1000 / 19:.1f} ms; {os.cpu_count()} CPUs"
+        )
         print("where the time goes, per response (us):")
         for label, micros in stages:
             print(f"  {label:<44}: {micros:8.2f}")

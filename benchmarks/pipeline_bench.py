@@ -240,6 +240,7 @@ class PipelineResult:
     follower_lost: int = 0  # entries the follower missed (sent to it as LostEvents)
     read_flows_per_cpu_s: float = 0.0  # an unfiltered reader decoding the full ring after the run
     read_json_per_cpu_s: float = 0.0  # ... and encoding each flow as its JSON line
+    read_wire_per_cpu_s: float = 0.0  # ... or as its GetFlowsResponse protobuf bytes (upstream clients)
 
 
 class MixGenerator:
@@ -319,9 +320,9 @@ class MixGenerator:
         drops_written = 0
         if follower and ring.next_seq:
             drops_written = _drops_written(observer, parser)
-        read_rate = json_rate = 0.0
+        read_rate = json_rate = wire_rate = 0.0
         if read_after and len(ring):
-            read_rate, json_rate = _read_whole_ring(ring)
+            read_rate, json_rate, wire_rate = _read_whole_ring(ring)
         last = None
         seq = ring.next_seq - 1
         while seq >= ring.oldest_seq and last is None:  # the newest flow (not a LostEvent)
@@ -347,6 +348,7 @@ class MixGenerator:
             follower_lost=got[1],
             read_flows_per_cpu_s=read_rate,
             read_json_per_cpu_s=json_rate,
+            read_wire_per_cpu_s=wire_rate,
         )
 
     def close(self) -> None:
@@ -379,9 +381,12 @@ def _drops_written(observer: Observer, parser: Parser) -> int:
     return observer.seen_flows * 4 // EVENTS_PER_RUN
 
 
-def _read_whole_ring(ring: Any) -> tuple[float, float]:
-    """(flows decoded per CPU-second, flows decoded and JSON-encoded per CPU-second) for the ring."""
+def _read_whole_ring(ring: Any) -> tuple[float, float, float]:
+    """Flows per CPU-second for the ring: decoded; decoded and JSON-encoded; decoded and encoded as
+    GetFlowsResponse protobuf bytes (what the node sends an upstream client, on first read)."""
+    from hubblepy.api.observer import observer_pb2
     from hubblepy.codec import encode
+    from hubblepy.observer.service import ResponseEncoder
 
     seqs = list(range(ring.oldest_seq, ring.next_seq))
     cache = list(ring._cache)
@@ -393,9 +398,18 @@ def _read_whole_ring(ring: Any) -> tuple[float, float]:
     for _, entry in got:
         encode(entry.response)
     encode_s = time.thread_time() - t0
+    wire = ResponseEncoder(observer_pb2.GetFlowsResponse)
+    t0 = time.thread_time()
+    for _, entry in got:
+        wire.encode(entry)
+    wire_s = time.thread_time() - t0
     ring._cache[:] = cache
     n = len(got)
-    return (n / decode_s if decode_s else 0.0, n / (decode_s + encode_s) if decode_s + encode_s else 0.0)
+
+    def rate(seconds: float) -> float:
+        return n / seconds if seconds else 0.0
+
+    return rate(decode_s), rate(decode_s + encode_s), rate(decode_s + wire_s)
 
 
 GC_THRESHOLD_TRIED = (50_000, 20, 100)  # fewer young-generation collections than CPython's (700, 10, 10)
@@ -498,18 +512,19 @@ def bench_follower(gen: MixGenerator, seconds: float, rates: list[float]) -> Non
         "  raw samples into the ring (1024 pages/CPU, wakeup 256) with a `GetFlows --follow --verdict DROPPED`"
         " reader\n  in the same process (column prefilter, decode, full filter; entries it falls behind on"
         " are LostEvents);\n  then an unfiltered reader decodes the whole ring (flows per reader CPU-second,"
-        " to response dicts and to JSON lines)"
+        " to response dicts, to JSON lines and to protobuf bytes)"
     )
     print(
         f"    {'offered/s':>10} {'received/s':>11} {'lost':>7} {'CPU':>5} {'drops in ring':>13} "
         f"{'follower got':>12} {'follower lost':>13} {'unfiltered read/CPU-s':>22} {'+JSON/CPU-s':>12}"
+        f" {'+protobuf/CPU-s':>16}"
     )
     for rate in rates:
         r = gen.run_pipeline(rate, seconds, follower=True, read_after=True, **LAZY_READER)
         print(
             f"    {r.offered:>10,.0f} {r.received:>11,.0f} {r.lost:>7,} {100 * r.core_share:>4.0f}% "
             f"{r.drops_written:>13,} {r.follower_got:>12,} {r.follower_lost:>13,} "
-            f"{r.read_flows_per_cpu_s:>22,.0f} {r.read_json_per_cpu_s:>12,.0f}"
+            f"{r.read_flows_per_cpu_s:>22,.0f} {r.read_json_per_cpu_s:>12,.0f} {r.read_wire_per_cpu_s:>16,.0f}"
         )
 
 

@@ -32,8 +32,9 @@ from hubblepy.api.flow import flow_pb2
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
 from hubblepy.api.relay import relay_pb2
+from hubblepy.codec.fastwire import WireEncoder
 from hubblepy.codec.timestamps import NS_PER_SECOND, format_ns
-from hubblepy.observer.convert import apply_mask, compile_mask, dict_to_message, message_to_dict
+from hubblepy.observer.convert import apply_mask, compile_mask, message_to_dict
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import BadRequest
 from hubblepy.observer.records import ColumnFilter, compile_column_filter
@@ -97,6 +98,7 @@ class ResponseEncoder:
 
     def __init__(self, message_class: type, mask_paths: list[str] | None = None) -> None:
         self.message_class = message_class
+        self.wire_encoder = WireEncoder(message_class)
         self.mask_tree = compile_mask(mask_paths) if mask_paths else None
         self.mask_key = tuple(sorted(mask_paths)) if mask_paths else None
 
@@ -123,7 +125,7 @@ class ResponseEncoder:
         if self.mask_tree is None or entry.flow is None:
             wire = entry.wire
             if wire is None:
-                wire = dict_to_message(entry.response, self.message_class()).SerializeToString()
+                wire = self.wire_encoder.encode(entry.response)
                 entry.wire = wire
             return wire
         cached = entry.masked
@@ -131,7 +133,7 @@ class ResponseEncoder:
             return cached[1]
         resp = dict(entry.response)
         resp["flow"] = apply_mask(entry.flow, self.mask_tree)
-        wire = dict_to_message(resp, self.message_class()).SerializeToString()
+        wire = self.wire_encoder.encode(resp)
         entry.masked = (self.mask_key, wire)
         return wire
 
