@@ -74,6 +74,8 @@ _IP_VERSION_IPV6 = 1
 _DNS_SOURCE_PROXY = "proxy"
 _NS_PER_MS = 1_000_000
 _CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
+_TEMPLATE_LIMIT = 4096  # HTTP flow templates (a few per keep-alive connection) before they are emptied
+_SEEN_ONCE: tuple = ()  # a template key seen once: no template yet
 # the fields of Go's url.URL that its String() reads (the URL cache key)
 _URL_KEYS = (
     "Scheme",
@@ -646,15 +648,21 @@ class SevenParser:
         uid: str,
         correlation: tuple[int, str] | None,
     ) -> dict:
-        """:meth:`_decode_record` of an HTTP record from the template of its ``key`` (made on a miss)."""
+        """:meth:`_decode_record` of an HTTP record from the template of its ``key``, made the second
+        time the key is seen (a key seen once, e.g. a connection with one request, costs no template)."""
+        templates = self._templates
         generation = self._parser._generation
-        if generation != self._templates_generation or len(self._templates) >= _CACHE_LIMIT:
-            self._templates.clear()
+        if generation != self._templates_generation or len(templates) >= _TEMPLATE_LIMIT:
+            templates.clear()
             self._templates_generation = generation
-        template = self._templates.get(key)
-        if template is None:
+        template = templates.get(key)
+        if template is None or template is _SEEN_ONCE:
             f = self._decode_record(record, ts, uid, correlation)
-            self._templates[key] = _template(f, _str(record.get("Type")), _int(http.get("Code")))
+            templates[key] = (
+                _SEEN_ONCE
+                if template is None
+                else _template(f, _str(record.get("Type")), _int(http.get("Code")))
+            )
             return f
         kind, pre, l7_type, http_head, mid, summary, post = template
         try:

@@ -175,6 +175,7 @@ def test_http_templates_give_the_field_by_field_flows() -> None:
             assert [orjson.dumps(f) for f in fast] == [orjson.dumps(f) for f in slow], LINES[i].decode()
         if "http" in flow["l7"]:
             checked += 1
-            assert parsers[0].seven._templates, "HTTP records are built from templates"
+            # made the second time a key is seen, used the third
+            assert any(parsers[0].seven._templates.values()), "HTTP records are built from templates"
     assert checked == 20
     assert parsers[0].parse_errors == 0
