@@ -478,7 +478,7 @@ class SevenParser:
         self._url_cache: dict[tuple, str] = {}
         # HTTP records' flow templates (see decode_record), valid for one resolver generation
         self._templates: dict[bytes, tuple] = {}
-        self._templates_generation = -1
+        self._templates_generation: int | None = -1
         self._event_type = parser._event_type(MSG_ACCESS_LOG, 0)
 
     @property
@@ -657,13 +657,13 @@ class SevenParser:
             self._templates_generation = generation
         template = templates.get(key)
         if template is None or template is _SEEN_ONCE:
-            f = self._decode_record(record, ts, uid, correlation)
+            flow = self._decode_record(record, ts, uid, correlation)
             templates[key] = (
                 _SEEN_ONCE
                 if template is None
-                else _template(f, _str(record.get("Type")), _int(http.get("Code")))
+                else _template(flow, _str(record.get("Type")), _int(http.get("Code")))
             )
-            return f
+            return flow
         kind, pre, l7_type, http_head, mid, summary, post = template
         try:
             time_ns = parse_rfc3339_ns(_str(record.get("Timestamp")))
