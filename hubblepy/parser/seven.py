@@ -74,6 +74,8 @@ _IP_VERSION_IPV6 = 1
 _DNS_SOURCE_PROXY = "proxy"
 _NS_PER_MS = 1_000_000
 _CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
+_TEMPLATE_LIMIT = 4096  # HTTP flow templates (a few per keep-alive connection) before they are emptied
+_SEEN_ONCE: tuple = ()  # a template key seen once: no template yet
 # the fields of Go's url.URL that its String() reads (the URL cache key)
 _URL_KEYS = (
     "Scheme",
@@ -474,6 +476,9 @@ class SevenParser:
         self.endpoint_cache: dict[tuple, tuple[dict, int, list[str]]] = {}
         self._header_roles: dict[str, tuple[bool, str]] = {}
         self._url_cache: dict[tuple, str] = {}
+        # HTTP records' flow templates (see decode_record), valid for one resolver generation
+        self._templates: dict[bytes, tuple] = {}
+        self._templates_generation: int | None = -1
         self._event_type = parser._event_type(MSG_ACCESS_LOG, 0)
 
     @property
@@ -599,7 +604,100 @@ class SevenParser:
         """One record's flow dict with the given time and UUID; raises ``MalformedSample``.
 
         ``correlation``: what :meth:`correlate` returned for the record when it arrived (then the
-        request table is left alone); None correlates now."""
+        request table is left alone); None correlates now.
+
+        HTTP records that differ from one seen before only in ``Timestamp`` and ``HTTP.Headers`` (a
+        connection's requests and responses) are built from that record's flow: the key is the JSON
+        of every other field the flow depends on, the template is dropped when the resolver's state
+        changes (as the endpoint cache is)."""
+        if type(record) is dict:
+            http = record.get("HTTP")
+            if type(http) is dict and record.get("DNS") is None:
+                try:
+                    get, http_get = record.get, http.get
+                    key = orjson.dumps(  # a list: orjson writes it faster than a tuple
+                        [
+                            get("Type"),
+                            get("Verdict"),
+                            get("ObservationPoint"),
+                            get("IPVersion"),
+                            get("TransportProtocol"),
+                            get("SourceAddress"),
+                            get("DestinationAddress"),
+                            get("SourceEndpoint"),
+                            get("DestinationEndpoint"),
+                            get("hubblepy"),
+                            http_get("Method"),
+                            http_get("Protocol"),
+                            http_get("Code"),
+                            http_get("URL"),
+                        ]
+                    )
+                except (TypeError, orjson.JSONEncodeError):
+                    key = None
+                if key is not None:
+                    return self._decode_http(record, http, key, ts, uid, correlation)
+        return self._decode_record(record, ts, uid, correlation)
+
+    def _decode_http(
+        self,
+        record: dict,
+        http: dict,
+        key: bytes,
+        ts: str,
+        uid: str,
+        correlation: tuple[int, str] | None,
+    ) -> dict:
+        """:meth:`_decode_record` of an HTTP record from the template of its ``key``, made the second
+        time the key is seen (a key seen once, e.g. a connection with one request, costs no template)."""
+        templates = self._templates
+        generation = self._parser._generation
+        if generation != self._templates_generation or len(templates) >= _TEMPLATE_LIMIT:
+            templates.clear()
+            self._templates_generation = generation
+        template = templates.get(key)
+        if template is None or template is _SEEN_ONCE:
+            flow = self._decode_record(record, ts, uid, correlation)
+            templates[key] = (
+                _SEEN_ONCE
+                if template is None
+                else _template(flow, _str(record.get("Type")), _int(http.get("Code")))
+            )
+            return flow
+        kind, pre, l7_type, http_head, mid, summary, post = template
+        try:
+            time_ns = parse_rfc3339_ns(_str(record.get("Timestamp")))
+        except (ValueError, OverflowError):
+            raise MalformedSample(ERR_TIMESTAMP) from None
+        header_list, request_id, traceparent = self._headers(_obj(http.get("Headers")))
+        if correlation is None:
+            latency, trace_id = self._correlate(kind, time_ns, request_id, traceparent)
+        else:
+            latency, trace_id = correlation
+        http_flow = dict(http_head)
+        if header_list:
+            http_flow["headers"] = header_list
+        l7: dict[str, Any] = {} if l7_type is None else {"type": l7_type}
+        if latency:
+            l7["latency_ns"] = str(latency)
+        l7["http"] = http_flow
+        f: dict[str, Any] = {"time": ts, "uuid": uid}
+        f.update(pre)
+        f["l7"] = l7
+        f.update(mid)
+        if trace_id:
+            f["trace_context"] = {"parent": {"trace_id": trace_id}}
+        if type(summary) is tuple:
+            f["Summary"] = f"{summary[0]}{latency // _NS_PER_MS}{summary[1]}"
+        elif summary:
+            f["Summary"] = summary
+        f.update(post)
+        return f
+
+    def _decode_record(
+        self, record: Any, ts: str, uid: str, correlation: tuple[int, str] | None = None
+    ) -> dict:
+        """:meth:`decode_record`, field by field."""
         if type(record) is not dict and not isinstance(record, Mapping):
             raise MalformedSample(ERR_INVALID_TYPE)
         get = record.get
@@ -770,26 +868,7 @@ class SevenParser:
         method, protocol = _str(rec.get("Method")), _str(rec.get("Protocol"))
         code = _int(rec.get("Code"))
         url = self._url(rec.get("URL"))
-        headers = _obj(rec.get("Headers"))
-        header_list = []
-        request_id = traceparent = ""
-        header_roles = self._header_roles
-        for name in sorted(headers):
-            values = headers[name]
-            if type(values) is str:
-                values = [values]
-            role = header_roles.get(name)
-            if role is None:
-                role = self._header_role(name)
-            redact, special = role
-            for value in _strs(values):
-                # the request ID and traceparent are read before redaction, as Hubble does
-                if special is _REQUEST_ID and not request_id:
-                    request_id = value
-                elif special is _TRACEPARENT_HEADER and not traceparent:
-                    traceparent = value
-                shown = REDACTED if redact else value
-                header_list.append({"key": name, "value": shown} if shown else {"key": name})
+        header_list, request_id, traceparent = self._headers(_obj(rec.get("Headers")))
         out: dict[str, Any] = {}
         if kind != TYPE_REQUEST and code:
             out["code"] = code & 0xFFFFFFFF
@@ -811,6 +890,29 @@ class SevenParser:
         elif kind == TYPE_RESPONSE:
             summary = f"{protocol} {code} {latency // _NS_PER_MS}ms ({method} {url})"
         return out, summary, latency, trace_id
+
+    def _headers(self, headers: Mapping[str, Any]) -> tuple[list[dict], str, str]:
+        """(flow headers in sorted name order, X-Request-Id, traceparent) of a record's ``Headers``."""
+        header_list = []
+        request_id = traceparent = ""
+        header_roles = self._header_roles
+        for name in sorted(headers):
+            values = headers[name]
+            if type(values) is str:
+                values = [values]
+            role = header_roles.get(name)
+            if role is None:
+                role = self._header_role(name)
+            redact, special = role
+            for value in _strs(values):
+                # the request ID and traceparent are read before redaction, as Hubble does
+                if special is _REQUEST_ID and not request_id:
+                    request_id = value
+                elif special is _TRACEPARENT_HEADER and not traceparent:
+                    traceparent = value
+                shown = REDACTED if redact else value
+                header_list.append({"key": name, "value": shown} if shown else {"key": name})
+        return header_list, request_id, traceparent
 
     def _header_role(self, name: str) -> tuple[bool, str]:
         """(value redacted?, _REQUEST_ID / _TRACEPARENT_HEADER / _PLAIN) for a header name."""
@@ -937,6 +1039,37 @@ class SevenParser:
             f["egress_denied_by" if egress else "ingress_denied_by"] = denied
         if log:
             f["policy_log"] = list(log)
+
+
+def _template(f: dict, kind: str, code: int) -> tuple:
+    """The parts of an HTTP record's flow that do not depend on its ``Timestamp`` and headers:
+    (Type, fields before ``l7``, l7 type, the HTTP fields before ``headers``, fields from ``l7`` to
+    ``trace_context``, the Summary (text, or the response's text around its latency in ms), fields
+    after the Summary). Sub-dicts are shared, as flows share them (flow dicts are read-only)."""
+    pre: list[tuple[str, Any]] = []
+    mid: list[tuple[str, Any]] = []
+    post: list[tuple[str, Any]] = []
+    part = pre
+    for name, value in f.items():
+        if name in ("time", "uuid", "trace_context"):
+            continue
+        if name == "l7":
+            part = mid
+            continue
+        if name == "Summary":
+            part = post
+            continue
+        part.append((name, value))
+    l7 = f["l7"]
+    http = l7["http"]
+    head = {k: v for k, v in http.items() if k != "headers"}
+    summary: str | tuple[str, str] = ""
+    if kind == TYPE_REQUEST:
+        summary = f["Summary"]
+    elif kind == TYPE_RESPONSE:
+        protocol, method, url = head.get("protocol", ""), head.get("method", ""), head.get("url", "")
+        summary = (f"{protocol} {code} ", f"ms ({method} {url})")
+    return (kind, tuple(pre), l7.get("type"), head, tuple(mid), summary, tuple(post))
 
 
 def _list(value: Any) -> list:

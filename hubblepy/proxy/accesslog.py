@@ -76,6 +76,33 @@ def header_map(headers: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> di
     return out
 
 
+_REQUEST_ID = "X-Request-Id"
+# the JSON of header lists, by the list without its last header (see header_json)
+_HEADER_JSON: dict[tuple, tuple[bytes, bool]] = {}
+
+
+def header_json(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """``orjson.dumps(header_map(headers))``, cached for what repeats on a connection: the headers
+    before a last ``X-Request-Id`` (the proxy's own, different for every request and response)."""
+    if not headers or headers[-1][0] != b"X-Request-Id":
+        return orjson.dumps(header_map(headers))
+    key = tuple(headers[:-1])
+    found = _HEADER_JSON.get(key)
+    if found is None:
+        mapped = header_map(headers[:-1])
+        found = (orjson.dumps(mapped), _REQUEST_ID in mapped)
+        if len(_HEADER_JSON) >= 4096:
+            _HEADER_JSON.clear()
+        _HEADER_JSON[key] = found
+    head, has_id = found
+    if has_id:  # another X-Request-Id before it: its values go together
+        return orjson.dumps(header_map(headers))
+    value = orjson.dumps([headers[-1][1].decode("latin-1")])
+    if head == b"{}":
+        return b'{"X-Request-Id":%b}' % value
+    return b'%b,"X-Request-Id":%b}' % (head[:-1], value)
+
+
 _URLS: dict[tuple[str, str], dict[str, Any]] = {}
 
 

@@ -800,7 +800,7 @@ class ClientConnection(asyncio.Protocol):
             if len(heads) > 8192:
                 heads.clear()
             head = heads[key] = self._http_object(ex, code, [])[:-3]  # without {}}
-        return head + orjson.dumps(accesslog.header_map(headers)) + b"}"
+        return head + accesslog.header_json(headers) + b"}"
 
     def _http_object(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         record: dict[str, Any] = {
@@ -868,7 +868,7 @@ class ClientConnection(asyncio.Protocol):
                 parts.append((before, between, after))
             templates[key] = parts
         stamp = accesslog.timestamp(ns).encode()
-        header_json = orjson.dumps(accesslog.header_map(headers))
+        header_json = accesslog.header_json(headers)
         emit = self.server.log.emit_bytes  # type: ignore[union-attr]
         for before, between, after in parts:
             emit(b"".join((before, stamp, between, header_json, after)))

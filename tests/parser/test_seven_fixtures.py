@@ -12,6 +12,7 @@ compact, dict and table bytes of the recorded cases.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from parser_l7_records import corrections, expected_flow, records_for
 from hubblepy.parser import Parser
 from hubblepy.parser.seven import access_log_sample, parse_rfc3339_ns
 from hubblepy.printer.jsonout import _encode_locally
+from hubblepy.proxy.accesslog import timestamp
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LINES = (FIXTURES / "flows.jsonl").read_bytes().splitlines()
@@ -140,3 +142,40 @@ def test_observe_prints_the_upstream_bytes_for_rebuilt_flows(name: str, rebuilt:
     assert proc.returncode == case["exit_code"], proc.stderr.decode()
     assert proc.stdout.decode() == case["stdout"]
     assert any("-request" in line or "-response" in line for line in case["stdout"].splitlines())
+
+
+def _shifted(record: dict, n: int, j: int) -> dict:
+    """The record as the next exchange on its connection would give it: a later Timestamp, other
+    X-Request-Id values (the rest of the record, the template's key, unchanged)."""
+    out = copy.deepcopy(record)
+    out["Timestamp"] = timestamp(parse_rfc3339_ns(record["Timestamp"]) + n * (j + 1) * 1_234_567)
+    headers = (out.get("HTTP") or {}).get("Headers") or {}
+    for name, values in headers.items():
+        if name.lower() == "x-request-id":
+            headers[name] = [f"{v}-{n}" for v in values]
+    return out
+
+
+def test_http_templates_give_the_field_by_field_flows() -> None:
+    """Records that repeat all but Timestamp and headers are built from a template: the same flows,
+    bytes and key order included, as decoding each one field by field (a parser without templates)."""
+    checked = 0
+    for i in L7_INDEXES:
+        flow = orjson.loads(LINES[i])["flow"]
+        records = records_for(flow)
+        now = parse_rfc3339_ns(flow["time"])
+        parsers = [Parser(resolver_for(flow), flow.get("node_name", "")) for _ in range(2)]
+        for n in range(3):
+            batch = [_shifted(r, n, j) for j, r in enumerate(records)]
+            fast = parsers[0].seven.decode_batch(batch, now)
+            slow = [
+                parsers[1].seven._decode_record(r, f["time"], f["uuid"])
+                for r, f in zip(batch, fast, strict=True)
+            ]
+            assert [orjson.dumps(f) for f in fast] == [orjson.dumps(f) for f in slow], LINES[i].decode()
+        if "http" in flow["l7"]:
+            checked += 1
+            # made the second time a key is seen, used the third
+            assert any(parsers[0].seven._templates.values()), "HTTP records are built from templates"
+    assert checked == 20
+    assert parsers[0].parse_errors == 0
