@@ -14,6 +14,7 @@ raises one line naming it and the flag that fixes it, e.g.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -155,6 +156,28 @@ def dial(conn: Connection) -> grpc.Channel:
     if forwarder is not None:
         _FORWARDERS[id(channel)] = forwarder
     return channel
+
+
+INTERRUPT_GRACE_S = 3.0
+
+
+def exit_after_interrupt(status: int = 0) -> None:
+    """After Ctrl-C: let the clean-up run, but end the process within :data:`INTERRUPT_GRACE_S`.
+
+    Cancelling a stream and closing its channel waits on gRPC's own threads; on a loaded machine that
+    can take long. A user who pressed Ctrl-C expects the command to end at once, as upstream's does,
+    so a daemon timer ends the process (after flushing what was printed) if the clean-up is not done.
+    """
+
+    def _force() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(status)
+
+    timer = threading.Timer(INTERRUPT_GRACE_S, _force)
+    timer.daemon = True
+    timer.start()
 
 
 def hangup(channel: grpc.Channel) -> None:

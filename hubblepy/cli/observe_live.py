@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, TextIO, cast
 import grpc  # noqa: E402, I001 - after connection, which quiets gRPC's own logging
 
 from hubblepy.api.observer import observer_pb2  # noqa: E402
-from hubblepy.cli.connection import Connection, LiveError, dial, hangup, rpc_error_line
+from hubblepy.cli.connection import Connection, LiveError, dial, exit_after_interrupt, hangup, rpc_error_line
 
 STRICT_LAST_KEY = "hubblepy-strict-last"
 COMPLETENESS_KEY = "hubblepy-completeness"
@@ -122,6 +122,7 @@ def run_live_observe(
             stdout.flush()
             stderr.write(_completeness_line(args.number, summary) + "\n")
     except KeyboardInterrupt:
+        exit_after_interrupt()
         for call in calls:
             call.cancel()
     except grpc.RpcError as exc:

@@ -50,7 +50,7 @@ def _watch(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
     import grpc
 
     from hubblepy.api.peer import peer_pb2, peer_pb2_grpc
-    from hubblepy.cli.connection import LiveError, dial, hangup, parse_live_flags
+    from hubblepy.cli.connection import LiveError, dial, exit_after_interrupt, hangup, parse_live_flags
     from hubblepy.cli.pflag import HelpRequested
 
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -65,6 +65,7 @@ def _watch(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
             out.write(format_peer_change(note))
             out.flush()
     except KeyboardInterrupt:
+        exit_after_interrupt()
         stream.cancel()
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.CANCELLED:
