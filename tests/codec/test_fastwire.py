@@ -22,7 +22,11 @@ from hubblepy.codec.fastwire import WireEncoder, _Fallback
 from hubblepy.sample.flowgen import mixed_flows, payments_story
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = [REPO / "tests" / "fixtures" / "flows.jsonl", REPO / "hubblepy" / "sample" / "payments-sample.jsonl"]
+CORPUS = [
+    REPO / "tests" / "fixtures" / "flows.jsonl",
+    REPO / "hubblepy" / "sample" / "payments-sample.jsonl",
+    REPO / "hubblepy" / "sample" / "pci-cde-sample.jsonl",
+]
 RESPONSE = observer_pb2.GetFlowsResponse
 ENCODER = WireEncoder(RESPONSE)
 

@@ -6,6 +6,8 @@ An example is marked with an HTML comment right before its fenced block (or tabl
     <!-- docs-test: live -->        the block talks to a server: HUBBLE_SERVER is a real `hubble agent`
                                     replaying the shipped sample (it also has ./flows.json)
     <!-- docs-test: sample, exit 1 -->  the commands fail: exit status 1, output as documented
+    <!-- docs-test: pci-sample -->  the block reads ./flows.json, a copy of the pci-cde sample (namespace
+                                    ``cde``, egress by DNS name, DNS flows, drops to the world)
 
 Commands run with bash (``set -o pipefail``) in an empty directory holding ``flows.json`` (a copy of
 the sample), with this checkout's ``hubble`` and ``python`` first on PATH and no HUBBLE_* settings.
@@ -13,8 +15,8 @@ A block with ``$ `` prompts runs each prompted command (continuation lines inclu
 prompts runs each command line (continued by a final ``\\`` or an open quote), comments skipped, with
 the block's variable assignments (``NAME=...``) before it. The commands of a block run in order in
 one directory. Each must exit 0 and print something on stdout, unless its output goes to a file
-(``> FILE``). In a marked table, every cell of code that starts with ``hubble `` is a command. Examples that need data the sample lacks (namespace ``cde``,
-the world identity, DNS names) are not marked.
+(``> FILE``). In a marked table, every cell of code that starts with ``hubble `` is a command. Examples that need
+the lab's egress to the world, DNS names or namespace ``cde`` run on the pci-cde sample.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ liveprocs = sys.modules["liveprocs"]
 MARKER = re.compile(r"<!--\s*docs-test:\s*(?P<args>[^>]*?)\s*-->\s*\n(?:\s*\n)*")
 FENCE = re.compile(r"```[^\n]*\n(?P<body>.*?)```", re.S)
 TABLE = re.compile(r"(?:^\|.*\n)+", re.M)
-KINDS = ("sample", "live")
+KINDS = ("sample", "live", "pci-sample")
 
 
 @dataclass
@@ -245,7 +247,8 @@ def test_example_runs_and_prints(
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     if example.kind == "live":
         env["HUBBLE_SERVER"] = request.getfixturevalue("replaying_server")
-    shutil.copy(sample_capture_path(), tmp_path / "flows.json")
+    sample = sample_capture_path("pci-cde" if example.kind == "pci-sample" else "payments")
+    shutil.copy(sample, tmp_path / "flows.json")
     for command in example.commands:
         script = f"{command.setup}\n{command.text}" if command.setup else command.text
         out = subprocess.run(
