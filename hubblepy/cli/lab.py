@@ -384,9 +384,10 @@ def _print_status(state: dict[str, Any]) -> None:
                 servers,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    from hubblepy.cli.tables import renderer_for
+
+    for line in renderer_for(sys.stdout)(rows):
+        typer.echo(line)
     world = state.get("world") or {}
     if world.get("hosts"):
         hosts = "; ".join(

@@ -293,7 +293,9 @@ def audit_report(
         csv.writer(buffer, lineterminator="\n").writerows(report.csv_rows())
         typer.echo(buffer.getvalue(), nl=False)
     else:
-        typer.echo(report.table(), nl=False)
+        from hubblepy.cli.tables import renderer_for
+
+        typer.echo(report.table(renderer_for(sys.stdout)), nl=False)
 
 
 @policy_app.command("validate")

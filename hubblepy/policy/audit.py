@@ -22,7 +22,7 @@ Settings are keyed by names, not by endpoint ids, so they survive policy updates
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from hubblepy.policy.attribution import ACTION_AUDIT_DENY, EndpointFlags, PolicySnapshot, is_deny_rule
@@ -370,7 +370,9 @@ class AuditReport:
             )
         return rows
 
-    def table(self) -> str:
+    def table(self, columns: Callable[[list[list[str]]], list[str]] | None = None) -> str:
+        """The report as text; ``columns`` draws each table (default: plain aligned columns)."""
+        columns = columns or _columns
         rows = [
             [
                 "SOURCE",
@@ -396,7 +398,7 @@ class AuditReport:
                     ", ".join(g.policies) or "-",
                 ]
             )
-        lines = _columns(rows)
+        lines = columns(rows)
         groups = len(self._groups)
         lines.append(
             f"\n{self.flows} audited flow{'s' if self.flows != 1 else ''} in {groups} group"
@@ -407,7 +409,7 @@ class AuditReport:
             lines.append("\nAudited egress leaving the cluster (would be dropped too):")
             rows = [["DESTINATION", "PORT", "COUNT", "FROM"]]
             rows.extend([e.destination, e.port, str(e.count), ", ".join(e.sources)] for e in external)
-            lines.extend(_columns(rows))
+            lines.extend(columns(rows))
         return "\n".join(lines) + "\n"
 
 
