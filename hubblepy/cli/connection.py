@@ -161,6 +161,19 @@ def dial(conn: Connection) -> grpc.Channel:
 INTERRUPT_GRACE_S = 3.0
 
 
+def catch_interrupts() -> None:
+    """Turn Ctrl-C (SIGINT) into KeyboardInterrupt even if this process started with it ignored.
+
+    Python keeps an inherited "ignore" for SIGINT (a command started in the background by a
+    non-interactive shell has it), so ``observe -f`` could not be stopped. Upstream's CLI asks Go's
+    ``signal.Notify`` for it, which installs a handler whatever was inherited; this does the same.
+    """
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def exit_after_interrupt(status: int = 0) -> None:
     """After Ctrl-C: let the clean-up run, but end the process within :data:`INTERRUPT_GRACE_S`.
 

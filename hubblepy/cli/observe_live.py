@@ -15,7 +15,15 @@ from typing import Any, BinaryIO, TextIO, cast
 import grpc  # noqa: E402, I001 - after connection, which quiets gRPC's own logging
 
 from hubblepy.api.observer import observer_pb2  # noqa: E402
-from hubblepy.cli.connection import Connection, LiveError, dial, exit_after_interrupt, hangup, rpc_error_line
+from hubblepy.cli.connection import (
+    Connection,
+    LiveError,
+    catch_interrupts,
+    dial,
+    exit_after_interrupt,
+    hangup,
+    rpc_error_line,
+)
 
 STRICT_LAST_KEY = "hubblepy-strict-last"
 COMPLETENESS_KEY = "hubblepy-completeness"
@@ -106,6 +114,7 @@ def run_live_observe(
         stderr.write(f"{exc}\n")
         return 1
     request = build_flows_request(args)
+    catch_interrupts()
     strict = wants_strict_last(args, env)
     metadata = ((STRICT_LAST_KEY, "1"),) if strict else None
     if jq_program is not None:

@@ -50,7 +50,14 @@ def _watch(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
     import grpc
 
     from hubblepy.api.peer import peer_pb2, peer_pb2_grpc
-    from hubblepy.cli.connection import LiveError, dial, exit_after_interrupt, hangup, parse_live_flags
+    from hubblepy.cli.connection import (
+        LiveError,
+        catch_interrupts,
+        dial,
+        exit_after_interrupt,
+        hangup,
+        parse_live_flags,
+    )
     from hubblepy.cli.pflag import HelpRequested
 
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -59,6 +66,7 @@ def _watch(argv: list[str], env: Mapping[str, str], out: TextIO) -> int:
         raise LiveError(f'unknown command "{argv[0]}" for "hubble watch"')
     _, _, conn = parse_live_flags(FlagSet(WATCH_FLAGS), argv[1:], env)
     channel = dial(conn)
+    catch_interrupts()
     stream = peer_pb2_grpc.PeerStub(channel).Notify(peer_pb2.NotifyRequest())
     try:
         for note in stream:

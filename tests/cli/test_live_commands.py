@@ -111,8 +111,14 @@ def test_raw_entry_points_exist():
 def test_watch_peers_prints_notifications_and_ctrl_c_exits_zero(cluster):
     node = cluster["a"]
     code = f"import sys; from hubblepy.cli.watch import main; sys.exit(main(['peers', '--server', '{node.address}']))"
+    # started with SIGINT ignored, as a background job of a script would be: Ctrl-C must still work
+    # (upstream's CLI installs its handler whatever it inherited)
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=liveprocs.REPO
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=liveprocs.REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         line = proc.stdout.readline().decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -38,6 +39,18 @@ def node() -> Iterator[tuple[Testbed, Datapath]]:
             dp.attach(pod.host_ifname, netns=tb.node)
         dp.set_monitor_aggregation("none")
         yield tb, dp
+
+
+@contextlib.contextmanager
+def on_one_cpu() -> Iterator[None]:
+    """Keep this process on one CPU: the kernel writes a CPU's lost-sample record only when that
+    CPU outputs again, so the sends after a loss must run where the samples were lost."""
+    saved = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(saved)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, saved)
 
 
 def test_batches_carry_whole_samples_with_packet_bytes(node: tuple[Testbed, Datapath]) -> None:
@@ -93,7 +106,7 @@ def test_record_batches_hold_the_same_samples(node: tuple[Testbed, Datapath], or
 def test_record_batches_report_lost_samples(node: tuple[Testbed, Datapath]) -> None:
     tb, dp = node
     p1, p2 = tb.pods
-    with MonitorReader(dp.events_map_fd, pages=1) as reader:
+    with on_one_cpu(), MonitorReader(dp.events_map_fd, pages=1) as reader:
         tb.udp_send(p1, p2, 7000, 500)
         reported: list[tuple[int, int]] = []
         for _ in range(20):
@@ -109,7 +122,7 @@ def test_record_batches_report_lost_samples(node: tuple[Testbed, Datapath]) -> N
 def test_lost_samples_are_counted_when_the_reader_falls_behind(node: tuple[Testbed, Datapath]) -> None:
     tb, dp = node
     p1, p2 = tb.pods
-    with MonitorReader(dp.events_map_fd, pages=1) as reader:  # one page: about 20 events per CPU
+    with on_one_cpu(), MonitorReader(dp.events_map_fd, pages=1) as reader:  # one page: ~20 events per CPU
         tb.udp_send(p1, p2, 7000, 500)  # the reader is not reading meanwhile
         reported: list[tuple[int, int]] = []
         for _ in range(20):
