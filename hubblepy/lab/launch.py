@@ -91,13 +91,18 @@ def _prefix(owner: ServerOwner) -> str:
 
 
 def wait_listening(owner: ServerOwner, server: Server, timeout: float = SERVER_START_TIMEOUT) -> None:
-    """Waits until the server's TCP port accepts inside its namespace (DNS listens on TCP too)."""
+    """Waits until the server's TCP port accepts on every address it binds, inside its namespace
+    (DNS listens on TCP too); a server that binds several addresses opens them one after another."""
     deadline = time.monotonic() + timeout
+    addresses = server.bind or (server.probe_address,)
 
-    def probe() -> bool:
+    def accepts(address: str) -> bool:
         with socket.socket() as s:
             s.settimeout(0.2)
-            return s.connect_ex((server.probe_address, server.port)) == 0
+            return s.connect_ex((address, server.port)) == 0
+
+    def probe() -> bool:
+        return all(accepts(a) for a in addresses)
 
     while time.monotonic() < deadline:
         if netns.run_in_netns(owner.netns, probe):

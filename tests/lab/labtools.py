@@ -65,6 +65,18 @@ class Lab:
     def state(self) -> dict:
         return json.loads((self.folder / "state.json").read_text())
 
+    def diagnosis(self, *namespaces: str) -> str:
+        """For a failure message: the tail of every log of the lab and the listening sockets of
+        the given network namespaces (a server that died says why in its log)."""
+        parts = []
+        for log in sorted(self.folder.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            parts.append(f"--- {log.name}\n" + "\n".join(lines))
+        for ns in namespaces:
+            ss = subprocess.run(["ip", "netns", "exec", ns, "ss", "-ltnp"], capture_output=True, text=True)
+            parts.append(f"--- listening in {ns}\n{ss.stdout}{ss.stderr}")
+        return "\n".join(parts)
+
     def flows(self, *filters: str) -> list[dict]:
         out = subprocess.run(
             [

@@ -70,7 +70,7 @@ def test_names_resolve_through_kube_dns_in_rotation_and_https_trusts_the_lab_ca(
         ("default/probe", "https://example.com/"),
     ):
         got = lab.curl(pod, url, "-S", "-m", "10")  # a loaded CI machine: more than curl's usual 3 s
-        assert got.stdout == "200", (url, got.stderr)
+        assert got.stdout == "200", (url, got.stderr, lab.diagnosis(world["netns"]))
     py = lab.exec(
         "payments/api",
         "python3",
