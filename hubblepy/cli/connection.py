@@ -4,7 +4,8 @@ Connection rules follow upstream: ``--server`` (default ``localhost:4245``); a `
 ``--tls`` means TLS; ``--timeout`` bounds the dial and ``--request-timeout`` the unary calls;
 ``--tls-allow-insecure`` trusts whatever certificate the server presents (see
 :mod:`hubblepy.cli.live_tls`); ``-P``/``--port-forward`` runs ``kubectl port-forward`` to the
-relay service (:mod:`hubblepy.cli.portforward`). Values come from :mod:`hubblepy.cli.settings`.
+relay service (:mod:`hubblepy.cli.portforward`). Values come from :mod:`hubblepy.cli.settings`;
+the :class:`Connection` they fill is defined (without gRPC) in :mod:`hubblepy.cli.connection_flags`.
 
 When the channel cannot connect, :func:`dial` does not wait for the timeout: as soon as gRPC
 reports the failure it finds the cause itself (name lookup, TCP connect, TLS handshake) and
@@ -20,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 # gRPC core writes handshake failures and the like straight to stderr; the CLI reports errors in one
@@ -29,95 +29,23 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import grpc  # noqa: E402
 
-from hubblepy.cli.connection_flags import GLOBAL_FLAGS, SERVER_FLAGS, validate_flags  # noqa: E402, F401
+from hubblepy.cli.connection_flags import (  # noqa: E402, F401
+    DEFAULT_SERVER,
+    GLOBAL_FLAGS,
+    SERVER_FLAGS,
+    TLS_PREFIX,
+    Connection,
+    validate_flags,
+)
 from hubblepy.cli.pflag import FlagSet, HelpRequested, UsageError  # noqa: E402
 from hubblepy.cli.settings import Settings  # noqa: E402
 from hubblepy.rpcerror import rpc_error_text  # noqa: E402
 
-TLS_PREFIX = "tls://"
-DEFAULT_SERVER = "localhost:4245"
 HEALTH_SERVICE_NAME = "hubble.server.Observer"
 
 
 class LiveError(Exception):
     """An error that ends a live command with one line on stderr and exit status 1."""
-
-
-@dataclass
-class Connection:
-    """How to reach the server."""
-
-    server: str = DEFAULT_SERVER
-    timeout_s: float = 5.0
-    request_timeout_s: float = 12.0
-    tls: bool = False
-    tls_allow_insecure: bool = False
-    tls_ca_cert_files: list[str] = field(default_factory=list)
-    tls_client_cert_file: str = ""
-    tls_client_key_file: str = ""
-    tls_server_name: str = ""
-    basic_auth_username: str = ""
-    basic_auth_password: str = ""
-    port_forward: bool = False
-    port_forward_port: int = 4245
-    kube_context: str = ""
-    kube_namespace: str = "kube-system"
-    kubeconfig: str = ""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Connection:
-        """The connection the settings describe, checked like upstream's PersistentPreRunE."""
-        conn = cls(
-            server=settings.string("server"),
-            timeout_s=settings.duration_s("timeout"),
-            request_timeout_s=settings.duration_s("request-timeout"),
-            tls=settings.boolean("tls"),
-            tls_allow_insecure=settings.boolean("tls-allow-insecure"),
-            tls_ca_cert_files=settings.string_list("tls-ca-cert-files"),
-            tls_client_cert_file=settings.string("tls-client-cert-file"),
-            tls_client_key_file=settings.string("tls-client-key-file"),
-            tls_server_name=settings.string("tls-server-name"),
-            basic_auth_username=settings.string("basic-auth-username"),
-            basic_auth_password=settings.string("basic-auth-password"),
-            port_forward=settings.boolean("port-forward"),
-            port_forward_port=settings.uint("port-forward-port") & 0xFFFF,
-            kube_context=settings.string("kube-context"),
-            kube_namespace=settings.string("kube-namespace"),
-            kubeconfig=settings.string("kubeconfig"),
-        )
-        conn.validate()
-        return conn
-
-    @classmethod
-    def from_args(cls, args: Any) -> Connection:
-        """The connection of parsed observe arguments (already validated)."""
-        return cls(
-            server=args.server,
-            timeout_s=args.timeout_ns / 1e9,
-            request_timeout_s=args.request_timeout_ns / 1e9,
-            tls=args.tls,
-            tls_allow_insecure=args.tls_allow_insecure,
-            tls_ca_cert_files=list(args.tls_ca_cert_files),
-            tls_client_cert_file=args.tls_client_cert_file,
-            tls_client_key_file=args.tls_client_key_file,
-            tls_server_name=args.tls_server_name,
-            basic_auth_username=args.basic_auth_username,
-            basic_auth_password=args.basic_auth_password,
-            port_forward=args.port_forward,
-            port_forward_port=args.port_forward_port,
-            kube_context=args.kube_context,
-            kube_namespace=args.kube_namespace,
-            kubeconfig=args.kubeconfig,
-        )
-
-    @property
-    def uses_tls(self) -> bool:
-        return self.tls or self.server.startswith(TLS_PREFIX)
-
-    def validate(self) -> None:
-        """Upstream's flag checks, in its order; raises :class:`UsageError` with its text."""
-        validate_flags(self.basic_auth_username, self.basic_auth_password, self.tls_client_cert_file,
-                       self.tls_client_key_file, self.uses_tls)  # fmt: skip
 
 
 def _read(path: str) -> bytes:

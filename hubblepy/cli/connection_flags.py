@@ -1,8 +1,19 @@
-"""The server and global flags of every live command, and upstream's checks of them (no gRPC import)."""
+"""The server and global flags of every live command, the :class:`Connection` they describe, and
+upstream's checks of them (no gRPC import: ``observe --input-file`` parses these without loading gRPC).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 from hubblepy.cli.pflag import FlagSpec, UsageError, bool_flag
+
+if TYPE_CHECKING:
+    from hubblepy.cli.settings import Settings
+
+TLS_PREFIX = "tls://"
+DEFAULT_SERVER = "localhost:4245"
 
 SERVER = "Server Flags"
 GLOBAL = "Global Flags"
@@ -97,3 +108,61 @@ def validate_flags(user: str, password: str, cert: str, key: str, uses_tls: bool
             )
         if not uses_tls:
             raise UsageError("invalid flag(s): transport layer security required")
+
+
+@dataclass
+class Connection:
+    """How to reach the server (dialed by :func:`hubblepy.cli.connection.dial`)."""
+
+    server: str = DEFAULT_SERVER
+    timeout_s: float = 5.0
+    request_timeout_s: float = 12.0
+    tls: bool = False
+    tls_allow_insecure: bool = False
+    tls_ca_cert_files: list[str] = field(default_factory=list)
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
+    tls_server_name: str = ""
+    basic_auth_username: str = ""
+    basic_auth_password: str = ""
+    port_forward: bool = False
+    port_forward_port: int = 4245
+    kube_context: str = ""
+    kube_namespace: str = "kube-system"
+    kubeconfig: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Connection:
+        """The connection the settings describe, checked like upstream's PersistentPreRunE.
+
+        The settings are read in upstream's order, so the first bad value is the one reported.
+        """
+        conn = cls(
+            server=settings.string("server"),
+            timeout_s=settings.duration_s("timeout"),
+            request_timeout_s=settings.duration_s("request-timeout"),
+            tls=settings.boolean("tls"),
+            tls_allow_insecure=settings.boolean("tls-allow-insecure"),
+            tls_ca_cert_files=settings.string_list("tls-ca-cert-files"),
+            tls_client_cert_file=settings.string("tls-client-cert-file"),
+            tls_client_key_file=settings.string("tls-client-key-file"),
+            tls_server_name=settings.string("tls-server-name"),
+            basic_auth_username=settings.string("basic-auth-username"),
+            basic_auth_password=settings.string("basic-auth-password"),
+            port_forward=settings.boolean("port-forward"),
+            port_forward_port=settings.uint("port-forward-port") & 0xFFFF,
+            kube_context=settings.string("kube-context"),
+            kube_namespace=settings.string("kube-namespace"),
+            kubeconfig=settings.string("kubeconfig"),
+        )
+        conn.validate()
+        return conn
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.server.startswith(TLS_PREFIX)
+
+    def validate(self) -> None:
+        """Upstream's flag checks, in its order; raises :class:`UsageError` with its text."""
+        validate_flags(self.basic_auth_username, self.basic_auth_password, self.tls_client_cert_file,
+                       self.tls_client_key_file, self.uses_tls)  # fmt: skip

@@ -334,7 +334,7 @@ def _write_live_flows(folder: Path, path: Path, args: Any, now_ns: int) -> Any:
     from hubblepy.printer import Printer
     from hubblepy.printer.options import observe_print_options as print_options
 
-    conn = Connection.from_args(args)
+    conn: Connection = args.connection
     try:
         channel = dial(conn)
     except LiveError as exc:

@@ -102,7 +102,7 @@ def run(
 
         return run_live_observe(args, stdout=stdout, stderr=stderr, jq_program=jq_program)
 
-    if args.port_forward:
+    if args.connection.port_forward:
         raise ObserveError("cannot use --input-file and --auto-port-forward together")
     stream = open_input(args.input_file, stdin)
     args.check_file_last_limit()

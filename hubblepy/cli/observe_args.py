@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hubblepy.cli.connection_flags import validate_flags
+from hubblepy.cli.connection_flags import Connection
 from hubblepy.cli.filter_flags import FILTER_FLAG_NAMES, FilterBuilder
 from hubblepy.cli.observe_flags import observe_flag_specs
 from hubblepy.cli.pflag import FlagSet, HelpRequested, UsageError
@@ -30,13 +30,9 @@ __all__ = [
     "render_raw_filters",
 ]
 
-DEFAULT_SERVER = "localhost:4245"
-DEFAULT_DIAL_TIMEOUT_NS = 5_000_000_000
-DEFAULT_REQUEST_TIMEOUT_NS = 12_000_000_000
 DEFAULT_LAST_LIVE = 20
 ALL_FLOWS = (1 << 64) - 1
 MAX_FILE_LAST = 1_000_000
-TLS_PREFIX = "tls://"
 #: Paths the CLI asks for with compact, dict and table output (``--use-default-field-masks``).
 DEFAULT_FIELD_MASK = (
     "time",
@@ -105,23 +101,8 @@ class ObserveArgs:
     print_raw_filters: bool = False
     jq: str | None = None
     strict_last: bool = False  # --strict-last: N flows in total, newest across all nodes
-    # connection (live mode)
-    server: str = DEFAULT_SERVER
-    timeout_ns: int = DEFAULT_DIAL_TIMEOUT_NS
-    request_timeout_ns: int = DEFAULT_REQUEST_TIMEOUT_NS
-    tls: bool = False
-    tls_allow_insecure: bool = False
-    tls_ca_cert_files: list[str] = field(default_factory=list)
-    tls_client_cert_file: str = ""
-    tls_client_key_file: str = ""
-    tls_server_name: str = ""
-    basic_auth_username: str = ""
-    basic_auth_password: str = ""
-    port_forward: bool = False
-    port_forward_port: int = 4245
-    kube_context: str = ""
-    kube_namespace: str = "kube-system"
-    kubeconfig: str = ""
+    # connection (live mode): server, timeouts, TLS, basic auth, port-forward
+    connection: Connection = field(default_factory=Connection)
     config: str = ""  # config file path
     config_file_used: str | None = None  # set when a config file was actually read
     # bookkeeping
@@ -229,31 +210,8 @@ def parse_observe_args(
     args.config_file_used = settings.file_used
 
     args.debug = settings.boolean("debug")
-    args.server = settings.string("server")
-    args.timeout_ns = settings.duration_ns("timeout")
-    args.request_timeout_ns = settings.duration_ns("request-timeout")
-    args.tls = settings.boolean("tls")
-    args.tls_allow_insecure = settings.boolean("tls-allow-insecure")
-    args.tls_ca_cert_files = settings.string_list("tls-ca-cert-files")
-    args.tls_client_cert_file = settings.string("tls-client-cert-file")
-    args.tls_client_key_file = settings.string("tls-client-key-file")
-    args.tls_server_name = settings.string("tls-server-name")
-    args.basic_auth_username = settings.string("basic-auth-username")
-    args.basic_auth_password = settings.string("basic-auth-password")
-    args.port_forward = settings.boolean("port-forward")
-    args.port_forward_port = settings.uint("port-forward-port") & 0xFFFF
-    args.kube_context = settings.string("kube-context")
-    args.kube_namespace = settings.string("kube-namespace")
-    args.kubeconfig = settings.string("kubeconfig")
-
-    # Flag validation (PersistentPreRunE; upstream registers the basic-auth check first).
-    validate_flags(
-        args.basic_auth_username,
-        args.basic_auth_password,
-        args.tls_client_cert_file,
-        args.tls_client_key_file,
-        args.tls or args.server.startswith(TLS_PREFIX),
-    )
+    # Connection settings, then flag validation (PersistentPreRunE; basic auth checked first).
+    args.connection = Connection.from_settings(settings)
 
     # Plain options.
     args.time_format = str(values.get("time-format", "StampMilli"))

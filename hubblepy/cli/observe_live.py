@@ -16,7 +16,6 @@ import grpc  # noqa: E402, I001 - after connection, which quiets gRPC's own logg
 
 from hubblepy.api.observer import observer_pb2  # noqa: E402
 from hubblepy.cli.connection import (
-    Connection,
     LiveError,
     catch_interrupts,
     dial,
@@ -109,7 +108,7 @@ def run_live_observe(
     env = os.environ if env is None else env
     err_bin = cast(BinaryIO, stderr.buffer if hasattr(stderr, "buffer") else stderr)
     try:
-        channel = dial(Connection.from_args(args))
+        channel = dial(args.connection)
     except LiveError as exc:
         stderr.write(f"{exc}\n")
         return 1

@@ -472,7 +472,7 @@ def test_raw_filters_from_environment_and_config(tmp_path) -> None:
     args = parse(env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert args.allow == [{"uuid": ["from-config"]}]
     assert args.debug is True
-    assert args.server == "relay:4245"
+    assert args.connection.server == "relay:4245"
     assert args.config_file_used == str(config_dir / "config.yaml")
     other = tmp_path / "other.yaml"
     other.write_text('denylist: \'{"uuid":["x"]}\'\n')
@@ -480,7 +480,7 @@ def test_raw_filters_from_environment_and_config(tmp_path) -> None:
     assert args.allow == [] and args.deny == [{"uuid": ["x"]}]
     assert args.debug is False
     args = parse("--debug=false", env={"XDG_CONFIG_HOME": str(tmp_path), "HUBBLE_SERVER": "env:1"})
-    assert args.debug is False and args.server == "env:1"
+    assert args.debug is False and args.connection.server == "env:1"
 
 
 # --- pflag forms -----------------------------------------------------------------------------------
@@ -607,10 +607,11 @@ def test_file_last_limit() -> None:
 
 def test_connection_defaults_and_flags() -> None:
     args = parse()
-    assert (args.server, args.timeout_ns, args.request_timeout_ns, args.tls) == (
+    conn = args.connection
+    assert (conn.server, conn.timeout_s, conn.request_timeout_s, conn.tls) == (
         "localhost:4245",
-        5 * 10**9,
-        12 * 10**9,
+        5.0,
+        12.0,
         False,
     )
     args = parse(
@@ -627,10 +628,11 @@ def test_connection_defaults_and_flags() -> None:
         "--port-forward-port",
         "0x10",
     )
-    assert args.server == "tls://relay:443"
-    assert args.timeout_ns == 60 * 10**9
-    assert args.tls_ca_cert_files == ["a.pem", "b.pem"]
-    assert args.port_forward_port == 16
+    conn = args.connection
+    assert conn.server == "tls://relay:443"
+    assert conn.timeout_s == 60.0
+    assert conn.tls_ca_cert_files == ["a.pem", "b.pem"]
+    assert conn.port_forward_port == 16
 
 
 def test_formatting_options() -> None:

@@ -21,7 +21,7 @@ NO_HOME = {"HOME": "/nonexistent-hubblepy-test-home"}
 
 
 def observe(argv: list[str], env: dict[str, str]) -> Connection:
-    return Connection.from_args(parse_observe_args(["--input-file", "-", *argv], env))
+    return parse_observe_args(["--input-file", "-", *argv], env).connection
 
 
 def live(flags: Any) -> Any:
