@@ -14,7 +14,8 @@ Semantics, as Cilium's ``matchpattern`` package (docs/policy/l7.md):
   ``matchPattern: "*"`` allow every name.
 
 The DNS proxy's rule table is a :class:`~hubblepy.policy.l7.L7Table` whose contributions carry tuples
-of :class:`DNSRule` (:func:`dns_table_to_json` / :func:`dns_table_from_json`).
+of :class:`DNSRule` (:func:`dns_table_to_json` / :func:`dns_table_from_json`), judged by
+:func:`~hubblepy.policy.l7.judge` as the HTTP rules are.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from hubblepy.policy.l7 import Contribution, L7Table
+from hubblepy.policy.l7 import Contribution, L7Table, judge, load_rule_table, table_to_json
 
 _NAME_CHARS = re.compile(r"^[-a-zA-Z0-9_.]+$")
 _PATTERN_CHARS = re.compile(r"^[-a-zA-Z0-9_.*]+$")
@@ -121,12 +122,9 @@ class DNSRule:
         return cls(name, pattern)
 
 
-def rules_allow(rules: Iterable[DNSRule], name: str) -> DNSRule | None:
-    """The first rule of a list that allows ``name``, or None."""
-    for rule in rules:
-        if rule.matches(name):
-            return rule
-    return None
+def _allowing(rule: DNSRule, name: str) -> DNSRule | None:
+    """The rule when it allows ``name`` (the match function :func:`decide` gives ``judge``)."""
+    return rule if rule.matches(name) else None
 
 
 class DNSDecision(NamedTuple):
@@ -144,22 +142,8 @@ def decide(contributions: Iterable[Contribution], name: str) -> DNSDecision:
     A contribution without rules (an L3/L4 allow of the same peer and port) allows every name, as
     Cilium merges an L4-only allow with an L7 rule on the same port.
     """
-    allowed_by: list[int] = []
-    first: DNSRule | None = None
-    redirected: list[int] = []
-    for c in contributions:
-        if c.rules is None:
-            allowed_by.append(c.cookie)
-            continue
-        redirected.append(c.cookie)
-        found = rules_allow(c.rules, name)  # type: ignore[arg-type]
-        if found is not None:
-            allowed_by.append(c.cookie)
-            if first is None:
-                first = found
-    if allowed_by:
-        return DNSDecision(True, first, tuple(dict.fromkeys(allowed_by)), ())
-    return DNSDecision(False, None, (), tuple(dict.fromkeys(redirected)))
+    first, allowed_by, denied_by = judge(contributions, _allowing, name)
+    return DNSDecision(bool(allowed_by), first, allowed_by, denied_by)
 
 
 def is_dns_rules(rules: object) -> bool:
@@ -185,31 +169,10 @@ def split_tables(table: L7Table) -> tuple[L7Table, L7Table]:
 
 
 def dns_table_to_json(table: L7Table) -> list[dict]:
-    """The DNS table as JSON-able rows (same shape as :func:`hubblepy.policy.l7.table_to_json`)."""
-    lists: dict[tuple[DNSRule, ...], int] = {}
-    out: list[dict] = []
-    for (ep_id, direction), contributions in sorted(table.tables.items()):
-        rows = []
-        for c in contributions:
-            ref = None if c.rules is None else lists.setdefault(c.rules, len(lists))  # type: ignore[arg-type]
-            rows.append([c.identity, c.port, c.end_port, c.proto, ref, c.cookie])
-        out.append({"endpoint": ep_id, "direction": direction, "entries": rows})
-    listing = [[r.to_json() for r in key] for key, _ in sorted(lists.items(), key=lambda kv: kv[1])]
-    return [{"rule_lists": listing}, *out]
+    """The DNS table as JSON-able rows (the format of :func:`hubblepy.policy.l7.table_to_json`)."""
+    return table_to_json(table)
 
 
 def dns_table_from_json(rows: list[dict]) -> L7Table:
     """Raises ValueError/KeyError/TypeError (DNSRuleError included) on a bad table."""
-    if not rows:
-        return L7Table()
-    lists = [tuple(DNSRule.from_json(r) for r in rl) for rl in rows[0].get("rule_lists", [])]
-    for rule_list in lists:  # compile now: a bad pattern fails the load, not a query
-        for rule in rule_list:
-            rule.matcher()
-    tables: dict[tuple[int, int], list[Contribution]] = {}
-    for item in rows[1:]:
-        tables[(int(item["endpoint"]), int(item["direction"]))] = [
-            Contribution(int(i), int(p), int(e), int(pr), None if ref is None else lists[ref], int(ck))
-            for i, p, e, pr, ref, ck in item["entries"]
-        ]
-    return L7Table(tables)
+    return load_rule_table(rows, DNSRule.from_json, DNSRule.matcher)

@@ -1,4 +1,4 @@
-"""L7 HTTP rules (Cilium's ``PortRuleHTTP``): the model, request matching and the proxy's rule table.
+"""L7 HTTP rules (Cilium's ``PortRuleHTTP``): the model, request matching, and the proxies' rule table.
 
 Semantics (docs/policy/l7.md):
 
@@ -22,14 +22,18 @@ allow-all`` with the rule it came from. The proxy gets them as JSON (:func:`tabl
 :class:`L7Table` answers "may this request of remote identity R to port P pass, and which rules say
 so": the union of every contribution that matches at L3/L4 (any identity or R; any port or P), an
 L4-only allow for the same peer making the rule set allow-all, as Cilium merges them.
+
+The table, its JSON form (:func:`table_to_json`, :func:`load_rule_table`) and the judging of the
+contributions that cover a connection (:func:`judge`) do not depend on the rule kind: the DNS rules
+(:mod:`.dns`) use the same ones with their own rule class and match function.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 MISMATCH_ACTIONS = ("LOG", "ADD", "DELETE", "REPLACE")
 HTTP_PROXY_PORT = 15001  # the lab's default HTTP proxy port (docs/lab.md)
@@ -155,15 +159,16 @@ def match_rule(rule: HTTPRule, request: Request) -> RuleResult | None:
 class Contribution(NamedTuple):
     """One allow rule's part of an endpoint direction's L7 table.
 
-    ``rules`` None: the rule allows every request (an L3/L4 allow, or ``http: [{}]``); ``cookie`` is the
-    rule's policy-map cookie (:class:`~.compiler.CookieJar`).
+    ``rules``: the rule list (:class:`HTTPRule` or :class:`~.dns.DNSRule` elements); None: the rule
+    allows everything (an L3/L4 allow, or ``http: [{}]``); ``cookie`` is the rule's policy-map cookie
+    (:class:`~.compiler.CookieJar`).
     """
 
     identity: int  # 0: every peer
     port: int  # 0: every port
     end_port: int
     proto: int  # 0: every protocol
-    rules: tuple[HTTPRule, ...] | None
+    rules: tuple[Any, ...] | None
     cookie: int
 
     def covers(self, remote: int, port: int, proto: int) -> bool:
@@ -172,6 +177,42 @@ class Contribution(NamedTuple):
         if self.port == 0:
             return True
         return self.port == port or (self.end_port > self.port and self.port <= port <= self.end_port)
+
+
+R = TypeVar("R")  # a rule kind (HTTPRule, DNSRule)
+S = TypeVar("S")  # what its rules look at (a Request, a query name)
+T = TypeVar("T")  # what a matching rule gives (a RuleResult, the DNSRule)
+
+
+def judge(
+    contributions: Iterable[Contribution], match: Callable[[R, S], T | None], subject: S
+) -> tuple[T | None, tuple[int, ...], tuple[int, ...]]:
+    """Judges ``subject`` against the contributions that cover its connection at L3/L4.
+
+    ``match(rule, subject)`` is a rule's result when it allows the subject, else None; in a rule list
+    the first matching rule wins. A contribution without rules allows everything, as Cilium merges an
+    L4-only allow with an L7 rule on the same port. Returns (the first result, or None when only
+    rule-less contributions allow; the cookies that allow; the cookies of the rule lists that did not
+    allow, only when nothing allows): the subject is allowed when the second is not empty.
+    """
+    allowed_by: list[int] = []
+    redirected: list[int] = []
+    first: T | None = None
+    for c in contributions:
+        if c.rules is None:
+            allowed_by.append(c.cookie)
+            continue
+        redirected.append(c.cookie)
+        for rule in c.rules:
+            found = match(rule, subject)
+            if found is not None:
+                allowed_by.append(c.cookie)
+                if first is None:
+                    first = found
+                break
+    if allowed_by:
+        return first, tuple(dict.fromkeys(allowed_by)), ()
+    return None, (), tuple(dict.fromkeys(redirected))
 
 
 class Decision(NamedTuple):
@@ -202,23 +243,10 @@ class RuleSet:
         return any(c.rules is not None for c in self.contributions)
 
     def decide(self, request: Request) -> Decision:
-        allowed_by: list[int] = []
-        first: RuleResult | None = None
-        for c in self.contributions:
-            if c.rules is None:
-                allowed_by.append(c.cookie)
-                continue
-            for rule in c.rules:
-                found = match_rule(rule, request)
-                if found is not None:
-                    allowed_by.append(c.cookie)
-                    if first is None:
-                        first = found
-                    break
+        first, allowed_by, denied_by = judge(self.contributions, match_rule, request)
         if allowed_by:
-            return Decision(True, first or ALLOW_ALL_RESULT, tuple(dict.fromkeys(allowed_by)), ())
-        denied = tuple(dict.fromkeys(c.cookie for c in self.contributions if c.rules is not None))
-        return Decision(False, None, (), denied)
+            return Decision(True, first or ALLOW_ALL_RESULT, allowed_by, ())
+        return Decision(False, None, (), denied_by)
 
 
 class L7Table:
@@ -242,28 +270,34 @@ class L7Table:
 
 
 def table_to_json(table: L7Table) -> list[dict]:
-    """The table as JSON-able rows (rule lists are shared by index to keep the file small)."""
-    rules: dict[tuple[HTTPRule, ...], int] = {}
+    """The table as JSON-able rows, for any rule kind with ``to_json()`` (rule lists are shared by
+    index to keep the file small)."""
+    lists: dict[tuple[Any, ...], int] = {}
     out: list[dict] = []
     for (ep_id, direction), contributions in sorted(table.tables.items()):
         rows = []
         for c in contributions:
-            ref = None
-            if c.rules is not None:
-                ref = rules.setdefault(c.rules, len(rules))
+            ref = None if c.rules is None else lists.setdefault(c.rules, len(lists))
             rows.append([c.identity, c.port, c.end_port, c.proto, ref, c.cookie])
         out.append({"endpoint": ep_id, "direction": direction, "entries": rows})
-    listing = [[r.to_json() for r in key] for key, _ in sorted(rules.items(), key=lambda kv: kv[1])]
+    listing = [[r.to_json() for r in key] for key, _ in sorted(lists.items(), key=lambda kv: kv[1])]
     return [{"rule_lists": listing}, *out]
 
 
-def table_from_json(rows: list[dict]) -> L7Table:
+def load_rule_table(
+    rows: list[dict], parse_rule: Callable[[Mapping[str, Any]], R], compile_rule: Callable[[R], object]
+) -> L7Table:
+    """The table of :func:`table_to_json` rows whose rules ``parse_rule`` reads.
+
+    Every rule is compiled (``compile_rule``) now, so a bad one fails the whole load, not a request.
+    Raises ValueError/KeyError/TypeError (the rule kind's own errors included) on a bad table.
+    """
     if not rows:
         return L7Table()
-    lists = [tuple(HTTPRule.from_json(r) for r in rl) for rl in rows[0].get("rule_lists", [])]
-    for rule_list in lists:  # compile now: a bad regex fails the whole load, not a request
+    lists = [tuple(parse_rule(r) for r in rl) for rl in rows[0].get("rule_lists", [])]
+    for rule_list in lists:
         for rule in rule_list:
-            rule.patterns()
+            compile_rule(rule)
     tables: dict[tuple[int, int], list[Contribution]] = {}
     for item in rows[1:]:
         tables[(int(item["endpoint"]), int(item["direction"]))] = [
@@ -271,3 +305,8 @@ def table_from_json(rows: list[dict]) -> L7Table:
             for i, p, e, pr, ref, ck in item["entries"]
         ]
     return L7Table(tables)
+
+
+def table_from_json(rows: list[dict]) -> L7Table:
+    """The HTTP rule table of :func:`table_to_json` rows (raises RegexError on a bad regex)."""
+    return load_rule_table(rows, HTTPRule.from_json, HTTPRule.patterns)
