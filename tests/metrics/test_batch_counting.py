@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from rawbatch import record_batch
 
 from hubblepy.metrics import ALL_FAMILIES, FlowMetrics, build_node_metrics, parse_metrics
 from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
 from hubblepy.metrics.rawkeys import sample_keys
-from hubblepy.monitor.reader import RECORD_PAD, RecordBatch
 from hubblepy.observer.core import Observer
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.parser import encode as enc
@@ -140,24 +139,6 @@ def _samples(round_: int) -> list[bytes]:
     return out
 
 
-def _batch(samples: list[bytes]) -> RecordBatch:
-    data = bytearray()
-    offsets, lengths = [], []
-    for raw in samples:
-        offsets.append(len(data))
-        lengths.append(len(raw))
-        data += raw + bytes(-len(raw) % 8)
-    data += bytes(RECORD_PAD)
-    n = len(samples)
-    return RecordBatch(
-        bytes(data),
-        np.asarray(offsets, dtype=np.int64),
-        np.asarray(lengths, dtype=np.uint32),
-        np.zeros(n, dtype=np.uint16),
-        [],
-    )
-
-
 def _lines(registry: CollectorRegistry) -> list[str]:
     return sorted(
         line
@@ -195,7 +176,7 @@ def test_batch_counts_equal_per_flow_counts(setting: str) -> None:
             samples = samples * 2
         if round_ == 6:  # a batch too small for keys: decoded one by one
             samples = samples[::40]
-        batch = _batch(samples)
+        batch = record_batch(samples)
         before = lazy_parser.flows_decoded
         assert eager.publish_records(batch, NOW + round_) == lazy.publish_records(batch, NOW + round_)
         if round_ in (1, 2, 4):  # keys seen before: only the samples without a key are decoded
@@ -208,7 +189,7 @@ def test_batch_counts_equal_per_flow_counts(setting: str) -> None:
 
 def test_keys_ignore_per_packet_noise_and_separate_fields() -> None:
     def key(sample: bytes) -> tuple[bytes, bool]:
-        batch = _batch([sample])
+        batch = record_batch([sample])
         keys, eligible = sample_keys(batch.data, batch.offsets, batch.lengths)
         return keys[0].tobytes(), bool(eligible[0])
 

@@ -7,12 +7,12 @@ import re
 import struct
 from typing import Any
 
-import numpy as np
 import pytest
+from rawbatch import record_batch
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.monitor.perf import PERF_RECORD_LOST, PERF_RECORD_SAMPLE
-from hubblepy.monitor.reader import RECORD_PAD, RecordBatch, _record_starts, _walk_records
+from hubblepy.monitor.reader import _record_starts, _walk_records
 from hubblepy.observer.core import Observer
 from hubblepy.observer.records import compile_column_filter, header_columns, verdicts
 from hubblepy.observer.service import compile_request_column_filter, compile_request_filters, select_entries
@@ -62,25 +62,6 @@ def _samples() -> list[bytes]:
     return out
 
 
-def _batch(samples: list[bytes]) -> RecordBatch:
-    """Samples laid out as the reader leaves them: 4-byte aligned, padded."""
-    data = bytearray()
-    offsets, lengths = [], []
-    for raw in samples:
-        offsets.append(len(data))
-        lengths.append(len(raw))
-        data += raw + bytes(-len(raw) % 8)
-    data += bytes(RECORD_PAD)
-    n = len(samples)
-    return RecordBatch(
-        bytes(data),
-        np.asarray(offsets, dtype=np.int64),
-        np.asarray(lengths, dtype=np.uint32),
-        np.zeros(n, dtype=np.uint16),
-        [],
-    )
-
-
 def _without_uuid(flow: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flow.items() if k != "uuid"}
 
@@ -105,7 +86,8 @@ def test_raw_samples_read_as_the_flows_eager_decoding_makes() -> None:
     eager_parser = Parser(_resolver(), "node-1")
     eager = eager_parser.decode_batch([(0, raw) for raw in samples], NOW)
     observer, parser, _ = _lazy_observer()
-    assert observer.publish_records(_batch(samples), NOW) == len(samples) - 2  # not the debug/empty ones
+    published = observer.publish_records(record_batch(samples), NOW)
+    assert published == len(samples) - 2  # not the debug/empty ones
     lazy = _ring_flows(observer)
     assert [_without_uuid(f) for f in lazy] == [_without_uuid(f) for f in eager]
     assert len({f["uuid"] for f in lazy}) == len(lazy)
@@ -118,12 +100,12 @@ def test_raw_samples_read_as_the_flows_eager_decoding_makes() -> None:
 
 def test_flows_name_the_endpoints_as_they_were_when_captured() -> None:
     observer, _, resolver = _lazy_observer()
-    observer.publish_records(_batch(_samples()[:1]), NOW)
+    observer.publish_records(record_batch(_samples()[:1]), NOW)
     resolver.remove_endpoint(11)  # the frontend pod is deleted before anyone reads its flow
     resolver.add_endpoint(
         EndpointInfo(id=13, identity=1003, namespace="other", pod_name="new", ips=("10.0.0.1",))
     )
-    observer.publish_records(_batch(_samples()[:1]), NOW + 1)
+    observer.publish_records(record_batch(_samples()[:1]), NOW + 1)
     first, second = _ring_flows(observer)
     assert first["source"]["pod_name"] == "frontend"
     assert second["source"]["pod_name"] == "new"
@@ -131,7 +113,7 @@ def test_flows_name_the_endpoints_as_they_were_when_captured() -> None:
 
 def test_header_columns_give_the_verdict_of_each_flow() -> None:
     samples = _samples()
-    cols, is_flow = header_columns(_batch(samples))
+    cols, is_flow = header_columns(record_batch(samples))
     eager = Parser(_resolver(), "node-1").decode_batch([(0, raw) for raw in samples], NOW)
     names = {1: "FORWARDED", 2: "DROPPED", 4: "AUDIT", 5: "REDIRECTED"}
     known = [names[int(v)] for v in verdicts(cols.head[is_flow])]
@@ -163,9 +145,9 @@ def _select(observer: Observer, request: Any, with_columns: bool) -> list[Any]:
 @pytest.mark.parametrize("number", [0, 2])
 def test_column_filters_change_nothing_in_what_is_sent(filters: dict[str, Any], number: int) -> None:
     observer, _, _ = _lazy_observer()
-    observer.publish_records(_batch(_samples()), NOW)
+    observer.publish_records(record_batch(_samples()), NOW)
     observer.publish_lost("PERF_EVENT_RING_BUFFER", 3, 1)
-    observer.publish_records(_batch(_samples()), NOW + 5)
+    observer.publish_records(record_batch(_samples()), NOW + 5)
     from google.protobuf import json_format
 
     from hubblepy.api.flow import flow_pb2
@@ -189,10 +171,10 @@ def test_a_lapped_reader_is_told_how_many_it_lost() -> None:
     observer, _, _ = _lazy_observer(capacity=15)
     ring = observer.flows
     samples = _samples()
-    observer.publish_records(_batch(samples), NOW)
+    observer.publish_records(record_batch(samples), NOW)
     start = ring.oldest_seq
     for i in range(3):
-        observer.publish_records(_batch(samples), NOW + i + 1)
+        observer.publish_records(record_batch(samples), NOW + i + 1)
     got, lost = ring.read_many([start])
     assert got == [] and lost == ring.oldest_seq - start
     assert ring.overwritten == ring.next_seq - 15
@@ -203,19 +185,19 @@ def test_flow_listeners_get_decoded_entries() -> None:
     observer, _, _ = _lazy_observer()
     seen: list[Any] = []
     observer.add_flow_listener(seen.extend)
-    observer.publish_records(_batch(_samples()), NOW)
+    observer.publish_records(record_batch(_samples()), NOW)
     assert [e.flow for e in seen] == _ring_flows(observer)
 
 
 def test_namespaces_of_raw_flows() -> None:
     observer, _, _ = _lazy_observer()
-    observer.publish_records(_batch(_samples()), NOW)
+    observer.publish_records(record_batch(_samples()), NOW)
     assert observer.namespaces() == [{"namespace": "payments"}]
 
 
 def test_flows_rate_counts_raw_and_decoded_flows() -> None:
     observer, _, _ = _lazy_observer()
-    observer.publish_records(_batch(_samples()), NOW)
+    observer.publish_records(record_batch(_samples()), NOW)
     observer.publish_lost("PERF_EVENT_RING_BUFFER", 3, 1)
     observer.publish_flows([(NOW + 1, {"time": "x"})])
     assert observer.flows_rate(NOW + 10) == pytest.approx(12 / 60)
@@ -249,7 +231,7 @@ def test_record_starts_match_the_record_walk() -> None:
 def test_status_counts_perf_losses_and_ring_overwrites() -> None:
     observer, _, _ = _lazy_observer(capacity=15)
     for i in range(3):
-        observer.publish_records(_batch(_samples()), NOW + i)
+        observer.publish_records(record_batch(_samples()), NOW + i)
     observer.publish_lost("PERF_EVENT_RING_BUFFER", 42, 0)
     status = observer.status()
     assert status["lost_perf_events"] == "42"
@@ -262,7 +244,7 @@ def test_metrics_count_perf_losses_and_ring_overwrites() -> None:
 
     observer, parser, _ = _lazy_observer(capacity=15)
     for i in range(3):
-        observer.publish_records(_batch(_samples()), NOW + i)
+        observer.publish_records(record_batch(_samples()), NOW + i)
     observer.publish_lost("PERF_EVENT_RING_BUFFER", 42, 0)
     families = {f.name: f for f in NodeHealthCollector(observer, parser).collect()}
     lost = {
@@ -279,7 +261,7 @@ def test_a_reader_lapped_mid_scan_reports_the_loss_once() -> None:
     from hubblepy.observer import service
 
     observer, _, _ = _lazy_observer(capacity=15)
-    observer.publish_records(_batch(_samples()), NOW)
+    observer.publish_records(record_batch(_samples()), NOW)
     request = _request(first=True)
     request.whitelist.add().verdict.append(2)  # DROPPED
     predicate = compile_request_filters(request)
@@ -291,7 +273,7 @@ def test_a_reader_lapped_mid_scan_reports_the_loss_once() -> None:
         out = real(ring, lo, hi, *args)
         if not calls:
             for i in range(3):
-                observer.publish_records(_batch(_samples()), NOW + i + 1)
+                observer.publish_records(record_batch(_samples()), NOW + i + 1)
         calls.append(lo)
         return out
 
