@@ -36,6 +36,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -46,37 +47,18 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 os.environ.setdefault("HUBBLEPY_TEST_NETNS_PREFIX", os.environ.get("HUBBLEPY_BENCH_NETNS_PREFIX", "hpbd-"))
 
 import fqdn_allow  # noqa: E402
-from dnstools import DNSProxyLab  # noqa: E402
+from dnstools import DNSProxyLab, kube_dns_policy  # noqa: E402
 
 from hubblepy.datapath import DatapathUnavailable, check_environment  # noqa: E402
 
-POLICY = textwrap.dedent("""\
-    apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: bench-dns, namespace: payments}
-    spec:
-      endpointSelector: {matchLabels: {app: api}}
-      egress:
-        - toEndpoints:
-            - matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}
-          toPorts:
-            - ports: [{port: "53", protocol: UDP}]
-              rules:
-                dns:
-                  - matchPattern: "*.stripe.com"
-                  - matchName: "api.stripe.com"
-    ---
-    apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: bench-direct, namespace: payments}
-    spec:
-      endpointSelector: {matchLabels: {app: frontend}}
-      egress:
-        - toEndpoints:
-            - matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}
-          toPorts:
-            - ports: [{port: "53", protocol: UDP}]
-    """)
+POLICY = "\n---\n".join(
+    (
+        kube_dns_policy(
+            "bench-dns", dns_rules=[{"matchPattern": "*.stripe.com"}, {"matchName": "api.stripe.com"}]
+        ),
+        kube_dns_policy("bench-direct", app="frontend"),
+    )
+)
 
 # kube-dns: answers every query (no EDNS) with one A record, from the query's own bytes
 SERVER = textwrap.dedent("""\
@@ -133,23 +115,10 @@ GENERATOR = textwrap.dedent("""\
     """)
 
 
-def fixed_rate(netns: str, server: str, rate: int, seconds: float, mode: str) -> dict:
-    """p50/p99 (seconds) and lost queries of the fixed-rate generator."""
-    args = [
-        "ip",
-        "netns",
-        "exec",
-        netns,
-        sys.executable,
-        "-c",
-        GENERATOR,
-        server,
-        str(rate),
-        str(seconds),
-        mode,
-    ]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60, env=env)
+def fixed_rate(lab: DNSProxyLab, pod: Any, rate: int, seconds: float, mode: str) -> dict:
+    """p50/p99 (seconds) and lost queries of the fixed-rate generator, run in ``pod``."""
+    args = (lab.kube_dns.ip, str(rate), str(seconds), mode)
+    out = lab.run_python(pod, GENERATOR, *args, timeout=seconds + 60)
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
@@ -220,7 +189,7 @@ def main() -> int:
                 top = dnsperf(pod.netns, lab.kube_dns.ip, names, args.seconds, args.clients)
                 used = cpu_seconds(lab.proc.pid) - before if proxied else 0.0
                 mode = "unique" if names is unique else "repeated"
-                fixed = fixed_rate(pod.netns, lab.kube_dns.ip, args.rate, min(args.seconds, 5.0), mode)
+                fixed = fixed_rate(lab, pod, args.rate, min(args.seconds, 5.0), mode)
                 rows.append((label, top, fixed, used))
             stats = lab.stats()
         finally:

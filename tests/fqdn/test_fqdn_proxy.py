@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import textwrap
 import threading
@@ -28,7 +27,7 @@ import pytest
 from testbed import run_in_netns, sh
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proxy"))
-from dnstools import DNSProxyLab  # noqa: E402
+from dnstools import DNSProxyLab, kube_dns_policy  # noqa: E402
 
 from hubblepy.fqdn.cache import FQDNCache  # noqa: E402
 from hubblepy.fqdn.names import NameManager  # noqa: E402
@@ -36,28 +35,21 @@ from hubblepy.fqdn.notify import Notification, NotifyServer  # noqa: E402
 from hubblepy.lab.pods import Pod  # noqa: E402
 from hubblepy.lab.policysync import PolicySync  # noqa: E402
 from hubblepy.lab.scenario import PodSpec  # noqa: E402
-from hubblepy.lab.servers import serve_dns_with  # noqa: E402
 from hubblepy.parser import StaticResolver  # noqa: E402
 from hubblepy.policy import parse_policies  # noqa: E402
 
 pytestmark = pytest.mark.root
 ROUNDS = 150
-POLICY = textwrap.dedent("""\
-    apiVersion: cilium.io/v2
-    kind: CiliumNetworkPolicy
-    metadata: {name: chd-egress, namespace: payments}
-    spec:
-      endpointSelector: {matchLabels: {app: api}}
-      egress:
-        - toEndpoints:
-            - matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system, k8s-app: kube-dns}
-          toPorts:
-            - ports: [{port: "53", protocol: UDP}]
-              rules:
-                dns: [{matchPattern: "*.cardprocessor.com"}]
-        - toFQDNs: [{matchPattern: "*.cardprocessor.com"}]
-          toPorts: [{ports: [{port: "443", protocol: TCP}]}]
-    """)
+POLICY = kube_dns_policy(
+    "chd-egress",
+    dns_rules=[{"matchPattern": "*.cardprocessor.com"}],
+    egress=[
+        {
+            "toFQDNs": [{"matchPattern": "*.cardprocessor.com"}],
+            "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}],
+        }
+    ],
+)
 CLIENT = textwrap.dedent("""
     import json, socket, sys
     import dns.message, dns.query, dns.rdatatype
@@ -134,12 +126,8 @@ def test_the_first_syn_after_a_released_answer_is_never_dropped(tmp_path):
     notify = NotifyServer(tmp_path / "notify.sock", on_answer)
     notify.start()
     lab = listener = None
-    servers: list = []
     try:
-        lab = DNSProxyLab(tmp_path, policy=POLICY, notify=notify, dns_server=False)  # type: ignore[arg-type]
-        servers = run_in_netns(lab.kube_dns.netns, lambda: serve_dns_with(_Answers(), 53, [lab.kube_dns.ip]))
-        for server in servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        lab = DNSProxyLab(tmp_path, policy=POLICY, notify=notify, answerer=_Answers())  # type: ignore[arg-type]
         world = lab.frontend
         lab.dp.detach(world.host_ifname, netns=lab.tb.node)
         sh("ip", "-n", world.netns, "route", "add", "local", "100.64.0.0/16", "dev", "lo")
@@ -173,31 +161,13 @@ def test_the_first_syn_after_a_released_answer_is_never_dropped(tmp_path):
         sync.repo.apply(parse_policies(POLICY))
         sync.sync(pods)
         node.update(sync=sync, cache=cache)
-        done = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                lab.client.netns,
-                sys.executable,
-                "-c",
-                CLIENT,
-                lab.kube_dns.ip,
-                str(ROUNDS),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        done = lab.run_python(lab.client, CLIENT, lab.kube_dns.ip, str(ROUNDS), timeout=600)
         assert done.returncode == 0, done.stderr
         results = json.loads(done.stdout)
         stats = lab.stats(until=lambda found: found.get("notify_acked", 0) >= ROUNDS)
     finally:
         if listener is not None:
             listener.close()
-        for server in servers:
-            server.shutdown()
-            server.server_close()
         if lab is not None:
             lab.close()
         notify.close()

@@ -2,7 +2,8 @@
 
 Three pods: p1 is ``payments/api`` (the client, egress policy from the seed's ``api-egress-fqdn``
 unless a test gives its own), p2 is ``kube-system/kube-dns`` (a DNS server on :53, UDP and TCP,
-answering the world names of :data:`WORLD`), p3 is ``payments/frontend`` (no DNS rules). The policy
+answering the world names of :data:`WORLD`, or the caller's answerer), p3 is ``payments/frontend``
+(no DNS rules). :func:`kube_dns_policy` writes the usual kind of policy for it. The policy
 is compiled as the lab does it; the entries go to the datapath (port 53 to kube-dns redirected to
 the proxy port) and the DNS table to the proxy's state file. The proxy runs in the node namespace
 (``python -m hubblepy.proxy.dns --transparent``), its access log goes to an in-test reader, and an
@@ -12,12 +13,14 @@ optional in-test notify server stands for the node's FQDN cache.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,36 @@ PODS = (
     ("kube-system", {"k8s-app": "kube-dns"}),
     ("payments", {"app": "frontend"}),
 )
+KUBE_DNS_LABELS = {"k8s:io.kubernetes.pod.namespace": "kube-system", "k8s-app": "kube-dns"}
+
+
+def kube_dns_policy(
+    name: str,
+    app: str = "api",
+    dns_rules: Sequence[Mapping[str, str]] | None = None,
+    egress: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """A CiliumNetworkPolicy (as JSON, which YAML reads) letting ``payments/<app>`` ask kube-dns on 53/UDP.
+
+    With ``dns_rules`` (``[{"matchPattern": "*.stripe.com"}]``...) every query goes through the DNS
+    proxy, which allows only those names; without, the port is allowed at L4 (no proxy). ``egress``:
+    further egress rules of the same policy.
+    """
+    port: dict[str, Any] = {"ports": [{"port": "53", "protocol": "UDP"}]}
+    if dns_rules is not None:
+        port["rules"] = {"dns": [dict(rule) for rule in dns_rules]}
+    to_kube_dns = {"toEndpoints": [{"matchLabels": KUBE_DNS_LABELS}], "toPorts": [port]}
+    return json.dumps(
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": name, "namespace": "payments"},
+            "spec": {
+                "endpointSelector": {"matchLabels": {"app": app}},
+                "egress": [to_kube_dns, *(dict(rule) for rule in egress)],
+            },
+        }
+    )
 
 
 class _Answerer:
@@ -119,10 +152,14 @@ class DNSProxyLab:
         policy: str | None = None,
         notify: NotifyServer | None = None,
         dns_server: bool = True,
+        answerer: Any = None,
     ) -> None:
-        """``dns_server`` False: no DNS server on kube-dns (the caller runs its own on :53)."""
+        """``answerer``: what kube-dns's server answers with (``answer(query, tcp)``; default the
+        :data:`WORLD` names); ``dns_server`` False: no DNS server on kube-dns (the caller runs its
+        own on :53)."""
         self.folder = folder
         self.dns_server = dns_server
+        self.answerer = answerer if answerer is not None else _Answerer()
         self.tb = Testbed(3, prefix=PREFIX, routed=True)
         self.dp: Datapath | None = None
         self.reader: AccessLogReader | None = None
@@ -186,7 +223,6 @@ class DNSProxyLab:
                 self.dp.set_policy_entries(ep.ep_id, direction, entries)
         for pod in tb.pods:
             self.dp.attach(pod.host_ifname, netns=tb.node)
-        self.answerer = _Answerer()
         if self.dns_server:
             servers = run_in_netns(
                 self.kube_dns.netns, lambda: serve_dns_with(self.answerer, 53, [self.kube_dns.ip])
@@ -237,8 +273,9 @@ class DNSProxyLab:
         ]
         if self.notify is not None:
             args += ["--fqdn-notify", str(self.notify.path)]
-        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_repo_env(), text=True
+        )
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         assert "listening" in line, self.proc.stderr.read()  # type: ignore[union-attr]
 
@@ -258,10 +295,13 @@ class DNSProxyLab:
             proc.stderr.close()  # type: ignore[union-attr]
         return err
 
+    def run_python(self, pod: Any, code: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        """``python -c code args`` in ``pod``'s namespace, this repository first on its path; output captured."""
+        command = ["ip", "netns", "exec", pod.netns, sys.executable, "-c", code, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_repo_env())
+
     def stats(self, until: Any = None, timeout: float = 5.0) -> dict[str, Any]:
         """The proxy's counters file (rewritten every second), once ``until(stats)`` holds or at the timeout."""
-        import json
-
         deadline = time.monotonic() + timeout
         found: dict[str, Any] = {}
         while True:
@@ -333,6 +373,10 @@ class DNSProxyLab:
         if self.dp is not None:
             self.dp.close()
         self.tb.down()
+
+
+def _repo_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def rcode(msg: dns.message.Message | None) -> str:
