@@ -5,7 +5,10 @@
 // Usage: upstream_client ADDRESS REQUEST_HEX
 // It connects, prints "ready", waits for a line on stdin, reads the whole stream and prints
 // "<responses> <seconds> <unix time at the last response> <sha256 of the responses>" (each response
-// hashed as its 4-byte big-endian length and its bytes, so tests can compare streams).
+// hashed as its 4-byte big-endian length and its bytes, so tests can compare streams), then a line
+// "phases <connect s> <first response s> <last response s> <stream CPU s> <process CPU s>": the time
+// to connect (before "ready"), the time from the start of the call to its first and last response,
+// and the user+system CPU this process used during the call and in all (benchmarks/bench_relay.py).
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,6 +37,15 @@ func (rawCodec) Unmarshal(data []byte, v interface{}) error {
 
 func (rawCodec) Name() string { return "proto" }
 
+// cpuSeconds is the user+system CPU this process has used so far.
+func cpuSeconds() float64 {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return float64(usage.Utime.Nano()+usage.Stime.Nano()) / 1e9
+}
+
 func main() {
 	if len(os.Args) != 3 {
 		fmt.Fprintln(os.Stderr, "usage: upstream_client ADDRESS REQUEST_HEX")
@@ -43,6 +56,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bad request hex:", err)
 		os.Exit(2)
 	}
+	dialStart := time.Now()
 	dialCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := grpc.DialContext(dialCtx, os.Args[1], grpc.WithInsecure(), grpc.WithBlock(),
@@ -52,11 +66,13 @@ func main() {
 		os.Exit(1)
 	}
 	defer conn.Close()
+	connected := time.Since(dialStart)
 	fmt.Println("ready")
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		os.Exit(1)
 	}
 	start := time.Now()
+	cpuStart := cpuSeconds()
 	desc := &grpc.StreamDesc{StreamName: "GetFlows", ServerStreams: true}
 	stream, err := conn.NewStream(context.Background(), desc, "/observer.Observer/GetFlows",
 		grpc.ForceCodec(rawCodec{}))
@@ -73,6 +89,7 @@ func main() {
 		os.Exit(1)
 	}
 	count := 0
+	var firstAt time.Duration
 	digest := sha256.New()
 	var size [4]byte
 	for {
@@ -85,11 +102,17 @@ func main() {
 			fmt.Fprintln(os.Stderr, "recv:", err)
 			os.Exit(1)
 		}
+		if count == 0 {
+			firstAt = time.Since(start)
+		}
 		count++
 		binary.BigEndian.PutUint32(size[:], uint32(len(message)))
 		digest.Write(size[:])
 		digest.Write(message)
 	}
 	end := time.Now()
+	cpuEnd := cpuSeconds()
 	fmt.Printf("%d %.6f %.6f %x\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9, digest.Sum(nil))
+	fmt.Printf("phases %.6f %.6f %.6f %.6f %.6f\n", connected.Seconds(), firstAt.Seconds(),
+		end.Sub(start).Seconds(), cpuEnd-cpuStart, cpuEnd)
 }
