@@ -170,7 +170,7 @@ def client_argv(go_client: str | None, server: str, number: int) -> list[str]:
         from hubblepy.api.observer import observer_pb2
 
         request = observer_pb2.GetFlowsRequest(number=number).SerializeToString().hex()
-        return [go_client, server, request]
+        return [go_client, server, request, "nodigest"]
     return [sys.executable, "-c", CLIENT_CODE, server, str(number)]
 
 
