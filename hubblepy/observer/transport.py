@@ -311,6 +311,7 @@ class _Connection(asyncio.Protocol):
         self.writable = True
         self.peer = ""
         self.going_away = False
+        self.control_out: list[bytes] = []  # PING ACKs written with the next write
 
     # -- asyncio protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -360,7 +361,7 @@ class _Connection(asyncio.Protocol):
         partial input and the connection is open; frames h2 must judge (zero or overflowing
         increments, streams that are not open, anything else) are left to it.
         Returns the position of the first frame not handled and whether a window grew; PINGs are
-        acknowledged.
+        acknowledged (with the next write: a socket write costs more than the frames it carries).
         """
         conn = self.h2
         end, moved = len(data), False
@@ -387,9 +388,8 @@ class _Connection(asyncio.Protocol):
             else:
                 break
             pos += 9 + length
-        if acks and self.transport is not None and not self.transport.is_closing():
-            self.flush()  # what h2 queued before these pings goes first
-            self.transport.write(b"".join(acks))
+        if acks:  # sent with the next write (the data this read lets out, or the flush ending it)
+            self.control_out += acks
         return pos, moved
 
     def _h2_idle(self) -> bool:
@@ -456,6 +456,9 @@ class _Connection(asyncio.Protocol):
     # -- loop helpers ------------------------------------------------------------------------
     def flush(self) -> None:
         data = self.h2.data_to_send()
+        if self.control_out:
+            data = b"".join(self.control_out) + data
+            self.control_out.clear()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
@@ -677,7 +680,8 @@ class _Connection(asyncio.Protocol):
                 # DATA frames are built here, not by h2 (which costs ~30 us a frame): h2 has checked
                 # the stream is open, and its windows are reduced by what the frames carry. Whatever
                 # h2 has queued (headers) goes first.
-                out: list[bytes | memoryview] = [conn.data_to_send()]
+                out: list[bytes | memoryview] = [*self.control_out, conn.data_to_send()]
+                self.control_out.clear()
                 _data_frames(call, burst, conn.max_outbound_frame_size, out)
                 stream.outbound_flow_control_window -= burst
                 conn.outbound_flow_control_window -= burst
