@@ -48,6 +48,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 from h2.connection import ConnectionState
 from hyperframe.frame import GoAwayFrame
@@ -65,6 +66,12 @@ _MAX_WINDOW = (1 << 31) - 1
 _WINDOW_UPDATE, _PING = 8, 6
 _PING_ACK = _DATA_HEADER.pack(8 << 8 | _PING, 1, 0)  # header of a PING frame with ACK, stream 0
 _CONTROL_STATES = (ConnectionState.CLIENT_OPEN, ConnectionState.SERVER_OPEN)
+# The fast path reads h2's input buffer to know it holds no partial frame; with another h2 layout
+# every frame goes to h2 as before.
+_H2_BUFFER_KNOWN = all(
+    hasattr(h2.frame_buffer.FrameBuffer(server=True), name)
+    for name in ("_data", "_preamble_len", "_headers_buffer")
+)
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 _RESERVED_HEADERS = {"content-type", "te", "grpc-timeout", "grpc-encoding", "grpc-accept-encoding"}
 
@@ -396,7 +403,8 @@ class _Connection(asyncio.Protocol):
         """h2 holds no partial frame or header block and the connection is open."""
         buf = self.h2.incoming_buffer
         return (
-            not buf._data
+            _H2_BUFFER_KNOWN
+            and not buf._data
             and not buf._preamble_len
             and not buf._headers_buffer
             and self.h2.state_machine.state in _CONTROL_STATES

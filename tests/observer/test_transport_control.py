@@ -2,7 +2,7 @@
 
 A raw HTTP/2 client (h2's client side on a socket) reads a long stream with its flow-control
 windows kept small, acknowledging data in WINDOW_UPDATE frames coalesced with PINGs: every message
-arrives, every PING is acknowledged with its own bytes. Frames the fast path must not judge itself
+arrives, every PING is acknowledged with its own bytes, as when h2 parses every frame. Frames the fast path must not judge itself
 (a zero increment, a window overflow) end the connection as h2 does, with GOAWAY and the error code.
 """
 
@@ -18,6 +18,7 @@ import h2.events
 import pytest
 from h2.errors import ErrorCodes
 
+from hubblepy.observer import transport
 from hubblepy.observer.transport import GrpcServer
 
 COUNT, SIZE = 2000, 500  # 1 MB: sixteen times the client's window
@@ -75,7 +76,9 @@ def _request(client: h2.connection.H2Connection) -> int:
     return stream_id
 
 
-def test_coalesced_window_updates_and_pings(port):
+@pytest.mark.parametrize("own_parser", [True, False], ids=["transport", "h2"])
+def test_coalesced_window_updates_and_pings(port, monkeypatch, own_parser):
+    monkeypatch.setattr(transport, "_H2_BUFFER_KNOWN", own_parser)  # False: every frame goes to h2
     sock, client = _connect(port)
     _request(client)
     sock.sendall(client.data_to_send())
