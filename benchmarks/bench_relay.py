@@ -186,7 +186,9 @@ class ClientRun:
     connect: list[float] = field(default_factory=list)  # s to connect, before the clock starts
     stream_cpu: list[float] = field(default_factory=list)  # user+sys s during the call
     process_cpu: list[float] = field(default_factory=list)  # user+sys s of the whole process (wait4)
+    run_wait: list[float] = field(default_factory=list)  # s runnable but waiting for a CPU, during the call
     watched_cpu: dict[str, float] = field(default_factory=dict)  # server processes, during the round
+    watched_wait: dict[str, float] = field(default_factory=dict)  # their threads' run-queue waits
 
 
 def run_clients(argvs: list[list[str]], watched: dict[str, subprocess.Popen] | None = None) -> ClientRun:
@@ -201,6 +203,7 @@ def run_clients(argvs: list[list[str]], watched: dict[str, subprocess.Popen] | N
         assert proc.stdout.readline().strip() == "ready"
     watched = watched or {}
     cpu_before = {name: process_cpu_s(p) for name, p in watched.items()}
+    wait_before = {name: process_run_wait_s(p) for name, p in watched.items()}
     t0 = time.time()
     for proc in procs:
         proc.stdin.write("go\n")
@@ -213,12 +216,14 @@ def run_clients(argvs: list[list[str]], watched: dict[str, subprocess.Popen] | N
         last_end = max(last_end, float(end))
         phases = proc.stdout.readline().split()
         if phases and phases[0] == "phases":
-            connect, first, last, stream_cpu = (float(x) for x in phases[1:5])
+            connect, first, last, stream_cpu, _, run_wait = (float(x) for x in phases[1:7])
             run.connect.append(connect)
             run.first_byte.append(first)
             run.last_byte.append(last)
             run.stream_cpu.append(stream_cpu)
+            run.run_wait.append(run_wait)
     run.watched_cpu = {name: process_cpu_s(p) - cpu_before[name] for name, p in watched.items()}
+    run.watched_wait = {name: process_run_wait_s(p) - wait_before[name] for name, p in watched.items()}
     for proc in procs:
         proc.stdin.close()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -254,6 +259,18 @@ def process_cpu_s(proc: subprocess.Popen) -> float:
     """User + system CPU seconds a running child has used so far (Linux /proc)."""
     fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_run_wait_s(proc: subprocess.Popen) -> float:
+    """Seconds a running child's live threads have spent runnable but waiting for a CPU (Linux
+    schedstat; threads that ended are not counted)."""
+    total = 0
+    for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def median_run(runs: list[ClientRun]) -> ClientRun:
@@ -299,6 +316,14 @@ def print_last(ones: list[ClientRun], manys: list[ClientRun]) -> None:
             stream = sum(sum(r.stream_cpu) for r in runs) / len(runs)
             line += f" clients {stream * 1000:5.0f} ms during the call ({stream * 1000 / n:.1f} ms each),"
         print(line + f" {process * 1000:5.0f} ms whole processes (wait4)")
+    for runs, n in ((ones, 1), (manys, CLIENTS)):
+        if runs[0].run_wait:
+            waits = sum(sum(r.run_wait) for r in runs) / len(runs)
+            servers = sum(sum(r.watched_wait.values()) for r in runs) / len(runs)
+            print(
+                f"CPU wait, {n:2d}   : clients {waits * 1000:5.0f} ms, relay and nodes {servers * 1000:4.0f} ms"
+                " runnable but not running (Linux schedstat: each other and the machine's other work)"
+            )
     if many.stream_cpu:
         stream = sum(sum(r.stream_cpu) for r in manys) / len(manys)
         everything = stream + total_cpu(manys, "relay") + sum(total_cpu(manys, f"node{i}") for i in range(3))

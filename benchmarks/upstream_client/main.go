@@ -7,9 +7,10 @@
 // "<responses> <seconds> <unix time at the last response> <sha256 of the responses>" (each response
 // hashed as its 4-byte big-endian length and its bytes, so tests can compare streams; "-" with
 // nodigest, which benchmarks use: hashing is a quarter of the client's CPU), then a line
-// "phases <connect s> <first response s> <last response s> <stream CPU s> <process CPU s>": the time
-// to connect (before "ready"), the time from the start of the call to its first and last response,
-// and the user+system CPU this process used during the call and in all (benchmarks/bench_relay.py).
+// "phases <connect s> <first response s> <last response s> <stream CPU s> <process CPU s> <run wait s>":
+// the time to connect (before "ready"), the time from the start of the call to its first and last
+// response, the user+system CPU this process used during the call and in all, and how long its
+// threads waited for a CPU while runnable during the call (Linux schedstat; benchmarks/bench_relay.py).
 package main
 
 import (
@@ -21,6 +22,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +49,27 @@ func cpuSeconds() float64 {
 		return 0
 	}
 	return float64(usage.Utime.Nano()+usage.Stime.Nano()) / 1e9
+}
+
+// runWaitSeconds is how long this process's threads have waited on a run queue (Linux schedstat),
+// 0 when the kernel does not say.
+func runWaitSeconds() float64 {
+	paths, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	total := 0.0
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(data))
+		if len(fields) < 2 {
+			continue
+		}
+		if ns, err := strconv.ParseFloat(fields[1], 64); err == nil {
+			total += ns / 1e9
+		}
+	}
+	return total
 }
 
 func main() {
@@ -75,6 +100,7 @@ func main() {
 	}
 	start := time.Now()
 	cpuStart := cpuSeconds()
+	waitStart := runWaitSeconds()
 	desc := &grpc.StreamDesc{StreamName: "GetFlows", ServerStreams: true}
 	stream, err := conn.NewStream(context.Background(), desc, "/observer.Observer/GetFlows",
 		grpc.ForceCodec(rawCodec{}))
@@ -116,11 +142,12 @@ func main() {
 	}
 	end := time.Now()
 	cpuEnd := cpuSeconds()
+	waitEnd := runWaitSeconds()
 	sum := "-"
 	if hashing {
 		sum = hex.EncodeToString(digest.Sum(nil))
 	}
 	fmt.Printf("%d %.6f %.6f %s\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9, sum)
-	fmt.Printf("phases %.6f %.6f %.6f %.6f %.6f\n", connected.Seconds(), firstAt.Seconds(),
-		end.Sub(start).Seconds(), cpuEnd-cpuStart, cpuEnd)
+	fmt.Printf("phases %.6f %.6f %.6f %.6f %.6f %.6f\n", connected.Seconds(), firstAt.Seconds(),
+		end.Sub(start).Seconds(), cpuEnd-cpuStart, cpuEnd, waitEnd-waitStart)
 }
