@@ -8,9 +8,16 @@ extension to our nodes and relay; the "upstream client path" lines measure the s
 observer.Observer/GetFlows stream (one GetFlowsResponse per gRPC message, what an upstream client
 uses) with clients that do not decode: a grpc-go client (benchmarks/upstream_client, the gRPC
 stack of upstream's CLI, built with Debian's golang-go and golang-google-grpc-dev; skipped with a
-note when they are missing) and grpcio's single-threaded unary-stream reader, and 20 such clients asking ``--last 1000`` at once
-(each in its own process, as 20 upstream CLIs would be) against one of them. The "where the time
-goes" lines time each stage of that path in this process: the node's ring read of cached bytes,
+note when they are missing) and grpcio's single-threaded unary-stream reader.
+
+Twenty such clients then ask ``--last 1000`` of 3 nodes via the relay at once, each in its own
+process as 20 upstream CLIs would be, against one client alone (median of 5 rounds each, rounds
+apart by more than the relay's join window). Printed: both walls and their ratio, each client's
+phases (its call's first and last response; connecting happens before the clock), the CPU of the
+relay, the nodes and the clients (their own count of the call's user+system CPU, and wait4's count
+of the whole process), and the lower bound the clients' own CPU sets on the 20-client wall: their
+summed CPU during the call divided by the machine's cores. Then the same with our CLI (whole
+processes, Python start-up included). The "where the time goes" lines time each stage of that path in this process: the node's ring read of cached bytes,
 building a response's protobuf bytes on first read, the relay's scan and sort buffer, and gRPC's own
 per-message cost (a server streaming constant bytes). No assertions.
 
@@ -28,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
@@ -162,44 +170,89 @@ def client_argv(go_client: str | None, server: str, number: int) -> list[str]:
         from hubblepy.api.observer import observer_pb2
 
         request = observer_pb2.GetFlowsRequest(number=number).SerializeToString().hex()
-        return [go_client, server, request]
+        return [go_client, server, request, "nodigest"]
     return [sys.executable, "-c", CLIENT_CODE, server, str(number)]
 
 
-def run_clients(argvs: list[list[str]]) -> tuple[float, int]:
+@dataclass
+class ClientRun:
+    """What one round of concurrent clients took: wall seconds from the start signal to the last
+    response, responses, and per client the phases it reported (grpc-go only) and its CPU."""
+
+    wall: float
+    responses: int
+    first_byte: list[float] = field(default_factory=list)  # s from the call's start, per client
+    last_byte: list[float] = field(default_factory=list)
+    connect: list[float] = field(default_factory=list)  # s to connect, before the clock starts
+    stream_cpu: list[float] = field(default_factory=list)  # user+sys s during the call
+    process_cpu: list[float] = field(default_factory=list)  # user+sys s of the whole process (wait4)
+    run_wait: list[float] = field(default_factory=list)  # s runnable but waiting for a CPU, during the call
+    watched_cpu: dict[str, float] = field(default_factory=dict)  # server processes, during the round
+    watched_wait: dict[str, float] = field(default_factory=dict)  # their threads' run-queue waits
+
+
+def run_clients(argvs: list[list[str]], watched: dict[str, subprocess.Popen] | None = None) -> ClientRun:
     """Start the clients, let them connect, then start them together: seconds until the last one
-    has its last response (process start and exit are not counted) and the responses they got."""
+    has its last response (process start and exit are not counted), the responses they got, and the
+    CPU the clients and the ``watched`` server processes used."""
     procs = [
         subprocess.Popen(argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for argv in argvs
     ]
     for proc in procs:  # every client has started and connected before the clock starts
         assert proc.stdout.readline().strip() == "ready"
+    watched = watched or {}
+    cpu_before = {name: process_cpu_s(p) for name, p in watched.items()}
+    wait_before = {name: process_run_wait_s(p) for name, p in watched.items()}
     t0 = time.time()
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    got = 0
+    run = ClientRun(0.0, 0)
     last_end = t0
     for proc in procs:
         count, _, end = proc.stdout.readline().split()[:3]
-        got += int(count)
+        run.responses += int(count)
         last_end = max(last_end, float(end))
-        proc.wait(60)
-    return last_end - t0, got
+        phases = proc.stdout.readline().split()
+        if phases and phases[0] == "phases":
+            connect, first, last, stream_cpu, _, run_wait = (float(x) for x in phases[1:7])
+            run.connect.append(connect)
+            run.first_byte.append(first)
+            run.last_byte.append(last)
+            run.stream_cpu.append(stream_cpu)
+            run.run_wait.append(run_wait)
+    run.watched_cpu = {name: process_cpu_s(p) - cpu_before[name] for name, p in watched.items()}
+    run.watched_wait = {name: process_run_wait_s(p) - wait_before[name] for name, p in watched.items()}
+    for proc in procs:
+        proc.stdin.close()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc.stdout.close()
+        run.process_cpu.append(usage.ru_utime + usage.ru_stime)
+    run.wall = last_end - t0
+    return run
 
 
 def concurrent_last(
-    go_client: str | None, server: str, clients: int, number: int = 1000
-) -> tuple[float, int]:
-    """Seconds for ``clients`` upstream-style clients (one process each) asking ``--last number`` at once."""
-    return run_clients([client_argv(go_client, server, number) for _ in range(clients)])
+    go_client: str | None,
+    server: str,
+    clients: int,
+    number: int = 1000,
+    watched: dict[str, subprocess.Popen] | None = None,
+) -> ClientRun:
+    """``clients`` upstream-style clients (one process each) asking ``--last number`` at once.
+
+    Waits out the relay's join window first (relay.flights.JOIN_WINDOW_S, 0.25 s), so a round never
+    reuses the answer of the one before it."""
+    time.sleep(0.3)
+    return run_clients([client_argv(go_client, server, number) for _ in range(clients)], watched)
 
 
 def client_rate(go_client: str, server: str) -> tuple[float, int]:
     """Flows/s of one grpc-go client reading everything (``--all``) without decoding."""
-    elapsed, got = run_clients([client_argv(go_client, server, (1 << 64) - 1)])
-    return got / elapsed, got
+    run = run_clients([client_argv(go_client, server, (1 << 64) - 1)])
+    return run.responses / run.wall, run.responses
 
 
 def process_cpu_s(proc: subprocess.Popen) -> float:
@@ -208,18 +261,97 @@ def process_cpu_s(proc: subprocess.Popen) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def last_with_cpu(go_client: str | None, server: str, server_proc: subprocess.Popen, clients: int) -> tuple:
-    """``concurrent_last`` plus the CPU seconds the server process and the clients (whole client
-    processes, start-up included) used meanwhile."""
-    import resource
+def process_run_wait_s(proc: subprocess.Popen) -> float:
+    """Seconds a running child's live threads have spent runnable but waiting for a CPU (Linux
+    schedstat; threads that ended are not counted)."""
+    total = 0
+    for stat in Path(f"/proc/{proc.pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts the clients once they are reaped
-    server_before = process_cpu_s(server_proc)
-    elapsed, got = concurrent_last(go_client, server, clients)
-    server_cpu = process_cpu_s(server_proc) - server_before
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    client_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return elapsed, got, server_cpu, client_cpu
+
+def median_run(runs: list[ClientRun]) -> ClientRun:
+    """The round with the median wall time."""
+    return sorted(runs, key=lambda run: run.wall)[len(runs) // 2]
+
+
+def total_cpu(runs: list[ClientRun], name: str) -> float:
+    """Mean CPU seconds per round of a watched process (its /proc counters tick every 10 ms)."""
+    return sum(run.watched_cpu.get(name, 0.0) for run in runs) / len(runs)
+
+
+CLIENTS = 20
+LAST_ROUNDS = 5
+
+
+def print_last(ones: list[ClientRun], manys: list[ClientRun]) -> None:
+    """One client against ``CLIENTS``: wall, phases, the CPU of every party and the lower bound the
+    clients' own CPU sets on this machine."""
+    one, many = median_run(ones), median_run(manys)
+    cores = os.cpu_count() or 1
+    print(f"1 client        : {one.wall:7.3f} s ({one.responses} responses)")
+    if one.first_byte:
+        print(
+            f"  phases        : connect {one.connect[0] * 1000:.1f} ms (before the clock),"
+            f" first response {one.first_byte[0] * 1000:.1f} ms, last {one.last_byte[0] * 1000:.1f} ms"
+        )
+    print(f"{CLIENTS} clients      : {many.wall:7.3f} s ({many.responses} responses)")
+    if many.first_byte:
+        firsts = sorted(many.first_byte)
+        print(
+            f"  phases        : first response {firsts[0] * 1000:.0f}-{firsts[-1] * 1000:.0f} ms,"
+            f" last {min(many.last_byte) * 1000:.0f}-{max(many.last_byte) * 1000:.0f} ms"
+            " (each client from its own start)"
+        )
+    print(f"ratio           : {many.wall / one.wall:7.2f} x (target 2 x)")
+    for runs, n in ((ones, 1), (manys, CLIENTS)):
+        relay = total_cpu(runs, "relay")
+        nodes = sum(total_cpu(runs, f"node{i}") for i in range(3))
+        process = sum(sum(r.process_cpu) for r in runs) / len(runs)
+        line = f"CPU, {n:2d} client{'s' if n > 1 else ' '}: relay {relay * 1000:5.0f} ms, nodes {nodes * 1000:4.0f} ms,"
+        if runs[0].stream_cpu:
+            stream = sum(sum(r.stream_cpu) for r in runs) / len(runs)
+            line += f" clients {stream * 1000:5.0f} ms during the call ({stream * 1000 / n:.1f} ms each),"
+        print(line + f" {process * 1000:5.0f} ms whole processes (wait4)")
+    for runs, n in ((ones, 1), (manys, CLIENTS)):
+        if runs[0].run_wait:
+            waits = sum(sum(r.run_wait) for r in runs) / len(runs)
+            servers = sum(sum(r.watched_wait.values()) for r in runs) / len(runs)
+            print(
+                f"CPU wait, {n:2d}   : clients {waits * 1000:5.0f} ms, relay and nodes {servers * 1000:4.0f} ms"
+                " runnable but not running (Linux schedstat: each other and the machine's other work)"
+            )
+    if many.stream_cpu:
+        stream = sum(sum(r.stream_cpu) for r in manys) / len(manys)
+        everything = stream + total_cpu(manys, "relay") + sum(total_cpu(manys, f"node{i}") for i in range(3))
+        print(
+            f"lower bound     : {stream / cores:7.3f} s = the {CLIENTS} clients' own CPU / {cores} cores"
+            f" ({stream / cores / one.wall:.1f} x one client's wall);"
+            f" {everything / cores:.3f} s with the relay's and nodes' CPU"
+            f" ({everything / cores / one.wall:.1f} x)"
+        )
+
+
+def cli_last(server: str, clients: int) -> tuple[float, float]:
+    """Wall seconds for ``clients`` of our CLI started together (``--last 1000``, output discarded),
+    whole processes, and their summed CPU seconds."""
+    cmd = os.environ.get("HUBBLEPY_HUBBLE_CMD", "").split() or [sys.executable, "-m", "hubblepy.cli"]
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [*cmd, "observe", "--server", server, "--last", "1000"], cwd=REPO, stdout=subprocess.DEVNULL
+        )
+        for _ in range(clients)
+    ]
+    cpu = 0.0
+    for proc in procs:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - t0, cpu
 
 
 def _per_item_us(func, items: list) -> float:
@@ -370,8 +502,12 @@ def main() -> None:
             raw_via1, _ = raw_rate(r1)
             raw_via3, n_raw3 = raw_rate(r3)
             concurrent_last(go_client, r3, 1)  # warm-up: the relay's channels and threads
-            last_one, _, relay_one, client_one = last_with_cpu(go_client, r3, relay3, 1)
-            last_twenty, n_twenty, relay_twenty, client_twenty = last_with_cpu(go_client, r3, relay3, 20)
+            watched = {"relay": relay3, **{f"node{i}": p for i, p in enumerate(procs[:3])}}
+            last_runs = {
+                n: [concurrent_last(go_client, r3, n, watched=watched) for _ in range(LAST_ROUNDS)]
+                for n in (1, CLIENTS)
+            }
+            cli_runs = {n: cli_last(r3, n) for n in (1, CLIENTS)}
             stages = breakdown(Path(tmp) / "node0.jsonl")
         print("hubble observe --all -o json > /dev/null:")
         print(f"direct node      : {direct:10.0f} flows/s ({n_direct} flows, -o json > /dev/null)")
@@ -394,18 +530,19 @@ def main() -> None:
         print(f"relay, 3 nodes   : {raw_via3:10.0f} flows/s ({n_raw3} responses incl. node status)")
         print(f"relay cost ratio : {raw_direct / raw_via1:10.2f} x")
         client_kind = "grpc-go" if go_client is not None else "grpcio"
-        print(f"{client_kind} clients, one process each, asking at once:")
-        print(f"--last 1000 of 3 nodes via relay, 1 client   : {last_one:7.2f} s")
-        print(f"--last 1000 of 3 nodes via relay, 20 clients : {last_twenty:7.2f} s ({n_twenty} responses)")
-        print(f"20 clients / 1 client                        : {last_twenty / last_one:7.2f} x")
+        print(f"{client_kind} clients asking --last 1000 of 3 nodes via the relay at once, one process each")
+        print(f"(median of {LAST_ROUNDS} rounds; the clock starts when every client has connected):")
+        print_last(last_runs[1], last_runs[CLIENTS])
         print(
-            f"CPU, 1 client  : relay {relay_one * 1000:6.0f} ms, client {client_one * 1000:6.0f} ms"
-            " (client: whole process, start-up included)"
+            "our CLI, `hubble observe --last 1000 > /dev/null` via the relay, whole processes (start-up included):"
         )
+        (one_wall, one_cpu), (many_wall, many_cpu) = cli_runs[1], cli_runs[CLIENTS]
+        cores = os.cpu_count() or 1
+        print(f"1 client    : {one_wall:7.2f} s wall, {one_cpu * 1000:6.0f} ms CPU")
         print(
-            f"CPU, 20 clients: relay {relay_twenty * 1000:6.0f} ms, clients {client_twenty * 1000:6.0f} ms"
-            f" ({client_twenty * 1000 / 20:.0f} ms each); relay per extra reader"
-            f" {(relay_twenty - relay_one) * 1000 / 19:.1f} ms; {os.cpu_count()} CPUs"
+            f"{CLIENTS} clients  : {many_wall:7.2f} s wall, {many_cpu * 1000:6.0f} ms CPU"
+            f" ({many_cpu * 1000 / CLIENTS:.0f} ms each); ratio {many_wall / one_wall:.2f} x;"
+            f" their CPU / {cores} cores: {many_cpu / cores:.2f} s"
         )
         print("where the time goes, per response (us):")
         for label, micros in stages:

@@ -6,7 +6,9 @@ still being answered, was started at most :data:`JOIN_WINDOW_S` ago and has byte
 and relay-relevant metadata; every reader then gets the same response bytes, in the same order.
 
 What a joiner gets is the answer computed for the first request: the nodes' rings as they were up
-to ``JOIN_WINDOW_S`` before the joiner asked. Follow requests, requests for more than
+to ``JOIN_WINDOW_S`` before the joiner asked. A flight stays joinable for that window even once it
+is complete (its answer is kept that long), so clients that ask a little after a quick answer was
+finished still share it; a flight that failed or was cancelled is never joined. Follow requests, requests for more than
 :data:`MAX_SHARED_NUMBER` flows (the flight keeps every response until its last reader is done) and
 requests with ``number == 0`` (everything) are never shared.
 
@@ -154,7 +156,7 @@ class Flights:
         now = time.monotonic()
         with self.lock:
             flight = self.open.get(key)
-            if flight is not None and not flight.done and now - flight.started <= JOIN_WINDOW_S:
+            if flight is not None and flight.error is None and now - flight.started <= JOIN_WINDOW_S:
                 with flight.cond:
                     if not flight.cancelled.is_set():
                         flight.readers += 1
@@ -168,6 +170,10 @@ class Flights:
         def run() -> None:
             try:
                 flight.produce(start(context))
+                # a complete answer stays joinable until the window ends
+                rest = JOIN_WINDOW_S - (time.monotonic() - flight.started)
+                if rest > 0 and flight.error is None:
+                    time.sleep(rest)
             finally:
                 with self.lock:
                     if self.open.get(key) is flight:

@@ -2,10 +2,15 @@
 // grpc-go, one GetFlowsResponse per gRPC message. It does not decode the responses (a raw codec
 // keeps the bytes), so what it measures is the server's stream. Used by benchmarks/bench_relay.py.
 //
-// Usage: upstream_client ADDRESS REQUEST_HEX
+// Usage: upstream_client ADDRESS REQUEST_HEX [nodigest]
 // It connects, prints "ready", waits for a line on stdin, reads the whole stream and prints
 // "<responses> <seconds> <unix time at the last response> <sha256 of the responses>" (each response
-// hashed as its 4-byte big-endian length and its bytes, so tests can compare streams).
+// hashed as its 4-byte big-endian length and its bytes, so tests can compare streams; "-" with
+// nodigest, which benchmarks use: hashing is a quarter of the client's CPU), then a line
+// "phases <connect s> <first response s> <last response s> <stream CPU s> <process CPU s> <run wait s>":
+// the time to connect (before "ready"), the time from the start of the call to its first and last
+// response, the user+system CPU this process used during the call and in all, and how long its
+// threads waited for a CPU while runnable during the call (Linux schedstat; benchmarks/bench_relay.py).
 package main
 
 import (
@@ -17,6 +22,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,16 +42,48 @@ func (rawCodec) Unmarshal(data []byte, v interface{}) error {
 
 func (rawCodec) Name() string { return "proto" }
 
+// cpuSeconds is the user+system CPU this process has used so far.
+func cpuSeconds() float64 {
+	var usage syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &usage); err != nil {
+		return 0
+	}
+	return float64(usage.Utime.Nano()+usage.Stime.Nano()) / 1e9
+}
+
+// runWaitSeconds is how long this process's threads have waited on a run queue (Linux schedstat),
+// 0 when the kernel does not say.
+func runWaitSeconds() float64 {
+	paths, _ := filepath.Glob("/proc/self/task/*/schedstat")
+	total := 0.0
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(data))
+		if len(fields) < 2 {
+			continue
+		}
+		if ns, err := strconv.ParseFloat(fields[1], 64); err == nil {
+			total += ns / 1e9
+		}
+	}
+	return total
+}
+
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: upstream_client ADDRESS REQUEST_HEX")
+	if len(os.Args) < 3 || len(os.Args) > 4 || (len(os.Args) == 4 && os.Args[3] != "nodigest") {
+		fmt.Fprintln(os.Stderr, "usage: upstream_client ADDRESS REQUEST_HEX [nodigest]")
 		os.Exit(2)
 	}
+	hashing := len(os.Args) == 3
 	request, err := hex.DecodeString(os.Args[2])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bad request hex:", err)
 		os.Exit(2)
 	}
+	dialStart := time.Now()
 	dialCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := grpc.DialContext(dialCtx, os.Args[1], grpc.WithInsecure(), grpc.WithBlock(),
@@ -52,11 +93,14 @@ func main() {
 		os.Exit(1)
 	}
 	defer conn.Close()
+	connected := time.Since(dialStart)
 	fmt.Println("ready")
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		os.Exit(1)
 	}
 	start := time.Now()
+	cpuStart := cpuSeconds()
+	waitStart := runWaitSeconds()
 	desc := &grpc.StreamDesc{StreamName: "GetFlows", ServerStreams: true}
 	stream, err := conn.NewStream(context.Background(), desc, "/observer.Observer/GetFlows",
 		grpc.ForceCodec(rawCodec{}))
@@ -73,6 +117,7 @@ func main() {
 		os.Exit(1)
 	}
 	count := 0
+	var firstAt time.Duration
 	digest := sha256.New()
 	var size [4]byte
 	for {
@@ -85,11 +130,24 @@ func main() {
 			fmt.Fprintln(os.Stderr, "recv:", err)
 			os.Exit(1)
 		}
+		if count == 0 {
+			firstAt = time.Since(start)
+		}
 		count++
-		binary.BigEndian.PutUint32(size[:], uint32(len(message)))
-		digest.Write(size[:])
-		digest.Write(message)
+		if hashing {
+			binary.BigEndian.PutUint32(size[:], uint32(len(message)))
+			digest.Write(size[:])
+			digest.Write(message)
+		}
 	}
 	end := time.Now()
-	fmt.Printf("%d %.6f %.6f %x\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9, digest.Sum(nil))
+	cpuEnd := cpuSeconds()
+	waitEnd := runWaitSeconds()
+	sum := "-"
+	if hashing {
+		sum = hex.EncodeToString(digest.Sum(nil))
+	}
+	fmt.Printf("%d %.6f %.6f %s\n", count, end.Sub(start).Seconds(), float64(end.UnixNano())/1e9, sum)
+	fmt.Printf("phases %.6f %.6f %.6f %.6f %.6f %.6f\n", connected.Seconds(), firstAt.Seconds(),
+		end.Sub(start).Seconds(), cpuEnd-cpuStart, cpuEnd, waitEnd-waitStart)
 }

@@ -57,7 +57,7 @@ def test_identical_requests_share_one_run_and_get_the_same_items():
     assert results[0] == results[1] == [b"", *items]
 
 
-def test_other_keys_done_flights_and_old_flights_are_not_joined(monkeypatch):
+def test_other_keys_and_old_flights_are_not_joined_done_ones_are_within_the_window(monkeypatch):
     shared = Flights()
     a, b = Producer([b"a"]), Producer([b"b"])
     fa = shared.join_or_start(b"a", (), a)
@@ -65,15 +65,32 @@ def test_other_keys_done_flights_and_old_flights_are_not_joined(monkeypatch):
     assert fa is not fb
     a.go.set()
     assert list(fa.read(lambda: True)) == [b"", b"a"]
+    assert fa.done
     again = Producer([b"a2"])
-    fa2 = shared.join_or_start(b"a", (), again)  # the first flight is done: a new one
-    assert fa2 is not fa and again.runs == 1
+    assert shared.join_or_start(b"a", (), again) is fa  # complete, still within the window: shared
+    assert list(fa.read(lambda: True)) == [b"", b"a"] and again.runs == 0
     monkeypatch.setattr(flights_mod, "JOIN_WINDOW_S", 0.0)
     time.sleep(0.01)
     late = Producer([b"late"])
     assert shared.join_or_start(b"b", (), late) is not fb  # b's flight started too long ago
+    fa2 = shared.join_or_start(b"a", (), again)  # so did a's: a new run
+    assert fa2 is not fa and again.runs == 1
     for p in (b, again, late):
         p.go.set()
+    assert list(fa2.read(lambda: True)) == [b"", b"a2"]
+
+
+def test_a_complete_flight_is_dropped_after_the_window(monkeypatch):
+    monkeypatch.setattr(flights_mod, "JOIN_WINDOW_S", 0.2)
+    shared = Flights()
+    producer = Producer([b"x"])
+    producer.go.set()
+    flight = shared.join_or_start(b"k", (), producer)
+    assert list(flight.read(lambda: True)) == [b"", b"x"]
+    deadline = time.monotonic() + 10
+    while b"k" in shared.open:  # kept for the window, then dropped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 def test_one_reader_leaving_keeps_the_flight_the_last_cancels_it():
@@ -102,3 +119,6 @@ def test_producer_error_reaches_every_reader():
     with pytest.raises(FlightError) as err:
         list(flight.read(lambda: True))
     assert err.value.code == "CODE" and err.value.details == "node stream broke"
+    retry = Producer([b"y"])
+    assert shared.join_or_start(b"k", (), retry) is not flight  # a failed answer is not shared
+    retry.go.set()
