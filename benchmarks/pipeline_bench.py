@@ -36,117 +36,20 @@ from hubblepy.lab.source import DatapathFlowSource
 from hubblepy.metrics import ALL_FAMILIES, build_node_metrics
 from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
 from hubblepy.monitor import MonitorReader
+from hubblepy.monitor.generator import (
+    BPF_PROG_TEST_RUN,
+    EVENTS_PER_RUN,
+    POLICY_COOKIE,
+    MixProgram,
+    frame_attr,
+)
 from hubblepy.monitor.perf import NR_BPF
 from hubblepy.observer.core import Observer
 from hubblepy.observer.ring import DEFAULT_CAPACITY, MAX_CAPACITY
 from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
 
 REPO = Path(__file__).resolve().parents[1]
-EVENTS_PER_RUN = 16  # 8 trace + 4 drop + 4 policy verdict
 DRAIN_GRACE_S = 0.3  # the source keeps reading this long after the generator stops
-POLICY_COOKIE = 7
-
-# frontend (10.200.0.1, endpoint 11, identity 1001) -> api (10.200.0.2, endpoint 12, identity 1002)
-MIX_C = r"""
-#include "hubble_events.h"
-BPF_PERF_OUTPUT(pipeline_events);
-/* One run emits 8 trace, 4 drop and 4 policy-verdict events with up to 128 packet bytes each. */
-int generate_mix(struct __sk_buff *skb) {
-    __u32 cap = skb->len < 128 ? skb->len : 128;
-    struct hp_trace_notify tr = {};
-    tr.hdr.type = HP_NOTIFY_TRACE;
-    tr.hdr.version = HP_TRACE_VER;
-    tr.hdr.len_cap = cap;
-    tr.hdr.len_orig = skb->len;
-    tr.src_label = 1001;
-    tr.dst_label = 1002;
-    tr.reason = HP_CT_NEW;
-    #pragma unroll
-    for (int i = 0; i < 8; i++) {
-        tr.hdr.hash = i;
-        if (i & 1) {
-            tr.hdr.subtype = HP_TRACE_TO_LXC;
-            tr.hdr.source = 12;
-            tr.dst_id = 12;
-            tr.ifindex = 102;
-        } else {
-            tr.hdr.subtype = HP_TRACE_FROM_LXC;
-            tr.hdr.source = 11;
-            tr.dst_id = 0;
-            tr.ifindex = 101;
-        }
-        pipeline_events.perf_submit_skb(skb, cap, &tr, sizeof(tr));
-    }
-    struct hp_drop_notify dr = {};
-    dr.hdr.type = HP_NOTIFY_DROP;
-    dr.hdr.subtype = HP_DROP_POLICY;
-    dr.hdr.source = 11;
-    dr.hdr.version = HP_DROP_VER;
-    dr.hdr.len_cap = cap;
-    dr.hdr.len_orig = skb->len;
-    dr.src_label = 1001;
-    dr.dst_label = 1002;
-    dr.line = 321;
-    dr.file = HP_FILE_ID;
-    dr.ifindex = 101;
-    #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        dr.hdr.hash = i;
-        pipeline_events.perf_submit_skb(skb, cap, &dr, sizeof(dr));
-    }
-    struct hp_policy_verdict_notify pv = {};
-    pv.hdr.type = HP_NOTIFY_POLICY_VERDICT;
-    pv.hdr.source = 12;
-    pv.hdr.version = HP_POLICY_VERDICT_VER;
-    pv.hdr.len_cap = cap;
-    pv.hdr.len_orig = skb->len;
-    pv.remote_label = 1001;
-    pv.verdict = 0;
-    pv.dst_port = 8080;
-    pv.proto = 6;
-    pv.pv_flags = HP_DIR_INGRESS | (HP_MATCH_L3_L4 << 3);
-    pv.cookie = POLICY_COOKIE;
-    #pragma unroll
-    for (int i = 0; i < 4; i++) {
-        pv.hdr.hash = i;
-        pipeline_events.perf_submit_skb(skb, cap, &pv, sizeof(pv));
-    }
-    return 0;
-}
-"""
-
-# Ethernet + IPv4 + TCP SYN 10.200.0.1:40000 -> 10.200.0.2:8080 + 88 zero bytes: a 142-byte frame
-TCP_SYN_FRAME = (
-    bytes.fromhex("0200000000010200000000020800")
-    + bytes.fromhex("4500008000004000400600000ac800010ac80002")
-    + bytes.fromhex("9c401f9000000001000000005002ffff00000000")
-    + bytes(88)
-)
-
-
-class _TestRunAttr(ctypes.Structure):
-    """The BPF_PROG_TEST_RUN part of union bpf_attr (fields up to repeat are all we set)."""
-
-    _fields_ = [
-        ("prog_fd", ctypes.c_uint32),
-        ("retval", ctypes.c_uint32),
-        ("data_size_in", ctypes.c_uint32),
-        ("data_size_out", ctypes.c_uint32),
-        ("data_in", ctypes.c_uint64),
-        ("data_out", ctypes.c_uint64),
-        ("repeat", ctypes.c_uint32),
-        ("duration", ctypes.c_uint32),
-        ("ctx_size_in", ctypes.c_uint32),
-        ("ctx_size_out", ctypes.c_uint32),
-        ("ctx_in", ctypes.c_uint64),
-        ("ctx_out", ctypes.c_uint64),
-        ("flags", ctypes.c_uint32),
-        ("cpu", ctypes.c_uint32),
-        ("batch_size", ctypes.c_uint32),
-    ]
-
-
-BPF_PROG_TEST_RUN = 10
 
 
 STEP_S = 0.001  # the generator's pacing step: one bpf() call per step emits the step's quota
@@ -169,8 +72,7 @@ def _generate_paced(
         os.setsid()  # its own session: its own scheduler autogroup, apart from the pipeline's
         set_priority(nice)
     libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(TCP_SYN_FRAME, len(TCP_SYN_FRAME))
-    attr = _TestRunAttr(prog_fd=prog_fd, data_size_in=len(TCP_SYN_FRAME), data_in=ctypes.addressof(buf))
+    attr = frame_attr(prog_fd)
     attr_ref, attr_size = ctypes.byref(attr), ctypes.sizeof(attr)
     runs_per_s = rate / EVENTS_PER_RUN
     max_due = max(1, int(runs_per_s * STEP_S * MAX_STEP_BURST))
@@ -289,15 +191,10 @@ class MixGenerator:
     """Compiles and loads the mixed-event tc program; run() drives it from its own process."""
 
     def __init__(self, nice: int = 0) -> None:
-        from bcc import BPF
-
         self.nice = nice  # the generator's niceness (the pipeline's is its caller's business)
-        self.bpf = BPF(
-            text=MIX_C.replace("POLICY_COOKIE", str(POLICY_COOKIE)),
-            cflags=[f"-I{REPO / 'bpf'}", "-Wno-macro-redefined"],
-        )
-        self.prog_fd = self.bpf.load_func(b"generate_mix", BPF.SCHED_CLS).fd
-        self.map_fd = self.bpf.get_table(b"pipeline_events").map_fd
+        self.program = MixProgram()
+        self.prog_fd = self.program.prog_fd
+        self.map_fd = self.program.map_fd
         cpus = sorted(os.sched_getaffinity(0))
         # with two CPUs or more: pipeline on the first, generator on the last, nothing shared
         self.pipeline_cpu = cpus[0] if len(cpus) > 1 else None
@@ -401,7 +298,7 @@ class MixGenerator:
         )
 
     def close(self) -> None:
-        self.bpf.cleanup()
+        self.program.close()
 
 
 def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> None:
