@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import selectors
@@ -95,15 +96,22 @@ class DatapathFlowSource:
             reader.close()
 
     def _run_lazy(self, sink: Any, reader: Any, stop: threading.Event) -> None:
-        """Raw samples into the observer's ring, decoded when read (Observer.publish_records)."""
+        """Raw samples into the observer's ring, decoded when read (Observer.publish_records).
+
+        After the wait for data, the batch is copied and written during the ring's writer turn
+        (``sink.ingesting()``): the node's readers pause decoding meanwhile, so a busy client does
+        not slow the reader down until the kernel's perf ring overflows."""
         sink.use_parser(self._parser)
+        turn = getattr(sink, "ingesting", None)
         while not stop.is_set():
-            batch = reader.read_records(self._timeout)
-            if len(batch.offsets):
-                self.published += sink.publish_records(batch, time.time_ns())
-            for cpu, count in batch.lost:
-                self.lost += count
-                sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
+            reader.wait(self._timeout)
+            with turn() if turn is not None else contextlib.nullcontext():
+                batch = reader.read_records(0)
+                if len(batch.offsets):
+                    self.published += sink.publish_records(batch, time.time_ns())
+                for cpu, count in batch.lost:
+                    self.lost += count
+                    sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
 
 
 Decoder = Callable[[dict[str, Any], int], "dict[str, Any] | None"]

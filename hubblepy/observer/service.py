@@ -239,6 +239,7 @@ def select_entries(
             continue
         size = SCAN_BATCH if not limit else max(SCAN_MIN, min(SCAN_BATCH, 2 * (limit - sent)))
         hi = min(newest, seq + size)
+        ring.yield_to_writer()  # the writer taking a batch in goes first (see Ring.ingesting)
         seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
         got, lost = ring.read_many(seqs)
         if lost or ring.oldest_seq > seq:
