@@ -29,7 +29,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hubblepy.lab.source import DatapathFlowSource
@@ -48,7 +47,6 @@ from hubblepy.observer.core import Observer
 from hubblepy.observer.ring import DEFAULT_CAPACITY, MAX_CAPACITY
 from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
 
-REPO = Path(__file__).resolve().parents[1]
 DRAIN_GRACE_S = 0.3  # the source keeps reading this long after the generator stops
 
 
@@ -522,7 +520,8 @@ def bench_metrics(gen: MixGenerator, seconds: float, rates: list[float]) -> None
     gc.set_threshold(*GC_THRESHOLD_TRIED)
     print(
         "  raw samples into the ring (metrics count each batch by sample key, decoding one sample per new key),\n"
-        "  256 pages/CPU, lab gc threshold;\n"
+        f"  the agent's reader ({AGENT_READER['pages']} pages/CPU, wakeup {AGENT_READER['wakeup_events']}), "
+        "lab gc threshold;\n"
         "  Hubble metrics off, the lab's default "
         f"({DEFAULT_LAB_METRICS}),\n  all families ({ALL_FAMILIES}), and all with {CONTEXTS}"
     )
@@ -533,7 +532,7 @@ def bench_metrics(gen: MixGenerator, seconds: float, rates: list[float]) -> None
     best: dict[str, PipelineResult] = {}
     for rate in rates:
         for name, metrics in METRICS_ROWS:
-            r = gen.run_pipeline(rate, seconds, metrics=metrics, pages=256)
+            r = gen.run_pipeline(rate, seconds, metrics=metrics, **AGENT_READER)
             per_cpu = r.received * seconds / r.cpu_s if r.cpu_s else 0.0
             share = 100 * r.metrics_cpu_s / r.cpu_s if r.cpu_s else 0.0
             per_flow = 1e9 * r.metrics_cpu_s / (r.flows * seconds) if r.flows else 0.0
