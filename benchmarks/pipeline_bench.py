@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from hubblepy.api.observer import observer_pb2
 from hubblepy.lab.source import DatapathFlowSource
 from hubblepy.metrics import ALL_FAMILIES, build_node_metrics
 from hubblepy.metrics.lab import DEFAULT_LAB_METRICS
@@ -45,6 +46,7 @@ from hubblepy.monitor.generator import (
 from hubblepy.monitor.perf import NR_BPF
 from hubblepy.observer.core import Observer
 from hubblepy.observer.ring import DEFAULT_CAPACITY, MAX_CAPACITY
+from hubblepy.observer.service import compile_request_column_filter, compile_request_filters, select_entries
 from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
 
 DRAIN_GRACE_S = 0.3  # the source keeps reading this long after the generator stops
@@ -300,14 +302,10 @@ class MixGenerator:
 
 
 def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> None:
-    """``hubble observe --follow --verdict DROPPED`` as the node serves it, counting what arrives."""
-    from hubblepy.api.observer import observer_pb2
-    from hubblepy.observer.service import (
-        compile_request_column_filter,
-        compile_request_filters,
-        select_entries,
-    )
+    """``hubble observe --follow --verdict DROPPED`` as the node serves it, counting what arrives.
 
+    (Its modules are imported with this one: an import in the thread would hold the GIL for the
+    first run's first ~100 ms, as a node's start does, not its steady state.)"""
     request = observer_pb2.GetFlowsRequest(follow=True)
     request.whitelist.add().verdict.append(2)  # DROPPED
     predicate = compile_request_filters(request)
@@ -328,7 +326,6 @@ def _drops_written(observer: Observer, parser: Parser) -> int:
 def _read_whole_ring(ring: Any) -> tuple[float, float, float]:
     """Flows per CPU-second for the ring: decoded; decoded and JSON-encoded; decoded and encoded as
     GetFlowsResponse protobuf bytes (what the node sends an upstream client, on first read)."""
-    from hubblepy.api.observer import observer_pb2
     from hubblepy.codec import encode
     from hubblepy.observer.service import ResponseEncoder
 

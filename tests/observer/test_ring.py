@@ -114,3 +114,20 @@ def test_follower_reads_nothing_during_the_writers_turn_then_everything(monkeypa
     ring.close()
     thread.join(10)
     assert got == [str(i) for i in range(6)]
+
+
+def test_reader_lapped_in_a_later_decode_chunk_reports_the_rest_as_lost():
+    from hubblepy.api.observer import observer_pb2
+    from hubblepy.observer.service import DECODE_CHUNK, select_entries
+
+    ring = Ring(1023)
+    ring.write_many(entry(i) for i in range(1000))
+    items = select_entries(ring, observer_pb2.GetFlowsRequest(first=True), lambda: True)
+    got = [next(items).flow["uuid"] for _ in range(DECODE_CHUNK + 2)]  # into the second chunk
+    ring.write_many(entry(i) for i in range(1000, 3000))  # the writer laps the paused reader
+    rest = list(items)
+    lost = [item for item in rest if isinstance(item, int)]
+    got += [item.flow["uuid"] for item in rest if not isinstance(item, int)]
+    # the second chunk was read before the lap; the third is lost from its first entry on
+    assert got == [str(i) for i in range(2 * DECODE_CHUNK)]
+    assert lost == [ring.oldest_seq - 2 * DECODE_CHUNK]
