@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import os
 import selectors
 import socket
@@ -35,11 +37,23 @@ class DatapathFlowSource:
     # 256 pages per CPU absorb about 40 ms of reader delay at 100k events/s; with the reader's own
     # default of 64 the pipeline benchmark (benchmarks/bench_datapath.py) lost samples at 100k/s.
     RING_PAGES = 256
-    # Raw samples cost the reader ~0.2 µs each, so it keeps up at 1M events/s; what loses samples then
-    # is the time it is not scheduled: 1024 pages (4 MiB per CPU) absorb ~20 ms at that rate, and
-    # waking it every 256 samples keeps its batches large (numpy per batch, not per sample).
+    # Raw samples cost the reader ~0.25 µs each, so it keeps up at 1M events/s; what loses samples then
+    # is the time it is not scheduled: 1024 pages (4 MiB per CPU) absorb ~20 ms at that rate. Waking
+    # the reader every 4096 samples rather than 256 keeps its batches large (numpy per batch, not per
+    # sample): at 1M events/s its share of a core went from ~60% to ~30% (benchmarks/bench_pipeline.py).
+    # Below that rate per CPU, the read timeout flushes what waits, as it did already at low rates.
     LAZY_RING_PAGES = 1024
-    LAZY_WAKEUP_EVENTS = 256
+    LAZY_WAKEUP_EVENTS = 4096
+    # a wakeup comes when at most this share of a CPU's ring is full (of 256-byte samples, about
+    # the largest the datapath sends); smaller rings get a smaller wakeup count
+    WAKEUP_RING_SHARE = 4
+    SAMPLE_BYTES = 256
+
+    @classmethod
+    def lazy_wakeup_events(cls, pages: int) -> int:
+        """How many samples the kernel collects before waking the reader of ``pages`` pages per CPU."""
+        fit = pages * mmap.PAGESIZE // (cls.WAKEUP_RING_SHARE * cls.SAMPLE_BYTES)
+        return max(1, min(cls.LAZY_WAKEUP_EVENTS, fit))
 
     def __init__(
         self,
@@ -61,7 +75,7 @@ class DatapathFlowSource:
         lazy = self.lazy and hasattr(sink, "publish_records")
         options = {"pages": self._pages}
         if lazy:
-            options["wakeup_events"] = self.LAZY_WAKEUP_EVENTS
+            options["wakeup_events"] = self.lazy_wakeup_events(self._pages)
         reader = self._datapath.open_monitor(**options)
         try:
             if lazy and hasattr(reader, "read_records"):
@@ -82,15 +96,22 @@ class DatapathFlowSource:
             reader.close()
 
     def _run_lazy(self, sink: Any, reader: Any, stop: threading.Event) -> None:
-        """Raw samples into the observer's ring, decoded when read (Observer.publish_records)."""
+        """Raw samples into the observer's ring, decoded when read (Observer.publish_records).
+
+        After the wait for data, the batch is copied and written during the ring's writer turn
+        (``sink.ingesting()``): the node's readers pause decoding meanwhile, so a busy client does
+        not slow the reader down until the kernel's perf ring overflows."""
         sink.use_parser(self._parser)
+        turn = getattr(sink, "ingesting", None)
         while not stop.is_set():
-            batch = reader.read_records(self._timeout)
-            if len(batch.offsets):
-                self.published += sink.publish_records(batch, time.time_ns())
-            for cpu, count in batch.lost:
-                self.lost += count
-                sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
+            reader.wait(self._timeout)
+            with turn() if turn is not None else contextlib.nullcontext():
+                batch = reader.read_records(0)
+                if len(batch.offsets):
+                    self.published += sink.publish_records(batch, time.time_ns())
+                for cpu, count in batch.lost:
+                    self.lost += count
+                    sink.publish_lost("PERF_EVENT_RING_BUFFER", count, cpu)
 
 
 Decoder = Callable[[dict[str, Any], int], "dict[str, Any] | None"]

@@ -212,6 +212,14 @@ class MonitorReader:
             self.lost += n
         return Batch(samples, lost)
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Waits up to ``timeout`` (default: the reader's) until a ring has data or the reader stops.
+
+        Reading then with ``read_records(0)`` lets a caller do something between the wait and the
+        copy (the node takes its ring's writer turn there)."""
+        if not self._closed:
+            self._epoll.poll(self.timeout if timeout is None else timeout)
+
     def read_records(self, timeout: float | None = None) -> RecordBatch:
         """Like :meth:`read`, but the samples stay in one buffer (see :class:`RecordBatch`)."""
         lost: list[tuple[int, int]] = []

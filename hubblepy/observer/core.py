@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,6 +129,10 @@ class Observer:
         self._decoder = decoder
         self.flows.decoder = decoder
         return decoder
+
+    def ingesting(self) -> AbstractContextManager[None]:
+        """The flow ring's writer turn (:meth:`Ring.ingesting`): readers in this process wait."""
+        return self.flows.ingesting()
 
     def publish_records(self, batch: RecordBatch, now_ns: int) -> int:
         """Store a batch of raw datapath samples received at ``now_ns``; returns how many are flows.

@@ -22,12 +22,19 @@ only loses entries, it never makes the ring grow. Before a batch overwrites slot
 the *floor* (the oldest sequence still readable), so a reader that read a slot while it was being
 rewritten notices it on the re-check and reports the entry lost instead of returning torn data.
 Readers in follow mode wait on a condition that the writer signals only when someone is waiting.
+
+The writer has priority over readers in the same process: while it takes a batch in (inside
+:meth:`Ring.ingesting`), readers that call :meth:`Ring.yield_to_writer` between their decode
+batches wait for it instead of competing for the GIL. Without that, a follower decoding flat out
+made every GIL-releasing call of the perf reader (epoll, numpy over a batch) wait a whole switch
+interval, and the kernel's perf ring overflowed at rates the reader alone keeps up with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +49,7 @@ KIND_L7 = 2  # an L7 proxy's access-log record with what it correlated on arriva
 # bytes per slot of the preallocated columns (kind 1, time 8, offset 8, length 4, CPU 2, header 32,
 # snapshot 4) and of the object columns (two pointers; a decoded entry adds its (seq, entry) tuple)
 COLUMN_BYTES_PER_SLOT = 1 + 8 + 8 + 4 + 2 + 32 + 4 + 16
+WRITER_TURN_MAX_S = 0.05  # a reader waits at most this long for the writer's turn to end
 
 
 class RingEntry:
@@ -127,6 +135,8 @@ class Ring:
         self._waiters = 0
         self._closed = False
         self.readers_lost = 0  # entries readers lost because the writer lapped them (metrics)
+        self._writer_idle = threading.Event()
+        self._writer_idle.set()
 
     # -- writer side ---------------------------------------------------------------------------
     def write(self, entry: RingEntry) -> None:
@@ -210,6 +220,30 @@ class Ring:
             seq += 1
         self._next = seq
         self._wake()
+
+    @contextlib.contextmanager
+    def ingesting(self) -> Iterator[None]:
+        """The writer's turn (one thread at a time): readers calling :meth:`yield_to_writer` wait.
+
+        Hold it while a batch is taken in (copied from the source, turned into columns, written).
+        """
+        self._writer_idle.clear()
+        try:
+            yield
+        finally:
+            self._writer_idle.set()
+
+    @property
+    def writer_busy(self) -> bool:
+        """True while the writer is inside :meth:`ingesting`."""
+        return not self._writer_idle.is_set()
+
+    def yield_to_writer(self, timeout: float | None = None) -> bool:
+        """Wait while the writer takes a batch in (at most ``timeout`` s, default WRITER_TURN_MAX_S);
+        False if it still is."""
+        if self._writer_idle.is_set():
+            return True
+        return self._writer_idle.wait(WRITER_TURN_MAX_S if timeout is None else timeout)
 
     def _wake(self) -> None:
         if self._waiters:

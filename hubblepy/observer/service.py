@@ -49,6 +49,7 @@ PEER_SERVICE = "peer.Peer"
 FOLLOW_POLL_S = 0.25
 SCAN_BATCH = 1024  # ring entries whose columns are tested (and survivors decoded) at once
 SCAN_MIN = 64
+DECODE_CHUNK = 128  # candidates decoded between two looks at the ring writer's turn
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -239,27 +240,40 @@ def select_entries(
             continue
         size = SCAN_BATCH if not limit else max(SCAN_MIN, min(SCAN_BATCH, 2 * (limit - sent)))
         hi = min(newest, seq + size)
+        ring.yield_to_writer()  # the writer taking a batch in goes first (see Ring.ingesting)
         seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
-        got, lost = ring.read_many(seqs)
-        if lost or ring.oldest_seq > seq:
-            # lapped while we tested or copied: the columns may have been a newer entry's; the
-            # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
-            continue
-        for _, entry in got:
-            if "lost_events" not in entry.response:
-                if since_ns is not None and entry.time_ns < since_ns:
-                    continue
-                if until_ns is not None and entry.time_ns > until_ns:
+        resume = None  # where to go on from when lapped after the first chunk
+        for start in range(0, len(seqs) or 1, DECODE_CHUNK):
+            part = seqs[start : start + DECODE_CHUNK]
+            if start:
+                ring.yield_to_writer()  # between chunks too: a chunk's decode is ~1-2 ms at most
+            got, lost = ring.read_many(part)
+            if not start and (lost or ring.oldest_seq > seq):
+                # lapped while we tested or copied: the columns may have been a newer entry's; the
+                # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
+                break
+            if lost:  # the first chunk proved the columns right; later ones lost these entries
+                resume = part[0]
+                break
+            for _, entry in got:
+                if "lost_events" not in entry.response:
+                    if since_ns is not None and entry.time_ns < since_ns:
+                        continue
+                    if until_ns is not None and entry.time_ns > until_ns:
+                        return
+                    if predicate is not None and not predicate(entry.response):
+                        continue
+                    sent += 1
+                yield entry
+                if limit and sent >= limit:
                     return
-                if predicate is not None and not predicate(entry.response):
-                    continue
-                sent += 1
-            yield entry
-            if limit and sent >= limit:
+        else:
+            if stop_at is not None:
                 return
-        if stop_at is not None:
-            return
-        seq = hi
+            seq = hi
+            continue
+        if resume is not None:
+            seq = resume
 
 
 def _candidates(

@@ -1,6 +1,7 @@
-"""Ring buffer: capacity rules, overwrite counting and lost-entry reporting."""
+"""Ring buffer: capacity rules, overwrite counting, lost-entry reporting and the writer's turn."""
 
 import threading
+import time
 
 import pytest
 
@@ -51,3 +52,82 @@ def test_wait_wakes_on_write_and_times_out_without():
     assert ring.wait(0, 0.01) is False
     threading.Timer(0.05, ring.write, args=(entry(0),)).start()
     assert ring.wait(0, 5.0) is True
+
+
+def test_writer_turn_is_visible_and_ends_even_on_error():
+    ring = Ring(7)
+    assert not ring.writer_busy and ring.yield_to_writer(0)
+    with pytest.raises(RuntimeError), ring.ingesting():
+        assert ring.writer_busy
+        assert ring.yield_to_writer(0) is False  # a reader would wait
+        raise RuntimeError("source failed mid-batch")
+    assert not ring.writer_busy and ring.yield_to_writer(0)
+
+
+class _WatchedEvent(threading.Event):
+    """An Event that tells when someone starts waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout=None):
+        self.waiting.set()
+        return super().wait(timeout)
+
+
+def test_follower_reads_nothing_during_the_writers_turn_then_everything(monkeypatch):
+    from hubblepy.api.observer import observer_pb2
+    from hubblepy.observer import ring as ring_module
+    from hubblepy.observer.service import select_entries
+
+    monkeypatch.setattr(ring_module, "WRITER_TURN_MAX_S", 30.0)
+    ring = Ring(15)
+    gate = _WatchedEvent()
+    gate.set()
+    ring._writer_idle = gate
+    stop = threading.Event()
+    got = []
+    request = observer_pb2.GetFlowsRequest(follow=True, first=True)  # from the oldest entry on
+
+    def follow():
+        active = lambda: not stop.is_set()  # noqa: E731
+        for item in select_entries(ring, request, active, stop=stop):
+            got.append(item.flow["uuid"])
+
+    def wait_for(n):
+        deadline = time.monotonic() + 10
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    ring.write(entry(0))
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    wait_for(1)
+    assert got == ["0"]
+    with ring.ingesting():
+        ring.write_many(entry(i) for i in range(1, 6))
+        assert gate.waiting.wait(10), "the follower never reached the writer's turn"
+        assert got == ["0"]  # it waits for the turn to end instead of decoding beside the writer
+    wait_for(6)
+    stop.set()
+    ring.close()
+    thread.join(10)
+    assert got == [str(i) for i in range(6)]
+
+
+def test_reader_lapped_in_a_later_decode_chunk_reports_the_rest_as_lost():
+    from hubblepy.api.observer import observer_pb2
+    from hubblepy.observer.service import DECODE_CHUNK, select_entries
+
+    ring = Ring(1023)
+    ring.write_many(entry(i) for i in range(1000))
+    items = select_entries(ring, observer_pb2.GetFlowsRequest(first=True), lambda: True)
+    got = [next(items).flow["uuid"] for _ in range(DECODE_CHUNK + 2)]  # into the second chunk
+    ring.write_many(entry(i) for i in range(1000, 3000))  # the writer laps the paused reader
+    rest = list(items)
+    lost = [item for item in rest if isinstance(item, int)]
+    got += [item.flow["uuid"] for item in rest if not isinstance(item, int)]
+    # the second chunk was read before the lap; the third is lost from its first entry on
+    assert got == [str(i) for i in range(2 * DECODE_CHUNK)]
+    assert lost == [ring.oldest_seq - 2 * DECODE_CHUNK]
