@@ -478,6 +478,32 @@ class HttpHandler(Handler):
             for _ in range(n):  # L7 flows come one by one (n == 1): latencies differ per flow
                 self._one(f, l7, kind)
 
+    def count_correlated(self, f: Flow, correlations: list[tuple[int, str]]) -> None:
+        """``count`` of flows that are ``f`` but for their latency and trace ID (``correlations``:
+        one ``(latency ns, trace ID)`` per flow; ``f`` itself has neither)."""
+        l7 = f.get("l7")
+        if not l7 or "http" not in l7:
+            return
+        kind = l7.get("type")
+        if kind == "RESPONSE" or (not self.v2 and kind == "REQUEST"):
+            http = l7["http"]
+            ctx = self.context(f)
+            method, proto, reporter = http.get("method", ""), http.get("protocol", ""), self._reporter(f)
+            exemplars, n = self.exemplars, len(correlations)
+            if kind == "REQUEST":
+                child = self.requests.child((*ctx, method, proto, reporter), n)
+                for _, trace in correlations:
+                    child.inc(1, {"traceID": trace} if exemplars and trace else None)
+                return
+            status = str(http.get("code", 0))
+            counter = self.responses if self.responses is not None else self.requests
+            child = counter.child((*ctx, method, proto, status, reporter), n)
+            duration = self.duration.child((*ctx, method, reporter), n)
+            for latency, trace in correlations:
+                exemplar = {"traceID": trace} if exemplars and trace else None
+                child.inc(1, exemplar)
+                duration.observe(latency / 1e9, exemplar)
+
     def _one(self, f: Flow, l7: dict[str, Any], kind: str) -> None:
         http = l7["http"]
         ctx = self.context(f)

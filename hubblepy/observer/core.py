@@ -177,12 +177,16 @@ class Observer:
         self._prune_snapshots()
         return n
 
-    def publish_l7(self, records: Sequence[Any], now_ns: int, seven: Any) -> int:
+    def publish_l7(
+        self, records: Sequence[Any], now_ns: int, seven: Any, keys: Sequence[Any] | None = None
+    ) -> int:
         """Store access-log records (dicts) received at ``now_ns``, decoded when read.
 
         ``seven`` (a :class:`~hubblepy.parser.seven.SevenParser`) correlates each record with the
         ones before it now (X-Request-Id: a response's latency and trace ID), in arrival order;
-        building the flow waits for a reader. Returns how many records were stored.
+        building the flow waits for a reader. ``keys`` (one per record, or None): records with the
+        same key differ only in ``Timestamp`` and ``HTTP.Headers`` (the access log's templates), so
+        what counts them (metrics) decodes one per key. Returns how many records were stored.
         """
         from hubblepy.observer.ring import KIND_L7
 
@@ -192,7 +196,15 @@ class Observer:
             self.use_parser(seven._parser)
         decoder = self._decoder
         assert decoder is not None
-        payloads = [(record, seven.correlate(record)) for record in records]
+        correlate = seven.correlate
+        if keys is None:
+            payloads = [(record, correlate(record), None) for record in records]
+        else:
+            keyed = seven.correlate_keyed
+            payloads = [
+                (record, correlate(record) if key is None else keyed(record, key), key)
+                for record, key in zip(records, keys, strict=True)
+            ]
         snapshot = decoder.snapshot_id()
         ring = self.flows
         n = len(payloads)
