@@ -135,6 +135,7 @@ class FlowMetrics:
         self._cached_snapshot = -1  # resolver snapshot of the keys in _flow_by_key
         # (snapshot, access-log template key) -> its flow without latency and trace (see _l7_groups)
         self._l7_by_key: dict[tuple[int, Any], dict[str, Any] | None] = {}
+        self._l7_plans: dict[tuple[int, Any], list[tuple[Series, tuple, int]]] = {}  # see _count
         self.count_cpu_s = 0.0  # thread CPU time spent in on_range (benchmarks)
 
     def overflow_of(self, name: str) -> Callable[[int], None]:
@@ -164,21 +165,36 @@ class FlowMetrics:
         return groups
 
     def _count(
-        self, groups: list[tuple[dict[str, Any], int]], templated: Sequence[tuple[dict[str, Any], list]] = ()
+        self,
+        groups: list[tuple[dict[str, Any], int]],
+        templated: Sequence[tuple[Any, dict[str, Any], list]] = (),
     ) -> None:
-        """Count ``groups`` (flow, how many) and ``templated`` (flow, the (latency, trace ID) of each
-        flow like it: see _l7_groups) in every family."""
-        for handler in self.handlers:
+        """Count ``groups`` (flow, how many) and ``templated`` (key, flow, the (latency, trace ID) of
+        each flow like it: see _l7_groups) in every family. A family that does not read latency or
+        trace ID counts a key's flows by replaying what it counted for the first one."""
+        plans = self._l7_plans
+        for index, handler in enumerate(self.handlers):
             acc: dict[Series, Counter] = defaultdict(Counter)
             try:
                 for flow, n in groups:
                     handler.count(flow, n, acc)
                 correlated = getattr(handler, "count_correlated", None)
-                for flow, correlations in templated:
+                for full, flow, correlations in templated:
                     if correlated is not None:  # the families that read latency or trace ID
-                        correlated(flow, correlations)
-                    else:
-                        handler.count(flow, len(correlations), acc)
+                        correlated(flow, correlations, full)
+                        continue
+                    # what one flow of this key adds, replayed for all of them
+                    plan = plans.get((index, full))
+                    if plan is None:
+                        one: dict[Series, Counter] = defaultdict(Counter)
+                        handler.count(flow, 1, one)
+                        plan = [
+                            (series, key, m) for series, counts in one.items() for key, m in counts.items()
+                        ]
+                        plans[(index, full)] = plan
+                    n = len(correlations)
+                    for series, key, m in plan:
+                        acc[series][key] += m * n
             except Exception:  # a malformed flow must not stop the publisher
                 self._errors.labels(handler.spec.name).inc()
                 continue
@@ -235,7 +251,7 @@ class FlowMetrics:
             self._count(groups, templated)
         self.count_cpu_s += thread_time() - t0
 
-    def _l7_groups(self, ring: Ring, keyed: list[tuple[int, int]]) -> list[tuple[dict[str, Any], list]]:
+    def _l7_groups(self, ring: Ring, keyed: list[tuple[int, int]]) -> list[tuple[Any, dict[str, Any], list]]:
         """Templated access-log records (``Observer.publish_l7`` with keys) as (flow without latency
         and trace ID, the records' ``(latency, trace ID)``): one record per (snapshot, key) is
         decoded; the others differ from it only in fields no family reads but those two."""
@@ -243,6 +259,7 @@ class FlowMetrics:
         cache = self._l7_by_key
         if len(cache) > MAX_CACHED_KEYS:
             cache.clear()
+            self._l7_plans.clear()
         by_key: dict[tuple[int, Any], list[tuple[int, str]]] = {}
         missing: dict[tuple[int, Any], int] = {}
         for seq, slot in keyed:
@@ -264,7 +281,7 @@ class FlowMetrics:
         for full, correlations in by_key.items():
             bare = cache.get(full)
             if bare is not None:
-                out.append((bare, correlations))
+                out.append((full, bare, correlations))
         return out
 
     def _raw_groups(

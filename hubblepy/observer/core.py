@@ -58,6 +58,7 @@ class Observer:
         self.seen_flows = 0
         self._namespaces: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
+        self._l7_template_namespace_keys: dict[Any, Any] = {}  # access-log template key -> namespace key
         self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
         self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
         self._range_listeners: list[Callable[[Ring, int, int], None]] = []
@@ -214,12 +215,24 @@ class Observer:
             ring.write_records(KIND_L7, now_ns, payloads, snapshot)
             if self._flow_listeners or self._range_listeners:
                 self._tell_listeners(first)
-        keys: dict[Any, int] = {}
-        for i, record in enumerate(records):
-            key = _l7_namespace_key(record)
-            if key not in keys:
-                keys[key] = i
-        self._note_namespaces(list(keys), list(keys.values()), snapshot, first)
+        unique: dict[Any, int] = {}
+        if keys is None:
+            for i, record in enumerate(records):
+                unique.setdefault(_l7_namespace_key(record), i)
+        else:  # the records of one template share their endpoints
+            by_template = self._l7_template_namespace_keys
+            if len(by_template) > 8192:
+                by_template.clear()
+            for i, (record, key) in enumerate(zip(records, keys, strict=True)):
+                if key is None:
+                    unique.setdefault(_l7_namespace_key(record), i)
+                    continue
+                found = by_template.get(key, by_template)
+                if found is by_template:
+                    found = by_template[key] = _l7_namespace_key(record)
+                if found not in unique:
+                    unique[found] = i
+        self._note_namespaces(list(unique), list(unique.values()), snapshot, first)
         self._prune_snapshots()
         return n
 
