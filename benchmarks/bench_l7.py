@@ -213,6 +213,8 @@ def main() -> int:
             f"127.0.0.1:{free_port()}",
             "--relay-address",
             f"127.0.0.1:{free_port()}",
+            "--metrics-address",  # the node's metrics count every L7 flow: on, but on a port of its own
+            f"127.0.0.1:{free_port()}",
         )
         state = lab.state()
         pods = {f"{p['namespace']}/{p['name']}": p for p in state["pods"]}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from hubblepy.proxy.accesslog import RecordAssembler
 
 if TYPE_CHECKING:
     from hubblepy.observer.sources import EventSink
@@ -122,11 +122,12 @@ class AccessLogSource:
     """The L7 proxies' access log as a flow source: newline-delimited JSON records on a unix socket.
 
     Each proxy connects to ``path`` (a stream socket, mode 0600, made by :meth:`run`) and writes one
-    record per line (Cilium's ``accesslog.LogRecord`` keys). ``decode(record, now_ns)`` turns a record
+    record per line (Cilium's ``accesslog.LogRecord`` keys), whole or compact (a template's number,
+    timestamp and headers: :class:`~hubblepy.proxy.accesslog.RecordAssembler`). ``decode(record, now_ns)`` turns a record
     into a flow dict (the parser's L7 decoder) or None to skip it; flows are published in batches.
     ``decode_batch(records, now_ns)``, when given, decodes a batch at once instead (the flows of the
     records it does not skip, in order): the same flows for less work per record.
-    A line that is not a JSON object is counted in ``malformed`` and skipped; the proxies' connections
+    A line that is not a record is counted in ``malformed`` and skipped; the proxies' connections
     come and go (a restarted proxy reconnects). With ``seven`` (the ``SevenParser`` behind the
     decoders) and an observer sink, records go into the ring undecoded (``Observer.publish_l7``:
     correlated now, turned into flows when read) and ``skipped`` stays 0.
@@ -162,9 +163,10 @@ class AccessLogSource:
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ, None)
         pending: dict[socket.socket, bytes] = {}
+        assemblers: dict[socket.socket, RecordAssembler] = {}
         try:
             while not stop.is_set():
-                lines: list[bytes] = []
+                lines: list[tuple[RecordAssembler, list[bytes]]] = []
                 for key, _ in sel.select(self._timeout):
                     conn = key.fileobj
                     assert isinstance(conn, socket.socket)
@@ -173,6 +175,7 @@ class AccessLogSource:
                         client.setblocking(False)
                         sel.register(client, selectors.EVENT_READ, None)
                         pending[client] = b""
+                        assemblers[client] = RecordAssembler()
                         continue
                     try:
                         chunk = conn.recv(65536)
@@ -182,15 +185,16 @@ class AccessLogSource:
                         sel.unregister(conn)
                         conn.close()
                         rest = pending.pop(conn)
+                        assembler = assemblers.pop(conn)
                         if rest.strip():
-                            lines.append(rest)
+                            lines.append((assembler, [rest]))
                         continue
                     *complete, rest = (pending[conn] + chunk).split(b"\n")
                     if len(rest) > self.MAX_LINE:
                         self.malformed += 1
                         rest = b""
                     pending[conn] = rest
-                    lines += complete
+                    lines.append((assemblers[conn], complete))
                 self._publish(sink, lines)
         finally:
             for key in list(sel.get_map().values()):
@@ -198,31 +202,34 @@ class AccessLogSource:
             sel.close()
             self.path.unlink(missing_ok=True)
 
-    def _publish(self, sink: EventSink, lines: list[bytes]) -> None:
+    def _publish(self, sink: EventSink, batches: list[tuple[RecordAssembler, list[bytes]]]) -> None:
         now = time.time_ns()
         lazy = self._seven is not None and hasattr(sink, "publish_l7")
         flows = []
         records: list[dict[str, Any]] = []
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict):
-                self.malformed += 1
-                continue
-            if self._decode_batch is not None or lazy:
-                records.append(record)
-                continue
-            flow = self._decode(record, now)
-            if flow is None:
-                self.skipped += 1
-            else:
-                flows.append((now, flow))
+        keys: list[Any] = []
+        for assembler, lines in batches:
+            assemble = assembler.record
+            for line in lines:
+                if not line or line.isspace():
+                    continue
+                record = assemble(line)
+                if record is None:
+                    if assembler.bad:  # not a template definition
+                        self.malformed += assembler.bad
+                        assembler.bad = 0
+                    continue
+                if self._decode_batch is not None or lazy:
+                    records.append(record)
+                    keys.append(assembler.key)
+                    continue
+                flow = self._decode(record, now)
+                if flow is None:
+                    self.skipped += 1
+                else:
+                    flows.append((now, flow))
         if records and lazy:
-            self.published += sink.publish_l7(records, now, self._seven)  # type: ignore[attr-defined]
+            self.published += sink.publish_l7(records, now, self._seven, keys)  # type: ignore[attr-defined]
             return
         if records:
             decoded = self._decode_batch(records, now)  # type: ignore[misc]

@@ -432,6 +432,7 @@ class HttpHandler(Handler):
         super().__init__(spec, registry, ctx)
         self.v2 = spec.name == "httpV2"
         self.exemplars = spec.options.get("exemplars") == "true"
+        self._memo: dict[Any, tuple[str | None, tuple, tuple]] = {}  # see count_correlated
         names, self.context = compile_context(spec, invert=self.v2)
         bounded = ["reporter"]
         if self.v2:
@@ -477,6 +478,50 @@ class HttpHandler(Handler):
         if kind == "RESPONSE" or (not self.v2 and kind == "REQUEST"):
             for _ in range(n):  # L7 flows come one by one (n == 1): latencies differ per flow
                 self._one(f, l7, kind)
+
+    def count_correlated(self, f: Flow, correlations: list[tuple[int, str]], key: Any = None) -> None:
+        """``count`` of flows that are ``f`` but for their latency and trace ID (``correlations``:
+        one ``(latency ns, trace ID)`` per flow; ``f`` itself has neither). ``key``, when given,
+        stands for ``f``: the label values are worked out once per key."""
+        labels = self._memo.get(key) if key is not None else None
+        if labels is None:
+            labels = self._labels(f)
+            if key is not None:
+                if len(self._memo) >= 8192:
+                    self._memo.clear()
+                self._memo[key] = labels
+        kind, count_key, duration_key = labels
+        if kind is None:
+            return
+        exemplars, n = self.exemplars, len(correlations)
+        if kind == "REQUEST":
+            child = self.requests.child(count_key, n)
+            for _, trace in correlations:
+                child.inc(1, {"traceID": trace} if exemplars and trace else None)
+            return
+        counter = self.responses if self.responses is not None else self.requests
+        child = counter.child(count_key, n)
+        duration = self.duration.child(duration_key, n)
+        for latency, trace in correlations:
+            exemplar = {"traceID": trace} if exemplars and trace else None
+            child.inc(1, exemplar)
+            duration.observe(latency / 1e9, exemplar)
+
+    def _labels(self, f: Flow) -> tuple[str | None, tuple, tuple]:
+        """(the kind counted or None, the counter's label values, the histogram's) of ``f``."""
+        l7 = f.get("l7")
+        if not l7 or "http" not in l7:
+            return None, (), ()
+        kind = l7.get("type")
+        if not (kind == "RESPONSE" or (not self.v2 and kind == "REQUEST")):
+            return None, (), ()
+        http = l7["http"]
+        ctx = self.context(f)
+        method, proto, reporter = http.get("method", ""), http.get("protocol", ""), self._reporter(f)
+        if kind == "REQUEST":
+            return kind, (*ctx, method, proto, reporter), ()
+        status = str(http.get("code", 0))
+        return kind, (*ctx, method, proto, status, reporter), (*ctx, method, reporter)
 
     def _one(self, f: Flow, l7: dict[str, Any], kind: str) -> None:
         http = l7["http"]

@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from hubblepy.metrics.config import MetricSpec
 from hubblepy.metrics.handlers import DEFAULT_MAX_SERIES, HANDLERS, Handler, Series
 from hubblepy.metrics.rawkeys import group_keys, sample_keys
-from hubblepy.observer.ring import KIND_DECODED, KIND_RAW, Ring
+from hubblepy.observer.ring import KIND_DECODED, KIND_L7, KIND_RAW, Ring
 
 MIN_KEYED_BATCH = 32  # fewer raw samples than this are decoded one by one (cheaper than the keys)
 MAX_CACHED_KEYS = 8192  # distinct sample keys whose flows are remembered across batches
@@ -133,6 +133,9 @@ class FlowMetrics:
         self.columns = sorted(needs)
         self._flow_by_key: dict[bytes, dict[str, Any] | None] = {}  # see on_range
         self._cached_snapshot = -1  # resolver snapshot of the keys in _flow_by_key
+        # (snapshot, access-log template key) -> its flow without latency and trace (see _l7_groups)
+        self._l7_by_key: dict[tuple[int, Any], dict[str, Any] | None] = {}
+        self._l7_plans: dict[tuple[int, Any], list[tuple[Series, tuple, int]]] = {}  # see _count
         self.count_cpu_s = 0.0  # thread CPU time spent in on_range (benchmarks)
 
     def overflow_of(self, name: str) -> Callable[[int], None]:
@@ -161,12 +164,37 @@ class FlowMetrics:
         groups.extend((f, 1) for f in l7)
         return groups
 
-    def _count(self, groups: list[tuple[dict[str, Any], int]]) -> None:
-        for handler in self.handlers:
+    def _count(
+        self,
+        groups: list[tuple[dict[str, Any], int]],
+        templated: Sequence[tuple[Any, dict[str, Any], list]] = (),
+    ) -> None:
+        """Count ``groups`` (flow, how many) and ``templated`` (key, flow, the (latency, trace ID) of
+        each flow like it: see _l7_groups) in every family. A family that does not read latency or
+        trace ID counts a key's flows by replaying what it counted for the first one."""
+        plans = self._l7_plans
+        for index, handler in enumerate(self.handlers):
             acc: dict[Series, Counter] = defaultdict(Counter)
             try:
                 for flow, n in groups:
                     handler.count(flow, n, acc)
+                correlated = getattr(handler, "count_correlated", None)
+                for full, flow, correlations in templated:
+                    if correlated is not None:  # the families that read latency or trace ID
+                        correlated(flow, correlations, full)
+                        continue
+                    # what one flow of this key adds, replayed for all of them
+                    plan = plans.get((index, full))
+                    if plan is None:
+                        one: dict[Series, Counter] = defaultdict(Counter)
+                        handler.count(flow, 1, one)
+                        plan = [
+                            (series, key, m) for series, counts in one.items() for key, m in counts.items()
+                        ]
+                        plans[(index, full)] = plan
+                    n = len(correlations)
+                    for series, key, m in plan:
+                        acc[series][key] += m * n
             except Exception:  # a malformed flow must not stop the publisher
                 self._errors.labels(handler.spec.name).inc()
                 continue
@@ -200,6 +228,7 @@ class FlowMetrics:
         elif len(raw_at):  # a few samples: decoding them costs less than building keys
             decode += (raw_at + start).tolist()
         other = np.flatnonzero(~raw)
+        keyed: list[tuple[int, int]] = []  # (sequence, slot) of templated access-log records
         if len(other):
             for pos, slot, kind in zip(
                 other.tolist(), slots[other].tolist(), kinds[other].tolist(), strict=True
@@ -208,16 +237,52 @@ class FlowMetrics:
                     flow = objs[slot].flow
                     if flow is not None:
                         flows.append(flow)
+                elif kind == KIND_L7 and objs[slot][2] is not None and objs[slot][1] is not None:
+                    keyed.append((start + pos, slot))
                 else:
                     decode.append(start + pos)
+        templated = self._l7_groups(ring, keyed) if keyed else []
         if decode:
             decode.sort()
             flows += [e.flow for _, e in ring.read_many(decode)[0] if e.flow is not None]
         if flows:
             groups += self._groups(flows)
-        if groups:
-            self._count(groups)
+        if groups or templated:
+            self._count(groups, templated)
         self.count_cpu_s += thread_time() - t0
+
+    def _l7_groups(self, ring: Ring, keyed: list[tuple[int, int]]) -> list[tuple[Any, dict[str, Any], list]]:
+        """Templated access-log records (``Observer.publish_l7`` with keys) as (flow without latency
+        and trace ID, the records' ``(latency, trace ID)``): one record per (snapshot, key) is
+        decoded; the others differ from it only in fields no family reads but those two."""
+        objs, snapshots = ring._objs, ring.snapshot
+        cache = self._l7_by_key
+        if len(cache) > MAX_CACHED_KEYS:
+            cache.clear()
+            self._l7_plans.clear()
+        by_key: dict[tuple[int, Any], list[tuple[int, str]]] = {}
+        missing: dict[tuple[int, Any], int] = {}
+        for seq, slot in keyed:
+            _, correlation, key = objs[slot]
+            full = (int(snapshots[slot]), key)
+            found = by_key.get(full)
+            if found is None:
+                by_key[full] = [correlation]
+                if full not in cache:
+                    missing[full] = seq
+            else:
+                found.append(correlation)
+        if missing:
+            got = dict(ring.read_many(sorted(missing.values()))[0])
+            for full, seq in missing.items():
+                entry = got.get(seq)
+                cache[full] = _bare_l7(entry.flow) if entry is not None and entry.flow is not None else None
+        out = []
+        for full, correlations in by_key.items():
+            bare = cache.get(full)
+            if bare is not None:
+                out.append((full, bare, correlations))
+        return out
 
     def _raw_groups(
         self, ring: Ring, slots: np.ndarray, seqs: np.ndarray, groups: list[tuple[dict[str, Any], int]]
@@ -270,6 +335,18 @@ class FlowMetrics:
             if flow is not None:
                 groups.append((flow, count))
         return singles
+
+
+def _bare_l7(flow: dict[str, Any]) -> dict[str, Any] | None:
+    """An L7 flow without what differs between the records of one access-log template."""
+    l7 = flow.get("l7")
+    if type(l7) is not dict:
+        return None
+    bare = flow.copy()
+    bare.pop("trace_context", None)
+    bare["l7"] = l7 = l7.copy()
+    l7.pop("latency_ns", None)
+    return bare
 
 
 class NodeHealthCollector:

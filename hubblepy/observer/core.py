@@ -59,6 +59,7 @@ class Observer:
         self.seen_flows = 0
         self._namespaces: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # serialises writers (sources may run in several threads)
+        self._l7_template_namespace_keys: dict[Any, Any] = {}  # access-log template key -> namespace key
         self.lost_by_source: Counter[str] = Counter()  # lowercase flow.LostEventSource names
         self._flow_listeners: list[Callable[[Sequence[RingEntry]], None]] = []
         self._range_listeners: list[Callable[[Ring, int, int], None]] = []
@@ -182,12 +183,16 @@ class Observer:
         self._prune_snapshots()
         return n
 
-    def publish_l7(self, records: Sequence[Any], now_ns: int, seven: Any) -> int:
+    def publish_l7(
+        self, records: Sequence[Any], now_ns: int, seven: Any, keys: Sequence[Any] | None = None
+    ) -> int:
         """Store access-log records (dicts) received at ``now_ns``, decoded when read.
 
         ``seven`` (a :class:`~hubblepy.parser.seven.SevenParser`) correlates each record with the
         ones before it now (X-Request-Id: a response's latency and trace ID), in arrival order;
-        building the flow waits for a reader. Returns how many records were stored.
+        building the flow waits for a reader. ``keys`` (one per record, or None): records with the
+        same key differ only in ``Timestamp`` and ``HTTP.Headers`` (the access log's templates), so
+        what counts them (metrics) decodes one per key. Returns how many records were stored.
         """
         from hubblepy.observer.ring import KIND_L7
 
@@ -197,7 +202,15 @@ class Observer:
             self.use_parser(seven._parser)
         decoder = self._decoder
         assert decoder is not None
-        payloads = [(record, seven.correlate(record)) for record in records]
+        correlate = seven.correlate
+        if keys is None:
+            payloads = [(record, correlate(record), None) for record in records]
+        else:
+            keyed = seven.correlate_keyed
+            payloads = [
+                (record, correlate(record) if key is None else keyed(record, key), key)
+                for record, key in zip(records, keys, strict=True)
+            ]
         snapshot = decoder.snapshot_id()
         ring = self.flows
         n = len(payloads)
@@ -207,12 +220,24 @@ class Observer:
             ring.write_records(KIND_L7, now_ns, payloads, snapshot)
             if self._flow_listeners or self._range_listeners:
                 self._tell_listeners(first)
-        keys: dict[Any, int] = {}
-        for i, record in enumerate(records):
-            key = _l7_namespace_key(record)
-            if key not in keys:
-                keys[key] = i
-        self._note_namespaces(list(keys), list(keys.values()), snapshot, first)
+        unique: dict[Any, int] = {}
+        if keys is None:
+            for i, record in enumerate(records):
+                unique.setdefault(_l7_namespace_key(record), i)
+        else:  # the records of one template share their endpoints
+            by_template = self._l7_template_namespace_keys
+            if len(by_template) > 8192:
+                by_template.clear()
+            for i, (record, key) in enumerate(zip(records, keys, strict=True)):
+                if key is None:
+                    unique.setdefault(_l7_namespace_key(record), i)
+                    continue
+                found = by_template.get(key, by_template)
+                if found is by_template:
+                    found = by_template[key] = _l7_namespace_key(record)
+                if found not in unique:
+                    unique[found] = i
+        self._note_namespaces(list(unique), list(unique.values()), snapshot, first)
         self._prune_snapshots()
         return n
 

@@ -215,12 +215,12 @@ class RecordDecoder:
         return out
 
     def _decode_l7(self, parser: Any, items: list[tuple[int, Any, str]]) -> list[dict | None]:
-        """Flows of access-log records stored as ``(record, correlation)`` (see Observer.publish_l7)."""
+        """Flows of access-log records stored as ``(record, correlation, key)`` (see Observer.publish_l7)."""
         seven = parser.seven
         owner = self.parser
         out: list[dict | None] = []
         parser._check_generation()
-        for time_ns, (record, correlation), uid in items:
+        for time_ns, (record, correlation, _), uid in items:
             try:
                 out.append(seven.decode_record(record, parser._timestamp(time_ns), uid, correlation))
                 owner.flows_decoded += 1

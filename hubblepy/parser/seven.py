@@ -478,6 +478,7 @@ class SevenParser:
         self._url_cache: dict[tuple, str] = {}
         # HTTP records' flow templates (see decode_record), valid for one resolver generation
         self._templates: dict[bytes, tuple] = {}
+        self._keyed_kinds: dict[Any, str] = {}  # access-log template key -> its records' Type
         self._templates_generation: int | None = -1
         self._event_type = parser._event_type(MSG_ACCESS_LOG, 0)
 
@@ -561,6 +562,26 @@ class SevenParser:
                 self._url(rec.get("URL")),
             )
             request_id, traceparent = self._special_headers(_obj(rec.get("Headers")))
+        except (TypeError, ValueError, OverflowError, MalformedSample):
+            return None
+        return self._correlate(kind, time_ns, request_id, traceparent)
+
+    def correlate_keyed(self, record: Any, key: Any) -> tuple[int, str] | None:
+        """:meth:`correlate` of a record of an access-log template (``key``: records with the same
+        key differ only in ``Timestamp`` and ``HTTP.Headers``, see
+        :class:`~hubblepy.proxy.accesslog.RecordAssembler`): the rest is checked once per key."""
+        kinds = self._keyed_kinds
+        kind = kinds.get(key)
+        if kind is None:
+            result = self.correlate(record)
+            if result is not None:
+                if len(kinds) >= _TEMPLATE_LIMIT:
+                    kinds.clear()
+                kinds[key] = record["Type"]
+            return result
+        try:
+            time_ns = parse_rfc3339_ns(_str(record.get("Timestamp")))
+            request_id, traceparent = self._special_headers(_obj(record["HTTP"].get("Headers")))
         except (TypeError, ValueError, OverflowError, MalformedSample):
             return None
         return self._correlate(kind, time_ns, request_id, traceparent)

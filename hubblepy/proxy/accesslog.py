@@ -3,7 +3,15 @@
 Transport: newline-delimited JSON (orjson) over a unix stream socket. The node listens
 (:class:`AccessLogReader`); the proxy connects (:class:`AccessLogWriter`), batches records (up to 256
 or 5 ms) into one write, reconnects when the node restarts the socket, and counts the records
-it had to drop (node not listening, or more than ``max_buffer`` bytes waiting). When the node reads
+it had to drop (node not listening, or more than ``max_buffer`` bytes waiting).
+
+A line is either a whole record (a JSON object) or, for the records a proxy builds from a template
+(:class:`LogTemplate`: every field but ``Timestamp`` and ``HTTP.Headers`` fixed, e.g. one
+connection's requests under one verdict), a compact JSON list: ``["T", id, {record}]`` defines
+template ``id`` on this connection (the record with ``"Timestamp": ""`` and ``"Headers": {}``), and
+``[id, "timestamp", {headers}]`` is one record of it. :class:`RecordAssembler` (one per connection)
+turns both kinds back into the same record dicts; the writer defines a template again after
+anything that may have lost its definition (a new connection, dropped lines). When the node reads
 slower than the proxy writes (more than ``high_water`` bytes waiting), ``on_congestion(True)`` lets the
 proxy slow its clients down until the backlog is below ``low_water`` (``on_congestion(False)``); the
 proxy bounds how long it waits, so a stuck node never blocks requests for long.
@@ -137,6 +145,18 @@ def _url_object(host: str, path: str) -> dict[str, Any]:
     }
 
 
+class LogTemplate:
+    """A record with two holes, ``Timestamp`` and ``HTTP.Headers``, sent once per connection and
+    then referred to by number (see :meth:`AccessLogWriter.emit_templated`)."""
+
+    __slots__ = ("definition", "number", "generation")
+
+    def __init__(self, definition: bytes) -> None:
+        self.definition = definition  # the record's JSON with "Timestamp": "" and "Headers": {}
+        self.number = 0
+        self.generation = -1  # the writer generation it was last defined in
+
+
 class AccessLogWriter:
     """The proxy side: connects to the node's socket and sends records, never blocking."""
 
@@ -158,6 +178,11 @@ class AccessLogWriter:
         self.sent = 0
         self.lost = 0
         self._pending: list[bytes] = []
+        self._pending_records = 0  # records in _pending (template definitions are not records)
+        # bumped whenever lines may have been lost (a connection ended, a batch dropped): templates
+        # defined in an older generation are defined again before their next record
+        self.generation = 0
+        self._next_template = 0
         self._transport: asyncio.Transport | None = None
         self._connecting = False
         self._next_try = 0.0
@@ -178,7 +203,11 @@ class AccessLogWriter:
         """One record already serialised as one line of JSON (no newline)."""
         pending = self._pending
         pending.append(record)
-        if len(pending) >= self.batch:
+        self._pending_records += 1
+        self._added()
+
+    def _added(self) -> None:
+        if len(self._pending) >= self.batch:
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
@@ -187,22 +216,37 @@ class AccessLogWriter:
             # a few milliseconds of batching: one write (and one wake-up of the node) per batch
             self._loop.call_later(self.delay, self._flush)
 
+    def emit_templated(self, template: LogTemplate, stamp: bytes, headers: bytes) -> None:
+        """One record of ``template``: its ``Timestamp`` text and its ``HTTP.Headers`` JSON object."""
+        pending = self._pending
+        if template.generation != self.generation:
+            self._next_template += 1
+            template.number = self._next_template
+            template.generation = self.generation
+            pending.append(b'["T",%d,%b]' % (template.number, template.definition))
+        pending.append(b'[%d,"%b",%b]' % (template.number, stamp, headers))
+        self._pending_records += 1
+        self._added()
+
     def _flush(self) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
+        records, self._pending_records = self._pending_records, 0
         if not pending:
             return
         transport = self._transport
         if transport is None or transport.is_closing():
             self._transport = None
-            self.lost += len(pending)
+            self.lost += records
+            self.generation += 1
             self._connect()
             return
         if transport.get_write_buffer_size() > self.max_buffer:
-            self.lost += len(pending)
+            self.lost += records
+            self.generation += 1  # the batch may have held template definitions
             return
         transport.write(b"\n".join(pending) + b"\n")
-        self.sent += len(pending)
+        self.sent += records
 
     def _connect(self) -> None:
         if self._connecting or time.monotonic() < self._next_try or self._loop is None:
@@ -216,6 +260,7 @@ class AccessLogWriter:
             loop = asyncio.get_running_loop()
             transport, _ = await loop.create_unix_connection(lambda: _Sink(self), self.path)
             transport.set_write_buffer_limits(high=self.high_water, low=self.low_water)
+            self.generation += 1  # a new connection knows no template
             self._transport = transport
         except OSError:
             self._transport = None
@@ -292,12 +337,14 @@ class AccessLogReader:
             thread.start()
 
     def _read(self, conn: socket.socket) -> None:
+        assembler = RecordAssembler()
         with conn:
             for line in _lines(conn):
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    self.bad += 1
+                record = assembler.record(line)
+                if record is None:
+                    if assembler.bad:
+                        self.bad += assembler.bad
+                        assembler.bad = 0
                     continue
                 self.received += 1
                 self.on_record(record)
@@ -323,3 +370,52 @@ def _lines(conn: socket.socket) -> Iterator[bytes]:
         data = rest + data
         *lines, rest = data.split(b"\n")
         yield from (line for line in lines if line)
+
+
+class RecordAssembler:
+    """One access-log connection's lines -> record dicts: JSON objects as they are, compact lines
+    from the connection's templates (see the module's docstring).
+
+    :meth:`record` gives the record of a line, or None for a template definition and for a line
+    that is not a record (counted in ``bad``: not JSON, not an object, an unknown template). For a
+    templated record, ``key`` is then ``(assembler serial, template number)``: the same key means
+    the same record but for ``Timestamp`` and ``HTTP.Headers`` (None for whole records).
+    """
+
+    _serials = iter(range(1, 1 << 62))
+
+    def __init__(self) -> None:
+        self.serial = next(self._serials)
+        self.templates: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[int, int]]] = {}
+        self.bad = 0
+        self.key: tuple[int, int] | None = None
+
+    def record(self, line: bytes) -> dict[str, Any] | None:
+        self.key = None
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.bad += 1
+            return None
+        if type(value) is dict:
+            return value
+        if type(value) is list:
+            if len(value) == 3 and type(value[0]) is int:
+                found = self.templates.get(value[0])
+                stamp, headers = value[1], value[2]
+                if found is not None and type(stamp) is str and type(headers) is dict:
+                    base, http, key = found
+                    record = base.copy()
+                    record["Timestamp"] = stamp
+                    http = http.copy()
+                    http["Headers"] = headers
+                    record["HTTP"] = http
+                    self.key = key
+                    return record
+            elif len(value) == 3 and value[0] == "T" and type(value[1]) is int:
+                base = value[2]
+                if type(base) is dict and type(base.get("HTTP")) is dict:
+                    self.templates[value[1]] = (base, base["HTTP"], (self.serial, value[1]))
+                    return None
+        self.bad += 1
+        return None

@@ -841,7 +841,8 @@ class ClientConnection(asyncio.Protocol):
         self, entry: list, kind: bytes, code: int, verdict: bytes | None, ns: int, ex: Exchange, headers: list
     ) -> None:
         """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
-        parts that change per exchange: the timestamp and the headers."""
+        parts that change per exchange, the timestamp and the headers: the access log sends each
+        template once per connection and then per record only those two parts."""
         templates = entry[3]
         key = (kind, code, verdict, ex.version)
         parts = templates.get(key)
@@ -865,13 +866,13 @@ class ClientConnection(asyncio.Protocol):
                 )
                 before, rest = record.split(_HOLE_STAMP)
                 between, after = rest.split(_HOLE_HEADERS)
-                parts.append((before, between, after))
+                parts.append(accesslog.LogTemplate(before + between + b"{}" + after))
             templates[key] = parts
         stamp = accesslog.timestamp(ns).encode()
         header_json = accesslog.header_json(headers)
-        emit = self.server.log.emit_bytes  # type: ignore[union-attr]
-        for before, between, after in parts:
-            emit(b"".join((before, stamp, between, header_json, after)))
+        emit = self.server.log.emit_templated  # type: ignore[union-attr]
+        for template in parts:
+            emit(template, stamp, header_json)
 
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from rawbatch import record_batch
@@ -206,3 +207,107 @@ def test_keys_ignore_per_packet_noise_and_separate_fields() -> None:
     )
     assert base not in (other_reason[0], other_port[0])
     assert key(enc.trace_event(syn, flags=0x02)) == (bytes(len(base)), False)  # L3 device: decoded alone
+
+
+def _access_log_lines() -> list[bytes]:
+    """A proxy's access log: compact lines of four templates (requests and responses of two
+    connections, one denied), with traceparent on some requests, and whole records between them."""
+
+    def base(kind: str, port: int, code: int, verdict: str, method: str) -> dict:
+        client = {
+            "ID": 11,
+            "IPv4": "10.0.0.1",
+            "Port": port,
+            "Identity": 1001,
+            "Labels": ["k8s:app=frontend"],
+        }
+        server = {"ID": 12, "IPv4": "10.0.0.2", "Port": 8080, "Identity": 1002, "Labels": ["k8s:app=api"]}
+        src, dst = (client, server) if kind == "Request" else (server, client)
+        return {
+            "Type": kind,
+            "Timestamp": "",
+            "ObservationPoint": "Ingress",
+            "Verdict": verdict,
+            "SourceEndpoint": src,
+            "DestinationEndpoint": dst,
+            "IPVersion": 0,
+            "TransportProtocol": 6,
+            "SourceAddress": f"{src['IPv4']}:{src['Port']}",
+            "DestinationAddress": f"{dst['IPv4']}:{dst['Port']}",
+            "HTTP": {
+                "Code": code,
+                "Method": method,
+                "URL": {"Scheme": "http", "Host": "api:8080", "Path": "/api/v1/orders"},
+                "Protocol": "HTTP/1.1",
+                "Headers": {},
+            },
+            "hubblepy": {"proxy_port": 15001},
+        }
+
+    templates = {
+        1: base("Request", 40000, 0, "Forwarded", "GET"),
+        2: base("Response", 40000, 200, "Forwarded", "GET"),
+        3: base("Request", 40001, 0, "Denied", "POST"),
+        4: base("Response", 40001, 403, "Forwarded", "POST"),
+    }
+    lines = [b'["T",%d,%b]' % (n, orjson.dumps(t)) for n, t in templates.items()]
+    for i in range(120):
+        denied = i % 3 == 0
+        request_id = f"req-{i}"
+        headers: dict[str, list[str]] = {"X-Request-Id": [request_id]}
+        if i % 4 == 0:
+            headers["Traceparent"] = [f"00-{i + 1:032x}-{i + 7:016x}-01"]
+        sent = f"2026-01-01T00:00:{i % 50:02d}.{i:03d}Z"
+        answered = f"2026-01-01T00:00:{i % 50:02d}.{i + 1 + i % 7:03d}Z"
+        request, response = (3, 4) if denied else (1, 2)
+        lines.append(b'[%d,"%b",%b]' % (request, sent.encode(), orjson.dumps(headers)))
+        reply = b'[%d,"%b",%b]' % (response, answered.encode(), orjson.dumps({"X-Request-Id": [request_id]}))
+        if i % 10 == 5:  # the same record, whole
+            record = templates[response] | {"Timestamp": answered}
+            record["HTTP"] = record["HTTP"] | {"Headers": {"X-Request-Id": [request_id]}}
+            reply = orjson.dumps(record)
+        lines.append(reply)
+    return lines
+
+
+@pytest.mark.parametrize("setting", [*SETTINGS, "httpV2:exemplars=true;sourceContext=pod policy flow"])
+def test_templated_access_log_counts_equal_per_flow_counts(setting: str) -> None:
+    from hubblepy.proxy.accesslog import RecordAssembler
+
+    per_flow_registry = CollectorRegistry()
+    per_flow = FlowMetrics(parse_metrics(setting), per_flow_registry)
+    eager = Observer("node-1", capacity=1023)
+    eager_parser = Parser(_resolver(), "node-1")
+    eager.use_parser(eager_parser)
+    eager.add_flow_listener(per_flow.on_entries)  # every flow decoded and counted
+
+    lazy = Observer("node-1", capacity=1023)
+    lazy_parser = Parser(_resolver(), "node-1")
+    lazy.use_parser(lazy_parser)
+    registry, _ = build_node_metrics(lazy, setting)
+
+    assembler = RecordAssembler()
+    records, keys = [], []
+    for line in _access_log_lines():
+        record = assembler.record(line)
+        if record is not None:
+            records.append(record)
+            keys.append(assembler.key)
+    assert assembler.bad == 0 and len(records) == 240 and keys.count(None) == 12
+    for lo in range(0, len(records), 50):  # several batches, keys seen before
+        part = slice(lo, lo + 50)
+        assert eager.publish_l7(records[part], NOW + lo, eager_parser.seven) == lazy.publish_l7(
+            records[part], NOW + lo, lazy_parser.seven, keys[part]
+        )
+    assert _lines(registry) == _lines(per_flow_registry)
+    if "httpV2" in setting:
+        assert any(line.startswith("hubble_http_request_duration_seconds_sum{") for line in _lines(registry))
+    assert lazy_parser.flows_decoded <= 4 * 5 + 12  # one record per template and batch, whole ones
+    assert eager_parser.flows_decoded == 240
+    # the same flows when read
+    got = [e.flow for _, e in lazy.flows.read_many(list(range(240)))[0]]
+    want = [e.flow for _, e in eager.flows.read_many(list(range(240)))[0]]
+    strip = ("uuid", "time")
+    assert [{k: v for k, v in f.items() if k not in strip} for f in got] == [
+        {k: v for k, v in f.items() if k not in strip} for f in want
+    ]
