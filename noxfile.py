@@ -64,7 +64,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def fuzz(session: nox.Session) -> None:
     """Coverage-guided fuzzing (atheris) of the datapath event parser, flow-line decoder, policy loader,
-    the DNS proxy's message parsing.
+    the DNS proxy's message parsing and the HTTP proxy's client side.
 
     ``nox -s fuzz`` gives each target 300 s; ``nox -s fuzz -- --smoke`` is the CI budget (30 s each);
     ``nox -s fuzz -- --seconds 60 flowline`` picks the budget and targets. Prints executions/s and

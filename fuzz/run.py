@@ -2,7 +2,7 @@
 
     python fuzz/run.py [--seconds N | --smoke | --runs N] [--rss-limit-mb M] [TARGET ...]
 
-Each target (``datapath``, ``flowline``, ``policy``, ``dnsquery``; all by default; see ``fuzz/targets.py``) runs
+Each target (``datapath``, ``flowline``, ``policy``, ``dnsquery``, ``httprequest``; all by default; see ``fuzz/targets.py``) runs
 in its own process for a fixed time budget (default 300 s; ``--smoke`` = 30 s, the CI budget),
 or for a number of executions (``--runs 1000000``, no time limit), starting from the seed corpus kept in ``fuzz/corpus/TARGET`` (the inputs the fuzzer finds on the
 way go to a temporary directory, so the repository's corpus stays small). Printed per target:
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-TARGET_NAMES = ("datapath", "flowline", "policy", "dnsquery")
+TARGET_NAMES = ("datapath", "flowline", "policy", "dnsquery", "httprequest")
 SMOKE_SECONDS = 30
 
 

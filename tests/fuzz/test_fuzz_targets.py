@@ -44,3 +44,17 @@ def test_internal_parser_errors_are_crashes(monkeypatch):
     run = targets.TARGETS["datapath"]()  # built after the patch: its decoder table holds `broken`
     with pytest.raises(AssertionError, match="internal parser error: ValueError: boom"):
         run((FUZZ / "corpus" / "datapath" / "trace-tcp").read_bytes())
+
+
+def test_a_broken_proxy_reply_is_a_crash(monkeypatch):
+    from hubblepy.proxy import http
+
+    whole = http._response
+
+    def cut(*args, **kwargs):
+        return whole(*args, **kwargs)[:-3]  # a 403 shorter than its Content-Length
+
+    monkeypatch.setattr(http, "_response", cut)
+    run = targets.TARGETS["httprequest"]()
+    with pytest.raises(AssertionError, match="incomplete response"):
+        run((FUZZ / "corpus" / "httprequest" / "post-denied").read_bytes())
