@@ -117,81 +117,101 @@ class Template:
 def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
     """``(key, hole values)`` of a line, or None when it has no holes or one is not canonical.
 
-    The key is the hole kinds followed by the texts around the holes.
+    The key is a bit set of the hole kinds followed by the texts around the holes. This runs for
+    every line, so it is written for few interpreter steps rather than for elegance.
     """
-    kinds: list[int] = []
+    find = line.find
+    starts = line.startswith
     texts: list[bytes] = []
     values: list[bytes] = []
-    start = 0  # where the current text begins
-    pos = 0
-    if line.startswith(_FLOW_TIME_PREFIX):
-        end = line.find(b'"', 17) + 1
-        value = line[16:end]
-        if not end or not _timestamp_ok(value):
+    text = texts.append
+    hole = values.append
+    kinds = 0
+    start = pos = 0  # where the current text begins; where to search from
+    if starts(_FLOW_TIME_PREFIX):
+        pos = find(b'"', 17) + 1
+        flow_time = line[16:pos]
+        if not pos or not _timestamp_ok(flow_time):
             return None
-        texts.append(line[:16])
-        kinds.append(FLOW_TIME)
-        values.append(value)
-        start = pos = end
-        if line.startswith(_UUID_KEY, pos):
-            end = line.find(b'"', pos + 9) + 1
+        text(line[:16])
+        hole(flow_time)
+        kinds = 1 << FLOW_TIME
+        start = pos
+        if starts(_UUID_KEY, pos):
+            end = find(b'"', pos + 9) + 1
             value = line[pos + 8 : end]
-            if not end or not _string_ok(value):
+            if not end or value[1:-1].translate(None, _STRING_BYTES) or len(value) < 3:
                 return None
-            texts.append(line[start : pos + 8])
-            kinds.append(UUID)
-            values.append(value)
+            text(line[start : pos + 8])
+            hole(value)
+            kinds |= 1 << UUID
             start = pos = end
-        found = line.find(b'"l4":{"', pos)
-        if found >= 0 and line.startswith(_L4_PROTOCOLS, found):
-            pos = line.find(b"{", found + 6) + 1
-            for kind, key in ((SOURCE_PORT, _SOURCE_PORT_KEY), (DESTINATION_PORT, _DESTINATION_PORT_KEY)):
-                comma = line[pos : pos + 1] == b","
-                if line.startswith(key, pos + comma):
-                    at = pos + comma + len(key)
-                    end = _port_end(line, at)
-                    value = line[at:end]
-                    if end < 0 or not _port_ok(value):
-                        return None
-                    texts.append(line[start:at])
-                    kinds.append(kind)
-                    values.append(value)
-                    start = pos = end
+        found = find(b'"l4":{"', pos)
+        if found >= 0 and starts(_L4_PROTOCOLS, found):
+            pos = find(b"{", found + 6) + 1
+            if starts(_SOURCE_PORT_KEY, pos):
+                at = pos + 14
+                end = _port_end(line, at)
+                value = line[at:end]
+                if end < 0 or not _port_ok(value):
+                    return None
+                text(line[start:at])
+                hole(value)
+                kinds |= 1 << SOURCE_PORT
+                start = end
+                pos = end + 1  # after the comma
+            if starts(_DESTINATION_PORT_KEY, pos):
+                at = pos + 19
+                end = _port_end(line, at)
+                value = line[at:end]
+                if end < 0 or not _port_ok(value):
+                    return None
+                text(line[start:at])
+                hole(value)
+                kinds |= 1 << DESTINATION_PORT
+                start = pos = end
         # Optional holes: a value that is not plain stays in the text around the holes.
-        at = line.find(_LATENCY_KEY, pos)
+        at = find(_LATENCY_KEY, pos)
         if at >= 0:
             at += 14
-            end = line.find(b'"', at + 1) + 1
+            end = find(b'"', at + 1) + 1
             value = line[at:end]
             if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
-                texts.append(line[start:at])
-                kinds.append(LATENCY)
-                values.append(value)
+                text(line[start:at])
+                hole(value)
+                kinds |= 1 << LATENCY
                 start = pos = end
-        at = line.find(_SUMMARY_KEY, pos)
+        at = find(_SUMMARY_KEY, pos)
         if at >= 0:
             at += 11
-            end = line.find(b'"', at + 1) + 1
+            end = find(b'"', at + 1) + 1
             value = line[at:end]
-            if end and _string_ok(value):
-                texts.append(line[start:at])
-                kinds.append(SUMMARY)
-                values.append(value)
+            if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
+                text(line[start:at])
+                hole(value)
+                kinds |= 1 << SUMMARY
                 start = pos = end
+        # The response's time: usually the flow's time again, at the very end.
+        at = len(line) - len(flow_time) - 9
+        if at >= pos and starts(_TIME_KEY, at) and line.endswith(b"}") and line[at + 8 : -1] == flow_time:
+            text(line[start : at + 8])
+            hole(flow_time)
+            text(b"}")
+            return (kinds | 1 << TIME, *texts), values
     if line.endswith(b'"}'):
         at = line.rfind(_TIME_KEY, pos)
         if at >= 0:
             value = line[at + 8 : -1]
-            if not (values and value == values[0]) and not _timestamp_ok(value):
+            if not _timestamp_ok(value):
                 return None
-            texts.append(line[start : at + 8])
-            kinds.append(TIME)
-            values.append(value)
+            text(line[start : at + 8])
+            hole(value)
+            kinds |= 1 << TIME
             start = len(line) - 1
     if not kinds:
         return None
-    texts.append(line[start:])
-    return (tuple(kinds), *texts), values
+    text(line[start:])
+    return (kinds, *texts), values
 
 
 class TemplateCache:
@@ -219,46 +239,60 @@ class TemplateCache:
         key, values = found
         if key in self._templates:
             return
-        kinds: tuple[int, ...] = key[0]
+        kinds = tuple(kind for kind in range(len(HOLE_NAMES)) if key[0] >> kind & 1)
         texts: tuple[bytes, ...] = key[1:]
         if len(self._templates) >= MAX_TEMPLATES:
             self._templates.clear()
-        self._templates[key] = _checked(Template(texts, kinds), line)
+        self._templates[key] = _checked(Template(texts, kinds), line, obj)
 
 
-def _checked(template: Template, line: bytes) -> Template | None:
-    """The template if setting its hole fields to sentinels in the line's dict re-encodes to its texts."""
-    copy = orjson.loads(line)
-    tokens: list[bytes] = []
-    try:
-        for kind in template.holes:
-            sentinel = _SENTINELS[kind]
-            token = orjson.dumps(sentinel)
-            if token in line:
-                return None
-            tokens.append(token)
-            if kind == FLOW_TIME:
-                copy["flow"]["time"] = sentinel
-            elif kind == UUID:
-                copy["flow"]["uuid"] = sentinel
-            elif kind == TIME:
-                copy["time"] = sentinel
-            elif kind == LATENCY:
-                copy["flow"]["l7"]["latency_ns"] = sentinel
-            elif kind == SUMMARY:
-                copy["flow"]["Summary"] = sentinel
-            else:
-                layer4 = copy["flow"]["l4"]
-                if len(layer4) != 1:
-                    return None
-                ports = next(iter(layer4.values()))
-                ports["source_port" if kind == SOURCE_PORT else "destination_port"] = sentinel
-    except (KeyError, TypeError, AttributeError):
-        return None
+_SENTINEL_TOKENS = {kind: orjson.dumps(value) for kind, value in _SENTINELS.items()}
+
+
+def _hole_container(obj: dict, kind: int) -> tuple[dict, str]:
+    """The dict holding a hole's field and the field's name (KeyError and co. when absent)."""
+    if kind == TIME:
+        return obj, "time"
+    flow = obj["flow"]
+    if kind == FLOW_TIME:
+        return flow, "time"
+    if kind == UUID:
+        return flow, "uuid"
+    if kind == LATENCY:
+        return flow["l7"], "latency_ns"
+    if kind == SUMMARY:
+        return flow, "Summary"
+    layer4 = flow["l4"]
+    if len(layer4) != 1:
+        raise KeyError(kind)
+    ports = next(iter(layer4.values()))
+    return ports, "source_port" if kind == SOURCE_PORT else "destination_port"
+
+
+def _checked(template: Template, line: bytes, obj: dict) -> Template | None:
+    """The template if setting its hole fields in ``obj`` to sentinels re-encodes to its texts.
+
+    ``obj`` (the line's dict) is changed for the check and restored before returning.
+    """
     expected = [template.texts[0]]
-    for token, text in zip(tokens, template.texts[1:], strict=True):
+    for kind, text in zip(template.holes, template.texts[1:], strict=True):
+        token = _SENTINEL_TOKENS[kind]
+        if token in line:
+            return None
         expected.append(token)
         expected.append(text)
-    if orjson.dumps(copy) != b"".join(expected):
+    saved: list[tuple[dict, str, object]] = []
+    try:
+        for kind in template.holes:
+            container, name = _hole_container(obj, kind)
+            if type(container) is not dict:
+                return None
+            saved.append((container, name, container[name]))
+            container[name] = _SENTINELS[kind]
+        same = orjson.dumps(obj) == b"".join(expected)
+    except (KeyError, TypeError, AttributeError):
         return None
-    return template
+    finally:
+        for container, name, value in reversed(saved):
+            container[name] = value
+    return template if same else None

@@ -154,7 +154,7 @@ class Printer:
             if self._output == "compact":
                 found = template.formats.get(self._format_key)
                 if found is None:
-                    found = template.formats[self._format_key] = self._compact_format(raw, template, resp)
+                    found = template.formats[self._format_key] = self._compact_format(raw, template)
                 if found is not _SLOW:
                     time_slot, fmt, slots = found
                     stamp = self._time(holes[time_slot][1:-1].decode()) if time_slot >= 0 else ""
@@ -170,7 +170,7 @@ class Printer:
         self.write(resp if resp is not None else orjson.loads(raw), raw)
 
     def _compact_format(
-        self, raw: bytes, template: Template, resp: dict | None
+        self, raw: bytes, template: Template
     ) -> tuple[int, str, tuple[tuple[int, int, int], ...]]:
         """How compact prints the lines of a template: ``(time hole or -1, format, slots)``.
 
@@ -196,10 +196,9 @@ class Printer:
                 markers[marker] = (index, 1, -1)
         time_slot = template.holes.index(FLOW_TIME) if FLOW_TIME in template.holes else -1
         rest = self._compact_rest(flow)
-        other = orjson.loads(orjson.dumps(flow))
-        other["uuid"] = "~other~"
-        other.get("l7", {}).pop("latency_ns", None)
-        if self._compact_rest(other) != rest:
+        flow["uuid"] = "~other~"
+        flow.get("l7", {}).pop("latency_ns", None)
+        if self._compact_rest(flow) != rest:
             return _SLOW
         rest = rest.replace("%", "%%")
         if time_slot < 0:
