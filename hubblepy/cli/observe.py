@@ -329,8 +329,12 @@ def _print_block(
         printer.flush()
         err.write(text.encode())
 
-    for item in scan(lines, first_line_number, decoder, err_write):
-        _write(printer, item)
+    write, write_templated = printer.write, printer.write_templated
+    for record, raw, templated in scan(lines, first_line_number, decoder, err_write):
+        if templated is not None:
+            write_templated(raw, templated[0], templated[1], record)
+        else:
+            write(record, raw)
 
 
 def _warn_bad_line(
@@ -370,8 +374,12 @@ def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printe
         for item in collections.deque(records, maxlen=args.file_last):
             _write(printer, item)
     else:
-        for item in records:
-            _write(printer, item)
+        write, write_templated = printer.write, printer.write_templated
+        for record, raw, templated in records:
+            if templated is not None:
+                write_templated(raw, templated[0], templated[1], record)
+            else:
+                write(record, raw)
 
 
 def _print_jq(
