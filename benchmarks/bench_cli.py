@@ -61,16 +61,6 @@ def ensure_input(count: int) -> Path:
     return path
 
 
-def best_time(command: list[str], runs: int, env: dict[str, str] | None = None) -> float:
-    """Best wall-clock time of ``runs`` runs of ``command`` with stdout to /dev/null."""
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, stdout=subprocess.DEVNULL, check=True, env=env)
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def hubble_command() -> list[str]:
     """The `hubble` console script next to this interpreter, else ``python -m hubblepy.cli``."""
     script = Path(sys.executable).parent / "hubble"
@@ -79,8 +69,8 @@ def hubble_command() -> list[str]:
     return [sys.executable, "-m", "hubblepy.cli"]
 
 
-def best_startup(command: list[str], runs: int, env: dict[str, str]) -> tuple[float, float]:
-    """Best wall time and best CPU time (user + system) of ``runs`` runs of ``command``.
+def best_startup(command: list[str], runs: int, env: dict[str, str] | None) -> tuple[float, float]:
+    """Best wall time and best CPU time (user + system, its children too) of ``runs`` runs of ``command``.
 
     The CPU time is what the wall time would be on an idle machine, less the I/O waits.
     """
@@ -137,24 +127,31 @@ def main() -> None:
     size_mb = path.stat().st_size / 1e6
     print(f"input: {path.name}, {lines} flows, {size_mb:.0f} MB ({size_mb * 1e6 / lines:.0f} bytes/flow)")
     jq = shutil.which("jq")
+    if jq is None:
+        print("jq is not installed (scripts/bootstrap.sh installs it): no throughput comparison")
+        return
     hubble = [sys.executable, "-m", "hubblepy.cli", "observe", "--input-file", str(path)]
     one_process = os.environ | {"HUBBLEPY_WORKERS": "1"}
-    # Issue 14's yardstick: jq selecting the drops, measured once and used for every case's last column.
+    # Issue 14's yardstick: jq selecting the drops, measured once and used for every case's last columns.
+    # CPU columns (user + system, all processes) say the same without the other load on the machine.
     select_program = 'select(.flow.verdict == "DROPPED")'
-    jq_select = lines / best_time([jq, "-c", select_program, str(path)], options.runs) if jq else 0.0
-    print(f"jq -c '{select_program}': {jq_select:,.0f} flows/s")
+    select_wall, select_cpu = best_startup([jq, "-c", select_program, str(path)], options.runs, env=None)
+    print(
+        f"jq -c '{select_program}': {lines / select_wall:,.0f} flows/s, {lines / select_cpu:,.0f} per CPU-second"
+    )
     print(
         f"{'case':<46} {'hubblepy flows/s':>17} {'1 process':>10} {'jq flows/s':>11}"
-        f" {'vs jq':>6} {'1-proc':>7} {'vs jq-select':>13} {'1-proc':>7}"
+        f" {'vs jq':>6} {'1-proc':>7} {'vs jq-select':>13} {'1-proc':>7} {'1-proc CPU':>11}"
     )
     for name, args, jq_program in CASES:
-        ours = lines / best_time([*hubble, *args], options.runs)
-        single = lines / best_time([*hubble, *args], options.runs, one_process)
-        theirs = lines / best_time([jq, "-c", jq_program, str(path)], options.runs) if jq else 0.0
-        if theirs:
-            ratios = f"{ours / theirs:>5.1f}x {single / theirs:>6.1f}x {ours / jq_select:>12.1f}x {single / jq_select:>6.1f}x"
-        else:
-            ratios = "(no jq)"
+        wall, _ = best_startup([*hubble, *args], options.runs, env=None)
+        single_wall, single_cpu = best_startup([*hubble, *args], options.runs, one_process)
+        jq_wall, _ = best_startup([jq, "-c", jq_program, str(path)], options.runs, env=None)
+        ours, single, theirs = lines / wall, lines / single_wall, lines / jq_wall
+        ratios = (
+            f"{ours / theirs:>5.1f}x {single / theirs:>6.1f}x {select_wall / wall:>12.1f}x"
+            f" {select_wall / single_wall:>6.1f}x {select_cpu / single_cpu:>10.1f}x"
+        )
         print(f"{name:<46} {ours:>17,.0f} {single:>10,.0f} {theirs:>11,.0f} {ratios}")
     print(f"load average {os.getloadavg()[0]:.2f} (goal: compact, all flows, at least 4x jq-select)")
 

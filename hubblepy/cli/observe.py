@@ -1,8 +1,12 @@
 """`hubble observe`: flags -> filters -> records -> printer, for a flows file or a live server.
 
-The file path (``--input-file FILE|-``) is the hot loop of the CLI. Per line it costs one optional
-byte-level prefilter, one JSON decode (orjson plus a canonical check), one compiled predicate and one
-print; a line that is already in canonical form is written back as is in JSON output.
+The file path (``--input-file FILE|-``) is the hot loop of the CLI. Most lines of a real file match
+a checked template (:mod:`hubblepy.codec.templates`: the same text as an earlier canonical line
+around the time, UUID, ports, latency and summary): such a line is valid and canonical without
+decoding; JSON output writes it back as is and compact output fills the template's format. Other
+lines cost one JSON decode (orjson plus a canonical check). Every line is decoded or matched, even
+one the byte-level prefilter rejects, because upstream warns about bad lines before filtering; a
+record is parsed for the time window and the compiled predicate only when the line can match.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ _LATENCY_KEY = b',"latency_ns":"'
 _SUMMARY_KEY = b',"Summary":"'
 _L4_PROTOCOLS = (b'"l4":{"TCP":{', b'"l4":{"UDP":{', b'"l4":{"SCTP":{')
 
-MAX_TEMPLATES = 65536
+MAX_TEMPLATES = 16384  # about 25 MB of texts at most; the cache starts again when full
 _SENTINELS = {
     FLOW_TIME: "1971-02-03T04:05:06.789012345Z",
     UUID: "~template-hole~",
