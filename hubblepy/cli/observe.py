@@ -1,8 +1,12 @@
 """`hubble observe`: flags -> filters -> records -> printer, for a flows file or a live server.
 
-The file path (``--input-file FILE|-``) is the hot loop of the CLI. Per line it costs one optional
-byte-level prefilter, one JSON decode (orjson plus a canonical check), one compiled predicate and one
-print; a line that is already in canonical form is written back as is in JSON output.
+The file path (``--input-file FILE|-``) is the hot loop of the CLI. Most lines of a real file match
+a checked template (:mod:`hubblepy.codec.templates`: the same text as an earlier canonical line
+around the time, UUID, ports, latency and summary): such a line is valid and canonical without
+decoding; JSON output writes it back as is and compact output fills the template's format. Other
+lines cost one JSON decode (orjson plus a canonical check). Every line is decoded or matched, even
+one the byte-level prefilter rejects, because upstream warns about bad lines before filtering; a
+record is parsed for the time window and the compiled predicate only when the line can match.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from hubblepy.cli.observe_args import (
 )
 from hubblepy.cli.slog import slog_line, warn
 from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
+from hubblepy.codec.templates import Template, TemplateCache
 from hubblepy.codec.timestamps import canonical_ns
 from hubblepy.filters import FilterError
 from hubblepy.printer import Printer
 from hubblepy.printer.options import observe_print_options as print_options
+
+_loads = orjson.loads
 
 
 class ObserveError(Exception):
@@ -115,6 +122,7 @@ def run(
         prefilter=prefilter,
         since_ns=args.since_ns,
         until_ns=args.until_ns,
+        templates=TemplateCache(),
     )
     sequential_only = bool(args.file_first or args.file_last or jq_program is not None or args.debug)
     bar = _progress_bar(args.input_file, stdout, stderr) if stream is not stdin else None
@@ -220,7 +228,9 @@ def _request_summary(args: ObserveArgs) -> str:
     return " ".join(parts)
 
 
-Record = tuple[dict, "bytes | None"]
+# (record, its canonical line or None, (template, hole values) when the line matched a checked
+# template): the record is None when nothing needed it decoded (it is orjson.loads of the line).
+Record = tuple["dict | None", "bytes | None", "tuple[Template, list[bytes]] | None"]
 
 
 def _matching_records(
@@ -246,14 +256,37 @@ def _matching_in_batch(
     prefilter: Callable[[bytes], bool] | None,
     since_ns: int | None,
     until_ns: int | None,
+    templates: TemplateCache,
 ) -> Iterator[Record]:
-    """Decode, window and filter ``lines``; warn about bad ones (numbered from ``first_line_number``)."""
+    """Decode, window and filter ``lines``; warn about bad ones (numbered from ``first_line_number``).
+
+    Every line is decoded or proven valid, as upstream unmarshals every line before its filters:
+    a line the byte prefilter rejects still gets its warning when it is malformed. A line that
+    matches a checked template is valid and canonical without decoding; it is parsed only when
+    the time window or the filters need its fields.
+    """
     decode = decoder.decode
+    match_template = templates.match
+    learn = templates.learn
     windowed = since_ns is not None or until_ns is not None
+    filtered = predicate is not _match_all
     for index, line in enumerate(lines):
-        if prefilter is not None and not prefilter(line):
-            if not _is_json_object(line):
-                _warn_bad_line(err_write, line, first_line_number + index, decoder)
+        templated = match_template(line)
+        if templated is not None:
+            if prefilter is not None and not prefilter(line):
+                continue
+            record = None
+            if windowed or filtered:
+                record = _loads(line)
+                if windowed:
+                    stamp = canonical_ns(record.get("time"))
+                    if since_ns is not None and stamp < since_ns:
+                        continue
+                    if until_ns is not None and stamp > until_ns:
+                        continue
+                if not predicate(record):
+                    continue
+            yield record, line, templated
             continue
         try:
             record = decode(line)
@@ -263,6 +296,11 @@ def _matching_in_batch(
         except parallel_input.StopBlock as stop:
             stop.index = index
             raise
+        canonical = decoder.last_was_canonical
+        if canonical:
+            learn(line, record)
+        if prefilter is not None and not prefilter(line):
+            continue
         if windowed:
             stamp = canonical_ns(record.get("time"))
             if since_ns is not None and stamp < since_ns:
@@ -270,7 +308,11 @@ def _matching_in_batch(
             if until_ns is not None and stamp > until_ns:
                 continue
         if predicate(record):
-            yield record, (line if decoder.last_was_canonical else None)
+            yield record, (line if canonical else None), None
+
+
+def _write(printer: Printer, item: Record) -> None:
+    printer.write_record(*item)
 
 
 def _print_block(
@@ -282,22 +324,14 @@ def _print_block(
     err: BinaryIO,
 ) -> None:
     """Print every matching record of a block (used by the parallel reader's workers)."""
-    write = printer.write
 
     def err_write(text: str) -> None:
         printer.flush()
         err.write(text.encode())
 
-    for record, raw in scan(lines, first_line_number, decoder, err_write):
-        write(record, raw)
-
-
-def _is_json_object(line: bytes) -> bool:
-    """Whether a line the prefilter rejected is at least a JSON object (else it deserves a warning)."""
-    try:
-        return type(orjson.loads(line)) is dict
-    except orjson.JSONDecodeError:
-        return False
+    write_record = printer.write_record
+    for record, raw, templated in scan(lines, first_line_number, decoder, err_write):
+        write_record(record, raw, templated)
 
 
 def _warn_bad_line(
@@ -326,20 +360,20 @@ def _warn_bad_line(
 
 
 def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printer) -> None:
-    write = printer.write
     if args.file_first:
         remaining = args.file_first
-        for record, raw in records:
-            write(record, raw)
+        for item in records:
+            _write(printer, item)
             remaining -= 1
             if not remaining:
                 break
     elif args.file_last:
-        for record, raw in collections.deque(records, maxlen=args.file_last):
-            write(record, raw)
+        for item in collections.deque(records, maxlen=args.file_last):
+            _write(printer, item)
     else:
-        for record, raw in records:
-            write(record, raw)
+        write_record = printer.write_record
+        for record, raw, templated in records:
+            write_record(record, raw, templated)
 
 
 def _print_jq(
@@ -356,8 +390,8 @@ def _print_jq(
         records = collections.deque(records, maxlen=args.file_last)
     chunk: list[bytes] = []
     failures = 0
-    for record, raw in records:
-        text = (raw if raw is not None else encode_response(record)).decode()
+    for record, raw, _ in records:
+        text = (raw if raw is not None else encode_response(cast(dict, record))).decode()
         lines, error = jq_results(program, text)
         chunk.extend(lines)
         if error is not None:

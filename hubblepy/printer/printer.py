@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+import orjson
 
 from .escape import escape_terminal, go_quote
 from .flowtext import FlowText
@@ -24,11 +26,16 @@ from .tables import LOST_EVENT_SOURCE_NAMES, NODE_STATE_NAMES, enum_text
 from .tabwriter import TabWriter
 from .timefmt import make_timestamp_formatter
 
+if TYPE_CHECKING:
+    from hubblepy.codec.templates import Template
+
 OUTPUT_FORMATS = ("compact", "dict", "table", "json")
 DICT_SEPARATOR = "------------\n"
 NODE_NAMES_CUTOFF = 50
 _PRINTED_NODE_STATES = frozenset(("NODE_UNAVAILABLE", "NODE_ERROR"))
 _RECORDS_PER_CHUNK = 256
+_SENTINEL_PORT = 3987654320  # + hole index: a port no real flow has, found again in the text
+_SLOW: tuple[int, str, tuple[tuple[int, int, int], ...]] = (-2, "", ())
 
 
 @dataclass
@@ -96,6 +103,15 @@ class Printer:
         self._closed = False
         self._table: TabWriter | None = None
         self._table_header_done = False
+        # Compact formats are kept on templates (shared by the printers of one run), under this key.
+        self._format_key = (
+            opts.output,
+            opts.time_format,
+            colour,
+            opts.numeric,
+            opts.print_policy_names,
+            opts.print_node_name,
+        )
         if opts.output == "table":
             self._table = TabWriter(self._pending.append)
         writers: dict[str, tuple[Callable, Callable]] = {
@@ -120,6 +136,90 @@ class Printer:
             return
         if len(self._pending) >= _RECORDS_PER_CHUNK:
             self._drain()
+
+    def write_record(
+        self, resp: dict | None, raw: bytes | None, templated: tuple[Template, list[bytes]] | None
+    ) -> None:
+        """Print one record of a file as the reader yields it: ``(dict, canonical line or None, None)``,
+        or ``(dict or None, line, (template, holes))`` for a line that matched a checked template."""
+        if templated is not None and raw is not None:
+            self.write_templated(raw, templated[0], templated[1], resp)
+        elif resp is not None:
+            self.write(resp, raw)
+
+    def write_templated(self, raw: bytes, template: Template, holes: list[bytes], resp: dict | None) -> None:
+        """Print one canonical line that matched a checked template (see :mod:`hubblepy.codec.templates`).
+
+        JSON output writes the line itself; compact output fills a format made once per template
+        (the rest of the line with the ports as ``%s``); anything else prints the line's dict
+        (``resp``, or the line decoded).
+        """
+        if template.is_flow:
+            if self._output == "json" and not self.opts.legacy_json:
+                self._pending.append(raw + b"\n")
+                self._records += 1
+                if len(self._pending) >= _RECORDS_PER_CHUNK:
+                    self._drain()
+                return
+            if self._output == "compact":
+                found = template.formats.get(self._format_key)
+                if found is None:
+                    found = template.formats[self._format_key] = self._compact_format(raw, template)
+                if found is not _SLOW:
+                    time_slot, fmt, slots = found
+                    stamp = self._time(holes[time_slot][1:-1].decode()) if time_slot >= 0 else ""
+                    if slots:
+                        values = tuple([holes[i][a : b or None].decode() for i, a, b in slots])
+                        self._pending.append(stamp + fmt % values)
+                    else:
+                        self._pending.append(stamp + fmt)
+                    self._records += 1
+                    if len(self._pending) >= _RECORDS_PER_CHUNK:
+                        self._drain()
+                    return
+        self.write(resp if resp is not None else orjson.loads(raw), raw)
+
+    def _compact_format(
+        self, raw: bytes, template: Template
+    ) -> tuple[int, str, tuple[tuple[int, int, int], ...]]:
+        """How compact prints the lines of a template: ``(time hole or -1, format, slots)``.
+
+        The format is the rest of the line after the timestamp, with ``%s`` where a hole's value
+        goes; each slot is ``(hole, start, stop)``, the slice of the hole's text to insert (strings
+        lose their quotes). The holes compact does not print must not change its text: that is
+        checked by printing the flow with other values in them.
+        """
+        from hubblepy.codec.templates import DESTINATION_PORT, FLOW_TIME, SOURCE_PORT, SUMMARY
+
+        flow = orjson.loads(raw)["flow"]  # a copy of its own: its holes get markers
+        markers: dict[str, tuple[int, int, int]] = {}
+        for index, kind in enumerate(template.holes):
+            if kind in (SOURCE_PORT, DESTINATION_PORT):
+                marker = str(_SENTINEL_PORT + index)
+                name = "source_port" if kind == SOURCE_PORT else "destination_port"
+                layer4 = flow["l4"]
+                layer4[next(iter(layer4))][name] = int(marker)
+                markers[marker] = (index, 0, 0)
+            elif kind == SUMMARY:
+                marker = f"~summary-{_SENTINEL_PORT}~"
+                flow["Summary"] = marker
+                markers[marker] = (index, 1, -1)
+        time_slot = template.holes.index(FLOW_TIME) if FLOW_TIME in template.holes else -1
+        rest = self._compact_rest(flow)
+        flow["uuid"] = "~other~"
+        flow.get("l7", {}).pop("latency_ns", None)
+        if self._compact_rest(flow) != rest:
+            return _SLOW
+        rest = rest.replace("%", "%%")
+        if time_slot < 0:
+            rest = self._time(flow.get("time")).replace("%", "%%") + rest
+        found = sorted((rest.find(marker), marker) for marker in markers if marker in rest)
+        if any(rest.count(marker) != 1 for _, marker in found):
+            return _SLOW  # a hole's text also occurs elsewhere: print these lines in full
+        slots = tuple(markers[marker] for _, marker in found)
+        for _, marker in found:
+            rest = rest.replace(marker, "%s")
+        return time_slot, rest, slots
 
     def flush(self) -> None:
         """Write out everything pending except the held-back table (useful when following a stream)."""
@@ -160,6 +260,11 @@ class Printer:
 
     # -------------------------------------------------------------- compact
     def _compact_flow(self, resp: dict, flow: dict, raw: bytes | None) -> None:
+        self._pending.append(self._time(flow.get("time")) + self._compact_rest(flow))
+        self._records += 1
+
+    def _compact_rest(self, flow: dict) -> str:
+        """A flow's compact line after its timestamp."""
         text = self._text
         src, dst = text.hosts(flow)
         src_id = text.identity(flow.get("source"))
@@ -174,11 +279,10 @@ class Printer:
         else:
             arrow = "->"
         node = f" [{flow.get('node_name', '')}]" if self._node_name else ""
-        self._pending.append(
-            f"{self._time(flow.get('time'))}{node}: {src} {src_id} {arrow} {dst} {dst_id} "
+        return (
+            f"{node}: {src} {src_id} {arrow} {dst} {dst_id} "
             f"{text.flow_type(flow)} {text.verdict(flow)} ({text.summary(flow)})\n"
         )
-        self._records += 1
 
     def _lost_summary_tail(self, lost: dict) -> str:
         first = lost.get("first")
