@@ -51,6 +51,7 @@ FOLLOW_POLL_S = 0.25
 SCAN_BATCH = 1024  # ring entries whose columns are tested (and survivors decoded) at once
 SCAN_MIN = 64
 FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per scan is mostly fixed)
+FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -284,9 +285,10 @@ def select_entries(
                         stop_pos, done = start + int(late[0]), True
                 if limit and stop_pos - start >= limit - sent:
                     stop_pos, done = start + limit - sent, True
-                if stop_pos > start:
-                    yield Frames(plan.frames(start, stop_pos))
-                    sent += stop_pos - start
+                for part in range(start, stop_pos, FRAMES_CHUNK):  # handoffs of ~64 KiB, as framed_stream's
+                    part_end = min(stop_pos, part + FRAMES_CHUNK)
+                    yield Frames(plan.frames(part, part_end))
+                    sent += part_end - part
                 if done:
                     return
         if stop_at is not None:

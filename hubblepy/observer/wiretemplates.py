@@ -51,6 +51,11 @@ HEADER = 56  # longest header kept in the key (trace v2)
 KEY_BYTES = 112  # header 56, header length, first layer, IPv6, MACs 12, addresses 32, protocol, L4 6, pad
 TEMPLATE_LIMIT = 8192  # templates per resolver snapshot before its table is emptied
 SEEN_LIMIT = 1 << 16  # shapes remembered as seen once before that memory is emptied
+# A scan that had to make templates for more than an eighth of its samples (most shapes new: short
+# connections, DNS from random ports) makes none for the next COOLDOWN_SCANS scans: its samples take
+# the ordinary path, whose bytes the ring caches for the next reader.
+COOLDOWN_SCANS = 16
+COOLDOWN_MIN_SHAPES = 16
 
 _FIRST_ETHERNET, _FIRST_IPV4, _FIRST_IPV6 = 0, 1, 2
 _FIRST_BY_FLAGS = np.array(
@@ -370,6 +375,7 @@ class WireTemplates:
         # per snapshot: key hash -> (key bytes, template or None when the shape cannot have one)
         self._tables: dict[int, dict[int, tuple[bytes, Template | None]]] = {}
         self._seen: dict[int, int] = {}  # key hash -> snapshot, of shapes seen once
+        self.cooldown = 0  # scans left during which no template is made
         self.built = 0  # shapes seen (templates made or refused), for benchmarks
         self.hits = 0  # samples served from a template
 
@@ -393,10 +399,14 @@ class WireTemplates:
         hashes_list = distinct.tolist()
         got = [table.get(h) for h in hashes_list]
         seen = self._seen
+        made_now = 0
         for i, hit in enumerate(got):
             if hit is not None and hit[0] == firsts[i].tobytes():
                 continue
             h = hashes_list[i]
+            if self.cooldown:  # most shapes were new lately: the ordinary path is cheaper for them
+                got[i] = (b"", None)
+                continue
             if counts[i] < 2 and seen.get(h) != snapshot:  # templated the second time it is seen: one-off
                 if len(seen) >= SEEN_LIMIT:  # shapes (a port scan, DNS from random ports) cost no more
                     seen.clear()
@@ -405,11 +415,17 @@ class WireTemplates:
                 continue
             made = make(int(first[i]))
             hit = (firsts[i].tobytes(), Template.cut(*made) if made is not None else None)
-            if len(table) >= TEMPLATE_LIMIT:
-                table.clear()
+            if len(table) >= TEMPLATE_LIMIT:  # forget the older half
+                for stale in list(table)[: TEMPLATE_LIMIT // 2]:
+                    del table[stale]
             table[h] = hit
             got[i] = hit
             self.built += 1
+            made_now += 1
+        if self.cooldown:
+            self.cooldown -= 1
+        elif made_now > max(COOLDOWN_MIN_SHAPES, len(keys) // 8):
+            self.cooldown = COOLDOWN_SCANS
         found = [hit[1] for hit in got]  # type: ignore[index]
         same = (keys.view("<u8") == firsts.view("<u8")[index]).all(axis=1)
         if not same.all():  # two shapes with one hash in this scan: the others take the slow path
@@ -502,10 +518,13 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
         start = int(offsets[row])
         payload = data[row][start : start + int(lengths[row])]
         time_ns = int(times[row])
-        entry = decoder([(int(positions[raw[row]]), time_ns, KIND_RAW, payload, int(snapshots[row]))])[0]
+        seq = int(positions[raw[row]])
+        entry = decoder([(seq, time_ns, KIND_RAW, payload, int(snapshots[row]))])[0]
         if entry is None or entry.flow is None or type(entry.flow.get("uuid")) is not str:
             return None
-        return encoder.encode(entry.response), time_ns, entry.flow["uuid"]
+        entry.wire = encoder.encode(entry.response)
+        ring._cache[seq & ring._mask] = (seq, entry)  # as read_many caches it (tagged with its seq)
+        return entry.wire, time_ns, entry.flow["uuid"]
 
     snaps = snapshots[rows]
     found: list[Template | None] = []

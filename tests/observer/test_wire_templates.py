@@ -399,3 +399,20 @@ def test_tcp_option_check_matches_the_parser() -> None:
     )
     assert got.tolist() == expected
     assert sum(expected) > 300 and sum(expected) < 2700
+
+
+def test_many_new_shapes_pause_templating_and_change_nothing() -> None:
+    """Short connections (a new source port every few samples): a scan that must make templates for
+    most of its samples makes none for a while; the bytes stay the ordinary ones."""
+    samples = []
+    for port in range(30000, 30600):
+        packet = enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(port, 8080, enc.TCP_SYN)))
+        samples += [enc.trace_event(packet, source=11, src_label=1001, dst_label=1002)] * 2
+    observer = _observer(_resolver())
+    observer.publish_records(_batch(samples), NOW)
+    observer.publish_records(_batch(samples), NOW + 1)
+    templates = observer.flows.decoder.wire_templates()
+    fast, plain = _both(observer, ALL)
+    assert fast == plain
+    assert templates.cooldown > 0
+    assert templates.built == 600  # the first scan's shapes (each seen twice in it), then none
