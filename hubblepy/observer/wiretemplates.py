@@ -28,6 +28,7 @@ the shape is marked to take the ordinary path for good.
 
 from __future__ import annotations
 
+import struct
 import sys
 from typing import Any
 
@@ -73,6 +74,7 @@ _COLS = np.arange(GATHER, dtype=np.int64)
 _UUID_FIELD = b"\x92\x02\x24"  # flow.uuid (field 34, length-delimited), 36 bytes
 _FLOW_TIME_TAG = b"\x0a"  # flow.time (field 1)
 _RESPONSE_TIME_TAG = b"\xca\x3e"  # GetFlowsResponse.time (field 1001)
+_PREFIX = struct.Struct(">BI")  # gRPC message prefix: not compressed, length
 _MAX_OPTION_STEPS = 40  # TCP options: at most 40 bytes, each step consumes at least one
 
 
@@ -509,8 +511,6 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
     data = [objs[s] for s in rs.tolist()]
     keyed, keys = shape_keys(gather(data, offsets), lengths, templates.pv_layout)
     rows = np.flatnonzero(keyed)
-    if not len(rows):
-        return None
     decoder, encoder = templates.decoder, templates.encoder
 
     def make(i: int) -> tuple[bytes, int, str] | None:
@@ -535,11 +535,27 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
         index[part] = where + len(found)
         found += got
     usable = np.array([t is not None for t in found], dtype=bool)[index]
-    if not usable.any():
-        return None
     rows, index = rows[usable], index[usable]
+    # raw samples without a template whose bytes the ring already caches (an earlier reader's)
+    templated = np.zeros(len(raw), dtype=bool)
+    templated[rows] = True
+    cache = ring._cache
+    cached_rows, cached_bytes = [], []
+    for row, slot, seq in zip(
+        np.flatnonzero(~templated).tolist(),
+        rs[~templated].tolist(),
+        positions[raw[~templated]].tolist(),
+        strict=True,
+    ):
+        hit = cache[slot]
+        if hit is not None and hit[0] == seq and hit[1] is not None and hit[1].wire is not None:
+            cached_rows.append(row)
+            cached_bytes.append(_PREFIX.pack(0, len(hit[1].wire)) + hit[1].wire)
+    if not len(rows) and not cached_rows:
+        return None
     fast = np.zeros(len(seqs), dtype=bool)
     fast[raw[rows]] = True
+    fast[raw[cached_rows]] = True
     all_times = np.zeros(len(seqs), dtype=np.int64)
     all_times[raw] = times
     distinct, when = np.unique(times[rows], return_inverse=True)
@@ -552,19 +568,31 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
         at = np.flatnonzero(widths == width)
         stamp = stamps[int(when[at[0]])]
         heads[at] = _objects([t.head(stamp) for t in shapes])[index[at]]
-    columns = [
-        heads.tolist(),
-        _objects([f.flow for f in stamps])[when].tolist(),
-        _objects([t.middle for t in shapes])[index].tolist(),
-        np.frombuffer(decoder.uuid_text(positions[raw[rows]]), dtype="S36").tolist(),
-        _objects([t.tail for t in shapes])[index].tolist(),
-        _objects([f.response for f in stamps])[when].tolist(),
+    parts = [
+        heads,
+        _objects([f.flow for f in stamps])[when],
+        _objects([t.middle for t in shapes])[index],
+        _objects(np.frombuffer(decoder.uuid_text(positions[raw[rows]]), dtype="S36").tolist()),
+        _objects([t.tail for t in shapes])[index],
+        _objects([f.response for f in stamps])[when],
     ]
     if any(t.after for t in shapes):
-        columns.append(_objects([t.after for t in shapes])[index].tolist())
+        parts.append(_objects([t.after for t in shapes])[index])
+    if cached_rows:  # merge in scan order: a cached sample's framed bytes in the first part
+        order = np.zeros(len(raw), dtype=np.int64)
+        order[rows] = 1
+        order[cached_rows] = 2
+        kinds = order[order > 0]
+        merged = []
+        for j, column in enumerate(parts):
+            out = np.empty(len(kinds), dtype=object)
+            out[kinds == 1] = column
+            out[kinds == 2] = _objects(cached_bytes) if j == 0 else b""
+            merged.append(out)
+        parts = merged
     templates.hits += len(rows)
     slow = positions[~fast].tolist()
-    return FramePlan(fast, slow, all_times, columns)
+    return FramePlan(fast, slow, all_times, [column.tolist() for column in parts])
 
 
 def _objects(items: list[Any]) -> np.ndarray:
