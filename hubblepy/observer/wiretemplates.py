@@ -492,7 +492,8 @@ class FramePlan:
 
 
 def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePlan | None:
-    """Which of ``seqs`` (ascending, already written) templates serve, with their bytes; None when
+    """Which of ``seqs`` (ascending, already written) go out as framed bytes made here: raw samples
+    whose bytes the ring caches (an earlier reader's) and raw samples with a template; None when
     none. The caller checks afterwards that the writer has not lapped ``seqs[0]`` (the columns and
     bytes read here could then be a newer entry's: templates stay right, the output does not)."""
     from hubblepy.observer.ring import KIND_RAW
@@ -503,22 +504,29 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
     if not len(raw):
         return None
     rs = slots[raw]
-    offsets = ring.offset[rs]
-    lengths = ring.length[rs]
+    cache = ring._cache
+    wires = []
+    for slot, seq in zip(rs.tolist(), positions[raw].tolist(), strict=True):
+        hit = cache[slot]
+        wires.append(hit[1].wire if hit is not None and hit[0] == seq and hit[1] is not None else None)
+    cached = np.fromiter((w is not None for w in wires), dtype=bool, count=len(wires))
+    todo = np.flatnonzero(~cached)  # positions in ``raw`` that need a template
+    offsets = ring.offset[rs[todo]]
+    lengths = ring.length[rs[todo]]
     times = ring.time[rs]
-    snapshots = ring.snapshot[rs]
+    snapshots = ring.snapshot[rs[todo]]
     objs = ring._objs
-    data = [objs[s] for s in rs.tolist()]
+    data = [objs[s] for s in rs[todo].tolist()]
     keyed, keys = shape_keys(gather(data, offsets), lengths, templates.pv_layout)
-    rows = np.flatnonzero(keyed)
+    rows = np.flatnonzero(keyed)  # positions in ``todo``
     decoder, encoder = templates.decoder, templates.encoder
 
     def make(i: int) -> tuple[bytes, int, str] | None:
         row = int(rows[i])
         start = int(offsets[row])
         payload = data[row][start : start + int(lengths[row])]
-        time_ns = int(times[row])
-        seq = int(positions[raw[row]])
+        time_ns = int(times[todo[row]])
+        seq = int(positions[raw[todo[row]]])
         entry = decoder([(seq, time_ns, KIND_RAW, payload, int(snapshots[row]))])[0]
         if entry is None or entry.flow is None or type(entry.flow.get("uuid")) is not str:
             return None
@@ -535,27 +543,12 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
         index[part] = where + len(found)
         found += got
     usable = np.array([t is not None for t in found], dtype=bool)[index]
-    rows, index = rows[usable], index[usable]
-    # raw samples without a template whose bytes the ring already caches (an earlier reader's)
-    templated = np.zeros(len(raw), dtype=bool)
-    templated[rows] = True
-    cache = ring._cache
-    cached_rows, cached_bytes = [], []
-    for row, slot, seq in zip(
-        np.flatnonzero(~templated).tolist(),
-        rs[~templated].tolist(),
-        positions[raw[~templated]].tolist(),
-        strict=True,
-    ):
-        hit = cache[slot]
-        if hit is not None and hit[0] == seq and hit[1] is not None and hit[1].wire is not None:
-            cached_rows.append(row)
-            cached_bytes.append(_PREFIX.pack(0, len(hit[1].wire)) + hit[1].wire)
-    if not len(rows) and not cached_rows:
+    rows, index = todo[rows[usable]], index[usable]  # now positions in ``raw``
+    if not len(rows) and not cached.any():
         return None
     fast = np.zeros(len(seqs), dtype=bool)
     fast[raw[rows]] = True
-    fast[raw[cached_rows]] = True
+    fast[raw[cached]] = True
     all_times = np.zeros(len(seqs), dtype=np.int64)
     all_times[raw] = times
     distinct, when = np.unique(times[rows], return_inverse=True)
@@ -578,16 +571,18 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
     ]
     if any(t.after for t in shapes):
         parts.append(_objects([t.after for t in shapes])[index])
-    if cached_rows:  # merge in scan order: a cached sample's framed bytes in the first part
-        order = np.zeros(len(raw), dtype=np.int64)
-        order[rows] = 1
-        order[cached_rows] = 2
-        kinds = order[order > 0]
+    if cached.any():  # merge in scan order: a cached sample's framed bytes in the first part
+        pack = _PREFIX.pack
+        framed = [pack(0, len(w)) + w for w in wires if w is not None]
+        kinds = np.zeros(len(raw), dtype=np.int64)
+        kinds[rows] = 1
+        kinds[cached] = 2
+        kinds = kinds[kinds > 0]
         merged = []
         for j, column in enumerate(parts):
             out = np.empty(len(kinds), dtype=object)
             out[kinds == 1] = column
-            out[kinds == 2] = _objects(cached_bytes) if j == 0 else b""
+            out[kinds == 2] = _objects(framed) if j == 0 else b""
             merged.append(out)
         parts = merged
     templates.hits += len(rows)
