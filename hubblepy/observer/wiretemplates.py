@@ -52,9 +52,9 @@ HEADER = 56  # longest header kept in the key (trace v2)
 KEY_BYTES = 112  # header 56, header length, first layer, IPv6, MACs 12, addresses 32, protocol, L4 6, pad
 TEMPLATE_LIMIT = 8192  # templates per resolver snapshot before its table is emptied
 SEEN_LIMIT = 1 << 16  # shapes remembered as seen once before that memory is emptied
-# A scan that had to make templates for more than an eighth of its samples (most shapes new: short
-# connections, DNS from random ports) makes none for the next COOLDOWN_SCANS scans: its samples take
-# the ordinary path, whose bytes the ring caches for the next reader.
+# After two scans in a row that had to make templates for more than an eighth of their samples (most
+# shapes new: short connections, DNS from random ports) none is made for the next COOLDOWN_SCANS
+# scans: their samples take the ordinary path, whose bytes the ring caches for the next reader.
 COOLDOWN_SCANS = 16
 COOLDOWN_MIN_SHAPES = 16
 
@@ -378,6 +378,7 @@ class WireTemplates:
         self._tables: dict[int, dict[int, tuple[bytes, Template | None]]] = {}
         self._seen: dict[int, int] = {}  # key hash -> snapshot, of shapes seen once
         self.cooldown = 0  # scans left during which no template is made
+        self.strikes = 0  # scans in a row that had to make templates for most of their samples
         self.built = 0  # shapes seen (templates made or refused), for benchmarks
         self.hits = 0  # samples served from a template
 
@@ -427,7 +428,11 @@ class WireTemplates:
         if self.cooldown:
             self.cooldown -= 1
         elif made_now > max(COOLDOWN_MIN_SHAPES, len(keys) // 8):
-            self.cooldown = COOLDOWN_SCANS
+            self.strikes += 1  # a cold ring's first scan makes many too: only a second one in a row counts
+            if self.strikes >= 2:
+                self.cooldown, self.strikes = COOLDOWN_SCANS, 0
+        else:
+            self.strikes = 0
         found = [hit[1] for hit in got]  # type: ignore[index]
         same = (keys.view("<u8") == firsts.view("<u8")[index]).all(axis=1)
         if not same.all():  # two shapes with one hash in this scan: the others take the slow path

@@ -411,17 +411,19 @@ def test_tcp_option_check_matches_the_parser() -> None:
 
 
 def test_many_new_shapes_pause_templating_and_change_nothing() -> None:
-    """Short connections (a new source port every few samples): a scan that must make templates for
-    most of its samples makes none for a while; the bytes stay the ordinary ones."""
+    """Short connections (a new source port every few samples): after two scans in a row that had
+    to make templates for most of their samples, none is made for a while; the bytes stay the
+    ordinary ones."""
     samples = []
-    for port in range(30000, 30600):
+    for port in range(20000, 24800):  # 4800 shapes, each twice in a row: scans of 4096 hold 2048 shapes
         packet = enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(port, 8080, enc.TCP_SYN)))
         samples += [enc.trace_event(packet, source=11, src_label=1001, dst_label=1002)] * 2
     observer = _observer(_resolver())
-    observer.publish_records(_batch(samples), NOW)
-    observer.publish_records(_batch(samples), NOW + 1)
+    for i in range(0, len(samples), 1000):
+        observer.publish_records(_batch(samples[i : i + 1000]), NOW + i)
     templates = observer.flows.decoder.wire_templates()
-    fast, plain = _both(observer, ALL)
-    assert fast == plain
-    assert templates.cooldown > 0
-    assert templates.built == 600  # the first scan's shapes (each seen twice in it), then none
+    fast = _stream(observer, ALL, templates=True)
+    assert templates.built == 4096  # the first two scans' shapes, none in the third
+    assert templates.cooldown == wiretemplates.COOLDOWN_SCANS - 1
+    observer.flows._cache[:] = [None] * len(observer.flows._cache)
+    assert fast == _stream(observer, ALL, templates=False)
