@@ -383,7 +383,9 @@ class WireTemplates:
         self.hits = 0  # samples served from a template
 
     def prune(self, oldest: int) -> None:
-        for number in [n for n in self._tables if n < oldest]:
+        """Forget the templates of snapshots older than ``oldest`` (the writer calls this while
+        readers may add tables: the keys are copied first, in one step)."""
+        for number in [n for n in list(self._tables) if n < oldest]:
             self._tables.pop(number, None)
 
     def lookup(self, keys: np.ndarray, snapshot: int, make: Any) -> tuple[list[Template | None], np.ndarray]:
@@ -420,7 +422,7 @@ class WireTemplates:
             hit = (firsts[i].tobytes(), Template.cut(*made) if made is not None else None)
             if len(table) >= TEMPLATE_LIMIT:  # forget the older half
                 for stale in list(table)[: TEMPLATE_LIMIT // 2]:
-                    del table[stale]
+                    table.pop(stale, None)  # another reader may be evicting too
             table[h] = hit
             got[i] = hit
             self.built += 1

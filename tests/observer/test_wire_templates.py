@@ -427,3 +427,41 @@ def test_many_new_shapes_pause_templating_and_change_nothing() -> None:
     assert templates.cooldown == wiretemplates.COOLDOWN_SCANS - 1
     observer.flows._cache[:] = [None] * len(observer.flows._cache)
     assert fast == _stream(observer, ALL, templates=False)
+
+
+def test_concurrent_readers_while_the_writer_publishes_and_prunes() -> None:
+    """Readers template side by side while the writer laps them and the resolver changes (its
+    snapshots, and their templates, are pruned): every response parses, nothing raises."""
+    import threading
+
+    resolver = _resolver()
+    observer = _observer(resolver, capacity=255)
+    base = _base_samples()
+    errors: list[str] = []
+    counts = [0, 0]
+
+    def read(k: int) -> None:
+        try:
+            for _ in range(20):
+                stream = _stream(observer, _request(first=True), templates=True)
+                counts[k] += len(_without_lost_times(stream))
+        except BaseException:  # noqa: BLE001 - reported by the test
+            import traceback
+
+            errors.append(traceback.format_exc())
+
+    for i in range(5):
+        observer.publish_records(_batch(base), NOW - 10 + i)
+    readers = [threading.Thread(target=read, args=(k,)) for k in range(2)]
+    for t in readers:
+        t.start()
+    i = 0
+    while any(t.is_alive() for t in readers):
+        observer.publish_records(_batch(base), NOW + i)
+        if i % 7 == 0:
+            resolver.set_interface(7, f"lxc{i}")  # a new snapshot
+        i += 1
+    for t in readers:
+        t.join()
+    assert not errors, errors[0]
+    assert counts[0] and counts[1]
