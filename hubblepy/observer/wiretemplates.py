@@ -50,7 +50,7 @@ from hubblepy.parser.constants import (
 GATHER = 176  # bytes read from the start of each sample: header (<= 56), Ethernet, IPv6, TCP with options
 HEADER = 56  # longest header kept in the key (trace v2)
 KEY_BYTES = 112  # header 56, header length, first layer, IPv6, MACs 12, addresses 32, protocol, L4 6, pad
-TEMPLATE_LIMIT = 8192  # templates per resolver snapshot before its table is emptied
+TEMPLATE_LIMIT = 8192  # templates per resolver snapshot (and about as many in all): a few MB
 SEEN_LIMIT = 1 << 16  # shapes remembered as seen once before that memory is emptied
 # After two scans in a row that had to make templates for more than an eighth of their samples (most
 # shapes new: short connections, DNS from random ports) none is made for the next COOLDOWN_SCANS
@@ -399,7 +399,10 @@ class WireTemplates:
         index = index.ravel()
         firsts = keys[first]
         table = self._tables.get(snapshot)
-        if table is None:
+        if table is None:  # a new snapshot: the older ones' templates stay within TEMPLATE_LIMIT in all
+            numbers = sorted(list(self._tables))
+            while numbers and sum(len(self._tables.get(n, ())) for n in numbers) > TEMPLATE_LIMIT:
+                self._tables.pop(numbers.pop(0), None)
             table = self._tables.setdefault(snapshot, {})
         hashes_list = distinct.tolist()
         got = [table.get(h) for h in hashes_list]

@@ -465,3 +465,16 @@ def test_concurrent_readers_while_the_writer_publishes_and_prunes() -> None:
         t.join()
     assert not errors, errors[0]
     assert counts[0] and counts[1]
+
+
+def test_templates_of_older_snapshots_stay_bounded() -> None:
+    observer = _observer(_resolver())
+    templates = observer.flows.decoder.wire_templates()
+    limit = wiretemplates.TEMPLATE_LIMIT
+    templates._tables = {
+        0: {i: (b"", None) for i in range(limit // 2)},
+        1: {i: (b"", None) for i in range(limit)},
+    }
+    keys = np.zeros((2, wiretemplates.KEY_BYTES), dtype=np.uint8)
+    templates.lookup(keys, 2, lambda i: None)  # a third snapshot appears
+    assert sorted(templates._tables) == [1, 2]
