@@ -515,10 +515,13 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
         return None
     rs = slots[raw]
     cache = ring._cache
-    wires = []
-    for slot, seq in zip(rs.tolist(), positions[raw].tolist(), strict=True):
-        hit = cache[slot]
-        wires.append(hit[1].wire if hit is not None and hit[0] == seq and hit[1] is not None else None)
+    hits = [cache[slot] for slot in rs.tolist()]
+    wires: list[bytes | None] = [None] * len(hits)
+    raw_seqs = positions[raw]
+    for i in [i for i, hit in enumerate(hits) if hit is not None]:  # none in a ring nobody read yet
+        seq, entry = hits[i]
+        if seq == raw_seqs[i] and entry is not None:
+            wires[i] = entry.wire
     cached = np.fromiter((w is not None for w in wires), dtype=bool, count=len(wires))
     todo = np.flatnonzero(~cached)  # positions in ``raw`` that need a template
     offsets = ring.offset[rs[todo]]
