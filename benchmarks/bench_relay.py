@@ -19,7 +19,9 @@ of the whole process), and the lower bound the clients' own CPU sets on the 20-c
 summed CPU during the call divided by the machine's cores. Then the same with our CLI (whole
 processes, Python start-up included). The "where the time goes" lines time each stage of that path in this process: the node's ring read of cached bytes,
 building a response's protobuf bytes on first read, the relay's scan and sort buffer, and gRPC's own
-per-message cost (a server streaming constant bytes). No assertions.
+per-message cost (a server streaming constant bytes). Last, unfiltered readers of a node whose ring
+holds raw datapath samples (benchmarks/unfiltered_bench.py: shape templates against the ordinary
+decode-and-encode path, flows/s and flows per node CPU-second). No assertions.
 
 Run: ``python benchmarks/bench_relay.py`` (``HUBBLEPY_HUBBLE_CMD`` overrides the CLI command).
 """
@@ -549,6 +551,9 @@ def main() -> None:
             print(f"  {label:<44}: {micros:8.2f}")
         load = os.getloadavg()
         print(f"machine load average (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        from unfiltered_bench import main as unfiltered  # nodes whose rings hold raw datapath samples
+
+        unfiltered([])
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

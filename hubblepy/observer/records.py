@@ -57,6 +57,8 @@ _KEY_MIX = np.uint64(0x9E3779B97F4A7C15)
 _KEY_SHIFT = np.uint64(32)
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_VARIANT = np.frombuffer(b"89ab", dtype=np.uint8)
 _SM_ADD = np.uint64(0x9E3779B97F4A7C15)
 _SM_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _SM_MUL2 = np.uint64(0x94D049BB133111EB)
@@ -141,6 +143,25 @@ class RecordDecoder:
         self._generation: Any = object()
         self._lock = threading.Lock()
         self._uuid_keys = np.frombuffer(os.urandom(16), dtype=np.uint64).copy()
+        self._templates: Any = None  # WireTemplates, made by the first reader that wants them
+
+    @property
+    def can_snapshot(self) -> bool:
+        """True when entries decode with a frozen resolver snapshot (the same flow on every read)."""
+        return self._can_snapshot
+
+    def wire_templates(self) -> Any:
+        """The :class:`~hubblepy.observer.wiretemplates.WireTemplates` of this ring's samples, or None
+        when they cannot be used (a resolver without snapshots answers differently over time)."""
+        templates = self._templates
+        if templates is None:
+            from hubblepy.api.observer import observer_pb2
+            from hubblepy.codec.fastwire import WireEncoder
+            from hubblepy.observer.wiretemplates import WireTemplates
+
+            templates = WireTemplates(self, WireEncoder(observer_pb2.GetFlowsResponse))
+            self._templates = templates
+        return templates if templates.enabled else None
 
     # -- writer side ---------------------------------------------------------------------------
     def snapshot_id(self) -> int:
@@ -162,6 +183,8 @@ class RecordDecoder:
         with self._lock:
             for number in [n for n in self._parsers if n < oldest and n != self._current]:
                 del self._parsers[number]
+        if self._templates is not None:
+            self._templates.prune(oldest)
 
     @property
     def snapshots(self) -> int:
@@ -177,6 +200,28 @@ class RecordDecoder:
         words[:, 0] = _splitmix64(seq ^ self._uuid_keys[0])
         words[:, 1] = _splitmix64(seq ^ self._uuid_keys[1])
         return uuid4_strings_from(words.tobytes())
+
+    def uuid_text(self, seqs: np.ndarray) -> bytes:
+        """The UUID texts of :meth:`uuids`, 36 ASCII bytes each, one after the other (numpy)."""
+        seq = np.asarray(seqs, dtype=np.uint64)
+        n = len(seq)
+        words = np.empty((n, 2), dtype="<u8")
+        words[:, 0] = _splitmix64(seq ^ self._uuid_keys[0])
+        words[:, 1] = _splitmix64(seq ^ self._uuid_keys[1])
+        raw = words.view(np.uint8).reshape(n, 16)
+        hexed = np.empty((n, 32), dtype=np.uint8)
+        hexed[:, 0::2] = _HEX[raw >> 4]
+        hexed[:, 1::2] = _HEX[raw & 15]
+        out = np.empty((n, 36), dtype=np.uint8)
+        out[:, [8, 13, 18, 23]] = ord("-")
+        out[:, 0:8] = hexed[:, 0:8]
+        out[:, 9:13] = hexed[:, 8:12]
+        out[:, 14] = ord("4")  # version 4
+        out[:, 15:18] = hexed[:, 13:16]
+        out[:, 19] = _VARIANT[(raw[:, 8] >> 4) & 3]  # variant 10xx
+        out[:, 20:23] = hexed[:, 17:20]
+        out[:, 24:36] = hexed[:, 20:32]
+        return out.tobytes()
 
     def __call__(self, items: list[tuple[int, int, int, Any, int]]) -> list[RingEntry | None]:
         node = self.node_name

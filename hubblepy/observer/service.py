@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import grpc
@@ -39,6 +39,7 @@ from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import BadRequest
 from hubblepy.observer.records import ColumnFilter, compile_column_filter
 from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
+from hubblepy.observer.wiretemplates import plan_frames
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ FOLLOW_POLL_S = 0.25
 SCAN_BATCH = 1024  # ring entries whose columns are tested (and survivors decoded) at once
 SCAN_MIN = 64
 DECODE_CHUNK = 128  # candidates decoded between two looks at the ring writer's turn
+FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per scan is mostly fixed)
+FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -174,19 +177,25 @@ def stream_ring(
     idle_marker: bool = False,
     encode_lost: Callable[[str, int], bytes] = _lost_response,
     column_filter: ColumnFilter | None = None,
+    frames: Any = None,
 ) -> Iterator[bytes]:
     """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects.
 
     With ``idle_marker`` an empty ``b""`` is yielded each time the reader has caught up with the
-    writer and is about to wait (batching callers flush then).
+    writer and is about to wait (batching callers flush then). With ``frames`` (the ring's
+    :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unfiltered, unmasked requests
+    on our h2 transport) raw samples with a template are yielded as gRPC-framed runs of responses
+    (:class:`~hubblepy.observer.transport.Frames`), byte for byte what ``encode`` gives them.
     """
-    for item in select_entries(ring, request, is_active, predicate, stop, idle_marker, column_filter):
+    for item in select_entries(ring, request, is_active, predicate, stop, idle_marker, column_filter, frames):
         if item is None:
             yield b""
         elif type(item) is int:
             yield encode_lost(node_name, item)
+        elif isinstance(item, bytes):  # framed responses made from templates (``frames``)
+            yield item
         else:
-            yield encode(item)  # type: ignore[arg-type]
+            yield encode(item)
 
 
 def select_entries(
@@ -197,13 +206,16 @@ def select_entries(
     stop: threading.Event | None = None,
     idle_marker: bool = False,
     column_filter: ColumnFilter | None = None,
-) -> Iterator[RingEntry | int | None]:
+    frames: Any = None,
+) -> Iterator[Any]:
     """The entries a request selects, in order: a :class:`RingEntry` to send, an int for entries
     the writer overwrote before we read them (send a LostEvent), None when caught up (idle marker).
 
     Entries are taken in batches: ``column_filter`` (necessary conditions over the ring's columns)
     and ``since`` drop raw samples before they are decoded, the rest are decoded in one call and
-    tested with ``predicate`` (the request's full filter).
+    tested with ``predicate`` (the request's full filter). With ``frames`` (templates, for requests
+    without filters) the raw samples that have a template come as :class:`Frames` of framed
+    responses instead of entries, several at once.
     """
     number = request.number
     follow = request.follow
@@ -220,6 +232,8 @@ def select_entries(
     limit = number if (number and not follow) else 0
     end = None if follow else ring.next_seq
     sent = 0
+    if frames is not None:
+        from hubblepy.observer.transport import Frames
     while True:
         if end is not None and seq >= end:
             return
@@ -238,42 +252,94 @@ def select_entries(
             yield lost
             seq = floor
             continue
-        size = SCAN_BATCH if not limit else max(SCAN_MIN, min(SCAN_BATCH, 2 * (limit - sent)))
+        batch = SCAN_BATCH if frames is None else FRAMES_SCAN_BATCH
+        size = batch if not limit else max(SCAN_MIN, min(batch, 2 * (limit - sent)))
         hi = min(newest, seq + size)
         ring.yield_to_writer()  # the writer taking a batch in goes first (see Ring.ingesting)
         seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
-        resume = None  # where to go on from when lapped after the first chunk
-        for start in range(0, len(seqs) or 1, DECODE_CHUNK):
-            part = seqs[start : start + DECODE_CHUNK]
-            if start:
-                ring.yield_to_writer()  # between chunks too: a chunk's decode is ~1-2 ms at most
-            got, lost = ring.read_many(part)
-            if not start and (lost or ring.oldest_seq > seq):
-                # lapped while we tested or copied: the columns may have been a newer entry's; the
-                # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
-                break
-            if lost:  # the first chunk proved the columns right; later ones lost these entries
-                resume = part[0]
-                break
-            for _, entry in got:
-                if "lost_events" not in entry.response:
-                    if since_ns is not None and entry.time_ns < since_ns:
-                        continue
-                    if until_ns is not None and entry.time_ns > until_ns:
-                        return
-                    if predicate is not None and not predicate(entry.response):
-                        continue
-                    sent += 1
-                yield entry
-                if limit and sent >= limit:
+        plan = plan_frames(ring, frames, seqs) if frames is not None and seqs else None
+        if plan is None:
+            resume = None  # where to go on from when lapped after the first chunk
+            for first in range(0, len(seqs) or 1, DECODE_CHUNK):
+                chunk = seqs[first : first + DECODE_CHUNK]
+                if first:
+                    ring.yield_to_writer()  # between chunks too: a chunk's decode is ~1-2 ms at most
+                got, lost = ring.read_many(chunk)
+                if not first and (lost or ring.oldest_seq > seq):
+                    # lapped while we tested or copied: the columns may have been a newer entry's; the
+                    # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
+                    break
+                if lost:  # the first chunk proved the columns right; later ones lost these entries
+                    resume = chunk[0]
+                    break
+                done, sent = yield from _emit(got, since_ns, until_ns, predicate, limit, sent)
+                if done:
                     return
-        else:
-            if stop_at is not None:
-                return
-            seq = hi
+            else:
+                if stop_at is not None:
+                    return
+                seq = hi
+                continue
+            if resume is not None:
+                seq = resume
             continue
-        if resume is not None:
-            seq = resume
+        got, lost = ring.read_many(plan.slow)
+        if lost or ring.oldest_seq > seq:
+            # lapped while we tested or copied: the columns may have been a newer entry's; the
+            # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
+            continue
+        taken = 0  # entries of ``got`` sent so far
+        for start, stop_pos, fast in plan.runs():
+            if not fast:
+                last = seqs[stop_pos - 1]
+                upto = taken
+                while upto < len(got) and got[upto][0] <= last:
+                    upto += 1
+                done, sent = yield from _emit(got[taken:upto], since_ns, until_ns, predicate, limit, sent)
+                taken = upto
+                if done:
+                    return
+                continue
+            done = False
+            if until_ns is not None:
+                late = np.flatnonzero(plan.times[start:stop_pos] > until_ns)
+                if len(late):  # the first flow newer than ``until`` ends the stream
+                    stop_pos, done = start + int(late[0]), True
+            if limit and stop_pos - start >= limit - sent:
+                stop_pos, done = start + limit - sent, True
+            for part in range(start, stop_pos, FRAMES_CHUNK):  # handoffs of ~64 KiB, as framed_stream's
+                part_end = min(stop_pos, part + FRAMES_CHUNK)
+                yield Frames(plan.frames(part, part_end))
+                sent += part_end - part
+            if done:
+                return
+        if stop_at is not None:
+            return
+        seq = hi
+
+
+def _emit(
+    got: list[tuple[int, RingEntry]],
+    since_ns: int | None,
+    until_ns: int | None,
+    predicate: Predicate | None,
+    limit: int,
+    sent: int,
+) -> Generator[RingEntry, None, tuple[bool, int]]:
+    """Yield the entries of ``got`` that the request selects; returns ``(stream over, sent)``."""
+    for _, entry in got:
+        if "lost_events" not in entry.response:
+            if since_ns is not None and entry.time_ns < since_ns:
+                continue
+            if until_ns is not None and entry.time_ns > until_ns:
+                return True, sent
+            if predicate is not None and not predicate(entry.response):
+                continue
+            sent += 1
+        yield entry
+        if limit and sent >= limit:
+            return True, sent
+    return False, sent
 
 
 def _candidates(
@@ -320,6 +386,8 @@ def _rewind(
     if number == 0:
         return oldest
     seq = ring.next_seq
+    if number >= seq - oldest:  # no more matches than entries: all of them (``--all``)
+        return oldest
     count = 0
     while seq > oldest:
         lo = max(oldest, seq - SCAN_BATCH)
@@ -435,11 +503,19 @@ class NodeServices:
 
     # -- observer.Observer ----------------------------------------------------------------------
     def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
-        yield from flows_on_wire(self._flow_stream(request, context, idle_marker=self.framed), self.framed)
+        stream = self._flow_stream(request, context, idle_marker=self.framed, templates=self.framed)
+        yield from flows_on_wire(stream, self.framed)
 
     def _flow_stream(
-        self, request: Any, context: grpc.ServicerContext, idle_marker: bool, as_json: bool = False
+        self,
+        request: Any,
+        context: grpc.ServicerContext,
+        idle_marker: bool,
+        as_json: bool = False,
+        templates: bool = False,
     ) -> Iterator[bytes]:
+        """The request's responses; ``templates``: raw samples may come as framed runs (Frames)
+        when the request has no filter and no field mask (see :mod:`~hubblepy.observer.wiretemplates`)."""
         if request.first and request.follow:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
         try:
@@ -450,6 +526,11 @@ class NodeServices:
         column_filter = compile_request_column_filter(request)
         mask = list(request.field_mask.paths) if request.HasField("field_mask") else None
         encoder = ResponseEncoder(observer_pb2.GetFlowsResponse, mask)
+        frames = None
+        if templates and predicate is None and column_filter is None and mask is None and not as_json:
+            decoder = self.observer.flows.decoder
+            wire_templates = getattr(decoder, "wire_templates", None)
+            frames = wire_templates() if wire_templates is not None else None
         context.send_initial_metadata((("hubble-server-version", self.observer.version),))
         yield from stream_ring(
             self.observer.flows,
@@ -462,6 +543,7 @@ class NodeServices:
             idle_marker=idle_marker,
             encode_lost=_lost_json if as_json else _lost_response,
             column_filter=column_filter,
+            frames=frames,
         )
 
     def get_flows_batched(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:

@@ -1,0 +1,609 @@
+"""GetFlows wire bytes of raw datapath samples without decoding them: one template per sample shape.
+
+Most of a node's events repeat a few *shapes*: the same endpoints, ports, TCP flags, event type and
+verdict, differing only in what the flow does not show (sequence numbers, IP IDs, checksums, TCP
+timestamps, payload, skb hash, lengths). Two samples of one shape, captured under one resolver
+snapshot, decode to flows that differ only in ``time`` and ``uuid``, so their serialized
+``GetFlowsResponse`` differ only there too. :class:`WireTemplates` decodes and encodes the first
+sample of each shape the usual way (:class:`~hubblepy.observer.records.RecordDecoder` and
+:class:`~hubblepy.codec.fastwire.WireEncoder`), cuts the bytes around the two time fields and the
+UUID, and builds every later sample of that shape by joining the pieces with its own time and UUID.
+
+The shape key is computed for a whole scan at once (numpy), from the bytes the parser reads:
+
+* the event header (trace v0-v2, drop v0-v3, policy verdict in both layouts) except the skb hash,
+  the original length and the capture length;
+* the Ethernet addresses; the IP version, addresses and protocol; TCP ports, flags and NS bit, UDP
+  ports, ICMP type and code;
+* the resolver snapshot number (a key is looked up in its snapshot's table).
+
+Only samples whose decoding provably depends on nothing else are keyed: Ethernet (IPv4 or IPv6
+ethertype) or L3-device packets, no overlay, an IPv4 header without options or fragmentation, an
+IPv6 header without extension headers, TCP (with options checked as the parser checks them), UDP,
+ICMPv4 or ICMPv6, every length check of the parser passing. Anything else (capture and trace-sock
+events, L7 records, malformed or unusual packets) takes the ordinary path. A template is checked
+when it is made: rebuilding its own sample from the pieces must give the ordinary path's bytes, or
+the shape is marked to take the ordinary path for good.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from typing import Any
+
+import numpy as np
+
+from hubblepy.codec.fastwire import _varint
+from hubblepy.parser.constants import (
+    CLS_FLAG_GENEVE,
+    CLS_FLAG_IPV6,
+    CLS_FLAG_L3_DEV,
+    CLS_FLAG_VXLAN,
+    MSG_DROP,
+    MSG_POLICY_VERDICT,
+    MSG_TRACE,
+    PV_IPV6,
+    PV_L3_DEV,
+)
+
+GATHER = 176  # bytes read from the start of each sample: header (<= 56), Ethernet, IPv6, TCP with options
+HEADER = 56  # longest header kept in the key (trace v2)
+KEY_BYTES = 112  # header 56, header length, first layer, IPv6, MACs 12, addresses 32, protocol, L4 6, pad
+TEMPLATE_LIMIT = 8192  # templates per resolver snapshot (and about as many in all): a few MB
+SEEN_LIMIT = 1 << 16  # shapes remembered as seen once before that memory is emptied
+# After two scans in a row that had to make templates for more than an eighth of their samples (most
+# shapes new: short connections, DNS from random ports) none is made for the next COOLDOWN_SCANS
+# scans: their samples take the ordinary path, whose bytes the ring caches for the next reader.
+COOLDOWN_SCANS = 16
+COOLDOWN_MIN_SHAPES = 16
+
+_FIRST_ETHERNET, _FIRST_IPV4, _FIRST_IPV6 = 0, 1, 2
+_FIRST_BY_FLAGS = np.array(
+    [
+        (_FIRST_IPV6 if f & CLS_FLAG_IPV6 else _FIRST_IPV4) if f & CLS_FLAG_L3_DEV else _FIRST_ETHERNET
+        for f in range(256)
+    ],
+    dtype=np.int64,
+)
+_OVERLAY_BY_FLAGS = np.array([bool(f & (CLS_FLAG_VXLAN | CLS_FLAG_GENEVE)) for f in range(256)])
+_TCP, _UDP, _ICMP, _ICMPV6 = 6, 17, 1, 58
+_L4_MIN = np.zeros(256, dtype=np.int64)  # bytes each keyed L4 protocol needs (0: not keyed)
+_L4_MIN[[_TCP, _UDP, _ICMP, _ICMPV6]] = (20, 8, 8, 4)
+_COLS = np.arange(GATHER, dtype=np.int64)
+_UUID_FIELD = b"\x92\x02\x24"  # flow.uuid (field 34, length-delimited), 36 bytes
+_FLOW_TIME_TAG = b"\x0a"  # flow.time (field 1)
+_RESPONSE_TIME_TAG = b"\xca\x3e"  # GetFlowsResponse.time (field 1001)
+_PREFIX = struct.Struct(">BI")  # gRPC message prefix: not compressed, length
+_MAX_OPTION_STEPS = 40  # TCP options: at most 40 bytes, each step consumes at least one
+
+
+def _tcp_options_valid(options: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The parser's TCP option check (``packet._options_valid`` with a minimum length of 2) for each
+    row of ``options`` (40 bytes) over its first ``length`` bytes."""
+    m = len(length)
+    if m and (length == 12).all() and (options[:, :4] == _NOP_NOP_TIMESTAMP).all():
+        return np.ones(m, dtype=bool)  # what every segment after the handshake carries
+    pos = np.zeros(m, dtype=np.int64)
+    valid = np.ones(m, dtype=bool)
+    active = pos < length
+    for _ in range(_MAX_OPTION_STEPS + 1):
+        rows = np.flatnonzero(active)
+        if not len(rows):
+            break
+        p, end = pos[rows], length[rows]
+        kind = options[rows, np.minimum(p, 39)]
+        ended = kind == 0
+        nop = kind == 1
+        other = ~ended & ~nop
+        size = options[rows, np.minimum(p + 1, 39)].astype(np.int64)
+        bad = other & ((end - p < 2) | (size > end - p) | (size < 2))
+        valid[rows[bad]] = False
+        step = np.where(nop, 1, np.where(other & ~bad, size, 0))
+        pos[rows] = p + step
+        active[rows] = ~ended & ~bad & (p + step < end)
+    return valid
+
+
+_NOP_NOP_TIMESTAMP = np.array([1, 1, 8, 10], dtype=np.uint8)
+
+
+def _u16(g: np.ndarray, rows: np.ndarray, col: int) -> np.ndarray:
+    """Big-endian u16 at column ``col`` of ``rows`` of ``g``."""
+    return g[rows, col].astype(np.int64) << 8 | g[rows, col + 1]
+
+
+def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(keyed, keys)`` for samples whose first GATHER bytes are the rows of ``g`` and whose lengths
+    are ``lengths``: which samples have a shape key (see the module docstring) and the keys
+    (KEY_BYTES each; rows not keyed hold garbage)."""
+    n = len(g)
+    size = lengths.astype(np.int64)
+    kind, version, ext = g[:, 0], g[:, 14].astype(np.int64), g[:, 15]
+    cap = g[:, 12].astype(np.int64) | g[:, 13].astype(np.int64) << 8  # host order (little-endian)
+    trace, drop, verdict = kind == MSG_TRACE, kind == MSG_DROP, kind == MSG_POLICY_VERDICT
+    header = np.zeros(n, dtype=np.int64)
+    header[trace] = np.select([version == 0, version == 1, version == 2], [32, 48, 56], 0)[trace]
+    header[drop] = np.select([version <= 1, version == 2, version == 3], [36, 40, 48], 0)[drop]
+    if pv_layout is not None:
+        header[verdict] = pv_layout
+    else:
+        rest = size - cap
+        header[verdict] = np.where((rest >= 32) & (rest < 40), 32, np.where(size >= 40, 40, 32))[verdict]
+    keyed = (header > 0) & (ext == 0) & (size >= header)
+    cls_flags = np.where(trace, g[:, 27], np.where(drop & (version >= 2), g[:, 36], 0))
+    first = _FIRST_BY_FLAGS[cls_flags]
+    keyed &= ~(_OVERLAY_BY_FLAGS[cls_flags] & (trace | drop))
+    pflags = g[:, 27]
+    pv_first = np.where(pflags & PV_IPV6, _FIRST_IPV6, _FIRST_IPV4)
+    pv_l3 = (header == 40) & ((pflags & PV_L3_DEV) > 0)
+    first = np.where(verdict, np.where(pv_l3, pv_first, _FIRST_ETHERNET), first)
+    end = np.minimum(header + cap, size)
+    keyed &= end > header
+
+    keys = np.zeros((n, KEY_BYTES), dtype=np.uint8)
+    keys[:, :HEADER] = g[:, :HEADER]
+    keys[:, 4:14] = 0  # skb hash, original length, capture length
+    keys[:, 56] = header
+    keys[:, 57] = first
+    candidates = np.flatnonzero(keyed)
+    starts = header[candidates]
+    for start in np.unique(starts).tolist():
+        rows = candidates[starts == start]
+        keys[rows, start:HEADER] = 0  # the packet, not the header
+        eth = rows[first[rows] == _FIRST_ETHERNET]
+        if len(eth):
+            ethertype = _u16(g, eth, start + 12)
+            ok = (end[eth] - start > 14) & ((ethertype == 0x0800) | (ethertype == 0x86DD))
+            keyed[eth] &= ok
+            keys[eth, 59:71] = g[eth, start : start + 12]
+            v6 = ethertype == 0x86DD
+            keys[eth, 58] = v6
+            _packet_keys(g, eth[ok & ~v6], start + 14, False, end, keys, keyed)
+            _packet_keys(g, eth[ok & v6], start + 14, True, end, keys, keyed)
+        bare = rows[first[rows] != _FIRST_ETHERNET]
+        if len(bare):
+            v6 = first[bare] == _FIRST_IPV6
+            keys[bare, 58] = v6
+            _packet_keys(g, bare[~v6], start, False, end, keys, keyed)
+            _packet_keys(g, bare[v6], start, True, end, keys, keyed)
+    return keyed, keys
+
+
+def _packet_keys(
+    g: np.ndarray, rows: np.ndarray, l3: int, ipv6: bool, end: np.ndarray, keys: np.ndarray, keyed: np.ndarray
+) -> None:
+    """Key bytes and checks of the IP and L4 headers of ``rows``, whose IP header is at ``l3``."""
+    if not len(rows):
+        return
+    avail = end[rows] - l3
+    if ipv6:
+        payload = _u16(g, rows, l3 + 4)
+        ok = avail >= 40
+        proto = g[rows, l3 + 6]
+        l4_avail = np.where((payload > 0) & (payload < avail - 40), payload, avail - 40)
+        l4 = l3 + 40
+        keys[rows, 71:103] = g[rows, l3 + 8 : l3 + 40]
+    else:
+        total = _u16(g, rows, l3 + 2)
+        total = np.where(total == 0, avail, total)
+        ok = (g[rows, l3] == 0x45) & (avail >= 20) & (total >= 20) & ((_u16(g, rows, l3 + 6) & 0x3FFF) == 0)
+        proto = g[rows, l3 + 9]
+        l4_avail = np.minimum(total, avail) - 20
+        l4 = l3 + 20
+        keys[rows, 71:79] = g[rows, l3 + 12 : l3 + 20]
+    keys[rows, 103] = proto
+    need = _L4_MIN[proto]
+    ok &= (need > 0) & (l4_avail >= need)
+    tcp = proto == _TCP
+    icmp = (proto == _ICMP) | (proto == _ICMPV6)
+    keys[rows, 104:106] = g[rows, l4 : l4 + 2]
+    keys[rows, 106:108] = g[rows, l4 + 2 : l4 + 4] * ~icmp[:, None]  # ICMP: type and code only
+    offset_byte = g[rows, l4 + 12]
+    keys[rows, 108] = np.where(tcp, offset_byte & 1, 0)
+    keys[rows, 109] = np.where(tcp, g[rows, l4 + 13], 0)
+    doff = (offset_byte >> 4).astype(np.int64) * 4
+    ok &= ~tcp | ((doff >= 20) & (doff <= l4_avail))
+    with_options = np.flatnonzero(ok & tcp & (doff > 20))
+    if len(with_options):
+        options = g[rows[with_options], l4 + 20 : l4 + 60]
+        ok[with_options] &= _tcp_options_valid(options, doff[with_options] - 20)
+    keyed[rows] &= ok
+
+
+def gather(objs: list[Any], offsets: np.ndarray) -> np.ndarray:
+    """The first GATHER bytes of each sample ``objs[i][offsets[i]:]`` as rows (bytes past the end
+    of a buffer read as zeros or its last bytes: the sample lengths make them unused)."""
+    n = len(objs)
+    out = np.empty((n, GATHER), dtype=np.uint8)
+    if not n:
+        return out
+    words = out.view(np.uint32)
+    ids = np.fromiter(map(id, objs), dtype=np.int64, count=n)
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    bounds = [0, *cuts.tolist(), n]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        data = objs[lo]
+        offs = offsets[lo:hi]
+        if not (offs & 3).any() and int(offs.max()) + GATHER <= len(data):  # 4-byte aligned (the reader's)
+            buf = np.frombuffer(data, dtype=np.uint32, count=len(data) >> 2)
+            words[lo:hi] = buf[(offs >> 2)[:, None] + _WORDS]
+        else:
+            raw = np.frombuffer(data, dtype=np.uint8)
+            out[lo:hi] = raw[np.minimum(offs[:, None] + _COLS, len(raw) - 1)]
+    return out
+
+
+_WORDS = np.arange(GATHER // 4, dtype=np.int64)
+
+
+def _fields(buf: bytes) -> list[tuple[int, int, int]] | None:
+    """``(field number, start, end)`` of each top-level field of serialized protobuf ``buf``."""
+    out = []
+    pos, n = 0, len(buf)
+    while pos < n:
+        start = pos
+        tag, pos = _read_varint(buf, pos)
+        if pos < 0:
+            return None
+        wire = tag & 7
+        if wire == 0:
+            _, pos = _read_varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            size, pos = _read_varint(buf, pos)
+            pos = pos + size if pos >= 0 else -1
+        else:
+            return None
+        if pos < 0 or pos > n:
+            return None
+        out.append((tag >> 3, start, pos))
+    return out
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while pos < len(buf) and shift < 70:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+    return 0, -1
+
+
+def _timestamp_body(time_ns: int) -> bytes:
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    body = b"\x08" + _varint(seconds) if seconds else b""
+    return body + b"\x10" + _varint(nanos) if nanos else body
+
+
+class TimeFields:
+    """The two time fields of a response at ``time_ns`` (the flow's and the response's)."""
+
+    __slots__ = ("flow", "response")
+
+    def __init__(self, time_ns: int) -> None:
+        body = _timestamp_body(time_ns)
+        size = _varint(len(body))
+        self.flow = _FLOW_TIME_TAG + size + body
+        self.response = _RESPONSE_TIME_TAG + size + body
+
+
+class Template:
+    """The serialized response of one shape cut around its times and UUID (see the module docstring).
+
+    A framed response is ``head(time) + flow time + middle + UUID + tail + response time + after``,
+    where ``middle`` ends with the UUID's tag and length and ``tail`` holds the flow fields after the
+    UUID and the response fields before its time; ``head`` is the gRPC prefix and the flow's tag
+    and length, which depend on the size of the time fields only.
+    """
+
+    __slots__ = ("middle", "tail", "after", "_fixed", "_heads")
+
+    def __init__(self, middle: bytes, flow_tail: bytes, before_time: bytes, after_time: bytes) -> None:
+        self.middle = middle + _UUID_FIELD
+        self.tail = flow_tail + before_time
+        self.after = after_time
+        flow_fixed = len(self.middle) + 36 + len(flow_tail)  # flow bytes besides its time field
+        self._fixed = (flow_fixed, len(before_time) + len(after_time))
+        self._heads: dict[int, bytes] = {}
+
+    def head(self, time: TimeFields) -> bytes:
+        """The gRPC prefix and the flow's tag and length for responses with ``time``."""
+        flow_time = len(time.flow)
+        got = self._heads.get(flow_time)
+        if got is None:
+            flow_fixed, response_fixed = self._fixed
+            flow_len = flow_time + flow_fixed
+            flow_head = b"\x0a" + _varint(flow_len)
+            total = len(flow_head) + flow_len + response_fixed + len(time.response)
+            got = b"\x00" + total.to_bytes(4, "big") + flow_head
+            self._heads[flow_time] = got
+        return got
+
+    def framed(self, time: TimeFields, uuid: bytes) -> bytes:
+        """One framed response (the slow way: for checks)."""
+        return self.head(time) + time.flow + self.middle + uuid + self.tail + time.response + self.after
+
+    @classmethod
+    def cut(cls, wire: bytes, time_ns: int, uuid: str) -> Template | None:
+        """The template of a response serialized as ``wire`` with ``time_ns`` and ``uuid``, or None
+        when its bytes are not laid out as expected."""
+        top = _fields(wire)
+        if not top or top[0][0] != 1 or wire[0] != 0x0A or [f for f, _, _ in top].count(1) != 1:
+            return None
+        _, start, end = top[0]
+        _, body_at = _read_varint(wire, start + 1)
+        flow = wire[body_at:end]
+        inner = _fields(flow)
+        time = TimeFields(time_ns)
+        if not inner or inner[0][0] != 1 or flow[: inner[0][2]] != time.flow:
+            return None
+        uuids = [(s, e) for f, s, e in inner if f == 34]
+        if len(uuids) != 1 or [f for f, _, _ in inner].count(1) != 1:
+            return None
+        u_start, u_end = uuids[0]
+        if flow[u_start:u_end] != _UUID_FIELD + uuid.encode():
+            return None
+        rest = wire[end:]
+        times = [(s, e) for f, s, e in (_fields(rest) or []) if f == 1001]
+        if len(times) != 1 or rest[times[0][0] : times[0][1]] != time.response:
+            return None
+        template = cls(flow[inner[0][2] : u_start], flow[u_end:], rest[: times[0][0]], rest[times[0][1] :])
+        framed = template.framed(time, uuid.encode())
+        if int.from_bytes(framed[1:5], "big") != len(wire) or framed[5:] != wire:
+            return None  # the pieces must rebuild the ordinary path's bytes
+        return template
+
+
+class WireTemplates:
+    """Templates of one ring's decoder, per resolver snapshot (thread-safe).
+
+    :func:`plan_frames` finds the templates of a scan's raw samples with :meth:`lookup`;
+    :meth:`prune` forgets the snapshots the ring no longer refers to.
+    """
+
+    def __init__(self, decoder: Any, encoder: Any) -> None:
+        self.decoder = decoder
+        self.encoder = encoder  # WireEncoder of GetFlowsResponse: the ordinary path's bytes
+        parser = decoder.parser
+        self.pv_layout = parser._pv_layout
+        self.enabled = sys.byteorder == "little" and decoder.can_snapshot and parser._ext_lengths.get(0) == 0
+        # per snapshot: key hash -> (key bytes, template or None when the shape cannot have one)
+        self._tables: dict[int, dict[int, tuple[bytes, Template | None]]] = {}
+        self._seen: dict[int, int] = {}  # key hash -> snapshot, of shapes seen once
+        self.cooldown = 0  # scans left during which no template is made
+        self.strikes = 0  # scans in a row that had to make templates for most of their samples
+        self.built = 0  # shapes seen (templates made or refused), for benchmarks
+        self.hits = 0  # samples served from a template
+
+    def prune(self, oldest: int) -> None:
+        """Forget the templates of snapshots older than ``oldest`` (the writer calls this while
+        readers may add tables: the keys are copied first, in one step)."""
+        for number in [n for n in list(self._tables) if n < oldest]:
+            self._tables.pop(number, None)
+
+    def lookup(self, keys: np.ndarray, snapshot: int, make: Any) -> tuple[list[Template | None], np.ndarray]:
+        """``(templates, index)``: the template of row ``i`` of ``keys`` (all under resolver
+        ``snapshot``) is ``templates[index[i]]``, made with ``make(i)`` -> ``(wire, time_ns, uuid)``
+        (or None) the first time its shape is seen."""
+        hashes = _hash_rows(keys)
+        distinct, first, index, counts = np.unique(
+            hashes, return_index=True, return_inverse=True, return_counts=True
+        )
+        index = index.ravel()
+        firsts = keys[first]
+        table = self._tables.get(snapshot)
+        if table is None:  # a new snapshot: the older ones' templates stay within TEMPLATE_LIMIT in all
+            numbers = sorted(list(self._tables))
+            while numbers and sum(len(self._tables.get(n, ())) for n in numbers) > TEMPLATE_LIMIT:
+                self._tables.pop(numbers.pop(0), None)
+            table = self._tables.setdefault(snapshot, {})
+        hashes_list = distinct.tolist()
+        got = [table.get(h) for h in hashes_list]
+        seen = self._seen
+        made_now = 0
+        for i, hit in enumerate(got):
+            if hit is not None and hit[0] == firsts[i].tobytes():
+                continue
+            h = hashes_list[i]
+            if self.cooldown:  # most shapes were new lately: the ordinary path is cheaper for them
+                got[i] = (b"", None)
+                continue
+            if counts[i] < 2 and seen.get(h) != snapshot:  # templated the second time it is seen: one-off
+                if len(seen) >= SEEN_LIMIT:  # shapes (a port scan, DNS from random ports) cost no more
+                    seen.clear()
+                seen[h] = snapshot
+                got[i] = (b"", None)
+                continue
+            made = make(int(first[i]))
+            hit = (firsts[i].tobytes(), Template.cut(*made) if made is not None else None)
+            if len(table) >= TEMPLATE_LIMIT:  # forget the older half
+                for stale in list(table)[: TEMPLATE_LIMIT // 2]:
+                    table.pop(stale, None)  # another reader may be evicting too
+            table[h] = hit
+            got[i] = hit
+            self.built += 1
+            made_now += 1
+        if self.cooldown:
+            self.cooldown -= 1
+        elif made_now > max(COOLDOWN_MIN_SHAPES, len(keys) // 8):
+            self.strikes += 1  # a cold ring's first scan makes many too: only a second one in a row counts
+            if self.strikes >= 2:
+                self.cooldown, self.strikes = COOLDOWN_SCANS, 0
+        else:
+            self.strikes = 0
+        found = [hit[1] for hit in got]  # type: ignore[index]
+        same = (keys.view("<u8") == firsts.view("<u8")[index]).all(axis=1)
+        if not same.all():  # two shapes with one hash in this scan: the others take the slow path
+            found.append(None)
+            index = np.where(same, index, len(found) - 1)
+        return found, index
+
+
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_ROW_MULTIPLIERS = (np.arange(KEY_BYTES // 8, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C16)) | np.uint64(1)
+
+
+def _hash_rows(keys: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each key row (the rows are compared in full afterwards)."""
+    x = (keys.view("<u8") * _ROW_MULTIPLIERS).sum(axis=1, dtype=np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * _MIX1
+    x = (x ^ (x >> np.uint64(27))) * _MIX2
+    return x ^ (x >> np.uint64(31))
+
+
+class _Empty:
+    middle = tail = after = b""
+
+    def head(self, time: TimeFields) -> bytes:
+        return b""
+
+
+_EMPTY = _Empty()
+
+
+class FramePlan:
+    """The raw samples of a scan that templates serve (``fast``, over the scan's sequences) and
+    their gRPC-framed bytes (:meth:`frames`); ``slow`` lists the sequences left to the ordinary path."""
+
+    __slots__ = ("fast", "slow", "times", "_columns", "_index")
+
+    def __init__(self, fast: np.ndarray, slow: list[int], times: np.ndarray, columns: list[list]) -> None:
+        self.fast = fast
+        self.slow = slow
+        self.times = times  # per sequence of the scan (meaningful where fast)
+        self._columns = columns  # the 7 parts of each fast sample's response, part by part
+        self._index = np.cumsum(fast) - 1  # position among the fast samples, per scan position
+
+    def runs(self) -> list[tuple[int, int, bool]]:
+        """``(start, stop, fast)`` runs of scan positions, in order."""
+        cuts = np.flatnonzero(self.fast[1:] != self.fast[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(self.fast)]
+        flags = self.fast[bounds[:-1]].tolist()
+        return [(lo, hi, flag) for lo, hi, flag in zip(bounds[:-1], bounds[1:], flags, strict=True)]
+
+    def frames(self, start: int, stop: int) -> bytes:
+        """The framed responses of scan positions ``start .. stop-1`` (all fast)."""
+        lo = int(self._index[start])
+        hi = lo + stop - start
+        columns = self._columns
+        width = len(columns)
+        parts: list[bytes] = [b""] * (width * (hi - lo))
+        for j, column in enumerate(columns):
+            parts[j::width] = column[lo:hi]
+        return b"".join(parts)
+
+
+def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePlan | None:
+    """Which of ``seqs`` (ascending, already written) go out as framed bytes made here: raw samples
+    whose bytes the ring caches (an earlier reader's) and raw samples with a template; None when
+    none. The caller checks afterwards that the writer has not lapped ``seqs[0]`` (the columns and
+    bytes read here could then be a newer entry's: templates stay right, the output does not)."""
+    from hubblepy.observer.ring import KIND_RAW
+
+    positions = np.asarray(seqs, dtype=np.int64)
+    slots = positions & ring._mask
+    raw = np.flatnonzero(ring.kind[slots] == KIND_RAW)
+    if not len(raw):
+        return None
+    rs = slots[raw]
+    cache = ring._cache
+    hits = [cache[slot] for slot in rs.tolist()]
+    wires: list[bytes | None] = [None] * len(hits)
+    raw_seqs = positions[raw]
+    for i in [i for i, hit in enumerate(hits) if hit is not None]:  # none in a ring nobody read yet
+        seq, entry = hits[i]
+        if seq == raw_seqs[i] and entry is not None:
+            wires[i] = entry.wire
+    cached = np.fromiter((w is not None for w in wires), dtype=bool, count=len(wires))
+    todo = np.flatnonzero(~cached)  # positions in ``raw`` that need a template
+    offsets = ring.offset[rs[todo]]
+    lengths = ring.length[rs[todo]]
+    times = ring.time[rs]
+    snapshots = ring.snapshot[rs[todo]]
+    objs = ring._objs
+    data = [objs[s] for s in rs[todo].tolist()]
+    keyed, keys = shape_keys(gather(data, offsets), lengths, templates.pv_layout)
+    rows = np.flatnonzero(keyed)  # positions in ``todo``
+    decoder, encoder = templates.decoder, templates.encoder
+
+    def make(i: int) -> tuple[bytes, int, str] | None:
+        row = int(rows[i])
+        start = int(offsets[row])
+        payload = data[row][start : start + int(lengths[row])]
+        time_ns = int(times[todo[row]])
+        seq = int(positions[raw[todo[row]]])
+        entry = decoder([(seq, time_ns, KIND_RAW, payload, int(snapshots[row]))])[0]
+        if entry is None or entry.flow is None or type(entry.flow.get("uuid")) is not str:
+            return None
+        entry.wire = encoder.encode(entry.response)
+        ring._cache[seq & ring._mask] = (seq, entry)  # as read_many caches it (tagged with its seq)
+        return entry.wire, time_ns, entry.flow["uuid"]
+
+    snaps = snapshots[rows]
+    found: list[Template | None] = []
+    index = np.empty(len(rows), dtype=np.int64)
+    for snapshot in np.unique(snaps).tolist():  # almost always one
+        part = np.flatnonzero(snaps == snapshot)
+        got, where = templates.lookup(keys[rows[part]], snapshot, lambda i, part=part: make(int(part[i])))
+        index[part] = where + len(found)
+        found += got
+    usable = np.array([t is not None for t in found], dtype=bool)[index]
+    rows, index = todo[rows[usable]], index[usable]  # now positions in ``raw``
+    if not len(rows) and not cached.any():
+        return None
+    fast = np.zeros(len(seqs), dtype=bool)
+    fast[raw[rows]] = True
+    fast[raw[cached]] = True
+    all_times = np.zeros(len(seqs), dtype=np.int64)
+    all_times[raw] = times
+    distinct, when = np.unique(times[rows], return_inverse=True)
+    when = when.ravel()
+    stamps = [TimeFields(t) for t in distinct.tolist()]
+    shapes = [t if t is not None else _EMPTY for t in found]
+    heads = np.empty(len(rows), dtype=object)
+    widths = np.array([len(f.flow) for f in stamps], dtype=np.int64)[when]
+    for width in np.unique(widths).tolist():  # the size of the time fields: one or two per scan
+        at = np.flatnonzero(widths == width)
+        stamp = stamps[int(when[at[0]])]
+        heads[at] = _objects([t.head(stamp) for t in shapes])[index[at]]
+    parts = [
+        heads,
+        _objects([f.flow for f in stamps])[when],
+        _objects([t.middle for t in shapes])[index],
+        _objects(np.frombuffer(decoder.uuid_text(positions[raw[rows]]), dtype="S36").tolist()),
+        _objects([t.tail for t in shapes])[index],
+        _objects([f.response for f in stamps])[when],
+    ]
+    if any(t.after for t in shapes):
+        parts.append(_objects([t.after for t in shapes])[index])
+    if cached.any():  # merge in scan order: a cached sample's framed bytes in the first part
+        pack = _PREFIX.pack
+        framed = [pack(0, len(w)) + w for w in wires if w is not None]
+        kinds = np.zeros(len(raw), dtype=np.int64)
+        kinds[rows] = 1
+        kinds[cached] = 2
+        kinds = kinds[kinds > 0]
+        merged = []
+        for j, column in enumerate(parts):
+            out = np.empty(len(kinds), dtype=object)
+            out[kinds == 1] = column
+            out[kinds == 2] = _objects(framed) if j == 0 else b""
+            merged.append(out)
+        parts = merged
+    templates.hits += len(rows)
+    slow = positions[~fast].tolist()
+    return FramePlan(fast, slow, all_times, [column.tolist() for column in parts])
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
