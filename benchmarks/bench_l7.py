@@ -13,7 +13,10 @@ wrk runs in the frontend pod (one thread, ``--connections`` keep-alive connectio
 
 Latency: p50/p99 under that load, and p50 with one connection (no queueing: the added latency of a
 request). Also: our proxy's CPU per 1k requests (its /proc stat), and its L7 flows: records the proxy sent,
-lost, and flows the node published (zero loss wanted). Prints a table; asserts nothing.
+lost, and flows the node published (zero loss wanted). What explains the CPU: the TCP segments per
+request on each path (the namespaces' own TCP counters: a proxy path should cost exactly twice the
+direct one, no extra packets) and how often per request each proxy was preempted (/proc status).
+Prints a table; asserts nothing.
 
 Usage: sudo .venv/bin/python benchmarks/bench_l7.py [--duration 10] [--connections 32] [--rounds 2]
 """
@@ -183,6 +186,24 @@ def drained(lab: Lab, quiet: float = 2.0, limit: float = 60.0) -> dict:
         time.sleep(0.2)
 
 
+def tcp_segments(netns: str) -> int:
+    """TCP segments received plus sent in a namespace (its own TCP MIB)."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", netns, "cat", "/proc/net/snmp"], capture_output=True, text=True, check=True
+    ).stdout
+    names, values = [line.split() for line in out.splitlines() if line.startswith("Tcp:")][:2]
+    row = dict(zip(names, values, strict=True))
+    return int(row["InSegs"]) + int(row["OutSegs"])
+
+
+def involuntary_switches(pid: int) -> int:
+    """How often the process was preempted (context switches it did not ask for)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -246,11 +267,22 @@ def main() -> int:
         node_cpu: dict[str, list[float]] = {"direct": [], "proxy": [], "haproxy": []}
         haproxy_pid = int(haproxies[-1].read_text().split()[0])  # the reverse proxy (1 process)
         flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
+        namespaces = (frontend["netns"], api["netns"], node_ns)
+
+        def segments() -> int:  # every TCP segment of the three namespaces the paths cross
+            return sum(tcp_segments(ns) for ns in namespaces)
+
         for _ in range(args.rounds):
             lab.apply(policy(l7=False))
             for key, url in (("direct", direct_url), ("haproxy", haproxy_url)):
                 haproxy_cpu0, node_cpu0 = cpu_seconds(haproxy_pid), cpu_seconds(node_pid)
+                segments0, preempted0 = segments(), involuntary_switches(haproxy_pid)
                 run = wrk(frontend["netns"], url, args.duration, args.connections)
+                run["segments"] = (segments() - segments0) / max(run["requests"], 1)
+                if key == "haproxy":
+                    run["preempted"] = (involuntary_switches(haproxy_pid) - preempted0) / max(
+                        run["requests"], 1
+                    )
                 node_cpu[key].append(
                     (cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000
                 )
@@ -264,7 +296,10 @@ def main() -> int:
             before = lab.state()["proxy"]
             pid = int(before["pid"])
             cpu0, node_cpu0, t0 = cpu_seconds(pid), cpu_seconds(node_pid), time.monotonic()
+            segments0, preempted0 = segments(), involuntary_switches(pid)
             run = wrk(frontend["netns"], direct_url, args.duration, args.connections)
+            run["segments"] = (segments() - segments0) / max(run["requests"], 1)
+            run["preempted"] = (involuntary_switches(pid) - preempted0) / max(run["requests"], 1)
             cpu.append((cpu_seconds(pid) - cpu0) / max(run["requests"], 1) * 1000 * 1000)
             after = drained(lab)  # the node's CPU counts until it has published every flow
             node_cpu["proxy"].append(
@@ -308,6 +343,12 @@ def main() -> int:
             "lab node CPU per 1k requests (its datapath events; with the proxy also the L7 flows it parses, "
             "on the same CPUs): "
             + ", ".join(f"{names[k]} {statistics.median(v):.1f} ms" for k, v in node_cpu.items())
+        )
+        print(
+            "TCP segments per request (in + out, frontend, api and node namespaces): "
+            + ", ".join(f"{names[k]} {med[k]['segments']:.2f}" for k in ("direct", "proxy", "haproxy"))
+            + f"; preemptions per request: our proxy {med['proxy']['preempted']:.2f}, "
+            f"HAProxy {med['haproxy']['preempted']:.2f}"
         )
         expected = int(flows["requests"]) * 2
         rate = flows["published"] / flows["seconds"] if flows["seconds"] else 0.0

@@ -125,10 +125,31 @@ class ProxyServer:
         if log is not None:
             log.on_congestion = self.congestion
         self.attribution_cache: dict[Any, Any] = {}
+        self._outbox: list[tuple[asyncio.Transport, bytes]] = []
         # request ids: version-4 UUIDs from a random per-process prefix and a counter (cheaper than uuid4)
         prefix = uuid.uuid4().hex
         self._id_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-a{prefix[17:20]}-{prefix[20:24]}"
         self._id_counter = 0
+
+    def send_soon(self, transport: asyncio.Transport, data: bytes) -> None:
+        """Writes ``data`` when this pass of the event loop has handled its other ready sockets.
+
+        A write to a pod wakes its reader, which tends to preempt the proxy right there; one burst
+        of writes per pass keeps the proxy's work of the pass together (in ``nox -s bench -- l7``,
+        0.4 preemptions per request instead of 0.7-1.0, and 17-30% less CPU). Any other write or close
+        calls :meth:`flush` first, so every connection's bytes keep their order."""
+        if not self._outbox:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._outbox.append((transport, data))
+
+    def flush(self) -> None:
+        """Sends the writes :meth:`send_soon` queued (a transport closed since lost them anyway)."""
+        outbox = self._outbox
+        if outbox:
+            self._outbox = []
+            for transport, data in outbox:
+                if not transport.is_closing():
+                    transport.write(data)
 
     def request_id(self) -> str:
         self._id_counter = (self._id_counter + 1) & 0xFFFFFFFF
@@ -283,6 +304,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
             if self.upstream is not None and self.upstream.transport is not None:
+                self.server.flush()
                 self.upstream.transport.write(data)
             return
         self._disarm_idle()
@@ -330,6 +352,7 @@ class ClientConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             self._cancel_timers()
+            self.server.flush()
             if self.transport is not None:
                 self.transport.close()
             if self.upstream is not None:
@@ -362,6 +385,7 @@ class ClientConnection(asyncio.Protocol):
             self._close()
             return
         if self.transport is not None and not self.closed:
+            self.server.flush()
             self.transport.write(_response(408, b"request timeout\r\n", close=True))
         self._close()
 
@@ -447,6 +471,7 @@ class ClientConnection(asyncio.Protocol):
             and up.transport is not None
         ):
             if not up.closing:
+                self.server.flush()  # the head may still be queued
                 up.transport.write(body)
             return
         ex.body.append(body)
@@ -464,6 +489,7 @@ class ClientConnection(asyncio.Protocol):
             up = self.upstream
             if ex.sent_head and up is not None and up.transport is not None:
                 if not up.closing:
+                    self.server.flush()
                     up.transport.write(b"0\r\n\r\n")
             else:
                 ex.body.append(b"0\r\n\r\n")
@@ -539,6 +565,7 @@ class ClientConnection(asyncio.Protocol):
         ex.local_reply = True
         ex.status = code
         if self.transport is not None and not self.closed:
+            self.server.flush()  # after the responses queued before it
             self.transport.write(_response(code, body, close, ex.request_id))
         ex.response_done = True
         ex.keep_alive = ex.keep_alive and not close
@@ -597,7 +624,7 @@ class ClientConnection(asyncio.Protocol):
             ex.body.clear()
             ex.body_bytes = 0
         ex.sent_head = True
-        up.transport.write(data)
+        self.server.send_soon(up.transport, data)
         self.resume("body")
 
     def response_complete(self, ex: Exchange) -> None:
@@ -622,6 +649,7 @@ class ClientConnection(asyncio.Protocol):
     def _close_after_write(self) -> None:
         self.closed = True
         self._cancel_timers()
+        self.server.flush()
         if self.transport is not None:
             self.transport.close()  # flushes what is buffered first
         if self.upstream is not None:
@@ -668,6 +696,7 @@ class ClientConnection(asyncio.Protocol):
         self.server.stats["bad"] += 1
         if self.transport is not None and not self.closed:
             if not self.queue:
+                self.server.flush()
                 self.transport.write(_response(400, b"bad request\r\n", close=True))
             self._close_after_write()
 
@@ -960,6 +989,7 @@ class UpstreamConnection(asyncio.Protocol):
         client = self.client
         if self.tunnel:
             if client.transport is not None:
+                client.server.flush()
                 client.transport.write(data)
             return
         ex = self.exchange
@@ -968,7 +998,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         # the bytes go to the client first: callbacks below may already answer the next request
         if client.transport is not None and not client.closed:
-            client.transport.write(data)
+            client.server.send_soon(client.transport, data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -986,6 +1016,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.client._log_response(ex, 101)
         self.client.start_tunnel()
         if ex.body and self.transport is not None:
+            self.client.server.flush()
             self.transport.write(b"".join(ex.body))
             ex.body.clear()
 
@@ -1056,6 +1087,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closing = True
+        self.client.server.flush()
         if self.transport is not None:
             self.transport.close()
 

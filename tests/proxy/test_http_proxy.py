@@ -54,6 +54,19 @@ def test_pipelined_requests_are_answered_in_order(proxy: Harness) -> None:
         assert statuses == [200, 403, 200, 403, 200]
 
 
+def test_last_response_before_a_close_arrives_whole(proxy: Harness) -> None:
+    # the proxy's response writes wait for the end of its event-loop pass: a close (the client's
+    # "Connection: close") must still come after every byte of them, after a 403 in between too
+    last = GET_ORDERS.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    with proxy.connect() as sock:
+        reader = Reader(sock)
+        sock.sendall(GET_ORDERS + POST_ORDERS + last)
+        answers = [reader.response() for _ in range(3)]
+        assert [status for status, _, _ in answers] == [200, 403, 200]
+        assert json.loads(answers[0][2])["method"] == "GET" and json.loads(answers[2][2])["method"] == "GET"
+        assert reader.buf == b"" and reader.closed()
+
+
 def test_access_log_records_for_allowed_and_denied_requests(proxy: Harness) -> None:
     with proxy.connect() as sock:
         reader = Reader(sock)
