@@ -124,8 +124,8 @@ def test_dns_server_udp_and_tcp_with_zone_reload(tmp_path):
 
 
 def test_http_server_answers_routes_and_every_method():
-    port = _free_port()
-    server = serve_http(port, ["/api/v1/orders", "/healthz"])
+    server = serve_http(0, ["/api/v1/orders", "/healthz"])  # a port free on every address it binds
+    port = server.server_address[1]
     t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:

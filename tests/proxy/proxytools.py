@@ -89,10 +89,10 @@ class Harness:
         ``local_client``: the frontend (127.0.0.1) is a local endpoint too (its egress rules apply)."""
         self.folder = folder
         self.local_client = local_client
-        self.server_port = free_port(SERVER_IP)
-        self.server = serve_http(self.server_port, ["/api/v1/orders", "/healthz", "/upload"])
-        self.server_port = target_port or self.server_port
-        # serve_http binds every address: fine, 127.0.0.2 reaches it
+        # port 0: the kernel picks a port free on every address (serve_http binds them all, so a port
+        # checked free on 127.0.0.2 alone could be taken on another address)
+        self.server = serve_http(0, ["/api/v1/orders", "/healthz", "/upload"])
+        self.server_port = target_port or self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.port = free_port()
         self.state_path = folder / "proxy-state.json"
