@@ -49,6 +49,7 @@ from testbed import Testbed  # noqa: E402
 from hubblepy.datapath import Datapath, DatapathUnavailable, check_environment, tc  # noqa: E402
 from hubblepy.datapath.layout import TRACE_V2  # noqa: E402
 from hubblepy.monitor import MonitorReader  # noqa: E402
+from hubblepy.monitor.generator import frame_attr, prog_test_run  # noqa: E402
 from hubblepy.monitor.perf import NR_BPF  # noqa: E402
 
 EVENTS_PER_CALL = 16
@@ -134,44 +135,18 @@ print(n)
 
 
 # -- perf buffer -----------------------------------------------------------------------------------
-class _TestRunAttr(ctypes.Structure):
-    """The BPF_PROG_TEST_RUN part of union bpf_attr."""
-
-    _fields_ = [
-        ("prog_fd", ctypes.c_uint32),
-        ("retval", ctypes.c_uint32),
-        ("data_size_in", ctypes.c_uint32),
-        ("data_size_out", ctypes.c_uint32),
-        ("data_in", ctypes.c_uint64),
-        ("data_out", ctypes.c_uint64),
-        ("repeat", ctypes.c_uint32),
-        ("duration", ctypes.c_uint32),
-        ("ctx_size_in", ctypes.c_uint32),
-        ("ctx_size_out", ctypes.c_uint32),
-        ("ctx_in", ctypes.c_uint64),
-        ("ctx_out", ctypes.c_uint64),
-        ("flags", ctypes.c_uint32),
-        ("cpu", ctypes.c_uint32),
-        ("batch_size", ctypes.c_uint32),
-    ]
-
-
-BPF_PROG_TEST_RUN = 10
 # Ethernet + IPv4 + UDP + 100 bytes: a 142-byte frame
 PACKET = bytes.fromhex("02000000000102000000000208004500008000004000401100000ac800010ac80002") + bytes(108)
 
 
 def _generate(prog_fd: int, seconds: float, ready, go, calls) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(PACKET, len(PACKET))
-    attr = _TestRunAttr(prog_fd=prog_fd, data_size_in=len(PACKET), data_in=ctypes.addressof(buf), repeat=64)
+    attr = frame_attr(prog_fd, PACKET, repeat=64)
     ready.set()
     go.wait()
     end = time.monotonic() + seconds
     n = 0
     while time.monotonic() < end:
-        if libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
-            raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
+        prog_test_run(attr)
         n += attr.repeat
     calls.value = n
 
@@ -412,14 +387,9 @@ def bench_program_cost(runs: int = 200_000) -> None:
         "!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + 32, 0, 0, 64, 6, 0, b"\n\xc8\x00\x01", b"\n\xc8\x00\x02"
     )
     frame = eth + ip + tcp + bytes(32)
-    libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(frame, len(frame))
 
     def run(fd: int, repeat: int) -> int:
-        attr = _TestRunAttr(prog_fd=fd, data_size_in=len(frame), data_in=ctypes.addressof(buf), repeat=repeat)
-        if libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
-            raise OSError(ctypes.get_errno(), "BPF_PROG_TEST_RUN failed")
-        return attr.duration
+        return prog_test_run(frame_attr(fd, frame, repeat))
 
     print(
         f"\nendpoint program cost per packet (BPF_PROG_TEST_RUN, established TCP ACK, {runs:,} runs, median of 7)"

@@ -126,6 +126,14 @@ class ProgTestRunAttr(ctypes.Structure):
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def prog_test_run(attr: ProgTestRunAttr) -> int:
+    """One BPF_PROG_TEST_RUN call with ``attr``; returns the kernel's mean duration per run (ns)."""
+    if _libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
+    return int(attr.duration)
+
+
 def run_program(prog_fd: int, repeat: int, attr: ProgTestRunAttr | None = None) -> None:
     """Run the program ``repeat`` times in the kernel on TCP_SYN_FRAME (one bpf() call).
 
@@ -133,16 +141,16 @@ def run_program(prog_fd: int, repeat: int, attr: ProgTestRunAttr | None = None) 
     if attr is None:
         attr = frame_attr(prog_fd)
     attr.repeat = repeat
-    if _libc.syscall(NR_BPF, BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"BPF_PROG_TEST_RUN failed: {os.strerror(err)}")
+    prog_test_run(attr)
 
 
-def frame_attr(prog_fd: int) -> ProgTestRunAttr:
-    """The BPF_PROG_TEST_RUN arguments that run ``prog_fd`` on TCP_SYN_FRAME (set ``repeat``)."""
-    frame = ctypes.create_string_buffer(TCP_SYN_FRAME, len(TCP_SYN_FRAME))
-    attr = ProgTestRunAttr(prog_fd=prog_fd, data_size_in=len(TCP_SYN_FRAME), data_in=ctypes.addressof(frame))
-    attr._frame = frame  # the kernel reads the frame through data_in: keep it alive with the attr
+def frame_attr(prog_fd: int, frame: bytes = TCP_SYN_FRAME, repeat: int = 0) -> ProgTestRunAttr:
+    """The BPF_PROG_TEST_RUN arguments that run ``prog_fd`` on ``frame`` ``repeat`` times."""
+    buffer = ctypes.create_string_buffer(frame, len(frame))
+    attr = ProgTestRunAttr(
+        prog_fd=prog_fd, data_size_in=len(frame), data_in=ctypes.addressof(buffer), repeat=repeat
+    )
+    attr._frame = buffer  # the kernel reads the frame through data_in: keep it alive with the attr
     return attr
 
 
