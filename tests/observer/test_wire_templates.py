@@ -411,12 +411,13 @@ def test_tcp_option_check_matches_the_parser() -> None:
 
 
 def test_many_new_shapes_pause_templating_and_change_nothing() -> None:
-    """Short connections (a new source port every few samples): after two scans in a row that had
-    to make templates for most of their samples, none is made for a while; the bytes stay the
-    ordinary ones."""
+    """Many new shapes (here a new peer address every two samples; ports are holes): after two
+    scans in a row that had to make templates for most of their samples, none is made for a
+    while; the bytes stay the ordinary ones."""
     samples = []
     for port in range(20000, 24800):  # 4800 shapes, each twice in a row: scans of 4096 hold 2048 shapes
-        packet = enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(port, 8080, enc.TCP_SYN)))
+        peer = f"10.1.{port >> 8 & 255}.{port & 255}"
+        packet = enc.ethernet(enc.ipv4("10.0.0.1", peer, 6, enc.tcp(port, 8080, enc.TCP_SYN)))
         samples += [enc.trace_event(packet, source=11, src_label=1001, dst_label=1002)] * 2
     observer = _observer(_resolver())
     for i in range(0, len(samples), 1000):
