@@ -21,7 +21,7 @@ from hubblepy.monitor.reader import RECORD_PAD, RecordBatch
 from hubblepy.observer import service, wiretemplates
 from hubblepy.observer.core import Observer
 from hubblepy.observer.service import ResponseEncoder, stream_ring
-from hubblepy.parser import EndpointInfo, Parser, StaticResolver
+from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
 from hubblepy.parser import encode as enc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "parser"))
@@ -479,3 +479,96 @@ def test_templates_of_older_snapshots_stay_bounded() -> None:
     keys = np.zeros((2, wiretemplates.KEY_BYTES), dtype=np.uint8)
     templates.lookup(keys, 2, lambda i: None)  # a third snapshot appears
     assert sorted(templates._tables) == [1, 2]
+
+
+BOUNDARY_PORTS = (0, 1, 127, 128, 129, 16383, 16384, 16385, 40000, 65535)
+
+
+def _port_samples(ports: tuple[int, ...]) -> list[bytes]:
+    """For each source port and each of a few destination ports: TCP (with options, plain, and no
+    flags at all) and UDP over IPv4 and IPv6, as trace, drop and policy verdict events; one peer
+    (10.0.0.2) has a service on port 8080 and one (fd00::4) a service on any port."""
+    out = []
+    for sport in ports:
+        for dport in (0, 127, 128, 8080, 16384, 65535):
+            layers = (
+                enc.ipv4("10.0.0.1", "10.0.0.2", 6, _tcp_with_options(sport, dport, 0x18, TS_OPTIONS, b"x")),
+                enc.ipv4("10.0.0.2", "10.0.0.1", 6, enc.tcp(dport, sport, enc.TCP_ACK)),
+                enc.ipv4("10.0.0.1", "10.0.0.9", 6, enc.tcp(sport, dport, 0)),
+                enc.ipv4("10.0.0.1", "10.0.0.2", 17, enc.udp(sport, dport, b"q")),
+                enc.ipv6("fd00::3", "fd00::4", 6, enc.tcp(sport, dport, enc.TCP_SYN)),
+                enc.ipv6("fd00::3", "fd00::5", 17, enc.udp(sport, dport)),
+            )
+            for packet in layers:
+                eth = enc.ethernet(packet, 0x86DD if packet[0] >> 4 == 6 else 0x0800)
+                out.append(enc.trace_event(eth, source=11, src_label=1001, dst_label=1002, ifindex=7))
+                out.append(enc.drop_event(eth, reason=133, source=12, src_label=1001, dst_label=1002))
+                out.append(
+                    enc.policy_verdict_event(eth, source=12, remote_label=1001, dst_port=dport, cookie=1)
+                )
+    return out
+
+
+@pytest.mark.parametrize("with_services", [True, False])
+def test_port_holes_across_varint_boundaries_give_the_ordinary_bytes(with_services: bool) -> None:
+    """Ports are holes of the templates: ports whose varints take 0 (left out), 1, 2 or 3 bytes, so
+    the l4 message's, the flow's and the response's lengths move (and the flow's length varint
+    crosses 127/128 for some); with services on some addresses (their ports stay in the key)."""
+    resolver = _resolver()
+    if with_services:
+        resolver.set_service("fd00::4", 0, "any-port", "payments")
+    else:
+        resolver.services.clear()
+    rule = {"name": "low-ports", "namespace": "payments", "labels": ["k8s:policy=low-ports"], "revision": "2"}
+
+    def explain(cookie: int, endpoint: int, ingress: bool, remote: int, proto: int, dport: int) -> Any:
+        return PolicyMatch(policies=(rule,)) if dport < 1000 else None  # the verdict's port names the rule
+
+    resolver.set_policy_explainer(explain)
+    observer = _observer(resolver)
+    samples = _port_samples(BOUNDARY_PORTS)
+    rng = random.Random(5)
+    order = samples * 2
+    rng.shuffle(order)
+    for i in range(0, len(order), 200):
+        observer.publish_records(_batch(order[i : i + 200]), NOW + i * 1_000_003)
+    templates = observer.flows.decoder.wire_templates()
+    fast, plain = _both(observer, ALL)
+    assert fast == plain
+    assert templates.hits > len(order) // 2
+    # one template per shape without the ports: far fewer than the samples' distinct port pairs
+    assert templates.built < len(samples) // 4
+    assert b"low-ports" in plain
+    if with_services:
+        assert b"any-port" in plain and b"\x0a\x03api\x12\x08payments" in plain
+
+
+def test_port_hole_fields_match_the_slow_way() -> None:
+    """The per-row l4 fields made in one numpy pass are the template's own, for random and
+    boundary ports, over TCP and UDP templates, beside templates without holes."""
+    rng = random.Random(3)
+    made = []
+    for tcp, flags in ((True, 0x18), (True, 0), (False, 0)):
+        packet = enc.tcp(40000, 80, flags) if tcp else enc.udp(40000, 80)
+        sample = enc.trace_event(enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.9", 6 if tcp else 17, packet)))
+        observer = _observer(StaticResolver())
+        observer.publish_records(_batch([sample]), NOW)
+        entry = observer.flows.read_many([0])[0][0][1]
+        wire = ResponseEncoder(observer_pb2.GetFlowsResponse).encode(entry)
+        wire = wire[5:] if wire[:1] == b"\x00" else wire
+        made.append(wiretemplates.Template.cut(wire, NOW, entry.flow["uuid"], (40000, 80)))
+        assert made[-1] is not None and made[-1].l4_kind
+        made.append(wiretemplates.Template.cut(wire, NOW, entry.flow["uuid"]))  # no holes
+        assert made[-1] is not None and not made[-1].l4_kind
+    picks = [*BOUNDARY_PORTS, *(rng.randrange(65536) for _ in range(200))]
+    n = 3000
+    index = np.array([rng.randrange(len(made)) for _ in range(n)], dtype=np.int64)
+    ports = np.array([[rng.choice(picks) for _ in range(n)] for _ in range(2)], dtype=np.int64)
+    fields, sizes = wiretemplates._l4_fields(made, index, ports)
+    for i in range(n):
+        template = made[int(index[i])]
+        if not template.l4_kind:
+            assert fields[i] == b"" and sizes[i] == 0
+            continue
+        want = template.l4_field(int(ports[0, i]), int(ports[1, i]))
+        assert fields[i] == want + template.post[:1] and sizes[i] == len(want)
