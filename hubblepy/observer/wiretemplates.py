@@ -88,11 +88,16 @@ def _tcp_options_valid(options: np.ndarray, length: np.ndarray) -> np.ndarray:
     """The parser's TCP option check (``packet._options_valid`` with a minimum length of 2) for each
     row of ``options`` (40 bytes) over its first ``length`` bytes."""
     m = len(length)
-    if m and (length == 12).all() and (options[:, :4] == _NOP_NOP_TIMESTAMP).all():
-        return np.ones(m, dtype=bool)  # what every segment after the handshake carries
+    # what Linux's segments carry (after the handshake: NOP NOP timestamps; SYN and SYN-ACK: MSS,
+    # SACK permitted, timestamps, NOP, window scale) is valid without the walk below
+    common = ((length == 12) & (options[:, :4] == _NOP_NOP_TIMESTAMP).all(axis=1)) | (
+        (length == 20) & (options[:, _SYN_AT] == _SYN_OPTIONS).all(axis=1)
+    )
+    if common.all():
+        return common
     pos = np.zeros(m, dtype=np.int64)
     valid = np.ones(m, dtype=bool)
-    active = pos < length
+    active = (pos < length) & ~common
     for _ in range(_MAX_OPTION_STEPS + 1):
         rows = np.flatnonzero(active)
         if not len(rows):
@@ -112,6 +117,8 @@ def _tcp_options_valid(options: np.ndarray, length: np.ndarray) -> np.ndarray:
 
 
 _NOP_NOP_TIMESTAMP = np.array([1, 1, 8, 10], dtype=np.uint8)
+_SYN_AT = np.array([0, 1, 4, 5, 6, 7, 16, 17, 18], dtype=np.int64)  # kinds, sizes and NOP of a Linux SYN
+_SYN_OPTIONS = np.array([2, 4, 4, 2, 8, 10, 1, 3, 3], dtype=np.uint8)
 
 
 def _u16(g: np.ndarray, rows: np.ndarray, col: int) -> np.ndarray:
@@ -656,11 +663,13 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
     hits = [cache[slot] for slot in rs.tolist()]
     wires: list[bytes | None] = [None] * len(hits)
     raw_seqs = positions[raw]
-    for i in [i for i, hit in enumerate(hits) if hit is not None]:  # none in a ring nobody read yet
-        seq, entry = hits[i]
-        if seq == raw_seqs[i] and entry is not None:
-            wires[i] = entry.wire
-    cached = np.fromiter((w is not None for w in wires), dtype=bool, count=len(wires))
+    cached = np.zeros(len(hits), dtype=bool)
+    if hits.count(None) != len(hits):  # none in a ring nobody read yet
+        for i in [i for i, hit in enumerate(hits) if hit is not None]:
+            seq, entry = hits[i]
+            if seq == raw_seqs[i] and entry is not None and entry.wire is not None:
+                wires[i] = entry.wire
+                cached[i] = True
     todo = np.flatnonzero(~cached)  # positions in ``raw`` that need a template
     offsets = ring.offset[rs[todo]]
     lengths = ring.length[rs[todo]]

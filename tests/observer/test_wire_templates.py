@@ -396,9 +396,12 @@ def test_tcp_option_check_matches_the_parser() -> None:
         length = rng.choice((4, 8, 12, 20, 40))
         if rng.random() < 0.5:
             opts = bytes(rng.choice((0, 1, 1, 2, 3, 4, 8, 30, 255)) for _ in range(length))
-        else:
-            opts = bytearray((SYN_OPTIONS + TS_OPTIONS + bytes(40))[:length])
-            opts[rng.randrange(length)] = rng.randrange(12)
+        else:  # Linux's SYN or timestamp options (the check's shortcuts), one byte changed or not
+            opts = bytearray(
+                (rng.choice((SYN_OPTIONS + TS_OPTIONS, TS_OPTIONS + SYN_OPTIONS)) + bytes(40))[:length]
+            )
+            if rng.random() < 0.7:
+                opts[rng.randrange(length)] = rng.randrange(12)
             opts = bytes(opts)
         rows.append(opts.ljust(40, b"\x00"))
         lengths.append(length)
