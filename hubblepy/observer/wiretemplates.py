@@ -90,7 +90,8 @@ def _tcp_options_valid(options: np.ndarray, length: np.ndarray) -> np.ndarray:
     m = len(length)
     # what Linux's segments carry (after the handshake: NOP NOP timestamps; SYN and SYN-ACK: MSS,
     # SACK permitted, timestamps, NOP, window scale) is valid without the walk below
-    common = ((length == 12) & (options[:, :4] == _NOP_NOP_TIMESTAMP).all(axis=1)) | (
+    words = np.ascontiguousarray(options).view("<u4")
+    common = ((length == 12) & (words[:, 0] == _NOP_NOP_TIMESTAMP_WORD)) | (
         (length == 20) & (options[:, _SYN_AT] == _SYN_OPTIONS).all(axis=1)
     )
     if common.all():
@@ -116,14 +117,9 @@ def _tcp_options_valid(options: np.ndarray, length: np.ndarray) -> np.ndarray:
     return valid
 
 
-_NOP_NOP_TIMESTAMP = np.array([1, 1, 8, 10], dtype=np.uint8)
+_NOP_NOP_TIMESTAMP_WORD = int.from_bytes(bytes((1, 1, 8, 10)), "little")
 _SYN_AT = np.array([0, 1, 4, 5, 6, 7, 16, 17, 18], dtype=np.int64)  # kinds, sizes and NOP of a Linux SYN
 _SYN_OPTIONS = np.array([2, 4, 4, 2, 8, 10, 1, 3, 3], dtype=np.uint8)
-
-
-def _u16(g: np.ndarray, rows: np.ndarray, col: int) -> np.ndarray:
-    """Big-endian u16 at column ``col`` of ``rows`` of ``g``."""
-    return g[rows, col].astype(np.int64) << 8 | g[rows, col + 1]
 
 
 def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -155,73 +151,80 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     keyed &= end > header
 
     keys = np.zeros((n, KEY_BYTES), dtype=np.uint8)
+    # the header, without the skb hash, lengths and packet bytes (a header shorter than HEADER)
     keys[:, :HEADER] = g[:, :HEADER]
+    for start in np.flatnonzero(np.bincount(header, minlength=HEADER)[:HEADER]).tolist():
+        keys[header == start, start:HEADER] = 0  # the packet, not the header
     keys[:, 4:14] = 0  # skb hash, original length, capture length
     keys[:, 56] = header
     keys[:, 57] = first
-    candidates = np.flatnonzero(keyed)
-    starts = header[candidates]
-    for start in np.unique(starts).tolist():
-        rows = candidates[starts == start]
-        keys[rows, start:HEADER] = 0  # the packet, not the header
-        eth = rows[first[rows] == _FIRST_ETHERNET]
-        if len(eth):
-            ethertype = _u16(g, eth, start + 12)
-            ok = (end[eth] - start > 14) & ((ethertype == 0x0800) | (ethertype == 0x86DD))
-            keyed[eth] &= ok
-            keys[eth, 59:71] = g[eth, start : start + 12]
-            v6 = ethertype == 0x86DD
-            keys[eth, 58] = v6
-            _packet_keys(g, eth[ok & ~v6], start + 14, False, end, keys, keyed)
-            _packet_keys(g, eth[ok & v6], start + 14, True, end, keys, keyed)
-        bare = rows[first[rows] != _FIRST_ETHERNET]
-        if len(bare):
-            v6 = first[bare] == _FIRST_IPV6
-            keys[bare, 58] = v6
-            _packet_keys(g, bare[~v6], start, False, end, keys, keyed)
-            _packet_keys(g, bare[v6], start, True, end, keys, keyed)
+    eth = first == _FIRST_ETHERNET
+    link = _aligned(g, header, 14)  # Ethernet header (rows with one)
+    ethertype = link[:, 12].astype(np.int64) << 8 | link[:, 13]
+    keyed &= ~eth | ((end - header > 14) & ((ethertype == 0x0800) | (ethertype == 0x86DD)))
+    keys[:, 59:71] = link[:, :12] * eth[:, None]
+    v6 = np.where(eth, ethertype == 0x86DD, first == _FIRST_IPV6)
+    keys[:, 58] = v6
+    l3 = header + 14 * eth
+    ip = _aligned(g, l3, 40)
+    avail = end - l3
+    # IPv6: payload length and next header; IPv4: no options, not a fragment
+    payload = ip[:, 4].astype(np.int64) << 8 | ip[:, 5]
+    total = ip[:, 2].astype(np.int64) << 8 | ip[:, 3]
+    total = np.where(total == 0, avail, total)
+    v4_ok = (ip[:, 0] == 0x45) & (avail >= 20) & (total >= 20) & ((ip[:, 6] & 0x3F) == 0) & (ip[:, 7] == 0)
+    keyed &= np.where(v6, avail >= 40, v4_ok)
+    proto = np.where(v6, ip[:, 6], ip[:, 9])
+    l4_avail = np.where(
+        v6,
+        np.where((payload > 0) & (payload < avail - 40), payload, avail - 40),
+        np.minimum(total, avail) - 20,
+    )
+    if v6.any():
+        keys[v6, 71:103] = ip[v6, 8:40]
+        keys[~v6, 71:79] = ip[~v6, 12:20]
+    else:
+        keys[:, 71:79] = ip[:, 12:20]
+    keys[:, 103] = proto
+    need = _L4_MIN[proto]
+    keyed &= (need > 0) & (l4_avail >= need)
+    l4 = _aligned(g, l3 + 20 + 20 * v6, 60)
+    tcp = proto == _TCP
+    icmp = (proto == _ICMP) | (proto == _ICMPV6)
+    keys[:, 104:106] = l4[:, 0:2]
+    keys[:, 106:108] = l4[:, 2:4] * ~icmp[:, None]  # ICMP: type and code only
+    offset_byte = l4[:, 12]
+    keys[:, 108] = np.where(tcp, offset_byte & 1, 0)
+    keys[:, 109] = np.where(tcp, l4[:, 13], 0)
+    doff = (offset_byte >> 4).astype(np.int64) * 4
+    keyed &= ~tcp | ((doff >= 20) & (doff <= l4_avail))
+    with_options = np.flatnonzero(keyed & tcp & (doff > 20))
+    if len(with_options):
+        keyed[with_options] &= _tcp_options_valid(l4[with_options, 20:60], doff[with_options] - 20)
     return keyed, keys
 
 
-def _packet_keys(
-    g: np.ndarray, rows: np.ndarray, l3: int, ipv6: bool, end: np.ndarray, keys: np.ndarray, keyed: np.ndarray
-) -> None:
-    """Key bytes and checks of the IP and L4 headers of ``rows``, whose IP header is at ``l3``."""
-    if not len(rows):
-        return
-    avail = end[rows] - l3
-    if ipv6:
-        payload = _u16(g, rows, l3 + 4)
-        ok = avail >= 40
-        proto = g[rows, l3 + 6]
-        l4_avail = np.where((payload > 0) & (payload < avail - 40), payload, avail - 40)
-        l4 = l3 + 40
-        keys[rows, 71:103] = g[rows, l3 + 8 : l3 + 40]
-    else:
-        total = _u16(g, rows, l3 + 2)
-        total = np.where(total == 0, avail, total)
-        ok = (g[rows, l3] == 0x45) & (avail >= 20) & (total >= 20) & ((_u16(g, rows, l3 + 6) & 0x3FFF) == 0)
-        proto = g[rows, l3 + 9]
-        l4_avail = np.minimum(total, avail) - 20
-        l4 = l3 + 20
-        keys[rows, 71:79] = g[rows, l3 + 12 : l3 + 20]
-    keys[rows, 103] = proto
-    need = _L4_MIN[proto]
-    ok &= (need > 0) & (l4_avail >= need)
-    tcp = proto == _TCP
-    icmp = (proto == _ICMP) | (proto == _ICMPV6)
-    keys[rows, 104:106] = g[rows, l4 : l4 + 2]
-    keys[rows, 106:108] = g[rows, l4 + 2 : l4 + 4] * ~icmp[:, None]  # ICMP: type and code only
-    offset_byte = g[rows, l4 + 12]
-    keys[rows, 108] = np.where(tcp, offset_byte & 1, 0)
-    keys[rows, 109] = np.where(tcp, g[rows, l4 + 13], 0)
-    doff = (offset_byte >> 4).astype(np.int64) * 4
-    ok &= ~tcp | ((doff >= 20) & (doff <= l4_avail))
-    with_options = np.flatnonzero(ok & tcp & (doff > 20))
-    if len(with_options):
-        options = g[rows[with_options], l4 + 20 : l4 + 60]
-        ok[with_options] &= _tcp_options_valid(options, doff[with_options] - 20)
-    keyed[rows] &= ok
+def _aligned(g: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``width`` bytes (even) of each row of ``g`` from its own start (``starts``: a few distinct
+    values, at most GATHER - width), copied in 16-bit units when all are even."""
+    n = len(g)
+    counts = np.bincount(starts, minlength=GATHER)
+    present = np.flatnonzero(counts)
+    if len(present) == 1:
+        start = int(present[0])
+        return g[:, start : start + width]
+    if (present & 1).any():  # (no layout has an odd length)
+        out = np.empty((n, width), dtype=np.uint8)
+        for start in present.tolist():
+            rows = np.flatnonzero(starts == start)
+            out[rows] = g[rows, start : start + width]
+        return out
+    units = g.view("<u2")
+    out = np.empty((n, width // 2), dtype="<u2")
+    for start in present.tolist():
+        rows = np.flatnonzero(starts == start)
+        out[rows] = units[rows, start // 2 : (start + width) // 2]
+    return out.view(np.uint8)
 
 
 def port_holes(keys: np.ndarray, keyed: np.ndarray, services: Any) -> np.ndarray:
