@@ -19,6 +19,7 @@ the full filter still runs on every decoded flow, so the output is the same with
 
 from __future__ import annotations
 
+import binascii
 import os
 import threading
 from collections.abc import Callable
@@ -57,7 +58,6 @@ _KEY_MIX = np.uint64(0x9E3779B97F4A7C15)
 _KEY_SHIFT = np.uint64(32)
 
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _VARIANT = np.frombuffer(b"89ab", dtype=np.uint8)
 _SM_ADD = np.uint64(0x9E3779B97F4A7C15)
 _SM_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -209,9 +209,7 @@ class RecordDecoder:
         words[:, 0] = _splitmix64(seq ^ self._uuid_keys[0])
         words[:, 1] = _splitmix64(seq ^ self._uuid_keys[1])
         raw = words.view(np.uint8).reshape(n, 16)
-        hexed = np.empty((n, 32), dtype=np.uint8)
-        hexed[:, 0::2] = _HEX[raw >> 4]
-        hexed[:, 1::2] = _HEX[raw & 15]
+        hexed = np.frombuffer(binascii.hexlify(words.tobytes()), dtype=np.uint8).reshape(n, 32)
         out = np.empty((n, 36), dtype=np.uint8)
         out[:, [8, 13, 18, 23]] = ord("-")
         out[:, 0:8] = hexed[:, 0:8]
