@@ -764,52 +764,54 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
     return FramePlan(fast, slow, all_times, [column.tolist() for column in parts])
 
 
+def _port_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per port value: the source and destination port fields (tag and varint, little-endian in a
+    u32; 0 for port 0, which is left out) and their size in bytes."""
+    port = np.arange(1 << 16, dtype=np.uint32)
+    size = np.where(port == 0, 0, np.where(port < 128, 2, np.where(port < 16384, 3, 4))).astype(np.int64)
+    varint = (port & 0x7F) | (port >= 128) << 7  # the first byte
+    varint |= np.where(size >= 3, ((port >> 7) & 0x7F | (port >= 16384) << 7) << 8, 0).astype(np.uint32)
+    varint |= np.where(size == 4, (port >> 14) << 16, 0).astype(np.uint32)
+    fields = [np.where(size > 0, (varint << 8) | tag, 0).astype(np.uint64) for tag in (0x08, 0x10)]
+    return fields[0], fields[1], size
+
+
+_SOURCE_PORT_FIELDS, _DESTINATION_PORT_FIELDS, _PORT_FIELD_SIZES = _port_tables()
+
+
 def _l4_fields(shapes: list[Any], index: np.ndarray, ports: np.ndarray) -> tuple[list[bytes], np.ndarray]:
     """Per row (template ``shapes[index[i]]``, ports ``ports[:, i]``): the flow's l4 field followed
     by the first byte of the template's ``post`` (a tag, never 0: the bytes come out of a numpy
     ``S`` array, which drops trailing zeros), or b"" for a template without port holes; and the
     l4 field's size (0 without holes). Made for all rows at once, as :meth:`Template.l4_field`
-    makes one."""
+    makes one: a u32 of the field's four first bytes, a u64 of the port fields, then the rest
+    (template's bytes after the ports, and the following byte) per size of the port fields."""
     n = len(index)
-    kind = np.array([t.l4_kind for t in shapes], dtype=np.uint8)[index]
+    kind = np.array([t.l4_kind for t in shapes], dtype=np.uint32)[index]
     rest_len = np.array([len(t.rest) for t in shapes], dtype=np.int64)
-    widest = int(rest_len.max()) if len(rest_len) else 0
-    rest_table = np.zeros((len(shapes), widest + 1), dtype=np.uint8)
+    widest = int(rest_len.max()) + 1 if len(rest_len) else 1
+    rest_table = np.zeros((len(shapes), widest), dtype=np.uint8)  # the rest and the following byte
     for i, t in enumerate(shapes):
-        rest_table[i, : len(t.rest)] = np.frombuffer(t.rest, dtype=np.uint8)
-    following = np.array([t.post[0] if t.post else 0 for t in shapes], dtype=np.uint8)[index]
+        if t.l4_kind:
+            rest_table[i, : len(t.rest) + 1] = np.frombuffer(t.rest + t.post[:1], dtype=np.uint8)
     rest_len = rest_len[index]
     sport, dport = ports[0], ports[1]
-    s_width = np.where(sport == 0, 0, np.where(sport < 128, 2, np.where(sport < 16384, 3, 4)))
-    d_width = np.where(dport == 0, 0, np.where(dport < 128, 2, np.where(dport < 16384, 3, 4)))
-    body = s_width + d_width + rest_len  # the TCP or UDP message (< 128 bytes: one-byte lengths)
-    width = 4 + 8 + widest + 1
+    s_width = _PORT_FIELD_SIZES[sport]
+    port_width = s_width + _PORT_FIELD_SIZES[dport]
+    body = port_width + rest_len  # the TCP or UDP message (< 128 bytes: one-byte lengths)
+    width = -(-(4 + 8 + widest) // 8) * 8
     out = np.zeros((n, width), dtype=np.uint8)
-    out[:, 0] = _L4_TAG[0]
-    out[:, 1] = body + 2
-    out[:, 2] = kind
-    out[:, 3] = body
-    flat = out.reshape(-1)
-    base = np.arange(n, dtype=np.int64) * width
-    for tag, value, size, at in (
-        (0x08, sport, s_width, base + 4),
-        (0x10, dport, d_width, base + 4 + s_width),
-    ):
-        m = size > 0
-        flat[at[m]] = tag
-        flat[at[m] + 1] = (value[m] & 0x7F) | ((value[m] >= 128) << 7)
-        m = size >= 3
-        flat[at[m] + 2] = ((value[m] >> 7) & 0x7F) | ((value[m] >= 16384) << 7)
-        m = size == 4
-        flat[at[m] + 3] = value[m] >> 14
-    start = base + 4 + s_width + d_width
-    if widest:
-        columns = np.arange(widest, dtype=np.int64)
-        mask = columns < rest_len[:, None]
-        flat[(start[:, None] + columns)[mask]] = rest_table[index, :widest][mask]
-    flat[start + rest_len] = following
+    words = out.view("<u4")
+    words[:, 0] = _L4_TAG[0] | (body + 2) << 8 | kind << 16 | body << 24
+    fields = _SOURCE_PORT_FIELDS[sport] | _DESTINATION_PORT_FIELDS[dport] << (8 * s_width).astype(np.uint64)
+    words[:, 1] = fields & 0xFFFFFFFF
+    words[:, 2] = fields >> 32
+    for size in np.flatnonzero(np.bincount(port_width, minlength=9)).tolist():
+        rows = np.flatnonzero(port_width == size)
+        out[rows, 4 + size : 4 + size + widest] = rest_table[index[rows]]
     with_holes = kind > 0
-    out[~with_holes] = 0
+    if not with_holes.all():
+        out[~with_holes] = 0
     return out.view(f"S{width}").ravel().tolist(), np.where(with_holes, body + 4, 0)
 
 

@@ -575,3 +575,16 @@ def test_port_hole_fields_match_the_slow_way() -> None:
             continue
         want = template.l4_field(int(ports[0, i]), int(ports[1, i]))
         assert fields[i] == want + template.post[:1] and sizes[i] == len(want)
+
+
+def test_port_field_tables_hold_every_ports_fields() -> None:
+    from hubblepy.codec.fastwire import _varint
+
+    sizes = wiretemplates._PORT_FIELD_SIZES.tolist()
+    for table, tag in (
+        (wiretemplates._SOURCE_PORT_FIELDS, b"\x08"),
+        (wiretemplates._DESTINATION_PORT_FIELDS, b"\x10"),
+    ):
+        for port, word in enumerate(table.tolist()):
+            want = tag + _varint(port) if port else b""
+            assert word.to_bytes(8, "little") == want.ljust(8, b"\x00") and sizes[port] == len(want), port
