@@ -274,14 +274,17 @@ def gather(objs: list[Any], offsets: np.ndarray) -> np.ndarray:
         offs = offsets[lo:hi]
         if not (offs & 3).any() and int(offs.max()) + GATHER <= len(data):  # 4-byte aligned (the reader's)
             buf = np.frombuffer(data, dtype=np.uint32, count=len(data) >> 2)
-            words[lo:hi] = buf[(offs >> 2)[:, None] + _WORDS]
+            rows = np.lib.stride_tricks.as_strided(  # every GATHER-byte window, as a row (no copy)
+                buf, shape=(len(buf) - _WORDS + 1, _WORDS), strides=(4, 4), writeable=False
+            )
+            words[lo:hi] = rows[offs >> 2]
         else:
             raw = np.frombuffer(data, dtype=np.uint8)
             out[lo:hi] = raw[np.minimum(offs[:, None] + _COLS, len(raw) - 1)]
     return out
 
 
-_WORDS = np.arange(GATHER // 4, dtype=np.int64)
+_WORDS = GATHER // 4
 
 
 def _fields(buf: bytes) -> list[tuple[int, int, int]] | None:
