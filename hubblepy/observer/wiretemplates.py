@@ -228,12 +228,13 @@ def _aligned(g: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
 
 
 def port_holes(keys: np.ndarray, keyed: np.ndarray, services: Any) -> np.ndarray:
-    """Make the TCP and UDP ports of keyed rows holes where the flow does not depend on them:
-    ``(source ports, destination ports)`` of all rows (from the keys), whose key bytes are zeroed
-    (and marked at byte 110) where they are holes. ``services`` is :meth:`WireTemplates.service_ips`
-    of the rows' snapshot: a port is not a hole when its address has a service (the flow names the
-    service of an address and port); None: no holes. The destination port of drops and policy
-    verdicts is never a hole (a policy is looked up by it)."""
+    """Make the TCP and UDP ports of the ``keyed`` rows holes where the flow does not depend on
+    them: ``(source ports, destination ports)`` of all rows (from the keys as they were), whose
+    key bytes are zeroed (and marked at byte 110, which is 0 before) where they are holes.
+    ``services`` is :meth:`WireTemplates.service_ips` of the rows' snapshot: a port is not a hole
+    when its address has a service (the flow names the service of an address and port); None: no
+    holes. The destination port of drops and policy verdicts is never a hole (a policy is looked
+    up by it)."""
     ports = keys[:, 104:108].astype(np.int64)
     sport, dport = ports[:, 0] << 8 | ports[:, 1], ports[:, 2] << 8 | ports[:, 3]
     if services is None:
@@ -254,7 +255,7 @@ def port_holes(keys: np.ndarray, keyed: np.ndarray, services: Any) -> np.ndarray
             free &= ~v6 | ~(np.isin(halves[:, 0], services[1]) & np.isin(halves[:, 1], services[2]))
     keys[src_free, 104:106] = 0
     keys[dst_free, 106:108] = 0
-    keys[:, 110] = src_free | dst_free << 1
+    keys[:, 110] |= (src_free | dst_free << 1).astype(np.uint8)
     return np.stack([sport, dport])
 
 
@@ -687,13 +688,12 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePl
     rows = np.flatnonzero(keyed)  # positions in ``todo``
     snaps = snapshots[rows]
     ports = np.zeros((2, len(todo)), dtype=np.int64)  # source and destination ports, per ``todo``
-    for snapshot in np.unique(snaps).tolist():  # almost always one
-        part = rows[snaps == snapshot]
-        part_keys = keys[part]
-        ports[:, part] = port_holes(
-            part_keys, np.ones(len(part), dtype=bool), templates.service_ips(snapshot)
-        )
-        keys[part] = part_keys
+    distinct_snaps = np.unique(snaps).tolist()
+    for i, snapshot in enumerate(distinct_snaps):  # almost always one
+        mask = keyed if len(distinct_snaps) == 1 else keyed & (snapshots == snapshot)
+        got = port_holes(keys, mask, templates.service_ips(snapshot))
+        if not i:  # the first call saw all keys unchanged
+            ports = got
     decoder, encoder = templates.decoder, templates.encoder
 
     def make(i: int) -> tuple[bytes, int, str, tuple[int, int] | None] | None:

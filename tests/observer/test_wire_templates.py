@@ -588,3 +588,24 @@ def test_port_field_tables_hold_every_ports_fields() -> None:
         for port, word in enumerate(table.tolist()):
             want = tag + _varint(port) if port else b""
             assert word.to_bytes(8, "little") == want.ljust(8, b"\x00") and sizes[port] == len(want), port
+
+
+def test_port_holes_follow_each_snapshots_services() -> None:
+    """Scans that span resolver snapshots: a service appears on an address, then goes away; the
+    ports of its flows are holes only in the snapshots without it."""
+    resolver = _resolver()
+    observer = _observer(resolver)
+    samples = _port_samples((127, 128, 40000))
+    for step in range(6):
+        if step == 2:
+            resolver.set_service("10.0.0.9", 16384, "late", "payments")
+        if step == 4:
+            resolver.services.pop(("10.0.0.9", 16384))
+            resolver.generation += 1
+        for i in range(0, len(samples), 150):
+            observer.publish_records(_batch(samples[i : i + 150]), NOW + step * 10**9 + i)
+    assert observer.flows.decoder.snapshots == 3
+    fast, plain = _both(observer, ALL)
+    assert fast == plain
+    assert b"late" in plain
+    assert observer.flows.decoder.wire_templates().hits > len(samples)
