@@ -13,9 +13,19 @@ The shape key is computed for a whole scan at once (numpy), from the bytes the p
 
 * the event header (trace v0-v2, drop v0-v3, policy verdict in both layouts) except the skb hash,
   the original length and the capture length;
-* the Ethernet addresses; the IP version, addresses and protocol; TCP ports, flags and NS bit, UDP
-  ports, ICMP type and code;
+* the Ethernet addresses; the IP version, addresses and protocol; TCP flags and NS bit, ICMP type
+  and code; the TCP and UDP ports where the flow depends on them (below);
 * the resolver snapshot number (a key is looked up in its snapshot's table).
+
+A TCP or UDP port the flow shows only in its ``l4`` field is a *hole* of the template (the key
+leaves it out, :func:`port_holes`), so one template serves every connection of a pair of
+workloads: a short connection's new source port is no new shape. A port stays in the key where
+the parser looks something up by it: a service on its address (the flow names the service of an
+address and port; holes only where the resolver's services are known per address, as
+``StaticResolver``'s are) and the destination port of drops and policy verdicts (the policy that
+decided). The ``l4`` field (its length, the TCP or UDP message's length, the port fields, each
+left out when 0, and the rest) and the flow's and response's lengths that follow from its size
+are made per sample, for a whole scan at once (:func:`_l4_fields`).
 
 Only samples whose decoding provably depends on nothing else are keyed: Ethernet (IPv4 or IPv6
 ethertype) or L3-device packets, no overlay, an IPv4 header without options or fragmentation, an
@@ -56,7 +66,7 @@ KEY_BYTES = 112  # header 56, header length, first layer, IPv6, MACs 12, address
 TEMPLATE_LIMIT = 8192  # templates per resolver snapshot (and about as many in all): a few MB
 SEEN_LIMIT = 1 << 16  # shapes remembered as seen once before that memory is emptied
 # After two scans in a row that had to make templates for more than an eighth of their samples (most
-# shapes new: short connections, DNS from random ports) none is made for the next COOLDOWN_SCANS
+# shapes new: many new peers, or ports where they are keyed) none is made for the next COOLDOWN_SCANS
 # scans: their samples take the ordinary path, whose bytes the ring caches for the next reader.
 COOLDOWN_SCANS = 16
 COOLDOWN_MIN_SHAPES = 16
@@ -567,7 +577,7 @@ class WireTemplates:
                 got[i] = (b"", None)
                 continue
             if counts[i] < 2 and seen.get(h) != snapshot:  # templated the second time it is seen: one-off
-                if len(seen) >= SEEN_LIMIT:  # shapes (a port scan, DNS from random ports) cost no more
+                if len(seen) >= SEEN_LIMIT:  # shapes (a scan of addresses) cost no more
                     seen.clear()
                 seen[h] = snapshot
                 got[i] = (b"", None)
