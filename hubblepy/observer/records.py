@@ -370,3 +370,40 @@ def compile_column_filter(allow: list[dict[str, Any]]) -> ColumnFilter | None:
         return keep | ~raw
 
     return test
+
+
+def compile_exact_column_filter(
+    allow: list[dict[str, Any]], deny: list[dict[str, Any]]
+) -> ColumnFilter | None:
+    """A test over ring slots that marks the raw samples the request's filters certainly accept,
+    from their columns alone (None: no such test for these filters).
+
+    Only for verdict filters: allow filters that name nothing but known verdicts, and no deny
+    filter. A raw sample's verdict column is what its decoded flow's verdict will be (the parser
+    reads the same header fields), so a sample whose column is one of the wanted verdicts matches
+    without its flow being tested; samples whose header does not tell (0) are not marked and go
+    through the full filter. Entries that are not raw samples are never marked.
+    """
+    if deny or not allow:
+        return None
+    wanted: set[int] = set()
+    for ff in allow:
+        try:
+            fields = {key: value for key, value in normalize_flow_filter(ff).items() if value}
+        except Exception:
+            return None  # the full filter reports bad filters
+        values = fields.get("verdict")
+        if set(fields) != {"verdict"} or not isinstance(values, list):
+            return None
+        numbers = _verdict_numbers(values)
+        if numbers is None:
+            return None
+        wanted |= {n for n in numbers if 0 < n < 256}
+    if not wanted:
+        return None
+    allowed = np.array(sorted(wanted), dtype=np.uint8)
+
+    def test(ring: Ring, slots: np.ndarray) -> np.ndarray:
+        return (ring.kind[slots] == KIND_RAW) & np.isin(verdicts(ring.head[slots]), allowed)
+
+    return test
