@@ -55,29 +55,15 @@ def _observer(resolver: StaticResolver, capacity: int = 65535, **parser_options:
     return observer
 
 
-def _stream(observer: Observer, request: Any, templates: bool, stop: Any = None) -> bytes:
-    """The framed GetFlows stream as the node sends it, with or without templates (for a filtered
-    request: where its filter lets them serve, as NodeServices decides)."""
+def _stream(observer: Observer, request: Any, templates: bool) -> bytes:
+    """The framed GetFlows stream as the node sends it, with or without templates."""
     ring = observer.flows
-    predicate = service.compile_request_filters(request)
-    columns = service.compile_request_column_filter(request)
-    exact = service.compile_request_exact_filter(request) if templates else None
-    frames = service.flow_templates(observer, predicate, columns, exact) if templates else None
-    if templates and (predicate is None or exact is not None):
+    frames = ring.decoder.wire_templates() if templates else None
+    if templates:
         assert frames is not None
     encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
     responses = stream_ring(
-        ring,
-        request,
-        lambda: True,
-        encoder.encode,
-        "node-1",
-        predicate,
-        stop,
-        idle_marker=True,
-        column_filter=columns,
-        frames=frames,
-        exact=exact,
+        ring, request, lambda: True, encoder.encode, "node-1", idle_marker=True, frames=frames
     )
     return b"".join(service.flows_on_wire(responses, True))
 
@@ -293,91 +279,6 @@ def test_request_forms_give_the_ordinary_stream(request_args: dict[str, Any]) ->
 
     assert _without_lost_times(fast) == _without_lost_times(plain)
     assert plain
-
-
-def _filtered(verdicts: list[str], deny: bool = False, pod: str = "", **kwargs: Any) -> Any:
-    request = observer_pb2.GetFlowsRequest(**kwargs)
-    allow = request.whitelist.add(verdict=verdicts)
-    if pod:
-        allow.source_pod.append(pod)
-    if deny:
-        request.blacklist.add(source_pod=["payments/api"])
-    return request
-
-
-FILTERED = [
-    (["DROPPED"], {}, True),
-    (["FORWARDED", "DROPPED"], {}, True),
-    (["AUDIT"], {}, True),
-    (["REDIRECTED", "VERDICT_UNKNOWN"], {}, True),
-    (["DROPPED"], {"number": 9}, True),
-    (["DROPPED"], {"first": True, "number": 5}, True),
-    (["FORWARDED"], {"since": _stamp(NOW + 20 * 7_919)}, True),
-    (["DROPPED"], {"deny": True}, False),  # a deny filter: decoded and tested
-    (["DROPPED"], {"pod": "payments/"}, False),  # more than the verdict: decoded and tested
-]
-
-
-@pytest.mark.parametrize(("verdicts", "options", "templated"), FILTERED)
-def test_verdict_filtered_streams_give_the_ordinary_bytes(
-    verdicts: list[str], options: dict[str, Any], templated: bool
-) -> None:
-    """Mutated samples (drops and verdicts whose headers lie, short or garbled packets) beside the
-    unmutated ones, a LostEvent and a decoded flow: the filtered stream from templates is the
-    decode + filter + encode stream, byte for byte; templates serve only the filters the columns decide."""
-    rng = random.Random(len(verdicts) * 31 + len(options))
-    eth = enc.ethernet(enc.ipv4("10.0.0.1", "10.0.0.2", 6, enc.tcp(40000, 8080, enc.TCP_SYN)))
-    base = _base_samples() + [
-        enc.policy_verdict_event(eth, source=12, remote_label=1001, dst_port=8080, flags=0x41),  # AUDIT
-        enc.policy_verdict_event(eth, source=12, remote_label=1001, dst_port=8080, verdict=4, flags=1),
-    ]
-    samples = []
-    for _ in range(1200):
-        sample = rng.choice(base)
-        if rng.random() < 0.4:
-            sample = _mutate(rng, sample)
-            if sample[:1] in (b"\x02", b""):
-                continue
-        samples += [sample] * rng.choice((1, 2, 3))
-    observer = _observer(_resolver())
-    for i in range(0, len(samples), 97):
-        observer.publish_records(_batch(samples[i : i + 97]), NOW + i * 7_919)
-        if i == 97 * 3:
-            observer.publish_lost("PERF_EVENT_RING_BUFFER", 3, 1)
-            observer.publish_flows([(NOW + 25, {"time": "2023-11-14T22:13:20.123456814Z", "uuid": "u"})])
-    request = _filtered(verdicts, **options)
-    fast, plain = _both(observer, request)
-    assert _without_lost_times(fast) == _without_lost_times(plain)
-    assert len(_without_lost_times(plain)) >= 5
-    hits = observer.flows.decoder.wire_templates().hits
-    assert hits > 0 if templated else hits == 0
-
-
-def test_a_dropped_follower_gets_the_ordinary_bytes_while_the_writer_publishes() -> None:
-    """``--follow --verdict DROPPED`` from templates, beside a writer publishing batches of mixed
-    samples: the follower's bytes are those of a decode + filter + encode read of the same ring."""
-    import threading
-
-    base = _base_samples()
-    observer = _observer(_resolver())
-    # from the oldest entry on, then following (``--since ... --follow``): none is missed by a late start
-    request = _filtered(["DROPPED"], follow=True, since=_stamp(NOW - 1))
-    stop = threading.Event()
-    out: list[bytes] = []
-    follower = threading.Thread(target=lambda: out.append(_stream(observer, request, True, stop)))
-    follower.start()
-    rng = random.Random(7)
-    for i in range(60):
-        batch = [rng.choice(base) for _ in range(rng.randrange(20, 120))]
-        observer.publish_records(_batch(batch), NOW + i * 1_000)
-    stop.set()  # a follower stops once it has caught up with the writer
-    follower.join(60)
-    assert not follower.is_alive()
-    observer.flows._cache[:] = [None] * len(observer.flows._cache)
-    plain = _stream(observer, _filtered(["DROPPED"], first=True), templates=False)
-    assert out[0] == plain
-    assert observer.flows.decoder.wire_templates().hits > 100
-    assert len(_without_lost_times(plain)) > 300
 
 
 def test_endpoints_are_named_as_they_were_when_captured() -> None:
