@@ -55,6 +55,7 @@ FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per sc
 # ... and when they serve a filtered scan (``exact``): only its candidates cost more than the
 # columns' test, and a follower that fell behind catches up in fewer, larger scans
 EXACT_FRAMES_SCAN_BATCH = 16384
+LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -284,10 +285,14 @@ def select_entries(
             continue
         floor = ring.oldest_seq
         if seq < floor:
-            lost = floor - seq
+            # A follower the writer lapped goes on a quarter of the ring past the oldest entry (the
+            # skipped ones are in its LostEvent): from the oldest, the writer would overwrite what it
+            # scans next at once, lap it again and again, and every scan's work would be thrown away.
+            resume = min(newest, floor + len(ring) // LAPPED_SKIP) if follow else floor
+            lost = resume - seq
             ring.readers_lost += lost
             yield lost
-            seq = floor
+            seq = resume
             continue
         batch = (
             SCAN_BATCH if frames is None else FRAMES_SCAN_BATCH if exact is None else EXACT_FRAMES_SCAN_BATCH

@@ -173,3 +173,49 @@ def test_exact_column_filter_only_for_verdict_filters(
     from hubblepy.observer.records import compile_exact_column_filter
 
     assert (compile_exact_column_filter(allow, deny) is not None) == exact
+
+
+def _responses(frames: bytes) -> int:
+    n = pos = 0
+    while pos < len(frames):
+        pos += 5 + int.from_bytes(frames[pos + 1 : pos + 5], "big")
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("templates", [False, True])
+def test_a_lapped_follower_resumes_a_quarter_ring_past_the_oldest(templates: bool) -> None:
+    """A follower the writer lapped gets one LostEvent for what it missed and what it skips, and goes
+    on a quarter of the ring past the oldest entry (from the oldest it would be lapped at once again)."""
+    observer = _observer(_resolver(), capacity=63)
+    ring = observer.flows
+    base = _base_samples()[:20]
+    observer.publish_records(_batch(base[:10]), NOW)
+    request = _filtered(["DROPPED", "FORWARDED", "AUDIT", "REDIRECTED"], follow=True, since=_stamp(NOW - 1))
+    predicate = service.compile_request_filters(request)
+    columns = service.compile_request_column_filter(request)
+    exact = service.compile_request_exact_filter(request) if templates else None
+    frames = service.flow_templates(observer, predicate, columns, exact) if templates else None
+    stop = threading.Event()
+    items = service.select_entries(
+        ring, request, lambda: True, predicate, stop, False, columns, frames, exact
+    )
+    taken = 0
+    while taken < 10:  # the first scan: the 10 entries written so far (as entries or framed runs)
+        item = next(items)
+        taken += _responses(item) if isinstance(item, bytes) else 1
+    assert taken == 10
+    for i in range(10):
+        observer.publish_records(_batch(base), NOW + 1 + i)  # 200 more: the follower is lapped
+    resume = ring.oldest_seq + len(ring) // service.LAPPED_SKIP
+    assert next(items) == resume - 10
+    after = next(items)
+    if templates:
+        assert isinstance(after, bytes)
+        size = int.from_bytes(after[1:5], "big")
+        uuid = observer_pb2.GetFlowsResponse.FromString(after[5 : 5 + size]).flow.uuid
+    else:
+        uuid = after.flow["uuid"]
+    assert uuid == ring.decoder.uuids([resume])[0]
+    stop.set()
+    assert ring.readers_lost == resume - 10
