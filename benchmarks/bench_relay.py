@@ -21,7 +21,8 @@ processes, Python start-up included). The "where the time goes" lines time each 
 building a response's protobuf bytes on first read, the relay's scan and sort buffer, and gRPC's own
 per-message cost (a server streaming constant bytes). Last, unfiltered readers of a node whose ring
 holds raw datapath samples (benchmarks/unfiltered_bench.py: shape templates against the ordinary
-decode-and-encode path, flows/s and flows per node CPU-second). No assertions.
+decode-and-encode path, flows/s and flows per node CPU-second), and the relay's overhead over a direct
+stream of such a node for one client (benchmarks/relay_overhead.py). No assertions.
 
 Run: ``python benchmarks/bench_relay.py`` (``HUBBLEPY_HUBBLE_CMD`` overrides the CLI command).
 """
@@ -554,6 +555,9 @@ def main() -> None:
         from unfiltered_bench import main as unfiltered  # nodes whose rings hold raw datapath samples
 
         unfiltered([])
+        from relay_overhead import main as relay_overhead  # one client: through the relay vs direct
+
+        relay_overhead([])
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

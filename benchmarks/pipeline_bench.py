@@ -43,10 +43,19 @@ from hubblepy.monitor.generator import (
     MixProgram,
     frame_attr,
 )
+from hubblepy.monitor.options import DEFAULT_NUM_PAGES, ring_bytes_per_cpu
 from hubblepy.monitor.perf import NR_BPF
 from hubblepy.observer.core import Observer
 from hubblepy.observer.ring import DEFAULT_CAPACITY, MAX_CAPACITY
-from hubblepy.observer.service import compile_request_column_filter, compile_request_filters, select_entries
+from hubblepy.observer.service import (
+    ResponseEncoder,
+    compile_request_column_filter,
+    compile_request_exact_filter,
+    compile_request_filters,
+    flow_templates,
+    select_entries,
+)
+from hubblepy.observer.transport import Frames
 from hubblepy.parser import EndpointInfo, Parser, PolicyMatch, StaticResolver
 
 DRAIN_GRACE_S = 0.3  # the source keeps reading this long after the generator stops
@@ -248,6 +257,9 @@ class MixGenerator:
         got = [0, 0]  # DROPPED flows the follower received, entries it lost
         follow_thread = None
         if follower:
+            observer.use_parser(
+                parser
+            )  # as on a node whose source runs: the follower's request finds templates
             follow_thread = threading.Thread(target=_follow_drops, args=(observer, stop, got), daemon=True)
             follow_thread.start()
             time.sleep(0.05)  # let it take its place at the ring's end before the first event
@@ -302,7 +314,9 @@ class MixGenerator:
 
 
 def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> None:
-    """``hubble observe --follow --verdict DROPPED`` as the node serves it, counting what arrives.
+    """``hubble observe --follow --verdict DROPPED`` as the node serves it on its h2 transport,
+    counting what arrives: drops whose columns prove the match come as framed responses made from
+    templates (counted by their gRPC prefixes), the others are decoded, tested and encoded.
 
     (Its modules are imported with this one: an import in the thread would hold the GIL for the
     first run's first ~100 ms, as a node's start does, not its steady state.)"""
@@ -310,11 +324,28 @@ def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> 
     request.whitelist.add().verdict.append(2)  # DROPPED
     predicate = compile_request_filters(request)
     columns = compile_request_column_filter(request)
-    for item in select_entries(observer.flows, request, lambda: True, predicate, stop, False, columns):
-        if isinstance(item, int):
+    exact = compile_request_exact_filter(request)
+    frames = flow_templates(observer, predicate, columns, exact)
+    encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
+    ring = observer.flows
+    for item in select_entries(ring, request, lambda: True, predicate, stop, False, columns, frames, exact):
+        if type(item) is Frames:
+            got[0] += _count_frames(item)
+        elif isinstance(item, int):
             got[1] += item
         elif item is not None and item.flow is not None:
+            encoder.encode(item)  # what the node sends for it
             got[0] += 1
+
+
+def _count_frames(frames: bytes) -> int:
+    """Messages in a run of gRPC-framed messages (5-byte prefix: flag, big-endian length)."""
+    n = pos = 0
+    end = len(frames)
+    while pos < end:
+        pos += 5 + int.from_bytes(frames[pos + 1 : pos + 5], "big")
+        n += 1
+    return n
 
 
 def _drops_written(observer: Observer, parser: Parser) -> int:
@@ -327,7 +358,6 @@ def _read_whole_ring(ring: Any) -> tuple[float, float, float]:
     """Flows per CPU-second for the ring: decoded; decoded and JSON-encoded; decoded and encoded as
     GetFlowsResponse protobuf bytes (what the node sends an upstream client, on first read)."""
     from hubblepy.codec import encode
-    from hubblepy.observer.service import ResponseEncoder
 
     seqs = list(range(ring.oldest_seq, ring.next_seq))
     cache = list(ring._cache)
@@ -355,39 +385,68 @@ def _read_whole_ring(ring: Any) -> tuple[float, float, float]:
 
 GC_THRESHOLD_TRIED = (50_000, 20, 100)  # fewer young-generation collections than CPython's (700, 10, 10)
 NODE_GC_THRESHOLD = GC_THRESHOLD_TRIED  # hubblepy.lab.node.tune_gc_for_flows
-AGENT_PAGES = DatapathFlowSource.LAZY_RING_PAGES
-AGENT_READER = {"pages": AGENT_PAGES, "wakeup_events": DatapathFlowSource.lazy_wakeup_events(AGENT_PAGES)}
-BIG_READER = {"pages": 4096, "wakeup_events": DatapathFlowSource.lazy_wakeup_events(4096)}
-LAZY_READER = BIG_READER  # the follower rows
-SETTINGS: tuple[tuple[str, dict[str, Any], tuple[int, int, int] | None], ...] = (
-    (
-        "raw samples into the ring, decoded when read (DatapathFlowSource's defaults): "
-        f"{AGENT_READER['pages']} pages/CPU, wakeup every {AGENT_READER['wakeup_events']} samples",
-        {"lazy": True, **AGENT_READER},
-        None,
-    ),
-    (
-        f"the same with {BIG_READER['pages']} pages/CPU (16 MiB per CPU: absorbs ~80 ms of the reader not "
-        f"running at 1M/s), wakeup every {BIG_READER['wakeup_events']} samples",
-        {"lazy": True, **BIG_READER},
-        None,
-    ),
-    (
-        f"decoded on the way in (Parser.decode_batch, before issue 14), 256 pages/CPU, gc.set_threshold"
-        f"{GC_THRESHOLD_TRIED}",
-        {"lazy": False, "pages": 256},
-        GC_THRESHOLD_TRIED,
-    ),
-)
+AGENT_PAGES = DEFAULT_NUM_PAGES  # the node's --monitor-num-pages default
+
+
+def reader_options(pages: int) -> dict[str, Any]:
+    """The node's reader settings with ``pages`` per CPU (the wakeup count follows the size)."""
+    return {"pages": pages, "wakeup_events": DatapathFlowSource.lazy_wakeup_events(pages)}
+
+
+AGENT_READER = reader_options(AGENT_PAGES)
+LAZY_READER = AGENT_READER  # the follower rows
+
+
+def _pages_text(pages: int) -> str:
+    size = ring_bytes_per_cpu(pages) - ring_bytes_per_cpu(0)
+    return f"{pages} pages/CPU ({size / (1 << 20):g} MiB per CPU)"
+
+
+def reader_settings(pages_list: list[int]) -> list[tuple[str, dict[str, Any], tuple[int, int, int] | None]]:
+    """One lazy row per perf ring size (the node's default marked), then the eager path of before."""
+    rows: list[tuple[str, dict[str, Any], tuple[int, int, int] | None]] = []
+    for pages in pages_list:
+        options = reader_options(pages)
+        which = "the node's default, " if pages == AGENT_PAGES else ""
+        rows.append(
+            (
+                f"raw samples into the ring, decoded when read (DatapathFlowSource), --monitor-num-pages {pages}: "
+                f"{which}{_pages_text(pages)}, wakeup every {options['wakeup_events']} samples",
+                {"lazy": True, **options},
+                None,
+            )
+        )
+    rows.append(
+        (
+            f"decoded on the way in (Parser.decode_batch, before issue 14), 256 pages/CPU, gc.set_threshold"
+            f"{GC_THRESHOLD_TRIED}",
+            {"lazy": False, "pages": 256},
+            GC_THRESHOLD_TRIED,
+        )
+    )
+    return rows
+
+
+DEFAULT_PAGES_ROWS = (1024, AGENT_PAGES)
+TABLES = ("pipeline", "follower", "metrics")
 EAGER_MAX_RATE = 400_000  # the eager row stops here: it loses samples far below
 DEFAULT_NICE = -10
 
 
 def bench_pipeline(
-    seconds: float, rates: list[float], metrics_only: bool = False, nice: int = DEFAULT_NICE
+    seconds: float,
+    rates: list[float],
+    metrics_only: bool = False,
+    nice: int = DEFAULT_NICE,
+    pages: list[int] | None = None,
+    tables: tuple[str, ...] = TABLES,
 ) -> None:
     """Prints one row per reader setting and offered rate, and the highest offered rate with 0 loss;
-    then the follower table (``--follow --verdict DROPPED`` beside the pipeline) and the metrics table."""
+    then the follower table (``--follow --verdict DROPPED`` beside the pipeline) and the metrics table.
+    ``pages``: the perf ring sizes of the lazy rows (default: 1024 and the node's default);
+    ``tables``: which of ``pipeline``, ``follower``, ``metrics`` to run."""
+    if metrics_only:
+        tables = ("metrics",)
     gen = MixGenerator(nice)
     saved_affinity = os.sched_getaffinity(0)
     saved_gc = gc.get_threshold()
@@ -409,7 +468,8 @@ def bench_pipeline(
     )
     sample = None
     try:
-        for title, options, gc_threshold in () if metrics_only else SETTINGS:
+        settings = reader_settings(list(pages or DEFAULT_PAGES_ROWS)) if "pipeline" in tables else []
+        for title, options, gc_threshold in settings:
             print(f"  {title}")
             gc.set_threshold(*(gc_threshold or saved_gc))
             print(
@@ -438,10 +498,11 @@ def bench_pipeline(
                     f"    highest offered rate with 0 loss: {best.offered:,.0f} events/s "
                     f"({best.flows:,.0f} flows/s into the ring, {100 * best.core_share:.0f}% of one core)"
                 )
-        if not metrics_only:
+        if "follower" in tables:
             bench_follower(gen, seconds, rates)
             gc.set_threshold(*saved_gc)
-        bench_metrics(gen, seconds, rates)  # metrics count raw batches: every rate, like the lazy rows
+        if "metrics" in tables:
+            bench_metrics(gen, seconds, rates)  # metrics count raw batches: every rate, like the lazy rows
     finally:
         gen.close()
         os.sched_setaffinity(0, saved_affinity)
@@ -466,12 +527,14 @@ def bench_follower(gen: MixGenerator, seconds: float, rates: list[float]) -> Non
     and an unfiltered reader of the whole ring after each run (decode side)."""
     gc.set_threshold(*NODE_GC_THRESHOLD)
     print(
-        f"  raw samples into a {MAX_CAPACITY}-slot ring ({LAZY_READER['pages']} pages/CPU, wakeup "
+        f"  raw samples into a {MAX_CAPACITY}-slot ring ({_pages_text(LAZY_READER['pages'])}, wakeup "
         f"{LAZY_READER['wakeup_events']}) with a `GetFlows --follow --verdict DROPPED` reader\n"
-        "  in the same process, as the node serves it (column prefilter on batches, decode of the drops only,"
-        " full filter),\n  node gc threshold; lapped: entries the writer overwrote before the follower read"
-        " them (sent to it as LostEvents);\n  then an unfiltered reader decodes the whole ring (flows per reader"
-        " CPU-second, to response dicts, to JSON lines and to protobuf bytes)"
+        "  in the same process, as the node serves it on its h2 transport (column prefilter on batches; drops"
+        " whose columns prove the match\n  as framed responses from wire templates, the other candidates decoded,"
+        " tested and encoded), node gc threshold;\n  follower drops/s: DROPPED flows it received per second"
+        " (all of them: 'drops in ring' / seconds); lapped: entries the writer\n  overwrote before the follower"
+        " read them (sent to it as LostEvents); then an unfiltered reader decodes the whole ring\n  (flows per"
+        " reader CPU-second, to response dicts, to JSON lines and to protobuf bytes)"
     )
     print(
         f"    {'offered/s':>10} {'ingested/s':>11} {'lost':>8} {'CPU':>5} {'drops in ring':>13} "

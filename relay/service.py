@@ -128,12 +128,16 @@ class _Fanout:
                     info = json_line_info if self.as_json else scan_response
                     for batch in node.stream_flows(request, self.calls, self.as_json):
                         items = []
+                        append = items.append
+                        flows = 0
                         for wire in batch:
                             time_ns, kind = info(wire)
-                            if kind == KIND_FLOW and time_ns > last_ns:
-                                last_ns = time_ns
-                            items.append((time_ns, kind, wire))
-                        STATS.forwarded(sum(1 for item in items if item[1] == KIND_FLOW))
+                            if kind == KIND_FLOW:
+                                flows += 1
+                                if time_ns > last_ns:
+                                    last_ns = time_ns
+                            append((time_ns, kind, wire))
+                        STATS.forwarded(flows)
                         if not self.queue.put_many(items, self.cancelled):
                             return
                     if not self.follow:
@@ -181,6 +185,20 @@ class _Fanout:
         self.cancelled.set()
         for call in list(self.calls.values()):
             call.cancel()
+
+
+def _in_order_run(batch: list[Any], newest: int) -> bool:
+    """True when ``batch`` holds only responses (no node event, no end of a stream) in time order,
+    the first no earlier than ``newest``: what SortBuffer.push_run takes."""
+    previous = newest
+    for item in batch:
+        if item is _END:
+            return False
+        time_ns, kind = item[0], item[1]
+        if kind < 0 or time_ns < previous:
+            return False
+        previous = time_ns
+    return True
 
 
 def _resume_request(request: Any, last_ns: int) -> Any:
@@ -297,13 +315,24 @@ class RelayObserver:
         for node in connected:
             fan.start(node, request)
         try:
-            yield from self._merge(fan, request, context, len(connected))
+            yield from self._merge(fan, request, context, len(connected), self.framed and not as_json)
         finally:
             fan.cancel()
 
     def _merge(
-        self, fan: _Fanout, request: Any, context: grpc.ServicerContext, streams: int
+        self,
+        fan: _Fanout,
+        request: Any,
+        context: grpc.ServicerContext,
+        streams: int,
+        frame_runs: bool = False,
     ) -> Iterator[bytes]:
+        """The responses of the nodes' streams in time order (SortBuffer). ``frame_runs`` (GetFlows on
+        our h2 transport): a batch of flows in time order is released as one run of gRPC-framed
+        responses (:class:`~hubblepy.observer.transport.Frames`) instead of one item per response."""
+        from hubblepy.observer.transport import _PREFIX, Frames
+
+        pack = _PREFIX.pack
         qlen = self.sort_buffer_len
         nodes_total = max(1, streams)
         if request.number and request.number * nodes_total < qlen:
@@ -333,6 +362,16 @@ class RelayObserver:
                     self._pick_up_nodes(fan, request)
                 if not context.is_active():
                     return
+                continue
+            if frame_runs and _in_order_run(batch, buffer.newest):
+                # the common case: one node's flows, in time order (the buffer is a delay line)
+                out = buffer.push_run([item[0] for item in batch], [item[2] for item in batch])
+                if out:
+                    yield Frames(b"".join([part for wire in out for part in (pack(0, len(wire)), wire)]))
+                last_arrival = time.monotonic()
+                if follow and last_arrival - last_check >= 0.5:
+                    last_check = last_arrival
+                    self._pick_up_nodes(fan, request)
                 continue
             push = buffer.push
             for item in batch:

@@ -63,6 +63,7 @@ from hubblepy.lab.tls import CERT_DIR, LabCA, lab_ca_files
 from hubblepy.lab.worlddns import NameEntry
 from hubblepy.metrics import MetricsConfigError
 from hubblepy.metrics.lab import LabMetrics, add_lab_arguments
+from hubblepy.monitor.options import DEFAULT_NUM_PAGES, NUM_PAGES_FLAG, check_num_pages
 from hubblepy.observer.agentevents import agent_started, endpoint_update
 from hubblepy.parser import EndpointInfo, Parser, StaticResolver
 from hubblepy.parser.seven import SevenParser
@@ -106,8 +107,10 @@ class LabNode:
         relay_address: str = "127.0.0.1:4245",
         monitor_aggregation: str = "medium",
         fqdn_min_ttl: int = 0,
+        monitor_num_pages: int = DEFAULT_NUM_PAGES,
     ) -> None:
         self.scenario = scenario
+        self.monitor_num_pages = check_num_pages(monitor_num_pages)
         self.folder = folder
         self.use_datapath = use_datapath
         self.monitor_aggregation = monitor_aggregation
@@ -221,7 +224,7 @@ class LabNode:
         parser = Parser(self.resolver, self.scenario.node)
         if metrics is not None and self.agent.observer is not None:
             metrics.start_node(self.agent.observer, parser)
-        self.source = DatapathFlowSource(datapath, parser)
+        self.source = DatapathFlowSource(datapath, parser, pages=self.monitor_num_pages)
         self.agent.add_source(self.source)
         if self.proxy is not None:
             seven = SevenParser(Parser(self.resolver, self.scenario.node))
@@ -604,6 +607,7 @@ class LabNode:
             "fqdn": self.fqdn_state(),
             "flows_published": self.source.published if self.source is not None else 0,
             "lost_samples": self.source.lost if self.source is not None else 0,
+            "monitor_num_pages": self.monitor_num_pages,
             "agent_events_published": self.events.published,
             **(self.metrics.state() if self.metrics is not None else {}),
         }
@@ -642,8 +646,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="lowest TTL (s) an FQDN cache entry keeps (Cilium's default is 3600; the lab's 0 shows expiry)",
     )
+    p.add_argument(
+        NUM_PAGES_FLAG,
+        default=str(DEFAULT_NUM_PAGES),
+        help=f"perf ring pages per CPU, a power of two (default {DEFAULT_NUM_PAGES}; docs/datapath.md)",
+    )
     add_lab_arguments(p)  # --metrics-server, --metrics, --relay-metrics-address, --prometheus-address
     args = p.parse_args(argv)
+    try:
+        num_pages = check_num_pages(args.monitor_num_pages)
+    except ValueError as exc:
+        sys.stderr.write(f"lab: {exc}\n")
+        return 2
     folder = lab_dir()
     folder.mkdir(parents=True, exist_ok=True)
     other = read_pid(pid_path(folder))
@@ -670,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             args.relay_address,
             args.monitor_aggregation,
             fqdn_min_ttl=args.tofqdns_min_ttl,
+            monitor_num_pages=num_pages,
         )
         node.metrics = LabMetrics.from_args(args)
         node.start()

@@ -98,21 +98,22 @@ def message_types(head: np.ndarray) -> np.ndarray:
 def verdicts(head: np.ndarray) -> np.ndarray:
     """The flow.Verdict number each header implies (0 where the header does not tell)."""
     types = head[:, 0] & 0xFF
-    out = np.zeros(len(head), dtype=np.uint8)
-    out[types == MSG_TRACE] = VERDICT_FORWARDED
-    out[types == MSG_DROP] = VERDICT_DROPPED
+    out = _VERDICT_BY_TYPE[types]
     pv = types == MSG_POLICY_VERDICT
     if pv.any():
-        value = head[pv, 5].view(np.int32)  # policy verdict: s32 at 20
-        flags = head[pv, 6] >> 24  # u8 at 27
-        out[pv] = np.where(
-            value < 0,
-            VERDICT_DROPPED,
-            np.where(
-                value > 0, VERDICT_REDIRECTED, np.where(flags & PV_AUDITED, VERDICT_AUDIT, VERDICT_FORWARDED)
-            ),
-        )
+        rows = np.flatnonzero(pv)
+        value = head[rows, 5].view(np.int32)  # policy verdict: s32 at 20
+        flags = head[rows, 6] >> 24  # u8 at 27
+        verdict = np.where(flags & PV_AUDITED, VERDICT_AUDIT, VERDICT_FORWARDED).astype(np.uint8)
+        verdict[value > 0] = VERDICT_REDIRECTED
+        verdict[value < 0] = VERDICT_DROPPED
+        out[rows] = verdict
     return out
+
+
+_VERDICT_BY_TYPE = np.zeros(256, dtype=np.uint8)  # what the type alone tells (policy verdicts: see above)
+_VERDICT_BY_TYPE[MSG_TRACE] = VERDICT_FORWARDED
+_VERDICT_BY_TYPE[MSG_DROP] = VERDICT_DROPPED
 
 
 def namespace_keys(head: np.ndarray) -> np.ndarray:
@@ -351,20 +352,71 @@ def compile_column_filter(allow: list[dict[str, Any]]) -> ColumnFilter | None:
             return None  # this filter needs the decoded flow: nothing can be skipped
         per_filter.append(clauses)
 
+    # per clause, a table of the 256 column values it lets pass (verdict 0: the header does not tell)
+    tables: list[list[tuple[str, np.ndarray]]] = []
+    for clauses in per_filter:
+        row = []
+        for column, allowed in clauses:
+            table = np.zeros(256, dtype=bool)
+            table[allowed] = True
+            if column == "verdict":
+                table[0] = True
+            row.append((column, table))
+        tables.append(row)
+    columns = {column for row in tables for column, _ in row}
+    derive = {"verdict": verdicts, "type": message_types}
+
     def test(ring: Ring, slots: np.ndarray) -> np.ndarray:
         raw = ring.kind[slots] == KIND_RAW
         head = ring.head[slots]
-        derived = {"verdict": verdicts(head), "type": message_types(head)}
+        derived = {column: derive[column](head) for column in columns}
+        if len(tables) == 1 and len(tables[0]) == 1:  # the usual request: one clause
+            column, table = tables[0][0]
+            return table[derived[column]] | ~raw
         keep = np.zeros(len(slots), dtype=bool)
-        for clauses in per_filter:
+        for row in tables:
             ok = np.ones(len(slots), dtype=bool)
-            for column, allowed in clauses:
-                values = derived[column]
-                hit = np.isin(values, allowed)
-                if column == "verdict":
-                    hit |= values == 0
-                ok &= hit
+            for column, table in row:
+                ok &= table[derived[column]]
             keep |= ok
         return keep | ~raw
+
+    return test
+
+
+def compile_exact_column_filter(
+    allow: list[dict[str, Any]], deny: list[dict[str, Any]]
+) -> ColumnFilter | None:
+    """A test over ring slots that marks the raw samples the request's filters certainly accept,
+    from their columns alone (None: no such test for these filters).
+
+    Only for verdict filters: allow filters that name nothing but known verdicts, and no deny
+    filter. A raw sample's verdict column is what its decoded flow's verdict will be (the parser
+    reads the same header fields), so a sample whose column is one of the wanted verdicts matches
+    without its flow being tested; samples whose header does not tell (0) are not marked and go
+    through the full filter. Entries that are not raw samples are never marked.
+    """
+    if deny or not allow:
+        return None
+    wanted: set[int] = set()
+    for ff in allow:
+        try:
+            fields = {key: value for key, value in normalize_flow_filter(ff).items() if value}
+        except Exception:
+            return None  # the full filter reports bad filters
+        values = fields.get("verdict")
+        if set(fields) != {"verdict"} or not isinstance(values, list):
+            return None
+        numbers = _verdict_numbers(values)
+        if numbers is None:
+            return None
+        wanted |= {n for n in numbers if 0 < n < 256}
+    if not wanted:
+        return None
+    table = np.zeros(256, dtype=bool)  # the wanted verdicts (never 0: a header that does not tell)
+    table[sorted(wanted)] = True
+
+    def test(ring: Ring, slots: np.ndarray) -> np.ndarray:
+        return (ring.kind[slots] == KIND_RAW) & table[verdicts(ring.head[slots])]
 
     return test

@@ -37,7 +37,7 @@ from hubblepy.codec.timestamps import NS_PER_SECOND, format_ns
 from hubblepy.observer.convert import apply_mask, compile_mask, message_to_dict
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import BadRequest
-from hubblepy.observer.records import ColumnFilter, compile_column_filter
+from hubblepy.observer.records import ColumnFilter, compile_column_filter, compile_exact_column_filter
 from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
 from hubblepy.observer.wiretemplates import plan_frames
 
@@ -52,6 +52,10 @@ SCAN_BATCH = 1024  # ring entries whose columns are tested (and survivors decode
 SCAN_MIN = 64
 DECODE_CHUNK = 128  # candidates decoded between two looks at the ring writer's turn
 FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per scan is mostly fixed)
+# ... and when they serve a filtered scan (``exact``): only its candidates cost more than the
+# columns' test, and a follower that fell behind catches up in fewer, larger scans
+EXACT_FRAMES_SCAN_BATCH = 16384
+LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
 
 Predicate = Callable[[dict[str, Any]], bool]
@@ -95,6 +99,31 @@ def compile_request_column_filter(request: Any) -> ColumnFilter | None:
     if not request.whitelist:
         return None
     return compile_column_filter([message_to_dict(f) for f in request.whitelist])
+
+
+def compile_request_exact_filter(request: Any) -> ColumnFilter | None:
+    """A test over the ring's columns marking the raw samples the request's filters certainly
+    accept (verdict filters only: see :func:`compile_exact_column_filter`); None = none."""
+    if not request.whitelist:
+        return None
+    return compile_exact_column_filter(
+        [message_to_dict(f) for f in request.whitelist], [message_to_dict(f) for f in request.blacklist]
+    )
+
+
+def flow_templates(
+    observer: Observer,
+    predicate: Predicate | None,
+    column_filter: ColumnFilter | None,
+    exact: ColumnFilter | None,
+) -> Any:
+    """The ring's wire templates for a GetFlows stream in protobuf without a field mask, when its
+    filter lets them serve it: no filter at all, or one whose matches the columns prove (``exact``);
+    None otherwise (or when the ring's decoder has none)."""
+    if (predicate is not None or column_filter is not None) and exact is None:
+        return None
+    wire_templates = getattr(observer.flows.decoder, "wire_templates", None)
+    return wire_templates() if wire_templates is not None else None
 
 
 class ResponseEncoder:
@@ -178,16 +207,20 @@ def stream_ring(
     encode_lost: Callable[[str, int], bytes] = _lost_response,
     column_filter: ColumnFilter | None = None,
     frames: Any = None,
+    exact: ColumnFilter | None = None,
 ) -> Iterator[bytes]:
     """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects.
 
     With ``idle_marker`` an empty ``b""`` is yielded each time the reader has caught up with the
     writer and is about to wait (batching callers flush then). With ``frames`` (the ring's
-    :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unfiltered, unmasked requests
-    on our h2 transport) raw samples with a template are yielded as gRPC-framed runs of responses
-    (:class:`~hubblepy.observer.transport.Frames`), byte for byte what ``encode`` gives them.
+    :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unmasked requests on our h2
+    transport, unfiltered or with an ``exact`` column test) raw samples with a template are yielded
+    as gRPC-framed runs of responses (:class:`~hubblepy.observer.transport.Frames`), byte for byte
+    what ``encode`` gives them.
     """
-    for item in select_entries(ring, request, is_active, predicate, stop, idle_marker, column_filter, frames):
+    for item in select_entries(
+        ring, request, is_active, predicate, stop, idle_marker, column_filter, frames, exact
+    ):
         if item is None:
             yield b""
         elif type(item) is int:
@@ -207,6 +240,7 @@ def select_entries(
     idle_marker: bool = False,
     column_filter: ColumnFilter | None = None,
     frames: Any = None,
+    exact: ColumnFilter | None = None,
 ) -> Iterator[Any]:
     """The entries a request selects, in order: a :class:`RingEntry` to send, an int for entries
     the writer overwrote before we read them (send a LostEvent), None when caught up (idle marker).
@@ -215,8 +249,12 @@ def select_entries(
     and ``since`` drop raw samples before they are decoded, the rest are decoded in one call and
     tested with ``predicate`` (the request's full filter). With ``frames`` (templates, for requests
     without filters) the raw samples that have a template come as :class:`Frames` of framed
-    responses instead of entries, several at once.
+    responses instead of entries, several at once. With a filter, ``frames`` needs ``exact`` (the
+    raw samples whose columns prove a match): only those come from templates, untested; the other
+    candidates are decoded and tested as without ``frames``.
     """
+    if frames is not None and exact is None and (predicate is not None or column_filter is not None):
+        frames = None  # templates skip the filter: only for the samples ``exact`` proves
     number = request.number
     follow = request.follow
     since_ns = _request_ns(request.since) if request.HasField("since") else None
@@ -247,17 +285,23 @@ def select_entries(
             continue
         floor = ring.oldest_seq
         if seq < floor:
-            lost = floor - seq
+            # A follower the writer lapped goes on a quarter of the ring past the oldest entry (the
+            # skipped ones are in its LostEvent): from the oldest, the writer would overwrite what it
+            # scans next at once, lap it again and again, and every scan's work would be thrown away.
+            resume = min(newest, floor + len(ring) // LAPPED_SKIP) if follow else floor
+            lost = resume - seq
             ring.readers_lost += lost
             yield lost
-            seq = floor
+            seq = resume
             continue
-        batch = SCAN_BATCH if frames is None else FRAMES_SCAN_BATCH
+        batch = (
+            SCAN_BATCH if frames is None else FRAMES_SCAN_BATCH if exact is None else EXACT_FRAMES_SCAN_BATCH
+        )
         size = batch if not limit else max(SCAN_MIN, min(batch, 2 * (limit - sent)))
         hi = min(newest, seq + size)
         ring.yield_to_writer()  # the writer taking a batch in goes first (see Ring.ingesting)
         seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
-        plan = plan_frames(ring, frames, seqs) if frames is not None and seqs else None
+        plan = plan_frames(ring, frames, seqs, exact) if frames is not None and seqs else None
         if plan is None:
             resume = None  # where to go on from when lapped after the first chunk
             for first in range(0, len(seqs) or 1, DECODE_CHUNK):
@@ -526,11 +570,10 @@ class NodeServices:
         column_filter = compile_request_column_filter(request)
         mask = list(request.field_mask.paths) if request.HasField("field_mask") else None
         encoder = ResponseEncoder(observer_pb2.GetFlowsResponse, mask)
-        frames = None
-        if templates and predicate is None and column_filter is None and mask is None and not as_json:
-            decoder = self.observer.flows.decoder
-            wire_templates = getattr(decoder, "wire_templates", None)
-            frames = wire_templates() if wire_templates is not None else None
+        frames = exact = None
+        if templates and mask is None and not as_json:
+            exact = compile_request_exact_filter(request)
+            frames = flow_templates(self.observer, predicate, column_filter, exact)
         context.send_initial_metadata((("hubble-server-version", self.observer.version),))
         yield from stream_ring(
             self.observer.flows,
@@ -544,6 +587,7 @@ class NodeServices:
             encode_lost=_lost_json if as_json else _lost_response,
             column_filter=column_filter,
             frames=frames,
+            exact=exact,
         )
 
     def get_flows_batched(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:

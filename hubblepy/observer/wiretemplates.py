@@ -663,16 +663,23 @@ class FramePlan:
         return b"".join(parts)
 
 
-def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int]) -> FramePlan | None:
+def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any = None) -> FramePlan | None:
     """Which of ``seqs`` (ascending, already written) go out as framed bytes made here: raw samples
     whose bytes the ring caches (an earlier reader's) and raw samples with a template; None when
     none. The caller checks afterwards that the writer has not lapped ``seqs[0]`` (the columns and
-    bytes read here could then be a newer entry's: templates stay right, the output does not)."""
+    bytes read here could then be a newer entry's: templates stay right, the output does not).
+
+    ``exact`` (a filtered request: :func:`~hubblepy.observer.records.compile_exact_column_filter`)
+    limits this to the raw samples its columns prove the request's filter accepts; the others are
+    left to the ordinary path (decoded and tested)."""
     from hubblepy.observer.ring import KIND_RAW
 
     positions = np.asarray(seqs, dtype=np.int64)
     slots = positions & ring._mask
-    raw = np.flatnonzero(ring.kind[slots] == KIND_RAW)
+    eligible = ring.kind[slots] == KIND_RAW
+    if exact is not None:
+        eligible &= exact(ring, slots)
+    raw = np.flatnonzero(eligible)
     if not len(raw):
         return None
     rs = slots[raw]

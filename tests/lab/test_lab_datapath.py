@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -228,3 +229,21 @@ def test_verify_tells_the_article_story(lab):
     assert "INGRESS AUDITED" in out.stdout
     assert out.stdout.rstrip().endswith("audit mode reports AUDIT")
     assert not any(p["audit"] for p in lab.state()["pods"])
+
+
+def test_the_node_maps_perf_rings_of_its_monitor_num_pages(lab):
+    """The node's perf rings (one mapping per CPU in its address space) have the default size."""
+    import mmap
+
+    from hubblepy.monitor.options import DEFAULT_NUM_PAGES, ring_bytes_per_cpu
+
+    state = lab.state()
+    assert state["monitor_num_pages"] == DEFAULT_NUM_PAGES
+    sizes = []
+    for line in Path(f"/proc/{state['pid']}/maps").read_text().splitlines():
+        if "perf_event" in line:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            sizes.append(hi - lo)
+    assert len(sizes) == len(os.sched_getaffinity(0)) or len(sizes) == os.cpu_count()
+    assert set(sizes) == {ring_bytes_per_cpu(DEFAULT_NUM_PAGES)}
+    assert ring_bytes_per_cpu(DEFAULT_NUM_PAGES) == (DEFAULT_NUM_PAGES + 1) * mmap.PAGESIZE

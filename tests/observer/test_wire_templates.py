@@ -307,8 +307,8 @@ def test_a_reader_lapped_while_templating_sends_nothing_stale() -> None:
     real = service.plan_frames
     calls: list[int] = []
 
-    def lapping(ring_: Any, templates: Any, seqs: list[int]) -> Any:
-        plan = real(ring_, templates, seqs)
+    def lapping(ring_: Any, templates: Any, seqs: list[int], exact: Any = None) -> Any:
+        plan = real(ring_, templates, seqs, exact)
         if not calls:  # the writer overwrites the first 7 entries after the reader read them
             observer.publish_records(_batch(base[:10]), NOW + 10)
         calls.append(seqs[0])
@@ -333,9 +333,9 @@ def test_a_reader_lapped_while_templating_sends_nothing_stale() -> None:
     assert b"".join(items[1:]) == b"".join(service.flows_on_wire((encoder.encode(e) for _, e in kept), True))
 
 
-def test_templates_only_for_unfiltered_unmasked_requests_on_the_h2_transport() -> None:
-    """A live node: an upstream-style reader gets the ordinary bytes; filtered and masked requests
-    (and the JSON extension) never use templates."""
+def test_templates_only_for_unfiltered_or_verdict_filtered_unmasked_requests_on_the_h2_transport() -> None:
+    """A live node: an upstream-style reader gets the ordinary bytes, unfiltered and with a verdict
+    filter (templates serve both); other filters and masked requests never use templates."""
     from hubblepy.observer.server import ObserverServer, ServerConfig
 
     observer = _observer(_resolver())
@@ -356,8 +356,13 @@ def test_templates_only_for_unfiltered_unmasked_requests_on_the_h2_transport() -
         assert templates.hits >= len(base) - 2
         hits = templates.hits
         filtered = observer_pb2.GetFlowsRequest(number=(1 << 64) - 1)
-        filtered.whitelist.add().verdict.append(1)
-        assert list(call(filtered, timeout=30))
+        filtered.whitelist.add().verdict.append(2)  # DROPPED
+        drops = list(call(filtered, timeout=30))
+        assert drops and templates.hits > hits
+        hits = templates.hits
+        by_pod = observer_pb2.GetFlowsRequest(number=(1 << 64) - 1)
+        by_pod.whitelist.add(verdict=[2], source_pod=["payments/api"])
+        assert list(call(by_pod, timeout=30))
         masked = observer_pb2.GetFlowsRequest(number=3)
         masked.field_mask.paths.append("flow.verdict")
         assert list(call(masked, timeout=30))
@@ -369,8 +374,12 @@ def test_templates_only_for_unfiltered_unmasked_requests_on_the_h2_transport() -
     observer.flows._cache[:] = [None] * len(observer.flows._cache)
     encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
     ring = observer.flows
-    plain = [encoder.encode(entry) for _, entry in ring.read_many(range(ring.oldest_seq, ring.next_seq))[0]]
+    entries = [entry for _, entry in ring.read_many(range(ring.oldest_seq, ring.next_seq))[0]]
+    plain = [encoder.encode(entry) for entry in entries]
     assert got == plain
+    assert drops == [
+        wire for wire, e in zip(plain, entries, strict=True) if e.flow.get("verdict") == "DROPPED"
+    ]
 
 
 def test_a_resolver_without_snapshots_gets_no_templates() -> None:

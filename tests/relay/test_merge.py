@@ -66,3 +66,29 @@ def test_split_batch_round_trip_and_malformed():
     assert split_batch(b"".join(_length_prefixed(i) for i in items)) == items
     with pytest.raises(ValueError):
         split_batch(b"\x0a\x09abc")
+
+
+def test_in_order_runs_release_what_single_pushes_release():
+    """push_run (the relay's path for a batch in time order) against push one by one: the same
+    responses released at each step and the same order when drained, ties and small buffers included."""
+    rng = random.Random(11)
+    for max_len in (1, 2, 5, 100):
+        one, runs = SortBuffer(max_len), SortBuffer(max_len)
+        now, serial, got_one, got_runs = 0, 0, [], []
+        for _ in range(300):
+            if rng.random() < 0.3:  # out of order (another node): both take single pushes
+                t = now - rng.randrange(0, 50)
+                wire = b"%d" % serial
+                serial += 1
+                got_one.append(one.push(t, wire))
+                got_runs.append(runs.push(t, wire))
+                continue
+            start = max(now, runs.newest) + rng.choice((0, 0, 1, 7))
+            times = sorted(start + rng.randrange(0, 20) for _ in range(rng.randrange(1, 40)))
+            wires = [b"%d" % (serial + i) for i in range(len(times))]
+            serial += len(times)
+            released = [out for t, w in zip(times, wires, strict=True) if (out := one.push(t, w)) is not None]
+            assert runs.push_run(times, wires) == released
+            now = times[-1]
+        assert got_one == got_runs
+        assert list(one.drain()) == list(runs.drain())
