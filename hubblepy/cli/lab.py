@@ -117,6 +117,11 @@ def up(
     relay_metrics_address: str = typer.Option(
         "127.0.0.1:9966", help="the relay's /metrics address with --prometheus"
     ),
+    monitor_num_pages: str = typer.Option(
+        "4096",
+        "--monitor-num-pages",
+        help="perf ring pages per CPU for datapath events (a power of two; Cilium's MonitorNumPages)",
+    ),
     tofqdns_min_ttl: int = typer.Option(
         0,
         "--tofqdns-min-ttl",
@@ -142,6 +147,12 @@ def up(
             relay_metrics_address,
         ]
     metrics_args += ["--tofqdns-min-ttl", str(tofqdns_min_ttl)]
+    from hubblepy.monitor.options import NUM_PAGES_FLAG, check_num_pages
+
+    try:
+        metrics_args += [NUM_PAGES_FLAG, str(check_num_pages(monitor_num_pages))]
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     bring_up(scenario, no_datapath, listen_address, relay_address, monitor_aggregation, timeout, metrics_args)
 
 

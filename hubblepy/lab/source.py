@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubblepy.monitor.options import DEFAULT_NUM_PAGES
 from hubblepy.proxy.accesslog import RecordAssembler
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ class DatapathFlowSource:
     # the reader every 4096 samples rather than 256 keeps its batches large (numpy per batch, not per
     # sample): at 1M events/s its share of a core went from ~60% to ~30% (benchmarks/bench_pipeline.py).
     # Below that rate per CPU, the read timeout flushes what waits, as it did already at low rates.
-    LAZY_RING_PAGES = 1024
+    # The lab node passes its --monitor-num-pages (hubblepy/monitor/options.py: 4096 by default).
+    LAZY_RING_PAGES = DEFAULT_NUM_PAGES
     LAZY_WAKEUP_EVENTS = 4096
     # a wakeup comes when at most this share of a CPU's ring is full (of 256-byte samples, about
     # the largest the datapath sends); smaller rings get a smaller wakeup count

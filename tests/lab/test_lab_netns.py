@@ -155,3 +155,20 @@ def test_without_root_one_line_and_non_zero(tmp_path):
         == "hubble lab: hubble lab up needs root (network namespaces, veths and eBPF): run it as root\n"
     )
     assert lab_netns() == []
+
+
+@pytest.mark.parametrize("pages", ["1000", "0", "131072", "many"])
+def test_bad_monitor_num_pages_is_refused_before_anything_is_made(tmp_path, pages):
+    lab = Lab(tmp_path / "lab")
+    out = subprocess.run(
+        [sys.executable, "-m", "hubblepy.cli.lab", "up", "--monitor-num-pages", pages],
+        capture_output=True,
+        text=True,
+        env=lab.env,
+        cwd=lab.env["PYTHONPATH"],
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("hubble lab: --monitor-num-pages must be ") and out.stderr.count("\n") == 1
+    assert pages in out.stderr
+    assert not (tmp_path / "lab").exists()
