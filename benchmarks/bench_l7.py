@@ -16,9 +16,14 @@ request). Also: our proxy's CPU per 1k requests (its /proc stat), and its L7 flo
 lost, and flows the node published (zero loss wanted). What explains the CPU: the TCP segments per
 request on each path (the namespaces' own TCP counters: a proxy path should cost exactly twice the
 direct one, no extra packets) and how often per request each proxy was preempted (/proc status).
-Prints a table; asserts nothing.
+CPU layouts (``--layout``): the target is stated per proxy core, so by default each proxy runs
+``pinned`` (alone on CPU 1, with wrk, the api server and the lab node on CPU 0: the proxy's core does
+nothing else), then ``shared`` (every process on both CPUs; on a 2-CPU machine the lab node's L7
+parsing then competes with the proxy for the same cores). One table per layout.
+Prints tables; asserts nothing.
 
 Usage: sudo .venv/bin/python benchmarks/bench_l7.py [--duration 10] [--connections 32] [--rounds 2]
+       [--layout pinned,shared]
 """
 
 from __future__ import annotations
@@ -142,9 +147,23 @@ class Lab:
         self.lab("policy", "apply", str(path))
 
 
-def wrk(netns: str, url: str, duration: int, connections: int) -> dict[str, float]:
+def wrk(
+    netns: str, url: str, duration: int, connections: int, prefix: list[str] | None = None
+) -> dict[str, float]:
     out = subprocess.run(
-        ["ip", "netns", "exec", netns, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        [
+            *(prefix or []),
+            "ip",
+            "netns",
+            "exec",
+            netns,
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            url,
+        ],
         capture_output=True,
         text=True,
         timeout=duration + 60,
@@ -209,6 +228,138 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+LAYOUTS = {
+    "pinned": "the proxy under test (ours or HAProxy) alone on CPU 1; wrk, the api server and the lab node on CPU 0",
+    "shared": "every process on both CPUs (the scheduler's choice)",
+}
+
+
+def pin(pid: int, cpus: str) -> None:
+    """Every thread of ``pid`` to ``cpus`` (a taskset list)."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], capture_output=True, check=False)
+
+
+def measure(
+    lab: Lab,
+    layout: str,
+    args: argparse.Namespace,
+    frontend: dict,
+    direct_url: str,
+    haproxy_url: str,
+    node_pid: int,
+    backend_pids: list[int],
+    haproxy_pid: int,
+    namespaces: tuple[str, ...],
+) -> dict:
+    """``args.rounds`` interleaved rounds of the three paths in one CPU layout."""
+    alone, others = ("1", "0") if layout == "pinned" else ("0-1", "0-1")
+    for pid in (node_pid, *backend_pids):
+        pin(pid, others)
+    pin(haproxy_pid, alone)
+    client = ["taskset", "-c", others]
+    results: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": [], "haproxy": []}
+    cpu: list[float] = []
+    haproxy_cpu: list[float] = []
+    node_cpu: dict[str, list[float]] = {"direct": [], "proxy": [], "haproxy": []}
+    flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
+
+    def segments() -> int:  # every TCP segment of the three namespaces the paths cross
+        return sum(tcp_segments(ns) for ns in namespaces)
+
+    for _ in range(args.rounds):
+        lab.apply(policy(l7=False))
+        for key, url in (("direct", direct_url), ("haproxy", haproxy_url)):
+            haproxy_cpu0, node_cpu0 = cpu_seconds(haproxy_pid), cpu_seconds(node_pid)
+            segments0, preempted0 = segments(), involuntary_switches(haproxy_pid)
+            run = wrk(frontend["netns"], url, args.duration, args.connections, client)
+            run["segments"] = (segments() - segments0) / max(run["requests"], 1)
+            if key == "haproxy":
+                run["preempted"] = (involuntary_switches(haproxy_pid) - preempted0) / max(run["requests"], 1)
+            node_cpu[key].append((cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000)
+            if key == "haproxy":
+                haproxy_cpu.append(
+                    (cpu_seconds(haproxy_pid) - haproxy_cpu0) / max(run["requests"], 1) * 1000 * 1000
+                )
+            run["p50_1"] = wrk(frontend["netns"], url, LATENCY_SECONDS, 1, client)["p50"]
+            results[key].append(run)
+        lab.apply(policy(l7=True))
+        before = lab.state()["proxy"]
+        pid = int(before["pid"])
+        pin(pid, alone)
+        cpu0, node_cpu0, t0 = cpu_seconds(pid), cpu_seconds(node_pid), time.monotonic()
+        segments0, preempted0 = segments(), involuntary_switches(pid)
+        run = wrk(frontend["netns"], direct_url, args.duration, args.connections, client)
+        run["segments"] = (segments() - segments0) / max(run["requests"], 1)
+        run["preempted"] = (involuntary_switches(pid) - preempted0) / max(run["requests"], 1)
+        cpu.append((cpu_seconds(pid) - cpu0) / max(run["requests"], 1) * 1000 * 1000)
+        after = drained(lab)  # the node's CPU counts until it has published every flow
+        node_cpu["proxy"].append((cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000)
+        flows["seconds"] += float(after["_at"]) - t0
+        flows["requests"] += run["requests"]
+        for key in ("sent", "lost", "published"):
+            flows[key] += int(after.get(key, 0)) - int(before.get(key, 0))
+        run["p50_1"] = wrk(frontend["netns"], direct_url, LATENCY_SECONDS, 1, client)["p50"]
+        results["proxy"].append(run)
+    return {"results": results, "cpu": cpu, "haproxy_cpu": haproxy_cpu, "node_cpu": node_cpu, "flows": flows}
+
+
+def report(layout: str, m: dict, args: argparse.Namespace) -> None:
+    results, cpu, haproxy_cpu, node_cpu, flows = (
+        m["results"],
+        m["cpu"],
+        m["haproxy_cpu"],
+        m["node_cpu"],
+        m["flows"],
+    )
+    load = os.getloadavg()[0]
+    print(
+        f"\nL7 benchmark, {layout} CPUs ({LAYOUTS[layout]}): frontend -> api GET /api/v1/orders, "
+        f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds (median), "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs\n"
+    )
+    print(
+        f"{'path':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs HAProxy':>12}"
+        f"{'p50 ms, 1 conn':>16}"
+    )
+    med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in results.items()}
+    names = {
+        "direct": "direct (L4 only)",
+        "proxy": "hubblepy proxy (L7 rules)",
+        "haproxy": "HAProxy 1 thread (reverse proxy)",
+    }
+    for key in ("direct", "proxy", "haproxy"):
+        row = med[key]
+        ratio = row["rps"] / med["haproxy"]["rps"] if med["haproxy"]["rps"] else 0.0
+        print(
+            f"{names[key]:<34}{row['rps']:>10.0f}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['errors']:>8.0f}"
+            f"{ratio:>11.2f}x{row['p50_1']:>16.3f}"
+        )
+    print(
+        f"\nadded p50 latency on one connection (proxy - direct): "
+        f"{med['proxy']['p50_1'] - med['direct']['p50_1']:.3f} ms; "
+        f"CPU per 1k requests: our proxy {statistics.median(cpu):.1f} ms, "
+        f"HAProxy {statistics.median(haproxy_cpu):.1f} ms"
+    )
+    print(
+        "lab node CPU per 1k requests (its datapath events; with the proxy also the L7 flows it parses): "
+        + ", ".join(f"{names[k]} {statistics.median(v):.1f} ms" for k, v in node_cpu.items())
+    )
+    print(
+        "TCP segments per request (in + out, frontend, api and node namespaces): "
+        + ", ".join(f"{names[k]} {med[k]['segments']:.2f}" for k in ("direct", "proxy", "haproxy"))
+        + f"; preemptions per request: our proxy {med['proxy']['preempted']:.2f}, "
+        f"HAProxy {med['haproxy']['preempted']:.2f}"
+    )
+    expected = int(flows["requests"]) * 2
+    rate = flows["published"] / flows["seconds"] if flows["seconds"] else 0.0
+    zero = flows["published"] == flows["sent"] >= expected and not flows["lost"]
+    print(
+        f"L7 flows: {int(flows['requests'])} requests -> {flows['sent']} records sent by the proxy, "
+        f"{flows['lost']} lost, {flows['published']} flows published by the node ({rate:.0f}/s); "
+        f"expected {expected}: {'zero loss' if zero else 'LOSS'}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -216,6 +367,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--layout",
+        default="pinned,shared",
+        help="CPU layouts to measure, comma-separated: pinned (each proxy on one core of its own, "
+        "as the target is stated) and shared",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench_l7: needs root (the lab's namespaces and eBPF datapath)")
@@ -258,105 +415,32 @@ def main() -> int:
             haproxies.append(pid_file)
         direct_url = f"http://{api['ip']}:{BACKEND_PORT}/api/v1/orders"
         haproxy_url = f"http://{gateway}:{HAPROXY_PORT}/api/v1/orders"
-        results: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": [], "haproxy": []}
-        cpu: list[float] = []
-        haproxy_cpu: list[float] = []
         # the lab node (one process: datapath events, the access-log reader and L7 parser, the
         # flow store and gRPC) shares the machine's CPUs with the proxies; its CPU per 1k requests
         node_pid = int((folder / "lab" / "node.pid").read_text().strip())
-        node_cpu: dict[str, list[float]] = {"direct": [], "proxy": [], "haproxy": []}
+        backend_pids = [int(x) for x in haproxies[0].read_text().split()]
         haproxy_pid = int(haproxies[-1].read_text().split()[0])  # the reverse proxy (1 process)
-        flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
         namespaces = (frontend["netns"], api["netns"], node_ns)
-
-        def segments() -> int:  # every TCP segment of the three namespaces the paths cross
-            return sum(tcp_segments(ns) for ns in namespaces)
-
-        for _ in range(args.rounds):
-            lab.apply(policy(l7=False))
-            for key, url in (("direct", direct_url), ("haproxy", haproxy_url)):
-                haproxy_cpu0, node_cpu0 = cpu_seconds(haproxy_pid), cpu_seconds(node_pid)
-                segments0, preempted0 = segments(), involuntary_switches(haproxy_pid)
-                run = wrk(frontend["netns"], url, args.duration, args.connections)
-                run["segments"] = (segments() - segments0) / max(run["requests"], 1)
-                if key == "haproxy":
-                    run["preempted"] = (involuntary_switches(haproxy_pid) - preempted0) / max(
-                        run["requests"], 1
-                    )
-                node_cpu[key].append(
-                    (cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000
-                )
-                if key == "haproxy":
-                    haproxy_cpu.append(
-                        (cpu_seconds(haproxy_pid) - haproxy_cpu0) / max(run["requests"], 1) * 1000 * 1000
-                    )
-                run["p50_1"] = wrk(frontend["netns"], url, LATENCY_SECONDS, 1)["p50"]
-                results[key].append(run)
-            lab.apply(policy(l7=True))
-            before = lab.state()["proxy"]
-            pid = int(before["pid"])
-            cpu0, node_cpu0, t0 = cpu_seconds(pid), cpu_seconds(node_pid), time.monotonic()
-            segments0, preempted0 = segments(), involuntary_switches(pid)
-            run = wrk(frontend["netns"], direct_url, args.duration, args.connections)
-            run["segments"] = (segments() - segments0) / max(run["requests"], 1)
-            run["preempted"] = (involuntary_switches(pid) - preempted0) / max(run["requests"], 1)
-            cpu.append((cpu_seconds(pid) - cpu0) / max(run["requests"], 1) * 1000 * 1000)
-            after = drained(lab)  # the node's CPU counts until it has published every flow
-            node_cpu["proxy"].append(
-                (cpu_seconds(node_pid) - node_cpu0) / max(run["requests"], 1) * 1000 * 1000
+        layouts = [lay for lay in args.layout.split(",") if lay]
+        if (os.cpu_count() or 1) < 2:
+            layouts = ["shared"]  # one CPU: nothing to pin
+        measured = {
+            layout: measure(
+                lab,
+                layout,
+                args,
+                frontend,
+                direct_url,
+                haproxy_url,
+                node_pid,
+                backend_pids,
+                haproxy_pid,
+                namespaces,
             )
-            flows["seconds"] += float(after["_at"]) - t0
-            flows["requests"] += run["requests"]
-            for key in ("sent", "lost", "published"):
-                flows[key] += int(after.get(key, 0)) - int(before.get(key, 0))
-            run["p50_1"] = wrk(frontend["netns"], direct_url, LATENCY_SECONDS, 1)["p50"]
-            results["proxy"].append(run)
-        load = os.getloadavg()[0]
-        print(
-            f"\nL7 benchmark: frontend -> api GET /api/v1/orders, wrk -t1 -c{args.connections} -d{args.duration}s, "
-            f"{args.rounds} rounds (median), load average {load:.1f} on {os.cpu_count()} CPUs\n"
-        )
-        print(
-            f"{'path':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'vs HAProxy':>12}"
-            f"{'p50 ms, 1 conn':>16}"
-        )
-        med = {k: {f: statistics.median(r[f] for r in v) for f in v[0]} for k, v in results.items()}
-        names = {
-            "direct": "direct (L4 only)",
-            "proxy": "hubblepy proxy (L7 rules)",
-            "haproxy": "HAProxy 1 thread (reverse proxy)",
+            for layout in layouts
         }
-        for key in ("direct", "proxy", "haproxy"):
-            m = med[key]
-            ratio = m["rps"] / med["haproxy"]["rps"] if med["haproxy"]["rps"] else 0.0
-            print(
-                f"{names[key]:<34}{m['rps']:>10.0f}{m['p50']:>9.2f}{m['p99']:>9.2f}{m['errors']:>8.0f}{ratio:>11.2f}x"
-                f"{m['p50_1']:>16.3f}"
-            )
-        print(
-            f"\nadded p50 latency on one connection (proxy - direct): "
-            f"{med['proxy']['p50_1'] - med['direct']['p50_1']:.3f} ms; "
-            f"CPU per 1k requests: our proxy {statistics.median(cpu):.1f} ms, "
-            f"HAProxy {statistics.median(haproxy_cpu):.1f} ms"
-        )
-        print(
-            "lab node CPU per 1k requests (its datapath events; with the proxy also the L7 flows it parses, "
-            "on the same CPUs): "
-            + ", ".join(f"{names[k]} {statistics.median(v):.1f} ms" for k, v in node_cpu.items())
-        )
-        print(
-            "TCP segments per request (in + out, frontend, api and node namespaces): "
-            + ", ".join(f"{names[k]} {med[k]['segments']:.2f}" for k in ("direct", "proxy", "haproxy"))
-            + f"; preemptions per request: our proxy {med['proxy']['preempted']:.2f}, "
-            f"HAProxy {med['haproxy']['preempted']:.2f}"
-        )
-        expected = int(flows["requests"]) * 2
-        rate = flows["published"] / flows["seconds"] if flows["seconds"] else 0.0
-        print(
-            f"L7 flows: {int(flows['requests'])} requests -> {flows['sent']} records sent by the proxy, "
-            f"{flows['lost']} lost, {flows['published']} flows published by the node ({rate:.0f}/s); "
-            f"expected {expected}: {'zero loss' if flows['published'] == flows['sent'] >= expected and not flows['lost'] else 'LOSS'}"
-        )
+        for layout in layouts:
+            report(layout, measured[layout], args)
     finally:
         for pid_file in haproxies:
             try:

@@ -17,6 +17,7 @@ counted, and ``hubble_metrics_series_overflow_total{metric}`` counts them.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -490,22 +491,68 @@ class HttpHandler(Handler):
                 if len(self._memo) >= 8192:
                     self._memo.clear()
                 self._memo[key] = labels
+        if not self.exemplars:
+            self._count_labelled(labels, correlations)
+            return
         kind, count_key, duration_key = labels
         if kind is None:
             return
-        exemplars, n = self.exemplars, len(correlations)
+        n = len(correlations)
         if kind == "REQUEST":
             child = self.requests.child(count_key, n)
             for _, trace in correlations:
-                child.inc(1, {"traceID": trace} if exemplars and trace else None)
+                child.inc(1, {"traceID": trace} if trace else None)
             return
         counter = self.responses if self.responses is not None else self.requests
         child = counter.child(count_key, n)
         duration = self.duration.child(duration_key, n)
         for latency, trace in correlations:
-            exemplar = {"traceID": trace} if exemplars and trace else None
+            exemplar = {"traceID": trace} if trace else None
             child.inc(1, exemplar)
             duration.observe(latency / 1e9, exemplar)
+
+    def count_correlated_many(self, templated: list[tuple[Any, Flow, list[tuple[int, str]]]]) -> None:
+        """:meth:`count_correlated` of several ``(key, flow, correlations)``: keys whose flows get the
+        same label values (e.g. one client's connections, which differ only in the source port) are
+        counted together."""
+        if self.exemplars:
+            for key, f, correlations in templated:
+                self.count_correlated(f, correlations, key)
+            return
+        memo = self._memo
+        merged: dict[tuple[str | None, tuple, tuple], list[tuple[int, str]]] = {}
+        for key, f, correlations in templated:
+            labels = memo.get(key)
+            if labels is None:
+                labels = self._labels(f)
+                if len(memo) >= 8192:
+                    memo.clear()
+                memo[key] = labels
+            found = merged.get(labels)
+            if found is None:
+                merged[labels] = list(correlations)
+            else:
+                found += correlations
+        for labels, correlations in merged.items():
+            self._count_labelled(labels, correlations)
+
+    def _count_labelled(
+        self, labels: tuple[str | None, tuple, tuple], correlations: list[tuple[int, str]]
+    ) -> None:
+        kind, count_key, duration_key = labels
+        if kind is None:
+            return
+        n = len(correlations)
+        if kind == "REQUEST":
+            self.requests.child(count_key, n).inc(n)
+            return
+        counter = self.responses if self.responses is not None else self.requests
+        counter.child(count_key, n).inc(n)
+        observe_many(self.duration.child(duration_key, n), [latency / 1e9 for latency, _ in correlations])
+
+    def labels_of(self, f: Flow) -> tuple[str | None, tuple, tuple]:
+        """The label values this family counts ``f`` (without latency and trace ID) under."""
+        return self._labels(f)
 
     def _labels(self, f: Flow) -> tuple[str | None, tuple, tuple]:
         """(the kind counted or None, the counter's label values, the histogram's) of ``f``."""
@@ -537,6 +584,35 @@ class HttpHandler(Handler):
         counter.child((*ctx, method, proto, status, reporter)).inc(1, exemplar)
         seconds = int(l7.get("latency_ns", 0)) / 1e9
         self.duration.child((*ctx, method, reporter)).observe(seconds, exemplar)
+
+
+def observe_many(histogram: Any, amounts: list[float]) -> None:
+    """``histogram.observe(a)`` for each amount, with the same result (the sum is added in the same
+    order), but one bucket increment per bucket instead of one call per amount. Falls back to
+    ``observe`` when the client library's histogram is not laid out as expected. Amounts are
+    finite (latencies)."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if (
+        bounds is None
+        or buckets is None
+        or total is None
+        or len(buckets) != len(bounds)
+        or not hasattr(total, "get")
+        or len(amounts) < 4
+    ):
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    histogram._raise_if_not_observable()
+    hits = Counter(bisect_left(bounds, amount) for amount in amounts)  # the first bound >= amount
+    running = total.get()
+    for amount in amounts:
+        running += amount
+    total.set(running)
+    for index, n in hits.items():
+        buckets[index].inc(n)  # the last bound is +Inf: every finite amount has a bucket
 
 
 HANDLERS: dict[str, type[Handler]] = {

@@ -135,7 +135,10 @@ class FlowMetrics:
         self._cached_snapshot = -1  # resolver snapshot of the keys in _flow_by_key
         # (snapshot, access-log template key) -> its flow without latency and trace (see _l7_groups)
         self._l7_by_key: dict[tuple[int, Any], dict[str, Any] | None] = {}
-        self._l7_plans: dict[tuple[int, Any], list[tuple[Series, tuple, int]]] = {}  # see _count
+        self._l7_plans: dict[tuple[int, Any], tuple[tuple[Series, tuple, int], ...]] = {}  # see _count
+        self._interned_plans: dict[tuple, tuple] = {}  # equal plans of different keys: one object
+        self._plans_by_id: dict[int, tuple] = {}
+        self._l7_signatures: dict[tuple[int, Any], tuple] = {}  # see _l7_groups
         self.count_cpu_s = 0.0  # thread CPU time spent in on_range (benchmarks)
 
     def overflow_of(self, name: str) -> Callable[[int], None]:
@@ -178,28 +181,36 @@ class FlowMetrics:
             try:
                 for flow, n in groups:
                     handler.count(flow, n, acc)
-                correlated = getattr(handler, "count_correlated", None)
-                for full, flow, correlations in templated:
-                    if correlated is not None:  # the families that read latency or trace ID
-                        correlated(flow, correlations, full)
-                        continue
-                    # what one flow of this key adds, replayed for all of them
-                    plan = plans.get((index, full))
-                    if plan is None:
-                        one: dict[Series, Counter] = defaultdict(Counter)
-                        handler.count(flow, 1, one)
-                        plan = [
-                            (series, key, m) for series, counts in one.items() for key, m in counts.items()
-                        ]
-                        plans[(index, full)] = plan
-                    n = len(correlations)
-                    for series, key, m in plan:
-                        acc[series][key] += m * n
+                correlated = getattr(handler, "count_correlated_many", None)
+                if templated and correlated is not None:  # the families that read latency or trace ID
+                    correlated(templated)
+                elif templated:
+                    # what one flow of a key adds, replayed for all of them; keys whose flows count
+                    # alike (they differ in a field this family does not read) share one plan
+                    per_plan: dict[int, int] = {}
+                    for full, flow, correlations in templated:
+                        plan = plans.get((index, full))
+                        if plan is None:
+                            plan = plans[(index, full)] = self._plan_of(handler, flow)
+                        key = id(plan)
+                        per_plan[key] = per_plan.get(key, 0) + len(correlations)
+                    for key, n in per_plan.items():
+                        for series, label_values, m in self._plans_by_id[key]:
+                            acc[series][label_values] += m * n
             except Exception:  # a malformed flow must not stop the publisher
                 self._errors.labels(handler.spec.name).inc()
                 continue
             for series, counts in acc.items():
                 series.add(counts)
+
+    def _plan_of(self, handler: Any, flow: dict[str, Any]) -> tuple[tuple[Series, tuple, int], ...]:
+        """What counting ``flow`` once adds in ``handler``'s family, as one shared (interned) plan."""
+        one: dict[Series, Counter] = defaultdict(Counter)
+        handler.count(flow, 1, one)
+        plan = tuple((series, key, m) for series, counts in one.items() for key, m in counts.items())
+        shared = self._interned_plans.setdefault(plan, plan)
+        self._plans_by_id[id(shared)] = shared
+        return shared
 
     def on_entries(self, entries: Sequence[Any]) -> None:
         """Observer flow listener: one batch of ring entries (``.flow`` is the flow dict)."""
@@ -260,11 +271,15 @@ class FlowMetrics:
         if len(cache) > MAX_CACHED_KEYS:
             cache.clear()
             self._l7_plans.clear()
+            self._interned_plans.clear()
+            self._plans_by_id.clear()
+            self._l7_signatures.clear()
         by_key: dict[tuple[int, Any], list[tuple[int, str]]] = {}
         missing: dict[tuple[int, Any], int] = {}
-        for seq, slot in keyed:
+        snaps = snapshots[[slot for _, slot in keyed]].tolist()
+        for (seq, slot), snap in zip(keyed, snaps, strict=True):
             _, correlation, key = objs[slot]
-            full = (int(snapshots[slot]), key)
+            full = (snap, key)
             found = by_key.get(full)
             if found is None:
                 by_key[full] = [correlation]
@@ -277,12 +292,42 @@ class FlowMetrics:
             for full, seq in missing.items():
                 entry = got.get(seq)
                 cache[full] = _bare_l7(entry.flow) if entry is not None and entry.flow is not None else None
-        out = []
+        # keys that every family counts alike (a client's connections differ only in the source
+        # port) are merged: the families then work once per kind of record, not once per connection
+        signatures = self._l7_signatures
+        merged: dict[int, tuple[Any, dict[str, Any], list]] = {}
         for full, correlations in by_key.items():
             bare = cache.get(full)
-            if bare is not None:
-                out.append((full, bare, correlations))
-        return out
+            if bare is None:
+                continue
+            signature = signatures.get(full)
+            if signature is None:
+                signature = signatures[full] = self._signature(full, bare)
+            found = merged.get(id(signature))
+            if found is None:
+                merged[id(signature)] = (full, bare, correlations)
+            else:
+                found[2].extend(correlations)
+        return list(merged.values())
+
+    def _signature(self, full: Any, bare: dict[str, Any]) -> tuple:
+        """What each family counts for a flow of key ``full`` (an interned tuple: equal signatures
+        are the same object). A flow some family fails on gets a signature of its own."""
+        parts: list[Any] = []
+        for index, handler in enumerate(self.handlers):
+            try:
+                labels = getattr(handler, "labels_of", None)
+                if labels is not None:
+                    parts.append(labels(bare))
+                    continue
+                plan = self._l7_plans.get((index, full))
+                if plan is None:
+                    plan = self._l7_plans[(index, full)] = self._plan_of(handler, bare)
+                parts.append(plan)
+            except Exception:
+                return (object(),)
+        signature = tuple(parts)
+        return self._interned_plans.setdefault(("signature", signature), signature)
 
     def _raw_groups(
         self, ring: Ring, slots: np.ndarray, seqs: np.ndarray, groups: list[tuple[dict[str, Any], int]]

@@ -475,6 +475,7 @@ class SevenParser:
         # (IP, record ID, record identity) -> (endpoint dict, endpoint ID, the record's labels)
         self.endpoint_cache: dict[tuple, tuple[dict, int, list[str]]] = {}
         self._header_roles: dict[str, tuple[bool, str]] = {}
+        self._special_plans: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}  # _special_headers
         self._url_cache: dict[tuple, str] = {}
         # HTTP records' flow templates (see decode_record), valid for one resolver generation
         self._templates: dict[bytes, tuple] = {}
@@ -601,23 +602,42 @@ class SevenParser:
         return latency, trace_id
 
     def _special_headers(self, headers: Mapping[str, Any]) -> tuple[str, str]:
-        """(X-Request-Id, traceparent): the first value of each, in sorted header-name order."""
+        """(X-Request-Id, traceparent): the first value of each, in sorted header-name order.
+
+        Every value is checked (a bad one fails here as in decoding). Which names are special, in
+        sorted order, is worked out once per tuple of names (a proxy's records repeat a few)."""
+        names = tuple(headers)
+        plan = self._special_plans.get(names)
+        if plan is None:
+            plan = self._special_plan(names)
+        for values in headers.values():
+            if type(values) is not str:
+                _strs(values)
         request_id = traceparent = ""
+        for name, special in plan:
+            values = headers[name]
+            for value in [values] if type(values) is str else values:
+                if special is _REQUEST_ID:
+                    if not request_id:
+                        request_id = value
+                elif not traceparent:
+                    traceparent = value
+        return request_id, traceparent
+
+    def _special_plan(self, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        """The (name, role) of the special headers among ``names``, in sorted name order."""
         header_roles = self._header_roles
-        for name in sorted(headers):
+        plan = []
+        for name in sorted(names):
             role = header_roles.get(name)
             if role is None:
                 role = self._header_role(name)
-            special = role[1]
-            values = headers[name]
-            if type(values) is str:
-                values = [values]
-            for value in _strs(values):  # every header: a bad value fails here as in decoding
-                if special is _REQUEST_ID and not request_id:
-                    request_id = value
-                elif special is _TRACEPARENT_HEADER and not traceparent:
-                    traceparent = value
-        return request_id, traceparent
+            if role[1] is not _PLAIN:
+                plan.append((name, role[1]))
+        if len(self._special_plans) >= _CACHE_LIMIT:
+            self._special_plans.clear()
+        found = self._special_plans[names] = tuple(plan)
+        return found
 
     def decode_record(
         self, record: Any, ts: str, uid: str, correlation: tuple[int, str] | None = None
