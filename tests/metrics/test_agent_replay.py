@@ -58,8 +58,7 @@ def replay_files() -> list[Path]:
 
 @pytest.mark.parametrize("path", replay_files(), ids=lambda p: p.name)
 def test_replayed_counts_match_observe_input_file(path: Path) -> None:
-    port = free_port()
-    agent = Agent(
+    agent = Agent(  # port 0: the kernel's free port (a port checked free could be taken meanwhile)
         "--node-name",
         "metrics-node",
         "--replay",
@@ -68,13 +67,15 @@ def test_replayed_counts_match_observe_input_file(path: Path) -> None:
         "--rate",
         "0",
         "--metrics-server",
-        f"127.0.0.1:{port}",
+        "127.0.0.1:0",
         "--metrics",
         "drop,flow,policy",
         ready_line="metrics on",
     )
     try:
-        assert any(f"metrics on 127.0.0.1:{port}" in line for line in agent.lines)
+        ready = [line for line in agent.lines if "metrics on 127.0.0.1:" in line]
+        assert ready, agent.lines
+        port = int(ready[0].rsplit(":", 1)[1])
         total = flows_in(path)
         deadline = time.monotonic() + 60
         while True:
