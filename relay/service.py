@@ -127,7 +127,7 @@ class _Fanout:
                 try:
                     info = json_line_info if self.as_json else scan_response
                     for batch in node.stream_flows(request, self.calls, self.as_json):
-                        items = []
+                        items: list[Any] = []
                         append = items.append
                         flows = 0
                         for wire in batch:
@@ -389,9 +389,9 @@ class RelayObserver:
                         yield from self._node_errors(fan, errors)
                     yield wire
                     continue
-                out = push(time_ns, wire)
-                if out is not None:
-                    yield out
+                released = push(time_ns, wire)
+                if released is not None:
+                    yield released
             last_arrival = time.monotonic()
             if follow and last_arrival - last_check >= 0.5:
                 last_check = last_arrival

@@ -303,11 +303,11 @@ class FlowMetrics:
             signature = signatures.get(full)
             if signature is None:
                 signature = signatures[full] = self._signature(full, bare)
-            found = merged.get(id(signature))
-            if found is None:
+            group = merged.get(id(signature))
+            if group is None:
                 merged[id(signature)] = (full, bare, correlations)
             else:
-                found[2].extend(correlations)
+                group[2].extend(correlations)
         return list(merged.values())
 
     def _signature(self, full: Any, bare: dict[str, Any]) -> tuple:

@@ -303,7 +303,7 @@ def select_entries(
         seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
         plan = plan_frames(ring, frames, seqs, exact) if frames is not None and seqs else None
         if plan is None:
-            resume = None  # where to go on from when lapped after the first chunk
+            lapped_at: int | None = None  # where to go on from when lapped after the first chunk
             for first in range(0, len(seqs) or 1, DECODE_CHUNK):
                 chunk = seqs[first : first + DECODE_CHUNK]
                 if first:
@@ -314,7 +314,7 @@ def select_entries(
                     # top of the loop reports what was lost from ``seq`` on and goes on from the oldest
                     break
                 if lost:  # the first chunk proved the columns right; later ones lost these entries
-                    resume = chunk[0]
+                    lapped_at = chunk[0]
                     break
                 done, sent = yield from _emit(got, since_ns, until_ns, predicate, limit, sent)
                 if done:
@@ -324,8 +324,8 @@ def select_entries(
                     return
                 seq = hi
                 continue
-            if resume is not None:
-                seq = resume
+            if lapped_at is not None:
+                seq = lapped_at
             continue
         got, lost = ring.read_many(plan.slow)
         if lost or ring.oldest_seq > seq:

@@ -534,7 +534,8 @@ class WireTemplates:
         if parser is not None and parser._service_by_addr is None:
             got = ()
         elif parser is not None and type(parser._resolver).service_by_addr is StaticResolver.service_by_addr:
-            v4, v6 = [], []
+            v4: list[bytes] = []
+            v6: list[bytes] = []
             for ip, _ in list(parser._resolver.services):
                 try:
                     packed = ipaddress.ip_address(ip).packed
@@ -731,9 +732,9 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
     index = np.empty(len(rows), dtype=np.int64)
     for snapshot in np.unique(snaps).tolist():  # almost always one
         part = np.flatnonzero(snaps == snapshot)
-        got, where = templates.lookup(keys[rows[part]], snapshot, lambda i, part=part: make(int(part[i])))
+        made, where = templates.lookup(keys[rows[part]], snapshot, lambda i, part=part: make(int(part[i])))
         index[part] = where + len(found)
-        found += got
+        found += made
     usable = np.array([t is not None for t in found], dtype=bool)[index]
     row_ports = ports[:, rows[usable]]
     rows, index = todo[rows[usable]], index[usable]  # now positions in ``raw``
@@ -761,6 +762,7 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
     uuids = _objects(np.frombuffer(decoder.uuid_text(positions[raw[rows]]), dtype="S36").tolist())
     parts = [heads, _objects([f.flow for f in stamps])[when], _objects([t.middle for t in shapes])[index]]
     if holes:
+        assert l4_fields is not None
         parts += [_objects(l4_fields), _objects([t.post[1:] for t in shapes])[index]]
     parts += [uuids, _objects([t.tail for t in shapes])[index], _objects([f.response for f in stamps])[when]]
     if any(t.after for t in shapes):
