@@ -118,99 +118,123 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
     """``(key, hole values)`` of a line, or None when it has no holes or one is not canonical.
 
     The key is a bit set of the hole kinds followed by the texts around the holes. This runs for
-    every line, so it is written for few interpreter steps rather than for elegance.
+    every line, so it is written for few interpreter steps rather than for elegance: helpers are
+    inlined for the common shapes (a 9-digit fraction, a port followed by a comma).
     """
     find = line.find
     starts = line.startswith
-    texts: list[bytes] = []
-    values: list[bytes] = []
-    text = texts.append
-    hole = values.append
-    kinds = 0
-    start = pos = 0  # where the current text begins; where to search from
-    if starts(_FLOW_TIME_PREFIX):
-        pos = find(b'"', 17) + 1
-        flow_time = line[16:pos]
-        if not pos or not _timestamp_ok(flow_time):
+    if not starts(_FLOW_TIME_PREFIX):
+        return _cut_other(line)
+    pos = find(b'"', 17) + 1
+    flow_time = line[16:pos]
+    if (
+        not (
+            pos == 48
+            and flow_time[20] == 46  # "."
+            and flow_time[30:] == b'Z"'
+            and flow_time[21:30].isdigit()
+            and flow_time[27:30] != b"000"
+            and flow_time[1:20] in _seconds_seen
+        )
+        and (not pos or not _timestamp_ok(flow_time))
+    ):
+        return None
+    texts: list[bytes] = [line[:16]]
+    values: list[bytes] = [flow_time]
+    kinds = 1 << FLOW_TIME
+    start = pos
+    if starts(_UUID_KEY, pos):
+        end = find(b'"', pos + 9) + 1
+        value = line[pos + 8 : end]
+        if not end or value[1:-1].translate(None, _STRING_BYTES) or len(value) < 3:
             return None
-        text(line[:16])
-        hole(flow_time)
-        kinds = 1 << FLOW_TIME
-        start = pos
-        if starts(_UUID_KEY, pos):
-            end = find(b'"', pos + 9) + 1
-            value = line[pos + 8 : end]
-            if not end or value[1:-1].translate(None, _STRING_BYTES) or len(value) < 3:
+        texts.append(line[start : pos + 8])
+        values.append(value)
+        kinds |= 1 << UUID
+        start = pos = end
+    found = find(b'"l4":{"', pos)
+    if found >= 0 and starts(_L4_PROTOCOLS, found):
+        pos = find(b"{", found + 6) + 1
+        if starts(_SOURCE_PORT_KEY, pos):
+            at = pos + 14
+            end = find(b",", at)
+            value = line[at:end]
+            if end < 0 or not value.isdigit():
+                end = find(b"}", at)
+                value = line[at:end]
+            if end < 0 or not (0 < len(value) <= 9 and value.isdigit() and value[0] != 48):
                 return None
-            text(line[start : pos + 8])
-            hole(value)
-            kinds |= 1 << UUID
+            texts.append(line[start:at])
+            values.append(value)
+            kinds |= 1 << SOURCE_PORT
+            start = end
+            pos = end + 1  # after the comma
+        if starts(_DESTINATION_PORT_KEY, pos):
+            at = pos + 19
+            end = find(b",", at)
+            value = line[at:end]
+            if end < 0 or not value.isdigit():
+                end = find(b"}", at)
+                value = line[at:end]
+            if end < 0 or not (0 < len(value) <= 9 and value.isdigit() and value[0] != 48):
+                return None
+            texts.append(line[start:at])
+            values.append(value)
+            kinds |= 1 << DESTINATION_PORT
             start = pos = end
-        found = find(b'"l4":{"', pos)
-        if found >= 0 and starts(_L4_PROTOCOLS, found):
-            pos = find(b"{", found + 6) + 1
-            if starts(_SOURCE_PORT_KEY, pos):
-                at = pos + 14
-                end = _port_end(line, at)
-                value = line[at:end]
-                if end < 0 or not _port_ok(value):
-                    return None
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << SOURCE_PORT
-                start = end
-                pos = end + 1  # after the comma
-            if starts(_DESTINATION_PORT_KEY, pos):
-                at = pos + 19
-                end = _port_end(line, at)
-                value = line[at:end]
-                if end < 0 or not _port_ok(value):
-                    return None
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << DESTINATION_PORT
-                start = pos = end
-        # Optional holes: a value that is not plain stays in the text around the holes.
-        at = find(_LATENCY_KEY, pos)
-        if at >= 0:
-            at += 14
-            end = find(b'"', at + 1) + 1
-            value = line[at:end]
-            if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << LATENCY
-                start = pos = end
-        at = find(_SUMMARY_KEY, pos)
-        if at >= 0:
-            at += 11
-            end = find(b'"', at + 1) + 1
-            value = line[at:end]
-            if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << SUMMARY
-                start = pos = end
-        # The response's time: usually the flow's time again, at the very end.
-        at = len(line) - len(flow_time) - 9
-        if at >= pos and starts(_TIME_KEY, at) and line.endswith(b"}") and line[at + 8 : -1] == flow_time:
-            text(line[start : at + 8])
-            hole(flow_time)
-            text(b"}")
-            return (kinds | 1 << TIME, *texts), values
+    # Optional holes: a value that is not plain stays in the text around the holes.
+    at = find(_LATENCY_KEY, pos)
+    if at >= 0:
+        at += 14
+        end = find(b'"', at + 1) + 1
+        value = line[at:end]
+        if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
+            texts.append(line[start:at])
+            values.append(value)
+            kinds |= 1 << LATENCY
+            start = pos = end
+    at = find(_SUMMARY_KEY, pos)
+    if at >= 0:
+        at += 12  # the hole is the string's text, without its quotes (compact prints it as it is)
+        end = find(b'"', at)
+        value = line[at:end]
+        if end > at and not value.translate(None, _STRING_BYTES):
+            texts.append(line[start:at])
+            values.append(value)
+            kinds |= 1 << SUMMARY
+            start = pos = end
+    # The response's time: usually the flow's time again, at the very end.
+    at = len(line) - len(flow_time) - 9
+    if at >= pos and line[at:] == b',"time":' + flow_time + b"}":
+        texts.append(line[start : at + 8])
+        values.append(flow_time)
+        texts.append(b"}")
+        return (kinds | 1 << TIME, *texts), values
+    return _cut_tail(line, pos, start, kinds, texts, values)
+
+
+def _cut_other(line: bytes) -> tuple[tuple, list[bytes]] | None:
+    """``cut`` of a line that is not a flow: its only hole is the response's time at the end."""
+    return _cut_tail(line, 0, 0, 0, [], [])
+
+
+def _cut_tail(
+    line: bytes, pos: int, start: int, kinds: int, texts: list[bytes], values: list[bytes]
+) -> tuple[tuple, list[bytes]] | None:
+    """The end of ``cut``: a response time other than the flow's, at the end of the line."""
     if line.endswith(b'"}'):
         at = line.rfind(_TIME_KEY, pos)
         if at >= 0:
             value = line[at + 8 : -1]
             if not _timestamp_ok(value):
                 return None
-            text(line[start : at + 8])
-            hole(value)
+            texts.append(line[start : at + 8])
+            values.append(value)
             kinds |= 1 << TIME
             start = len(line) - 1
     if not kinds:
         return None
-    text(line[start:])
+    texts.append(line[start:])
     return (kinds, *texts), values
 
 
@@ -231,22 +255,34 @@ class TemplateCache:
             return None
         return template, values
 
-    def learn(self, line: bytes, obj: dict) -> None:
-        """Check and keep the template of a line the decoder proved canonical (``obj`` is its dict)."""
-        found = cut(line)
-        if found is None:
-            return
-        key, values = found
+    def get(self, key: tuple) -> Template | None:
+        """The checked template of a key that :func:`cut` gave, or None."""
+        return self._templates.get(key)
+
+    def learn(self, line: bytes, obj: dict, key: tuple | None = None) -> Template | None:
+        """Check and keep the template of a line the decoder proved canonical (``obj`` is its dict);
+        ``key`` is the line's key when the caller has cut it already. Returns the checked template."""
+        if key is None:
+            found = cut(line)
+            if found is None:
+                return None
+            key = found[0]
         if key in self._templates:
-            return
+            return self._templates[key]
         kinds = tuple(kind for kind in range(len(HOLE_NAMES)) if key[0] >> kind & 1)
         texts: tuple[bytes, ...] = key[1:]
         if len(self._templates) >= MAX_TEMPLATES:
             self._templates.clear()
-        self._templates[key] = _checked(Template(texts, kinds), line, obj)
+        template = self._templates[key] = _checked(Template(texts, kinds), line, obj)
+        return template
+
+    def tried(self, key: tuple) -> bool:
+        """Whether a key was learned, whether its template checked out or not."""
+        return key in self._templates
 
 
 _SENTINEL_TOKENS = {kind: orjson.dumps(value) for kind, value in _SENTINELS.items()}
+_SENTINEL_TOKENS[SUMMARY] = _SENTINEL_TOKENS[SUMMARY][1:-1]  # its hole holds no quotes
 
 
 def _hole_container(obj: dict, kind: int) -> tuple[dict, str]:
