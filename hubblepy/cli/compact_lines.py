@@ -48,13 +48,13 @@ class CompactLines:
         self._formats: dict[tuple, tuple] = {}
         self._heads: dict[bytes, bytes] = {}  # "YYYY-MM-DDTHH:MM:SS" -> printed time before ".ms"
 
-    def _format(self, key: tuple, line: bytes, printer: Printer) -> tuple:
+    def _format(self, key: tuple, line: bytes, printer: Printer, record: dict | None = None) -> tuple:
         """The entry of ``_formats`` for a key, made from its checked template, or ``_UNKNOWN``
-        (not kept: the key may be learned later)."""
+        (not kept: the key may be learned later). ``record`` is the line's dict if decoded."""
         template = self._templates.get(key)
         if template is None:
             return _UNKNOWN
-        made = printer.compact_line_format(line, template)
+        made = printer.compact_line_format(line, template, record)
         found = (-1, b"", None, template) if made is None else (*made[:2], _getter(made[2]), template)
         if len(self._formats) >= MAX_TEMPLATES:
             self._formats.clear()
@@ -118,9 +118,16 @@ class CompactLines:
                 printer.write(record, None)
                 continue
             if found is not None and not templates.tried(found[0]):
-                template = templates.learn(line, record, found[0])
-                if template is not None:
-                    self._format(found[0], line, printer)
+                key, values = found
+                if templates.learn(line, record, key) is not None:
+                    fast = self._format(key, line, printer, record)
+                    if fast[1]:
+                        token = values[fast[0]]
+                        head = heads.get(token[1:20]) or self._head(token, printer)
+                        if head is not None:
+                            millis = token[21:24] if len(token) > 22 else b"000"
+                            append(fast[1] % (head, millis, *fast[2](values)))
+                            continue
             printer.write(record, line)
         if out:
             printer.write_bytes(b"".join(out), len(out))

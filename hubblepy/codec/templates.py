@@ -78,15 +78,34 @@ def _port_ok(token: bytes) -> bool:
     return 0 < len(token) <= 9 and token.isdigit() and token[0] != 48
 
 
-FLOW_TIME, UUID, SOURCE_PORT, DESTINATION_PORT, LATENCY, SUMMARY, TIME = range(7)
-HOLE_NAMES = ("flow_time", "uuid", "source_port", "destination_port", "latency_ns", "Summary", "time")
+# Hole kinds, in the order their fields come in a line (a template lists its holes by kind).
+FLOW_TIME, UUID, SOURCE_PORT, DESTINATION_PORT, LATENCY, HTTP_CODE, HTTP_METHOD, HTTP_URL, SUMMARY, TIME = (
+    range(10)
+)
+HOLE_NAMES = (
+    "flow_time",
+    "uuid",
+    "source_port",
+    "destination_port",
+    "latency_ns",
+    "http.code",
+    "http.method",
+    "http.url",
+    "Summary",
+    "time",
+)
 
 _FLOW_TIME_PREFIX = b'{"flow":{"time":"'
 _UUID_KEY = b',"uuid":"'
 _SOURCE_PORT_KEY = b'"source_port":'
 _DESTINATION_PORT_KEY = b'"destination_port":'
 _TIME_KEY = b',"time":"'
+_L7_KEY = b'"l7":{"type":"'
 _LATENCY_KEY = b',"latency_ns":"'
+_HTTP_KEY = b',"http":{'
+_CODE_KEY = b'"code":'
+_METHOD_KEY = b'"method":"'
+_URL_KEY = b'"url":"'
 _SUMMARY_KEY = b',"Summary":"'
 _L4_PROTOCOLS = (b'"l4":{"TCP":{', b'"l4":{"UDP":{', b'"l4":{"SCTP":{')
 
@@ -97,6 +116,9 @@ _SENTINELS = {
     SOURCE_PORT: 987654321,
     DESTINATION_PORT: 987654322,
     LATENCY: "987654321987",
+    HTTP_CODE: 987654323,
+    HTTP_METHOD: "~method-hole~",
+    HTTP_URL: "~url-hole~",
     SUMMARY: "~summary-hole~",
     TIME: "1972-03-04T05:06:07.891234567Z",
 }
@@ -183,16 +205,53 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
             kinds |= 1 << DESTINATION_PORT
             start = pos = end
     # Optional holes: a value that is not plain stays in the text around the holes.
-    at = find(_LATENCY_KEY, pos)
+    at = find(_L7_KEY, pos)
     if at >= 0:
-        at += 14
-        end = find(b'"', at + 1) + 1
-        value = line[at:end]
-        if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
-            texts.append(line[start:at])
-            values.append(value)
-            kinds |= 1 << LATENCY
-            start = pos = end
+        # The L7 record: its latency, and an HTTP record's code, method and URL (a response's
+        # code, latency and URL vary from line to line of the same conversation).
+        typed = find(b'"', at + 14) + 1  # after the type's value
+        if typed:
+            pos = typed
+        if typed and starts(_LATENCY_KEY, pos):
+            at = pos + 14
+            end = find(b'"', at + 1) + 1
+            value = line[at:end]
+            if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
+                texts.append(line[start:at])
+                values.append(value)
+                kinds |= 1 << LATENCY
+                start = pos = end
+        if typed and starts(_HTTP_KEY, pos):
+            pos += 9
+            if starts(_CODE_KEY, pos):
+                at = pos + 7
+                end = find(b",", at)
+                value = line[at:end]
+                if end > at and len(value) <= 9 and value.isdigit() and value[0] != 48:
+                    texts.append(line[start:at])
+                    values.append(value)
+                    kinds |= 1 << HTTP_CODE
+                    start = end
+                    pos = end + 1
+            if starts(_METHOD_KEY, pos):
+                at = pos + 9
+                end = find(b'"', at + 1) + 1
+                value = line[at:end]
+                if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
+                    texts.append(line[start:at])
+                    values.append(value)
+                    kinds |= 1 << HTTP_METHOD
+                    start = end
+                    pos = end + 1
+            if starts(_URL_KEY, pos):
+                at = pos + 6
+                end = find(b'"', at + 1) + 1
+                value = line[at:end]
+                if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
+                    texts.append(line[start:at])
+                    values.append(value)
+                    kinds |= 1 << HTTP_URL
+                    start = pos = end
     at = find(_SUMMARY_KEY, pos)
     if at >= 0:
         at += 12  # the hole is the string's text, without its quotes (compact prints it as it is)
@@ -296,6 +355,8 @@ def _hole_container(obj: dict, kind: int) -> tuple[dict, str]:
         return flow, "uuid"
     if kind == LATENCY:
         return flow["l7"], "latency_ns"
+    if kind in (HTTP_CODE, HTTP_METHOD, HTTP_URL):
+        return flow["l7"]["http"], HOLE_NAMES[kind][5:]
     if kind == SUMMARY:
         return flow, "Summary"
     layer4 = flow["l4"]
