@@ -163,6 +163,8 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
         return None
     texts: list[bytes] = [line[:16]]
     values: list[bytes] = [flow_time]
+    text = texts.append
+    hole = values.append
     kinds = 1 << FLOW_TIME
     start = pos
     if starts(_UUID_KEY, pos):
@@ -170,8 +172,8 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
         value = line[pos + 8 : end]
         if not end or value[1:-1].translate(None, _STRING_BYTES) or len(value) < 3:
             return None
-        texts.append(line[start : pos + 8])
-        values.append(value)
+        text(line[start : pos + 8])
+        hole(value)
         kinds |= 1 << UUID
         start = pos = end
     found = find(b'"l4":{"', pos)
@@ -184,10 +186,12 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
             if end < 0 or not value.isdigit():
                 end = find(b"}", at)
                 value = line[at:end]
-            if end < 0 or not (0 < len(value) <= 9 and value.isdigit() and value[0] != 48):
+                if end < 0 or not value.isdigit():
+                    return None
+            if len(value) > 9 or value[0] == 48:
                 return None
-            texts.append(line[start:at])
-            values.append(value)
+            text(line[start:at])
+            hole(value)
             kinds |= 1 << SOURCE_PORT
             start = end
             pos = end + 1  # after the comma
@@ -198,10 +202,12 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
             if end < 0 or not value.isdigit():
                 end = find(b"}", at)
                 value = line[at:end]
-            if end < 0 or not (0 < len(value) <= 9 and value.isdigit() and value[0] != 48):
+                if end < 0 or not value.isdigit():
+                    return None
+            if len(value) > 9 or value[0] == 48:
                 return None
-            texts.append(line[start:at])
-            values.append(value)
+            text(line[start:at])
+            hole(value)
             kinds |= 1 << DESTINATION_PORT
             start = pos = end
     # Optional holes: a value that is not plain stays in the text around the holes.
@@ -217,8 +223,8 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
             end = find(b'"', at + 1) + 1
             value = line[at:end]
             if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
-                texts.append(line[start:at])
-                values.append(value)
+                text(line[start:at])
+                hole(value)
                 kinds |= 1 << LATENCY
                 start = pos = end
         if typed and starts(_HTTP_KEY, pos):
@@ -228,8 +234,8 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
                 end = find(b",", at)
                 value = line[at:end]
                 if end > at and len(value) <= 9 and value.isdigit() and value[0] != 48:
-                    texts.append(line[start:at])
-                    values.append(value)
+                    text(line[start:at])
+                    hole(value)
                     kinds |= 1 << HTTP_CODE
                     start = end
                     pos = end + 1
@@ -238,8 +244,8 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
                 end = find(b'"', at + 1) + 1
                 value = line[at:end]
                 if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
-                    texts.append(line[start:at])
-                    values.append(value)
+                    text(line[start:at])
+                    hole(value)
                     kinds |= 1 << HTTP_METHOD
                     start = end
                     pos = end + 1
@@ -248,8 +254,8 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
                 end = find(b'"', at + 1) + 1
                 value = line[at:end]
                 if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
-                    texts.append(line[start:at])
-                    values.append(value)
+                    text(line[start:at])
+                    hole(value)
                     kinds |= 1 << HTTP_URL
                     start = pos = end
     at = find(_SUMMARY_KEY, pos)
@@ -258,16 +264,16 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
         end = find(b'"', at)
         value = line[at:end]
         if end > at and not value.translate(None, _STRING_BYTES):
-            texts.append(line[start:at])
-            values.append(value)
+            text(line[start:at])
+            hole(value)
             kinds |= 1 << SUMMARY
             start = pos = end
     # The response's time: usually the flow's time again, at the very end.
     at = len(line) - len(flow_time) - 9
     if at >= pos and line[at:] == b',"time":' + flow_time + b"}":
-        texts.append(line[start : at + 8])
-        values.append(flow_time)
-        texts.append(b"}")
+        text(line[start : at + 8])
+        hole(flow_time)
+        text(b"}")
         return (kinds | 1 << TIME, *texts), values
     return _cut_tail(line, pos, start, kinds, texts, values)
 

@@ -13,6 +13,7 @@ import pytest
 from hubbletest import clean_env, run_hubble
 
 from hubblepy.cli import observe
+from hubblepy.cli.file_input import MAX_LINE_BYTES, TOKEN_TOO_LONG, InputError, iter_line_batches
 from hubblepy.codec import ResponseDecoder, encode_response
 from hubblepy.codec.templates import HTTP_CODE, HTTP_METHOD, HTTP_URL, LATENCY, SUMMARY, TemplateCache, cut
 from hubblepy.printer import Printer
@@ -240,3 +241,37 @@ def test_a_template_cache_reports_what_it_tried() -> None:
     odd_key = cut(odd)[0]
     assert cache.learn(odd, orjson.loads(odd)) is None
     assert cache.tried(odd_key) and cache.get(odd_key) is None
+
+
+def _scanner_lines(data: bytes) -> tuple[list[bytes], bool]:
+    """Go's bufio.Scanner lines of ``data`` and whether it stops at a line too long."""
+    lines = data.split(b"\n")
+    if data.endswith(b"\n") or not data:
+        lines.pop()
+    out = []
+    for line in lines:
+        if len(line) > MAX_LINE_BYTES:
+            return out, True
+        out.append(line[:-1] if line.endswith(b"\r") else line)
+    return out, False
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 64, 4096, 1 << 20])
+def test_the_line_reader_follows_the_scanner_at_any_chunk_size(chunk_bytes: int) -> None:
+    rng = random.Random(chunk_bytes)
+    pieces = [b"", b"\r", b"\n", b"\r\n", b"\n\n", b"ab", b"a\rb", b"x" * 300]
+    for _ in range(60):
+        data = b"".join(rng.choice(pieces) for _ in range(rng.randrange(12)))
+        if chunk_bytes >= 64 and rng.random() < 0.1:  # (smaller chunks would take long to get there)
+            data += b"y" * (MAX_LINE_BYTES + rng.choice((-1, 0, 1))) + rng.choice(
+                (b"", b"\r", b"\n", b"\r\nz")
+            )
+        got: list[bytes] = []
+        try:
+            for batch in iter_line_batches(io.BytesIO(data), chunk_bytes):
+                got += batch
+            stopped = False
+        except InputError as exc:
+            assert str(exc) == TOKEN_TOO_LONG
+            stopped = True
+        assert (got, stopped) == _scanner_lines(data), data[:80]
