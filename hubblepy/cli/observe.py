@@ -2,9 +2,10 @@
 
 The file path (``--input-file FILE|-``) is the hot loop of the CLI. Most lines of a real file match
 a checked template (:mod:`hubblepy.codec.templates`: the same text as an earlier canonical line
-around the time, UUID, ports, latency and summary): such a line is valid and canonical without
-decoding; JSON output writes it back as is and compact output fills the template's format. Other
-lines cost one JSON decode (orjson plus a canonical check). Every line is decoded or matched, even
+around the time, UUID, ports, L7 latency, HTTP code, method and URL, and summary): such a line is
+valid and canonical without decoding; JSON output writes it back as is and compact output fills the
+template's format (without filters, straight from the line's bytes: :mod:`hubblepy.cli.compact_lines`).
+Other lines cost one JSON decode (orjson plus a canonical check). Every line is decoded or matched, even
 one the byte-level prefilter rejects, because upstream warns about bad lines before filtering; a
 record is parsed for the time window and the compiled predicate only when the line can match.
 """
@@ -413,6 +414,7 @@ def _warn_bad_line(
 
 
 def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printer) -> None:
+    """Print the first ``--first`` or the last ``--last`` records (other runs print block by block)."""
     if args.file_first:
         remaining = args.file_first
         for item in records:
@@ -420,13 +422,9 @@ def _print_records(records: Iterable[Record], args: ObserveArgs, printer: Printe
             remaining -= 1
             if not remaining:
                 break
-    elif args.file_last:
+    else:
         for item in collections.deque(records, maxlen=args.file_last):
             _write(printer, item)
-    else:
-        write_record = printer.write_record
-        for record, raw, templated in records:
-            write_record(record, raw, templated)
 
 
 def _print_jq(

@@ -1,8 +1,10 @@
 """Line templates: proving a JSON line canonical from a validated neighbour, without parsing it.
 
 Lines of a realistic flows file differ from earlier lines mostly in a few *holes*: the flow's
-time, its UUID, the L4 ports and the response's time. A line is cut at its holes (found with a
-few byte searches); the text between them is the line's *template key*. When a line with the
+time, its UUID, the L4 ports, an L7 record's latency and an HTTP record's code, method and URL,
+the summary, and the response's time. A line is cut at its holes (found with a few byte
+searches); the text between them is the line's *template key*. The texts and the hole values
+put together again are always the line itself. When a line with the
 same key has been decoded and found canonical, and the template was checked (below), the new
 line is canonical too provided each of its holes is a canonical value of its field, which a
 small pattern per hole checks. So for such a line:
@@ -17,7 +19,8 @@ contain, encoding the dict again, and getting exactly ``text0 + sentinel1 + text
 proves the holes are exactly those fields' value tokens. Canonical JSON is the field-by-field
 encoding of the dict, so another line made of the same texts around canonical hole values is
 the canonical encoding of the same dict with those field values, and each field's canonical
-check is local to its value.
+check is local to its value. (The summary's hole is the string's text without its quotes; the
+quotes are in the texts around it.)
 
 The hole search is a heuristic: a line it cuts wrongly just misses the cache (or makes a template
 that never checks out) and is decoded the usual way.
