@@ -150,35 +150,53 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
     starts = line.startswith
     if not starts(_FLOW_TIME_PREFIX):
         return _cut_other(line)
-    pos = find(b'"', 17) + 1
-    flow_time = line[16:pos]
     if (
-        not (
-            pos == 48
-            and flow_time[20] == 46  # "."
-            and flow_time[30:] == b'Z"'
-            and flow_time[21:30].isdigit()
-            and flow_time[27:30] != b"000"
-            and flow_time[1:20] in _seconds_seen
-        )
-        and (not pos or not _timestamp_ok(flow_time))
+        line[46:57] == b'Z","uuid":"'
+        and line[93:95] == b'",'
+        and line[36] == 46  # "."
+        and line[37:46].isdigit()
+        and line[43:46] != b"000"
+        and line[17:36] in _seconds_seen
+        and not line[57:93].translate(None, _STRING_BYTES)
     ):
-        return None
-    texts: list[bytes] = [line[:16]]
-    values: list[bytes] = [flow_time]
-    text = texts.append
-    hole = values.append
-    kinds = 1 << FLOW_TIME
-    start = pos
-    if starts(_UUID_KEY, pos):
-        end = find(b'"', pos + 9) + 1
-        value = line[pos + 8 : end]
-        if not end or value[1:-1].translate(None, _STRING_BYTES) or len(value) < 3:
+        # The usual shape: a 9-digit fraction and a 36-character UUID, at fixed places.
+        flow_time = line[16:48]
+        texts: list[bytes] = [line[:16], line[48:56]]
+        values: list[bytes] = [flow_time, line[56:94]]
+        text = texts.append
+        hole = values.append
+        kinds = 1 << FLOW_TIME | 1 << UUID
+        start = pos = 94
+    else:
+        pos = find(b'"', 17) + 1
+        flow_time = line[16:pos]
+        if (
+            not (
+                pos == 48
+                and flow_time[20] == 46  # "."
+                and flow_time[30:] == b'Z"'
+                and flow_time[21:30].isdigit()
+                and flow_time[27:30] != b"000"
+                and flow_time[1:20] in _seconds_seen
+            )
+            and (not pos or not _timestamp_ok(flow_time))
+        ):
             return None
-        text(line[start : pos + 8])
-        hole(value)
-        kinds |= 1 << UUID
-        start = pos = end
+        texts = [line[:16]]
+        values = [flow_time]
+        text = texts.append
+        hole = values.append
+        kinds = 1 << FLOW_TIME
+        start = pos
+        if starts(_UUID_KEY, pos):
+            end = find(b'"', pos + 9) + 1
+            value = line[pos + 8 : end]
+            if not end or value[1:-1].translate(None, _STRING_BYTES) or len(value) < 3:
+                return None
+            text(line[start : pos + 8])
+            hole(value)
+            kinds |= 1 << UUID
+            start = pos = end
     found = find(b'"l4":{"', pos)
     if found >= 0 and starts(_L4_PROTOCOLS, found):
         pos = find(b"{", found + 6) + 1

@@ -275,3 +275,20 @@ def test_the_line_reader_follows_the_scanner_at_any_chunk_size(chunk_bytes: int)
             assert str(exc) == TOKEN_TOO_LONG
             stopped = True
         assert (got, stopped) == _scanner_lines(data), data[:80]
+
+
+def test_cut_gives_the_same_in_its_usual_shape_shortcut() -> None:
+    """The shortcut for a 9-digit time and a 36-character UUID at fixed places (taken once the
+    time's second was seen) cuts exactly as the general search does (taken the first time)."""
+    base = _line(flow__time="2031-05-06T07:08:09.123456789Z")
+    variants = [
+        base,
+        base.replace(b".123456789Z", b".123456000Z"),  # not canonical: no template
+        base.replace(b"5b1f7c1e-0000", b"5b1f7c1e\\u0030000"),  # an escape in the UUID
+        base.replace(b"5b1f7c1e-0000", b"5b1f7c1e<0000"),  # a character Go escapes
+        base.replace(b"5b1f7c1e-0000", b"5b1f7c1e-00000"),  # 37 characters
+        base.replace(b".123456789Z", b".12345678Z"),  # 8 digits: not canonical
+    ]
+    for second, line in enumerate(variants):
+        line = line.replace(b"T07:08:09.", f"T07:08:{second + 10}.".encode())  # a second not seen yet
+        assert cut(line) == cut(line), line[:100]
