@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--startup-runs", type=int, default=15)
     parser.add_argument("--startup-only", action="store_true", help="only the start-up times")
+    parser.add_argument("--only", default="", help="only the throughput cases whose name holds this text")
     options = parser.parse_args()
     startup(options.startup_runs)
     if options.startup_only:
@@ -144,6 +145,8 @@ def main() -> None:
         f" {'vs jq':>6} {'1-proc':>7} {'vs jq-select':>13} {'1-proc':>7} {'1-proc CPU':>11}"
     )
     for name, args, jq_program in CASES:
+        if options.only not in name:
+            continue
         wall, _ = best_startup([*hubble, *args], options.runs, env=None)
         single_wall, single_cpu = best_startup([*hubble, *args], options.runs, one_process)
         jq_wall, _ = best_startup([jq, "-c", jq_program, str(path)], options.runs, env=None)

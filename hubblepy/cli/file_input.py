@@ -55,22 +55,18 @@ def iter_line_batches(stream: BinaryIO, chunk_bytes: int = CHUNK_BYTES) -> Itera
             break
         if pending:
             chunk = pending + chunk
-        cut = chunk.rfind(b"\n")
-        if cut < 0:
-            if len(chunk) > MAX_LINE_BYTES:
-                raise InputError(TOKEN_TOO_LONG)
-            pending = chunk
-            continue
-        pending = chunk[cut + 1 :]
-        yield from _whole_lines(chunk[:cut])
+        lines = chunk.split(b"\n")
+        pending = lines.pop()  # the text after the last newline: the start of a later line
+        if lines:
+            yield from _whole_lines(lines, b"\r" in chunk)
         if len(pending) > MAX_LINE_BYTES:
             raise InputError(TOKEN_TOO_LONG)
     if pending:
-        yield from _whole_lines(pending)
+        yield from _whole_lines([pending], b"\r" in pending)
 
 
-def _whole_lines(block: bytes) -> Iterator[list[bytes]]:
-    lines, too_long = split_lines(block)
+def _whole_lines(lines: list[bytes], has_cr: bool) -> Iterator[list[bytes]]:
+    lines, too_long = clean_lines(lines, has_cr)
     if lines:
         yield lines
     if too_long:
@@ -80,10 +76,14 @@ def _whole_lines(block: bytes) -> Iterator[list[bytes]]:
 def split_lines(block: bytes) -> tuple[list[bytes], bool]:
     """Split whole lines at ``\\n``, stop before the first one that is too long (a trailing CR
     counts), and strip one CR per line. Returns the lines and whether a too-long line cut them short."""
-    lines = block.split(b"\n")
+    return clean_lines(block.split(b"\n"), b"\r" in block)
+
+
+def clean_lines(lines: list[bytes], has_cr: bool) -> tuple[list[bytes], bool]:
+    """:func:`split_lines` of a block already split at ``\\n`` (``has_cr``: whether it holds a CR)."""
     too_long = max(map(len, lines)) > MAX_LINE_BYTES
     if too_long:
         lines = lines[: next(i for i, line in enumerate(lines) if len(line) > MAX_LINE_BYTES)]
-    if b"\r" in block:
+    if has_cr:
         lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     return lines, too_long

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from hubblepy.cli.file_input import TOKEN_TOO_LONG, InputError, split_lines
+from hubblepy.cli.file_input import TOKEN_TOO_LONG, InputError, clean_lines
 
 if TYPE_CHECKING:
     from hubblepy.printer import Printer
@@ -102,9 +102,14 @@ def block_bounds(stream: BinaryIO, size: int, block_bytes: int = 0) -> list[tupl
     return bounds
 
 
-def _block_lines(data: bytes) -> tuple[list[bytes], bool]:
-    """A block's lines (its final newline is a terminator, not an empty line); see split_lines."""
-    return split_lines(data[:-1] if data.endswith(b"\n") else data)
+def _block_lines(data: bytes) -> tuple[list[bytes], bool, int]:
+    """A block's lines (its final newline is a terminator, not an empty line; see
+    file_input.split_lines), whether a line too long cut them short, and its number of newlines."""
+    lines = data.split(b"\n")
+    newlines = len(lines) - 1
+    if data.endswith(b"\n"):
+        lines.pop()
+    return (*clean_lines(lines, b"\r" in data), newlines)
 
 
 def _stop(text: str) -> None:
@@ -117,8 +122,7 @@ def _work(task: tuple[str, int, int, int]) -> BlockResult:
     with open(path, "rb") as stream:
         stream.seek(start)
         data = stream.read(end - start)
-    newlines = data.count(b"\n")
-    lines, too_long = _block_lines(data)
+    lines, too_long, newlines = _block_lines(data)
     out, err = io.BytesIO(), io.BytesIO()
     printer = _JOB.make_printer(out, err)
     decoder = _JOB.make_decoder(False, _stop)
@@ -189,7 +193,7 @@ def _finish_leniently(task, index, job, decoder, stdout, stderr, warn_unknown): 
     path, start, end, first_line_number = task
     with open(path, "rb") as stream:
         stream.seek(start)
-        lines, too_long = _block_lines(stream.read(end - start))
+        lines, too_long, _ = _block_lines(stream.read(end - start))
     if decoder is None:
         decoder = job.make_decoder(False, warn_unknown)
     out, err = io.BytesIO(), io.BytesIO()

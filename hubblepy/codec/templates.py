@@ -1,8 +1,10 @@
 """Line templates: proving a JSON line canonical from a validated neighbour, without parsing it.
 
 Lines of a realistic flows file differ from earlier lines mostly in a few *holes*: the flow's
-time, its UUID, the L4 ports and the response's time. A line is cut at its holes (found with a
-few byte searches); the text between them is the line's *template key*. When a line with the
+time, its UUID, the L4 ports, an L7 record's latency and an HTTP record's code, method and URL,
+the summary, and the response's time. A line is cut at its holes (found with a few byte
+searches); the text between them is the line's *template key*. The texts and the hole values
+put together again are always the line itself. When a line with the
 same key has been decoded and found canonical, and the template was checked (below), the new
 line is canonical too provided each of its holes is a canonical value of its field, which a
 small pattern per hole checks. So for such a line:
@@ -17,7 +19,8 @@ contain, encoding the dict again, and getting exactly ``text0 + sentinel1 + text
 proves the holes are exactly those fields' value tokens. Canonical JSON is the field-by-field
 encoding of the dict, so another line made of the same texts around canonical hole values is
 the canonical encoding of the same dict with those field values, and each field's canonical
-check is local to its value.
+check is local to its value. (The summary's hole is the string's text without its quotes; the
+quotes are in the texts around it.)
 
 The hole search is a heuristic: a line it cuts wrongly just misses the cache (or makes a template
 that never checks out) and is decoded the usual way.
@@ -78,15 +81,34 @@ def _port_ok(token: bytes) -> bool:
     return 0 < len(token) <= 9 and token.isdigit() and token[0] != 48
 
 
-FLOW_TIME, UUID, SOURCE_PORT, DESTINATION_PORT, LATENCY, SUMMARY, TIME = range(7)
-HOLE_NAMES = ("flow_time", "uuid", "source_port", "destination_port", "latency_ns", "Summary", "time")
+# Hole kinds, in the order their fields come in a line (a template lists its holes by kind).
+FLOW_TIME, UUID, SOURCE_PORT, DESTINATION_PORT, LATENCY, HTTP_CODE, HTTP_METHOD, HTTP_URL, SUMMARY, TIME = (
+    range(10)
+)
+HOLE_NAMES = (
+    "flow_time",
+    "uuid",
+    "source_port",
+    "destination_port",
+    "latency_ns",
+    "http.code",
+    "http.method",
+    "http.url",
+    "Summary",
+    "time",
+)
 
 _FLOW_TIME_PREFIX = b'{"flow":{"time":"'
 _UUID_KEY = b',"uuid":"'
 _SOURCE_PORT_KEY = b'"source_port":'
 _DESTINATION_PORT_KEY = b'"destination_port":'
 _TIME_KEY = b',"time":"'
+_L7_KEY = b'"l7":{"type":"'
 _LATENCY_KEY = b',"latency_ns":"'
+_HTTP_KEY = b',"http":{'
+_CODE_KEY = b'"code":'
+_METHOD_KEY = b'"method":"'
+_URL_KEY = b'"url":"'
 _SUMMARY_KEY = b',"Summary":"'
 _L4_PROTOCOLS = (b'"l4":{"TCP":{', b'"l4":{"UDP":{', b'"l4":{"SCTP":{')
 
@@ -97,6 +119,9 @@ _SENTINELS = {
     SOURCE_PORT: 987654321,
     DESTINATION_PORT: 987654322,
     LATENCY: "987654321987",
+    HTTP_CODE: 987654323,
+    HTTP_METHOD: "~method-hole~",
+    HTTP_URL: "~url-hole~",
     SUMMARY: "~summary-hole~",
     TIME: "1972-03-04T05:06:07.891234567Z",
 }
@@ -118,23 +143,49 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
     """``(key, hole values)`` of a line, or None when it has no holes or one is not canonical.
 
     The key is a bit set of the hole kinds followed by the texts around the holes. This runs for
-    every line, so it is written for few interpreter steps rather than for elegance.
+    every line, so it is written for few interpreter steps rather than for elegance: helpers are
+    inlined for the common shapes (a 9-digit fraction, a port followed by a comma).
     """
     find = line.find
     starts = line.startswith
-    texts: list[bytes] = []
-    values: list[bytes] = []
-    text = texts.append
-    hole = values.append
-    kinds = 0
-    start = pos = 0  # where the current text begins; where to search from
-    if starts(_FLOW_TIME_PREFIX):
+    if not starts(_FLOW_TIME_PREFIX):
+        return _cut_other(line)
+    if (
+        line[46:57] == b'Z","uuid":"'
+        and line[93:95] == b'",'
+        and line[36] == 46  # "."
+        and line[37:46].isdigit()
+        and line[43:46] != b"000"
+        and line[17:36] in _seconds_seen
+        and not line[57:93].translate(None, _STRING_BYTES)
+    ):
+        # The usual shape: a 9-digit fraction and a 36-character UUID, at fixed places.
+        flow_time = line[16:48]
+        texts: list[bytes] = [line[:16], line[48:56]]
+        values: list[bytes] = [flow_time, line[56:94]]
+        text = texts.append
+        hole = values.append
+        kinds = 1 << FLOW_TIME | 1 << UUID
+        start = pos = 94
+    else:
         pos = find(b'"', 17) + 1
         flow_time = line[16:pos]
-        if not pos or not _timestamp_ok(flow_time):
+        if (
+            not (
+                pos == 48
+                and flow_time[20] == 46  # "."
+                and flow_time[30:] == b'Z"'
+                and flow_time[21:30].isdigit()
+                and flow_time[27:30] != b"000"
+                and flow_time[1:20] in _seconds_seen
+            )
+            and (not pos or not _timestamp_ok(flow_time))
+        ):
             return None
-        text(line[:16])
-        hole(flow_time)
+        texts = [line[:16]]
+        values = [flow_time]
+        text = texts.append
+        hole = values.append
         kinds = 1 << FLOW_TIME
         start = pos
         if starts(_UUID_KEY, pos):
@@ -146,34 +197,50 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
             hole(value)
             kinds |= 1 << UUID
             start = pos = end
-        found = find(b'"l4":{"', pos)
-        if found >= 0 and starts(_L4_PROTOCOLS, found):
-            pos = find(b"{", found + 6) + 1
-            if starts(_SOURCE_PORT_KEY, pos):
-                at = pos + 14
-                end = _port_end(line, at)
+    found = find(b'"l4":{"', pos)
+    if found >= 0 and starts(_L4_PROTOCOLS, found):
+        pos = find(b"{", found + 6) + 1
+        if starts(_SOURCE_PORT_KEY, pos):
+            at = pos + 14
+            end = find(b",", at)
+            value = line[at:end]
+            if end < 0 or not value.isdigit():
+                end = find(b"}", at)
                 value = line[at:end]
-                if end < 0 or not _port_ok(value):
+                if end < 0 or not value.isdigit():
                     return None
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << SOURCE_PORT
-                start = end
-                pos = end + 1  # after the comma
-            if starts(_DESTINATION_PORT_KEY, pos):
-                at = pos + 19
-                end = _port_end(line, at)
+            if len(value) > 9 or value[0] == 48:
+                return None
+            text(line[start:at])
+            hole(value)
+            kinds |= 1 << SOURCE_PORT
+            start = end
+            pos = end + 1  # after the comma
+        if starts(_DESTINATION_PORT_KEY, pos):
+            at = pos + 19
+            end = find(b",", at)
+            value = line[at:end]
+            if end < 0 or not value.isdigit():
+                end = find(b"}", at)
                 value = line[at:end]
-                if end < 0 or not _port_ok(value):
+                if end < 0 or not value.isdigit():
                     return None
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << DESTINATION_PORT
-                start = pos = end
-        # Optional holes: a value that is not plain stays in the text around the holes.
-        at = find(_LATENCY_KEY, pos)
-        if at >= 0:
-            at += 14
+            if len(value) > 9 or value[0] == 48:
+                return None
+            text(line[start:at])
+            hole(value)
+            kinds |= 1 << DESTINATION_PORT
+            start = pos = end
+    # Optional holes: a value that is not plain stays in the text around the holes.
+    at = find(_L7_KEY, pos)
+    if at >= 0:
+        # The L7 record: its latency, and an HTTP record's code, method and URL (a response's
+        # code, latency and URL vary from line to line of the same conversation).
+        typed = find(b'"', at + 14) + 1  # after the type's value
+        if typed:
+            pos = typed
+        if typed and starts(_LATENCY_KEY, pos):
+            at = pos + 14
             end = find(b'"', at + 1) + 1
             value = line[at:end]
             if end and 2 < len(value) <= 21 and value[1:-1].isdigit() and value[1] != 48:
@@ -181,36 +248,79 @@ def cut(line: bytes) -> tuple[tuple, list[bytes]] | None:
                 hole(value)
                 kinds |= 1 << LATENCY
                 start = pos = end
-        at = find(_SUMMARY_KEY, pos)
-        if at >= 0:
-            at += 11
-            end = find(b'"', at + 1) + 1
-            value = line[at:end]
-            if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
-                text(line[start:at])
-                hole(value)
-                kinds |= 1 << SUMMARY
-                start = pos = end
-        # The response's time: usually the flow's time again, at the very end.
-        at = len(line) - len(flow_time) - 9
-        if at >= pos and starts(_TIME_KEY, at) and line.endswith(b"}") and line[at + 8 : -1] == flow_time:
-            text(line[start : at + 8])
-            hole(flow_time)
-            text(b"}")
-            return (kinds | 1 << TIME, *texts), values
+        if typed and starts(_HTTP_KEY, pos):
+            pos += 9
+            if starts(_CODE_KEY, pos):
+                at = pos + 7
+                end = find(b",", at)
+                value = line[at:end]
+                if end > at and len(value) <= 9 and value.isdigit() and value[0] != 48:
+                    text(line[start:at])
+                    hole(value)
+                    kinds |= 1 << HTTP_CODE
+                    start = end
+                    pos = end + 1
+            if starts(_METHOD_KEY, pos):
+                at = pos + 9
+                end = find(b'"', at + 1) + 1
+                value = line[at:end]
+                if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
+                    text(line[start:at])
+                    hole(value)
+                    kinds |= 1 << HTTP_METHOD
+                    start = end
+                    pos = end + 1
+            if starts(_URL_KEY, pos):
+                at = pos + 6
+                end = find(b'"', at + 1) + 1
+                value = line[at:end]
+                if end and len(value) > 2 and not value[1:-1].translate(None, _STRING_BYTES):
+                    text(line[start:at])
+                    hole(value)
+                    kinds |= 1 << HTTP_URL
+                    start = pos = end
+    at = find(_SUMMARY_KEY, pos)
+    if at >= 0:
+        at += 12  # the hole is the string's text, without its quotes (compact prints it as it is)
+        end = find(b'"', at)
+        value = line[at:end]
+        if end > at and not value.translate(None, _STRING_BYTES):
+            text(line[start:at])
+            hole(value)
+            kinds |= 1 << SUMMARY
+            start = pos = end
+    # The response's time: usually the flow's time again, at the very end.
+    at = len(line) - len(flow_time) - 9
+    if at >= pos and line[at:] == b',"time":' + flow_time + b"}":
+        text(line[start : at + 8])
+        hole(flow_time)
+        text(b"}")
+        return (kinds | 1 << TIME, *texts), values
+    return _cut_tail(line, pos, start, kinds, texts, values)
+
+
+def _cut_other(line: bytes) -> tuple[tuple, list[bytes]] | None:
+    """``cut`` of a line that is not a flow: its only hole is the response's time at the end."""
+    return _cut_tail(line, 0, 0, 0, [], [])
+
+
+def _cut_tail(
+    line: bytes, pos: int, start: int, kinds: int, texts: list[bytes], values: list[bytes]
+) -> tuple[tuple, list[bytes]] | None:
+    """The end of ``cut``: a response time other than the flow's, at the end of the line."""
     if line.endswith(b'"}'):
         at = line.rfind(_TIME_KEY, pos)
         if at >= 0:
             value = line[at + 8 : -1]
             if not _timestamp_ok(value):
                 return None
-            text(line[start : at + 8])
-            hole(value)
+            texts.append(line[start : at + 8])
+            values.append(value)
             kinds |= 1 << TIME
             start = len(line) - 1
     if not kinds:
         return None
-    text(line[start:])
+    texts.append(line[start:])
     return (kinds, *texts), values
 
 
@@ -231,22 +341,34 @@ class TemplateCache:
             return None
         return template, values
 
-    def learn(self, line: bytes, obj: dict) -> None:
-        """Check and keep the template of a line the decoder proved canonical (``obj`` is its dict)."""
-        found = cut(line)
-        if found is None:
-            return
-        key, values = found
+    def get(self, key: tuple) -> Template | None:
+        """The checked template of a key that :func:`cut` gave, or None."""
+        return self._templates.get(key)
+
+    def learn(self, line: bytes, obj: dict, key: tuple | None = None) -> Template | None:
+        """Check and keep the template of a line the decoder proved canonical (``obj`` is its dict);
+        ``key`` is the line's key when the caller has cut it already. Returns the checked template."""
+        if key is None:
+            found = cut(line)
+            if found is None:
+                return None
+            key = found[0]
         if key in self._templates:
-            return
+            return self._templates[key]
         kinds = tuple(kind for kind in range(len(HOLE_NAMES)) if key[0] >> kind & 1)
         texts: tuple[bytes, ...] = key[1:]
         if len(self._templates) >= MAX_TEMPLATES:
             self._templates.clear()
-        self._templates[key] = _checked(Template(texts, kinds), line, obj)
+        template = self._templates[key] = _checked(Template(texts, kinds), line, obj)
+        return template
+
+    def tried(self, key: tuple) -> bool:
+        """Whether a key was learned, whether its template checked out or not."""
+        return key in self._templates
 
 
 _SENTINEL_TOKENS = {kind: orjson.dumps(value) for kind, value in _SENTINELS.items()}
+_SENTINEL_TOKENS[SUMMARY] = _SENTINEL_TOKENS[SUMMARY][1:-1]  # its hole holds no quotes
 
 
 def _hole_container(obj: dict, kind: int) -> tuple[dict, str]:
@@ -260,6 +382,8 @@ def _hole_container(obj: dict, kind: int) -> tuple[dict, str]:
         return flow, "uuid"
     if kind == LATENCY:
         return flow["l7"], "latency_ns"
+    if kind in (HTTP_CODE, HTTP_METHOD, HTTP_URL):
+        return flow["l7"]["http"], HOLE_NAMES[kind][5:]
     if kind == SUMMARY:
         return flow, "Summary"
     layer4 = flow["l4"]

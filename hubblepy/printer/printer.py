@@ -24,7 +24,7 @@ from .flowtext import FlowText
 from .jsonout import encode_canonical
 from .tables import LOST_EVENT_SOURCE_NAMES, NODE_STATE_NAMES, enum_text
 from .tabwriter import TabWriter
-from .timefmt import make_timestamp_formatter
+from .timefmt import STAMP_MILLI, make_timestamp_formatter, resolve_time_format
 
 if TYPE_CHECKING:
     from hubblepy.codec.templates import Template
@@ -179,37 +179,110 @@ class Printer:
                     return
         self.write(resp if resp is not None else orjson.loads(raw), raw)
 
+    def compact_line_format(
+        self, raw: bytes, template: Template, record: dict | None = None
+    ) -> tuple[int, bytes, tuple[int, ...]] | None:
+        """How to print a template's lines as bytes, with no other work per line, or None.
+
+        Returns ``(time hole, format, holes)``: a line's compact text is ``format % (head, millis,
+        *(its hole values at those indexes))`` where ``head`` is :meth:`compact_stamp_head` of its
+        time and ``millis`` the first three digits of the time's fraction. Only for plain compact
+        output (no colours: the terminal escaping of a line is then the escaping of each piece, and
+        the hole values hold no ESC or CR) in the default time format; None when the template's
+        lines must go through :meth:`write_templated`. ``raw`` is a line of the template and
+        ``record`` its dict when the caller has it (changed for the work and restored).
+        """
+        if self._output != "compact" or self._colour or not template.is_flow:
+            return None
+        if resolve_time_format(self.opts.time_format) != STAMP_MILLI:
+            return None
+        found = template.formats.get(self._format_key)
+        if found is None:
+            found = template.formats[self._format_key] = self._compact_format(raw, template, record)
+        time_slot, fmt, slots = found
+        if time_slot < 0 or any(start or stop for _, start, stop in slots):
+            return None
+        text = "%s.%s" + escape_terminal(fmt, False)
+        return time_slot, text.encode("utf-8", "surrogatepass"), tuple(hole for hole, _, _ in slots)
+
+    def compact_stamp_head(self, token: bytes) -> bytes | None:
+        """The compact time of a canonical timestamp token (with its quotes) before ``.millis``,
+        or None when the printed time does not end with the token's milliseconds."""
+        stamp = self._time(token[1:-1].decode("ascii", "replace"))
+        millis = token[21:24] if len(token) > 22 else b"000"
+        if stamp.encode().endswith(b"." + millis):
+            return stamp[:-4].encode()
+        return None
+
+    def write_bytes(self, data: bytes, records: int) -> None:
+        """Write ``records`` records' finished output (see :meth:`compact_line_format`) after what is pending."""
+        self._drain()
+        self._out.write(data)
+        self._records += records
+
     def _compact_format(
-        self, raw: bytes, template: Template
+        self, raw: bytes, template: Template, record: dict | None = None
     ) -> tuple[int, str, tuple[tuple[int, int, int], ...]]:
         """How compact prints the lines of a template: ``(time hole or -1, format, slots)``.
 
         The format is the rest of the line after the timestamp, with ``%s`` where a hole's value
-        goes; each slot is ``(hole, start, stop)``, the slice of the hole's text to insert (strings
-        lose their quotes). The holes compact does not print must not change its text: that is
-        checked by printing the flow with other values in them.
+        goes; each slot is ``(hole, start, stop)``, the slice of the hole's text to insert. The
+        holes compact does not print must not change its text: that is checked by printing the
+        flow with other values in them. ``record`` is the line's dict when the caller has it: it
+        is changed for the work and restored.
         """
-        from hubblepy.codec.templates import DESTINATION_PORT, FLOW_TIME, SOURCE_PORT, SUMMARY
+        from hubblepy.codec.templates import (
+            DESTINATION_PORT,
+            FLOW_TIME,
+            HTTP_CODE,
+            HTTP_METHOD,
+            HTTP_URL,
+            LATENCY,
+            SOURCE_PORT,
+            SUMMARY,
+            UUID,
+        )
 
-        flow = orjson.loads(raw)["flow"]  # a copy of its own: its holes get markers
+        if record is None:
+            record = orjson.loads(raw)
+        flow = record["flow"]
         markers: dict[str, tuple[int, int, int]] = {}
-        for index, kind in enumerate(template.holes):
-            if kind in (SOURCE_PORT, DESTINATION_PORT):
-                marker = str(_SENTINEL_PORT + index)
-                name = "source_port" if kind == SOURCE_PORT else "destination_port"
-                layer4 = flow["l4"]
-                layer4[next(iter(layer4))][name] = int(marker)
-                markers[marker] = (index, 0, 0)
-            elif kind == SUMMARY:
-                marker = f"~summary-{_SENTINEL_PORT}~"
-                flow["Summary"] = marker
-                markers[marker] = (index, 1, -1)
+        saved: list[tuple[dict, str, object]] = []
+
+        def put(container: dict, name: str, value: object) -> None:
+            saved.append((container, name, container[name]))
+            container[name] = value
+
+        try:
+            for index, kind in enumerate(template.holes):
+                if kind in (SOURCE_PORT, DESTINATION_PORT):
+                    marker = str(_SENTINEL_PORT + index)
+                    layer4 = flow["l4"]
+                    name = "source_port" if kind == SOURCE_PORT else "destination_port"
+                    put(layer4[next(iter(layer4))], name, int(marker))
+                    markers[marker] = (index, 0, 0)
+                elif kind == SUMMARY:
+                    marker = f"~summary-{_SENTINEL_PORT}~"
+                    put(flow, "Summary", marker)
+                    markers[marker] = (index, 0, 0)
+            rest = self._compact_rest(flow)
+            if UUID in template.holes:
+                put(flow, "uuid", "~other~")
+            if LATENCY in template.holes:
+                put(flow["l7"], "latency_ns", "1")
+            for kind, name, value in (
+                (HTTP_CODE, "code", 599),
+                (HTTP_METHOD, "method", "~"),
+                (HTTP_URL, "url", "~"),
+            ):
+                if kind in template.holes:
+                    put(flow["l7"]["http"], name, value)
+            if self._compact_rest(flow) != rest:
+                return _SLOW
+        finally:
+            for container, name, value in reversed(saved):
+                container[name] = value
         time_slot = template.holes.index(FLOW_TIME) if FLOW_TIME in template.holes else -1
-        rest = self._compact_rest(flow)
-        flow["uuid"] = "~other~"
-        flow.get("l7", {}).pop("latency_ns", None)
-        if self._compact_rest(flow) != rest:
-            return _SLOW
         rest = rest.replace("%", "%%")
         if time_slot < 0:
             rest = self._time(flow.get("time")).replace("%", "%%") + rest
