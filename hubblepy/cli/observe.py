@@ -133,6 +133,7 @@ def _observe_file(
     jq_program,  # noqa: ANN001 - jq's program type is not exported
 ) -> int:
     """Read, filter and print the records of ``--input-file``."""
+    assert args.input_file is not None
     stream = open_input(args.input_file, stdin)
     args.check_file_last_limit()
     options = print_options(args, stdout)
