@@ -34,6 +34,7 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import numpy as np
 import orjson
 
 from hubblepy.api.observer import observer_pb2
@@ -47,7 +48,7 @@ from relay.merge import SortBuffer
 from relay.metrics import STATS
 from relay.node_errors import ErrorAggregator
 from relay.peers import Node, PeerManager
-from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_response
+from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, Run, json_line_info, scan_response
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ DEFAULT_ERROR_AGGREGATION_WINDOW = 10.0  # seconds, as upstream's relay
 ERROR_SETTLE_S = 1.0  # after a node error, time for its channel to leave READY before retrying
 KIND_NODE_STATUS = -1  # queued item: a serialized node status event, sent right away
 KIND_NODE_ERROR = -2  # queued item: (node name, message) for the error aggregator
+KIND_RUN = -3  # queued item: a node's indexed batch (relay.wire.Run), many responses
 
 _END = object()  # a node stream ended (non-follow)
 
@@ -126,7 +128,27 @@ class _Fanout:
             while not self.cancelled.is_set():
                 try:
                     info = json_line_info if self.as_json else scan_response
-                    for batch in node.stream_flows(request, self.calls, self.as_json):
+                    if self.as_json:
+                        batches = node.stream_flows(request, self.calls, True)
+                    else:
+                        batches = node.stream_runs(request, self.calls)
+                    for batch in batches:
+                        if type(batch) is Run:  # times and kinds come with it: nothing to parse
+                            if not len(batch):
+                                continue
+                            flows = batch.kinds.count(KIND_FLOW)
+                            if flows:
+                                times = batch.times
+                                if flows != len(batch):
+                                    times = times[np.frombuffer(batch.kinds, dtype=np.uint8) == KIND_FLOW]
+                                newest = int(times.max())
+                                if newest > last_ns:
+                                    last_ns = newest
+                            STATS.forwarded(flows)
+                            item = (int(batch.times[0]), KIND_RUN, batch)
+                            if not self.queue.put(item, self.cancelled, len(batch)):
+                                return
+                            continue
                         items = []
                         append = items.append
                         flows = 0
@@ -379,6 +401,18 @@ class RelayObserver:
                     pending -= 1
                     continue
                 time_ns, kind, wire = item
+                if kind == KIND_RUN:
+                    if frame_runs:
+                        released = buffer.push_frames(wire)
+                        if released is not None:
+                            if released:
+                                yield Frames(b"".join(released))
+                            continue
+                    for one_ns, one in zip(wire.times.tolist(), wire.wires(), strict=True):
+                        out = push(one_ns, one)
+                        if out is not None:
+                            yield out
+                    continue
                 if kind < 0:
                     if kind == KIND_NODE_ERROR:
                         errors.add(wire[0], wire[1], time.monotonic())
