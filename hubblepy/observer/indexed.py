@@ -128,13 +128,16 @@ class IndexedBatcher:
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
-        self.times: list[int] = []
+        self.times: list[Any] = []  # int64 arrays and lists of ints, in order
         self.kinds = bytearray()
-        self.ends: list[int] = []
+        self.sizes: list[Any] = []  # framed sizes, as ``times``
         self.size = 0
+        self.count = 0
+        self._times: list[int] = []  # the plain responses' since the last run
+        self._sizes: list[int] = []
 
     def __len__(self) -> int:
-        return len(self.ends)
+        return self.count
 
     def add(self, wire: bytes) -> None:
         """One serialized response (its time and kind read from it)."""
@@ -142,29 +145,41 @@ class IndexedBatcher:
         self.parts.append(_PREFIX.pack(0, len(wire)))
         self.parts.append(wire)
         self.size += len(wire) + 5
-        self.times.append(time_ns)
+        self.count += 1
+        self._times.append(time_ns)
+        self._sizes.append(len(wire) + 5)
         self.kinds.append(kind)
-        self.ends.append(self.size)
 
-    def add_frames(self, frames: bytes, times: list[int]) -> None:
-        """A run of framed flow responses whose times are ``times``."""
-        ends = frame_ends(frames, self.size)
-        if len(ends) != len(times):
-            raise ValueError("a framed run and its times differ in length")
+    def add_frames(self, frames: bytes, times: Any, sizes: Any = None) -> None:
+        """A run of framed flow responses whose times are ``times`` (and framed sizes ``sizes``,
+        read from the frames when not given)."""
+        if sizes is None:
+            sizes = np.diff(np.asarray(frame_ends(frames), dtype=np.int64), prepend=0)
+        n = len(times)
+        if len(sizes) != n or int(np.sum(sizes)) != len(frames):
+            raise ValueError("a framed run, its times and its sizes do not agree")
+        if self._times:
+            self.times.append(self._times)
+            self.sizes.append(self._sizes)
+            self._times, self._sizes = [], []
         self.parts.append(frames)
         self.size += len(frames)
-        self.times.extend(times)
-        self.kinds.extend(b"\x01" * len(times))
-        self.ends.extend(ends)
+        self.count += n
+        self.times.append(times)
+        self.sizes.append(sizes)
+        self.kinds.extend(b"\x01" * n)
 
     def message(self) -> bytes:
         """The indexed batch of what was added (and start over)."""
+        times = [*self.times, self._times]
+        sizes = [*self.sizes, self._sizes]
+        ends = np.cumsum(np.concatenate([np.asarray(s, dtype=np.int64) for s in sizes]))
         out = b"".join(
             (
                 _field(1, b"".join(self.parts)),
-                _field(2, np.asarray(self.times, dtype="<i8").tobytes()),
+                _field(2, np.concatenate([np.asarray(t, dtype="<i8") for t in times]).tobytes()),
                 _field(3, bytes(self.kinds)),
-                _field(4, np.asarray(self.ends, dtype="<u4").tobytes()),
+                _field(4, ends.astype("<u4").tobytes()),
             )
         )
         self.__init__()  # type: ignore[misc]
@@ -207,16 +222,18 @@ def parse_indexed(message: bytes) -> Run:
     n = len(kinds)
     if len(parsed.times) != 8 * n or len(parsed.ends) != 4 * n:
         raise ValueError("malformed indexed batch: columns of different lengths")
-    times = np.frombuffer(parsed.times, dtype="<i8").astype(np.int64)
+    times = np.frombuffer(parsed.times, dtype="<i8")
     ends = np.frombuffer(parsed.ends, dtype="<u4").astype(np.int64)
     if n:
-        # every frame's prefix must say what ``ends`` says (flag 0, the length up to its end)
-        starts = np.concatenate(([0], ends[:-1]))
-        if ends[-1] != len(frames) or not np.all(ends - starts >= 5):
+        # every frame's prefix must say what ``ends`` says (flag 0, the length up to its end): the
+        # big-endian u32 at every byte offset (a view with stride 1), read at each prefix's length
+        starts = np.empty(n, dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = ends[:-1]
+        sizes = ends - starts - 5
+        if ends[-1] != len(frames) or sizes.min() < 0:
             raise ValueError("malformed indexed batch: frame ends")
-        raw = np.frombuffer(frames, dtype=np.uint8)
-        heads = raw[starts[:, None] + np.arange(5)].astype(np.int64)
-        lengths = heads[:, 1] << 24 | heads[:, 2] << 16 | heads[:, 3] << 8 | heads[:, 4]
-        if heads[:, 0].any() or not np.array_equal(starts + 5 + lengths, ends):
+        words = np.ndarray((len(frames) - 4,), dtype=">u4", buffer=frames, strides=(1,))
+        if (words[starts + 1] != sizes).any() or np.frombuffer(frames, np.uint8)[starts].any():
             raise ValueError("malformed indexed batch: frame prefixes")
     return Run(frames, times, kinds, ends)

@@ -59,6 +59,7 @@ EXACT_FRAMES_SCAN_BATCH = 16384
 LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
 INDEXED_FLUSH_BYTES = 64 << 10  # an indexed batch (node -> relay) goes out at this size
+INDEXED_CHUNK = 512  # ... and a templated run goes into it this many at a time (fewer numpy calls)
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -219,7 +220,8 @@ def stream_ring(
     :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unmasked requests on our h2
     transport, unfiltered or with an ``exact`` column test) raw samples with a template are yielded
     as gRPC-framed runs of responses (:class:`~hubblepy.observer.transport.Frames`), byte for byte
-    what ``encode`` gives them; with ``timed`` too, as ``(Frames, times)`` (each response's time).
+    what ``encode`` gives them; with ``timed`` too, as ``(Frames, times, sizes)`` (each response's
+    time and framed size, numpy arrays).
     """
     for item in select_entries(
         ring, request, is_active, predicate, stop, idle_marker, column_filter, frames, exact, timed
@@ -256,8 +258,8 @@ def select_entries(
     responses instead of entries, several at once. With a filter, ``frames`` needs ``exact`` (the
     raw samples whose columns prove a match): only those come from templates, untested; the other
     candidates are decoded and tested as without ``frames``. ``timed``: those come as
-    ``(Frames, times)``, the list of each response's time (the ring's time column, which the
-    templates write into the responses).
+    ``(Frames, times, sizes)``: each response's time (the ring's time column, which the templates
+    write into the responses) and framed size.
     """
     if frames is not None and exact is None and (predicate is not None or column_filter is not None):
         frames = None  # templates skip the filter: only for the samples ``exact`` proves
@@ -357,10 +359,15 @@ def select_entries(
                     stop_pos, done = start + int(late[0]), True
             if limit and stop_pos - start >= limit - sent:
                 stop_pos, done = start + limit - sent, True
-            for part in range(start, stop_pos, FRAMES_CHUNK):  # handoffs of ~64 KiB, as framed_stream's
-                part_end = min(stop_pos, part + FRAMES_CHUNK)
+            chunk = INDEXED_CHUNK if timed else FRAMES_CHUNK
+            for part in range(start, stop_pos, chunk):  # handoffs of ~64 KiB, as framed_stream's
+                part_end = min(stop_pos, part + chunk)
                 if timed:
-                    yield Frames(plan.frames(part, part_end)), plan.times[part:part_end].tolist()
+                    yield (
+                        Frames(plan.frames(part, part_end)),
+                        plan.times[part:part_end],
+                        plan.sizes(part, part_end),
+                    )
                 else:
                     yield Frames(plan.frames(part, part_end))
                 sent += part_end - part
