@@ -233,7 +233,7 @@ def parse_indexed(message: bytes) -> Run:
         sizes = ends - starts - 5
         if ends[-1] != len(frames) or sizes.min() < 0:
             raise ValueError("malformed indexed batch: frame ends")
-        words = np.ndarray((len(frames) - 4,), dtype=">u4", buffer=frames, strides=(1,))
+        words = np.ndarray((len(frames) - 3,), dtype=">u4", buffer=frames, strides=(1,))
         if (words[starts + 1] != sizes).any() or np.frombuffer(frames, np.uint8)[starts].any():
             raise ValueError("malformed indexed batch: frame prefixes")
     return Run(frames, times, kinds, ends)

@@ -673,7 +673,7 @@ class FramePlan:
         joined = b"".join(heads)
         if not len(heads) or lengths.min() < 5:
             raise ValueError("a response's first part is shorter than its gRPC prefix")
-        words = np.ndarray((len(joined) - 4,), dtype=">u4", buffer=joined, strides=(1,))
+        words = np.ndarray((len(joined) - 3,), dtype=">u4", buffer=joined, strides=(1,))
         return words[np.cumsum(lengths) - lengths + 1].astype(np.int64) + 5
 
 
