@@ -76,9 +76,8 @@ def _classes() -> tuple[Any, Any, Any]:
     )
 
 
-Head, Batch, _Indexed = _classes()
+Head, Batch, Indexed = _classes()  # Indexed: the batch as protobuf reads it (the relay reads it by hand)
 _parse_head = Head.FromString
-_parse_indexed = _Indexed.FromString
 
 
 def scan_response(buf: bytes) -> tuple[int, int]:
@@ -187,12 +186,12 @@ class IndexedBatcher:
 
 
 class Run:
-    """One indexed batch as the relay reads it: ``frames`` (bytes), ``times`` (int64 array),
+    """One indexed batch as the relay reads it: ``frames`` (bytes or a view), ``times`` (int64 array),
     ``kinds`` (bytes) and ``ends`` (int64 array), one entry per response."""
 
     __slots__ = ("frames", "times", "kinds", "ends")
 
-    def __init__(self, frames: bytes, times: np.ndarray, kinds: bytes, ends: np.ndarray) -> None:
+    def __init__(self, frames: bytes | memoryview, times: np.ndarray, kinds: bytes, ends: np.ndarray) -> None:
         self.frames = frames
         self.times = times
         self.kinds = kinds
@@ -212,18 +211,45 @@ class Run:
         return out
 
 
+def _read_fields(message: bytes) -> list[memoryview]:
+    """The four ``bytes`` fields of an indexed batch, as views of ``message`` (no copies)."""
+    view = memoryview(message)
+    fields: list[memoryview | None] = [None, None, None, None]
+    pos, size = 0, len(message)
+    while pos < size:
+        tag = message[pos]
+        number = tag >> 3
+        if tag & 7 != 2 or not 1 <= number <= 4:
+            raise ValueError("malformed indexed batch: unexpected field")
+        pos += 1
+        length = shift = 0
+        while True:
+            if pos >= size or shift > 35:
+                raise ValueError("malformed indexed batch: truncated")
+            byte = message[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        if pos + length > size:
+            raise ValueError("malformed indexed batch: truncated")
+        fields[number - 1] = view[pos : pos + length]
+        pos += length
+    empty = view[0:0]
+    return [field if field is not None else empty for field in fields]
+
+
 def parse_indexed(message: bytes) -> Run:
-    """The :class:`Run` of an indexed batch message; ValueError when it does not hold together."""
-    try:
-        parsed = _parse_indexed(message)
-    except DecodeError:
-        raise ValueError("malformed indexed batch") from None
-    frames, kinds = parsed.frames, parsed.kinds
+    """The :class:`Run` of an indexed batch message (its frames a view of ``message``); ValueError
+    when it does not hold together."""
+    frames, times_field, kinds_view, ends_field = _read_fields(message)
+    kinds = bytes(kinds_view)
     n = len(kinds)
-    if len(parsed.times) != 8 * n or len(parsed.ends) != 4 * n:
+    if len(times_field) != 8 * n or len(ends_field) != 4 * n:
         raise ValueError("malformed indexed batch: columns of different lengths")
-    times = np.frombuffer(parsed.times, dtype="<i8")
-    ends = np.frombuffer(parsed.ends, dtype="<u4").astype(np.int64)
+    times = np.frombuffer(times_field, dtype="<i8")
+    ends = np.frombuffer(ends_field, dtype="<u4").astype(np.int64)
     if n:
         # every frame's prefix must say what ``ends`` says (flag 0, the length up to its end): the
         # big-endian u32 at every byte offset (a view with stride 1), read at each prefix's length

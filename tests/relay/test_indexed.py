@@ -24,7 +24,14 @@ from liveprocs import FLOWS
 from hubblepy.api.observer import observer_pb2
 from hubblepy.observer import service
 from hubblepy.observer.core import Observer
-from hubblepy.observer.indexed import IndexedBatcher, Run, frame_ends, parse_indexed, scan_response
+from hubblepy.observer.indexed import (
+    Indexed,
+    IndexedBatcher,
+    Run,
+    frame_ends,
+    parse_indexed,
+    scan_response,
+)
 from hubblepy.observer.service import BATCH_SERVICE, NodeServices
 from hubblepy.observer.sources import ReplaySource
 from hubblepy.observer.transport import _PREFIX
@@ -80,7 +87,12 @@ def test_batches_carry_each_responses_bytes_time_and_kind() -> None:
     assert got.times.tolist() == [scan_response(w)[0] for w in expected]
     assert list(got.kinds) == [scan_response(w)[1] for w in expected]
     assert got.frames == b"".join(map(_framed, expected))
-    assert frame_ends(got.frames) == got.ends.tolist()
+    assert frame_ends(bytes(got.frames)) == got.ends.tolist()
+    message = IndexedBatcher()
+    message.add(wires[0])
+    wire = message.message()
+    as_protobuf = Indexed.FromString(wire)  # the batch is the protobuf message it claims to be
+    assert as_protobuf.frames == _framed(wires[0]) and as_protobuf.kinds == b"\x01"
     assert len(batcher) == 0 and parse_indexed(batcher.message()).wires() == []
 
 
