@@ -10,7 +10,7 @@ and with ``--verdict DROPPED``. Each read is timed from the call's start to its 
 stream is read once first (the node builds or templates each response on first read). Printed per
 filter: the median flows/s of ROUNDS reads each way, the ratio direct / relayed and the relay's
 overhead (target: at most 10%), the relay's and the node's CPU per 1000 flows during the relayed
-reads (the node serves the relay the batched extension) and the node's during the direct reads
+reads (the node serves the relay indexed batches) and the node's during the direct reads
 (standard GetFlows on its h2 transport, from cached bytes or templates), and the load average.
 
 ``python benchmarks/relay_overhead.py`` runs it alone (bench_relay runs it too); ``--serve`` is the node.

@@ -4,7 +4,9 @@
 responses per second that costs more than the relay's own work. Here producers append to a deque
 and signal only when the consumer is asleep; the consumer takes everything queued at once. A
 producer waits while the handoff holds ``limit`` items, so a slow client slows the node streams
-(and the nodes report LostEvents) instead of growing the relay's memory.
+(and the nodes report LostEvents) instead of growing the relay's memory. An item may stand for
+several responses (a node's indexed batch): :meth:`put` takes its ``weight``, and the limit counts
+responses.
 """
 
 from __future__ import annotations
@@ -23,14 +25,21 @@ class Handoff:
         self._cond = threading.Condition(threading.Lock())
         self._consumer_waiting = False
         self._producers_waiting = 0
+        self._extra = 0  # weights above 1 of the queued items (approximate: reset by take)
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, item: Any, cancelled: threading.Event) -> bool:
-        """Add ``item``; False when ``cancelled`` was set while waiting for room."""
-        if len(self._items) >= self._limit and not self._wait_for_room(cancelled):
+    def _load(self) -> int:
+        return len(self._items) + self._extra
+
+    def put(self, item: Any, cancelled: threading.Event, weight: int = 1) -> bool:
+        """Add ``item`` (standing for ``weight`` responses); False when ``cancelled`` was set while
+        waiting for room."""
+        if self._load() >= self._limit and not self._wait_for_room(cancelled):
             return False
+        if weight > 1:
+            self._extra += weight - 1
         self._items.append(item)
         if self._consumer_waiting:
             with self._cond:
@@ -39,7 +48,7 @@ class Handoff:
 
     def put_many(self, items: list[Any], cancelled: threading.Event) -> bool:
         """Add several items at once (one wakeup); False when cancelled while waiting for room."""
-        if len(self._items) >= self._limit and not self._wait_for_room(cancelled):
+        if self._load() >= self._limit and not self._wait_for_room(cancelled):
             return False
         self._items.extend(items)
         if self._consumer_waiting:
@@ -51,7 +60,7 @@ class Handoff:
         with self._cond:
             self._producers_waiting += 1
             try:
-                while len(self._items) >= self._limit:
+                while self._load() >= self._limit:
                     if cancelled.is_set():
                         return False
                     self._cond.wait(0.1)
@@ -71,6 +80,7 @@ class Handoff:
                 finally:
                     self._consumer_waiting = False
         count = len(items)
+        self._extra = 0
         batch = [items.popleft() for _ in range(count)]
         if self._producers_waiting:
             with self._cond:

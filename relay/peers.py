@@ -27,16 +27,32 @@ import grpc.experimental
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
-from relay.wire import split_batch
+from relay.wire import Run, parse_indexed, split_batch
 
 log = logging.getLogger(__name__)
 
+LOOKAHEAD_BYTES = 4 << 20  # the receive window the relay offers each node stream
 MAX_RECONNECT_BACKOFF_S = 1.0  # the channel retries a lost node at least this often
 _CAUSE_PREFIXES = ("failed to connect to all addresses; last error: ", "UNKNOWN: ", "UNAVAILABLE: ")
 
 GET_FLOWS = "/observer.Observer/GetFlows"
 GET_FLOWS_BATCHED = "/hubblepy.Batch/GetFlows"  # our nodes' batched GetFlows (see hubblepy.observer.service)
 GET_FLOWS_JSON = "/hubblepy.Batch/GetFlowsJSON"  # batches of canonical JSON lines
+GET_FLOWS_INDEXED = "/hubblepy.Batch/GetFlowsIndexed"  # framed responses with their times and kinds
+
+
+class _MalformedBatch(grpc.RpcError):
+    """A node's indexed batch that does not hold together, reported like a failed node stream."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self._message = message
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.INTERNAL
+
+    def details(self) -> str:
+        return self._message
 
 
 @dataclass
@@ -67,6 +83,7 @@ class Node:
     name_from_address: bool = False
     reconnect: Any = None  # pending grpc.channel_ready_future while the channel is idle
     supports_batch: bool | None = None  # None until the first stream tells
+    supports_indexed: bool | None = None  # None until the first stream tells
     health: str = "connecting"  # connected | disconnected | unavailable (last one logged)
     reason: str = ""  # why the node is not connected; "" while connected
     probing: bool = False
@@ -123,6 +140,35 @@ class Node:
         for wire in call:
             yield [encode(message_to_dict(parse(wire))) + b"\n"]
 
+    def stream_runs(self, request: Any, calls: dict[str, Any]) -> Iterator[Run | list[bytes]]:
+        """Responses of GetFlows as indexed :class:`~relay.wire.Run` batches when the node serves
+        them (our nodes), else as :meth:`stream_flows` gives them (older hubblepy nodes, upstream's).
+        A malformed indexed batch ends the stream with an INTERNAL error (the node is reported)."""
+        assert self.channel is not None
+        if self.supports_indexed is not False:
+            indexed = self.channel.unary_stream(
+                GET_FLOWS_INDEXED,
+                request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+                response_deserializer=None,
+            )
+            call = indexed(request)
+            calls[self.address] = call
+            try:
+                for message in call:
+                    self.supports_indexed = True
+                    try:
+                        run = parse_indexed(message)
+                    except ValueError as exc:
+                        call.cancel()
+                        raise _MalformedBatch(str(exc)) from None
+                    yield run
+                return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNIMPLEMENTED or self.supports_indexed:
+                    raise
+                self.supports_indexed = False
+        yield from self.stream_flows(request, calls)
+
     def observer_stub(self) -> Any:
         from hubblepy.api.observer import observer_pb2_grpc
 
@@ -147,6 +193,8 @@ class DialOptions:
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.enable_retries", 0),
+            # A wide receive window from the start: the node writes its stream in fewer, larger bursts.
+            ("grpc.http2.lookahead_bytes", LOOKAHEAD_BYTES),
             # The reading thread polls the call itself instead of handing every message over from
             # the channel's polling thread: one thread switch less per streamed response.
             (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),

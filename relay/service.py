@@ -34,6 +34,7 @@ from concurrent import futures
 from typing import Any
 
 import grpc
+import numpy as np
 import orjson
 
 from hubblepy.api.observer import observer_pb2
@@ -47,7 +48,7 @@ from relay.merge import SortBuffer
 from relay.metrics import STATS
 from relay.node_errors import ErrorAggregator
 from relay.peers import Node, PeerManager
-from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, json_line_info, scan_response
+from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, Run, json_line_info, scan_response
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ DEFAULT_ERROR_AGGREGATION_WINDOW = 10.0  # seconds, as upstream's relay
 ERROR_SETTLE_S = 1.0  # after a node error, time for its channel to leave READY before retrying
 KIND_NODE_STATUS = -1  # queued item: a serialized node status event, sent right away
 KIND_NODE_ERROR = -2  # queued item: (node name, message) for the error aggregator
+KIND_RUN = -3  # queued item: a node's indexed batch (relay.wire.Run), many responses
 
 _END = object()  # a node stream ended (non-follow)
 
@@ -126,7 +128,28 @@ class _Fanout:
             while not self.cancelled.is_set():
                 try:
                     info = json_line_info if self.as_json else scan_response
-                    for batch in node.stream_flows(request, self.calls, self.as_json):
+                    batches: Iterator[Any]
+                    if self.as_json:
+                        batches = node.stream_flows(request, self.calls, True)
+                    else:
+                        batches = node.stream_runs(request, self.calls)
+                    for batch in batches:
+                        if isinstance(batch, Run):  # times and kinds come with it: nothing to parse
+                            if not len(batch):
+                                continue
+                            flows = batch.kinds.count(KIND_FLOW)
+                            if flows:
+                                times = batch.times
+                                if flows != len(batch):
+                                    times = times[np.frombuffer(batch.kinds, dtype=np.uint8) == KIND_FLOW]
+                                newest = int(times.max())
+                                if newest > last_ns:
+                                    last_ns = newest
+                            STATS.forwarded(flows)
+                            item = (int(batch.times[0]), KIND_RUN, batch)
+                            if not self.queue.put(item, self.cancelled, len(batch)):
+                                return
+                            continue
                         items: list[Any] = []
                         append = items.append
                         flows = 0
@@ -365,9 +388,9 @@ class RelayObserver:
                 continue
             if frame_runs and _in_order_run(batch, buffer.newest):
                 # the common case: one node's flows, in time order (the buffer is a delay line)
-                out = buffer.push_run([item[0] for item in batch], [item[2] for item in batch])
-                if out:
-                    yield Frames(b"".join([part for wire in out for part in (pack(0, len(wire)), wire)]))
+                in_order = buffer.push_run([item[0] for item in batch], [item[2] for item in batch])
+                if in_order:
+                    yield Frames(b"".join([part for wire in in_order for part in (pack(0, len(wire)), wire)]))
                 last_arrival = time.monotonic()
                 if follow and last_arrival - last_check >= 0.5:
                     last_check = last_arrival
@@ -379,6 +402,18 @@ class RelayObserver:
                     pending -= 1
                     continue
                 time_ns, kind, wire = item
+                if kind == KIND_RUN:
+                    if frame_runs:
+                        framed = buffer.push_frames(wire)
+                        if framed is not None:
+                            if framed:
+                                yield Frames(b"".join(framed))
+                            continue
+                    for one_ns, one in zip(wire.times.tolist(), wire.wires(), strict=True):
+                        single = push(one_ns, one)
+                        if single is not None:
+                            yield single
+                    continue
                 if kind < 0:
                     if kind == KIND_NODE_ERROR:
                         errors.add(wire[0], wire[1], time.monotonic())

@@ -37,6 +37,7 @@ from hubblepy.codec.timestamps import NS_PER_SECOND, format_ns
 from hubblepy.observer.convert import apply_mask, compile_mask, message_to_dict
 from hubblepy.observer.core import Observer
 from hubblepy.observer.errors import BadRequest
+from hubblepy.observer.indexed import IndexedBatcher
 from hubblepy.observer.records import ColumnFilter, compile_column_filter, compile_exact_column_filter
 from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
 from hubblepy.observer.wiretemplates import plan_frames
@@ -57,6 +58,8 @@ FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per sc
 EXACT_FRAMES_SCAN_BATCH = 16384
 LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
+INDEXED_FLUSH_BYTES = 64 << 10  # an indexed batch (node -> relay) goes out at this size
+INDEXED_CHUNK = 512  # ... and a templated run goes into it this many at a time (fewer numpy calls)
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -208,7 +211,8 @@ def stream_ring(
     column_filter: ColumnFilter | None = None,
     frames: Any = None,
     exact: ColumnFilter | None = None,
-) -> Iterator[bytes]:
+    timed: bool = False,
+) -> Iterator[Any]:
     """Yield the wire bytes of the entries a GetFlows/GetAgentEvents/GetDebugEvents request selects.
 
     With ``idle_marker`` an empty ``b""`` is yielded each time the reader has caught up with the
@@ -216,16 +220,17 @@ def stream_ring(
     :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unmasked requests on our h2
     transport, unfiltered or with an ``exact`` column test) raw samples with a template are yielded
     as gRPC-framed runs of responses (:class:`~hubblepy.observer.transport.Frames`), byte for byte
-    what ``encode`` gives them.
+    what ``encode`` gives them; with ``timed`` too, as ``(Frames, times, sizes)`` (each response's
+    time and framed size, numpy arrays).
     """
     for item in select_entries(
-        ring, request, is_active, predicate, stop, idle_marker, column_filter, frames, exact
+        ring, request, is_active, predicate, stop, idle_marker, column_filter, frames, exact, timed
     ):
         if item is None:
             yield b""
         elif type(item) is int:
             yield encode_lost(node_name, item)
-        elif isinstance(item, bytes):  # framed responses made from templates (``frames``)
+        elif isinstance(item, (bytes, tuple)):  # framed responses made from templates (``frames``)
             yield item
         else:
             yield encode(item)
@@ -241,6 +246,7 @@ def select_entries(
     column_filter: ColumnFilter | None = None,
     frames: Any = None,
     exact: ColumnFilter | None = None,
+    timed: bool = False,
 ) -> Iterator[Any]:
     """The entries a request selects, in order: a :class:`RingEntry` to send, an int for entries
     the writer overwrote before we read them (send a LostEvent), None when caught up (idle marker).
@@ -251,7 +257,9 @@ def select_entries(
     without filters) the raw samples that have a template come as :class:`Frames` of framed
     responses instead of entries, several at once. With a filter, ``frames`` needs ``exact`` (the
     raw samples whose columns prove a match): only those come from templates, untested; the other
-    candidates are decoded and tested as without ``frames``.
+    candidates are decoded and tested as without ``frames``. ``timed``: those come as
+    ``(Frames, times, sizes)``: each response's time (the ring's time column, which the templates
+    write into the responses) and framed size.
     """
     if frames is not None and exact is None and (predicate is not None or column_filter is not None):
         frames = None  # templates skip the filter: only for the samples ``exact`` proves
@@ -351,9 +359,17 @@ def select_entries(
                     stop_pos, done = start + int(late[0]), True
             if limit and stop_pos - start >= limit - sent:
                 stop_pos, done = start + limit - sent, True
-            for part in range(start, stop_pos, FRAMES_CHUNK):  # handoffs of ~64 KiB, as framed_stream's
-                part_end = min(stop_pos, part + FRAMES_CHUNK)
-                yield Frames(plan.frames(part, part_end))
+            step = INDEXED_CHUNK if timed else FRAMES_CHUNK
+            for part in range(start, stop_pos, step):  # handoffs of ~64 KiB, as framed_stream's
+                part_end = min(stop_pos, part + step)
+                if timed:
+                    yield (
+                        Frames(plan.frames(part, part_end)),
+                        plan.times[part:part_end],
+                        plan.sizes(part, part_end),
+                    )
+                else:
+                    yield Frames(plan.frames(part, part_end))
                 sent += part_end - part
             if done:
                 return
@@ -557,7 +573,8 @@ class NodeServices:
         idle_marker: bool,
         as_json: bool = False,
         templates: bool = False,
-    ) -> Iterator[bytes]:
+        timed: bool = False,
+    ) -> Iterator[Any]:
         """The request's responses; ``templates``: raw samples may come as framed runs (Frames)
         when the request has no filter and no field mask (see :mod:`~hubblepy.observer.wiretemplates`)."""
         if request.first and request.follow:
@@ -588,6 +605,7 @@ class NodeServices:
             column_filter=column_filter,
             frames=frames,
             exact=exact,
+            timed=timed,
         )
 
     def get_flows_batched(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -597,6 +615,25 @@ class NodeServices:
         is sent when full or when the reader has caught up (so follow mode adds no delay).
         """
         yield from batched(self._flow_stream(request, context, idle_marker=True), _length_prefixed)
+
+    def get_flows_indexed(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """hubblepy extension for the relay: GetFlows as indexed batches (framed responses with each
+        one's time and kind beside them, see :mod:`~hubblepy.observer.indexed`), wire templates
+        included as for a direct client. A batch is sent at INDEXED_FLUSH_BYTES or when the reader
+        has caught up (so follow mode adds no delay)."""
+        batcher = IndexedBatcher()
+        stream = self._flow_stream(request, context, idle_marker=True, templates=True, timed=True)
+        for item in stream:
+            if type(item) is tuple:
+                batcher.add_frames(*item)
+            elif item:
+                batcher.add(item)
+            if item and batcher.size < INDEXED_FLUSH_BYTES:
+                continue
+            if len(batcher):
+                yield batcher.message()
+        if len(batcher):
+            yield batcher.message()
 
     def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         """hubblepy extension: GetFlows as batches of canonical JSON lines (``-o json`` bytes).
@@ -688,6 +725,9 @@ class NodeServices:
             ),
             "GetFlowsJSON": grpc.unary_stream_rpc_method_handler(
                 self.get_flows_json, request_deserializer=o.GetFlowsRequest.FromString
+            ),
+            "GetFlowsIndexed": grpc.unary_stream_rpc_method_handler(
+                self.get_flows_indexed, request_deserializer=o.GetFlowsRequest.FromString
             ),
         }
         return [

@@ -663,6 +663,20 @@ class FramePlan:
             parts[j::width] = column[lo:hi]
         return b"".join(parts)
 
+    def sizes(self, start: int, stop: int) -> np.ndarray:
+        """The framed size of each response of scan positions ``start .. stop-1`` (all fast): 5 and
+        the length in its gRPC prefix, which begins its first part (a template's head, or a cached
+        sample's framed bytes)."""
+        lo = int(self._index[start])
+        hi = lo + stop - start
+        heads = self._columns[0][lo:hi]
+        lengths = np.fromiter(map(len, heads), dtype=np.int64, count=hi - lo)
+        joined = b"".join(heads)
+        if not len(heads) or lengths.min() < 5:
+            raise ValueError("a response's first part is shorter than its gRPC prefix")
+        words = np.ndarray((len(joined) - 3,), dtype=">u4", buffer=joined, strides=(1,))
+        return words[np.cumsum(lengths) - lengths + 1].astype(np.int64) + 5
+
 
 def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any = None) -> FramePlan | None:
     """Which of ``seqs`` (ascending, already written) go out as framed bytes made here: raw samples
