@@ -25,8 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,27 +39,11 @@ FILTERS = (("unfiltered", None), ("--verdict DROPPED", "DROPPED"))
 
 def serve() -> None:
     """The node: a ring of raw samples served on 127.0.0.1 until SIGTERM."""
-    import node_traffic
+    from unfiltered_bench import CAPACITY as RING
+    from unfiltered_bench import serve_samples
 
-    from hubblepy.observer.core import Observer
-    from hubblepy.observer.server import ObserverServer, ServerConfig
-    from hubblepy.parser import Parser
-
-    observer = Observer("bench-node", CAPACITY)
-    observer.use_parser(Parser(node_traffic.resolver(), "bench-node"))
-    samples = mixed_traffic(CAPACITY)
-    now = time.time_ns() - 10**9
-    for i in range(0, len(samples), 256):  # the monitor reader's batches: one receive time each
-        observer.publish_records(node_traffic.record_batch(samples[i : i + 256]), now + i * 4000)
-    server = ObserverServer(observer, ServerConfig(listen_address="127.0.0.1:0"))
-    server.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print(f"listening on 127.0.0.1:{server.tcp_port}", file=sys.stderr, flush=True)
-    stop.wait()
-    server.stop_event.set()
-    assert server.server is not None
-    server.server.stop(0).wait(5)
+    assert RING == CAPACITY
+    serve_samples(mixed_traffic(CAPACITY))
 
 
 def mixed_traffic(count: int, drops: float = 0.25) -> list[bytes]:

@@ -42,16 +42,24 @@ def serve(rounds: int, templates: bool) -> None:
     """The node: a ring of raw samples served on 127.0.0.1 until SIGTERM."""
     import node_traffic
 
-    from hubblepy.observer.core import Observer
     from hubblepy.observer.records import RecordDecoder
-    from hubblepy.observer.server import ObserverServer, ServerConfig
-    from hubblepy.parser import Parser
 
     if not templates:
         RecordDecoder.wire_templates = lambda self: None  # type: ignore[method-assign]
+    serve_samples(node_traffic.traffic(CAPACITY, rounds=rounds))
+
+
+def serve_samples(samples: list[bytes]) -> None:
+    """A node whose ring holds ``samples`` (raw datapath samples, in the monitor reader's batches of
+    256) served on 127.0.0.1 until SIGTERM; prints ``listening on ADDRESS`` on stderr."""
+    import node_traffic
+
+    from hubblepy.observer.core import Observer
+    from hubblepy.observer.server import ObserverServer, ServerConfig
+    from hubblepy.parser import Parser
+
     observer = Observer("bench-node", CAPACITY)
     observer.use_parser(Parser(node_traffic.resolver(), "bench-node"))
-    samples = node_traffic.traffic(CAPACITY, rounds=rounds)
     now = time.time_ns() - 10**9
     for i in range(0, len(samples), 256):  # the reader's batches: one receive time each
         observer.publish_records(node_traffic.record_batch(samples[i : i + 256]), now + i * 4000)

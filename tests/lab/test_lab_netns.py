@@ -131,24 +131,7 @@ def test_without_root_one_line_and_non_zero(tmp_path):
     needs_root()  # we need root to drop to an unprivileged user
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv is missing")
-    lab = Lab(tmp_path / "lab")
-    out = subprocess.run(
-        [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            sys.executable,
-            "-m",
-            "hubblepy.cli.lab",
-            "up",
-        ],
-        capture_output=True,
-        text=True,
-        env=lab.env,
-        cwd=lab.env["PYTHONPATH"],
-        timeout=60,
-    )
+    out = _lab_command(tmp_path, "up", user=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
     assert out.returncode == 1
     assert (
         out.stderr
@@ -159,16 +142,21 @@ def test_without_root_one_line_and_non_zero(tmp_path):
 
 @pytest.mark.parametrize("pages", ["1000", "0", "131072", "many"])
 def test_bad_monitor_num_pages_is_refused_before_anything_is_made(tmp_path, pages):
+    out = _lab_command(tmp_path, "up", "--monitor-num-pages", pages)
+    assert out.returncode == 1
+    assert out.stderr.startswith("hubble lab: --monitor-num-pages must be ") and out.stderr.count("\n") == 1
+    assert pages in out.stderr
+    assert not (tmp_path / "lab").exists()
+
+
+def _lab_command(tmp_path, *argv: str, user: list[str] | None = None) -> subprocess.CompletedProcess:
+    """``hubble lab ARGV`` in a lab folder of its own (``user``: a command prefix such as setpriv)."""
     lab = Lab(tmp_path / "lab")
-    out = subprocess.run(
-        [sys.executable, "-m", "hubblepy.cli.lab", "up", "--monitor-num-pages", pages],
+    return subprocess.run(
+        [*(user or []), sys.executable, "-m", "hubblepy.cli.lab", *argv],
         capture_output=True,
         text=True,
         env=lab.env,
         cwd=lab.env["PYTHONPATH"],
         timeout=60,
     )
-    assert out.returncode == 1
-    assert out.stderr.startswith("hubble lab: --monitor-num-pages must be ") and out.stderr.count("\n") == 1
-    assert pages in out.stderr
-    assert not (tmp_path / "lab").exists()
