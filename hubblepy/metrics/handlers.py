@@ -511,31 +511,6 @@ class HttpHandler(Handler):
             child.inc(1, exemplar)
             duration.observe(latency / 1e9, exemplar)
 
-    def count_correlated_many(self, templated: list[tuple[Any, Flow, list[tuple[int, str]]]]) -> None:
-        """:meth:`count_correlated` of several ``(key, flow, correlations)``: keys whose flows get the
-        same label values (e.g. one client's connections, which differ only in the source port) are
-        counted together."""
-        if self.exemplars:
-            for key, f, correlations in templated:
-                self.count_correlated(f, correlations, key)
-            return
-        memo = self._memo
-        merged: dict[tuple[str | None, tuple, tuple], list[tuple[int, str]]] = {}
-        for key, f, correlations in templated:
-            labels = memo.get(key)
-            if labels is None:
-                labels = self._labels(f)
-                if len(memo) >= 8192:
-                    memo.clear()
-                memo[key] = labels
-            found = merged.get(labels)
-            if found is None:
-                merged[labels] = list(correlations)
-            else:
-                found += correlations
-        for labels, correlations in merged.items():
-            self._count_labelled(labels, correlations)
-
     def _count_labelled(
         self, labels: tuple[str | None, tuple, tuple], correlations: list[tuple[int, str]]
     ) -> None:

@@ -136,8 +136,7 @@ class FlowMetrics:
         # (snapshot, access-log template key) -> its flow without latency and trace (see _l7_groups)
         self._l7_by_key: dict[tuple[int, Any], dict[str, Any] | None] = {}
         self._l7_plans: dict[tuple[int, Any], tuple[tuple[Series, tuple, int], ...]] = {}  # see _count
-        self._interned_plans: dict[tuple, tuple] = {}  # equal plans of different keys: one object
-        self._plans_by_id: dict[int, tuple] = {}
+        self._interned_plans: dict[tuple, tuple] = {}  # equal plans and signatures: one object each
         self._l7_signatures: dict[tuple[int, Any], tuple] = {}  # see _l7_groups
         self.count_cpu_s = 0.0  # thread CPU time spent in on_range (benchmarks)
 
@@ -181,22 +180,18 @@ class FlowMetrics:
             try:
                 for flow, n in groups:
                     handler.count(flow, n, acc)
-                correlated = getattr(handler, "count_correlated_many", None)
-                if templated and correlated is not None:  # the families that read latency or trace ID
-                    correlated(templated)
-                elif templated:
-                    # what one flow of a key adds, replayed for all of them; keys whose flows count
-                    # alike (they differ in a field this family does not read) share one plan
-                    per_plan: dict[int, int] = {}
-                    for full, flow, correlations in templated:
-                        plan = plans.get((index, full))
-                        if plan is None:
-                            plan = plans[(index, full)] = self._plan_of(handler, flow)
-                        key = id(plan)
-                        per_plan[key] = per_plan.get(key, 0) + len(correlations)
-                    for key, n in per_plan.items():
-                        for series, label_values, m in self._plans_by_id[key]:
-                            acc[series][label_values] += m * n
+                correlated = getattr(handler, "count_correlated", None)
+                for full, flow, correlations in templated:  # merged by signature (_l7_groups)
+                    if correlated is not None:  # the families that read latency or trace ID
+                        correlated(flow, correlations, full)
+                        continue
+                    # what one flow of this key adds, replayed for all of them
+                    plan = plans.get((index, full))
+                    if plan is None:
+                        plan = plans[(index, full)] = self._plan_of(handler, flow)
+                    n = len(correlations)
+                    for series, label_values, m in plan:
+                        acc[series][label_values] += m * n
             except Exception:  # a malformed flow must not stop the publisher
                 self._errors.labels(handler.spec.name).inc()
                 continue
@@ -208,9 +203,7 @@ class FlowMetrics:
         one: dict[Series, Counter] = defaultdict(Counter)
         handler.count(flow, 1, one)
         plan = tuple((series, key, m) for series, counts in one.items() for key, m in counts.items())
-        shared = self._interned_plans.setdefault(plan, plan)
-        self._plans_by_id[id(shared)] = shared
-        return shared
+        return self._interned_plans.setdefault(plan, plan)
 
     def on_entries(self, entries: Sequence[Any]) -> None:
         """Observer flow listener: one batch of ring entries (``.flow`` is the flow dict)."""
@@ -272,7 +265,6 @@ class FlowMetrics:
             cache.clear()
             self._l7_plans.clear()
             self._interned_plans.clear()
-            self._plans_by_id.clear()
             self._l7_signatures.clear()
         by_key: dict[tuple[int, Any], list[tuple[int, str]]] = {}
         missing: dict[tuple[int, Any], int] = {}
