@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubblepy.monitor.options import DEFAULT_NUM_PAGES
-from hubblepy.proxy.accesslog import RecordAssembler
+from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler
 
 if TYPE_CHECKING:
     from hubblepy.observer.sources import EventSink
@@ -217,8 +217,9 @@ class AccessLogSource:
         lazy = self._seven is not None and hasattr(sink, "publish_l7")
         count = sum(len(lines) for _, lines in batches)
         flows = []
-        records: list[dict[str, Any]] = []
+        records: list[Any] = []
         keys: list[Any] = []
+        correlations: list[Any] = []
         for assembler, lines in batches:
             assemble = assembler.record
             for line in lines:
@@ -230,9 +231,19 @@ class AccessLogSource:
                         self.malformed += assembler.bad
                         assembler.bad = 0
                     continue
-                if self._decode_batch is not None or lazy:
+                if lazy:
                     records.append(record)
                     keys.append(assembler.key)
+                    correlations.append(assembler.correlation)
+                    continue
+                if isinstance(record, LazyRecord):
+                    try:
+                        record = record.whole()
+                    except ValueError:
+                        self.malformed += 1
+                        continue
+                if self._decode_batch is not None:
+                    records.append(record)
                     continue
                 flow = self._decode(record, now)
                 if flow is None:
@@ -240,7 +251,7 @@ class AccessLogSource:
                 else:
                     flows.append((now, flow))
         if records and lazy:
-            self.published += sink.publish_l7(records, now, self._seven, keys)  # type: ignore[attr-defined]
+            self.published += sink.publish_l7(records, now, self._seven, keys, correlations)  # type: ignore[attr-defined]
             return count
         if records:
             decoded = self._decode_batch(records, now)  # type: ignore[misc]

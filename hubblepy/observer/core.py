@@ -19,6 +19,7 @@ import numpy as np
 from hubblepy import __version__
 from hubblepy.codec.timestamps import format_ns
 from hubblepy.observer.ring import DEFAULT_CAPACITY, KIND_DECODED, Ring, RingEntry
+from hubblepy.proxy.accesslog import LazyRecord
 
 if TYPE_CHECKING:
     from hubblepy.monitor.reader import RecordBatch
@@ -32,6 +33,8 @@ SERVER_VERSION = f"{__version__}+hubblepy"
 
 def _l7_namespace_key(record: Any) -> Any:
     """What decides an access-log record's endpoints: the endpoints' IDs, identities and IPs."""
+    if type(record) is LazyRecord:  # its template has the endpoints
+        record = record.base
     if not isinstance(record, dict):
         return None
     src, dst = record.get("SourceEndpoint"), record.get("DestinationEndpoint")
@@ -184,7 +187,12 @@ class Observer:
         return n
 
     def publish_l7(
-        self, records: Sequence[Any], now_ns: int, seven: Any, keys: Sequence[Any] | None = None
+        self,
+        records: Sequence[Any],
+        now_ns: int,
+        seven: Any,
+        keys: Sequence[Any] | None = None,
+        correlations: Sequence[Any] | None = None,
     ) -> int:
         """Store access-log records (dicts) received at ``now_ns``, decoded when read.
 
@@ -192,7 +200,10 @@ class Observer:
         ones before it now (X-Request-Id: a response's latency and trace ID), in arrival order;
         building the flow waits for a reader. ``keys`` (one per record, or None): records with the
         same key differ only in ``Timestamp`` and ``HTTP.Headers`` (the access log's templates), so
-        what counts them (metrics) decodes one per key. Returns how many records were stored.
+        what counts them (metrics) decodes one per key. ``correlations`` (one per record, or None):
+        a record's correlation when its writer worked it out (then the record may be an
+        :class:`~hubblepy.proxy.accesslog.LazyRecord`), None to correlate it here. Returns how many
+        records were stored.
         """
         from hubblepy.observer.ring import KIND_L7
 
@@ -205,11 +216,19 @@ class Observer:
         correlate = seven.correlate
         if keys is None:
             payloads = [(record, correlate(record), None) for record in records]
-        else:
+        elif correlations is None:
             keyed = seven.correlate_keyed
             payloads = [
                 (record, correlate(record) if key is None else keyed(record, key), key)
                 for record, key in zip(records, keys, strict=True)
+            ]
+        else:
+            keyed = seven.correlate_keyed
+            payloads = [
+                (record, given, key)
+                if given is not None
+                else (record, correlate(record) if key is None else keyed(record, key), key)
+                for record, key, given in zip(records, keys, correlations, strict=True)
             ]
         snapshot = decoder.snapshot_id()
         ring = self.flows

@@ -5,13 +5,25 @@ Transport: newline-delimited JSON (orjson) over a unix stream socket. The node l
 or 5 ms) into one write, reconnects when the node restarts the socket, and counts the records
 it had to drop (node not listening, or more than ``max_buffer`` bytes waiting).
 
-A line is either a whole record (a JSON object) or, for the records a proxy builds from a template
-(:class:`LogTemplate`: every field but ``Timestamp`` and ``HTTP.Headers`` fixed, e.g. one
-connection's requests under one verdict), a compact JSON list: ``["T", id, {record}]`` defines
-template ``id`` on this connection (the record with ``"Timestamp": ""`` and ``"Headers": {}``), and
-``[id, "timestamp", {headers}]`` is one record of it. :class:`RecordAssembler` (one per connection)
-turns both kinds back into the same record dicts; the writer defines a template again after
-anything that may have lost its definition (a new connection, dropped lines). When the node reads
+A line is one of:
+
+- a whole record, a JSON object; the node correlates it (below) itself;
+- ``=LATENCY TRACE {record}``: a whole record with its correlation worked out by the proxy;
+- ``["T", id, {record}]``: defines template ``id`` on this connection (:class:`LogTemplate`: a record
+  with ``"Timestamp": ""`` and ``"Headers": {}``, every other field fixed, e.g. one connection's
+  requests under one verdict);
+- ``ID NS LATENCY TRACE {headers}``: one record of template ``ID``, its time in Unix nanoseconds
+  and its ``HTTP.Headers`` JSON object, with its correlation;
+- ``[id, "timestamp", {headers}]``: one record of a template that the node correlates itself.
+
+Correlation is what Hubble's L7 parser works out from the records before a record (the
+``X-Request-Id`` table: a response's latency and the trace ID of its request's ``traceparent``).
+The HTTP proxy keeps that table for its own records (:class:`Correlator`, the same rules), so the
+node neither parses their headers nor builds their dicts when they arrive: ``LATENCY`` is in
+nanoseconds and ``TRACE`` is the trace ID or ``-`` for none. :class:`RecordAssembler` (one per
+connection) turns every kind back into records (:class:`LazyRecord` for templated ones, made whole
+when read); the writer defines a template again after anything that may have lost its definition
+(a new connection, dropped lines). When the node reads
 slower than the proxy writes (more than ``high_water`` bytes waiting), ``on_congestion(True)`` lets the
 proxy slow its clients down until the backlog is below ``low_water`` (``on_congestion(False)``); the
 proxy bounds how long it waits, so a stuck node never blocks requests for long.
@@ -31,6 +43,8 @@ from typing import Any
 
 import orjson
 
+from hubblepy.parser.seven import DEFAULT_REQUEST_CACHE_SIZE, trace_id_from_traceparent
+
 TYPE_REQUEST = "Request"
 TYPE_RESPONSE = "Response"
 VERDICT_FORWARDED = "Forwarded"
@@ -40,16 +54,19 @@ INGRESS = "Ingress"
 EGRESS = "Egress"
 
 
-_last_second: list = [-1, ""]  # [the second, its formatted text]
+_last_second: tuple[int, str] = (-1, "")  # (the second, its formatted text), replaced whole
 
 
 def timestamp(ns: int) -> str:
     """RFC 3339 with nanoseconds, UTC (Go's time.RFC3339Nano without trailing zeros)."""
+    global _last_second
     seconds, frac = divmod(ns, 1_000_000_000)
-    if seconds != _last_second[0]:
-        _last_second[0] = seconds
-        _last_second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    text: str = _last_second[1]
+    last = _last_second  # one read: other threads may replace it meanwhile
+    if seconds == last[0]:
+        text = last[1]
+    else:
+        text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second = (seconds, text)
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     return text + "Z"
@@ -216,15 +233,24 @@ class AccessLogWriter:
             # a few milliseconds of batching: one write (and one wake-up of the node) per batch
             self._loop.call_later(self.delay, self._flush)
 
-    def emit_templated(self, template: LogTemplate, stamp: bytes, headers: bytes) -> None:
-        """One record of ``template``: its ``Timestamp`` text and its ``HTTP.Headers`` JSON object."""
+    def emit_correlated(self, record: bytes, latency: int, trace_id: bytes) -> None:
+        """A whole record (one line of JSON) and its correlation (see :class:`Correlator`)."""
+        self._pending.append(b"=%d %b %b" % (latency, trace_id or b"-", record))
+        self._pending_records += 1
+        self._added()
+
+    def emit_templated(
+        self, template: LogTemplate, ns: int, latency: int, trace_id: bytes, headers: bytes
+    ) -> None:
+        """One record of ``template``: its time (Unix ns), its correlation (see :class:`Correlator`)
+        and its ``HTTP.Headers`` JSON object."""
         pending = self._pending
         if template.generation != self.generation:
             self._next_template += 1
             template.number = self._next_template
             template.generation = self.generation
             pending.append(b'["T",%d,%b]' % (template.number, template.definition))
-        pending.append(b'[%d,"%b",%b]' % (template.number, stamp, headers))
+        pending.append(b"%d %d %d %b %b" % (template.number, ns, latency, trace_id or b"-", headers))
         self._pending_records += 1
         self._added()
 
@@ -308,11 +334,20 @@ class _Sink(asyncio.Protocol):
 
 
 class AccessLogReader:
-    """The node side: a listening unix socket; every record is handed to ``on_record`` (in a thread)."""
+    """A plain node side (tests, tools): a listening unix socket; every record is handed to
+    ``on_record`` as a dict (in a thread)."""
 
-    def __init__(self, path: str, on_record: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        path: str,
+        on_record: Callable[[dict[str, Any]], None],
+        correlations: list[tuple[int, str] | None] | None = None,
+    ) -> None:
+        """``correlations``: a list that gets each record's correlation as its line carried it
+        (None: the node would correlate the record itself)."""
         self.path = path
         self.on_record = on_record
+        self.correlations = correlations
         self.received = 0
         self.bad = 0
         with contextlib.suppress(FileNotFoundError):
@@ -341,12 +376,20 @@ class AccessLogReader:
         with conn:
             for line in _lines(conn):
                 record = assembler.record(line)
+                if isinstance(record, LazyRecord):
+                    try:
+                        record = record.whole()
+                    except ValueError:
+                        record = None
+                        assembler.bad += 1
                 if record is None:
                     if assembler.bad:
                         self.bad += assembler.bad
                         assembler.bad = 0
                     continue
                 self.received += 1
+                if self.correlations is not None:
+                    self.correlations.append(assembler.correlation)
                 self.on_record(record)
 
     def close(self) -> None:
@@ -372,14 +415,82 @@ def _lines(conn: socket.socket) -> Iterator[bytes]:
         yield from (line for line in lines if line)
 
 
+def special_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
+    """(X-Request-Id, traceparent) of a record's headers as Hubble reads them: the first non-empty
+    value of each, names matched without case."""
+    request_id = traceparent = ""
+    for name, value in headers:
+        size = len(name)
+        if size == 12 and not request_id and value and name.lower() == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif size == 11 and not traceparent and value and name.lower() == b"traceparent":
+            traceparent = value.decode("latin-1")
+    return request_id, traceparent
+
+
+class Correlator:
+    """The ``X-Request-Id`` table of Hubble's L7 parser, kept by the proxy for the records it writes:
+    a request remembers its time and trace ID under its X-Request-Id (the oldest of ``size`` ids is
+    forgotten first), a response takes them back (latency = response time - request time). Call it
+    once per record written, in order, as the node would have (``SevenParser.correlate``)."""
+
+    def __init__(self, size: int = DEFAULT_REQUEST_CACHE_SIZE) -> None:
+        self.size = size
+        self._requests: dict[str, tuple[int, bytes]] = {}
+
+    def request(self, ns: int, request_id: str, traceparent: str) -> bytes:
+        """A request record's trace ID (b"" for none); its latency is 0."""
+        trace_id = trace_id_from_traceparent(traceparent).encode() if traceparent else b""
+        if request_id:
+            requests = self._requests
+            if request_id in requests:
+                del requests[request_id]
+            elif len(requests) >= self.size:
+                del requests[next(iter(requests))]
+            requests[request_id] = (ns, trace_id)
+        return trace_id
+
+    def response(self, ns: int, request_id: str) -> tuple[int, bytes]:
+        """A response record's (latency ns, trace ID)."""
+        if request_id:
+            seen = self._requests.pop(request_id, None)
+            if seen is not None:
+                return max(0, ns - seen[0]), seen[1]
+        return 0, b""
+
+
+class LazyRecord:
+    """A templated record as it arrived: its template's record, its time and its headers' JSON;
+    :meth:`whole` makes the record dict (when a reader needs the flow)."""
+
+    __slots__ = ("base", "http", "ns", "headers")
+
+    def __init__(self, base: dict[str, Any], http: dict[str, Any], ns: int, headers: bytes) -> None:
+        self.base = base
+        self.http = http
+        self.ns = ns
+        self.headers = headers
+
+    def whole(self) -> dict[str, Any]:
+        """The record dict; raises ``ValueError`` when the headers are not JSON."""
+        record = self.base.copy()
+        record["Timestamp"] = timestamp(self.ns)
+        http = self.http.copy()
+        http["Headers"] = orjson.loads(self.headers)
+        record["HTTP"] = http
+        return record
+
+
 class RecordAssembler:
-    """One access-log connection's lines -> record dicts: JSON objects as they are, compact lines
-    from the connection's templates (see the module's docstring).
+    """One access-log connection's lines -> records (see the module's docstring): dicts, and
+    :class:`LazyRecord` for the templated lines that carry their correlation.
 
     :meth:`record` gives the record of a line, or None for a template definition and for a line
     that is not a record (counted in ``bad``: not JSON, not an object, an unknown template). For a
     templated record, ``key`` is then ``(assembler serial, template number)``: the same key means
     the same record but for ``Timestamp`` and ``HTTP.Headers`` (None for whole records).
+    ``correlation`` is the record's ``(latency ns, trace ID)`` when the line carried it, else None
+    (the node correlates the record itself).
     """
 
     _serials = iter(range(1, 1 << 62))
@@ -389,9 +500,44 @@ class RecordAssembler:
         self.templates: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[int, int]]] = {}
         self.bad = 0
         self.key: tuple[int, int] | None = None
+        self.correlation: tuple[int, str] | None = None
 
-    def record(self, line: bytes) -> dict[str, Any] | None:
+    def record(self, line: bytes) -> dict[str, Any] | LazyRecord | None:
         self.key = None
+        self.correlation = None
+        first = line[:1]
+        if first.isdigit():
+            parts = line.split(b" ", 4)
+            if len(parts) == 5:
+                number, ns, latency, trace, headers = parts
+                found = self.templates.get(int(number)) if number.isdigit() else None
+                if (
+                    found is not None
+                    and ns.isdigit()
+                    and latency.isdigit()
+                    and headers[:1] == b"{"
+                    and headers[-1:] == b"}"
+                    and (trace == b"-" or trace.isalnum())
+                ):
+                    base, http, key = found
+                    self.key = key
+                    self.correlation = (int(latency), "" if trace == b"-" else trace.decode())
+                    return LazyRecord(base, http, int(ns), headers)
+            self.bad += 1
+            return None
+        if first == b"=":
+            parts = line[1:].split(b" ", 2)
+            if len(parts) == 3 and parts[0].isdigit() and (parts[1] == b"-" or parts[1].isalnum()):
+                try:
+                    value = orjson.loads(parts[2])
+                except orjson.JSONDecodeError:
+                    value = None
+                if type(value) is dict:
+                    trace = parts[1]
+                    self.correlation = (int(parts[0]), "" if trace == b"-" else trace.decode())
+                    return value
+            self.bad += 1
+            return None
         try:
             value = orjson.loads(line)
         except orjson.JSONDecodeError:

@@ -54,8 +54,15 @@ from hubblepy.proxy.sockets import listening_socket, upstream_socket
 from hubblepy.proxy.state import EndpointInfo, ProxyState, StateError, load_state, write_state
 
 DENIED_BODY = b"Access denied\r\n"
-# request headers the proxy itself looks at: host, transfer-encoding, expect, x-request-id, upgrade
-_SPECIAL_HEADERS = {b"host": 1, b"transfer-encoding": 2, b"expect": 3, b"x-request-id": 4, b"upgrade": 5}
+# request headers the proxy itself looks at
+_SPECIAL_HEADERS = {
+    b"host": 1,
+    b"transfer-encoding": 2,
+    b"expect": 3,
+    b"x-request-id": 4,
+    b"upgrade": 5,
+    b"traceparent": 6,
+}
 HIGH_WATER = 256 * 1024  # bytes a transport or a queue may hold before the other side pauses
 MAX_QUEUED = 32  # pipelined requests waiting behind the current one
 LOG_WAIT = 2.0  # seconds clients may wait at most for the node to catch up with the access log
@@ -125,6 +132,7 @@ class ProxyServer:
         if log is not None:
             log.on_congestion = self.congestion
         self.attribution_cache: dict[Any, Any] = {}
+        self.correlator = accesslog.Correlator()  # the X-Request-Id table, for the records' correlation
         self._outbox: list[tuple[asyncio.Transport, bytes]] = []
         # request ids: version-4 UUIDs from a random per-process prefix and a counter (cheaper than uuid4)
         prefix = uuid.uuid4().hex
@@ -197,6 +205,8 @@ class Exchange:
         "path",
         "host",
         "request_id",
+        "traceparent",
+        "headers_edited",
         "start_ns",
         "allowed",
         "decisions",
@@ -209,6 +219,7 @@ class Exchange:
         "status",
         "response_headers",
         "response_has_id",
+        "response_request_id",
         "sent_head",
         "local_reply",
         "attribution",
@@ -224,7 +235,9 @@ class Exchange:
         self.chunked = False
         self.path = "/"
         self.host = ""
-        self.request_id = ""
+        self.request_id = ""  # the first non-empty X-Request-Id, or the proxy's own
+        self.traceparent = ""  # the first non-empty traceparent
+        self.headers_edited = False  # a rule added or removed request headers
         self.start_ns = 0
         self.allowed = False
         self.decisions: list[tuple[int, Decision]] = []
@@ -237,6 +250,7 @@ class Exchange:
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.response_has_id = False  # the server's response carries an X-Request-Id
+        self.response_request_id = ""  # its first non-empty value
         self.sent_head = False
         self.local_reply = False
         self.attribution: list[tuple[bytes, bytes, bool]] | None = None
@@ -416,7 +430,11 @@ class ClientConnection(asyncio.Protocol):
         elif kind == 3:
             ex.expect_continue = value.lower() == b"100-continue"
         elif kind == 4:
-            ex.request_id = value.decode("latin-1")
+            if not ex.request_id:  # the first non-empty one, as Hubble reads it
+                ex.request_id = value.decode("latin-1")
+        elif kind == 6:
+            if not ex.traceparent:
+                ex.traceparent = value.decode("latin-1")
         else:
             ex.upgrade = value.decode("latin-1").strip()
 
@@ -534,6 +552,7 @@ class ClientConnection(asyncio.Protocol):
             for _, decision in decisions:
                 result = decision.result
                 if result is not None and (result.add or result.remove):
+                    ex.headers_edited = True
                     ex.headers = [
                         (n, v) for n, v in ex.headers if n.decode("latin-1").lower() not in result.remove
                     ]
@@ -847,13 +866,35 @@ class ClientConnection(asyncio.Protocol):
                 record.setdefault("RejectedHeaders", {}).update(accesslog.header_map(result.rejected))
         return orjson.dumps(record)
 
+    def _correlations(
+        self, kind: bytes, ns: int, special: tuple[str, str], count: int
+    ) -> list[tuple[int, bytes]]:
+        """The (latency, trace ID) of ``count`` records of one kind written in a row, whose headers'
+        first X-Request-Id and traceparent are ``special`` (what the node's X-Request-Id table would
+        make of them, see accesslog.Correlator)."""
+        request_id, traceparent = special
+        correlator = self.server.correlator
+        if kind == b"Request":
+            return [(0, correlator.request(ns, request_id, traceparent)) for _ in range(count)]
+        return [correlator.response(ns, request_id) for _ in range(count)]
+
     def _emit(
-        self, kind: bytes, ns: int, verdict: bytes | None, middle: bytes, ex: Exchange, http: bytes
+        self,
+        kind: bytes,
+        ns: int,
+        verdict: bytes | None,
+        middle: bytes,
+        ex: Exchange,
+        http: bytes,
+        special: tuple[str, str],
     ) -> None:
         """One record per rule set on the path (verdict None: each one's own, Forwarded or Denied)."""
         stamp = accesslog.timestamp(ns).encode()
-        for point, extension, allowed in self._attribution(ex):
-            self.server.log.emit_bytes(  # type: ignore[union-attr]
+        attribution = self._attribution(ex)
+        correlations = self._correlations(kind, ns, special, len(attribution))
+        emit = self.server.log.emit_correlated  # type: ignore[union-attr]
+        for (point, extension, allowed), (latency, trace_id) in zip(attribution, correlations, strict=True):
+            emit(
                 b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
                 % (
                     kind,
@@ -863,11 +904,21 @@ class ClientConnection(asyncio.Protocol):
                     middle,
                     http,
                     extension,
-                )
+                ),
+                latency,
+                trace_id,
             )
 
     def _emit_templated(
-        self, entry: list, kind: bytes, code: int, verdict: bytes | None, ns: int, ex: Exchange, headers: list
+        self,
+        entry: list,
+        kind: bytes,
+        code: int,
+        verdict: bytes | None,
+        ns: int,
+        ex: Exchange,
+        headers: list,
+        special: tuple[str, str],
     ) -> None:
         """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
         parts that change per exchange, the timestamp and the headers: the access log sends each
@@ -897,49 +948,71 @@ class ClientConnection(asyncio.Protocol):
                 between, after = rest.split(_HOLE_HEADERS)
                 parts.append(accesslog.LogTemplate(before + between + b"{}" + after))
             templates[key] = parts
-        stamp = accesslog.timestamp(ns).encode()
         header_json = accesslog.header_json(headers)
         emit = self.server.log.emit_templated  # type: ignore[union-attr]
-        for template in parts:
-            emit(template, stamp, header_json)
+        if len(parts) == 1:  # the usual case: one rule set on the path
+            correlator = self.server.correlator
+            if kind == b"Request":
+                emit(parts[0], ns, 0, correlator.request(ns, special[0], special[1]), header_json)
+            else:
+                latency, trace_id = correlator.response(ns, special[0])
+                emit(parts[0], ns, latency, trace_id, header_json)
+            return
+        for template, (latency, trace_id) in zip(
+            parts, self._correlations(kind, ns, special, len(parts)), strict=True
+        ):
+            emit(template, ns, latency, trace_id, header_json)
 
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:
             return
+        # the first X-Request-Id and traceparent of the logged headers (read as they arrived)
+        special = (
+            accesslog.special_headers(ex.headers) if ex.headers_edited else (ex.request_id, ex.traceparent)
+        )
         entry = ex.verdict_entry
         if entry is not None and self.judged is self.server.state:
-            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, ex.headers)
+            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, ex.headers, special)
             return
-        self._emit(b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers))
+        self._emit(
+            b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers), special
+        )
 
     def _log_response(self, ex: Exchange, code: int, verdict: str | None = None) -> None:
         if self.server.log is None:
             return
         if ex.local_reply:
             headers = [(b"Content-Type", b"text/plain"), (b"X-Request-Id", ex.request_id.encode())]
+            request_id = ex.request_id
         else:
             headers = ex.response_headers
+            request_id = ex.response_request_id
             if not ex.response_has_id:
                 headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
+                request_id = ex.request_id
+        special = (request_id, "")
         entry = ex.verdict_entry
+        now = time.time_ns()
         if entry is not None and self.judged is self.server.state:
             self._emit_templated(
                 entry,
                 b"Response",
                 code,
                 verdict.encode() if verdict else _FORWARDED,
-                time.time_ns(),
+                now,
                 ex,
                 headers,
+                special,
             )
             return
         self._emit(
             b"Response",
-            time.time_ns(),
+            now,
             verdict.encode() if verdict else _FORWARDED,
             self._fragments()[1],
             ex,
             self._http(ex, code, headers),
+            special,
         )
 
 
@@ -1023,9 +1096,12 @@ class UpstreamConnection(asyncio.Protocol):
     # response parser callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.exchange is not None:
-            self.exchange.response_headers.append((name, value))
+            ex = self.exchange
+            ex.response_headers.append((name, value))
             if len(name) == 12 and name.lower() == b"x-request-id":
-                self.exchange.response_has_id = True
+                ex.response_has_id = True
+                if not ex.response_request_id:
+                    ex.response_request_id = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         ex = self.exchange
@@ -1036,6 +1112,7 @@ class UpstreamConnection(asyncio.Protocol):
         if 100 <= status < 200 and status != 101:
             ex.response_headers = []
             ex.response_has_id = False
+            ex.response_request_id = ""
             return  # informational: the final response follows
         ex.status = status
         self.headers_seen = True

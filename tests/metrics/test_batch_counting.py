@@ -270,9 +270,43 @@ def _access_log_lines() -> list[bytes]:
     return lines
 
 
+def _correlated_lines(lines: list[bytes]) -> list[bytes]:
+    """``lines`` as the HTTP proxy writes them: templated and whole records with the correlation
+    its own X-Request-Id table works out (so the node does not correlate them)."""
+    from hubblepy.codec.timestamps import parse_rfc3339_ns
+    from hubblepy.proxy.accesslog import Correlator, RecordAssembler, special_headers
+
+    assembler, correlator, out = RecordAssembler(), Correlator(), []
+    for line in lines:
+        record = assembler.record(line)
+        if record is None:
+            out.append(line)
+            continue
+        assert isinstance(record, dict)
+        ns = parse_rfc3339_ns(record["Timestamp"])
+        headers = [(k.encode(), v.encode()) for k, vs in record["HTTP"]["Headers"].items() for v in vs]
+        request_id, traceparent = special_headers(headers)
+        if record["Type"] == "Request":
+            latency, trace_id = 0, correlator.request(ns, request_id, traceparent)
+        else:
+            latency, trace_id = correlator.response(ns, request_id)
+        if assembler.key is None:
+            out.append(b"=%d %b %b" % (latency, trace_id or b"-", orjson.dumps(record)))
+        else:
+            number = assembler.key[1]
+            out.append(
+                b"%d %d %d %b %b"
+                % (number, ns, latency, trace_id or b"-", orjson.dumps(record["HTTP"]["Headers"]))
+            )
+    return out
+
+
+@pytest.mark.parametrize("correlated", [False, True], ids=["node-correlates", "proxy-correlates"])
 @pytest.mark.parametrize("setting", [*SETTINGS, "httpV2:exemplars=true;sourceContext=pod policy flow"])
-def test_templated_access_log_counts_equal_per_flow_counts(setting: str) -> None:
-    from hubblepy.proxy.accesslog import RecordAssembler
+def test_templated_access_log_counts_equal_per_flow_counts(setting: str, correlated: bool) -> None:
+    """Counting templated records once per key gives what counting every flow gives; with the
+    proxy's correlation (lazy records, no node-side X-Request-Id table) the flows are the same."""
+    from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler
 
     per_flow_registry = CollectorRegistry()
     per_flow = FlowMetrics(parse_metrics(setting), per_flow_registry)
@@ -287,17 +321,22 @@ def test_templated_access_log_counts_equal_per_flow_counts(setting: str) -> None
     registry, _ = build_node_metrics(lazy, setting)
 
     assembler = RecordAssembler()
-    records, keys = [], []
-    for line in _access_log_lines():
+    records, keys, correlations = [], [], []
+    lines = _access_log_lines()
+    for line in _correlated_lines(lines) if correlated else lines:
         record = assembler.record(line)
         if record is not None:
             records.append(record)
             keys.append(assembler.key)
+            correlations.append(assembler.correlation)
     assert assembler.bad == 0 and len(records) == 240 and keys.count(None) == 12
+    if correlated:
+        assert None not in correlations and sum(type(r) is LazyRecord for r in records) == 228
+    whole = [r.whole() if isinstance(r, LazyRecord) else r for r in records]
     for lo in range(0, len(records), 50):  # several batches, keys seen before
         part = slice(lo, lo + 50)
-        assert eager.publish_l7(records[part], NOW + lo, eager_parser.seven) == lazy.publish_l7(
-            records[part], NOW + lo, lazy_parser.seven, keys[part]
+        assert eager.publish_l7(whole[part], NOW + lo, eager_parser.seven) == lazy.publish_l7(
+            records[part], NOW + lo, lazy_parser.seven, keys[part], correlations[part] if correlated else None
         )
     assert _lines(registry) == _lines(per_flow_registry)
     if "httpV2" in setting:

@@ -98,7 +98,8 @@ class Harness:
         self.state_path = folder / "proxy-state.json"
         self.log_path = str(folder / "access.sock")
         self.records: list[dict] = []
-        self.reader = AccessLogReader(self.log_path, self.records.append)
+        self.correlations: list[tuple[int, str] | None] = []  # what each record's line carried
+        self.reader = AccessLogReader(self.log_path, self.records.append, self.correlations)
         self.policy = policy
         self.write_state(policy)
         self.proxy_args = proxy_args

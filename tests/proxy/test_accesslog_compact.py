@@ -1,5 +1,6 @@
 """The access log's compact lines (templates): the node assembles the same records the proxy meant,
-and the proxy defines a template again whenever the node may not know it (reconnects, dropped lines)."""
+with the correlation the node would have worked out itself, and the proxy defines a template again
+whenever the node may not know it (reconnects, dropped lines)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,17 @@ from typing import Any
 
 import orjson
 
-from hubblepy.proxy.accesslog import AccessLogWriter, LogTemplate, RecordAssembler
+from hubblepy.parser.flows import Parser
+from hubblepy.parser.seven import SevenParser
+from hubblepy.proxy.accesslog import (
+    AccessLogWriter,
+    Correlator,
+    LazyRecord,
+    LogTemplate,
+    RecordAssembler,
+    special_headers,
+    timestamp,
+)
 
 
 def _record(kind: str, code: int, port: int) -> dict[str, Any]:
@@ -82,6 +93,101 @@ def test_assembler_gives_the_records_whole_lines_would() -> None:
     assert RecordAssembler().serial != assembler.serial
 
 
+def test_assembler_gives_correlated_lines_as_lazy_records() -> None:
+    base = _record("Response", 200, 40000)
+    assembler = RecordAssembler()
+    assert assembler.record(b'["T",3,' + orjson.dumps(base) + b"]") is None
+    headers = {"Content-Type": ["text/plain"], "X-Request-Id": ["r 1"]}
+    ns = 1_767_225_600_500_000_000
+    got = assembler.record(b"3 %d 1500 %s %b" % (ns, b"ab" * 16, orjson.dumps(headers)))
+    assert isinstance(got, LazyRecord)
+    assert assembler.key == (assembler.serial, 3) and assembler.correlation == (1500, "ab" * 16)
+    want = _filled(base, "2026-01-01T00:00:00.5Z", headers)
+    whole = got.whole()
+    assert whole == want and list(whole) == list(want) and list(whole["HTTP"]) == list(want["HTTP"])
+    assert base["HTTP"]["Headers"] == {}  # the template is left alone
+    got = assembler.record(b"3 %d 0 - {}" % ns)
+    assert isinstance(got, LazyRecord) and assembler.correlation == (0, "")
+    # a whole record with its correlation
+    assert assembler.record(b"=7 - " + orjson.dumps(want)) == want
+    assert assembler.key is None and assembler.correlation == (7, "")
+    # lines without a correlation: the node correlates them
+    assert assembler.record(orjson.dumps(want)) == want and assembler.correlation is None
+    for line in (
+        b"4 1 0 - {}",  # unknown template
+        b"3 x 0 - {}",
+        b"3 1 -5 - {}",
+        b"3 1 0 a.b {}",
+        b"3 1 0 - []",
+        b"3 1 0 -",
+        b"=1 - []",
+        b"=1 - {",
+        b"=x - {}",
+        b"=1 a-b {}",
+    ):
+        assert assembler.record(line) is None, line
+        assert assembler.correlation is None
+    assert assembler.bad == 10
+    # headers that are not JSON after all fail when the record is read, not when it arrives
+    broken = assembler.record(b"3 1 0 - {nope}")
+    assert isinstance(broken, LazyRecord)
+    try:
+        broken.whole()
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("whole() of bad headers JSON")
+
+
+def _headers(record: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, vs in record["HTTP"]["Headers"].items() for v in vs]
+
+
+def test_correlator_matches_the_nodes_x_request_id_table() -> None:
+    """The proxy's Correlator gives every record the (latency, trace ID) SevenParser.correlate
+    would: requests remembered, responses taking them back once, repeated and missing ids, empty
+    values, traceparent, and the oldest ids forgotten past the table's size."""
+    size = 4
+    seven = SevenParser(Parser(None, "node"), request_cache_size=size)
+    correlator = Correlator(size)
+    trace = "00-" + "4b" * 16 + "-" + "00f067aa0ba902b7" + "-01"
+    script: list[tuple[str, int, dict[str, list[str]]]] = []
+    t = 1_767_225_600_000_000_000
+    for i in range(12):  # more ids than the table holds, answered late or not at all
+        headers = {"X-Request-Id": [f"id-{i}"]}
+        if i % 3 == 0:
+            headers["Traceparent"] = [trace]
+        script.append(("Request", t + i * 1000, headers))
+        if i % 2:
+            script.append(("Response", t + i * 1000 + 700, {"X-Request-Id": [f"id-{i - 1}"]}))
+    script += [
+        ("Request", t + 50_000, {"X-Request-Id": ["", "second"], "Traceparent": ["bad"]}),
+        ("Request", t + 50_100, {"X-Request-Id": ["second"]}),  # the same id again
+        ("Response", t + 50_900, {"X-Request-Id": ["second"]}),
+        ("Response", t + 51_000, {"X-Request-Id": ["second"]}),  # already taken
+        ("Request", t + 52_000, {"Host": ["api"]}),  # no id
+        ("Response", t + 52_500, {}),
+        ("Response", t + 53_000, {"X-Request-Id": ["id-11"]}),
+    ]
+    for kind, ns, headers in script:
+        record = _filled(_record(kind, 200 if kind == "Response" else 0, 40000), timestamp(ns), headers)
+        want = seven.correlate(record)
+        request_id, traceparent = special_headers(_headers(record))
+        if kind == "Request":
+            got = (0, correlator.request(ns, request_id, traceparent).decode())
+        else:
+            latency, trace_id = correlator.response(ns, request_id)
+            got = (latency, trace_id.decode())
+        assert got == want, (kind, ns, headers)
+
+
+def test_special_headers_read_the_first_non_empty_value_of_any_case() -> None:
+    assert special_headers(
+        [(b"x-request-id", b""), (b"X-REQUEST-ID", b"a"), (b"X-Request-Id", b"b"), (b"traceparent", b"t")]
+    ) == ("a", "t")
+    assert special_headers([(b"Host", b"api")]) == ("", "")
+
+
 class _Node:
     """A node's access-log socket: one RecordAssembler per connection; ``restart`` drops every
     connection and listens again (the new connection knows no template)."""
@@ -89,6 +195,7 @@ class _Node:
     def __init__(self, path: str) -> None:
         self.path = path
         self.records: list[dict[str, Any]] = []
+        self.correlations: list[tuple[int, str] | None] = []
         self.bad = 0
         self.lock = threading.Lock()
         self._listen()
@@ -119,8 +226,11 @@ class _Node:
                     with self.lock:
                         self.bad += assembler.bad
                         assembler.bad = 0
+                        if isinstance(record, LazyRecord):
+                            record = record.whole()
                         if record is not None:
                             self.records.append(record)
+                            self.correlations.append(assembler.correlation)
 
     def restart(self) -> None:
         self.listener.close()
@@ -156,23 +266,29 @@ def test_writer_defines_templates_again_after_the_node_restarts(tmp_path: Path) 
         for i in range(300):  # more than one batch
             template, base = (templates[0], request) if i % 2 == 0 else (templates[1], response)
             headers = {"X-Request-Id": [f"id-{i // 2}"]}
-            stamp = f"2026-01-01T00:00:{i % 60:02d}Z"
-            writer.emit_templated(template, stamp.encode(), orjson.dumps(headers))
-            want.append(_filled(base, stamp, headers))
-        writer.emit_bytes(orjson.dumps(want[0]))  # a whole record between compact ones
-        want.append(want[0])
+            ns = 1_767_225_600_000_000_000 + (i % 60) * 1_000_000_000 + i
+            writer.emit_templated(template, ns, i, b"ab" * 16 if i % 3 else b"", orjson.dumps(headers))
+            want.append(_filled(base, timestamp(ns), headers))
+        writer.emit_bytes(orjson.dumps(want[0]))  # whole records between compact ones
+        writer.emit_correlated(orjson.dumps(want[1]), 5, b"")
+        want += want[:2]
         await wait_for(len(want))
         with node.lock:
             assert node.records == want
+            assert node.correlations == [(i, "ab" * 16 if i % 3 else "") for i in range(300)] + [
+                None,
+                (5, ""),
+            ]
             node.records.clear()
         node.restart()
         # records sent before the writer notices are lost (counted); then it reconnects and defines
         # the template again: the next records arrive whole
         lost = 0
         for attempt in range(300):
-            stamp = f"2026-01-01T00:01:{attempt % 60:02d}Z"
+            ns = 1_767_225_660_000_000_000 + (attempt % 60) * 1_000_000_000
+            stamp = timestamp(ns)
             before = writer.lost
-            writer.emit_templated(templates[attempt % 2], stamp.encode(), b"{}")
+            writer.emit_templated(templates[attempt % 2], ns, 0, b"", b"{}")
             writer._flush()
             lost += writer.lost - before
             await asyncio.sleep(0.01)

@@ -104,6 +104,39 @@ def test_access_log_records_for_allowed_and_denied_requests(proxy: Harness) -> N
     assert allowed["policy_log"] == ["allow: CiliumNetworkPolicy payments/api-http-l7 spec.ingress[0]"]
 
 
+def test_access_log_lines_carry_the_correlation_the_node_would_work_out(proxy: Harness) -> None:
+    """The proxy correlates its records itself (X-Request-Id, traceparent): the same (latency,
+    trace ID) as the node's parser gives the records read in order, for the proxy's own request
+    ids, a client's (repeated, several with an empty one first), a valid traceparent and a 403 answered by the proxy."""
+    from hubblepy.parser.flows import Parser
+    from hubblepy.parser.seven import SevenParser
+
+    trace = "00-" + "5c" * 16 + "-00f067aa0ba902b7-01"
+    with proxy.connect() as sock:
+        reader = Reader(sock)
+        for request in (
+            GET_ORDERS,
+            GET_ORDERS.replace(
+                b"\r\n\r\n", b"\r\nX-Request-Id: client-1\r\nTraceparent: %b\r\n\r\n" % trace.encode()
+            ),
+            POST_ORDERS.replace(
+                b"Content-Length",
+                b"X-Request-Id: \r\nx-request-id: first\r\nX-Request-Id: second\r\nContent-Length",
+            ),
+            GET_ORDERS.replace(b"\r\n\r\n", b"\r\nX-Request-Id: client-1\r\n\r\n"),
+        ):
+            sock.sendall(request)
+            reader.response()
+    records = proxy.wait_records(8)
+    assert len(records) == 8 and None not in proxy.correlations
+    seven = SevenParser(Parser(None, "node"))
+    assert proxy.correlations == [seven.correlate(record) for record in records]
+    assert [c[0] > 0 for c in proxy.correlations] == [False, True] * 4
+    assert proxy.correlations[2][1] == proxy.correlations[3][1] == "5c" * 16
+    assert records[4]["HTTP"]["Headers"]["X-Request-Id"] == ["", "first", "second"]
+    assert records[5]["HTTP"]["Headers"]["X-Request-Id"] == ["first"]  # the 403's
+
+
 def test_absolute_form_target_is_judged_and_sent_in_origin_form(proxy: Harness) -> None:
     with proxy.connect() as sock:
         reader = Reader(sock)
