@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubblepy.monitor.options import DEFAULT_NUM_PAGES
-from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler
+from hubblepy.proxy.accesslog import RecordAssembler
 
 if TYPE_CHECKING:
     from hubblepy.observer.sources import EventSink
@@ -212,10 +212,10 @@ class AccessLogSource:
             self.path.unlink(missing_ok=True)
 
     def _publish(self, sink: EventSink, batches: list[tuple[RecordAssembler, list[bytes]]]) -> int:
-        """Publishes the batch's records; returns how many lines it held."""
+        """Publishes the batch's records; returns how many lines it held (a row batch counts its rows)."""
         now = time.time_ns()
         lazy = self._seven is not None and hasattr(sink, "publish_l7")
-        count = sum(len(lines) for _, lines in batches)
+        count = sum(len(lines) for _, lines in batches)  # lines, and the rows of row batches
         flows = []
         records: list[Any] = []
         keys: list[Any] = []
@@ -224,6 +224,27 @@ class AccessLogSource:
             assemble = assembler.record
             for line in lines:
                 if not line or line.isspace():
+                    continue
+                if line[:2] == b"[[":  # a batch of rows
+                    got, got_keys, got_correlations = assembler.rows(line)
+                    count += len(got) - 1
+                    if assembler.bad:
+                        self.malformed += assembler.bad
+                        assembler.bad = 0
+                    if lazy:
+                        records += got
+                        keys += got_keys
+                        correlations += got_correlations
+                        continue
+                    for row in got:
+                        if self._decode_batch is not None:
+                            records.append(row.whole())
+                            continue
+                        flow = self._decode(row.whole(), now)
+                        if flow is None:
+                            self.skipped += 1
+                        else:
+                            flows.append((now, flow))
                     continue
                 record = assemble(line)
                 if record is None:
@@ -236,12 +257,6 @@ class AccessLogSource:
                     keys.append(assembler.key)
                     correlations.append(assembler.correlation)
                     continue
-                if isinstance(record, LazyRecord):
-                    try:
-                        record = record.whole()
-                    except ValueError:
-                        self.malformed += 1
-                        continue
                 if self._decode_batch is not None:
                     records.append(record)
                     continue

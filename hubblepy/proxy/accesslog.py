@@ -12,18 +12,22 @@ A line is one of:
 - ``["T", id, {record}]``: defines template ``id`` on this connection (:class:`LogTemplate`: a record
   with ``"Timestamp": ""`` and ``"Headers": {}``, every other field fixed, e.g. one connection's
   requests under one verdict);
-- ``ID NS LATENCY TRACE {headers}``: one record of template ``ID``, its time in Unix nanoseconds
-  and its ``HTTP.Headers`` JSON object, with its correlation;
+- ``["H", id, {headers}]``: defines header set ``id`` (an ``HTTP.Headers`` object, see
+  :func:`header_set`);
+- ``[[ID, NS, LATENCY, "TRACE", HEADERS, "REQUEST-ID" or null], ...]``: a batch of rows, one record
+  each: template ``ID``, its time in Unix nanoseconds, its correlation, header set ``HEADERS`` and
+  the value of the set's ``X-Request-Id`` hole. The proxy appends a row per record and writes a
+  batch with one ``orjson.dumps``; the node reads it with one ``orjson.loads``;
 - ``[id, "timestamp", {headers}]``: one record of a template that the node correlates itself.
 
 Correlation is what Hubble's L7 parser works out from the records before a record (the
 ``X-Request-Id`` table: a response's latency and the trace ID of its request's ``traceparent``).
 The HTTP proxy keeps that table for its own records (:class:`Correlator`, the same rules), so the
 node neither parses their headers nor builds their dicts when they arrive: ``LATENCY`` is in
-nanoseconds and ``TRACE`` is the trace ID or ``-`` for none. :class:`RecordAssembler` (one per
-connection) turns every kind back into records (:class:`LazyRecord` for templated ones, made whole
-when read); the writer defines a template again after anything that may have lost its definition
-(a new connection, dropped lines). When the node reads
+nanoseconds and ``TRACE`` is the trace ID (``-`` or "" for none). :class:`RecordAssembler` (one per
+connection) turns every kind back into records (:class:`LazyRecord` for rows, made whole when
+read); the writer defines templates and header sets again after anything that may have lost their
+definitions (a new connection, dropped lines). When the node reads
 slower than the proxy writes (more than ``high_water`` bytes waiting), ``on_congestion(True)`` lets the
 proxy slow its clients down until the backlog is below ``low_water`` (``on_congestion(False)``); the
 proxy bounds how long it waits, so a stuck node never blocks requests for long.
@@ -102,30 +106,54 @@ def header_map(headers: list[tuple[str, str]] | list[tuple[bytes, bytes]]) -> di
 
 
 _REQUEST_ID = "X-Request-Id"
-# the JSON of header lists, by the list without its last header (see header_json)
-_HEADER_JSON: dict[tuple, tuple[bytes, bool]] = {}
+# header sets (see header_set): by the headers before the proxy's own X-Request-Id, added last ...
+_TRAILING_SETS: dict[tuple, tuple[LogTemplate, bool]] = {}
+# ... and by the whole header list, with the X-Request-Id value that is the hole blanked out
+_HEADER_SETS: dict[tuple, tuple[LogTemplate, bool]] = {}
 
 
-def header_json(headers: list[tuple[bytes, bytes]]) -> bytes:
-    """``orjson.dumps(header_map(headers))``, cached for what repeats on a connection: the headers
-    before a last ``X-Request-Id`` (the proxy's own, different for every request and response)."""
-    if not headers or headers[-1][0] != b"X-Request-Id":
-        return orjson.dumps(header_map(headers))
-    key = tuple(headers[:-1])
-    found = _HEADER_JSON.get(key)
+def header_set(headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, str | None]:
+    """The header set a record's ``headers`` belong to and the value of its hole, for rows.
+
+    A set is ``header_map`` of the headers with the value of their one ``X-Request-Id`` left empty
+    (different in every request and response: the row's hole) or, without exactly one, of all
+    headers (the hole is then None). Sets are cached: a connection's requests repeat theirs."""
+    if headers and headers[-1][0] == b"X-Request-Id":  # the proxy's own, added last
+        key = tuple(headers[:-1])
+        found = _TRAILING_SETS.get(key)
+        if found is None:
+            found = _TRAILING_SETS[key] = _new_header_set(
+                _TRAILING_SETS, [*headers[:-1], (b"X-Request-Id", b"")]
+            )
+        if found[1]:
+            return found[0], headers[-1][1].decode("latin-1")
+    positions = [
+        i for i, (name, _) in enumerate(headers) if len(name) == 12 and name.lower() == b"x-request-id"
+    ]
+    if len(positions) == 1:
+        at = positions[0]
+        blanked = list(headers)
+        blanked[at] = (headers[at][0], b"")
+        key = tuple(blanked)
+        found = _HEADER_SETS.get(key)
+        if found is None:
+            found = _HEADER_SETS[key] = _new_header_set(_HEADER_SETS, blanked)
+        return found[0], headers[at][1].decode("latin-1")
+    key = tuple(headers)
+    found = _HEADER_SETS.get(key)
     if found is None:
-        mapped = header_map(headers[:-1])
-        found = (orjson.dumps(mapped), _REQUEST_ID in mapped)
-        if len(_HEADER_JSON) >= 4096:
-            _HEADER_JSON.clear()
-        _HEADER_JSON[key] = found
-    head, has_id = found
-    if has_id:  # another X-Request-Id before it: its values go together
-        return orjson.dumps(header_map(headers))
-    value = orjson.dumps([headers[-1][1].decode("latin-1")])
-    if head == b"{}":
-        return b'{"X-Request-Id":%b}' % value
-    return b'%b,"X-Request-Id":%b}' % (head[:-1], value)
+        if len(_HEADER_SETS) >= 4096:
+            _HEADER_SETS.clear()
+        found = _HEADER_SETS[key] = (LogTemplate(orjson.dumps(header_map(headers))), False)
+    return found[0], None
+
+
+def _new_header_set(cache: dict, blanked: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, bool]:
+    """(the set, whether its X-Request-Id is a hole: [""], one empty value); makes room in ``cache``."""
+    if len(cache) >= 4096:
+        cache.clear()
+    mapped = header_map(blanked)
+    return LogTemplate(orjson.dumps(mapped)), mapped.get(_REQUEST_ID) == [""]
 
 
 _URLS: dict[tuple[str, str], dict[str, Any]] = {}
@@ -163,8 +191,9 @@ def _url_object(host: str, path: str) -> dict[str, Any]:
 
 
 class LogTemplate:
-    """A record with two holes, ``Timestamp`` and ``HTTP.Headers``, sent once per connection and
-    then referred to by number (see :meth:`AccessLogWriter.emit_templated`)."""
+    """Something rows refer to by number, defined once per connection (see
+    :meth:`AccessLogWriter.emit_row`): a record with two holes, ``Timestamp`` and ``HTTP.Headers``,
+    or a header set."""
 
     __slots__ = ("definition", "number", "generation")
 
@@ -195,7 +224,8 @@ class AccessLogWriter:
         self.sent = 0
         self.lost = 0
         self._pending: list[bytes] = []
-        self._pending_records = 0  # records in _pending (template definitions are not records)
+        self._rows: list[tuple] = []  # rows after the last line of _pending, written as one line
+        self._pending_records = 0  # records in _pending and _rows (definitions are not records)
         # bumped whenever lines may have been lost (a connection ended, a batch dropped): templates
         # defined in an older generation are defined again before their next record
         self.generation = 0
@@ -218,13 +248,15 @@ class AccessLogWriter:
 
     def emit_bytes(self, record: bytes) -> None:
         """One record already serialised as one line of JSON (no newline)."""
+        if self._rows:
+            self._close_rows()
         pending = self._pending
         pending.append(record)
         self._pending_records += 1
         self._added()
 
     def _added(self) -> None:
-        if len(self._pending) >= self.batch:
+        if self._pending_records >= self.batch:
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
@@ -233,29 +265,54 @@ class AccessLogWriter:
             # a few milliseconds of batching: one write (and one wake-up of the node) per batch
             self._loop.call_later(self.delay, self._flush)
 
-    def emit_correlated(self, record: bytes, latency: int, trace_id: bytes) -> None:
+    def emit_correlated(self, record: bytes, latency: int, trace_id: str) -> None:
         """A whole record (one line of JSON) and its correlation (see :class:`Correlator`)."""
-        self._pending.append(b"=%d %b %b" % (latency, trace_id or b"-", record))
+        if self._rows:
+            self._close_rows()
+        self._pending.append(b"=%d %b %b" % (latency, trace_id.encode() or b"-", record))
         self._pending_records += 1
         self._added()
 
-    def emit_templated(
-        self, template: LogTemplate, ns: int, latency: int, trace_id: bytes, headers: bytes
+    def emit_row(
+        self,
+        template: LogTemplate,
+        ns: int,
+        latency: int,
+        trace_id: str,
+        headers: LogTemplate,
+        request_id: str | None,
     ) -> None:
-        """One record of ``template``: its time (Unix ns), its correlation (see :class:`Correlator`)
-        and its ``HTTP.Headers`` JSON object."""
-        pending = self._pending
-        if template.generation != self.generation:
-            self._next_template += 1
-            template.number = self._next_template
-            template.generation = self.generation
-            pending.append(b'["T",%d,%b]' % (template.number, template.definition))
-        pending.append(b"%d %d %d %b %b" % (template.number, ns, latency, trace_id or b"-", headers))
+        """One record of ``template``: its time (Unix ns), its correlation (see :class:`Correlator`),
+        its header set and the value of the set's X-Request-Id hole (see :func:`header_set`)."""
+        generation = self.generation
+        if template.generation != generation or headers.generation != generation:
+            self._define(template, headers)
+        self._rows.append((template.number, ns, latency, trace_id, headers.number, request_id))
         self._pending_records += 1
-        self._added()
+        if self._pending_records >= self.batch:
+            self._flush()
+        elif not self._scheduled:
+            self._added()
+
+    def _define(self, template: LogTemplate, headers: LogTemplate) -> None:
+        """Defines the template and the header set (those not defined on this connection yet)."""
+        if self._rows:
+            self._close_rows()
+        for kind, item in ((b"T", template), (b"H", headers)):
+            if item.generation != self.generation:
+                self._next_template += 1
+                item.number = self._next_template
+                item.generation = self.generation
+                self._pending.append(b'["%b",%d,%b]' % (kind, item.number, item.definition))
+
+    def _close_rows(self) -> None:
+        self._pending.append(orjson.dumps(self._rows))
+        self._rows = []
 
     def _flush(self) -> None:
         self._scheduled = False
+        if self._rows:
+            self._close_rows()
         pending, self._pending = self._pending, []
         records, self._pending_records = self._pending_records, 0
         if not pending:
@@ -375,13 +432,17 @@ class AccessLogReader:
         assembler = RecordAssembler()
         with conn:
             for line in _lines(conn):
+                if line[:2] == b"[[":
+                    records, _, correlations = assembler.rows(line)
+                    self.received += len(records)
+                    if self.correlations is not None:
+                        self.correlations.extend(correlations)
+                    for lazy in records:
+                        self.on_record(lazy.whole())
+                    self.bad += assembler.bad
+                    assembler.bad = 0
+                    continue
                 record = assembler.record(line)
-                if isinstance(record, LazyRecord):
-                    try:
-                        record = record.whole()
-                    except ValueError:
-                        record = None
-                        assembler.bad += 1
                 if record is None:
                     if assembler.bad:
                         self.bad += assembler.bad
@@ -436,11 +497,11 @@ class Correlator:
 
     def __init__(self, size: int = DEFAULT_REQUEST_CACHE_SIZE) -> None:
         self.size = size
-        self._requests: dict[str, tuple[int, bytes]] = {}
+        self._requests: dict[str, tuple[int, str]] = {}
 
-    def request(self, ns: int, request_id: str, traceparent: str) -> bytes:
-        """A request record's trace ID (b"" for none); its latency is 0."""
-        trace_id = trace_id_from_traceparent(traceparent).encode() if traceparent else b""
+    def request(self, ns: int, request_id: str, traceparent: str) -> str:
+        """A request record's trace ID ("" for none); its latency is 0."""
+        trace_id = trace_id_from_traceparent(traceparent) if traceparent else ""
         if request_id:
             requests = self._requests
             if request_id in requests:
@@ -450,43 +511,54 @@ class Correlator:
             requests[request_id] = (ns, trace_id)
         return trace_id
 
-    def response(self, ns: int, request_id: str) -> tuple[int, bytes]:
+    def response(self, ns: int, request_id: str) -> tuple[int, str]:
         """A response record's (latency ns, trace ID)."""
         if request_id:
             seen = self._requests.pop(request_id, None)
             if seen is not None:
                 return max(0, ns - seen[0]), seen[1]
-        return 0, b""
+        return 0, ""
 
 
 class LazyRecord:
-    """A templated record as it arrived: its template's record, its time and its headers' JSON;
-    :meth:`whole` makes the record dict (when a reader needs the flow)."""
+    """A row's record as it arrived: its template's record, its time, its header set and the value
+    of the set's X-Request-Id hole; :meth:`whole` makes the record dict (when a reader needs it)."""
 
-    __slots__ = ("base", "http", "ns", "headers")
+    __slots__ = ("base", "http", "ns", "headers", "request_id")
 
-    def __init__(self, base: dict[str, Any], http: dict[str, Any], ns: int, headers: bytes) -> None:
+    def __init__(
+        self,
+        base: dict[str, Any],
+        http: dict[str, Any],
+        ns: int,
+        headers: dict[str, list[str]],
+        request_id: str | None,
+    ) -> None:
         self.base = base
         self.http = http
         self.ns = ns
         self.headers = headers
+        self.request_id = request_id
 
     def whole(self) -> dict[str, Any]:
-        """The record dict; raises ``ValueError`` when the headers are not JSON."""
+        """The record dict."""
         record = self.base.copy()
         record["Timestamp"] = timestamp(self.ns)
         http = self.http.copy()
-        http["Headers"] = orjson.loads(self.headers)
+        headers = {name: list(values) for name, values in self.headers.items()}
+        if self.request_id is not None:
+            headers[_REQUEST_ID] = [self.request_id]  # the hole keeps its place in the order
+        http["Headers"] = headers
         record["HTTP"] = http
         return record
 
 
 class RecordAssembler:
     """One access-log connection's lines -> records (see the module's docstring): dicts, and
-    :class:`LazyRecord` for the templated lines that carry their correlation.
+    :class:`LazyRecord` for rows (:meth:`rows`, for lines starting ``[[``).
 
-    :meth:`record` gives the record of a line, or None for a template definition and for a line
-    that is not a record (counted in ``bad``: not JSON, not an object, an unknown template). For a
+    :meth:`record` gives the record of another line, or None for a definition and for a line that
+    is not a record (counted in ``bad``: not JSON, not an object, an unknown template). For a
     templated record, ``key`` is then ``(assembler serial, template number)``: the same key means
     the same record but for ``Timestamp`` and ``HTTP.Headers`` (None for whole records).
     ``correlation`` is the record's ``(latency ns, trace ID)`` when the line carried it, else None
@@ -498,34 +570,16 @@ class RecordAssembler:
     def __init__(self) -> None:
         self.serial = next(self._serials)
         self.templates: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[int, int]]] = {}
+        self.header_sets: dict[int, dict[str, list[str]]] = {}
         self.bad = 0
         self.key: tuple[int, int] | None = None
         self.correlation: tuple[int, str] | None = None
 
-    def record(self, line: bytes) -> dict[str, Any] | LazyRecord | None:
+    def record(self, line: bytes) -> dict[str, Any] | None:
+        """The record of a line that is not a row batch (see :meth:`rows`)."""
         self.key = None
         self.correlation = None
-        first = line[:1]
-        if first.isdigit():
-            parts = line.split(b" ", 4)
-            if len(parts) == 5:
-                number, ns, latency, trace, headers = parts
-                found = self.templates.get(int(number)) if number.isdigit() else None
-                if (
-                    found is not None
-                    and ns.isdigit()
-                    and latency.isdigit()
-                    and headers[:1] == b"{"
-                    and headers[-1:] == b"}"
-                    and (trace == b"-" or trace.isalnum())
-                ):
-                    base, http, key = found
-                    self.key = key
-                    self.correlation = (int(latency), "" if trace == b"-" else trace.decode())
-                    return LazyRecord(base, http, int(ns), headers)
-            self.bad += 1
-            return None
-        if first == b"=":
+        if line[:1] == b"=":
             parts = line[1:].split(b" ", 2)
             if len(parts) == 3 and parts[0].isdigit() and (parts[1] == b"-" or parts[1].isalnum()):
                 try:
@@ -563,5 +617,50 @@ class RecordAssembler:
                 if type(base) is dict and type(base.get("HTTP")) is dict:
                     self.templates[value[1]] = (base, base["HTTP"], (self.serial, value[1]))
                     return None
+            elif len(value) == 3 and value[0] == "H" and type(value[1]) is int and _is_header_map(value[2]):
+                self.header_sets[value[1]] = value[2]
+                return None
         self.bad += 1
         return None
+
+    def rows(self, line: bytes) -> tuple[list[LazyRecord], list[tuple[int, int]], list[tuple[int, str]]]:
+        """The records of a row batch (a line starting ``[[``), their keys and their correlations;
+        a row that is not one (bad shape, unknown template or header set) is counted in ``bad``."""
+        records: list[LazyRecord] = []
+        keys: list[tuple[int, int]] = []
+        correlations: list[tuple[int, str]] = []
+        try:
+            rows = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            self.bad += 1
+            return records, keys, correlations
+        if type(rows) is not list:
+            self.bad += 1
+            return records, keys, correlations
+        templates, header_sets = self.templates, self.header_sets
+        for row in rows:
+            try:
+                number, ns, latency, trace_id, headers, request_id = row
+                base, http, key = templates[number]
+                header_map = header_sets[headers]
+            except (TypeError, ValueError, KeyError):
+                self.bad += 1
+                continue
+            if (
+                type(ns) is not int
+                or type(latency) is not int
+                or type(trace_id) is not str
+                or (request_id is not None and type(request_id) is not str)
+            ):
+                self.bad += 1
+                continue
+            records.append(LazyRecord(base, http, ns, header_map, request_id))
+            keys.append(key)
+            correlations.append((latency, trace_id))
+        return records, keys, correlations
+
+
+def _is_header_map(value: Any) -> bool:
+    return type(value) is dict and all(
+        type(values) is list and all(type(v) is str for v in values) for values in value.values()
+    )

@@ -848,7 +848,7 @@ class ClientConnection(asyncio.Protocol):
             if len(heads) > 8192:
                 heads.clear()
             head = heads[key] = self._http_object(ex, code, [])[:-3]  # without {}}
-        return head + accesslog.header_json(headers) + b"}"
+        return head + orjson.dumps(accesslog.header_map(headers)) + b"}"
 
     def _http_object(self, ex: Exchange, code: int, headers: list[tuple[bytes, bytes]]) -> bytes:
         record: dict[str, Any] = {
@@ -868,7 +868,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _correlations(
         self, kind: bytes, ns: int, special: tuple[str, str], count: int
-    ) -> list[tuple[int, bytes]]:
+    ) -> list[tuple[int, str]]:
         """The (latency, trace ID) of ``count`` records of one kind written in a row, whose headers'
         first X-Request-Id and traceparent are ``special`` (what the node's X-Request-Id table would
         make of them, see accesslog.Correlator)."""
@@ -948,20 +948,21 @@ class ClientConnection(asyncio.Protocol):
                 between, after = rest.split(_HOLE_HEADERS)
                 parts.append(accesslog.LogTemplate(before + between + b"{}" + after))
             templates[key] = parts
-        header_json = accesslog.header_json(headers)
-        emit = self.server.log.emit_templated  # type: ignore[union-attr]
+        header_set, request_id = accesslog.header_set(headers)
+        emit = self.server.log.emit_row  # type: ignore[union-attr]
         if len(parts) == 1:  # the usual case: one rule set on the path
             correlator = self.server.correlator
             if kind == b"Request":
-                emit(parts[0], ns, 0, correlator.request(ns, special[0], special[1]), header_json)
+                trace_id = correlator.request(ns, special[0], special[1])
+                emit(parts[0], ns, 0, trace_id, header_set, request_id)
             else:
                 latency, trace_id = correlator.response(ns, special[0])
-                emit(parts[0], ns, latency, trace_id, header_json)
+                emit(parts[0], ns, latency, trace_id, header_set, request_id)
             return
         for template, (latency, trace_id) in zip(
             parts, self._correlations(kind, ns, special, len(parts)), strict=True
         ):
-            emit(template, ns, latency, trace_id, header_json)
+            emit(template, ns, latency, trace_id, header_set, request_id)
 
     def _log_request(self, ex: Exchange) -> None:
         if self.server.log is None:

@@ -26,6 +26,7 @@ from hubblepy.proxy.accesslog import (
     special_headers,
     timestamp,
 )
+from hubblepy.proxy.accesslog import header_set as accesslog_header_set
 
 
 def _record(kind: str, code: int, port: int) -> dict[str, Any]:
@@ -93,33 +94,52 @@ def test_assembler_gives_the_records_whole_lines_would() -> None:
     assert RecordAssembler().serial != assembler.serial
 
 
-def test_assembler_gives_correlated_lines_as_lazy_records() -> None:
+def test_assembler_gives_rows_as_lazy_records_with_their_correlation() -> None:
     base = _record("Response", 200, 40000)
     assembler = RecordAssembler()
     assert assembler.record(b'["T",3,' + orjson.dumps(base) + b"]") is None
-    headers = {"Content-Type": ["text/plain"], "X-Request-Id": ["r 1"]}
+    assert assembler.record(b'["H",4,{"Content-Type":["text/plain"],"X-Request-Id":[""]}]') is None
+    assert assembler.record(b'["H",5,{}]') is None
+    assert assembler.bad == 0
     ns = 1_767_225_600_500_000_000
-    got = assembler.record(b"3 %d 1500 %s %b" % (ns, b"ab" * 16, orjson.dumps(headers)))
-    assert isinstance(got, LazyRecord)
-    assert assembler.key == (assembler.serial, 3) and assembler.correlation == (1500, "ab" * 16)
+    rows = [[3, ns, 1500, "ab" * 16, 4, "r 1"], [3, ns + 1, 0, "", 5, None], [3, ns, 0, "", 4, None]]
+    got, keys, correlations = assembler.rows(orjson.dumps(rows))
+    assert all(isinstance(r, LazyRecord) for r in got) and assembler.bad == 0
+    assert keys == [(assembler.serial, 3)] * 3
+    assert correlations == [(1500, "ab" * 16), (0, ""), (0, "")]
+    headers = {"Content-Type": ["text/plain"], "X-Request-Id": ["r 1"]}
     want = _filled(base, "2026-01-01T00:00:00.5Z", headers)
-    whole = got.whole()
+    whole = got[0].whole()
     assert whole == want and list(whole) == list(want) and list(whole["HTTP"]) == list(want["HTTP"])
-    assert base["HTTP"]["Headers"] == {}  # the template is left alone
-    got = assembler.record(b"3 %d 0 - {}" % ns)
-    assert isinstance(got, LazyRecord) and assembler.correlation == (0, "")
+    assert got[1].whole() == _filled(base, "2026-01-01T00:00:00.500000001Z", {})
+    assert got[2].whole()["HTTP"]["Headers"] == {"Content-Type": ["text/plain"], "X-Request-Id": [""]}
+    # records of one template and set are separate dicts: changing one changes no other
+    whole["HTTP"]["Headers"]["Content-Type"].append("x")
+    assert got[0].whole() == want and base["HTTP"]["Headers"] == {}
     # a whole record with its correlation
     assert assembler.record(b"=7 - " + orjson.dumps(want)) == want
     assert assembler.key is None and assembler.correlation == (7, "")
     # lines without a correlation: the node correlates them
     assert assembler.record(orjson.dumps(want)) == want and assembler.correlation is None
+    # bad rows are counted and skipped, the others of their batch kept
+    bad_rows = [
+        [9, ns, 0, "", 4, None],  # unknown template
+        [3, ns, 0, "", 9, None],  # unknown header set
+        [3, "1", 0, "", 4, None],
+        [3, ns, "0", "", 4, None],
+        [3, ns, 0, None, 4, None],
+        [3, ns, 0, "", 4, 7],
+        [3, ns, 0, "", 4],
+        "row",
+    ]
+    got, _, correlations = assembler.rows(orjson.dumps([*bad_rows, rows[0]]))
+    assert len(got) == 1 and correlations == [(1500, "ab" * 16)] and assembler.bad == len(bad_rows)
+    assembler.bad = 0
+    assert assembler.rows(b"[[not json") == ([], [], []) and assembler.bad == 1
+    assembler.bad = 0
     for line in (
-        b"4 1 0 - {}",  # unknown template
-        b"3 x 0 - {}",
-        b"3 1 -5 - {}",
-        b"3 1 0 a.b {}",
-        b"3 1 0 - []",
-        b"3 1 0 -",
+        b'["H",6,{"A":"b"}]',  # values are lists of strings
+        b'["H",6,[]]',
         b"=1 - []",
         b"=1 - {",
         b"=x - {}",
@@ -127,16 +147,7 @@ def test_assembler_gives_correlated_lines_as_lazy_records() -> None:
     ):
         assert assembler.record(line) is None, line
         assert assembler.correlation is None
-    assert assembler.bad == 10
-    # headers that are not JSON after all fail when the record is read, not when it arrives
-    broken = assembler.record(b"3 1 0 - {nope}")
-    assert isinstance(broken, LazyRecord)
-    try:
-        broken.whole()
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("whole() of bad headers JSON")
+    assert assembler.bad == 6 and 6 not in assembler.header_sets
 
 
 def _headers(record: dict[str, Any]) -> list[tuple[bytes, bytes]]:
@@ -174,10 +185,9 @@ def test_correlator_matches_the_nodes_x_request_id_table() -> None:
         want = seven.correlate(record)
         request_id, traceparent = special_headers(_headers(record))
         if kind == "Request":
-            got = (0, correlator.request(ns, request_id, traceparent).decode())
+            got = (0, correlator.request(ns, request_id, traceparent))
         else:
-            latency, trace_id = correlator.response(ns, request_id)
-            got = (latency, trace_id.decode())
+            got = correlator.response(ns, request_id)
         assert got == want, (kind, ns, headers)
 
 
@@ -222,12 +232,18 @@ class _Node:
             while data := conn.recv(65536):
                 *lines, rest = (rest + data).split(b"\n")
                 for line in lines:
+                    if line[:2] == b"[[":
+                        got, _, correlations = assembler.rows(line)
+                        with self.lock:
+                            self.records += [r.whole() for r in got]
+                            self.correlations += correlations
+                            self.bad += assembler.bad
+                            assembler.bad = 0
+                        continue
                     record = assembler.record(line)
                     with self.lock:
                         self.bad += assembler.bad
                         assembler.bad = 0
-                        if isinstance(record, LazyRecord):
-                            record = record.whole()
                         if record is not None:
                             self.records.append(record)
                             self.correlations.append(assembler.correlation)
@@ -265,20 +281,21 @@ def test_writer_defines_templates_again_after_the_node_restarts(tmp_path: Path) 
         want = []
         for i in range(300):  # more than one batch
             template, base = (templates[0], request) if i % 2 == 0 else (templates[1], response)
-            headers = {"X-Request-Id": [f"id-{i // 2}"]}
+            headers = [(b"Host", b"api"), (b"X-Request-Id", f"id-{i // 2}".encode())]
+            header_set, request_id = accesslog_header_set(headers)
             ns = 1_767_225_600_000_000_000 + (i % 60) * 1_000_000_000 + i
-            writer.emit_templated(template, ns, i, b"ab" * 16 if i % 3 else b"", orjson.dumps(headers))
-            want.append(_filled(base, timestamp(ns), headers))
-        writer.emit_bytes(orjson.dumps(want[0]))  # whole records between compact ones
-        writer.emit_correlated(orjson.dumps(want[1]), 5, b"")
-        want += want[:2]
+            writer.emit_row(template, ns, i, "ab" * 16 if i % 3 else "", header_set, request_id)
+            want.append(_filled(base, timestamp(ns), {"Host": ["api"], "X-Request-Id": [f"id-{i // 2}"]}))
+            if i == 150:  # a whole record between rows keeps its place
+                writer.emit_bytes(orjson.dumps(want[0]))
+                want.append(want[0])
+        writer.emit_correlated(orjson.dumps(want[1]), 5, "")
+        want.append(want[1])
         await wait_for(len(want))
         with node.lock:
             assert node.records == want
-            assert node.correlations == [(i, "ab" * 16 if i % 3 else "") for i in range(300)] + [
-                None,
-                (5, ""),
-            ]
+            rows = [(i, "ab" * 16 if i % 3 else "") for i in range(300)]
+            assert node.correlations == [*rows[:151], None, *rows[151:], (5, "")]
             node.records.clear()
         node.restart()
         # records sent before the writer notices are lost (counted); then it reconnects and defines
@@ -288,7 +305,7 @@ def test_writer_defines_templates_again_after_the_node_restarts(tmp_path: Path) 
             ns = 1_767_225_660_000_000_000 + (attempt % 60) * 1_000_000_000
             stamp = timestamp(ns)
             before = writer.lost
-            writer.emit_templated(templates[attempt % 2], ns, 0, b"", b"{}")
+            writer.emit_row(templates[attempt % 2], ns, 0, "", *accesslog_header_set([]))
             writer._flush()
             lost += writer.lost - before
             await asyncio.sleep(0.01)
