@@ -148,6 +148,16 @@ def header_set(headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, str | N
     return found[0], None
 
 
+def header_set_before_id(headers: list[tuple[bytes, bytes]]) -> LogTemplate | None:
+    """:func:`header_set` of ``headers`` followed by the proxy's own X-Request-Id (its value is the
+    hole), without building that list; None when ``headers`` hold an X-Request-Id themselves."""
+    key = tuple(headers)
+    found = _TRAILING_SETS.get(key)
+    if found is None:
+        found = _TRAILING_SETS[key] = _new_header_set(_TRAILING_SETS, [*headers, (b"X-Request-Id", b"")])
+    return found[0] if found[1] else None
+
+
 def _new_header_set(cache: dict, blanked: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, bool]:
     """(the set, whether its X-Request-Id is a hole: [""], one empty value); makes room in ``cache``."""
     if len(cache) >= 4096:

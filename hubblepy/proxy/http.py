@@ -207,6 +207,7 @@ class Exchange:
         "request_id",
         "traceparent",
         "headers_edited",
+        "id_added",
         "start_ns",
         "allowed",
         "decisions",
@@ -238,6 +239,7 @@ class Exchange:
         self.request_id = ""  # the first non-empty X-Request-Id, or the proxy's own
         self.traceparent = ""  # the first non-empty traceparent
         self.headers_edited = False  # a rule added or removed request headers
+        self.id_added = False  # the proxy added the X-Request-Id header (last)
         self.start_ns = 0
         self.allowed = False
         self.decisions: list[tuple[int, Decision]] = []
@@ -460,6 +462,7 @@ class ClientConnection(asyncio.Protocol):
         if not ex.request_id:
             ex.request_id = self.server.request_id()
             ex.headers.append((b"X-Request-Id", ex.request_id.encode()))
+            ex.id_added = True
         self.server.stats["requests"] += 1
         if ex.method == "CONNECT":
             ex.upgrade = "CONNECT"  # a tunnel request: refused unless --allow-upgrade CONNECT
@@ -917,7 +920,7 @@ class ClientConnection(asyncio.Protocol):
         verdict: bytes | None,
         ns: int,
         ex: Exchange,
-        headers: list,
+        headers: tuple[accesslog.LogTemplate, str | None],
         special: tuple[str, str],
     ) -> None:
         """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
@@ -948,7 +951,7 @@ class ClientConnection(asyncio.Protocol):
                 between, after = rest.split(_HOLE_HEADERS)
                 parts.append(accesslog.LogTemplate(before + between + b"{}" + after))
             templates[key] = parts
-        header_set, request_id = accesslog.header_set(headers)
+        header_set, request_id = headers
         emit = self.server.log.emit_row  # type: ignore[union-attr]
         if len(parts) == 1:  # the usual case: one rule set on the path
             correlator = self.server.correlator
@@ -973,7 +976,12 @@ class ClientConnection(asyncio.Protocol):
         )
         entry = ex.verdict_entry
         if entry is not None and self.judged is self.server.state:
-            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, ex.headers, special)
+            headers = ex.headers
+            found = None
+            if ex.id_added and not ex.headers_edited:  # the id the proxy added last is the hole
+                found = accesslog.header_set_before_id(headers[:-1])
+            header_set = (found, ex.request_id) if found is not None else accesslog.header_set(headers)
+            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, header_set, special)
             return
         self._emit(
             b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers), special
@@ -989,12 +997,17 @@ class ClientConnection(asyncio.Protocol):
             headers = ex.response_headers
             request_id = ex.response_request_id
             if not ex.response_has_id:
-                headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
                 request_id = ex.request_id
         special = (request_id, "")
         entry = ex.verdict_entry
         now = time.time_ns()
         if entry is not None and self.judged is self.server.state:
+            found = None
+            if not ex.local_reply and not ex.response_has_id:  # the proxy's id goes last: the hole
+                found = accesslog.header_set_before_id(headers)
+                if found is None:
+                    headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
+            header_set = (found, request_id) if found is not None else accesslog.header_set(headers)
             self._emit_templated(
                 entry,
                 b"Response",
@@ -1002,10 +1015,12 @@ class ClientConnection(asyncio.Protocol):
                 verdict.encode() if verdict else _FORWARDED,
                 now,
                 ex,
-                headers,
+                header_set,
                 special,
             )
             return
+        if not ex.local_reply and not ex.response_has_id:
+            headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
         self._emit(
             b"Response",
             now,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from hubblepy.proxy.accesslog import LazyRecord, header_map, header_set
+from hubblepy.proxy.accesslog import LazyRecord, header_map, header_set, header_set_before_id
 
 CASES = [
     [],
@@ -42,3 +42,13 @@ def test_header_set_and_hole_give_the_header_map(headers: list[tuple[bytes, byte
         assert header_set(other)[0] is header_set(headers)[0]
         assert header_set(other)[1] == "another"
         assert _node_headers(other) == orjson.dumps(header_map(other))
+
+
+@pytest.mark.parametrize("headers", CASES)
+def test_header_set_before_id_is_the_set_with_the_proxys_id_last(headers: list[tuple[bytes, bytes]]) -> None:
+    found = header_set_before_id(headers)
+    whole = [*headers, (b"X-Request-Id", b"proxy-id")]
+    if any(name.lower() == b"x-request-id" for name, _ in headers):
+        assert found is None  # the values go together: no hole
+        return
+    assert found is not None and (found, "proxy-id") == header_set(whole)

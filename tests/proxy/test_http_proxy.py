@@ -404,3 +404,66 @@ def test_head_response_without_body_then_the_next_request(tmp_path) -> None:
             assert reader.response()[0] == 200
     finally:
         harness.close()
+
+
+def _echo_id_server(port_holder: list[int], ready: threading.Event) -> None:
+    """Answers every request of one keep-alive connection, echoing its first X-Request-Id (as
+    servers in a mesh do) in the middle of its headers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.2", 0))
+        listener.listen(1)
+        port_holder.append(listener.getsockname()[1])
+        ready.set()
+        conn, _ = listener.accept()
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                ids = [
+                    line.split(b":", 1)[1].strip()
+                    for line in head.split(b"\r\n")[1:]
+                    if line.lower().startswith(b"x-request-id:")
+                ]
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: %b\r\nContent-Type: text/plain\r\n\r\nok"
+                    % ids[0]
+                )
+
+
+def test_correlation_with_a_server_that_echoes_the_request_id(tmp_path) -> None:
+    """Responses that carry their own X-Request-Id (echoed by the server, not added by the proxy):
+    the lines' correlation is still the node's, and each response's headers are the server's."""
+    from hubblepy.parser.flows import Parser
+    from hubblepy.parser.seven import SevenParser
+
+    port: list[int] = []
+    ready = threading.Event()
+    threading.Thread(target=_echo_id_server, args=(port, ready), daemon=True).start()
+    ready.wait(5)
+    harness = Harness(tmp_path, target_port=port[0])
+    try:
+        with harness.connect() as sock:
+            reader = Reader(sock)
+            for request in (
+                GET_ORDERS,
+                GET_ORDERS.replace(b"\r\n\r\n", b"\r\nX-Request-Id: mine\r\n\r\n"),
+                GET_ORDERS,
+            ):
+                sock.sendall(request)
+                assert reader.response()[0] == 200
+        records = harness.wait_records(6)
+        assert len(records) == 6 and None not in harness.correlations
+        seven = SevenParser(Parser(None, "node"))
+        assert harness.correlations == [seven.correlate(record) for record in records]
+        assert [c[0] > 0 for c in harness.correlations] == [False, True] * 3
+        responses = [r["HTTP"]["Headers"] for r in records[1::2]]
+        assert [list(h) for h in responses] == [["Content-Length", "X-Request-Id", "Content-Type"]] * 3
+        assert responses[1]["X-Request-Id"] == ["mine"]
+        assert responses[0]["X-Request-Id"] != responses[2]["X-Request-Id"]
+    finally:
+        harness.close()
