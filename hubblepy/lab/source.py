@@ -140,7 +140,7 @@ class AccessLogSource:
     # After a small batch the reader lets the next one gather for up to this long: publishing costs
     # per batch as well as per record (metrics, ring columns), and a busy proxy writes a few records
     # per loop pass. Flows reach clients at most this much later.
-    GATHER_S = 0.004
+    GATHER_S = 0.010
     SMALL_BATCH = 256
 
     def __init__(

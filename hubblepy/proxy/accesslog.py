@@ -2,7 +2,7 @@
 
 Transport: newline-delimited JSON (orjson) over a unix stream socket. The node listens
 (:class:`AccessLogReader`); the proxy connects (:class:`AccessLogWriter`), batches records (up to 256
-or 5 ms) into one write, reconnects when the node restarts the socket, and counts the records
+or 10 ms) into one write, reconnects when the node restarts the socket, and counts the records
 it had to drop (node not listening, or more than ``max_buffer`` bytes waiting).
 
 A line is one of:
@@ -222,7 +222,7 @@ class AccessLogWriter:
         max_buffer: int = 64 << 20,
         retry: float = 0.5,
         batch: int = 256,
-        delay: float = 0.005,
+        delay: float = 0.010,
         high_water: int = 8 << 20,
         low_water: int = 2 << 20,
     ) -> None:
