@@ -193,70 +193,43 @@ class ProxyServer:
 
 
 class Exchange:
-    """One request and its response."""
+    """One request and its response.
 
-    __slots__ = (
-        "url",
-        "headers",
-        "method",
-        "version",
-        "keep_alive",
-        "chunked",
-        "path",
-        "host",
-        "request_id",
-        "traceparent",
-        "headers_edited",
-        "id_added",
-        "start_ns",
-        "allowed",
-        "decisions",
-        "upgrade",
-        "expect_continue",
-        "body",
-        "body_bytes",
-        "body_done",
-        "response_done",
-        "status",
-        "response_headers",
-        "response_has_id",
-        "response_request_id",
-        "sent_head",
-        "local_reply",
-        "attribution",
-        "verdict_entry",
-    )
+    The immutable defaults are class attributes: a request sets only what differs (an exchange is
+    made per request, on the proxy's hot path)."""
 
-    def __init__(self) -> None:
+    method = ""
+    version = "1.1"
+    keep_alive = True
+    chunked = False
+    path = "/"
+    host = ""
+    request_id = ""  # the first non-empty X-Request-Id, or the proxy's own
+    traceparent = ""  # the first non-empty traceparent
+    headers_edited = False  # a rule added or removed request headers
+    id_added = False  # the proxy added the X-Request-Id header (last)
+    start_ns = 0
+    allowed = False
+    upgrade = ""
+    expect_continue = False
+    body_bytes = 0
+    body_done = False
+    response_done = False
+    status = 0
+    response_has_id = False  # the server's response carries an X-Request-Id
+    response_request_id = ""  # its first non-empty value
+    sent_head = False
+    local_reply = False
+    attribution: list[tuple[bytes, bytes, bool]] | None = None
+    verdict_entry: list | None = None  # the connection's cached verdict this request shares
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self.start_ns = start_ns
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.method = ""
-        self.version = "1.1"
-        self.keep_alive = True
-        self.chunked = False
-        self.path = "/"
-        self.host = ""
-        self.request_id = ""  # the first non-empty X-Request-Id, or the proxy's own
-        self.traceparent = ""  # the first non-empty traceparent
-        self.headers_edited = False  # a rule added or removed request headers
-        self.id_added = False  # the proxy added the X-Request-Id header (last)
-        self.start_ns = 0
-        self.allowed = False
         self.decisions: list[tuple[int, Decision]] = []
-        self.upgrade = ""
-        self.expect_continue = False
-        self.body: deque[bytes] = deque()
-        self.body_bytes = 0
-        self.body_done = False
-        self.response_done = False
-        self.status = 0
+        self.body: list[bytes] = []
         self.response_headers: list[tuple[bytes, bytes]] = []
-        self.response_has_id = False  # the server's response carries an X-Request-Id
-        self.response_request_id = ""  # its first non-empty value
-        self.sent_head = False
-        self.local_reply = False
-        self.attribution: list[tuple[bytes, bytes, bool]] | None = None
-        self.verdict_entry: list | None = None  # the connection's cached verdict this request shares
 
 
 class ClientConnection(asyncio.Protocol):
@@ -410,8 +383,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- parser callbacks ------------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.incoming = Exchange()
-        self.incoming.start_ns = time.time_ns()
+        self.incoming = Exchange(time.time_ns())
         if not self.header_deadline:
             self.header_deadline = self.loop.time() + self.server.options.header_timeout
 
