@@ -426,6 +426,38 @@ def trace_id_from_traceparent(value: str) -> str:
     return trace_id
 
 
+class Correlator:
+    """The ``X-Request-Id`` table of Hubble's L7 parser: a request remembers its time and trace ID
+    under its X-Request-Id (the oldest of ``size`` ids is forgotten first), a response takes them
+    back (latency = response time - request time). :class:`SevenParser` correlates the records it
+    reads with one; the HTTP proxy keeps one for the records it writes (calling it once per record,
+    in order, as the node would), so the node need not."""
+
+    def __init__(self, size: int = DEFAULT_REQUEST_CACHE_SIZE) -> None:
+        self.size = size
+        self._requests: dict[str, tuple[int, str]] = {}
+
+    def request(self, ns: int, request_id: str, traceparent: str) -> str:
+        """A request record's trace ID ("" for none); its latency is 0."""
+        trace_id = trace_id_from_traceparent(traceparent) if traceparent else ""
+        if request_id:
+            requests = self._requests
+            if request_id in requests:
+                del requests[request_id]
+            elif len(requests) >= self.size:
+                del requests[next(iter(requests))]
+            requests[request_id] = (ns, trace_id)
+        return trace_id
+
+    def response(self, ns: int, request_id: str) -> tuple[int, str]:
+        """A response record's (latency ns, trace ID)."""
+        if request_id:
+            seen = self._requests.pop(request_id, None)
+            if seen is not None:
+                return max(0, ns - seen[0]), seen[1]
+        return 0, ""
+
+
 def _address(text: str) -> tuple[str, int]:
     """(IP, port) of ``ip:port`` / ``[ip6]:port``; ("", 0) when it is not one."""
     host, sep, port = text.rpartition(":")
@@ -469,9 +501,7 @@ class SevenParser:
             raise ValueError("request_cache_size must be at least 1")
         self._parser = parser
         self._redact = redact if redact is not None else RedactOptions()
-        self._cache_size = request_cache_size
-        # X-Request-Id -> (request time ns, trace id); oldest first, like a small LRU
-        self._requests: dict[str, tuple[int, str]] = {}
+        self._correlator = Correlator(request_cache_size)
         # (IP, record ID, record identity) -> (endpoint dict, endpoint ID, the record's labels)
         self.endpoint_cache: dict[tuple, tuple[dict, int, list[str]]] = {}
         self._header_roles: dict[str, tuple[bool, str]] = {}
@@ -588,18 +618,11 @@ class SevenParser:
         return self._correlate(kind, time_ns, request_id, traceparent)
 
     def _correlate(self, kind: str, time_ns: int, request_id: str, traceparent: str) -> tuple[int, str]:
-        latency = 0
-        trace_id = ""
         if kind == TYPE_REQUEST:
-            trace_id = trace_id_from_traceparent(traceparent) if traceparent else ""
-            if request_id:
-                self._remember(request_id, time_ns, trace_id)
-        elif kind == TYPE_RESPONSE and request_id:
-            seen = self._requests.pop(request_id, None)
-            if seen is not None:
-                latency = max(0, time_ns - seen[0])
-                trace_id = seen[1]
-        return latency, trace_id
+            return 0, self._correlator.request(time_ns, request_id, traceparent)
+        if kind == TYPE_RESPONSE:
+            return self._correlator.response(time_ns, request_id)
+        return 0, ""
 
     def _special_headers(self, headers: Mapping[str, Any]) -> tuple[str, str]:
         """(X-Request-Id, traceparent): the first value of each, in sorted header-name order.
@@ -985,14 +1008,6 @@ class SevenParser:
                 self._url_cache.clear()
             self._url_cache[key] = text
         return text
-
-    def _remember(self, request_id: str, time_ns: int, trace_id: str) -> None:
-        requests = self._requests
-        if request_id in requests:
-            del requests[request_id]
-        elif len(requests) >= self._cache_size:
-            del requests[next(iter(requests))]
-        requests[request_id] = (time_ns, trace_id)
 
     def _dns(self, kind: str, rec: Mapping[str, Any]) -> tuple[dict, str]:
         """(flow.DNS dict, Summary) of a DNS record."""

@@ -22,7 +22,8 @@ A line is one of:
 
 Correlation is what Hubble's L7 parser works out from the records before a record (the
 ``X-Request-Id`` table: a response's latency and the trace ID of its request's ``traceparent``).
-The HTTP proxy keeps that table for its own records (:class:`Correlator`, the same rules), so the
+The HTTP proxy keeps that table for its own records (the parser's
+:class:`~hubblepy.parser.seven.Correlator`, so the same rules), so the
 node neither parses their headers nor builds their dicts when they arrive: ``LATENCY`` is in
 nanoseconds and ``TRACE`` is the trace ID (``-`` or "" for none). :class:`RecordAssembler` (one per
 connection) turns every kind back into records (:class:`LazyRecord` for rows, made whole when
@@ -46,8 +47,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-
-from hubblepy.parser.seven import DEFAULT_REQUEST_CACHE_SIZE, trace_id_from_traceparent
 
 TYPE_REQUEST = "Request"
 TYPE_RESPONSE = "Response"
@@ -276,7 +275,7 @@ class AccessLogWriter:
             self._loop.call_later(self.delay, self._flush)
 
     def emit_correlated(self, record: bytes, latency: int, trace_id: str) -> None:
-        """A whole record (one line of JSON) and its correlation (see :class:`Correlator`)."""
+        """A whole record (one line of JSON) and its correlation (see :class:`~hubblepy.parser.seven.Correlator`)."""
         if self._rows:
             self._close_rows()
         self._pending.append(b"=%d %b %b" % (latency, trace_id.encode() or b"-", record))
@@ -292,7 +291,7 @@ class AccessLogWriter:
         headers: LogTemplate,
         request_id: str | None,
     ) -> None:
-        """One record of ``template``: its time (Unix ns), its correlation (see :class:`Correlator`),
+        """One record of ``template``: its time (Unix ns), its correlation (see :class:`~hubblepy.parser.seven.Correlator`),
         its header set and the value of the set's X-Request-Id hole (see :func:`header_set`)."""
         generation = self.generation
         if template.generation != generation or headers.generation != generation:
@@ -497,37 +496,6 @@ def special_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, str]:
         elif size == 11 and not traceparent and value and name.lower() == b"traceparent":
             traceparent = value.decode("latin-1")
     return request_id, traceparent
-
-
-class Correlator:
-    """The ``X-Request-Id`` table of Hubble's L7 parser, kept by the proxy for the records it writes:
-    a request remembers its time and trace ID under its X-Request-Id (the oldest of ``size`` ids is
-    forgotten first), a response takes them back (latency = response time - request time). Call it
-    once per record written, in order, as the node would have (``SevenParser.correlate``)."""
-
-    def __init__(self, size: int = DEFAULT_REQUEST_CACHE_SIZE) -> None:
-        self.size = size
-        self._requests: dict[str, tuple[int, str]] = {}
-
-    def request(self, ns: int, request_id: str, traceparent: str) -> str:
-        """A request record's trace ID ("" for none); its latency is 0."""
-        trace_id = trace_id_from_traceparent(traceparent) if traceparent else ""
-        if request_id:
-            requests = self._requests
-            if request_id in requests:
-                del requests[request_id]
-            elif len(requests) >= self.size:
-                del requests[next(iter(requests))]
-            requests[request_id] = (ns, trace_id)
-        return trace_id
-
-    def response(self, ns: int, request_id: str) -> tuple[int, str]:
-        """A response record's (latency ns, trace ID)."""
-        if request_id:
-            seen = self._requests.pop(request_id, None)
-            if seen is not None:
-                return max(0, ns - seen[0]), seen[1]
-        return 0, ""
 
 
 class LazyRecord:

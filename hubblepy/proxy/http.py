@@ -47,6 +47,7 @@ from typing import Any, cast
 import httptools
 import orjson
 
+from hubblepy.parser.seven import Correlator
 from hubblepy.policy.l7 import Decision, Request
 from hubblepy.policy.model import EGRESS
 from hubblepy.proxy import accesslog
@@ -132,7 +133,7 @@ class ProxyServer:
         if log is not None:
             log.on_congestion = self.congestion
         self.attribution_cache: dict[Any, Any] = {}
-        self.correlator = accesslog.Correlator()  # the X-Request-Id table, for the records' correlation
+        self.correlator = Correlator()  # the X-Request-Id table, for the records' correlation
         self._outbox: list[tuple[asyncio.Transport, bytes]] = []
         # request ids: version-4 UUIDs from a random per-process prefix and a counter (cheaper than uuid4)
         prefix = uuid.uuid4().hex
@@ -846,7 +847,7 @@ class ClientConnection(asyncio.Protocol):
     ) -> list[tuple[int, str]]:
         """The (latency, trace ID) of ``count`` records of one kind written in a row, whose headers'
         first X-Request-Id and traceparent are ``special`` (what the node's X-Request-Id table would
-        make of them, see accesslog.Correlator)."""
+        make of them, see hubblepy.parser.seven.Correlator)."""
         request_id, traceparent = special
         correlator = self.server.correlator
         if kind == b"Request":

@@ -275,7 +275,8 @@ def _correlated_lines(lines: list[bytes]) -> list[bytes]:
     and whole records, with the correlation its own X-Request-Id table works out (so the node does
     not correlate them)."""
     from hubblepy.codec.timestamps import parse_rfc3339_ns
-    from hubblepy.proxy.accesslog import Correlator, RecordAssembler, header_set, special_headers
+    from hubblepy.parser.seven import Correlator
+    from hubblepy.proxy.accesslog import RecordAssembler, header_set, special_headers
 
     assembler, correlator = RecordAssembler(), Correlator()
     out: list[bytes] = []

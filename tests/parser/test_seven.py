@@ -208,7 +208,7 @@ def test_request_cache_is_bounded() -> None:
         r["HTTP"] = dict(r["HTTP"], Headers={"X-Request-Id": [f"id-{i}"]})
         requests.append(r)
     decode(requests, parser)
-    assert len(parser.seven._requests) == 3
+    assert len(parser.seven._correlator._requests) == 3
     late = http_response(requests[0], 200, "2024-03-01T00:00:02Z")
     late["HTTP"]["Headers"] = {"X-Request-Id": ["id-0"]}
     (flow,) = decode([late], parser)

@@ -16,10 +16,9 @@ from typing import Any
 import orjson
 
 from hubblepy.parser.flows import Parser
-from hubblepy.parser.seven import SevenParser
+from hubblepy.parser.seven import Correlator, SevenParser
 from hubblepy.proxy.accesslog import (
     AccessLogWriter,
-    Correlator,
     LazyRecord,
     LogTemplate,
     RecordAssembler,

@@ -296,23 +296,27 @@ def test_idle_keep_alive_connection_is_closed(tmp_path) -> None:
         harness.close()
 
 
-def _upgrade_server(port_holder: list[int], ready: threading.Event) -> None:
-    """Answers one upgrade with 101, then echoes what it reads (a tunnel)."""
+def _accept_one(port_holder: list[int], ready: threading.Event) -> socket.socket:
+    """A server's one connection: listens on a free port of 127.0.0.2 (appended to ``port_holder``,
+    then ``ready`` is set) and returns the first connection."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.2", 0))
         listener.listen(1)
         port_holder.append(listener.getsockname()[1])
         ready.set()
         conn, _ = listener.accept()
-        with conn:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(4096)
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-            )
-            while data := conn.recv(4096):
-                conn.sendall(data.upper())
+    return conn
+
+
+def _upgrade_server(port_holder: list[int], ready: threading.Event) -> None:
+    """Answers one upgrade with 101, then echoes what it reads (a tunnel)."""
+    with _accept_one(port_holder, ready) as conn:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        while data := conn.recv(4096):
+            conn.sendall(data.upper())
 
 
 def test_allowed_upgrade_becomes_a_tunnel(tmp_path) -> None:
@@ -409,30 +413,24 @@ def test_head_response_without_body_then_the_next_request(tmp_path) -> None:
 def _echo_id_server(port_holder: list[int], ready: threading.Event) -> None:
     """Answers every request of one keep-alive connection, echoing its first X-Request-Id (as
     servers in a mesh do) in the middle of its headers."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.2", 0))
-        listener.listen(1)
-        port_holder.append(listener.getsockname()[1])
-        ready.set()
-        conn, _ = listener.accept()
-        with conn:
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(4096)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
-                ids = [
-                    line.split(b":", 1)[1].strip()
-                    for line in head.split(b"\r\n")[1:]
-                    if line.lower().startswith(b"x-request-id:")
-                ]
-                conn.sendall(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: %b\r\nContent-Type: text/plain\r\n\r\nok"
-                    % ids[0]
-                )
+    with _accept_one(port_holder, ready) as conn:
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            ids = [
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"x-request-id:")
+            ]
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Request-Id: %b\r\nContent-Type: text/plain\r\n\r\nok"
+                % ids[0]
+            )
 
 
 def test_correlation_with_a_server_that_echoes_the_request_id(tmp_path) -> None:
