@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubblepy.monitor.options import DEFAULT_NUM_PAGES
-from hubblepy.proxy.accesslog import RecordAssembler
+from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler
 
 if TYPE_CHECKING:
     from hubblepy.observer.sources import EventSink
@@ -221,50 +221,31 @@ class AccessLogSource:
         keys: list[Any] = []
         correlations: list[Any] = []
         for assembler, lines in batches:
-            assemble = assembler.record
+            assemble = assembler.assemble
             for line in lines:
                 if not line or line.isspace():
                     continue
-                if line[:2] == b"[[":  # a batch of rows
-                    got, got_keys, got_correlations = assembler.rows(line)
+                got, got_keys, got_correlations = assemble(line)
+                if assembler.bad:  # not a record, not a definition
+                    self.malformed += assembler.bad
+                    assembler.bad = 0
+                if len(got) > 1:
                     count += len(got) - 1
-                    if assembler.bad:
-                        self.malformed += assembler.bad
-                        assembler.bad = 0
-                    if lazy:
-                        records += got
-                        keys += got_keys
-                        correlations += got_correlations
-                        continue
-                    for row in got:
-                        if self._decode_batch is not None:
-                            records.append(row.whole())
-                            continue
-                        flow = self._decode(row.whole(), now)
-                        if flow is None:
-                            self.skipped += 1
-                        else:
-                            flows.append((now, flow))
-                    continue
-                record = assemble(line)
-                if record is None:
-                    if assembler.bad:  # not a template definition
-                        self.malformed += assembler.bad
-                        assembler.bad = 0
-                    continue
                 if lazy:
-                    records.append(record)
-                    keys.append(assembler.key)
-                    correlations.append(assembler.correlation)
+                    records += got
+                    keys += got_keys
+                    correlations += got_correlations
                     continue
-                if self._decode_batch is not None:
-                    records.append(record)
-                    continue
-                flow = self._decode(record, now)
-                if flow is None:
-                    self.skipped += 1
-                else:
-                    flows.append((now, flow))
+                for record in got:
+                    whole = record.whole() if isinstance(record, LazyRecord) else record
+                    if self._decode_batch is not None:
+                        records.append(whole)
+                        continue
+                    flow = self._decode(whole, now)
+                    if flow is None:
+                        self.skipped += 1
+                    else:
+                        flows.append((now, flow))
         if records and lazy:
             self.published += sink.publish_l7(records, now, self._seven, keys, correlations)  # type: ignore[attr-defined]
             return count

@@ -213,23 +213,14 @@ class Observer:
             self.use_parser(seven._parser)
         decoder = self._decoder
         assert decoder is not None
-        correlate = seven.correlate
+        correlate, keyed = seven.correlate, seven.correlate_keyed
         if keys is None:
-            payloads = [(record, correlate(record), None) for record in records]
-        elif correlations is None:
-            keyed = seven.correlate_keyed
-            payloads = [
-                (record, correlate(record) if key is None else keyed(record, key), key)
-                for record, key in zip(records, keys, strict=True)
-            ]
-        else:
-            keyed = seven.correlate_keyed
-            payloads = [
-                (record, given, key)
-                if given is not None
-                else (record, correlate(record) if key is None else keyed(record, key), key)
-                for record, key, given in zip(records, keys, correlations, strict=True)
-            ]
+            keys = [None] * len(records)
+        given = correlations if correlations is not None else [None] * len(records)
+        payloads = [
+            (record, c if c is not None else correlate(record) if key is None else keyed(record, key), key)
+            for record, key, c in zip(records, keys, given, strict=True)
+        ]
         snapshot = decoder.snapshot_id()
         ring = self.flows
         n = len(payloads)
@@ -240,22 +231,18 @@ class Observer:
             if self._flow_listeners or self._range_listeners:
                 self._tell_listeners(first)
         unique: dict[Any, int] = {}
-        if keys is None:
-            for i, record in enumerate(records):
+        by_template = self._l7_template_namespace_keys  # the records of one template share their endpoints
+        if len(by_template) > 8192:
+            by_template.clear()
+        for i, (record, key) in enumerate(zip(records, keys, strict=True)):
+            if key is None:
                 unique.setdefault(_l7_namespace_key(record), i)
-        else:  # the records of one template share their endpoints
-            by_template = self._l7_template_namespace_keys
-            if len(by_template) > 8192:
-                by_template.clear()
-            for i, (record, key) in enumerate(zip(records, keys, strict=True)):
-                if key is None:
-                    unique.setdefault(_l7_namespace_key(record), i)
-                    continue
-                found = by_template.get(key, by_template)
-                if found is by_template:
-                    found = by_template[key] = _l7_namespace_key(record)
-                if found not in unique:
-                    unique[found] = i
+                continue
+            found = by_template.get(key, by_template)
+            if found is by_template:
+                found = by_template[key] = _l7_namespace_key(record)
+            if found not in unique:
+                unique[found] = i
         self._note_namespaces(list(unique), list(unique.values()), snapshot, first)
         self._prune_snapshots()
         return n

@@ -42,7 +42,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,14 +118,10 @@ def header_set(headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, str | N
     (different in every request and response: the row's hole) or, without exactly one, of all
     headers (the hole is then None). Sets are cached: a connection's requests repeat theirs."""
     if headers and headers[-1][0] == b"X-Request-Id":  # the proxy's own, added last
-        key = tuple(headers[:-1])
-        found = _TRAILING_SETS.get(key)
-        if found is None:
-            found = _TRAILING_SETS[key] = _new_header_set(
-                _TRAILING_SETS, [*headers[:-1], (b"X-Request-Id", b"")]
-            )
-        if found[1]:
-            return found[0], headers[-1][1].decode("latin-1")
+        prefix = headers[:-1]
+        found, has_hole = _cached_set(_TRAILING_SETS, tuple(prefix), [*prefix, (b"X-Request-Id", b"")])
+        if has_hole:
+            return found, headers[-1][1].decode("latin-1")
     positions = [
         i for i, (name, _) in enumerate(headers) if len(name) == 12 and name.lower() == b"x-request-id"
     ]
@@ -133,36 +129,20 @@ def header_set(headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, str | N
         at = positions[0]
         blanked = list(headers)
         blanked[at] = (headers[at][0], b"")
-        key = tuple(blanked)
-        found = _HEADER_SETS.get(key)
-        if found is None:
-            found = _HEADER_SETS[key] = _new_header_set(_HEADER_SETS, blanked)
-        return found[0], headers[at][1].decode("latin-1")
-    key = tuple(headers)
-    found = _HEADER_SETS.get(key)
+        return _cached_set(_HEADER_SETS, tuple(blanked), blanked)[0], headers[at][1].decode("latin-1")
+    return _cached_set(_HEADER_SETS, tuple(headers), headers)[0], None
+
+
+def _cached_set(cache: dict, key: tuple, headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, bool]:
+    """The set of ``headers`` from ``cache`` (made and cached when missing) and whether its
+    X-Request-Id is a hole: one empty value, [""]."""
+    found = cache.get(key)
     if found is None:
-        if len(_HEADER_SETS) >= 4096:
-            _HEADER_SETS.clear()
-        found = _HEADER_SETS[key] = (LogTemplate(orjson.dumps(header_map(headers))), False)
-    return found[0], None
-
-
-def header_set_before_id(headers: list[tuple[bytes, bytes]]) -> LogTemplate | None:
-    """:func:`header_set` of ``headers`` followed by the proxy's own X-Request-Id (its value is the
-    hole), without building that list; None when ``headers`` hold an X-Request-Id themselves."""
-    key = tuple(headers)
-    found = _TRAILING_SETS.get(key)
-    if found is None:
-        found = _TRAILING_SETS[key] = _new_header_set(_TRAILING_SETS, [*headers, (b"X-Request-Id", b"")])
-    return found[0] if found[1] else None
-
-
-def _new_header_set(cache: dict, blanked: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, bool]:
-    """(the set, whether its X-Request-Id is a hole: [""], one empty value); makes room in ``cache``."""
-    if len(cache) >= 4096:
-        cache.clear()
-    mapped = header_map(blanked)
-    return LogTemplate(orjson.dumps(mapped)), mapped.get(_REQUEST_ID) == [""]
+        if len(cache) >= 4096:
+            cache.clear()
+        mapped = header_map(headers)
+        found = cache[key] = (LogTemplate(orjson.dumps(mapped)), mapped.get(_REQUEST_ID) == [""])
+    return found
 
 
 _URLS: dict[tuple[str, str], dict[str, Any]] = {}
@@ -276,11 +256,7 @@ class AccessLogWriter:
 
     def emit_correlated(self, record: bytes, latency: int, trace_id: str) -> None:
         """A whole record (one line of JSON) and its correlation (see :class:`~hubblepy.parser.seven.Correlator`)."""
-        if self._rows:
-            self._close_rows()
-        self._pending.append(b"=%d %b %b" % (latency, trace_id.encode() or b"-", record))
-        self._pending_records += 1
-        self._added()
+        self.emit_bytes(b"=%d %b %b" % (latency, trace_id.encode() or b"-", record))
 
     def emit_row(
         self,
@@ -298,10 +274,7 @@ class AccessLogWriter:
             self._define(template, headers)
         self._rows.append((template.number, ns, latency, trace_id, headers.number, request_id))
         self._pending_records += 1
-        if self._pending_records >= self.batch:
-            self._flush()
-        elif not self._scheduled:
-            self._added()
+        self._added()
 
     def _define(self, template: LogTemplate, headers: LogTemplate) -> None:
         """Defines the template and the header set (those not defined on this connection yet)."""
@@ -441,26 +414,14 @@ class AccessLogReader:
         assembler = RecordAssembler()
         with conn:
             for line in _lines(conn):
-                if line[:2] == b"[[":
-                    records, _, correlations = assembler.rows(line)
-                    self.received += len(records)
-                    if self.correlations is not None:
-                        self.correlations.extend(correlations)
-                    for lazy in records:
-                        self.on_record(lazy.whole())
-                    self.bad += assembler.bad
-                    assembler.bad = 0
-                    continue
-                record = assembler.record(line)
-                if record is None:
-                    if assembler.bad:
-                        self.bad += assembler.bad
-                        assembler.bad = 0
-                    continue
-                self.received += 1
+                records, _, correlations = assembler.assemble(line)
+                self.bad += assembler.bad
+                assembler.bad = 0
+                self.received += len(records)
                 if self.correlations is not None:
-                    self.correlations.append(assembler.correlation)
-                self.on_record(record)
+                    self.correlations.extend(correlations)
+                for record in records:
+                    self.on_record(record.whole() if isinstance(record, LazyRecord) else record)
 
     def close(self) -> None:
         self._stop.set()
@@ -552,6 +513,22 @@ class RecordAssembler:
         self.bad = 0
         self.key: tuple[int, int] | None = None
         self.correlation: tuple[int, str] | None = None
+
+    def assemble(
+        self, line: bytes
+    ) -> tuple[
+        Sequence[dict[str, Any] | LazyRecord],
+        Sequence[tuple[int, int] | None],
+        Sequence[tuple[int, str] | None],
+    ]:
+        """The records of any line (none for a definition or a bad line), their keys and their
+        correlations: :meth:`rows` for a batch of rows, else :meth:`record`'s one."""
+        if line[:2] == b"[[":
+            return self.rows(line)
+        record = self.record(line)
+        if record is None:
+            return [], [], []
+        return [record], [self.key], [self.correlation]
 
     def record(self, line: bytes) -> dict[str, Any] | None:
         """The record of a line that is not a row batch (see :meth:`rows`)."""

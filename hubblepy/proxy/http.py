@@ -208,7 +208,6 @@ class Exchange:
     request_id = ""  # the first non-empty X-Request-Id, or the proxy's own
     traceparent = ""  # the first non-empty traceparent
     headers_edited = False  # a rule added or removed request headers
-    id_added = False  # the proxy added the X-Request-Id header (last)
     start_ns = 0
     allowed = False
     upgrade = ""
@@ -435,7 +434,6 @@ class ClientConnection(asyncio.Protocol):
         if not ex.request_id:
             ex.request_id = self.server.request_id()
             ex.headers.append((b"X-Request-Id", ex.request_id.encode()))
-            ex.id_added = True
         self.server.stats["requests"] += 1
         if ex.method == "CONNECT":
             ex.upgrade = "CONNECT"  # a tunnel request: refused unless --allow-upgrade CONNECT
@@ -842,17 +840,13 @@ class ClientConnection(asyncio.Protocol):
                 record.setdefault("RejectedHeaders", {}).update(accesslog.header_map(result.rejected))
         return orjson.dumps(record)
 
-    def _correlations(
-        self, kind: bytes, ns: int, special: tuple[str, str], count: int
-    ) -> list[tuple[int, str]]:
-        """The (latency, trace ID) of ``count`` records of one kind written in a row, whose headers'
-        first X-Request-Id and traceparent are ``special`` (what the node's X-Request-Id table would
-        make of them, see hubblepy.parser.seven.Correlator)."""
-        request_id, traceparent = special
-        correlator = self.server.correlator
+    def _correlation(self, kind: bytes, ns: int, special: tuple[str, str]) -> tuple[int, str]:
+        """The (latency, trace ID) of the next record written, of this kind, whose headers' first
+        X-Request-Id and traceparent are ``special``: what the node's X-Request-Id table would make
+        of it (see hubblepy.parser.seven.Correlator). Call it once per record, in order."""
         if kind == b"Request":
-            return [(0, correlator.request(ns, request_id, traceparent)) for _ in range(count)]
-        return [correlator.response(ns, request_id) for _ in range(count)]
+            return 0, self.server.correlator.request(ns, special[0], special[1])
+        return self.server.correlator.response(ns, special[0])
 
     def _emit(
         self,
@@ -864,12 +858,12 @@ class ClientConnection(asyncio.Protocol):
         http: bytes,
         special: tuple[str, str],
     ) -> None:
-        """One record per rule set on the path (verdict None: each one's own, Forwarded or Denied)."""
+        """One record per rule set on the path (verdict None: each one's own, Forwarded or Denied);
+        ``special``: the first X-Request-Id and traceparent of the record's headers."""
         stamp = accesslog.timestamp(ns).encode()
-        attribution = self._attribution(ex)
-        correlations = self._correlations(kind, ns, special, len(attribution))
         emit = self.server.log.emit_correlated  # type: ignore[union-attr]
-        for (point, extension, allowed), (latency, trace_id) in zip(attribution, correlations, strict=True):
+        for point, extension, allowed in self._attribution(ex):
+            latency, trace_id = self._correlation(kind, ns, special)
             emit(
                 b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
                 % (
@@ -893,7 +887,7 @@ class ClientConnection(asyncio.Protocol):
         verdict: bytes | None,
         ns: int,
         ex: Exchange,
-        headers: tuple[accesslog.LogTemplate, str | None],
+        headers: list[tuple[bytes, bytes]],
         special: tuple[str, str],
     ) -> None:
         """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
@@ -924,20 +918,10 @@ class ClientConnection(asyncio.Protocol):
                 between, after = rest.split(_HOLE_HEADERS)
                 parts.append(accesslog.LogTemplate(before + between + b"{}" + after))
             templates[key] = parts
-        header_set, request_id = headers
+        header_set, request_id = accesslog.header_set(headers)
         emit = self.server.log.emit_row  # type: ignore[union-attr]
-        if len(parts) == 1:  # the usual case: one rule set on the path
-            correlator = self.server.correlator
-            if kind == b"Request":
-                trace_id = correlator.request(ns, special[0], special[1])
-                emit(parts[0], ns, 0, trace_id, header_set, request_id)
-            else:
-                latency, trace_id = correlator.response(ns, special[0])
-                emit(parts[0], ns, latency, trace_id, header_set, request_id)
-            return
-        for template, (latency, trace_id) in zip(
-            parts, self._correlations(kind, ns, special, len(parts)), strict=True
-        ):
+        for template in parts:
+            latency, trace_id = self._correlation(kind, ns, special)
             emit(template, ns, latency, trace_id, header_set, request_id)
 
     def _log_request(self, ex: Exchange) -> None:
@@ -949,12 +933,7 @@ class ClientConnection(asyncio.Protocol):
         )
         entry = ex.verdict_entry
         if entry is not None and self.judged is self.server.state:
-            headers = ex.headers
-            found = None
-            if ex.id_added and not ex.headers_edited:  # the id the proxy added last is the hole
-                found = accesslog.header_set_before_id(headers[:-1])
-            header_set = (found, ex.request_id) if found is not None else accesslog.header_set(headers)
-            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, header_set, special)
+            self._emit_templated(entry, b"Request", 0, None, ex.start_ns, ex, ex.headers, special)
             return
         self._emit(
             b"Request", ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers), special
@@ -963,45 +942,36 @@ class ClientConnection(asyncio.Protocol):
     def _log_response(self, ex: Exchange, code: int, verdict: str | None = None) -> None:
         if self.server.log is None:
             return
+        request_id = ex.request_id  # of the logged headers: the proxy's answer and ...
         if ex.local_reply:
             headers = [(b"Content-Type", b"text/plain"), (b"X-Request-Id", ex.request_id.encode())]
-            request_id = ex.request_id
         else:
             headers = ex.response_headers
-            request_id = ex.response_request_id
-            if not ex.response_has_id:
-                request_id = ex.request_id
-        special = (request_id, "")
+            if ex.response_has_id:  # ... the server's own
+                request_id = ex.response_request_id
+            else:
+                headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
         entry = ex.verdict_entry
-        now = time.time_ns()
         if entry is not None and self.judged is self.server.state:
-            found = None
-            if not ex.local_reply and not ex.response_has_id:  # the proxy's id goes last: the hole
-                found = accesslog.header_set_before_id(headers)
-                if found is None:
-                    headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
-            header_set = (found, request_id) if found is not None else accesslog.header_set(headers)
             self._emit_templated(
                 entry,
                 b"Response",
                 code,
                 verdict.encode() if verdict else _FORWARDED,
-                now,
+                time.time_ns(),
                 ex,
-                header_set,
-                special,
+                headers,
+                (request_id, ""),
             )
             return
-        if not ex.local_reply and not ex.response_has_id:
-            headers = [*headers, (b"X-Request-Id", ex.request_id.encode())]
         self._emit(
             b"Response",
-            now,
+            time.time_ns(),
             verdict.encode() if verdict else _FORWARDED,
             self._fragments()[1],
             ex,
             self._http(ex, code, headers),
-            special,
+            (request_id, ""),
         )
 
 

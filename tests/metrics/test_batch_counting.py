@@ -340,17 +340,10 @@ def test_templated_access_log_counts_equal_per_flow_counts(setting: str, correla
     records, keys, correlations = [], [], []
     lines = _access_log_lines()
     for line in _correlated_lines(lines) if correlated else lines:
-        if line[:2] == b"[[":
-            got, got_keys, got_correlations = assembler.rows(line)
-            records += got
-            keys += got_keys
-            correlations += got_correlations
-            continue
-        record = assembler.record(line)
-        if record is not None:
-            records.append(record)
-            keys.append(assembler.key)
-            correlations.append(assembler.correlation)
+        got, got_keys, got_correlations = assembler.assemble(line)
+        records += got
+        keys += got_keys
+        correlations += got_correlations
     assert assembler.bad == 0 and len(records) == 240 and keys.count(None) == 12
     if correlated:
         assert None not in correlations and sum(type(r) is LazyRecord for r in records) == 228

@@ -231,21 +231,12 @@ class _Node:
             while data := conn.recv(65536):
                 *lines, rest = (rest + data).split(b"\n")
                 for line in lines:
-                    if line[:2] == b"[[":
-                        got, _, correlations = assembler.rows(line)
-                        with self.lock:
-                            self.records += [r.whole() for r in got]
-                            self.correlations += correlations
-                            self.bad += assembler.bad
-                            assembler.bad = 0
-                        continue
-                    record = assembler.record(line)
+                    got, _, correlations = assembler.assemble(line)
                     with self.lock:
                         self.bad += assembler.bad
                         assembler.bad = 0
-                        if record is not None:
-                            self.records.append(record)
-                            self.correlations.append(assembler.correlation)
+                        self.records += [r.whole() if isinstance(r, LazyRecord) else r for r in got]
+                        self.correlations += correlations
 
     def restart(self) -> None:
         self.listener.close()
