@@ -111,17 +111,27 @@ _TRAILING_SETS: dict[tuple, tuple[LogTemplate, bool]] = {}
 _HEADER_SETS: dict[tuple, tuple[LogTemplate, bool]] = {}
 
 
-def header_set(headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, str | None]:
+def header_set(
+    headers: list[tuple[bytes, bytes]], added: str | None = None
+) -> tuple[LogTemplate, str | None]:
     """The header set a record's ``headers`` belong to and the value of its hole, for rows.
 
     A set is ``header_map`` of the headers with the value of their one ``X-Request-Id`` left empty
     (different in every request and response: the row's hole) or, without exactly one, of all
-    headers (the hole is then None). Sets are cached: a connection's requests repeat theirs."""
-    if headers and headers[-1][0] == b"X-Request-Id":  # the proxy's own, added last
-        prefix = headers[:-1]
-        found, has_hole = _cached_set(_TRAILING_SETS, tuple(prefix), [*prefix, (b"X-Request-Id", b"")])
-        if has_hole:
-            return found, headers[-1][1].decode("latin-1")
+    headers (the hole is then None). ``added``: the value of an X-Request-Id that follows ``headers``
+    (the proxy's own), given apart so that the list need not be copied. Sets are cached: a
+    connection's requests repeat theirs."""
+    if added is None and headers and headers[-1][0] == b"X-Request-Id":  # the proxy's own, added last
+        added = headers[-1][1].decode("latin-1")
+        headers = headers[:-1]
+    if added is not None:
+        key = tuple(headers)
+        found = _TRAILING_SETS.get(key)
+        if found is None:
+            found = _cached_set(_TRAILING_SETS, key, [*headers, (b"X-Request-Id", b"")])
+        if found[1]:
+            return found[0], added
+        headers = [*headers, (b"X-Request-Id", added.encode("latin-1"))]
     positions = [
         i for i, (name, _) in enumerate(headers) if len(name) == 12 and name.lower() == b"x-request-id"
     ]
@@ -274,6 +284,8 @@ class AccessLogWriter:
             self._define(template, headers)
         self._rows.append((template.number, ns, latency, trace_id, headers.number, request_id))
         self._pending_records += 1
+        if self._scheduled and self._pending_records < self.batch:
+            return  # the common case, without a call: the batch's flush is already due
         self._added()
 
     def _define(self, template: LogTemplate, headers: LogTemplate) -> None:
