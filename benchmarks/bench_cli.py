@@ -132,7 +132,10 @@ def main() -> None:
         print("jq is not installed (scripts/bootstrap.sh installs it): no throughput comparison")
         return
     hubble = [sys.executable, "-m", "hubblepy.cli", "observe", "--input-file", str(path)]
-    one_process = os.environ | {"HUBBLEPY_WORKERS": "1"}
+    # As installed, like the start-up cases: with PYTHONDONTWRITEBYTECODE set and no caches yet
+    # (a fresh checkout), every run would compile the modules it imports first.
+    installed = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    one_process = installed | {"HUBBLEPY_WORKERS": "1"}
     # Issue 14's yardstick: jq selecting the drops, measured once and used for every case's last columns.
     # CPU columns (user + system, all processes) say the same without the other load on the machine.
     select_program = 'select(.flow.verdict == "DROPPED")'
@@ -147,7 +150,7 @@ def main() -> None:
     for name, args, jq_program in CASES:
         if options.only not in name:
             continue
-        wall, _ = best_startup([*hubble, *args], options.runs, env=None)
+        wall, _ = best_startup([*hubble, *args], options.runs, env=installed)
         single_wall, single_cpu = best_startup([*hubble, *args], options.runs, one_process)
         jq_wall, _ = best_startup([jq, "-c", jq_program, str(path)], options.runs, env=None)
         ours, single, theirs = lines / wall, lines / single_wall, lines / jq_wall

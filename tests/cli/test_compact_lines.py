@@ -292,3 +292,59 @@ def test_cut_gives_the_same_in_its_usual_shape_shortcut() -> None:
     for second, line in enumerate(variants):
         line = line.replace(b"T07:08:09.", f"T07:08:{second + 10}.".encode())  # a second not seen yet
         assert cut(line) == cut(line), line[:100]
+
+
+def _l4_variants(line: bytes) -> list[bytes]:
+    """Copies of a line changed where the L3/L4 shortcut of ``cut`` looks: the ports, the L4
+    record, the summary, the final time, an L7 record, and the byte ranges of the fixed places."""
+    ports = re.search(rb'"source_port":(\d+),"destination_port":(\d+)', line)
+    variants = [
+        line.replace(b'"l4":{"TCP"', b'"l4":{"ICMPv4"', 1),
+        line.replace(b'"l4":{"TCP"', b'"l4":{"SCTP"', 1),
+        line.replace(b'"l4":{"TCP"', b'"l4":{"tcp"', 1),
+        line.replace(b'"l4":{"TCP":{', b'"l4":{"TCP":{"x":1,', 1),
+        line.replace(b',"Summary":"', b',"Summary":"\\u003c', 1),
+        line.replace(b',"Summary":"', b',"Summary":"<', 1),
+        line.replace(b',"Summary":"', b',"Summary":"', 1).replace(b'","node_name"', b'" ,"node_name"', 1),
+        line.replace(b',"Summary":"', b',"summary":"', 1),
+        line.replace(b'"Type":"L3_L4"', b'"l7":{"type":"REQUEST"},"Type":"L3_L4"', 1),
+        line[:-3] + b'8Z"}',  # another response time
+        line[:-2] + b" }",
+        line[:-1],
+        line + b" ",
+    ]
+    if ports is not None:
+        source, destination = ports.group(1), ports.group(2)
+        for value in (b"0", b"08", b"1234567890", b"123456789", b"-1", b"1.0", b'"1"', b""):
+            variants.append(line.replace(b'"source_port":' + source, b'"source_port":' + value, 1))
+            variants.append(
+                line.replace(b'"destination_port":' + destination, b'"destination_port":' + value, 1)
+            )
+        variants.append(
+            line.replace(b'"destination_port":' + destination + b",", b'"destination_port":1}', 1)
+        )
+        variants.append(line.replace(b'"source_port":' + source + b",", b"", 1))
+        variants.append(line.replace(b',"destination_port":' + destination, b"", 1))
+    for at in (16, 17, 36, 37, 43, 45, 46, 47, 56, 57, 92, 93, 94):
+        for byte in (b"0", b"9", b".", b'"', b"<", b"\\"):
+            variants.append(line[:at] + byte + line[at + 1 :])
+    return variants
+
+
+def test_the_l3_l4_shortcut_of_cut_cuts_as_the_general_search(generated: list[bytes]) -> None:
+    """``cut``'s shortcut for the usual L3/L4 line gives exactly what the general search gives,
+    for generated lines (all shapes) and for copies changed where the shortcut looks."""
+    from hubblepy.codec.templates import _PORTS_SUMMARY_KINDS, _cut_general
+
+    samples = list(generated)
+    for line in generated[:300]:
+        samples += _l4_variants(line)
+    shortcut = 0
+    for line in samples:
+        cut(line)  # the first time a second is seen, the general search learns it
+        expected = _cut_general(line)
+        assert cut(line) == expected, line[:120]
+        shortcut += expected is not None and expected[0][0] == _PORTS_SUMMARY_KINDS
+        if expected is not None:
+            assert _interleave(expected[0][1:], expected[1]) == line
+    assert shortcut > len(generated) // 2
