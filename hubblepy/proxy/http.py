@@ -882,22 +882,11 @@ class ClientConnection(asyncio.Protocol):
                 trace_id,
             )
 
-    def _emit_templated(
-        self,
-        entry: list,
-        kind: bytes,
-        code: int,
-        verdict: bytes | None,
-        ns: int,
-        ex: Exchange,
-        headers: list[tuple[bytes, bytes]],
-        special: tuple[str, str],
-        added_id: str | None = None,
-    ) -> None:
-        """What :meth:`_emit` writes, from templates of this verdict's records with holes for the two
-        parts that change per exchange, the timestamp and the headers: the access log sends each
-        template once per connection and then per record only those two parts. ``added_id``: an
-        X-Request-Id value logged after ``headers`` (see :func:`accesslog.header_set`)."""
+    def _templates(self, entry: list, kind: bytes, code: int, verdict: bytes | None, ex: Exchange) -> list:
+        """What :meth:`_emit` would write for this verdict's records, as templates with holes for the
+        two parts that change per exchange, the timestamp and the headers: the access log sends each
+        template once per connection and then per record only those parts (a row). Cached in the
+        verdict's entry."""
         templates = entry[3]
         key = (kind, code, verdict, ex.version)
         parts = templates.get(key)
@@ -923,34 +912,32 @@ class ClientConnection(asyncio.Protocol):
                 between, after = rest.split(_HOLE_HEADERS)
                 parts.append(accesslog.LogTemplate(before + between + b"{}" + after))
             templates[key] = parts
-        header_set, request_id = accesslog.header_set(headers, added_id)
-        emit = self.server.log.emit_row  # type: ignore[union-attr]
-        correlator = self.server.correlator
-        for template in parts:
-            # what _correlation gives, without the call (twice per exchange)
-            if kind is _REQUEST:
-                emit(template, ns, 0, correlator.request(ns, *special), header_set, request_id)
-            else:
-                latency, trace_id = correlator.response(ns, special[0])
-                emit(template, ns, latency, trace_id, header_set, request_id)
+        return parts
 
     def _log_request(self, ex: Exchange) -> None:
-        if self.server.log is None:
+        log = self.server.log
+        if log is None:
             return
         # the first X-Request-Id and traceparent of the logged headers (read as they arrived)
-        special = (
+        request_id, traceparent = (
             accesslog.special_headers(ex.headers) if ex.headers_edited else (ex.request_id, ex.traceparent)
         )
         entry = ex.verdict_entry
-        if entry is not None and self.judged is self.server.state:
-            self._emit_templated(entry, _REQUEST, 0, None, ex.start_ns, ex, ex.headers, special)
+        ns = ex.start_ns
+        if entry is None or self.judged is not self.server.state:
+            http = self._http(ex, 0, ex.headers)
+            self._emit(_REQUEST, ns, None, self._fragments()[0], ex, http, (request_id, traceparent))
             return
-        self._emit(
-            _REQUEST, ex.start_ns, None, self._fragments()[0], ex, self._http(ex, 0, ex.headers), special
-        )
+        # rows (one per rule set on the path), each correlated as the node would (see Correlator)
+        header_set, hole = accesslog.header_set(ex.headers)
+        correlator = self.server.correlator
+        for template in self._templates(entry, _REQUEST, 0, None, ex):
+            trace_id = correlator.request(ns, request_id, traceparent)
+            log.emit_row(template, ns, 0, trace_id, header_set, hole)
 
     def _log_response(self, ex: Exchange, code: int, verdict: str | None = None) -> None:
-        if self.server.log is None:
+        log = self.server.log
+        if log is None:
             return
         # the logged headers: the proxy's answer's, or the server's and the request's X-Request-Id
         # when the server sent none; the first X-Request-Id of them
@@ -960,31 +947,20 @@ class ClientConnection(asyncio.Protocol):
         if ex.response_has_id and not ex.local_reply:
             request_id = ex.response_request_id
             added_id = None
+        ns = time.time_ns()
+        logged_verdict = verdict.encode() if verdict else _FORWARDED
         entry = ex.verdict_entry
-        if entry is not None and self.judged is self.server.state:
-            self._emit_templated(
-                entry,
-                _RESPONSE,
-                code,
-                verdict.encode() if verdict else _FORWARDED,
-                time.time_ns(),
-                ex,
-                headers,
-                (request_id, ""),
-                added_id,
-            )
+        if entry is None or self.judged is not self.server.state:
+            if added_id is not None:
+                headers = [*headers, (b"X-Request-Id", added_id.encode())]
+            http = self._http(ex, code, headers)
+            self._emit(_RESPONSE, ns, logged_verdict, self._fragments()[1], ex, http, (request_id, ""))
             return
-        if added_id is not None:
-            headers = [*headers, (b"X-Request-Id", added_id.encode())]
-        self._emit(
-            b"Response",
-            time.time_ns(),
-            verdict.encode() if verdict else _FORWARDED,
-            self._fragments()[1],
-            ex,
-            self._http(ex, code, headers),
-            (request_id, ""),
-        )
+        header_set, hole = accesslog.header_set(headers, added_id)
+        correlator = self.server.correlator
+        for template in self._templates(entry, _RESPONSE, code, logged_verdict, ex):
+            latency, trace_id = correlator.response(ns, request_id)
+            log.emit_row(template, ns, latency, trace_id, header_set, hole)
 
 
 _FORWARDED = accesslog.VERDICT_FORWARDED.encode()
