@@ -52,7 +52,7 @@ from hubblepy.policy.model import (
     SpecRule,
 )
 from hubblepy.policy.selector import OPERATORS, Requirement, Selector, requirement
-from hubblepy.policy.validate import FieldProblem, check_document
+from hubblepy.policy.validate import FieldProblem, check_document, check_fqdn_selector
 from hubblepy.policy.yamlsafe import YAMLInputError, load_documents, read_text
 
 ENTITIES = (
@@ -531,6 +531,7 @@ class _DocumentParser:
                     fpath = f"{_join(rpath, 'toFQDNs')}[{j}]"
                     _expect(item, dict, fpath, "an object")
                     _check_fields(item, fpath, {"matchName", "matchPattern"}, set())
+                    check_fqdn_selector(item, fpath)  # exactly one, a valid name or pattern
                 fqdns = tuple(dict.fromkeys(FQDNSelector.from_dict(item) for item in fq))
             else:
                 fqdns = None

@@ -234,7 +234,8 @@ def _regex(value: Any, path: str) -> None:
         raise FieldProblem(path, f"{_show(value)} is not a valid regular expression: {exc}") from None
 
 
-def _fqdn_selector(value: Any, path: str) -> None:
+def check_fqdn_selector(value: Any, path: str) -> None:
+    """One ``toFQDNs`` / ``rules.dns`` selector: exactly one of matchName or matchPattern, valid."""
     if not isinstance(value, dict):
         raise FieldProblem(path, f"must be an object, got {_kind_of(value)}")
     present = [k for k in ("matchName", "matchPattern") if value.get(k) not in (None, "")]
@@ -373,7 +374,7 @@ def _port_rule(item: Any, path: str, ingress: bool, deny: bool) -> None:
     elif kind == "dns":
         dpath = _join(rpath, "dns")
         for k, rule in enumerate(rules["dns"]):
-            _fqdn_selector(rule, f"{dpath}[{k}]")
+            check_fqdn_selector(rule, f"{dpath}[{k}]")
 
 
 # -- rules ------------------------------------------------------------------------------------------
@@ -395,7 +396,7 @@ def _peer_rule(rule: Any, path: str, ingress: bool, deny: bool) -> None:
     if not ingress and "toFQDNs" in rule:
         fpath = _join(path, "toFQDNs")
         for j, sel in enumerate(_items(rule["toFQDNs"], fpath)):
-            _fqdn_selector(sel, f"{fpath}[{j}]")
+            check_fqdn_selector(sel, f"{fpath}[{j}]")
     if "toPorts" in rule:
         tpath = _join(path, "toPorts")
         for j, item in enumerate(_items(rule["toPorts"], tpath)):

@@ -334,6 +334,20 @@ spec:
             "    - toEndpoints: [{matchLabels: {app: db}}]\n      toFQDN: []",
             "spec.egress[0].toFQDN: unknown field",
         ),
+        # an empty toFQDNs selector (found by the fuzzer: it crashed the parser) selects nothing
+        (
+            "    - toFQDNs: [{matchName: null}]",
+            "spec.egress[0].toFQDNs[0]: needs exactly one of matchName or matchPattern",
+        ),
+        ("    - toFQDNs: [{}]", "spec.egress[0].toFQDNs[0]: needs exactly one of matchName or matchPattern"),
+        (
+            "    - toFQDNs: [{matchName: a.example, matchPattern: '*.example'}]",
+            "spec.egress[0].toFQDNs[0]: needs exactly one of matchName or matchPattern",
+        ),
+        (
+            "    - toFQDNs: [{matchPattern: 5}]",
+            "spec.egress[0].toFQDNs[0].matchPattern: must be a string, got a number",
+        ),
     ],
 )
 def test_bad_rules_are_rejected_with_field_path(body: str, expected: str) -> None:
