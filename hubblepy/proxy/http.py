@@ -868,7 +868,7 @@ class ClientConnection(asyncio.Protocol):
         for point, extension, allowed in self._attribution(ex):
             latency, trace_id = self._correlation(kind, ns, special)
             emit(
-                b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
+                _RECORD
                 % (
                     kind,
                     stamp,
@@ -896,17 +896,14 @@ class ClientConnection(asyncio.Protocol):
             http = self._http(ex, code, [])[:-3] + _HOLE_HEADERS + b"}"
             parts = []
             for point, extension, allowed in self._attribution(ex):
-                record = (
-                    b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
-                    % (
-                        kind,
-                        _HOLE_STAMP,
-                        point,
-                        verdict or (_FORWARDED if allowed else _DENIED),
-                        middle,
-                        http,
-                        extension,
-                    )
+                record = _RECORD % (
+                    kind,
+                    _HOLE_STAMP,
+                    point,
+                    verdict or (_FORWARDED if allowed else _DENIED),
+                    middle,
+                    http,
+                    extension,
                 )
                 before, rest = record.split(_HOLE_STAMP)
                 between, after = rest.split(_HOLE_HEADERS)
@@ -964,6 +961,9 @@ class ClientConnection(asyncio.Protocol):
 
 
 _FORWARDED = accesslog.VERDICT_FORWARDED.encode()
+# an access-log record: type, timestamp, observation point, verdict, the connection's middle (see
+# _fragments), the HTTP object, the hubblepy extension
+_RECORD = b'{"Type":"%b","Timestamp":"%b","ObservationPoint":"%b","Verdict":"%b",%b,"HTTP":%b,"hubblepy":%b}'
 _REQUEST = b"Request"
 _RESPONSE = b"Response"
 _LOCAL_REPLY_HEADERS = [(b"Content-Type", b"text/plain")]  # and the X-Request-Id, of the proxy's answers
