@@ -493,7 +493,8 @@ class ClientConnection(asyncio.Protocol):
 
     # -- policy ------------------------------------------------------------------------------------
     def _decide(self, ex: Exchange) -> None:
-        self._judge_connection()
+        if self.judged is not self.server.state:  # the state changed (or the first request)
+            self._judge_connection()
         if self.needs_headers:
             self._judge(ex)
             return
