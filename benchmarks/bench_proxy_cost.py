@@ -3,8 +3,8 @@
 ``nox -s bench -- l7`` measures the proxy against HAProxy on real traffic, but on a shared 2-CPU VM
 its figures move by 15% from run to run. This benchmark isolates what the proxy's code costs: real
 ``ClientConnection`` / ``UpstreamConnection`` objects with the real httptools parsers, the compiled
-seed rule (GET /api/v1/orders from frontend) and the real access-log writer (rows, templates, header
-sets, correlation), fed keep-alive requests and responses on 32 connections through stand-in
+seed rule (GET /api/v1/orders from frontend: the state tests/proxy/proxytools.py writes) and the
+real access-log writer (rows, templates, header sets, correlation), fed keep-alive requests and responses on 32 connections through stand-in
 transports that only count writes. No sockets, no kernel time, no node.
 
 Prints, with and without the access log: CPU microseconds per request (process time, best of
@@ -34,54 +34,23 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests" / "proxy"))
 
-from hubblepy.policy import (  # noqa: E402
-    CookieJar,
-    Endpoint,
-    IdentityAllocator,
-    compile_policies,
-    parse_policies,
-    pod_labels,
-)
+from proxytools import FRONTEND_IP, SEED, SERVER_IP, state_document  # noqa: E402
+
 from hubblepy.proxy import accesslog, http  # noqa: E402
-from hubblepy.proxy.state import ProxyState, attribution_rules, parse_state, state_to_json  # noqa: E402
+from hubblepy.proxy.state import ProxyState, parse_state  # noqa: E402
 
 CONNECTIONS = 32
-SERVER = ("10.244.0.11", 8080)
-POLICY = """\
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: api-http-l7, namespace: payments}
-spec:
-  endpointSelector: {matchLabels: {app: api}}
-  ingress:
-    - fromEndpoints: [{matchLabels: {app: frontend}}]
-      toPorts:
-        - ports: [{port: "8080", protocol: TCP}]
-          rules: {http: [{method: GET, path: /api/v1/orders}, {method: GET, path: /healthz}]}
-"""
+SERVER = (SERVER_IP, 8080)
 REQUEST = b"GET /api/v1/orders HTTP/1.1\r\nHost: api:8080\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
 RESPONSE = b'HTTP/1.1 200 OK\r\ncontent-length: 11\r\ncontent-type: application/json\r\n\r\n{"ok":true}'
 
 
 def seed_state() -> ProxyState:
-    """The proxy state the lab would write for the seed rule: api local, frontend a remote peer."""
-    ids = IdentityAllocator()
-    endpoints = {}
-    for number, name in enumerate(("frontend", "api")):
-        labels = pod_labels("payments", {"app": name})
-        endpoints[name] = Endpoint(100 + number, ids.allocate(labels), labels)
-    cookies = CookieJar()
-    compiled = compile_policies(parse_policies(POLICY), endpoints.values(), dict(ids.items()), cookies)
-    doc = state_to_json(
-        revision=1,
-        l7=compiled.l7,
-        rules=attribution_rules(compiled.l7, cookies, 1),
-        endpoints=[(endpoints["api"].ep_id, SERVER[0], endpoints["api"].identity)],
-        ipcache=[("10.244.0.10/32", endpoints["frontend"].identity)],
-        identities=dict(ids.items()),
-        node={"name": "bench-node", "ipv4": "10.244.0.1"},
-    )
+    """The proxy state the lab would write for the seed's api-http-l7 (the test harness's): api
+    local, frontend a peer that may GET /api/v1/orders."""
+    doc, _ = state_document(SEED, SERVER[1], revision=1)
     return parse_state(orjson.dumps(doc))
 
 
@@ -129,9 +98,9 @@ async def run(requests: int, repeat: int, with_log: bool) -> tuple[float, int]:
     pairs = []
     for i in range(CONNECTIONS):
         client = http.ClientConnection(server)
-        client.connection_made(CountingTransport(("10.244.0.10", 40000 + i), SERVER))  # type: ignore[arg-type]
+        client.connection_made(CountingTransport((FRONTEND_IP, 40000 + i), SERVER))  # type: ignore[arg-type]
         upstream = http.UpstreamConnection(client)
-        upstream.connection_made(CountingTransport(SERVER, ("10.244.0.10", 40000 + i)))  # type: ignore[arg-type]
+        upstream.connection_made(CountingTransport(SERVER, (FRONTEND_IP, 40000 + i)))  # type: ignore[arg-type]
         client.upstream = upstream
         pairs.append((client, upstream))
     rows = 0

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hubblepy.monitor.options import DEFAULT_NUM_PAGES
-from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler
+from hubblepy.proxy.accesslog import RecordAssembler, whole_record
 
 if TYPE_CHECKING:
     from hubblepy.observer.sources import EventSink
@@ -237,7 +237,7 @@ class AccessLogSource:
                     correlations += got_correlations
                     continue
                 for record in got:
-                    whole = record.whole() if isinstance(record, LazyRecord) else record
+                    whole = whole_record(record)
                     if self._decode_batch is not None:
                         records.append(whole)
                         continue

@@ -42,7 +42,7 @@ from hubblepy.parser.constants import (
 )
 from hubblepy.parser.errors import ERR_INTERNAL, ERR_RECORD, MalformedSample, SkippedSample
 from hubblepy.parser.ids import uuid4_strings_from
-from hubblepy.proxy.accesslog import LazyRecord
+from hubblepy.proxy.accesslog import whole_record
 
 FLOW_TYPES = np.array(
     [MSG_DROP, MSG_CAPTURE, MSG_TRACE, MSG_POLICY_VERDICT, MSG_TRACE_SOCK, MSG_ACCESS_LOG], dtype=np.uint8
@@ -267,9 +267,8 @@ class RecordDecoder:
         parser._check_generation()
         for time_ns, (record, correlation, _), uid in items:
             try:
-                if type(record) is LazyRecord:
-                    record = record.whole()
-                out.append(seven.decode_record(record, parser._timestamp(time_ns), uid, correlation))
+                whole = whole_record(record)
+                out.append(seven.decode_record(whole, parser._timestamp(time_ns), uid, correlation))
                 owner.flows_decoded += 1
                 continue
             except SkippedSample:

@@ -433,7 +433,7 @@ class AccessLogReader:
                 if self.correlations is not None:
                     self.correlations.extend(correlations)
                 for record in records:
-                    self.on_record(record.whole() if isinstance(record, LazyRecord) else record)
+                    self.on_record(whole_record(record))
 
     def close(self) -> None:
         self._stop.set()
@@ -502,6 +502,11 @@ class LazyRecord:
         http["Headers"] = headers
         record["HTTP"] = http
         return record
+
+
+def whole_record(record: dict[str, Any] | LazyRecord) -> dict[str, Any]:
+    """The record dict of what :meth:`RecordAssembler.assemble` gives (a lazy row made whole)."""
+    return record.whole() if isinstance(record, LazyRecord) else record
 
 
 class RecordAssembler:

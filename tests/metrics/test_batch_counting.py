@@ -322,7 +322,7 @@ def _correlated_lines(lines: list[bytes]) -> list[bytes]:
 def test_templated_access_log_counts_equal_per_flow_counts(setting: str, correlated: bool) -> None:
     """Counting templated records once per key gives what counting every flow gives; with the
     proxy's correlation (lazy records, no node-side X-Request-Id table) the flows are the same."""
-    from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler
+    from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler, whole_record
 
     per_flow_registry = CollectorRegistry()
     per_flow = FlowMetrics(parse_metrics(setting), per_flow_registry)
@@ -347,7 +347,7 @@ def test_templated_access_log_counts_equal_per_flow_counts(setting: str, correla
     assert assembler.bad == 0 and len(records) == 240 and keys.count(None) == 12
     if correlated:
         assert None not in correlations and sum(type(r) is LazyRecord for r in records) == 228
-    whole = [r.whole() if isinstance(r, LazyRecord) else r for r in records]
+    whole = [whole_record(r) for r in records]
     for lo in range(0, len(records), 50):  # several batches, keys seen before
         part = slice(lo, lo + 50)
         assert eager.publish_l7(whole[part], NOW + lo, eager_parser.seven) == lazy.publish_l7(

@@ -76,6 +76,40 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def state_document(
+    policy: str | None, server_port: int, revision: int, local_client: bool = False
+) -> tuple[dict, dict[str, int]]:
+    """The proxy state the lab would write for ``policy`` (formatted with the server's port): the
+    server (api) a local endpoint, and with ``local_client`` the frontend too; frontend and admin
+    peers by their addresses. Also the identities by pod name."""
+    ids = IdentityAllocator()
+    endpoints = {}
+    for number, name in enumerate(("frontend", "api", "admin")):
+        labels = pod_labels("payments", {"app": name})
+        endpoints[name] = Endpoint(100 + number, ids.allocate(labels), labels)
+    cookies = CookieJar()
+    policies = parse_policies(policy.format(port=server_port)) if policy else []
+    compiled = compile_policies(policies, endpoints.values(), dict(ids.items()), cookies)
+    doc = state_to_json(
+        revision=revision,
+        l7=compiled.l7,
+        rules=attribution_rules(compiled.l7, cookies, 1),
+        endpoints=[(endpoints["api"].ep_id, SERVER_IP, endpoints["api"].identity)]
+        + (
+            [(endpoints["frontend"].ep_id, FRONTEND_IP, endpoints["frontend"].identity)]
+            if local_client
+            else []
+        ),
+        ipcache=[
+            (f"{FRONTEND_IP}/32", endpoints["frontend"].identity),
+            (f"{ADMIN_IP}/32", endpoints["admin"].identity),
+        ],
+        identities=dict(ids.items()),
+        node={"name": "test-node", "ipv4": "127.0.0.1"},
+    )
+    return doc, {name: ep.identity for name, ep in endpoints.items()}
+
+
 class Harness:
     def __init__(
         self,
@@ -107,33 +141,8 @@ class Harness:
         self.start()
 
     def write_state(self, policy: str | None) -> None:
-        ids = IdentityAllocator()
-        endpoints = {}
-        for number, name in enumerate(("frontend", "api", "admin")):
-            labels = pod_labels("payments", {"app": name})
-            endpoints[name] = Endpoint(100 + number, ids.allocate(labels), labels)
-        self.identities = {name: ep.identity for name, ep in endpoints.items()}
-        cookies = CookieJar()
-        policies = parse_policies(policy.format(port=self.server_port)) if policy else []
-        compiled = compile_policies(policies, endpoints.values(), dict(ids.items()), cookies)
-        rules = attribution_rules(compiled.l7, cookies, 1)
-        doc = state_to_json(
-            revision=len(self.records) + int(time.time() * 1000),
-            l7=compiled.l7,
-            rules=rules,
-            endpoints=[(endpoints["api"].ep_id, SERVER_IP, endpoints["api"].identity)]
-            + (
-                [(endpoints["frontend"].ep_id, FRONTEND_IP, endpoints["frontend"].identity)]
-                if self.local_client
-                else []
-            ),
-            ipcache=[
-                (f"{FRONTEND_IP}/32", endpoints["frontend"].identity),
-                (f"{ADMIN_IP}/32", endpoints["admin"].identity),
-            ],
-            identities=dict(ids.items()),
-            node={"name": "test-node", "ipv4": "127.0.0.1"},
-        )
+        revision = len(self.records) + int(time.time() * 1000)
+        doc, self.identities = state_document(policy, self.server_port, revision, self.local_client)
         write_state(self.state_path, doc)
 
     def start(self) -> None:

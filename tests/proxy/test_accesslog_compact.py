@@ -24,6 +24,7 @@ from hubblepy.proxy.accesslog import (
     RecordAssembler,
     special_headers,
     timestamp,
+    whole_record,
 )
 from hubblepy.proxy.accesslog import header_set as accesslog_header_set
 
@@ -235,7 +236,7 @@ class _Node:
                     with self.lock:
                         self.bad += assembler.bad
                         assembler.bad = 0
-                        self.records += [r.whole() if isinstance(r, LazyRecord) else r for r in got]
+                        self.records += [whole_record(r) for r in got]
                         self.correlations += correlations
 
     def restart(self) -> None:
