@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -217,10 +218,17 @@ class Observer:
         if keys is None:
             keys = [None] * len(records)
         given = correlations if correlations is not None else [None] * len(records)
-        payloads = [
-            (record, c if c is not None else correlate(record) if key is None else keyed(record, key), key)
-            for record, key, c in zip(records, keys, given, strict=True)
-        ]
+        if correlations is not None and None not in correlations:  # rows: all correlated by the writer
+            payloads = list(zip(records, correlations, keys, strict=True))
+        else:
+            payloads = [
+                (
+                    record,
+                    c if c is not None else correlate(record) if key is None else keyed(record, key),
+                    key,
+                )
+                for record, key, c in zip(records, keys, given, strict=True)
+            ]
         snapshot = decoder.snapshot_id()
         ring = self.flows
         n = len(payloads)
@@ -234,13 +242,17 @@ class Observer:
         by_template = self._l7_template_namespace_keys  # the records of one template share their endpoints
         if len(by_template) > 8192:
             by_template.clear()
-        for i, (record, key) in enumerate(zip(records, keys, strict=True)):
+        # the first record of each key (a dict built from the end keeps each key's first index)
+        firsts = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
+        for key, i in sorted(firsts.items(), key=itemgetter(1)):
             if key is None:
-                unique.setdefault(_l7_namespace_key(record), i)
+                for j in range(i, n):  # records without a key: each one's own
+                    if keys[j] is None:
+                        unique.setdefault(_l7_namespace_key(records[j]), j)
                 continue
             found = by_template.get(key, by_template)
             if found is by_template:
-                found = by_template[key] = _l7_namespace_key(record)
+                found = by_template[key] = _l7_namespace_key(records[i])
             if found not in unique:
                 unique[found] = i
         self._note_namespaces(list(unique), list(unique.values()), snapshot, first)

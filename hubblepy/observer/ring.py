@@ -210,15 +210,17 @@ class Ring:
             seq += skip
             n = self.capacity
         self._floor = max(self._floor, seq + n - self.capacity)
-        mask, objs, kinds, times, snaps = self._mask, self._objs, self.kind, self.time, self.snapshot
-        for payload in payloads:
-            slot = seq & mask
-            objs[slot] = payload
-            kinds[slot] = kind
-            times[slot] = time_ns
-            snaps[slot] = snapshot
-            seq += 1
-        self._next = seq
+        start = seq & self._mask
+        first = min(n, self._size - start)  # slots up to the end of the arrays, then from 0
+        payloads = list(payloads)
+        for lo, hi, src in ((start, start + first, slice(0, first)), (0, n - first, slice(first, n))):
+            if hi <= lo:
+                continue
+            self.kind[lo:hi] = kind
+            self.time[lo:hi] = time_ns
+            self.snapshot[lo:hi] = snapshot
+            self._objs[lo:hi] = payloads[src]
+        self._next = seq + n
         self._wake()
 
     @contextlib.contextmanager

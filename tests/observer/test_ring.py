@@ -131,3 +131,25 @@ def test_reader_lapped_in_a_later_decode_chunk_reports_the_rest_as_lost():
     # the second chunk was read before the lap; the third is lost from its first entry on
     assert got == [str(i) for i in range(2 * DECODE_CHUNK)]
     assert lost == [ring.oldest_seq - 2 * DECODE_CHUNK]
+
+
+@pytest.mark.parametrize("before, count", [(0, 3), (5, 6), (6, 2), (2, 7), (3, 20)])
+def test_undecoded_records_fill_their_slots_across_the_wrap(before, count):
+    """Records written in one batch (the access log's) land in order, each with the batch's kind,
+    time and snapshot, also where the batch wraps around the end of the arrays or outgrows the ring."""
+    from hubblepy.observer.ring import KIND_DECODED, KIND_L7
+
+    ring = Ring(7)
+    ring.write_many(entry(i) for i in range(before))
+    ring.write_records(KIND_L7, 1234, [f"record {i}" for i in range(count)], snapshot=9)
+    assert ring.next_seq == before + count
+    kept = min(count, ring.capacity)
+    start = before + count - kept
+    slots = ring.slots(start, before + count)
+    assert [ring._objs[s] for s in slots.tolist()] == [f"record {i}" for i in range(count - kept, count)]
+    assert ring.kind[slots].tolist() == [KIND_L7] * kept
+    assert ring.time[slots].tolist() == [1234] * kept
+    assert ring.snapshot[slots].tolist() == [9] * kept
+    survivors = ring.slots(max(before + count - ring.capacity, 0), start)
+    assert ring.kind[survivors].tolist() == [KIND_DECODED] * len(survivors)
+    assert ring.oldest_seq == max(before + count - ring.capacity, 0)

@@ -51,8 +51,9 @@ def packet_for(flow: dict) -> tuple[bytes, bool]:
     return enc.ipv4(src, ip["destination"], proto, payload), False
 
 
-def resolver_for(flow: dict) -> StaticResolver:
-    r = StaticResolver()
+def resolver_for(flow: dict, r: StaticResolver | None = None) -> StaticResolver:
+    """A resolver that knows ``flow``'s endpoints (added to ``r`` when given)."""
+    r = r if r is not None else StaticResolver()
     ip = flow.get("IP", {})
     for side, addr in (("source", ip.get("source")), ("destination", ip.get("destination"))):
         ep = flow.get(side, {})

@@ -179,3 +179,26 @@ def test_http_templates_give_the_field_by_field_flows() -> None:
             assert any(parsers[0].seven._templates.values()), "HTTP records are built from templates"
     assert checked == 20
     assert parsers[0].parse_errors == 0
+
+
+def test_ring_names_the_namespaces_of_keyed_and_plain_records() -> None:
+    """Records published undecoded still name their namespaces (``hubble list namespaces``): one
+    record decoded per key, and each record that has no key, wherever they sit in the batch (the
+    namespaces are seen when published)."""
+    from hubblepy.observer.core import Observer
+
+    payments = orjson.loads(LINES[11])["flow"]  # default -> payments
+    cde = orjson.loads(LINES[153])["flow"]  # cde -> cde
+    parser = Parser(resolver_for(cde, resolver_for(payments)), "node")
+    observer = Observer("node")
+    observer.use_parser(parser)
+    a, b = records_for(payments)[-1], records_for(cde)[-1]
+    observer.publish_l7(
+        [a, b, a], parse_rfc3339_ns(payments["time"]), parser.seven, keys=[(1, 1), None, (1, 1)]
+    )
+    assert [n["namespace"] for n in observer.namespaces()] == ["cde", "default", "payments"]
+    observer._namespaces.clear()
+    observer.publish_l7(
+        [a, a, b], parse_rfc3339_ns(payments["time"]), parser.seven, keys=[(2, 1), (2, 1), None]
+    )
+    assert [n["namespace"] for n in observer.namespaces()] == ["cde", "default", "payments"]
