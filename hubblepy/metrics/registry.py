@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import compress, repeat
-from operator import contains, not_
+from operator import contains, itemgetter, not_
 from time import thread_time
 from typing import Any
 
@@ -37,6 +37,7 @@ from hubblepy.metrics.handlers import DEFAULT_MAX_SERIES, HANDLERS, Handler, Ser
 from hubblepy.metrics.rawkeys import group_keys, sample_keys
 from hubblepy.observer.ring import KIND_DECODED, KIND_L7, KIND_RAW, Ring
 
+_CORRELATION_OF, _KEY_OF = itemgetter(1), itemgetter(2)  # of an L7 slot's (record, correlation, key)
 MIN_KEYED_BATCH = 32  # fewer raw samples than this are decoded one by one (cheaper than the keys)
 MAX_CACHED_KEYS = 8192  # distinct sample keys whose flows are remembered across batches
 LOST_SOURCES = ("perf_event_ring_buffer", "observer_events_queue", "hubble_ring_buffer")
@@ -221,6 +222,9 @@ class FlowMetrics:
         t0 = thread_time()
         slots = ring.slots(start, stop)
         kinds = ring.kind[slots]
+        if kinds[0] == KIND_L7 and self._on_l7_range(ring, start, stop, slots, kinds):
+            self.count_cpu_s += thread_time() - t0
+            return
         raw = kinds == KIND_RAW
         groups: list[tuple[dict[str, Any], int]] = []
         flows: list[dict[str, Any]] = []
@@ -255,19 +259,44 @@ class FlowMetrics:
             self._count(groups, templated)
         self.count_cpu_s += thread_time() - t0
 
+    def _on_l7_range(self, ring: Ring, start: int, stop: int, slots: np.ndarray, kinds: np.ndarray) -> bool:
+        """Counts the range when it is what ``Observer.publish_l7`` writes (templated access-log
+        records of one resolver snapshot, all correlated): their payloads are taken as slices of
+        the ring's objects and grouped by key without an index per record. False when the range
+        is anything else (then :meth:`on_range` goes record by record)."""
+        snapshots = ring.snapshot[slots]
+        if not (kinds == KIND_L7).all() or snapshots.min() != snapshots.max():
+            return False
+        objs = ring._objs
+        first, last = int(slots[0]), int(slots[-1])
+        payloads = objs[first : last + 1] if first <= last else objs[first:] + objs[: last + 1]
+        keys = list(map(_KEY_OF, payloads))
+        correlations = list(map(_CORRELATION_OF, payloads))
+        if None in keys or None in correlations:
+            return False
+        snap = int(snapshots[0])
+        by_key: dict[tuple[int, Any], list[tuple[int, str]]] = {}
+        for key, correlation in zip(keys, correlations, strict=True):
+            found = by_key.get(key)
+            if found is None:
+                by_key[key] = [correlation]
+            else:
+                found.append(correlation)
+        # each key's first record (a dict built from the end keeps the first sequence of a key)
+        firsts = dict(zip(reversed(keys), range(stop - 1, start - 1, -1), strict=True))
+        grouped = {(snap, key): found for key, found in by_key.items()}
+        templated = self._l7_templated(ring, grouped, {(snap, key): seq for key, seq in firsts.items()})
+        if templated:
+            self._count([], templated)
+        return True
+
     def _l7_groups(self, ring: Ring, keyed: list[tuple[int, int]]) -> list[tuple[Any, dict[str, Any], list]]:
         """Templated access-log records (``Observer.publish_l7`` with keys) as (flow without latency
         and trace ID, the records' ``(latency, trace ID)``): one record per (snapshot, key) is
         decoded; the others differ from it only in fields no family reads but those two."""
         objs, snapshots = ring._objs, ring.snapshot
-        cache = self._l7_by_key
-        if len(cache) > MAX_CACHED_KEYS:
-            cache.clear()
-            self._l7_plans.clear()
-            self._interned_plans.clear()
-            self._l7_signatures.clear()
         by_key: dict[tuple[int, Any], list[tuple[int, str]]] = {}
-        missing: dict[tuple[int, Any], int] = {}
+        firsts: dict[tuple[int, Any], int] = {}
         snaps = snapshots[[slot for _, slot in keyed]].tolist()
         for (seq, slot), snap in zip(keyed, snaps, strict=True):
             _, correlation, key = objs[slot]
@@ -275,10 +304,26 @@ class FlowMetrics:
             found = by_key.get(full)
             if found is None:
                 by_key[full] = [correlation]
-                if full not in cache:
-                    missing[full] = seq
+                firsts[full] = seq
             else:
                 found.append(correlation)
+        return self._l7_templated(ring, by_key, firsts)
+
+    def _l7_templated(
+        self,
+        ring: Ring,
+        by_key: dict[tuple[int, Any], list[tuple[int, str]]],
+        firsts: dict[tuple[int, Any], int],
+    ) -> list[tuple[Any, dict[str, Any], list]]:
+        """:meth:`_l7_groups` from the records' correlations by (snapshot, key) and the sequence of
+        each key's first record (decoded when the key is new)."""
+        cache = self._l7_by_key
+        if len(cache) > MAX_CACHED_KEYS:
+            cache.clear()
+            self._l7_plans.clear()
+            self._interned_plans.clear()
+            self._l7_signatures.clear()
+        missing = {full: seq for full, seq in firsts.items() if full not in cache}
         if missing:
             got = dict(ring.read_many(sorted(missing.values()))[0])
             for full, seq in missing.items():

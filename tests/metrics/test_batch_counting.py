@@ -365,3 +365,43 @@ def test_templated_access_log_counts_equal_per_flow_counts(setting: str, correla
     assert [{k: v for k, v in f.items() if k not in strip} for f in got] == [
         {k: v for k, v in f.items() if k not in strip} for f in want
     ]
+
+
+@pytest.mark.parametrize(
+    "setting", [DEFAULT_LAB_METRICS, "httpV2:exemplars=true;sourceContext=pod policy flow"]
+)
+def test_rows_counted_from_ring_slices_equal_per_flow_counts(setting: str) -> None:
+    """Batches of rows only (what a busy HTTP proxy sends): the metrics take each batch's payloads
+    as slices of the ring, also where a batch wraps around the ring's end, and count what counting
+    every flow counts."""
+    from hubblepy.observer.ring import KIND_L7
+    from hubblepy.proxy.accesslog import LazyRecord, RecordAssembler, whole_record
+
+    assembler = RecordAssembler()
+    rows = []
+    for line in _correlated_lines(_access_log_lines()):
+        got, keys, correlations = assembler.assemble(line)
+        rows += [row for row in zip(got, keys, correlations, strict=True) if type(row[0]) is LazyRecord]
+    assert len(rows) == 228
+
+    per_flow_registry = CollectorRegistry()
+    per_flow = FlowMetrics(parse_metrics(setting), per_flow_registry)
+    eager = Observer("node-1", capacity=63)
+    eager_parser = Parser(_resolver(), "node-1")
+    eager.use_parser(eager_parser)
+    eager.add_flow_listener(per_flow.on_entries)
+    lazy = Observer("node-1", capacity=63)  # 228 records in batches of 38: each lap or wrap the ring
+    lazy_parser = Parser(_resolver(), "node-1")
+    lazy.use_parser(lazy_parser)
+    registry, flow_metrics = build_node_metrics(lazy, setting)
+    for lo in range(0, len(rows), 38):
+        records, keys, correlations = (list(col) for col in zip(*rows[lo : lo + 38], strict=True))
+        eager.publish_l7([whole_record(r) for r in records], NOW + lo, eager_parser.seven)
+        lazy.publish_l7(records, NOW + lo, lazy_parser.seven, keys, correlations)
+    assert _lines(registry) == _lines(per_flow_registry)
+    assert any(line.startswith("hubble_http_requests_total{") for line in _lines(registry))
+    # the last batch's range (it wrapped: 190 & 63 > 227 & 63) is one the metrics take as slices
+    ring = lazy.flows
+    slots = ring.slots(190, 228)
+    assert slots[0] > slots[-1] and (ring.kind[slots] == KIND_L7).all()
+    assert flow_metrics._on_l7_range(ring, 190, 228, slots, ring.kind[slots]) is True
