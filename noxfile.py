@@ -51,7 +51,8 @@ def bench(session: nox.Session) -> None:
 
     ``nox -s bench`` runs them all; ``nox -s bench -- cli relay`` runs the named ones; ``-- l7`` (root,
     not in the default set) is the L7 proxy against HAProxy on the lab's frontend -> api path; ``-- proxy_cost``
-    is the proxy's own Python per request, without the network; ``-- connect``
+    is the proxy's own Python per request, without the network; ``-- node_l7`` the node's intake of
+    its access log per record (ring and metrics), without the network; ``-- connect``
     times the live commands' connection errors per cause.
     """
     names = session.posargs or ["cli", "relay", "parser", "datapath", "policy"]
