@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -41,6 +41,9 @@ from hubblepy.observer.indexed import IndexedBatcher
 from hubblepy.observer.records import ColumnFilter, compile_column_filter, compile_exact_column_filter
 from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
 from hubblepy.observer.wiretemplates import plan_frames
+
+if TYPE_CHECKING:
+    from hubblepy.observer.transport import FrameViews
 
 log = logging.getLogger(__name__)
 
@@ -220,8 +223,8 @@ def stream_ring(
     :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unmasked requests on our h2
     transport, unfiltered or with an ``exact`` column test) raw samples with a template are yielded
     as gRPC-framed runs of responses (:class:`~hubblepy.observer.transport.Frames`), byte for byte
-    what ``encode`` gives them; with ``timed`` too, as ``(Frames, times, sizes)`` (each response's
-    time and framed size, numpy arrays).
+    what ``encode`` gives them; with ``timed`` instead as ``(bytes, times, sizes)`` (the framed
+    responses, each response's time and framed size, numpy arrays).
     """
     for item in select_entries(
         ring, request, is_active, predicate, stop, idle_marker, column_filter, frames, exact, timed
@@ -258,8 +261,8 @@ def select_entries(
     responses instead of entries, several at once. With a filter, ``frames`` needs ``exact`` (the
     raw samples whose columns prove a match): only those come from templates, untested; the other
     candidates are decoded and tested as without ``frames``. ``timed``: those come as
-    ``(Frames, times, sizes)``: each response's time (the ring's time column, which the templates
-    write into the responses) and framed size.
+    ``(bytes, times, sizes)`` instead: the framed responses, each one's time (the ring's time
+    column, which the templates write into the responses) and framed size.
     """
     if frames is not None and exact is None and (predicate is not None or column_filter is not None):
         frames = None  # templates skip the filter: only for the samples ``exact`` proves
@@ -362,12 +365,8 @@ def select_entries(
             step = INDEXED_CHUNK if timed else FRAMES_CHUNK
             for part in range(start, stop_pos, step):  # handoffs of ~64 KiB, as framed_stream's
                 part_end = min(stop_pos, part + step)
-                if timed:
-                    yield (
-                        Frames(plan.frames(part, part_end)),
-                        plan.times[part:part_end],
-                        plan.sizes(part, part_end),
-                    )
+                if timed:  # for a batch that copies them anyway: no Frames of their own
+                    yield (plan.frames(part, part_end), plan.times[part:part_end], plan.sizes(part, part_end))
                 else:
                     yield Frames(plan.frames(part, part_end))
                 sent += part_end - part
@@ -519,7 +518,7 @@ def batched(items: Iterator[bytes], frame: Callable[[bytes], bytes] | None) -> I
         yield b"".join(batch)
 
 
-def flows_on_wire(responses: Iterator[bytes], framed: bool) -> Iterator[bytes]:
+def flows_on_wire(responses: Iterator[Any], framed: bool) -> Iterator[bytes | FrameViews]:
     """The standard GetFlows stream's messages as the server hands them to its transport.
 
     ``responses`` are serialized GetFlowsResponses (with ``b""`` idle markers when ``framed``). On
@@ -562,7 +561,7 @@ class NodeServices:
         self.tls_enabled = tls_enabled
 
     # -- observer.Observer ----------------------------------------------------------------------
-    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes | FrameViews]:
         stream = self._flow_stream(request, context, idle_marker=self.framed, templates=self.framed)
         yield from flows_on_wire(stream, self.framed)
 
@@ -616,13 +615,16 @@ class NodeServices:
         """
         yield from batched(self._flow_stream(request, context, idle_marker=True), _length_prefixed)
 
-    def get_flows_indexed(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def get_flows_indexed(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes | FrameViews]:
         """hubblepy extension for the relay: GetFlows as indexed batches (framed responses with each
         one's time and kind beside them, see :mod:`~hubblepy.observer.indexed`), wire templates
         included as for a direct client. A batch is sent at INDEXED_FLUSH_BYTES or when the reader
         has caught up (so follow mode adds no delay)."""
         batcher = IndexedBatcher()
         stream = self._flow_stream(request, context, idle_marker=True, templates=True, timed=True)
+        framed = self.framed
+        if framed:  # on our h2 transport: the batch's buffers go out as they are (no joined copy)
+            from hubblepy.observer.transport import FrameViews
         for item in stream:
             if type(item) is tuple:
                 batcher.add_frames(*item)
@@ -631,9 +633,9 @@ class NodeServices:
             if item and batcher.size < INDEXED_FLUSH_BYTES:
                 continue
             if len(batcher):
-                yield batcher.message()
+                yield FrameViews(batcher.buffers(framed=True)) if framed else batcher.message()
         if len(batcher):
-            yield batcher.message()
+            yield FrameViews(batcher.buffers(framed=True)) if framed else batcher.message()
 
     def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         """hubblepy extension: GetFlows as batches of canonical JSON lines (``-o json`` bytes).
