@@ -30,6 +30,7 @@ KIND_NODE_STATUS = 2
 KIND_LOST_EVENTS = 3
 
 _PREFIX = struct.Struct(">BI")
+_MAX_PARTS = 16  # an indexed batch's buffers hold runs as they are; more parts (single responses) are joined
 
 
 def _classes() -> tuple[Any, Any, Any]:
@@ -178,14 +179,14 @@ class IndexedBatcher:
 
     def buffers(self, framed: bool = False) -> list[bytes]:
         """The indexed batch of what was added as consecutive buffers (and start over): its
-        ``frames`` field's head, the framed responses (not copied when they are one run), the other
-        fields. ``framed``: with the batch's own 5-byte gRPC prefix in front (for a transport that
-        sends buffers as they are)."""
+        ``frames`` field's head, the framed responses (runs not copied, single responses joined),
+        the other fields. ``framed``: with the batch's own 5-byte gRPC prefix in front (for a
+        transport that sends buffers as they are)."""
         times = [*self.times, self._times]
         sizes = [*self.sizes, self._sizes]
         ends = np.cumsum(np.concatenate([np.asarray(s, dtype=np.int64) for s in sizes]))
-        frames = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
-        head = _field_head(1, len(frames))
+        parts = self.parts if len(self.parts) <= _MAX_PARTS else [b"".join(self.parts)]
+        head = _field_head(1, self.size)
         tail = b"".join(
             (
                 _field(2, np.concatenate([np.asarray(t, dtype="<i8") for t in times]).tobytes()),
@@ -194,9 +195,9 @@ class IndexedBatcher:
             )
         )
         if framed:
-            head = _PREFIX.pack(0, len(head) + len(frames) + len(tail)) + head
+            head = _PREFIX.pack(0, len(head) + self.size + len(tail)) + head
         self.__init__()  # type: ignore[misc]
-        return [head, frames, tail]
+        return [head, *parts, tail]
 
 
 class Run:

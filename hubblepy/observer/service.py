@@ -61,8 +61,15 @@ FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per sc
 EXACT_FRAMES_SCAN_BATCH = 16384
 LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
-INDEXED_FLUSH_BYTES = 64 << 10  # an indexed batch (node -> relay) goes out at this size
-INDEXED_CHUNK = 512  # ... and a templated run goes into it this many at a time (fewer numpy calls)
+# An indexed batch (node -> relay) goes out at INDEXED_FLUSH_BYTES, or at the 2**INDEXED_RAMP-th part
+# of what the stream sent before it when that is more, up to INDEXED_MAX_BYTES: a relay's cost of a
+# batch is mostly fixed (its gRPC message, hand-offs between threads), so batches grow as a stream
+# goes on, while its first ones go out early and a non-follow stream's last one is a small part of
+# it (a relay holds a batch until it has all of it)
+INDEXED_FLUSH_BYTES = 64 << 10
+INDEXED_MAX_BYTES = 1 << 20
+INDEXED_RAMP = 3
+INDEXED_CHUNK = 512  # a templated run goes into a batch this many at a time (fewer numpy calls)
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -618,21 +625,25 @@ class NodeServices:
     def get_flows_indexed(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes | FrameViews]:
         """hubblepy extension for the relay: GetFlows as indexed batches (framed responses with each
         one's time and kind beside them, see :mod:`~hubblepy.observer.indexed`), wire templates
-        included as for a direct client. A batch is sent at INDEXED_FLUSH_BYTES or when the reader
-        has caught up (so follow mode adds no delay)."""
+        included as for a direct client. A batch is sent at its size (INDEXED_FLUSH_BYTES, growing
+        with the stream) or when the reader has caught up (so follow mode adds no delay)."""
         batcher = IndexedBatcher()
         stream = self._flow_stream(request, context, idle_marker=True, templates=True, timed=True)
         framed = self.framed
         if framed:  # on our h2 transport: the batch's buffers go out as they are (no joined copy)
             from hubblepy.observer.transport import FrameViews
+        flush_at = INDEXED_FLUSH_BYTES
+        sent = 0
         for item in stream:
             if type(item) is tuple:
                 batcher.add_frames(*item)
             elif item:
                 batcher.add(item)
-            if item and batcher.size < INDEXED_FLUSH_BYTES:
+            if item and batcher.size < flush_at:
                 continue
             if len(batcher):
+                sent += batcher.size
+                flush_at = min(INDEXED_MAX_BYTES, max(INDEXED_FLUSH_BYTES, sent >> INDEXED_RAMP))
                 yield FrameViews(batcher.buffers(framed=True)) if framed else batcher.message()
         if len(batcher):
             yield FrameViews(batcher.buffers(framed=True)) if framed else batcher.message()

@@ -251,7 +251,7 @@ def _request(verdict: str | None = None, **kwargs: Any) -> Any:
 @pytest.mark.parametrize("h2", [False, True], ids=["grpcio", "h2"])
 @pytest.mark.parametrize("verdict", [None, "DROPPED", "FORWARDED"])
 def test_a_nodes_indexed_stream_holds_its_getflows_stream(verdict: str | None, h2: bool) -> None:
-    observer = _raw_observer()
+    observer = _raw_observer(copies=200 if verdict is None else 40)  # unfiltered: batches grow
     server, address = _serve(observer, indexed=True, h2=h2)
     try:
         channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
@@ -268,6 +268,14 @@ def test_a_nodes_indexed_stream_holds_its_getflows_stream(verdict: str | None, h
             wires = [w for run in runs for w in run.wires()]
             assert wires == list(plain(request))
             assert len(wires) > 100
+            # batches grow from a small first one (of INDEXED_FLUSH_BYTES and one run or response more)
+            sizes = [len(run.frames) for run in runs]
+            assert sizes[0] < 2 * service.INDEXED_FLUSH_BYTES
+            assert max(sizes) <= 2 * service.INDEXED_MAX_BYTES
+            if verdict is None:
+                assert sum(sizes) > 4 * service.INDEXED_FLUSH_BYTES << service.INDEXED_RAMP
+                assert max(sizes) > 2 * sizes[0]
+                assert sizes[-1] < sum(sizes) / 4
             assert [t for run in runs for t in run.times.tolist()] == [scan_response(w)[0] for w in wires]
             assert [k for run in runs for k in run.kinds] == [scan_response(w)[1] for w in wires]
         assert templates.hits > hits  # the indexed stream used the wire templates
