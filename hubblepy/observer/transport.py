@@ -722,7 +722,9 @@ class _Connection(asyncio.Protocol):
                 conn.outbound_flow_control_window -= burst
                 call.sent += burst
                 if self.transport is not None and not self.transport.is_closing():
-                    self.transport.write(b"".join(out))  # may pause writing (the buffer is full)
+                    # one vectored write of the frames' headers and views of the messages, not a
+                    # joined copy (may pause writing: the buffer is full)
+                    self.transport.writelines(out)
         except h2.exceptions.StreamClosedError:
             self.cancel_call(call, send_reset=False)
             return
