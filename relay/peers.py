@@ -27,6 +27,7 @@ import grpc.experimental
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
+from relay.h2stream import StreamCall, tcp_target
 from relay.wire import Run, parse_indexed, split_batch
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class Node:
     reconnect: Any = None  # pending grpc.channel_ready_future while the channel is idle
     supports_batch: bool | None = None  # None until the first stream tells
     supports_indexed: bool | None = None  # None until the first stream tells
+    direct_target: tuple[str, int] | None = None  # plaintext TCP: indexed streams skip grpcio
+    dial_timeout: float = 5.0
     health: str = "connecting"  # connected | disconnected | unavailable (last one logged)
     reason: str = ""  # why the node is not connected; "" while connected
     probing: bool = False
@@ -143,15 +146,23 @@ class Node:
     def stream_runs(self, request: Any, calls: dict[str, Any]) -> Iterator[Run | list[bytes]]:
         """Responses of GetFlows as indexed :class:`~relay.wire.Run` batches when the node serves
         them (our nodes), else as :meth:`stream_flows` gives them (older hubblepy nodes, upstream's).
-        A malformed indexed batch ends the stream with an INTERNAL error (the node is reported)."""
+        A malformed indexed batch ends the stream with an INTERNAL error (the node is reported).
+        A node reached over plaintext TCP is read with :mod:`relay.h2stream` (its own connection,
+        messages read straight into their buffers) instead of the node's grpcio channel."""
         assert self.channel is not None
         if self.supports_indexed is not False:
-            indexed = self.channel.unary_stream(
-                GET_FLOWS_INDEXED,
-                request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-                response_deserializer=None,
-            )
-            call = indexed(request)
+            call: Any
+            if self.direct_target is not None:
+                call = StreamCall(
+                    self.direct_target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout
+                )
+            else:
+                indexed = self.channel.unary_stream(
+                    GET_FLOWS_INDEXED,
+                    request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+                    response_deserializer=None,
+                )
+                call = indexed(request)
             calls[self.address] = call
             try:
                 for message in call:
@@ -224,6 +235,9 @@ class PeerManager:
                 return node
             node = Node(name=name or address, address=address, tls_server_name=tls_server_name)
             node.name_from_address = not name
+            node.dial_timeout = self.dial.dial_timeout
+            if self.dial.tls is None:
+                node.direct_target = tcp_target(address)
             self._nodes[address] = node
         target = address.removeprefix("dns:///")
         opts = self.dial.channel_options(tls_server_name)
