@@ -88,7 +88,8 @@ def tcp_target(address: str) -> tuple[str, int] | None:
 
 class StreamCall:
     """A unary-request, streaming-response call; iterate it for the response messages (bytearrays,
-    each the message without its gRPC prefix)."""
+    each the message without its gRPC prefix). :meth:`start` sends the request ahead (else the
+    first iteration does): a caller that hands the reading to another thread need not wait for it."""
 
     def __init__(
         self, target: tuple[str, int], path: str, request: bytes, connect_timeout: float = 5.0
@@ -100,6 +101,18 @@ class StreamCall:
         self.cancelled = threading.Event()
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
+        self._conn: h2.connection.H2Connection | None = None
+        self._stream_id = 0
+        self._failed: BaseException | None = None  # what start() ran into, raised by the iteration
+
+    def start(self) -> None:
+        """Connect and send the request now (once); a failure is raised by the iteration."""
+        if self._conn is not None or self._failed is not None:
+            return
+        try:
+            self._open()
+        except (OSError, CallError, h2.exceptions.ProtocolError) as exc:
+            self._failed = exc
 
     def cancel(self) -> None:
         """End the call from another thread: the reader gets CANCELLED."""
@@ -141,7 +154,7 @@ class StreamCall:
             raise CallError(grpc.StatusCode.CANCELLED, "Cancelled")
         return sock
 
-    def _messages(self) -> Iterator[bytearray]:
+    def _open(self) -> None:
         sock = self._connect()
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         conn.local_settings = h2.settings.Settings(
@@ -170,6 +183,16 @@ class StreamCall:
         )
         conn.send_data(stream_id, struct.pack(">BI", 0, len(self.request)) + self.request, end_stream=True)
         sock.sendall(conn.data_to_send())
+        self._conn, self._stream_id = conn, stream_id
+
+    def _messages(self) -> Iterator[bytearray]:
+        self.start()
+        if self._failed is not None:
+            raise self._failed
+        conn, stream_id, sock = self._conn, self._stream_id, self._sock
+        assert conn is not None
+        if sock is None:  # cancelled since
+            raise CallError(grpc.StatusCode.CANCELLED, "Cancelled")
 
         header = bytearray(9)
         header_view = memoryview(header)

@@ -143,16 +143,33 @@ class Node:
         for wire in call:
             yield [encode(message_to_dict(parse(wire))) + b"\n"]
 
-    def stream_runs(self, request: Any, calls: dict[str, Any]) -> Iterator[Run | list[bytes]]:
+    def start_indexed(self, request: Any) -> StreamCall | None:
+        """The indexed stream of :meth:`stream_runs` with its request sent now (when the node is
+        read with :mod:`relay.h2stream`; else None): the node starts on it while the caller hands
+        the reading to another thread."""
+        if self.direct_target is None or self.supports_indexed is False:
+            return None
+        call = StreamCall(
+            self.direct_target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout
+        )
+        call.start()
+        return call
+
+    def stream_runs(
+        self, request: Any, calls: dict[str, Any], started: StreamCall | None = None
+    ) -> Iterator[Run | list[bytes]]:
         """Responses of GetFlows as indexed :class:`~relay.wire.Run` batches when the node serves
         them (our nodes), else as :meth:`stream_flows` gives them (older hubblepy nodes, upstream's).
         A malformed indexed batch ends the stream with an INTERNAL error (the node is reported).
         A node reached over plaintext TCP is read with :mod:`relay.h2stream` (its own connection,
-        messages read straight into their buffers) instead of the node's grpcio channel."""
+        messages read straight into their buffers) instead of the node's grpcio channel; ``started``
+        is such a call of :meth:`start_indexed` for this request."""
         assert self.channel is not None
-        if self.supports_indexed is not False:
+        if self.supports_indexed is not False or started is not None:
             call: Any
-            if self.direct_target is not None:
+            if started is not None:
+                call = started
+            elif self.direct_target is not None:
                 call = StreamCall(
                     self.direct_target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout
                 )

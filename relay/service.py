@@ -118,14 +118,19 @@ class _Fanout:
             if node.address in self.active or self.cancelled.is_set():
                 return
             self.active.add(node.address)
+        # the node's stream is asked for here when the node is read with relay.h2stream: the node
+        # works on it while the reader thread starts (a thread start can wait for a CPU)
+        started = None if self.as_json else node.start_indexed(request)
+        if started is not None:
+            self.calls[node.address] = started  # cancel() reaches it before the reader runs
         threading.Thread(
-            target=self._pump, args=(node, request), daemon=True, name=f"relay-{node.name}"
+            target=self._pump, args=(node, request, started), daemon=True, name=f"relay-{node.name}"
         ).start()
 
     def _put(self, item: Any) -> bool:
         return self.queue.put(item, self.cancelled)
 
-    def _pump(self, node: Node, request: Any) -> None:
+    def _pump(self, node: Node, request: Any, started: Any = None) -> None:
         last_ns = 0
         try:
             while not self.cancelled.is_set():
@@ -135,7 +140,8 @@ class _Fanout:
                     if self.as_json:
                         batches = node.stream_flows(request, self.calls, True)
                     else:
-                        batches = node.stream_runs(request, self.calls)
+                        batches = node.stream_runs(request, self.calls, started)
+                        started = None  # a retry (follow mode) asks again
                     for batch in batches:
                         if isinstance(batch, Run):  # times and kinds come with it: nothing to parse
                             if not len(batch):

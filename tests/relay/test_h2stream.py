@@ -210,6 +210,12 @@ def test_the_relay_reads_plaintext_nodes_with_it() -> None:
         )
         assert wires == list(call(request))
         channel.close()
+        started = node.start_indexed(request)  # the request sent ahead, read later (by another thread)
+        assert isinstance(started, StreamCall)
+        again = list(node.stream_runs(request, calls, started))
+        assert calls[address] is started
+        assert [w for run in again for w in run.wires()] == wires  # type: ignore[union-attr]
+        assert tls.add("node-1", address).start_indexed(request) is None
     finally:
         plain.close()
         tls.close()
