@@ -369,14 +369,17 @@ def select_entries(
                     stop_pos, done = start + int(late[0]), True
             if limit and stop_pos - start >= limit - sent:
                 stop_pos, done = start + limit - sent, True
-            step = INDEXED_CHUNK if timed else FRAMES_CHUNK
-            for part in range(start, stop_pos, step):  # handoffs of ~64 KiB, as framed_stream's
+            part = start
+            while part < stop_pos:  # handoffs of ~64 KiB, as framed_stream's
+                # a relay's batches: runs up to INDEXED_CHUNK, after as many sent (an early first batch)
+                step = min(INDEXED_CHUNK, max(FRAMES_CHUNK, sent)) if timed else FRAMES_CHUNK
                 part_end = min(stop_pos, part + step)
                 if timed:  # for a batch that copies them anyway: no Frames of their own
                     yield (plan.frames(part, part_end), plan.times[part:part_end], plan.sizes(part, part_end))
                 else:
                     yield Frames(plan.frames(part, part_end))
                 sent += part_end - part
+                part = part_end
             if done:
                 return
         if stop_at is not None:
