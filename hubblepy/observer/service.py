@@ -269,7 +269,8 @@ def select_entries(
     raw samples whose columns prove a match): only those come from templates, untested; the other
     candidates are decoded and tested as without ``frames``. ``timed``: those come as
     ``(bytes, times, sizes)`` instead: the framed responses, each one's time (the ring's time
-    column, which the templates write into the responses) and framed size.
+    column, which the templates write into the responses) and framed size; each templated scan
+    then ends with a None as when caught up (a batch being filled goes out before the next scan).
     """
     if frames is not None and exact is None and (predicate is not None or column_filter is not None):
         frames = None  # templates skip the filter: only for the samples ``exact`` proves
@@ -385,6 +386,8 @@ def select_entries(
         if stop_at is not None:
             return
         seq = hi
+        if timed:  # the next scan takes a while: a relay's batch goes out now (see get_flows_indexed)
+            yield None
 
 
 def _emit(
@@ -629,7 +632,8 @@ class NodeServices:
         """hubblepy extension for the relay: GetFlows as indexed batches (framed responses with each
         one's time and kind beside them, see :mod:`~hubblepy.observer.indexed`), wire templates
         included as for a direct client. A batch is sent at its size (INDEXED_FLUSH_BYTES, growing
-        with the stream) or when the reader has caught up (so follow mode adds no delay)."""
+        with the stream), at the end of a templated scan (the next one takes a while) or when the
+        reader has caught up (so follow mode adds no delay)."""
         batcher = IndexedBatcher()
         stream = self._flow_stream(request, context, idle_marker=True, templates=True, timed=True)
         framed = self.framed
