@@ -4,7 +4,9 @@ Every node gets one long-lived gRPC channel that reconnects by itself with expon
 capped by ``--retry-timeout`` and never above :data:`MAX_RECONNECT_BACKOFF_S`, so a node that comes
 back after any outage is streaming again within a few seconds. The channel's connectivity state is
 the node's state (READY -> connected, anything else -> unavailable). Requests use raw-bytes method
-callables so flows pass through the relay without being decoded.
+callables so flows pass through the relay without being decoded; a node dialled without TLS has its
+indexed GetFlows streams read over connections of their own (:mod:`relay.h2stream`), which copy
+less than grpcio.
 
 What is wrong with a node is logged once per change, never once per retry: ``node connected``,
 ``node disconnected`` (a READY connection went away) and ``node unavailable`` with the cause of the
@@ -149,11 +151,12 @@ class Node:
         the reading to another thread."""
         if self.direct_target is None or self.supports_indexed is False:
             return None
-        call = StreamCall(
-            self.direct_target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout
-        )
+        call = self._direct_call(self.direct_target, request)
         call.start()
         return call
+
+    def _direct_call(self, target: tuple[str, int], request: Any) -> StreamCall:
+        return StreamCall(target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout)
 
     def stream_runs(
         self, request: Any, calls: dict[str, Any], started: StreamCall | None = None
@@ -170,9 +173,7 @@ class Node:
             if started is not None:
                 call = started
             elif self.direct_target is not None:
-                call = StreamCall(
-                    self.direct_target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout
-                )
+                call = self._direct_call(self.direct_target, request)
             else:
                 indexed = self.channel.unary_stream(
                     GET_FLOWS_INDEXED,
