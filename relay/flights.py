@@ -72,7 +72,7 @@ class Flight:
     def __init__(self, key: bytes) -> None:
         self.key = key
         self.started = time.monotonic()
-        self.items: list[bytes] = []
+        self.items: list[Any] = []  # response bytes, or runs of framed responses (Frames, FrameViews)
         self.done = False
         self.error: FlightError | None = None
         self.trailing: tuple = ()
@@ -88,15 +88,16 @@ class Flight:
             self.callbacks.append(callback)
             return True
 
-    def produce(self, stream: Iterator[bytes]) -> None:
+    def produce(self, stream: Iterator[Any]) -> None:
         """Producer thread: append every item of ``stream`` and wake the readers."""
         items = self.items
         cond = self.cond
         try:
             for count, item in enumerate(stream, 1):
                 items.append(item)
-                # b"": the producer is about to wait; a long item is a run of framed messages
-                if not item or len(item) > 4096 or count % _NOTIFY_EVERY == 0:
+                # b"": the producer is about to wait; a long item (or buffers of one, a tuple) is a
+                # run of framed messages
+                if not item or len(item) > 4096 or isinstance(item, tuple) or count % _NOTIFY_EVERY == 0:
                     with cond:
                         cond.notify_all()
         except FlightError as exc:
@@ -109,7 +110,7 @@ class Flight:
                 self.done = True
                 cond.notify_all()
 
-    def read(self, is_active: Callable[[], bool]) -> Iterator[bytes]:
+    def read(self, is_active: Callable[[], bool]) -> Iterator[Any]:
         """Every item from the first, as the producer appends them, until it is done."""
         index = 0
         items = self.items
@@ -151,7 +152,7 @@ class Flights:
         self.open: dict[bytes, Flight] = {}
         self.shared = 0  # requests answered by joining a flight (metrics, tests)
 
-    def join_or_start(self, key: bytes, metadata: tuple, start: Callable[[Any], Iterator[bytes]]) -> Flight:
+    def join_or_start(self, key: bytes, metadata: tuple, start: Callable[[Any], Iterator[Any]]) -> Flight:
         """The flight for ``key``, joined; a new one (produced by ``start(context)``) when none is open."""
         now = time.monotonic()
         with self.lock:

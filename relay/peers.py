@@ -4,7 +4,9 @@ Every node gets one long-lived gRPC channel that reconnects by itself with expon
 capped by ``--retry-timeout`` and never above :data:`MAX_RECONNECT_BACKOFF_S`, so a node that comes
 back after any outage is streaming again within a few seconds. The channel's connectivity state is
 the node's state (READY -> connected, anything else -> unavailable). Requests use raw-bytes method
-callables so flows pass through the relay without being decoded.
+callables so flows pass through the relay without being decoded; a node dialled without TLS has its
+indexed GetFlows streams read over connections of their own (:mod:`relay.h2stream`), which copy
+less than grpcio.
 
 What is wrong with a node is logged once per change, never once per retry: ``node connected``,
 ``node disconnected`` (a READY connection went away) and ``node unavailable`` with the cause of the
@@ -27,6 +29,7 @@ import grpc.experimental
 
 from hubblepy.api.observer import observer_pb2
 from hubblepy.api.peer import peer_pb2
+from relay.h2stream import StreamCall, tcp_target
 from relay.wire import Run, parse_indexed, split_batch
 
 log = logging.getLogger(__name__)
@@ -84,6 +87,8 @@ class Node:
     reconnect: Any = None  # pending grpc.channel_ready_future while the channel is idle
     supports_batch: bool | None = None  # None until the first stream tells
     supports_indexed: bool | None = None  # None until the first stream tells
+    direct_target: tuple[str, int] | None = None  # plaintext TCP: indexed streams skip grpcio
+    dial_timeout: float = 5.0
     health: str = "connecting"  # connected | disconnected | unavailable (last one logged)
     reason: str = ""  # why the node is not connected; "" while connected
     probing: bool = False
@@ -140,18 +145,42 @@ class Node:
         for wire in call:
             yield [encode(message_to_dict(parse(wire))) + b"\n"]
 
-    def stream_runs(self, request: Any, calls: dict[str, Any]) -> Iterator[Run | list[bytes]]:
+    def start_indexed(self, request: Any) -> StreamCall | None:
+        """The indexed stream of :meth:`stream_runs` with its request sent now (when the node is
+        read with :mod:`relay.h2stream`; else None): the node starts on it while the caller hands
+        the reading to another thread."""
+        if self.direct_target is None or self.supports_indexed is False:
+            return None
+        call = self._direct_call(self.direct_target, request)
+        call.start()
+        return call
+
+    def _direct_call(self, target: tuple[str, int], request: Any) -> StreamCall:
+        return StreamCall(target, GET_FLOWS_INDEXED, request.SerializeToString(), self.dial_timeout)
+
+    def stream_runs(
+        self, request: Any, calls: dict[str, Any], started: StreamCall | None = None
+    ) -> Iterator[Run | list[bytes]]:
         """Responses of GetFlows as indexed :class:`~relay.wire.Run` batches when the node serves
         them (our nodes), else as :meth:`stream_flows` gives them (older hubblepy nodes, upstream's).
-        A malformed indexed batch ends the stream with an INTERNAL error (the node is reported)."""
+        A malformed indexed batch ends the stream with an INTERNAL error (the node is reported).
+        A node reached over plaintext TCP is read with :mod:`relay.h2stream` (its own connection,
+        messages read straight into their buffers) instead of the node's grpcio channel; ``started``
+        is such a call of :meth:`start_indexed` for this request."""
         assert self.channel is not None
-        if self.supports_indexed is not False:
-            indexed = self.channel.unary_stream(
-                GET_FLOWS_INDEXED,
-                request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
-                response_deserializer=None,
-            )
-            call = indexed(request)
+        if self.supports_indexed is not False or started is not None:
+            call: Any
+            if started is not None:
+                call = started
+            elif self.direct_target is not None:
+                call = self._direct_call(self.direct_target, request)
+            else:
+                indexed = self.channel.unary_stream(
+                    GET_FLOWS_INDEXED,
+                    request_serializer=observer_pb2.GetFlowsRequest.SerializeToString,
+                    response_deserializer=None,
+                )
+                call = indexed(request)
             calls[self.address] = call
             try:
                 for message in call:
@@ -224,6 +253,9 @@ class PeerManager:
                 return node
             node = Node(name=name or address, address=address, tls_server_name=tls_server_name)
             node.name_from_address = not name
+            node.dial_timeout = self.dial.dial_timeout
+            if self.dial.tls is None:
+                node.direct_target = tcp_target(address)
             self._nodes[address] = node
         target = address.removeprefix("dns:///")
         opts = self.dial.channel_options(tls_server_name)

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 import numpy as np
@@ -49,6 +49,9 @@ from relay.metrics import STATS
 from relay.node_errors import ErrorAggregator
 from relay.peers import Node, PeerManager
 from relay.wire import KIND_FLOW, KIND_LOST_EVENTS, Run, json_line_info, scan_response
+
+if TYPE_CHECKING:
+    from hubblepy.observer.transport import FrameViews
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +118,19 @@ class _Fanout:
             if node.address in self.active or self.cancelled.is_set():
                 return
             self.active.add(node.address)
+        # the node's stream is asked for here when the node is read with relay.h2stream: the node
+        # works on it while the reader thread starts (a thread start can wait for a CPU)
+        started = None if self.as_json else node.start_indexed(request)
+        if started is not None:
+            self.calls[node.address] = started  # cancel() reaches it before the reader runs
         threading.Thread(
-            target=self._pump, args=(node, request), daemon=True, name=f"relay-{node.name}"
+            target=self._pump, args=(node, request, started), daemon=True, name=f"relay-{node.name}"
         ).start()
 
     def _put(self, item: Any) -> bool:
         return self.queue.put(item, self.cancelled)
 
-    def _pump(self, node: Node, request: Any) -> None:
+    def _pump(self, node: Node, request: Any, started: Any = None) -> None:
         last_ns = 0
         try:
             while not self.cancelled.is_set():
@@ -132,7 +140,8 @@ class _Fanout:
                     if self.as_json:
                         batches = node.stream_flows(request, self.calls, True)
                     else:
-                        batches = node.stream_runs(request, self.calls)
+                        batches = node.stream_runs(request, self.calls, started)
+                        started = None  # a retry (follow mode) asks again
                     for batch in batches:
                         if isinstance(batch, Run):  # times and kinds come with it: nothing to parse
                             if not len(batch):
@@ -271,7 +280,7 @@ class RelayObserver:
         return connected, unavailable
 
     # -- GetFlows -----------------------------------------------------------------------------------
-    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes | FrameViews]:
         from hubblepy.observer.service import flows_on_wire
 
         stream = self._answer(request, context, as_json=False)
@@ -281,9 +290,11 @@ class RelayObserver:
         """hubblepy extension: the merged stream as batches of canonical JSON lines (see the node's)."""
         from hubblepy.observer.service import batched
 
-        yield from batched(self._answer(request, context, as_json=True), None)
+        yield from batched(cast(Iterator[bytes], self._answer(request, context, as_json=True)), None)
 
-    def _answer(self, request: Any, context: grpc.ServicerContext, as_json: bool) -> Iterator[bytes]:
+    def _answer(
+        self, request: Any, context: grpc.ServicerContext, as_json: bool
+    ) -> Iterator[bytes | FrameViews]:
         """The merged stream for one client: its own, or a flight shared with identical requests."""
         if request.first and request.follow:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first cannot be specified with follow")
@@ -302,7 +313,7 @@ class RelayObserver:
         key = b"%d%d" % (as_json, strict) + request.SerializeToString(deterministic=True)
         framed = self.framed and not as_json
 
-        def produce(ctx: Any) -> Iterator[bytes]:
+        def produce(ctx: Any) -> Iterator[bytes | FrameViews]:
             stream = self._flows(request, ctx, as_json, metadata)
             if not framed:
                 return stream
@@ -318,7 +329,9 @@ class RelayObserver:
         if flight.trailing:
             context.set_trailing_metadata(flight.trailing)
 
-    def _flows(self, request: Any, context: Any, as_json: bool, metadata: tuple) -> Iterator[bytes]:
+    def _flows(
+        self, request: Any, context: Any, as_json: bool, metadata: tuple
+    ) -> Iterator[bytes | FrameViews]:
         """The merged response stream; ``b""`` items mark moments the relay is about to wait."""
         status = node_status_json if as_json else node_status_bytes
         connected, unavailable = self._split_nodes()
@@ -349,11 +362,13 @@ class RelayObserver:
         context: grpc.ServicerContext,
         streams: int,
         frame_runs: bool = False,
-    ) -> Iterator[bytes]:
+    ) -> Iterator[bytes | FrameViews]:
         """The responses of the nodes' streams in time order (SortBuffer). ``frame_runs`` (GetFlows on
         our h2 transport): a batch of flows in time order is released as one run of gRPC-framed
-        responses (:class:`~hubblepy.observer.transport.Frames`) instead of one item per response."""
-        from hubblepy.observer.transport import _PREFIX, Frames
+        responses (:class:`~hubblepy.observer.transport.Frames`) instead of one item per response,
+        and what a node's indexed batches release as slices of the node's bytes
+        (:class:`~hubblepy.observer.transport.FrameViews`, not copied)."""
+        from hubblepy.observer.transport import _PREFIX, Frames, FrameViews
 
         pack = _PREFIX.pack
         qlen = self.sort_buffer_len
@@ -407,7 +422,7 @@ class RelayObserver:
                         framed = buffer.push_frames(wire)
                         if framed is not None:
                             if framed:
-                                yield Frames(b"".join(framed))
+                                yield FrameViews(framed)
                             continue
                     for one_ns, one in zip(wire.times.tolist(), wire.wires(), strict=True):
                         single = push(one_ns, one)

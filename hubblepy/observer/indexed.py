@@ -30,6 +30,7 @@ KIND_NODE_STATUS = 2
 KIND_LOST_EVENTS = 3
 
 _PREFIX = struct.Struct(">BI")
+_MAX_PARTS = 16  # an indexed batch's buffers hold runs as they are; more parts (single responses) are joined
 
 
 def _classes() -> tuple[Any, Any, Any]:
@@ -111,15 +112,19 @@ def frame_ends(frames: bytes, start: int = 0) -> list[int]:
     return ends
 
 
+def _field_head(number: int, size: int) -> bytes:
+    """The tag and varint length of a length-delimited field of ``size`` bytes."""
+    head = bytearray((number << 3 | 2,))
+    while size >= 0x80:
+        head.append((size & 0x7F) | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head)
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """One length-delimited field: tag, varint length, payload."""
-    n = len(payload)
-    head = bytearray((number << 3 | 2,))
-    while n >= 0x80:
-        head.append((n & 0x7F) | 0x80)
-        n >>= 7
-    head.append(n)
-    return bytes(head) + payload
+    return _field_head(number, len(payload)) + payload
 
 
 class IndexedBatcher:
@@ -170,19 +175,29 @@ class IndexedBatcher:
 
     def message(self) -> bytes:
         """The indexed batch of what was added (and start over)."""
+        return b"".join(self.buffers())
+
+    def buffers(self, framed: bool = False) -> list[bytes]:
+        """The indexed batch of what was added as consecutive buffers (and start over): its
+        ``frames`` field's head, the framed responses (runs not copied, single responses joined),
+        the other fields. ``framed``: with the batch's own 5-byte gRPC prefix in front (for a
+        transport that sends buffers as they are)."""
         times = [*self.times, self._times]
         sizes = [*self.sizes, self._sizes]
         ends = np.cumsum(np.concatenate([np.asarray(s, dtype=np.int64) for s in sizes]))
-        out = b"".join(
+        parts = self.parts if len(self.parts) <= _MAX_PARTS else [b"".join(self.parts)]
+        head = _field_head(1, self.size)
+        tail = b"".join(
             (
-                _field(1, b"".join(self.parts)),
                 _field(2, np.concatenate([np.asarray(t, dtype="<i8") for t in times]).tobytes()),
                 _field(3, bytes(self.kinds)),
                 _field(4, ends.astype("<u4").tobytes()),
             )
         )
+        if framed:
+            head = _PREFIX.pack(0, len(head) + self.size + len(tail)) + head
         self.__init__()  # type: ignore[misc]
-        return out
+        return [head, *parts, tail]
 
 
 class Run:

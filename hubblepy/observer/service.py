@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
@@ -42,6 +42,9 @@ from hubblepy.observer.records import ColumnFilter, compile_column_filter, compi
 from hubblepy.observer.ring import KIND_DECODED, Ring, RingEntry
 from hubblepy.observer.wiretemplates import plan_frames
 
+if TYPE_CHECKING:
+    from hubblepy.observer.transport import FrameViews
+
 log = logging.getLogger(__name__)
 
 OBSERVER_SERVICE = "observer.Observer"
@@ -58,8 +61,15 @@ FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per sc
 EXACT_FRAMES_SCAN_BATCH = 16384
 LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
-INDEXED_FLUSH_BYTES = 64 << 10  # an indexed batch (node -> relay) goes out at this size
-INDEXED_CHUNK = 512  # ... and a templated run goes into it this many at a time (fewer numpy calls)
+# An indexed batch (node -> relay) goes out at INDEXED_FLUSH_BYTES, or at the 2**INDEXED_RAMP-th part
+# of what the stream sent before it when that is more, up to INDEXED_MAX_BYTES: a relay's cost of a
+# batch is mostly fixed (its gRPC message, hand-offs between threads), so batches grow as a stream
+# goes on, while its first ones go out early and a non-follow stream's last one is a small part of
+# it (a relay holds a batch until it has all of it)
+INDEXED_FLUSH_BYTES = 64 << 10
+INDEXED_MAX_BYTES = 1 << 20
+INDEXED_RAMP = 3
+INDEXED_CHUNK = 512  # a templated run goes into a batch this many at a time (fewer numpy calls)
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -220,8 +230,8 @@ def stream_ring(
     :class:`~hubblepy.observer.wiretemplates.WireTemplates`; only for unmasked requests on our h2
     transport, unfiltered or with an ``exact`` column test) raw samples with a template are yielded
     as gRPC-framed runs of responses (:class:`~hubblepy.observer.transport.Frames`), byte for byte
-    what ``encode`` gives them; with ``timed`` too, as ``(Frames, times, sizes)`` (each response's
-    time and framed size, numpy arrays).
+    what ``encode`` gives them; with ``timed`` instead as ``(bytes, times, sizes)`` (the framed
+    responses, each response's time and framed size, numpy arrays).
     """
     for item in select_entries(
         ring, request, is_active, predicate, stop, idle_marker, column_filter, frames, exact, timed
@@ -258,8 +268,9 @@ def select_entries(
     responses instead of entries, several at once. With a filter, ``frames`` needs ``exact`` (the
     raw samples whose columns prove a match): only those come from templates, untested; the other
     candidates are decoded and tested as without ``frames``. ``timed``: those come as
-    ``(Frames, times, sizes)``: each response's time (the ring's time column, which the templates
-    write into the responses) and framed size.
+    ``(bytes, times, sizes)`` instead: the framed responses, each one's time (the ring's time
+    column, which the templates write into the responses) and framed size; each templated scan
+    then ends with a None as when caught up (a batch being filled goes out before the next scan).
     """
     if frames is not None and exact is None and (predicate is not None or column_filter is not None):
         frames = None  # templates skip the filter: only for the samples ``exact`` proves
@@ -359,23 +370,24 @@ def select_entries(
                     stop_pos, done = start + int(late[0]), True
             if limit and stop_pos - start >= limit - sent:
                 stop_pos, done = start + limit - sent, True
-            step = INDEXED_CHUNK if timed else FRAMES_CHUNK
-            for part in range(start, stop_pos, step):  # handoffs of ~64 KiB, as framed_stream's
+            part = start
+            while part < stop_pos:  # handoffs of ~64 KiB, as framed_stream's
+                # a relay's batches: runs up to INDEXED_CHUNK, after as many sent (an early first batch)
+                step = min(INDEXED_CHUNK, max(FRAMES_CHUNK, sent)) if timed else FRAMES_CHUNK
                 part_end = min(stop_pos, part + step)
-                if timed:
-                    yield (
-                        Frames(plan.frames(part, part_end)),
-                        plan.times[part:part_end],
-                        plan.sizes(part, part_end),
-                    )
+                if timed:  # for a batch that copies them anyway: no Frames of their own
+                    yield (plan.frames(part, part_end), plan.times[part:part_end], plan.sizes(part, part_end))
                 else:
                     yield Frames(plan.frames(part, part_end))
                 sent += part_end - part
+                part = part_end
             if done:
                 return
         if stop_at is not None:
             return
         seq = hi
+        if timed:  # the next scan takes a while: a relay's batch goes out now (see get_flows_indexed)
+            yield None
 
 
 def _emit(
@@ -519,7 +531,7 @@ def batched(items: Iterator[bytes], frame: Callable[[bytes], bytes] | None) -> I
         yield b"".join(batch)
 
 
-def flows_on_wire(responses: Iterator[bytes], framed: bool) -> Iterator[bytes]:
+def flows_on_wire(responses: Iterator[Any], framed: bool) -> Iterator[bytes | FrameViews]:
     """The standard GetFlows stream's messages as the server hands them to its transport.
 
     ``responses`` are serialized GetFlowsResponses (with ``b""`` idle markers when ``framed``). On
@@ -562,7 +574,7 @@ class NodeServices:
         self.tls_enabled = tls_enabled
 
     # -- observer.Observer ----------------------------------------------------------------------
-    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def get_flows(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes | FrameViews]:
         stream = self._flow_stream(request, context, idle_marker=self.framed, templates=self.framed)
         yield from flows_on_wire(stream, self.framed)
 
@@ -616,24 +628,32 @@ class NodeServices:
         """
         yield from batched(self._flow_stream(request, context, idle_marker=True), _length_prefixed)
 
-    def get_flows_indexed(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
+    def get_flows_indexed(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes | FrameViews]:
         """hubblepy extension for the relay: GetFlows as indexed batches (framed responses with each
         one's time and kind beside them, see :mod:`~hubblepy.observer.indexed`), wire templates
-        included as for a direct client. A batch is sent at INDEXED_FLUSH_BYTES or when the reader
-        has caught up (so follow mode adds no delay)."""
+        included as for a direct client. A batch is sent at its size (INDEXED_FLUSH_BYTES, growing
+        with the stream), at the end of a templated scan (the next one takes a while) or when the
+        reader has caught up (so follow mode adds no delay)."""
         batcher = IndexedBatcher()
         stream = self._flow_stream(request, context, idle_marker=True, templates=True, timed=True)
+        framed = self.framed
+        if framed:  # on our h2 transport: the batch's buffers go out as they are (no joined copy)
+            from hubblepy.observer.transport import FrameViews
+        flush_at = INDEXED_FLUSH_BYTES
+        sent = 0
         for item in stream:
             if type(item) is tuple:
                 batcher.add_frames(*item)
             elif item:
                 batcher.add(item)
-            if item and batcher.size < INDEXED_FLUSH_BYTES:
+            if item and batcher.size < flush_at:
                 continue
             if len(batcher):
-                yield batcher.message()
+                sent += batcher.size
+                flush_at = min(INDEXED_MAX_BYTES, max(INDEXED_FLUSH_BYTES, sent >> INDEXED_RAMP))
+                yield FrameViews(batcher.buffers(framed=True)) if framed else batcher.message()
         if len(batcher):
-            yield batcher.message()
+            yield FrameViews(batcher.buffers(framed=True)) if framed else batcher.message()
 
     def get_flows_json(self, request: Any, context: grpc.ServicerContext) -> Iterator[bytes]:
         """hubblepy extension: GetFlows as batches of canonical JSON lines (``-o json`` bytes).

@@ -8,7 +8,8 @@ the same HTTP/2 DATA frames, so the per-message cost is a 5-byte prefix and a li
 What it hosts: the same ``grpc.GenericRpcHandler`` objects and ``grpc.RpcMethodHandler`` values a
 ``grpc.server`` takes (unary and streaming in both directions), so health, reflection and our
 services register unchanged. A streaming handler may yield :class:`Frames` (many length-prefixed
-messages at once, see :func:`framed_stream`) to skip the per-message handoff. Handlers run in worker threads with a ``ServicerContext`` that offers
+messages at once, see :func:`framed_stream`) to skip the per-message handoff, or :class:`FrameViews`
+(the same in several buffers, views included, sent without being joined or copied). Handlers run in worker threads with a ``ServicerContext`` that offers
 what grpcio's does for them: ``abort``, ``is_active``, ``add_callback``, ``invocation_metadata``,
 ``send_initial_metadata``, ``set_trailing_metadata``, ``set_code``/``set_details``,
 ``time_remaining``, ``peer``.
@@ -81,17 +82,31 @@ class Frames(bytes):
     they are sent as they are (one handoff for many messages). Only :class:`GrpcServer` knows it."""
 
 
+class FrameViews(tuple):
+    """Complete gRPC messages, each with its 5-byte prefix, in consecutive buffers (``bytes`` or
+    memoryviews of bytes: the concatenation is the messages) that a streaming handler yields so that
+    they are sent as they are, without a copy of their own: a relay forwards slices of a node's
+    bytes this way. Only :class:`GrpcServer` knows it; the buffers must not change afterwards."""
+
+    def size(self) -> int:
+        """The bytes of all the buffers."""
+        return sum(map(len, self))
+
+
 FRAMES_FLUSH_BYTES = 64 << 10
 
 
-def framed_stream(items: Iterable[bytes], flush_bytes: int = FRAMES_FLUSH_BYTES) -> Iterator[Frames]:
+def framed_stream(
+    items: Iterable[bytes | FrameViews], flush_bytes: int = FRAMES_FLUSH_BYTES
+) -> Iterator[Frames | FrameViews]:
     """Group serialized messages into :class:`Frames`; ``b""`` items mark moments the producer is
-    about to wait, and flush what is held (so a caught-up follower gets each message at once)."""
+    about to wait, and flush what is held (so a caught-up follower gets each message at once).
+    :class:`Frames` and :class:`FrameViews` items (framed already) go on as they are."""
     parts: list[bytes] = []
     size = 0
     pack = _PREFIX.pack
     for item in items:
-        if type(item) is Frames:  # already framed upstream (a shared relay answer): pass it on
+        if isinstance(item, FrameViews) or type(item) is Frames:  # already framed upstream: pass it on
             if parts:
                 yield Frames(b"".join(parts))
                 parts.clear()
@@ -280,6 +295,18 @@ class _Call:
             raise _Cancelled
         self.outbox.append(data)
         self.pushed += len(data)
+        self._handed_over()
+
+    def push_views(self, views: FrameViews) -> None:
+        """Queue length-prefixed messages held in several buffers, in order, without joining them."""
+        if not self.active:
+            raise _Cancelled
+        self.outbox.extend(views)
+        self.pushed += views.size()
+        self._handed_over()
+
+    def _handed_over(self) -> None:
+        """Wake the loop for what was queued; wait while too much is unsent."""
         if not self.scheduled:
             self.scheduled = True
             self.conn.loop.call_soon_threadsafe(self.conn.take, self)
@@ -695,7 +722,9 @@ class _Connection(asyncio.Protocol):
                 conn.outbound_flow_control_window -= burst
                 call.sent += burst
                 if self.transport is not None and not self.transport.is_closing():
-                    self.transport.write(b"".join(out))  # may pause writing (the buffer is full)
+                    # one vectored write of the frames' headers and views of the messages, not a
+                    # joined copy (may pause writing: the buffer is full)
+                    self.transport.writelines(out)
         except h2.exceptions.StreamClosedError:
             self.cancel_call(call, send_reset=False)
             return
@@ -946,12 +975,14 @@ def _run_call(call: _Call) -> None:
             request = call.request
         if method.response_streaming:
             behavior = method.unary_stream if not method.request_streaming else method.stream_stream
-            push, push_frames = call.push, call.push_frames
+            push, push_frames, push_views = call.push, call.push_frames, call.push_views
             responses = behavior(request, context)
             try:
                 for response in responses:
                     if type(response) is Frames:
                         push_frames(response)
+                    elif type(response) is FrameViews:
+                        push_views(response)
                     else:
                         push(serialize(response) if serialize is not None else response)
             finally:

@@ -7,13 +7,15 @@ streams, the concurrency limit and shutdown with GOAWAY.
 
 from __future__ import annotations
 
+import random
+import struct
 import threading
 import time
 
 import grpc
 import pytest
 
-from hubblepy.observer.transport import HIGH_WATER, GrpcServer, parse_timeout
+from hubblepy.observer.transport import HIGH_WATER, Frames, FrameViews, GrpcServer, parse_timeout
 
 SERVICE = "t.Test"
 
@@ -66,6 +68,29 @@ class Handlers:
             self.saw_inactive.set()
         return b"late"
 
+    def views(self, request: bytes, context):
+        """The Stream messages as FrameViews: gRPC-framed bytes cut at random points (inside
+        prefixes too) into bytes and memoryviews, with Frames and plain messages in between."""
+        count, size, seed = (int(x) for x in request.split(b","))
+        rng = random.Random(seed)
+        messages = [i.to_bytes(4, "big") + bytes([i % 251]) * (size - 4) for i in range(count)]
+        i = 0
+        while i < len(messages):
+            take = rng.randrange(1, 40)
+            framed = b"".join(struct.pack(">BI", 0, len(m)) + m for m in messages[i : i + take])
+            i += take
+            kind = rng.randrange(4)
+            if kind == 0:
+                yield Frames(framed)
+            elif kind == 1:
+                yield messages[i - take]  # and the rest of the run as views
+                framed = b"".join(struct.pack(">BI", 0, len(m)) + m for m in messages[i - take + 1 : i])
+            if kind != 0 and framed:
+                cuts = sorted(rng.sample(range(1, len(framed)), min(len(framed) - 1, rng.randrange(6))))
+                view = memoryview(framed)
+                parts = [view[a:b] for a, b in zip([0, *cuts], [*cuts, len(framed)], strict=True)]
+                yield FrameViews(p if rng.random() < 0.5 else bytes(p) for p in parts)
+
     def chat(self, requests, context):
         for request in requests:
             yield b"re:" + request
@@ -77,6 +102,7 @@ class Handlers:
                 "Echo": grpc.unary_unary_rpc_method_handler(self.echo),
                 "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
                 "Stream": grpc.unary_stream_rpc_method_handler(self.stream),
+                "Views": grpc.unary_stream_rpc_method_handler(self.views),
                 "Endless": grpc.unary_stream_rpc_method_handler(self.endless),
                 "Block": grpc.unary_unary_rpc_method_handler(self.block),
                 "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
@@ -144,6 +170,15 @@ def test_empty_and_big_messages(served):
     assert got == [i.to_bytes(4, "big") for i in range(3)]
     big = list(channel.unary_stream(f"/{SERVICE}/Stream")(b"2,3000000", timeout=30))
     assert [len(m) for m in big] == [3000000, 3000000]
+
+
+def test_frame_views_are_sent_as_the_messages_they_hold(served):
+    """A handler's FrameViews (buffers that together hold framed messages, cut anywhere) reach the
+    client as those messages, in order, between Frames and plain messages."""
+    _, channel, _, _ = served
+    for seed, (count, size) in enumerate(((3000, 300), (200, 70000), (50, 5))):
+        got = list(channel.unary_stream(f"/{SERVICE}/Views")(f"{count},{size},{seed}".encode(), timeout=60))
+        assert got == [i.to_bytes(4, "big") + bytes([i % 251]) * (size - 4) for i in range(count)]
 
 
 def test_slow_reader_holds_back_the_handler(served):

@@ -34,7 +34,7 @@ from hubblepy.observer.indexed import (
 )
 from hubblepy.observer.service import BATCH_SERVICE, NodeServices
 from hubblepy.observer.sources import ReplaySource
-from hubblepy.observer.transport import _PREFIX
+from hubblepy.observer.transport import _PREFIX, GrpcServer
 from hubblepy.parser import Parser
 from relay.merge import SortBuffer
 
@@ -200,10 +200,20 @@ def test_merging_runs_releases_what_single_pushes_release(seed: int) -> None:
 # -- live: real gRPC servers on loopback ----------------------------------------------------------
 
 
-def _serve(observer: Observer, indexed: bool) -> tuple[grpc.Server, str]:
-    """A node on grpcio: with the indexed extension, or with only the older batched one."""
-    services = NodeServices(observer, {"name": observer.node_name, "address": ""}, [], threading.Event())
+def _serve(observer: Observer, indexed: bool, h2: bool = False) -> tuple[Any, str]:
+    """A node on grpcio: with the indexed extension, or with only the older batched one; ``h2``: on
+    our h2 transport as nodes serve (indexed batches handed over as buffers, not joined)."""
+    services = NodeServices(
+        observer, {"name": observer.node_name, "address": ""}, [], threading.Event(), framed=h2
+    )
     handlers = services.handlers()
+    if h2:
+        assert indexed
+        h2_server = GrpcServer(max_workers=8)
+        h2_server.add_generic_rpc_handlers(handlers)
+        h2_port = h2_server.add_insecure_port("127.0.0.1:0")
+        h2_server.start()
+        return h2_server, f"127.0.0.1:{h2_port}"
     if not indexed:
         batch = {
             "GetFlows": grpc.unary_stream_rpc_method_handler(
@@ -238,10 +248,11 @@ def _request(verdict: str | None = None, **kwargs: Any) -> Any:
     return request
 
 
+@pytest.mark.parametrize("h2", [False, True], ids=["grpcio", "h2"])
 @pytest.mark.parametrize("verdict", [None, "DROPPED", "FORWARDED"])
-def test_a_nodes_indexed_stream_holds_its_getflows_stream(verdict: str | None) -> None:
-    observer = _raw_observer()
-    server, address = _serve(observer, indexed=True)
+def test_a_nodes_indexed_stream_holds_its_getflows_stream(verdict: str | None, h2: bool) -> None:
+    observer = _raw_observer(copies=200 if verdict is None else 40)  # unfiltered: batches grow
+    server, address = _serve(observer, indexed=True, h2=h2)
     try:
         channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)])
         plain = channel.unary_stream(GET_FLOWS, observer_pb2.GetFlowsRequest.SerializeToString, None)
@@ -257,6 +268,14 @@ def test_a_nodes_indexed_stream_holds_its_getflows_stream(verdict: str | None) -
             wires = [w for run in runs for w in run.wires()]
             assert wires == list(plain(request))
             assert len(wires) > 100
+            # batches grow from a small first one (of INDEXED_FLUSH_BYTES and one run or response more)
+            sizes = [len(run.frames) for run in runs]
+            assert sizes[0] < 2 * service.INDEXED_FLUSH_BYTES
+            assert max(sizes) <= 2 * service.INDEXED_MAX_BYTES
+            if verdict is None:
+                assert sum(sizes) > 4 * service.INDEXED_FLUSH_BYTES << service.INDEXED_RAMP
+                assert max(sizes) > 2 * sizes[0]
+                assert sizes[-1] < sum(sizes) / 4
             assert [t for run in runs for t in run.times.tolist()] == [scan_response(w)[0] for w in wires]
             assert [k for run in runs for k in run.kinds] == [scan_response(w)[1] for w in wires]
         assert templates.hits > hits  # the indexed stream used the wire templates
@@ -298,6 +317,7 @@ def test_the_relay_sends_what_it_sent_from_the_older_batches(procs: Any, tmp_pat
     cases = {
         "fixture flows, one node": ([_fixture_observer("fixture", lines, tmp_path)], ()),
         "raw samples, one node": ([_raw_observer("raw")], ()),
+        "raw samples, one node on h2": ([_raw_observer("raw-h2")], ()),
         # dealt round-robin over three nodes, a full sort: the merge is by time across nodes
         "fixture flows, three nodes": (
             [_fixture_observer(f"n{i}", lines[i::3], tmp_path) for i in range(3)],
@@ -314,7 +334,7 @@ def test_the_relay_sends_what_it_sent_from_the_older_batches(procs: Any, tmp_pat
             new_peers, old_peers = [], []
             for observer in observers:
                 for indexed, peers in ((True, new_peers), (False, old_peers)):
-                    server, address = _serve(observer, indexed)
+                    server, address = _serve(observer, indexed, h2=indexed and title.endswith("on h2"))
                     servers.append(server)
                     peers.append(f"{observer.node_name}={address}")
             for request in (
