@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +35,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests" / "proxy"))
 
+import callgrind  # noqa: E402
 from bench_proxy_cost import CONNECTIONS, REQUEST, RESPONSE, SERVER, CountingTransport, seed_state  # noqa: E402
 from proxytools import FRONTEND_IP, SERVER_IP  # noqa: E402
 
@@ -52,9 +51,6 @@ from hubblepy.proxy.accesslog import RecordAssembler  # noqa: E402
 
 BATCH_REQUESTS = 128  # requests per access-log write (a busy proxy's batch: a few ms of traffic)
 INSTRUCTION_WRITES = 40  # access-log writes taken in under callgrind (--instructions)
-# callgrind's runs without address-space randomisation: with it, the count moved by up to 15% from
-# run to run (object addresses decide dict and set layouts); without, by about 2%
-SETARCH = ["setarch", "-R"] if shutil.which("setarch") else []
 
 
 class Capture(CountingTransport):
@@ -156,26 +152,15 @@ def read_back(observer: Observer) -> tuple[float, list[dict[str, Any]]]:
 def instructions(chunks: list[bytes], records: int, metrics: bool) -> int | None:
     """Instructions per record under callgrind: the difference of two run lengths (the intake of
     ``chunks`` once and three times; start-up and reading the file cancel out)."""
-    if shutil.which("valgrind") is None:
+    if not callgrind.available():
         return None
     counts = []
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "access-log"
         data.write_bytes(orjson.dumps([c.decode() for c in chunks]))
         for times in (1, 3):
-            out = Path(folder) / "callgrind.out"
             cmd = [sys.executable, __file__, "--input", str(data), "--times", str(times)]
-            cmd += ["--metrics"] if metrics else []
-            subprocess.run(
-                [*SETARCH, "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
-                check=True,
-                capture_output=True,
-                env={**os.environ, "PYTHONHASHSEED": "0"},
-            )
-            for line in out.read_text().splitlines():
-                if line.startswith(("summary:", "totals:")):
-                    counts.append(int(line.split()[1]))
-                    break
+            counts.append(callgrind.instructions(cmd + (["--metrics"] if metrics else [])))
     return (counts[1] - counts[0]) // (2 * records)
 
 

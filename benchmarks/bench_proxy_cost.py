@@ -22,10 +22,7 @@ import argparse
 import asyncio
 import gc
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,9 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "proxy"))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+import callgrind  # noqa: E402
 from proxytools import FRONTEND_IP, SEED, SERVER_IP, state_document  # noqa: E402
 
 from hubblepy.proxy import accesslog, http  # noqa: E402
@@ -141,23 +140,12 @@ async def run(requests: int, repeat: int, with_log: bool) -> tuple[float, int]:
 
 def instructions(requests: int, with_log: bool) -> int | None:
     """Instructions per request under callgrind: the difference of two run lengths."""
-    if shutil.which("valgrind") is None:
+    if not callgrind.available():
         return None
     counts = []
     for n in (requests, 4 * requests):
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "callgrind.out"
-            cmd = [sys.executable, __file__, "--requests", str(n), "--repeat", "1", "--quiet"]
-            cmd += [] if with_log else ["--no-log"]
-            subprocess.run(
-                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
-                check=True,
-                capture_output=True,
-            )
-            for line in out.read_text().splitlines():
-                if line.startswith(("summary:", "totals:")):
-                    counts.append(int(line.split()[1]))
-                    break
+        cmd = [sys.executable, __file__, "--requests", str(n), "--repeat", "1", "--quiet"]
+        counts.append(callgrind.instructions(cmd + ([] if with_log else ["--no-log"])))
     return (counts[1] - counts[0]) // (3 * requests)
 
 
