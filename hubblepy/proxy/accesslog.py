@@ -125,12 +125,9 @@ def header_set(
         added = headers[-1][1].decode("latin-1")
         headers = headers[:-1]
     if added is not None:
-        key = tuple(headers)
-        found = _TRAILING_SETS.get(key)
-        if found is None:
-            found = _cached_set(_TRAILING_SETS, key, [*headers, (b"X-Request-Id", b"")])
-        if found[1]:
-            return found[0], added
+        trailing = trailing_set(headers)
+        if trailing is not None:
+            return trailing, added
         headers = [*headers, (b"X-Request-Id", added.encode("latin-1"))]
     positions = [
         i for i, (name, _) in enumerate(headers) if len(name) == 12 and name.lower() == b"x-request-id"
@@ -141,6 +138,37 @@ def header_set(
         blanked[at] = (headers[at][0], b"")
         return _cached_set(_HEADER_SETS, tuple(blanked), blanked)[0], headers[at][1].decode("latin-1")
     return _cached_set(_HEADER_SETS, tuple(headers), headers)[0], None
+
+
+def trailing_set(headers: list[tuple[bytes, bytes]]) -> LogTemplate | None:
+    """The set of ``headers`` followed by an X-Request-Id whose value is the hole; None when
+    ``headers`` have an X-Request-Id of their own (then :func:`header_set` finds the set)."""
+    key = tuple(headers)
+    found = _TRAILING_SETS.get(key)
+    if found is None:
+        found = _cached_set(_TRAILING_SETS, key, [*headers, (b"X-Request-Id", b"")])
+    return found[0] if found[1] else None
+
+
+class HeaderSetMemo:
+    """One connection's last header list (before the X-Request-Id that follows it) and its
+    :func:`trailing_set`: a connection's requests, and its responses, usually repeat their
+    headers, and comparing two short lists costs less than hashing one."""
+
+    __slots__ = ("headers", "found")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] | None = None
+        self.found: LogTemplate | None = None
+
+    def header_set(self, headers: list[tuple[bytes, bytes]], added: str) -> tuple[LogTemplate, str | None]:
+        """``header_set(headers, added)``."""
+        if headers != self.headers:
+            self.headers = list(headers)
+            self.found = trailing_set(headers)
+        if self.found is not None:
+            return self.found, added
+        return header_set(headers, added)
 
 
 def _cached_set(cache: dict, key: tuple, headers: list[tuple[bytes, bytes]]) -> tuple[LogTemplate, bool]:

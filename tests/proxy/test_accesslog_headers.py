@@ -7,7 +7,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from hubblepy.proxy.accesslog import LazyRecord, header_map, header_set
+from hubblepy.proxy.accesslog import HeaderSetMemo, LazyRecord, header_map, header_set
 
 CASES = [
     [],
@@ -54,3 +54,16 @@ def test_the_proxys_own_id_added_last_is_the_hole(headers: list[tuple[bytes, byt
         return
     assert hole == "proxy-id"
     assert header_set([*headers, (b"X-Request-Id", b"other")]) == (found, "other")
+
+
+def test_a_connections_memo_gives_what_header_set_gives() -> None:
+    """A connection's memo of its last header list: the same set and hole as header_set for every
+    list, repeated or changed, with or without an X-Request-Id of its own before the added one."""
+    memo = HeaderSetMemo()
+    for headers in [*CASES, CASES[2], CASES[2], CASES[4], CASES[3], CASES[3], [], CASES[9]]:
+        for added in ("proxy-1", "proxy-2"):
+            assert memo.header_set(list(headers), added) == header_set(headers, added), (headers, added)
+    kept = [(b"Host", b"api")]
+    memo.header_set(kept, "x")
+    kept.append((b"Accept", b"*/*"))  # the caller's list changed after: the memo kept its own copy
+    assert memo.header_set([(b"Host", b"api")], "y") == header_set([(b"Host", b"api")], "y")
