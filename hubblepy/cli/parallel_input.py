@@ -230,14 +230,13 @@ def run(
                     if on_block is not None:
                         on_block(end - start)
                     continue
-                try:
-                    lenient_decoder = _write_block(
-                        task, result, job, lenient_decoder, stdout, stderr, warn_unknown
-                    )
-                finally:
-                    if _TURN is not None:
-                        stdout.flush()
-                        _TURN.pass_on(index)
+                # An error ends the run here: the turn is not passed on, and later blocks never print.
+                lenient_decoder = _write_block(
+                    task, result, job, lenient_decoder, stdout, stderr, warn_unknown
+                )
+                if _TURN is not None:
+                    stdout.flush()
+                    _TURN.pass_on(index)
                 if on_block is not None:
                     on_block(end - start)
     finally:
