@@ -83,9 +83,7 @@ class CompactLines:
         # The quick path's templates (see _quick_entry), by the lengths of their three texts.
         self._quick: dict[tuple[int, int, int], list[tuple[bytes, bytes, bytes, bytes, bool]]] = {}
         # The same for the L7 shapes: (kinds, at, lengths of the texts after the ports) -> entries.
-        self._quick_l7s: dict[
-            tuple[int, ...], list[tuple[bytes, tuple[bytes, ...], bytes, tuple[int, ...]]]
-        ] = {}
+        self._quick_l7s: dict[tuple[int, ...], list[tuple[bytes, tuple[bytes, ...], bytes, Callable]]] = {}
         self.general_lines = 0  # lines the quick path left to the general one (tests read it)
 
     def _format(self, key: tuple, line: bytes, printer: Printer, record: dict | None = None) -> tuple:
@@ -129,8 +127,8 @@ class CompactLines:
             texts = key[5:-1]
             fingerprint = (key[0], 94 + len(key[3]), *map(len, texts))
             found = self._quick_l7s.setdefault(fingerprint, [])
-            if len(found) < _QUICK_COLLISIONS:
-                found.append((key[3], texts, fmt, holes))
+            if len(found) < _QUICK_COLLISIONS and 2 <= min(holes, default=0) and max(holes) < key[0].bit_count() - 1:
+                found.append((key[3], texts, fmt, _getter(holes)))
             return
         if (
             key[0] != _PORTS_SUMMARY_KINDS
@@ -357,12 +355,9 @@ class CompactLines:
         starts = bounds[::2]
         for m1, texts, fmt, holes in candidates:
             if line.startswith(m1, 94) and all(map(line.startswith, texts, starts)):
-                flow_time = line[16:48]
-                source, destination = ports.groups()
-                values = [flow_time, line[56:94], source, destination]
-                values += [line[start:stop] for start, stop in zip(spans[::2], spans[1::2], strict=True)]
-                values.append(flow_time)
-                return fmt % (head, millis, *[values[hole] for hole in holes])
+                # The values in cut's order: time, UUID (not printed), ports, the L7 holes, time.
+                values = [b"", b"", *ports.groups(), *map(line.__getitem__, map(slice, spans[::2], spans[1::2]))]
+                return fmt % (head, millis, *holes(values))
         return None
 
     def _head(self, token: bytes, printer: Printer) -> bytes | None:
