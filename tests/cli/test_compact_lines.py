@@ -365,6 +365,9 @@ def _adversarial_variants(line: bytes) -> list[bytes]:
         line[:57] + b"<" + line[58:],  # a character Go escapes, same length
         line.replace(line[16:48], line[16:43] + b'000Z"'),  # both times' fractions not canonical
         line.replace(line[16:48], b'"2026-13' + line[24:48]),  # both times: no such month
+        line.replace(line[16:48], b'"2026-02-30' + line[27:48]),  # no such day
+        line.replace(line[16:48], line[16:28] + b"24" + line[30:48]),  # no such hour
+        line.replace(line[16:48], line[16:34] + b"60" + line[36:48]),  # a leap second
         line.replace(line[16:48], line[16:35] + b'9.1Z"'),  # other fraction lengths
         line.replace(b'},"node_name":"', b'},"node_namf":"', 1),  # an unknown field after the flow
         line.replace(b'},"node_name":"', b'},"node_name":"\\u0041', 1),
