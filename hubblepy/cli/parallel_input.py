@@ -9,11 +9,13 @@ at a line with an unknown field; the parent then warns once and finishes that bl
 Later blocks are unaffected: a line without unknown fields decodes the same in both modes, and a
 line with one makes its worker stop again.
 
-When standard output is a file descriptor, a worker writes a finished block itself, in turn: the
-turn is the index of the next block to write, shared by all processes; a worker whose block is
-clean (no warning, no early stop) waits for its block's turn, writes, and passes the turn on. Any
-other block goes to the parent, which writes it and passes the turn on. So the output is never
-copied to the parent, and the parent has little to do while the workers use the cores.
+When standard output is a file descriptor, a worker writes a finished block itself when it is the
+block's turn: the turn is the index of the next block to write, shared by all processes; a worker
+whose block is clean (no warning, no early stop) and due writes it and passes the turn on. Any
+other block goes to the parent (a worker never waits for its turn: on a busy machine that would
+idle it), which writes it when its result comes, in order, and passes the turn on. So much of the
+output is never copied to the parent. (The parent handles results in file order, so when it gets
+a block's result every earlier block is written, and the turn is that block's.)
 
 Workers start at once, before anyone knows where their lines are in the file: they number lines
 from 1 and report how many their block holds. The parent learns each block's first line number as
@@ -83,19 +85,22 @@ class Turn:
 
     fd: int
     next_block: Any  # a multiprocessing RawValue("q")
-    changed: Any  # a multiprocessing Condition, notified when next_block changes
+    lock: Any  # a multiprocessing Lock guarding next_block
 
-    def wait_for(self, index: int) -> None:
-        """Return once block ``index`` may be written."""
-        with self.changed:
-            while self.next_block.value != index:
-                self.changed.wait()
+    def write_if_due(self, index: int, data: bytes) -> bool:
+        """Write block ``index`` and pass the turn on if the turn is this block's, or return False
+        (without waiting: a worker does not stall, the parent writes the block then)."""
+        with self.lock:
+            if self.next_block.value != index:
+                return False
+        _write_all(self.fd, data)  # only the block whose turn it is writes: no lock needed
+        self.pass_on(index)
+        return True
 
     def pass_on(self, index: int) -> None:
         """Block ``index`` is written: the next one may be."""
-        with self.changed:
+        with self.lock:
             self.next_block.value = index + 1
-            self.changed.notify_all()
 
 
 _JOB: LineJob | None = None
@@ -147,10 +152,7 @@ def _stop(text: str) -> None:
 
 def _work(task: tuple[str, int, int, int, int]) -> BlockResult:
     result = _work_block(task[:4])
-    if _TURN is not None and not result.err and not result.reason:
-        _TURN.wait_for(task[4])
-        _write_all(_TURN.fd, result.out)
-        _TURN.pass_on(task[4])
+    if _TURN is not None and not result.err and not result.reason and _TURN.write_if_due(task[4], result.out):
         result.out = b""
         result.written = True
     return result
@@ -219,7 +221,7 @@ def run(
     fd = _output_fd(stdout)
     if fd >= 0:
         stdout.flush()  # before the fork: the workers' writes come after what is buffered
-        _TURN = Turn(fd, context.RawValue("q", 0), context.Condition())
+        _TURN = Turn(fd, context.RawValue("q", 0), context.Lock())
     lenient_decoder = None
     try:
         with context.Pool(workers or os.cpu_count() or 2) as pool:
