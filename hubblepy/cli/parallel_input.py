@@ -9,6 +9,14 @@ at a line with an unknown field; the parent then warns once and finishes that bl
 Later blocks are unaffected: a line without unknown fields decodes the same in both modes, and a
 line with one makes its worker stop again.
 
+When standard output is a file descriptor, a worker writes a finished block itself when it is the
+block's turn: the turn is the index of the next block to write, shared by all processes; a worker
+whose block is clean (no warning, no early stop) and due writes it and passes the turn on. Any
+other block goes to the parent (a worker never waits for its turn: on a busy machine that would
+idle it), which writes it when its result comes, in order, and passes the turn on. So much of the
+output is never copied to the parent. (The parent handles results in file order, so when it gets
+a block's result every earlier block is written, and the turn is that block's.)
+
 Workers start at once, before anyone knows where their lines are in the file: they number lines
 from 1 and report how many their block holds. The parent learns each block's first line number as
 it writes the blocks in order; a block whose worker printed warnings (which carry line numbers) is
@@ -25,7 +33,7 @@ import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from hubblepy.cli.file_input import TOKEN_TOO_LONG, InputError, clean_lines
 
@@ -68,9 +76,35 @@ class BlockResult:
     newlines: int  # the number of line ends in the block
     stopped_at: int = -1  # index of the line the worker did not finish, or -1
     reason: str = ""  # "unknown-field" or "too-long"
+    written: bool = False  # the worker wrote ``out`` itself, in turn (``out`` is then empty)
+
+
+@dataclass
+class Turn:
+    """The output descriptor and the index of the next block to write to it, shared by fork."""
+
+    fd: int
+    next_block: Any  # a multiprocessing RawValue("q")
+    lock: Any  # a multiprocessing Lock guarding next_block
+
+    def write_if_due(self, index: int, data: bytes) -> bool:
+        """Write block ``index`` and pass the turn on if the turn is this block's, or return False
+        (without waiting: a worker does not stall, the parent writes the block then)."""
+        with self.lock:
+            if self.next_block.value != index:
+                return False
+        _write_all(self.fd, data)  # only the block whose turn it is writes: no lock needed
+        self.pass_on(index)
+        return True
+
+    def pass_on(self, index: int) -> None:
+        """Block ``index`` is written: the next one may be."""
+        with self.lock:
+            self.next_block.value = index + 1
 
 
 _JOB: LineJob | None = None
+_TURN: Turn | None = None
 
 
 def usable(path: str, output: str, sequential_only: bool) -> bool:
@@ -116,7 +150,30 @@ def _stop(text: str) -> None:
     raise StopBlock(text)
 
 
-def _work(task: tuple[str, int, int, int]) -> BlockResult:
+def _work(task: tuple[str, int, int, int, int]) -> BlockResult:
+    result = _work_block(task[:4])
+    if _TURN is not None and not result.err and not result.reason and _TURN.write_if_due(task[4], result.out):
+        result.out = b""
+        result.written = True
+    return result
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a pipe may take it in parts)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _output_fd(stream: BinaryIO) -> int:
+    """The file descriptor under ``stream``, or -1 when it has none (a test's BytesIO)."""
+    try:
+        return stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return -1
+
+
+def _work_block(task: tuple[str, int, int, int]) -> BlockResult:
     path, start, end, first_line_number = task
     assert _JOB is not None
     with open(path, "rb") as stream:
@@ -150,42 +207,57 @@ def run(
 
     ``on_block(size)`` is called with each block's size in bytes once its output is written.
     """
-    global _JOB
+    global _JOB, _TURN
     with open(path, "rb") as stream:
         size = os.fstat(stream.fileno()).st_size
         bounds = block_bounds(stream, size)
     # Workers number their lines from 1; the parent knows the true numbers once earlier blocks are in.
-    tasks = [(path, start, end, 1) for start, end in bounds]
+    tasks = [(path, start, end, 1, index) for index, (start, end) in enumerate(bounds)]
     number = 1
     _JOB = job
     import multiprocessing  # lazy: start-up time of small files
 
     context = multiprocessing.get_context("fork")
+    fd = _output_fd(stdout)
+    if fd >= 0:
+        stdout.flush()  # before the fork: the workers' writes come after what is buffered
+        _TURN = Turn(fd, context.RawValue("q", 0), context.Lock())
     lenient_decoder = None
     try:
         with context.Pool(workers or os.cpu_count() or 2) as pool:
-            for (_, start, end, _), result in zip(tasks, pool.imap(_work, tasks), strict=True):
+            for (_, start, end, _, index), result in zip(tasks, pool.imap(_work, tasks), strict=True):
                 task = (path, start, end, number)
                 number += result.newlines
-                if result.err:
-                    # Warnings name line numbers the worker did not know: print this block again.
-                    lenient_decoder = _finish_leniently(
-                        task, 0, job, lenient_decoder, stdout, stderr, warn_unknown
-                    )
+                if result.written:
                     if on_block is not None:
                         on_block(end - start)
                     continue
-                stdout.write(result.out)
-                if result.reason == "too-long":
-                    raise InputError(TOKEN_TOO_LONG)
-                if result.reason == "unknown-field":
-                    lenient_decoder = _finish_leniently(
-                        task, result.stopped_at, job, lenient_decoder, stdout, stderr, warn_unknown
-                    )
+                # An error ends the run here: the turn is not passed on, and later blocks never print.
+                lenient_decoder = _write_block(
+                    task, result, job, lenient_decoder, stdout, stderr, warn_unknown
+                )
+                if _TURN is not None:
+                    stdout.flush()
+                    _TURN.pass_on(index)
                 if on_block is not None:
                     on_block(end - start)
     finally:
         _JOB = None
+        _TURN = None
+
+
+def _write_block(task, result, job, decoder, stdout, stderr, warn_unknown):  # noqa: ANN001, ANN202
+    """Write a block its worker did not write (a warning or an early stop); returns the lenient
+    decoder (``decoder``, made on first use)."""
+    if result.err:
+        # Warnings name line numbers the worker did not know: print this block again.
+        return _finish_leniently(task, 0, job, decoder, stdout, stderr, warn_unknown)
+    stdout.write(result.out)
+    if result.reason == "too-long":
+        raise InputError(TOKEN_TOO_LONG)
+    if result.reason == "unknown-field":
+        return _finish_leniently(task, result.stopped_at, job, decoder, stdout, stderr, warn_unknown)
+    return decoder
 
 
 def _finish_leniently(task, index, job, decoder, stdout, stderr, warn_unknown):  # noqa: ANN001, ANN202

@@ -14,7 +14,7 @@ from hubbletest import clean_env, run_hubble
 
 from hubblepy.cli import observe
 from hubblepy.cli.file_input import MAX_LINE_BYTES, TOKEN_TOO_LONG, InputError, iter_line_batches
-from hubblepy.codec import ResponseDecoder, encode_response
+from hubblepy.codec import DecodeError, ResponseDecoder, encode_response
 from hubblepy.codec.templates import HTTP_CODE, HTTP_METHOD, HTTP_URL, LATENCY, SUMMARY, TemplateCache, cut
 from hubblepy.printer import Printer
 from hubblepy.printer.printer import PrintOptions
@@ -348,3 +348,131 @@ def test_the_l3_l4_shortcut_of_cut_cuts_as_the_general_search(generated: list[by
         if expected is not None:
             assert _interleave(expected[0][1:], expected[1]) == line
     assert shortcut > len(generated) // 2
+
+
+def _adversarial_variants(line: bytes) -> list[bytes]:
+    """Copies of a line that a quick template must not vouch for as they are (or must print right):
+    escapes, keys reordered, fields missing or added, texts changed at the same length, L7 holes
+    that are not canonical, IPv6 addresses."""
+    record = orjson.loads(line)
+    flow = record["flow"]
+    variants = [
+        line.replace(b',"Summary":"', b',"Summary":"\\"', 1),  # an escaped quote in the summary
+        line.replace(b',"Summary":"', b',"Summary":"\\u0041', 1),  # a unicode escape
+        line.replace(b',"Summary":"', b',"Summary":"\\u003c', 1),
+        line.replace(b'"namespace":"', b'"namespace":"\\u0061', 1),  # escape in a text
+        line[:57] + b"\\u0030" + line[63:],  # an escape in the UUID, same length
+        line[:57] + b"<" + line[58:],  # a character Go escapes, same length
+        line.replace(line[16:48], line[16:43] + b'000Z"'),  # both times' fractions not canonical
+        line.replace(line[16:48], b'"2026-13' + line[24:48]),  # both times: no such month
+        line.replace(line[16:48], b'"2026-02-30' + line[27:48]),  # no such day
+        line.replace(line[16:48], line[16:28] + b"24" + line[30:48]),  # no such hour
+        line.replace(line[16:48], line[16:34] + b"60" + line[36:48]),  # a leap second
+        line.replace(line[16:48], line[16:35] + b'9.1Z"'),  # other fraction lengths
+        line.replace(b'},"node_name":"', b'},"node_namf":"', 1),  # an unknown field after the flow
+        line.replace(b'},"node_name":"', b'},"node_name":"\\u0041', 1),
+        line[:36] + b"," + line[37:],
+        line.replace(b'"verdict":"FORWARDED"', b'"verdict":"FORWARDEX"', 1),  # same length, unknown
+        line.replace(b'"verdict":"DROPPED"', b'"verdict":"DROPPEX"', 1),
+        line.replace(b'"identity":', b'"identity":0', 1),  # a leading zero in a text
+        line.replace(b"10.244.", b"10.245.", 1),  # another address, same length
+        line.replace(b'"IPv4"', b'"IPv6"', 1),
+        line.replace(b'"is_reply":false', b'"is_reply":true', 1),
+        line.replace(b'"is_reply":true', b'"is_reply":false', 1),
+        line.replace(b'"TCP":{"source_port"', b'"UDP":{"source_port"', 1),
+        line.replace(b'"destination_port":', b'"destination_port": ', 1),
+        line.replace(b'"latency_ns":"', b'"latency_ns":"0', 1),  # a leading zero in a hole
+        line.replace(b'"latency_ns":"', b'"latency_ns":"-', 1),
+        line.replace(b'"code":', b'"code":0', 1),
+        line.replace(b'"code":', b'"code":"', 1),
+        line.replace(b'"method":"', b'"method":"\\"', 1),
+        line.replace(b'"url":"', b'"url":"<', 1),
+        line.replace(b'"type":"REQUEST"', b'"type":"RESPONSE"', 1),
+        line.replace(b'"http":{', b'"http":{"code":200,', 1),
+        line.replace(b'"dns":{', b'"dns":{"rcode":1,', 1),
+        line[:-34] + line[-33:],  # the time's text one byte short
+        line[:-2] + b'1"}',  # the response time differs from the flow's
+        line[:-32] + b"2026-13" + line[-25:],  # the response time: no such month
+        line[:-14] + b"1" + line[-13:],  # the response time: another second
+        re.sub(rb'("method":")[A-Z]', rb"\1<", line, count=1),  # a character Go escapes, same length
+        re.sub(rb'("url":")[a-z]', rb"\1<", line, count=1),
+        re.sub(rb'("latency_ns":")[0-9]', rb"\1x", line, count=1),
+        re.sub(rb'("code":)[0-9]', rb"\1x", line, count=1),
+        re.sub(rb'("source_port":)[0-9]', rb"\1x", line, count=1),
+        line.replace(b'","uuid":"', b'","uuid":"x', 1),  # a 37-character UUID
+    ]
+    for key in ("IP", "l4", "source", "destination", "Summary", "l7", "is_reply", "node_name"):
+        if key in flow:
+            changed = orjson.loads(line)
+            del changed["flow"][key]  # a field missing
+            variants.append(encode_response(changed))
+            changed = orjson.loads(line)
+            value = changed["flow"].pop(key)
+            changed["flow"]["zz"] = 1
+            changed["flow"][key] = value  # an unknown field, and the field moved to the end
+            variants.append(orjson.dumps(changed))
+            changed = orjson.loads(line)
+            value = changed["flow"].pop(key)
+            changed["flow"][key] = value  # reordered: valid JSON, not canonical
+            variants.append(orjson.dumps(changed))
+    if "IP" in flow:
+        changed = orjson.loads(line)
+        changed["flow"]["IP"] = {"source": "fd00::10", "destination": "fd00::2", "ipVersion": "IPv6"}
+        variants.append(encode_response(changed))
+    return [variant for variant in variants if variant != line]
+
+
+def test_the_quick_path_prints_adversarial_lines_as_decoding_them(generated: list[bytes]) -> None:
+    """Once every generated template is learned (and most lines take the quick path), each changed
+    copy of a line prints what decoding it prints; a copy that is not a canonical line of a learned
+    template never takes the quick path."""
+    from hubblepy.cli.compact_lines import CompactLines
+
+    compact = CompactLines(TemplateCache(), observe._warn_bad_line)
+    out, err = io.BytesIO(), io.BytesIO()
+    printer = Printer(PrintOptions(), out, err)
+    decoder = ResponseDecoder()
+    warnings: list[str] = []
+    compact.print_lines(generated, 1, decoder, printer, warnings.append)
+    printer.flush()
+    before = compact.general_lines
+    out.seek(0)
+    out.truncate()
+    compact.print_lines(generated, 1, decoder, printer, warnings.append)
+    printer.flush()
+    assert out.getvalue() == _reference(generated)
+    assert compact.general_lines - before < len(generated) // 20  # the quick path takes the rest
+    shapes = {}
+    for line in generated:
+        shapes.setdefault((b'"l7"' in line, b'"http"' in line, b'"latency_ns"' in line), line)
+    assert len(shapes) >= 4
+    checked = declined = 0
+    for line in list(shapes.values()) + generated[:200:7]:
+        for variant in _adversarial_variants(line):
+            out.seek(0)
+            out.truncate()
+            before = compact.general_lines
+            warned: list[str] = []
+            compact.print_lines(
+                [variant], 1, ResponseDecoder(on_unknown_field=warned.append), printer, warned.append
+            )
+            printer.flush()
+            reference = io.BytesIO()
+            expected = Printer(PrintOptions(), reference, io.BytesIO())
+            expected_warnings: list[str] = []
+            one = ResponseDecoder(on_unknown_field=expected_warnings.append)
+            try:
+                expected.write(one.decode(variant))
+                canonical = one.last_was_canonical
+            except DecodeError:
+                canonical = False
+                expected_warnings.append("Failed to unmarshal")
+            expected.close()
+            assert out.getvalue() == reference.getvalue(), variant
+            assert len(warned) == len(expected_warnings), variant
+            assert all(want in got for got, want in zip(warned, expected_warnings, strict=True)), variant
+            if not canonical:  # bad or not canonical: no template vouches for it
+                assert compact.general_lines == before + 1, variant
+                declined += 1
+            checked += 1
+    assert checked > 100 and declined > 100
