@@ -73,6 +73,7 @@ _REASONS = {
     408: "Request Timeout",
     503: "Service Unavailable",
 }
+_HEX3 = [f"{n:03x}" for n in range(4096)]
 _UPSTREAM_FAILED = (
     b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"
 )
@@ -140,6 +141,7 @@ class ProxyServer:
         prefix = uuid.uuid4().hex
         self._id_prefix = f"{prefix[:8]}-{prefix[8:12]}-4{prefix[13:16]}-a{prefix[17:20]}-{prefix[20:24]}"
         self._id_counter = 0
+        self._id_high = ""  # the prefix and the counter's first five hex digits (see request_id)
 
     def send_soon(self, transport: asyncio.Transport, data: bytes) -> None:
         """Writes ``data`` when this pass of the event loop has handled its other ready sockets.
@@ -164,8 +166,13 @@ class ProxyServer:
                     transport.write(data)
 
     def request_id(self) -> str:
-        self._id_counter = (self._id_counter + 1) & 0xFFFFFFFF
-        return f"{self._id_prefix}{self._id_counter:08x}"
+        """The next of this process's ids: its prefix and a 32-bit counter in 8 hex digits (the
+        last three from a table: formatting the counter was 5% of a request's cost)."""
+        counter = self._id_counter = (self._id_counter + 1) & 0xFFFFFFFF
+        low = counter & 0xFFF
+        if not low or not self._id_high:
+            self._id_high = f"{self._id_prefix}{counter >> 12:05x}"
+        return self._id_high + _HEX3[low]
 
     def congestion(self, congested: bool) -> None:
         """The access log's backlog crossed its high (True) or low (False) mark: stop reading clients'

@@ -465,3 +465,19 @@ def test_correlation_with_a_server_that_echoes_the_request_id(tmp_path) -> None:
         assert responses[0]["X-Request-Id"] != responses[2]["X-Request-Id"]
     finally:
         harness.close()
+
+
+def test_request_ids_are_the_prefix_and_the_counter_in_eight_hex_digits() -> None:
+    """The proxy's own X-Request-Ids: version-4 UUID text, the last 8 digits counting up (across
+    the table's 4096 steps and the 32-bit wrap)."""
+    import re
+    import uuid
+
+    from hubblepy.proxy.http import Options, ProxyServer
+
+    server = ProxyServer(Options(), None, None)
+    ids = [server.request_id() for _ in range(3 * 4096 + 5)]
+    assert ids == [f"{server._id_prefix}{n:08x}" for n in range(1, len(ids) + 1)]
+    assert all(uuid.UUID(i).version == 4 for i in ids[:3]) and re.fullmatch(r"[0-9a-f-]{36}", ids[-1])
+    server._id_counter, server._id_high = 0xFFFFFFFE, ""
+    assert [server.request_id()[-8:] for _ in range(3)] == ["ffffffff", "00000000", "00000001"]
