@@ -772,7 +772,10 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
     return FramePlan(fast, slow, all_times, data, ends)
 
 
-RUNS_SHARE = 8  # responses of one layout are written run by run while there are at most 1/8 as many runs
+# responses of one layout are written run by run while there are at most RUNS_MIN runs or 1/RUNS_SHARE
+# as many runs as responses (else each layout's apart, then joined in scan order)
+RUNS_MIN = 8
+RUNS_SHARE = 8
 
 
 def _assemble(
@@ -814,8 +817,8 @@ def _assemble(
         order = np.argsort(np.concatenate([rows, cached]), kind="stable")
         kinds = np.concatenate([layout, np.full(len(cached), -1, dtype=np.int64)])[order]
         lengths = np.concatenate([row_lengths, [len(f) for f in framed]]).astype(np.int64)[order]
-        row_at = np.cumsum(kinds >= 0) - 1  # each item's position among ``rows`` (templated items)
-        cached_at = np.cumsum(kinds < 0) - 1
+        row_at: np.ndarray | None = np.cumsum(kinds >= 0) - 1  # each item's position among ``rows``
+        cached_at: np.ndarray | None = np.cumsum(kinds < 0) - 1  # ... or among ``cached``
     else:
         kinds, lengths = layout, row_lengths
         row_at = cached_at = None
@@ -823,14 +826,16 @@ def _assemble(
     ends = np.zeros(items + 1, dtype=np.int64)
     np.cumsum(lengths, out=ends[1:])
     cuts = np.flatnonzero(kinds[1:] != kinds[:-1]) + 1
-    if len(cuts) < max(RUNS_SHARE, items // RUNS_SHARE):
+    if len(cuts) < max(RUNS_MIN, items // RUNS_SHARE):
         out = np.empty(int(ends[-1]), dtype=np.uint8)
         bounds = [0, *cuts.tolist(), items]
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
             which = int(kinds[lo])
             if which < 0:
-                at = int(cached_at[lo]) if cached_at is not None else 0
-                out[ends[lo] : ends[hi]] = np.frombuffer(b"".join(framed[at : at + hi - lo]), dtype=np.uint8)
+                got = int(cached_at[lo]) if cached_at is not None else 0
+                out[ends[lo] : ends[hi]] = np.frombuffer(
+                    b"".join(framed[got : got + hi - lo]), dtype=np.uint8
+                )
                 continue
             first = int(row_at[lo]) if row_at is not None else lo
             _fill(
@@ -846,13 +851,14 @@ def _assemble(
         at = np.flatnonzero(kinds == which)  # items of this layout
         picks = row_at[at] if row_at is not None else at
         width = len(fill[0])
-        block = memoryview(np.empty((len(at), width), dtype=np.uint8)).cast("B")
-        _fill(np.frombuffer(block, dtype=np.uint8).reshape(len(at), width), fill, l4, uuids, picks)
+        matrix = np.empty((len(at), width), dtype=np.uint8)
+        _fill(matrix, fill, l4, uuids, picks)
+        block = matrix.data.cast("B")
         for j, item in enumerate(at.tolist()):
             pieces[item] = block[j * width : (j + 1) * width]
     if len(cached):
-        for item, at in zip(np.flatnonzero(kinds < 0).tolist(), range(len(framed)), strict=True):
-            pieces[item] = framed[at]
+        for item, wire in zip(np.flatnonzero(kinds < 0).tolist(), framed, strict=True):
+            pieces[item] = wire
     return b"".join(pieces), ends
 
 
