@@ -316,9 +316,12 @@ def select_entries(
         hi = min(newest, seq + size)
         scanned = hi - seq
         ring.yield_to_writer()  # the writer taking a batch in goes first (see Ring.ingesting)
-        seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
-        plan = plan_frames(ring, frames, seqs, exact) if frames is not None and seqs else None
+        candidates, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
+        plan = (
+            plan_frames(ring, frames, candidates, exact) if frames is not None and len(candidates) else None
+        )
         if plan is None:
+            seqs: list[int] = candidates.tolist()
             lapped_at: int | None = None  # where to go on from when lapped after the first chunk
             for first in range(0, len(seqs) or 1, DECODE_CHUNK):
                 chunk = seqs[first : first + DECODE_CHUNK]
@@ -351,7 +354,7 @@ def select_entries(
         taken = 0  # entries of ``got`` sent so far
         for start, stop_pos, fast in plan.runs():
             if not fast:
-                last = seqs[stop_pos - 1]
+                last = int(candidates[stop_pos - 1])
                 upto = taken
                 while upto < len(got) and got[upto][0] <= last:
                     upto += 1
@@ -429,11 +432,11 @@ def _candidates(
     since_ns: int | None,
     until_ns: int | None,
     column_filter: ColumnFilter | None,
-) -> tuple[list[int], int | None]:
-    """Sequences in ``lo .. hi-1`` worth decoding, and the sequence where ``until`` ends the stream
-    among the raw samples dropped here (None if it does not)."""
+) -> tuple[np.ndarray, int | None]:
+    """Sequences in ``lo .. hi-1`` worth decoding (ascending, int64), and the sequence where
+    ``until`` ends the stream among the raw samples dropped here (None if it does not)."""
     if column_filter is None and since_ns is None and until_ns is None:
-        return list(range(lo, hi)), None
+        return np.arange(lo, hi, dtype=np.int64), None
     slots = ring.slots(lo, hi)
     raw = ring.kind[slots] != KIND_DECODED  # flows not decoded yet: their time is in the column
     keep = np.ones(len(slots), dtype=bool)
@@ -451,7 +454,7 @@ def _candidates(
         if stop_at is not None:
             passing[stop_at - lo] = True  # decoded and tested by the caller, who stops there
         keep &= passing
-    return (np.flatnonzero(keep) + lo).tolist(), stop_at
+    return np.flatnonzero(keep) + lo, stop_at
 
 
 def _rewind(

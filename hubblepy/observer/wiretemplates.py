@@ -39,6 +39,7 @@ the shape is marked to take the ordinary path for good.
 from __future__ import annotations
 
 import ipaddress
+import operator
 import struct
 import sys
 from typing import Any
@@ -673,7 +674,16 @@ class FramePlan:
         return np.diff(self._ends[lo : hi + 1])
 
 
-def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any = None) -> FramePlan | None:
+def _pick(items: list[Any], index: list[int]) -> list[Any]:
+    """``[items[i] for i in index]``, taken in C."""
+    if len(index) > 1:
+        return list(operator.itemgetter(*index)(items))
+    return [items[i] for i in index]
+
+
+def plan_frames(
+    ring: Any, templates: WireTemplates, seqs: np.ndarray | list[int], exact: Any = None
+) -> FramePlan | None:
     """Which of ``seqs`` (ascending, already written) go out as framed bytes made here: raw samples
     whose bytes the ring caches (an earlier reader's) and raw samples with a template; None when
     none. The caller checks afterwards that the writer has not lapped ``seqs[0]`` (the columns and
@@ -694,7 +704,7 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
         return None
     rs = slots[raw]
     cache = ring._cache
-    hits = [cache[slot] for slot in rs.tolist()]
+    hits = _pick(cache, rs.tolist())
     wires: list[bytes | None] = [None] * len(hits)
     raw_seqs = positions[raw]
     cached = np.zeros(len(hits), dtype=bool)
@@ -710,7 +720,7 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
     times = ring.time[rs]
     snapshots = ring.snapshot[rs[todo]]
     objs = ring._objs
-    data = [objs[s] for s in rs[todo].tolist()]
+    data = _pick(objs, rs[todo].tolist())
     keyed, keys = shape_keys(gather(data, offsets), lengths, templates.pv_layout)
     rows = np.flatnonzero(keyed)  # positions in ``todo``
     snaps = snapshots[rows]
