@@ -267,8 +267,10 @@ class MonitorReader:
         rec, cpus = rec[sample], cpus[sample]
         if self.ordered:
             u64 = np.frombuffer(data, dtype="<u8")
-            order = np.argsort(u64[(rec + 8) >> 3], kind="stable")
-            rec, cpus = rec[order], cpus[order]
+            stamps = u64[(rec + 8) >> 3]
+            if (stamps[1:] < stamps[:-1]).any():  # in order already (one CPU's ring, mostly): as it is
+                order = np.argsort(stamps, kind="stable")
+                rec, cpus = rec[order], cpus[order]
             lengths = u32[(rec + 16) >> 2]
             offsets = rec + 20
         else:
