@@ -38,6 +38,7 @@ the shape is marked to take the ordinary path for good.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import operator
 import struct
@@ -164,8 +165,12 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     keys = np.zeros((n, KEY_BYTES), dtype=np.uint8)
     # the header, without the skb hash, lengths and packet bytes (a header shorter than HEADER)
     keys[:, :HEADER] = g[:, :HEADER]
-    for start in np.flatnonzero(np.bincount(header, minlength=HEADER)[:HEADER]).tolist():
-        keys[header == start, start:HEADER] = 0  # the packet, not the header
+    counts = np.bincount(header, minlength=HEADER)
+    for start in np.flatnonzero(counts[:HEADER]).tolist():  # the packet, not the header
+        if counts[start] == n:  # (one header length for all: the usual scan)
+            keys[:, start:HEADER] = 0
+        else:
+            keys[header == start, start:HEADER] = 0
     keys[:, 4:14] = 0  # skb hash, original length, capture length
     keys[:, 56] = header
     keys[:, 57] = first
@@ -173,7 +178,9 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     link = _aligned(g, header, 14)  # Ethernet header (rows with one)
     ethertype = link[:, 12].astype(np.int64) << 8 | link[:, 13]
     keyed &= ~eth | ((end - header > 14) & ((ethertype == 0x0800) | (ethertype == 0x86DD)))
-    keys[:, 59:71] = link[:, :12] * eth[:, None]
+    keys[:, 59:71] = link[:, :12]
+    if not eth.all():
+        keys[~eth, 59:71] = 0
     v6 = np.where(eth, ethertype == 0x86DD, first == _FIRST_IPV6)
     keys[:, 58] = v6
     l3 = header + 14 * eth
@@ -203,7 +210,9 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     tcp = proto == _TCP
     icmp = (proto == _ICMP) | (proto == _ICMPV6)
     keys[:, 104:106] = l4[:, 0:2]
-    keys[:, 106:108] = l4[:, 2:4] * ~icmp[:, None]  # ICMP: type and code only
+    keys[:, 106:108] = l4[:, 2:4]
+    if icmp.any():
+        keys[icmp, 106:108] = 0  # ICMP: type and code only
     offset_byte = l4[:, 12]
     keys[:, 108] = np.where(tcp, offset_byte & 1, 0)
     keys[:, 109] = np.where(tcp, l4[:, 13], 0)
@@ -274,15 +283,19 @@ def gather(objs: list[Any], offsets: np.ndarray) -> np.ndarray:
     """The first GATHER bytes of each sample ``objs[i][offsets[i]:]`` as rows (bytes past the end
     of a buffer read as zeros or its last bytes: the sample lengths make them unused)."""
     n = len(objs)
-    out = np.empty((n, GATHER), dtype=np.uint8)
     if not n:
-        return out
-    words = out.view(np.uint32)
+        return np.empty((0, GATHER), dtype=np.uint8)
     ids = np.fromiter(map(id, objs), dtype=np.int64, count=n)
-    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    bounds = [0, *cuts.tolist(), n]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        data = objs[lo]
+    bounds = [0, *(np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist(), n]
+    return gather_runs([objs[lo] for lo in bounds[:-1]], bounds, offsets)
+
+
+def gather_runs(buffers: list[Any], bounds: list[int], offsets: np.ndarray) -> np.ndarray:
+    """:func:`gather` of samples that come in runs: rows ``bounds[k] .. bounds[k+1]-1`` are samples
+    of ``buffers[k]`` (``bounds`` starts at 0 and ends at the number of samples)."""
+    out = np.empty((bounds[-1], GATHER), dtype=np.uint8)
+    words = out.view(np.uint32)
+    for data, lo, hi in zip(buffers, bounds[:-1], bounds[1:], strict=True):
         offs = offsets[lo:hi]
         if not (offs & 3).any() and int(offs.max()) + GATHER <= len(data):  # 4-byte aligned (the reader's)
             buf = np.frombuffer(data, dtype=np.uint32, count=len(data) >> 2)
@@ -715,13 +728,17 @@ def plan_frames(
                 wires[i] = entry.wire
                 cached[i] = True
     todo = np.flatnonzero(~cached)  # positions in ``raw`` that need a template
-    offsets = ring.offset[rs[todo]]
-    lengths = ring.length[rs[todo]]
+    todo_slots = rs[todo]
+    offsets = ring.offset[todo_slots]
+    lengths = ring.length[todo_slots]
     times = ring.time[rs]
-    snapshots = ring.snapshot[rs[todo]]
-    objs = ring._objs
-    data = _pick(objs, rs[todo].tolist())
-    keyed, keys = shape_keys(gather(data, offsets), lengths, templates.pv_layout)
+    snapshots = ring.snapshot[todo_slots]
+    # the samples come in runs of one write_raw call's bytes: one object per run, taken once here,
+    # so that a sample's key (gathered now) and its template (made below) read the same bytes
+    batches = ring.batch[todo_slots]
+    bounds = [0, *(np.flatnonzero(batches[1:] != batches[:-1]) + 1).tolist(), len(todo)] if len(todo) else [0]
+    buffers = _pick(ring._objs, todo_slots[bounds[:-1]].tolist())
+    keyed, keys = shape_keys(gather_runs(buffers, bounds, offsets), lengths, templates.pv_layout)
     rows = np.flatnonzero(keyed)  # positions in ``todo``
     snaps = snapshots[rows]
     ports = np.zeros((2, len(todo)), dtype=np.int64)  # source and destination ports, per ``todo``
@@ -736,7 +753,7 @@ def plan_frames(
     def make(i: int) -> tuple[bytes, int, str, tuple[int, int] | None] | None:
         row = int(rows[i])
         start = int(offsets[row])
-        payload = data[row][start : start + int(lengths[row])]
+        payload = buffers[bisect.bisect_right(bounds, row) - 1][start : start + int(lengths[row])]
         time_ns = int(times[todo[row]])
         seq = int(positions[raw[todo[row]]])
         entry = decoder([(seq, time_ns, KIND_RAW, payload, int(snapshots[row]))])[0]
