@@ -11,7 +11,7 @@ Two kinds of entries share the ring:
   :meth:`Ring.write_many` (replayed flows, LostEvents, agent and debug events);
 * *raw* entries: datapath samples written in batches with :meth:`Ring.write_raw`. The ring keeps
   the batch's bytes (shared by its samples), each sample's offset and length, its time, CPU,
-  resolver snapshot and the first 32 bytes of its header (message type, subtype, endpoint,
+  batch number, resolver snapshot and the first 32 bytes of its header (message type, subtype, endpoint,
   identities, verdict, flags at fixed offsets) in preallocated numpy arrays. A raw entry is decoded into a :class:`RingEntry` only
   when a reader asks for it (``decoder``), once: the result is cached in the slot for every other
   reader. Readers can test columns over whole ranges first (:meth:`Ring.columns`) and decode only
