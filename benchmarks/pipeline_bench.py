@@ -316,7 +316,9 @@ class MixGenerator:
 def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> None:
     """``hubble observe --follow --verdict DROPPED`` as the node serves it on its h2 transport,
     counting what arrives: drops whose columns prove the match come as framed responses made from
-    templates (counted by their gRPC prefixes), the others are decoded, tested and encoded.
+    templates (counted as the scan reports them, ``Frames.messages``, and one handoff in CHECK_EVERY
+    also by their gRPC prefixes, which must agree: the transport parses none), the others are
+    decoded, tested and encoded.
 
     (Its modules are imported with this one: an import in the thread would hold the GIL for the
     first run's first ~100 ms, as a node's start does, not its steady state.)"""
@@ -328,14 +330,27 @@ def _follow_drops(observer: Observer, stop: threading.Event, got: list[int]) -> 
     frames = flow_templates(observer, predicate, columns, exact)
     encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
     ring = observer.flows
+    checked = 0
     for item in select_entries(ring, request, lambda: True, predicate, stop, False, columns, frames, exact):
         if type(item) is Frames:
-            got[0] += _count_frames(item)
+            # the number of responses the scan says it framed; every CHECK_EVERY-th handoff is also
+            # counted by its gRPC prefixes, and must agree (the transport itself never parses them)
+            n = item.messages
+            checked += 1
+            if not n or checked % CHECK_EVERY == 1:
+                counted = _count_frames(item)
+                if n and n != counted:
+                    raise AssertionError(f"Frames.messages {n} but {counted} messages framed")
+                n = counted
+            got[0] += n
         elif isinstance(item, int):
             got[1] += item
         elif item is not None and item.flow is not None:
             encoder.encode(item)  # what the node sends for it
             got[0] += 1
+
+
+CHECK_EVERY = 16  # template handoffs per one whose messages the follower counts itself
 
 
 def _count_frames(frames: bytes) -> int:

@@ -106,7 +106,11 @@ def _record_starts(buf: bytes, n: int) -> np.ndarray:
         if ends[-1] == n >> 3 and np.array_equal(ends[:-1], cand[1:]):
             return cand << 3
         if attempt == 0:  # drop candidates no other candidate ends at (header look-alikes in data)
-            cand = cand[(cand == 0) | np.isin(cand, ends)]
+            words = n >> 3
+            ended = np.zeros(words + 1, dtype=bool)  # positions some candidate ends at (and 0)
+            ended[ends[ends <= words]] = True
+            ended[0] = True
+            cand = cand[ended[cand]]
     return np.asarray(_walk_records(buf, n), dtype=np.int64)
 
 
@@ -263,8 +267,10 @@ class MonitorReader:
         rec, cpus = rec[sample], cpus[sample]
         if self.ordered:
             u64 = np.frombuffer(data, dtype="<u8")
-            order = np.argsort(u64[(rec + 8) >> 3], kind="stable")
-            rec, cpus = rec[order], cpus[order]
+            stamps = u64[(rec + 8) >> 3]
+            if (stamps[1:] < stamps[:-1]).any():  # in order already (one CPU's ring, mostly): as it is
+                order = np.argsort(stamps, kind="stable")
+                rec, cpus = rec[order], cpus[order]
             lengths = u32[(rec + 16) >> 2]
             offsets = rec + 20
         else:

@@ -98,13 +98,26 @@ def message_types(head: np.ndarray) -> np.ndarray:
 
 def verdicts(head: np.ndarray) -> np.ndarray:
     """The flow.Verdict number each header implies (0 where the header does not tell)."""
-    types = head[:, 0] & 0xFF
+    return slot_verdicts(head, None)
+
+
+def slot_message_types(head: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """:func:`message_types` of rows ``slots`` of ``head`` (reads the one word it needs)."""
+    return (head[slots, 0] & 0xFF).astype(np.uint8)
+
+
+def slot_verdicts(head: np.ndarray, slots: np.ndarray | None) -> np.ndarray:
+    """:func:`verdicts` of rows ``slots`` of ``head`` (the ring's header column; None: all rows):
+    reads the type word of each row and the policy verdict's two words of those that are one, not
+    whole rows."""
+    types = head[:, 0] & 0xFF if slots is None else head[slots, 0] & 0xFF
     out = _VERDICT_BY_TYPE[types]
     pv = types == MSG_POLICY_VERDICT
     if pv.any():
         rows = np.flatnonzero(pv)
-        value = head[rows, 5].view(np.int32)  # policy verdict: s32 at 20
-        flags = head[rows, 6] >> 24  # u8 at 27
+        at = rows if slots is None else slots[rows]
+        value = head[at, 5].view(np.int32)  # policy verdict: s32 at 20
+        flags = head[at, 6] >> 24  # u8 at 27
         verdict = np.where(flags & PV_AUDITED, VERDICT_AUDIT, VERDICT_FORWARDED).astype(np.uint8)
         verdict[value > 0] = VERDICT_REDIRECTED
         verdict[value < 0] = VERDICT_DROPPED
@@ -366,12 +379,11 @@ def compile_column_filter(allow: list[dict[str, Any]]) -> ColumnFilter | None:
             row.append((column, table))
         tables.append(row)
     columns = {column for row in tables for column, _ in row}
-    derive = {"verdict": verdicts, "type": message_types}
+    derive = {"verdict": slot_verdicts, "type": slot_message_types}
 
     def test(ring: Ring, slots: np.ndarray) -> np.ndarray:
         raw = ring.kind[slots] == KIND_RAW
-        head = ring.head[slots]
-        derived = {column: derive[column](head) for column in columns}
+        derived = {column: derive[column](ring.head, slots) for column in columns}
         if len(tables) == 1 and len(tables[0]) == 1:  # the usual request: one clause
             column, table = tables[0][0]
             return table[derived[column]] | ~raw
@@ -419,6 +431,6 @@ def compile_exact_column_filter(
     table[sorted(wanted)] = True
 
     def test(ring: Ring, slots: np.ndarray) -> np.ndarray:
-        return (ring.kind[slots] == KIND_RAW) & table[verdicts(ring.head[slots])]
+        return (ring.kind[slots] == KIND_RAW) & table[slot_verdicts(ring.head, slots)]
 
     return test

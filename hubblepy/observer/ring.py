@@ -11,7 +11,7 @@ Two kinds of entries share the ring:
   :meth:`Ring.write_many` (replayed flows, LostEvents, agent and debug events);
 * *raw* entries: datapath samples written in batches with :meth:`Ring.write_raw`. The ring keeps
   the batch's bytes (shared by its samples), each sample's offset and length, its time, CPU,
-  resolver snapshot and the first 32 bytes of its header (message type, subtype, endpoint,
+  batch number, resolver snapshot and the first 32 bytes of its header (message type, subtype, endpoint,
   identities, verdict, flags at fixed offsets) in preallocated numpy arrays. A raw entry is decoded into a :class:`RingEntry` only
   when a reader asks for it (``decoder``), once: the result is cached in the slot for every other
   reader. Readers can test columns over whole ranges first (:meth:`Ring.columns`) and decode only
@@ -47,8 +47,8 @@ KIND_RAW = 1  # a datapath sample: bytes of its batch at (offset, length), decod
 KIND_L7 = 2  # an L7 proxy's access-log record with what it correlated on arrival, decoded on demand
 
 # bytes per slot of the preallocated columns (kind 1, time 8, offset 8, length 4, CPU 2, header 32,
-# snapshot 4) and of the object columns (two pointers; a decoded entry adds its (seq, entry) tuple)
-COLUMN_BYTES_PER_SLOT = 1 + 8 + 8 + 4 + 2 + 32 + 4 + 16
+# snapshot 4, batch 4) and of the object columns (two pointers; a decoded entry adds its (seq, entry) tuple)
+COLUMN_BYTES_PER_SLOT = 1 + 8 + 8 + 4 + 2 + 32 + 4 + 4 + 16
 WRITER_TURN_MAX_S = 0.05  # a reader waits at most this long for the writer's turn to end
 
 
@@ -128,6 +128,9 @@ class Ring:
         self.cpu = np.zeros(size, dtype=np.uint16)
         self.head = np.zeros((size, HEADER_WORDS), dtype=np.uint32)
         self.snapshot = np.zeros(size, dtype=np.uint32)
+        # which write_raw call a raw slot's bytes came in (slots of one call share one bytes object)
+        self.batch = np.zeros(size, dtype=np.uint32)
+        self._batches = 0
         self.decoder: RawDecoder | None = None
         self._next = 0  # sequence number of the next write
         self._floor = 0  # oldest sequence a reader may still trust (raised before slots are rewritten)
@@ -182,6 +185,7 @@ class Ring:
             seq += skip
             n = self.capacity
         self._floor = max(self._floor, seq + n - self.capacity)
+        self._batches = batch = (self._batches + 1) & 0xFFFFFFFF  # (the ring never holds 2**32 calls)
         start = seq & self._mask
         first = min(n, self._size - start)  # slots up to the end of the arrays, then from 0
         for lo, hi, src in ((start, start + first, slice(0, first)), (0, n - first, slice(first, n))):
@@ -194,6 +198,7 @@ class Ring:
             self.cpu[lo:hi] = cols.cpus[src]
             self.head[lo:hi] = cols.head[src]
             self.snapshot[lo:hi] = snapshot
+            self.batch[lo:hi] = batch
             self._objs[lo:hi] = [data] * (hi - lo)
         self._next = seq + n
         self._wake()

@@ -59,6 +59,13 @@ FRAMES_SCAN_BATCH = 4096  # ... when templates serve the scan (their cost per sc
 # ... and when they serve a filtered scan (``exact``): only its candidates cost more than the
 # columns' test, and a follower that fell behind catches up in fewer, larger scans
 EXACT_FRAMES_SCAN_BATCH = 16384
+# A follower served from templates whose last scan covered at least 1/COALESCE_SHARE of a scan batch
+# (a busy writer) waits, once caught up, for up to COALESCE_S for a whole batch before it scans: a
+# template scan costs about as much per call as per sample (numpy over the scan), so at 1M events/s
+# four of the writer's batches in one scan take ~30% less CPU per drop. A writer that pauses for
+# COALESCE_S ends the wait: flows reach the client at most that much later.
+COALESCE_SHARE = 4
+COALESCE_S = 0.010
 LAPPED_SKIP = 4  # a lapped follower resumes 1/LAPPED_SKIP of the ring past the oldest entry
 FRAMES_CHUNK = 128  # template-made responses per handoff to the transport
 # An indexed batch (node -> relay) goes out at INDEXED_FLUSH_BYTES, or at the 2**INDEXED_RAMP-th part
@@ -289,6 +296,8 @@ def select_entries(
     limit = number if (number and not follow) else 0
     end = None if follow else ring.next_seq
     sent = 0
+    batch = SCAN_BATCH if frames is None else FRAMES_SCAN_BATCH if exact is None else EXACT_FRAMES_SCAN_BATCH
+    scanned = 0  # entries the last scan covered
     if frames is not None:
         from hubblepy.observer.transport import Frames
     while True:
@@ -300,7 +309,8 @@ def select_entries(
                 return
             if idle_marker:
                 yield None
-            ring.wait(seq, FOLLOW_POLL_S)
+            if ring.wait(seq, FOLLOW_POLL_S) and frames is not None and scanned * COALESCE_SHARE >= batch:
+                _gather_more(ring, seq + batch, stop)  # a busy writer: wait for a scan's worth
             continue
         floor = ring.oldest_seq
         if seq < floor:
@@ -313,15 +323,16 @@ def select_entries(
             yield lost
             seq = resume
             continue
-        batch = (
-            SCAN_BATCH if frames is None else FRAMES_SCAN_BATCH if exact is None else EXACT_FRAMES_SCAN_BATCH
-        )
         size = batch if not limit else max(SCAN_MIN, min(batch, 2 * (limit - sent)))
         hi = min(newest, seq + size)
+        scanned = hi - seq
         ring.yield_to_writer()  # the writer taking a batch in goes first (see Ring.ingesting)
-        seqs, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
-        plan = plan_frames(ring, frames, seqs, exact) if frames is not None and seqs else None
+        candidates, stop_at = _candidates(ring, seq, hi, since_ns, until_ns, column_filter)
+        plan = (
+            plan_frames(ring, frames, candidates, exact) if frames is not None and len(candidates) else None
+        )
         if plan is None:
+            seqs: list[int] = candidates.tolist()
             lapped_at: int | None = None  # where to go on from when lapped after the first chunk
             for first in range(0, len(seqs) or 1, DECODE_CHUNK):
                 chunk = seqs[first : first + DECODE_CHUNK]
@@ -354,7 +365,7 @@ def select_entries(
         taken = 0  # entries of ``got`` sent so far
         for start, stop_pos, fast in plan.runs():
             if not fast:
-                last = seqs[stop_pos - 1]
+                last = int(candidates[stop_pos - 1])
                 upto = taken
                 while upto < len(got) and got[upto][0] <= last:
                     upto += 1
@@ -378,7 +389,9 @@ def select_entries(
                 if timed:  # for a batch that copies them anyway: no Frames of their own
                     yield (plan.frames(part, part_end), plan.times[part:part_end], plan.sizes(part, part_end))
                 else:
-                    yield Frames(plan.frames(part, part_end))
+                    framed = Frames(plan.frames(part, part_end))
+                    framed.messages = part_end - part
+                    yield framed
                 sent += part_end - part
                 part = part_end
             if done:
@@ -388,6 +401,16 @@ def select_entries(
         seq = hi
         if timed:  # the next scan takes a while: a relay's batch goes out now (see get_flows_indexed)
             yield None
+
+
+def _gather_more(ring: Ring, want: int, stop: threading.Event | None) -> None:
+    """Wait until entry ``want - 1`` exists, for at most COALESCE_S, and only while the writer keeps
+    writing (a wait of a whole COALESCE_S without a write ends it)."""
+    deadline = time.monotonic() + COALESCE_S
+    while ring.next_seq < want and not (stop is not None and stop.is_set()):
+        left = deadline - time.monotonic()
+        if left <= 0 or not ring.wait(ring.next_seq, left):
+            return
 
 
 def _emit(
@@ -421,11 +444,11 @@ def _candidates(
     since_ns: int | None,
     until_ns: int | None,
     column_filter: ColumnFilter | None,
-) -> tuple[list[int], int | None]:
-    """Sequences in ``lo .. hi-1`` worth decoding, and the sequence where ``until`` ends the stream
-    among the raw samples dropped here (None if it does not)."""
+) -> tuple[np.ndarray, int | None]:
+    """Sequences in ``lo .. hi-1`` worth decoding (ascending, int64), and the sequence where
+    ``until`` ends the stream among the raw samples dropped here (None if it does not)."""
     if column_filter is None and since_ns is None and until_ns is None:
-        return list(range(lo, hi)), None
+        return np.arange(lo, hi, dtype=np.int64), None
     slots = ring.slots(lo, hi)
     raw = ring.kind[slots] != KIND_DECODED  # flows not decoded yet: their time is in the column
     keep = np.ones(len(slots), dtype=bool)
@@ -443,7 +466,7 @@ def _candidates(
         if stop_at is not None:
             passing[stop_at - lo] = True  # decoded and tested by the caller, who stops there
         keep &= passing
-    return (np.flatnonzero(keep) + lo).tolist(), stop_at
+    return np.flatnonzero(keep) + lo, stop_at
 
 
 def _rewind(

@@ -79,7 +79,12 @@ _RESERVED_HEADERS = {"content-type", "te", "grpc-timeout", "grpc-encoding", "grp
 
 class Frames(bytes):
     """Complete gRPC messages, each with its 5-byte prefix, that a streaming handler yields so that
-    they are sent as they are (one handoff for many messages). Only :class:`GrpcServer` knows it."""
+    they are sent as they are (one handoff for many messages). Only :class:`GrpcServer` knows it.
+
+    ``messages``: how many there are, when the producer says so (the node's template scans do;
+    0 = not told)."""
+
+    messages = 0
 
 
 class FrameViews(tuple):

@@ -25,7 +25,7 @@ address and port; holes only where the resolver's services are known per address
 ``StaticResolver``'s are) and the destination port of drops and policy verdicts (the policy that
 decided). The ``l4`` field (its length, the TCP or UDP message's length, the port fields, each
 left out when 0, and the rest) and the flow's and response's lengths that follow from its size
-are made per sample, for a whole scan at once (:func:`_l4_fields`).
+are made per sample, for a whole scan at once (:func:`_l4_array`).
 
 Only samples whose decoding provably depends on nothing else are keyed: Ethernet (IPv4 or IPv6
 ethertype) or L3-device packets, no overlay, an IPv4 header without options or fragmentation, an
@@ -38,7 +38,9 @@ the shape is marked to take the ordinary path for good.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import operator
 import struct
 import sys
 from typing import Any
@@ -163,8 +165,12 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     keys = np.zeros((n, KEY_BYTES), dtype=np.uint8)
     # the header, without the skb hash, lengths and packet bytes (a header shorter than HEADER)
     keys[:, :HEADER] = g[:, :HEADER]
-    for start in np.flatnonzero(np.bincount(header, minlength=HEADER)[:HEADER]).tolist():
-        keys[header == start, start:HEADER] = 0  # the packet, not the header
+    counts = np.bincount(header, minlength=HEADER)
+    for start in np.flatnonzero(counts[:HEADER]).tolist():  # the packet, not the header
+        if counts[start] == n:  # (one header length for all: the usual scan)
+            keys[:, start:HEADER] = 0
+        else:
+            keys[header == start, start:HEADER] = 0
     keys[:, 4:14] = 0  # skb hash, original length, capture length
     keys[:, 56] = header
     keys[:, 57] = first
@@ -172,7 +178,9 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     link = _aligned(g, header, 14)  # Ethernet header (rows with one)
     ethertype = link[:, 12].astype(np.int64) << 8 | link[:, 13]
     keyed &= ~eth | ((end - header > 14) & ((ethertype == 0x0800) | (ethertype == 0x86DD)))
-    keys[:, 59:71] = link[:, :12] * eth[:, None]
+    keys[:, 59:71] = link[:, :12]
+    if not eth.all():
+        keys[~eth, 59:71] = 0
     v6 = np.where(eth, ethertype == 0x86DD, first == _FIRST_IPV6)
     keys[:, 58] = v6
     l3 = header + 14 * eth
@@ -202,7 +210,9 @@ def shape_keys(g: np.ndarray, lengths: np.ndarray, pv_layout: int | None) -> tup
     tcp = proto == _TCP
     icmp = (proto == _ICMP) | (proto == _ICMPV6)
     keys[:, 104:106] = l4[:, 0:2]
-    keys[:, 106:108] = l4[:, 2:4] * ~icmp[:, None]  # ICMP: type and code only
+    keys[:, 106:108] = l4[:, 2:4]
+    if icmp.any():
+        keys[icmp, 106:108] = 0  # ICMP: type and code only
     offset_byte = l4[:, 12]
     keys[:, 108] = np.where(tcp, offset_byte & 1, 0)
     keys[:, 109] = np.where(tcp, l4[:, 13], 0)
@@ -273,15 +283,19 @@ def gather(objs: list[Any], offsets: np.ndarray) -> np.ndarray:
     """The first GATHER bytes of each sample ``objs[i][offsets[i]:]`` as rows (bytes past the end
     of a buffer read as zeros or its last bytes: the sample lengths make them unused)."""
     n = len(objs)
-    out = np.empty((n, GATHER), dtype=np.uint8)
     if not n:
-        return out
-    words = out.view(np.uint32)
+        return np.empty((0, GATHER), dtype=np.uint8)
     ids = np.fromiter(map(id, objs), dtype=np.int64, count=n)
-    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
-    bounds = [0, *cuts.tolist(), n]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        data = objs[lo]
+    bounds = [0, *(np.flatnonzero(ids[1:] != ids[:-1]) + 1).tolist(), n]
+    return gather_runs([objs[lo] for lo in bounds[:-1]], bounds, offsets)
+
+
+def gather_runs(buffers: list[Any], bounds: list[int], offsets: np.ndarray) -> np.ndarray:
+    """:func:`gather` of samples that come in runs: rows ``bounds[k] .. bounds[k+1]-1`` are samples
+    of ``buffers[k]`` (``bounds`` starts at 0 and ends at the number of samples)."""
+    out = np.empty((bounds[-1], GATHER), dtype=np.uint8)
+    words = out.view(np.uint32)
+    for data, lo, hi in zip(buffers, bounds[:-1], bounds[1:], strict=True):
         offs = offsets[lo:hi]
         if not (offs & 3).any() and int(offs.max()) + GATHER <= len(data):  # 4-byte aligned (the reader's)
             buf = np.frombuffer(data, dtype=np.uint32, count=len(data) >> 2)
@@ -634,15 +648,22 @@ _EMPTY = _Empty()
 
 class FramePlan:
     """The raw samples of a scan that templates serve (``fast``, over the scan's sequences) and
-    their gRPC-framed bytes (:meth:`frames`); ``slow`` lists the sequences left to the ordinary path."""
+    their gRPC-framed bytes (:meth:`frames`); ``slow`` lists the sequences left to the ordinary path.
 
-    __slots__ = ("fast", "slow", "times", "_columns", "_index")
+    The framed responses of all fast samples are one buffer (``data``, in scan order) with each
+    response's end in ``ends`` (``ends[0]`` is 0): a run of them is a slice, its sizes a difference.
+    """
 
-    def __init__(self, fast: np.ndarray, slow: list[int], times: np.ndarray, columns: list[list]) -> None:
+    __slots__ = ("fast", "slow", "times", "_data", "_ends", "_index")
+
+    def __init__(
+        self, fast: np.ndarray, slow: list[int], times: np.ndarray, data: Any, ends: np.ndarray
+    ) -> None:
         self.fast = fast
         self.slow = slow
         self.times = times  # per sequence of the scan (meaningful where fast)
-        self._columns = columns  # the 7 parts of each fast sample's response, part by part
+        self._data = memoryview(data).cast("B")  # the framed responses of the fast samples, in order
+        self._ends = ends  # where each of them ends in ``data``, after a leading 0
         self._index = np.cumsum(fast) - 1  # position among the fast samples, per scan position
 
     def runs(self) -> list[tuple[int, int, bool]]:
@@ -652,33 +673,30 @@ class FramePlan:
         flags = self.fast[bounds[:-1]].tolist()
         return [(lo, hi, flag) for lo, hi, flag in zip(bounds[:-1], bounds[1:], flags, strict=True)]
 
-    def frames(self, start: int, stop: int) -> bytes:
-        """The framed responses of scan positions ``start .. stop-1`` (all fast)."""
+    def frames(self, start: int, stop: int) -> memoryview:
+        """The framed responses of scan positions ``start .. stop-1`` (all fast): a view of the
+        plan's buffer (``bytes()`` or ``Frames()`` of it copies it once)."""
         lo = int(self._index[start])
         hi = lo + stop - start
-        columns = self._columns
-        width = len(columns)
-        parts: list[bytes] = [b""] * (width * (hi - lo))
-        for j, column in enumerate(columns):
-            parts[j::width] = column[lo:hi]
-        return b"".join(parts)
+        return self._data[int(self._ends[lo]) : int(self._ends[hi])]
 
     def sizes(self, start: int, stop: int) -> np.ndarray:
-        """The framed size of each response of scan positions ``start .. stop-1`` (all fast): 5 and
-        the length in its gRPC prefix, which begins its first part (a template's head, or a cached
-        sample's framed bytes)."""
+        """The framed size of each response of scan positions ``start .. stop-1`` (all fast)."""
         lo = int(self._index[start])
         hi = lo + stop - start
-        heads = self._columns[0][lo:hi]
-        lengths = np.fromiter(map(len, heads), dtype=np.int64, count=hi - lo)
-        joined = b"".join(heads)
-        if not len(heads) or lengths.min() < 5:
-            raise ValueError("a response's first part is shorter than its gRPC prefix")
-        words = np.ndarray((len(joined) - 3,), dtype=">u4", buffer=joined, strides=(1,))
-        return words[np.cumsum(lengths) - lengths + 1].astype(np.int64) + 5
+        return np.diff(self._ends[lo : hi + 1])
 
 
-def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any = None) -> FramePlan | None:
+def _pick(items: list[Any], index: list[int]) -> list[Any]:
+    """``[items[i] for i in index]``, taken in C."""
+    if len(index) > 1:
+        return list(operator.itemgetter(*index)(items))
+    return [items[i] for i in index]
+
+
+def plan_frames(
+    ring: Any, templates: WireTemplates, seqs: np.ndarray | list[int], exact: Any = None
+) -> FramePlan | None:
     """Which of ``seqs`` (ascending, already written) go out as framed bytes made here: raw samples
     whose bytes the ring caches (an earlier reader's) and raw samples with a template; None when
     none. The caller checks afterwards that the writer has not lapped ``seqs[0]`` (the columns and
@@ -699,7 +717,7 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
         return None
     rs = slots[raw]
     cache = ring._cache
-    hits = [cache[slot] for slot in rs.tolist()]
+    hits = _pick(cache, rs.tolist())
     wires: list[bytes | None] = [None] * len(hits)
     raw_seqs = positions[raw]
     cached = np.zeros(len(hits), dtype=bool)
@@ -710,13 +728,17 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
                 wires[i] = entry.wire
                 cached[i] = True
     todo = np.flatnonzero(~cached)  # positions in ``raw`` that need a template
-    offsets = ring.offset[rs[todo]]
-    lengths = ring.length[rs[todo]]
+    todo_slots = rs[todo]
+    offsets = ring.offset[todo_slots]
+    lengths = ring.length[todo_slots]
     times = ring.time[rs]
-    snapshots = ring.snapshot[rs[todo]]
-    objs = ring._objs
-    data = [objs[s] for s in rs[todo].tolist()]
-    keyed, keys = shape_keys(gather(data, offsets), lengths, templates.pv_layout)
+    snapshots = ring.snapshot[todo_slots]
+    # the samples come in runs of one write_raw call's bytes: one object per run, taken once here,
+    # so that a sample's key (gathered now) and its template (made below) read the same bytes
+    batches = ring.batch[todo_slots]
+    bounds = [0, *(np.flatnonzero(batches[1:] != batches[:-1]) + 1).tolist(), len(todo)] if len(todo) else [0]
+    buffers = _pick(ring._objs, todo_slots[bounds[:-1]].tolist())
+    keyed, keys = shape_keys(gather_runs(buffers, bounds, offsets), lengths, templates.pv_layout)
     rows = np.flatnonzero(keyed)  # positions in ``todo``
     snaps = snapshots[rows]
     ports = np.zeros((2, len(todo)), dtype=np.int64)  # source and destination ports, per ``todo``
@@ -731,7 +753,7 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
     def make(i: int) -> tuple[bytes, int, str, tuple[int, int] | None] | None:
         row = int(rows[i])
         start = int(offsets[row])
-        payload = data[row][start : start + int(lengths[row])]
+        payload = buffers[bisect.bisect_right(bounds, row) - 1][start : start + int(lengths[row])]
         time_ns = int(times[todo[row]])
         seq = int(positions[raw[todo[row]]])
         entry = decoder([(seq, time_ns, KIND_RAW, payload, int(snapshots[row]))])[0]
@@ -763,41 +785,125 @@ def plan_frames(ring: Any, templates: WireTemplates, seqs: list[int], exact: Any
     when = when.ravel()
     stamps = [TimeFields(t) for t in distinct.tolist()]
     shapes = [t if t is not None else _EMPTY for t in found]
-    holes = any(t.l4_kind for t in shapes)
-    l4_fields, l4_sizes = _l4_fields(shapes, index, row_ports) if holes else (None, None)
-    heads = np.empty(len(rows), dtype=object)
-    widths = np.array([len(f.flow) for f in stamps], dtype=np.int64)[when]
-    groups = widths if l4_sizes is None else widths << 16 | l4_sizes
-    for group in np.unique(groups).tolist():  # the size of the time fields (and l4 fields): a few per scan
-        at = np.flatnonzero(groups == group)
-        stamp = stamps[int(when[at[0]])]
-        size = group & 0xFFFF if l4_sizes is not None else 0
-        heads[at] = _objects([t.head(stamp, size) for t in shapes])[index[at]]
-    uuids = _objects(np.frombuffer(decoder.uuid_text(positions[raw[rows]]), dtype="S36").tolist())
-    parts = [heads, _objects([f.flow for f in stamps])[when], _objects([t.middle for t in shapes])[index]]
-    if holes:
-        assert l4_fields is not None
-        parts += [_objects(l4_fields), _objects([t.post[1:] for t in shapes])[index]]
-    parts += [uuids, _objects([t.tail for t in shapes])[index], _objects([f.response for f in stamps])[when]]
-    if any(t.after for t in shapes):
-        parts.append(_objects([t.after for t in shapes])[index])
-    if cached.any():  # merge in scan order: a cached sample's framed bytes in the first part
-        pack = _PREFIX.pack
-        framed = [pack(0, len(w)) + w for w in wires if w is not None]
-        kinds = np.zeros(len(raw), dtype=np.int64)
-        kinds[rows] = 1
-        kinds[cached] = 2
-        kinds = kinds[kinds > 0]
-        merged = []
-        for j, column in enumerate(parts):
-            out = np.empty(len(kinds), dtype=object)
-            out[kinds == 1] = column
-            out[kinds == 2] = _objects(framed) if j == 0 else b""
-            merged.append(out)
-        parts = merged
+    if any(t.l4_kind for t in shapes):
+        l4, l4_sizes = _l4_array(shapes, index, row_ports)
+    else:
+        l4, l4_sizes = None, np.zeros(len(rows), dtype=np.int64)
+    uuids = np.frombuffer(decoder.uuid_text(positions[raw[rows]]), dtype=np.uint8).reshape(-1, 36)
+    framed = [_PREFIX.pack(0, len(w)) + w for w in wires if w is not None]
+    data, ends = _assemble(
+        shapes, stamps, index, when, l4, l4_sizes, uuids, rows, np.flatnonzero(cached), framed
+    )
     templates.hits += len(rows)
     slow = positions[~fast].tolist()
-    return FramePlan(fast, slow, all_times, [column.tolist() for column in parts])
+    return FramePlan(fast, slow, all_times, data, ends)
+
+
+# responses of one layout are written run by run while there are at most RUNS_MIN runs or 1/RUNS_SHARE
+# as many runs as responses (else each layout's apart, then joined in scan order)
+RUNS_MIN = 8
+RUNS_SHARE = 8
+
+
+def _assemble(
+    shapes: list[Any],
+    stamps: list[TimeFields],
+    index: np.ndarray,
+    when: np.ndarray,
+    l4: np.ndarray | None,
+    l4_sizes: np.ndarray,
+    uuids: np.ndarray,
+    rows: np.ndarray,
+    cached: np.ndarray,
+    framed: list[bytes],
+) -> tuple[Any, np.ndarray]:
+    """The framed responses of a scan's fast samples in one buffer, and where each ends (after a 0).
+
+    ``rows`` (ascending positions among the scan's raw samples) are templated: template
+    ``shapes[index[i]]``, time ``stamps[when[i]]``, l4 field ``l4[i, :l4_sizes[i]]`` (with port
+    holes), UUID ``uuids[i]``; ``cached`` (ascending positions too, none in ``rows``) have their
+    ``framed`` bytes. The templated responses of one *layout* (template, time and l4 size) differ
+    only in the l4 field and the UUID, at fixed places: they are written as rows of a matrix that
+    starts as the layout's bytes. Runs of one layout in scan order are written in place, one
+    numpy assignment per part; when the layouts alternate more often than that pays, each layout's
+    rows are made apart and joined in scan order."""
+    n_stamps = len(stamps)
+    layout_keys = (index.astype(np.int64) * n_stamps + when) << 8 | l4_sizes  # an l4 field is < 256 bytes
+    distinct, layout = np.unique(layout_keys, return_inverse=True)
+    layout = layout.ravel()
+    fills: list[tuple[np.ndarray, int, int, int]] = []  # per layout: its bytes, l4 at, l4 size, UUID at
+    for key in distinct.tolist():
+        size, which = key & 0xFF, key >> 8
+        shape, stamp = shapes[which // n_stamps], stamps[which % n_stamps]
+        front = shape.head(stamp, size) + stamp.flow + shape.middle
+        uuid_at = len(front) + size + len(shape.post)
+        row = front + bytes(size) + shape.post + bytes(36) + shape.tail + stamp.response + shape.after
+        fills.append((np.frombuffer(row, dtype=np.uint8), len(front), size, uuid_at))
+    row_lengths = np.array([len(f[0]) for f in fills], dtype=np.int64)[layout]
+    if len(cached):  # merge in scan order; a cached sample is a layout of its own (-1)
+        order = np.argsort(np.concatenate([rows, cached]), kind="stable")
+        kinds = np.concatenate([layout, np.full(len(cached), -1, dtype=np.int64)])[order]
+        lengths = np.concatenate([row_lengths, [len(f) for f in framed]]).astype(np.int64)[order]
+        row_at: np.ndarray | None = np.cumsum(kinds >= 0) - 1  # each item's position among ``rows``
+        cached_at: np.ndarray | None = np.cumsum(kinds < 0) - 1  # ... or among ``cached``
+    else:
+        kinds, lengths = layout, row_lengths
+        row_at = cached_at = None
+    items = len(kinds)
+    ends = np.zeros(items + 1, dtype=np.int64)
+    np.cumsum(lengths, out=ends[1:])
+    cuts = np.flatnonzero(kinds[1:] != kinds[:-1]) + 1
+    if len(cuts) < max(RUNS_MIN, items // RUNS_SHARE):
+        out = np.empty(int(ends[-1]), dtype=np.uint8)
+        bounds = [0, *cuts.tolist(), items]
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            which = int(kinds[lo])
+            if which < 0:
+                got = int(cached_at[lo]) if cached_at is not None else 0
+                out[ends[lo] : ends[hi]] = np.frombuffer(
+                    b"".join(framed[got : got + hi - lo]), dtype=np.uint8
+                )
+                continue
+            first = int(row_at[lo]) if row_at is not None else lo
+            _fill(
+                out[ends[lo] : ends[hi]].reshape(hi - lo, -1),
+                fills[which],
+                l4,
+                uuids,
+                slice(first, first + hi - lo),
+            )
+        return out, ends
+    pieces: list[Any] = [None] * items
+    for which, fill in enumerate(fills):
+        at = np.flatnonzero(kinds == which)  # items of this layout
+        picks = row_at[at] if row_at is not None else at
+        width = len(fill[0])
+        matrix = np.empty((len(at), width), dtype=np.uint8)
+        _fill(matrix, fill, l4, uuids, picks)
+        block = matrix.data.cast("B")
+        for j, item in enumerate(at.tolist()):
+            pieces[item] = block[j * width : (j + 1) * width]
+    if len(cached):
+        for item, wire in zip(np.flatnonzero(kinds < 0).tolist(), framed, strict=True):
+            pieces[item] = wire
+    return b"".join(pieces), ends
+
+
+def _fill(
+    out: np.ndarray,
+    fill: tuple[np.ndarray, int, int, int],
+    l4: np.ndarray | None,
+    uuids: np.ndarray,
+    rows: Any,
+) -> None:
+    """Write responses of one layout as the rows of ``out``: its bytes, then each row's l4 field and
+    UUID (``rows`` of ``l4`` and ``uuids``: a slice or an index array)."""
+    row, l4_at, size, uuid_at = fill
+    out[:] = row
+    if size:
+        assert l4 is not None
+        out[:, l4_at : l4_at + size] = l4[rows, :size]
+    out[:, uuid_at : uuid_at + 36] = uuids[rows]
 
 
 def _port_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -815,21 +921,20 @@ def _port_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 _SOURCE_PORT_FIELDS, _DESTINATION_PORT_FIELDS, _PORT_FIELD_SIZES = _port_tables()
 
 
-def _l4_fields(shapes: list[Any], index: np.ndarray, ports: np.ndarray) -> tuple[list[bytes], np.ndarray]:
-    """Per row (template ``shapes[index[i]]``, ports ``ports[:, i]``): the flow's l4 field followed
-    by the first byte of the template's ``post`` (a tag, never 0: the bytes come out of a numpy
-    ``S`` array, which drops trailing zeros), or b"" for a template without port holes; and the
-    l4 field's size (0 without holes). Made for all rows at once, as :meth:`Template.l4_field`
-    makes one: a u32 of the field's four first bytes, a u64 of the port fields, then the rest
-    (template's bytes after the ports, and the following byte) per size of the port fields."""
+def _l4_array(shapes: list[Any], index: np.ndarray, ports: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (template ``shapes[index[i]]``, ports ``ports[:, i]``): the flow's l4 field in the
+    first ``sizes[i]`` bytes of row ``i`` of the returned matrix, and ``sizes`` (0 for a template
+    without port holes). Made for all rows at once, as :meth:`Template.l4_field` makes one: a u32
+    of the field's four first bytes, a u64 of the port fields, then the rest (the template's bytes
+    after the ports) per size of the port fields."""
     n = len(index)
     kind = np.array([t.l4_kind for t in shapes], dtype=np.uint32)[index]
     rest_len = np.array([len(t.rest) for t in shapes], dtype=np.int64)
-    widest = int(rest_len.max()) + 1 if len(rest_len) else 1
-    rest_table = np.zeros((len(shapes), widest), dtype=np.uint8)  # the rest and the following byte
+    widest = max(1, int(rest_len.max()) if len(rest_len) else 1)
+    rest_table = np.zeros((len(shapes), widest), dtype=np.uint8)  # the rest, zero-padded
     for i, t in enumerate(shapes):
-        if t.l4_kind:
-            rest_table[i, : len(t.rest) + 1] = np.frombuffer(t.rest + t.post[:1], dtype=np.uint8)
+        if t.l4_kind and t.rest:
+            rest_table[i, : len(t.rest)] = np.frombuffer(t.rest, dtype=np.uint8)
     rest_len = rest_len[index]
     sport, dport = ports[0], ports[1]
     s_width = _PORT_FIELD_SIZES[sport]
@@ -845,13 +950,4 @@ def _l4_fields(shapes: list[Any], index: np.ndarray, ports: np.ndarray) -> tuple
     for size in np.flatnonzero(np.bincount(port_width, minlength=9)).tolist():
         rows = np.flatnonzero(port_width == size)
         out[rows, 4 + size : 4 + size + widest] = rest_table[index[rows]]
-    with_holes = kind > 0
-    if not with_holes.all():
-        out[~with_holes] = 0
-    return out.view(f"S{width}").ravel().tolist(), np.where(with_holes, body + 4, 0)
-
-
-def _objects(items: list[Any]) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
+    return out, np.where(kind > 0, body + 4, 0)

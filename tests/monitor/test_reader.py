@@ -203,8 +203,22 @@ def _send_from_cpu(pod_netns: str, cpu: int, dst_ip: str, payload: bytes) -> Non
     run_in_netns(pod_netns, send)
 
 
+def _record_samples(reader: MonitorReader, timeout: float) -> list[tuple[int, bytes]]:
+    """One read_records batch as (cpu, sample bytes) pairs, in batch order."""
+    batch = reader.read_records(timeout)
+    return [
+        (cpu, batch.data[off : off + size])
+        for cpu, off, size in zip(
+            batch.cpus.tolist(), batch.offsets.tolist(), batch.lengths.tolist(), strict=True
+        )
+    ]
+
+
+@pytest.mark.parametrize("records", [False, True], ids=["read", "read_records"])
 @pytest.mark.parametrize("ordered", [True, False])
-def test_ordered_batches_follow_event_time_across_cpus(node: tuple[Testbed, Datapath], ordered: bool) -> None:
+def test_ordered_batches_follow_event_time_across_cpus(
+    node: tuple[Testbed, Datapath], ordered: bool, records: bool
+) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("needs two CPUs")
@@ -213,8 +227,13 @@ def test_ordered_batches_follow_event_time_across_cpus(node: tuple[Testbed, Data
     with MonitorReader(dp.events_map_fd, ordered=ordered, wakeup_events=64) as reader:
         for i, cpu in enumerate([cpus[1], cpus[0], cpus[1], cpus[0]]):
             _send_from_cpu(p1.netns, cpu, p2.ip, b"%d" % i)
-        samples = reader.read(0.5).samples
-        while more := reader.read(0.2).samples:
+        read = (
+            (lambda timeout: _record_samples(reader, timeout))
+            if records
+            else (lambda t: reader.read(t).samples)
+        )
+        samples = read(0.5)
+        while more := read(0.2):
             samples += more
     # from-endpoint traces of our datagrams, in batch order: their payload is the send order
     sent = [raw[TRACE_V2.size + 42 : TRACE_V2.size + 43] for raw in _udp(samples) if raw[1] == 5]

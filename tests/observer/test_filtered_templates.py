@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import pytest
 from hubblepy.api.observer import observer_pb2
 from hubblepy.observer import service
 from hubblepy.observer.core import Observer
+from hubblepy.observer.ring import RingEntry
 from hubblepy.observer.service import ResponseEncoder, stream_ring
+from hubblepy.observer.transport import Frames
 from hubblepy.parser import encode as enc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -219,3 +222,114 @@ def test_a_lapped_follower_resumes_a_quarter_ring_past_the_oldest(templates: boo
     assert uuid == ring.decoder.uuids([resume])[0]
     stop.set()
     assert ring.readers_lost == resume - 10
+
+
+def test_a_follower_of_large_batches_gets_every_drop_in_order_with_counted_handoffs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``--follow --verdict DROPPED`` reader beside a writer of batches large enough that the
+    follower, once caught up, waits to gather a scan's worth (COALESCE_SHARE): its bytes are those
+    of a decode + filter + encode read of the ring, and each template handoff says how many
+    responses it holds."""
+    monkeypatch.setattr(service, "COALESCE_S", 0.02)
+    gathers: list[int] = []
+    real_gather = service._gather_more
+
+    def gather(ring_: Any, want: int, stop_: Any) -> None:
+        gathers.append(want)
+        real_gather(ring_, want, stop_)
+
+    monkeypatch.setattr(service, "_gather_more", gather)
+    base = _base_samples()
+    observer = _observer(_resolver())
+    request = _filtered(["DROPPED"], follow=True, since=_stamp(NOW - 1))
+    ring = observer.flows
+    predicate = service.compile_request_filters(request)
+    columns = service.compile_request_column_filter(request)
+    exact = service.compile_request_exact_filter(request)
+    frames = service.flow_templates(observer, predicate, columns, exact)
+    stop = threading.Event()
+    idle = threading.Event()
+    encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
+    out: list[bytes] = []
+    counted: list[tuple[int, int]] = []
+
+    def follow() -> None:
+        items = service.select_entries(
+            ring, request, lambda: True, predicate, stop, True, columns, frames, exact
+        )
+        for item in items:
+            if item is None:  # caught up: about to wait
+                idle.set()
+            elif type(item) is Frames:
+                counted.append((item.messages, _responses(item)))
+                out.append(item)
+            elif isinstance(item, RingEntry):
+                wire = encoder.encode(item)
+                out.append(len(wire).to_bytes(5, "big") + wire)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    rng = random.Random(11)
+    for i in range(12):
+        # each batch once the follower has caught up: each of its scans covers a whole batch, more
+        # than 1/COALESCE_SHARE of its scan size, so it gathers before the next one
+        assert idle.wait(30)
+        idle.clear()
+        batch = [rng.choice(base) for _ in range(rng.randrange(4200, 6000))]
+        observer.publish_records(_batch(batch), NOW + i * 1_000_003)
+        if i % 3 == 0:
+            observer.publish_records(_batch(batch[:500]), NOW + i * 1_000_003 + 1)
+    assert idle.wait(30)
+    stop.set()
+    follower.join(60)
+    assert not follower.is_alive()
+    assert ring.next_seq < ring.capacity  # nothing overwritten: every drop is there to compare
+    ring._cache[:] = [None] * len(ring._cache)
+    plain = _stream(observer, _filtered(["DROPPED"], first=True), templates=False)
+    assert b"".join(out) == plain
+    assert counted and all(told == seen for told, seen in counted)
+    assert sum(told for told, _ in counted) > 1000
+    assert len(gathers) >= 10
+
+
+def test_a_gathering_follower_lapped_while_it_waits_reports_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower waiting to gather a scan's worth (COALESCE_S) while the writer laps it sends one
+    LostEvent and goes on a quarter of the ring past the oldest entry, as one lapped between scans."""
+    monkeypatch.setattr(service, "COALESCE_SHARE", 1 << 30)  # gather after any scan
+    monkeypatch.setattr(service, "COALESCE_S", 0.3)
+    observer = _observer(_resolver(), capacity=63)
+    ring = observer.flows
+    base = _base_samples()[:20]
+    observer.publish_records(_batch(base[:10]), NOW)
+    request = _filtered(["DROPPED", "FORWARDED", "AUDIT", "REDIRECTED"], follow=True, since=_stamp(NOW - 1))
+    predicate = service.compile_request_filters(request)
+    columns = service.compile_request_column_filter(request)
+    exact = service.compile_request_exact_filter(request)
+    frames = service.flow_templates(observer, predicate, columns, exact)
+    assert frames is not None
+    stop = threading.Event()
+    items = service.select_entries(
+        ring, request, lambda: True, predicate, stop, False, columns, frames, exact
+    )
+    taken = 0
+    while taken < 10:
+        item = next(items)
+        taken += _responses(item) if isinstance(item, bytes) else 1
+    got: list[Any] = []
+    waiting = threading.Thread(target=lambda: got.append(next(items)))  # caught up: it waits
+    waiting.start()
+    time.sleep(0.05)
+    for i in range(10):
+        observer.publish_records(_batch(base), NOW + 1 + i)  # 200 more while it gathers
+    waiting.join(5)
+    resume = ring.oldest_seq + len(ring) // service.LAPPED_SKIP
+    assert got == [resume - 10]
+    after = next(items)
+    assert isinstance(after, bytes)
+    size = int.from_bytes(after[1:5], "big")
+    assert (
+        observer_pb2.GetFlowsResponse.FromString(after[5 : 5 + size]).flow.uuid
+        == ring.decoder.uuids([resume])[0]
+    )
+    stop.set()

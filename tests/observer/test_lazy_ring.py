@@ -226,6 +226,11 @@ def test_record_starts_match_the_record_walk() -> None:
     tricky = [raw + fake * 3 for raw in samples]
     buf = _perf_buffer(tricky)
     assert _record_starts(buf, len(buf)).tolist() == _walk_records(buf, len(buf))
+    # ... nor ones whose size reaches past the buffer's end, alone (dropped before the walk) or beside the above
+    far = struct.pack("<IHH", PERF_RECORD_SAMPLE, 0, 0xFFF8) + bytes(8)
+    for tricky in ([raw + far for raw in samples], [raw + far + fake for raw in samples]):
+        buf = _perf_buffer(tricky)
+        assert _record_starts(buf, len(buf)).tolist() == _walk_records(buf, len(buf))
 
 
 def test_status_counts_perf_losses_and_ring_overwrites() -> None:

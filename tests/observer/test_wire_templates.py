@@ -298,6 +298,33 @@ def test_endpoints_are_named_as_they_were_when_captured() -> None:
     assert fast.count(b"frontend") and fast.count(b"new")
 
 
+@pytest.mark.parametrize("in_runs", [True, False], ids=["runs", "scan-order-join"])
+@pytest.mark.parametrize("arrangement", ["grouped", "alternating"])
+def test_layouts_in_runs_or_alternating_with_cached_samples_give_the_ordinary_bytes(
+    monkeypatch: pytest.MonkeyPatch, in_runs: bool, arrangement: str
+) -> None:
+    """A scan's templated responses are written into one buffer run by run of one layout, or made
+    per layout and joined in scan order; either way, with samples an earlier reader left in the ring
+    cache among them, the bytes and their order are the ordinary path's."""
+    monkeypatch.setattr(wiretemplates, "RUNS_MIN", 1 << 30 if in_runs else 0)
+    monkeypatch.setattr(wiretemplates, "RUNS_SHARE", 1 if in_runs else 1 << 30)
+    base = _base_samples()[:-1]  # the trace-sock event does not decode (unknown cgroup)
+    batch = [s for s in base for _ in range(5)] if arrangement == "grouped" else base * 5
+    observer = _observer(_resolver())
+    for i in range(4):
+        observer.publish_records(_batch(batch), NOW + 1_000_003 * i)  # time fields of several sizes
+    ring = observer.flows
+    encoder = ResponseEncoder(observer_pb2.GetFlowsResponse)
+    for _, entry in ring.read_many(list(range(ring.oldest_seq, ring.next_seq, 7)))[0]:
+        encoder.encode(entry)  # an earlier reader's bytes, in the ring cache
+    templates = ring.decoder.wire_templates()
+    fast = _stream(observer, ALL, templates=True)
+    assert templates.hits > len(batch)
+    ring._cache[:] = [None] * len(ring._cache)
+    plain = _stream(observer, ALL, templates=False)
+    assert fast == plain
+
+
 def test_a_reader_lapped_while_templating_sends_nothing_stale() -> None:
     observer = _observer(_resolver(), capacity=63)
     base = _base_samples()[:20]
@@ -576,14 +603,14 @@ def test_port_hole_fields_match_the_slow_way() -> None:
     n = 3000
     index = np.array([rng.randrange(len(made)) for _ in range(n)], dtype=np.int64)
     ports = np.array([[rng.choice(picks) for _ in range(n)] for _ in range(2)], dtype=np.int64)
-    fields, sizes = wiretemplates._l4_fields(made, index, ports)
+    fields, sizes = wiretemplates._l4_array(made, index, ports)
     for i in range(n):
         template = made[int(index[i])]
         if not template.l4_kind:
-            assert fields[i] == b"" and sizes[i] == 0
+            assert sizes[i] == 0
             continue
         want = template.l4_field(int(ports[0, i]), int(ports[1, i]))
-        assert fields[i] == want + template.post[:1] and sizes[i] == len(want)
+        assert fields[i, : sizes[i]].tobytes() == want and sizes[i] == len(want)
 
 
 def test_port_field_tables_hold_every_ports_fields() -> None:
