@@ -42,7 +42,7 @@ from hubblepy.parser.constants import (
 )
 from hubblepy.parser.errors import ERR_INTERNAL, ERR_RECORD, MalformedSample, SkippedSample
 from hubblepy.parser.ids import uuid4_strings_from
-from hubblepy.proxy.accesslog import whole_record
+from hubblepy.proxy.accesslog import LazyRecord, whole_record
 
 FLOW_TYPES = np.array(
     [MSG_DROP, MSG_CAPTURE, MSG_TRACE, MSG_POLICY_VERDICT, MSG_TRACE_SOCK, MSG_ACCESS_LOG], dtype=np.uint8
@@ -265,10 +265,16 @@ class RecordDecoder:
         owner = self.parser
         out: list[dict | None] = []
         parser._check_generation()
-        for time_ns, (record, correlation, _), uid in items:
+        for time_ns, (record, correlation, key), uid in items:
             try:
-                whole = whole_record(record)
-                out.append(seven.decode_record(whole, parser._timestamp(time_ns), uid, correlation))
+                if key is not None and type(record) is LazyRecord:  # a row: from its template's flow
+                    out.append(seven.decode_row(record, key, parser._timestamp(time_ns), uid, correlation))
+                else:
+                    out.append(
+                        seven.decode_record(
+                            whole_record(record), parser._timestamp(time_ns), uid, correlation
+                        )
+                    )
                 owner.flows_decoded += 1
                 continue
             except SkippedSample:
