@@ -14,7 +14,11 @@ that the records name both pods. With ``--instructions`` it also prints instruct
 under valgrind's callgrind (the difference of two run lengths: start-up cancels out; within about
 2% from run to run), a figure that does not move with the machine's load.
 
-Usage: .venv/bin/python benchmarks/bench_node_l7.py [--requests 100000] [--repeat 5] [--instructions]
+The first read's figure includes the cyclic garbage collector's passes over the flows it keeps
+(with Python's default thresholds most of it: the ring holds tens of thousands of new dicts);
+``--node-gc`` collects as the lab node does (``tune_gc_for_flows``).
+
+Usage: .venv/bin/python benchmarks/bench_node_l7.py [--requests 100000] [--repeat 5] [--instructions] [--node-gc]
 """
 
 from __future__ import annotations
@@ -206,6 +210,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--instructions", action="store_true", help="also count instructions (valgrind)")
+    parser.add_argument(
+        "--node-gc",
+        action="store_true",
+        help="collect garbage as the lab node does (hubblepy.lab.node.tune_gc_for_flows), not with "
+        "Python's default thresholds",
+    )
     parser.add_argument("--metrics", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)  # --instructions' runs: the chunks, as JSON
     parser.add_argument("--times", type=int, default=1, help=argparse.SUPPRESS)
@@ -220,6 +230,11 @@ def main() -> None:
     import uvloop
 
     chunks = uvloop.run(access_log(args.requests))
+    if args.node_gc:
+        from hubblepy.lab.node import tune_gc_for_flows
+
+        gc.collect()
+        tune_gc_for_flows()
     print(
         f"Node L7 intake, in-process: {args.requests:,} proxied GETs (2 records each) in access-log "
         f"writes of {BATCH_REQUESTS} requests, best of {args.repeat}; load average "
@@ -249,7 +264,8 @@ def main() -> None:
     }:
         raise SystemExit(f"the ring read back {len(flows):,} flows of {records:,} records between {pods}")
     print(
-        f"{'first read (decode)':25} {seconds / len(flows) * 1e6:6.2f} µs CPU/flow  ({len(flows):,} flows in the ring)"
+        f"{'first read (decode)':25} {seconds / len(flows) * 1e6:6.2f} µs CPU/flow  ({len(flows):,} flows in the ring"
+        f"{', the lab node GC' if args.node_gc else ''})"
     )
     best, size = float("inf"), 0
     for _ in range(args.repeat):  # a fresh ring each time: the first GetFlows read decodes and encodes
