@@ -773,6 +773,12 @@ class SevenParser:
     def decode_row(
         self, record: RowRecord, key: Hashable, ts: str, uid: str, correlation: tuple[int, str] | None
     ) -> dict:
+        """:meth:`decode_row_shaped`'s flow."""
+        return self.decode_row_shaped(record, key, ts, uid, correlation)[0]
+
+    def decode_row_shaped(
+        self, record: RowRecord, key: Hashable, ts: str, uid: str, correlation: tuple[int, str] | None
+    ) -> tuple[dict, tuple[dict, dict, dict] | None]:
         """:meth:`decode_record` of ``record.whole()`` (an access-log row, see :class:`RowRecord`),
         built from its template key's flow when it can be; raises ``MalformedSample``.
 
@@ -786,7 +792,10 @@ class SevenParser:
         ``time``, ``uuid``, ``l7.latency_ns``, ``l7.http.headers`` (from the header set, worked out
         once per set: :meth:`_header_plan`), ``trace_context`` and a response's ``Summary``
         (latency in ms). Anything else (no correlation, a time outside that range, another record
-        or HTTP object under the key, a header set that does not decode) is decoded in full."""
+        or HTTP object under the key, a header set that does not decode) is decoded in full.
+
+        Returns the flow and the shape it was copied from (:func:`_row_shape`; None for a flow
+        decoded in full): :mod:`hubblepy.observer.l7wire` builds its bytes from the shape's."""
         parser_generation = self._parser._generation
         rows = self._rows
         if parser_generation != self._rows_generation or len(rows) >= _TEMPLATE_LIMIT:
@@ -814,7 +823,7 @@ class SevenParser:
             ):
                 parts = _template(flow, _str(base.get("Type")), _int(http.get("Code")))
                 rows[key] = (base, http, parts, {})
-            return flow
+            return flow, None
         request_id = record.request_id
         headers = record.headers
         plan = self._header_plans.get((id(headers), request_id is not None))
@@ -822,7 +831,7 @@ class SevenParser:
             try:
                 plan = self._header_plan(headers, request_id is not None)
             except (MalformedSample, TypeError, ValueError):
-                return self.decode_record(record.whole(), ts, uid, correlation)
+                return self.decode_record(record.whole(), ts, uid, correlation), None
         _, header_list, hole, name = plan
         if hole >= 0:
             header_list = header_list.copy()
@@ -852,7 +861,7 @@ class SevenParser:
         summary = parts[5]
         if type(summary) is tuple:
             f["Summary"] = f"{summary[0]}{latency // _NS_PER_MS}{summary[1]}"
-        return f
+        return f, shape
 
     def _header_plan(self, headers: dict[str, list[str]], hole: bool) -> tuple[dict, list[dict], int, str]:
         """(``headers``, the flow's header list of a row with this header set, the position of the

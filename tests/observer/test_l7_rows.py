@@ -1,7 +1,8 @@
 """Access-log rows read from the node's ring are built from their template key's flow
-(``SevenParser.decode_row``): the flows, the GetFlows protobuf stream and the JSON lines are byte for
-byte those of the full decode (``whole_record`` then ``decode_record``), for thousands of rows of
-many templates and header sets (X-Request-Id holes, traceparent, redacted headers), requests and
+(``SevenParser.decode_row``), their GetFlows bytes from its shape (``l7wire``): the flows, the
+GetFlows protobuf stream and the JSON lines are byte for byte those of the full decode
+(``whole_record`` then ``decode_record``, then the usual encoders), for thousands of rows of many
+templates and header sets (X-Request-Id holes, traceparent, redacted headers), requests and
 responses with and without latency and trace IDs, denied requests, rows whose time the fast path
 does not vouch for, templates redefined under the same number, and resolver changes between
 batches (snapshots)."""
@@ -237,6 +238,9 @@ def test_rows_from_templates_are_the_full_decode_byte_for_byte(seed: int) -> Non
     fast_stream, full_stream = _get_flows(fast), _get_flows(full)
     assert fast_stream == full_stream and len(fast_stream) > rows * 300
     assert _templated(fast) > 0 and _templated(full) == 0
+    # most rows were built from a shape, and so were their GetFlows bytes (l7wire)
+    entries = [e for _, e in fast.flows.read_many(range(fast.flows.oldest_seq, fast.flows.next_seq))[0]]
+    assert sum(e.shape is not None for e in entries) > 0.7 * rows
     fast_flows, full_flows = _responses(fast), _responses(full)
     assert len(fast_flows) == len(full_flows) and len(fast_flows) > 0.97 * rows
     for got, want in zip(fast_flows, full_flows, strict=True):
@@ -297,6 +301,7 @@ def test_what_differs_between_rows_of_one_template() -> None:
         [{"key": "Accept", "value": "*/*"}, {"key": "X-Request-Id", "value": "added"}],
     ]
     assert _templated(fast) == 1
+    assert _get_flows(fast) == _get_flows(full)
 
 
 def test_a_template_number_defined_again_gets_a_new_template() -> None:
@@ -315,6 +320,7 @@ def test_a_template_number_defined_again_gets_a_new_template() -> None:
         full.publish_l7(records, NOW, full._decoder.parser.seven, None, correlations)  # type: ignore[union-attr]
     got = _responses(fast)
     assert got == _responses(full)
+    assert _get_flows(fast) == _get_flows(full)
     methods = [orjson.loads(g)["flow"]["l7"]["http"].get("method") for g in got]
     assert (
         methods
@@ -355,3 +361,4 @@ def test_rows_at_the_ends_of_the_time_range() -> None:
     got = _responses(fast)
     assert got == _responses(full) and len(got) == 5
     assert _templated(fast) == 1
+    assert _get_flows(fast) == _get_flows(full)
