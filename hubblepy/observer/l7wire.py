@@ -21,6 +21,10 @@ from hubblepy.codec import fastwire, schema
 
 _UINT64_LIMIT = 1 << 64
 _KEPT_LIMIT = 4096  # shapes and header entries kept (by object) before the tables are emptied
+_FLOW_VARYING = ("time", "uuid", "l7", "trace_context", "Summary")  # what a row shape leaves None
+_L7_VARYING = ("latency_ns", "http")
+_HTTP_VARYING = ("headers",)
+_ROW_REQUEST_ID = "X-Request-Id"  # the header of a row's own value (seven._ROW_REQUEST_ID)
 
 
 def _level(message_class: Any, tree: dict[str, Any]) -> Any:
@@ -45,20 +49,31 @@ def _field(level: Any, key: str) -> tuple[int, Any]:
     return level.fields[key]
 
 
-def _segments(level: Any, shape: dict[str, Any]) -> list[bytes | str]:
-    """The fields of ``shape`` in number order: bytes for a value, the key for a None (a row's own)."""
+def _template(level: Any, shape: dict[str, Any], varying: tuple[str, ...]) -> tuple[list[bytes], list[int]]:
+    """The fields of ``shape`` in number order as a list of bytes, with b"" where a row puts its own
+    value (the keys of ``shape`` holding None), and the position of each of ``varying`` in it (-1:
+    not in this shape). A None under another key: KeyError (not a row shape)."""
     ranked: list[tuple[int, bytes | str]] = []
     for key, value in shape.items():
         rank, write = _field(level, key)
-        ranked.append((rank, key if value is None else write(value)))
-    ranked.sort(key=lambda item: item[0])
-    merged: list[bytes | str] = []
-    for _, part in ranked:
-        if type(part) is bytes and merged and type(merged[-1]) is bytes:
-            merged[-1] = merged[-1] + part
+        if value is None:
+            if key not in varying:
+                raise KeyError(key)
+            ranked.append((rank, key))
         else:
-            merged.append(part)
-    return merged
+            ranked.append((rank, write(value)))
+    ranked.sort(key=lambda item: item[0])
+    parts: list[bytes] = []
+    where: dict[str, int] = {}
+    for _, part in ranked:
+        if type(part) is str:
+            where[part] = len(parts)
+            parts.append(b"")
+        elif parts and parts[-1] and (len(parts) - 1) not in where.values():
+            parts[-1] += part  # type: ignore[operator]
+        else:
+            parts.append(part)  # type: ignore[arg-type]
+    return parts, [where.get(key, -1) for key in varying]
 
 
 class RowWire:
@@ -88,98 +103,111 @@ class RowWire:
         self._time = _field(self.flow, "time")[1]
         self._uuid = _field(self.flow, "uuid")[1]
         self._summary = _field(self.flow, "Summary")[1]
+        self._times: tuple[Any, bytes] = (None, b"")  # the last flow time and its bytes
+        self._tail: tuple[Any, bytes] = (None, b"")  # the last response tail (see _response_tail)
 
     def _plan(self, shape: tuple[dict, dict, dict]) -> tuple:
         found = self._plans.get(id(shape))
         if found is not None and found[0] is shape:
             return found[1]
         f_shape, l7_shape, http_shape = shape
-        plan = (_segments(self.flow, f_shape), _segments(self.l7, l7_shape), _segments(self.http, http_shape))
+        plan = (
+            *_template(self.flow, f_shape, _FLOW_VARYING),
+            *_template(self.l7, l7_shape, _L7_VARYING),
+            *_template(self.http, http_shape, _HTTP_VARYING),
+        )
         if len(self._plans) >= _KEPT_LIMIT:
             self._plans.clear()
         self._plans[id(shape)] = (shape, plan)
         return plan
 
     def _header_bytes(self, headers: list[dict]) -> bytes:
+        """The ``headers`` field bytes of a header list: each entry's kept by object (a header set's
+        entries are shared by its rows), a row's own X-Request-Id entry written anew."""
         kept = self._headers
         tag = self._headers_tag
         out = []
         for entry in headers:
             found = kept.get(id(entry))
-            if found is None or found[0] is not entry:
-                if type(entry) is not dict:
-                    raise fastwire._Fallback
-                body = self.header.write(entry)
-                found = (entry, tag + fastwire._varint(len(body)) + body)
-                if len(kept) >= _KEPT_LIMIT:
-                    kept.clear()
-                kept[id(entry)] = found
-            out.append(found[1])
+            if found is not None and found[0] is entry:
+                out.append(found[1])
+                continue
+            if type(entry) is not dict:
+                raise fastwire._Fallback
+            body = self.header.write(entry)
+            wire = tag + fastwire._varint(len(body)) + body
+            if len(entry) == 2 and entry.get("key") == _ROW_REQUEST_ID:  # a row's own: not kept
+                out.append(wire)
+                continue
+            if len(kept) >= _KEPT_LIMIT:
+                kept.clear()
+            kept[id(entry)] = (entry, wire)
+            out.append(wire)
         return b"".join(out)
 
     def encode(self, response: dict[str, Any], shape: tuple[dict, dict, dict]) -> bytes | None:
         """The serialized GetFlowsResponse of ``response`` (``flow``, ``node_name``, ``time``) whose
         flow was built from ``shape``; None when this cannot tell (encode it as usual then)."""
         try:
-            flow_parts, l7_parts, http_parts = self._plan(shape)
+            (
+                flow_parts,
+                (at_time, at_uuid, at_l7, at_trace, at_summary),
+                l7_parts,
+                l7_at,
+                http_parts,
+                http_at,
+            ) = self._plan(shape)
             flow = response["flow"]
             l7 = flow["l7"]
             http = l7["http"]
-            out: list[bytes] = []
-            for part in http_parts:
-                if type(part) is bytes:
-                    out.append(part)
-                elif part == "headers":
-                    out.append(self._header_bytes(http["headers"]))
-                else:
+            if http_at[0] >= 0:
+                http_parts = http_parts.copy()
+                http_parts[http_at[0]] = self._header_bytes(http["headers"])
+            http_body = b"".join(http_parts)
+            l7_parts = l7_parts.copy()
+            at_latency, at_http = l7_at
+            l7_parts[at_http] = self._http_tag + fastwire._varint(len(http_body)) + http_body
+            if at_latency >= 0:
+                text = l7["latency_ns"]
+                latency = int(text)
+                if not 0 < latency < _UINT64_LIMIT or text != str(latency):
                     return None
-            http_body = b"".join(out)
-            out = []
-            for part in l7_parts:
-                if type(part) is bytes:
-                    out.append(part)
-                elif part == "http":
-                    out.append(self._http_tag + fastwire._varint(len(http_body)) + http_body)
-                elif part == "latency_ns":
-                    latency = int(l7["latency_ns"])
-                    if not 0 < latency < _UINT64_LIMIT or l7["latency_ns"] != str(latency):
-                        return None
-                    out.append(self._latency_tag + fastwire._varint(latency))
-                else:
+                l7_parts[at_latency] = self._latency_tag + fastwire._varint(latency)
+            l7_body = b"".join(l7_parts)
+            flow_parts = flow_parts.copy()
+            stamp = flow["time"]
+            times = self._times
+            if times[0] != stamp:
+                times = self._times = (stamp, self._time(stamp))
+            flow_parts[at_time] = times[1]
+            flow_parts[at_uuid] = self._uuid(flow["uuid"])
+            flow_parts[at_l7] = self._l7_tag + fastwire._varint(len(l7_body)) + l7_body
+            if at_trace >= 0:
+                value = flow["trace_context"]
+                if type(value) is not dict:
                     return None
-            l7_body = b"".join(out)
-            out = []
-            for part in flow_parts:
-                if type(part) is bytes:
-                    out.append(part)
-                elif part == "l7":
-                    out.append(self._l7_tag + fastwire._varint(len(l7_body)) + l7_body)
-                elif part == "time":
-                    out.append(self._time(flow["time"]))
-                elif part == "uuid":
-                    out.append(self._uuid(flow["uuid"]))
-                elif part == "Summary":
-                    out.append(self._summary(flow["Summary"]))
-                elif part == "trace_context":
-                    value = flow["trace_context"]
-                    if type(value) is not dict:
-                        return None
-                    body = self.trace.write(value)
-                    out.append(self._trace_tag + fastwire._varint(len(body)) + body)
-                else:
-                    return None
-            flow_body = b"".join(out)
-            slots: list[tuple[int, bytes]] = [
-                (self._flow_rank, self._flow_tag + fastwire._varint(len(flow_body)) + flow_body)
-            ]
-            for key, value in response.items():
-                if key == "node_name":
-                    slots.append((self._node_name[0], self._node_name[1](value)))
-                elif key == "time":
-                    slots.append((self._response_time[0], self._response_time[1](value)))
-                elif key != "flow":
-                    return None
-            slots.sort(key=lambda item: item[0])
-            return b"".join([part for _, part in slots])
+                body = self.trace.write(value)
+                flow_parts[at_trace] = self._trace_tag + fastwire._varint(len(body)) + body
+            if at_summary >= 0:
+                flow_parts[at_summary] = self._summary(flow["Summary"])
+            flow_body = b"".join(flow_parts)
+            tail = self._tail
+            key = (response.get("node_name"), response.get("time"), tuple(response))
+            if tail[0] != key:
+                tail = self._tail = (key, self._response_tail(response))
+            return self._flow_tag + fastwire._varint(len(flow_body)) + flow_body + tail[1]
         except (fastwire._Fallback, KeyError, TypeError, ValueError, OverflowError):
             return None
+
+    def _response_tail(self, response: dict[str, Any]) -> bytes:
+        """The bytes of the response's fields after ``flow`` (``node_name``, ``time``; KeyError for
+        any other)."""
+        slots: list[tuple[int, bytes]] = []
+        for key, value in response.items():
+            if key != "flow" and value is not None:
+                rank, write = _field(self.response, key if key in ("node_name", "time") else "")
+                slots.append((rank, write(value)))
+        slots.sort(key=lambda item: item[0])
+        if slots and slots[0][0] < self._flow_rank:
+            raise KeyError("flow")  # fields before the flow: not this layout
+        return b"".join([part for _, part in slots])
