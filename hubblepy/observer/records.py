@@ -42,7 +42,7 @@ from hubblepy.parser.constants import (
 )
 from hubblepy.parser.errors import ERR_INTERNAL, ERR_RECORD, MalformedSample, SkippedSample
 from hubblepy.parser.ids import uuid4_strings_from
-from hubblepy.proxy.accesslog import whole_record
+from hubblepy.proxy.accesslog import LazyRecord, whole_record
 
 FLOW_TYPES = np.array(
     [MSG_DROP, MSG_CAPTURE, MSG_TRACE, MSG_POLICY_VERDICT, MSG_TRACE_SOCK, MSG_ACCESS_LOG], dtype=np.uint8
@@ -240,6 +240,7 @@ class RecordDecoder:
         node = self.node_name
         uids = self.uuids([item[0] for item in items])
         flows: list[dict | None] = []
+        shapes: list[Any] | None = None  # per flow: its row shape (see _decode_l7), once there is one
         with self._lock:
             start = 0
             while start < len(items):
@@ -252,13 +253,19 @@ class RecordDecoder:
                     parser = self._parsers.get(self._current, self.parser)
                 group = zip(items[start:end], uids[start:end], strict=True)
                 if kind == KIND_L7:
+                    if shapes is None:
+                        shapes = [None] * len(flows)
                     flows.extend(
-                        self._decode_l7(parser, [(t, payload, uid) for (_, t, _, payload, _), uid in group])
+                        self._decode_l7(
+                            parser, [(t, payload, uid) for (_, t, _, payload, _), uid in group], shapes
+                        )
                     )
                 else:
                     flows.extend(
                         parser.decode_records([(t, 0, payload, uid) for (_, t, _, payload, _), uid in group])
                     )
+                    if shapes is not None:
+                        shapes.extend([None] * (end - start))
                 start = end
         out: list[RingEntry | None] = []
         for item, flow in zip(items, flows, strict=True):
@@ -270,18 +277,34 @@ class RecordDecoder:
             if stamp:
                 resp["time"] = stamp
             out.append(RingEntry(item[1], resp))
+        if shapes is not None:
+            for entry, shape in zip(out, shapes, strict=True):
+                if shape is not None and entry is not None:
+                    entry.shape = shape
         return out
 
-    def _decode_l7(self, parser: Any, items: list[tuple[int, Any, str]]) -> list[dict | None]:
-        """Flows of access-log records stored as ``(record, correlation, key)`` (see Observer.publish_l7)."""
+    def _decode_l7(
+        self, parser: Any, items: list[tuple[int, Any, str]], shapes: list[Any]
+    ) -> list[dict | None]:
+        """Flows of access-log records stored as ``(record, correlation, key)`` (see Observer.publish_l7);
+        appends to ``shapes`` the row shape of each (None for a flow decoded in full)."""
         seven = parser.seven
         owner = self.parser
         out: list[dict | None] = []
         parser._check_generation()
-        for time_ns, (record, correlation, _), uid in items:
+        for time_ns, (record, correlation, key), uid in items:
             try:
-                whole = whole_record(record)
-                out.append(seven.decode_record(whole, parser._timestamp(time_ns), uid, correlation))
+                if key is not None and type(record) is LazyRecord:  # a row: from its template's flow
+                    flow, shape = seven.decode_row_shaped(
+                        record, key, parser._timestamp(time_ns), uid, correlation
+                    )
+                else:
+                    flow = seven.decode_record(
+                        whole_record(record), parser._timestamp(time_ns), uid, correlation
+                    )
+                    shape = None
+                out.append(flow)
+                shapes.append(shape)
                 owner.flows_decoded += 1
                 continue
             except SkippedSample:
@@ -297,6 +320,7 @@ class RecordDecoder:
                 owner.error_counts[ERR_INTERNAL] += 1
                 owner.last_error = f"{type(exc).__name__}: {exc}"
             out.append(None)
+            shapes.append(None)
         return out
 
 

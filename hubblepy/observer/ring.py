@@ -62,7 +62,7 @@ class RingEntry:
     ``json``/``masked_json`` do the same for the canonical JSON line served to hubblepy clients.
     """
 
-    __slots__ = ("time_ns", "response", "flow", "wire", "masked", "json", "masked_json")
+    __slots__ = ("time_ns", "response", "flow", "wire", "masked", "json", "masked_json", "shape")
 
     def __init__(self, time_ns: int, response: dict[str, Any]) -> None:
         self.time_ns = time_ns
@@ -72,6 +72,8 @@ class RingEntry:
         self.masked: tuple[Any, bytes] | None = None
         self.json: bytes | None = None  # canonical JSON line (with "\n") for hubblepy clients
         self.masked_json: tuple[Any, bytes] | None = None
+        # an access-log row's flow shape (SevenParser.decode_row_shaped): its wire bytes come from it
+        self.shape: tuple[dict, dict, dict] | None = None
 
 
 class RawColumns:

@@ -146,6 +146,20 @@ def flow_templates(
     return wire_templates() if wire_templates is not None else None
 
 
+_row_wire: Any = None
+
+
+def row_wire() -> Any:
+    """The node's :class:`~hubblepy.observer.l7wire.RowWire` (made when first needed; its tables are
+    shared by every stream, as :mod:`hubblepy.codec.fastwire`'s are)."""
+    global _row_wire
+    if _row_wire is None:
+        from hubblepy.observer.l7wire import RowWire
+
+        _row_wire = RowWire()
+    return _row_wire
+
+
 class ResponseEncoder:
     """Turns ring entries into wire bytes of a response message, with optional field mask."""
 
@@ -178,7 +192,11 @@ class ResponseEncoder:
         if self.mask_tree is None or entry.flow is None:
             wire = entry.wire
             if wire is None:
-                wire = self.wire_encoder.encode(entry.response)
+                shape = entry.shape
+                if shape is not None and self.message_class is observer_pb2.GetFlowsResponse:
+                    wire = row_wire().encode(entry.response, shape)  # an access-log row (l7wire)
+                if wire is None:
+                    wire = self.wire_encoder.encode(entry.response)
                 entry.wire = wire
             return wire
         cached = entry.masked

@@ -30,9 +30,9 @@ that does not parse is counted in the parser's ``parse_errors``/``error_counts``
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -76,6 +76,13 @@ _NS_PER_MS = 1_000_000
 _CACHE_LIMIT = 1 << 16  # entries per lookup cache before it is emptied
 _TEMPLATE_LIMIT = 4096  # HTTP flow templates (a few per keep-alive connection) before they are emptied
 _SEEN_ONCE: tuple = ()  # a template key seen once: no template yet
+# rows (see SevenParser.decode_row): the header whose value is a row's hole, as LazyRecord.whole()
+# writes it; a stand-in value for it no record holds (a string made at run time, compared by
+# identity); the Unix ns before which a row's Timestamp text (accesslog.timestamp: years 1970 to
+# 9999) always parses
+_ROW_REQUEST_ID = "X-Request-Id"
+_HOLE = "".join(("\x00", "row hole"))
+_ROW_NS_LIMIT = 253_402_300_800 * 1_000_000_000
 # the fields of Go's url.URL that its String() reads (the URL cache key)
 _URL_KEYS = (
     "Scheme",
@@ -511,6 +518,11 @@ class SevenParser:
         self._templates: dict[bytes, tuple] = {}
         self._keyed_kinds: dict[Any, str] = {}  # access-log template key -> its records' Type
         self._templates_generation: int | None = -1
+        # rows (decode_row): access-log template key -> (its record, its HTTP object, _template parts,
+        # {(latency?, trace?, headers?): shapes}); header set plans by (id, hole?), see _header_plan
+        self._rows: dict[Hashable, tuple[dict, dict, tuple, dict[tuple[bool, bool, bool], tuple]]] = {}
+        self._rows_generation: int | None = -1
+        self._header_plans: dict[tuple[int, bool], tuple[dict, list[dict], int, str]] = {}
         self._event_type = parser._event_type(MSG_ACCESS_LOG, 0)
 
     @property
@@ -757,6 +769,118 @@ class SevenParser:
             f["Summary"] = summary
         f.update(post)
         return f
+
+    def decode_row(
+        self, record: RowRecord, key: Hashable, ts: str, uid: str, correlation: tuple[int, str] | None
+    ) -> dict:
+        """:meth:`decode_row_shaped`'s flow."""
+        return self.decode_row_shaped(record, key, ts, uid, correlation)[0]
+
+    def decode_row_shaped(
+        self, record: RowRecord, key: Hashable, ts: str, uid: str, correlation: tuple[int, str] | None
+    ) -> tuple[dict, tuple[dict, dict, dict] | None]:
+        """:meth:`decode_record` of ``record.whole()`` (an access-log row, see :class:`RowRecord`),
+        built from its template key's flow when it can be; raises ``MalformedSample``.
+
+        ``key``: the row's access-log template key (rows with the same key have the same ``base``
+        and ``http`` objects and differ only in ``Timestamp`` and ``HTTP.Headers``). With the
+        writer's ``correlation``, a row's flow depends on its own record only through its headers
+        (the flow's ``time`` is ``ts``, the receive time; the ``Timestamp`` is only parsed, and
+        :func:`~hubblepy.proxy.accesslog.timestamp`'s text always parses for ``ns`` in
+        [0, year 10000)). So the first row of a key (per resolver generation) is decoded in full
+        and its flow kept as the key's template (:func:`_template`); the others copy it and set
+        ``time``, ``uuid``, ``l7.latency_ns``, ``l7.http.headers`` (from the header set, worked out
+        once per set: :meth:`_header_plan`), ``trace_context`` and a response's ``Summary``
+        (latency in ms). Anything else (no correlation, a time outside that range, another record
+        or HTTP object under the key, a header set that does not decode) is decoded in full.
+
+        Returns the flow and the shape it was copied from (:func:`_row_shape`; None for a flow
+        decoded in full): :mod:`hubblepy.observer.l7wire` builds its bytes from the shape's."""
+        parser_generation = self._parser._generation
+        rows = self._rows
+        if parser_generation != self._rows_generation or len(rows) >= _TEMPLATE_LIMIT:
+            rows.clear()
+            self._rows_generation = parser_generation
+        ns = record.ns
+        found = rows.get(key)
+        if (
+            found is None
+            or found[0] is not record.base
+            or found[1] is not record.http
+            or correlation is None
+            or type(ns) is not int
+            or not 0 <= ns < _ROW_NS_LIMIT
+        ):
+            flow = self.decode_record(record.whole(), ts, uid, correlation)
+            base, http = record.base, record.http
+            if (
+                correlation is not None
+                and type(ns) is int
+                and 0 <= ns < _ROW_NS_LIMIT
+                and type(base) is dict
+                and type(http) is dict
+                and base.get("DNS") is None  # decoded as HTTP (what _template reads)
+            ):
+                parts = _template(flow, _str(base.get("Type")), _int(http.get("Code")))
+                rows[key] = (base, http, parts, {})
+            return flow, None
+        request_id = record.request_id
+        headers = record.headers
+        plan = self._header_plans.get((id(headers), request_id is not None))
+        if plan is None or plan[0] is not headers:
+            try:
+                plan = self._header_plan(headers, request_id is not None)
+            except (MalformedSample, TypeError, ValueError):
+                return self.decode_record(record.whole(), ts, uid, correlation), None
+        _, header_list, hole, name = plan
+        if hole >= 0:
+            header_list = header_list.copy()
+            header_list[hole] = {"key": name, "value": request_id} if request_id else {"key": name}
+        elif header_list:
+            header_list = header_list.copy()
+        latency, trace_id = correlation
+        parts, shapes = found[2], found[3]
+        variant = (bool(latency), bool(trace_id), bool(header_list))
+        shape = shapes.get(variant)
+        if shape is None:
+            shape = shapes[variant] = _row_shape(parts, *variant)
+        f_shape, l7_shape, http_shape = shape
+        http_flow = http_shape.copy()
+        if header_list:
+            http_flow["headers"] = header_list
+        l7 = l7_shape.copy()
+        if latency:
+            l7["latency_ns"] = str(latency)
+        l7["http"] = http_flow
+        f = f_shape.copy()
+        f["time"] = ts
+        f["uuid"] = uid
+        f["l7"] = l7
+        if trace_id:
+            f["trace_context"] = {"parent": {"trace_id": trace_id}}
+        summary = parts[5]
+        if type(summary) is tuple:
+            f["Summary"] = f"{summary[0]}{latency // _NS_PER_MS}{summary[1]}"
+        return f, shape
+
+    def _header_plan(self, headers: dict[str, list[str]], hole: bool) -> tuple[dict, list[dict], int, str]:
+        """(``headers``, the flow's header list of a row with this header set, the position of the
+        X-Request-Id hole's entry in it or -1, that entry's key): :meth:`_headers` of the headers
+        ``LazyRecord.whole()`` makes, with a stand-in for the hole's value (found by identity; a
+        redacted hole shows no value, so has no position)."""
+        mapped = {name: list(values) for name, values in headers.items()}
+        if hole:
+            mapped[_ROW_REQUEST_ID] = [_HOLE]
+        header_list = self._headers(mapped)[0]
+        at, name = -1, ""
+        for i, entry in enumerate(header_list):
+            if entry.get("value") is _HOLE:
+                at, name = i, entry["key"]
+        plans = self._header_plans
+        if len(plans) >= _CACHE_LIMIT:
+            plans.clear()
+        plan = plans[(id(headers), hole)] = (headers, header_list, at, name)
+        return plan
 
     def _decode_record(
         self, record: Any, ts: str, uid: str, correlation: tuple[int, str] | None = None
@@ -1097,6 +1221,27 @@ class SevenParser:
             f["policy_log"] = list(log)
 
 
+class RowRecord(Protocol):
+    """What :meth:`SevenParser.decode_row` reads of an access-log row
+    (:class:`~hubblepy.proxy.accesslog.LazyRecord`): its template's record and ``HTTP`` object, its
+    time (Unix ns), its header set and the value of the set's X-Request-Id hole (None: no hole). The
+    objects are shared by the rows of a template and never modified."""
+
+    base: dict[str, Any]
+    http: dict[str, Any]
+    ns: int
+    headers: dict[str, list[str]]
+    request_id: str | None
+
+    def whole(self) -> dict[str, Any]: ...
+
+
+# the fields _decode_record writes after trace_context and Summary (SevenParser._attribution)
+_AFTER_SUMMARY = frozenset(
+    ("egress_allowed_by", "ingress_allowed_by", "egress_denied_by", "ingress_denied_by", "policy_log")
+)
+
+
 def _template(f: dict, kind: str, code: int) -> tuple:
     """The parts of an HTTP record's flow that do not depend on its ``Timestamp`` and headers:
     (Type, fields before ``l7``, l7 type, the HTTP fields before ``headers``, fields from ``l7`` to
@@ -1115,6 +1260,8 @@ def _template(f: dict, kind: str, code: int) -> tuple:
         if name == "Summary":
             part = post
             continue
+        if name in _AFTER_SUMMARY:  # a flow without a Summary: these still follow trace_context
+            part = post
         part.append((name, value))
     l7 = f["l7"]
     http = l7["http"]
@@ -1126,6 +1273,32 @@ def _template(f: dict, kind: str, code: int) -> tuple:
         protocol, method, url = head.get("protocol", ""), head.get("method", ""), head.get("url", "")
         summary = (f"{protocol} {code} ", f"ms ({method} {url})")
     return (kind, tuple(pre), l7.get("type"), head, tuple(mid), summary, tuple(post))
+
+
+def _row_shape(parts: tuple, latency: bool, trace: bool, headers: bool) -> tuple[dict, dict, dict]:
+    """The flow, ``l7`` and ``l7.http`` dicts of a row template's flows (``parts``: :func:`_template`)
+    with every key in its place and None for the values each row sets: with or without
+    ``l7.latency_ns``, ``trace_context`` and ``l7.http.headers`` (the keys a row may lack)."""
+    _, pre, l7_type, http_head, mid, summary, post = parts
+    http_flow = dict(http_head)
+    if headers:
+        http_flow["headers"] = None
+    l7: dict[str, Any] = {} if l7_type is None else {"type": l7_type}
+    if latency:
+        l7["latency_ns"] = None
+    l7["http"] = None
+    f: dict[str, Any] = {"time": None, "uuid": None}
+    f.update(pre)
+    f["l7"] = None
+    f.update(mid)
+    if trace:
+        f["trace_context"] = None
+    if type(summary) is tuple:
+        f["Summary"] = None
+    elif summary:
+        f["Summary"] = summary
+    f.update(post)
+    return f, l7, http_flow
 
 
 def _list(value: Any) -> list:
