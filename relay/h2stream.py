@@ -319,7 +319,7 @@ def keep_freed_memory() -> bool:
     A message buffer (up to a megabyte, a node's indexed batch) is a ``bytearray`` from glibc's
     malloc, which maps large blocks anew (a thread's own arena too) and returns freed memory to the
     system, so that the next buffer's pages are faulted in (and zeroed) again: about a third of the
-    pages a relay received, 700 faults on a 16,404-flow read, 0.07 to 0.1 µs of its CPU a flow.
+    pages a relay received, 670 to 970 faults on a 16,404-flow read, 0.07 to 0.1 µs of its CPU a flow.
     With blocks up to MMAP_THRESHOLD taken from the heap and up to TRIM_THRESHOLD of free memory
     kept (per arena: the process keeps what its busiest moment needed, within those bounds), the
     pages are reused. The relay calls it once at startup; False where the C library has no
