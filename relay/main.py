@@ -51,6 +51,7 @@ from hubblepy.observer.flags import (  # noqa: E402
 )
 from hubblepy.observer.server import HEALTH_SERVICE_NAME, ServerTLS, grpc_listen_target  # noqa: E402
 from hubblepy.observer.transport import GrpcServer  # noqa: E402
+from relay.h2stream import keep_freed_memory  # noqa: E402
 from relay.peers import ClientTLS, DialOptions, PeerManager  # noqa: E402
 from relay.service import RelayObserver  # noqa: E402
 
@@ -326,6 +327,7 @@ def run(argv: list[str]) -> int:
     """Run the relay until SIGINT/SIGTERM; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="level=%(levelname)s msg=%(message)s")
     logging.getLogger("relay").setLevel(logging.INFO)  # node connected/disconnected/unavailable
+    keep_freed_memory()  # nodes' batches are read into large buffers: reuse their pages
     try:
         relay = Relay(build_parser().parse_args(argv))
         relay.start()

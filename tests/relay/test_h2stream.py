@@ -220,3 +220,37 @@ def test_the_relay_reads_plaintext_nodes_with_it() -> None:
         plain.close()
         tls.close()
         server.stop(0)
+
+
+_CHURN = r"""
+import resource, sys, threading
+if sys.argv[1] == "keep":
+    from relay.h2stream import keep_freed_memory
+    assert keep_freed_memory()
+def churn():  # message buffers as a reader thread fills them: 256 KiB to 1 MiB, written whole
+    for i in range(200):
+        size = (256 << 10) * (1 + i % 4) + i
+        buf = bytearray(size)
+        buf[:] = b"\x01" * size
+        del buf
+thread = threading.Thread(target=churn)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+thread.start()
+thread.join()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_message_buffers_are_reused_not_faulted_in_again() -> None:
+    """keep_freed_memory (the relay calls it at startup): a thread's large buffers reuse freed pages."""
+    import subprocess
+
+    root = str(Path(__file__).resolve().parents[2])
+    faults = {
+        mode: int(subprocess.run([sys.executable, "-c", _CHURN, mode], cwd=root, capture_output=True,
+                                 text=True, check=True).stdout)
+        for mode in ("keep", "plain")
+    }  # fmt: skip
+    # 200 buffers of 160 MB in all: 39,000 pages, faulted in each time without it
+    assert faults["keep"] < 8000 < faults["plain"]
