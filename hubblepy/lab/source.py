@@ -163,9 +163,14 @@ class AccessLogSource:
     def run(self, sink: EventSink, stop: threading.Event) -> None:
         self.path.unlink(missing_ok=True)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(self.path))
-        os.chmod(self.path, 0o600)
+        # made under another name and renamed once it listens with its mode set: a proxy that
+        # finds the path can connect (between bind and listen it would be refused)
+        making = self.path.with_name(self.path.name + "~")
+        making.unlink(missing_ok=True)
+        listener.bind(str(making))
+        os.chmod(making, 0o600)
         listener.listen(16)
+        os.replace(making, self.path)
         listener.setblocking(False)
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ, None)
