@@ -219,7 +219,6 @@ class Ring:
         self._floor = max(self._floor, seq + n - self.capacity)
         start = seq & self._mask
         first = min(n, self._size - start)  # slots up to the end of the arrays, then from 0
-        payloads = list(payloads)
         for lo, hi, src in ((start, start + first, slice(0, first)), (0, n - first, slice(first, n))):
             if hi <= lo:
                 continue

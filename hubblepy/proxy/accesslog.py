@@ -161,8 +161,15 @@ class HeaderSetMemo:
         self.headers: list[tuple[bytes, bytes]] | None = None
         self.found: LogTemplate | None = None
 
-    def header_set(self, headers: list[tuple[bytes, bytes]], added: str) -> tuple[LogTemplate, str | None]:
+    def header_set(
+        self, headers: list[tuple[bytes, bytes]], added: str | None = None
+    ) -> tuple[LogTemplate, str | None]:
         """``header_set(headers, added)``."""
+        if added is None:
+            if not headers or headers[-1][0] != b"X-Request-Id":
+                return header_set(headers)
+            added = headers[-1][1].decode("latin-1")  # the proxy's own, added last
+            headers = headers[:-1]
         if headers != self.headers:
             self.headers = list(headers)
             self.found = trailing_set(headers)

@@ -936,11 +936,7 @@ class ClientConnection(asyncio.Protocol):
             self._emit(_REQUEST, ns, None, self._fragments()[0], ex, http, (request_id, traceparent))
             return
         # rows (one per rule set on the path), each correlated as the node would (see Correlator)
-        headers = ex.headers
-        if headers and headers[-1][0] == b"X-Request-Id":  # the proxy's own, added last
-            header_set, hole = self._request_sets.header_set(headers[:-1], headers[-1][1].decode("latin-1"))
-        else:
-            header_set, hole = accesslog.header_set(headers)
+        header_set, hole = self._request_sets.header_set(ex.headers)
         correlator = self.server.correlator
         for template in self._templates(entry, _REQUEST, 0, None, ex):
             trace_id = correlator.request(ns, request_id, traceparent)
@@ -967,10 +963,7 @@ class ClientConnection(asyncio.Protocol):
             http = self._http(ex, code, headers)
             self._emit(_RESPONSE, ns, logged_verdict, self._fragments()[1], ex, http, (request_id, ""))
             return
-        if added_id is not None:
-            header_set, hole = self._response_sets.header_set(headers, added_id)
-        else:
-            header_set, hole = accesslog.header_set(headers)
+        header_set, hole = self._response_sets.header_set(headers, added_id)
         correlator = self.server.correlator
         for template in self._templates(entry, _RESPONSE, code, logged_verdict, ex):
             latency, trace_id = correlator.response(ns, request_id)

@@ -63,6 +63,9 @@ def test_a_connections_memo_gives_what_header_set_gives() -> None:
     for headers in [*CASES, CASES[2], CASES[2], CASES[4], CASES[3], CASES[3], [], CASES[9]]:
         for added in ("proxy-1", "proxy-2"):
             assert memo.header_set(list(headers), added) == header_set(headers, added), (headers, added)
+        whole = [*headers, (b"X-Request-Id", b"proxy-3")]  # the proxy's own id at the end of the list
+        assert memo.header_set(whole) == header_set(whole), headers
+        assert memo.header_set(list(headers)) == header_set(headers), headers
     kept = [(b"Host", b"api")]
     memo.header_set(kept, "x")
     kept.append((b"Accept", b"*/*"))  # the caller's list changed after: the memo kept its own copy
