@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import threading
@@ -544,6 +545,9 @@ def whole_record(record: dict[str, Any] | LazyRecord) -> dict[str, Any]:
     return record.whole() if isinstance(record, LazyRecord) else record
 
 
+_ASSEMBLER_SERIALS = itertools.count(1)  # a module global: compiled, a class attribute would be per instance
+
+
 class RecordAssembler:
     """One access-log connection's lines -> records (see the module's docstring): dicts, and
     :class:`LazyRecord` for rows (:meth:`rows`, for lines starting ``[[``).
@@ -556,10 +560,8 @@ class RecordAssembler:
     (the node correlates the record itself).
     """
 
-    _serials = iter(range(1, 1 << 62))
-
     def __init__(self) -> None:
-        self.serial = next(self._serials)
+        self.serial = next(_ASSEMBLER_SERIALS)
         self.templates: dict[int, tuple[dict[str, Any], dict[str, Any], tuple[int, int]]] = {}
         self.header_sets: dict[int, dict[str, list[str]]] = {}
         self.bad = 0
@@ -620,9 +622,9 @@ class RecordAssembler:
                     self.key = key
                     return record
             elif len(value) == 3 and value[0] == "T" and type(value[1]) is int:
-                base = value[2]
-                if type(base) is dict and type(base.get("HTTP")) is dict:
-                    self.templates[value[1]] = (base, base["HTTP"], (self.serial, value[1]))
+                definition = value[2]  # (not ``base``: compiled, a variable keeps its first type)
+                if type(definition) is dict and type(definition.get("HTTP")) is dict:
+                    self.templates[value[1]] = (definition, definition["HTTP"], (self.serial, value[1]))
                     return None
             elif len(value) == 3 and value[0] == "H" and type(value[1]) is int and _is_header_map(value[2]):
                 self.header_sets[value[1]] = value[2]
