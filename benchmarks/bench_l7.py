@@ -262,6 +262,7 @@ def measure(
     haproxy_cpu: list[float] = []
     node_cpu: dict[str, list[float]] = {"direct": [], "proxy": [], "haproxy": []}
     flows = {"requests": 0.0, "sent": 0, "lost": 0, "published": 0, "seconds": 0.0}
+    compiled: set[bool] = set()  # how the proxy's modules were loaded (its stats say)
 
     def segments() -> int:  # every TCP segment of the three namespaces the paths cross
         return sum(tcp_segments(ns) for ns in namespaces)
@@ -284,6 +285,7 @@ def measure(
             results[key].append(run)
         lab.apply(policy(l7=True))
         before = lab.state()["proxy"]
+        compiled.add(bool(before.get("compiled")))
         pid = int(before["pid"])
         pin(pid, alone)
         cpu0, node_cpu0, t0 = cpu_seconds(pid), cpu_seconds(node_pid), time.monotonic()
@@ -300,7 +302,14 @@ def measure(
             flows[key] += int(after.get(key, 0)) - int(before.get(key, 0))
         run["p50_1"] = wrk(frontend["netns"], direct_url, LATENCY_SECONDS, 1, client)["p50"]
         results["proxy"].append(run)
-    return {"results": results, "cpu": cpu, "haproxy_cpu": haproxy_cpu, "node_cpu": node_cpu, "flows": flows}
+    return {
+        "results": results,
+        "cpu": cpu,
+        "haproxy_cpu": haproxy_cpu,
+        "node_cpu": node_cpu,
+        "flows": flows,
+        "compiled": compiled,
+    }
 
 
 def report(layout: str, m: dict, args: argparse.Namespace) -> None:
@@ -350,6 +359,8 @@ def report(layout: str, m: dict, args: argparse.Namespace) -> None:
         + f"; preemptions per request: our proxy {med['proxy']['preempted']:.2f}, "
         f"HAProxy {med['haproxy']['preempted']:.2f}"
     )
+    builds = {True: "compiled by mypyc (hubblepy/native.py)", False: "Python source (no fresh mypyc build)"}
+    print("our proxy ran from: " + " and ".join(builds[c] for c in sorted(m["compiled"], reverse=True)))
     expected = int(flows["requests"]) * 2
     rate = flows["published"] / flows["seconds"] if flows["seconds"] else 0.0
     zero = flows["published"] == flows["sent"] >= expected and not flows["lost"]

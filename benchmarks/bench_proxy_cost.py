@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import gc
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import callgrind  # noqa: E402
 from proxytools import FRONTEND_IP, SEED, SERVER_IP, state_document  # noqa: E402
 
+from hubblepy import native  # noqa: E402
 from hubblepy.proxy import accesslog, http  # noqa: E402
 from hubblepy.proxy.state import ProxyState, parse_state  # noqa: E402
 
@@ -158,16 +160,22 @@ def main() -> None:
     parser.add_argument("--instructions", action="store_true", help="also count instructions (valgrind)")
     parser.add_argument("--no-log", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cost-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import uvloop
 
     if args.quiet:  # one pass for --instructions
         uvloop.run(run(args.requests, 1, not args.no_log))
         return
+    if args.cost_only:  # the Python source's figure, for the comparison below
+        print(uvloop.run(run(args.requests, args.repeat, True))[0])
+        return
+    compiled = native.is_compiled(http)
     print(
         f"HTTP proxy, in-process: {CONNECTIONS} keep-alive connections, GET /api/v1/orders allowed by an "
         f"L7 rule, {args.requests} requests per pass, best of {args.repeat}; load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; the proxy's modules "
+        + ("compiled by mypyc" if compiled else f"from their Python source ({native.stale_reason()})")
     )
     results = {}
     for with_log in (True, False):
@@ -183,6 +191,16 @@ def main() -> None:
         print(line)
     share = 1 - results[False] / results[True]
     print(f"the L7 records' share of the proxy's Python cost: {share:.0%}")
+    if compiled:
+        env = dict(os.environ, HUBBLEPY_NATIVE="0")
+        cmd = [sys.executable, __file__, "--requests", str(args.requests), "--repeat", str(args.repeat)]
+        source = float(
+            subprocess.run([*cmd, "--cost-only"], env=env, capture_output=True, text=True, check=True).stdout
+        )
+        print(
+            f"from the Python source (HUBBLEPY_NATIVE=0): {source * 1e6:.2f} µs CPU/request with records; "
+            f"the mypyc build needs {source / results[True]:.2f}x less"
+        )
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 """Run one fuzz target under atheris: ``python fuzz/fuzz_one.py TARGET [libFuzzer flags] [CORPUS_DIR...]``.
 
 The project's modules are imported with atheris' coverage instrumentation, so the fuzzer is
-guided by the branches it reaches. Normally started by ``fuzz/run.py`` (``nox -s fuzz``).
+guided by the branches it reaches. Normally started by ``fuzz/run.py`` (``nox -s fuzz``). The HTTP
+proxy's modules run from their Python source here, not their mypyc build (atheris only sees Python
+code); the test suite replays the corpus through the compiled build.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import atheris
 
+os.environ["HUBBLEPY_NATIVE"] = "0"  # see above: read when hubblepy.proxy is imported
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

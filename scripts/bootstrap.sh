@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(python3 python3-venv python3-pip python3-bpfcc bpfcc-tools libbpfcc iproute2 jq
               linux-headers-amd64 curl procps util-linux gcc
+              python3-dev  # Python.h: the mypyc build of the HTTP proxy (below)
               golang-google-grpc-dev)  # grpc-go sources for the relay benchmark's upstream client
 # Plus the package of every program the tests, lab, demo and benchmarks call (one table, also
 # checked by tests/test_00_environment.py).
@@ -45,4 +46,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q --upgrade pip >/dev/null
     .venv/bin/pip install -q -e '.[dev]'
     touch "$stamp"
+fi
+
+# The HTTP proxy's hot modules compiled by mypyc into build/native (hubblepy/native.py); a process
+# loads them only while their sources are unchanged, so this rebuilds whenever they change.
+if ! .venv/bin/python -m hubblepy.native build --if-stale; then
+    echo "bootstrap: the mypyc build of the HTTP proxy failed (see above)" >&2
+    exit 1
 fi

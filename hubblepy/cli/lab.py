@@ -443,6 +443,8 @@ def _print_proxy(state: dict[str, Any]) -> None:
     if not proxy:
         return
     running = f"pid {proxy['pid']}" if proxy.get("running") else "DOWN (redirected connections are dropped)"
+    if proxy.get("running") and proxy.get("compiled"):
+        running += " (mypyc build)"
     typer.echo(
         f"L7 proxy: port {proxy['port']}, {running}, {proxy.get('restarts', 0)} restarts; "
         f"{proxy.get('requests', 0)} requests, {proxy.get('denied', 0)} denied; "

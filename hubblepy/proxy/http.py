@@ -1,6 +1,6 @@
 """The node's HTTP/1.1 L7 policy proxy: transparent, asyncio on uvloop, requests parsed by httptools (llhttp).
 
-``python -m hubblepy.proxy.http --listen 0.0.0.0:15001 --transparent --state FILE --access-log SOCK``
+``python -m hubblepy.proxy http --listen 0.0.0.0:15001 --transparent --state FILE --access-log SOCK``
 
 * **Transparent** (the lab, :mod:`.sockets`): the listening socket has IP_TRANSPARENT, so connections
   the datapath steers to it keep their original destination: ``getsockname()`` is the server the
@@ -47,6 +47,7 @@ from typing import Any, cast
 import httptools
 import orjson
 
+from hubblepy import native
 from hubblepy.parser.seven import Correlator
 from hubblepy.policy.l7 import Decision, Request
 from hubblepy.policy.model import EGRESS
@@ -1195,10 +1196,12 @@ async def serve(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
 
+    compiled = native.is_compiled(sys.modules[__name__])  # loaded from the mypyc build
+
     async def write_stats() -> None:
         while True:
             with contextlib.suppress(OSError):
-                write_state(args.stats, {"pid": os.getpid(), **counters()})
+                write_state(args.stats, {"pid": os.getpid(), "compiled": compiled, **counters()})
             await asyncio.sleep(1.0)
 
     stats_task = loop.create_task(write_stats()) if args.stats else None

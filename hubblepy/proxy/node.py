@@ -50,7 +50,8 @@ class NodeProxy:
         return [
             sys.executable,
             "-m",
-            "hubblepy.proxy.http",
+            "hubblepy.proxy",
+            "http",
             "--listen",
             f"0.0.0.0:{self.port}",
             "--transparent",

@@ -149,7 +149,8 @@ class Harness:
         args = [
             sys.executable,
             "-m",
-            "hubblepy.proxy.http",
+            "hubblepy.proxy",
+            "http",
             "--listen",
             f"127.0.0.1:{self.port}",
             "--upstream",

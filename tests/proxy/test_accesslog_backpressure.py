@@ -54,23 +54,34 @@ def test_congestion_pauses_client_connections_for_a_bounded_time(monkeypatch):
 
     async def run() -> list[bool]:
         server = http.ProxyServer(http.Options(), None, None)
-        seen: list[bool] = []
-
-        class Conn:
-            def pause(self, reason: str) -> None:
-                seen.append(True)
-
-            def resume(self, reason: str) -> None:
-                seen.append(False)
-
-        server.connections.add(Conn())  # type: ignore[arg-type]
+        transport = Transport()
+        http.ClientConnection(server).connection_made(transport)  # type: ignore[arg-type]
         server.congestion(True)
         assert server.log_congested
         await asyncio.sleep(0.2)  # the node never catches up: clients are read again
         assert not server.log_congested
-        return seen
+        return transport.reading
 
-    assert uvloop.run(run()) == [True, False]
+    assert uvloop.run(run()) == [False, True]
+
+
+class Transport:
+    """Stands in for a client's TCP transport: records pause_reading (False) and resume_reading (True)."""
+
+    def __init__(self) -> None:
+        self.reading: list[bool] = []
+
+    def set_write_buffer_limits(self, high: int) -> None:
+        pass
+
+    def get_extra_info(self, key: str):
+        return ("127.0.0.1", 1)
+
+    def pause_reading(self) -> None:
+        self.reading.append(False)
+
+    def resume_reading(self) -> None:
+        self.reading.append(True)
 
 
 @pytest.mark.parametrize("congested", [True, False])
@@ -79,17 +90,6 @@ def test_a_new_connection_starts_paused_only_while_the_log_is_congested(congeste
         server = http.ProxyServer(http.Options(), None, None)
         server.log_congested = congested
         conn = http.ClientConnection(server)
-
-        class Transport:
-            def set_write_buffer_limits(self, high: int) -> None:
-                pass
-
-            def get_extra_info(self, key: str):
-                return ("127.0.0.1", 1)
-
-            def pause_reading(self) -> None:
-                pass
-
         conn.connection_made(Transport())  # type: ignore[arg-type]
         return conn.paused
 

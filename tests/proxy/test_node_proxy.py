@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from hubblepy import native
 from hubblepy.policy import (
     CookieJar,
     Endpoint,
@@ -78,6 +79,9 @@ def test_update_writes_a_loadable_state_and_a_running_proxy_reloads_it(tmp_path)
         assert status["pid"] == proc.pid and status["running"]
         assert status["loaded_revision"] == 2
         assert {"requests", "denied", "sent", "lost"} <= status.keys()
+        # the node starts the proxy through its plain-Python launcher, so a fresh mypyc build is used
+        fresh_build = native.stale_reason() is None and os.environ.get("HUBBLEPY_NATIVE") != "0"
+        assert status["compiled"] is fresh_build
     finally:
         proc.terminate()
         proc.wait(5)
