@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,18 @@ def _probe(folder: Path, **env: str) -> str:
     return done.stdout.strip()
 
 
+def _linked_build(build: Path, folder: Path, edit: Callable[[dict], None]) -> Path:
+    """``folder``: links to the files of ``build`` and a copy of its manifest changed by ``edit``."""
+    folder.mkdir()
+    for item in build.iterdir():
+        if item.name != native.MANIFEST:
+            (folder / item.name).symlink_to(item)
+    manifest = json.loads((build / native.MANIFEST).read_text())
+    edit(manifest)
+    (folder / native.MANIFEST).write_text(json.dumps(manifest))
+    return folder
+
+
 @pytest.fixture(scope="module")
 def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("mypyc", reason="mypyc comes with mypy (the dev extra)")
@@ -44,28 +57,20 @@ def test_a_fresh_build_is_loaded_by_new_processes(build: Path) -> None:
 
 
 def test_a_changed_source_sends_the_whole_group_back_to_python(build: Path, tmp_path: Path) -> None:
-    changed = tmp_path / "changed"
-    changed.mkdir()
-    for item in build.iterdir():
-        if item.name != native.MANIFEST:
-            (changed / item.name).symlink_to(item)
-    manifest = json.loads((build / native.MANIFEST).read_text())
-    manifest["modules"]["hubblepy.proxy.accesslog"]["sha256"] = "0" * 64  # as if accesslog.py was edited
-    (changed / native.MANIFEST).write_text(json.dumps(manifest))
+    def as_if_accesslog_was_edited(manifest: dict) -> None:
+        manifest["modules"]["hubblepy.proxy.accesslog"]["sha256"] = "0" * 64
+
+    changed = _linked_build(build, tmp_path / "changed", as_if_accesslog_was_edited)
     reason = native.stale_reason(changed)
     assert reason is not None and "accesslog.py changed since the build" in reason
     assert _probe(changed) == "False False hubblepy.proxy.http"  # http alone would hold the old accesslog
 
 
 def test_a_build_for_another_interpreter_or_a_missing_file_is_not_used(build: Path, tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    for item in build.iterdir():
-        if item.name != native.MANIFEST:
-            (other / item.name).symlink_to(item)
-    manifest = json.loads((build / native.MANIFEST).read_text())
-    manifest["interpreter"] = "cpython-399 .cpython-399-x86_64-linux-gnu.so"
-    (other / native.MANIFEST).write_text(json.dumps(manifest))
+    def another_interpreter(manifest: dict) -> None:
+        manifest["interpreter"] = "cpython-399 .cpython-399-x86_64-linux-gnu.so"
+
+    other = _linked_build(build, tmp_path / "other", another_interpreter)
     assert "built for" in (native.stale_reason(other) or "")
     assert _probe(other) == "False False hubblepy.proxy.http"
 
