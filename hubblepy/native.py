@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 GROUP = ("hubblepy.proxy.http", "hubblepy.proxy.accesslog")
 GROUP_NAME = "hubblepy_proxy"  # the shared library is the top-level module ``hubblepy_proxy__mypyc``
@@ -60,30 +61,34 @@ def _interpreter() -> str:
 
 def stale_reason(folder: Path | None = None) -> str | None:
     """Why the build in ``folder`` would not be loaded, or None if it would."""
-    folder = folder or build_dir()
+    return _fresh_manifest(folder or build_dir())[1]
+
+
+def _fresh_manifest(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest of the build in ``folder`` if that build would be loaded, else why not."""
     try:
         manifest = json.loads((folder / MANIFEST).read_bytes())
     except FileNotFoundError:
-        return f"no build in {folder} (python -m hubblepy.native build)"
+        return None, f"no build in {folder} (python -m hubblepy.native build)"
     except (OSError, ValueError) as exc:
-        return f"unreadable manifest in {folder}: {exc}"
+        return None, f"unreadable manifest in {folder}: {exc}"
     if manifest.get("interpreter") != _interpreter():
-        return f"built for {manifest.get('interpreter')!r}, this is {_interpreter()!r}"
+        return None, f"built for {manifest.get('interpreter')!r}, this is {_interpreter()!r}"
     modules = manifest.get("modules", {})
     for module in GROUP:
         entry = modules.get(module)
         if entry is None:
-            return f"{module} is not in the build"
+            return None, f"{module} is not in the build"
         try:
             if _digest(source_path(module)) != entry["sha256"]:
-                return f"{source_path(module)} changed since the build"
+                return None, f"{source_path(module)} changed since the build"
         except OSError as exc:
-            return f"{module}: {exc}"
+            return None, f"{module}: {exc}"
         if not (folder / entry["file"]).is_file():
-            return f"{folder / entry['file']} is missing"
+            return None, f"{folder / entry['file']} is missing"
     if not (folder / manifest.get("shared", {}).get("file", "")).is_file():
-        return "the build's shared library is missing"
-    return None
+        return None, "the build's shared library is missing"
+    return manifest, None
 
 
 class _NativeFinder(importlib.abc.MetaPathFinder):
@@ -109,9 +114,9 @@ def install() -> bool:
     if any(isinstance(finder, _NativeFinder) for finder in sys.meta_path):
         return True
     folder = build_dir()
-    if stale_reason(folder) is not None:
+    manifest, _ = _fresh_manifest(folder)
+    if manifest is None:
         return False
-    manifest = json.loads((folder / MANIFEST).read_bytes())
     files = {name: folder / entry["file"] for name, entry in manifest["modules"].items()}
     files[manifest["shared"]["module"]] = folder / manifest["shared"]["file"]
     sys.meta_path.insert(0, _NativeFinder(files))

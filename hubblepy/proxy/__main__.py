@@ -1,4 +1,4 @@
-"""Starts one of the node's proxies: ``python -m hubblepy.proxy http|dns [options]``.
+"""Starts the node's HTTP proxy: ``python -m hubblepy.proxy http [options]``.
 
 The launcher is plain Python so that ``hubblepy.proxy.http`` may be loaded from its compiled build
 (:mod:`hubblepy.native`): ``python -m`` can only run a module that has Python code.
@@ -10,16 +10,12 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("http", "dns"):
-        print("usage: python -m hubblepy.proxy http|dns [options]", file=sys.stderr)
+    if not argv or argv[0] != "http":
+        print("usage: python -m hubblepy.proxy http [options]", file=sys.stderr)
         return 2
-    if argv[0] == "http":
-        from hubblepy.proxy import http
+    from hubblepy.proxy import http
 
-        return http.main(argv[1:])
-    from hubblepy.proxy import dns
-
-    return dns.main(argv[1:])
+    return http.main(argv[1:])
 
 
 if __name__ == "__main__":
