@@ -180,19 +180,11 @@ class Ring:
         n = len(cols)
         if not n:
             return
-        seq = self._next
-        if n > self.capacity:
-            skip = n - self.capacity
+        skip, runs, end = self._reserve(n)
+        if skip:
             cols = cols.take(slice(skip, None))
-            seq += skip
-            n = self.capacity
-        self._floor = max(self._floor, seq + n - self.capacity)
         self._batches = batch = (self._batches + 1) & 0xFFFFFFFF  # (the ring never holds 2**32 calls)
-        start = seq & self._mask
-        first = min(n, self._size - start)  # slots up to the end of the arrays, then from 0
-        for lo, hi, src in ((start, start + first, slice(0, first)), (0, n - first, slice(first, n))):
-            if hi <= lo:
-                continue
+        for lo, hi, src in runs:
             self.kind[lo:hi] = KIND_RAW
             self.time[lo:hi] = time_ns
             self.offset[lo:hi] = cols.offsets[src]
@@ -202,7 +194,7 @@ class Ring:
             self.snapshot[lo:hi] = snapshot
             self.batch[lo:hi] = batch
             self._objs[lo:hi] = [data] * (hi - lo)
-        self._next = seq + n
+        self._next = end
         self._wake()
 
     def write_records(self, kind: int, time_ns: int, payloads: Sequence[Any], snapshot: int) -> None:
@@ -210,24 +202,32 @@ class Ring:
         n = len(payloads)
         if not n:
             return
-        seq = self._next
-        if n > self.capacity:
-            skip = n - self.capacity
+        skip, runs, end = self._reserve(n)
+        if skip:
             payloads = payloads[skip:]
-            seq += skip
-            n = self.capacity
-        self._floor = max(self._floor, seq + n - self.capacity)
-        start = seq & self._mask
-        first = min(n, self._size - start)  # slots up to the end of the arrays, then from 0
-        for lo, hi, src in ((start, start + first, slice(0, first)), (0, n - first, slice(first, n))):
-            if hi <= lo:
-                continue
+        for lo, hi, src in runs:
             self.kind[lo:hi] = kind
             self.time[lo:hi] = time_ns
             self.snapshot[lo:hi] = snapshot
             self._objs[lo:hi] = payloads[src]
-        self._next = seq + n
+        self._next = end
         self._wake()
+
+    def _reserve(self, n: int) -> tuple[int, list[tuple[int, int, slice]], int]:
+        """Slots for ``n`` new entries of one write (past ``capacity`` only the last ``capacity`` are
+        kept): how many to skip, the runs of slots ``(lo, hi, slice of the kept entries)`` up to the
+        end of the arrays and then from 0, and the sequence number after the last one (``_next`` once
+        the slots are written). Raises ``_floor`` first: readers stop trusting the slots it gives."""
+        skip = max(0, n - self.capacity)
+        seq = self._next + skip
+        n -= skip
+        self._floor = max(self._floor, seq + n - self.capacity)
+        start = seq & self._mask
+        first = min(n, self._size - start)
+        runs = [(start, start + first, slice(0, first))]
+        if n > first:
+            runs.append((0, n - first, slice(first, n)))
+        return skip, runs, seq + n
 
     @contextlib.contextmanager
     def ingesting(self) -> Iterator[None]:
