@@ -9,6 +9,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,12 +187,10 @@ def _responses(frames: bytes) -> int:
     return n
 
 
-@pytest.mark.parametrize("templates", [False, True])
-def test_a_lapped_follower_resumes_a_quarter_ring_past_the_oldest(templates: bool) -> None:
-    """A follower the writer lapped gets one LostEvent for what it missed and what it skips, and goes
-    on a quarter of the ring past the oldest entry (from the oldest it would be lapped at once again)."""
+def _follower_past_ten(templates: bool) -> tuple[Observer, list[Any], Iterator[Any], threading.Event]:
+    """An observer of 63 slots holding 10 of 20 samples, the 20 samples, and a ``--follow`` reader of
+    every verdict (with flow templates, or decoding entries) that has read those 10; and its stop."""
     observer = _observer(_resolver(), capacity=63)
-    ring = observer.flows
     base = _base_samples()[:20]
     observer.publish_records(_batch(base[:10]), NOW)
     request = _filtered(["DROPPED", "FORWARDED", "AUDIT", "REDIRECTED"], follow=True, since=_stamp(NOW - 1))
@@ -199,15 +198,25 @@ def test_a_lapped_follower_resumes_a_quarter_ring_past_the_oldest(templates: boo
     columns = service.compile_request_column_filter(request)
     exact = service.compile_request_exact_filter(request) if templates else None
     frames = service.flow_templates(observer, predicate, columns, exact) if templates else None
+    assert frames is not None or not templates
     stop = threading.Event()
     items = service.select_entries(
-        ring, request, lambda: True, predicate, stop, False, columns, frames, exact
+        observer.flows, request, lambda: True, predicate, stop, False, columns, frames, exact
     )
     taken = 0
     while taken < 10:  # the first scan: the 10 entries written so far (as entries or framed runs)
         item = next(items)
         taken += _responses(item) if isinstance(item, bytes) else 1
     assert taken == 10
+    return observer, base, items, stop
+
+
+@pytest.mark.parametrize("templates", [False, True])
+def test_a_lapped_follower_resumes_a_quarter_ring_past_the_oldest(templates: bool) -> None:
+    """A follower the writer lapped gets one LostEvent for what it missed and what it skips, and goes
+    on a quarter of the ring past the oldest entry (from the oldest it would be lapped at once again)."""
+    observer, base, items, stop = _follower_past_ten(templates)
+    ring = observer.flows
     for i in range(10):
         observer.publish_records(_batch(base), NOW + 1 + i)  # 200 more: the follower is lapped
     resume = ring.oldest_seq + len(ring) // service.LAPPED_SKIP
@@ -298,24 +307,8 @@ def test_a_gathering_follower_lapped_while_it_waits_reports_the_loss(monkeypatch
     LostEvent and goes on a quarter of the ring past the oldest entry, as one lapped between scans."""
     monkeypatch.setattr(service, "COALESCE_SHARE", 1 << 30)  # gather after any scan
     monkeypatch.setattr(service, "COALESCE_S", 0.3)
-    observer = _observer(_resolver(), capacity=63)
+    observer, base, items, stop = _follower_past_ten(templates=True)
     ring = observer.flows
-    base = _base_samples()[:20]
-    observer.publish_records(_batch(base[:10]), NOW)
-    request = _filtered(["DROPPED", "FORWARDED", "AUDIT", "REDIRECTED"], follow=True, since=_stamp(NOW - 1))
-    predicate = service.compile_request_filters(request)
-    columns = service.compile_request_column_filter(request)
-    exact = service.compile_request_exact_filter(request)
-    frames = service.flow_templates(observer, predicate, columns, exact)
-    assert frames is not None
-    stop = threading.Event()
-    items = service.select_entries(
-        ring, request, lambda: True, predicate, stop, False, columns, frames, exact
-    )
-    taken = 0
-    while taken < 10:
-        item = next(items)
-        taken += _responses(item) if isinstance(item, bytes) else 1
     got: list[Any] = []
     waiting = threading.Thread(target=lambda: got.append(next(items)))  # caught up: it waits
     waiting.start()
