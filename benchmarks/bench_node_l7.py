@@ -176,16 +176,16 @@ def get_flows(observer: Observer) -> tuple[float, int, int]:
 def instructions(chunks: list[bytes], records: int, metrics: bool) -> int | None:
     """Instructions per record under callgrind: the difference of two run lengths (the intake of
     ``chunks`` once and three times; start-up and reading the file cancel out)."""
-    if not callgrind.available():
-        return None
-    counts = []
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "access-log"
         data.write_bytes(orjson.dumps([c.decode() for c in chunks]))
-        for times in (1, 3):
-            cmd = [sys.executable, __file__, "--input", str(data), "--times", str(times)]
-            counts.append(callgrind.instructions(cmd + (["--metrics"] if metrics else [])))
-    return (counts[1] - counts[0]) // (2 * records)
+
+        def cmd(times: int) -> list[str]:
+            return [sys.executable, __file__, "--input", str(data), "--times", str(times)] + (
+                ["--metrics"] if metrics else []
+            )
+
+        return callgrind.marginal(cmd, 1, 3, records)
 
 
 def main() -> None:

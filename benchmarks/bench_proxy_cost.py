@@ -142,13 +142,13 @@ async def run(requests: int, repeat: int, with_log: bool) -> tuple[float, int]:
 
 def instructions(requests: int, with_log: bool) -> int | None:
     """Instructions per request under callgrind: the difference of two run lengths."""
-    if not callgrind.available():
-        return None
-    counts = []
-    for n in (requests, 4 * requests):
-        cmd = [sys.executable, __file__, "--requests", str(n), "--repeat", "1", "--quiet"]
-        counts.append(callgrind.instructions(cmd + ([] if with_log else ["--no-log"])))
-    return (counts[1] - counts[0]) // (3 * requests)
+
+    def cmd(n: int) -> list[str]:
+        return [sys.executable, __file__, "--requests", str(n), "--repeat", "1", "--quiet"] + (
+            [] if with_log else ["--no-log"]
+        )
+
+    return callgrind.marginal(cmd, requests, 4 * requests)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,3 +36,13 @@ def instructions(cmd: list[str]) -> int:
             if line.startswith(("summary:", "totals:")):
                 return int(line.split()[1])
     raise RuntimeError(f"callgrind wrote no total for {cmd}")
+
+
+def marginal(cmd_for: Callable[[int], list[str]], small: int, large: int, units: int = 1) -> int | None:
+    """Instructions per unit of work: ``cmd_for(n)`` does ``n * units`` units, and the difference of
+    its runs at ``large`` and ``small`` leaves out what does not grow with ``n`` (start-up, reading
+    input). None without valgrind."""
+    if not available():
+        return None
+    counts = [instructions(cmd_for(n)) for n in (small, large)]
+    return (counts[1] - counts[0]) // ((large - small) * units)
